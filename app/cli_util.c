@@ -1,0 +1,55 @@
+/* Strict numeric parsing for command-line flags (see cli_util.h). */
+#include "cli_util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int cli_parse_int(const char *flag, const char *s, long long min, long long max, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno) {
+        fprintf(stderr, "leandiff: %s expects an integer, got '%s'\n", flag, s);
+        return 0;
+    }
+    if (v < min || v > max) {
+        fprintf(stderr, "leandiff: %s must be between %lld and %lld, got %lld\n", flag, min, max, v);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cli_parse_u64(const char *flag, const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    if (*s == '-') {
+        fprintf(stderr, "leandiff: %s expects a non-negative integer, got '%s'\n", flag, s);
+        return 0;
+    }
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || errno) {
+        fprintf(stderr, "leandiff: %s expects a non-negative integer, got '%s'\n", flag, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cli_parse_float(const char *flag, const char *s, double min, double max, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !isfinite(v)) {
+        fprintf(stderr, "leandiff: %s expects a number, got '%s'\n", flag, s);
+        return 0;
+    }
+    if (v < min || v > max) {
+        fprintf(stderr, "leandiff: %s must be between %g and %g, got %g\n", flag, min, max, v);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}

@@ -1,0 +1,9 @@
+/* Subcommands of the `leandiff` program. Each lives in its own app/cmd_*.c
+ * and is listed in the table in app/main.c. A command returns the process
+ * exit status: 0 success, 1 failure (message already on stderr), 2 usage. */
+#ifndef LD_APP_COMMANDS_H
+#define LD_APP_COMMANDS_H
+
+int cmd_inspect(int argc, char **argv);
+
+#endif

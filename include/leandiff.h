@@ -1,0 +1,138 @@
+/* leandiff: text-to-image inference for KOALA (distilled SDXL), Wuerstchen v2
+ * and Stable Cascade, on the CPU, from the Hugging Face checkpoints as released.
+ *
+ * The whole public API is on this page. Every call that can fail takes an
+ * ld_ctx and returns an ld_status; on failure ld_ctx_error() holds a message
+ * that names the problem (file, tensor, field, value). The library never exits
+ * or aborts on bad input.
+ *
+ *     ld_ctx *ctx = ld_ctx_new();
+ *     ld_pipeline_options opt = {.model_dir = "koala-lightning-700m"};
+ *     ld_pipeline *p;
+ *     if (ld_pipeline_open(ctx, &opt, &p) != LD_OK) fprintf(stderr, "%s\n", ld_ctx_error(ctx));
+ *     ld_gen_params gp; ld_gen_params_init(&gp);
+ *     gp.prompt = "a koala reading a newspaper";
+ *     ld_image img; ld_gen_info info;
+ *     if (ld_generate(ctx, p, &gp, &img, &info) == LD_OK) { ... img.pixels ...; ld_image_free(&img); }
+ *     ld_pipeline_free(p); ld_ctx_free(ctx);
+ */
+#ifndef LEANDIFF_H
+#define LEANDIFF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status and context ------------------------------------------------ */
+
+typedef enum {
+    LD_OK = 0,
+    LD_ERR_INVALID_ARGUMENT, /* a parameter value is out of range or malformed */
+    LD_ERR_IO,               /* a file cannot be opened, read or written */
+    LD_ERR_FORMAT,           /* file content is malformed (safetensors, JSON, PNG) */
+    LD_ERR_MODEL,            /* model folder, config and weights disagree */
+    LD_ERR_UNSUPPORTED,      /* valid input that leandiff does not handle */
+    LD_ERR_NOMEM,            /* an allocation failed */
+    LD_ERR_CANCELLED,        /* the progress callback asked to stop */
+    LD_ERR_INTERNAL          /* a bug: please report it */
+} ld_status;
+
+const char *ld_status_name(ld_status st);
+
+typedef struct ld_ctx ld_ctx;
+
+ld_ctx *ld_ctx_new(void);
+void ld_ctx_free(ld_ctx *ctx);
+/* Message of the most recent failure on this context ("" if none). */
+const char *ld_ctx_error(const ld_ctx *ctx);
+ld_status ld_ctx_status(const ld_ctx *ctx);
+void ld_ctx_clear_error(ld_ctx *ctx);
+
+typedef enum { LD_LOG_ERROR = 0, LD_LOG_WARN, LD_LOG_INFO, LD_LOG_DEBUG } ld_log_level;
+/* Process-wide logging to stderr (or the callback). Default level: WARN. */
+void ld_set_log_level(ld_log_level level);
+ld_log_level ld_get_log_level(void);
+typedef void (*ld_log_fn)(void *user, ld_log_level level, const char *message);
+void ld_set_log_callback(ld_log_fn fn, void *user);
+
+/* Compute threads for every hot loop (0 = number of cores). */
+void ld_set_threads(int n);
+int ld_get_threads(void);
+
+const char *ld_version(void);
+
+/* ---- pipelines --------------------------------------------------------- */
+
+typedef enum { LD_PRECISION_F32 = 0, LD_PRECISION_BF16 = 1 } ld_precision;
+
+typedef struct {
+    const char *model_dir;       /* diffusers folder: SDXL/KOALA pipeline, or a Wuerstchen / Cascade prior */
+    const char *decoder_dir;     /* Wuerstchen / Cascade decoder pipeline folder (NULL for KOALA) */
+    const char *variant;         /* "fp16", "bf16" or NULL: prefer <name>.<variant>.safetensors */
+    const char *prior_weights;   /* Stable Cascade single files (Stability naming), optional */
+    const char *decoder_weights;
+    const char *vqgan_weights;
+    ld_precision precision;
+    int vae_tiling;              /* -1 auto (tile above 512x512), 0 off, 1 on */
+} ld_pipeline_options;
+
+typedef struct ld_pipeline ld_pipeline;
+
+ld_status ld_pipeline_open(ld_ctx *ctx, const ld_pipeline_options *opt, ld_pipeline **out);
+void ld_pipeline_free(ld_pipeline *p);
+/* "sdxl" (KOALA and every SDXL-architecture model), "wuerstchen" or "stable-cascade". */
+const char *ld_pipeline_family(const ld_pipeline *p);
+/* Short model name for metadata (folder name). */
+const char *ld_pipeline_model_name(const ld_pipeline *p);
+
+/* Progress: called after each step of each stage ("text", "unet", "vae",
+ * "prior", "decoder", "vqgan"). Return nonzero to cancel (ld_generate then
+ * returns LD_ERR_CANCELLED). */
+typedef int (*ld_progress_fn)(void *user, const char *stage, int step, int total, double stage_seconds);
+
+typedef struct {
+    const char *prompt;
+    const char *negative_prompt;  /* NULL: none given (SDXL: zero uncond embeddings) */
+    int width, height;            /* 0: the model's default */
+    int steps;                    /* 0: default (Wuerstchen/Cascade: decoder steps) */
+    float cfg_scale;              /* < 0: default (Wuerstchen/Cascade: decoder guidance) */
+    int prior_steps;              /* Wuerstchen/Cascade prior; 0: default */
+    float prior_cfg_scale;        /* < 0: default */
+    const char *sampler;          /* "euler", "euler_a" (SDXL family); NULL: default */
+    uint64_t seed;
+    const char *replay_noise;     /* safetensors with the random inputs to use instead of the RNG */
+    const char *dump;             /* safetensors to write the intermediate tensors to */
+    ld_progress_fn progress;
+    void *progress_user;
+} ld_gen_params;
+
+void ld_gen_params_init(ld_gen_params *p);
+
+/* The values a generation actually used (defaults resolved). */
+typedef struct {
+    int width, height, steps, prior_steps;
+    float cfg_scale, prior_cfg_scale;
+    char sampler[32];
+    uint64_t seed;
+    char model[128];
+    char family[32];
+    double seconds;
+} ld_gen_info;
+
+typedef struct {
+    int width, height, channels; /* channels = 3, RGB, row-major HWC */
+    uint8_t *pixels;
+} ld_image;
+
+void ld_image_free(ld_image *img);
+
+ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params,
+                      ld_image *out, ld_gen_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,86 @@
+/* ld_pipeline_open / ld_generate: family dispatch by model_index.json. */
+#include "pipeline/pipeline.h"
+
+#include "io/fileio.h"
+#include "io/json.h"
+#include "io/model_folder.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ld_gen_params_init(ld_gen_params *p) {
+    memset(p, 0, sizeof *p);
+    p->prompt = "";
+    p->cfg_scale = -1.0f;
+    p->prior_cfg_scale = -1.0f;
+}
+
+void ld_image_free(ld_image *img) {
+    if (!img) return;
+    free(img->pixels);
+    img->pixels = NULL;
+}
+
+ld_status ld_pipeline_open(ld_ctx *ctx, const ld_pipeline_options *opt, ld_pipeline **out) {
+    *out = NULL;
+    if (!opt || !opt->model_dir) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "no model folder given");
+    json_t *index;
+    const char *cls;
+    LD_TRY(ld_model_index_load(ctx, opt->model_dir, &index, &cls));
+    const ld_pipeline_impl *impl = NULL;
+    for (int i = 0; ld_pipeline_registry[i] && !impl; i++)
+        for (int j = 0; ld_pipeline_registry[i]->class_names[j]; j++)
+            if (strcmp(ld_pipeline_registry[i]->class_names[j], cls) == 0) impl = ld_pipeline_registry[i];
+    if (!impl) {
+        ld_status st = ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s/model_index.json: pipeline class '%s' is not supported",
+                               opt->model_dir, cls);
+        json_decref(index);
+        return st;
+    }
+    ld_pipeline *p = calloc(1, sizeof *p);
+    if (!p) {
+        json_decref(index);
+        return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    }
+    p->impl = impl;
+    ld_path_basename(p->model_name, sizeof p->model_name, opt->model_dir);
+    ld_status st = impl->open(ctx, opt, index, &p->state);
+    json_decref(index);
+    if (st != LD_OK) {
+        free(p);
+        return st;
+    }
+    *out = p;
+    return LD_OK;
+}
+
+void ld_pipeline_free(ld_pipeline *p) {
+    if (!p) return;
+    p->impl->free(p->state);
+    free(p);
+}
+
+const char *ld_pipeline_family(const ld_pipeline *p) { return p->impl->family; }
+const char *ld_pipeline_model_name(const ld_pipeline *p) { return p->model_name; }
+
+ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, ld_image *out, ld_gen_info *info) {
+    memset(out, 0, sizeof *out);
+    ld_gen_info local;
+    if (!info) info = &local;
+    memset(info, 0, sizeof *info);
+    if (!params || !params->prompt) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "no prompt given");
+    if (params->width < 0 || params->height < 0 || params->width > 8192 || params->height > 8192)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "image size %dx%d is out of range (1..8192)", params->width,
+                       params->height);
+    if (params->steps < 0 || params->steps > 1000 || params->prior_steps < 0 || params->prior_steps > 1000)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "step count must be between 1 and 1000");
+    if (!isfinite(params->cfg_scale) || !isfinite(params->prior_cfg_scale) || params->cfg_scale > 100.0f ||
+        params->prior_cfg_scale > 100.0f)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "guidance scale must be a finite number up to 100");
+    snprintf(info->model, sizeof info->model, "%s", p->model_name);
+    snprintf(info->family, sizeof info->family, "%s", p->impl->family);
+    info->seed = params->seed;
+    return p->impl->generate(ctx, p->state, params, out, info);
+}

@@ -1,0 +1,6 @@
+/* The pipeline families compiled into libleandiff (see pipeline.h). */
+#include "pipeline/pipeline.h"
+
+const ld_pipeline_impl *const ld_pipeline_registry[] = {
+    NULL,
+};

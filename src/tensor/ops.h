@@ -1,0 +1,121 @@
+/* Neural-network ops shared by every model family. They know nothing of
+ * models: plain f32 activation pointers with explicit sizes (NCHW unless
+ * stated), weights as ld_tensor in their stored dtype (f32/f16/bf16).
+ *
+ * Conventions
+ *  - Every op splits its work over the OpenMP threads itself; call ops from
+ *    serial code. Results do not depend on the thread count.
+ *  - Ops do not allocate from the heap on the hot path except the bounded
+ *    per-thread scratch they document; they cannot fail (shapes are validated
+ *    when models are built).
+ *  - Output and input may alias only where a function says so.
+ *  - Each op has a portable C path; SIMD variants are picked at run time.
+ */
+#ifndef LD_TENSOR_OPS_H
+#define LD_TENSOR_OPS_H
+
+#include "tensor/gemm.h"
+#include "tensor/tensor.h"
+
+/* ---- elementwise (in place) ---- */
+void ld_silu(float *x, int64_t n);
+void ld_gelu_erf(float *x, int64_t n);   /* x * 0.5 * (1 + erf(x / sqrt 2)) */
+void ld_gelu_tanh(float *x, int64_t n);  /* PyTorch approximate="tanh" */
+void ld_quick_gelu(float *x, int64_t n); /* x * sigmoid(1.702 x) */
+void ld_sigmoid(float *x, int64_t n);
+void ld_leaky_relu(float *x, int64_t n, float slope);
+void ld_scale(float *x, int64_t n, float s);
+/* y = a + b; y may alias a or b. */
+void ld_add(float *y, const float *a, const float *b, int64_t n);
+/* x[b, c, :] += bias[c] for NCHW (bias length C). */
+void ld_add_channel_bias(float *x, int64_t B, int64_t C, int64_t HW, const float *bias);
+/* GEGLU: x is [rows, 2d]; y[r, i] = x[r, i] * gelu_erf(x[r, d + i]). y must not alias x. */
+void ld_geglu(float *y, const float *x, int64_t rows, int64_t d);
+
+/* ---- linear ---- */
+/* y[M, N] = x[M, K] w[N, K]^T + b[N]; K and N from w's shape. b may be NULL. */
+void ld_linear(float *y, const float *x, int64_t M, const ld_tensor *w, const ld_tensor *b);
+/* Same with row strides (elements) for y and x. */
+void ld_linear_strided(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, const ld_tensor *w,
+                       const ld_tensor *b);
+
+/* ---- convolution ---- */
+typedef struct {
+    int stride_h, stride_w;
+    int pad_h, pad_w;
+    int dilation_h, dilation_w;
+    int groups;
+    int replicate_pad; /* pad by repeating edge pixels instead of zeros */
+} ld_conv2d_params;
+
+/* stride 1, padding `pad`, dilation 1, 1 group, zero padding */
+ld_conv2d_params ld_conv2d_params_make(int stride, int pad);
+int64_t ld_conv2d_out_dim(int64_t in, int64_t kernel, int stride, int pad, int dilation);
+
+/* x [B, Cin, H, W], w [Cout, Cin/groups, kh, kw], b [Cout] or NULL ->
+ * y [B, Cout, Ho, Wo]. Implicit GEMM over bounded tiles: no full im2col. */
+void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+               const ld_tensor *b, const ld_conv2d_params *p);
+/* PyTorch ConvTranspose2d: x [B, Cin, H, W], w [Cin, Cout, kh, kw] (groups 1),
+ * Ho = (H-1)*stride - 2*pad + kh. */
+void ld_conv_transpose2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+                         const ld_tensor *b, int stride, int pad);
+
+/* ---- normalization (y may alias x) ---- */
+/* GroupNorm over NCHW, affine if gamma/beta are given. */
+void ld_group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, int64_t groups, float eps,
+                   const ld_tensor *gamma, const ld_tensor *beta);
+/* LayerNorm over the last dim of [rows, dim]; gamma/beta may be NULL (no affine). */
+void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float eps, const ld_tensor *gamma,
+                   const ld_tensor *beta);
+/* LayerNorm over the channels of NCHW at each pixel (Wuerstchen's LayerNorm2d). */
+void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps,
+                            const ld_tensor *gamma, const ld_tensor *beta);
+void ld_softmax_rows(float *x, int64_t rows, int64_t n);
+
+/* ---- attention ---- */
+typedef struct {
+    float scale;          /* usually 1/sqrt(D) */
+    int causal;           /* mask key j > query i */
+    const float *mask;    /* optional additive mask, (b,i,j) at mask[b*mask_b + i*mask_q + j] */
+    int64_t mask_b, mask_q; /* strides; 0 broadcasts */
+    const uint8_t *key_keep; /* optional [B, Lk]: 0 = padding key, never attended */
+} ld_attn_params;
+
+/* Multi-head scaled-dot-product attention.
+ * q: B x Lq rows of stride ldq; head h uses columns [h*D, (h+1)*D). Batch b
+ * starts at q + b*Lq*ldq. k, v: B x Lk rows (strides ldk, ldv). out: B x Lq
+ * rows of stride ldo. Blocked with an online softmax: the Lq x Lk score matrix
+ * is never materialized beyond one block per thread. A query whose keys are
+ * all masked gets zeros. */
+void ld_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
+                  int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, const ld_attn_params *p);
+
+/* ---- resampling and layout ---- */
+/* PyTorch F.interpolate(mode="nearest") to (Ho, Wo): src = floor(dst * in / out). */
+void ld_upsample_nearest(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo);
+/* F.interpolate(mode="bilinear", align_corners=True). */
+void ld_resize_bilinear_ac(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho,
+                           int64_t Wo);
+/* F.interpolate(mode="bicubic", antialias=True, align_corners=ac): PyTorch's
+ * separable AA resampler (cubic a = -0.5, support scaled when downsampling). */
+void ld_resize_bicubic_aa(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int64_t Ho,
+                          int64_t Wo, int align_corners);
+/* [B, C, H, W] -> [B, C/r^2, H*r, W*r] */
+void ld_pixel_shuffle(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int r);
+/* [B, C, H, W] -> [B, C*r^2, H/r, W/r] */
+void ld_pixel_unshuffle(float *y, const float *x, int64_t B, int64_t C, int64_t H, int64_t W, int r);
+/* y [B, Ca+Cb, HW] = cat(a [B, Ca, HW], b [B, Cb, HW]) along channels. */
+void ld_concat_channels(float *y, const float *a, int64_t Ca, const float *b, int64_t Cb, int64_t B, int64_t HW);
+/* [B, C, HW] <-> [B, HW, C] */
+void ld_nchw_to_nhwc(float *y, const float *x, int64_t B, int64_t C, int64_t HW);
+void ld_nhwc_to_nchw(float *y, const float *x, int64_t B, int64_t C, int64_t HW);
+
+/* ---- embeddings ---- */
+/* diffusers get_timestep_embedding: for each of n timesteps t, half = dim/2,
+ * freq_i = exp(-ln(max_period) * i / (half - shift)), arg = scale * t * freq_i,
+ * [sin, cos] (or [cos, sin] when flip_sin_to_cos); zero-padded if dim is odd. */
+void ld_timestep_embedding(float *y, const float *t, int64_t n, int dim, int flip_sin_to_cos, float shift,
+                           float scale, float max_period);
+
+#endif
