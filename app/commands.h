@@ -5,5 +5,6 @@
 #define LD_APP_COMMANDS_H
 
 int cmd_inspect(int argc, char **argv);
+int cmd_init_random(int argc, char **argv);
 
 #endif

@@ -11,6 +11,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"inspect", cmd_inspect, "print the metadata and tensors of a .safetensors file"},
+    {"init-random", cmd_init_random, "write a model component with random weights of the real shapes"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,15 @@
+/* The table of model component types (see model_registry.h). Model files
+ * define their ld_model_type and it is listed here. */
+#include "models/model_registry.h"
+
+#include <string.h>
+
+const ld_model_type *const ld_model_types[] = {
+    NULL,
+};
+
+const ld_model_type *ld_model_type_find(const char *class_name) {
+    for (int i = 0; ld_model_types[i]; i++)
+        if (strcmp(ld_model_types[i]->class_name, class_name) == 0) return ld_model_types[i];
+    return NULL;
+}
