@@ -30,6 +30,18 @@ static inline ld_mat ops_wmat(const ld_tensor *w, int64_t offset, int64_t rs, in
     return m;
 }
 
+/* A 1-D view of n elements of t starting at element `offset` (for per-group biases). */
+static inline ld_tensor ops_wslice(const ld_tensor *t, int64_t offset, int64_t n) {
+    ld_tensor v;
+    memset(&v, 0, sizeof v);
+    v.dtype = t->dtype;
+    v.ndim = 1;
+    v.shape[0] = n;
+    v.data = (char *)t->data + (size_t)offset * ld_dtype_size(t->dtype);
+    v.name = t->name;
+    return v;
+}
+
 static inline int64_t ops_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t ops_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
