@@ -42,6 +42,16 @@ static inline ld_tensor ops_wslice(const ld_tensor *t, int64_t offset, int64_t n
     return v;
 }
 
+/* The direct-loop convolution behind ld_conv2d's depthwise path; handles any
+ * parameters (tests run it on every case). */
+void ops_conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+                       const ld_tensor *bias, const ld_conv2d_params *p, int64_t Ho, int64_t Wo);
+
+/* ld_conv_transpose2d's fallback scatter loop; y must already hold the bias
+ * (or zeros). */
+void ops_conv_transpose2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                                 const ld_tensor *w, int stride, int pad, int64_t Ho, int64_t Wo);
+
 /* ---- attention internals (ops_attention*.c) ---- */
 #define ATTN_BQ 64 /* queries per work item (multiple of 4) */
 #define ATTN_BK 64 /* keys per block */
