@@ -39,12 +39,12 @@ void ld_sigmoid(float *x, int64_t n) {
 }
 
 void ld_leaky_relu(float *x, int64_t n, float slope) {
-    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : x[i] * slope;
 }
 
 void ld_scale(float *x, int64_t n, float s) {
-    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) x[i] *= s;
 }
 
@@ -58,6 +58,7 @@ void ld_add_channel_bias(float *x, int64_t B, int64_t C, int64_t HW, const float
     for (int64_t bc = 0; bc < B * C; bc++) {
         float v = bias[bc % C];
         float *p = x + bc * HW;
+        #pragma omp simd
         for (int64_t i = 0; i < HW; i++) p[i] += v;
     }
 }
