@@ -1,4 +1,7 @@
-/* Helpers shared by the ops_*.c files (not a public header).
+/* Internals shared by the ops_*.c files (not a public header): weight
+ * access helpers, the SIMD kernel entry points of ops_act_*.c and
+ * ops_attention_*.c, and the direct convolution loops (which the tests also
+ * call to check them on every case).
  *
  *     float g = ops_wget(gamma, c);   // element c of an f32/f16/bf16 weight
  *
