@@ -8,29 +8,36 @@
 #include <math.h>
 
 /* sum of x[i] and sum of (x[i] - mean)^2 in double, in 8 independent
- * partial sums (fixed order, so deterministic) to break the add chain. */
+ * partial sums (fixed order, so deterministic) to break the add chain. The
+ * partial sums are a vector of 8 doubles so they stay in registers. */
+typedef double v8d __attribute__((vector_size(64)));
+
+static double v8d_total(v8d a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
+
 static double sum_f64(const float *x, int64_t n) {
-    double acc[8] = {0};
+    v8d acc = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int t = 0; t < 8; t++) acc[t] += x[i + t];
+    for (; i + 8 <= n; i += 8) {
+        v8d v = {x[i], x[i + 1], x[i + 2], x[i + 3], x[i + 4], x[i + 5], x[i + 6], x[i + 7]};
+        acc += v;
+    }
     for (; i < n; i++) acc[i % 8] += x[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    return v8d_total(acc);
 }
 
 static double sumsq_dev_f64(const float *x, int64_t n, double mean) {
-    double acc[8] = {0};
+    v8d acc = {0};
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int t = 0; t < 8; t++) {
-            double d = x[i + t] - mean;
-            acc[t] += d * d;
-        }
+    for (; i + 8 <= n; i += 8) {
+        v8d v = {x[i], x[i + 1], x[i + 2], x[i + 3], x[i + 4], x[i + 5], x[i + 6], x[i + 7]};
+        v -= mean;
+        acc += v * v;
+    }
     for (; i < n; i++) {
         double d = x[i] - mean;
         acc[i % 8] += d * d;
     }
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    return v8d_total(acc);
 }
 
 /* Pixels handled together by ld_layer_norm_channels (bounded stack scratch). */
