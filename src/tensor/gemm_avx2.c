@@ -51,7 +51,7 @@ static void convert_avx2(float *dst, const void *src, ld_dtype dt, int64_t offse
 }
 
 static const ld_gemm_kernel k_f32 = {
-    .name = "avx2-f32 6x16", .mr = MR, .nr = 8 * NV, .mc = 120, .kc = 256, .nc = 1024,
+    .name = "avx2-f32 6x16", .mr = MR, .nr = 8 * NV, .mc = 120, .kc = 256, .nc = 512,
     .bf16 = 0, .micro = micro_f32_6x16, .convert = convert_avx2,
 };
 
