@@ -10,6 +10,8 @@
  * rounding), and 2^-7 * scale against the f32 reference.
  */
 #include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "base/cpu.h"
 #include "tensor/gemm.h"
@@ -271,8 +273,48 @@ static void check_cpu(void) {
            ld_cpu_level_name(ci->best), ci->avx512bf16, g);
 }
 
-int main(void) {
+/* LEANDIFF_CPU really selects the path: re-run this program with it set and
+ * "--print-level"; the child prints the level and kernel it ended up with. */
+static void check_env_override(void) {
+    const ld_cpu_info *ci = ld_cpu_info_get();
+    const char *names[] = {"portable", "avx2", "avx512", "bogus"};
+    for (int i = 0; i < 4; i++) {
+        int fds[2];
+        if (pipe(fds) != 0) return;
+        pid_t pid = fork();
+        if (pid == 0) {
+            dup2(fds[1], 1);
+            close(fds[0]);
+            setenv("LEANDIFF_CPU", names[i], 1);
+            execl("/proc/self/exe", "test_gemm", "--print-level", (char *)NULL);
+            _exit(127);
+        }
+        close(fds[1]);
+        char buf[128] = {0};
+        ssize_t got = 0, r;
+        while (got < (ssize_t)sizeof buf - 1 && (r = read(fds[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0) got += r;
+        close(fds[0]);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        ld_cpu_level_t want = ci->best;
+        if (i < 3) {
+            ld_cpu_parse_level(names[i], &want);
+            if (want > ci->best) want = ci->best;
+        }
+        char expect[32];
+        snprintf(expect, sizeof expect, "level %s", ld_cpu_level_name(want));
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0 && strncmp(buf, expect, strlen(expect)) == 0,
+              "LEANDIFF_CPU=%s: child said '%s', expected '%s'", names[i], buf, expect);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--print-level") == 0) {
+        printf("level %s kernel %s\n", ld_cpu_level_name(ld_cpu_level()), ld_gemm_kernel_name());
+        return 0;
+    }
     check_cpu();
+    check_env_override();
     add_path("portable", LD_CPU_PORTABLE, LD_PRECISION_F32);
     add_path("avx2", LD_CPU_AVX2, LD_PRECISION_F32);
     add_path("avx512", LD_CPU_AVX512, LD_PRECISION_F32);
