@@ -187,6 +187,7 @@ static int hex_val(uint32_t c) {
 /* One pass of html.unescape: the regex
  * &(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?) and its replacement. */
 static int html_unescape(const uint32_t *in, size_t n, cpbuf *out) {
+    if (!cp_reserve(out, n + 1)) return 0; /* never NULL, even for empty text */
     size_t i = 0;
     while (i < n) {
         if (in[i] != '&') {
