@@ -1,5 +1,5 @@
-/* CLIP text encoders against the reference cases (cases/<model>/ text encoder
- * .safetensors: every output key present, with the attention_mask when the
+/* CLIP text encoders against the reference cases (every text encoder file
+ * under cases/: every output key present, with the attention_mask when the
  * case has one), hidden_states indexing, the registry/init-random path on a
  * random-weight model checked against a plain naive forward written here,
  * and the error paths (bad config, wrong weights, bad ids / indices). */
@@ -120,10 +120,11 @@ static void naive_linear(ld_weights *ws, const char *pfx, const float *x, float 
     char wn[256], bn[256];
     snprintf(wn, sizeof wn, "%s.weight", pfx);
     snprintf(bn, sizeof bn, "%s.bias", pfx);
+    const ld_tensor *w = ld_weights_find(ws, wn), *b = bias ? ld_weights_find(ws, bn) : NULL;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < out; o++) {
-            double s = bias ? wget(ws, bn, o) : 0;
-            for (int64_t i = 0; i < in; i++) s += (double)x[r * in + i] * wget(ws, wn, o * in + i);
+            double s = b ? ld_tensor_get_f32(b, o) : 0;
+            for (int64_t i = 0; i < in; i++) s += (double)x[r * in + i] * ld_tensor_get_f32(w, o * in + i);
             y[r * out + o] = (float)s;
         }
 }
@@ -132,6 +133,7 @@ static void naive_ln(ld_weights *ws, const char *pfx, const float *x, float *y, 
     char wn[256], bn[256];
     snprintf(wn, sizeof wn, "%s.weight", pfx);
     snprintf(bn, sizeof bn, "%s.bias", pfx);
+    const ld_tensor *w = ld_weights_find(ws, wn), *b = ld_weights_find(ws, bn);
     for (int64_t r = 0; r < rows; r++) {
         double mu = 0, var = 0;
         for (int64_t i = 0; i < D; i++) mu += x[r * D + i];
@@ -139,7 +141,8 @@ static void naive_ln(ld_weights *ws, const char *pfx, const float *x, float *y, 
         for (int64_t i = 0; i < D; i++) var += (x[r * D + i] - mu) * (x[r * D + i] - mu);
         var /= D;
         for (int64_t i = 0; i < D; i++)
-            y[r * D + i] = (float)((x[r * D + i] - mu) / sqrt(var + 1e-5) * wget(ws, wn, i) + wget(ws, bn, i));
+            y[r * D + i] = (float)((x[r * D + i] - mu) / sqrt(var + 1e-5) * ld_tensor_get_f32(w, i) +
+                                   ld_tensor_get_f32(b, i));
     }
 }
 
