@@ -191,26 +191,38 @@ static void check_bad_input(ld_ctx *ctx, const ld_clip_tokenizer *tok) {
     CHECK(ids[31] == LD_CLIP_EOS && mask[31] == 1 && mask[32] == 0, "specials: mask");
 }
 
+/* Prints the best of several runs (the machine is shared; the minimum is the
+ * least disturbed measurement). */
 static void check_timing(ld_ctx *ctx, const char *dir) {
-    double t0 = now();
+    double best_load = 1e9;
     ld_clip_tokenizer *tok = NULL;
-    CHECK(ld_clip_tokenizer_load(ctx, dir, &tok) == LD_OK, "%s", ld_ctx_error(ctx));
-    double t1 = now();
+    for (int r = 0; r < 5; r++) {
+        ld_clip_tokenizer_free(tok);
+        tok = NULL;
+        double t0 = now();
+        CHECK(ld_clip_tokenizer_load(ctx, dir, &tok) == LD_OK, "%s", ld_ctx_error(ctx));
+        double t1 = now();
+        if (t1 - t0 < best_load) best_load = t1 - t0;
+    }
     if (!tok) return;
     const char *prompt =
         "a highly detailed oil painting of a koala wearing a tiny crown, sitting on a eucalyptus branch at "
         "sunset, dramatic lighting, volumetric fog, intricate fur texture, by a renaissance master, trending "
         "on artstation, 8k, sharp focus, golden hour, bokeh background, masterpiece quality, soft shadows and "
-        "warm colors";
+        "warm colors, wide angle lens, award winning photograph, cinematic composition, ultra realistic";
     int64_t ids[LD_CLIP_CONTEXT];
     size_t n;
-    CHECK(ld_clip_bpe(ctx, tok, prompt, strlen(prompt), NULL, 0, &n) == LD_OK && n >= 60, "timing prompt: %zu", n);
-    int reps = 200;
-    double t2 = now();
-    for (int r = 0; r < reps; r++) ld_clip_tokenize(ctx, tok, prompt, ids, NULL);
-    double t3 = now();
-    printf("vocab load %.1f ms; %zu-token prompt %.1f us per tokenize\n", (t1 - t0) * 1e3, n,
-           (t3 - t2) / reps * 1e6);
+    CHECK(ld_clip_bpe(ctx, tok, prompt, strlen(prompt), NULL, 0, &n) == LD_OK && n >= 75, "timing prompt: %zu", n);
+    double best = 1e9;
+    for (int k = 0; k < 5; k++) {
+        int reps = 100;
+        double t2 = now();
+        for (int r = 0; r < reps; r++) ld_clip_tokenize(ctx, tok, prompt, ids, NULL);
+        double t3 = now();
+        if ((t3 - t2) / reps < best) best = (t3 - t2) / reps;
+    }
+    printf("vocab load %.1f ms (best of 5); %zu-token prompt (75 kept) %.1f us per tokenize (best of 5 x 100)\n",
+           best_load * 1e3, n, best * 1e6);
     ld_clip_tokenizer_free(tok);
 }
 
