@@ -253,6 +253,37 @@ static void check_load_errors(ld_ctx *ctx, const char *td) {
         CHECK(ld_clip_bpe(ctx, tok, "in", 2, ids, 4, &n) == LD_OK && n == 2, "two-merge tokenizer: n=%zu", n);
         ld_clip_tokenizer_free(tok);
     }
+    /* a small hand-written vocabulary with JSON escapes (\u, surrogate pair, \/) */
+    snprintf(path, sizeof path, "%s/merges.txt", tmp);
+    FILE *f = fopen(path, "w");
+    fputs("#version: 0.2\ni n</w>\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/vocab.json", tmp);
+    f = fopen(path, "w");
+    fprintf(f, "{ \"\\u003c|startoftext|>\": 5, \"<|endoftext|\\u003e\" :6,\"i\":0,\"n\":1,\n"
+               "\"i\\u006e</w>\": 2, \"\\ud83d\\udc28\": 3, \"a\\/b\": 4 }\n");
+    fclose(f);
+    CHECK(ld_clip_tokenizer_load(ctx, tmp, &tok) == LD_OK, "escaped vocab: %s", ld_ctx_error(ctx));
+    if (tok) {
+        int64_t ids[LD_CLIP_CONTEXT];
+        CHECK(ld_clip_tokenizer_vocab_size(tok) == 7, "escaped vocab size");
+        CHECK(ld_clip_tokenize(ctx, tok, "in", ids, NULL) == LD_OK && ids[0] == 5 && ids[1] == 2 && ids[2] == 6 &&
+                  ids[3] == 6,
+              "escaped vocab: %lld %lld %lld", (long long)ids[0], (long long)ids[1], (long long)ids[2]);
+        ld_clip_tokenizer_free(tok);
+    }
+    static const char *const bad_vocab[] = {
+        "{\"a\": 1, \"a\": 2}", "{\"a\": 1.5}", "{\"a\": 1", "{\"a\": -1}", "{\"\\ud800\": 1}",
+        "{\"a\": 1} x", "{\"a\" 1}", "{\"\\u0000\": 1}", "{\"a\": 99999999999}", "{\"a\\q\": 1}",
+    };
+    for (size_t i = 0; i < sizeof bad_vocab / sizeof bad_vocab[0]; i++) {
+        f = fopen(path, "w");
+        fputs(bad_vocab[i], f);
+        fclose(f);
+        tok = (ld_clip_tokenizer *)1;
+        CHECK(ld_clip_tokenizer_load(ctx, tmp, &tok) == LD_ERR_FORMAT && tok == NULL && strstr(ld_ctx_error(ctx), "vocab.json"),
+              "bad vocab %s: %s", bad_vocab[i], ld_ctx_error(ctx));
+    }
     /* vocab.json not an object */
     snprintf(cmd, sizeof cmd, "printf '[1,2]' > %s/vocab.json", tmp);
     CHECK(system(cmd) == 0, "setup");
