@@ -133,6 +133,14 @@ static void check_cleaning(ld_ctx *ctx) {
     check_clean(ctx, "\xce\xa3\xce\x91", "\xcf\x83\xce\xb1");
     check_clean(ctx, "\xc4\xb0", "i\xcc\x87");                    /* U+0130 -> i + U+0307 */
     check_clean(ctx, "", "");
+    /* NFC reorders combining marks before composing: U+1F88 U+0301 -> U+1F8C, lower -> U+1F84 */
+    check_clean(ctx, "\xe1\xbe\x88\xcc\x81", "\xe1\xbe\x84");
+    /* a NUL inside an entity-name run is not part of the name: "&amp\0b" -> "&\0b" */
+    char *got = NULL;
+    size_t n = 0;
+    CHECK(ld_clip_clean_utf8(ctx, "a&amp\0b", 7, &got, &n) == LD_OK && n == 4 && !memcmp(got, "a&\0b", 4),
+          "NUL after an entity: %zu bytes", n);
+    free(got);
 }
 
 static void check_bad_input(ld_ctx *ctx, const ld_clip_tokenizer *tok) {
