@@ -288,6 +288,49 @@ static ld_status vocab_token_id(ld_ctx *ctx, const ld_clip_tokenizer *t, const c
 
 static int is_space_ascii(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 
+/* merges.txt lines after the header, [lo, hi) of the stripped file: rank r
+ * is "left right" on line r + 2. */
+static ld_status parse_merges(ld_ctx *ctx, const char *path, const char *merges, size_t lo, size_t hi, int64_t nm,
+                              ld_clip_tokenizer *t) {
+    size_t p = lo;
+    while (p < hi && merges[p] != '\n') p++; /* skip the header line */
+    for (int64_t r = 0; r < nm; r++) {
+        size_t a = ++p;
+        while (p < hi && merges[p] != '\n') p++;
+        /* the line [a, p): exactly two whitespace-separated symbols */
+        const char *part[3];
+        size_t plen[3];
+        int np = 0;
+        for (size_t i = a; i < p;) {
+            while (i < p && is_space_ascii(merges[i])) i++;
+            if (i >= p) break;
+            size_t b = i;
+            while (i < p && !is_space_ascii(merges[i])) i++;
+            if (np < 3) {
+                part[np] = merges + b;
+                plen[np] = i - b;
+            }
+            np++;
+        }
+        if (np != 2)
+            return ld_fail(ctx, LD_ERR_FORMAT, "%s: line %lld must hold two symbols, found %d", path,
+                           (long long)r + 2, np);
+        if (memchr(part[0], 0, plen[0]) || memchr(part[1], 0, plen[1]))
+            return ld_fail(ctx, LD_ERR_FORMAT, "%s: line %lld contains a NUL byte", path, (long long)r + 2);
+        char joined[1024];
+        if (plen[0] + plen[1] >= sizeof joined)
+            return ld_fail(ctx, LD_ERR_FORMAT, "%s: line %lld: symbols too long", path, (long long)r + 2);
+        memcpy(joined, part[0], plen[0]);
+        memcpy(joined + plen[0], part[1], plen[1]);
+        int32_t left = sym_intern(t, part[0], plen[0]);
+        int32_t right = sym_intern(t, part[1], plen[1]);
+        int32_t res = sym_intern(t, joined, plen[0] + plen[1]);
+        if (left < 0 || right < 0 || res < 0) return ld_fail(ctx, LD_ERR_NOMEM, "%s: out of memory", path);
+        merge_add(t, left, right, res, (int32_t)r);
+    }
+    return LD_OK;
+}
+
 static ld_status load(ld_ctx *ctx, const char *dir, ld_clip_tokenizer *t, char *merges, size_t merges_len) {
     char path[4096];
     /* merges.txt: strip the file, skip the first (#version) line, take up to CLIP_MAX_MERGES lines */
@@ -331,42 +374,7 @@ static ld_status load(ld_ctx *ctx, const char *dir, ld_clip_tokenizer *t, char *
     LD_TRY(st);
 
     LD_TRY(ld_path_join(ctx, path, sizeof path, dir, "merges.txt"));
-    size_t p = lo;
-    while (p < hi && merges[p] != '\n') p++; /* skip the header line */
-    for (int64_t r = 0; r < nm; r++) {
-        size_t a = ++p;
-        while (p < hi && merges[p] != '\n') p++;
-        /* the line [a, p): exactly two whitespace-separated symbols */
-        const char *part[3];
-        size_t plen[3];
-        int np = 0;
-        for (size_t i = a; i < p;) {
-            while (i < p && is_space_ascii(merges[i])) i++;
-            if (i >= p) break;
-            size_t b = i;
-            while (i < p && !is_space_ascii(merges[i])) i++;
-            if (np < 3) {
-                part[np] = merges + b;
-                plen[np] = i - b;
-            }
-            np++;
-        }
-        if (np != 2)
-            return ld_fail(ctx, LD_ERR_FORMAT, "%s: line %lld must hold two symbols, found %d", path,
-                           (long long)r + 2, np);
-        if (memchr(part[0], 0, plen[0]) || memchr(part[1], 0, plen[1]))
-            return ld_fail(ctx, LD_ERR_FORMAT, "%s: line %lld contains a NUL byte", path, (long long)r + 2);
-        char joined[1024];
-        if (plen[0] + plen[1] >= sizeof joined)
-            return ld_fail(ctx, LD_ERR_FORMAT, "%s: line %lld: symbols too long", path, (long long)r + 2);
-        memcpy(joined, part[0], plen[0]);
-        memcpy(joined + plen[0], part[1], plen[1]);
-        int32_t left = sym_intern(t, part[0], plen[0]);
-        int32_t right = sym_intern(t, part[1], plen[1]);
-        int32_t res = sym_intern(t, joined, plen[0] + plen[1]);
-        if (left < 0 || right < 0 || res < 0) return ld_fail(ctx, LD_ERR_NOMEM, "%s: out of memory", path);
-        merge_add(t, left, right, res, (int32_t)r);
-    }
+    LD_TRY(parse_merges(ctx, path, merges, lo, hi, nm, t));
 
     for (int b = 0; b < 256; b++) {
         unsigned char u[8];
