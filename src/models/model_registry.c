@@ -2,9 +2,14 @@
  * define their ld_model_type and it is listed here. */
 #include "models/model_registry.h"
 
+#include "models/autoencoder_kl.h"
+#include "models/unet2d.h"
+
 #include <string.h>
 
 const ld_model_type *const ld_model_types[] = {
+    &ld_unet2d_model_type,
+    &ld_vae_model_type,
     NULL,
 };
 
