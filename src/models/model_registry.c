@@ -1,10 +1,12 @@
 /* The table of model component types (see model_registry.h). Model files
  * define their ld_model_type and it is listed here. */
 #include "models/model_registry.h"
+#include "models/stable_cascade_unet.h"
 
 #include <string.h>
 
 const ld_model_type *const ld_model_types[] = {
+    &ld_model_type_stable_cascade_unet,
     NULL,
 };
 
