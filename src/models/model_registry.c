@@ -2,9 +2,16 @@
  * define their ld_model_type and it is listed here. */
 #include "models/model_registry.h"
 
+#include "models/paella_vq.h"
+#include "models/wuerstchen_diffnext.h"
+#include "models/wuerstchen_prior.h"
+
 #include <string.h>
 
 const ld_model_type *const ld_model_types[] = {
+    &ld_model_wuerstchen_prior,
+    &ld_model_wuerstchen_diffnext,
+    &ld_model_paella_vq,
     NULL,
 };
 
