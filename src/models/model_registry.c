@@ -8,7 +8,11 @@
 
 #include <string.h>
 
+extern const ld_model_type ld_model_clip_text, ld_model_clip_text_proj; /* text/clip_text.c */
+
 const ld_model_type *const ld_model_types[] = {
+    &ld_model_clip_text,
+    &ld_model_clip_text_proj,
     &ld_model_wuerstchen_prior,
     &ld_model_wuerstchen_diffnext,
     &ld_model_paella_vq,
