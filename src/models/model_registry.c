@@ -3,9 +3,20 @@
 #include "models/model_registry.h"
 #include "models/stable_cascade_unet.h"
 
+#include "models/paella_vq.h"
+#include "models/wuerstchen_diffnext.h"
+#include "models/wuerstchen_prior.h"
+
 #include <string.h>
 
+extern const ld_model_type ld_model_clip_text, ld_model_clip_text_proj; /* text/clip_text.c */
+
 const ld_model_type *const ld_model_types[] = {
+    &ld_model_clip_text,
+    &ld_model_clip_text_proj,
+    &ld_model_wuerstchen_prior,
+    &ld_model_wuerstchen_diffnext,
+    &ld_model_paella_vq,
     &ld_model_type_stable_cascade_unet,
     NULL,
 };

@@ -14,10 +14,11 @@
 #include <stdlib.h>
 
 #define ATTN_KERNEL attn_block_portable
-#define ATTN_MAC(a, b, c) ((a) * (b) + (c))
+#define ATTN_VBYTES 16
+#define ATTN_BCAST(x) ((vf){(x), (x), (x), (x)})
+#define ATTN_VMAC(a, b, c) ((a) * (b) + (c))
+#define ATTN_SMAC(a, b, c) ((a) * (b) + (c))
 #include "tensor/ops_attention_kernel.h"
-#undef ATTN_KERNEL
-#undef ATTN_MAC
 
 typedef void (*attn_kernel_fn)(float *restrict, int64_t, const float *restrict, int64_t, const float *restrict,
                                int64_t, const float *restrict, int64_t, int64_t, int64_t, int64_t, int64_t,
