@@ -17,7 +17,7 @@ const ld_model_type *const ld_model_types[] = {
     &ld_model_wuerstchen_prior,
     &ld_model_wuerstchen_diffnext,
     &ld_model_paella_vq,
-    &ld_model_type_stable_cascade_unet,
+    &ld_model_stable_cascade_unet,
     NULL,
 };
 

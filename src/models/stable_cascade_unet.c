@@ -195,7 +195,7 @@ static ld_status record(ld_ctx *ctx, const char *where, const json_t *config, ld
     return LD_OK;
 }
 
-const ld_model_type ld_model_type_stable_cascade_unet = {
+const ld_model_type ld_model_stable_cascade_unet = {
     .class_name = "StableCascadeUNet",
     .weights_file = "diffusion_pytorch_model.safetensors",
     .record = record,

@@ -92,6 +92,6 @@ typedef struct {
  * conditioning). */
 ld_status ld_sc_unet_forward(ld_ctx *ctx, const ld_sc_unet *m, const ld_sc_inputs *in, float *out);
 
-extern const ld_model_type ld_model_type_stable_cascade_unet;
+extern const ld_model_type ld_model_stable_cascade_unet;
 
 #endif
