@@ -193,7 +193,7 @@ static int write_stability(ld_ctx *ctx, const char *src_path, const char *dst_pa
             /* Wq; Wk; Wv stacked on dim 0 */
             const char *kind = ends(name, "weight") ? "weight" : "bias";
             at[strlen(".attention.")] = 0;
-            char kn[512], vn[512], out[600];
+            char kn[600], vn[600], out[600];
             snprintf(kn, sizeof kn, "%sto_k.%s", name, kind);
             snprintf(vn, sizeof vn, "%sto_v.%s", name, kind);
             const ld_tensor *k = ld_safetensors_find(src, kn), *v = ld_safetensors_find(src, vn);
