@@ -4,6 +4,8 @@
  * Stability-named single files written here (q/k/v packed into in_proj, as
  * stage_b/stage_c/stage_a.safetensors store them); and the error paths. */
 #include "io/safetensors.h"
+#include "io/weights.h"
+#include "models/stability_names.h"
 #include "leandiff.h"
 #include "test_util.h"
 
@@ -253,6 +255,20 @@ static void stability_files(ld_ctx *ctx, const char *td, const ld_image *want) {
                   !ld_safetensors_find(st, "down_blocks.2.2.attention.to_q.weight"),
               "stage_b naming");
         ld_safetensors_close(st);
+    }
+    /* the aliases are views into the packed tensor, not copies */
+    ld_weights *ws;
+    if (ld_weights_open_file(ctx, c_path, &ws) == LD_OK) {
+        CHECK(ld_stability_alias_unet(ctx, ws) == LD_OK, "alias: %s", ld_ctx_error(ctx));
+        const ld_tensor *packed = ld_weights_find(ws, "down_blocks.0.2.attention.attn.in_proj_weight");
+        const ld_tensor *k = ld_weights_find(ws, "down_blocks.0.2.attention.to_k.weight");
+        const ld_tensor *bv = ld_weights_find(ws, "up_blocks.1.2.attention.to_v.bias");
+        const ld_tensor *o = ld_weights_find(ws, "up_blocks.1.2.attention.to_out.0.weight");
+        CHECK(packed && k && bv && o && k->ndim == 2 && k->shape[0] == packed->shape[0] / 3 &&
+                  k->shape[1] == packed->shape[1] &&
+                  (const char *)k->data == (const char *)packed->data + ld_tensor_nbytes(k) && bv->shape[0] == 64,
+              "stage_c aliases");
+        ld_weights_free(ws);
     }
     ld_pipeline_options opt = {.model_dir = prior_dir, .decoder_dir = decoder_dir, .prior_weights = c_path,
                                .decoder_weights = b_path, .vqgan_weights = a_path};

@@ -310,10 +310,10 @@ static ld_status plan(ld_ctx *ctx, const ld_cascade *c, const ld_gen_params *p, 
     if (hB % d->patch_size || wB % d->patch_size || dh < 1 || dw < 1)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
                        "image size %dx%d gives a Stage C latent of %lldx%lld and a Stage B latent of %lldx%lld, which "
-                       "the decoder cannot run (needs multiples of %lld and at least %d pixels per side); try a "
-                       "multiple of 128",
+                       "the decoder cannot run (its sides must be multiples of %lld and at least %lld); multiples of "
+                       "128 pixels always work",
                        pl->width, pl->height, (long long)pl->wC, (long long)pl->hC, (long long)wB, (long long)hB,
-                       (long long)d->patch_size, (int)(d->patch_size << (d->levels - 1)));
+                       (long long)d->patch_size, (long long)(d->patch_size << (d->levels - 1)));
     return LD_OK;
 }
 
