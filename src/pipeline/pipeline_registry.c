@@ -1,6 +1,9 @@
 /* The pipeline families compiled into libleandiff (see pipeline.h). */
 #include "pipeline/pipeline.h"
 
+extern const ld_pipeline_impl ld_pipeline_wuerstchen; /* pipeline/wuerstchen.c */
+
 const ld_pipeline_impl *const ld_pipeline_registry[] = {
+    &ld_pipeline_wuerstchen,
     NULL,
 };
