@@ -11,6 +11,7 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"generate", cmd_generate, "make an image from a text prompt (KOALA/SDXL, Wuerstchen, Stable Cascade)"},
+    {"bench", cmd_bench, "time one model component and compare with the CPU peak (GFLOP/s)"},
     {"info", cmd_info, "print the generation parameters stored in a PNG"},
     {"inspect", cmd_inspect, "print the metadata and tensors of a .safetensors file"},
     {"init-random", cmd_init_random, "write a model component with random weights of the real shapes"},

@@ -11,6 +11,7 @@
 #include "tensor/ops_internal.h"
 
 #include "base/cpu.h"
+#include "base/flops.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@ static attn_kernel_fn pick_kernel(void) {
 void ld_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
                   int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, const ld_attn_params *p) {
     if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return;
+    LD_FLOPS_COUNT(LD_FLOPS_ATTENTION, Lk > 0 ? 4 * B * H * Lq * Lk * D : 0);
     attn_kernel_fn kernel = pick_kernel();
     int64_t nqb = (Lq + ATTN_BQ - 1) / ATTN_BQ, items = B * H * nqb;
     size_t per_thread = (size_t)((D + ATTN_BQ) * ATTN_BK + ATTN_BQ * (D + 2));

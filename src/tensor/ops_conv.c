@@ -15,6 +15,7 @@
  * output channel owned by one thread; if the scratch cannot be allocated it
  * falls back to a direct loop. Results do not depend on the thread count. */
 #include "tensor/ops_internal.h"
+#include "base/flops.h"
 
 #include <stdlib.h>
 
@@ -115,6 +116,7 @@ void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int6
         return;
     }
     if (cin_g == 1) {
+        LD_FLOPS_COUNT(LD_FLOPS_DIRECT_CONV, 2 * B * Cout * Ho * Wo * kh * kw);
         ops_conv2d_direct(y, x, B, Cin, H, W, w, b, p, Ho, Wo);
         return;
     }

@@ -1,0 +1,61 @@
+/* Process-wide count of the arithmetic the engine executes, for `leandiff
+ * bench` (effective GFLOP/s) and for per-op time breakdowns.
+ *
+ *     ld_flops_reset();
+ *     ... run a model forward ...
+ *     double gflop = ld_flops_total() * 1e-9;
+ *     double t_gemm = ld_flops_seconds(LD_FLOPS_GEMM);  // wall time inside ld_gemm
+ *
+ * The compute entry points count themselves with one line at their top:
+ *     LD_FLOPS_COUNT(LD_FLOPS_GEMM, 2 * M * N * K);
+ * which adds the FLOPs (2 per multiply-add) and the wall time of the call up
+ * to its return (GCC/Clang cleanup attribute; elsewhere FLOPs only). The
+ * entry points are called from serial code, so their wall times add up
+ * without double counting. Counted: ld_gemm (linears, 1x1 convolutions,
+ * transposed convolutions), ld_gemm_fill_b (implicit-GEMM k x k
+ * convolutions), ld_attention (QK^T and AV: 4*B*H*Lq*Lk*D) and the direct
+ * path of ld_conv2d (depthwise: 2*B*Cout*Ho*Wo*kh*kw). Norms, activations and
+ * softmax are not counted, as in specs/anchors.md §6.
+ */
+#ifndef LD_BASE_FLOPS_H
+#define LD_BASE_FLOPS_H
+
+#include <stdint.h>
+
+typedef enum {
+    LD_FLOPS_GEMM = 0,    /* ld_gemm */
+    LD_FLOPS_CONV,        /* ld_gemm_fill_b (implicit-GEMM convolutions) */
+    LD_FLOPS_ATTENTION,   /* ld_attention */
+    LD_FLOPS_DIRECT_CONV, /* ld_conv2d direct loop (depthwise) */
+    LD_FLOPS_NCAT
+} ld_flops_cat;
+
+/* Adds n FLOPs to category cat (thread-safe, relaxed atomics). */
+void ld_flops_add(ld_flops_cat cat, uint64_t n);
+/* Zeroes every count and time. */
+void ld_flops_reset(void);
+/* FLOPs counted since the last reset: one category, or all. */
+uint64_t ld_flops_get(ld_flops_cat cat);
+uint64_t ld_flops_total(void);
+/* Wall seconds spent inside the category's entry points, and its call count. */
+double ld_flops_seconds(ld_flops_cat cat);
+uint64_t ld_flops_calls(ld_flops_cat cat);
+/* "gemm", "conv", "attention", "direct_conv". */
+const char *ld_flops_cat_name(ld_flops_cat cat);
+
+/* Scope helper behind LD_FLOPS_COUNT (do not use directly). */
+typedef struct {
+    ld_flops_cat cat;
+    uint64_t t0_ns;
+} ld_flops_scope;
+ld_flops_scope ld_flops_scope_begin(ld_flops_cat cat, uint64_t n);
+void ld_flops_scope_end(ld_flops_scope *s);
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LD_FLOPS_COUNT(cat, n)                                                                                   \
+    ld_flops_scope ld_flops_scope_ __attribute__((cleanup(ld_flops_scope_end))) = ld_flops_scope_begin((cat), (uint64_t)(n))
+#else
+#define LD_FLOPS_COUNT(cat, n) ld_flops_add((cat), (uint64_t)(n))
+#endif
+
+#endif
