@@ -4,10 +4,12 @@
  *     vector loads of B and 14 broadcasts of A feed 28 FMAs;
  *   - bf16: the same tile with vdpbf16ps, each instruction doing two k steps
  *     (operands packed as bf16 pairs, f32 accumulation);
- * and the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
- * f32 -> bf16 with vcvtneps2bf16. Layouts are described in gemm_kernels.h.
+ * the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
+ * f32 -> bf16 pairs with vcvtne2ps2bf16, a 16x16 transposing gather; and the
+ * vectorized online-softmax step used by gemm_attention.c. Layouts are described in gemm_kernels.h.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "tensor/gemm_kernels.h"
@@ -160,9 +162,57 @@ static void gather_t_avx512(float *tile, const void *data, ld_dtype dt, int64_t 
     }
 }
 
+/* exp(x) for x <= 0: x = n ln2 + r, |r| <= ln2/2, Taylor to r^6 (about
+ * 1 ulp), times 2^n with vscalefps; very negative x (and -inf) give 0. */
+static inline __m512 exp_neg512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 y = _mm512_set1_ps(1.0f / 720);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 120));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 24));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 6));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+
+/* Online-softmax step on one score row (ld_gemm_softmax_fn). */
+static float softmax_avx512(float *s, int64_t n, float *m, float *alpha) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 vmax = ninf;
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 k = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(ninf, k, s + j));
+    }
+    float mx = _mm512_reduce_max_ps(vmax);
+    float mn = *m > mx ? *m : mx;
+    if (mn == -INFINITY) {
+        memset(s, 0, sizeof(float) * (size_t)n);
+        *alpha = 1.0f;
+        return 0.0f;
+    }
+    const __m512 vmn = _mm512_set1_ps(mn);
+    __m512 vsum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 k = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+        __m512 e = exp_neg512(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, k, s + j), vmn));
+        e = _mm512_maskz_mov_ps(k, e);
+        _mm512_mask_storeu_ps(s + j, k, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    *alpha = *m == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp_neg512(_mm512_set1_ps(*m - mn)));
+    *m = mn;
+    return _mm512_reduce_add_ps(vsum);
+}
+
 static const ld_gemm_kernel k_f32 = {
     .name = "avx512-f32 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 256, .nc = 512,
     .bf16 = 0, .micro = micro_f32_14x32, .convert = convert_avx512, .gather_t = gather_t_avx512,
+    .softmax = softmax_avx512,
 };
 
 static const ld_gemm_kernel k_bf16 = {
