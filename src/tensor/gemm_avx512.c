@@ -163,9 +163,10 @@ static void gather_t_avx512(float *tile, const void *data, ld_dtype dt, int64_t 
 }
 
 /* exp(x) for x <= 0: x = n ln2 + r, |r| <= ln2/2, Taylor to r^6 (about
- * 1 ulp), times 2^n with vscalefps; very negative x (and -inf) give 0. */
+ * 1 ulp), times 2^n with vscalefps; x below -87.3 (and -inf) gives exactly 0. */
 static inline __m512 exp_neg512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_GE_OQ);
+    x = _mm512_max_ps(x, _mm512_set1_ps(-88.0f));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -177,36 +178,30 @@ static inline __m512 exp_neg512(__m512 x) {
     y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
     y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
     y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(y, n);
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
 }
 
-/* Online-softmax step on one score row (ld_gemm_softmax_fn). */
-static float softmax_avx512(float *s, int64_t n, float *m, float *alpha) {
+/* Online-softmax step down NR query columns, 16 at a time (ld_gemm_softmax_fn). */
+static void softmax_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp) {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 vmax = ninf;
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 k = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
-        vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(ninf, k, s + j));
+    for (int c = 0; c < NR; c += 16) {
+        __m512 mx = ninf;
+        for (int64_t k = 0; k < nk; k++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + k * NR + c));
+        const __m512 mold = _mm512_loadu_ps(m + c), mn = _mm512_max_ps(mold, mx);
+        /* columns with nothing but -inf subtract 0 instead (their exps are 0 either way) */
+        const __m512 ms = _mm512_mask_mov_ps(mn, _mm512_cmp_ps_mask(mn, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t k = 0; k < nk; k++) {
+            __m512 e = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(st + k * NR + c), ms));
+            _mm512_storeu_ps(st + k * NR + c, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        const __m512 alpha = exp_neg512(_mm512_sub_ps(mold, ms));
+        _mm512_storeu_ps(l + c, _mm512_fmadd_ps(_mm512_loadu_ps(l + c), alpha, sum));
+        _mm512_storeu_ps(m + c, mn);
+        for (int64_t d = 0; d < dp; d++)
+            _mm512_storeu_ps(ot + d * NR + c, _mm512_mul_ps(_mm512_loadu_ps(ot + d * NR + c), alpha));
     }
-    float mx = _mm512_reduce_max_ps(vmax);
-    float mn = *m > mx ? *m : mx;
-    if (mn == -INFINITY) {
-        memset(s, 0, sizeof(float) * (size_t)n);
-        *alpha = 1.0f;
-        return 0.0f;
-    }
-    const __m512 vmn = _mm512_set1_ps(mn);
-    __m512 vsum = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; j += 16) {
-        __mmask16 k = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
-        __m512 e = exp_neg512(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, k, s + j), vmn));
-        e = _mm512_maskz_mov_ps(k, e);
-        _mm512_mask_storeu_ps(s + j, k, e);
-        vsum = _mm512_add_ps(vsum, e);
-    }
-    *alpha = *m == -INFINITY ? 0.0f : _mm512_cvtss_f32(exp_neg512(_mm512_set1_ps(*m - mn)));
-    *m = mn;
-    return _mm512_reduce_add_ps(vsum);
 }
 
 static const ld_gemm_kernel k_f32 = {

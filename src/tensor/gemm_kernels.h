@@ -34,10 +34,13 @@ typedef void (*ld_gemm_to_pairs_fn)(const float *tile, int64_t kc, int W, uint16
 typedef void (*ld_gemm_gather_t_fn)(float *tile, const void *data, ld_dtype dtype, int64_t base, int64_t sx,
                                     int64_t kc, int64_t n, int W);
 
-/* One online-softmax step on a row of n >= 1 scores (see gemm_attention.c):
- * mn = max(*m, max s); s[j] = exp(s[j] - mn); *alpha = exp(*m - mn) (0 when
- * *m is -inf); *m = mn; returns sum s. All -inf: s = 0, *alpha = 1, returns 0. */
-typedef float (*ld_gemm_softmax_fn)(float *s, int64_t n, float *m, float *alpha);
+/* One online-softmax step over a block of keys for NR query columns (see
+ * gemm_attention.c): st holds scores [nk rows = keys][NR columns = queries];
+ * per column q: mn = max(m[q], max_k st), st = exp(st - mn) (exactly 0 for
+ * -inf), alpha = exp(m[q] - mn) (0 when m[q] is -inf), l[q] = l[q]*alpha +
+ * sum_k st, ot[d*NR + q] *= alpha for d < dp, m[q] = mn. A column with only
+ * -inf scores stays at m = -inf, l = 0 and st = 0. */
+typedef void (*ld_gemm_softmax_fn)(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp);
 
 typedef struct {
     const char *name;
