@@ -105,20 +105,28 @@ static void read_blocks(void) {
 static const ld_gemm_kernel *pick_kernel(int *emulate_bf16) {
     int bf16 = g_precision == LD_PRECISION_BF16;
     const ld_gemm_kernel *k = NULL;
+#if defined(__x86_64__) || defined(__i386__)
+    if (bf16 && ld_cpu_has_bf16()) k = ld_gemm_kernel_avx512_bf16();
+#endif
+    if (!k) k = ld_gemm_kernel_f32();
+    /* Without bf16 instructions the BF16 precision is emulated exactly:
+     * operands are rounded to bf16 while packing, the f32 kernel does the rest. */
+    *emulate_bf16 = bf16 && !k->bf16;
+    return k;
+}
+
+const ld_gemm_kernel *ld_gemm_kernel_f32(void) {
+    const ld_gemm_kernel *k = NULL;
     ld_cpu_level_t level = ld_cpu_level();
 #if defined(__x86_64__) || defined(__i386__)
     if (level == LD_CPU_AVX512)
-        k = bf16 && ld_cpu_has_bf16() ? ld_gemm_kernel_avx512_bf16() : ld_gemm_kernel_avx512_f32();
+        k = ld_gemm_kernel_avx512_f32();
     else if (level == LD_CPU_AVX2)
         k = ld_gemm_kernel_avx2_f32();
 #elif defined(__aarch64__)
     if (level == LD_CPU_NEON) k = ld_gemm_kernel_neon_f32();
 #endif
-    if (!k) k = &k_portable;
-    /* Without bf16 instructions the BF16 precision is emulated exactly:
-     * operands are rounded to bf16 while packing, the f32 kernel does the rest. */
-    *emulate_bf16 = bf16 && !k->bf16;
-    return k;
+    return k ? k : &k_portable;
 }
 
 const char *ld_gemm_kernel_name(void) {
@@ -214,9 +222,8 @@ static inline float load_as_f32(ld_dtype dt, const void *data, int64_t i) {
     }
 }
 
-/* tile[k*W + x] = f32(data[base + k*sk + x*sx]) for k < kc, x < n; columns
- * n..W-1 are zeroed. tmp holds kc floats. */
-static void gather(const ld_gemm_kernel *kr, ld_dtype dt, const void *data, int64_t base, int64_t sk, int64_t sx,
+/* See gemm_kernels.h. */
+void ld_gemm_gather(const ld_gemm_kernel *kr, ld_dtype dt, const void *data, int64_t base, int64_t sk, int64_t sx,
                    int64_t kc, int64_t n, int W, float *tile, float *tmp) {
     ld_gemm_convert_fn conv = kr->convert ? kr->convert : ld_convert_to_f32;
     if (sx == 1) {
@@ -337,7 +344,7 @@ static void pack_a_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
         int64_t me = min64(MR, m - ir);
         char *dst = abuf + (ir / MR) * apan;
         float *t = kr->bf16 ? tile : (float *)dst;
-        gather(kr, g->A->dtype, g->A->data, (i0 + ir) * g->A->rs + pc * g->A->cs, g->A->cs, g->A->rs, kc, me, MR, t,
+        ld_gemm_gather(kr, g->A->dtype, g->A->data, (i0 + ir) * g->A->rs + pc * g->A->cs, g->A->cs, g->A->rs, kc, me, MR, t,
                tmp);
         if (kr->bf16)
             (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(t, kc, MR, (uint16_t *)dst);
@@ -359,7 +366,7 @@ static void pack_b_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
             if (ne < NR)
                 for (int64_t k = 0; k < kc; k++) memset(t + k * NR + ne, 0, sizeof(float) * (size_t)(NR - ne));
         } else {
-            gather(kr, g->B->dtype, g->B->data, pc * g->B->rs + j * g->B->cs, g->B->rs, g->B->cs, kc, ne, NR, t,
+            ld_gemm_gather(kr, g->B->dtype, g->B->data, pc * g->B->rs + j * g->B->cs, g->B->rs, g->B->cs, kc, ne, NR, t,
                    tmp);
         }
         if (kr->bf16)

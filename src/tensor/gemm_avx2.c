@@ -1,9 +1,11 @@
 /* AVX2 + FMA GEMM micro-kernel (compiled with -mavx2 -mfma -mf16c, used when
  * base/cpu.h reports level avx2): a 6 x 16 tile in 12 ymm accumulators, per k
  * two vector loads of B and six broadcasts of A. Also the F16C f16 -> f32 and
- * bf16 -> f32 conversions and the 8x8 transposing gather used while packing. Layouts: gemm_kernels.h.
+ * bf16 -> f32 conversions and the 8x8 transposing gather used while packing,
+ * and the online-softmax step of gemm_attention.c. Layouts: gemm_kernels.h.
  */
 #include <immintrin.h>
+#include <math.h>
 
 #include "tensor/gemm_kernels.h"
 
@@ -103,9 +105,53 @@ static void gather_t_avx2(float *tile, const void *data, ld_dtype dt, int64_t ba
     }
 }
 
+/* exp(x) for x <= 0 (see exp_neg512 in gemm_avx512.c); 2^n is built in the
+ * exponent bits, n >= -126 after clamping; x below -87.3 gives exactly 0. */
+static inline __m256 exp_neg256(__m256 x) {
+    const __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_GE_OQ);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.0f / 720);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 120));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 24));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f / 6));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), live);
+}
+
+/* Online-softmax step down NR query columns, 8 at a time (ld_gemm_softmax_fn). */
+static void softmax_avx2(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp) {
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (int c = 0; c < NR; c += 8) {
+        __m256 mx = ninf;
+        for (int64_t k = 0; k < nk; k++) mx = _mm256_max_ps(mx, _mm256_loadu_ps(st + k * NR + c));
+        const __m256 mold = _mm256_loadu_ps(m + c), mn = _mm256_max_ps(mold, mx);
+        /* columns with nothing but -inf subtract 0 instead (their exps are 0 either way) */
+        const __m256 ms = _mm256_andnot_ps(_mm256_cmp_ps(mn, ninf, _CMP_EQ_OQ), mn);
+        __m256 sum = _mm256_setzero_ps();
+        for (int64_t k = 0; k < nk; k++) {
+            __m256 e = exp_neg256(_mm256_sub_ps(_mm256_loadu_ps(st + k * NR + c), ms));
+            _mm256_storeu_ps(st + k * NR + c, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        const __m256 alpha = exp_neg256(_mm256_sub_ps(mold, ms));
+        _mm256_storeu_ps(l + c, _mm256_fmadd_ps(_mm256_loadu_ps(l + c), alpha, sum));
+        _mm256_storeu_ps(m + c, mn);
+        for (int64_t d = 0; d < dp; d++)
+            _mm256_storeu_ps(ot + d * NR + c, _mm256_mul_ps(_mm256_loadu_ps(ot + d * NR + c), alpha));
+    }
+}
+
 static const ld_gemm_kernel k_f32 = {
     .name = "avx2-f32 6x16", .mr = MR, .nr = 8 * NV, .mc = 120, .kc = 256, .nc = 512,
     .bf16 = 0, .micro = micro_f32_6x16, .convert = convert_avx2, .gather_t = gather_t_avx2,
+    .softmax = softmax_avx2,
 };
 
 const ld_gemm_kernel *ld_gemm_kernel_avx2_f32(void) { return &k_f32; }

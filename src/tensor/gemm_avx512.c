@@ -4,10 +4,12 @@
  *     vector loads of B and 14 broadcasts of A feed 28 FMAs;
  *   - bf16: the same tile with vdpbf16ps, each instruction doing two k steps
  *     (operands packed as bf16 pairs, f32 accumulation);
- * and the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
- * f32 -> bf16 with vcvtneps2bf16. Layouts are described in gemm_kernels.h.
+ * the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
+ * f32 -> bf16 pairs with vcvtne2ps2bf16, a 16x16 transposing gather; and the
+ * vectorized online-softmax step used by gemm_attention.c. Layouts are described in gemm_kernels.h.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "tensor/gemm_kernels.h"
@@ -160,9 +162,52 @@ static void gather_t_avx512(float *tile, const void *data, ld_dtype dt, int64_t 
     }
 }
 
+/* exp(x) for x <= 0: x = n ln2 + r, |r| <= ln2/2, Taylor to r^6 (about
+ * 1 ulp), times 2^n with vscalefps; x below -87.3 (and -inf) gives exactly 0. */
+static inline __m512 exp_neg512(__m512 x) {
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_GE_OQ);
+    x = _mm512_max_ps(x, _mm512_set1_ps(-88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 y = _mm512_set1_ps(1.0f / 720);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 120));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 24));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 6));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
+}
+
+/* Online-softmax step down NR query columns, 16 at a time (ld_gemm_softmax_fn). */
+static void softmax_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int c = 0; c < NR; c += 16) {
+        __m512 mx = ninf;
+        for (int64_t k = 0; k < nk; k++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + k * NR + c));
+        const __m512 mold = _mm512_loadu_ps(m + c), mn = _mm512_max_ps(mold, mx);
+        /* columns with nothing but -inf subtract 0 instead (their exps are 0 either way) */
+        const __m512 ms = _mm512_mask_mov_ps(mn, _mm512_cmp_ps_mask(mn, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t k = 0; k < nk; k++) {
+            __m512 e = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(st + k * NR + c), ms));
+            _mm512_storeu_ps(st + k * NR + c, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        const __m512 alpha = exp_neg512(_mm512_sub_ps(mold, ms));
+        _mm512_storeu_ps(l + c, _mm512_fmadd_ps(_mm512_loadu_ps(l + c), alpha, sum));
+        _mm512_storeu_ps(m + c, mn);
+        for (int64_t d = 0; d < dp; d++)
+            _mm512_storeu_ps(ot + d * NR + c, _mm512_mul_ps(_mm512_loadu_ps(ot + d * NR + c), alpha));
+    }
+}
+
 static const ld_gemm_kernel k_f32 = {
     .name = "avx512-f32 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 256, .nc = 512,
     .bf16 = 0, .micro = micro_f32_14x32, .convert = convert_avx512, .gather_t = gather_t_avx512,
+    .softmax = softmax_avx512,
 };
 
 static const ld_gemm_kernel k_bf16 = {
