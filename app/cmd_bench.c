@@ -13,6 +13,10 @@
  *                median of probes taken before every timed run and after the last
  *   ratio        gflops / peak_gflops
  *   peak_rss_mb  getrusage(RUSAGE_SELF).ru_maxrss
+ *   cpu_ratio    the same ratio per CPU-second of the process (model GFLOP per
+ *                CPU-second / probe GFLOP per CPU-second): on a machine shared
+ *                with other processes the wall ratio moves with their load,
+ *                the per-CPU-second one much less
  * and a per-op time breakdown (gemm, conv, attention, direct conv, other).
  * With --json the last line of stdout is one JSON object with these fields.
  *
@@ -347,13 +351,28 @@ static double median(const double *v, int n) {
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
+static double cpu_s(void) { /* CPU time of all threads of the process */
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The FMA probe; *per_cpu gets its GFLOP per CPU-second. */
+static double probe(const bench_opts *o, double *per_cpu) {
+    double w0 = now_s(), c0 = cpu_s();
+    double g = ld_cpu_peak_gflops(o->threads, o->probe_seconds);
+    double w = now_s() - w0, c = cpu_s() - c0;
+    *per_cpu = c > 0 ? g * w / c : 0;
+    return g;
+}
+
 static double load1(void) {
     double l[1] = {-1};
     return getloadavg(l, 1) == 1 ? l[0] : -1;
 }
 
 typedef struct {
-    double seconds, gflop, op_s[LD_FLOPS_NCAT], op_gflop[LD_FLOPS_NCAT];
+    double seconds, cpu_seconds, gflop, op_s[LD_FLOPS_NCAT], op_gflop[LD_FLOPS_NCAT];
 } run_result;
 
 static void usage(FILE *f) {
@@ -421,11 +440,13 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
 }
 
 static void print_results(const bench_opts *o, const bench_model *m, const run_result *rr, int nruns, double secs,
-                          double peak, double load0, double load_end) {
+                          double peak, double peak_cpu, double load0, double load_end) {
     const run_result *med = &rr[0]; /* the run closest to the median, for the breakdown */
     for (int i = 1; i < nruns; i++)
         if (fabs(rr[i].seconds - secs) < fabs(med->seconds - secs)) med = &rr[i];
     double gflop = med->gflop, gflops = secs > 0 ? gflop / secs : 0, ratio = peak > 0 ? gflops / peak : 0;
+    double per_cpu = med->cpu_seconds > 0 ? gflop / med->cpu_seconds : 0;
+    double cpu_ratio = peak_cpu > 0 ? per_cpu / peak_cpu : 0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss_mb = (double)ru.ru_maxrss / 1024.0;
@@ -443,6 +464,8 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
            "RSS MB", "load1");
     printf("%-12s %10.3f %10.3f %10.2f %12.1f %6.1f%% %10.0f %4.1f/%.1f\n", o->component, secs, gflop, gflops, peak,
            100 * ratio, rss_mb, load0, load_end);
+    printf("per CPU-s    %.2f GFLOP per CPU-second (%.1f CPU-s), probe %.2f: ratio %.1f%%\n", per_cpu,
+           med->cpu_seconds, peak_cpu, 100 * cpu_ratio);
     double op_sum = 0;
     printf("breakdown    %-12s %9s %6s %10s %9s\n", "op", "seconds", "share", "GFLOP", "GFLOP/s");
     for (int c = 0; c < LD_FLOPS_NCAT; c++) {
@@ -482,6 +505,10 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
     json_object_set_new(j, "peak_gflops", json_real(peak));
     json_object_set_new(j, "ratio", json_real(ratio));
     json_object_set_new(j, "peak_rss_mb", json_real(rss_mb));
+    json_object_set_new(j, "cpu_seconds", json_real(med->cpu_seconds));
+    json_object_set_new(j, "gflop_per_cpu_s", json_real(per_cpu));
+    json_object_set_new(j, "peak_gflop_per_cpu_s", json_real(peak_cpu));
+    json_object_set_new(j, "cpu_ratio", json_real(cpu_ratio));
     json_object_set_new(j, "load1_start", json_real(load0));
     json_object_set_new(j, "load1_end", json_real(load_end));
     json_object_set_new(j, "cpu_model", json_string(cpu));
@@ -506,7 +533,7 @@ int cmd_bench(int argc, char **argv) {
     ld_ctx *ctx = ld_ctx_new();
     bench_model m = {0};
     run_result rr[BENCH_MAX_RUNS];
-    double probes[BENCH_MAX_RUNS + 1], load0 = load1();
+    double probes[BENCH_MAX_RUNS + 1], probes_cpu[BENCH_MAX_RUNS + 1], load0 = load1();
     int rc = 1;
     ld_status st = ctx ? bench_setup(ctx, &o, &m) : LD_ERR_NOMEM;
     for (int i = 0; st == LD_OK && i < o.warmup; i++) {
@@ -514,11 +541,12 @@ int cmd_bench(int argc, char **argv) {
         st = bench_eval(ctx, &o, &m);
     }
     for (int i = 0; st == LD_OK && i < o.runs; i++) {
-        probes[i] = ld_cpu_peak_gflops(o.threads, o.probe_seconds);
+        probes[i] = probe(&o, &probes_cpu[i]);
         ld_flops_reset();
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s();
         st = bench_eval(ctx, &o, &m);
         rr[i].seconds = now_s() - t0;
+        rr[i].cpu_seconds = cpu_s() - c0;
         rr[i].gflop = (double)ld_flops_total() * 1e-9;
         for (int c = 0; c < LD_FLOPS_NCAT; c++) {
             rr[i].op_s[c] = ld_flops_seconds((ld_flops_cat)c);
@@ -527,10 +555,11 @@ int cmd_bench(int argc, char **argv) {
         if (!o.json) fprintf(stderr, "bench: run %d/%d %.3f s\n", i + 1, o.runs, rr[i].seconds);
     }
     if (st == LD_OK) {
-        probes[o.runs] = ld_cpu_peak_gflops(o.threads, o.probe_seconds);
+        probes[o.runs] = probe(&o, &probes_cpu[o.runs]);
         double secs[BENCH_MAX_RUNS];
         for (int i = 0; i < o.runs; i++) secs[i] = rr[i].seconds;
-        print_results(&o, &m, rr, o.runs, median(secs, o.runs), median(probes, o.runs + 1), load0, load1());
+        print_results(&o, &m, rr, o.runs, median(secs, o.runs), median(probes, o.runs + 1),
+                      median(probes_cpu, o.runs + 1), load0, load1());
         rc = 0;
     } else {
         fprintf(stderr, "leandiff bench: %s\n", ctx ? ld_ctx_error(ctx) : "out of memory");

@@ -213,6 +213,10 @@ static json_t *bench(const char *bin, const char *td, const char *model, const c
     CHECK(s > 0 && g > 0 && pk > 0 && rss > 0, "%s %s: seconds %g gflop %g peak %g rss %g", model, comp, s, g, pk, rss);
     CHECK(close_rel(gs, g / s, 1e-6), "%s: gflops %g vs gflop/seconds %g", comp, gs, g / s);
     CHECK(close_rel(r, gs / pk, 1e-6), "%s: ratio %g vs gflops/peak %g", comp, r, gs / pk);
+    double cs = jnum(j, "cpu_seconds"), gc = jnum(j, "gflop_per_cpu_s"), pc = jnum(j, "peak_gflop_per_cpu_s");
+    CHECK(cs > 0 && pc > 0 && close_rel(gc, g / cs, 1e-6) && close_rel(jnum(j, "cpu_ratio"), gc / pc, 1e-6),
+          "%s: cpu_seconds %g, gflop_per_cpu_s %g, peak per CPU-s %g, cpu_ratio %g", comp, cs, gc, pc,
+          jnum(j, "cpu_ratio"));
     CHECK(json_integer_value(json_object_get(j, "batch")) == batch && json_integer_value(json_object_get(j, "threads")) == 2,
           "%s: batch/threads fields", comp);
     const json_t *bd = json_object_get(j, "breakdown");
