@@ -58,8 +58,19 @@ int cmd_init_random(int argc, char **argv) {
     ld_weights *rec = NULL;
     int rc = 1;
     const char *cls;
-    if (ld_json_load_file(ctx, config, &cfg) != LD_OK || ld_json_str_req(ctx, config, cfg, "_class_name", &cls) != LD_OK)
+    if (ld_json_load_file(ctx, config, &cfg) != LD_OK) goto fail;
+    /* diffusers configs carry _class_name; transformers configs (text encoders) architectures[0]. */
+    if (ld_json_str(ctx, config, cfg, "_class_name", NULL, &cls) != LD_OK) goto fail;
+    if (!cls) {
+        const char *arch[4];
+        int n;
+        if (ld_json_str_list(ctx, config, cfg, "architectures", arch, 4, &n) != LD_OK) goto fail;
+        cls = n > 0 ? arch[0] : NULL;
+    }
+    if (!cls) {
+        ld_fail(ctx, LD_ERR_FORMAT, "%s: neither _class_name nor architectures says which model this is", config);
         goto fail;
+    }
     const ld_model_type *type = ld_model_type_find(cls);
     if (!type) {
         ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: init-random does not know the class '%s'", config, cls);
