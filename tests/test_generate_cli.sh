@@ -67,6 +67,31 @@ if [ -d "$MODEL" ]; then
         --replay-noise "$TD/cases/koala-700m-tiny/pipeline0.safetensors" -W 128 -H 128 "${O[@]}"
 fi
 
+# successful runs: batch naming (out.png, out-1.png), seeds seed, seed+1 in the
+# metadata, printf patterns, and `info` reading the parameters back
+if [ -d "$MODEL" ]; then
+    checks=$((checks + 1))
+    rm -f "$TMP"/*
+    "$BIN" generate -m "$MODEL" -p "a tiny koala, test" -n "blurry" -W 64 -H 64 --steps 1 -s 41 -b 2 -q \
+        -o "$TMP/out.png" >"$TMP/stdout.txt" 2>"$TMP/stderr.txt"
+    rc=$?
+    info=$("$BIN" info "$TMP/out-1.png" 2>&1)
+    want="Steps: 1, Sampler: Euler, CFG scale: 7.5, Seed: 42, Size: 64x64, Model: koala-700m-tiny"
+    if [ $rc != 0 ] || [ ! -f "$TMP/out.png" ] || ! grep -qF "$want" <<<"$info" ||
+        [ "$(head -1 <<<"$info")" != "a tiny koala, test" ] || ! grep -qx "Negative prompt: blurry" <<<"$info" ||
+        ! grep -q "out-1.png: 64x64, seed 42" "$TMP/stdout.txt"; then
+        echo "FAIL: batch run: exit $rc, files: $(ls "$TMP"), info: $info, stderr: $(cat "$TMP/stderr.txt")"
+        fails=$((fails + 1))
+    else echo "ok   batch run: $(tr '\n' '|' <<<"$info")"; fi
+    checks=$((checks + 1))
+    rm -f "$TMP"/*
+    "$BIN" generate -m "$MODEL" -p "pattern" -W 64 -H 64 --steps 1 -b 2 -q -o "$TMP/img-%03d-100%%.png" >/dev/null 2>&1
+    rc=$?
+    if [ $rc != 0 ] || [ ! -f "$TMP/img-000-100%.png" ] || [ ! -f "$TMP/img-001-100%.png" ]; then
+        echo "FAIL: pattern output: exit $rc, files: $(ls "$TMP")"; fails=$((fails + 1))
+    else echo "ok   pattern output: $(ls "$TMP" | tr '\n' ' ')"; fi
+fi
+
 # info: non-PNG and PNG without parameters
 checks=$((checks + 1))
 echo "not a png" >"$TMP/fake.png"
