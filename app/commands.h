@@ -6,5 +6,6 @@
 
 int cmd_inspect(int argc, char **argv);
 int cmd_init_random(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif
