@@ -157,7 +157,7 @@ static int serve_asset(server_req *r) {
         MHD_add_response_header(resp, "Content-Security-Policy",
                                 "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
                                 "img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'; "
-                                "base-uri 'none'; form-action 'none'");
+                                "base-uri 'none'");
         MHD_add_response_header(resp, "X-Frame-Options", "DENY");
         return server_queue(r, 200, resp);
     }

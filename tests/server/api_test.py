@@ -397,7 +397,7 @@ def main():
     srv = main_server(outputs)
     try:
         srv.start()
-        # test_page(srv)  # TEMPORARY until the page exists
+        test_page(srv)
         test_discovery(srv)
         ref = test_a1111(srv)
         test_openai(srv, ref)
