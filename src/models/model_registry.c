@@ -4,7 +4,11 @@
 
 #include <string.h>
 
+extern const ld_model_type ld_model_clip_text, ld_model_clip_text_proj; /* text/clip_text.c */
+
 const ld_model_type *const ld_model_types[] = {
+    &ld_model_clip_text,
+    &ld_model_clip_text_proj,
     NULL,
 };
 

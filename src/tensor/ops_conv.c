@@ -1,0 +1,272 @@
+/* 2-D convolution and transposed convolution over NCHW f32 activations with
+ * f32/f16/bf16 weights (see ops.h for the contracts).
+ *
+ * ld_conv2d picks one of three paths:
+ *  - 1x1, stride 1, no padding: one ld_gemm per (batch, group) straight on
+ *    the NCHW input (y_b = W x_b), no copy at all;
+ *  - one input channel per group (depthwise and the like): a direct loop,
+ *    one output plane per thread, contiguous inner loops over output columns;
+ *  - everything else: implicit GEMM. Output pixels are processed in tiles of
+ *    at most CONV_TILE_FLOATS / (Cin/groups * kh * kw) pixels; a tile's input
+ *    patches are gathered into one bounded scratch buffer [K, tile] and
+ *    multiplied by the weights with ld_gemm. The image is never im2col'ed as
+ *    a whole.
+ * ld_conv_transpose2d computes col = W^T x for tiles of input rows with
+ * ld_gemm and scatters col into y, each output channel owned by one thread.
+ * If a scratch buffer cannot be allocated both fall back to the direct loops
+ * (slow but correct). Results do not depend on the thread count. */
+#include "tensor/ops_internal.h"
+
+#include <stdlib.h>
+
+/* Bound of the per-call gather / column scratch, in floats (4 MiB). */
+#define CONV_TILE_FLOATS (1 << 20)
+
+ld_conv2d_params ld_conv2d_params_make(int stride, int pad) {
+    ld_conv2d_params p;
+    p.stride_h = p.stride_w = stride;
+    p.pad_h = p.pad_w = pad;
+    p.dilation_h = p.dilation_w = 1;
+    p.groups = 1;
+    p.replicate_pad = 0;
+    return p;
+}
+
+int64_t ld_conv2d_out_dim(int64_t in, int64_t kernel, int stride, int pad, int dilation) {
+    return (in + 2 * (int64_t)pad - (int64_t)dilation * (kernel - 1) - 1) / stride + 1;
+}
+
+/* Range [lo, hi) of output columns whose input column ox*s - pad + off lies in [0, W). */
+static void valid_range(int64_t Wo, int64_t W, int s, int64_t off, int64_t *lo, int64_t *hi) {
+    /* ix = ox*s + off - pad folded into off */
+    int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t b = (W - 1 - off) >= 0 ? (W - 1 - off) / s + 1 : 0;
+    if (a > Wo) a = Wo;
+    if (b > Wo) b = Wo;
+    if (b < a) b = a;
+    *lo = a;
+    *hi = b;
+}
+
+/* Direct convolution: any parameters; used for one-input-channel groups and
+ * as the fallback. One (batch, output channel) plane per iteration. */
+static void conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+                          const ld_tensor *bias, const ld_conv2d_params *p, int64_t Ho, int64_t Wo) {
+    int64_t Cout = w->shape[0], cin_g = w->shape[1], kh = w->shape[2], kw = w->shape[3];
+    int64_t cout_g = Cout / p->groups;
+    int sh = p->stride_h, sw = p->stride_w;
+    #pragma omp parallel for schedule(static)
+    for (int64_t bo = 0; bo < B * Cout; bo++) {
+        int64_t b = bo / Cout, oc = bo % Cout, g = oc / cout_g;
+        float *yp = y + bo * Ho * Wo;
+        float bv = ops_has(bias) ? ops_wget(bias, oc) : 0.0f;
+        for (int64_t i = 0; i < Ho * Wo; i++) yp[i] = bv;
+        for (int64_t ic = 0; ic < cin_g; ic++) {
+            const float *xp = x + (b * Cin + g * cin_g + ic) * H * W;
+            for (int64_t ky = 0; ky < kh; ky++)
+                for (int64_t kx = 0; kx < kw; kx++) {
+                    float wv = ops_wget(w, ((oc * cin_g + ic) * kh + ky) * kw + kx);
+                    int64_t xoff = kx * p->dilation_w - p->pad_w; /* ix = ox*sw + xoff */
+                    int64_t lo, hi;
+                    valid_range(Wo, W, sw, xoff, &lo, &hi);
+                    for (int64_t oy = 0; oy < Ho; oy++) {
+                        int64_t iy = oy * sh - p->pad_h + ky * p->dilation_h;
+                        if (iy < 0 || iy >= H) {
+                            if (!p->replicate_pad) continue;
+                            iy = iy < 0 ? 0 : H - 1;
+                        }
+                        const float *xr = xp + iy * W;
+                        float *yr = yp + oy * Wo;
+                        if (p->replicate_pad) {
+                            for (int64_t ox = 0; ox < lo; ox++) yr[ox] += wv * xr[0];
+                            for (int64_t ox = hi; ox < Wo; ox++) yr[ox] += wv * xr[W - 1];
+                        }
+                        if (sw == 1) {
+                            for (int64_t ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox + xoff];
+                        } else {
+                            for (int64_t ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox * sw + xoff];
+                        }
+                    }
+                }
+        }
+    }
+}
+
+/* Gathers the patches of output pixels [p0, p0+np) of one (batch, group) into
+ * buf [K, np], K = cin_g*kh*kw ordered like the weights (ic, ky, kx). */
+static void gather_tile(float *buf, const float *xg, int64_t H, int64_t W, int64_t cin_g, int64_t kh, int64_t kw,
+                        const ld_conv2d_params *p, int64_t Wo, int64_t p0, int64_t np) {
+    int64_t K = cin_g * kh * kw;
+    #pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < K; k++) {
+        int64_t ic = k / (kh * kw), ky = k / kw % kh, kx = k % kw;
+        const float *xp = xg + ic * H * W;
+        float *row = buf + k * np;
+        int64_t yoff = ky * p->dilation_h - p->pad_h, xoff = kx * p->dilation_w - p->pad_w;
+        int64_t lo, hi;
+        valid_range(Wo, W, p->stride_w, xoff, &lo, &hi);
+        int64_t oy = p0 / Wo, ox0 = p0 % Wo, j = 0;
+        while (j < np) {
+            int64_t n = ops_min64(Wo - ox0, np - j); /* pixels left on this output row */
+            int64_t iy = oy * p->stride_h + yoff;
+            float *dst = row + j; /* dst[ox - ox0] for ox in [ox0, ox0+n) */
+            int64_t ox1 = ox0 + n;
+            if (iy < 0 || iy >= H) {
+                if (!p->replicate_pad) {
+                    for (int64_t ox = ox0; ox < ox1; ox++) dst[ox - ox0] = 0.0f;
+                    goto next;
+                }
+                iy = iy < 0 ? 0 : H - 1;
+            }
+            {
+                const float *xr = xp + iy * W;
+                int64_t a = ops_max64(ox0, lo), b = ops_min64(ox1, hi);
+                if (b < a) b = a;
+                float left = p->replicate_pad ? xr[0] : 0.0f, right = p->replicate_pad ? xr[W - 1] : 0.0f;
+                for (int64_t ox = ox0; ox < ops_min64(a, ox1); ox++) dst[ox - ox0] = left;
+                if (p->stride_w == 1)
+                    for (int64_t ox = a; ox < b; ox++) dst[ox - ox0] = xr[ox + xoff];
+                else
+                    for (int64_t ox = a; ox < b; ox++) dst[ox - ox0] = xr[ox * p->stride_w + xoff];
+                for (int64_t ox = ops_max64(b, ox0); ox < ox1; ox++) dst[ox - ox0] = right;
+            }
+        next:
+            j += n;
+            oy++;
+            ox0 = 0;
+        }
+    }
+}
+
+void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+               const ld_tensor *b, const ld_conv2d_params *p) {
+    int64_t Cout = w->shape[0], cin_g = w->shape[1], kh = w->shape[2], kw = w->shape[3];
+    int64_t G = p->groups > 0 ? p->groups : 1, cout_g = Cout / G;
+    int64_t Ho = ld_conv2d_out_dim(H, kh, p->stride_h, p->pad_h, p->dilation_h);
+    int64_t Wo = ld_conv2d_out_dim(W, kw, p->stride_w, p->pad_w, p->dilation_w);
+    int64_t HWo = Ho * Wo, K = cin_g * kh * kw;
+    if (B <= 0 || Cout <= 0 || Ho <= 0 || Wo <= 0) return;
+    int has_b = ops_has(b);
+
+    if (kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0 && cin_g > 1) {
+        for (int64_t bi = 0; bi < B; bi++)
+            for (int64_t g = 0; g < G; g++) {
+                ld_mat A = ops_wmat(w, g * cout_g * cin_g, cin_g, 1);
+                ld_mat X = ld_mat_f32(x + (bi * Cin + g * cin_g) * H * W, H * W, 1);
+                ld_tensor bias = has_b ? ops_wslice(b, g * cout_g, cout_g) : (ld_tensor){0};
+                ld_gemm(cout_g, HWo, cin_g, &A, &X, y + (bi * Cout + g * cout_g) * HWo, HWo, 0.0f, NULL,
+                        has_b ? &bias : NULL);
+            }
+        return;
+    }
+    if (cin_g == 1) {
+        conv2d_direct(y, x, B, Cin, H, W, w, b, p, Ho, Wo);
+        return;
+    }
+
+    int64_t P = CONV_TILE_FLOATS / K;
+    if (P < 64) P = 64;
+    if (P > HWo) P = HWo;
+    float *buf = malloc((size_t)(K * P) * sizeof(float));
+    if (!buf) {
+        ld_log_warn("conv2d: no memory for a %lldx%lld gather tile, using the direct loop", (long long)K,
+                    (long long)P);
+        conv2d_direct(y, x, B, Cin, H, W, w, b, p, Ho, Wo);
+        return;
+    }
+    for (int64_t bi = 0; bi < B; bi++)
+        for (int64_t g = 0; g < G; g++) {
+            const float *xg = x + (bi * Cin + g * cin_g) * H * W;
+            float *yg = y + (bi * Cout + g * cout_g) * HWo;
+            ld_mat A = ops_wmat(w, g * cout_g * K, K, 1);
+            ld_tensor bias = has_b ? ops_wslice(b, g * cout_g, cout_g) : (ld_tensor){0};
+            for (int64_t p0 = 0; p0 < HWo; p0 += P) {
+                int64_t np = ops_min64(P, HWo - p0);
+                gather_tile(buf, xg, H, W, cin_g, kh, kw, p, Wo, p0, np);
+                ld_mat X = ld_mat_f32(buf, np, 1);
+                ld_gemm(cout_g, np, K, &A, &X, yg + p0, HWo, 0.0f, NULL, has_b ? &bias : NULL);
+            }
+        }
+    free(buf);
+}
+
+/* ---- transposed convolution ---- */
+
+/* Direct scatter fallback: y already holds the bias. */
+static void conv_t_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+                          int stride, int pad, int64_t Ho, int64_t Wo) {
+    int64_t Cout = w->shape[1], kh = w->shape[2], kw = w->shape[3];
+    #pragma omp parallel for schedule(static)
+    for (int64_t bo = 0; bo < B * Cout; bo++) {
+        int64_t b = bo / Cout, oc = bo % Cout;
+        float *yp = y + bo * Ho * Wo;
+        for (int64_t ic = 0; ic < Cin; ic++) {
+            const float *xp = x + (b * Cin + ic) * H * W;
+            for (int64_t ky = 0; ky < kh; ky++)
+                for (int64_t kx = 0; kx < kw; kx++) {
+                    float wv = ops_wget(w, ((ic * Cout + oc) * kh + ky) * kw + kx);
+                    for (int64_t iy = 0; iy < H; iy++) {
+                        int64_t oy = iy * stride - pad + ky;
+                        if (oy < 0 || oy >= Ho) continue;
+                        for (int64_t ix = 0; ix < W; ix++) {
+                            int64_t ox = ix * stride - pad + kx;
+                            if (ox >= 0 && ox < Wo) yp[oy * Wo + ox] += wv * xp[iy * W + ix];
+                        }
+                    }
+                }
+        }
+    }
+}
+
+void ld_conv_transpose2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+                         const ld_tensor *b, int stride, int pad) {
+    int64_t Cout = w->shape[1], kh = w->shape[2], kw = w->shape[3];
+    int64_t Ho = (H - 1) * stride - 2 * (int64_t)pad + kh, Wo = (W - 1) * stride - 2 * (int64_t)pad + kw;
+    if (B <= 0 || Cout <= 0 || Ho <= 0 || Wo <= 0) return;
+    int has_b = ops_has(b);
+    #pragma omp parallel for schedule(static)
+    for (int64_t bo = 0; bo < B * Cout; bo++) {
+        float v = has_b ? ops_wget(b, bo % Cout) : 0.0f;
+        float *yp = y + bo * Ho * Wo;
+        for (int64_t i = 0; i < Ho * Wo; i++) yp[i] = v;
+    }
+    int64_t Kc = Cout * kh * kw;
+    int64_t R = CONV_TILE_FLOATS / (Kc * W); /* input rows per tile */
+    if (R < 1) R = 1;
+    if (R > H) R = H;
+    float *col = malloc((size_t)(Kc * R * W) * sizeof(float));
+    if (!col) {
+        ld_log_warn("conv_transpose2d: no memory for a %lldx%lld column tile, using the direct loop", (long long)Kc,
+                    (long long)(R * W));
+        conv_t_direct(y, x, B, Cin, H, W, w, stride, pad, Ho, Wo);
+        return;
+    }
+    /* A(m, ic) = w[ic, m] with m = (oc, ky, kx) */
+    ld_mat A = ops_wmat(w, 0, 1, Kc);
+    for (int64_t bi = 0; bi < B; bi++)
+        for (int64_t r0 = 0; r0 < H; r0 += R) {
+            int64_t nr = ops_min64(R, H - r0), np = nr * W;
+            ld_mat X = ld_mat_f32(x + bi * Cin * H * W + r0 * W, H * W, 1);
+            ld_gemm(Kc, np, Cin, &A, &X, col, np, 0.0f, NULL, NULL);
+            #pragma omp parallel for schedule(static)
+            for (int64_t oc = 0; oc < Cout; oc++) {
+                float *yp = y + (bi * Cout + oc) * Ho * Wo;
+                for (int64_t ky = 0; ky < kh; ky++)
+                    for (int64_t kx = 0; kx < kw; kx++) {
+                        const float *cr = col + ((oc * kh + ky) * kw + kx) * np;
+                        int64_t lo, hi; /* ix with ox = ix*stride + kx - pad in [0, Wo) */
+                        lo = kx - pad >= 0 ? 0 : (pad - kx + stride - 1) / stride;
+                        hi = (Wo - 1 - kx + pad) >= 0 ? ops_min64(W, (Wo - 1 - kx + pad) / stride + 1) : 0;
+                        for (int64_t iy = r0; iy < r0 + nr; iy++) {
+                            int64_t oy = iy * stride - pad + ky;
+                            if (oy < 0 || oy >= Ho) continue;
+                            float *yr = yp + oy * Wo;
+                            const float *c = cr + (iy - r0) * W;
+                            int64_t o = kx - pad;
+                            for (int64_t ix = lo; ix < hi; ix++) yr[ix * stride + o] += c[ix];
+                        }
+                    }
+            }
+        }
+    free(col);
+}

@@ -1,0 +1,62 @@
+/* Helpers shared by the ops_*.c files (not a public header).
+ *
+ *     float g = ops_wget(gamma, c);   // element c of an f32/f16/bf16 weight
+ *
+ * Kept inline so per-element weight reads in norm loops stay cheap. */
+#ifndef LD_TENSOR_OPS_INTERNAL_H
+#define LD_TENSOR_OPS_INTERNAL_H
+
+#include "tensor/ops.h"
+
+/* Element i of a weight tensor in f32/f16/bf16, converted to f32. */
+static inline float ops_wget(const ld_tensor *t, int64_t i) {
+    switch (t->dtype) {
+    case LD_F16: return ld_f16_to_f32(((const uint16_t *)t->data)[i]);
+    case LD_BF16: return ld_bf16_to_f32(((const uint16_t *)t->data)[i]);
+    default: return ((const float *)t->data)[i];
+    }
+}
+
+/* A tensor argument that is present (non-NULL and carrying data). */
+static inline int ops_has(const ld_tensor *t) { return t && t->data; }
+
+/* An ld_mat view of a weight tensor starting at element `offset`. */
+static inline ld_mat ops_wmat(const ld_tensor *w, int64_t offset, int64_t rs, int64_t cs) {
+    ld_mat m;
+    m.dtype = w->dtype;
+    m.data = (const char *)w->data + (size_t)offset * ld_dtype_size(w->dtype);
+    m.rs = rs;
+    m.cs = cs;
+    return m;
+}
+
+/* A 1-D view of n elements of t starting at element `offset` (for per-group biases). */
+static inline ld_tensor ops_wslice(const ld_tensor *t, int64_t offset, int64_t n) {
+    ld_tensor v;
+    memset(&v, 0, sizeof v);
+    v.dtype = t->dtype;
+    v.ndim = 1;
+    v.shape[0] = n;
+    v.data = (char *)t->data + (size_t)offset * ld_dtype_size(t->dtype);
+    v.name = t->name;
+    return v;
+}
+
+/* ---- attention internals (ops_attention*.c) ---- */
+#define ATTN_BQ 64 /* queries per work item (multiple of 4) */
+#define ATTN_BK 64 /* keys per block */
+void ops_attn_block_avx2(float *restrict out, int64_t ldo, const float *restrict q, int64_t ldq,
+                         const float *restrict k, int64_t ldk, const float *restrict v, int64_t ldv, int64_t Lk,
+                         int64_t D, int64_t i0, int64_t nq, const ld_attn_params *p, const float *mask,
+                         const uint8_t *keep, float *restrict scratch);
+void ops_attn_block_avx512(float *restrict out, int64_t ldo, const float *restrict q, int64_t ldq,
+                           const float *restrict k, int64_t ldk, const float *restrict v, int64_t ldv, int64_t Lk,
+                           int64_t D, int64_t i0, int64_t nq, const ld_attn_params *p, const float *mask,
+                           const uint8_t *keep, float *restrict scratch);
+/* Tests: 1 = always use the portable attention kernel. */
+void ops_attention_force_portable(int on);
+
+static inline int64_t ops_min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t ops_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+#endif

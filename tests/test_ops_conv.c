@@ -1,0 +1,174 @@
+/* Tests of ld_conv2d and ld_conv_transpose2d against direct loops written
+ * plainly here (double accumulation): kernels 1x1..4x4, strides, padding,
+ * dilation, groups (incl. depthwise), replicate padding, size-1 images,
+ * several gather tiles, f32/f16/bf16 weights, and 1 vs 2 threads bitwise. */
+#include "test_ops_util.h"
+
+#define TOL 1e-5
+
+typedef struct {
+    int64_t B, Cin, H, W, Cout, kh, kw;
+    int sh, sw, ph, pw, dh, dw, groups, replicate, bias;
+} conv_case;
+
+static void ref_conv(float *y, const float *x, const float *w, const float *b, const conv_case *c, int64_t Ho,
+                     int64_t Wo) {
+    int64_t cin_g = c->Cin / c->groups, cout_g = c->Cout / c->groups;
+    for (int64_t n = 0; n < c->B; n++)
+        for (int64_t oc = 0; oc < c->Cout; oc++)
+            for (int64_t oy = 0; oy < Ho; oy++)
+                for (int64_t ox = 0; ox < Wo; ox++) {
+                    double acc = c->bias ? b[oc] : 0.0;
+                    int64_t g = oc / cout_g;
+                    for (int64_t ic = 0; ic < cin_g; ic++)
+                        for (int64_t ky = 0; ky < c->kh; ky++)
+                            for (int64_t kx = 0; kx < c->kw; kx++) {
+                                int64_t iy = oy * c->sh - c->ph + ky * c->dh, ix = ox * c->sw - c->pw + kx * c->dw;
+                                if (c->replicate) {
+                                    iy = iy < 0 ? 0 : iy >= c->H ? c->H - 1 : iy;
+                                    ix = ix < 0 ? 0 : ix >= c->W ? c->W - 1 : ix;
+                                } else if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W) {
+                                    continue;
+                                }
+                                acc += (double)x[((n * c->Cin + g * cin_g + ic) * c->H + iy) * c->W + ix] *
+                                       w[((oc * cin_g + ic) * c->kh + ky) * c->kw + kx];
+                            }
+                    y[((n * c->Cout + oc) * Ho + oy) * Wo + ox] = (float)acc;
+                }
+}
+
+static void run_conv(const conv_case *c, ld_dtype dt, int check_threads) {
+    int64_t cin_g = c->Cin / c->groups;
+    int64_t Ho = ld_conv2d_out_dim(c->H, c->kh, c->sh, c->ph, c->dh);
+    int64_t Wo = ld_conv2d_out_dim(c->W, c->kw, c->sw, c->pw, c->dw);
+    int64_t nx = c->B * c->Cin * c->H * c->W, nw = c->Cout * cin_g * c->kh * c->kw, ny = c->B * c->Cout * Ho * Wo;
+    float *x = tw_alloc(nx), *wv = tw_alloc(nw), *bv = tw_alloc(c->Cout), *y = tw_alloc(ny), *ref = tw_alloc(ny);
+    test_fill(x, nx, 100 + nx);
+    test_fill(wv, nw, 200 + nw);
+    test_fill(bv, c->Cout, 300);
+    ld_tensor w = tw_make(dt, wv, 4, (int64_t[]){c->Cout, cin_g, c->kh, c->kw});
+    ld_tensor b = tw_make(dt, bv, 1, (int64_t[]){c->Cout});
+    ld_conv2d_params p = {c->sh, c->sw, c->ph, c->pw, c->dh, c->dw, c->groups, c->replicate};
+    ref_conv(ref, x, wv, bv, c, Ho, Wo);
+    for (int64_t i = 0; i < ny; i++) y[i] = NAN; /* every output must be written */
+    ld_conv2d(y, x, c->B, c->Cin, c->H, c->W, &w, c->bias ? &b : NULL, &p);
+    char what[200];
+    snprintf(what, sizeof what,
+             "conv2d %s B%lld Cin%lld %lldx%lld Cout%lld k%lldx%lld s%d,%d p%d,%d d%d,%d g%d rep%d bias%d -> %lldx%lld",
+             ld_dtype_name(dt), (long long)c->B, (long long)c->Cin, (long long)c->H, (long long)c->W,
+             (long long)c->Cout, (long long)c->kh, (long long)c->kw, c->sh, c->sw, c->ph, c->pw, c->dh, c->dw,
+             c->groups, c->replicate, c->bias, (long long)Ho, (long long)Wo);
+    test_close(what, y, ref, ny, TOL);
+    if (check_threads) {
+        float *y1 = tw_alloc(ny);
+        omp_set_num_threads(1);
+        ld_conv2d(y1, x, c->B, c->Cin, c->H, c->W, &w, c->bias ? &b : NULL, &p);
+        omp_set_num_threads(2);
+        ld_conv2d(y, x, c->B, c->Cin, c->H, c->W, &w, c->bias ? &b : NULL, &p);
+        CHECK(tw_same(y, y1, ny), "conv2d thread invariance: %s", what);
+        free(y1);
+    }
+    tw_free(&w);
+    tw_free(&b);
+    free(x);
+    free(wv);
+    free(bv);
+    free(y);
+    free(ref);
+}
+
+static void test_conv2d(void) {
+    const conv_case cases[] = {
+        /* B Cin H W Cout kh kw  sh sw ph pw dh dw g rep bias */
+        {2, 5, 9, 11, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1},    /* 3x3 same */
+        {1, 6, 7, 5, 4, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 1},     /* 1x1 gemm path */
+        {2, 6, 7, 5, 4, 1, 1, 1, 1, 0, 0, 1, 1, 2, 0, 0},     /* 1x1 gemm path, 2 groups */
+        {1, 3, 10, 9, 5, 4, 4, 2, 2, 1, 1, 1, 1, 1, 0, 1},    /* Stage A down k4 s2 p1, odd width */
+        {1, 4, 8, 8, 6, 2, 2, 2, 2, 0, 0, 1, 1, 1, 0, 1},     /* k2 s2 downscaler */
+        {2, 8, 6, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, 1, 1},     /* depthwise, replicate pad */
+        {1, 6, 9, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6, 0, 1},     /* depthwise, zero pad */
+        {1, 4, 9, 8, 12, 3, 3, 2, 1, 1, 1, 1, 1, 4, 0, 1},    /* one input channel per group, multiplier 3, strided */
+        {1, 4, 11, 10, 6, 3, 3, 2, 1, 2, 2, 2, 2, 2, 0, 1},   /* dilation 2, groups 2, stride (2,1) */
+        {1, 3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0},     /* replicate pad in the gather path */
+        {1, 3, 1, 1, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1},     /* 1x1 image, 3x3 kernel */
+        {1, 1, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1},     /* one input channel */
+        {1, 5, 6, 6, 3, 1, 1, 2, 2, 0, 0, 1, 1, 1, 0, 1},     /* 1x1 strided -> gather path */
+        {1, 3, 5, 5, 2, 3, 3, 1, 1, 0, 0, 1, 1, 1, 0, 1},     /* valid conv */
+        {1, 2, 4, 3, 2, 3, 1, 1, 1, 2, 0, 1, 1, 1, 0, 1},     /* non-square kernel, pad larger than needed */
+        {1, 2, 5, 5, 3, 3, 3, 1, 1, 4, 4, 1, 1, 1, 1, 1},     /* replicate pad wider than the image */
+    };
+    int n = (int)(sizeof cases / sizeof cases[0]);
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < 3; d++) run_conv(&cases[i], tw_dtypes[d], d == 0);
+    /* K = 64*9 = 576: the gather tile holds fewer pixels than the 48x48 output */
+    conv_case big = {1, 64, 48, 48, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1};
+    run_conv(&big, LD_BF16, 1);
+}
+
+/* ---- transposed ---- */
+
+static void run_conv_t(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k, int s, int pad,
+                       int bias, ld_dtype dt) {
+    int64_t Ho = (H - 1) * s - 2 * pad + k, Wo = (W - 1) * s - 2 * pad + k;
+    int64_t nx = B * Cin * H * W, nw = Cin * Cout * k * k, ny = B * Cout * Ho * Wo;
+    float *x = tw_alloc(nx), *wv = tw_alloc(nw), *bv = tw_alloc(Cout), *y = tw_alloc(ny), *ref = tw_alloc(ny);
+    test_fill(x, nx, 400);
+    test_fill(wv, nw, 401);
+    test_fill(bv, Cout, 402);
+    ld_tensor w = tw_make(dt, wv, 4, (int64_t[]){Cin, Cout, k, k});
+    ld_tensor b = tw_make(dt, bv, 1, (int64_t[]){Cout});
+    /* definition: every output pixel sums x[iy, ix] * w[ic, oc, ky, kx] over oy = iy*s - pad + ky */
+    for (int64_t n = 0; n < B; n++)
+        for (int64_t oc = 0; oc < Cout; oc++)
+            for (int64_t oy = 0; oy < Ho; oy++)
+                for (int64_t ox = 0; ox < Wo; ox++) {
+                    double acc = bias ? bv[oc] : 0.0;
+                    for (int64_t ic = 0; ic < Cin; ic++)
+                        for (int64_t ky = 0; ky < k; ky++)
+                            for (int64_t kx = 0; kx < k; kx++) {
+                                int64_t ty = oy + pad - ky, tx = ox + pad - kx;
+                                if (ty < 0 || tx < 0 || ty % s || tx % s) continue;
+                                int64_t iy = ty / s, ix = tx / s;
+                                if (iy >= H || ix >= W) continue;
+                                acc += (double)x[((n * Cin + ic) * H + iy) * W + ix] * wv[((ic * Cout + oc) * k + ky) * k + kx];
+                            }
+                    ref[((n * Cout + oc) * Ho + oy) * Wo + ox] = (float)acc;
+                }
+    ld_conv_transpose2d(y, x, B, Cin, H, W, &w, bias ? &b : NULL, s, pad);
+    char what[160];
+    snprintf(what, sizeof what, "conv_transpose2d %s B%lld Cin%lld %lldx%lld Cout%lld k%lld s%d p%d bias%d",
+             ld_dtype_name(dt), (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout,
+             (long long)k, s, pad, bias);
+    test_close(what, y, ref, ny, TOL);
+    float *y1 = tw_alloc(ny);
+    omp_set_num_threads(1);
+    ld_conv_transpose2d(y1, x, B, Cin, H, W, &w, bias ? &b : NULL, s, pad);
+    omp_set_num_threads(2);
+    CHECK(tw_same(y, y1, ny), "conv_transpose2d thread invariance: %s", what);
+    tw_free(&w);
+    tw_free(&b);
+    free(x);
+    free(wv);
+    free(bv);
+    free(y);
+    free(ref);
+    free(y1);
+}
+
+static void test_conv_transpose(void) {
+    for (int d = 0; d < 3; d++) {
+        run_conv_t(2, 3, 5, 4, 4, 4, 2, 1, 1, tw_dtypes[d]); /* Stage A up */
+        run_conv_t(1, 4, 3, 3, 2, 2, 2, 0, 1, tw_dtypes[d]); /* Wuerstchen upscaler */
+        run_conv_t(1, 2, 4, 5, 3, 3, 1, 0, 0, tw_dtypes[d]); /* overlapping taps */
+        run_conv_t(1, 3, 5, 3, 2, 3, 2, 1, 1, tw_dtypes[d]);
+        run_conv_t(1, 2, 1, 1, 3, 4, 2, 1, 1, tw_dtypes[d]); /* 1x1 input */
+    }
+    run_conv_t(1, 8, 40, 64, 64, 4, 2, 1, 1, LD_F16); /* several row tiles */
+}
+
+int main(void) {
+    omp_set_num_threads(2);
+    test_conv2d();
+    test_conv_transpose();
+    return test_finish();
+}
