@@ -216,15 +216,13 @@ json_t *server_parse_body(server_req *r, mhd_result *res);
  * err / field and returns 0. */
 int gen_request_from_json(const server *s, req_dialect d, const json_t *body, gen_request *req, char *err,
                           size_t errn, char *field, size_t fieldn);
-/* A1111 display name of a library sampler name and back. */
-const char *sampler_display_name(const char *lib_name);
 
 /* ---- images (server_image.c) -------------------------------------------- */
 
 /* PNG with the A1111 "parameters" text chunk. Returns 0 on failure. */
-int server_png_encode(const ld_image *img, const char *infotext, unsigned char **png, size_t *len);
-/* A1111 infotext of one image (malloc'ed). */
-char *server_infotext(const gen_request *req, const ld_gen_info *info);
+int server_png_encode(ld_ctx *ctx, const ld_image *img, const char *infotext, unsigned char **png, size_t *len);
+/* A1111 infotext of one image (malloc'ed), NULL on failure (message on ctx). */
+char *server_infotext(ld_ctx *ctx, const gen_request *req, const ld_gen_info *info);
 /* malloc'ed NUL-terminated base64. */
 char *base64_encode(const unsigned char *data, size_t len);
 /* Writes png into the outputs folder under a name made here; the name goes to

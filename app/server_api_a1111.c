@@ -5,6 +5,7 @@
  * sampler, infotexts), which clients such as SillyTavern parse for the seed.
  */
 #include "server.h"
+#include "pipeline/infotext.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,7 @@ static json_t *a1111_info(const server *s, const job *j, const json_t *body) {
     json_object_set_new(o, "subseed_strength", json_integer(0));
     json_object_set_new(o, "width", json_integer(first->width));
     json_object_set_new(o, "height", json_integer(first->height));
-    json_object_set_new(o, "sampler_name", json_string(sampler_display_name(first->sampler)));
+    json_object_set_new(o, "sampler_name", json_string(ld_infotext_sampler_label(first->sampler)));
     json_object_set_new(o, "cfg_scale", json_real(first->cfg_scale));
     json_object_set_new(o, "steps", json_integer(first->steps));
     json_t *bs = json_object_get(body, "batch_size");

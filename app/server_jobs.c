@@ -317,7 +317,6 @@ static int on_progress(void *user, const char *stage, int step, int total, doubl
 
 static void run_job(server *s, ld_ctx *ctx, job *j) {
     ld_status st = LD_OK;
-    const char *own_error = NULL;
     for (int i = 0; i < j->req.count && st == LD_OK; i++) {
         jobs_lock(s);
         j->image = i;
@@ -352,13 +351,12 @@ static void run_job(server *s, ld_ctx *ctx, job *j) {
         double secs = server_now() - t0;
         job_image out = {0};
         out.info = info;
-        out.infotext = server_infotext(&j->req, &info);
-        int ok = out.infotext && server_png_encode(&img, out.infotext, &out.png, &out.png_len);
+        out.infotext = server_infotext(ctx, &j->req, &info);
+        int ok = out.infotext && server_png_encode(ctx, &img, out.infotext, &out.png, &out.png_len);
         ld_image_free(&img);
         if (!ok) {
             free(out.infotext);
-            own_error = "out of memory while encoding the PNG";
-            st = LD_ERR_NOMEM;
+            st = ld_ctx_status(ctx) != LD_OK ? ld_ctx_status(ctx) : LD_ERR_NOMEM;
             break;
         }
         if (s->cfg.outputs) server_save_png(s, j, i, out.png, out.png_len, out.file, sizeof out.file);
@@ -381,7 +379,7 @@ static void run_job(server *s, ld_ctx *ctx, job *j) {
     } else {
         j->state = JOB_FAILED;
         j->error_status = st == LD_ERR_INVALID_ARGUMENT || st == LD_ERR_UNSUPPORTED ? 400 : 500;
-        snprintf(j->error, sizeof j->error, "%s", own_error ? own_error : ld_ctx_error(ctx));
+        snprintf(j->error, sizeof j->error, "%s", ld_ctx_error(ctx));
         fprintf(stderr, "leandiff serve: job %s failed: %s\n", j->id, j->error);
     }
     ld_ctx_clear_error(ctx);

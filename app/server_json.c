@@ -126,12 +126,6 @@ static const struct {
     {"euler_a", "Euler a", "k_euler_a", "euler_ancestral"},
 };
 
-const char *sampler_display_name(const char *lib_name) {
-    for (size_t i = 0; i < sizeof samplers / sizeof samplers[0]; i++)
-        if (!strcmp(samplers[i].lib, lib_name)) return samplers[i].display;
-    return lib_name;
-}
-
 static int get_sampler(verr *e, const server *s, const json_t *o, const char *key, char *out) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 1;

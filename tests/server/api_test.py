@@ -382,8 +382,8 @@ def test_generate_equal(srv_png):
     """The server's image equals `leandiff generate` with the same parameters and seed."""
     out = os.path.join(tempfile.mkdtemp(prefix="ld-gen-"), "gen.png")
     cmd = [BIN, "generate", "-m", MODEL, "-p", PARAMS["prompt"], "-n", PARAMS["negative_prompt"],
-           "--width", str(SIZE), "--height", str(SIZE), "--steps", str(STEPS), "--cfg", "5", "--seed", "1234",
-           "--sampler", "euler", "--threads", "2", "-o", out]
+           "-W", str(SIZE), "-H", str(SIZE), "--steps", str(STEPS), "--cfg-scale", "5", "--seed", "1234",
+           "--sampler", "euler", "--threads", "2", "-q", "-o", out]
     r = subprocess.run(cmd, capture_output=True, text=True)
     check(r.returncode == 0, "generate failed: %s\n%s" % (" ".join(cmd), r.stderr))
     with open(out, "rb") as f:
