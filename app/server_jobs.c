@@ -136,7 +136,9 @@ static int estimate_retry_after(const server *s) {
 
 job *jobs_submit(server *s, gen_request *req, const char *api, int *retry_after) {
     jobs_lock(s);
-    if (s->stopping || s->queued >= s->cfg.max_queue) {
+    /* An idle worker takes a job at once, so --max-queue 0 still allows one. */
+    int idle = !s->running && s->queued == 0;
+    if (s->stopping || (s->queued >= s->cfg.max_queue && !idle)) {
         *retry_after = estimate_retry_after(s);
         jobs_unlock(s);
         return NULL;
