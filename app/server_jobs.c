@@ -385,6 +385,7 @@ static void run_job(server *s, ld_ctx *ctx, job *j) {
         fprintf(stderr, "leandiff serve: job %s failed: %s\n", j->id, j->error);
     }
     ld_ctx_clear_error(ctx);
+    s->running = NULL; /* in the same step as the final state: progress never shows a finished job */
     bump(s, j);
     jobs_unlock(s);
 }
@@ -415,7 +416,6 @@ static void *worker_main(void *arg) {
         jobs_unlock(s);
         run_job(s, ctx, j);
         jobs_lock(s);
-        s->running = NULL;
         trim_table(s);
         put_locked(j);
     }

@@ -75,6 +75,8 @@ class Server:
             self.proc.kill()
             self.proc.wait()
             self._err_thread.join(5)
+            if "is not supported" in self.stderr():
+                skip("the library cannot run this model yet: " + self.stderr().strip())
             raise RuntimeError("server did not start: %r\nstderr:\n%s" % (line, "".join(self.stderr_lines)))
         self.port = int(line.split("http://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
 

@@ -31,7 +31,7 @@ if MODEL != "fake:" and not os.path.isdir(MODEL):
     skip("model not found: " + MODEL)
 
 PROMPT = "a koala reading a newspaper"
-SIZE, STEPS, SEED = 128, 30, 1234
+SIZE, STEPS, SEED = 64, 3, 1234
 
 
 class Browser:
