@@ -29,7 +29,7 @@ static void usage(FILE *f) {
             "      --max-batch N      most images per request (default 8)\n"
             "      --max-body BYTES   largest request body (default 1048576); larger gets 413\n"
             "      --history N        finished jobs kept in memory for the API and the page (default 100)\n"
-            "      --max-connections N  simultaneous connections (default 64)\n"
+            "      --max-connections N  simultaneous connections (default 256)\n"
             "  -v, --verbose          log more\n");
 }
 
@@ -52,7 +52,7 @@ int cmd_serve(int argc, char **argv) {
     c->max_steps = 150;
     c->max_batch = 8;
     c->history = 100;
-    c->max_connections = 64;
+    c->max_connections = 256;
     const char *variant = NULL;
     c->api_key = getenv("LEANDIFF_API_KEY");
     if (c->api_key && !*c->api_key) c->api_key = NULL;

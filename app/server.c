@@ -305,6 +305,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- start, wait for a signal, stop ------------------------------------------ */
 
+/* libmicrohttpd's own messages ("Connection was closed by remote side ...",
+ * "Server reached connection limit ...") are routine under load: shown with -v. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    if (ld_get_log_level() < LD_LOG_INFO) return;
+    fputs("leandiff serve: libmicrohttpd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
 int server_run(server *s) {
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -337,6 +345,7 @@ int server_run(server *s) {
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
                                  MHD_OPTION_END);
     int family = ai->ai_family;
     freeaddrinfo(ai);

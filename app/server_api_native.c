@@ -20,6 +20,7 @@
 typedef struct {
     server *s;
     job *j;
+    struct MHD_Connection *conn;
     unsigned seen;
     int sent_first, ended;
     char *buf;
@@ -28,8 +29,7 @@ typedef struct {
 
 /* Next piece of the stream: the job's state whenever it changes (changes in
  * between are merged, so a slow client gets the latest), a comment every 15 s
- * to keep the connection alive and notice a departed client, and the end
- * after the final event. MHD calls this from the connection's own thread, so
+ * to keep the connection alive, and the end after the final event. MHD calls this from the connection's own thread, so
  * waiting here blocks nobody else. */
 static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
     sse_stream *st = cls;
@@ -40,7 +40,23 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
         st->len = st->off = 0;
         server *s = st->s;
         jobs_lock(s);
-        unsigned v = st->sent_first ? jobs_wait_change(s, st->j, st->seen, 15000) : st->j->version;
+        unsigned v = st->j->version;
+        /* Wait for a change in 1 s slices, looking for a departed client in
+         * between, so a stream nobody reads frees its thread within a second. */
+        for (int waited = 0; st->sent_first && v == st->seen && st->j->state < JOB_DONE && !s->stopping &&
+                             waited < 15;
+             waited++) {
+            v = jobs_wait_change(s, st->j, st->seen, 1000);
+            if (v != st->seen) break;
+            jobs_unlock(s);
+            int gone = server_client_gone(st->conn);
+            jobs_lock(s);
+            if (gone) {
+                jobs_unlock(s);
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+            v = st->j->version;
+        }
         int fin = st->j->state >= JOB_DONE;
         if (st->sent_first && v == st->seen && !fin && !s->stopping) {
             jobs_unlock(s);
@@ -85,6 +101,7 @@ static mhd_result events(server *s, server_req *r, job *j) {
     }
     st->s = s;
     st->j = j;
+    st->conn = r->conn;
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, st, sse_free);
     if (!resp) {
         sse_free(st);
