@@ -213,6 +213,22 @@ static ld_status replay_get(ld_ctx *ctx, run *r, const char *name, int ndim, con
     return LD_OK;
 }
 
+/* Checks up front that the replay file holds every noise tensor this run
+ * will ask for, so a mismatch fails before any model runs. */
+static ld_status replay_check(ld_ctx *ctx, run *r, int steps, int64_t n) {
+    float *tmp = malloc(sizeof(float) * (size_t)n);
+    if (!tmp) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    int64_t lshape[4] = {1, r->C, r->h, r->w};
+    ld_status st = replay_get(ctx, r, "latents0", 4, lshape, tmp);
+    for (int i = 0; st == LD_OK && r->euler_a && i < steps; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "step%d.noise", i);
+        st = replay_get(ctx, r, name, 4, lshape, tmp);
+    }
+    free(tmp);
+    return st;
+}
+
 /* Both tokenizers and encoders over texts[0..n-1]: hidden_states[-2] of each
  * encoder concatenated along the features into embeds [n, 77, D], and
  * text_encoder_2's projected pooled output into pooled [n, P]. Each encoder
@@ -505,14 +521,15 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     ld_euler s;
     LD_TRY(ld_euler_init(ctx, &s, k->sched_cfg, where, r->euler_a ? LD_EULER_A : LD_EULER, k->spacing_override));
     ld_status st = ld_euler_set_timesteps(ctx, &s, r->steps);
+    int64_t n = (int64_t)r->C * r->h * r->w, lshape[4] = {1, r->C, r->h, r->w};
     if (st == LD_OK && p->replay_noise) st = ld_safetensors_open(ctx, p->replay_noise, &r->replay);
+    if (st == LD_OK && r->replay) st = replay_check(ctx, r, s.steps, n);
     if (st == LD_OK && p->dump) {
         ld_st_builder_init(&r->dump);
         r->dumping = 1;
         st = dump_meta(ctx, r);
     }
     /* initial noise first (RNG call 0), as the reference draws it */
-    int64_t n = (int64_t)r->C * r->h * r->w, lshape[4] = {1, r->C, r->h, r->w};
     ld_rng rng;
     ld_rng_init(&rng, p->seed);
     if (st == LD_OK) {
