@@ -128,9 +128,7 @@ int cmd_serve(int argc, char **argv) {
     if (!ctx) return 1;
     ld_pipeline_options opt = {.model_dir = c->model_dir, .decoder_dir = c->decoder_dir, .variant = variant,
                                .vae_tiling = -1};
-    extern ld_pipeline *server_fake_pipeline(void); /* TEMPORARY */
-    if (!strcmp(c->model_dir, "fake:")) s.pipe = server_fake_pipeline();
-    else if (ld_pipeline_open(ctx, &opt, &s.pipe) != LD_OK) {
+    if (ld_pipeline_open(ctx, &opt, &s.pipe) != LD_OK) {
         fprintf(stderr, "leandiff serve: %s\n", ld_ctx_error(ctx));
         ld_ctx_free(ctx);
         return 1;

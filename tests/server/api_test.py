@@ -22,9 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import Server, b64png, check, env_paths, png_decode, skip, testdata_dir, wait_until  # noqa: E402
 
 BIN, SRC, BUILD = env_paths()
-MODEL = os.environ.get("LD_DEV_MODEL") or os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")  # TEMPORARY dev override
-MODEL_NAME = "fake-model" if MODEL == "fake:" else os.path.basename(MODEL)
-if MODEL != "fake:" and not os.path.isdir(MODEL):
+MODEL = os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")
+MODEL_NAME = "koala-700m-tiny"
+if not os.path.isdir(MODEL):
     skip("model not found: " + MODEL)
 
 SIZE = 64   # the tiny model's smallest comfortable size: keeps the test fast under ASan

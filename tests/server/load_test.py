@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import Server, check, env_paths, skip, testdata_dir, wait_until  # noqa: E402
 
 BIN, SRC, BUILD = env_paths()
-MODEL = os.environ.get("LD_DEV_MODEL") or os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")  # TEMPORARY dev override
-if MODEL != "fake:" and not os.path.isdir(MODEL):
+MODEL = os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")
+if not os.path.isdir(MODEL):
     skip("model not found: " + MODEL)
 
 CLIENTS = 32

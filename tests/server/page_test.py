@@ -26,8 +26,8 @@ CHROMIUM = os.environ.get("LEANDIFF_CHROMIUM", "/usr/bin/chromium")
 BIN, SRC, BUILD = env_paths()
 if not os.path.exists(CHROMIUM):
     skip(CHROMIUM + " not found (apt-get install chromium)")
-MODEL = os.environ.get("LD_DEV_MODEL") or os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")  # TEMPORARY dev override
-if MODEL != "fake:" and not os.path.isdir(MODEL):
+MODEL = os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")
+if not os.path.isdir(MODEL):
     skip("model not found: " + MODEL)
 
 PROMPT = "a koala reading a newspaper"
