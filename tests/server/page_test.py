@@ -3,7 +3,8 @@ driven through the DevTools protocol over --remote-debugging-pipe (python3
 stdlib only): on a phone-sized screen it types a prompt, sets size, steps and
 seed, taps Generate, sees the progress bar take values between 0 and 1, sees
 the image appear with its parameters and in the gallery, and saves
-screenshots (phone and desktop) under the build directory.
+screenshots (phone and desktop) under the build directory. With --api-key,
+the page asks for the key and then works.
 
 Run by tests/test_server_page.sh; exit 77 when /usr/bin/chromium or the
 model is missing.
@@ -241,7 +242,32 @@ def main():
             b.close()
         rc = srv.stop()
     check(rc == 0, "server exit status %s\n%s" % (rc, srv.stderr()))
+    test_api_key()
     print("page test passed")
+
+
+def test_api_key():
+    """With --api-key the page asks for the key, then works with it."""
+    key = "page-test-key-0123456789"
+    srv = Server(["-m", MODEL, "--threads", "2"], env={"LEANDIFF_API_KEY": key})
+    srv.start()
+    b = None
+    try:
+        b = Browser()
+        b.open_page("http://127.0.0.1:%d/" % srv.port)
+        wait_js(b, "document.getElementById('keydlg').open", 30, "the key dialog")
+        check(b.eval("document.getElementById('model').textContent") == "", "nothing loaded without the key")
+        b.type_into("key", key)
+        b.eval("document.querySelector('#keydlg button').click(); true")
+        wait_js(b, "document.getElementById('model').textContent.length > 0", 30, "the model name after the key")
+        check(b.eval("localStorage.getItem('leandiff-key')") == key, "key kept in localStorage")
+        check(not b.eval("document.getElementById('keydlg').open"), "dialog closed")
+        print("page: asked for the API key, then loaded with it")
+    finally:
+        if b:
+            b.close()
+        rc = srv.stop()
+    check(rc == 0, "server exit status %s\n%s" % (rc, srv.stderr()))
 
 
 if __name__ == "__main__":
