@@ -1,9 +1,27 @@
-/* ld_gemm: entry point and the portable implementation (see gemm.h).
- * SIMD kernels (gemm_avx512.c, gemm_avx2.c, gemm_neon.c) are chosen at run
- * time; this file keeps the portable C path every platform has. */
+/* ld_gemm: dispatch, packing, cache blocking and threading (see gemm.h), plus
+ * the portable C micro-kernel and the reference triple loop.
+ *
+ * Loop structure (the classic Goto/BLIS one), for each block of NC columns
+ * (jc) and each block of KC depth (pc), in this order:
+ *   1. the threads pack the kc x nc block of B together into one shared
+ *      buffer of NR-wide panels (converting f16/bf16 to f32, or rounding to
+ *      bf16 pairs for the BF16 kernel);
+ *   2. tasks = (block of MC rows of A) x (a run of B panels) are shared out;
+ *      a task packs its mc x kc block of A into the thread's own buffer and
+ *      runs the MR x NR micro-kernel over it.
+ * K is never split, and each C element is summed over k in increasing order
+ * by the same kernel whatever the thread count: results are bitwise identical
+ * for any number of threads. SIMD kernels live in gemm_avx512.c,
+ * gemm_avx2.c and gemm_neon.c; gemm_kernels.h describes the packed layouts.
+ */
 #include "tensor/gemm.h"
 
+#include <omp.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "base/cpu.h"
+#include "tensor/gemm_kernels.h"
 
 static ld_precision g_precision = LD_PRECISION_F32;
 
@@ -44,8 +62,433 @@ void ld_gemm_reference(int64_t M, int64_t N, int64_t K, const ld_mat *A, const l
     }
 }
 
+/* ---- portable micro-kernel: plain loops the compiler can vectorize ---- */
+
+#define PMR 4
+#define PNR 16
+
+static void micro_portable(int64_t kc, const void *a_, const void *b_, float *c, int64_t ldc, int load) {
+    const float *a = a_, *b = b_;
+    float acc[PMR][PNR];
+    for (int i = 0; i < PMR; i++)
+        for (int j = 0; j < PNR; j++) acc[i][j] = load ? c[i * ldc + j] : 0.0f;
+    for (int64_t k = 0; k < kc; k++, a += PMR, b += PNR)
+        for (int i = 0; i < PMR; i++)
+            for (int j = 0; j < PNR; j++) acc[i][j] += a[i] * b[j];
+    for (int i = 0; i < PMR; i++)
+        for (int j = 0; j < PNR; j++) c[i * ldc + j] = acc[i][j];
+}
+
+static const ld_gemm_kernel k_portable = {
+    .name = "portable-f32 4x16", .mr = PMR, .nr = PNR, .mc = 128, .kc = 256, .nc = 1024,
+    .bf16 = 0, .micro = micro_portable,
+};
+
+static const ld_gemm_kernel *pick_kernel(int *emulate_bf16) {
+    int bf16 = g_precision == LD_PRECISION_BF16;
+    const ld_gemm_kernel *k = NULL;
+    ld_cpu_level_t level = ld_cpu_level();
+#if defined(__x86_64__) || defined(__i386__)
+    if (level == LD_CPU_AVX512)
+        k = bf16 && ld_cpu_has_bf16() ? ld_gemm_kernel_avx512_bf16() : ld_gemm_kernel_avx512_f32();
+    else if (level == LD_CPU_AVX2)
+        k = ld_gemm_kernel_avx2_f32();
+#elif defined(__aarch64__)
+    if (level == LD_CPU_NEON) k = ld_gemm_kernel_neon_f32();
+#endif
+    if (!k) k = &k_portable;
+    /* Without bf16 instructions the BF16 precision is emulated exactly:
+     * operands are rounded to bf16 while packing, the f32 kernel does the rest. */
+    *emulate_bf16 = bf16 && !k->bf16;
+    return k;
+}
+
+const char *ld_gemm_kernel_name(void) {
+    int emulate;
+    const ld_gemm_kernel *k = pick_kernel(&emulate);
+    return emulate ? "bf16-emulated" : k->name;
+}
+
+/* ---- cached buffers ---- */
+
+typedef struct {
+    void *b;         /* packed B block, shared by the threads */
+    size_t b_bytes;
+    void **t;        /* per thread: packed A block + scratch */
+    size_t t_bytes;
+    int nt;
+} workspace;
+
+#define POOL_MAX 8
+static workspace *g_pool[POOL_MAX];
+static int g_pool_n;
+
+static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(size_t)63); }
+
+static void ws_free(workspace *w) {
+    if (!w) return;
+    free(w->b);
+    for (int i = 0; i < w->nt; i++) free(w->t[i]);
+    free(w->t);
+    free(w);
+}
+
+/* A workspace with at least these sizes, or NULL when out of memory. */
+static workspace *ws_acquire(size_t b_bytes, size_t t_bytes, int nt) {
+    workspace *w = NULL;
+    #pragma omp critical(ld_gemm_pool)
+    {
+        if (g_pool_n > 0) w = g_pool[--g_pool_n];
+    }
+    if (!w) {
+        w = calloc(1, sizeof *w);
+        if (!w) return NULL;
+    }
+    if (w->b_bytes < b_bytes) {
+        free(w->b);
+        w->b = alloc64(b_bytes);
+        w->b_bytes = w->b ? b_bytes : 0;
+    }
+    if (w->nt < nt) {
+        void **t = realloc(w->t, sizeof(void *) * (size_t)nt);
+        if (t) {
+            for (int i = w->nt; i < nt; i++) t[i] = NULL;
+            w->t = t;
+            w->nt = nt;
+        }
+    }
+    int ok = w->b != NULL && w->nt >= nt;
+    if (ok && w->t_bytes < t_bytes) {
+        for (int i = 0; i < w->nt; i++) {
+            free(w->t[i]);
+            w->t[i] = NULL;
+        }
+        w->t_bytes = 0;
+    }
+    for (int i = 0; ok && i < nt; i++) {
+        if (!w->t[i]) w->t[i] = alloc64(t_bytes > w->t_bytes ? t_bytes : w->t_bytes);
+        if (!w->t[i]) ok = 0;
+    }
+    if (ok && w->t_bytes < t_bytes) w->t_bytes = t_bytes;
+    if (!ok) {
+        ws_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static void ws_release(workspace *w) {
+    #pragma omp critical(ld_gemm_pool)
+    {
+        if (g_pool_n < POOL_MAX) {
+            g_pool[g_pool_n++] = w;
+            w = NULL;
+        }
+    }
+    ws_free(w);
+}
+
+void ld_gemm_release_buffers(void) {
+    #pragma omp critical(ld_gemm_pool)
+    {
+        while (g_pool_n > 0) ws_free(g_pool[--g_pool_n]);
+    }
+}
+
+/* ---- packing ---- */
+
+static inline float load_as_f32(ld_dtype dt, const void *data, int64_t i) {
+    switch (dt) {
+    case LD_F16: return ld_f16_to_f32(((const uint16_t *)data)[i]);
+    case LD_BF16: return ld_bf16_to_f32(((const uint16_t *)data)[i]);
+    default: return ((const float *)data)[i];
+    }
+}
+
+/* tile[k*W + x] = f32(data[base + k*sk + x*sx]) for k < kc, x < n; columns
+ * n..W-1 are zeroed. tmp holds kc floats. */
+static void gather(ld_gemm_convert_fn conv, ld_dtype dt, const void *data, int64_t base, int64_t sk, int64_t sx,
+                   int64_t kc, int64_t n, int W, float *tile, float *tmp) {
+    if (sx == 1) {
+        for (int64_t k = 0; k < kc; k++) conv(tile + k * W, data, dt, base + k * sk, n);
+    } else if (sk == 1 && dt == LD_F32) {
+        const float *s = (const float *)data + base;
+        for (int64_t k0 = 0; k0 < kc; k0 += 64) {
+            int64_t k1 = k0 + 64 < kc ? k0 + 64 : kc;
+            for (int64_t x = 0; x < n; x++)
+                for (int64_t k = k0; k < k1; k++) tile[k * W + x] = s[x * sx + k];
+        }
+    } else if (sk == 1) {
+        for (int64_t x = 0; x < n; x++) {
+            conv(tmp, data, dt, base + x * sx, kc);
+            for (int64_t k = 0; k < kc; k++) tile[k * W + x] = tmp[k];
+        }
+    } else {
+        for (int64_t k = 0; k < kc; k++)
+            for (int64_t x = 0; x < n; x++) tile[k * W + x] = load_as_f32(dt, data, base + k * sk + x * sx);
+    }
+    if (n < W)
+        for (int64_t k = 0; k < kc; k++) memset(tile + k * W + n, 0, sizeof(float) * (size_t)(W - n));
+}
+
+static void to_bf16_scalar(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = ld_f32_to_bf16(src[i]);
+}
+
+/* f32 tile [kc][W] -> bf16 pairs dst[(p*W + x)*2 + (k&1)], odd kc padded. */
+static void tile_to_bf16_pairs(const ld_gemm_kernel *kr, const float *tile, int64_t kc, int W, uint16_t *dst,
+                               float *tmp) {
+    ld_gemm_to_bf16_fn cvt = kr->to_bf16 ? kr->to_bf16 : to_bf16_scalar;
+    for (int64_t p = 0; p < (kc + 1) / 2; p++) {
+        const float *r0 = tile + 2 * p * W, *r1 = r0 + W;
+        int odd = 2 * p + 1 >= kc;
+        for (int x = 0; x < W; x++) {
+            tmp[2 * x] = r0[x];
+            tmp[2 * x + 1] = odd ? 0.0f : r1[x];
+        }
+        cvt(dst + 2 * p * W, tmp, 2 * W);
+    }
+}
+
+/* Rounds n floats to bf16 in place (BF16 precision on an f32 kernel). */
+static void round_tile_bf16(float *t, int64_t n) {
+    for (int64_t i = 0; i < n; i++) t[i] = round_bf16(t[i]);
+}
+
+/* ---- the blocked product ---- */
+
+typedef struct {
+    int64_t M, N, K;
+    const ld_mat *A, *B;
+    const ld_gemm_bfill *fill;
+    float *C;
+    int64_t ldc;
+    float beta;
+    const float *bn, *bm; /* biases as f32, or NULL */
+} gemm_args;
+
+/* C rows [i0, i0+m), columns [j0, j0+n) = beta*C + biases (beta 0: C unread). */
+static void init_c(const gemm_args *g, int64_t i0, int64_t m, int64_t j0, int64_t n) {
+    for (int64_t i = i0; i < i0 + m; i++) {
+        float *c = g->C + i * g->ldc;
+        float add_m = g->bm ? g->bm[i] : 0.0f;
+        for (int64_t j = j0; j < j0 + n; j++) {
+            float v = g->beta == 0.0f ? 0.0f : g->beta == 1.0f ? c[j] : g->beta * c[j];
+            if (g->bn) v += g->bn[j];
+            if (g->bm) v += add_m;
+            c[j] = v;
+        }
+    }
+}
+
+/* Products below this many multiply-adds skip packing and threads. */
+#define SMALL_MACS 32768.0
+
+/* Unpacked path for small products: f32 copies of A and B, then rows of C
+ * accumulated over k in order. Returns 0 if out of memory. */
+static int gemm_small(const gemm_args *g, int round) {
+    int64_t M = g->M, N = g->N, K = g->K;
+    float *a = malloc(sizeof(float) * (size_t)(M * K + 1));
+    float *b = malloc(sizeof(float) * (size_t)(K * N + 1));
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return 0;
+    }
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t k = 0; k < K; k++) a[i * K + k] = mat_at(g->A, i, k);
+    if (g->fill) {
+        if (K > 0) g->fill->fill(g->fill->user, 0, K, 0, N, b, N);
+    } else {
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < N; j++) b[k * N + j] = mat_at(g->B, k, j);
+    }
+    if (round) {
+        round_tile_bf16(a, M * K);
+        round_tile_bf16(b, K * N);
+    }
+    init_c(g, 0, M, 0, N);
+    for (int64_t i = 0; i < M; i++) {
+        float *c = g->C + i * g->ldc;
+        for (int64_t k = 0; k < K; k++) {
+            float aik = a[i * K + k];
+            const float *bk = b + k * N;
+            for (int64_t j = 0; j < N; j++) c[j] += aik * bk[j];
+        }
+    }
+    free(a);
+    free(b);
+    return 1;
+}
+
+static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Returns 0 if the buffers could not be allocated (caller falls back). */
+static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round) {
+    const int MR = kr->mr, NR = kr->nr, W = MR > NR ? MR : NR;
+    const int64_t M = g->M, N = g->N, K = g->K;
+    const int64_t KC = kr->kc, esz = kr->bf16 ? 2 : 4;
+    ld_gemm_convert_fn conv = kr->convert ? kr->convert : ld_convert_to_f32;
+
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    double macs = (double)M * N * K;
+    if (nt > 1 && macs < 4e6 * nt) nt = macs < 4e6 ? 1 : (int)(macs / 4e6);
+    if (nt < 1) nt = 1;
+
+    int64_t nmb = (M + kr->mc - 1) / kr->mc; /* balanced row blocks */
+    const int64_t MC = round_up((M + nmb - 1) / nmb, MR);
+    const int64_t NC = min64(kr->nc, round_up(N, NR));
+    const int64_t kcmax = round_up(min64(KC, K), 2);
+    const size_t apanel = (size_t)(kcmax * MR * esz);
+    const size_t b_bytes = (size_t)(kcmax * round_up(NC, NR) * esz);
+    const size_t a_bytes = apanel * (size_t)(MC / MR);
+    const size_t t_bytes = a_bytes + sizeof(float) * (size_t)(kcmax * W + kcmax + 2 * W + 64);
+    workspace *ws = ws_acquire(b_bytes, t_bytes, nt);
+    if (!ws) return 0;
+
+    /* 0: first k block stores, 1: always accumulate, 2: init C then accumulate */
+    int has_bias = g->bn || g->bm;
+    int init_mode = g->beta == 0.0f && !has_bias ? 0 : g->beta == 1.0f && !has_bias ? 1 : 2;
+
+    #pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num();
+        char *abuf = ws->t[tid];
+        float *tile = (float *)(abuf + a_bytes);
+        float *tmp = tile + kcmax * W;
+        _Alignas(64) float ctile[64 * 64];
+        int64_t last_ib = -1, last_pc = -1, last_jc = -1;
+
+        for (int64_t jc = 0; jc < N; jc += NC) {
+            const int64_t nc = min64(NC, N - jc), npan = (nc + NR - 1) / NR;
+            int64_t nsplit = 1;
+            if (nt > 1) {
+                nsplit = (4 * nt + nmb - 1) / nmb;
+                if (nsplit > npan) nsplit = npan;
+                if (nsplit < 1) nsplit = 1;
+            }
+            const int64_t pps = (npan + nsplit - 1) / nsplit;
+            nsplit = (npan + pps - 1) / pps;
+
+            for (int64_t pc = 0; pc < K; pc += KC) {
+                const int64_t kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
+                const size_t bpanel = (size_t)(kcp * NR * esz), apan = (size_t)(kcp * MR * esz);
+
+                #pragma omp for schedule(static)
+                for (int64_t p = 0; p < npan; p++) {
+                    int64_t j0 = jc + p * NR, n = min64(NR, N - j0);
+                    char *dst = (char *)ws->b + p * bpanel;
+                    float *t = kr->bf16 ? tile : (float *)dst;
+                    if (g->fill) {
+                        g->fill->fill(g->fill->user, pc, kc, j0, n, t, NR);
+                        if (n < NR)
+                            for (int64_t k = 0; k < kc; k++) memset(t + k * NR + n, 0, sizeof(float) * (NR - n));
+                    } else {
+                        gather(conv, g->B->dtype, g->B->data, pc * g->B->rs + j0 * g->B->cs, g->B->rs, g->B->cs, kc,
+                               n, NR, t, tmp);
+                    }
+                    if (kr->bf16)
+                        tile_to_bf16_pairs(kr, t, kc, NR, (uint16_t *)dst, tmp);
+                    else if (round)
+                        round_tile_bf16(t, kc * NR);
+                }
+
+                #pragma omp for schedule(dynamic)
+                for (int64_t task = 0; task < nmb * nsplit; task++) {
+                    const int64_t ib = task / nsplit, js = task % nsplit;
+                    const int64_t i0 = ib * MC, m = min64(MC, M - i0);
+                    if (m <= 0) continue;
+                    if (ib != last_ib || pc != last_pc || jc != last_jc) {
+                        for (int64_t ir = 0; ir < m; ir += MR) {
+                            int64_t me = min64(MR, m - ir);
+                            char *dst = abuf + (ir / MR) * apan;
+                            float *t = kr->bf16 ? tile : (float *)dst;
+                            gather(conv, g->A->dtype, g->A->data, (i0 + ir) * g->A->rs + pc * g->A->cs, g->A->cs,
+                                   g->A->rs, kc, me, MR, t, tmp);
+                            if (kr->bf16)
+                                tile_to_bf16_pairs(kr, t, kc, MR, (uint16_t *)dst, tmp);
+                            else if (round)
+                                round_tile_bf16(t, kc * MR);
+                        }
+                        last_ib = ib;
+                        last_pc = pc;
+                        last_jc = jc;
+                    }
+                    const int64_t p0 = js * pps, p1 = min64(npan, p0 + pps);
+                    if (p0 >= p1) continue;
+                    const int64_t j0 = jc + p0 * NR, j1 = min64(N, jc + p1 * NR);
+                    if (pc == 0 && init_mode == 2) init_c(g, i0, m, j0, j1 - j0);
+                    const int load = pc > 0 || init_mode != 0;
+                    for (int64_t p = p0; p < p1; p++) {
+                        const int64_t jj = jc + p * NR, n = min64(NR, N - jj);
+                        const char *bp = (const char *)ws->b + p * bpanel;
+                        for (int64_t ir = 0; ir < m; ir += MR) {
+                            const int64_t me = min64(MR, m - ir);
+                            const char *ap = abuf + (ir / MR) * apan;
+                            float *c = g->C + (i0 + ir) * g->ldc + jj;
+                            if (me == MR && n == NR) {
+                                kr->micro(kc, ap, bp, c, g->ldc, load);
+                            } else {
+                                if (load)
+                                    for (int64_t i = 0; i < me; i++) memcpy(ctile + i * NR, c + i * g->ldc, 4 * n);
+                                kr->micro(kc, ap, bp, ctile, NR, load);
+                                for (int64_t i = 0; i < me; i++) memcpy(c + i * g->ldc, ctile + i * NR, 4 * n);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ws_release(ws);
+    return 1;
+}
+
+static void gemm_any(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_mat *B, const ld_gemm_bfill *fill,
+                     float *C, int64_t ldc, float beta, const ld_tensor *bias_n, const ld_tensor *bias_m) {
+    if (M <= 0 || N <= 0) return;
+    if (K < 0) K = 0;
+    gemm_args g = {M, N, K, A, B, fill, C, ldc, beta, NULL, NULL};
+    float *bn = NULL, *bm = NULL;
+    if (bias_n && bias_n->data) {
+        bn = malloc(sizeof(float) * (size_t)N);
+        if (bn) ld_convert_to_f32(bn, bias_n->data, bias_n->dtype, 0, N);
+    }
+    if (bias_m && bias_m->data) {
+        bm = malloc(sizeof(float) * (size_t)M);
+        if (bm) ld_convert_to_f32(bm, bias_m->data, bias_m->dtype, 0, M);
+    }
+    int ok = !((bias_n && bias_n->data && !bn) || (bias_m && bias_m->data && !bm));
+    g.bn = bn;
+    g.bm = bm;
+    int emulate = 0;
+    const ld_gemm_kernel *kr = pick_kernel(&emulate);
+    if (ok && K == 0) {
+        init_c(&g, 0, M, 0, N);
+    } else if (ok && (double)M * N * K < SMALL_MACS) {
+        ok = gemm_small(&g, g_precision == LD_PRECISION_BF16);
+    } else if (ok) {
+        ok = gemm_blocked(&g, kr, emulate);
+    }
+    free(bn);
+    free(bm);
+    if (ok) return;
+    /* Out of memory for the buffers: the unbuffered reference still works. */
+    if (fill) {
+        ld_log_warn("ld_gemm: out of memory for packing buffers (%lldx%lldx%lld)", (long long)M, (long long)N,
+                    (long long)K);
+        return;
+    }
+    ld_gemm_reference(M, N, K, A, B, C, ldc, beta, bias_n, bias_m);
+}
+
 void ld_gemm(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_mat *B, float *C, int64_t ldc, float beta,
              const ld_tensor *bias_n, const ld_tensor *bias_m) {
-    if (M <= 0 || N <= 0) return;
-    ld_gemm_reference(M, N, K, A, B, C, ldc, beta, bias_n, bias_m);
+    gemm_any(M, N, K, A, B, NULL, C, ldc, beta, bias_n, bias_m);
+}
+
+void ld_gemm_fill_b(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_gemm_bfill *B, float *C, int64_t ldc,
+                    float beta, const ld_tensor *bias_n, const ld_tensor *bias_m) {
+    gemm_any(M, N, K, A, NULL, B, C, ldc, beta, bias_n, bias_m);
 }

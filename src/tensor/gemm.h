@@ -10,8 +10,14 @@
  * full f32 copy.
  *
  * ld_gemm splits the work over the OpenMP threads itself: call it from serial
- * code. Results do not depend on the thread count (each C element is summed
- * in the same order whatever the split).
+ * code (called inside a parallel region it runs on the calling thread only).
+ * Results do not depend on the thread count (each C element is summed in the
+ * same order whatever the split; only M and N are split, never K).
+ *
+ * Implementation (gemm.c): cache-blocked and packed, with micro-kernels for
+ * AVX-512 (f32 and BF16 dot products), AVX2+FMA, NEON and portable C, chosen
+ * at run time from base/cpu.h (LEANDIFF_CPU forces a path). Small products
+ * skip the packing. See docs/performance.md.
  */
 #ifndef LD_TENSOR_GEMM_H
 #define LD_TENSOR_GEMM_H
@@ -37,6 +43,43 @@ void ld_gemm(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_mat *B, 
  * LD_PRECISION_BF16 (inputs rounded to bf16, f32 accumulation). Process-wide. */
 void ld_gemm_set_precision(ld_precision p);
 ld_precision ld_gemm_get_precision(void);
+
+/* B given by a callback instead of a strided view (implicit GEMM, e.g. a
+ * convolution packing its input straight from NCHW): fill writes
+ *     dst[kk*ld + jj] = B(k0 + kk, j0 + jj)   for kk < kc, jj < n
+ * as f32. It is called concurrently from several threads on disjoint tiles
+ * and must not write anything else. */
+typedef struct {
+    void (*fill)(const void *user, int64_t k0, int64_t kc, int64_t j0, int64_t n, float *dst, int64_t ld);
+    const void *user;
+} ld_gemm_bfill;
+
+void ld_gemm_fill_b(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_gemm_bfill *B, float *C, int64_t ldc,
+                    float beta, const ld_tensor *bias_n, const ld_tensor *bias_m);
+
+/* Implicit-GEMM B operand of a 2-D convolution, read straight from one NCHW
+ * image: B(k, j) = x[c, iy, ix] with k = (c*kh + ky)*kw + kx (the layout of
+ * a [Cout, Cin, kh, kw] weight seen as a [Cout, Cin*kh*kw] matrix) and
+ * j = oy*Wo + ox, iy = oy*stride_h - pad_h + ky*dil_h (same for x); outside
+ * the image 0, or the nearest edge pixel with replicate. Usage:
+ *     ld_im2col src = {x_b, Cin, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, 0};
+ *     ld_gemm_bfill f = {ld_im2col_fill, &src};
+ *     ld_gemm_fill_b(Cout, Ho*Wo, Cin*kh*kw, &Wmat, &f, y_b, Ho*Wo, 0, NULL, bias);
+ */
+typedef struct {
+    const float *x;
+    int64_t C, H, W, kh, kw;
+    int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+    int64_t Ho, Wo;
+    int replicate;
+} ld_im2col;
+
+void ld_im2col_fill(const void *user, int64_t k0, int64_t kc, int64_t j0, int64_t n, float *dst, int64_t ld);
+
+/* Name of the micro-kernel ld_gemm uses now ("avx512-f32 14x32", ...). */
+const char *ld_gemm_kernel_name(void);
+/* Frees the cached packing buffers (they are reused between calls). */
+void ld_gemm_release_buffers(void);
 
 /* Plain triple loop in double-free f32, for tests and as the last fallback. */
 void ld_gemm_reference(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_mat *B, float *C, int64_t ldc,

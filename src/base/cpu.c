@@ -1,0 +1,286 @@
+/* CPU feature detection, the LEANDIFF_CPU override and the FMA peak probe
+ * (see cpu.h). The probe kernels use per-function target attributes so this
+ * file itself is compiled for plain x86-64 and only runs them when the CPU
+ * has the instructions. */
+#include "base/cpu.h"
+
+#include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define LD_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>
+#endif
+#endif
+
+static ld_cpu_info g_info;
+static ld_cpu_level_t g_level;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+/* First "model name" (x86) or "Model"/"Hardware" line of /proc/cpuinfo. */
+static int model_from_proc(char *out, size_t n) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return 0;
+    char line[512];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) && strncmp(line, "Model", 5) && strncmp(line, "Hardware", 8)) continue;
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        char *v = colon + 1;
+        while (*v == ' ' || *v == '\t') v++;
+        size_t len = strcspn(v, "\r\n");
+        if (len == 0) continue;
+        if (len >= n) len = n - 1;
+        memcpy(out, v, len);
+        out[len] = 0;
+        found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
+#ifdef LD_X86
+static uint64_t read_xcr0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static void detect_x86(ld_cpu_info *ci) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    int fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+    uint64_t xcr0 = osxsave ? read_xcr0() : 0;
+    int os_ymm = (xcr0 & 0x6) == 0x6;     /* SSE + AVX state */
+    int os_zmm = (xcr0 & 0xe6) == 0xe6;   /* + opmask, ZMM_Hi256, Hi16_ZMM */
+    unsigned max_leaf = __get_cpuid_max(0, NULL);
+    unsigned b7 = 0, c7 = 0, a71 = 0;
+    if (max_leaf >= 7) {
+        __cpuid_count(7, 0, a, b7, c7, d);
+        __cpuid_count(7, 1, a71, b, c, d);
+    }
+    if (avx && os_ymm) {
+        ci->fma = fma;
+        ci->f16c = f16c;
+        ci->avx2 = (b7 >> 5) & 1;
+    }
+    if (os_zmm) {
+        ci->avx512f = (b7 >> 16) & 1;
+        ci->avx512dq = (b7 >> 17) & 1;
+        ci->avx512bw = (b7 >> 30) & 1;
+        ci->avx512vl = (b7 >> 31) & 1;
+        ci->avx512vnni = (c7 >> 11) & 1;
+        ci->avx512bf16 = (a71 >> 5) & 1;
+    }
+    if (ci->avx2 && ci->fma && ci->f16c) ci->best = LD_CPU_AVX2;
+    if (ci->best == LD_CPU_AVX2 && ci->avx512f && ci->avx512bw && ci->avx512dq && ci->avx512vl)
+        ci->best = LD_CPU_AVX512;
+    /* Brand string (leaves 0x80000002..4) when /proc/cpuinfo is absent. */
+    if (!ci->model[0] && __get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
+        unsigned regs[12];
+        for (unsigned i = 0; i < 3; i++)
+            __get_cpuid(0x80000002u + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
+        char brand[49];
+        memcpy(brand, regs, 48);
+        brand[48] = 0;
+        const char *s = brand;
+        while (*s == ' ') s++;
+        snprintf(ci->model, sizeof ci->model, "%s", s);
+    }
+}
+#endif
+
+static void detect(void) {
+    ld_cpu_info *ci = &g_info;
+    memset(ci, 0, sizeof *ci);
+    ci->best = LD_CPU_PORTABLE;
+    model_from_proc(ci->model, sizeof ci->model);
+#ifdef LD_X86
+    detect_x86(ci);
+#endif
+#if defined(__aarch64__)
+    ci->neon = 1; /* Advanced SIMD is mandatory on aarch64 */
+#if defined(__linux__)
+    unsigned long hw2 = getauxval(AT_HWCAP2);
+    ci->neon_bf16 = (hw2 >> 14) & 1; /* HWCAP2_BF16 */
+#endif
+    ci->best = LD_CPU_NEON;
+#endif
+    if (!ci->model[0]) snprintf(ci->model, sizeof ci->model, "unknown");
+    g_level = ci->best;
+    const char *env = getenv("LEANDIFF_CPU");
+    ld_cpu_level_t want;
+    if (env && *env) {
+        if (ld_cpu_parse_level(env, &want)) {
+            g_level = want < ci->best ? want : ci->best;
+        } else {
+            fprintf(stderr, "leandiff: LEANDIFF_CPU=%s is not one of portable, avx2, avx512, neon, auto; ignored\n",
+                    env);
+        }
+    }
+}
+
+const ld_cpu_info *ld_cpu_info_get(void) {
+    pthread_once(&g_once, detect);
+    return &g_info;
+}
+
+ld_cpu_level_t ld_cpu_level(void) {
+    pthread_once(&g_once, detect);
+    return g_level;
+}
+
+int ld_cpu_has_bf16(void) { return ld_cpu_level() == LD_CPU_AVX512 && g_info.avx512bf16; }
+
+int ld_cpu_parse_level(const char *name, ld_cpu_level_t *out) {
+    static const struct {
+        const char *name;
+        int level;
+    } names[] = {{"portable", LD_CPU_PORTABLE}, {"c", LD_CPU_PORTABLE}, {"neon", LD_CPU_NEON},
+                 {"avx2", LD_CPU_AVX2},         {"avx512", LD_CPU_AVX512}, {"auto", 99}, {"", 99}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(name, names[i].name) == 0) {
+            *out = names[i].level == 99 ? ld_cpu_info_get()->best : (ld_cpu_level_t)names[i].level;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+ld_cpu_level_t ld_cpu_force(ld_cpu_level_t level) {
+    const ld_cpu_info *ci = ld_cpu_info_get();
+    /* NEON and the x86 levels are different families: anything the CPU does
+     * not have falls back to portable, anything above its best to the best. */
+    if (level > ci->best) level = ci->best;
+    if (level == LD_CPU_NEON && ci->best != LD_CPU_NEON) level = LD_CPU_PORTABLE;
+    if (level != LD_CPU_NEON && level != LD_CPU_PORTABLE && ci->best == LD_CPU_NEON) level = LD_CPU_PORTABLE;
+    g_level = level;
+    return level;
+}
+
+const char *ld_cpu_level_name(ld_cpu_level_t level) {
+    switch (level) {
+    case LD_CPU_NEON: return "neon";
+    case LD_CPU_AVX2: return "avx2";
+    case LD_CPU_AVX512: return "avx512";
+    default: return "portable";
+    }
+}
+
+/* ---- FMA throughput probe ---- */
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Each probe runs `reps` rounds of 16 independent FMA chains and returns the
+ * flops done; x = x * m + c converges, so no overflow or denormals. */
+#define PROBE_CHAINS 16
+
+#ifdef LD_X86
+__attribute__((target("avx512f,fma"))) static double probe_avx512(long reps, float *sink) {
+    __m512 x[PROBE_CHAINS];
+    __m512 m = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(0.001f);
+    for (int i = 0; i < PROBE_CHAINS; i++) x[i] = _mm512_set1_ps((float)i);
+    for (long r = 0; r < reps; r++) {
+#pragma GCC unroll 16
+        for (int i = 0; i < PROBE_CHAINS; i++) x[i] = _mm512_fmadd_ps(x[i], m, c);
+    }
+    __m512 s = x[0];
+    for (int i = 1; i < PROBE_CHAINS; i++) s = _mm512_add_ps(s, x[i]);
+    *sink += _mm512_reduce_add_ps(s);
+    return (double)reps * PROBE_CHAINS * 16 * 2;
+}
+
+__attribute__((target("avx2,fma"))) static double probe_avx2(long reps, float *sink) {
+    __m256 x[PROBE_CHAINS];
+    __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(0.001f);
+    for (int i = 0; i < PROBE_CHAINS; i++) x[i] = _mm256_set1_ps((float)i);
+    for (long r = 0; r < reps; r++) {
+#pragma GCC unroll 16
+        for (int i = 0; i < PROBE_CHAINS; i++) x[i] = _mm256_fmadd_ps(x[i], m, c);
+    }
+    __m256 s = x[0];
+    for (int i = 1; i < PROBE_CHAINS; i++) s = _mm256_add_ps(s, x[i]);
+    float t[8];
+    _mm256_storeu_ps(t, s);
+    for (int i = 0; i < 8; i++) *sink += t[i];
+    return (double)reps * PROBE_CHAINS * 8 * 2;
+}
+#endif
+
+#if defined(__aarch64__)
+static double probe_neon(long reps, float *sink) {
+    float32x4_t x[PROBE_CHAINS];
+    float32x4_t m = vdupq_n_f32(0.999f), c = vdupq_n_f32(0.001f);
+    for (int i = 0; i < PROBE_CHAINS; i++) x[i] = vdupq_n_f32((float)i);
+    for (long r = 0; r < reps; r++) {
+#pragma GCC unroll 16
+        for (int i = 0; i < PROBE_CHAINS; i++) x[i] = vfmaq_f32(c, x[i], m);
+    }
+    for (int i = 0; i < PROBE_CHAINS; i++) *sink += vaddvq_f32(x[i]);
+    return (double)reps * PROBE_CHAINS * 4 * 2;
+}
+#endif
+
+/* Plain C: 16 chains of 8 lanes the compiler may vectorize. */
+static double probe_portable(long reps, float *sink) {
+    float x[PROBE_CHAINS * 8];
+    for (int i = 0; i < PROBE_CHAINS * 8; i++) x[i] = (float)i;
+    for (long r = 0; r < reps; r++)
+        for (int i = 0; i < PROBE_CHAINS * 8; i++) x[i] = x[i] * 0.999f + 0.001f;
+    for (int i = 0; i < PROBE_CHAINS * 8; i++) *sink += x[i];
+    return (double)reps * PROBE_CHAINS * 8 * 2;
+}
+
+static double probe_round(ld_cpu_level_t level, long reps, float *sink) {
+    switch (level) {
+#ifdef LD_X86
+    case LD_CPU_AVX512: return probe_avx512(reps, sink);
+    case LD_CPU_AVX2: return probe_avx2(reps, sink);
+#endif
+#if defined(__aarch64__)
+    case LD_CPU_NEON: return probe_neon(reps, sink);
+#endif
+    default: return probe_portable(reps, sink);
+    }
+}
+
+double ld_cpu_peak_gflops(int threads, double seconds) {
+    if (threads <= 0) threads = omp_get_num_procs();
+    if (seconds <= 0) seconds = 0.1;
+    ld_cpu_level_t level = ld_cpu_level();
+    double total_flops = 0, max_elapsed = 0;
+    float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total_flops, sink) reduction(max : max_elapsed)
+    {
+        float s = 0;
+        probe_round(level, 1000, &s); /* warm up (clock ramp, AVX-512 licence) */
+        double t0 = now_seconds(), t = t0, flops = 0;
+        while (t - t0 < seconds) {
+            flops += probe_round(level, 20000, &s);
+            t = now_seconds();
+        }
+        total_flops += flops;
+        max_elapsed = t - t0;
+        sink += s;
+    }
+    volatile float keep = sink; /* the chains' results must look used */
+    (void)keep;
+    return max_elapsed > 0 ? total_flops / max_elapsed * 1e-9 : 0.0;
+}

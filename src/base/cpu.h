@@ -1,0 +1,51 @@
+/* Run-time CPU feature detection and a peak-throughput probe.
+ *
+ *     const ld_cpu_info *ci = ld_cpu_info_get();     // detected once
+ *     if (ld_cpu_level() >= LD_CPU_AVX512) ...       // the SIMD path to use
+ *     double peak = ld_cpu_peak_gflops(2, 0.2);      // FMA probe, GFLOP/s
+ *
+ * Detection uses cpuid/xgetbv on x86 (instruction set AND operating-system
+ * support for the register state), HWCAP on aarch64 and nothing elsewhere
+ * (portable C only). The environment variable LEANDIFF_CPU=portable|avx2|avx512
+ * forces a lower path (it is clamped to what the CPU has); ld_cpu_force does
+ * the same from code (tests use it to cover every path on one machine).
+ */
+#ifndef LD_BASE_CPU_H
+#define LD_BASE_CPU_H
+
+typedef enum {
+    LD_CPU_PORTABLE = 0, /* plain C, any machine */
+    LD_CPU_NEON = 1,     /* aarch64 Advanced SIMD */
+    LD_CPU_AVX2 = 2,     /* x86-64 AVX2 + FMA + F16C */
+    LD_CPU_AVX512 = 3,   /* x86-64 AVX-512 F/BW/DQ/VL + FMA + F16C */
+} ld_cpu_level_t;
+
+typedef struct {
+    int avx2, fma, f16c;
+    int avx512f, avx512bw, avx512dq, avx512vl, avx512bf16, avx512vnni;
+    int neon, neon_bf16;
+    ld_cpu_level_t best;  /* widest path the CPU (and OS) supports */
+    char model[128];      /* "AMD EPYC 9654 ..." or "unknown" */
+} ld_cpu_info;
+
+const ld_cpu_info *ld_cpu_info_get(void);
+
+/* The path in force: the best one, lowered by LEANDIFF_CPU or ld_cpu_force. */
+ld_cpu_level_t ld_cpu_level(void);
+/* AVX-512 BF16 dot products usable (level avx512 and the CPU has them). */
+int ld_cpu_has_bf16(void);
+
+/* Parses "portable", "avx2", "avx512", "neon" or "auto"/"" (= best). Returns
+ * 0 on an unknown name. */
+int ld_cpu_parse_level(const char *name, ld_cpu_level_t *out);
+/* Forces the path (clamped to the best available); returns the level now in
+ * force. Call from serial code, not while kernels run. */
+ld_cpu_level_t ld_cpu_force(ld_cpu_level_t level);
+const char *ld_cpu_level_name(ld_cpu_level_t level);
+
+/* FMA throughput probe: `threads` OpenMP threads (0 = all) run independent
+ * FMA chains with the widest SIMD of the current level for about `seconds`;
+ * returns total GFLOP/s (one FMA = 2 flops). */
+double ld_cpu_peak_gflops(int threads, double seconds);
+
+#endif

@@ -1,0 +1,332 @@
+/* Tests for ld_gemm on every kernel path this machine has (portable, avx2,
+ * avx512, avx512-bf16; forced with ld_cpu_force like LEANDIFF_CPU does),
+ * against ld_gemm_reference over many shapes, strides, dtypes, betas and
+ * biases; bitwise invariance to the thread count; the implicit-GEMM conv
+ * operand (ld_im2col_fill) against a naive convolution written here; and the
+ * CPU detection helpers.
+ *
+ * Tolerances: f32 paths |c - ref| <= 1e-5 * (sum_k |a||b| + |bias| + |beta c0|);
+ * bf16 path the same against the reference in bf16 precision (identical input
+ * rounding), and 2^-7 * scale against the f32 reference.
+ */
+#include <omp.h>
+
+#include "base/cpu.h"
+#include "tensor/gemm.h"
+#include "test_util.h"
+
+static uint32_t g_seed = 12345;
+static float frand(void) {
+    g_seed = g_seed * 1664525u + 1013904223u;
+    return (float)((g_seed >> 8) & 0xffffff) / 8388608.0f - 1.0f;
+}
+
+/* A matrix with its own storage: rows x cols view with strides rs, cs. */
+typedef struct {
+    ld_mat m;
+    void *buf;
+    float *f; /* f32 values of the stored elements, same indexing */
+    int64_t n;
+} test_mat;
+
+/* layout 0: row-major, 1: column-major (transposed), 2: padded rows, 3: both strides > 1 */
+static test_mat make_mat(int64_t rows, int64_t cols, ld_dtype dt, int layout) {
+    test_mat t;
+    int64_t rs, cs, n;
+    switch (layout) {
+    case 1: rs = 1, cs = rows, n = rows * cols; break;
+    case 2: rs = cols + 3, cs = 1, n = rows * (cols + 3); break;
+    case 3: rs = 2 * cols + 1, cs = 2, n = rows * (2 * cols + 1); break;
+    default: rs = cols, cs = 1, n = rows * cols; break;
+    }
+    if (n < 1) n = 1;
+    t.n = n;
+    t.f = malloc(sizeof(float) * (size_t)n);
+    t.buf = malloc(dt == LD_F32 ? 4 * (size_t)n : 2 * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        float v = frand();
+        if (dt == LD_F16) {
+            ((uint16_t *)t.buf)[i] = ld_f32_to_f16(v);
+            v = ld_f16_to_f32(((uint16_t *)t.buf)[i]);
+        } else if (dt == LD_BF16) {
+            ((uint16_t *)t.buf)[i] = ld_f32_to_bf16(v);
+            v = ld_bf16_to_f32(((uint16_t *)t.buf)[i]);
+        } else {
+            ((float *)t.buf)[i] = v;
+        }
+        t.f[i] = v;
+    }
+    t.m.dtype = dt;
+    t.m.data = t.buf;
+    t.m.rs = rs;
+    t.m.cs = cs;
+    return t;
+}
+
+static void free_mat(test_mat *t) {
+    free(t->buf);
+    free(t->f);
+}
+
+typedef struct {
+    const char *name;
+    ld_cpu_level_t level;
+    ld_precision prec;
+} path;
+
+static path g_paths[8];
+static int g_npaths;
+
+static void add_path(const char *name, ld_cpu_level_t level, ld_precision prec) {
+    if (ld_cpu_force(level) != level) return; /* not on this machine */
+    path p = {name, level, prec};
+    g_paths[g_npaths++] = p;
+}
+
+static double g_max_rel_f32, g_max_rel_bf16;
+
+/* One case on every path. */
+static void check_case(int64_t M, int64_t N, int64_t K, ld_dtype adt, int alay, ld_dtype bdt, int blay, float beta,
+                       int bias_n_on, int bias_m_on, int64_t ldc_pad) {
+    test_mat A = make_mat(M, K, adt, alay), B = make_mat(K, N, bdt, blay);
+    float *bn_data = malloc(sizeof(float) * (size_t)N), *bm_data = malloc(sizeof(float) * (size_t)M);
+    for (int64_t j = 0; j < N; j++) bn_data[j] = frand();
+    for (int64_t i = 0; i < M; i++) bm_data[i] = frand();
+    ld_tensor bn = {.dtype = LD_F32, .ndim = 1, .shape = {N}, .data = bn_data};
+    ld_tensor bm = {.dtype = LD_F32, .ndim = 1, .shape = {M}, .data = bm_data};
+    const int64_t ldc = N + ldc_pad;
+    const size_t cn = (size_t)(M * ldc);
+    float *c0 = malloc(sizeof(float) * cn), *ref = malloc(sizeof(float) * cn), *ref16 = malloc(sizeof(float) * cn);
+    float *c = malloc(sizeof(float) * cn), *scale = malloc(sizeof(float) * cn);
+    for (size_t i = 0; i < cn; i++) c0[i] = beta == 0.0f ? NAN : frand(); /* beta 0 must not read C */
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++)
+                s += fabs(A.f[i * A.m.rs + k * A.m.cs]) * fabs(B.f[k * B.m.rs + j * B.m.cs]);
+            if (bias_n_on) s += fabs(bn_data[j]);
+            if (bias_m_on) s += fabs(bm_data[i]);
+            if (beta != 0.0f) s += fabs(beta * c0[i * ldc + j]);
+            scale[i * ldc + j] = (float)s + 1e-30f;
+        }
+    const ld_tensor *pbn = bias_n_on ? &bn : NULL, *pbm = bias_m_on ? &bm : NULL;
+    memcpy(ref, c0, sizeof(float) * cn);
+    ld_gemm_set_precision(LD_PRECISION_F32);
+    ld_gemm_reference(M, N, K, &A.m, &B.m, ref, ldc, beta, pbn, pbm);
+    memcpy(ref16, c0, sizeof(float) * cn);
+    ld_gemm_set_precision(LD_PRECISION_BF16);
+    ld_gemm_reference(M, N, K, &A.m, &B.m, ref16, ldc, beta, pbn, pbm);
+
+    for (int p = 0; p < g_npaths; p++) {
+        ld_cpu_force(g_paths[p].level);
+        ld_gemm_set_precision(g_paths[p].prec);
+        int bf16 = g_paths[p].prec == LD_PRECISION_BF16;
+        memcpy(c, c0, sizeof(float) * cn);
+        ld_gemm(M, N, K, &A.m, &B.m, c, ldc, beta, pbn, pbm);
+        double worst = 0, worst_f32 = 0;
+        int64_t bad_i = -1, bad_j = -1, pad_bad = 0;
+        for (int64_t i = 0; i < M; i++) {
+            for (int64_t j = 0; j < ldc; j++) {
+                size_t x = (size_t)(i * ldc + j);
+                if (j >= N) { /* padding between rows must be untouched */
+                    if (memcmp(&c[x], &c0[x], 4)) pad_bad++;
+                    continue;
+                }
+                double e = fabs((double)c[x] - (bf16 ? ref16[x] : ref[x])) / scale[x];
+                if (!(e <= worst)) {
+                    worst = isnan(e) ? INFINITY : e;
+                    bad_i = i;
+                    bad_j = j;
+                }
+                double ef = fabs((double)c[x] - ref[x]) / scale[x];
+                if (!(ef <= worst_f32)) worst_f32 = isnan(ef) ? INFINITY : ef;
+            }
+        }
+        if (bf16) {
+            if (worst > g_max_rel_bf16) g_max_rel_bf16 = worst;
+        } else if (worst > g_max_rel_f32) {
+            g_max_rel_f32 = worst;
+        }
+        CHECK(worst <= 1e-5, "%s (%s): %lldx%lldx%lld A %s/%d B %s/%d beta %g bias %d%d: rel err %.3g at (%lld,%lld)",
+              g_paths[p].name, ld_gemm_kernel_name(), (long long)M, (long long)N, (long long)K, ld_dtype_name(adt),
+              alay, ld_dtype_name(bdt), blay, beta, bias_n_on, bias_m_on, worst, (long long)bad_i, (long long)bad_j);
+        if (bf16)
+            CHECK(worst_f32 <= 1.0 / 128, "%s: %lldx%lldx%lld bf16 error vs f32 reference %.3g", g_paths[p].name,
+                  (long long)M, (long long)N, (long long)K, worst_f32);
+        CHECK(pad_bad == 0, "%s: %lld padding elements of C written", g_paths[p].name, (long long)pad_bad);
+    }
+    ld_gemm_set_precision(LD_PRECISION_F32);
+    free_mat(&A);
+    free_mat(&B);
+    free(bn_data);
+    free(bm_data);
+    free(c0);
+    free(ref);
+    free(ref16);
+    free(c);
+    free(scale);
+}
+
+/* Results must be bitwise equal for 1, 2 and 3 threads on every path. */
+static void check_threads(int64_t M, int64_t N, int64_t K, int blay, float beta) {
+    test_mat A = make_mat(M, K, LD_F32, 0), B = make_mat(K, N, LD_F16, blay);
+    float *bias = malloc(sizeof(float) * (size_t)N);
+    for (int64_t j = 0; j < N; j++) bias[j] = frand();
+    ld_tensor bn = {.dtype = LD_F32, .ndim = 1, .shape = {N}, .data = bias};
+    size_t cn = (size_t)(M * N);
+    float *c0 = malloc(4 * cn), *c1 = malloc(4 * cn), *c = malloc(4 * cn);
+    for (size_t i = 0; i < cn; i++) c0[i] = frand();
+    int saved = omp_get_max_threads();
+    for (int p = 0; p < g_npaths; p++) {
+        ld_cpu_force(g_paths[p].level);
+        ld_gemm_set_precision(g_paths[p].prec);
+        for (int nt = 1; nt <= 3; nt++) {
+            omp_set_num_threads(nt);
+            float *dst = nt == 1 ? c1 : c;
+            memcpy(dst, c0, 4 * cn);
+            ld_gemm(M, N, K, &A.m, &B.m, dst, N, beta, &bn, NULL);
+            if (nt > 1)
+                CHECK(memcmp(c1, c, 4 * cn) == 0, "%s: %lldx%lldx%lld differs between 1 and %d threads",
+                      g_paths[p].name, (long long)M, (long long)N, (long long)K, nt);
+        }
+    }
+    omp_set_num_threads(saved);
+    ld_gemm_set_precision(LD_PRECISION_F32);
+    free_mat(&A);
+    free_mat(&B);
+    free(bias);
+    free(c0);
+    free(c1);
+    free(c);
+}
+
+/* Convolution through ld_im2col_fill + ld_gemm_fill_b vs a naive loop. */
+static void check_conv(int64_t Cin, int64_t H, int64_t W, int64_t Cout, int k, int stride, int pad, int dil,
+                       int replicate) {
+    int64_t Ho = (H + 2 * pad - dil * (k - 1) - 1) / stride + 1, Wo = (W + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+    int64_t K = Cin * k * k, N = Ho * Wo;
+    float *x = malloc(sizeof(float) * (size_t)(Cin * H * W)), *w = malloc(sizeof(float) * (size_t)(Cout * K));
+    float *y = malloc(sizeof(float) * (size_t)(Cout * N)), *r = malloc(sizeof(float) * (size_t)(Cout * N));
+    float *bias = malloc(sizeof(float) * (size_t)Cout);
+    for (int64_t i = 0; i < Cin * H * W; i++) x[i] = frand();
+    for (int64_t i = 0; i < Cout * K; i++) w[i] = frand();
+    for (int64_t i = 0; i < Cout; i++) bias[i] = frand();
+    for (int64_t o = 0; o < Cout; o++)
+        for (int64_t oy = 0; oy < Ho; oy++)
+            for (int64_t ox = 0; ox < Wo; ox++) {
+                double s = bias[o];
+                for (int64_t c = 0; c < Cin; c++)
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int64_t iy = oy * stride - pad + ky * dil, ix = ox * stride - pad + kx * dil;
+                            if (replicate) {
+                                iy = iy < 0 ? 0 : iy >= H ? H - 1 : iy;
+                                ix = ix < 0 ? 0 : ix >= W ? W - 1 : ix;
+                            } else if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
+                                continue;
+                            }
+                            s += (double)w[(o * Cin + c) * k * k + ky * k + kx] * x[(c * H + iy) * W + ix];
+                        }
+                r[o * N + oy * Wo + ox] = (float)s;
+            }
+    ld_tensor bt = {.dtype = LD_F32, .ndim = 1, .shape = {Cout}, .data = bias};
+    ld_im2col src = {x, Cin, H, W, k, k, stride, stride, pad, pad, dil, dil, Ho, Wo, replicate};
+    ld_gemm_bfill f = {ld_im2col_fill, &src};
+    ld_mat A = ld_mat_f32(w, K, 1);
+    for (int p = 0; p < g_npaths; p++) {
+        if (g_paths[p].prec != LD_PRECISION_F32) continue;
+        ld_cpu_force(g_paths[p].level);
+        ld_gemm_fill_b(Cout, N, K, &A, &f, y, N, 0.0f, NULL, &bt);
+        double worst = 0;
+        for (int64_t i = 0; i < Cout * N; i++) {
+            double e = fabs(y[i] - r[i]) / (1.0 + fabs(r[i]));
+            if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+        }
+        CHECK(worst < 1e-4, "%s conv Cin %lld %lldx%lld Cout %lld k%d s%d p%d d%d rep %d: err %.3g",
+              g_paths[p].name, (long long)Cin, (long long)H, (long long)W, (long long)Cout, k, stride, pad, dil,
+              replicate, worst);
+    }
+    free(x);
+    free(w);
+    free(y);
+    free(r);
+    free(bias);
+}
+
+static void check_cpu(void) {
+    const ld_cpu_info *ci = ld_cpu_info_get();
+    CHECK(ci->model[0] != 0, "cpu model string is empty");
+    ld_cpu_level_t l;
+    CHECK(ld_cpu_parse_level("portable", &l) && l == LD_CPU_PORTABLE, "parse portable");
+    CHECK(ld_cpu_parse_level("avx2", &l) && l == LD_CPU_AVX2, "parse avx2");
+    CHECK(ld_cpu_parse_level("avx512", &l) && l == LD_CPU_AVX512, "parse avx512");
+    CHECK(ld_cpu_parse_level("auto", &l) && l == ci->best, "parse auto");
+    CHECK(!ld_cpu_parse_level("sse9", &l), "unknown level accepted");
+    CHECK(ld_cpu_force(LD_CPU_AVX512) <= ci->best, "force clamps to the best level");
+    CHECK(ld_cpu_force(LD_CPU_PORTABLE) == LD_CPU_PORTABLE, "force portable");
+    ld_cpu_force(ci->best);
+    double g = ld_cpu_peak_gflops(1, 0.02);
+    CHECK(g > 0.1 && g < 1e5, "peak probe gives %g GFLOP/s", g);
+    printf("cpu: %s, best path %s, bf16 %d, probe %.1f GFLOP/s (1 thread)\n", ci->model,
+           ld_cpu_level_name(ci->best), ci->avx512bf16, g);
+}
+
+int main(void) {
+    check_cpu();
+    add_path("portable", LD_CPU_PORTABLE, LD_PRECISION_F32);
+    add_path("avx2", LD_CPU_AVX2, LD_PRECISION_F32);
+    add_path("avx512", LD_CPU_AVX512, LD_PRECISION_F32);
+    add_path("neon", LD_CPU_NEON, LD_PRECISION_F32);
+    add_path("portable-bf16", LD_CPU_PORTABLE, LD_PRECISION_BF16);
+    add_path("avx512-bf16", LD_CPU_AVX512, LD_PRECISION_BF16);
+    add_path("neon-bf16", LD_CPU_NEON, LD_PRECISION_BF16);
+    for (int p = 0; p < g_npaths; p++) {
+        ld_cpu_force(g_paths[p].level);
+        ld_gemm_set_precision(g_paths[p].prec);
+        const char *kn = ld_gemm_kernel_name();
+        printf("path %s: kernel %s\n", g_paths[p].name, kn);
+        /* the kernel really is the forced one */
+        int want_bf16 = g_paths[p].prec == LD_PRECISION_BF16;
+        const char *lv = ld_cpu_level_name(g_paths[p].level);
+        if (want_bf16 && g_paths[p].level != LD_CPU_AVX512)
+            CHECK(strcmp(kn, "bf16-emulated") == 0, "%s uses %s", g_paths[p].name, kn);
+        else
+            CHECK(strncmp(kn, lv, strlen(lv)) == 0 && (strstr(kn, "bf16") != NULL) == want_bf16, "%s uses %s",
+                  g_paths[p].name, kn);
+    }
+    ld_gemm_set_precision(LD_PRECISION_F32);
+
+    /* shapes: degenerate, odd, crossing the MC/KC/NC block edges */
+    static const int64_t shapes[][3] = {
+        {1, 1, 1},   {1, 37, 5},     {5, 1, 9},     {7, 13, 1},   {3, 5, 0},    {17, 33, 65}, {64, 64, 64},
+        {1, 700, 300}, {300, 1, 300}, {45, 100, 257}, {131, 67, 600}, {29, 1100, 40}, {260, 90, 1030},
+    };
+    const int nshapes = sizeof shapes / sizeof shapes[0];
+    for (int s = 0; s < nshapes; s++) {
+        int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        /* rotate through layouts, dtypes, betas and biases */
+        check_case(M, N, K, LD_F32, 0, LD_F32, 0, 0.0f, 0, 0, 0);
+        check_case(M, N, K, LD_F32, 0, (s % 2) ? LD_F16 : LD_BF16, 1, 1.0f, 1, 0, 3);
+        check_case(M, N, K, LD_F32, 1, LD_F32, 1, 0.5f, 0, 1, 0);
+        check_case(M, N, K, s % 3 == 0 ? LD_F16 : LD_F32, 2 + s % 2, LD_F16, 3 - s % 2, 0.0f, 1, 1, 1);
+    }
+    check_case(200, 150, 90, LD_BF16, 1, LD_F32, 2, 1.0f, 1, 1, 0);
+
+    check_threads(300, 200, 600, 1, 0.0f);
+    check_threads(37, 1100, 70, 0, 1.0f);
+    check_threads(1000, 64, 64, 1, 0.0f);
+
+    check_conv(3, 9, 11, 5, 3, 1, 1, 1, 0);
+    check_conv(16, 20, 17, 24, 3, 1, 1, 1, 0);
+    check_conv(8, 15, 15, 12, 3, 2, 1, 1, 0);
+    check_conv(6, 12, 10, 7, 3, 1, 2, 2, 0);
+    check_conv(5, 9, 8, 6, 3, 1, 1, 1, 1);
+    check_conv(4, 16, 16, 40, 1, 1, 0, 1, 0);
+    check_conv(32, 24, 24, 64, 3, 1, 1, 1, 0);
+
+    ld_cpu_force(ld_cpu_info_get()->best);
+    ld_gemm_release_buffers();
+    printf("max relative error: f32 paths %.3g, bf16 path vs bf16 reference %.3g\n", g_max_rel_f32,
+           g_max_rel_bf16);
+    return test_finish();
+}
