@@ -202,7 +202,8 @@ static const char *check_origin(const server *s, struct MHD_Connection *conn) {
         return "this server listens on loopback and answers only to Host: localhost / 127.0.0.1 / [::1]";
     const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     if (!origin || !strcmp(origin, "null")) return origin ? "requests from an opaque origin are refused" : NULL;
-    const char *o = !strncmp(origin, "http://", 7) ? origin + 7 : NULL;
+    /* https too: behind a TLS-terminating proxy the page's origin is https://. */
+    const char *o = !strncmp(origin, "http://", 7) ? origin + 7 : !strncmp(origin, "https://", 8) ? origin + 8 : NULL;
     if (!o || !host || strcmp(o, host)) return "cross-origin requests are refused";
     return NULL;
 }

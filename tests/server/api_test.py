@@ -322,6 +322,9 @@ def test_validation(srv):
     err("GET", "/v1/models", None, 403, headers={"Host": "evil.example:%d" % srv.port})
     ok = srv.request("GET", "/v1/models", headers={"Origin": "http://127.0.0.1:%d" % srv.port})[0]
     check(ok == 200, "same-origin request allowed")
+    ok = srv.request("GET", "/v1/models", headers={"Origin": "https://127.0.0.1:%d" % srv.port})[0]
+    check(ok == 200, "same-origin request through a TLS proxy allowed")
+    err("GET", "/v1/models", None, 403, headers={"Origin": "http://127.0.0.1:1"})
     log("validation, limits, methods, paths, origin: ok")
 
 
