@@ -32,7 +32,7 @@ if not os.path.isdir(MODEL):
     skip("model not found: " + MODEL)
 
 PROMPT = "a koala reading a newspaper"
-SIZE, STEPS, SEED = 64, 3, 1234
+SIZE, STEPS, SEED = 64, 6, 1234
 
 
 class Browser:
@@ -197,9 +197,12 @@ def main():
         b = Browser()
         b.open_page("http://127.0.0.1:%d/" % srv.port)
         wait_js(b, "document.getElementById('model').textContent.length > 0", 30, "the model name")
-        # Every value the progress bar takes, recorded as it happens.
-        b.eval("window.__bar = []; new MutationObserver(() => window.__bar.push(document.getElementById('bar').value))"
-               ".observe(document.getElementById('bar'), {attributes: true}); true")
+        # Every value the progress bar takes, recorded as it happens (several
+        # changes may reach one observer call: their old values fill the gaps).
+        b.eval("window.__bar = []; const bar = document.getElementById('bar');"
+               "new MutationObserver((rs) => { for (const r of rs) window.__bar.push(parseFloat(r.oldValue));"
+               " window.__bar.push(bar.value); })"
+               ".observe(bar, {attributes: true, attributeFilter: ['value'], attributeOldValue: true}); true")
         b.type_into("prompt", PROMPT)
         b.type_into("width", str(SIZE))
         b.type_into("height", str(SIZE))
@@ -234,8 +237,8 @@ def main():
         b.send("Page.reload")
         b.wait_event("Page.loadEventFired")
         wait_js(b, "document.querySelectorAll('#gallery img').length >= 1", 30, "gallery after reload")
-        print("page: prompt typed, Generate tapped, progress bar values %s ... %s (%d between 0 and 1), "
-              "image %dx%d shown; screenshots %s, %s" % (between[:3], bar[-1], len(between), SIZE, SIZE,
+        print("page: prompt typed, Generate tapped, progress bar went through %s then %s, "
+              "image %dx%d shown; screenshots %s, %s" % (sorted(set(between)), bar[-1], SIZE, SIZE,
                                                          out_phone, out_desktop))
     finally:
         if b:
