@@ -110,14 +110,6 @@ static void wu_free(void *state) {
     free(w);
 }
 
-/* Loads <dir>/<name> with a loader taking (ctx, component dir, variant, out). */
-#define LOAD_COMPONENT(dir, index, name, call)                                      \
-    do {                                                                            \
-        char comp_[4200];                                                           \
-        st = ld_component_dir(ctx, dir, index, name, comp_, sizeof comp_);          \
-        if (st == LD_OK) st = call;                                                 \
-    } while (0)
-
 static ld_status load_scheduler(ld_ctx *ctx, const char *dir, const json_t *index, ld_ddpmw *s) {
     char comp[4200], where[4300];
     LD_TRY(ld_component_dir(ctx, dir, index, "scheduler", comp, sizeof comp));
@@ -162,23 +154,32 @@ static ld_status wu_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *pr
     if (st == LD_OK) st = ld_json_num(ctx, where, dec_index, "latent_dim_scale", 10.67, &w->latent_dim_scale);
     if (st == LD_OK && !(w->latent_dim_scale > 0 && w->latent_dim_scale <= 1024))
         st = ld_fail(ctx, LD_ERR_MODEL, "%s: latent_dim_scale %g is out of range", where, w->latent_dim_scale);
-    const char *v = opt->variant;
-    if (st == LD_OK) LOAD_COMPONENT(opt->model_dir, prior_index, "tokenizer", ld_clip_tokenizer_load(ctx, comp_, &w->prior_tok));
-    if (st == LD_OK) LOAD_COMPONENT(opt->model_dir, prior_index, "text_encoder", ld_clip_text_load(ctx, comp_, v, &w->prior_text));
-    if (st == LD_OK) LOAD_COMPONENT(opt->model_dir, prior_index, "prior", ld_wuerstchen_prior_load(ctx, comp_, v, &w->prior));
-    if (st == LD_OK) st = load_scheduler(ctx, opt->model_dir, prior_index, &w->prior_sched);
-    if (st == LD_OK) LOAD_COMPONENT(opt->decoder_dir, dec_index, "tokenizer", ld_clip_tokenizer_load(ctx, comp_, &w->decoder_tok));
-    if (st == LD_OK) LOAD_COMPONENT(opt->decoder_dir, dec_index, "text_encoder", ld_clip_text_load(ctx, comp_, v, &w->decoder_text));
-    if (st == LD_OK) LOAD_COMPONENT(opt->decoder_dir, dec_index, "decoder", ld_wuerstchen_diffnext_load(ctx, comp_, v, &w->decoder));
-    if (st == LD_OK) LOAD_COMPONENT(opt->decoder_dir, dec_index, "vqgan", ld_paella_vq_load(ctx, comp_, v, &w->vqgan));
-    if (st == LD_OK) st = load_scheduler(ctx, opt->decoder_dir, dec_index, &w->decoder_sched);
+    const char *v = opt->variant, *pd = opt->model_dir, *dd = opt->decoder_dir;
+    char c[4200];
+    if (st == LD_OK) st = ld_component_dir(ctx, pd, prior_index, "tokenizer", c, sizeof c);
+    if (st == LD_OK) st = ld_clip_tokenizer_load(ctx, c, &w->prior_tok);
+    if (st == LD_OK) st = ld_component_dir(ctx, pd, prior_index, "text_encoder", c, sizeof c);
+    if (st == LD_OK) st = ld_clip_text_load(ctx, c, v, &w->prior_text);
+    if (st == LD_OK) st = ld_component_dir(ctx, pd, prior_index, "prior", c, sizeof c);
+    if (st == LD_OK) st = ld_wuerstchen_prior_load(ctx, c, v, &w->prior);
+    if (st == LD_OK) st = load_scheduler(ctx, pd, prior_index, &w->prior_sched);
+    if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "tokenizer", c, sizeof c);
+    if (st == LD_OK) st = ld_clip_tokenizer_load(ctx, c, &w->decoder_tok);
+    if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "text_encoder", c, sizeof c);
+    if (st == LD_OK) st = ld_clip_text_load(ctx, c, v, &w->decoder_text);
+    if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "decoder", c, sizeof c);
+    if (st == LD_OK) st = ld_wuerstchen_diffnext_load(ctx, c, v, &w->decoder);
+    if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "vqgan", c, sizeof c);
+    if (st == LD_OK) st = ld_paella_vq_load(ctx, c, v, &w->vqgan);
+    if (st == LD_OK) st = load_scheduler(ctx, dd, dec_index, &w->decoder_sched);
     /* the pieces must fit together */
     if (st == LD_OK && ld_clip_text_get_config(w->prior_text)->hidden_size != w->prior->c_cond)
         st = ld_fail(ctx, LD_ERR_MODEL, "%s: the text encoder's hidden_size %lld differs from the prior's c_cond %lld",
                      opt->model_dir, (long long)ld_clip_text_get_config(w->prior_text)->hidden_size,
                      (long long)w->prior->c_cond);
     if (st == LD_OK && ld_clip_text_get_config(w->decoder_text)->hidden_size != w->decoder->clip_embd)
-        st = ld_fail(ctx, LD_ERR_MODEL, "%s: the text encoder's hidden_size %lld differs from the decoder's clip_embd %lld",
+        st = ld_fail(ctx, LD_ERR_MODEL,
+                     "%s: the text encoder's hidden_size %lld differs from the decoder's clip_embd %lld",
                      opt->decoder_dir, (long long)ld_clip_text_get_config(w->decoder_text)->hidden_size,
                      (long long)w->decoder->clip_embd);
     if (st == LD_OK && w->prior->c_in != w->decoder->effnet_embd)
@@ -199,7 +200,9 @@ static ld_status wu_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *pr
 /* ---- sizes ---- */
 
 /* Stage C latent side for an image side (ceil(H / resolution_multiple)). */
-static int64_t prior_side(const ld_wuerstchen *w, int64_t H) { return (int64_t)ceil((double)H / w->resolution_multiple); }
+static int64_t prior_side(const ld_wuerstchen *w, int64_t H) {
+    return (int64_t)ceil((double)H / w->resolution_multiple);
+}
 static int64_t decoder_side(const ld_wuerstchen *w, int64_t hC) { return (int64_t)((double)hC * w->latent_dim_scale); }
 
 /* A size works when the decoder can halve its latent down to the deepest
