@@ -4,6 +4,7 @@
  * Built by `make`, never run by the tests.
  *
  *     build/bench_gemm [--threads N] [--bf16] [--quick] [--no-openblas] [--only NAME] [--shape MxNxK[t]]
+ *                      [--conv Cin,Cout,side]
  *     LEANDIFF_CPU=avx2 build/bench_gemm      # force a kernel path
  *
  * Shapes: "linear" rows are y = x W^T with W [N, K] row-major (as in the
@@ -179,9 +180,17 @@ int main(int argc, char **argv) {
             }
             custom = (shape){"custom", t == 't' ? KIND_LINEAR : KIND_SQUARE, m, n, k, 0, 0, 0, LD_F32};
             only = "custom";
+        } else if (!strcmp(argv[i], "--conv") && i + 1 < argc) {
+            long long c, o, hw;
+            if (sscanf(argv[++i], "%lld,%lld,%lld", &c, &o, &hw) != 3 || c < 1 || o < 1 || hw < 1) {
+                fprintf(stderr, "--conv wants Cin,Cout,side\n");
+                return 2;
+            }
+            custom = (shape){"custom", KIND_CONV, 0, 0, 0, c, o, hw, LD_F32};
+            only = "custom";
         }
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--bf16] [--quick] [--no-openblas] [--only SUBSTRING] [--shape MxNxK[t]]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--bf16] [--quick] [--no-openblas] [--only SUBSTRING] [--shape MxNxK[t]] [--conv Cin,Cout,side]\n", argv[0]);
             return 2;
         }
     }
@@ -210,7 +219,7 @@ int main(int argc, char **argv) {
     const size_t nshapes = sizeof SHAPES / sizeof SHAPES[0];
     for (size_t si = 0; si <= nshapes; si++) {
         const shape *s = si < nshapes ? &SHAPES[si] : &custom;
-        if (!s->M && s->kind != KIND_CONV) continue;
+        if (!s->M && !s->C) continue;
         if (only && !strstr(s->name, only)) continue;
         job j = {.s = s};
         if (s->kind == KIND_CONV) {
