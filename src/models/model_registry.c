@@ -5,6 +5,8 @@
 #include "models/paella_vq.h"
 #include "models/wuerstchen_diffnext.h"
 #include "models/wuerstchen_prior.h"
+#include "models/autoencoder_kl.h"
+#include "models/unet2d.h"
 
 #include <string.h>
 
@@ -16,6 +18,8 @@ const ld_model_type *const ld_model_types[] = {
     &ld_model_wuerstchen_prior,
     &ld_model_wuerstchen_diffnext,
     &ld_model_paella_vq,
+    &ld_unet2d_model_type,
+    &ld_vae_model_type,
     NULL,
 };
 
