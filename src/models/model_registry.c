@@ -2,6 +2,9 @@
  * define their ld_model_type and it is listed here. */
 #include "models/model_registry.h"
 
+#include "models/paella_vq.h"
+#include "models/wuerstchen_diffnext.h"
+#include "models/wuerstchen_prior.h"
 #include "models/autoencoder_kl.h"
 #include "models/unet2d.h"
 
@@ -12,6 +15,9 @@ extern const ld_model_type ld_model_clip_text, ld_model_clip_text_proj; /* text/
 const ld_model_type *const ld_model_types[] = {
     &ld_model_clip_text,
     &ld_model_clip_text_proj,
+    &ld_model_wuerstchen_prior,
+    &ld_model_wuerstchen_diffnext,
+    &ld_model_paella_vq,
     &ld_unet2d_model_type,
     &ld_vae_model_type,
     NULL,

@@ -2,7 +2,10 @@
 #include "pipeline/koala.h"
 #include "pipeline/pipeline.h"
 
+extern const ld_pipeline_impl ld_pipeline_wuerstchen; /* pipeline/wuerstchen.c */
+
 const ld_pipeline_impl *const ld_pipeline_registry[] = {
+    &ld_pipeline_wuerstchen,
     &ld_koala_pipeline,
     NULL,
 };
