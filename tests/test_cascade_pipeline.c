@@ -360,8 +360,26 @@ static void seeded(ld_ctx *ctx, ld_pipeline *p) {
     CHECK(info.prior_cfg_scale == 4.0f && info.cfg_scale == 0.0f && info.seed == 7, "defaults");
     CHECK(ld_generate(ctx, p, &gp, &b, NULL) == LD_OK, "seeded: %s", ld_ctx_error(ctx));
     CHECK(a.pixels && b.pixels && !memcmp(a.pixels, b.pixels, 128 * 128 * 3), "same seed, same image");
+    /* decoder guidance without prior guidance: the negative is encoded for the
+     * decoder only (no prior.negative_* in the dump), and changes the image */
+    char dump[4200];
+    snprintf(dump, sizeof dump, "%s/decoder_cfg_only.safetensors", test_tmp_dir("cascade"));
+    ld_image c = {0};
+    gp.prior_cfg_scale = 0.0f;
+    gp.cfg_scale = 2.0f;
+    gp.negative_prompt = "blurry";
+    gp.dump = dump;
+    CHECK(ld_generate(ctx, p, &gp, &c, &info) == LD_OK, "decoder cfg only: %s", ld_ctx_error(ctx));
+    ld_safetensors *st;
+    if (c.pixels && ld_safetensors_open(ctx, dump, &st) == LD_OK) {
+        CHECK(!ld_safetensors_find(st, "prior.negative_prompt_embeds") && ld_safetensors_find(st, "prior.prompt_embeds"),
+              "decoder cfg only: dump keys");
+        ld_safetensors_close(st);
+    }
+    CHECK(c.pixels && memcmp(a.pixels, c.pixels, 128 * 128 * 3) != 0, "decoder cfg only changes the image");
     ld_image_free(&a);
     ld_image_free(&b);
+    ld_image_free(&c);
 }
 
 int main(void) {
