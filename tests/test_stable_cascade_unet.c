@@ -58,7 +58,8 @@ static void module_cases(ld_ctx *ctx, const char *td) {
         CHECK(0, "%s", ld_ctx_error(ctx));
         return;
     }
-    const char *roles[2][2] = {{"stable-cascade-prior-tiny/prior", "prior"}, {"stable-cascade-tiny/decoder", "decoder"}};
+    const char *roles[2][2] = {{"stable-cascade-prior-tiny/prior", "prior"},
+                               {"stable-cascade-tiny/decoder", "decoder"}};
     for (int r = 0; r < 2; r++) {
         snprintf(dir, sizeof dir, "%s/models/%s", td, roles[r][0]);
         ld_sc_unet *m;
@@ -145,8 +146,9 @@ static void config_errors(ld_ctx *ctx, const char *td) {
     config_error(ctx, td, "block_out_channels", "[16, 32, 64]", "has 4 entries but block_out_channels has 3");
     config_error(ctx, td, "up_blocks_repeat_mappers", "[1, 1]", "up_blocks_repeat_mappers has 2 entries");
     config_error(ctx, td, "num_attention_heads", "[0, 0, 5, 4]", "num_attention_heads[2]");
-    config_error(ctx, td, "block_types_per_layer", "[[\"SDCascadeResBlock\"], [\"X\"], [\"SDCascadeResBlock\"], "
-                                                   "[\"SDCascadeResBlock\"]]",
+    config_error(ctx, td, "block_types_per_layer",
+                 "[[\"SDCascadeResBlock\"], [\"X\"], [\"SDCascadeResBlock\"], "
+                 "[\"SDCascadeResBlock\"]]",
                  "block_types_per_layer[1][0] = X");
     config_error(ctx, td, "switch_level", "[true, false, false]", "switch_level[0]");
     config_error(ctx, td, "switch_level", "[false]", "switch_level must be");

@@ -9,7 +9,6 @@
  */
 #include "pipeline/cascade.h"
 
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,8 +86,8 @@ static ld_status encode_text(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *r
     if (with_negative)
         LD_TRY(ld_clip_tokenize(ctx, c->tok, p->negative_prompt ? p->negative_prompt : "", t->ids + LD_CLIP_CONTEXT,
                                 t->mask + LD_CLIP_CONTEXT));
-    LD_TRY(ld_malloc(ctx, (void **)&t->hidden, (size_t)(t->nb * LD_CLIP_CONTEXT * D) * sizeof(float),
-                     "text embeddings"));
+    LD_TRY(
+        ld_malloc(ctx, (void **)&t->hidden, (size_t)(t->nb * LD_CLIP_CONTEXT * D) * sizeof(float), "text embeddings"));
     LD_TRY(ld_malloc(ctx, (void **)&t->pooled, (size_t)(t->nb * P) * sizeof(float), "text embeddings"));
     ld_clip_text *te;
     LD_TRY(ld_cascade_load_text(ctx, c, &te));
@@ -102,10 +101,9 @@ static ld_status encode_text(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *r
     LD_TRY(ld_cascade_dump(ctx, run, "prior.prompt_embeds", LD_F32, 3, s_h, t->hidden));
     LD_TRY(ld_cascade_dump(ctx, run, "prior.prompt_embeds_pooled", LD_F32, 3, s_p, t->pooled));
     if (with_negative && dump_negative) {
-        LD_TRY(ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds", LD_F32, 3, s_h,
-                               t->hidden + LD_CLIP_CONTEXT * D));
-        LD_TRY(ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds_pooled", LD_F32, 3, s_p,
-                               t->pooled + P));
+        LD_TRY(
+            ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds", LD_F32, 3, s_h, t->hidden + LD_CLIP_CONTEXT * D));
+        LD_TRY(ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds_pooled", LD_F32, 3, s_p, t->pooled + P));
     }
     return ld_cascade_progress(ctx, run, "text", 1, 1);
 }
@@ -143,8 +141,16 @@ static ld_status prior_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *ru
             memcpy(b->xin + k * n, b->x, (size_t)n * sizeof(float));
             b->r[k] = tt;
         }
-        ld_sc_inputs in = {.B = nb, .H = hC, .W = wC, .sample = b->xin, .r = b->r, .clip_text_pooled = t->pooled,
-                           .pooled_len = 1, .clip_text = t->hidden, .text_len = LD_CLIP_CONTEXT, .clip_img = b->img};
+        ld_sc_inputs in = {.B = nb,
+                           .H = hC,
+                           .W = wC,
+                           .sample = b->xin,
+                           .r = b->r,
+                           .clip_text_pooled = t->pooled,
+                           .pooled_len = 1,
+                           .clip_text = t->hidden,
+                           .text_len = LD_CLIP_CONTEXT,
+                           .clip_img = b->img};
         st = ld_sc_unet_forward(ctx, prior, &in, b->eps);
         if (st != LD_OK) break;
         if (use_cfg) ld_cascade_cfg(b->eps, b->eps, b->eps + n, cfg, n);

@@ -31,7 +31,7 @@
  * largest stage, not the sum (weights are mmapped: loading is cheap). */
 typedef struct {
     char prior_dir[4096], text_dir[4096], decoder_dir[4096], vqgan_dir[4096]; /* component folders */
-    char *variant, *prior_weights, *decoder_weights, *vqgan_weights;         /* copies of the options */
+    char *variant, *prior_weights, *decoder_weights, *vqgan_weights;          /* copies of the options */
     ld_sc_config prior_cfg, decoder_cfg;
     int64_t text_hidden, text_proj;
     ld_clip_tokenizer *tok;

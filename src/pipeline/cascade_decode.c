@@ -25,8 +25,8 @@ static ld_status alloc_bufs(ld_ctx *ctx, decode_bufs *b, int64_t n, int64_t ne, 
     return LD_OK;
 }
 
-static ld_status decoder_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *run, int64_t hC, int64_t wC,
-                              int64_t hB, int64_t wB, int steps, float cfg, decode_bufs *b) {
+static ld_status decoder_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *run, int64_t hC, int64_t wC, int64_t hB,
+                              int64_t wB, int steps, float cfg, decode_bufs *b) {
     const ld_sc_config *dc = &c->decoder_cfg;
     int use_cfg = cfg > 1.0f, nb = use_cfg ? 2 : 1;
     int64_t C = dc->in_channels, n = C * hB * wB, shape[4] = {1, C, hB, wB};
@@ -49,8 +49,16 @@ static ld_status decoder_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *
         float tt = s.timesteps[i], r[2] = {tt, tt};
         for (int k = 0; k < nb; k++) memcpy(b->xin + k * n, b->x, (size_t)n * sizeof(float));
         /* effnet = [emb; zeros] and pooled = [cond; negative] with CFG */
-        ld_sc_inputs in = {.B = nb, .H = hB, .W = wB, .sample = b->xin, .r = r, .clip_text_pooled = b->pooled,
-                           .pooled_len = 1, .effnet = b->effnet, .eh = hC, .ew = wC};
+        ld_sc_inputs in = {.B = nb,
+                           .H = hB,
+                           .W = wB,
+                           .sample = b->xin,
+                           .r = r,
+                           .clip_text_pooled = b->pooled,
+                           .pooled_len = 1,
+                           .effnet = b->effnet,
+                           .eh = hC,
+                           .ew = wC};
         st = ld_sc_unet_forward(ctx, decoder, &in, b->eps);
         if (st != LD_OK) break;
         if (use_cfg) ld_cascade_cfg(b->eps, b->eps, b->eps + n, cfg, n);

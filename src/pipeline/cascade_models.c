@@ -126,14 +126,15 @@ static ld_status open_decoder_side(ld_ctx *ctx, const ld_pipeline_options *opt, 
     LD_TRY(ld_model_index_load(ctx, opt->decoder_dir, &index, &cls));
     ld_status st = LD_OK;
     if (strcmp(cls, "StableCascadeDecoderPipeline") != 0)
-        st = ld_fail(ctx, LD_ERR_MODEL, "%s/model_index.json: _class_name is '%s', expected StableCascadeDecoderPipeline",
+        st = ld_fail(ctx, LD_ERR_MODEL,
+                     "%s/model_index.json: _class_name is '%s', expected StableCascadeDecoderPipeline",
                      opt->decoder_dir, cls);
-    if (st == LD_OK)
-        st = ld_json_num(ctx, opt->decoder_dir, index, "latent_dim_scale", 10.67, &c->latent_dim_scale);
+    if (st == LD_OK) st = ld_json_num(ctx, opt->decoder_dir, index, "latent_dim_scale", 10.67, &c->latent_dim_scale);
     if (st == LD_OK && !(c->latent_dim_scale >= 1.0 && c->latent_dim_scale <= 64.0))
         st = ld_fail(ctx, LD_ERR_MODEL, "%s/model_index.json: latent_dim_scale %g is out of range", opt->decoder_dir,
                      c->latent_dim_scale);
-    if (st == LD_OK) st = ld_component_dir(ctx, opt->decoder_dir, index, "decoder", c->decoder_dir, sizeof c->decoder_dir);
+    if (st == LD_OK)
+        st = ld_component_dir(ctx, opt->decoder_dir, index, "decoder", c->decoder_dir, sizeof c->decoder_dir);
     if (st == LD_OK) st = ld_component_dir(ctx, opt->decoder_dir, index, "vqgan", c->vqgan_dir, sizeof c->vqgan_dir);
     if (st == LD_OK) st = load_sched(ctx, opt->decoder_dir, index, &c->decoder_sched_cfg);
     json_decref(index);
@@ -153,7 +154,8 @@ ld_status ld_cascade_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *i
     if (st == LD_OK) st = copy_opt(ctx, opt->prior_weights, &c->prior_weights);
     if (st == LD_OK) st = copy_opt(ctx, opt->decoder_weights, &c->decoder_weights);
     if (st == LD_OK) st = copy_opt(ctx, opt->vqgan_weights, &c->vqgan_weights);
-    if (st == LD_OK) st = ld_json_num(ctx, opt->model_dir, index, "resolution_multiple", 42.67, &c->resolution_multiple);
+    if (st == LD_OK)
+        st = ld_json_num(ctx, opt->model_dir, index, "resolution_multiple", 42.67, &c->resolution_multiple);
     if (st == LD_OK && !(c->resolution_multiple >= 1.0 && c->resolution_multiple <= 1024.0))
         st = ld_fail(ctx, LD_ERR_MODEL, "%s/model_index.json: resolution_multiple %g is out of range", opt->model_dir,
                      c->resolution_multiple);
