@@ -3,7 +3,7 @@
  * libopenblas.so.0 can be dlopen'ed, OpenBLAS cblas_sgemm on the same shapes.
  * Built by `make`, never run by the tests.
  *
- *     build/bench_gemm [--threads N] [--bf16] [--quick] [--no-openblas] [--only NAME]
+ *     build/bench_gemm [--threads N] [--bf16] [--quick] [--no-openblas] [--only NAME] [--shape MxNxK[t]]
  *     LEANDIFF_CPU=avx2 build/bench_gemm      # force a kernel path
  *
  * Shapes: "linear" rows are y = x W^T with W [N, K] row-major (as in the
@@ -52,20 +52,40 @@ static void fill_random(float *x, int64_t n, unsigned seed) {
     }
 }
 
-/* Best seconds per call of fn over at least `min_time` (and >= 1 call after a warm-up). */
+/* CPU seconds used by all threads of the process: unlike wall time it does
+ * not count time the threads spent descheduled by other load on the machine. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Best wall seconds per call of fn over at least `min_time` (and >= 1 call
+ * after a warm-up); *cpu gets the CPU seconds of that best call. */
 typedef void (*run_fn)(void *);
-static double time_best(run_fn fn, void *arg, double min_time, int warm) {
+static double time_best(run_fn fn, void *arg, double min_time, int warm, double *cpu) {
     if (warm) fn(arg);
-    double best = 1e30, t_start = now();
+    double best = 1e30, best_cpu = 1e30, t_start = now();
     int reps = 0;
     do {
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         fn(arg);
-        double t = now() - t0;
+        double t = now() - t0, c = cpu_now() - c0;
         if (t < best) best = t;
+        if (c < best_cpu) best_cpu = c;
         reps++;
     } while (now() - t_start < min_time || reps < 1);
+    *cpu = best_cpu;
     return best;
+}
+
+/* The FMA probe, also as GFLOP per CPU-second (one core's rate). */
+static double probe(int threads, double *per_core) {
+    double t0 = now(), c0 = cpu_now();
+    double g = ld_cpu_peak_gflops(threads, 0.5);
+    double t = now() - t0, c = cpu_now() - c0;
+    *per_core = g * t / c;
+    return g;
 }
 
 typedef struct {
@@ -142,14 +162,25 @@ static const shape SHAPES[] = {
 int main(int argc, char **argv) {
     int threads = 0, bf16 = 0, quick = 0, use_blas = 1;
     const char *only = NULL;
+    shape custom = {"custom", KIND_SQUARE, 0, 0, 0, 0, 0, 0, LD_F32};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--no-openblas")) use_blas = 0;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            long long m, n, k;
+            char t = 'n';
+            if (sscanf(argv[++i], "%lldx%lldx%lld%c", &m, &n, &k, &t) < 3 || m < 1 || n < 1 || k < 1) {
+                fprintf(stderr, "--shape wants MxNxK (append t for B = W^T)\n");
+                return 2;
+            }
+            custom = (shape){"custom", t == 't' ? KIND_LINEAR : KIND_SQUARE, m, n, k, 0, 0, 0, LD_F32};
+            only = "custom";
+        }
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--bf16] [--quick] [--no-openblas] [--only SUBSTRING]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--bf16] [--quick] [--no-openblas] [--only SUBSTRING] [--shape MxNxK[t]]\n", argv[0]);
             return 2;
         }
     }
@@ -163,16 +194,22 @@ int main(int argc, char **argv) {
         if (g_blas_threads) g_blas_threads(threads);
     }
     const ld_cpu_info *ci = ld_cpu_info_get();
-    double peak0 = ld_cpu_peak_gflops(threads, 0.5);
+    double core0;
+    double peak0 = probe(threads, &core0);
     printf("cpu: %s, path %s, kernel %s, %d threads\n", ci->model, ld_cpu_level_name(ld_cpu_level()),
            ld_gemm_kernel_name(), threads);
-    printf("FMA probe: %.1f GFLOP/s (%.1f per thread)\n", peak0, peak0 / threads);
+    printf("FMA probe: %.1f GFLOP/s, %.1f GFLOP per core-second\n", peak0, core0);
     printf("OpenBLAS: %s\n\n", g_sgemm ? "libopenblas.so.0 cblas_sgemm" : "not available");
-    printf("| shape | M x N x K | leandiff GFLOP/s | ratio to probe | OpenBLAS GFLOP/s |\n|---|---|---|---|---|\n");
+    printf("GFLOP/s is wall-clock; 'per core-s' is GFLOP per CPU-second of all threads (immune to time-sharing\n"
+           "with other processes) and its ratio to the probe's per core-second rate.\n\n");
+    printf("| shape | M x N x K | leandiff GFLOP/s | ratio to probe | per core-s | core ratio | OpenBLAS GFLOP/s | "
+           "OpenBLAS per core-s |\n|---|---|---|---|---|---|---|---|\n");
     fflush(stdout);
     double min_time = quick ? 0.2 : 1.0;
-    for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
-        const shape *s = &SHAPES[si];
+    const size_t nshapes = sizeof SHAPES / sizeof SHAPES[0];
+    for (size_t si = 0; si <= nshapes; si++) {
+        const shape *s = si < nshapes ? &SHAPES[si] : &custom;
+        if (!s->M && s->kind != KIND_CONV) continue;
         if (only && !strstr(s->name, only)) continue;
         job j = {.s = s};
         if (s->kind == KIND_CONV) {
@@ -200,15 +237,17 @@ int main(int argc, char **argv) {
             continue;
         }
         if (an) fill_random(j.a, an, 1);
+        memset(j.c, 0, sizeof(float) * (size_t)(j.M * j.N)); /* page faults out of the timing */
         fill_random(j.wf, wn, 2);
         j.w = make_weights(s->wdtype, j.wf, wn);
         /* OpenBLAS sees the same (rounded) weights */
         if (s->wdtype != LD_F32) ld_convert_to_f32(j.wf, j.w, s->wdtype, 0, wn);
         double flops = 2.0 * j.M * j.N * j.K;
         int big = flops > 1e11;
-        double t = time_best(run_ld, &j, big ? 0 : min_time, !big);
-        double gf = flops / t * 1e-9;
-        char blas_col[64] = "-";
+        double cpu;
+        double t = time_best(run_ld, &j, big ? 0 : min_time, !big, &cpu);
+        double gf = flops / t * 1e-9, gc = flops / cpu * 1e-9;
+        char blas_col[64] = "-", blas_core[64] = "-";
         if (g_sgemm) {
             int ok = 1;
             if (s->kind == KIND_CONV) {
@@ -222,12 +261,14 @@ int main(int argc, char **argv) {
                 }
             }
             if (ok) {
-                double tb = time_best(run_blas, &j, big ? 0 : min_time, !big);
+                double cb;
+                double tb = time_best(run_blas, &j, big ? 0 : min_time, !big, &cb);
                 snprintf(blas_col, sizeof blas_col, "%.1f", flops / tb * 1e-9);
+                snprintf(blas_core, sizeof blas_core, "%.1f", flops / cb * 1e-9);
             }
         }
-        printf("| %s | %lldx%lldx%lld | %.1f | %.2f | %s |\n", s->name, (long long)j.M, (long long)j.N,
-               (long long)j.K, gf, gf / peak0, blas_col);
+        printf("| %s | %lldx%lldx%lld | %.1f | %.2f | %.1f | %.2f | %s | %s |\n", s->name, (long long)j.M,
+               (long long)j.N, (long long)j.K, gf, gf / peak0, gc, gc / core0, blas_col, blas_core);
         fflush(stdout);
         free(j.a);
         free(j.c);
@@ -236,8 +277,10 @@ int main(int argc, char **argv) {
         free(j.wf);
         free(j.col);
     }
-    double peak1 = ld_cpu_peak_gflops(threads, 0.5);
-    printf("\nFMA probe again at the end: %.1f GFLOP/s (ratios above use the first probe)\n", peak1);
+    double core1;
+    double peak1 = probe(threads, &core1);
+    printf("\nFMA probe again at the end: %.1f GFLOP/s, %.1f per core-second (ratios above use the first probe)\n",
+           peak1, core1);
     ld_gemm_release_buffers();
     if (blas) dlclose(blas);
     return 0;

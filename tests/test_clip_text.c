@@ -1,5 +1,5 @@
-/* CLIP text encoders against the reference cases (cases/<model>/ text encoder
- * .safetensors: every output key present, with the attention_mask when the
+/* CLIP text encoders against the reference cases (every text encoder file
+ * under cases/: every output key present, with the attention_mask when the
  * case has one), hidden_states indexing, the registry/init-random path on a
  * random-weight model checked against a plain naive forward written here,
  * and the error paths (bad config, wrong weights, bad ids / indices). */
@@ -120,10 +120,11 @@ static void naive_linear(ld_weights *ws, const char *pfx, const float *x, float 
     char wn[256], bn[256];
     snprintf(wn, sizeof wn, "%s.weight", pfx);
     snprintf(bn, sizeof bn, "%s.bias", pfx);
+    const ld_tensor *w = ld_weights_find(ws, wn), *b = bias ? ld_weights_find(ws, bn) : NULL;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < out; o++) {
-            double s = bias ? wget(ws, bn, o) : 0;
-            for (int64_t i = 0; i < in; i++) s += (double)x[r * in + i] * wget(ws, wn, o * in + i);
+            double s = b ? ld_tensor_get_f32(b, o) : 0;
+            for (int64_t i = 0; i < in; i++) s += (double)x[r * in + i] * ld_tensor_get_f32(w, o * in + i);
             y[r * out + o] = (float)s;
         }
 }
@@ -132,6 +133,7 @@ static void naive_ln(ld_weights *ws, const char *pfx, const float *x, float *y, 
     char wn[256], bn[256];
     snprintf(wn, sizeof wn, "%s.weight", pfx);
     snprintf(bn, sizeof bn, "%s.bias", pfx);
+    const ld_tensor *w = ld_weights_find(ws, wn), *b = ld_weights_find(ws, bn);
     for (int64_t r = 0; r < rows; r++) {
         double mu = 0, var = 0;
         for (int64_t i = 0; i < D; i++) mu += x[r * D + i];
@@ -139,7 +141,8 @@ static void naive_ln(ld_weights *ws, const char *pfx, const float *x, float *y, 
         for (int64_t i = 0; i < D; i++) var += (x[r * D + i] - mu) * (x[r * D + i] - mu);
         var /= D;
         for (int64_t i = 0; i < D; i++)
-            y[r * D + i] = (float)((x[r * D + i] - mu) / sqrt(var + 1e-5) * wget(ws, wn, i) + wget(ws, bn, i));
+            y[r * D + i] = (float)((x[r * D + i] - mu) / sqrt(var + 1e-5) * ld_tensor_get_f32(w, i) +
+                                   ld_tensor_get_f32(b, i));
     }
 }
 
@@ -340,6 +343,41 @@ static void check_errors(const char *td) {
     CHECK(ld_clip_text_load(ctx, "/nonexistent", NULL, &te) != LD_OK && te == NULL, "missing folder");
 }
 
+/* The released configs at their real sizes build (recorder) with the
+ * parameter counts of the spec: CLIP-L 123,060,480, bigG with projection
+ * 694,659,840 (koala.md 4.2); bigG without it 1280^2 fewer; ViT-H
+ * 352,984,064 (= the 1.41 GB fp32 file of wuerstchen.md 6). */
+static void check_real_configs(const char *td) {
+    static const struct {
+        const char *cfg;
+        int64_t params;
+    } real[] = {
+        {"sdxl-base/text_encoder", 123060480},
+        {"sdxl-base/text_encoder_2", 694659840},
+        {"stable-cascade-prior/text_encoder", 694659840},
+        {"wuerstchen-prior/text_encoder", 694659840 - 1280 * 1280},
+        {"wuerstchen/text_encoder", 352984064},
+    };
+    for (size_t i = 0; i < sizeof real / sizeof real[0]; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/configs/%s/config.json", td, real[i].cfg);
+        json_t *cfg = NULL;
+        ld_weights *rec = NULL;
+        ld_clip_text *te = NULL;
+        CHECK(ld_json_load_file(ctx, path, &cfg) == LD_OK && ld_weights_new_recorder(ctx, &rec) == LD_OK &&
+                  ld_clip_text_build(ctx, path, cfg, rec, &te) == LD_OK,
+              "%s", ld_ctx_error(ctx));
+        int64_t params = 0;
+        for (size_t k = 0; rec && k < ld_weights_recorded_count(rec); k++)
+            params += ld_tensor_numel(ld_weights_recorded(rec, k));
+        CHECK(params == real[i].params, "%s: %lld parameters, expected %lld", real[i].cfg, (long long)params,
+              (long long)real[i].params);
+        ld_clip_text_free(te);
+        ld_weights_free(rec);
+        json_decref(cfg);
+    }
+}
+
 int main(void) {
     ctx = ld_ctx_new();
     check_random_model();
@@ -349,6 +387,7 @@ int main(void) {
         ld_ctx_free(ctx);
         return test_skip("no testdata");
     }
+    check_real_configs(td);
     run_case(td, "koala-700m-tiny/text_encoder", "koala-700m-tiny/text_encoder.safetensors");
     run_case(td, "koala-700m-tiny/text_encoder_2", "koala-700m-tiny/text_encoder_2.safetensors");
     run_case(td, "koala-1b-tiny/text_encoder", "koala-1b-tiny/text_encoder.safetensors");

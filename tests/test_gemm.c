@@ -10,9 +10,12 @@
  * rounding), and 2^-7 * scale against the f32 reference.
  */
 #include <omp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "base/cpu.h"
 #include "tensor/gemm.h"
+#include "tensor/gemm_attention.h"
 #include "test_util.h"
 
 static uint32_t g_seed = 12345;
@@ -83,7 +86,7 @@ static void add_path(const char *name, ld_cpu_level_t level, ld_precision prec) 
     g_paths[g_npaths++] = p;
 }
 
-static double g_max_rel_f32, g_max_rel_bf16;
+static double g_max_rel_f32, g_max_rel_bf16, g_max_att;
 
 /* One case on every path. */
 static void check_case(int64_t M, int64_t N, int64_t K, ld_dtype adt, int alay, ld_dtype bdt, int blay, float beta,
@@ -253,6 +256,91 @@ static void check_conv(int64_t Cin, int64_t H, int64_t W, int64_t Cout, int k, i
     free(bias);
 }
 
+/* ld_gemm_attention vs textbook attention in double written here. flags: 1
+ * causal, 2 additive mask, 4 key padding (batch 1 loses every key). */
+static void check_attention(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, int flags) {
+    const int64_t HD = H * D, ldq = HD + 3, ldk = 2 * HD, ldv = HD + 1, ldo = HD + 5;
+    float *q = malloc(sizeof(float) * (size_t)(B * Lq * ldq)), *k = malloc(sizeof(float) * (size_t)(B * Lk * ldk + 1));
+    float *v = malloc(sizeof(float) * (size_t)(B * Lk * ldv + 1)), *o = malloc(sizeof(float) * (size_t)(B * Lq * ldo));
+    float *o1 = malloc(sizeof(float) * (size_t)(B * Lq * ldo)), *mask = malloc(sizeof(float) * (size_t)(B * Lq * Lk + 1));
+    uint8_t *keep = malloc((size_t)(B * Lk + 1));
+    for (int64_t i = 0; i < B * Lq * ldq; i++) q[i] = 2 * frand();
+    for (int64_t i = 0; i < B * Lk * ldk; i++) k[i] = 2 * frand();
+    for (int64_t i = 0; i < B * Lk * ldv; i++) v[i] = frand();
+    for (int64_t i = 0; i < B * Lq * Lk; i++) mask[i] = frand() < -0.8f ? -INFINITY : frand();
+    for (int64_t i = 0; i < B * Lk; i++) keep[i] = (i / Lk == 1) ? 0 : frand() > -0.5f;
+    ld_attn_params p = {0};
+    p.scale = 1.0f / sqrtf((float)D);
+    p.causal = flags & 1;
+    if (flags & 2) {
+        p.mask = mask;
+        p.mask_b = Lq * Lk;
+        p.mask_q = Lk;
+    }
+    if (flags & 4) p.key_keep = keep;
+    double *ref = calloc((size_t)(B * Lq * HD), sizeof(double)), *sc = malloc(sizeof(double) * (size_t)(Lk + 1));
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < Lq; i++) {
+                double mx = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < Lk; j++) {
+                    double s = 0;
+                    for (int64_t d = 0; d < D; d++)
+                        s += (double)q[(b * Lq + i) * ldq + h * D + d] * k[(b * Lk + j) * ldk + h * D + d];
+                    s *= p.scale;
+                    if (p.mask) s += mask[b * Lq * Lk + i * Lk + j];
+                    if ((p.causal && j > i) || (p.key_keep && !keep[b * Lk + j])) s = -INFINITY;
+                    sc[j] = s;
+                    if (s > mx) mx = s;
+                }
+                if (mx == -INFINITY) continue; /* no key: zeros */
+                for (int64_t j = 0; j < Lk; j++) {
+                    sc[j] = exp(sc[j] - mx);
+                    sum += sc[j];
+                }
+                for (int64_t d = 0; d < D; d++) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < Lk; j++) acc += sc[j] * v[(b * Lk + j) * ldv + h * D + d];
+                    ref[(b * Lq + i) * HD + h * D + d] = acc / sum;
+                }
+            }
+    int saved = omp_get_max_threads();
+    for (int pi = 0; pi < g_npaths; pi++) {
+        if (g_paths[pi].prec != LD_PRECISION_F32) continue;
+        ld_cpu_force(g_paths[pi].level);
+        omp_set_num_threads(saved);
+        for (int64_t i = 0; i < B * Lq * ldo; i++) o[i] = o1[i] = 77.0f; /* gaps between rows stay */
+        int ok = ld_gemm_attention(o, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, &p);
+        double worst = 0;
+        int64_t gaps = 0;
+        for (int64_t r = 0; r < B * Lq; r++) {
+            for (int64_t c = 0; c < HD; c++) {
+                double e = fabs(o[r * ldo + c] - ref[r * HD + c]);
+                if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+            }
+            for (int64_t c = HD; c < ldo; c++) gaps += o[r * ldo + c] != 77.0f;
+        }
+        CHECK(ok && worst <= 2e-6 && gaps == 0, "%s attention B%lld H%lld Lq%lld Lk%lld D%lld flags %d: err %.3g gaps %lld",
+              g_paths[pi].name, (long long)B, (long long)H, (long long)Lq, (long long)Lk, (long long)D, flags, worst,
+              (long long)gaps);
+        if (worst > g_max_att) g_max_att = worst;
+        /* 1 thread: a different work split (and packing K/V once per item) */
+        omp_set_num_threads(1);
+        ld_gemm_attention(o1, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, &p);
+        double worst1 = 0;
+        for (int64_t r = 0; r < B * Lq; r++)
+            for (int64_t c = 0; c < HD; c++) {
+                double e = fabs(o1[r * ldo + c] - ref[r * HD + c]);
+                if (!(e <= worst1)) worst1 = isnan(e) ? INFINITY : e;
+            }
+        CHECK(worst1 <= 2e-6, "%s attention with 1 thread: err %.3g", g_paths[pi].name, worst1);
+        CHECK(memcmp(o, o1, sizeof(float) * (size_t)(B * Lq * ldo)) == 0, "%s attention differs with 1 thread",
+              g_paths[pi].name);
+    }
+    omp_set_num_threads(saved);
+    free(q), free(k), free(v), free(o), free(o1), free(mask), free(keep), free(ref), free(sc);
+}
+
 static void check_cpu(void) {
     const ld_cpu_info *ci = ld_cpu_info_get();
     CHECK(ci->model[0] != 0, "cpu model string is empty");
@@ -271,8 +359,48 @@ static void check_cpu(void) {
            ld_cpu_level_name(ci->best), ci->avx512bf16, g);
 }
 
-int main(void) {
+/* LEANDIFF_CPU really selects the path: re-run this program with it set and
+ * "--print-level"; the child prints the level and kernel it ended up with. */
+static void check_env_override(void) {
+    const ld_cpu_info *ci = ld_cpu_info_get();
+    const char *names[] = {"portable", "avx2", "avx512", "bogus"};
+    for (int i = 0; i < 4; i++) {
+        int fds[2];
+        if (pipe(fds) != 0) return;
+        pid_t pid = fork();
+        if (pid == 0) {
+            dup2(fds[1], 1);
+            close(fds[0]);
+            setenv("LEANDIFF_CPU", names[i], 1);
+            execl("/proc/self/exe", "test_gemm", "--print-level", (char *)NULL);
+            _exit(127);
+        }
+        close(fds[1]);
+        char buf[128] = {0};
+        ssize_t got = 0, r;
+        while (got < (ssize_t)sizeof buf - 1 && (r = read(fds[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0) got += r;
+        close(fds[0]);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        ld_cpu_level_t want = ci->best;
+        if (i < 3) {
+            ld_cpu_parse_level(names[i], &want);
+            if (want > ci->best) want = ci->best;
+        }
+        char expect[32];
+        snprintf(expect, sizeof expect, "level %s", ld_cpu_level_name(want));
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0 && strncmp(buf, expect, strlen(expect)) == 0,
+              "LEANDIFF_CPU=%s: child said '%s', expected '%s'", names[i], buf, expect);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--print-level") == 0) {
+        printf("level %s kernel %s\n", ld_cpu_level_name(ld_cpu_level()), ld_gemm_kernel_name());
+        return 0;
+    }
     check_cpu();
+    check_env_override();
     add_path("portable", LD_CPU_PORTABLE, LD_PRECISION_F32);
     add_path("avx2", LD_CPU_AVX2, LD_PRECISION_F32);
     add_path("avx512", LD_CPU_AVX512, LD_PRECISION_F32);
@@ -324,9 +452,17 @@ int main(void) {
     check_conv(4, 16, 16, 40, 1, 1, 0, 1, 0);
     check_conv(32, 24, 24, 64, 3, 1, 1, 1, 0);
 
+    check_attention(1, 1, 1, 1, 1, 0);
+    check_attention(2, 3, 37, 300, 40, 0);
+    check_attention(2, 2, 130, 77, 64, 2 | 4);
+    check_attention(1, 2, 150, 150, 64, 1);
+    check_attention(3, 1, 20, 530, 33, 1 | 2 | 4);
+    check_attention(1, 1, 5, 0, 16, 0);
+    check_attention(1, 1, 300, 290, 24, 1 | 4);
+
     ld_cpu_force(ld_cpu_info_get()->best);
     ld_gemm_release_buffers();
-    printf("max relative error: f32 paths %.3g, bf16 path vs bf16 reference %.3g\n", g_max_rel_f32,
-           g_max_rel_bf16);
+    printf("max relative error: f32 paths %.3g, bf16 path vs bf16 reference %.3g; attention max abs error %.3g\n",
+           g_max_rel_f32, g_max_rel_bf16, g_max_att);
     return test_finish();
 }

@@ -4,7 +4,7 @@
  * query strides and broadcasting, key padding, fully masked queries (zeros),
  * odd sizes and size 1, the SIMD kernel against the portable one, and 1 vs 2
  * threads bitwise. */
-#include "tensor/ops_internal.h"
+#include "base/cpu.h"
 #include "test_ops_util.h"
 
 #define TOL 1e-5
@@ -110,9 +110,10 @@ static void run_case(const attn_case *c) {
     ld_attention(o1, ldo, qb, ldq, kb, ldk, vb, ldv, c->B, c->H, c->Lq, c->Lk, c->D, &p);
     omp_set_num_threads(2);
     CHECK(tw_same(out, o1, no), "attention thread invariance: %s", what);
-    ops_attention_force_portable(1);
+    ld_cpu_level_t level = ld_cpu_level(); /* the path in force (LEANDIFF_CPU) */
+    ld_cpu_force(LD_CPU_PORTABLE);
     ld_attention(op, ldo, qb, ldq, kb, ldk, vb, ldv, c->B, c->H, c->Lq, c->Lk, c->D, &p);
-    ops_attention_force_portable(0);
+    ld_cpu_force(level);
     snprintf(what + strlen(what), sizeof what - strlen(what), " (portable kernel)");
     test_close(what, op, ref, no, TOL);
     if (c->keep_kind == 2) { /* fully padded batch gives exact zeros */

@@ -2,6 +2,7 @@
  * timestep-embedding ops against plain reference loops written here (in
  * double), with f32/f16/bf16 weights, odd and size-1 shapes, and bitwise
  * equality between 1 and 2 threads. */
+#include "base/cpu.h"
 #include "test_ops_util.h"
 
 #define TOL 1e-5
@@ -42,6 +43,7 @@ static void test_elementwise(void) {
             test_fill(x, n, 10 + a);
             for (int64_t i = 0; i < n; i++) {
                 x[i] *= 8.0f; /* cover the tails */
+                if (i % 3 == 0) x[i] *= 0.01f; /* and small values */
                 ref[i] = (float)ref_act(a, x[i]);
             }
             apply_act(a, x, n);
@@ -51,6 +53,28 @@ static void test_elementwise(void) {
             free(x);
             free(ref);
         }
+
+    /* every SIMD path gives the same bits as the portable one (no FMA in the activations) */
+    {
+        int64_t m = 70001;
+        float *x0 = tw_alloc(m), *xp = tw_alloc(m), *xs = tw_alloc(m);
+        test_fill(x0, m, 77);
+        for (int64_t i = 0; i < m; i++) x0[i] *= 12.0f;
+        ld_cpu_level_t level = ld_cpu_level(); /* the path in force (LEANDIFF_CPU) */
+        for (int a = 0; a < 5; a++) {
+            memcpy(xp, x0, (size_t)m * sizeof(float));
+            memcpy(xs, x0, (size_t)m * sizeof(float));
+            ld_cpu_force(LD_CPU_PORTABLE);
+            apply_act(a, xp, m);
+            ld_cpu_force(level);
+            apply_act(a, xs, m);
+            CHECK(tw_same(xp, xs, m), "%s: %s path differs from portable", names[a],
+                  ld_cpu_level_name(ld_cpu_level()));
+        }
+        free(x0);
+        free(xp);
+        free(xs);
+    }
 
     int64_t n = 1001;
     float *a = tw_alloc(n), *b = tw_alloc(n), *ref = tw_alloc(n);
@@ -418,5 +442,21 @@ int main(void) {
     test_layout();
     test_timestep();
     test_threads();
+    /* activations on the extremes */
+    {
+        float ex[8] = {-100.0f, -88.5f, -20.0f, -1e-30f, 0.0f, 1e-30f, 20.0f, 100.0f};
+        const char *nm[] = {"silu", "gelu_erf", "gelu_tanh", "quick_gelu", "sigmoid"};
+        for (int a = 0; a < 5; a++) {
+            float x[8], ref[8];
+            for (int i = 0; i < 8; i++) {
+                x[i] = ex[i];
+                ref[i] = (float)ref_act(a, ex[i]);
+            }
+            apply_act(a, x, 8);
+            char what[64];
+            snprintf(what, sizeof what, "%s at the extremes", nm[a]);
+            test_close(what, x, ref, 8, TOL);
+        }
+    }
     return test_finish();
 }

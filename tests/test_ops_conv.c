@@ -1,7 +1,9 @@
 /* Tests of ld_conv2d and ld_conv_transpose2d against direct loops written
  * plainly here (double accumulation): kernels 1x1..4x4, strides, padding,
  * dilation, groups (incl. depthwise), replicate padding, size-1 images,
- * several gather tiles, f32/f16/bf16 weights, and 1 vs 2 threads bitwise. */
+ * a large implicit-GEMM case, f32/f16/bf16 weights, the direct loop on every
+ * case, and 1 vs 2 threads bitwise. */
+#include "tensor/ops_internal.h"
 #include "test_ops_util.h"
 
 #define TOL 1e-5
@@ -59,6 +61,10 @@ static void run_conv(const conv_case *c, ld_dtype dt, int check_threads) {
              (long long)c->Cout, (long long)c->kh, (long long)c->kw, c->sh, c->sw, c->ph, c->pw, c->dh, c->dw,
              c->groups, c->replicate, c->bias, (long long)Ho, (long long)Wo);
     test_close(what, y, ref, ny, TOL);
+    for (int64_t i = 0; i < ny; i++) y[i] = NAN;
+    ops_conv2d_direct(y, x, c->B, c->Cin, c->H, c->W, &w, c->bias ? &b : NULL, &p, Ho, Wo);
+    snprintf(what + strlen(what), sizeof what - strlen(what), " (direct loop)");
+    test_close(what, y, ref, ny, TOL);
     if (check_threads) {
         float *y1 = tw_alloc(ny);
         omp_set_num_threads(1);
@@ -100,7 +106,7 @@ static void test_conv2d(void) {
     int n = (int)(sizeof cases / sizeof cases[0]);
     for (int i = 0; i < n; i++)
         for (int d = 0; d < 3; d++) run_conv(&cases[i], tw_dtypes[d], d == 0);
-    /* K = 64*9 = 576: the gather tile holds fewer pixels than the 48x48 output */
+    /* K = 64*9 = 576 over 48x48 pixels: several GEMM blocks in every direction */
     conv_case big = {1, 64, 48, 48, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1};
     run_conv(&big, LD_BF16, 1);
 }
@@ -140,6 +146,11 @@ static void run_conv_t(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cou
              ld_dtype_name(dt), (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout,
              (long long)k, s, pad, bias);
     test_close(what, y, ref, ny, TOL);
+    for (int64_t i = 0; i < ny; i++) y[i] = bias ? bv[i / (Ho * Wo) % Cout] : 0.0f; /* the direct loop adds onto the bias */
+    ops_conv_transpose2d_direct(y, x, B, Cin, H, W, &w, s, pad, Ho, Wo);
+    snprintf(what + strlen(what), sizeof what - strlen(what), " (direct loop)");
+    test_close(what, y, ref, ny, TOL);
+    ld_conv_transpose2d(y, x, B, Cin, H, W, &w, bias ? &b : NULL, s, pad);
     float *y1 = tw_alloc(ny);
     omp_set_num_threads(1);
     ld_conv_transpose2d(y1, x, B, Cin, H, W, &w, bias ? &b : NULL, s, pad);

@@ -133,6 +133,14 @@ static void check_cleaning(ld_ctx *ctx) {
     check_clean(ctx, "\xce\xa3\xce\x91", "\xcf\x83\xce\xb1");
     check_clean(ctx, "\xc4\xb0", "i\xcc\x87");                    /* U+0130 -> i + U+0307 */
     check_clean(ctx, "", "");
+    /* NFC reorders combining marks before composing: U+1F88 U+0301 -> U+1F8C, lower -> U+1F84 */
+    check_clean(ctx, "\xe1\xbe\x88\xcc\x81", "\xe1\xbe\x84");
+    /* a NUL inside an entity-name run is not part of the name: "&amp\0b" -> "&\0b" */
+    char *got = NULL;
+    size_t n = 0;
+    CHECK(ld_clip_clean_utf8(ctx, "a&amp\0b", 7, &got, &n) == LD_OK && n == 4 && !memcmp(got, "a&\0b", 4),
+          "NUL after an entity: %zu bytes", n);
+    free(got);
 }
 
 static void check_bad_input(ld_ctx *ctx, const ld_clip_tokenizer *tok) {
@@ -191,26 +199,38 @@ static void check_bad_input(ld_ctx *ctx, const ld_clip_tokenizer *tok) {
     CHECK(ids[31] == LD_CLIP_EOS && mask[31] == 1 && mask[32] == 0, "specials: mask");
 }
 
+/* Prints the best of several runs (the machine is shared; the minimum is the
+ * least disturbed measurement). */
 static void check_timing(ld_ctx *ctx, const char *dir) {
-    double t0 = now();
+    double best_load = 1e9;
     ld_clip_tokenizer *tok = NULL;
-    CHECK(ld_clip_tokenizer_load(ctx, dir, &tok) == LD_OK, "%s", ld_ctx_error(ctx));
-    double t1 = now();
+    for (int r = 0; r < 5; r++) {
+        ld_clip_tokenizer_free(tok);
+        tok = NULL;
+        double t0 = now();
+        CHECK(ld_clip_tokenizer_load(ctx, dir, &tok) == LD_OK, "%s", ld_ctx_error(ctx));
+        double t1 = now();
+        if (t1 - t0 < best_load) best_load = t1 - t0;
+    }
     if (!tok) return;
     const char *prompt =
         "a highly detailed oil painting of a koala wearing a tiny crown, sitting on a eucalyptus branch at "
         "sunset, dramatic lighting, volumetric fog, intricate fur texture, by a renaissance master, trending "
         "on artstation, 8k, sharp focus, golden hour, bokeh background, masterpiece quality, soft shadows and "
-        "warm colors";
+        "warm colors, wide angle lens, award winning photograph, cinematic composition, ultra realistic";
     int64_t ids[LD_CLIP_CONTEXT];
     size_t n;
-    CHECK(ld_clip_bpe(ctx, tok, prompt, strlen(prompt), NULL, 0, &n) == LD_OK && n >= 60, "timing prompt: %zu", n);
-    int reps = 200;
-    double t2 = now();
-    for (int r = 0; r < reps; r++) ld_clip_tokenize(ctx, tok, prompt, ids, NULL);
-    double t3 = now();
-    printf("vocab load %.1f ms; %zu-token prompt %.1f us per tokenize\n", (t1 - t0) * 1e3, n,
-           (t3 - t2) / reps * 1e6);
+    CHECK(ld_clip_bpe(ctx, tok, prompt, strlen(prompt), NULL, 0, &n) == LD_OK && n >= 75, "timing prompt: %zu", n);
+    double best = 1e9;
+    for (int k = 0; k < 5; k++) {
+        int reps = 100;
+        double t2 = now();
+        for (int r = 0; r < reps; r++) ld_clip_tokenize(ctx, tok, prompt, ids, NULL);
+        double t3 = now();
+        if ((t3 - t2) / reps < best) best = (t3 - t2) / reps;
+    }
+    printf("vocab load %.1f ms (best of 5); %zu-token prompt (75 kept) %.1f us per tokenize (best of 5 x 100)\n",
+           best_load * 1e3, n, best * 1e6);
     ld_clip_tokenizer_free(tok);
 }
 
@@ -240,6 +260,37 @@ static void check_load_errors(ld_ctx *ctx, const char *td) {
         size_t n;
         CHECK(ld_clip_bpe(ctx, tok, "in", 2, ids, 4, &n) == LD_OK && n == 2, "two-merge tokenizer: n=%zu", n);
         ld_clip_tokenizer_free(tok);
+    }
+    /* a small hand-written vocabulary with JSON escapes (\u, surrogate pair, \/) */
+    snprintf(path, sizeof path, "%s/merges.txt", tmp);
+    FILE *f = fopen(path, "w");
+    fputs("#version: 0.2\ni n</w>\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/vocab.json", tmp);
+    f = fopen(path, "w");
+    fprintf(f, "{ \"\\u003c|startoftext|>\": 5, \"<|endoftext|\\u003e\" :6,\"i\":0,\"n\":1,\n"
+               "\"i\\u006e</w>\": 2, \"\\ud83d\\udc28\": 3, \"a\\/b\": 4 }\n");
+    fclose(f);
+    CHECK(ld_clip_tokenizer_load(ctx, tmp, &tok) == LD_OK, "escaped vocab: %s", ld_ctx_error(ctx));
+    if (tok) {
+        int64_t ids[LD_CLIP_CONTEXT];
+        CHECK(ld_clip_tokenizer_vocab_size(tok) == 7, "escaped vocab size");
+        CHECK(ld_clip_tokenize(ctx, tok, "in", ids, NULL) == LD_OK && ids[0] == 5 && ids[1] == 2 && ids[2] == 6 &&
+                  ids[3] == 6,
+              "escaped vocab: %lld %lld %lld", (long long)ids[0], (long long)ids[1], (long long)ids[2]);
+        ld_clip_tokenizer_free(tok);
+    }
+    static const char *const bad_vocab[] = {
+        "{\"a\": 1, \"a\": 2}", "{\"a\": 1.5}", "{\"a\": 1", "{\"a\": -1}", "{\"\\ud800\": 1}",
+        "{\"a\": 1} x", "{\"a\" 1}", "{\"\\u0000\": 1}", "{\"a\": 99999999999}", "{\"a\\q\": 1}",
+    };
+    for (size_t i = 0; i < sizeof bad_vocab / sizeof bad_vocab[0]; i++) {
+        f = fopen(path, "w");
+        fputs(bad_vocab[i], f);
+        fclose(f);
+        tok = (ld_clip_tokenizer *)1;
+        CHECK(ld_clip_tokenizer_load(ctx, tmp, &tok) == LD_ERR_FORMAT && tok == NULL && strstr(ld_ctx_error(ctx), "vocab.json"),
+              "bad vocab %s: %s", bad_vocab[i], ld_ctx_error(ctx));
     }
     /* vocab.json not an object */
     snprintf(cmd, sizeof cmd, "printf '[1,2]' > %s/vocab.json", tmp);

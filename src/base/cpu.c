@@ -188,8 +188,9 @@ static double now_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Each probe runs `reps` rounds of 16 independent FMA chains and returns the
- * flops done; x = x * m + c converges, so no overflow or denormals. */
+/* Each probe runs `reps` rounds of independent FMA chains (enough to cover
+ * the FMA latency on every pipe) and returns the flops done; x = x * m + c
+ * converges, so no overflow or denormals. */
 #define PROBE_CHAINS 16
 
 #ifdef LD_X86
@@ -207,20 +208,22 @@ __attribute__((target("avx512f,fma"))) static double probe_avx512(long reps, flo
     return (double)reps * PROBE_CHAINS * 16 * 2;
 }
 
+/* 12 chains: with 16 ymm registers, 16 chains plus the constants would spill. */
 __attribute__((target("avx2,fma"))) static double probe_avx2(long reps, float *sink) {
-    __m256 x[PROBE_CHAINS];
+    enum { CH = 12 };
+    __m256 x[CH];
     __m256 m = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(0.001f);
-    for (int i = 0; i < PROBE_CHAINS; i++) x[i] = _mm256_set1_ps((float)i);
+    for (int i = 0; i < CH; i++) x[i] = _mm256_set1_ps((float)i);
     for (long r = 0; r < reps; r++) {
-#pragma GCC unroll 16
-        for (int i = 0; i < PROBE_CHAINS; i++) x[i] = _mm256_fmadd_ps(x[i], m, c);
+#pragma GCC unroll 12
+        for (int i = 0; i < CH; i++) x[i] = _mm256_fmadd_ps(x[i], m, c);
     }
     __m256 s = x[0];
-    for (int i = 1; i < PROBE_CHAINS; i++) s = _mm256_add_ps(s, x[i]);
+    for (int i = 1; i < CH; i++) s = _mm256_add_ps(s, x[i]);
     float t[8];
     _mm256_storeu_ps(t, s);
     for (int i = 0; i < 8; i++) *sink += t[i];
-    return (double)reps * PROBE_CHAINS * 8 * 2;
+    return (double)reps * CH * 8 * 2;
 }
 #endif
 

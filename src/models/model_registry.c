@@ -7,6 +7,9 @@
 #include "models/wuerstchen_diffnext.h"
 #include "models/wuerstchen_prior.h"
 
+#include "models/autoencoder_kl.h"
+#include "models/unet2d.h"
+
 #include <string.h>
 
 extern const ld_model_type ld_model_clip_text, ld_model_clip_text_proj; /* text/clip_text.c */
@@ -18,6 +21,8 @@ const ld_model_type *const ld_model_types[] = {
     &ld_model_wuerstchen_diffnext,
     &ld_model_paella_vq,
     &ld_model_stable_cascade_unet,
+    &ld_unet2d_model_type,
+    &ld_vae_model_type,
     NULL,
 };
 

@@ -1,22 +1,24 @@
 /* ld_gemm: dispatch, packing, cache blocking and threading (see gemm.h), plus
  * the portable C micro-kernel and the reference triple loop.
  *
- * Loop structure (the classic Goto/BLIS one), for each block of NC columns
- * (jc) and each block of KC depth (pc), in this order:
- *   1. the threads pack the kc x nc block of B together into one shared
- *      buffer of NR-wide panels (converting f16/bf16 to f32, or rounding to
- *      bf16 pairs for the BF16 kernel);
- *   2. tasks = (block of MC rows of A) x (a run of B panels) are shared out;
- *      a task packs its mc x kc block of A into the thread's own buffer and
- *      runs the MR x NR micro-kernel over it.
+ * C is cut into independent tasks (at most 4*MC rows x NC columns, enough of
+ * them to balance the threads; plan_tasks). The threads take tasks
+ * dynamically and never wait for each other. A task runs the classic
+ * Goto/BLIS loops with buffers of its thread: for each block of KC depth it
+ * packs its kc x nc block of B into NR-wide panels (converting f16/bf16 to
+ * f32, or rounding to bf16 pairs for the BF16 kernel), then for each block of
+ * MC rows packs the mc x kc block of A into MR-row panels and runs the
+ * MR x NR micro-kernel over all panel pairs.
  * K is never split, and each C element is summed over k in increasing order
- * by the same kernel whatever the thread count: results are bitwise identical
- * for any number of threads. SIMD kernels live in gemm_avx512.c,
+ * by the same kernel whatever the thread count or task grid: results are
+ * bitwise identical for any number of threads. SIMD kernels live in gemm_avx512.c,
  * gemm_avx2.c and gemm_neon.c; gemm_kernels.h describes the packed layouts.
  */
 #include "tensor/gemm.h"
 
 #include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,23 +86,46 @@ static const ld_gemm_kernel k_portable = {
     .bf16 = 0, .micro = micro_portable,
 };
 
+/* LEANDIFF_GEMM_BLOCKS=mc,kc,nc overrides the cache blocking of every kernel
+ * (for tuning on a new CPU; 0 keeps a kernel's own value). */
+static int g_blocks[3];
+static pthread_once_t g_blocks_once = PTHREAD_ONCE_INIT;
+
+static void read_blocks(void) {
+    const char *e = getenv("LEANDIFF_GEMM_BLOCKS");
+    if (e && sscanf(e, "%d,%d,%d", &g_blocks[0], &g_blocks[1], &g_blocks[2]) != 3) {
+        ld_log_warn("LEANDIFF_GEMM_BLOCKS=%s is not mc,kc,nc; ignored", e);
+        memset(g_blocks, 0, sizeof g_blocks);
+    }
+    for (int i = 0; i < 3; i++)
+        if (g_blocks[i] < 0 || g_blocks[i] > 1 << 16) g_blocks[i] = 0;
+}
+
 static const ld_gemm_kernel *pick_kernel(int *emulate_bf16) {
     int bf16 = g_precision == LD_PRECISION_BF16;
+    const ld_gemm_kernel *k = NULL;
+#if defined(__x86_64__) || defined(__i386__)
+    if (bf16 && ld_cpu_has_bf16()) k = ld_gemm_kernel_avx512_bf16();
+#endif
+    if (!k) k = ld_gemm_kernel_f32();
+    /* Without bf16 instructions the BF16 precision is emulated exactly:
+     * operands are rounded to bf16 while packing, the f32 kernel does the rest. */
+    *emulate_bf16 = bf16 && !k->bf16;
+    return k;
+}
+
+const ld_gemm_kernel *ld_gemm_kernel_f32(void) {
     const ld_gemm_kernel *k = NULL;
     ld_cpu_level_t level = ld_cpu_level();
 #if defined(__x86_64__) || defined(__i386__)
     if (level == LD_CPU_AVX512)
-        k = bf16 && ld_cpu_has_bf16() ? ld_gemm_kernel_avx512_bf16() : ld_gemm_kernel_avx512_f32();
+        k = ld_gemm_kernel_avx512_f32();
     else if (level == LD_CPU_AVX2)
         k = ld_gemm_kernel_avx2_f32();
 #elif defined(__aarch64__)
     if (level == LD_CPU_NEON) k = ld_gemm_kernel_neon_f32();
 #endif
-    if (!k) k = &k_portable;
-    /* Without bf16 instructions the BF16 precision is emulated exactly:
-     * operands are rounded to bf16 while packing, the f32 kernel does the rest. */
-    *emulate_bf16 = bf16 && !k->bf16;
-    return k;
+    return k ? k : &k_portable;
 }
 
 const char *ld_gemm_kernel_name(void) {
@@ -112,9 +137,7 @@ const char *ld_gemm_kernel_name(void) {
 /* ---- cached buffers ---- */
 
 typedef struct {
-    void *b;         /* packed B block, shared by the threads */
-    size_t b_bytes;
-    void **t;        /* per thread: packed A block + scratch */
+    void **t;        /* per thread: packed A and B blocks + scratch */
     size_t t_bytes;
     int nt;
 } workspace;
@@ -127,14 +150,13 @@ static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(s
 
 static void ws_free(workspace *w) {
     if (!w) return;
-    free(w->b);
     for (int i = 0; i < w->nt; i++) free(w->t[i]);
     free(w->t);
     free(w);
 }
 
-/* A workspace with at least these sizes, or NULL when out of memory. */
-static workspace *ws_acquire(size_t b_bytes, size_t t_bytes, int nt) {
+/* A workspace with nt buffers of at least t_bytes, or NULL when out of memory. */
+static workspace *ws_acquire(size_t t_bytes, int nt) {
     workspace *w = NULL;
     #pragma omp critical(ld_gemm_pool)
     {
@@ -144,35 +166,29 @@ static workspace *ws_acquire(size_t b_bytes, size_t t_bytes, int nt) {
         w = calloc(1, sizeof *w);
         if (!w) return NULL;
     }
-    if (w->b_bytes < b_bytes) {
-        free(w->b);
-        w->b = alloc64(b_bytes);
-        w->b_bytes = w->b ? b_bytes : 0;
-    }
     if (w->nt < nt) {
         void **t = realloc(w->t, sizeof(void *) * (size_t)nt);
-        if (t) {
-            for (int i = w->nt; i < nt; i++) t[i] = NULL;
-            w->t = t;
-            w->nt = nt;
+        if (!t) {
+            ws_free(w);
+            return NULL;
         }
+        for (int i = w->nt; i < nt; i++) t[i] = NULL;
+        w->t = t;
+        w->nt = nt;
     }
-    int ok = w->b != NULL && w->nt >= nt;
-    if (ok && w->t_bytes < t_bytes) {
+    if (w->t_bytes < t_bytes) { /* grow: drop the old buffers */
         for (int i = 0; i < w->nt; i++) {
             free(w->t[i]);
             w->t[i] = NULL;
         }
-        w->t_bytes = 0;
+        w->t_bytes = t_bytes;
     }
-    for (int i = 0; ok && i < nt; i++) {
-        if (!w->t[i]) w->t[i] = alloc64(t_bytes > w->t_bytes ? t_bytes : w->t_bytes);
-        if (!w->t[i]) ok = 0;
-    }
-    if (ok && w->t_bytes < t_bytes) w->t_bytes = t_bytes;
-    if (!ok) {
-        ws_free(w);
-        return NULL;
+    for (int i = 0; i < nt; i++) {
+        if (!w->t[i]) w->t[i] = alloc64(w->t_bytes);
+        if (!w->t[i]) {
+            ws_free(w);
+            return NULL;
+        }
     }
     return w;
 }
@@ -205,12 +221,14 @@ static inline float load_as_f32(ld_dtype dt, const void *data, int64_t i) {
     }
 }
 
-/* tile[k*W + x] = f32(data[base + k*sk + x*sx]) for k < kc, x < n; columns
- * n..W-1 are zeroed. tmp holds kc floats. */
-static void gather(ld_gemm_convert_fn conv, ld_dtype dt, const void *data, int64_t base, int64_t sk, int64_t sx,
+/* See gemm_kernels.h. */
+void ld_gemm_gather(const ld_gemm_kernel *kr, ld_dtype dt, const void *data, int64_t base, int64_t sk, int64_t sx,
                    int64_t kc, int64_t n, int W, float *tile, float *tmp) {
+    ld_gemm_convert_fn conv = kr->convert ? kr->convert : ld_convert_to_f32;
     if (sx == 1) {
         for (int64_t k = 0; k < kc; k++) conv(tile + k * W, data, dt, base + k * sk, n);
+    } else if (sk == 1 && kr->gather_t) {
+        kr->gather_t(tile, data, dt, base, sx, kc, n, W);
     } else if (sk == 1 && dt == LD_F32) {
         const float *s = (const float *)data + base;
         for (int64_t k0 = 0; k0 < kc; k0 += 64) {
@@ -231,22 +249,15 @@ static void gather(ld_gemm_convert_fn conv, ld_dtype dt, const void *data, int64
         for (int64_t k = 0; k < kc; k++) memset(tile + k * W + n, 0, sizeof(float) * (size_t)(W - n));
 }
 
-static void to_bf16_scalar(uint16_t *dst, const float *src, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dst[i] = ld_f32_to_bf16(src[i]);
-}
-
-/* f32 tile [kc][W] -> bf16 pairs dst[(p*W + x)*2 + (k&1)], odd kc padded. */
-static void tile_to_bf16_pairs(const ld_gemm_kernel *kr, const float *tile, int64_t kc, int W, uint16_t *dst,
-                               float *tmp) {
-    ld_gemm_to_bf16_fn cvt = kr->to_bf16 ? kr->to_bf16 : to_bf16_scalar;
+/* f32 tile [kc][W] -> bf16 pairs (scalar version of ld_gemm_to_pairs_fn). */
+static void to_pairs_scalar(const float *tile, int64_t kc, int W, uint16_t *dst) {
     for (int64_t p = 0; p < (kc + 1) / 2; p++) {
         const float *r0 = tile + 2 * p * W, *r1 = r0 + W;
         int odd = 2 * p + 1 >= kc;
         for (int x = 0; x < W; x++) {
-            tmp[2 * x] = r0[x];
-            tmp[2 * x + 1] = odd ? 0.0f : r1[x];
+            dst[(p * W + x) * 2] = ld_f32_to_bf16(r0[x]);
+            dst[(p * W + x) * 2 + 1] = odd ? 0 : ld_f32_to_bf16(r1[x]);
         }
-        cvt(dst + 2 * p * W, tmp, 2 * W);
     }
 }
 
@@ -324,118 +335,133 @@ static int gemm_small(const gemm_args *g, int round) {
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* Packs rows [i0, i0+m) x depth [pc, pc+kc) of A into MR-row panels. */
+static void pack_a_block(const gemm_args *g, const ld_gemm_kernel *kr, int round, int64_t i0,
+                         int64_t m, int64_t pc, int64_t kc, char *abuf, size_t apan, float *tile, float *tmp) {
+    const int MR = kr->mr;
+    for (int64_t ir = 0; ir < m; ir += MR) {
+        int64_t me = min64(MR, m - ir);
+        char *dst = abuf + (ir / MR) * apan;
+        float *t = kr->bf16 ? tile : (float *)dst;
+        ld_gemm_gather(kr, g->A->dtype, g->A->data, (i0 + ir) * g->A->rs + pc * g->A->cs, g->A->cs, g->A->rs, kc, me, MR, t,
+               tmp);
+        if (kr->bf16)
+            (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(t, kc, MR, (uint16_t *)dst);
+        else if (round)
+            round_tile_bf16(t, kc * MR);
+    }
+}
+
+/* Packs columns [j0, j0+n) x depth [pc, pc+kc) of B into NR-column panels. */
+static void pack_b_block(const gemm_args *g, const ld_gemm_kernel *kr, int round, int64_t j0,
+                         int64_t n, int64_t pc, int64_t kc, char *bbuf, size_t bpan, float *tile, float *tmp) {
+    const int NR = kr->nr;
+    for (int64_t jr = 0; jr < n; jr += NR) {
+        int64_t ne = min64(NR, n - jr), j = j0 + jr;
+        char *dst = bbuf + (jr / NR) * bpan;
+        float *t = kr->bf16 ? tile : (float *)dst;
+        if (g->fill) {
+            g->fill->fill(g->fill->user, pc, kc, j, ne, t, NR);
+            if (ne < NR)
+                for (int64_t k = 0; k < kc; k++) memset(t + k * NR + ne, 0, sizeof(float) * (size_t)(NR - ne));
+        } else {
+            ld_gemm_gather(kr, g->B->dtype, g->B->data, pc * g->B->rs + j * g->B->cs, g->B->rs, g->B->cs, kc, ne, NR, t,
+                   tmp);
+        }
+        if (kr->bf16)
+            (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(t, kc, NR, (uint16_t *)dst);
+        else if (round)
+            round_tile_bf16(t, kc * NR);
+    }
+}
+
+/* One MR x NR tile of C (me x n of it inside the matrix). */
+static inline void run_tile(const ld_gemm_kernel *kr, int64_t kc, const void *ap, const void *bp, float *c, int64_t ldc,
+                            int64_t me, int64_t n, int load, float *ctile) {
+    const int MR = kr->mr, NR = kr->nr;
+    if (me == MR && n == NR) {
+        kr->micro(kc, ap, bp, c, ldc, load);
+        return;
+    }
+    if (load)
+        for (int64_t i = 0; i < me; i++) memcpy(ctile + i * NR, c + i * ldc, sizeof(float) * (size_t)n);
+    kr->micro(kc, ap, bp, ctile, NR, load);
+    for (int64_t i = 0; i < me; i++) memcpy(c + i * ldc, ctile + i * NR, sizeof(float) * (size_t)n);
+}
+
+/* Task grid: C is cut into tm x tn independent tasks (rows x columns); each
+ * task runs the whole K loop with its own packed blocks, so threads never
+ * wait for each other (robust when other processes share the cores). */
+static void plan_tasks(int64_t M, int64_t N, int MR, int NR, int64_t mt_max, int64_t nt_max, int nt, int64_t *task_m,
+                       int64_t *task_n) {
+    int64_t tm = (M + mt_max - 1) / mt_max, tn = (N + nt_max - 1) / nt_max;
+    /* enough tasks for dynamic balancing, without slivers thinner than 2 panels */
+    while (nt > 1 && tm * tn < 3 * nt) {
+        int64_t rows = M / (tm + 1), cols = N / (tn + 1);
+        if (rows >= 2 * MR && (rows >= cols || cols < 2 * NR)) tm++;
+        else if (cols >= 2 * NR) tn++;
+        else break;
+    }
+    *task_m = round_up((M + tm - 1) / tm, MR);
+    *task_n = round_up((N + tn - 1) / tn, NR);
+}
+
 /* Returns 0 if the buffers could not be allocated (caller falls back). */
 static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round) {
     const int MR = kr->mr, NR = kr->nr, W = MR > NR ? MR : NR;
     const int64_t M = g->M, N = g->N, K = g->K;
-    const int64_t KC = kr->kc, esz = kr->bf16 ? 2 : 4;
-    ld_gemm_convert_fn conv = kr->convert ? kr->convert : ld_convert_to_f32;
+    pthread_once(&g_blocks_once, read_blocks);
+    const int64_t KC = g_blocks[1] ? (g_blocks[1] + 1) / 2 * 2 : kr->kc;
+    const int64_t MC = round_up(g_blocks[0] ? g_blocks[0] : kr->mc, MR);
+    const int64_t NCT = round_up(g_blocks[2] ? g_blocks[2] : kr->nc, NR);
+    const int64_t esz = kr->bf16 ? 2 : 4;
 
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     double macs = (double)M * N * K;
     if (nt > 1 && macs < 4e6 * nt) nt = macs < 4e6 ? 1 : (int)(macs / 4e6);
     if (nt < 1) nt = 1;
 
-    int64_t nmb = (M + kr->mc - 1) / kr->mc; /* balanced row blocks */
-    const int64_t MC = round_up((M + nmb - 1) / nmb, MR);
-    const int64_t NC = min64(kr->nc, round_up(N, NR));
+    int64_t task_m, task_n;
+    plan_tasks(M, N, MR, NR, 4 * MC, NCT, nt, &task_m, &task_n);
+    const int64_t tm = (M + task_m - 1) / task_m, tn = (N + task_n - 1) / task_n;
+    const int64_t mc_max = min64(MC, task_m);
     const int64_t kcmax = round_up(min64(KC, K), 2);
-    const size_t apanel = (size_t)(kcmax * MR * esz);
-    const size_t b_bytes = (size_t)(kcmax * round_up(NC, NR) * esz);
-    const size_t a_bytes = apanel * (size_t)(MC / MR);
-    const size_t t_bytes = a_bytes + sizeof(float) * (size_t)(kcmax * W + kcmax + 2 * W + 64);
-    workspace *ws = ws_acquire(b_bytes, t_bytes, nt);
+    const size_t a_bytes = (size_t)(kcmax * mc_max * esz);
+    const size_t b_bytes = (size_t)(kcmax * task_n * esz);
+    const size_t t_bytes = a_bytes + b_bytes + sizeof(float) * (size_t)(kcmax * W + kcmax + 2 * W + 64);
+    workspace *ws = ws_acquire(t_bytes, nt);
     if (!ws) return 0;
 
     /* 0: first k block stores, 1: always accumulate, 2: init C then accumulate */
-    int has_bias = g->bn || g->bm;
-    int init_mode = g->beta == 0.0f && !has_bias ? 0 : g->beta == 1.0f && !has_bias ? 1 : 2;
+    const int has_bias = g->bn || g->bm;
+    const int init_mode = g->beta == 0.0f && !has_bias ? 0 : g->beta == 1.0f && !has_bias ? 1 : 2;
 
-    #pragma omp parallel num_threads(nt)
-    {
-        int tid = omp_get_thread_num();
-        char *abuf = ws->t[tid];
-        float *tile = (float *)(abuf + a_bytes);
+    #pragma omp parallel for num_threads(nt) schedule(dynamic)
+    for (int64_t task = 0; task < tm * tn; task++) {
+        char *abuf = ws->t[omp_get_thread_num()];
+        char *bbuf = abuf + a_bytes;
+        float *tile = (float *)(bbuf + b_bytes);
         float *tmp = tile + kcmax * W;
         _Alignas(64) float ctile[64 * 64];
-        int64_t last_ib = -1, last_pc = -1, last_jc = -1;
-
-        for (int64_t jc = 0; jc < N; jc += NC) {
-            const int64_t nc = min64(NC, N - jc), npan = (nc + NR - 1) / NR;
-            int64_t nsplit = 1;
-            if (nt > 1) {
-                nsplit = (4 * nt + nmb - 1) / nmb;
-                if (nsplit > npan) nsplit = npan;
-                if (nsplit < 1) nsplit = 1;
-            }
-            const int64_t pps = (npan + nsplit - 1) / nsplit;
-            nsplit = (npan + pps - 1) / pps;
-
-            for (int64_t pc = 0; pc < K; pc += KC) {
-                const int64_t kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
-                const size_t bpanel = (size_t)(kcp * NR * esz), apan = (size_t)(kcp * MR * esz);
-
-                #pragma omp for schedule(static)
-                for (int64_t p = 0; p < npan; p++) {
-                    int64_t j0 = jc + p * NR, n = min64(NR, N - j0);
-                    char *dst = (char *)ws->b + p * bpanel;
-                    float *t = kr->bf16 ? tile : (float *)dst;
-                    if (g->fill) {
-                        g->fill->fill(g->fill->user, pc, kc, j0, n, t, NR);
-                        if (n < NR)
-                            for (int64_t k = 0; k < kc; k++) memset(t + k * NR + n, 0, sizeof(float) * (NR - n));
-                    } else {
-                        gather(conv, g->B->dtype, g->B->data, pc * g->B->rs + j0 * g->B->cs, g->B->rs, g->B->cs, kc,
-                               n, NR, t, tmp);
-                    }
-                    if (kr->bf16)
-                        tile_to_bf16_pairs(kr, t, kc, NR, (uint16_t *)dst, tmp);
-                    else if (round)
-                        round_tile_bf16(t, kc * NR);
-                }
-
-                #pragma omp for schedule(dynamic)
-                for (int64_t task = 0; task < nmb * nsplit; task++) {
-                    const int64_t ib = task / nsplit, js = task % nsplit;
-                    const int64_t i0 = ib * MC, m = min64(MC, M - i0);
-                    if (m <= 0) continue;
-                    if (ib != last_ib || pc != last_pc || jc != last_jc) {
-                        for (int64_t ir = 0; ir < m; ir += MR) {
-                            int64_t me = min64(MR, m - ir);
-                            char *dst = abuf + (ir / MR) * apan;
-                            float *t = kr->bf16 ? tile : (float *)dst;
-                            gather(conv, g->A->dtype, g->A->data, (i0 + ir) * g->A->rs + pc * g->A->cs, g->A->cs,
-                                   g->A->rs, kc, me, MR, t, tmp);
-                            if (kr->bf16)
-                                tile_to_bf16_pairs(kr, t, kc, MR, (uint16_t *)dst, tmp);
-                            else if (round)
-                                round_tile_bf16(t, kc * MR);
-                        }
-                        last_ib = ib;
-                        last_pc = pc;
-                        last_jc = jc;
-                    }
-                    const int64_t p0 = js * pps, p1 = min64(npan, p0 + pps);
-                    if (p0 >= p1) continue;
-                    const int64_t j0 = jc + p0 * NR, j1 = min64(N, jc + p1 * NR);
-                    if (pc == 0 && init_mode == 2) init_c(g, i0, m, j0, j1 - j0);
-                    const int load = pc > 0 || init_mode != 0;
-                    for (int64_t p = p0; p < p1; p++) {
-                        const int64_t jj = jc + p * NR, n = min64(NR, N - jj);
-                        const char *bp = (const char *)ws->b + p * bpanel;
-                        for (int64_t ir = 0; ir < m; ir += MR) {
-                            const int64_t me = min64(MR, m - ir);
-                            const char *ap = abuf + (ir / MR) * apan;
-                            float *c = g->C + (i0 + ir) * g->ldc + jj;
-                            if (me == MR && n == NR) {
-                                kr->micro(kc, ap, bp, c, g->ldc, load);
-                            } else {
-                                if (load)
-                                    for (int64_t i = 0; i < me; i++) memcpy(ctile + i * NR, c + i * g->ldc, 4 * n);
-                                kr->micro(kc, ap, bp, ctile, NR, load);
-                                for (int64_t i = 0; i < me; i++) memcpy(c + i * g->ldc, ctile + i * NR, 4 * n);
-                            }
-                        }
+        const int64_t r0 = (task / tn) * task_m, r1 = min64(M, r0 + task_m);
+        const int64_t c0 = (task % tn) * task_n, c1 = min64(N, c0 + task_n);
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            const int64_t kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
+            const size_t bpan = (size_t)(kcp * NR * esz), apan = (size_t)(kcp * MR * esz);
+            const int load = pc > 0 || init_mode != 0;
+            pack_b_block(g, kr, round, c0, c1 - c0, pc, kc, bbuf, bpan, tile, tmp);
+            for (int64_t i0 = r0; i0 < r1; i0 += MC) {
+                const int64_t m = min64(MC, r1 - i0);
+                pack_a_block(g, kr, round, i0, m, pc, kc, abuf, apan, tile, tmp);
+                if (pc == 0 && init_mode == 2) init_c(g, i0, m, c0, c1 - c0);
+                for (int64_t jr = c0; jr < c1; jr += NR) {
+                    const int64_t n = min64(NR, c1 - jr);
+                    const char *bp = bbuf + ((jr - c0) / NR) * bpan;
+                    for (int64_t ir = 0; ir < m; ir += MR) {
+                        const int64_t me = min64(MR, m - ir);
+                        const char *ap = abuf + (ir / MR) * apan;
+                        float *c = g->C + (i0 + ir) * g->ldc + jr;
+                        run_tile(kr, kc, ap, bp, c, g->ldc, me, n, load, ctile);
                     }
                 }
             }

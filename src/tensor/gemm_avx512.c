@@ -4,10 +4,12 @@
  *     vector loads of B and 14 broadcasts of A feed 28 FMAs;
  *   - bf16: the same tile with vdpbf16ps, each instruction doing two k steps
  *     (operands packed as bf16 pairs, f32 accumulation);
- * and the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
- * f32 -> bf16 with vcvtneps2bf16. Layouts are described in gemm_kernels.h.
+ * the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
+ * f32 -> bf16 pairs with vcvtne2ps2bf16, a 16x16 transposing gather; and the
+ * vectorized online-softmax step used by gemm_attention.c. Layouts are described in gemm_kernels.h.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "tensor/gemm_kernels.h"
@@ -77,28 +79,141 @@ static void convert_avx512(float *dst, const void *src, ld_dtype dt, int64_t off
             _mm512_storeu_si512((void *)(dst + i), _mm512_slli_epi32(w, 16));
         }
         for (; i < n; i++) dst[i] = ld_bf16_to_f32(s[i]);
+    } else if (dt == LD_F32) {
+        const float *s = (const float *)src + offset;
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(s + i));
+        if (i < n) {
+            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+            _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, s + i));
+        }
     } else {
         ld_convert_to_f32(dst, src, dt, offset, n);
     }
 }
 
-static void to_bf16_avx512(uint16_t *dst, const float *src, int64_t n) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(src + i));
-        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)h);
+/* Two k rows of 16 columns -> 16 interleaved bf16 pairs (vcvtne2ps2bf16 then
+ * a word permute), for x in 16-column steps; W = 14 uses masks. */
+static void to_pairs_avx512(const float *tile, int64_t kc, int W, uint16_t *dst) {
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int64_t p = 0; p < (kc + 1) / 2; p++) {
+        const float *r0 = tile + 2 * p * W, *r1 = r0 + W;
+        const int odd = 2 * p + 1 >= kc;
+        for (int x = 0; x < W; x += 16) {
+            const int nx = W - x < 16 ? W - x : 16;
+            const __mmask16 m = (__mmask16)((1u << nx) - 1);
+            __m512 a = _mm512_maskz_loadu_ps(m, r0 + x);
+            __m512 b = odd ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, r1 + x);
+            __m512i h = (__m512i)_mm512_cvtne2ps_pbh(b, a); /* words 0..15 = a, 16..31 = b */
+            h = _mm512_permutexvar_epi16(idx, h);           /* a0 b0 a1 b1 ... */
+            const __mmask32 sm = nx == 16 ? 0xffffffffu : (__mmask32)((1u << (2 * nx)) - 1);
+            _mm512_mask_storeu_epi16(dst + (p * W + x) * 2, sm, h);
+        }
     }
-    for (; i < n; i++) dst[i] = ld_f32_to_bf16(src[i]);
+}
+
+/* 16 rows of 16 floats -> 16 columns, in registers (see the derivation in
+ * docs/performance.md: unpack within 128-bit lanes, shuffle_ps, then two
+ * rounds of 128-bit lane shuffles). */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int m = 0; m < 4; m++) {
+        __m512 p0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44), p1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
+        __m512 q0 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44), q1 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
+        r[m] = _mm512_shuffle_f32x4(p0, q0, 0x88);
+        r[4 + m] = _mm512_shuffle_f32x4(p0, q0, 0xDD);
+        r[8 + m] = _mm512_shuffle_f32x4(p1, q1, 0x88);
+        r[12 + m] = _mm512_shuffle_f32x4(p1, q1, 0xDD);
+    }
+}
+
+/* Up to 16 consecutive elements as f32 (masked: nothing read past them). */
+static inline __m512 load16(ld_dtype dt, const void *data, int64_t i, __mmask16 m) {
+    if (dt == LD_F32) return _mm512_maskz_loadu_ps(m, (const float *)data + i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)data + i);
+    if (dt == LD_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+static void gather_t_avx512(float *tile, const void *data, ld_dtype dt, int64_t base, int64_t sx, int64_t kc,
+                            int64_t n, int W) {
+    for (int64_t x0 = 0; x0 < n; x0 += 16) {
+        const int64_t nx = n - x0 < 16 ? n - x0 : 16;
+        const __mmask16 xm = W - x0 >= 16 ? 0xffff : (__mmask16)((1u << (W - x0)) - 1);
+        for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+            const int64_t nk = kc - k0 < 16 ? kc - k0 : 16;
+            const __mmask16 km = (__mmask16)((1u << nk) - 1);
+            __m512 r[16];
+            for (int64_t x = 0; x < 16; x++)
+                r[x] = x < nx ? load16(dt, data, base + (x0 + x) * sx + k0, km) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int64_t k = 0; k < nk; k++) _mm512_mask_storeu_ps(tile + (k0 + k) * W + x0, xm, r[k]);
+        }
+    }
+}
+
+/* exp(x) for x <= 0: x = n ln2 + r, |r| <= ln2/2, Taylor to r^6 (about
+ * 1 ulp), times 2^n with vscalefps; x below -87.3 (and -inf) gives exactly 0. */
+static inline __m512 exp_neg512(__m512 x) {
+    const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_GE_OQ);
+    x = _mm512_max_ps(x, _mm512_set1_ps(-88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 y = _mm512_set1_ps(1.0f / 720);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 120));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 24));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f / 6));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.5f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
+}
+
+/* Online-softmax step down NR query columns, 16 at a time (ld_gemm_softmax_fn). */
+static void softmax_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int c = 0; c < NR; c += 16) {
+        __m512 mx = ninf;
+        for (int64_t k = 0; k < nk; k++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + k * NR + c));
+        const __m512 mold = _mm512_loadu_ps(m + c), mn = _mm512_max_ps(mold, mx);
+        /* columns with nothing but -inf subtract 0 instead (their exps are 0 either way) */
+        const __m512 ms = _mm512_mask_mov_ps(mn, _mm512_cmp_ps_mask(mn, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
+        __m512 sum = _mm512_setzero_ps();
+        for (int64_t k = 0; k < nk; k++) {
+            __m512 e = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(st + k * NR + c), ms));
+            _mm512_storeu_ps(st + k * NR + c, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        const __m512 alpha = exp_neg512(_mm512_sub_ps(mold, ms));
+        _mm512_storeu_ps(l + c, _mm512_fmadd_ps(_mm512_loadu_ps(l + c), alpha, sum));
+        _mm512_storeu_ps(m + c, mn);
+        for (int64_t d = 0; d < dp; d++)
+            _mm512_storeu_ps(ot + d * NR + c, _mm512_mul_ps(_mm512_loadu_ps(ot + d * NR + c), alpha));
+    }
 }
 
 static const ld_gemm_kernel k_f32 = {
-    .name = "avx512-f32 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 256, .nc = 1024,
-    .bf16 = 0, .micro = micro_f32_14x32, .convert = convert_avx512,
+    .name = "avx512-f32 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 256, .nc = 512,
+    .bf16 = 0, .micro = micro_f32_14x32, .convert = convert_avx512, .gather_t = gather_t_avx512,
+    .softmax = softmax_avx512,
 };
 
 static const ld_gemm_kernel k_bf16 = {
-    .name = "avx512-bf16 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 512, .nc = 1024,
-    .bf16 = 1, .micro = micro_bf16_14x32, .convert = convert_avx512, .to_bf16 = to_bf16_avx512,
+    .name = "avx512-bf16 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 512, .nc = 512,
+    .bf16 = 1, .micro = micro_bf16_14x32, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
+    .gather_t = gather_t_avx512,
 };
 
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32(void) { return &k_f32; }

@@ -25,18 +25,42 @@
 typedef void (*ld_gemm_micro_fn)(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load);
 /* dst[0..n) = f32(src[offset..offset+n)) for a float dtype. */
 typedef void (*ld_gemm_convert_fn)(float *dst, const void *src, ld_dtype dtype, int64_t offset, int64_t n);
-/* dst[0..n) = bf16 (round to nearest even) of src[0..n). */
-typedef void (*ld_gemm_to_bf16_fn)(uint16_t *dst, const float *src, int64_t n);
+/* f32 tile [kc][W] -> bf16 pairs dst[(p*W + x)*2 + (k&1)] (round to nearest
+ * even), odd kc padded with zeros. */
+typedef void (*ld_gemm_to_pairs_fn)(const float *tile, int64_t kc, int W, uint16_t *dst);
+
+/* Transposing gather: tile[k*W + x] = f32(data[base + x*sx + k]) for k < kc,
+ * x < n <= W (k contiguous in memory); columns n..W-1 are left to the caller. */
+typedef void (*ld_gemm_gather_t_fn)(float *tile, const void *data, ld_dtype dtype, int64_t base, int64_t sx,
+                                    int64_t kc, int64_t n, int W);
+
+/* One online-softmax step over a block of keys for NR query columns (see
+ * gemm_attention.c): st holds scores [nk rows = keys][NR columns = queries];
+ * per column q: mn = max(m[q], max_k st), st = exp(st - mn) (exactly 0 for
+ * -inf), alpha = exp(m[q] - mn) (0 when m[q] is -inf), l[q] = l[q]*alpha +
+ * sum_k st, ot[d*NR + q] *= alpha for d < dp, m[q] = mn. A column with only
+ * -inf scores stays at m = -inf, l = 0 and st = 0. */
+typedef void (*ld_gemm_softmax_fn)(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp);
 
 typedef struct {
     const char *name;
     int mr, nr;
-    int mc, kc, nc; /* cache blocking: rows of A, depth (even), columns of B */
+    int mc, kc, nc; /* blocking: rows of A per packed block, depth (even), columns per task */
     int bf16; /* packed operands are bf16 pairs (see above) */
     ld_gemm_micro_fn micro;
     ld_gemm_convert_fn convert; /* NULL: ld_convert_to_f32 */
-    ld_gemm_to_bf16_fn to_bf16; /* bf16 kernels only; NULL: scalar */
+    ld_gemm_to_pairs_fn to_pairs; /* bf16 kernels only; NULL: scalar */
+    ld_gemm_gather_t_fn gather_t; /* NULL: scalar loops */
+    ld_gemm_softmax_fn softmax;   /* NULL: portable C */
 } ld_gemm_kernel;
+
+/* The f32 kernel of the current CPU level (whatever the precision setting). */
+const ld_gemm_kernel *ld_gemm_kernel_f32(void);
+
+/* tile[k*W + x] = f32(data[base + k*sk + x*sx]) for k < kc, x < n <= W;
+ * columns n..W-1 are zeroed. tmp holds kc floats. */
+void ld_gemm_gather(const ld_gemm_kernel *kr, ld_dtype dt, const void *data, int64_t base, int64_t sk, int64_t sx,
+                    int64_t kc, int64_t n, int W, float *tile, float *tmp);
 
 /* Each returns NULL when the file is not compiled for this architecture. */
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32(void);

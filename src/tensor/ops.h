@@ -33,7 +33,8 @@ void ld_add_channel_bias(float *x, int64_t B, int64_t C, int64_t HW, const float
 void ld_geglu(float *y, const float *x, int64_t rows, int64_t d);
 
 /* ---- linear ---- */
-/* y[M, N] = x[M, K] w[N, K]^T + b[N]; K and N from w's shape. b may be NULL. */
+/* y[M, N] = x[M, K] w[N, K]^T + b[N]; K and N from w's shape (a 1x1 conv
+ * weight [N, K, 1, 1] works too). b may be NULL. */
 void ld_linear(float *y, const float *x, int64_t M, const ld_tensor *w, const ld_tensor *b);
 /* Same with row strides (elements) for y and x. */
 void ld_linear_strided(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, const ld_tensor *w,
@@ -71,6 +72,7 @@ void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float ep
 /* LayerNorm over the channels of NCHW at each pixel (Wuerstchen's LayerNorm2d). */
 void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps,
                             const ld_tensor *gamma, const ld_tensor *beta);
+/* In-place softmax of each row of [rows, n]; a row that is all -inf gives zeros. */
 void ld_softmax_rows(float *x, int64_t rows, int64_t n);
 
 /* ---- attention ---- */

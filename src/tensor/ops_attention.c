@@ -5,17 +5,19 @@
  * threads with a static schedule; each item is computed by one thread in a
  * fixed order, so the result does not depend on the thread count. The inner
  * kernel (ops_attention_kernel.h) is compiled for portable C here and for
- * AVX2+FMA / AVX-512 in ops_attention_avx2.c / _avx512.c; the widest one the
- * CPU supports is used. Per-thread scratch: (D + ATTN_BQ) * ATTN_BK +
+ * AVX2+FMA / AVX-512 in ops_attention_avx2.c / _avx512.c; the path is the
+ * one base/cpu.h puts in force (ld_cpu_level). Per-thread scratch: (D + ATTN_BQ) * ATTN_BK +
  * ATTN_BQ * (D + 2) floats. */
 #include "tensor/ops_internal.h"
+
+#include "base/cpu.h"
 
 #include <omp.h>
 #include <stdlib.h>
 
 #define ATTN_KERNEL attn_block_portable
-#define ATTN_VBYTES 16
-#define ATTN_BCAST(x) ((vf){(x), (x), (x), (x)})
+#define OPS_VBYTES 16
+#define OPS_BCAST(x) ((vf){(x), (x), (x), (x)})
 #define ATTN_VMAC(a, b, c) ((a) * (b) + (c))
 #define ATTN_SMAC(a, b, c) ((a) * (b) + (c))
 #include "tensor/ops_attention_kernel.h"
@@ -24,16 +26,11 @@ typedef void (*attn_kernel_fn)(float *restrict, int64_t, const float *restrict, 
                                int64_t, const float *restrict, int64_t, int64_t, int64_t, int64_t, int64_t,
                                const ld_attn_params *, const float *, const uint8_t *, float *restrict);
 
-static int g_force_portable;
-
-void ops_attention_force_portable(int on) { g_force_portable = on; }
-
 static attn_kernel_fn pick_kernel(void) {
-    if (g_force_portable) return attn_block_portable;
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return ops_attn_block_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ops_attn_block_avx2;
+    ld_cpu_level_t level = ld_cpu_level();
+    if (level >= LD_CPU_AVX512) return ops_attn_block_avx512;
+    if (level >= LD_CPU_AVX2) return ops_attn_block_avx2;
 #endif
     return attn_block_portable;
 }

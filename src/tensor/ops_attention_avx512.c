@@ -5,8 +5,8 @@
 #include <immintrin.h>
 
 #define ATTN_KERNEL attn_block_avx512
-#define ATTN_VBYTES 64
-#define ATTN_BCAST(x) _mm512_set1_ps(x)
+#define OPS_VBYTES 64
+#define OPS_BCAST(x) _mm512_set1_ps(x)
 #define ATTN_VMAC(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define ATTN_SMAC(a, b, c) fmaf((a), (b), (c))
 #include "tensor/ops_attention_kernel.h"

@@ -1,7 +1,7 @@
 /* The attention inner kernel, compiled once per instruction set: included by
  * ops_attention.c (portable), ops_attention_avx2.c and ops_attention_avx512.c
- * with these defined: ATTN_KERNEL (the function's name), ATTN_VBYTES (bytes
- * of a vector register), ATTN_BCAST(x) (a vector of x), ATTN_VMAC(a, b, c)
+ * with these defined: ATTN_KERNEL (the function's name), OPS_VBYTES (bytes
+ * of a vector register), OPS_BCAST(x) (a vector of x), ATTN_VMAC(a, b, c)
  * and ATTN_SMAC(a, b, c) (a*b + c on vectors / floats; fused where the target
  * has FMA, so the vector and scalar columns round alike). Not a public header.
  *
@@ -14,50 +14,7 @@
  * scores, the head dimension for p V), never across a reduction, so rounding
  * does not depend on the thread split. */
 
-#include <math.h>
-#include <string.h>
-
-/* One SIMD register of floats (GCC/Clang vector extension). */
-typedef float vf __attribute__((vector_size(ATTN_VBYTES)));
-#define VL ((int)(ATTN_VBYTES / sizeof(float)))
-static const vf vzero = {0};
-
-static inline vf vload(const float *p) {
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void vstore(float *p, vf v) { memcpy(p, &v, sizeof v); }
-
-typedef int32_t vi __attribute__((vector_size(ATTN_VBYTES)));
-
-static inline vf vmax(vf a, vf b) {
-    vi gt = a > b;
-    return (vf)(((vi)a & gt) | ((vi)b & ~gt));
-}
-
-/* exp(x) for x <= 0 (all the softmax needs: scores minus their running max),
- * Cephes-style: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, times 2^n;
- * about 1 ulp. x below -87.3 (incl. -inf) gives exactly 0. */
-static inline vf vexp(vf x) {
-    const vf lo = ATTN_BCAST(-87.33654f);
-    vi under = x < lo;
-    x = (vf)(((vi)x & ~under) | ((vi)lo & under));
-    vi n = __builtin_convertvector(x * ATTN_BCAST(1.44269504088896341f) - ATTN_BCAST(0.5f), vi); /* round, x <= 0 */
-    vf fn = __builtin_convertvector(n, vf);
-    vf r = x - fn * ATTN_BCAST(0.693359375f);
-    r = r - fn * ATTN_BCAST(-2.12194440e-4f);
-    vf y = ATTN_BCAST(1.9875691500e-4f);
-    y = y * r + ATTN_BCAST(1.3981999507e-3f);
-    y = y * r + ATTN_BCAST(8.3334519073e-3f);
-    y = y * r + ATTN_BCAST(4.1665795894e-2f);
-    y = y * r + ATTN_BCAST(1.6666665459e-1f);
-    y = y * r + ATTN_BCAST(5.0000001201e-1f);
-    y = y * r * r + r + ATTN_BCAST(1.0f);
-    vf scale = (vf)((n + 127) << 23);
-    return (vf)((vi)(y * scale) & ~under);
-}
+#include "tensor/ops_vmath.h"
 
 static void ATTN_KERNEL(float *restrict out, int64_t ldo, const float *restrict q, int64_t ldq,
                         const float *restrict k, int64_t ldk, const float *restrict v, int64_t ldv, int64_t Lk,
@@ -94,22 +51,22 @@ static void ATTN_KERNEL(float *restrict out, int64_t ldo, const float *restrict 
             const float *q1 = r + 1 < nq ? q0 + ldq : q0;
             const float *q2 = r + 2 < nq ? q0 + 2 * ldq : q0;
             const float *q3 = r + 3 < nq ? q0 + 3 * ldq : q0;
-            for (int jc = 0; jc < ATTN_BK; jc += 2 * VL) {
+            for (int jc = 0; jc < nk; jc += 2 * VL) { /* columns past nk are set to -inf below */
                 vf c00 = vzero, c01 = vzero, c10 = vzero, c11 = vzero;
                 vf c20 = vzero, c21 = vzero, c30 = vzero, c31 = vzero;
                 const float *kp = kt + jc;
                 for (int64_t d = 0; d < D; d++, kp += ATTN_BK) {
                     vf k0 = vload(kp), k1 = vload(kp + VL);
-                    vf a = ATTN_BCAST(q0[d]);
+                    vf a = OPS_BCAST(q0[d]);
                     c00 = ATTN_VMAC(a, k0, c00);
                     c01 = ATTN_VMAC(a, k1, c01);
-                    a = ATTN_BCAST(q1[d]);
+                    a = OPS_BCAST(q1[d]);
                     c10 = ATTN_VMAC(a, k0, c10);
                     c11 = ATTN_VMAC(a, k1, c11);
-                    a = ATTN_BCAST(q2[d]);
+                    a = OPS_BCAST(q2[d]);
                     c20 = ATTN_VMAC(a, k0, c20);
                     c21 = ATTN_VMAC(a, k1, c21);
-                    a = ATTN_BCAST(q3[d]);
+                    a = OPS_BCAST(q3[d]);
                     c30 = ATTN_VMAC(a, k0, c30);
                     c31 = ATTN_VMAC(a, k1, c31);
                 }
@@ -139,7 +96,7 @@ static void ATTN_KERNEL(float *restrict out, int64_t ldo, const float *restrict 
                     sr[jj] = x;
                 }
             } else {
-                vf sc = ATTN_BCAST(p->scale);
+                vf sc = OPS_BCAST(p->scale);
                 for (int jj = 0; jj < ATTN_BK; jj += VL) vstore(sr + jj, vload(sr + jj) * sc);
             }
             for (int64_t jj = nk; jj < ATTN_BK; jj++) sr[jj] = -INFINITY;
@@ -151,8 +108,8 @@ static void ATTN_KERNEL(float *restrict out, int64_t ldo, const float *restrict 
                 for (int64_t jj = 0; jj < ATTN_BK; jj++) sr[jj] = 0.0f;
                 continue;
             }
-            float alpha = vexp(ATTN_BCAST(mrow[r] - mx))[0];
-            vf vmx = ATTN_BCAST(mx), vs = vzero;
+            float alpha = vexp(OPS_BCAST(mrow[r] - mx))[0];
+            vf vmx = OPS_BCAST(mx), vs = vzero;
             for (int jj = 0; jj < ATTN_BK; jj += VL) {
                 vf e = vexp(vload(sr + jj) - vmx);
                 vstore(sr + jj, e);
@@ -185,16 +142,16 @@ static void ATTN_KERNEL(float *restrict out, int64_t ldo, const float *restrict 
                 const float *vp = vb + d;
                 for (int64_t jj = 0; jj < nk; jj++, vp += ldv) {
                     vf v0 = vload(vp), v1 = vload(vp + VL);
-                    vf a = ATTN_BCAST(p0[jj]);
+                    vf a = OPS_BCAST(p0[jj]);
                     c00 = ATTN_VMAC(a, v0, c00);
                     c01 = ATTN_VMAC(a, v1, c01);
-                    a = ATTN_BCAST(p1[jj]);
+                    a = OPS_BCAST(p1[jj]);
                     c10 = ATTN_VMAC(a, v0, c10);
                     c11 = ATTN_VMAC(a, v1, c11);
-                    a = ATTN_BCAST(p2[jj]);
+                    a = OPS_BCAST(p2[jj]);
                     c20 = ATTN_VMAC(a, v0, c20);
                     c21 = ATTN_VMAC(a, v1, c21);
-                    a = ATTN_BCAST(p3[jj]);
+                    a = OPS_BCAST(p3[jj]);
                     c30 = ATTN_VMAC(a, v0, c30);
                     c31 = ATTN_VMAC(a, v1, c31);
                 }
@@ -212,10 +169,10 @@ static void ATTN_KERNEL(float *restrict out, int64_t ldo, const float *restrict 
                 const float *vp = vb + d;
                 for (int64_t jj = 0; jj < nk; jj++, vp += ldv) {
                     vf v0 = vload(vp);
-                    c0 = ATTN_VMAC(ATTN_BCAST(p0[jj]), v0, c0);
-                    c1 = ATTN_VMAC(ATTN_BCAST(p1[jj]), v0, c1);
-                    c2 = ATTN_VMAC(ATTN_BCAST(p2[jj]), v0, c2);
-                    c3 = ATTN_VMAC(ATTN_BCAST(p3[jj]), v0, c3);
+                    c0 = ATTN_VMAC(OPS_BCAST(p0[jj]), v0, c0);
+                    c1 = ATTN_VMAC(OPS_BCAST(p1[jj]), v0, c1);
+                    c2 = ATTN_VMAC(OPS_BCAST(p2[jj]), v0, c2);
+                    c3 = ATTN_VMAC(OPS_BCAST(p3[jj]), v0, c3);
                 }
                 vstore(o0 + d, c0);
                 vstore(o1 + d, c1);

@@ -5,21 +5,20 @@
  *  - 1x1, stride 1, no padding: one ld_gemm per (batch, group) straight on
  *    the NCHW input (y_b = W x_b), no copy at all;
  *  - one input channel per group (depthwise and the like): a direct loop,
- *    one output plane per thread, contiguous inner loops over output columns;
- *  - everything else: implicit GEMM. Output pixels are processed in tiles of
- *    at most CONV_TILE_FLOATS / (Cin/groups * kh * kw) pixels; a tile's input
- *    patches are gathered into one bounded scratch buffer [K, tile] and
- *    multiplied by the weights with ld_gemm. The image is never im2col'ed as
- *    a whole.
+ *    one output plane per thread, all taps added into one output row at a
+ *    time (contiguous inner loops over output columns);
+ *  - everything else: implicit GEMM through ld_gemm_fill_b + ld_im2col_fill
+ *    (gemm.h): the GEMM packs its bounded tiles of the virtual im2col matrix
+ *    straight from the NCHW input, so no im2col buffer exists at all.
  * ld_conv_transpose2d computes col = W^T x for tiles of input rows with
- * ld_gemm and scatters col into y, each output channel owned by one thread.
- * If a scratch buffer cannot be allocated both fall back to the direct loops
- * (slow but correct). Results do not depend on the thread count. */
+ * ld_gemm (scratch at most CONV_TILE_FLOATS) and scatters col into y, each
+ * output channel owned by one thread; if the scratch cannot be allocated it
+ * falls back to a direct loop. Results do not depend on the thread count. */
 #include "tensor/ops_internal.h"
 
 #include <stdlib.h>
 
-/* Bound of the per-call gather / column scratch, in floats (4 MiB). */
+/* Bound of ld_conv_transpose2d's column scratch, in floats (4 MiB). */
 #define CONV_TILE_FLOATS (1 << 20)
 
 ld_conv2d_params ld_conv2d_params_make(int stride, int pad) {
@@ -48,9 +47,9 @@ static void valid_range(int64_t Wo, int64_t W, int s, int64_t off, int64_t *lo, 
     *hi = b;
 }
 
-/* Direct convolution: any parameters; used for one-input-channel groups and
- * as the fallback. One (batch, output channel) plane per iteration. */
-static void conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+/* Direct convolution: any parameters; used for one-input-channel groups (and
+ * by the tests for every case). One (batch, output channel) plane per iteration. */
+void ops_conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
                           const ld_tensor *bias, const ld_conv2d_params *p, int64_t Ho, int64_t Wo) {
     int64_t Cout = w->shape[0], cin_g = w->shape[1], kh = w->shape[2], kw = w->shape[3];
     int64_t cout_g = Cout / p->groups;
@@ -58,82 +57,38 @@ static void conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int6
     #pragma omp parallel for schedule(static)
     for (int64_t bo = 0; bo < B * Cout; bo++) {
         int64_t b = bo / Cout, oc = bo % Cout, g = oc / cout_g;
-        float *yp = y + bo * Ho * Wo;
         float bv = ops_has(bias) ? ops_wget(bias, oc) : 0.0f;
-        for (int64_t i = 0; i < Ho * Wo; i++) yp[i] = bv;
-        for (int64_t ic = 0; ic < cin_g; ic++) {
-            const float *xp = x + (b * Cin + g * cin_g + ic) * H * W;
-            for (int64_t ky = 0; ky < kh; ky++)
-                for (int64_t kx = 0; kx < kw; kx++) {
-                    float wv = ops_wget(w, ((oc * cin_g + ic) * kh + ky) * kw + kx);
-                    int64_t xoff = kx * p->dilation_w - p->pad_w; /* ix = ox*sw + xoff */
-                    int64_t lo, hi;
-                    valid_range(Wo, W, sw, xoff, &lo, &hi);
-                    for (int64_t oy = 0; oy < Ho; oy++) {
-                        int64_t iy = oy * sh - p->pad_h + ky * p->dilation_h;
-                        if (iy < 0 || iy >= H) {
-                            if (!p->replicate_pad) continue;
-                            iy = iy < 0 ? 0 : H - 1;
-                        }
-                        const float *xr = xp + iy * W;
-                        float *yr = yp + oy * Wo;
+        const float *xb = x + (b * Cin + g * cin_g) * H * W;
+        for (int64_t oy = 0; oy < Ho; oy++) { /* one output row stays in L1 while all taps add into it */
+            float *yr = y + bo * Ho * Wo + oy * Wo;
+            for (int64_t ox = 0; ox < Wo; ox++) yr[ox] = bv;
+            for (int64_t ic = 0; ic < cin_g; ic++)
+                for (int64_t ky = 0; ky < kh; ky++) {
+                    int64_t iy = oy * sh - p->pad_h + ky * p->dilation_h;
+                    if (iy < 0 || iy >= H) {
+                        if (!p->replicate_pad) continue;
+                        iy = iy < 0 ? 0 : H - 1;
+                    }
+                    const float *xr = xb + (ic * H + iy) * W;
+                    for (int64_t kx = 0; kx < kw; kx++) {
+                        float wv = ops_wget(w, ((oc * cin_g + ic) * kh + ky) * kw + kx);
+                        int64_t xoff = kx * p->dilation_w - p->pad_w; /* ix = ox*sw + xoff */
+                        int64_t lo, hi;
+                        valid_range(Wo, W, sw, xoff, &lo, &hi);
                         if (p->replicate_pad) {
                             for (int64_t ox = 0; ox < lo; ox++) yr[ox] += wv * xr[0];
                             for (int64_t ox = hi; ox < Wo; ox++) yr[ox] += wv * xr[W - 1];
                         }
-                        if (sw == 1) {
-                            for (int64_t ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox + xoff];
-                        } else {
+                        if (sw == 1 && hi > lo) {
+                            const float *xs = xr + lo + xoff; /* ix of ox = lo, inside the row */
+                            float *ys = yr + lo;
+                            #pragma omp simd
+                            for (int64_t t = 0; t < hi - lo; t++) ys[t] += wv * xs[t];
+                        } else if (sw != 1) {
                             for (int64_t ox = lo; ox < hi; ox++) yr[ox] += wv * xr[ox * sw + xoff];
                         }
                     }
                 }
-        }
-    }
-}
-
-/* Gathers the patches of output pixels [p0, p0+np) of one (batch, group) into
- * buf [K, np], K = cin_g*kh*kw ordered like the weights (ic, ky, kx). */
-static void gather_tile(float *buf, const float *xg, int64_t H, int64_t W, int64_t cin_g, int64_t kh, int64_t kw,
-                        const ld_conv2d_params *p, int64_t Wo, int64_t p0, int64_t np) {
-    int64_t K = cin_g * kh * kw;
-    #pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < K; k++) {
-        int64_t ic = k / (kh * kw), ky = k / kw % kh, kx = k % kw;
-        const float *xp = xg + ic * H * W;
-        float *row = buf + k * np;
-        int64_t yoff = ky * p->dilation_h - p->pad_h, xoff = kx * p->dilation_w - p->pad_w;
-        int64_t lo, hi;
-        valid_range(Wo, W, p->stride_w, xoff, &lo, &hi);
-        int64_t oy = p0 / Wo, ox0 = p0 % Wo, j = 0;
-        while (j < np) {
-            int64_t n = ops_min64(Wo - ox0, np - j); /* pixels left on this output row */
-            int64_t iy = oy * p->stride_h + yoff;
-            float *dst = row + j; /* dst[ox - ox0] for ox in [ox0, ox0+n) */
-            int64_t ox1 = ox0 + n;
-            if (iy < 0 || iy >= H) {
-                if (!p->replicate_pad) {
-                    for (int64_t ox = ox0; ox < ox1; ox++) dst[ox - ox0] = 0.0f;
-                    goto next;
-                }
-                iy = iy < 0 ? 0 : H - 1;
-            }
-            {
-                const float *xr = xp + iy * W;
-                int64_t a = ops_max64(ox0, lo), b = ops_min64(ox1, hi);
-                if (b < a) b = a;
-                float left = p->replicate_pad ? xr[0] : 0.0f, right = p->replicate_pad ? xr[W - 1] : 0.0f;
-                for (int64_t ox = ox0; ox < ops_min64(a, ox1); ox++) dst[ox - ox0] = left;
-                if (p->stride_w == 1)
-                    for (int64_t ox = a; ox < b; ox++) dst[ox - ox0] = xr[ox + xoff];
-                else
-                    for (int64_t ox = a; ox < b; ox++) dst[ox - ox0] = xr[ox * p->stride_w + xoff];
-                for (int64_t ox = ops_max64(b, ox0); ox < ox1; ox++) dst[ox - ox0] = right;
-            }
-        next:
-            j += n;
-            oy++;
-            ox0 = 0;
         }
     }
 }
@@ -160,40 +115,27 @@ void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int6
         return;
     }
     if (cin_g == 1) {
-        conv2d_direct(y, x, B, Cin, H, W, w, b, p, Ho, Wo);
+        ops_conv2d_direct(y, x, B, Cin, H, W, w, b, p, Ho, Wo);
         return;
     }
 
-    int64_t P = CONV_TILE_FLOATS / K;
-    if (P < 64) P = 64;
-    if (P > HWo) P = HWo;
-    float *buf = malloc((size_t)(K * P) * sizeof(float));
-    if (!buf) {
-        ld_log_warn("conv2d: no memory for a %lldx%lld gather tile, using the direct loop", (long long)K,
-                    (long long)P);
-        conv2d_direct(y, x, B, Cin, H, W, w, b, p, Ho, Wo);
-        return;
-    }
+    /* implicit GEMM: ld_gemm packs tiles of the virtual im2col matrix straight from NCHW */
     for (int64_t bi = 0; bi < B; bi++)
         for (int64_t g = 0; g < G; g++) {
-            const float *xg = x + (bi * Cin + g * cin_g) * H * W;
-            float *yg = y + (bi * Cout + g * cout_g) * HWo;
+            ld_im2col src = {x + (bi * Cin + g * cin_g) * H * W, cin_g, H, W, kh, kw, p->stride_h, p->stride_w,
+                             p->pad_h, p->pad_w, p->dilation_h, p->dilation_w, Ho, Wo, p->replicate_pad};
+            ld_gemm_bfill fill = {ld_im2col_fill, &src};
             ld_mat A = ops_wmat(w, g * cout_g * K, K, 1);
             ld_tensor bias = has_b ? ops_wslice(b, g * cout_g, cout_g) : (ld_tensor){0};
-            for (int64_t p0 = 0; p0 < HWo; p0 += P) {
-                int64_t np = ops_min64(P, HWo - p0);
-                gather_tile(buf, xg, H, W, cin_g, kh, kw, p, Wo, p0, np);
-                ld_mat X = ld_mat_f32(buf, np, 1);
-                ld_gemm(cout_g, np, K, &A, &X, yg + p0, HWo, 0.0f, NULL, has_b ? &bias : NULL);
-            }
+            ld_gemm_fill_b(cout_g, HWo, K, &A, &fill, y + (bi * Cout + g * cout_g) * HWo, HWo, 0.0f, NULL,
+                           has_b ? &bias : NULL);
         }
-    free(buf);
 }
 
 /* ---- transposed convolution ---- */
 
-/* Direct scatter fallback: y already holds the bias. */
-static void conv_t_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+/* Direct scatter (fallback, and tested on every case): y already holds the bias. */
+void ops_conv_transpose2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
                           int stride, int pad, int64_t Ho, int64_t Wo) {
     int64_t Cout = w->shape[1], kh = w->shape[2], kw = w->shape[3];
     #pragma omp parallel for schedule(static)
@@ -238,7 +180,7 @@ void ld_conv_transpose2d(float *y, const float *x, int64_t B, int64_t Cin, int64
     if (!col) {
         ld_log_warn("conv_transpose2d: no memory for a %lldx%lld column tile, using the direct loop", (long long)Kc,
                     (long long)(R * W));
-        conv_t_direct(y, x, B, Cin, H, W, w, stride, pad, Ho, Wo);
+        ops_conv_transpose2d_direct(y, x, B, Cin, H, W, w, stride, pad, Ho, Wo);
         return;
     }
     /* A(m, ic) = w[ic, m] with m = (oc, ky, kx) */

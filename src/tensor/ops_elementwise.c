@@ -1,50 +1,57 @@
 /* Elementwise ops, activations, linear layers and the timestep embedding
  * (see ops.h for the contracts). Each loop is split over the OpenMP threads
  * with a static schedule; every element is computed independently, so the
- * result does not depend on the thread count. */
+ * result does not depend on the thread count. The activations run on vectors
+ * (ops_act_kernel.h: exp and erfc polynomials of about 1 ulp / 2e-7 relative),
+ * compiled for portable C, AVX2 and AVX-512; all three give the same bits. */
 #include "tensor/ops_internal.h"
+
+#include "base/cpu.h"
 
 #include <math.h>
 
 /* Below this many elements a parallel region costs more than it saves. */
 #define PAR_MIN 16384
+/* Elements per work item of the activations (a multiple of every vector width). */
+#define ACT_BLOCK 4096
 
-void ld_silu(float *x, int64_t n) {
-    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+#define ACT_FN act_portable
+#define OPS_VBYTES 16
+#define OPS_BCAST(x) ((vf){(x), (x), (x), (x)})
+#include "tensor/ops_act_kernel.h"
+
+typedef void (*act_fn)(int kind, float *y, const float *x, int64_t n);
+
+static act_fn pick_act(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    ld_cpu_level_t level = ld_cpu_level();
+    if (level >= LD_CPU_AVX512) return ops_act_avx512;
+    if (level >= LD_CPU_AVX2) return ops_act_avx2;
+#endif
+    return act_portable;
 }
 
-void ld_gelu_erf(float *x, int64_t n) {
+/* y = act(x) over blocks of ACT_BLOCK elements split across the threads. */
+static void act_run(int kind, float *y, const float *x, int64_t n) {
+    act_fn f = pick_act();
+    int64_t nb = (n + ACT_BLOCK - 1) / ACT_BLOCK;
     #pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) x[i] = x[i] * 0.5f * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+    for (int64_t b = 0; b < nb; b++) f(kind, y + b * ACT_BLOCK, x + b * ACT_BLOCK, ops_min64(ACT_BLOCK, n - b * ACT_BLOCK));
 }
 
-void ld_gelu_tanh(float *x, int64_t n) {
-    const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
-    }
-}
-
-void ld_quick_gelu(float *x, int64_t n) {
-    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
-}
-
-void ld_sigmoid(float *x, int64_t n) {
-    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) x[i] = 1.0f / (1.0f + expf(-x[i]));
-}
+void ld_silu(float *x, int64_t n) { act_run(OPS_ACT_SILU, x, x, n); }
+void ld_gelu_erf(float *x, int64_t n) { act_run(OPS_ACT_GELU_ERF, x, x, n); }
+void ld_gelu_tanh(float *x, int64_t n) { act_run(OPS_ACT_GELU_TANH, x, x, n); }
+void ld_quick_gelu(float *x, int64_t n) { act_run(OPS_ACT_QUICK_GELU, x, x, n); }
+void ld_sigmoid(float *x, int64_t n) { act_run(OPS_ACT_SIGMOID, x, x, n); }
 
 void ld_leaky_relu(float *x, int64_t n, float slope) {
-    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : x[i] * slope;
 }
 
 void ld_scale(float *x, int64_t n, float s) {
-    #pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) x[i] *= s;
 }
 
@@ -58,16 +65,19 @@ void ld_add_channel_bias(float *x, int64_t B, int64_t C, int64_t HW, const float
     for (int64_t bc = 0; bc < B * C; bc++) {
         float v = bias[bc % C];
         float *p = x + bc * HW;
+        #pragma omp simd
         for (int64_t i = 0; i < HW; i++) p[i] += v;
     }
 }
 
 void ld_geglu(float *y, const float *x, int64_t rows, int64_t d) {
+    act_fn f = pick_act();
     #pragma omp parallel for schedule(static) if (rows * d > PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
-        const float *h = x + r * 2 * d, *g = h + d;
+        const float *h = x + r * 2 * d;
         float *o = y + r * d;
-        for (int64_t i = 0; i < d; i++) o[i] = h[i] * (g[i] * 0.5f * (1.0f + erff(g[i] * (float)M_SQRT1_2)));
+        f(OPS_ACT_GELU_ERF, o, h + d, d); /* gelu of the gate half, then times the value half */
+        for (int64_t i = 0; i < d; i++) o[i] *= h[i];
     }
 }
 

@@ -1,4 +1,7 @@
-/* Helpers shared by the ops_*.c files (not a public header).
+/* Internals shared by the ops_*.c files (not a public header): weight
+ * access helpers, the SIMD kernel entry points of ops_act_*.c and
+ * ops_attention_*.c, and the direct convolution loops (which the tests also
+ * call to check them on every case).
  *
  *     float g = ops_wget(gamma, c);   // element c of an f32/f16/bf16 weight
  *
@@ -42,6 +45,21 @@ static inline ld_tensor ops_wslice(const ld_tensor *t, int64_t offset, int64_t n
     return v;
 }
 
+/* The direct-loop convolution behind ld_conv2d's depthwise path; handles any
+ * parameters (tests run it on every case). */
+void ops_conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+                       const ld_tensor *bias, const ld_conv2d_params *p, int64_t Ho, int64_t Wo);
+
+/* ld_conv_transpose2d's fallback scatter loop; y must already hold the bias
+ * (or zeros). */
+void ops_conv_transpose2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                                 const ld_tensor *w, int stride, int pad, int64_t Ho, int64_t Wo);
+
+/* ---- activation kernels (ops_act_kernel.h): y[i] = act(x[i]), y may equal x ---- */
+enum { OPS_ACT_SILU, OPS_ACT_GELU_ERF, OPS_ACT_GELU_TANH, OPS_ACT_QUICK_GELU, OPS_ACT_SIGMOID };
+void ops_act_avx2(int kind, float *y, const float *x, int64_t n);
+void ops_act_avx512(int kind, float *y, const float *x, int64_t n);
+
 /* ---- attention internals (ops_attention*.c) ---- */
 #define ATTN_BQ 64 /* queries per work item (multiple of 4) */
 #define ATTN_BK 64 /* keys per block */
@@ -53,8 +71,6 @@ void ops_attn_block_avx512(float *restrict out, int64_t ldo, const float *restri
                            const float *restrict k, int64_t ldk, const float *restrict v, int64_t ldv, int64_t Lk,
                            int64_t D, int64_t i0, int64_t nq, const ld_attn_params *p, const float *mask,
                            const uint8_t *keep, float *restrict scratch);
-/* Tests: 1 = always use the portable attention kernel. */
-void ops_attention_force_portable(int on);
 
 static inline int64_t ops_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t ops_max64(int64_t a, int64_t b) { return a > b ? a : b; }

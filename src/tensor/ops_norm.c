@@ -1,10 +1,44 @@
 /* Normalizations and the row softmax (see ops.h). Statistics are two-pass in
  * double (mean, then the biased variance of the deviations), which matches
- * PyTorch's float32 results to rounding. Every statistic is computed by one
+ * PyTorch's float32 results to rounding (8 fixed partial sums per statistic
+ * keep the adds independent). Every statistic is computed by one
  * thread in a fixed order, so results do not depend on the thread count. */
 #include "tensor/ops_internal.h"
 
 #include <math.h>
+
+/* sum of x[i] and sum of (x[i] - mean)^2 in double, in 8 independent
+ * partial sums (fixed order, so deterministic) to break the add chain. The
+ * partial sums are a vector of 8 doubles so they stay in registers. */
+typedef double v8d __attribute__((vector_size(64)));
+
+static double v8d_total(v8d a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
+
+static double sum_f64(const float *x, int64_t n) {
+    v8d acc = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8d v = {x[i], x[i + 1], x[i + 2], x[i + 3], x[i + 4], x[i + 5], x[i + 6], x[i + 7]};
+        acc += v;
+    }
+    for (; i < n; i++) acc[i % 8] += x[i];
+    return v8d_total(acc);
+}
+
+static double sumsq_dev_f64(const float *x, int64_t n, double mean) {
+    v8d acc = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8d v = {x[i], x[i + 1], x[i + 2], x[i + 3], x[i + 4], x[i + 5], x[i + 6], x[i + 7]};
+        v -= mean;
+        acc += v * v;
+    }
+    for (; i < n; i++) {
+        double d = x[i] - mean;
+        acc[i % 8] += d * d;
+    }
+    return v8d_total(acc);
+}
 
 /* Pixels handled together by ld_layer_norm_channels (bounded stack scratch). */
 #define LNC_TILE 128
@@ -18,13 +52,7 @@ void ld_group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, i
         int64_t g = bg % groups;
         const float *xs = x + bg * n; /* a group's channels are contiguous in NCHW */
         float *ys = y + bg * n;
-        double sum = 0.0;
-        for (int64_t i = 0; i < n; i++) sum += xs[i];
-        double mean = sum / (double)n, ss = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            double d = xs[i] - mean;
-            ss += d * d;
-        }
+        double mean = sum_f64(xs, n) / (double)n, ss = sumsq_dev_f64(xs, n, mean);
         float rstd = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
         float m = (float)mean;
         for (int64_t c = 0; c < cpg; c++) {
@@ -33,6 +61,7 @@ void ld_group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, i
             float b = affine_b ? ops_wget(beta, ch) : 0.0f;
             const float *xp = xs + c * HW;
             float *yp = ys + c * HW;
+            #pragma omp simd
             for (int64_t i = 0; i < HW; i++) yp[i] = (xp[i] - m) * a + b;
         }
     }
@@ -45,13 +74,7 @@ void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float ep
     for (int64_t r = 0; r < rows; r++) {
         const float *xs = x + r * dim;
         float *ys = y + r * dim;
-        double sum = 0.0;
-        for (int64_t i = 0; i < dim; i++) sum += xs[i];
-        double mean = sum / (double)dim, ss = 0.0;
-        for (int64_t i = 0; i < dim; i++) {
-            double d = xs[i] - mean;
-            ss += d * d;
-        }
+        double mean = sum_f64(xs, dim) / (double)dim, ss = sumsq_dev_f64(xs, dim, mean);
         float rstd = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
         float m = (float)mean;
         for (int64_t i = 0; i < dim; i++) {
@@ -76,19 +99,25 @@ void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int6
         float mean[LNC_TILE], rstd[LNC_TILE];
         /* mean over channels, pixels of the tile side by side (contiguous) */
         for (int64_t p = 0; p < np; p++) acc[p] = 0.0;
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t p = 0; p < np; p++) acc[p] += xs[c * HW + p];
+        for (int64_t c = 0; c < C; c++) {
+            const float *xc = xs + c * HW;
+            #pragma omp simd
+            for (int64_t p = 0; p < np; p++) acc[p] += xc[p];
+        }
         for (int64_t p = 0; p < np; p++) acc[p] /= (double)C;
         double m[LNC_TILE];
         for (int64_t p = 0; p < np; p++) {
             m[p] = acc[p];
             acc[p] = 0.0;
         }
-        for (int64_t c = 0; c < C; c++)
+        for (int64_t c = 0; c < C; c++) {
+            const float *xc = xs + c * HW;
+            #pragma omp simd
             for (int64_t p = 0; p < np; p++) {
-                double d = xs[c * HW + p] - m[p];
+                double d = xc[p] - m[p];
                 acc[p] += d * d;
             }
+        }
         for (int64_t p = 0; p < np; p++) {
             mean[p] = (float)m[p];
             rstd[p] = (float)(1.0 / sqrt(acc[p] / (double)C + (double)eps));
@@ -97,6 +126,7 @@ void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int6
             float g = affine_g ? ops_wget(gamma, c) : 1.0f, bb = affine_b ? ops_wget(beta, c) : 0.0f;
             const float *xp = xs + c * HW;
             float *yp = ys + c * HW;
+            #pragma omp simd
             for (int64_t p = 0; p < np; p++) yp[p] = (xp[p] - mean[p]) * rstd[p] * g + bb;
         }
     }

@@ -21,10 +21,11 @@ void ld_upsample_nearest(float *y, const float *x, int64_t B, int64_t C, int64_t
     #pragma omp parallel for schedule(static) if (B * C * Ho * Wo > 16384)
     for (int64_t row = 0; row < B * C * Ho; row++) {
         int64_t bc = row / Ho, oy = row % Ho;
-        int64_t iy = ops_min64((int64_t)floorf((float)oy * sh), H - 1);
+        /* the products are >= 0, so truncation is floor */
+        int64_t iy = ops_min64((int64_t)((float)oy * sh), H - 1);
         const float *xr = x + (bc * H + iy) * W;
         float *yr = y + row * Wo;
-        for (int64_t ox = 0; ox < Wo; ox++) yr[ox] = xr[ops_min64((int64_t)floorf((float)ox * sw), W - 1)];
+        for (int64_t ox = 0; ox < Wo; ox++) yr[ox] = xr[ops_min64((int64_t)((float)ox * sw), W - 1)];
     }
 }
 

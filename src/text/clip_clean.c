@@ -187,6 +187,7 @@ static int hex_val(uint32_t c) {
 /* One pass of html.unescape: the regex
  * &(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?) and its replacement. */
 static int html_unescape(const uint32_t *in, size_t n, cpbuf *out) {
+    if (!cp_reserve(out, n + 1)) return 0; /* never NULL, even for empty text */
     size_t i = 0;
     while (i < n) {
         if (in[i] != '&') {
@@ -227,7 +228,7 @@ static int html_unescape(const uint32_t *in, size_t n, cpbuf *out) {
         size_t m = end - j; /* the matched name s, with its ';' if any */
         char name[40];
         size_t ascii = 0; /* names are ASCII: only the ASCII prefix can match */
-        while (ascii < m && in[j + ascii] < 0x80) {
+        while (ascii < m && in[j + ascii] < 0x80 && in[j + ascii] != 0) {
             name[ascii] = (char)in[j + ascii];
             ascii++;
         }
@@ -262,36 +263,25 @@ static int html_unescape(const uint32_t *in, size_t n, cpbuf *out) {
 
 static ld_status nfc(ld_ctx *ctx, cpbuf *b) {
     if (b->n == 0) return LD_OK;
-    /* decompose into a buffer utf8proc sizes, then recompose in place */
-    int opts = UTF8PROC_STABLE | UTF8PROC_COMPOSE;
-    utf8proc_ssize_t need = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        utf8proc_ssize_t r = utf8proc_decompose_char((utf8proc_int32_t)b->v[i], NULL, 0, opts, NULL);
-        if (r < 0) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "text: cannot normalize U+%04X", b->v[i]);
-        need += r;
-    }
-    utf8proc_int32_t *buf = malloc((size_t)need * sizeof *buf + sizeof *buf);
-    if (!buf) return nomem(ctx);
-    utf8proc_ssize_t pos = 0;
-    int last_boundclass = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        utf8proc_ssize_t r = utf8proc_decompose_char((utf8proc_int32_t)b->v[i], buf + pos, need - pos, opts,
-                                                     &last_boundclass);
-        pos += r;
-    }
-    utf8proc_ssize_t m = utf8proc_normalize_utf32(buf, pos, opts);
-    if (m < 0) {
-        free(buf);
-        return ld_fail(ctx, LD_ERR_INTERNAL, "text: NFC failed: %s", utf8proc_errmsg(m));
-    }
-    b->n = 0;
-    if (!cp_reserve(b, (size_t)m)) {
-        free(buf);
-        return nomem(ctx);
-    }
-    for (utf8proc_ssize_t i = 0; i < m; i++) b->v[i] = (uint32_t)buf[i];
-    b->n = (size_t)m;
-    free(buf);
+    /* utf8proc_map decomposes, reorders combining marks canonically and
+     * recomposes; it works on UTF-8 (length-based, so NUL is a character) */
+    unsigned char *u8 = malloc(b->n * 4);
+    if (!u8) return nomem(ctx);
+    size_t nb = 0;
+    for (size_t i = 0; i < b->n; i++) nb += (size_t)ld_utf8_encode(b->v[i], u8 + nb);
+    utf8proc_uint8_t *dst = NULL;
+    utf8proc_ssize_t r = utf8proc_map(u8, (utf8proc_ssize_t)nb, &dst, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+    free(u8);
+    if (r < 0) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "text: NFC failed: %s", utf8proc_errmsg(r));
+    uint32_t *cps;
+    size_t n;
+    ld_status st = ld_utf8_decode(ctx, (const char *)dst, (size_t)r, &cps, &n);
+    free(dst);
+    if (st != LD_OK) return st;
+    free(b->v);
+    b->v = cps;
+    b->n = n;
+    b->cap = n + 1; /* ld_utf8_decode allocates len + 1 >= n + 1 entries */
     return LD_OK;
 }
 

@@ -1,0 +1,109 @@
+/* Attention benchmark: GFLOP/s of ld_attention (ops.h) and of
+ * ld_gemm_attention (gemm_attention.h, on the GEMM micro-kernels), counting
+ * 4*Lq*Lk*D flops per head (the QK^T and PV products), on the shapes the
+ * models use, next to the FMA peak probe of the same run. Built by `make`,
+ * never run by the tests.
+ *
+ *     build/bench_attention [--threads N]
+ *
+ * Like bench_gemm it also reports GFLOP per CPU-second of all threads, which
+ * is not disturbed by other processes time-sharing the cores.
+ */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/cpu.h"
+#include "tensor/gemm_attention.h"
+#include "tensor/ops.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    const char *name;
+    int64_t H, Lq, Lk, D;
+} shape;
+
+static const shape SHAPES[] = {
+    {"koala self-attn 64^2 (640 ch)", 10, 4096, 4096, 64},
+    {"koala cross-attn 64^2", 10, 4096, 77, 64},
+    {"koala self-attn 32^2 (1280 ch)", 20, 1024, 1024, 64},
+    {"koala cross-attn 32^2", 20, 1024, 77, 64},
+    {"vae mid attn 128^2 (512 ch, 1 head)", 1, 16384, 16384, 512},
+};
+
+int main(int argc, char **argv) {
+    int threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            threads = atoi(argv[++i]);
+        } else {
+            fprintf(stderr, "usage: %s [--threads N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (threads <= 0) threads = omp_get_num_procs();
+    omp_set_num_threads(threads);
+    double t0 = now(), c0 = cpu_now();
+    double peak = ld_cpu_peak_gflops(threads, 0.5);
+    double peak_core = peak * (now() - t0) / (cpu_now() - c0);
+    printf("cpu: %s, path %s, %d threads; FMA probe %.1f GFLOP/s, %.1f per core-second\n\n",
+           ld_cpu_info_get()->model, ld_cpu_level_name(ld_cpu_level()), threads, peak, peak_core);
+    printf("| shape | function | H x Lq x Lk x D | GFLOP/s | ratio to probe | per core-s | core ratio |\n"
+           "|---|---|---|---|---|---|---|\n");
+    for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
+        const shape *s = &SHAPES[si];
+        int64_t HD = s->H * s->D;
+        float *q = malloc(sizeof(float) * (size_t)(s->Lq * HD)), *o = malloc(sizeof(float) * (size_t)(s->Lq * HD));
+        float *k = malloc(sizeof(float) * (size_t)(s->Lk * HD)), *v = malloc(sizeof(float) * (size_t)(s->Lk * HD));
+        if (!q || !o || !k || !v) {
+            printf("| %s | out of memory |\n", s->name);
+            free(q), free(o), free(k), free(v);
+            continue;
+        }
+        for (int64_t i = 0; i < s->Lq * HD; i++) q[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+        for (int64_t i = 0; i < s->Lk * HD; i++) {
+            k[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;
+            v[i] = (float)((i * 1299709) % 1000) / 1000.0f - 0.5f;
+        }
+        memset(o, 0, sizeof(float) * (size_t)(s->Lq * HD));
+        ld_attn_params p = {0};
+        p.scale = 0.125f;
+        double flops = 4.0 * s->H * s->Lq * s->Lk * s->D;
+        for (int impl = 0; impl < 2; impl++) {
+            double best = 1e30, best_cpu = 1e30, start = now();
+            int reps = 0;
+            do {
+                double a = now(), c = cpu_now();
+                if (impl == 0)
+                    ld_attention(o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
+                else
+                    ld_gemm_attention(o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
+                double t = now() - a, tc = cpu_now() - c;
+                if (t < best) best = t;
+                if (tc < best_cpu) best_cpu = tc;
+                reps++;
+            } while (now() - start < 1.0 && reps < 20);
+            printf("| %s | %s | %lldx%lldx%lldx%lld | %.1f | %.2f | %.1f | %.2f |\n", s->name,
+                   impl ? "ld_gemm_attention" : "ld_attention", (long long)s->H, (long long)s->Lq, (long long)s->Lk,
+                   (long long)s->D, flops / best * 1e-9, flops / best * 1e-9 / peak, flops / best_cpu * 1e-9,
+                   flops / best_cpu * 1e-9 / peak_core);
+            fflush(stdout);
+        }
+        fflush(stdout);
+        free(q), free(o), free(k), free(v);
+    }
+    return 0;
+}

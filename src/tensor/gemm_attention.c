@@ -1,0 +1,216 @@
+/* Attention on the GEMM micro-kernels (see gemm_attention.h), flash-attention
+ * style with an online softmax, computed transposed so that nothing but the
+ * inputs is ever packed. For one work item (batch b, head h, block of
+ * BQ = 4*NR queries) the thread
+ *   1. packs (Q*scale)^T as NR-query B panels of depth D;
+ *   2. for each block of BK keys: packs K as MR-key A panels of depth D and
+ *      computes S^T = K (Q scale)^T with the micro-kernel into one NR-wide
+ *      panel per query column block; adds the mask / causal / padding terms;
+ *      runs the softmax step down each query column (vectorized across
+ *      queries, see ld_gemm_softmax_fn):
+ *          mn = max(m, max_k s), p_k = exp(s_k - mn), alpha = exp(m - mn),
+ *          l = l*alpha + sum_k p_k,  O^T = O^T * alpha,  m = mn;
+ *      P^T is then already a B panel of depth nk, so O^T += V^T P^T needs
+ *      only V^T packed (MR-row A panels of depth nk);
+ *   3. writes out = (O^T)^T / l (zeros for a query that sees no key).
+ * Per-thread scratch: about (2*BQ + 2*Dp) * BK + BQ*(D + Dp + 2) floats.
+ */
+#include "tensor/gemm_attention.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor/gemm_kernels.h"
+
+#define ATT_BK 256 /* keys per block (rounded up to a multiple of MR) */
+
+static inline int64_t rup(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+static void softmax_portable(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp) {
+    for (int q = 0; q < NR; q++) {
+        float mx = -INFINITY;
+        for (int64_t k = 0; k < nk; k++) mx = st[k * NR + q] > mx ? st[k * NR + q] : mx;
+        const float mn = m[q] > mx ? m[q] : mx, ms = mn == -INFINITY ? 0.0f : mn;
+        float sum = 0.0f;
+        for (int64_t k = 0; k < nk; k++) {
+            float e = expf(st[k * NR + q] - ms);
+            st[k * NR + q] = e;
+            sum += e;
+        }
+        const float alpha = expf(m[q] - ms);
+        l[q] = l[q] * alpha + sum;
+        m[q] = mn;
+        for (int64_t d = 0; d < dp; d++) ot[d * NR + q] *= alpha;
+    }
+}
+
+typedef struct {
+    float *qp, *kp, *st, *vp, *ot, *m, *l, *tmp;
+} att_scratch;
+
+/* n floats from *p, rounded up to a 64-byte boundary first. */
+static float *take(float **p, int64_t n) {
+    float *r = (float *)(((uintptr_t)*p + 63) & ~(uintptr_t)63);
+    *p = r + n;
+    return r;
+}
+
+/* LK = keys held packed at once: all of them (rounded to BK) when K and V
+ * are packed once per work item, else one block. */
+static size_t scratch_floats(int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp) {
+    return (size_t)(BQ * D + LK * D + BQ * BK + LK * Dp + BQ * Dp + 2 * BQ + (D > BK ? D : BK) + 8 * 16);
+}
+
+static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp) {
+    att_scratch a;
+    float *p = base;
+    a.qp = take(&p, BQ * D);
+    a.kp = take(&p, LK * D);
+    a.st = take(&p, BQ * BK);
+    a.vp = take(&p, LK * Dp);
+    a.ot = take(&p, BQ * Dp);
+    a.m = take(&p, BQ);
+    a.l = take(&p, BQ);
+    a.tmp = take(&p, D > BK ? D : BK);
+    return a;
+}
+
+/* Mask, causal and key-padding terms on the S^T panels (keys j0.., queries i0..). */
+static void extra_terms(const ld_attn_params *p, int64_t b, int64_t Lk, int64_t i0, int64_t nq, int64_t j0,
+                        int64_t nk, int NR, int64_t BK, float *st) {
+    for (int64_t q0 = 0; q0 < nq; q0 += NR) {
+        float *panel = st + (q0 / NR) * BK * NR;
+        const int64_t nc = nq - q0 < NR ? nq - q0 : NR;
+        for (int64_t k = 0; k < nk; k++) {
+            float *row = panel + k * NR;
+            const int64_t j = j0 + k;
+            if (p->key_keep && !p->key_keep[b * Lk + j]) {
+                for (int q = 0; q < NR; q++) row[q] = -INFINITY;
+                continue;
+            }
+            if (p->mask) {
+                const float *mk = p->mask + b * p->mask_b + (i0 + q0) * p->mask_q + j;
+                for (int64_t q = 0; q < nc; q++) row[q] += mk[q * p->mask_q];
+            }
+            if (p->causal)
+                for (int64_t q = 0; q < nc; q++)
+                    if (j > i0 + q0 + q) row[q] = -INFINITY;
+        }
+    }
+}
+
+/* Keys [j0, j0+nk): K as MR-key panels of depth D into kp, V^T as MR-row
+ * panels of depth nk into vp (panel d0 at vp + d0*nk). */
+static void pack_kv(const ld_gemm_kernel *kr, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t j0,
+                    int64_t nk, int64_t D, int64_t Dp, float *kp, float *vp, float *tmp) {
+    const int MR = kr->mr;
+    for (int64_t r = 0; r < rup(nk, MR); r += MR)
+        ld_gemm_gather(kr, LD_F32, k, (j0 + r) * ldk, 1, ldk, D, nk - r < MR ? nk - r : MR, MR, kp + r * D, tmp);
+    for (int64_t d0 = 0; d0 < Dp; d0 += MR)
+        ld_gemm_gather(kr, LD_F32, v, j0 * ldv + d0, ldv, 1, nk, D - d0 < MR ? D - d0 : MR, MR, vp + d0 * nk, tmp);
+}
+
+/* One block of nq <= BQ queries starting at i0. With packed != 0, w->kp and
+ * w->vp already hold K and V^T of every key block (block j0 at kp + j0*D,
+ * vp + j0*Dp, packed with depth min(BK, Lk - j0) even where causal masking
+ * uses fewer keys); else each block is packed here. */
+static void attend_block(const ld_gemm_kernel *kr, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
+                        int64_t ldk, const float *v, int64_t ldv, int64_t b, int64_t Lk, int64_t D, int64_t i0,
+                        int64_t nq, int64_t BQ, int64_t BK, int64_t Dp, const ld_attn_params *p, int packed,
+                        att_scratch *w) {
+    const int MR = kr->mr, NR = kr->nr;
+    const int64_t nqp = rup(nq, NR);
+    ld_gemm_softmax_fn softmax = kr->softmax ? kr->softmax : softmax_portable;
+    /* 1. (Q * scale)^T, NR-query panels of depth D */
+    for (int64_t c = 0; c < nq; c += NR) {
+        float *dst = w->qp + c * D;
+        ld_gemm_gather(kr, LD_F32, q, c * ldq, 1, ldq, D, nq - c < NR ? nq - c : NR, NR, dst, w->tmp);
+        for (int64_t t = 0; t < D * NR; t++) dst[t] *= p->scale;
+    }
+    for (int64_t i = 0; i < BQ; i++) {
+        w->m[i] = -INFINITY;
+        w->l[i] = 0.0f;
+    }
+    memset(w->ot, 0, sizeof(float) * (size_t)(BQ * Dp));
+    int64_t jend = Lk;
+    if (p->causal && i0 + nq < jend) jend = i0 + nq; /* later keys are masked for every query here */
+    for (int64_t j0 = 0; j0 < jend; j0 += BK) {
+        const int64_t nk = jend - j0 < BK ? jend - j0 : BK, nkp = rup(nk, MR);
+        /* 2a. K as MR-key panels of depth D (V^T too); S^T = K (Q scale)^T */
+        const float *kp = packed ? w->kp + j0 * D : w->kp, *vp = packed ? w->vp + j0 * Dp : w->vp;
+        const int64_t vdepth = packed ? (Lk - j0 < BK ? Lk - j0 : BK) : nk; /* V^T panel stride / MR */
+        if (!packed) pack_kv(kr, k, ldk, v, ldv, j0, nk, D, Dp, w->kp, w->vp, w->tmp);
+        for (int64_t c = 0; c < nqp; c += NR)
+            for (int64_t r = 0; r < nkp; r += MR) kr->micro(D, kp + r * D, w->qp + c * D, w->st + c * BK + r * NR, NR, 0);
+        /* 2b. extra terms, then the softmax step down each query column */
+        if (p->mask || p->causal || p->key_keep) extra_terms(p, b, Lk, i0, nq, j0, nk, NR, BK, w->st);
+        for (int64_t c = 0; c < nqp; c += NR) softmax(w->st + c * BK, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
+        /* 2c. O^T += V^T P^T (P^T panels are B panels as they are) */
+        for (int64_t c = 0; c < nqp; c += NR)
+            for (int64_t d0 = 0; d0 < Dp; d0 += MR)
+                kr->micro(nk, vp + d0 * vdepth, w->st + c * BK, w->ot + c * Dp + d0 * NR, NR, 1);
+    }
+    /* 3. out = O / l */
+    for (int64_t i = 0; i < nq; i++) {
+        float *dst = out + i * ldo;
+        const float *o = w->ot + (i / NR) * NR * Dp + i % NR;
+        if (w->l[i] > 0.0f) {
+            const float inv = 1.0f / w->l[i];
+            for (int64_t d = 0; d < D; d++) dst[d] = o[d * NR] * inv;
+        } else {
+            memset(dst, 0, sizeof(float) * (size_t)D);
+        }
+    }
+}
+
+/* K and V are packed once per work item when both fit in this many floats per thread. */
+#define ATT_PACK_ALL_FLOATS (4 << 20)
+
+int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                      const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D,
+                      const ld_attn_params *p) {
+    if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return 1;
+    if (Lk < 0) Lk = 0;
+    const ld_gemm_kernel *kr = ld_gemm_kernel_f32();
+    const int64_t BQ = 4 * kr->nr, BK = rup(ATT_BK, kr->mr), Dp = rup(D, kr->mr);
+    const int64_t nqb = (Lq + BQ - 1) / BQ;
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    /* work items: (batch, head, run of query blocks), enough of them to balance the threads */
+    int64_t chunks = (4 * nt + B * H - 1) / (B * H);
+    if (chunks > nqb) chunks = nqb;
+    if (chunks < 1) chunks = 1;
+    const int64_t per_chunk = (nqb + chunks - 1) / chunks;
+    chunks = (nqb + per_chunk - 1) / per_chunk;
+    const int64_t items = B * H * chunks;
+    if (items < nt) nt = (int)items;
+    const int64_t LKall = rup(Lk > 0 ? Lk : 1, BK);
+    const int packed = per_chunk > 1 && LKall * (D + Dp) <= ATT_PACK_ALL_FLOATS;
+    const int64_t LK = packed ? LKall : BK;
+    const size_t per = scratch_floats(BQ, BK, LK, D, Dp);
+    float *scratch = aligned_alloc(64, (size_t)rup((int64_t)(per * (size_t)nt * sizeof(float)), 64));
+    if (!scratch) return 0;
+    #pragma omp parallel for num_threads(nt) schedule(dynamic)
+    for (int64_t it = 0; it < items; it++) {
+        att_scratch w = carve(scratch + per * (size_t)omp_get_thread_num(), BQ, BK, LK, D, Dp);
+        const int64_t b = it / (H * chunks), h = it / chunks % H, qb0 = (it % chunks) * per_chunk;
+        const int64_t qb1 = qb0 + per_chunk < nqb ? qb0 + per_chunk : nqb;
+        const float *qh = q + b * Lq * ldq + h * D, *kh = k + b * Lk * ldk + h * D, *vh = v + b * Lk * ldv + h * D;
+        float *oh = out + b * Lq * ldo + h * D;
+        if (packed) {
+            int64_t jmax = Lk; /* keys any query of this item can see */
+            if (p->causal && qb1 * BQ < jmax) jmax = qb1 * BQ;
+            for (int64_t j0 = 0; j0 < jmax; j0 += BK)
+                pack_kv(kr, kh, ldk, vh, ldv, j0, Lk - j0 < BK ? Lk - j0 : BK, D, Dp, w.kp + j0 * D, w.vp + j0 * Dp,
+                        w.tmp);
+        }
+        for (int64_t qb = qb0; qb < qb1; qb++) {
+            const int64_t i0 = qb * BQ, nq = Lq - i0 < BQ ? Lq - i0 : BQ;
+            attend_block(kr, oh + i0 * ldo, ldo, qh + i0 * ldq, ldq, kh, ldk, vh, ldv, b, Lk, D, i0, nq, BQ, BK, Dp,
+                         p, packed, &w);
+        }
+    }
+    free(scratch);
+    return 1;
+}

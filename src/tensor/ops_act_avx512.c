@@ -1,0 +1,12 @@
+/* The activation kernels (ops_act_kernel.h) compiled for AVX-512; the
+ * elementwise ops call it when the CPU path is AVX-512 (base/cpu.h). */
+#include "tensor/ops_internal.h"
+
+#include <immintrin.h>
+
+#define ACT_FN act_avx512
+#define OPS_VBYTES 64
+#define OPS_BCAST(x) _mm512_set1_ps(x)
+#include "tensor/ops_act_kernel.h"
+
+void ops_act_avx512(int kind, float *y, const float *x, int64_t n) { act_avx512(kind, y, x, n); }
