@@ -353,7 +353,7 @@ int cmd_generate(int argc, char **argv) {
         ld_image img;
         ld_gen_info info;
         if (ld_generate(ctx, pipe, &gp, &img, &info) != LD_OK) {
-            fprintf(stderr, "\nleandiff generate: %s\n", ld_ctx_error(ctx));
+            fprintf(stderr, "%sleandiff generate: %s\n", ps.tty && !quiet ? "\n" : "", ld_ctx_error(ctx));
             rc = 1;
             break;
         }

@@ -15,6 +15,7 @@ static const struct {
     {"info", cmd_info, "print the generation parameters stored in a PNG"},
     {"inspect", cmd_inspect, "print the metadata and tensors of a .safetensors file"},
     {"init-random", cmd_init_random, "write a model component with random weights of the real shapes"},
+    {"serve", cmd_serve, "HTTP server: web page, A1111 / OpenAI / job APIs (one model, loaded once)"},
     {"tokenize", cmd_tokenize, "print the CLIP token ids (and mask) of a prompt"},
 };
 

@@ -14,7 +14,10 @@ common="src/base/status.c src/base/arena.c src/tensor/tensor.c src/io/fileio.c s
 for target in fuzz/fuzz_*.c; do
   name=$(basename "$target" .c)
   extra=""
-  if [ "$name" = fuzz_tokenizer ]; then extra="$(ls src/text/*.c 2>/dev/null | tr '\n' ' ')"; fi
+  if [ "$name" = fuzz_tokenizer ]; then
+    extra="src/text/clip_tokenizer.c src/text/clip_clean.c src/text/html_entities_data.c"
+    export LEANDIFF_TOKENIZER_DIR="${LEANDIFF_TOKENIZER_DIR:-$(pwd)/../shared/testdata/tokenizer}"
+  fi
   corpus="fuzz/corpus_${name#fuzz_}"
   mkdir -p "$corpus"
   work="$out/corpus_${name#fuzz_}"

@@ -117,11 +117,16 @@ static ld_image run_case(ld_ctx *ctx, ld_pipeline *p, const char *td, int j, int
                 const char *name = ld_safetensors_at(ref, i)->name;
                 CHECK(ld_safetensors_find(got, name) != NULL, "pipeline%d dump lacks %s", j, name);
             }
-            const char *emb[] = {"prior.prompt_embeds", "prior.prompt_embeds_pooled", "prior.negative_prompt_embeds",
-                                 "prior.negative_prompt_embeds_pooled", "prior.timesteps", "decoder.timesteps"};
+            const char *emb[] = {"prior.prompt_embeds",
+                                 "prior.prompt_embeds_pooled",
+                                 "prior.negative_prompt_embeds",
+                                 "prior.negative_prompt_embeds_pooled",
+                                 "prior.timesteps",
+                                 "decoder.timesteps"};
             for (int k = 0; k < 6; k++) {
                 const ld_tensor *a = get(got, emb[k]), *b = get(ref, emb[k]);
-                if (a && b && ld_tensor_numel(a) == ld_tensor_numel(b)) test_close(emb[k], a->data, b->data, ld_tensor_numel(b), 1e-4);
+                if (a && b && ld_tensor_numel(a) == ld_tensor_numel(b))
+                    test_close(emb[k], a->data, b->data, ld_tensor_numel(b), 1e-4);
             }
             const ld_tensor *a = get(got, "prior.input_ids"), *b = get(ref, "prior.input_ids");
             CHECK(a && b && !memcmp(a->data, b->data, ld_tensor_nbytes(b)), "pipeline%d input_ids", j);
@@ -251,7 +256,8 @@ static void stability_files(ld_ctx *ctx, const char *td, const ld_image *want) {
     /* the converted files really use the other names */
     ld_safetensors *st;
     if (ld_safetensors_open(ctx, b_path, &st) == LD_OK) {
-        CHECK(ld_safetensors_find(st, "clip_mapper.weight") && ld_safetensors_find(st, "down_blocks.2.2.attention.attn.in_proj_weight") &&
+        CHECK(ld_safetensors_find(st, "clip_mapper.weight") &&
+                  ld_safetensors_find(st, "down_blocks.2.2.attention.attn.in_proj_weight") &&
                   !ld_safetensors_find(st, "down_blocks.2.2.attention.to_q.weight"),
               "stage_b naming");
         ld_safetensors_close(st);
@@ -270,8 +276,11 @@ static void stability_files(ld_ctx *ctx, const char *td, const ld_image *want) {
               "stage_c aliases");
         ld_weights_free(ws);
     }
-    ld_pipeline_options opt = {.model_dir = prior_dir, .decoder_dir = decoder_dir, .prior_weights = c_path,
-                               .decoder_weights = b_path, .vqgan_weights = a_path};
+    ld_pipeline_options opt = {.model_dir = prior_dir,
+                               .decoder_dir = decoder_dir,
+                               .prior_weights = c_path,
+                               .decoder_weights = b_path,
+                               .vqgan_weights = a_path};
     ld_pipeline *p;
     ld_status s = ld_pipeline_open(ctx, &opt, &p);
     CHECK(s == LD_OK, "open with Stability files: %s", ld_ctx_error(ctx));
@@ -360,8 +369,27 @@ static void seeded(ld_ctx *ctx, ld_pipeline *p) {
     CHECK(info.prior_cfg_scale == 4.0f && info.cfg_scale == 0.0f && info.seed == 7, "defaults");
     CHECK(ld_generate(ctx, p, &gp, &b, NULL) == LD_OK, "seeded: %s", ld_ctx_error(ctx));
     CHECK(a.pixels && b.pixels && !memcmp(a.pixels, b.pixels, 128 * 128 * 3), "same seed, same image");
+    /* decoder guidance without prior guidance: the negative is encoded for the
+     * decoder only (no prior.negative_* in the dump), and changes the image */
+    char dump[4200];
+    snprintf(dump, sizeof dump, "%s/decoder_cfg_only.safetensors", test_tmp_dir("cascade"));
+    ld_image c = {0};
+    gp.prior_cfg_scale = 0.0f;
+    gp.cfg_scale = 2.0f;
+    gp.negative_prompt = "blurry";
+    gp.dump = dump;
+    CHECK(ld_generate(ctx, p, &gp, &c, &info) == LD_OK, "decoder cfg only: %s", ld_ctx_error(ctx));
+    ld_safetensors *st;
+    if (c.pixels && ld_safetensors_open(ctx, dump, &st) == LD_OK) {
+        CHECK(!ld_safetensors_find(st, "prior.negative_prompt_embeds") &&
+                  ld_safetensors_find(st, "prior.prompt_embeds"),
+              "decoder cfg only: dump keys");
+        ld_safetensors_close(st);
+    }
+    CHECK(c.pixels && memcmp(a.pixels, c.pixels, 128 * 128 * 3) != 0, "decoder cfg only changes the image");
     ld_image_free(&a);
     ld_image_free(&b);
+    ld_image_free(&c);
 }
 
 int main(void) {

@@ -5,6 +5,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/model_registry.h"
+#include "models/stability_names.h"
 #include "models/stable_cascade_unet.h"
 #include "test_util.h"
 
@@ -58,7 +59,8 @@ static void module_cases(ld_ctx *ctx, const char *td) {
         CHECK(0, "%s", ld_ctx_error(ctx));
         return;
     }
-    const char *roles[2][2] = {{"stable-cascade-prior-tiny/prior", "prior"}, {"stable-cascade-tiny/decoder", "decoder"}};
+    const char *roles[2][2] = {{"stable-cascade-prior-tiny/prior", "prior"},
+                               {"stable-cascade-tiny/decoder", "decoder"}};
     for (int r = 0; r < 2; r++) {
         snprintf(dir, sizeof dir, "%s/models/%s", td, roles[r][0]);
         ld_sc_unet *m;
@@ -145,8 +147,9 @@ static void config_errors(ld_ctx *ctx, const char *td) {
     config_error(ctx, td, "block_out_channels", "[16, 32, 64]", "has 4 entries but block_out_channels has 3");
     config_error(ctx, td, "up_blocks_repeat_mappers", "[1, 1]", "up_blocks_repeat_mappers has 2 entries");
     config_error(ctx, td, "num_attention_heads", "[0, 0, 5, 4]", "num_attention_heads[2]");
-    config_error(ctx, td, "block_types_per_layer", "[[\"SDCascadeResBlock\"], [\"X\"], [\"SDCascadeResBlock\"], "
-                                                   "[\"SDCascadeResBlock\"]]",
+    config_error(ctx, td, "block_types_per_layer",
+                 "[[\"SDCascadeResBlock\"], [\"X\"], [\"SDCascadeResBlock\"], "
+                 "[\"SDCascadeResBlock\"]]",
                  "block_types_per_layer[1][0] = X");
     config_error(ctx, td, "switch_level", "[true, false, false]", "switch_level[0]");
     config_error(ctx, td, "switch_level", "[false]", "switch_level must be");
@@ -174,6 +177,40 @@ static void forward_errors(ld_ctx *ctx, const char *td) {
     ld_ctx_clear_error(ctx);
 }
 
+/* Stability naming: a packed in_proj whose rows are not 3*C is an error naming it;
+ * diffusers names already present are not shadowed by aliases. */
+static void stability_alias_errors(ld_ctx *ctx) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/bad_in_proj.safetensors", test_tmp_dir("stable_cascade"));
+    float w[4 * 2] = {0}, b[3] = {1, 2, 3}, q[1] = {9};
+    int64_t sw[2] = {4, 2}, sb[1] = {3}, sq[1] = {1};
+    ld_st_builder sbld;
+    ld_st_builder_init(&sbld);
+    ld_st_builder_add_f32(ctx, &sbld, "blk.attention.attn.in_proj_weight", 2, sw, w);
+    ld_st_builder_write(ctx, &sbld, path);
+    ld_st_builder_free(&sbld);
+    ld_weights *ws;
+    if (ld_weights_open_file(ctx, path, &ws) == LD_OK) {
+        CHECK(ld_stability_alias_unet(ctx, ws) == LD_ERR_MODEL && strstr(ld_ctx_error(ctx), "in_proj_weight"),
+              "bad in_proj: %s", ld_ctx_error(ctx));
+        ld_weights_free(ws);
+    }
+    ld_ctx_clear_error(ctx);
+    ld_st_builder_init(&sbld);
+    ld_st_builder_add_f32(ctx, &sbld, "blk.attention.attn.in_proj_bias", 1, sb, b);
+    ld_st_builder_add_f32(ctx, &sbld, "blk.attention.to_q.bias", 1, sq, q);
+    ld_st_builder_write(ctx, &sbld, path);
+    ld_st_builder_free(&sbld);
+    if (ld_weights_open_file(ctx, path, &ws) == LD_OK) {
+        CHECK(ld_stability_alias_unet(ctx, ws) == LD_OK, "alias: %s", ld_ctx_error(ctx));
+        const ld_tensor *tq = ld_weights_find(ws, "blk.attention.to_q.bias");
+        const ld_tensor *tv = ld_weights_find(ws, "blk.attention.to_v.bias");
+        CHECK(tq && ld_tensor_get_f32(tq, 0) == 9.0f, "existing to_q kept");
+        CHECK(tv && tv->shape[0] == 1 && ld_tensor_get_f32(tv, 0) == 3.0f, "to_v = row 2 of in_proj_bias");
+        ld_weights_free(ws);
+    }
+}
+
 int main(void) {
     const char *td = test_testdata_dir();
     if (!td) return test_skip("no testdata");
@@ -182,6 +219,7 @@ int main(void) {
     real_size_counts(ctx, td);
     config_errors(ctx, td);
     forward_errors(ctx, td);
+    stability_alias_errors(ctx);
     ld_ctx_free(ctx);
     return test_finish();
 }

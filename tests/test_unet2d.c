@@ -245,6 +245,20 @@ static void bad_arguments(ld_ctx *ctx, const char *td) {
     CHECK(strstr(ld_ctx_error(ctx), "text_embeds") != NULL, "message names text_embeds: %s", ld_ctx_error(ctx));
     CHECK(ld_unet2d_forward(ctx, u, x, 0, 8, 8, &t, ehs, 1, NULL, NULL, out) == LD_ERR_INVALID_ARGUMENT,
           "B = 0 rejected");
+
+    /* latent sizes not divisible by 4: the up path resizes to the skips' sizes */
+    ld_ctx_clear_error(ctx);
+    float xo[2 * 4 * 13 * 7], oo[2 * 4 * 13 * 7], tt[2] = {10, 700}, e2[2 * 5 * 80], te[2 * 48], ids[12];
+    uint64_t seed = 3;
+    test_fill(xo, 2 * 4 * 13 * 7, seed);
+    test_fill(e2, 2 * 5 * 80, seed + 1);
+    test_fill(te, 2 * 48, seed + 2);
+    for (int i = 0; i < 12; i++) ids[i] = (float)(64 * (i % 6));
+    ld_status rc = ld_unet2d_forward(ctx, u, xo, 2, 13, 7, tt, e2, 5, te, ids, oo);
+    CHECK(rc == LD_OK, "13x7 latent: %s", ld_ctx_error(ctx));
+    int finite = 1;
+    for (int i = 0; i < 2 * 4 * 13 * 7; i++) finite &= isfinite(oo[i]) != 0;
+    CHECK(rc == LD_OK && finite, "13x7 latent output finite");
     ld_unet2d_free(u);
 }
 

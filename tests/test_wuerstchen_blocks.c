@@ -18,9 +18,10 @@ static ld_weights *random_weights(const char *name, bk_kind kind, int64_t c, int
     wu_timestep_block tb;
     wu_attn_block ab;
     const char *conds[] = {"sca", "crp", NULL};
-    ld_status st = kind == BK_RES    ? wu_resblock_build(ctx, rec, &rb, "blk.", c, c2, prior ? WU_RES_PRIOR : WU_RES_STAGE_B)
-                   : kind == BK_TS   ? wu_timestep_block_build(ctx, rec, &tb, "blk.", c, c2, conds)
-                                     : wu_attn_block_build(ctx, rec, &ab, "blk.", c, c2, nh);
+    ld_status st = kind == BK_RES
+                       ? wu_resblock_build(ctx, rec, &rb, "blk.", c, c2, prior ? WU_RES_PRIOR : WU_RES_STAGE_B)
+                   : kind == BK_TS ? wu_timestep_block_build(ctx, rec, &tb, "blk.", c, c2, conds)
+                                   : wu_attn_block_build(ctx, rec, &ab, "blk.", c, c2, nh);
     char path[4200];
     snprintf(path, sizeof path, "%s/%s.safetensors", test_tmp_dir("wuerstchen_blocks"), name);
     if (st == LD_OK) st = ld_weights_write_random(ctx, rec, path, LD_F16, 1234);
@@ -105,7 +106,8 @@ static void ref_resblock(ld_weights *ws, float *out, const float *x, const float
         for (int64_t p = 0; p < HW; p++)
             for (int64_t o = 0; o < c; o++) {
                 double s = W(ws, "channelwise.4.bias", o);
-                for (int64_t i = 0; i < 4 * c; i++) s += mid[p * 4 * c + i] * W(ws, "channelwise.4.weight", o * 4 * c + i);
+                for (int64_t i = 0; i < 4 * c; i++)
+                    s += mid[p * 4 * c + i] * W(ws, "channelwise.4.weight", o * 4 * c + i);
                 out[(b * c + o) * HW + p] = (float)(x[(b * c + o) * HW + p] + s);
             }
     }

@@ -201,6 +201,32 @@ static void test_errors(void) {
           "same seed, same image");
     ld_image_free(&a);
     ld_image_free(&b);
+    /* defaults: prior_steps 0 runs DEFAULT_STAGE_C_TIMESTEPS (29 steps) */
+    char dump[4300];
+    snprintf(dump, sizeof dump, "%s/defaults.safetensors", test_tmp_dir("wuerstchen_pipeline"));
+    gp.prior_steps = 0;
+    gp.prior_cfg_scale = -1.0f;
+    gp.dump = dump;
+    gp.progress = count_progress;
+    progress_calls = 0;
+    ld_gen_info info;
+    CHECK(ld_generate(ctx, p, &gp, &a, &info) == LD_OK, "default prior steps: %s", ld_ctx_error(ctx));
+    CHECK(info.prior_steps == 29 && info.prior_cfg_scale == 4.0f && info.cfg_scale == 0.0f, "defaults reported");
+    CHECK(progress_calls == 1 + 29 + 1 + 1, "29 prior steps ran (%d progress calls)", progress_calls);
+    ld_safetensors *f = NULL;
+    if (ld_safetensors_open(ctx, dump, &f) == LD_OK) {
+        const ld_tensor *t = ld_safetensors_find(f, "prior.timesteps");
+        CHECK(t && ld_tensor_numel(t) == 30, "30 prior timesteps");
+        if (t && ld_tensor_numel(t) == 30) {
+            CHECK(ld_tensor_get_f32(t, 19) == 0.66666669f && ld_tensor_get_f32(t, 20) == 0.60000002f &&
+                      ld_tensor_get_f32(t, 29) == 0.0f,
+                  "DEFAULT_STAGE_C_TIMESTEPS values");
+        }
+        CHECK(ld_safetensors_find(f, "prior.negative_prompt_embeds") != NULL, "prior CFG 4 encodes the negative");
+        CHECK(ld_safetensors_find(f, "decoder.negative_prompt_embeds") == NULL, "decoder without CFG does not");
+    }
+    ld_safetensors_close(f);
+    ld_image_free(&a);
     ld_pipeline_free(p);
 }
 

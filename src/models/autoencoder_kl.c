@@ -26,7 +26,7 @@ static ld_status parse_block_types(ld_ctx *ctx, const char *where, const json_t 
     const char *names[VAE_MAX_BLOCKS];
     int got = 0;
     LD_TRY(ld_json_str_list(ctx, where, cfg, key, names, VAE_MAX_BLOCKS, &got));
-    if (got == 0) return LD_OK; /* diffusers' default: one block of the expected kind... we follow the channels */
+    if (got == 0) return LD_OK; /* absent: block_out_channels alone defines the blocks */
     if (got != n)
         return ld_fail(ctx, LD_ERR_MODEL, "%s: %s has %d entries but block_out_channels has %d", where, key, got, n);
     for (int i = 0; i < n; i++)
@@ -430,13 +430,16 @@ ld_status ld_vae_encode(ld_ctx *ctx, ld_vae *v, const float *image, int B, int H
                        ld_weights_where(v->ws));
     if (B < 1 || H < 1 || W < 1 || B > 4096 || H > 65536 || W > 65536)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "vae encode: bad sizes B=%d H=%d W=%d", B, H, W);
+    /* output size: each downsampler pads one row/column at the end, then stride 2 */
+    int ho = H, wo = W;
+    for (int i = 0; i < v->cfg.nblocks; i++)
+        if (v->enc_down[i].has_sampler) ld_downsample_out_size(&v->enc_down[i].down, ho, wo, &ho, &wo);
     const int64_t in_n = (int64_t)v->cfg.in_channels * H * W;
+    const int64_t out_n = (int64_t)2 * v->cfg.latent_channels * ho * wo;
     ld_status st = LD_OK;
-    int64_t out_n = 0;
     for (int b = 0; b < B && st == LD_OK; b++) {
-        int ho, wo;
-        st = encode_one(ctx, v, image + b * in_n, H, W, moments + b * out_n, &ho, &wo);
-        out_n = (int64_t)2 * v->cfg.latent_channels * ho * wo;
+        int eh, ew;
+        st = encode_one(ctx, v, image + b * in_n, H, W, moments + b * out_n, &eh, &ew);
     }
     if (st == LD_OK) st = ld_arena_reserve(ctx, &v->arena, v->arena.peak);
     return st;

@@ -44,8 +44,9 @@ int ld_vae_has_encoder(const ld_vae *v);
  * tiling != 0: decode overlapping latent tiles (ld_vae_set_tiling) and blend
  * them; latents no larger than one tile decode in one piece either way. */
 ld_status ld_vae_decode(ld_ctx *ctx, ld_vae *v, const float *latents, int B, int h, int w, float *image, int tiling);
-/* image [B, in_channels, H, W] -> moments [B, 2*latent_channels, ceil-div sizes]
- * (H, W multiples of the downscale factor give H/f, W/f). */
+/* image [B, in_channels, H, W] -> moments [B, 2*latent_channels, h, w]: mean
+ * then logvar. Each downsampler halves rounding down, so multiples of the
+ * downscale factor f give h = H/f, w = W/f. */
 ld_status ld_vae_encode(ld_ctx *ctx, ld_vae *v, const float *image, int B, int H, int W, float *moments);
 
 /* Tile size and overlap in latent pixels for tiled decode (defaults 64 and 16). */

@@ -17,7 +17,8 @@
 
 static ld_status build_mixres(ld_ctx *ctx, ld_weights *ws, ld_paella_mixres *m, const char *pre, int64_t c) {
     m->c = c;
-    int64_t s6[1] = {6}, s_dw[4] = {c, 1, 3, 3}, s_c[1] = {c}, s_f1[2] = {4 * c, c}, s_h[1] = {4 * c}, s_f2[2] = {c, 4 * c};
+    int64_t s6[1] = {6}, s_dw[4] = {c, 1, 3, 3}, s_c[1] = {c}, s_f1[2] = {4 * c, c}, s_h[1] = {4 * c},
+            s_f2[2] = {c, 4 * c};
     LD_TRY(ld_weights_get(ctx, ws, &m->gammas, 1, s6, "%sgammas", pre));
     LD_TRY(ld_weights_get(ctx, ws, &m->dw_w, 4, s_dw, "%sdepthwise.1.weight", pre));
     LD_TRY(ld_weights_get(ctx, ws, &m->dw_b, 1, s_c, "%sdepthwise.1.bias", pre));
@@ -106,11 +107,15 @@ ld_status ld_paella_vq_build(ld_ctx *ctx, const char *where, const json_t *cfg, 
     LD_TRY(ld_calloc(ctx, (void **)&vq, 1, sizeof *vq, "PaellaVQModel"));
     double sf = 0.3764;
     ld_status st = LD_OK;
-    struct { const char *key; int64_t dflt, min, max; int64_t *dst; } f[] = {
-        {"in_channels", 3, 1, 64, &vq->in_channels},          {"out_channels", 3, 1, 64, &vq->out_channels},
-        {"up_down_scale_factor", 2, 1, 16, &vq->scale},       {"levels", 2, 1, LD_PAELLA_MAX_LEVELS, &vq->levels},
-        {"bottleneck_blocks", 12, 0, 1000, &vq->bottleneck},  {"embed_dim", 384, 1, 65536, &vq->embed_dim},
-        {"latent_channels", 4, 1, 4096, &vq->latent_channels}, {"num_vq_embeddings", 8192, 1, 1 << 24, &vq->n_embeddings}};
+    struct { const char *key; int64_t dflt, min, max; int64_t *dst;
+    } f[] = {{"in_channels", 3, 1, 64, &vq->in_channels},
+             {"out_channels", 3, 1, 64, &vq->out_channels},
+             {"up_down_scale_factor", 2, 1, 16, &vq->scale},
+             {"levels", 2, 1, LD_PAELLA_MAX_LEVELS, &vq->levels},
+             {"bottleneck_blocks", 12, 0, 1000, &vq->bottleneck},
+             {"embed_dim", 384, 1, 65536, &vq->embed_dim},
+             {"latent_channels", 4, 1, 4096, &vq->latent_channels},
+             {"num_vq_embeddings", 8192, 1, 1 << 24, &vq->n_embeddings}};
     for (size_t i = 0; st == LD_OK && i < sizeof f / sizeof f[0]; i++) {
         st = ld_json_int(ctx, where, cfg, f[i].key, f[i].dflt, f[i].dst);
         if (st == LD_OK && (*f[i].dst < f[i].min || *f[i].dst > f[i].max))
@@ -172,7 +177,8 @@ static ld_status mixres_forward(ld_ctx *ctx, const ld_paella_mixres *m, float *x
     ld_status st;
     if ((st = ld_malloc(ctx, (void **)&t, (size_t)(B * C * HW) * sizeof(float), "mixres t")) != LD_OK ||
         (st = ld_malloc(ctx, (void **)&d, (size_t)(B * C * HW) * sizeof(float), "mixres d")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&tok, (size_t)(PAELLA_MLP_CHUNK * C) * sizeof(float), "mixres tokens")) != LD_OK ||
+        (st = ld_malloc(ctx, (void **)&tok, (size_t)(PAELLA_MLP_CHUNK * C) * sizeof(float), "mixres tokens")) !=
+            LD_OK ||
         (st = ld_malloc(ctx, (void **)&mid, (size_t)(PAELLA_MLP_CHUNK * 4 * C) * sizeof(float), "mixres mlp")) != LD_OK)
         goto done;
     ld_layer_norm_channels(t, x, B, C, HW, PAELLA_LN_EPS, NULL, NULL);
@@ -255,8 +261,9 @@ ld_status ld_paella_vq_encode(ld_ctx *ctx, const ld_paella_vq *vq, float *lat, c
                               int64_t W) {
     int64_t f = ld_paella_vq_factor(vq), s = vq->scale;
     if (H % f || W % f || H < f || W < f)
-        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "PaellaVQModel.encode: image size %lldx%lld is not a multiple of %lld",
-                       (long long)H, (long long)W, (long long)f);
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                       "PaellaVQModel.encode: image size %lldx%lld is not a multiple of %lld", (long long)H,
+                       (long long)W, (long long)f);
     int64_t ci = vq->in_channels * s * s, h = H / s, w = W / s, c = vq->embed_dim >> (vq->levels - 1);
     float *u = NULL, *x = NULL;
     ld_status st = ld_malloc(ctx, (void **)&u, (size_t)(B * ci * h * w) * sizeof(float), "PaellaVQ unshuffle");

@@ -27,7 +27,8 @@ typedef struct {
 } ld_paella_mixres;
 
 typedef struct {
-    char kind;          /* 'M' MixingResidualBlock, 'T' ConvTranspose2d(k4, s2, p1), 'D' Conv2d(k4, s2, p1), '1' 1x1 conv */
+    /* 'M' MixingResidualBlock, 'T' ConvTranspose2d(k4, s2, p1), 'D' Conv2d(k4, s2, p1), '1' 1x1 conv */
+    char kind;
     ld_paella_mixres m;
     ld_tensor w, b;     /* convolutions ('1' without bias in the encoder's last block) */
     int64_t c_in, c_out;

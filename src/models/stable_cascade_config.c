@@ -33,8 +33,7 @@ static ld_status level_list(ld_ctx *ctx, const char *where, const json_t *j, con
         return LD_OK;
     }
     if (n != levels)
-        return ld_fail(ctx, LD_ERR_MODEL, "%s: %s has %d entries but block_out_channels has %d", where, key, n,
-                       levels);
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: %s has %d entries but block_out_channels has %d", where, key, n, levels);
     return LD_OK;
 }
 
@@ -60,12 +59,16 @@ static ld_status parse_block_types(ld_ctx *ctx, const char *where, const json_t 
         c->ntypes[l] = (int)n;
         for (size_t k = 0; k < n; k++) {
             const char *s = json_string_value(json_array_get(lv, k));
-            if (s && !strcmp(s, "SDCascadeResBlock")) c->types[l][k] = LD_SC_RES;
-            else if (s && !strcmp(s, "SDCascadeTimestepBlock")) c->types[l][k] = LD_SC_TIMESTEP;
-            else if (s && !strcmp(s, "SDCascadeAttnBlock")) c->types[l][k] = LD_SC_ATTN;
+            if (s && !strcmp(s, "SDCascadeResBlock"))
+                c->types[l][k] = LD_SC_RES;
+            else if (s && !strcmp(s, "SDCascadeTimestepBlock"))
+                c->types[l][k] = LD_SC_TIMESTEP;
+            else if (s && !strcmp(s, "SDCascadeAttnBlock"))
+                c->types[l][k] = LD_SC_ATTN;
             else
-                return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: block_types_per_layer[%d][%zu] = %s is not a known block type",
-                               where, l, k, s ? s : "(not a string)");
+                return ld_fail(ctx, LD_ERR_UNSUPPORTED,
+                               "%s: block_types_per_layer[%d][%zu] = %s is not a known block type", where, l, k,
+                               s ? s : "(not a string)");
             if (c->types[l][k] == LD_SC_ATTN) {
                 if (c->nhead[l] < 1 || c->channels[l] % c->nhead[l] != 0)
                     return ld_fail(ctx, LD_ERR_MODEL,
@@ -106,8 +109,7 @@ static ld_status parse_self_attn(ld_ctx *ctx, const char *where, const json_t *j
         return LD_OK;
     }
     if (!json_is_array(v) || json_array_size(v) != (size_t)c->levels)
-        return ld_fail(ctx, LD_ERR_MODEL, "%s: self_attn must be a boolean or a list of %d booleans", where,
-                       c->levels);
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: self_attn must be a boolean or a list of %d booleans", where, c->levels);
     for (int l = 0; l < c->levels; l++) {
         const json_t *e = json_array_get(v, (size_t)l);
         if (!json_is_boolean(e)) return ld_fail(ctx, LD_ERR_MODEL, "%s: self_attn[%d] must be a boolean", where, l);
@@ -147,8 +149,7 @@ ld_status ld_sc_config_parse(ld_ctx *ctx, const char *where, const json_t *j, ld
     LD_TRY(positive(ctx, where, "patch_size", c->patch_size, 16));
     LD_TRY(ld_json_int(ctx, where, j, "timestep_ratio_embedding_dim", 64, &c->c_r));
     LD_TRY(positive(ctx, where, "timestep_ratio_embedding_dim", c->c_r, 4096));
-    if (c->c_r < 4)
-        return ld_fail(ctx, LD_ERR_MODEL, "%s: timestep_ratio_embedding_dim must be at least 4", where);
+    if (c->c_r < 4) return ld_fail(ctx, LD_ERR_MODEL, "%s: timestep_ratio_embedding_dim must be at least 4", where);
     LD_TRY(ld_json_int(ctx, where, j, "conditioning_dim", 2048, &c->cond_dim));
     LD_TRY(positive(ctx, where, "conditioning_dim", c->cond_dim, SC_MAX_DIM));
     LD_TRY(ld_json_int(ctx, where, j, "clip_seq", 4, &c->clip_seq));

@@ -26,8 +26,8 @@ enum { LD_SC_RES = 'C', LD_SC_TIMESTEP = 'T', LD_SC_ATTN = 'A' };
 typedef struct {
     int64_t in_channels, out_channels;
     int64_t patch_size;
-    int64_t c_r;        /* timestep_ratio_embedding_dim */
-    int64_t cond_dim;   /* conditioning_dim */
+    int64_t c_r;      /* timestep_ratio_embedding_dim */
+    int64_t cond_dim; /* conditioning_dim */
     int64_t clip_seq;
     int64_t clip_text_in;   /* clip_text_in_channels, 0 = absent */
     int64_t clip_pooled_in; /* clip_text_pooled_in_channels */

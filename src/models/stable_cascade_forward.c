@@ -79,8 +79,8 @@ static ld_status mapper(ld_ctx *ctx, const ld_tensor *w, const ld_tensor *b, flo
 }
 
 /* Decoder conditioning added to the embedded x [B, c0, H, W]. */
-static ld_status add_image_conditioning(ld_ctx *ctx, const ld_sc_unet *m, const ld_sc_inputs *in, float *x,
-                                        int64_t H, int64_t W) {
+static ld_status add_image_conditioning(ld_ctx *ctx, const ld_sc_unet *m, const ld_sc_inputs *in, float *x, int64_t H,
+                                        int64_t W) {
     const ld_sc_config *c = &m->cfg;
     int64_t B = in->B, c0 = c->channels[0], HW = H * W;
     ld_status st = LD_OK;
@@ -220,8 +220,8 @@ static ld_status up_path(ld_ctx *ctx, const ld_sc_unet *m, const sc_cond *cond, 
         LD_TRY(run_stack(ctx, &m->level[L].up, cond, lv->work, B, C, H, W, skip));
         if (L > 0) {
             float *y;
-            LD_TRY(change_level(ctx, c, &m->level[L].up_w, &m->level[L].up_b, 1, lv->work, B, C, c->channels[L - 1],
-                                H, W, &y, &H, &W));
+            LD_TRY(change_level(ctx, c, &m->level[L].up_w, &m->level[L].up_b, 1, lv->work, B, C, c->channels[L - 1], H,
+                                W, &y, &H, &W));
             ld_aligned_free(lv->work);
             lv->work = y;
         }

@@ -30,9 +30,8 @@ static ld_status get_conv(ld_ctx *ctx, ld_weights *ws, ld_tensor *w, ld_tensor *
 
 /* One list of blocks: `layers` repeats of the level's pattern under prefix
  * "down_blocks.L." or "up_blocks.i."; c_skip goes to the first block only. */
-static ld_status build_stack(ld_ctx *ctx, ld_weights *ws, const ld_sc_config *c, int L, int64_t layers,
-                             int64_t passes, int64_t c_skip, const char *blocks_prefix, const char *maps_prefix,
-                             ld_sc_stack *s) {
+static ld_status build_stack(ld_ctx *ctx, ld_weights *ws, const ld_sc_config *c, int L, int64_t layers, int64_t passes,
+                             int64_t c_skip, const char *blocks_prefix, const char *maps_prefix, ld_sc_stack *s) {
     const char *conds[LD_SC_MAX_CONDS + 1];
     for (int i = 0; i < c->nconds; i++) conds[i] = c->conds[i];
     conds[c->nconds] = NULL;
@@ -104,8 +103,7 @@ static ld_status build_weights(ld_ctx *ctx, ld_weights *ws, ld_sc_unet *m) {
     if (c->clip_text_in)
         LD_TRY(get_linear(ctx, ws, &m->text_w, &m->text_b, c->cond_dim, c->clip_text_in, "clip_txt_mapper"));
     if (c->clip_img_in)
-        LD_TRY(get_linear(ctx, ws, &m->img_w, &m->img_b, c->cond_dim * c->clip_seq, c->clip_img_in,
-                          "clip_img_mapper"));
+        LD_TRY(get_linear(ctx, ws, &m->img_w, &m->img_b, c->cond_dim * c->clip_seq, c->clip_img_in, "clip_img_mapper"));
     if (c->effnet_in) {
         LD_TRY(get_conv(ctx, ws, &m->effnet_w[0], &m->effnet_b[0], 4 * c0, c->effnet_in, 1, 0, "effnet_mapper.0"));
         LD_TRY(get_conv(ctx, ws, &m->effnet_w[1], &m->effnet_b[1], c0, 4 * c0, 1, 0, "effnet_mapper.2"));

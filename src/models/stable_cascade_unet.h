@@ -47,20 +47,20 @@ typedef struct {
 } ld_sc_stack;
 
 typedef struct {
-    ld_sc_stack down, up;          /* down_blocks.L, up_blocks.(n-1-L) */
-    ld_tensor down_w, down_b;      /* level L > 0: into this level (2x2 s2 conv, or 1x1) */
-    ld_tensor up_w, up_b;          /* level L > 0: out of this level (2x2 s2 transposed conv, or 1x1) */
+    ld_sc_stack down, up;     /* down_blocks.L, up_blocks.(n-1-L) */
+    ld_tensor down_w, down_b; /* level L > 0: into this level (2x2 s2 conv, or 1x1) */
+    ld_tensor up_w, up_b;     /* level L > 0: out of this level (2x2 s2 transposed conv, or 1x1) */
 } ld_sc_level;
 
 typedef struct {
     ld_sc_config cfg;
-    ld_weights *ws;    /* owned when loaded from a folder */
+    ld_weights *ws; /* owned when loaded from a folder */
     int owns_ws;
-    ld_tensor emb_w, emb_b; /* embedding.1 */
-    ld_tensor clf_w, clf_b; /* clf.1 */
+    ld_tensor emb_w, emb_b;                                     /* embedding.1 */
+    ld_tensor clf_w, clf_b;                                     /* clf.1 */
     ld_tensor pooled_w, pooled_b, text_w, text_b, img_w, img_b; /* clip_txt_pooled/clip_txt/clip_img_mapper */
-    ld_tensor effnet_w[2], effnet_b[2]; /* effnet_mapper.{0,2} */
-    ld_tensor pixels_w[2], pixels_b[2]; /* pixels_mapper.{0,2} */
+    ld_tensor effnet_w[2], effnet_b[2];                         /* effnet_mapper.{0,2} */
+    ld_tensor pixels_w[2], pixels_b[2];                         /* pixels_mapper.{0,2} */
     ld_sc_level level[LD_SC_MAX_LEVELS];
 } ld_sc_unet;
 
@@ -75,15 +75,15 @@ ld_status ld_sc_unet_load(ld_ctx *ctx, const char *dir, const char *variant, con
 void ld_sc_unet_free(ld_sc_unet *m);
 
 typedef struct {
-    int64_t B, H, W;              /* sample [B, in_channels, H, W] */
+    int64_t B, H, W; /* sample [B, in_channels, H, W] */
     const float *sample;
-    const float *r;               /* timestep ratio [B] */
+    const float *r;                /* timestep ratio [B] */
     const float *clip_text_pooled; /* [B, pooled_len, clip_text_pooled_in_channels] */
-    int64_t pooled_len;           /* usually 1 */
-    const float *clip_text;       /* prior: [B, text_len, clip_text_in_channels], else NULL */
+    int64_t pooled_len;            /* usually 1 */
+    const float *clip_text;        /* prior: [B, text_len, clip_text_in_channels], else NULL */
     int64_t text_len;
-    const float *clip_img;        /* prior: [B, 1, clip_image_in_channels], else NULL */
-    const float *effnet;          /* decoder: [B, effnet_in_channels, eh, ew], else NULL */
+    const float *clip_img; /* prior: [B, 1, clip_image_in_channels], else NULL */
+    const float *effnet;   /* decoder: [B, effnet_in_channels, eh, ew], else NULL */
     int64_t eh, ew;
 } ld_sc_inputs;
 

@@ -167,18 +167,6 @@ ld_status ld_downsample_forward(ld_ctx *ctx, ld_arena *a, const ld_downsample *d
     return LD_OK;
 }
 
-/* TODO(ops): replace by ld_upsample_nearest once the ops branch has it. */
-static void nearest_resize(float *y, const float *x, int64_t BC, int H, int W, int Ho, int Wo) {
-    for (int64_t bc = 0; bc < BC; bc++)
-        for (int oy = 0; oy < Ho; oy++) {
-            int sy = (int)((int64_t)oy * H / Ho);
-            for (int ox = 0; ox < Wo; ox++) {
-                int sx = (int)((int64_t)ox * W / Wo);
-                y[(bc * Ho + oy) * Wo + ox] = x[(bc * H + sy) * W + sx];
-            }
-        }
-}
-
 ld_status ld_upsample_build(ld_ctx *ctx, ld_weights *ws, const char *prefix, ld_upsample *u, int channels) {
     *u = (ld_upsample){.channels = channels};
     return ld_get_conv(ctx, ws, &u->conv, prefix, "conv", channels, channels, 3);
@@ -189,7 +177,7 @@ ld_status ld_upsample_forward(ld_ctx *ctx, ld_arena *a, const ld_upsample *u, fl
     size_t mark = ld_arena_mark(a);
     float *up;
     LD_ARENA_F32(up, ctx, a, (int64_t)B * u->channels * Ho * Wo);
-    nearest_resize(up, x, (int64_t)B * u->channels, H, W, Ho, Wo);
+    ld_upsample_nearest(up, x, B, u->channels, H, W, Ho, Wo);
     ld_conv2d_params p = ld_conv2d_params_make(1, 1);
     ld_conv2d(out, up, B, u->channels, Ho, Wo, &u->conv.w, &u->conv.b, &p);
     ld_arena_reset(a, mark);

@@ -6,6 +6,7 @@
 #include "tensor/ops.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,20 +16,29 @@ void wu_layer_norm2d(float *y, const float *x, int64_t B, int64_t C, int64_t HW)
 
 void wu_grn(float *x, int64_t B, int64_t HW, int64_t C, const ld_tensor *gamma, const ld_tensor *beta,
             float *scratch) {
-    float *gm = scratch, *bt = scratch + C, *nrm = scratch + 2 * C;
+    double *acc = (double *)scratch; /* C doubles = 2C floats */
+    float *gm = scratch + 2 * C, *bt = scratch + 3 * C, *nrm = scratch + 4 * C;
     ld_convert_to_f32(gm, gamma->data, gamma->dtype, 0, C);
     ld_convert_to_f32(bt, beta->data, beta->dtype, 0, C);
     for (int64_t b = 0; b < B; b++) {
         float *xb = x + b * HW * C;
-        /* G[c] = ||x[:, c]||_2 over the pixels */
-        #pragma omp parallel for
-        for (int64_t c = 0; c < C; c++) {
-            double s = 0;
-            for (int64_t p = 0; p < HW; p++) s += (double)xb[p * C + c] * xb[p * C + c];
-            nrm[c] = (float)sqrt(s);
+        /* G[c] = ||x[:, c]||_2 over the pixels; each thread sums a slice of
+         * channels walking the rows in order (one pass over memory). */
+        #pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
+            for (int64_t c = c0; c < c1; c++) acc[c] = 0.0;
+            for (int64_t p = 0; p < HW; p++) {
+                const float *row = xb + p * C;
+                for (int64_t c = c0; c < c1; c++) acc[c] += (double)row[c] * row[c];
+            }
         }
         double mean = 0;
-        for (int64_t c = 0; c < C; c++) mean += nrm[c];
+        for (int64_t c = 0; c < C; c++) {
+            nrm[c] = (float)sqrt(acc[c]);
+            mean += nrm[c];
+        }
         float denom = (float)(mean / (double)C) + 1e-6f;
         for (int64_t c = 0; c < C; c++) nrm[c] = nrm[c] / denom;
         #pragma omp parallel for
@@ -94,7 +104,7 @@ ld_status wu_resblock_forward(ld_ctx *ctx, const wu_resblock *rb, float *x, int6
     if ((st = ld_malloc(ctx, (void **)&h, (size_t)(B * c * HW) * sizeof(float), "resblock h")) != LD_OK) goto done;
     if ((st = ld_malloc(ctx, (void **)&tok, n_cat * sizeof(float), "resblock tokens")) != LD_OK) goto done;
     if ((st = ld_malloc(ctx, (void **)&mid, n_mid * sizeof(float), "resblock mlp")) != LD_OK) goto done;
-    if ((st = ld_malloc(ctx, (void **)&grn, (size_t)(12 * c) * sizeof(float), "resblock grn")) != LD_OK) goto done;
+    if ((st = ld_malloc(ctx, (void **)&grn, (size_t)(20 * c) * sizeof(float), "resblock grn")) != LD_OK) goto done;
 
     ld_conv2d_params dw = ld_conv2d_params_make(1, 1);
     dw.groups = (int)c;

@@ -27,7 +27,7 @@ void wu_layer_norm2d(float *y, const float *x, int64_t B, int64_t C, int64_t HW)
 
 /* GlobalResponseNorm on channels-last x [B, HW, C], in place:
  * G = ||x||_2 over HW, N = G / (mean_c G + 1e-6), x = gamma*(x*N) + beta + x.
- * scratch: 3*C floats. */
+ * scratch: 5*C floats, 8-byte aligned (sums are kept in double). */
 void wu_grn(float *x, int64_t B, int64_t HW, int64_t C, const ld_tensor *gamma, const ld_tensor *beta,
             float *scratch);
 

@@ -28,7 +28,8 @@ static ld_status read_config(ld_ctx *ctx, const char *where, const json_t *cfg, 
     LD_TRY(ld_json_int(ctx, where, cfg, "clip_embd", 1024, &d->clip_embd));
     int64_t ks;
     LD_TRY(ld_json_int(ctx, where, cfg, "kernel_size", 3, &ks));
-    if (ks != 3) return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: kernel_size %lld is not supported (only 3)", where, (long long)ks);
+    if (ks != 3)
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: kernel_size %lld is not supported (only 3)", where, (long long)ks);
     struct { const char *name; int64_t v; } f[] = {{"c_in", d->c_in}, {"c_out", d->c_out}, {"c_r", d->c_r},
                                                    {"patch_size", d->patch}, {"c_cond", d->c_cond},
                                                    {"effnet_embd", d->effnet_embd}, {"clip_embd", d->clip_embd}};
@@ -37,7 +38,8 @@ static ld_status read_config(ld_ctx *ctx, const char *where, const json_t *cfg, 
             return ld_fail(ctx, LD_ERR_MODEL, "%s: %s must be between 1 and 65536, got %lld", where, f[i].name,
                            (long long)f[i].v);
     if (d->c_r < 4) return ld_fail(ctx, LD_ERR_MODEL, "%s: c_r must be at least 4", where);
-    if (d->patch > 16) return ld_fail(ctx, LD_ERR_MODEL, "%s: patch_size %lld is too large", where, (long long)d->patch);
+    if (d->patch > 16)
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: patch_size %lld is too large", where, (long long)d->patch);
     if (d->c_in != d->c_out)
         return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: c_in (%lld) must equal c_out (%lld): the output is (x - a) / b",
                        where, (long long)d->c_in, (long long)d->c_out);
@@ -52,7 +54,8 @@ static ld_status read_config(ld_ctx *ctx, const char *where, const json_t *cfg, 
     if (!json_is_array(ie))
         return ld_fail(ctx, LD_ERR_MODEL, "%s: inject_effnet must be a list of booleans", where);
     n5 = (int)json_array_size(ie);
-    if (n5 > WU_DN_MAX_LEVELS) return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: more than %d levels", where, WU_DN_MAX_LEVELS);
+    if (n5 > WU_DN_MAX_LEVELS)
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: more than %d levels", where, WU_DN_MAX_LEVELS);
     for (int i = 0; i < n5; i++) {
         const json_t *v = json_array_get(ie, (size_t)i);
         if (!json_is_boolean(v))
@@ -71,7 +74,8 @@ static ld_status read_config(ld_ctx *ctx, const char *where, const json_t *cfg, 
             return ld_fail(ctx, LD_ERR_MODEL, "%s: c_hidden[%d] = %lld is out of range", where, i,
                            (long long)d->c_hidden[i]);
         if (ls->blocks[i] < 0 || ls->blocks[i] > 1000)
-            return ld_fail(ctx, LD_ERR_MODEL, "%s: blocks[%d] = %lld is out of range", where, i, (long long)ls->blocks[i]);
+            return ld_fail(ctx, LD_ERR_MODEL, "%s: blocks[%d] = %lld is out of range", where, i,
+                           (long long)ls->blocks[i]);
         const char *lc = ls->level_config[i];
         if (!lc || !*lc || strlen(lc) > 16)
             return ld_fail(ctx, LD_ERR_MODEL, "%s: level_config[%d] must be a string of C, T and A", where, i);
@@ -95,7 +99,8 @@ static ld_status build_level(ld_ctx *ctx, ld_weights *ws, wu_dn_level *lv, const
     int per = (int)strlen(pattern);
     lv->c = c;
     lv->n_blocks = (int)(repeats * per);
-    if (lv->n_blocks) LD_TRY(ld_calloc(ctx, (void **)&lv->blocks, (size_t)lv->n_blocks, sizeof *lv->blocks, "DiffNeXt blocks"));
+    if (lv->n_blocks)
+        LD_TRY(ld_calloc(ctx, (void **)&lv->blocks, (size_t)lv->n_blocks, sizeof *lv->blocks, "DiffNeXt blocks"));
     for (int k = 0; k < lv->n_blocks; k++) {
         wu_dn_block *b = &lv->blocks[k];
         char pre[96];
@@ -210,9 +215,10 @@ int64_t ld_wuerstchen_diffnext_size_multiple(const ld_wuerstchen_diffnext *d) {
 ld_status ld_wuerstchen_diffnext_check_size(ld_ctx *ctx, const ld_wuerstchen_diffnext *d, int64_t H, int64_t W) {
     int64_t m = ld_wuerstchen_diffnext_size_multiple(d);
     if (H < m || W < m || H % m || W % m)
-        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
-                       "WuerstchenDiffNeXt: latent size %lldx%lld is not a multiple of %lld (patch_size x 2^(levels-1))",
-                       (long long)H, (long long)W, (long long)m);
+        return ld_fail(
+            ctx, LD_ERR_INVALID_ARGUMENT,
+            "WuerstchenDiffNeXt: latent size %lldx%lld is not a multiple of %lld (patch_size x 2^(levels-1))",
+            (long long)H, (long long)W, (long long)m);
     return LD_OK;
 }
 
@@ -332,7 +338,8 @@ ld_status ld_wuerstchen_diffnext_forward(ld_ctx *ctx, const ld_wuerstchen_diffne
         }
         if (Lv > 0) { /* LN2d, 2x2 stride-2 transposed conv */
             float *nx;
-            if ((st = ld_malloc(ctx, (void **)&nx, (size_t)(B * d->c_hidden[Lv - 1] * hs[Lv - 1] * ws_[Lv - 1]) * sizeof(float),
+            if ((st = ld_malloc(ctx, (void **)&nx,
+                                (size_t)(B * d->c_hidden[Lv - 1] * hs[Lv - 1] * ws_[Lv - 1]) * sizeof(float),
                                 "level activations")) != LD_OK) {
                 free(xu);
                 goto done;

@@ -30,7 +30,8 @@ static ld_status read_config(ld_ctx *ctx, const char *where, const json_t *cfg, 
         if (f[i].v < 1 || f[i].v > f[i].max)
             return ld_fail(ctx, LD_ERR_MODEL, "%s: %s must be between 1 and %lld, got %lld", where, f[i].name,
                            (long long)f[i].max, (long long)f[i].v);
-    if (pc->c_r < 4) return ld_fail(ctx, LD_ERR_MODEL, "%s: c_r must be at least 4, got %lld", where, (long long)pc->c_r);
+    if (pc->c_r < 4)
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: c_r must be at least 4, got %lld", where, (long long)pc->c_r);
     if (pc->c % pc->nhead)
         return ld_fail(ctx, LD_ERR_MODEL, "%s: nhead %lld does not divide c %lld", where, (long long)pc->nhead,
                        (long long)pc->c);

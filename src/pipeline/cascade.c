@@ -9,10 +9,6 @@
  */
 #include "pipeline/cascade.h"
 
-#include "io/json.h"
-#include "io/model_folder.h"
-#include "models/stability_names.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,133 +66,6 @@ void ld_cascade_cfg(float *eps, const float *cond, const float *uncond, float w,
     }
 }
 
-/* ---- open / free ---- */
-
-static void cascade_free(void *state) {
-    ld_cascade *c = state;
-    if (!c) return;
-    ld_sc_unet_free(c->prior);
-    ld_sc_unet_free(c->decoder);
-    ld_clip_text_free(c->text);
-    ld_clip_tokenizer_free(c->tok);
-    ld_paella_vq_free(c->vqgan);
-    ld_weights_free(c->vqgan_ws);
-    json_decref(c->prior_sched_cfg);
-    json_decref(c->decoder_sched_cfg);
-    free(c);
-}
-
-static ld_status load_unet(ld_ctx *ctx, const ld_pipeline_options *opt, const char *dir, const json_t *index,
-                           const char *name, const char *weights_file, ld_sc_unet **out) {
-    char path[4096];
-    LD_TRY(ld_component_dir(ctx, dir, index, name, path, sizeof path));
-    return ld_sc_unet_load(ctx, path, opt->variant, weights_file, out);
-}
-
-static ld_status load_sched(ld_ctx *ctx, const char *dir, const json_t *index, json_t **cfg) {
-    char path[4096];
-    LD_TRY(ld_component_dir(ctx, dir, index, "scheduler", path, sizeof path));
-    LD_TRY(ld_component_config(ctx, path, cfg));
-    ld_ddpmw s; /* validate now rather than at the first generation */
-    char where[4200];
-    snprintf(where, sizeof where, "%s/scheduler_config.json", path);
-    ld_status st = ld_ddpmw_init(ctx, &s, where, *cfg);
-    if (st == LD_OK) ld_ddpmw_free(&s);
-    return st;
-}
-
-/* The components must agree on their widths (e.g. a lite prior with the big
- * prior's text encoder is fine, a different CLIP is not). */
-static ld_status check_shapes(ld_ctx *ctx, const ld_pipeline_options *opt, const ld_cascade *c) {
-    const ld_sc_config *p = &c->prior->cfg, *d = &c->decoder->cfg;
-    const ld_clip_text_config *t = ld_clip_text_get_config(c->text);
-    if (!p->clip_text_in || !p->clip_img_in)
-        return ld_fail(ctx, LD_ERR_MODEL, "%s/prior: not a Stable Cascade prior (no clip_text_in_channels)",
-                       opt->model_dir);
-    if (!d->effnet_in)
-        return ld_fail(ctx, LD_ERR_MODEL, "%s/decoder: not a Stable Cascade decoder (no effnet_in_channels)",
-                       opt->decoder_dir);
-    if (t->hidden_size != p->clip_text_in || t->projection_dim != p->clip_pooled_in ||
-        t->projection_dim != d->clip_pooled_in)
-        return ld_fail(ctx, LD_ERR_MODEL,
-                       "%s/text_encoder: hidden_size %lld / projection_dim %lld do not match the prior's "
-                       "clip_text_in_channels %lld / clip_text_pooled_in_channels %lld and the decoder's %lld",
-                       opt->model_dir, (long long)t->hidden_size, (long long)t->projection_dim,
-                       (long long)p->clip_text_in, (long long)p->clip_pooled_in, (long long)d->clip_pooled_in);
-    if (p->out_channels != d->effnet_in || p->in_channels != p->out_channels)
-        return ld_fail(ctx, LD_ERR_MODEL, "prior out_channels %lld does not match the decoder's effnet_in_channels %lld",
-                       (long long)p->out_channels, (long long)d->effnet_in);
-    if (d->out_channels != c->vqgan->latent_channels || d->in_channels != d->out_channels)
-        return ld_fail(ctx, LD_ERR_MODEL, "decoder out_channels %lld does not match the vqgan's latent_channels %lld",
-                       (long long)d->out_channels, (long long)c->vqgan->latent_channels);
-    return LD_OK;
-}
-
-/* Stage A from the folder, or its config with a stage_a.safetensors. */
-static ld_status load_vqgan(ld_ctx *ctx, const ld_pipeline_options *opt, const char *dir, ld_cascade *c) {
-    if (!opt->vqgan_weights) return ld_paella_vq_load(ctx, dir, opt->variant, &c->vqgan);
-    char where[4200];
-    snprintf(where, sizeof where, "%s/config.json", dir);
-    json_t *cfg;
-    LD_TRY(ld_json_load_file(ctx, where, &cfg));
-    ld_status st = ld_weights_open_file(ctx, opt->vqgan_weights, &c->vqgan_ws);
-    if (st == LD_OK) st = ld_stability_alias_vqgan(ctx, c->vqgan_ws);
-    if (st == LD_OK) st = ld_paella_vq_build(ctx, where, cfg, c->vqgan_ws, &c->vqgan);
-    json_decref(cfg);
-    return st;
-}
-
-static ld_status open_decoder_side(ld_ctx *ctx, const ld_pipeline_options *opt, ld_cascade *c) {
-    json_t *index;
-    const char *cls;
-    LD_TRY(ld_model_index_load(ctx, opt->decoder_dir, &index, &cls));
-    ld_status st = LD_OK;
-    if (strcmp(cls, "StableCascadeDecoderPipeline") != 0)
-        st = ld_fail(ctx, LD_ERR_MODEL, "%s/model_index.json: _class_name is '%s', expected StableCascadeDecoderPipeline",
-                     opt->decoder_dir, cls);
-    if (st == LD_OK)
-        st = ld_json_num(ctx, opt->decoder_dir, index, "latent_dim_scale", 10.67, &c->latent_dim_scale);
-    if (st == LD_OK && !(c->latent_dim_scale >= 1.0 && c->latent_dim_scale <= 64.0))
-        st = ld_fail(ctx, LD_ERR_MODEL, "%s/model_index.json: latent_dim_scale %g is out of range", opt->decoder_dir,
-                     c->latent_dim_scale);
-    if (st == LD_OK) st = load_unet(ctx, opt, opt->decoder_dir, index, "decoder", opt->decoder_weights, &c->decoder);
-    char path[4096];
-    if (st == LD_OK) st = ld_component_dir(ctx, opt->decoder_dir, index, "vqgan", path, sizeof path);
-    if (st == LD_OK) st = load_vqgan(ctx, opt, path, c);
-    if (st == LD_OK) st = load_sched(ctx, opt->decoder_dir, index, &c->decoder_sched_cfg);
-    json_decref(index);
-    return st;
-}
-
-static ld_status cascade_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *index, void **state) {
-    *state = NULL;
-    if (!opt->decoder_dir)
-        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
-                       "%s is a Stable Cascade prior: the decoder folder (StableCascadeDecoderPipeline) is needed too",
-                       opt->model_dir);
-    ld_cascade *c;
-    LD_TRY(ld_calloc(ctx, (void **)&c, 1, sizeof *c, "Stable Cascade pipeline"));
-    char path[4096];
-    ld_status st = ld_json_num(ctx, opt->model_dir, index, "resolution_multiple", 42.67, &c->resolution_multiple);
-    if (st == LD_OK && !(c->resolution_multiple >= 1.0 && c->resolution_multiple <= 1024.0))
-        st = ld_fail(ctx, LD_ERR_MODEL, "%s/model_index.json: resolution_multiple %g is out of range", opt->model_dir,
-                     c->resolution_multiple);
-    if (st == LD_OK) st = load_unet(ctx, opt, opt->model_dir, index, "prior", opt->prior_weights, &c->prior);
-    if (st == LD_OK) st = ld_component_dir(ctx, opt->model_dir, index, "text_encoder", path, sizeof path);
-    if (st == LD_OK) st = ld_clip_text_load(ctx, path, opt->variant, &c->text);
-    if (st == LD_OK) st = ld_component_dir(ctx, opt->model_dir, index, "tokenizer", path, sizeof path);
-    if (st == LD_OK) st = ld_clip_tokenizer_load(ctx, path, &c->tok);
-    if (st == LD_OK) st = load_sched(ctx, opt->model_dir, index, &c->prior_sched_cfg);
-    if (st == LD_OK) st = open_decoder_side(ctx, opt, c);
-    if (st == LD_OK) st = check_shapes(ctx, opt, c);
-    if (st != LD_OK) {
-        cascade_free(c);
-        return st;
-    }
-    *state = c;
-    return LD_OK;
-}
-
 /* ---- text ---- */
 
 typedef struct {
@@ -211,29 +80,30 @@ typedef struct {
 static ld_status encode_text(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *run, int with_negative,
                              int dump_negative, cascade_text *t) {
     const ld_gen_params *p = run->params;
-    const ld_clip_text_config *tc = ld_clip_text_get_config(c->text);
+    int64_t D = c->text_hidden, P = c->text_proj;
     t->nb = with_negative ? 2 : 1;
     LD_TRY(ld_clip_tokenize(ctx, c->tok, p->prompt, t->ids, t->mask));
     if (with_negative)
         LD_TRY(ld_clip_tokenize(ctx, c->tok, p->negative_prompt ? p->negative_prompt : "", t->ids + LD_CLIP_CONTEXT,
                                 t->mask + LD_CLIP_CONTEXT));
-    LD_TRY(ld_malloc(ctx, (void **)&t->hidden, (size_t)(t->nb * LD_CLIP_CONTEXT * tc->hidden_size) * sizeof(float),
-                     "text embeddings"));
-    LD_TRY(ld_malloc(ctx, (void **)&t->pooled, (size_t)(t->nb * tc->projection_dim) * sizeof(float),
-                     "text embeddings"));
+    LD_TRY(
+        ld_malloc(ctx, (void **)&t->hidden, (size_t)(t->nb * LD_CLIP_CONTEXT * D) * sizeof(float), "text embeddings"));
+    LD_TRY(ld_malloc(ctx, (void **)&t->pooled, (size_t)(t->nb * P) * sizeof(float), "text embeddings"));
+    ld_clip_text *te;
+    LD_TRY(ld_cascade_load_text(ctx, c, &te));
     ld_clip_text_out o = {.hidden_index = -1, .hidden = t->hidden, .text_embeds = t->pooled};
-    LD_TRY(ld_clip_text_forward(ctx, c->text, t->ids, t->mask, t->nb, LD_CLIP_CONTEXT, &o));
-    int64_t s_ids[2] = {1, LD_CLIP_CONTEXT}, s_h[3] = {1, LD_CLIP_CONTEXT, tc->hidden_size},
-            s_p[3] = {1, 1, tc->projection_dim};
+    ld_status st = ld_clip_text_forward(ctx, te, t->ids, t->mask, t->nb, LD_CLIP_CONTEXT, &o);
+    ld_clip_text_free(te);
+    LD_TRY(st);
+    int64_t s_ids[2] = {1, LD_CLIP_CONTEXT}, s_h[3] = {1, LD_CLIP_CONTEXT, D}, s_p[3] = {1, 1, P};
     LD_TRY(ld_cascade_dump(ctx, run, "prior.input_ids", LD_I64, 2, s_ids, t->ids));
     LD_TRY(ld_cascade_dump(ctx, run, "prior.attention_mask", LD_I64, 2, s_ids, t->mask));
     LD_TRY(ld_cascade_dump(ctx, run, "prior.prompt_embeds", LD_F32, 3, s_h, t->hidden));
     LD_TRY(ld_cascade_dump(ctx, run, "prior.prompt_embeds_pooled", LD_F32, 3, s_p, t->pooled));
     if (with_negative && dump_negative) {
-        LD_TRY(ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds", LD_F32, 3, s_h,
-                               t->hidden + LD_CLIP_CONTEXT * tc->hidden_size));
-        LD_TRY(ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds_pooled", LD_F32, 3, s_p,
-                               t->pooled + tc->projection_dim));
+        LD_TRY(
+            ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds", LD_F32, 3, s_h, t->hidden + LD_CLIP_CONTEXT * D));
+        LD_TRY(ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds_pooled", LD_F32, 3, s_p, t->pooled + P));
     }
     return ld_cascade_progress(ctx, run, "text", 1, 1);
 }
@@ -246,12 +116,18 @@ typedef struct {
 
 static ld_status prior_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *run, const cascade_text *t, int64_t hC,
                             int64_t wC, int steps, float cfg, prior_bufs *b) {
-    const ld_sc_config *pc = &c->prior->cfg;
+    const ld_sc_config *pc = &c->prior_cfg;
     int use_cfg = cfg > 1.0f, nb = use_cfg ? 2 : 1;
     int64_t C = pc->in_channels, n = C * hC * wC, shape[4] = {1, C, hC, wC};
+    ld_sc_unet *prior;
     ld_ddpmw s;
     LD_TRY(ld_ddpmw_init(ctx, &s, "prior scheduler", c->prior_sched_cfg));
-    ld_status st = ld_ddpmw_set_timesteps(ctx, &s, steps); /* the v3 prior always uses linspace(1, 0, N+1) */
+    ld_status st = ld_cascade_load_prior(ctx, c, &prior);
+    if (st != LD_OK) {
+        ld_ddpmw_free(&s);
+        return st;
+    }
+    st = ld_ddpmw_set_timesteps(ctx, &s, steps); /* the v3 prior always uses linspace(1, 0, N+1) */
     if (st == LD_OK) {
         int64_t ts[1] = {s.n_points};
         st = ld_cascade_dump(ctx, run, "prior.timesteps", LD_F32, 1, ts, s.timesteps);
@@ -265,9 +141,17 @@ static ld_status prior_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *ru
             memcpy(b->xin + k * n, b->x, (size_t)n * sizeof(float));
             b->r[k] = tt;
         }
-        ld_sc_inputs in = {.B = nb, .H = hC, .W = wC, .sample = b->xin, .r = b->r, .clip_text_pooled = t->pooled,
-                           .pooled_len = 1, .clip_text = t->hidden, .text_len = LD_CLIP_CONTEXT, .clip_img = b->img};
-        st = ld_sc_unet_forward(ctx, c->prior, &in, b->eps);
+        ld_sc_inputs in = {.B = nb,
+                           .H = hC,
+                           .W = wC,
+                           .sample = b->xin,
+                           .r = b->r,
+                           .clip_text_pooled = t->pooled,
+                           .pooled_len = 1,
+                           .clip_text = t->hidden,
+                           .text_len = LD_CLIP_CONTEXT,
+                           .clip_img = b->img};
+        st = ld_sc_unet_forward(ctx, prior, &in, b->eps);
         if (st != LD_OK) break;
         if (use_cfg) ld_cascade_cfg(b->eps, b->eps, b->eps + n, cfg, n);
         char name[64];
@@ -280,6 +164,7 @@ static ld_status prior_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *ru
         if (st == LD_OK) st = ld_cascade_progress(ctx, run, "prior", i + 1, s.n_steps);
     }
     if (st == LD_OK) st = ld_cascade_dump(ctx, run, "image_embeddings", LD_F32, 4, shape, b->x);
+    ld_sc_unet_free(prior);
     ld_ddpmw_free(&s);
     return st;
 }
@@ -303,7 +188,7 @@ static ld_status plan(ld_ctx *ctx, const ld_cascade *c, const ld_gen_params *p, 
     pl->cfg = p->cfg_scale < 0 ? LD_CASCADE_DEFAULT_DECODER_CFG : p->cfg_scale;
     pl->hC = (int64_t)ceil(pl->height / c->resolution_multiple);
     pl->wC = (int64_t)ceil(pl->width / c->resolution_multiple);
-    const ld_sc_config *d = &c->decoder->cfg;
+    const ld_sc_config *d = &c->decoder_cfg;
     int64_t hB = (int64_t)((double)pl->hC * c->latent_dim_scale), wB = (int64_t)((double)pl->wC * c->latent_dim_scale);
     int64_t dh, dw;
     ld_sc_config_deepest_size(d, hB / d->patch_size, wB / d->patch_size, &dh, &dw);
@@ -319,7 +204,7 @@ static ld_status plan(ld_ctx *ctx, const ld_cascade *c, const ld_gen_params *p, 
 
 static ld_status run_generate(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *run, const cascade_plan *pl,
                               ld_image *out) {
-    const ld_sc_config *pc = &c->prior->cfg;
+    const ld_sc_config *pc = &c->prior_cfg;
     int prior_cfg = pl->prior_cfg > 1.0f, dec_cfg = pl->cfg > 1.0f;
     cascade_text t = {0};
     prior_bufs b = {0};
@@ -387,7 +272,7 @@ static const char *const cascade_classes[] = {"StableCascadePriorPipeline", NULL
 const ld_pipeline_impl ld_pipeline_stable_cascade = {
     .family = "stable-cascade",
     .class_names = cascade_classes,
-    .open = cascade_open,
-    .free = cascade_free,
+    .open = ld_cascade_open,
+    .free = ld_cascade_free,
     .generate = cascade_generate,
 };

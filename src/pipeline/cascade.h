@@ -26,16 +26,28 @@
 #define LD_CASCADE_DEFAULT_DECODER_STEPS 10
 #define LD_CASCADE_DEFAULT_DECODER_CFG 0.0f
 
+/* The open pipeline keeps configs, paths and the tokenizer; each stage maps
+ * its weights when it starts and unmaps them when it ends, so peak RSS is the
+ * largest stage, not the sum (weights are mmapped: loading is cheap). */
 typedef struct {
-    ld_sc_unet *prior, *decoder;
-    ld_clip_text *text;
+    char prior_dir[4096], text_dir[4096], decoder_dir[4096], vqgan_dir[4096]; /* component folders */
+    char *variant, *prior_weights, *decoder_weights, *vqgan_weights;          /* copies of the options */
+    ld_sc_config prior_cfg, decoder_cfg;
+    int64_t text_hidden, text_proj;
     ld_clip_tokenizer *tok;
-    ld_paella_vq *vqgan;
-    ld_weights *vqgan_ws; /* stage_a single file (the folder's weights are owned by vqgan) */
     json_t *prior_sched_cfg, *decoder_sched_cfg;
     double resolution_multiple; /* model_index.json of the prior (42.67) */
     double latent_dim_scale;    /* model_index.json of the decoder (10.67) */
 } ld_cascade;
+
+/* Stage loaders (cascade_models.c); free with the models' own free functions
+ * (the vqgan also needs ld_weights_free(*ws), NULL unless a stage_a file is used). */
+ld_status ld_cascade_load_text(ld_ctx *ctx, const ld_cascade *c, ld_clip_text **out);
+ld_status ld_cascade_load_prior(ld_ctx *ctx, const ld_cascade *c, ld_sc_unet **out);
+ld_status ld_cascade_load_decoder(ld_ctx *ctx, const ld_cascade *c, ld_sc_unet **out);
+ld_status ld_cascade_load_vqgan(ld_ctx *ctx, const ld_cascade *c, ld_paella_vq **out, ld_weights **ws);
+ld_status ld_cascade_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *model_index, void **state);
+void ld_cascade_free(void *state);
 
 /* One generation's run state: random inputs, dump collection, progress. */
 typedef struct {

@@ -97,6 +97,24 @@ ld_status ld_wu_encode_text(ld_ctx *ctx, ld_wu_run *run, const ld_clip_tokenizer
 
 /* ---- open / free ---- */
 
+static const char *variant_of(const ld_wuerstchen *w) { return w->has_variant ? w->variant : NULL; }
+
+ld_status ld_wu_need_prior_text(ld_ctx *ctx, ld_wuerstchen *w) {
+    return w->prior_text ? LD_OK : ld_clip_text_load(ctx, w->prior_text_dir, variant_of(w), &w->prior_text);
+}
+ld_status ld_wu_need_prior(ld_ctx *ctx, ld_wuerstchen *w) {
+    return w->prior ? LD_OK : ld_wuerstchen_prior_load(ctx, w->prior_dir, variant_of(w), &w->prior);
+}
+ld_status ld_wu_need_decoder_text(ld_ctx *ctx, ld_wuerstchen *w) {
+    return w->decoder_text ? LD_OK : ld_clip_text_load(ctx, w->decoder_text_dir, variant_of(w), &w->decoder_text);
+}
+ld_status ld_wu_need_decoder(ld_ctx *ctx, ld_wuerstchen *w) {
+    return w->decoder ? LD_OK : ld_wuerstchen_diffnext_load(ctx, w->decoder_dir, variant_of(w), &w->decoder);
+}
+ld_status ld_wu_need_vqgan(ld_ctx *ctx, ld_wuerstchen *w) {
+    return w->vqgan ? LD_OK : ld_paella_vq_load(ctx, w->vqgan_dir, variant_of(w), &w->vqgan);
+}
+
 static void wu_free(void *state) {
     ld_wuerstchen *w = state;
     if (!w) return;
@@ -109,14 +127,6 @@ static void wu_free(void *state) {
     ld_clip_tokenizer_free(w->decoder_tok);
     free(w);
 }
-
-/* Loads <dir>/<name> with a loader taking (ctx, component dir, variant, out). */
-#define LOAD_COMPONENT(dir, index, name, call)                                      \
-    do {                                                                            \
-        char comp_[4200];                                                           \
-        st = ld_component_dir(ctx, dir, index, name, comp_, sizeof comp_);          \
-        if (st == LD_OK) st = call;                                                 \
-    } while (0)
 
 static ld_status load_scheduler(ld_ctx *ctx, const char *dir, const json_t *index, ld_ddpmw *s) {
     char comp[4200], where[4300];
@@ -162,23 +172,37 @@ static ld_status wu_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *pr
     if (st == LD_OK) st = ld_json_num(ctx, where, dec_index, "latent_dim_scale", 10.67, &w->latent_dim_scale);
     if (st == LD_OK && !(w->latent_dim_scale > 0 && w->latent_dim_scale <= 1024))
         st = ld_fail(ctx, LD_ERR_MODEL, "%s: latent_dim_scale %g is out of range", where, w->latent_dim_scale);
-    const char *v = opt->variant;
-    if (st == LD_OK) LOAD_COMPONENT(opt->model_dir, prior_index, "tokenizer", ld_clip_tokenizer_load(ctx, comp_, &w->prior_tok));
-    if (st == LD_OK) LOAD_COMPONENT(opt->model_dir, prior_index, "text_encoder", ld_clip_text_load(ctx, comp_, v, &w->prior_text));
-    if (st == LD_OK) LOAD_COMPONENT(opt->model_dir, prior_index, "prior", ld_wuerstchen_prior_load(ctx, comp_, v, &w->prior));
-    if (st == LD_OK) st = load_scheduler(ctx, opt->model_dir, prior_index, &w->prior_sched);
-    if (st == LD_OK) LOAD_COMPONENT(opt->decoder_dir, dec_index, "tokenizer", ld_clip_tokenizer_load(ctx, comp_, &w->decoder_tok));
-    if (st == LD_OK) LOAD_COMPONENT(opt->decoder_dir, dec_index, "text_encoder", ld_clip_text_load(ctx, comp_, v, &w->decoder_text));
-    if (st == LD_OK) LOAD_COMPONENT(opt->decoder_dir, dec_index, "decoder", ld_wuerstchen_diffnext_load(ctx, comp_, v, &w->decoder));
-    if (st == LD_OK) LOAD_COMPONENT(opt->decoder_dir, dec_index, "vqgan", ld_paella_vq_load(ctx, comp_, v, &w->vqgan));
-    if (st == LD_OK) st = load_scheduler(ctx, opt->decoder_dir, dec_index, &w->decoder_sched);
+    const char *pd = opt->model_dir, *dd = opt->decoder_dir;
+    char c[4200];
+    const size_t dn = sizeof w->prior_dir; /* every *_dir has this size */
+    if (opt->variant) {
+        snprintf(w->variant, sizeof w->variant, "%s", opt->variant);
+        w->has_variant = 1;
+    }
+    if (st == LD_OK) st = ld_component_dir(ctx, pd, prior_index, "tokenizer", c, sizeof c);
+    if (st == LD_OK) st = ld_clip_tokenizer_load(ctx, c, &w->prior_tok);
+    if (st == LD_OK) st = ld_component_dir(ctx, pd, prior_index, "text_encoder", w->prior_text_dir, dn);
+    if (st == LD_OK) st = ld_wu_need_prior_text(ctx, w);
+    if (st == LD_OK) st = ld_component_dir(ctx, pd, prior_index, "prior", w->prior_dir, dn);
+    if (st == LD_OK) st = ld_wu_need_prior(ctx, w);
+    if (st == LD_OK) st = load_scheduler(ctx, pd, prior_index, &w->prior_sched);
+    if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "tokenizer", c, sizeof c);
+    if (st == LD_OK) st = ld_clip_tokenizer_load(ctx, c, &w->decoder_tok);
+    if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "text_encoder", w->decoder_text_dir, dn);
+    if (st == LD_OK) st = ld_wu_need_decoder_text(ctx, w);
+    if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "decoder", w->decoder_dir, dn);
+    if (st == LD_OK) st = ld_wu_need_decoder(ctx, w);
+    if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "vqgan", w->vqgan_dir, dn);
+    if (st == LD_OK) st = ld_wu_need_vqgan(ctx, w);
+    if (st == LD_OK) st = load_scheduler(ctx, dd, dec_index, &w->decoder_sched);
     /* the pieces must fit together */
     if (st == LD_OK && ld_clip_text_get_config(w->prior_text)->hidden_size != w->prior->c_cond)
         st = ld_fail(ctx, LD_ERR_MODEL, "%s: the text encoder's hidden_size %lld differs from the prior's c_cond %lld",
                      opt->model_dir, (long long)ld_clip_text_get_config(w->prior_text)->hidden_size,
                      (long long)w->prior->c_cond);
     if (st == LD_OK && ld_clip_text_get_config(w->decoder_text)->hidden_size != w->decoder->clip_embd)
-        st = ld_fail(ctx, LD_ERR_MODEL, "%s: the text encoder's hidden_size %lld differs from the decoder's clip_embd %lld",
+        st = ld_fail(ctx, LD_ERR_MODEL,
+                     "%s: the text encoder's hidden_size %lld differs from the decoder's clip_embd %lld",
                      opt->decoder_dir, (long long)ld_clip_text_get_config(w->decoder_text)->hidden_size,
                      (long long)w->decoder->clip_embd);
     if (st == LD_OK && w->prior->c_in != w->decoder->effnet_embd)
@@ -187,6 +211,11 @@ static ld_status wu_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *pr
     if (st == LD_OK && w->decoder->c_out != w->vqgan->latent_channels)
         st = ld_fail(ctx, LD_ERR_MODEL, "the decoder makes %lld channels but the VQGAN's latent_channels is %lld",
                      (long long)w->decoder->c_out, (long long)w->vqgan->latent_channels);
+    if (st == LD_OK) {
+        w->prior_c_in = w->prior->c_in;
+        w->decoder_multiple = ld_wuerstchen_diffnext_size_multiple(w->decoder);
+        w->vq_factor = ld_paella_vq_factor(w->vqgan);
+    }
     json_decref(dec_index);
     if (st != LD_OK) {
         wu_free(w);
@@ -199,14 +228,16 @@ static ld_status wu_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *pr
 /* ---- sizes ---- */
 
 /* Stage C latent side for an image side (ceil(H / resolution_multiple)). */
-static int64_t prior_side(const ld_wuerstchen *w, int64_t H) { return (int64_t)ceil((double)H / w->resolution_multiple); }
+static int64_t prior_side(const ld_wuerstchen *w, int64_t H) {
+    return (int64_t)ceil((double)H / w->resolution_multiple);
+}
 static int64_t decoder_side(const ld_wuerstchen *w, int64_t hC) { return (int64_t)((double)hC * w->latent_dim_scale); }
 
 /* A size works when the decoder can halve its latent down to the deepest
  * level and the image comes out at the requested size. */
 static int side_fits(const ld_wuerstchen *w, int64_t H) {
-    int64_t hB = decoder_side(w, prior_side(w, H)), m = ld_wuerstchen_diffnext_size_multiple(w->decoder);
-    return hB >= m && hB % m == 0 && hB * ld_paella_vq_factor(w->vqgan) == H;
+    int64_t hB = decoder_side(w, prior_side(w, H)), m = w->decoder_multiple;
+    return hB >= m && hB % m == 0 && hB * w->vq_factor == H;
 }
 
 static ld_status check_side(ld_ctx *ctx, const ld_wuerstchen *w, const char *what, int64_t H) {
@@ -225,7 +256,7 @@ static ld_status check_side(ld_ctx *ctx, const ld_wuerstchen *w, const char *wha
                    "int(%lld*%g) = %lld, which must be a multiple of %lld and give %lld pixels); the nearest %ss that "
                    "work are %s",
                    what, (long long)H, (long long)H, w->resolution_multiple, (long long)hC, (long long)hC,
-                   w->latent_dim_scale, (long long)hB, (long long)ld_wuerstchen_diffnext_size_multiple(w->decoder),
+                   w->latent_dim_scale, (long long)hB, (long long)w->decoder_multiple,
                    (long long)H, what, near);
 }
 
@@ -238,9 +269,13 @@ static ld_status run_prior(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, int64_
     ld_wu_stage_start(run);
     float *text = NULL, *xin = NULL, *eps = NULL, *noise = NULL;
     int64_t D;
+    LD_TRY(ld_wu_need_prior_text(ctx, w));
     LD_TRY(ld_wu_encode_text(ctx, run, w->prior_tok, w->prior_text, p->prompt, p->negative_prompt, do_cfg, "prior",
                              &text, &D));
+    ld_clip_text_free(w->prior_text); /* released after its stage (see wuerstchen.h) */
+    w->prior_text = NULL;
     ld_status st = ld_wu_progress(ctx, run, "text", 1, 1);
+    if (st == LD_OK) st = ld_wu_need_prior(ctx, w);
     ld_ddpmw s = w->prior_sched;
     if (st == LD_OK) {
         if (steps > 0) {
@@ -279,6 +314,8 @@ static ld_status run_prior(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, int64_
         for (int64_t i = 0; i < n; i++) x[i] = x[i] * mean - std;
         st = ld_wu_dump(ctx, run, "image_embeddings", LD_F32, 4, shape, x);
     }
+    ld_wuerstchen_prior_free(w->prior);
+    w->prior = NULL;
     free(text);
     free(xin);
     free(eps);
@@ -319,7 +356,7 @@ static ld_status wu_generate(ld_ctx *ctx, void *state, const ld_gen_params *para
     int64_t hC = prior_side(w, H), wC = prior_side(w, W);
     float *emb = NULL;
     if (st == LD_OK)
-        st = ld_malloc(ctx, (void **)&emb, (size_t)(w->prior->c_in * hC * wC) * sizeof(float), "image embeddings");
+        st = ld_malloc(ctx, (void **)&emb, (size_t)(w->prior_c_in * hC * wC) * sizeof(float), "image embeddings");
     if (st == LD_OK) st = run_prior(ctx, w, &run, hC, wC, prior_steps, prior_cfg, emb);
     if (st == LD_OK) st = ld_wu_decode(ctx, w, &run, emb, hC, wC, dec_steps, dec_cfg, out);
     if (st == LD_OK && run.dump) st = ld_st_builder_write(ctx, &dump, params->dump);

@@ -27,7 +27,16 @@
 #define LD_WU_DEFAULT_DECODER_STEPS 12
 #define LD_WU_DEFAULT_DECODER_CFG 0.0f
 
+/* The heavy components (text encoders, prior, decoder, VQGAN) are loaded at
+ * open (which validates them) and released at the end of the stage that uses
+ * them, so peak memory is that of one stage, not the sum; a later generation
+ * maps them again (cheap: the files are memory-mapped and stay in the page
+ * cache). */
 typedef struct {
+    char prior_text_dir[4200], prior_dir[4200], decoder_text_dir[4200], decoder_dir[4200], vqgan_dir[4200];
+    char variant[32];
+    int has_variant;
+    int64_t prior_c_in, decoder_multiple, vq_factor; /* kept for size checks while released */
     ld_wuerstchen_prior *prior;
     ld_wuerstchen_diffnext *decoder;
     ld_paella_vq *vqgan;
@@ -63,6 +72,13 @@ void ld_wu_lerp(float *eps, const float *uncond, const float *cond, float w, int
 ld_status ld_wu_encode_text(ld_ctx *ctx, ld_wu_run *run, const ld_clip_tokenizer *tok, const ld_clip_text *te,
                             const char *prompt, const char *negative, int with_negative, const char *dump_prefix,
                             float **hidden, int64_t *dim);
+
+/* Load a released component again (no-op when loaded). */
+ld_status ld_wu_need_prior_text(ld_ctx *ctx, ld_wuerstchen *w);
+ld_status ld_wu_need_prior(ld_ctx *ctx, ld_wuerstchen *w);
+ld_status ld_wu_need_decoder_text(ld_ctx *ctx, ld_wuerstchen *w);
+ld_status ld_wu_need_decoder(ld_ctx *ctx, ld_wuerstchen *w);
+ld_status ld_wu_need_vqgan(ld_ctx *ctx, ld_wuerstchen *w);
 
 /* Stage B + Stage A: image embeddings [1, 16, hC, wC] -> RGB image. */
 ld_status ld_wu_decode(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, const float *emb, int64_t hC, int64_t wC,

@@ -12,12 +12,15 @@ static ld_status run_decoder(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, cons
                              int steps, float cfg, int64_t hB, int64_t wB, float *x) {
     const ld_gen_params *p = run->params;
     int do_cfg = cfg > 1.0f;
-    int64_t B = do_cfg ? 2 : 1, Ce = w->decoder->effnet_embd, ne = Ce * hC * wC;
     float *text = NULL, *eff = NULL, *xin = NULL, *eps = NULL, *noise = NULL;
     int64_t D;
     ld_wu_stage_start(run);
+    LD_TRY(ld_wu_need_decoder_text(ctx, w));
     LD_TRY(ld_wu_encode_text(ctx, run, w->decoder_tok, w->decoder_text, p->prompt, p->negative_prompt, do_cfg,
                              "decoder", &text, &D));
+    ld_clip_text_free(w->decoder_text); /* released after its stage */
+    w->decoder_text = NULL;
+    int64_t B = do_cfg ? 2 : 1, Ce = w->decoder->effnet_embd, ne = Ce * hC * wC;
     ld_ddpmw s = w->decoder_sched;
     int64_t C = w->decoder->c_in, n = C * hB * wB, shape[4] = {1, C, hB, wB};
     ld_status st = ld_ddpmw_set_timesteps(ctx, &s, steps);
@@ -59,6 +62,7 @@ static ld_status run_decoder(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, cons
 /* img = clamp(vqgan.decode(scale_factor * x), 0, 1); u8 = round(img * 255), HWC. */
 static ld_status run_vqgan(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, float *x, int64_t hB, int64_t wB,
                            ld_image *out) {
+    LD_TRY(ld_wu_need_vqgan(ctx, w));
     const ld_paella_vq *vq = w->vqgan;
     int64_t f = ld_paella_vq_factor(vq), H = hB * f, W = wB * f, C = vq->out_channels, HW = H * W;
     if (C != 3)
@@ -84,16 +88,21 @@ static ld_status run_vqgan(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, float 
         if (st == LD_OK) st = ld_wu_progress(ctx, run, "vqgan", 1, 1);
     }
     free(img);
+    ld_paella_vq_free(w->vqgan);
+    w->vqgan = NULL;
     return st;
 }
 
 ld_status ld_wu_decode(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, const float *emb, int64_t hC, int64_t wC,
                        int steps, float cfg, ld_image *out) {
     int64_t hB = (int64_t)((double)hC * w->latent_dim_scale), wB = (int64_t)((double)wC * w->latent_dim_scale);
+    LD_TRY(ld_wu_need_decoder(ctx, w));
     LD_TRY(ld_wuerstchen_diffnext_check_size(ctx, w->decoder, hB, wB));
     float *x;
     LD_TRY(ld_malloc(ctx, (void **)&x, (size_t)(w->decoder->c_in * hB * wB) * sizeof(float), "decoder latents"));
     ld_status st = run_decoder(ctx, w, run, emb, hC, wC, steps, cfg, hB, wB, x);
+    ld_wuerstchen_diffnext_free(w->decoder); /* released after its stage */
+    w->decoder = NULL;
     if (st == LD_OK) st = run_vqgan(ctx, w, run, x, hB, wB, out);
     free(x);
     return st;

@@ -1,8 +1,9 @@
 /* Portable standard-normal generator: Philox4x32-10 + Box-Muller, the
  * "NV"/"cuda" RNG of AUTOMATIC1111 (rng_philox.py) and stable-diffusion.cpp
  * (--rng cuda). The same seed gives the same numbers on every machine and
- * for every thread count, and leandiff's initial latents equal those tools'
- * GPU-seed latents for the same seed and shape.
+ * for every thread count. The numbers follow rng_philox.py exactly (Box-Muller
+ * in double, as numpy promotes it); stable-diffusion.cpp evaluates the same
+ * formula in float, so its values can differ from these in the last bits.
  *
  * Definition. Call number c (0, 1, 2, ... one per ld_rng_randn call) fills
  * element i (0-based, row-major) of its output from
