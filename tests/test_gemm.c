@@ -466,11 +466,26 @@ int main(int argc, char **argv) {
                   g_paths[p].name, kn);
     }
     ld_gemm_set_precision(LD_PRECISION_F32);
+    if (ld_cpu_info_get()->best == LD_CPU_AVX512) {
+        ld_cpu_force(LD_CPU_AVX512);
+        CHECK(strcmp(ld_gemm_kernel_name_for(16, 96), "avx512-f32 8x48") == 0, "16x96 uses %s",
+              ld_gemm_kernel_name_for(16, 96));
+        CHECK(strcmp(ld_gemm_kernel_name_for(4096, 640), "avx512-f32 14x32") == 0, "4096x640 uses %s",
+              ld_gemm_kernel_name_for(4096, 640));
+        if (ld_cpu_has_bf16()) {
+            ld_gemm_set_precision(LD_PRECISION_BF16);
+            CHECK(strcmp(ld_gemm_kernel_name_for(128, 480), "avx512-bf16 8x48") == 0, "bf16 128x480 uses %s",
+                  ld_gemm_kernel_name_for(128, 480));
+            ld_gemm_set_precision(LD_PRECISION_F32);
+        }
+    }
 
     /* shapes: degenerate, odd, crossing the MC/KC/NC block edges */
     static const int64_t shapes[][3] = {
         {1, 1, 1},   {1, 37, 5},     {5, 1, 9},     {7, 13, 1},   {3, 5, 0},    {17, 33, 65}, {64, 64, 64},
         {1, 700, 300}, {300, 1, 300}, {45, 100, 257}, {131, 67, 600}, {29, 1100, 40}, {260, 90, 1030},
+        /* shapes where the AVX-512 8x48 kernel pads less than 14x32 */
+        {16, 96, 300}, {40, 1000, 50}, {128, 480, 70},
     };
     const int nshapes = sizeof shapes / sizeof shapes[0];
     for (int s = 0; s < nshapes; s++) {
@@ -486,6 +501,7 @@ int main(int argc, char **argv) {
     check_threads(300, 200, 600, 1, 0.0f);
     check_threads(37, 1100, 70, 0, 1.0f);
     check_threads(1000, 64, 64, 1, 0.0f);
+    check_threads(128, 700, 300, 0, 0.0f); /* 8x48 on AVX-512 */
     ld_cpu_force(ld_cpu_info_get()->best);
     check_nested();
     ld_gemm_release_buffers();

@@ -65,6 +65,9 @@ void ld_gemm_gather(const ld_gemm_kernel *kr, ld_dtype dt, const void *data, int
 /* Each returns NULL when the file is not compiled for this architecture. */
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32(void);
 const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16(void);
+/* 8 x 48 variants of the two above (see pick_kernel in gemm.c). */
+const ld_gemm_kernel *ld_gemm_kernel_avx512_f32_alt(void);
+const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16_alt(void);
 const ld_gemm_kernel *ld_gemm_kernel_avx2_f32(void);
 const ld_gemm_kernel *ld_gemm_kernel_neon_f32(void);
 
