@@ -110,8 +110,7 @@ static double padded_area(const ld_gemm_kernel *k, int64_t M, int64_t N) {
 
 /* The kernel for an M x N product (M = N = 0: the default one). Depends on
  * the shape only, never on the threads. */
-static const ld_gemm_kernel *pick_kernel_for(int64_t M, int64_t N, int *emulate_bf16) {
-    int bf16 = g_precision == LD_PRECISION_BF16;
+static const ld_gemm_kernel *pick(int64_t M, int64_t N, int bf16, int *emulate_bf16) {
     const ld_gemm_kernel *k = NULL;
 #if defined(__x86_64__) || defined(__i386__)
     if (bf16 && ld_cpu_has_bf16()) k = ld_gemm_kernel_avx512_bf16();
@@ -126,6 +125,15 @@ static const ld_gemm_kernel *pick_kernel_for(int64_t M, int64_t N, int *emulate_
      * operands are rounded to bf16 while packing, the f32 kernel does the rest. */
     *emulate_bf16 = bf16 && !k->bf16;
     return k;
+}
+
+static const ld_gemm_kernel *pick_kernel_for(int64_t M, int64_t N, int *emulate_bf16) {
+    return pick(M, N, g_precision == LD_PRECISION_BF16, emulate_bf16);
+}
+
+const ld_gemm_kernel *ld_gemm_kernel_f32_for(int64_t M, int64_t N) {
+    int emulate;
+    return pick(M, N, 0, &emulate);
 }
 
 const ld_gemm_kernel *ld_gemm_kernel_f32(void) {

@@ -54,8 +54,10 @@ typedef struct {
     ld_gemm_softmax_fn softmax;   /* NULL: portable C */
 } ld_gemm_kernel;
 
-/* The f32 kernel of the current CPU level (whatever the precision setting). */
+/* The f32 kernel of the current CPU level (whatever the precision setting),
+ * the default one or the one that pads an M x N product least. */
 const ld_gemm_kernel *ld_gemm_kernel_f32(void);
+const ld_gemm_kernel *ld_gemm_kernel_f32_for(int64_t M, int64_t N);
 
 /* tile[k*W + x] = f32(data[base + k*sk + x*sx]) for k < kc, x < n <= W;
  * columns n..W-1 are zeroed. tmp holds kc floats. */
