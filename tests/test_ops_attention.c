@@ -110,9 +110,10 @@ static void run_case(const attn_case *c) {
     ld_attention(o1, ldo, qb, ldq, kb, ldk, vb, ldv, c->B, c->H, c->Lq, c->Lk, c->D, &p);
     omp_set_num_threads(2);
     CHECK(tw_same(out, o1, no), "attention thread invariance: %s", what);
+    ld_cpu_level_t level = ld_cpu_level(); /* the path in force (LEANDIFF_CPU) */
     ld_cpu_force(LD_CPU_PORTABLE);
     ld_attention(op, ldo, qb, ldq, kb, ldk, vb, ldv, c->B, c->H, c->Lq, c->Lk, c->D, &p);
-    ld_cpu_force(ld_cpu_info_get()->best);
+    ld_cpu_force(level);
     snprintf(what + strlen(what), sizeof what - strlen(what), " (portable kernel)");
     test_close(what, op, ref, no, TOL);
     if (c->keep_kind == 2) { /* fully padded batch gives exact zeros */

@@ -51,7 +51,7 @@ static void ATTN_KERNEL(float *restrict out, int64_t ldo, const float *restrict 
             const float *q1 = r + 1 < nq ? q0 + ldq : q0;
             const float *q2 = r + 2 < nq ? q0 + 2 * ldq : q0;
             const float *q3 = r + 3 < nq ? q0 + 3 * ldq : q0;
-            for (int jc = 0; jc < ATTN_BK; jc += 2 * VL) {
+            for (int jc = 0; jc < nk; jc += 2 * VL) { /* columns past nk are set to -inf below */
                 vf c00 = vzero, c01 = vzero, c10 = vzero, c11 = vzero;
                 vf c20 = vzero, c21 = vzero, c30 = vzero, c31 = vzero;
                 const float *kp = kt + jc;
