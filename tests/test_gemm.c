@@ -275,19 +275,29 @@ static void check_conv(int64_t Cin, int64_t H, int64_t W, int64_t Cout, int k, i
     ld_im2col src = {x, Cin, H, W, k, k, stride, stride, pad, pad, dil, dil, Ho, Wo, replicate};
     ld_gemm_bfill f = {ld_im2col_fill, &src};
     ld_mat A = ld_mat_f32(w, K, 1);
+    /* BF16 paths: against the reference in bf16 mode on the explicit im2col matrix */
+    float *col = malloc(sizeof(float) * (size_t)(K * N)), *r16 = malloc(sizeof(float) * (size_t)(Cout * N));
+    ld_im2col_fill(&src, 0, K, 0, N, col, N);
+    ld_mat Col = ld_mat_f32(col, N, 1);
+    ld_gemm_set_precision(LD_PRECISION_BF16);
+    ld_gemm_reference(Cout, N, K, &A, &Col, r16, N, 0.0f, NULL, &bt);
     for (int p = 0; p < g_npaths; p++) {
-        if (g_paths[p].prec != LD_PRECISION_F32) continue;
         ld_cpu_force(g_paths[p].level);
+        ld_gemm_set_precision(g_paths[p].prec);
+        const float *want = g_paths[p].prec == LD_PRECISION_BF16 ? r16 : r;
         ld_gemm_fill_b(Cout, N, K, &A, &f, y, N, 0.0f, NULL, &bt);
         double worst = 0;
         for (int64_t i = 0; i < Cout * N; i++) {
-            double e = fabs(y[i] - r[i]) / (1.0 + fabs(r[i]));
+            double e = fabs(y[i] - want[i]) / (1.0 + fabs(want[i]));
             if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
         }
         CHECK(worst < 1e-4, "%s conv Cin %lld %lldx%lld Cout %lld k%d s%d p%d d%d rep %d: err %.3g",
               g_paths[p].name, (long long)Cin, (long long)H, (long long)W, (long long)Cout, k, stride, pad, dil,
               replicate, worst);
     }
+    ld_gemm_set_precision(LD_PRECISION_F32);
+    free(col);
+    free(r16);
     free(x);
     free(w);
     free(y);
