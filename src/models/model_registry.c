@@ -2,9 +2,18 @@
  * define their ld_model_type and it is listed here. */
 #include "models/model_registry.h"
 
+#include "models/autoencoder_kl.h"
+#include "models/unet2d.h"
+
 #include <string.h>
 
+extern const ld_model_type ld_model_clip_text, ld_model_clip_text_proj; /* text/clip_text.c */
+
 const ld_model_type *const ld_model_types[] = {
+    &ld_model_clip_text,
+    &ld_model_clip_text_proj,
+    &ld_unet2d_model_type,
+    &ld_vae_model_type,
     NULL,
 };
 
