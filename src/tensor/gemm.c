@@ -102,17 +102,39 @@ static void read_blocks(void) {
         if (g_blocks[i] < 0 || g_blocks[i] > 1 << 16) g_blocks[i] = 0;
 }
 
-static const ld_gemm_kernel *pick_kernel(int *emulate_bf16) {
-    int bf16 = g_precision == LD_PRECISION_BF16;
+#if defined(__x86_64__) || defined(__i386__)
+/* Area of C the kernel computes, padding included, relative to M x N. */
+static double padded_area(const ld_gemm_kernel *k, int64_t M, int64_t N) {
+    return (double)((M + k->mr - 1) / k->mr * k->mr) * (double)((N + k->nr - 1) / k->nr * k->nr) / ((double)M * N);
+}
+#endif
+
+/* The kernel for an M x N product (M = N = 0: the default one). Depends on
+ * the shape only, never on the threads. */
+static const ld_gemm_kernel *pick(int64_t M, int64_t N, int bf16, int *emulate_bf16) {
     const ld_gemm_kernel *k = NULL;
 #if defined(__x86_64__) || defined(__i386__)
     if (bf16 && ld_cpu_has_bf16()) k = ld_gemm_kernel_avx512_bf16();
+    if (!k) k = ld_gemm_kernel_f32();
+    if (ld_cpu_level() == LD_CPU_AVX512 && M > 0 && N > 0) {
+        const ld_gemm_kernel *alt = k->bf16 ? ld_gemm_kernel_avx512_bf16_alt() : ld_gemm_kernel_avx512_f32_alt();
+        if (padded_area(alt, M, N) < padded_area(k, M, N) - 0.005) k = alt;
+    }
 #endif
     if (!k) k = ld_gemm_kernel_f32();
     /* Without bf16 instructions the BF16 precision is emulated exactly:
      * operands are rounded to bf16 while packing, the f32 kernel does the rest. */
     *emulate_bf16 = bf16 && !k->bf16;
     return k;
+}
+
+static const ld_gemm_kernel *pick_kernel_for(int64_t M, int64_t N, int *emulate_bf16) {
+    return pick(M, N, g_precision == LD_PRECISION_BF16, emulate_bf16);
+}
+
+const ld_gemm_kernel *ld_gemm_kernel_f32_for(int64_t M, int64_t N) {
+    int emulate;
+    return pick(M, N, 0, &emulate);
 }
 
 const ld_gemm_kernel *ld_gemm_kernel_f32(void) {
@@ -129,11 +151,13 @@ const ld_gemm_kernel *ld_gemm_kernel_f32(void) {
     return k ? k : &k_portable;
 }
 
-const char *ld_gemm_kernel_name(void) {
+const char *ld_gemm_kernel_name_for(int64_t M, int64_t N) {
     int emulate;
-    const ld_gemm_kernel *k = pick_kernel(&emulate);
+    const ld_gemm_kernel *k = pick_kernel_for(M, N, &emulate);
     return emulate ? "bf16-emulated" : k->name;
 }
+
+const char *ld_gemm_kernel_name(void) { return ld_gemm_kernel_name_for(0, 0); }
 
 /* ---- cached buffers ---- */
 
@@ -490,7 +514,7 @@ static void gemm_any(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_
     g.bn = bn;
     g.bm = bm;
     int emulate = 0;
-    const ld_gemm_kernel *kr = pick_kernel(&emulate);
+    const ld_gemm_kernel *kr = pick_kernel_for(M, N, &emulate);
     if (ok && K == 0) {
         init_c(&g, 0, M, 0, N);
     } else if (ok && (double)M * N * K < SMALL_MACS) {
