@@ -41,6 +41,7 @@ static void usage(FILE *f) {
             "      --variant NAME         prefer <weights>.NAME.safetensors (fp16, bf16)\n"
             "      --precision P          f32 (default) or bf16 arithmetic\n"
             "      --vae-tiling           decode tile by tile (default: automatic above 512x512)\n"
+            "      --no-vae-tiling        decode in one piece (faster, more memory)\n"
             "      --decoder DIR          Wuerstchen / Cascade decoder pipeline folder\n"
             "      --prior-steps N        Wuerstchen / Cascade prior steps\n"
             "      --prior-cfg-scale X    Wuerstchen / Cascade prior guidance\n"
@@ -159,6 +160,7 @@ enum {
     OPT_VARIANT,
     OPT_PRECISION,
     OPT_VAE_TILING,
+    OPT_NO_VAE_TILING,
     OPT_DECODER,
     OPT_PRIOR_STEPS,
     OPT_PRIOR_CFG,
@@ -187,6 +189,7 @@ int cmd_generate(int argc, char **argv) {
         {"variant", required_argument, 0, OPT_VARIANT},
         {"output", required_argument, 0, 'o'},
         {"vae-tiling", no_argument, 0, OPT_VAE_TILING},
+        {"no-vae-tiling", no_argument, 0, OPT_NO_VAE_TILING},
         {"precision", required_argument, 0, OPT_PRECISION},
         {"decoder", required_argument, 0, OPT_DECODER},
         {"prior-steps", required_argument, 0, OPT_PRIOR_STEPS},
@@ -256,6 +259,7 @@ int cmd_generate(int argc, char **argv) {
         case OPT_VARIANT: po.variant = optarg; break;
         case 'o': output = optarg; break;
         case OPT_VAE_TILING: po.vae_tiling = 1; break;
+        case OPT_NO_VAE_TILING: po.vae_tiling = 0; break;
         case OPT_PRECISION:
             if (!strcmp(optarg, "f32")) po.precision = LD_PRECISION_F32;
             else if (!strcmp(optarg, "bf16")) po.precision = LD_PRECISION_BF16;

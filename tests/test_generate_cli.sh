@@ -85,7 +85,7 @@ if [ -d "$MODEL" ]; then
     else echo "ok   batch run: $(tr '\n' '|' <<<"$info")"; fi
     checks=$((checks + 1))
     rm -f "$TMP"/*
-    "$BIN" generate -m "$MODEL" -p "pattern" -W 64 -H 64 --steps 1 -b 2 -q -o "$TMP/img-%03d-100%%.png" >/dev/null 2>&1
+    "$BIN" generate -m "$MODEL" -p "pattern" -W 64 -H 64 --steps 1 -b 2 -q --no-vae-tiling -o "$TMP/img-%03d-100%%.png" >/dev/null 2>&1
     rc=$?
     if [ $rc != 0 ] || [ ! -f "$TMP/img-000-100%.png" ] || [ ! -f "$TMP/img-001-100%.png" ]; then
         echo "FAIL: pattern output: exit $rc, files: $(ls "$TMP")"; fails=$((fails + 1))

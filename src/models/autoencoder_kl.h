@@ -49,7 +49,8 @@ ld_status ld_vae_decode(ld_ctx *ctx, ld_vae *v, const float *latents, int B, int
  * downscale factor f give h = H/f, w = W/f. */
 ld_status ld_vae_encode(ld_ctx *ctx, ld_vae *v, const float *image, int B, int H, int W, float *moments);
 
-/* Tile size and overlap in latent pixels for tiled decode (defaults 64 and 16). */
+/* Largest tile side and smallest overlap, in latent pixels, for tiled decode
+ * (defaults 64 and 16: a 128x128 latent decodes as 3 x 3 tiles of 54). */
 ld_status ld_vae_set_tiling(ld_ctx *ctx, ld_vae *v, int tile, int overlap);
 
 size_t ld_vae_activation_bytes(const ld_vae *v);

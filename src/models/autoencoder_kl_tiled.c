@@ -1,8 +1,8 @@
 /* ld_vae_decode: the batch loop and tiled decoding (see autoencoder_kl.h).
  *
- * Tiled decode cuts the latent into tiles of `tile` latent pixels that
- * overlap by `overlap` (the last tile of a row or column is moved back to end
- * at the border), decodes each tile alone, and blends the decoded tiles with
+ * Tiled decode cuts the latent into the fewest equal tiles of at most `tile`
+ * latent pixels a side that overlap by at least `overlap`, spread evenly over
+ * the latent, decodes each tile alone, and blends the decoded tiles with
  * weights that ramp linearly from ~0 to 1 across the overlap on every side
  * that has a neighbour: out = sum(w_t * tile_t) / sum(w_t), with w_t a
  * product of a row weight and a column weight. Weights are
@@ -16,17 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Tile starts along an axis of length n (tile t <= n): 0, s, 2s, ... with the
- * last one moved back to n - t. */
-static int tile_starts(int n, int t, int overlap, int *starts, int max) {
-    int k = 0, stride = t - overlap;
-    for (int p = 0; k < max; p += stride) {
-        if (p + t >= n) {
-            starts[k++] = n - t;
-            break;
-        }
-        starts[k++] = p;
+/* Tiles along an axis of length n: the fewest tiles of at most tmax that
+ * overlap by at least `overlap`, all of one size *t (as small as that allows),
+ * spread evenly from 0 to n - *t. Returns the count (1 when n <= tmax). */
+static int tile_layout(int n, int tmax, int overlap, int *t, int *starts) {
+    if (n <= tmax) {
+        *t = n;
+        starts[0] = 0;
+        return 1;
     }
+    int k = (n - overlap + (tmax - overlap) - 1) / (tmax - overlap);
+    *t = (n + (k - 1) * overlap + k - 1) / k;
+    for (int i = 0; i < k; i++) starts[i] = (int)((int64_t)i * (n - *t) / (k - 1));
     return k;
 }
 
@@ -54,10 +55,10 @@ static void axis_weights(float *w, int len, int ramp, int lo, int hi) {
 static ld_status decode_tiled(ld_ctx *ctx, ld_vae *v, const float *z, int h, int w, float *image) {
     const int Cz = v->cfg.latent_channels, Co = v->cfg.out_channels, f = ld_vae_downscale(v);
     const int T = v->tile, O = v->overlap;
-    const int th = h < T ? h : T, tw = w < T ? w : T;
+    int ys[8192], xs[8192]; /* h, w <= 8192 */
+    int th, tw;
+    const int ny = tile_layout(h, T, O, &th, ys), nx = tile_layout(w, T, O, &tw, xs);
     const int64_t H = (int64_t)h * f, W = (int64_t)w * f, tH = (int64_t)th * f, tW = (int64_t)tw * f;
-    int ys[8192], xs[8192]; /* h, w <= 8192 and stride >= 1 */
-    int ny = tile_starts(h, th, O, ys, 8192), nx = tile_starts(w, tw, O, xs, 8192);
     ld_arena *a = &v->arena;
     size_t mark = ld_arena_mark(a);
     /* The tiles form a grid and a tile's weight is wy(y) * wx(x), so the sum of
