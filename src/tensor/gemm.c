@@ -304,15 +304,19 @@ typedef struct {
 
 /* C rows [i0, i0+m), columns [j0, j0+n) = beta*C + biases (beta 0: C unread). */
 static void init_c(const gemm_args *g, int64_t i0, int64_t m, int64_t j0, int64_t n) {
+    const float beta = g->beta, *bn = g->bn ? g->bn + j0 : NULL;
     for (int64_t i = i0; i < i0 + m; i++) {
-        float *c = g->C + i * g->ldc;
-        float add_m = g->bm ? g->bm[i] : 0.0f;
-        for (int64_t j = j0; j < j0 + n; j++) {
-            float v = g->beta == 0.0f ? 0.0f : g->beta == 1.0f ? c[j] : g->beta * c[j];
-            if (g->bn) v += g->bn[j];
-            if (g->bm) v += add_m;
-            c[j] = v;
-        }
+        float *c = g->C + i * g->ldc + j0;
+        const float add_m = g->bm ? g->bm[i] : 0.0f;
+        /* branch-free inner loops the compiler vectorizes */
+        if (beta == 0.0f)
+            for (int64_t j = 0; j < n; j++) c[j] = add_m;
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < n; j++) c[j] *= beta;
+        if (beta != 0.0f && add_m != 0.0f)
+            for (int64_t j = 0; j < n; j++) c[j] += add_m;
+        if (bn)
+            for (int64_t j = 0; j < n; j++) c[j] += bn[j];
     }
 }
 
