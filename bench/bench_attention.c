@@ -1,8 +1,8 @@
-/* Attention benchmark: GFLOP/s of ld_attention (ops.h) and of
- * ld_gemm_attention (gemm_attention.h, on the GEMM micro-kernels), counting
- * 4*Lq*Lk*D flops per head (the QK^T and PV products), on the shapes the
- * models use, next to the FMA peak probe of the same run. Built by `make`,
- * never run by the tests.
+/* Attention benchmark: GFLOP/s of ld_attention (ops.h; it runs
+ * ld_gemm_attention, the GEMM micro-kernel version, whenever that can get its
+ * scratch), counting 4*Lq*Lk*D flops per head (the QK^T and PV products), on
+ * the shapes the models use, next to the FMA peak probe of the same run.
+ * Built by `make`, never run by the tests.
  *
  *     build/bench_attention [--threads N]
  *
@@ -16,7 +16,6 @@
 #include <time.h>
 
 #include "base/cpu.h"
-#include "tensor/gemm_attention.h"
 #include "tensor/ops.h"
 
 static double now(void) {
@@ -61,8 +60,8 @@ int main(int argc, char **argv) {
     double peak_core = peak * (now() - t0) / (cpu_now() - c0);
     printf("cpu: %s, path %s, %d threads; FMA probe %.1f GFLOP/s, %.1f per core-second\n\n",
            ld_cpu_info_get()->model, ld_cpu_level_name(ld_cpu_level()), threads, peak, peak_core);
-    printf("| shape | function | H x Lq x Lk x D | GFLOP/s | ratio to probe | per core-s | core ratio |\n"
-           "|---|---|---|---|---|---|---|\n");
+    printf("| shape | H x Lq x Lk x D | GFLOP/s | ratio to probe | per core-s | core ratio |\n"
+           "|---|---|---|---|---|---|\n");
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
         const shape *s = &SHAPES[si];
         int64_t HD = s->H * s->D;
@@ -82,24 +81,20 @@ int main(int argc, char **argv) {
         ld_attn_params p = {0};
         p.scale = 0.125f;
         double flops = 4.0 * s->H * s->Lq * s->Lk * s->D;
-        for (int impl = 0; impl < 2; impl++) {
+        {
             double best = 1e30, start = now(), c_start = cpu_now();
             int reps = 0;
             do {
                 double a = now();
-                if (impl == 0)
-                    ld_attention(o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
-                else
-                    ld_gemm_attention(o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
+                ld_attention(o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
                 double t = now() - a;
                 if (t < best) best = t;
                 reps++;
             } while (now() - start < 1.0 && reps < 20);
             const double best_cpu = (cpu_now() - c_start) / reps; /* mean: see bench_gemm.c */
-            printf("| %s | %s | %lldx%lldx%lldx%lld | %.1f | %.2f | %.1f | %.2f |\n", s->name,
-                   impl ? "ld_gemm_attention" : "ld_attention", (long long)s->H, (long long)s->Lq, (long long)s->Lk,
-                   (long long)s->D, flops / best * 1e-9, flops / best * 1e-9 / peak, flops / best_cpu * 1e-9,
-                   flops / best_cpu * 1e-9 / peak_core);
+            printf("| %s | %lldx%lldx%lldx%lld | %.1f | %.2f | %.1f | %.2f |\n", s->name, (long long)s->H,
+                   (long long)s->Lq, (long long)s->Lk, (long long)s->D, flops / best * 1e-9, flops / best * 1e-9 / peak,
+                   flops / best_cpu * 1e-9, flops / best_cpu * 1e-9 / peak_core);
             fflush(stdout);
         }
         fflush(stdout);

@@ -212,8 +212,8 @@ int main(int argc, char **argv) {
     printf("OpenBLAS: %s\n\n", g_sgemm ? "libopenblas.so.0 cblas_sgemm" : "not available");
     printf("GFLOP/s is wall-clock; 'per core-s' is GFLOP per CPU-second of all threads (immune to time-sharing\n"
            "with other processes) and its ratio to the probe's per core-second rate.\n\n");
-    printf("| shape | M x N x K | leandiff GFLOP/s | ratio to probe | per core-s | core ratio | OpenBLAS GFLOP/s | "
-           "OpenBLAS per core-s |\n|---|---|---|---|---|---|---|---|\n");
+    printf("| shape | M x N x K | kernel | leandiff GFLOP/s | ratio to probe | per core-s | core ratio | OpenBLAS GFLOP/s | "
+           "OpenBLAS per core-s |\n|---|---|---|---|---|---|---|---|---|\n");
     fflush(stdout);
     double min_time = quick ? 0.2 : 1.0;
     const size_t nshapes = sizeof SHAPES / sizeof SHAPES[0];
@@ -277,8 +277,9 @@ int main(int argc, char **argv) {
                 snprintf(blas_core, sizeof blas_core, "%.1f", flops / cb * 1e-9);
             }
         }
-        printf("| %s | %lldx%lldx%lld | %.1f | %.2f | %.1f | %.2f | %s | %s |\n", s->name, (long long)j.M,
-               (long long)j.N, (long long)j.K, gf, gf / peak0, gc, gc / core0, blas_col, blas_core);
+        printf("| %s | %lldx%lldx%lld | %s | %.1f | %.2f | %.1f | %.2f | %s | %s |\n", s->name, (long long)j.M,
+               (long long)j.N, (long long)j.K, ld_gemm_kernel_name_for(j.M, j.N), gf, gf / peak0, gc, gc / core0,
+               blas_col, blas_core);
         fflush(stdout);
         free(j.a);
         free(j.c);

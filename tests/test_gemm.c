@@ -275,19 +275,29 @@ static void check_conv(int64_t Cin, int64_t H, int64_t W, int64_t Cout, int k, i
     ld_im2col src = {x, Cin, H, W, k, k, stride, stride, pad, pad, dil, dil, Ho, Wo, replicate};
     ld_gemm_bfill f = {ld_im2col_fill, &src};
     ld_mat A = ld_mat_f32(w, K, 1);
+    /* BF16 paths: against the reference in bf16 mode on the explicit im2col matrix */
+    float *col = malloc(sizeof(float) * (size_t)(K * N)), *r16 = malloc(sizeof(float) * (size_t)(Cout * N));
+    ld_im2col_fill(&src, 0, K, 0, N, col, N);
+    ld_mat Col = ld_mat_f32(col, N, 1);
+    ld_gemm_set_precision(LD_PRECISION_BF16);
+    ld_gemm_reference(Cout, N, K, &A, &Col, r16, N, 0.0f, NULL, &bt);
     for (int p = 0; p < g_npaths; p++) {
-        if (g_paths[p].prec != LD_PRECISION_F32) continue;
         ld_cpu_force(g_paths[p].level);
+        ld_gemm_set_precision(g_paths[p].prec);
+        const float *want = g_paths[p].prec == LD_PRECISION_BF16 ? r16 : r;
         ld_gemm_fill_b(Cout, N, K, &A, &f, y, N, 0.0f, NULL, &bt);
         double worst = 0;
         for (int64_t i = 0; i < Cout * N; i++) {
-            double e = fabs(y[i] - r[i]) / (1.0 + fabs(r[i]));
+            double e = fabs(y[i] - want[i]) / (1.0 + fabs(want[i]));
             if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
         }
         CHECK(worst < 1e-4, "%s conv Cin %lld %lldx%lld Cout %lld k%d s%d p%d d%d rep %d: err %.3g",
               g_paths[p].name, (long long)Cin, (long long)H, (long long)W, (long long)Cout, k, stride, pad, dil,
               replicate, worst);
     }
+    ld_gemm_set_precision(LD_PRECISION_F32);
+    free(col);
+    free(r16);
     free(x);
     free(w);
     free(y);
@@ -466,11 +476,26 @@ int main(int argc, char **argv) {
                   g_paths[p].name, kn);
     }
     ld_gemm_set_precision(LD_PRECISION_F32);
+    if (ld_cpu_info_get()->best == LD_CPU_AVX512) {
+        ld_cpu_force(LD_CPU_AVX512);
+        CHECK(strcmp(ld_gemm_kernel_name_for(16, 96), "avx512-f32 8x48") == 0, "16x96 uses %s",
+              ld_gemm_kernel_name_for(16, 96));
+        CHECK(strcmp(ld_gemm_kernel_name_for(4096, 640), "avx512-f32 14x32") == 0, "4096x640 uses %s",
+              ld_gemm_kernel_name_for(4096, 640));
+        if (ld_cpu_has_bf16()) {
+            ld_gemm_set_precision(LD_PRECISION_BF16);
+            CHECK(strcmp(ld_gemm_kernel_name_for(128, 480), "avx512-bf16 8x48") == 0, "bf16 128x480 uses %s",
+                  ld_gemm_kernel_name_for(128, 480));
+            ld_gemm_set_precision(LD_PRECISION_F32);
+        }
+    }
 
     /* shapes: degenerate, odd, crossing the MC/KC/NC block edges */
     static const int64_t shapes[][3] = {
         {1, 1, 1},   {1, 37, 5},     {5, 1, 9},     {7, 13, 1},   {3, 5, 0},    {17, 33, 65}, {64, 64, 64},
         {1, 700, 300}, {300, 1, 300}, {45, 100, 257}, {131, 67, 600}, {29, 1100, 40}, {260, 90, 1030},
+        /* shapes where the AVX-512 8x48 kernel pads less than 14x32 */
+        {16, 96, 300}, {40, 1000, 50}, {128, 480, 70},
     };
     const int nshapes = sizeof shapes / sizeof shapes[0];
     for (int s = 0; s < nshapes; s++) {
@@ -486,6 +511,7 @@ int main(int argc, char **argv) {
     check_threads(300, 200, 600, 1, 0.0f);
     check_threads(37, 1100, 70, 0, 1.0f);
     check_threads(1000, 64, 64, 1, 0.0f);
+    check_threads(128, 700, 300, 0, 0.0f); /* 8x48 on AVX-512 */
     ld_cpu_force(ld_cpu_info_get()->best);
     check_nested();
     ld_gemm_release_buffers();

@@ -173,7 +173,8 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
                       const ld_attn_params *p) {
     if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return 1;
     if (Lk < 0) Lk = 0;
-    const ld_gemm_kernel *kr = ld_gemm_kernel_f32();
+    /* the tile that pads O^T (D rows x query columns) least */
+    const ld_gemm_kernel *kr = ld_gemm_kernel_f32_for(D, Lq);
     const int64_t BQ = 4 * kr->nr, BK = rup(ATT_BK, kr->mr), Dp = rup(D, kr->mr);
     const int64_t nqb = (Lq + BQ - 1) / BQ;
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();

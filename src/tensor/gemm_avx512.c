@@ -1,8 +1,9 @@
 /* AVX-512 GEMM micro-kernels (compiled with -mavx512f/bw/dq/vl/bf16, used
  * only when base/cpu.h reports level avx512):
  *   - f32: 14 rows x 32 columns held in 28 zmm accumulators; per k, two
- *     vector loads of B and 14 broadcasts of A feed 28 FMAs;
- *   - bf16: the same tile with vdpbf16ps, each instruction doing two k steps
+ *     vector loads of B and 14 broadcasts of A feed 28 FMAs; and an 8 x 48
+ *     variant that gemm.c picks when it pads the matrix less;
+ *   - bf16: the same tiles with vdpbf16ps, each instruction doing two k steps
  *     (operands packed as bf16 pairs, f32 accumulation);
  * the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
  * f32 -> bf16 pairs with vcvtne2ps2bf16, a 16x16 transposing gather; and the
@@ -64,6 +65,8 @@
 
 DEFINE_F32_KERNEL(micro_f32_14x32, 14, 2)
 DEFINE_BF16_KERNEL(micro_bf16_14x32, 14, 2)
+DEFINE_F32_KERNEL(micro_f32_8x48, 8, 3)
+DEFINE_BF16_KERNEL(micro_bf16_8x48, 8, 3)
 
 static void convert_avx512(float *dst, const void *src, ld_dtype dt, int64_t offset, int64_t n) {
     int64_t i = 0;
@@ -216,5 +219,21 @@ static const ld_gemm_kernel k_bf16 = {
     .gather_t = gather_t_avx512,
 };
 
+/* 8 x 48 tiles (24 accumulators, three loads of B per k): no padding waste
+ * when M is a multiple of 8 but not of 14 (channel counts 128, 256, ...). */
+static const ld_gemm_kernel k_f32_8x48 = {
+    .name = "avx512-f32 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 256, .nc = 480,
+    .bf16 = 0, .micro = micro_f32_8x48, .convert = convert_avx512, .gather_t = gather_t_avx512,
+    .softmax = softmax_avx512,
+};
+
+static const ld_gemm_kernel k_bf16_8x48 = {
+    .name = "avx512-bf16 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 512, .nc = 480,
+    .bf16 = 1, .micro = micro_bf16_8x48, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
+    .gather_t = gather_t_avx512,
+};
+
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32(void) { return &k_f32; }
 const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16(void) { return &k_bf16; }
+const ld_gemm_kernel *ld_gemm_kernel_avx512_f32_alt(void) { return &k_f32_8x48; }
+const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16_alt(void) { return &k_bf16_8x48; }

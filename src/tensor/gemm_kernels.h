@@ -54,8 +54,10 @@ typedef struct {
     ld_gemm_softmax_fn softmax;   /* NULL: portable C */
 } ld_gemm_kernel;
 
-/* The f32 kernel of the current CPU level (whatever the precision setting). */
+/* The f32 kernel of the current CPU level (whatever the precision setting),
+ * the default one or the one that pads an M x N product least. */
 const ld_gemm_kernel *ld_gemm_kernel_f32(void);
+const ld_gemm_kernel *ld_gemm_kernel_f32_for(int64_t M, int64_t N);
 
 /* tile[k*W + x] = f32(data[base + k*sk + x*sx]) for k < kc, x < n <= W;
  * columns n..W-1 are zeroed. tmp holds kc floats. */
@@ -65,6 +67,9 @@ void ld_gemm_gather(const ld_gemm_kernel *kr, ld_dtype dt, const void *data, int
 /* Each returns NULL when the file is not compiled for this architecture. */
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32(void);
 const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16(void);
+/* 8 x 48 variants of the two above (see pick_kernel in gemm.c). */
+const ld_gemm_kernel *ld_gemm_kernel_avx512_f32_alt(void);
+const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16_alt(void);
 const ld_gemm_kernel *ld_gemm_kernel_avx2_f32(void);
 const ld_gemm_kernel *ld_gemm_kernel_neon_f32(void);
 
