@@ -4,6 +4,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "io/fileio.h"
+#include "init_pipeline.h"
 #include "io/json.h"
 #include "models/model_registry.h"
 
@@ -15,22 +16,27 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: leandiff init-random --config PATH/config.json --out DIR [--dtype f16|bf16|f32] [--seed N]\n"
-               "Writes DIR/config.json and DIR/<weights>.safetensors with random weights of the real shapes.\n"
-               "Supported classes:");
+               "       leandiff init-random --pipeline NAME --out DIR [--dtype f16|bf16|f32] [--seed N]\n"
+               "The first form writes DIR/config.json and DIR/<weights>.safetensors with random weights of the\n"
+               "shapes the config implies. Supported classes:");
     for (int i = 0; ld_model_types[i]; i++) fprintf(f, " %s", ld_model_types[i]->class_name);
-    fprintf(f, "\n");
+    fprintf(f, "\nThe second form writes a whole SDXL-layout pipeline folder (RANDOM weights: the images are noise,\n"
+               "for demos and benchmarks). Templates:\n");
+    ld_pipeline_templates_print(f);
 }
 
 int cmd_init_random(int argc, char **argv) {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'}, {"out", required_argument, 0, 'o'},
                                          {"dtype", required_argument, 0, 'd'},  {"seed", required_argument, 0, 's'},
-                                         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *config = NULL, *out = NULL, *dtype_s = "f16";
+                                         {"pipeline", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *config = NULL, *out = NULL, *dtype_s = "f16", *pipeline = NULL;
     uint64_t seed = 0;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:o:d:s:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:o:d:s:p:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'p': pipeline = optarg; break;
         case 'c': config = optarg; break;
         case 'o': out = optarg; break;
         case 'd': dtype_s = optarg; break;
@@ -41,7 +47,7 @@ int cmd_init_random(int argc, char **argv) {
         default: usage(stderr); return 2;
         }
     }
-    if (!config || !out || optind != argc) {
+    if ((!config == !pipeline) || !out || optind != argc) {
         usage(stderr);
         return 2;
     }
@@ -54,12 +60,30 @@ int cmd_init_random(int argc, char **argv) {
         return 2;
     }
     ld_ctx *ctx = ld_ctx_new();
+    if (pipeline) {
+        int ok = ld_init_random_pipeline(ctx, pipeline, out, dtype, seed) == LD_OK;
+        if (ok) printf("wrote %s: random-weight '%s' pipeline (%s)\n", out, pipeline, dtype_s);
+        else fprintf(stderr, "leandiff: %s\n", ld_ctx_error(ctx));
+        ld_ctx_free(ctx);
+        return ok ? 0 : 1;
+    }
     json_t *cfg = NULL;
     ld_weights *rec = NULL;
     int rc = 1;
     const char *cls;
-    if (ld_json_load_file(ctx, config, &cfg) != LD_OK || ld_json_str_req(ctx, config, cfg, "_class_name", &cls) != LD_OK)
+    if (ld_json_load_file(ctx, config, &cfg) != LD_OK) goto fail;
+    /* diffusers configs carry _class_name; transformers configs (text encoders) architectures[0]. */
+    if (ld_json_str(ctx, config, cfg, "_class_name", NULL, &cls) != LD_OK) goto fail;
+    if (!cls) {
+        const char *arch[4];
+        int n;
+        if (ld_json_str_list(ctx, config, cfg, "architectures", arch, 4, &n) != LD_OK) goto fail;
+        cls = n > 0 ? arch[0] : NULL;
+    }
+    if (!cls) {
+        ld_fail(ctx, LD_ERR_FORMAT, "%s: neither _class_name nor architectures says which model this is", config);
         goto fail;
+    }
     const ld_model_type *type = ld_model_type_find(cls);
     if (!type) {
         ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: init-random does not know the class '%s'", config, cls);

@@ -6,5 +6,9 @@
 
 int cmd_inspect(int argc, char **argv);
 int cmd_init_random(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #endif

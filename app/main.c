@@ -10,8 +10,12 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
+    {"generate", cmd_generate, "make an image from a text prompt (KOALA/SDXL, Wuerstchen, Stable Cascade)"},
+    {"info", cmd_info, "print the generation parameters stored in a PNG"},
     {"inspect", cmd_inspect, "print the metadata and tensors of a .safetensors file"},
     {"init-random", cmd_init_random, "write a model component with random weights of the real shapes"},
+    {"serve", cmd_serve, "HTTP server: web page, A1111 / OpenAI / job APIs (one model, loaded once)"},
+    {"tokenize", cmd_tokenize, "print the CLIP token ids (and mask) of a prompt"},
 };
 
 static void usage(FILE *f) {

@@ -4,6 +4,7 @@
  * Built by `make`, never run by the tests.
  *
  *     build/bench_gemm [--threads N] [--bf16] [--quick] [--no-openblas] [--only NAME] [--shape MxNxK[t]]
+ *                      [--conv Cin,Cout,side]
  *     LEANDIFF_CPU=avx2 build/bench_gemm      # force a kernel path
  *
  * Shapes: "linear" rows are y = x W^T with W [N, K] row-major (as in the
@@ -61,21 +62,22 @@ static double cpu_now(void) {
 }
 
 /* Best wall seconds per call of fn over at least `min_time` (and >= 1 call
- * after a warm-up); *cpu gets the CPU seconds of that best call. */
+ * after a warm-up); *cpu gets the mean CPU seconds per call (the CPU time of
+ * other threads is only brought up to date now and then, so single short
+ * calls can under-count it; the mean over all calls does not). */
 typedef void (*run_fn)(void *);
 static double time_best(run_fn fn, void *arg, double min_time, int warm, double *cpu) {
     if (warm) fn(arg);
-    double best = 1e30, best_cpu = 1e30, t_start = now();
+    double best = 1e30, t_start = now(), c_start = cpu_now();
     int reps = 0;
     do {
-        double t0 = now(), c0 = cpu_now();
+        double t0 = now();
         fn(arg);
-        double t = now() - t0, c = cpu_now() - c0;
+        double t = now() - t0;
         if (t < best) best = t;
-        if (c < best_cpu) best_cpu = c;
         reps++;
     } while (now() - t_start < min_time || reps < 1);
-    *cpu = best_cpu;
+    *cpu = (cpu_now() - c_start) / reps;
     return best;
 }
 
@@ -178,9 +180,17 @@ int main(int argc, char **argv) {
             }
             custom = (shape){"custom", t == 't' ? KIND_LINEAR : KIND_SQUARE, m, n, k, 0, 0, 0, LD_F32};
             only = "custom";
+        } else if (!strcmp(argv[i], "--conv") && i + 1 < argc) {
+            long long c, o, hw;
+            if (sscanf(argv[++i], "%lld,%lld,%lld", &c, &o, &hw) != 3 || c < 1 || o < 1 || hw < 1) {
+                fprintf(stderr, "--conv wants Cin,Cout,side\n");
+                return 2;
+            }
+            custom = (shape){"custom", KIND_CONV, 0, 0, 0, c, o, hw, LD_F32};
+            only = "custom";
         }
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--bf16] [--quick] [--no-openblas] [--only SUBSTRING] [--shape MxNxK[t]]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--bf16] [--quick] [--no-openblas] [--only SUBSTRING] [--shape MxNxK[t]] [--conv Cin,Cout,side]\n", argv[0]);
             return 2;
         }
     }
@@ -209,7 +219,7 @@ int main(int argc, char **argv) {
     const size_t nshapes = sizeof SHAPES / sizeof SHAPES[0];
     for (size_t si = 0; si <= nshapes; si++) {
         const shape *s = si < nshapes ? &SHAPES[si] : &custom;
-        if (!s->M && s->kind != KIND_CONV) continue;
+        if (!s->M && !s->C) continue;
         if (only && !strstr(s->name, only)) continue;
         job j = {.s = s};
         if (s->kind == KIND_CONV) {

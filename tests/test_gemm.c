@@ -203,6 +203,45 @@ static void check_threads(int64_t M, int64_t N, int64_t K, int blay, float beta)
     free(c);
 }
 
+/* ld_gemm called from inside a parallel region (one product per thread, the
+ * buffer pool shared): same bits as the serial calls. Also f16 biases. */
+static void check_nested(void) {
+    enum { T = 4 };
+    const int64_t M = 90, N = 70, K = 300;
+    test_mat A = make_mat(M, K, LD_F32, 0), B = make_mat(K, N, LD_BF16, 1);
+    uint16_t bias16[70];
+    for (int64_t j = 0; j < N; j++) bias16[j] = ld_f32_to_f16(frand());
+    ld_tensor bn = {.dtype = LD_F16, .ndim = 1, .shape = {N}, .data = bias16};
+    float *serial = malloc(sizeof(float) * (size_t)(T * M * N)), *par = malloc(sizeof(float) * (size_t)(T * M * N));
+    for (int t = 0; t < T; t++) {
+        ld_mat At = A.m;
+        At.data = (const float *)A.buf + t; /* each product a different window of A */
+        ld_gemm(M, N, K - T, &At, &B.m, serial + t * M * N, N, 0.0f, &bn, NULL);
+    }
+    #pragma omp parallel for num_threads(T)
+    for (int t = 0; t < T; t++) {
+        ld_mat At = A.m;
+        At.data = (const float *)A.buf + t;
+        ld_gemm(M, N, K - T, &At, &B.m, par + t * M * N, N, 0.0f, &bn, NULL);
+    }
+    CHECK(memcmp(serial, par, sizeof(float) * (size_t)(T * M * N)) == 0, "ld_gemm inside a parallel region differs");
+    /* and against the reference, with the f16 bias */
+    float *ref = malloc(sizeof(float) * (size_t)(M * N));
+    ld_mat A0 = A.m;
+    ld_gemm_reference(M, N, K - T, &A0, &B.m, ref, N, 0.0f, &bn, NULL);
+    double worst = 0;
+    for (int64_t i = 0; i < M * N; i++) {
+        double e = fabs(serial[i] - ref[i]) / (1.0 + fabs(ref[i]));
+        if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
+    }
+    CHECK(worst < 1e-4, "f16 bias product: err %.3g", worst);
+    free(ref);
+    free(serial);
+    free(par);
+    free_mat(&A);
+    free_mat(&B);
+}
+
 /* Convolution through ld_im2col_fill + ld_gemm_fill_b vs a naive loop. */
 static void check_conv(int64_t Cin, int64_t H, int64_t W, int64_t Cout, int k, int stride, int pad, int dil,
                        int replicate) {
@@ -363,6 +402,10 @@ static void check_cpu(void) {
  * "--print-level"; the child prints the level and kernel it ended up with. */
 static void check_env_override(void) {
     const ld_cpu_info *ci = ld_cpu_info_get();
+    if (access("/proc/self/exe", X_OK) != 0) {
+        printf("no /proc/self/exe: LEANDIFF_CPU child test skipped\n");
+        return;
+    }
     const char *names[] = {"portable", "avx2", "avx512", "bogus"};
     for (int i = 0; i < 4; i++) {
         int fds[2];
@@ -443,6 +486,10 @@ int main(int argc, char **argv) {
     check_threads(300, 200, 600, 1, 0.0f);
     check_threads(37, 1100, 70, 0, 1.0f);
     check_threads(1000, 64, 64, 1, 0.0f);
+    ld_cpu_force(ld_cpu_info_get()->best);
+    check_nested();
+    ld_gemm_release_buffers();
+    check_nested(); /* the pool refills */
 
     check_conv(3, 9, 11, 5, 3, 1, 1, 1, 0);
     check_conv(16, 20, 17, 24, 3, 1, 1, 1, 0);

@@ -66,7 +66,7 @@ static void detect_x86(ld_cpu_info *ci) {
     uint64_t xcr0 = osxsave ? read_xcr0() : 0;
     int os_ymm = (xcr0 & 0x6) == 0x6;     /* SSE + AVX state */
     int os_zmm = (xcr0 & 0xe6) == 0xe6;   /* + opmask, ZMM_Hi256, Hi16_ZMM */
-    unsigned max_leaf = __get_cpuid_max(0, NULL);
+    unsigned max_leaf = (unsigned)__get_cpuid_max(0, NULL);
     unsigned b7 = 0, c7 = 0, a71 = 0;
     if (max_leaf >= 7) {
         __cpuid_count(7, 0, a, b7, c7, d);
@@ -89,7 +89,7 @@ static void detect_x86(ld_cpu_info *ci) {
     if (ci->best == LD_CPU_AVX2 && ci->avx512f && ci->avx512bw && ci->avx512dq && ci->avx512vl)
         ci->best = LD_CPU_AVX512;
     /* Brand string (leaves 0x80000002..4) when /proc/cpuinfo is absent. */
-    if (!ci->model[0] && __get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
+    if (!ci->model[0] && (unsigned)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
         unsigned regs[12];
         for (unsigned i = 0; i < 3; i++)
             __get_cpuid(0x80000002u + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);

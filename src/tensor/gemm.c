@@ -426,8 +426,8 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     const int64_t tm = (M + task_m - 1) / task_m, tn = (N + task_n - 1) / task_n;
     const int64_t mc_max = min64(MC, task_m);
     const int64_t kcmax = round_up(min64(KC, K), 2);
-    const size_t a_bytes = (size_t)(kcmax * mc_max * esz);
-    const size_t b_bytes = (size_t)(kcmax * task_n * esz);
+    const size_t a_bytes = (size_t)round_up(kcmax * mc_max * esz, 64); /* keeps the B block 64-byte aligned */
+    const size_t b_bytes = (size_t)round_up(kcmax * task_n * esz, 64);
     const size_t t_bytes = a_bytes + b_bytes + sizeof(float) * (size_t)(kcmax * W + kcmax + 2 * W + 64);
     workspace *ws = ws_acquire(t_bytes, nt);
     if (!ws) return 0;

@@ -36,6 +36,8 @@ static inline ld_mat ld_mat_f32(const float *p, int64_t rs, int64_t cs) {
     return m;
 }
 
+/* C must not overlap A, B or the biases; ldc >= N. Elements between the rows
+ * of C (columns N..ldc-1) are never touched; with beta == 0 C is not read. */
 void ld_gemm(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_mat *B, float *C, int64_t ldc, float beta,
              const ld_tensor *bias_n, const ld_tensor *bias_m);
 

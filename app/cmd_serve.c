@@ -1,0 +1,142 @@
+/* `leandiff serve -m MODEL_DIR [options]`: loads the model once and serves
+ * the web page and the HTTP APIs (see server.h for the parts, docs/server.md
+ * for the endpoints) until SIGINT / SIGTERM. */
+#include "cli_util.h"
+#include "commands.h"
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: leandiff serve -m MODEL_DIR [options]\n\n"
+            "  -m, --model DIR        diffusers pipeline folder (KOALA/SDXL, or a Wuerstchen / Cascade prior)\n"
+            "      --decoder DIR      decoder pipeline folder (Wuerstchen / Stable Cascade)\n"
+            "      --variant NAME     prefer <name>.NAME.safetensors weights (fp16, bf16)\n"
+            "      --host ADDR        address to listen on (default 127.0.0.1; 0.0.0.0 or :: for all)\n"
+            "      --port N           TCP port (default 7860; 0 = any free port, printed at start)\n"
+            "  -t, --threads N        compute threads per job (default: all cores)\n"
+            "      --max-queue N      jobs that may wait behind the running one (default 16); more get 503\n"
+            "      --api-key KEY      require 'Authorization: Bearer KEY' on every API call\n"
+            "                         (or set LEANDIFF_API_KEY, which keeps the key out of the process list)\n"
+            "      --outputs DIR      also save every image there (names made by the server)\n"
+            "      --max-size PX      largest width / height accepted (default 1024)\n"
+            "      --max-steps N      most steps accepted (default 150)\n"
+            "      --max-batch N      most images per request (default 8)\n"
+            "      --max-body BYTES   largest request body (default 1048576); larger gets 413\n"
+            "      --history N        finished jobs kept in memory for the API and the page (default 100)\n"
+            "      --max-connections N  simultaneous connections (default 256)\n"
+            "  -v, --verbose          log more\n");
+}
+
+static int int_flag(const char *flag, const char *v, long long lo, long long hi, int *out) {
+    long long x;
+    if (!cli_parse_int(flag, v, lo, hi, &x)) return 0;
+    *out = (int)x;
+    return 1;
+}
+
+int cmd_serve(int argc, char **argv) {
+    server s;
+    memset(&s, 0, sizeof s);
+    server_config *c = &s.cfg;
+    c->host = "127.0.0.1";
+    c->port = 7860;
+    c->max_queue = 16;
+    c->max_body = 1 << 20;
+    c->max_size = 1024;
+    c->max_steps = 150;
+    c->max_batch = 8;
+    c->history = 100;
+    c->max_connections = 256;
+    const char *variant = NULL;
+    c->api_key = getenv("LEANDIFF_API_KEY");
+    if (c->api_key && !*c->api_key) c->api_key = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            ld_set_log_level(LD_LOG_INFO);
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "leandiff serve: unknown option or missing value: %s\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        const char *v = argv[++i];
+        long long x;
+        int ok = 1;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) c->model_dir = v;
+        else if (!strcmp(a, "--decoder")) c->decoder_dir = v;
+        else if (!strcmp(a, "--variant")) variant = v;
+        else if (!strcmp(a, "--host")) c->host = v;
+        else if (!strcmp(a, "--port")) ok = int_flag(a, v, 0, 65535, &c->port);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = int_flag(a, v, 0, 1024, &c->threads);
+        else if (!strcmp(a, "--max-queue")) ok = int_flag(a, v, 0, 100000, &c->max_queue);
+        else if (!strcmp(a, "--api-key")) c->api_key = v;
+        else if (!strcmp(a, "--outputs")) c->outputs = v;
+        else if (!strcmp(a, "--max-size")) ok = int_flag(a, v, 64, 8192, &c->max_size);
+        else if (!strcmp(a, "--max-steps")) ok = int_flag(a, v, 1, 1000, &c->max_steps);
+        else if (!strcmp(a, "--max-batch")) ok = int_flag(a, v, 1, 64, &c->max_batch);
+        else if (!strcmp(a, "--history")) ok = int_flag(a, v, 1, 100000, &c->history);
+        else if (!strcmp(a, "--max-connections")) ok = int_flag(a, v, 4, 10000, &c->max_connections);
+        else if (!strcmp(a, "--max-body")) {
+            ok = cli_parse_int(a, v, 1024, 1LL << 30, &x);
+            c->max_body = (size_t)x;
+        } else {
+            fprintf(stderr, "leandiff serve: unknown option %s\n\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (!ok) return 2;
+    }
+    if (!c->model_dir) {
+        fprintf(stderr, "leandiff serve: -m MODEL_DIR is required\n\n");
+        usage(stderr);
+        return 2;
+    }
+    if (c->api_key && strlen(c->api_key) < 8) {
+        fprintf(stderr, "leandiff serve: --api-key must have at least 8 characters\n");
+        return 2;
+    }
+    if (c->outputs) {
+        struct stat st;
+        if (stat(c->outputs, &st) != 0 && mkdir(c->outputs, 0755) != 0) {
+            fprintf(stderr, "leandiff serve: --outputs %s: %s\n", c->outputs, strerror(errno));
+            return 1;
+        }
+        if (stat(c->outputs, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "leandiff serve: --outputs %s is not a folder\n", c->outputs);
+            return 1;
+        }
+    }
+    int loopback = !strcmp(c->host, "127.0.0.1") || !strcmp(c->host, "localhost") || !strcmp(c->host, "::1");
+    if (!loopback && !c->api_key)
+        fprintf(stderr, "leandiff serve: warning: listening on %s without --api-key: anyone who can reach this "
+                        "machine can use it\n", c->host);
+
+    ld_set_threads(c->threads);
+    ld_ctx *ctx = ld_ctx_new();
+    if (!ctx) return 1;
+    ld_pipeline_options opt = {.model_dir = c->model_dir, .decoder_dir = c->decoder_dir, .variant = variant,
+                               .vae_tiling = -1};
+    if (ld_pipeline_open(ctx, &opt, &s.pipe) != LD_OK) {
+        fprintf(stderr, "leandiff serve: %s\n", ld_ctx_error(ctx));
+        ld_ctx_free(ctx);
+        return 1;
+    }
+    ld_ctx_free(ctx);
+    s.family = ld_pipeline_family(s.pipe);
+    s.model_name = ld_pipeline_model_name(s.pipe);
+    int rc = server_run(&s);
+    ld_pipeline_free(s.pipe);
+    return rc;
+}

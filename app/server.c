@@ -1,0 +1,375 @@
+/* The HTTP side of `leandiff serve` on libmicrohttpd: one thread per
+ * connection, request bodies collected up to cfg.max_body (413 past it),
+ * the Host / Origin checks and the Bearer key checked before any body is
+ * read, then routing to the page or to the three APIs (server_api_*.c).
+ * server_run() blocks until SIGINT or SIGTERM and then shuts down in order:
+ * jobs cancelled, connections finished, worker joined, memory released.
+ */
+#include "server.h"
+#include "web_assets.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+/* Per-request state, kept by libmicrohttpd in *con_cls between calls. */
+typedef struct {
+    char *body;
+    size_t len, cap;
+    int too_big;
+    int answered; /* a reply was queued before the body arrived */
+} conn_state;
+
+/* ---- replies --------------------------------------------------------------- */
+
+mhd_result server_queue(server_req *r, unsigned status, struct MHD_Response *resp) {
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    mhd_result ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+mhd_result reply_bytes(server_req *r, unsigned status, const char *content_type, void *data, size_t len, int copy) {
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, data, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        if (!copy) free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", content_type);
+    return server_queue(r, status, resp);
+}
+
+mhd_result reply_json(server_req *r, unsigned status, json_t *j) {
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text) return MHD_NO;
+    return reply_bytes(r, status, "application/json", text, strlen(text), 0);
+}
+
+/* {"error": message, "field": name} everywhere, except under /v1/ where
+ * OpenAI clients expect {"error": {"message", "type", "param", "code"}}. */
+static json_t *error_json(const server_req *r, unsigned status, const char *field, const char *msg) {
+    json_t *o = json_object();
+    if (!strncmp(r->path, "/v1/", 4)) {
+        json_t *e = json_object();
+        json_object_set_new(e, "message", json_string(msg));
+        json_object_set_new(e, "type", json_string(status == 401   ? "authentication_error"
+                                                   : status >= 500 ? "server_error"
+                                                                   : "invalid_request_error"));
+        json_object_set_new(e, "param", field ? json_string(field) : json_null());
+        json_object_set_new(e, "code", json_null());
+        json_object_set_new(o, "error", e);
+    } else {
+        json_object_set_new(o, "error", json_string(msg));
+        if (field) json_object_set_new(o, "field", json_string(field));
+    }
+    return o;
+}
+
+/* An error answer with one extra header (name NULL: none). */
+static mhd_result reply_error_hdr(server_req *r, unsigned status, const char *hname, const char *hvalue,
+                                  const char *msg) {
+    json_t *o = error_json(r, status, NULL, msg);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!text) return MHD_NO;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    if (hname) MHD_add_response_header(resp, hname, hvalue);
+    return server_queue(r, status, resp);
+}
+
+mhd_result reply_error(server_req *r, unsigned status, const char *field, const char *fmt, ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return reply_json(r, status, error_json(r, status, field, msg));
+}
+
+mhd_result reply_busy(server_req *r, int retry_after) {
+    char msg[160], ra[16];
+    snprintf(msg, sizeof msg, "the queue is full; retry after %d s", retry_after);
+    snprintf(ra, sizeof ra, "%d", retry_after);
+    return reply_error_hdr(r, 503, "Retry-After", ra, msg);
+}
+
+mhd_result reply_method(server_req *r, const char *allow) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "method %.16s is not allowed here; use %s", r->method, allow);
+    return reply_error_hdr(r, 405, "Allow", allow, msg);
+}
+
+int server_client_gone(void *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info((struct MHD_Connection *)conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return 0;
+    int fd = ci->connect_fd;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return 1;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    /* 0: the client closed its side. Data (a pipelined request) means it is still there. */
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* ---- the page ------------------------------------------------------------- */
+
+static const char *content_type_of(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot) return "application/octet-stream";
+    if (!strcmp(dot, ".html")) return "text/html; charset=utf-8";
+    if (!strcmp(dot, ".js")) return "text/javascript; charset=utf-8";
+    if (!strcmp(dot, ".css")) return "text/css; charset=utf-8";
+    if (!strcmp(dot, ".svg")) return "image/svg+xml";
+    if (!strcmp(dot, ".png")) return "image/png";
+    if (!strcmp(dot, ".ico")) return "image/x-icon";
+    return "application/octet-stream";
+}
+
+/* GET / and the other files of app/web/. -1 if there is no such file. */
+static int serve_asset(server_req *r) {
+    const char *name = !strcmp(r->path, "/") ? "index.html" : r->path + 1;
+    for (int i = 0; ld_web_assets[i].name; i++) {
+        if (strcmp(ld_web_assets[i].name, name)) continue;
+        if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD")) return reply_method(r, "GET, HEAD");
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            ld_web_assets[i].size, (void *)ld_web_assets[i].data, MHD_RESPMEM_PERSISTENT);
+        if (!resp) return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", content_type_of(name));
+        MHD_add_response_header(resp, "Content-Security-Policy",
+                                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                                "img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'; "
+                                "base-uri 'none'");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+        return server_queue(r, 200, resp);
+    }
+    return -1;
+}
+
+/* ---- checks made before the body is read ----------------------------------- */
+
+static int is_api_path(const char *path) {
+    return !strncmp(path, "/sdapi/", 7) || !strncmp(path, "/v1/", 4) || !strncmp(path, "/api/", 5);
+}
+
+static int is_loopback_name(const char *host, size_t n) {
+    static const char *names[] = {"localhost", "127.0.0.1", "[::1]"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == n && !strncasecmp(host, names[i], n)) return 1;
+    return 0;
+}
+
+static int listening_on_loopback(const server *s) {
+    const char *h = s->cfg.host;
+    return !strcmp(h, "127.0.0.1") || !strcmp(h, "localhost") || !strcmp(h, "::1");
+}
+
+/* Host part of a Host header value ("name:port" or "[v6]:port"). */
+static size_t host_len(const char *h) {
+    if (h[0] == '[') {
+        const char *e = strchr(h, ']');
+        return e ? (size_t)(e - h) + 1 : strlen(h);
+    }
+    const char *c = strchr(h, ':');
+    return c ? (size_t)(c - h) : strlen(h);
+}
+
+/* Web pages from other sites must not drive this server: a browser marks
+ * their requests with an Origin that differs from the Host, and a page that
+ * rebinds its own DNS name to 127.0.0.1 still shows a foreign Host. Clients
+ * that are not browsers (curl, scripts) send no Origin and pass. */
+static const char *check_origin(const server *s, struct MHD_Connection *conn) {
+    const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (listening_on_loopback(s) && host && !is_loopback_name(host, host_len(host)))
+        return "this server listens on loopback and answers only to Host: localhost / 127.0.0.1 / [::1]";
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (!origin || !strcmp(origin, "null")) return origin ? "requests from an opaque origin are refused" : NULL;
+    /* https too: behind a TLS-terminating proxy the page's origin is https://. */
+    const char *o = !strncmp(origin, "http://", 7) ? origin + 7 : !strncmp(origin, "https://", 8) ? origin + 8 : NULL;
+    if (!o || !host || strcmp(o, host)) return "cross-origin requests are refused";
+    return NULL;
+}
+
+/* Constant-time comparison of the Authorization header with "Bearer KEY". */
+static int check_key(const server *s, struct MHD_Connection *conn) {
+    if (!s->cfg.api_key) return 1;
+    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    if (!auth || strncasecmp(auth, "Bearer ", 7)) return 0;
+    const char *given = auth + 7, *want = s->cfg.api_key;
+    size_t gl = strlen(given), wl = strlen(want);
+    unsigned char diff = (unsigned char)(gl != wl);
+    for (size_t i = 0; i < wl; i++) diff |= (unsigned char)(want[i] ^ given[i < gl ? i : 0]);
+    return diff == 0;
+}
+
+static mhd_result reply_unauthorized(server_req *r) {
+    return reply_error_hdr(r, 401, "WWW-Authenticate", "Bearer realm=\"leandiff\"",
+                           "this server needs an API key: send Authorization: Bearer KEY");
+}
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+static mhd_result route(server *s, server_req *r) {
+    int res = -1;
+    if (!is_api_path(r->path)) res = serve_asset(r);
+    if (res < 0) res = api_a1111(s, r);
+    if (res < 0) res = api_openai(s, r);
+    if (res < 0) res = api_native(s, r);
+    if (res < 0) return reply_error(r, 404, NULL, "no such path: %s", r->path);
+    return (mhd_result)res;
+}
+
+static mhd_result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                             const char *version, const char *upload_data, size_t *upload_data_size,
+                             void **con_cls) {
+    server *s = cls;
+    server_req r = {.conn = conn, .method = method, .path = url, .body = "", .body_len = 0};
+    conn_state *cs = *con_cls;
+    if (!cs) {
+        /* First call: headers only. Refuse early so no body is read for nothing. */
+        cs = calloc(1, sizeof *cs);
+        if (!cs) return MHD_NO;
+        *con_cls = cs;
+        const char *why = check_origin(s, conn);
+        if (why) {
+            cs->answered = 1;
+            return reply_error(&r, 403, NULL, "%s", why);
+        }
+        if (is_api_path(url) && !check_key(s, conn)) {
+            cs->answered = 1;
+            return reply_unauthorized(&r);
+        }
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->cfg.max_body) {
+            cs->answered = 1;
+            return reply_error(&r, 413, NULL, "request body too large: %s bytes, the limit is %zu", cl,
+                               s->cfg.max_body);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (cs->answered || cs->too_big) return MHD_YES;
+        if (cs->len + n > s->cfg.max_body) {
+            cs->too_big = 1;
+            return MHD_YES;
+        }
+        if (cs->len + n + 1 > cs->cap) {
+            size_t cap = cs->cap ? cs->cap : 1024;
+            while (cap < cs->len + n + 1) cap *= 2;
+            char *b = realloc(cs->body, cap);
+            if (!b) return MHD_NO;
+            cs->body = b;
+            cs->cap = cap;
+        }
+        memcpy(cs->body + cs->len, upload_data, n);
+        cs->len += n;
+        cs->body[cs->len] = 0;
+        return MHD_YES;
+    }
+    if (cs->answered) return MHD_YES;
+    if (cs->too_big) return reply_error(&r, 413, NULL, "request body too large: the limit is %zu bytes", s->cfg.max_body);
+    if (cs->body) {
+        r.body = cs->body;
+        r.body_len = cs->len;
+    }
+    cs->answered = 1;
+    return route(s, &r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode t) {
+    conn_state *cs = *con_cls;
+    if (!cs) return;
+    free(cs->body);
+    free(cs);
+    *con_cls = NULL;
+}
+
+/* ---- start, wait for a signal, stop ------------------------------------------ */
+
+/* libmicrohttpd's own messages ("Connection was closed by remote side ...",
+ * "Server reached connection limit ...") are routine under load: shown with -v. */
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    if (ld_get_log_level() < LD_LOG_INFO) return;
+    fputs("leandiff serve: libmicrohttpd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+int server_run(server *s) {
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    /* Blocked here, so every thread started below inherits the mask and only sigwait sees them. */
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->cfg.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(s->cfg.host, port, &hints, &ai);
+    if (gai || !ai) {
+        fprintf(stderr, "leandiff serve: --host %s: %s\n", s->cfg.host, gai ? gai_strerror(gai) : "no address");
+        return 1;
+    }
+    if (!jobs_start(s)) {
+        freeaddrinfo(ai);
+        jobs_free(s);
+        return 1;
+    }
+    unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+                                 MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+                                 MHD_OPTION_END);
+    int family = ai->ai_family;
+    freeaddrinfo(ai);
+    if (!s->daemon) {
+        fprintf(stderr, "leandiff serve: cannot listen on %s port %d (in use, or not an address of this machine)\n",
+                s->cfg.host, s->cfg.port);
+        jobs_stop(s);
+        jobs_free(s);
+        return 1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    int bound = di ? di->port : s->cfg.port;
+    printf("leandiff serve: listening on http://%s%s%s:%d/ (model %s, %s)%s\n", family == AF_INET6 ? "[" : "",
+           s->cfg.host, family == AF_INET6 ? "]" : "", bound, s->model_name, s->family,
+           s->cfg.api_key ? ", API key required" : "");
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "leandiff serve: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    jobs_stop(s);             /* queued jobs cancelled, the running one stops at its next step */
+    MHD_stop_daemon(s->daemon); /* waiters and event streams see the jobs finished and return */
+    s->daemon = NULL;
+    jobs_free(s);
+    return 0;
+}

@@ -1,0 +1,219 @@
+/* AUTOMATIC1111-compatible routes of `leandiff serve` (/sdapi/v1/...):
+ * txt2img (synchronous: the answer comes when the images are made), progress,
+ * interrupt, sd-models, samplers, options. Unlike other A1111 look-alikes,
+ * txt2img's "info" string holds the values really used (seeds, size, steps,
+ * sampler, infotexts), which clients such as SillyTavern parse for the seed.
+ */
+#include "server.h"
+#include "pipeline/infotext.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static json_t *str_array(const char *v, int n) {
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(a, json_string(v));
+    return a;
+}
+
+/* Processed.js() of A1111, filled from the job's finished images. */
+static json_t *a1111_info(const server *s, const job *j, const json_t *body) {
+    const ld_gen_info *first = &j->images[0].info;
+    int n = j->n_images;
+    const char *neg = j->req.negative_prompt ? j->req.negative_prompt : "";
+    json_t *o = json_object();
+    json_object_set_new(o, "prompt", json_string(j->req.prompt));
+    json_object_set_new(o, "all_prompts", str_array(j->req.prompt, n));
+    json_object_set_new(o, "negative_prompt", json_string(neg));
+    json_object_set_new(o, "all_negative_prompts", str_array(neg, n));
+    json_object_set_new(o, "seed", json_integer((json_int_t)first->seed));
+    json_t *seeds = json_array(), *subseeds = json_array(), *infotexts = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(seeds, json_integer((json_int_t)j->images[i].info.seed));
+        json_array_append_new(subseeds, json_integer(-1));
+        json_array_append_new(infotexts, json_string(j->images[i].infotext));
+    }
+    json_object_set_new(o, "all_seeds", seeds);
+    json_object_set_new(o, "subseed", json_integer(-1));
+    json_object_set_new(o, "all_subseeds", subseeds);
+    json_object_set_new(o, "subseed_strength", json_integer(0));
+    json_object_set_new(o, "width", json_integer(first->width));
+    json_object_set_new(o, "height", json_integer(first->height));
+    json_object_set_new(o, "sampler_name", json_string(ld_infotext_sampler_label(first->sampler)));
+    json_object_set_new(o, "cfg_scale", json_real(first->cfg_scale));
+    json_object_set_new(o, "steps", json_integer(first->steps));
+    json_t *bs = json_object_get(body, "batch_size");
+    json_object_set_new(o, "batch_size", json_is_integer(bs) ? json_incref(bs) : json_integer(1));
+    json_object_set_new(o, "restore_faces", json_false());
+    json_object_set_new(o, "face_restoration_model", json_null());
+    json_object_set_new(o, "sd_model_name", json_string(first->model));
+    json_object_set_new(o, "sd_model_hash", json_null());
+    json_object_set_new(o, "sd_vae_name", json_null());
+    json_object_set_new(o, "sd_vae_hash", json_null());
+    json_object_set_new(o, "seed_resize_from_w", json_integer(-1));
+    json_object_set_new(o, "seed_resize_from_h", json_integer(-1));
+    json_object_set_new(o, "denoising_strength", json_null());
+    json_object_set_new(o, "extra_generation_params", json_object());
+    json_object_set_new(o, "index_of_first_image", json_integer(0));
+    json_object_set_new(o, "infotexts", infotexts);
+    json_object_set_new(o, "styles", json_array());
+    time_t t = (time_t)j->started;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y%m%d%H%M%S", &tm);
+    json_object_set_new(o, "job_timestamp", json_string(ts));
+    json_object_set_new(o, "clip_skip", json_integer(1));
+    json_object_set_new(o, "is_using_inpainting_conditioning", json_false());
+    json_object_set_new(o, "version", json_string(ld_version()));
+    if (strcmp(s->family, "sdxl")) {
+        json_object_set_new(o, "prior_steps", json_integer(first->prior_steps));
+        json_object_set_new(o, "prior_cfg_scale", json_real(first->prior_cfg_scale));
+    }
+    return o;
+}
+
+/* Answers a finished synchronous job: its error, or build(job) as 200. */
+static mhd_result reply_finished_job(server *s, server_req *r, job *j, json_t *(*build)(server *, job *, void *),
+                              void *user) {
+    if (j->state == JOB_FAILED) {
+        mhd_result res = reply_error(r, j->error_status ? (unsigned)j->error_status : 500, NULL, "%s", j->error);
+        jobs_put(s, j);
+        return res;
+    }
+    if (j->n_images == 0) {
+        mhd_result res = reply_error(r, 409, NULL, "the job was cancelled: %s", j->error);
+        jobs_put(s, j);
+        return res;
+    }
+    /* Finished jobs do not change any more: no lock needed to read them. */
+    json_t *o = build(s, j, user);
+    jobs_put(s, j);
+    return o ? reply_json(r, 200, o) : reply_error(r, 500, NULL, "out of memory");
+}
+
+json_t *images_b64(const job *j, const char *key) {
+    json_t *a = json_array();
+    for (int i = 0; i < j->n_images; i++) {
+        char *b = base64_encode(j->images[i].png, j->images[i].png_len);
+        if (!b) {
+            json_decref(a);
+            return NULL;
+        }
+        if (key) {
+            json_t *e = json_object();
+            json_object_set_new(e, key, json_string(b));
+            json_array_append_new(a, e);
+        } else {
+            json_array_append_new(a, json_string(b));
+        }
+        free(b);
+    }
+    return a;
+}
+
+static json_t *build_txt2img(server *s, job *j, void *user) {
+    json_t *body = user;
+    json_t *imgs = images_b64(j, NULL);
+    if (!imgs) return NULL;
+    json_t *info = a1111_info(s, j, body);
+    char *info_text = json_dumps(info, JSON_COMPACT);
+    json_decref(info);
+    json_t *o = json_object();
+    json_object_set_new(o, "images", imgs);
+    json_object_set(o, "parameters", body);
+    json_object_set_new(o, "info", json_string(info_text ? info_text : "{}"));
+    free(info_text);
+    return o;
+}
+
+/* Shared by the synchronous routes: validate, queue, wait, answer. */
+mhd_result run_sync(server *s, server_req *r, req_dialect d, const char *api,
+                    json_t *(*build)(server *, job *, void *)) {
+    mhd_result res;
+    json_t *body = server_parse_body(r, &res);
+    if (!body) return res;
+    gen_request req;
+    gen_request_init(&req);
+    char err[512], field[64];
+    if (!gen_request_from_json(s, d, body, &req, err, sizeof err, field, sizeof field)) {
+        gen_request_free(&req);
+        json_decref(body);
+        return reply_error(r, 400, field, "%s", err);
+    }
+    int retry;
+    job *j = jobs_submit(s, &req, api, &retry);
+    gen_request_free(&req);
+    if (!j) {
+        json_decref(body);
+        return reply_busy(r, retry);
+    }
+    jobs_wait(s, j, server_client_gone, r->conn);
+    res = reply_finished_job(s, r, j, build, body);
+    json_decref(body);
+    return res;
+}
+
+static json_t *sd_models(const server *s) {
+    json_t *m = json_object();
+    json_object_set_new(m, "title", json_string(s->model_name));
+    json_object_set_new(m, "model_name", json_string(s->model_name));
+    json_object_set_new(m, "hash", json_null());
+    json_object_set_new(m, "sha256", json_null());
+    json_object_set_new(m, "filename", json_string(s->cfg.model_dir));
+    json_object_set_new(m, "config", json_null());
+    json_t *a = json_array();
+    json_array_append_new(a, m);
+    return a;
+}
+
+static json_t *sampler_entry(const char *name, const char *alias) {
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(name));
+    json_t *al = json_array();
+    if (alias) json_array_append_new(al, json_string(alias));
+    json_object_set_new(o, "aliases", al);
+    json_object_set_new(o, "options", json_object());
+    return o;
+}
+
+static json_t *samplers_json(const server *s) {
+    json_t *a = json_array();
+    if (!strcmp(s->family, "sdxl")) {
+        json_array_append_new(a, sampler_entry("Euler", "k_euler"));
+        json_array_append_new(a, sampler_entry("Euler a", "k_euler_a"));
+    } else {
+        json_array_append_new(a, sampler_entry("DDPM", NULL));
+    }
+    return a;
+}
+
+static json_t *options_json(const server *s) {
+    json_t *o = json_object();
+    json_object_set_new(o, "sd_model_checkpoint", json_string(s->model_name));
+    json_object_set_new(o, "sd_checkpoint_hash", json_null());
+    json_object_set_new(o, "samples_format", json_string("png"));
+    json_object_set_new(o, "CLIP_stop_at_last_layers", json_integer(1));
+    json_object_set_new(o, "eta_noise_seed_delta", json_integer(0));
+    return o;
+}
+
+int api_a1111(server *s, server_req *r) {
+    if (strncmp(r->path, "/sdapi/v1/", 10)) return -1;
+    const char *p = r->path + 10;
+    int get = !strcmp(r->method, "GET") || !strcmp(r->method, "HEAD"), post = !strcmp(r->method, "POST");
+    if (!strcmp(p, "txt2img")) return post ? run_sync(s, r, REQ_A1111, "a1111", build_txt2img) : reply_method(r, "POST");
+    if (!strcmp(p, "progress")) return get ? reply_json(r, 200, jobs_progress_json(s)) : reply_method(r, "GET");
+    if (!strcmp(p, "interrupt")) {
+        if (!post) return reply_method(r, "POST");
+        json_t *o = json_object();
+        json_object_set_new(o, "interrupted", json_boolean(jobs_interrupt(s)));
+        return reply_json(r, 200, o);
+    }
+    if (!strcmp(p, "sd-models")) return get ? reply_json(r, 200, sd_models(s)) : reply_method(r, "GET");
+    if (!strcmp(p, "samplers")) return get ? reply_json(r, 200, samplers_json(s)) : reply_method(r, "GET");
+    if (!strcmp(p, "options")) return get ? reply_json(r, 200, options_json(s)) : reply_method(r, "GET");
+    return -1;
+}

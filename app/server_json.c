@@ -1,0 +1,257 @@
+/* Validation of request bodies for `leandiff serve`: JSON text -> object,
+ * and object -> gen_request for the three dialects (A1111, OpenAI, native).
+ * Every refusal names the field and, for limits, the limit:
+ *     "width must be between 8 and 1024 (this server's limit), got 4096"
+ * A1111 and OpenAI bodies may carry fields we do not use (ignored, as their
+ * clients send many); native bodies must not (a typo is a 400).
+ */
+#include "server.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define PROMPT_MAX 10000
+#define CFG_MAX 50.0
+
+json_t *server_parse_body(server_req *r, mhd_result *res) {
+    if (r->body_len == 0) {
+        *res = reply_error(r, 400, NULL, "the request body must be a JSON object; it is empty");
+        return NULL;
+    }
+    json_error_t err;
+    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+    if (!j) {
+        *res = reply_error(r, 400, NULL, "invalid JSON at line %d, column %d: %s", err.line, err.column, err.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        *res = reply_error(r, 400, NULL, "the request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+static const char *type_name(const json_t *v) {
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+typedef struct {
+    char *err;
+    size_t errn;
+    char *field;
+    size_t fieldn;
+} verr;
+
+static int bad(verr *e, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(verr *e, const char *field, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->err, e->errn, fmt, ap);
+    va_end(ap);
+    snprintf(e->field, e->fieldn, "%s", field);
+    return 0;
+}
+
+/* Integer field (a number with an integral value also counts). Absent or
+ * null keeps *out. */
+static int get_int(verr *e, const json_t *o, const char *key, long long lo, long long hi, const char *limit_note,
+                   long long *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 1;
+    long long x;
+    if (json_is_integer(v)) {
+        x = json_integer_value(v);
+    } else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+               fabs(json_real_value(v)) < 9e15) {
+        x = (long long)json_real_value(v);
+    } else {
+        return bad(e, key, "%s must be an integer, got %s", key, type_name(v));
+    }
+    if (x < lo || x > hi) return bad(e, key, "%s must be between %lld and %lld%s, got %lld", key, lo, hi, limit_note, x);
+    *out = x;
+    return 1;
+}
+
+static int get_num(verr *e, const json_t *o, const char *key, double lo, double hi, double *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 1;
+    if (!json_is_number(v)) return bad(e, key, "%s must be a number, got %s", key, type_name(v));
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi)) return bad(e, key, "%s must be between %g and %g, got %g", key, lo, hi, x);
+    *out = x;
+    return 1;
+}
+
+/* String field copied into *out (malloc). Absent: *out unchanged; null: NULL when allow_null. */
+static int get_str(verr *e, const json_t *o, const char *key, int allow_null, char **out) {
+    json_t *v = json_object_get(o, key);
+    if (!v) return 1;
+    if (json_is_null(v) && allow_null) {
+        free(*out);
+        *out = NULL;
+        return 1;
+    }
+    if (!json_is_string(v)) return bad(e, key, "%s must be a string, got %s", key, type_name(v));
+    if (json_string_length(v) > PROMPT_MAX)
+        return bad(e, key, "%s is longer than %d bytes (this server's limit)", key, PROMPT_MAX);
+    char *c = strdup(json_string_value(v));
+    if (!c) return bad(e, key, "out of memory");
+    free(*out);
+    *out = c;
+    return 1;
+}
+
+/* ---- samplers ------------------------------------------------------------------ */
+
+static const struct {
+    const char *lib, *display, *alias1, *alias2;
+} samplers[] = {
+    {"euler", "Euler", "k_euler", "euler"},
+    {"euler_a", "Euler a", "k_euler_a", "euler_ancestral"},
+};
+
+static int get_sampler(verr *e, const server *s, const json_t *o, const char *key, char *out) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 1;
+    if (!json_is_string(v)) return bad(e, key, "%s must be a string, got %s", key, type_name(v));
+    const char *name = json_string_value(v);
+    if (!*name) return 1;
+    /* Two-stage families have one sampler (DDPM): A1111 clients always send
+     * one name or another, so it is not an error there. */
+    if (strcmp(s->family, "sdxl")) return 1;
+    for (size_t i = 0; i < sizeof samplers / sizeof samplers[0]; i++)
+        if (!strcasecmp(name, samplers[i].lib) || !strcasecmp(name, samplers[i].display) ||
+            !strcasecmp(name, samplers[i].alias1) || !strcasecmp(name, samplers[i].alias2)) {
+            snprintf(out, SERVER_SAMPLER_MAX, "%s", samplers[i].lib);
+            return 1;
+        }
+    return bad(e, key, "%s: unknown sampler '%.64s' (available: Euler, Euler a)", key, name);
+}
+
+/* ---- the three dialects ---------------------------------------------------------- */
+
+static int common_fields(verr *e, const server *s, const json_t *o, gen_request *req, const char *sampler_key) {
+    const server_config *c = &s->cfg;
+    long long w = req->width, h = req->height, steps = req->steps, seed = req->seed, ps = req->prior_steps;
+    if (!get_str(e, o, "prompt", 0, &req->prompt)) return 0;
+    if (!get_str(e, o, "negative_prompt", 1, &req->negative_prompt)) return 0;
+    if (!get_int(e, o, "width", 8, c->max_size, " (this server's limit)", &w)) return 0;
+    if (!get_int(e, o, "height", 8, c->max_size, " (this server's limit)", &h)) return 0;
+    if (!get_int(e, o, "steps", 1, c->max_steps, " (this server's limit)", &steps)) return 0;
+    if (!get_int(e, o, "prior_steps", 1, c->max_steps, " (this server's limit)", &ps)) return 0;
+    if (!get_num(e, o, "cfg_scale", 0, CFG_MAX, &req->cfg_scale)) return 0;
+    if (!get_num(e, o, "prior_cfg_scale", 0, CFG_MAX, &req->prior_cfg_scale)) return 0;
+    if (!get_int(e, o, "seed", -1, 0x7fffffffffffffffLL, "", &seed)) return 0;
+    if (w % 8) return bad(e, "width", "width must be a multiple of 8, got %lld", w);
+    if (h % 8) return bad(e, "height", "height must be a multiple of 8, got %lld", h);
+    if (sampler_key && !get_sampler(e, s, o, sampler_key, req->sampler)) return 0;
+    req->width = (int)w;
+    req->height = (int)h;
+    req->steps = (int)steps;
+    req->prior_steps = (int)ps;
+    req->seed = seed;
+    return 1;
+}
+
+static int a1111_fields(verr *e, const server *s, const json_t *o, gen_request *req) {
+    long long bs = 1, ni = 1;
+    const char *skey = json_object_get(o, "sampler_name") ? "sampler_name" : "sampler_index";
+    if (json_object_get(o, "sampler_index") && !json_is_string(json_object_get(o, "sampler_index")))
+        skey = "sampler_name"; /* legacy numeric sampler_index: ignored, as A1111 does */
+    if (!common_fields(e, s, o, req, skey)) return 0;
+    if (!get_int(e, o, "batch_size", 1, s->cfg.max_batch, " (this server's limit)", &bs)) return 0;
+    if (!get_int(e, o, "n_iter", 1, s->cfg.max_batch, " (this server's limit)", &ni)) return 0;
+    if (bs * ni > s->cfg.max_batch)
+        return bad(e, "batch_size", "batch_size x n_iter must be at most %d (this server's limit), got %lld",
+                   s->cfg.max_batch, bs * ni);
+    req->count = (int)(bs * ni);
+    return 1;
+}
+
+static int parse_size(verr *e, const char *v, gen_request *req, int max) {
+    if (!strcmp(v, "auto")) return 1;
+    char *end;
+    if (!isdigit((unsigned char)v[0])) return bad(e, "size", "size must look like \"512x512\", got \"%.32s\"", v);
+    long w = strtol(v, &end, 10);
+    if (*end != 'x' || !isdigit((unsigned char)end[1]))
+        return bad(e, "size", "size must look like \"512x512\", got \"%.32s\"", v);
+    long h = strtol(end + 1, &end, 10);
+    if (*end) return bad(e, "size", "size must look like \"512x512\", got \"%.32s\"", v);
+    if (w < 8 || h < 8 || w > max || h > max)
+        return bad(e, "size", "size: width and height must be between 8 and %d (this server's limit), got %ldx%ld",
+                   max, w, h);
+    if (w % 8 || h % 8) return bad(e, "size", "size: width and height must be multiples of 8, got %ldx%ld", w, h);
+    req->width = (int)w;
+    req->height = (int)h;
+    return 1;
+}
+
+static int openai_fields(verr *e, const server *s, const json_t *o, gen_request *req) {
+    json_t *p = json_object_get(o, "prompt");
+    if (!p || json_is_null(p)) return bad(e, "prompt", "prompt is required");
+    if (!common_fields(e, s, o, req, NULL)) return 0;
+    long long n = 1;
+    if (!get_int(e, o, "n", 1, s->cfg.max_batch, " (this server's limit)", &n)) return 0;
+    req->count = (int)n;
+    json_t *size = json_object_get(o, "size");
+    if (size && !json_is_null(size)) {
+        if (!json_is_string(size)) return bad(e, "size", "size must be a string like \"512x512\", got %s", type_name(size));
+        if (!parse_size(e, json_string_value(size), req, s->cfg.max_size)) return 0;
+    }
+    json_t *rf = json_object_get(o, "response_format");
+    if (rf && !json_is_null(rf) && !(json_is_string(rf) && !strcmp(json_string_value(rf), "b64_json")))
+        return bad(e, "response_format", "response_format: only \"b64_json\" is supported");
+    json_t *of = json_object_get(o, "output_format");
+    if (of && !json_is_null(of) && !(json_is_string(of) && !strcmp(json_string_value(of), "png")))
+        return bad(e, "output_format", "output_format: only \"png\" is supported");
+    return 1;
+}
+
+static int native_fields(verr *e, const server *s, const json_t *o, gen_request *req) {
+    static const char *known[] = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed",
+                                  "sampler", "n", "prior_steps", "prior_cfg_scale"};
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)o, key, v) {
+        size_t i = 0;
+        while (i < sizeof known / sizeof known[0] && strcmp(known[i], key)) i++;
+        if (i == sizeof known / sizeof known[0]) return bad(e, key, "unknown field '%.64s'", key);
+    }
+    json_t *p = json_object_get(o, "prompt");
+    if (!p || json_is_null(p)) return bad(e, "prompt", "prompt is required");
+    if (!common_fields(e, s, o, req, "sampler")) return 0;
+    long long n = 1;
+    if (!get_int(e, o, "n", 1, s->cfg.max_batch, " (this server's limit)", &n)) return 0;
+    req->count = (int)n;
+    return 1;
+}
+
+int gen_request_from_json(const server *s, req_dialect d, const json_t *body, gen_request *req, char *err,
+                          size_t errn, char *field, size_t fieldn) {
+    verr e = {err, errn, field, fieldn};
+    err[0] = field[0] = 0;
+    int ok = d == REQ_A1111 ? a1111_fields(&e, s, body, req)
+           : d == REQ_OPENAI ? openai_fields(&e, s, body, req)
+                             : native_fields(&e, s, body, req);
+    if (ok && !req->prompt) {
+        req->prompt = strdup("");
+        if (!req->prompt) ok = bad(&e, "prompt", "out of memory");
+    }
+    return ok;
+}

@@ -1,0 +1,301 @@
+/* PaellaVQModel: MixingResidualBlock (replicate-padded depthwise conv), the
+ * decoder used by the pipelines and the encoder. See paella_vq.h and
+ * specs/wuerstchen.md section 3. */
+#include "models/paella_vq.h"
+
+#include "io/json.h"
+#include "io/model_folder.h"
+#include "tensor/ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAELLA_LN_EPS 1e-6f
+#define PAELLA_BN_EPS 1e-5f
+#define PAELLA_MLP_CHUNK 4096 /* pixels per MLP pass: bounds the 4C-wide hidden buffer */
+
+static ld_status build_mixres(ld_ctx *ctx, ld_weights *ws, ld_paella_mixres *m, const char *pre, int64_t c) {
+    m->c = c;
+    int64_t s6[1] = {6}, s_dw[4] = {c, 1, 3, 3}, s_c[1] = {c}, s_f1[2] = {4 * c, c}, s_h[1] = {4 * c},
+            s_f2[2] = {c, 4 * c};
+    LD_TRY(ld_weights_get(ctx, ws, &m->gammas, 1, s6, "%sgammas", pre));
+    LD_TRY(ld_weights_get(ctx, ws, &m->dw_w, 4, s_dw, "%sdepthwise.1.weight", pre));
+    LD_TRY(ld_weights_get(ctx, ws, &m->dw_b, 1, s_c, "%sdepthwise.1.bias", pre));
+    LD_TRY(ld_weights_get(ctx, ws, &m->fc1_w, 2, s_f1, "%schannelwise.0.weight", pre));
+    LD_TRY(ld_weights_get(ctx, ws, &m->fc1_b, 1, s_h, "%schannelwise.0.bias", pre));
+    LD_TRY(ld_weights_get(ctx, ws, &m->fc2_w, 2, s_f2, "%schannelwise.2.weight", pre));
+    LD_TRY(ld_weights_get(ctx, ws, &m->fc2_b, 1, s_c, "%schannelwise.2.bias", pre));
+    return LD_OK;
+}
+
+static ld_status build_conv(ld_ctx *ctx, ld_weights *ws, ld_paella_stage *s, char kind, int64_t cin, int64_t cout,
+                            const char *name) {
+    s->kind = kind;
+    s->c_in = cin;
+    s->c_out = cout;
+    int64_t k = kind == '1' ? 1 : 4;
+    int64_t sw[4] = {cout, cin, k, k}, sb[1] = {cout};
+    if (kind == 'T') { /* ConvTranspose2d weight is [Cin, Cout, k, k] */
+        sw[0] = cin;
+        sw[1] = cout;
+    }
+    LD_TRY(ld_weights_get(ctx, ws, &s->w, 4, sw, "%s.weight", name));
+    LD_TRY(ld_weights_get(ctx, ws, &s->b, 1, sb, "%s.bias", name));
+    return LD_OK;
+}
+
+static ld_status build_all(ld_ctx *ctx, ld_weights *ws, ld_paella_vq *vq) {
+    int64_t L = vq->levels, cl[LD_PAELLA_MAX_LEVELS], sc2 = vq->scale * vq->scale;
+    for (int64_t i = 0; i < L; i++) cl[i] = vq->embed_dim >> (L - 1 - i);
+    int64_t s_in[4] = {cl[0], vq->in_channels * sc2, 1, 1}, s_c0[1] = {cl[0]};
+    LD_TRY(ld_weights_get(ctx, ws, &vq->in_w, 4, s_in, "in_block.1.weight"));
+    LD_TRY(ld_weights_get(ctx, ws, &vq->in_b, 1, s_c0, "in_block.1.bias"));
+    /* encoder */
+    LD_TRY(ld_calloc(ctx, (void **)&vq->down, (size_t)(2 * L), sizeof *vq->down, "PaellaVQ encoder"));
+    char name[96];
+    int k = 0;
+    for (int64_t i = 0; i < L; i++) {
+        if (i > 0) {
+            snprintf(name, sizeof name, "down_blocks.%d", k);
+            LD_TRY(build_conv(ctx, ws, &vq->down[k++], 'D', cl[i - 1], cl[i], name));
+        }
+        snprintf(name, sizeof name, "down_blocks.%d.", k);
+        vq->down[k].kind = 'M';
+        LD_TRY(build_mixres(ctx, ws, &vq->down[k++].m, name, cl[i]));
+    }
+    vq->n_down = k;
+    int64_t lc = vq->latent_channels, s_lat[4] = {lc, cl[L - 1], 1, 1}, s_l[1] = {lc}, s0[1] = {0};
+    LD_TRY(ld_weights_get(ctx, ws, &vq->down[k].w, 4, s_lat, "down_blocks.%d.0.weight", k));
+    LD_TRY(ld_weights_get(ctx, ws, &vq->bn_w, 1, s_l, "down_blocks.%d.1.weight", k));
+    LD_TRY(ld_weights_get(ctx, ws, &vq->bn_b, 1, s_l, "down_blocks.%d.1.bias", k));
+    LD_TRY(ld_weights_get(ctx, ws, &vq->bn_mean, 1, s_l, "down_blocks.%d.1.running_mean", k));
+    LD_TRY(ld_weights_get(ctx, ws, &vq->bn_var, 1, s_l, "down_blocks.%d.1.running_var", k));
+    if (ld_weights_is_recorder(ws)) { /* a checkpoint holds it; nothing reads it */
+        ld_tensor nbt;
+        LD_TRY(ld_weights_get(ctx, ws, &nbt, 0, s0, "down_blocks.%d.1.num_batches_tracked", k));
+    }
+    int64_t s_cb[2] = {vq->n_embeddings, lc};
+    LD_TRY(ld_weights_get(ctx, ws, &vq->codebook, 2, s_cb, "vquantizer.embedding.weight"));
+    /* decoder */
+    int n_up = 1 + (int)vq->bottleneck + (int)(L - 1) * 2;
+    LD_TRY(ld_calloc(ctx, (void **)&vq->up, (size_t)n_up, sizeof *vq->up, "PaellaVQ decoder"));
+    LD_TRY(build_conv(ctx, ws, &vq->up[0], '1', lc, cl[L - 1], "up_blocks.0.0"));
+    k = 1;
+    for (int64_t i = 0; i < L; i++) {
+        int64_t c = cl[L - 1 - i];
+        for (int64_t j = 0; j < (i == 0 ? vq->bottleneck : 1); j++) {
+            snprintf(name, sizeof name, "up_blocks.%d.", k);
+            vq->up[k].kind = 'M';
+            LD_TRY(build_mixres(ctx, ws, &vq->up[k++].m, name, c));
+        }
+        if (i < L - 1) {
+            snprintf(name, sizeof name, "up_blocks.%d", k);
+            LD_TRY(build_conv(ctx, ws, &vq->up[k++], 'T', c, cl[L - 2 - i], name));
+        }
+    }
+    vq->n_up = k;
+    int64_t s_out[4] = {vq->out_channels * sc2, cl[0], 1, 1}, s_ob[1] = {vq->out_channels * sc2};
+    LD_TRY(ld_weights_get(ctx, ws, &vq->out_w, 4, s_out, "out_block.0.weight"));
+    LD_TRY(ld_weights_get(ctx, ws, &vq->out_b, 1, s_ob, "out_block.0.bias"));
+    return LD_OK;
+}
+
+ld_status ld_paella_vq_build(ld_ctx *ctx, const char *where, const json_t *cfg, ld_weights *ws, ld_paella_vq **out) {
+    *out = NULL;
+    ld_paella_vq *vq;
+    LD_TRY(ld_calloc(ctx, (void **)&vq, 1, sizeof *vq, "PaellaVQModel"));
+    double sf = 0.3764;
+    ld_status st = LD_OK;
+    struct { const char *key; int64_t dflt, min, max; int64_t *dst;
+    } f[] = {{"in_channels", 3, 1, 64, &vq->in_channels},
+             {"out_channels", 3, 1, 64, &vq->out_channels},
+             {"up_down_scale_factor", 2, 1, 16, &vq->scale},
+             {"levels", 2, 1, LD_PAELLA_MAX_LEVELS, &vq->levels},
+             {"bottleneck_blocks", 12, 0, 1000, &vq->bottleneck},
+             {"embed_dim", 384, 1, 65536, &vq->embed_dim},
+             {"latent_channels", 4, 1, 4096, &vq->latent_channels},
+             {"num_vq_embeddings", 8192, 1, 1 << 24, &vq->n_embeddings}};
+    for (size_t i = 0; st == LD_OK && i < sizeof f / sizeof f[0]; i++) {
+        st = ld_json_int(ctx, where, cfg, f[i].key, f[i].dflt, f[i].dst);
+        if (st == LD_OK && (*f[i].dst < f[i].min || *f[i].dst > f[i].max))
+            st = ld_fail(ctx, LD_ERR_MODEL, "%s: %s must be between %lld and %lld, got %lld", where, f[i].key,
+                         (long long)f[i].min, (long long)f[i].max, (long long)*f[i].dst);
+    }
+    if (st == LD_OK) st = ld_json_num(ctx, where, cfg, "scale_factor", 0.3764, &sf);
+    if (st == LD_OK && !(sf > 0 && sf < 1e6))
+        st = ld_fail(ctx, LD_ERR_MODEL, "%s: scale_factor must be positive, got %g", where, sf);
+    if (st == LD_OK && vq->embed_dim % (1LL << (vq->levels - 1)))
+        st = ld_fail(ctx, LD_ERR_MODEL, "%s: embed_dim %lld does not halve %lld times", where,
+                     (long long)vq->embed_dim, (long long)(vq->levels - 1));
+    vq->scale_factor = (float)sf;
+    if (st == LD_OK) st = build_all(ctx, ws, vq);
+    if (st != LD_OK) {
+        ld_paella_vq_free(vq);
+        return st;
+    }
+    *out = vq;
+    return LD_OK;
+}
+
+ld_status ld_paella_vq_load(ld_ctx *ctx, const char *dir, const char *variant, ld_paella_vq **out) {
+    *out = NULL;
+    json_t *cfg;
+    LD_TRY(ld_component_config(ctx, dir, &cfg));
+    char where[4200];
+    snprintf(where, sizeof where, "%s/config.json", dir);
+    ld_weights *ws = NULL;
+    ld_status st = ld_weights_open_dir(ctx, dir, variant, &ws);
+    if (st == LD_OK) st = ld_paella_vq_build(ctx, where, cfg, ws, out);
+    json_decref(cfg);
+    if (st != LD_OK) {
+        ld_weights_free(ws);
+        return st;
+    }
+    (*out)->ws = ws;
+    return LD_OK;
+}
+
+void ld_paella_vq_free(ld_paella_vq *vq) {
+    if (!vq) return;
+    free(vq->down);
+    free(vq->up);
+    ld_weights_free(vq->ws);
+    free(vq);
+}
+
+int64_t ld_paella_vq_factor(const ld_paella_vq *vq) { return vq->scale << (vq->levels - 1); }
+
+/* x [B, C, H, W] in place:
+ *   t = LN(x)*(1+g0) + g1;  x += DW_replicate(t)*g2;
+ *   t = LN(x)*(1+g3) + g4;  x += MLP(t)*g5   (MLP in pixel chunks) */
+static ld_status mixres_forward(ld_ctx *ctx, const ld_paella_mixres *m, float *x, int64_t B, int64_t H, int64_t W) {
+    int64_t C = m->c, HW = H * W;
+    float g[6];
+    ld_convert_to_f32(g, m->gammas.data, m->gammas.dtype, 0, 6);
+    float *t = NULL, *d = NULL, *tok = NULL, *mid = NULL;
+    ld_status st;
+    if ((st = ld_malloc(ctx, (void **)&t, (size_t)(B * C * HW) * sizeof(float), "mixres t")) != LD_OK ||
+        (st = ld_malloc(ctx, (void **)&d, (size_t)(B * C * HW) * sizeof(float), "mixres d")) != LD_OK ||
+        (st = ld_malloc(ctx, (void **)&tok, (size_t)(PAELLA_MLP_CHUNK * C) * sizeof(float), "mixres tokens")) !=
+            LD_OK ||
+        (st = ld_malloc(ctx, (void **)&mid, (size_t)(PAELLA_MLP_CHUNK * 4 * C) * sizeof(float), "mixres mlp")) != LD_OK)
+        goto done;
+    ld_layer_norm_channels(t, x, B, C, HW, PAELLA_LN_EPS, NULL, NULL);
+    for (int64_t i = 0; i < B * C * HW; i++) t[i] = t[i] * (1.0f + g[0]) + g[1];
+    ld_conv2d_params dw = ld_conv2d_params_make(1, 1);
+    dw.groups = (int)C;
+    dw.replicate_pad = 1;
+    ld_conv2d(d, t, B, C, H, W, &m->dw_w, &m->dw_b, &dw);
+    for (int64_t i = 0; i < B * C * HW; i++) x[i] = x[i] + d[i] * g[2];
+    ld_layer_norm_channels(t, x, B, C, HW, PAELLA_LN_EPS, NULL, NULL);
+    for (int64_t i = 0; i < B * C * HW; i++) t[i] = t[i] * (1.0f + g[3]) + g[4];
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t p0 = 0; p0 < HW; p0 += PAELLA_MLP_CHUNK) {
+            int64_t n = HW - p0 < PAELLA_MLP_CHUNK ? HW - p0 : PAELLA_MLP_CHUNK;
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t p = 0; p < n; p++) tok[p * C + c] = t[(b * C + c) * HW + p0 + p];
+            ld_linear(mid, tok, n, &m->fc1_w, &m->fc1_b);
+            ld_gelu_erf(mid, n * 4 * C);
+            ld_linear(tok, mid, n, &m->fc2_w, &m->fc2_b);
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t p = 0; p < n; p++) x[(b * C + c) * HW + p0 + p] += tok[p * C + c] * g[5];
+        }
+done:
+    free(t);
+    free(d);
+    free(tok);
+    free(mid);
+    return st;
+}
+
+/* Runs stages[0..n) on *x ([B, *c, *h, *w]); *x may be replaced. */
+static ld_status run_stages(ld_ctx *ctx, const ld_paella_stage *stages, int n, float **x, int64_t B, int64_t *c,
+                            int64_t *h, int64_t *w) {
+    for (int k = 0; k < n; k++) {
+        const ld_paella_stage *s = &stages[k];
+        if (s->kind == 'M') {
+            LD_TRY(mixres_forward(ctx, &s->m, *x, B, *h, *w));
+            continue;
+        }
+        int64_t nh = s->kind == 'T' ? *h * 2 : s->kind == 'D' ? *h / 2 : *h;
+        int64_t nw = s->kind == 'T' ? *w * 2 : s->kind == 'D' ? *w / 2 : *w;
+        float *y;
+        LD_TRY(ld_malloc(ctx, (void **)&y, (size_t)(B * s->c_out * nh * nw) * sizeof(float), "PaellaVQ activations"));
+        if (s->kind == 'T') {
+            ld_conv_transpose2d(y, *x, B, s->c_in, *h, *w, &s->w, &s->b, 2, 1);
+        } else {
+            ld_conv2d_params p = s->kind == 'D' ? ld_conv2d_params_make(2, 1) : ld_conv2d_params_make(1, 0);
+            ld_conv2d(y, *x, B, s->c_in, *h, *w, &s->w, &s->b, &p);
+        }
+        free(*x);
+        *x = y;
+        *c = s->c_out;
+        *h = nh;
+        *w = nw;
+    }
+    return LD_OK;
+}
+
+ld_status ld_paella_vq_decode(ld_ctx *ctx, const ld_paella_vq *vq, float *img, const float *lat, int64_t B, int64_t h,
+                              int64_t w) {
+    float *x;
+    int64_t c = vq->latent_channels;
+    LD_TRY(ld_malloc(ctx, (void **)&x, (size_t)(B * c * h * w) * sizeof(float), "PaellaVQ latent"));
+    memcpy(x, lat, (size_t)(B * c * h * w) * sizeof(float));
+    ld_status st = run_stages(ctx, vq->up, vq->n_up, &x, B, &c, &h, &w);
+    float *y = NULL;
+    int64_t co = vq->out_channels * vq->scale * vq->scale;
+    if (st == LD_OK) st = ld_malloc(ctx, (void **)&y, (size_t)(B * co * h * w) * sizeof(float), "PaellaVQ output");
+    if (st == LD_OK) {
+        ld_conv2d_params one = ld_conv2d_params_make(1, 0);
+        ld_conv2d(y, x, B, c, h, w, &vq->out_w, &vq->out_b, &one);
+        ld_pixel_shuffle(img, y, B, co, h, w, (int)vq->scale);
+    }
+    free(x);
+    free(y);
+    return st;
+}
+
+ld_status ld_paella_vq_encode(ld_ctx *ctx, const ld_paella_vq *vq, float *lat, const float *img, int64_t B, int64_t H,
+                              int64_t W) {
+    int64_t f = ld_paella_vq_factor(vq), s = vq->scale;
+    if (H % f || W % f || H < f || W < f)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                       "PaellaVQModel.encode: image size %lldx%lld is not a multiple of %lld", (long long)H,
+                       (long long)W, (long long)f);
+    int64_t ci = vq->in_channels * s * s, h = H / s, w = W / s, c = vq->embed_dim >> (vq->levels - 1);
+    float *u = NULL, *x = NULL;
+    ld_status st = ld_malloc(ctx, (void **)&u, (size_t)(B * ci * h * w) * sizeof(float), "PaellaVQ unshuffle");
+    if (st == LD_OK) st = ld_malloc(ctx, (void **)&x, (size_t)(B * c * h * w) * sizeof(float), "PaellaVQ activations");
+    if (st == LD_OK) {
+        ld_pixel_unshuffle(u, img, B, vq->in_channels, H, W, (int)s);
+        ld_conv2d_params one = ld_conv2d_params_make(1, 0);
+        ld_conv2d(x, u, B, ci, h, w, &vq->in_w, &vq->in_b, &one);
+        st = run_stages(ctx, vq->down, vq->n_down, &x, B, &c, &h, &w);
+    }
+    if (st == LD_OK) { /* 1x1 conv (no bias), BatchNorm (eval) */
+        ld_conv2d_params one = ld_conv2d_params_make(1, 0);
+        int64_t lc = vq->latent_channels, HW = h * w;
+        ld_conv2d(lat, x, B, c, h, w, &vq->down[vq->n_down].w, NULL, &one);
+        for (int64_t ch = 0; ch < lc; ch++) {
+            float inv = 1.0f / sqrtf(ld_tensor_get_f32(&vq->bn_var, ch) + PAELLA_BN_EPS);
+            float a = ld_tensor_get_f32(&vq->bn_w, ch) * inv;
+            float bb = ld_tensor_get_f32(&vq->bn_b, ch) - ld_tensor_get_f32(&vq->bn_mean, ch) * a;
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t i = 0; i < HW; i++) lat[(b * lc + ch) * HW + i] = lat[(b * lc + ch) * HW + i] * a + bb;
+        }
+    }
+    free(u);
+    free(x);
+    return st;
+}
+
+static ld_status record_vq(ld_ctx *ctx, const char *where, const json_t *config, ld_weights *recorder) {
+    ld_paella_vq *vq;
+    LD_TRY(ld_paella_vq_build(ctx, where, config, recorder, &vq));
+    ld_paella_vq_free(vq);
+    return LD_OK;
+}
+
+const ld_model_type ld_model_paella_vq = {"PaellaVQModel", "diffusion_pytorch_model.safetensors", record_vq};

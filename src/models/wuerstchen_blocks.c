@@ -1,0 +1,277 @@
+/* Wuerstchen / Stable Cascade shared blocks: LayerNorm2d, GlobalResponseNorm,
+ * the r embedding, ResBlock (both orderings), TimestepBlock, AttnBlock.
+ * See wuerstchen_blocks.h and specs/wuerstchen.md section 2. */
+#include "models/wuerstchen_blocks.h"
+
+#include "tensor/ops.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+void wu_layer_norm2d(float *y, const float *x, int64_t B, int64_t C, int64_t HW) {
+    ld_layer_norm_channels(y, x, B, C, HW, WU_LN_EPS, NULL, NULL);
+}
+
+void wu_grn(float *x, int64_t B, int64_t HW, int64_t C, const ld_tensor *gamma, const ld_tensor *beta,
+            float *scratch) {
+    double *acc = (double *)scratch; /* C doubles = 2C floats */
+    float *gm = scratch + 2 * C, *bt = scratch + 3 * C, *nrm = scratch + 4 * C;
+    ld_convert_to_f32(gm, gamma->data, gamma->dtype, 0, C);
+    ld_convert_to_f32(bt, beta->data, beta->dtype, 0, C);
+    for (int64_t b = 0; b < B; b++) {
+        float *xb = x + b * HW * C;
+        /* G[c] = ||x[:, c]||_2 over the pixels; each thread sums a slice of
+         * channels walking the rows in order (one pass over memory). */
+        #pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), t = omp_get_thread_num();
+            int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
+            for (int64_t c = c0; c < c1; c++) acc[c] = 0.0;
+            for (int64_t p = 0; p < HW; p++) {
+                const float *row = xb + p * C;
+                for (int64_t c = c0; c < c1; c++) acc[c] += (double)row[c] * row[c];
+            }
+        }
+        double mean = 0;
+        for (int64_t c = 0; c < C; c++) {
+            nrm[c] = (float)sqrt(acc[c]);
+            mean += nrm[c];
+        }
+        float denom = (float)(mean / (double)C) + 1e-6f;
+        for (int64_t c = 0; c < C; c++) nrm[c] = nrm[c] / denom;
+        #pragma omp parallel for
+        for (int64_t p = 0; p < HW; p++)
+            for (int64_t c = 0; c < C; c++) {
+                float v = xb[p * C + c];
+                xb[p * C + c] = gm[c] * (v * nrm[c]) + bt[c] + v;
+            }
+    }
+}
+
+/* exp(x) rounded the way PyTorch's vectorized CPU kernel rounds it. The
+ * reference computes the r-embedding frequencies with torch.exp on a float
+ * tensor, i.e. SLEEF's 1-ulp expf (Cody-Waite reduction by ln 2 split in two
+ * floats, a degree-6 polynomial evaluated with FMAs, scaling by 2^q). For 3 of
+ * the 32 frequencies that differs from a correctly rounded expf in the last
+ * bit, and r * 10000 * f amplifies the bit to ~5e-4 in the sine: enough to
+ * break the reference tolerance, so the same evaluation order is used here. */
+static float torch_vec_expf(float d) {
+    float q = rintf(d * 1.44269504088896340736f);
+    float s = fmaf(q, -0.693145751953125f, d);
+    s = fmaf(q, -1.428606765330187045e-06f, s);
+    float u = 0.000198527617612853646278381f;
+    u = fmaf(u, s, 0.00139304355252534151077271f);
+    u = fmaf(u, s, 0.00833336077630519866943359f);
+    u = fmaf(u, s, 0.0416664853692054748535156f);
+    u = fmaf(u, s, 0.166666671633720397949219f);
+    u = fmaf(u, s, 0.5f);
+    u = 1.0f + fmaf(s * s, u, s);
+    return ldexpf(u, (int)q);
+}
+
+void wu_r_embedding(float *emb, int64_t ld, const float *r, int64_t B, int64_t c_r) {
+    int64_t half = c_r / 2;
+    /* PyTorch: arange(half).float().mul(-k).exp() with the scalar k as f32. */
+    float k = (float)(log(10000.0) / (double)(half - 1));
+    for (int64_t b = 0; b < B; b++) {
+        float rr = r[b] * 10000.0f;
+        float *e = emb + b * ld;
+        for (int64_t i = 0; i < half; i++) {
+            float f = torch_vec_expf((float)i * -k);
+            float a = rr * f;
+            e[i] = sinf(a);
+            e[half + i] = cosf(a);
+        }
+        if (c_r % 2) e[c_r - 1] = 0.0f;
+    }
+}
+
+/* ---- ResBlock ---- */
+
+ld_status wu_resblock_build(ld_ctx *ctx, ld_weights *ws, wu_resblock *rb, const char *prefix, int64_t c,
+                            int64_t c_skip, wu_res_kind kind) {
+    memset(rb, 0, sizeof *rb);
+    rb->kind = kind;
+    rb->c = c;
+    rb->c_skip = c_skip;
+    int64_t c_mlp_in = kind == WU_RES_PRIOR ? c : c + c_skip;
+    int64_t dw_in = kind == WU_RES_PRIOR ? (c + c_skip) / c : 1;
+    if (kind == WU_RES_PRIOR && (c + c_skip) % c != 0)
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%sdepthwise: %lld input channels do not split into %lld groups",
+                       prefix, (long long)(c + c_skip), (long long)c);
+    int64_t s_dw[4] = {c, dw_in, 3, 3}, s_c[1] = {c}, s_fc1[2] = {4 * c, c_mlp_in}, s_h[1] = {4 * c};
+    int64_t s_grn[4] = {1, 1, 1, 4 * c}, s_fc2[2] = {c, 4 * c};
+    LD_TRY(ld_weights_get(ctx, ws, &rb->dw_w, 4, s_dw, "%sdepthwise.weight", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &rb->dw_b, 1, s_c, "%sdepthwise.bias", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &rb->fc1_w, 2, s_fc1, "%schannelwise.0.weight", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &rb->fc1_b, 1, s_h, "%schannelwise.0.bias", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &rb->grn_gamma, 4, s_grn, "%schannelwise.2.gamma", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &rb->grn_beta, 4, s_grn, "%schannelwise.2.beta", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &rb->fc2_w, 2, s_fc2, "%schannelwise.4.weight", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &rb->fc2_b, 1, s_c, "%schannelwise.4.bias", prefix));
+    return LD_OK;
+}
+
+ld_status wu_resblock_forward(ld_ctx *ctx, const wu_resblock *rb, float *x, int64_t B, int64_t H, int64_t W,
+                              const float *skip) {
+    int64_t c = rb->c, cs = rb->c_skip, HW = H * W;
+    int64_t c_in = rb->kind == WU_RES_PRIOR ? c : c + cs;
+    float *cat = NULL, *h = NULL, *tok = NULL, *mid = NULL, *grn = NULL;
+    ld_status st = LD_OK;
+    size_t n_cat = (size_t)(B * (c + cs) * HW), n_mid = (size_t)(B * HW * 4 * c);
+    if ((st = ld_malloc(ctx, (void **)&cat, n_cat * sizeof(float), "resblock input")) != LD_OK) goto done;
+    if ((st = ld_malloc(ctx, (void **)&h, (size_t)(B * c * HW) * sizeof(float), "resblock h")) != LD_OK) goto done;
+    if ((st = ld_malloc(ctx, (void **)&tok, n_cat * sizeof(float), "resblock tokens")) != LD_OK) goto done;
+    if ((st = ld_malloc(ctx, (void **)&mid, n_mid * sizeof(float), "resblock mlp")) != LD_OK) goto done;
+    if ((st = ld_malloc(ctx, (void **)&grn, (size_t)(20 * c) * sizeof(float), "resblock grn")) != LD_OK) goto done;
+
+    ld_conv2d_params dw = ld_conv2d_params_make(1, 1);
+    dw.groups = (int)c;
+    if (rb->kind == WU_RES_PRIOR) {
+        /* x = LN(DW(cat(x, skip))) */
+        const float *in = x;
+        if (cs) {
+            ld_concat_channels(cat, x, c, skip, cs, B, HW);
+            in = cat;
+        }
+        ld_conv2d(h, in, B, c + cs, H, W, &rb->dw_w, &rb->dw_b, &dw);
+        wu_layer_norm2d(h, h, B, c, HW);
+        ld_nchw_to_nhwc(tok, h, B, c, HW);
+    } else {
+        /* x = cat(LN(DW(x)), skip) */
+        ld_conv2d(h, x, B, c, H, W, &rb->dw_w, &rb->dw_b, &dw);
+        wu_layer_norm2d(h, h, B, c, HW);
+        const float *in = h;
+        if (cs) {
+            ld_concat_channels(cat, h, c, skip, cs, B, HW);
+            in = cat;
+        }
+        ld_nchw_to_nhwc(tok, in, B, c_in, HW);
+    }
+    /* per pixel: Linear -> GELU -> GRN -> Linear */
+    ld_linear(mid, tok, B * HW, &rb->fc1_w, &rb->fc1_b);
+    ld_gelu_erf(mid, B * HW * 4 * c);
+    wu_grn(mid, B, HW, 4 * c, &rb->grn_gamma, &rb->grn_beta, grn);
+    ld_linear(tok, mid, B * HW, &rb->fc2_w, &rb->fc2_b);
+    ld_nhwc_to_nchw(h, tok, B, c, HW);
+    ld_add(x, x, h, B * c * HW);
+done:
+    free(cat);
+    free(h);
+    free(tok);
+    free(mid);
+    free(grn);
+    return st;
+}
+
+/* ---- TimestepBlock ---- */
+
+ld_status wu_timestep_block_build(ld_ctx *ctx, ld_weights *ws, wu_timestep_block *tb, const char *prefix, int64_t c,
+                                  int64_t c_r, const char *const *conds) {
+    memset(tb, 0, sizeof *tb);
+    tb->c = c;
+    tb->c_r = c_r;
+    int64_t s_w[2] = {2 * c, c_r}, s_b[1] = {2 * c};
+    LD_TRY(ld_weights_get(ctx, ws, &tb->w, 2, s_w, "%smapper.weight", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &tb->b, 1, s_b, "%smapper.bias", prefix));
+    for (int i = 0; conds && conds[i]; i++) {
+        if (i >= WU_MAX_CONDS)
+            return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: more than %d timestep conditionings", prefix, WU_MAX_CONDS);
+        LD_TRY(ld_weights_get(ctx, ws, &tb->cw[i], 2, s_w, "%smapper_%s.weight", prefix, conds[i]));
+        LD_TRY(ld_weights_get(ctx, ws, &tb->cb[i], 1, s_b, "%smapper_%s.bias", prefix, conds[i]));
+        tb->n_conds = i + 1;
+    }
+    return LD_OK;
+}
+
+ld_status wu_timestep_block_forward(ld_ctx *ctx, const wu_timestep_block *tb, float *x, int64_t B, int64_t HW,
+                                    const float *t_emb) {
+    int64_t c = tb->c, c_r = tb->c_r, ld = c_r * (1 + tb->n_conds);
+    float *ab = NULL, *tmp = NULL;
+    ld_status st = ld_malloc(ctx, (void **)&ab, (size_t)(B * 2 * c) * sizeof(float), "timestep block");
+    if (st == LD_OK) st = ld_malloc(ctx, (void **)&tmp, (size_t)(B * 2 * c) * sizeof(float), "timestep block");
+    if (st == LD_OK) {
+        ld_linear_strided(ab, 2 * c, t_emb, ld, B, &tb->w, &tb->b);
+        for (int i = 0; i < tb->n_conds; i++) {
+            ld_linear_strided(tmp, 2 * c, t_emb + (i + 1) * c_r, ld, B, &tb->cw[i], &tb->cb[i]);
+            ld_add(ab, ab, tmp, B * 2 * c);
+        }
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t ch = 0; ch < c; ch++) {
+                float a = ab[b * 2 * c + ch], bb = ab[b * 2 * c + c + ch];
+                float *xp = x + (b * c + ch) * HW;
+                for (int64_t i = 0; i < HW; i++) xp[i] = xp[i] * (1.0f + a) + bb;
+            }
+    }
+    free(ab);
+    free(tmp);
+    return st;
+}
+
+/* ---- AttnBlock ---- */
+
+ld_status wu_attn_block_build(ld_ctx *ctx, ld_weights *ws, wu_attn_block *ab, const char *prefix, int64_t c,
+                              int64_t c_cond, int64_t nhead) {
+    memset(ab, 0, sizeof *ab);
+    if (nhead <= 0 || c % nhead != 0)
+        return ld_fail(ctx, LD_ERR_MODEL, "%sattention: %lld heads do not divide %lld channels", prefix,
+                       (long long)nhead, (long long)c);
+    ab->c = c;
+    ab->c_cond = c_cond;
+    ab->nhead = nhead;
+    int64_t s_kv[2] = {c, c_cond}, s_cc[2] = {c, c}, s_c[1] = {c};
+    LD_TRY(ld_weights_get(ctx, ws, &ab->kv_w, 2, s_kv, "%skv_mapper.1.weight", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &ab->kv_b, 1, s_c, "%skv_mapper.1.bias", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &ab->q_w, 2, s_cc, "%sattention.to_q.weight", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &ab->q_b, 1, s_c, "%sattention.to_q.bias", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &ab->k_w, 2, s_cc, "%sattention.to_k.weight", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &ab->k_b, 1, s_c, "%sattention.to_k.bias", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &ab->v_w, 2, s_cc, "%sattention.to_v.weight", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &ab->v_b, 1, s_c, "%sattention.to_v.bias", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &ab->o_w, 2, s_cc, "%sattention.to_out.0.weight", prefix));
+    LD_TRY(ld_weights_get(ctx, ws, &ab->o_b, 1, s_c, "%sattention.to_out.0.bias", prefix));
+    return LD_OK;
+}
+
+ld_status wu_attn_block_forward(ld_ctx *ctx, const wu_attn_block *ab, float *x, int64_t B, int64_t HW,
+                                const float *cond, int64_t L) {
+    int64_t c = ab->c, S = HW + L;
+    float *cs = NULL, *seq = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL;
+    ld_status st = LD_OK;
+    if ((st = ld_malloc(ctx, (void **)&cs, (size_t)(B * L * ab->c_cond) * sizeof(float), "attn cond")) != LD_OK ||
+        (st = ld_malloc(ctx, (void **)&seq, (size_t)(B * S * c) * sizeof(float), "attn sequence")) != LD_OK ||
+        (st = ld_malloc(ctx, (void **)&q, (size_t)(B * HW * c) * sizeof(float), "attn q")) != LD_OK ||
+        (st = ld_malloc(ctx, (void **)&k, (size_t)(B * S * c) * sizeof(float), "attn k")) != LD_OK ||
+        (st = ld_malloc(ctx, (void **)&v, (size_t)(B * S * c) * sizeof(float), "attn v")) != LD_OK ||
+        (st = ld_malloc(ctx, (void **)&o, (size_t)(B * HW * c) * sizeof(float), "attn out")) != LD_OK)
+        goto done;
+    /* seq[b] = [LN2d(x) tokens (HW); kv_mapper(SiLU(cond)) (L)] */
+    memcpy(cs, cond, (size_t)(B * L * ab->c_cond) * sizeof(float));
+    ld_silu(cs, B * L * ab->c_cond);
+    wu_layer_norm2d(o, x, B, c, HW); /* o is scratch here */
+    for (int64_t b = 0; b < B; b++) {
+        ld_nchw_to_nhwc(seq + b * S * c, o + b * c * HW, 1, c, HW);
+        ld_linear(seq + (b * S + HW) * c, cs + b * L * ab->c_cond, L, &ab->kv_w, &ab->kv_b);
+    }
+    for (int64_t b = 0; b < B; b++) ld_linear(q + b * HW * c, seq + b * S * c, HW, &ab->q_w, &ab->q_b);
+    ld_linear(k, seq, B * S, &ab->k_w, &ab->k_b);
+    ld_linear(v, seq, B * S, &ab->v_w, &ab->v_b);
+    int64_t D = c / ab->nhead;
+    ld_attn_params p;
+    memset(&p, 0, sizeof p);
+    p.scale = 1.0f / sqrtf((float)D);
+    ld_attention(o, c, q, c, k, c, v, c, B, ab->nhead, HW, S, D, &p);
+    ld_linear(q, o, B * HW, &ab->o_w, &ab->o_b);
+    ld_nhwc_to_nchw(o, q, B, c, HW);
+    ld_add(x, x, o, B * c * HW);
+done:
+    free(cs);
+    free(seq);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    return st;
+}

@@ -1,0 +1,387 @@
+/* WuerstchenDiffNeXt: the v2 Stage B U-Net. Embedding, a down path and an up
+ * path of C/T/A blocks per level with the EfficientNet latent injected into
+ * every ResBlock of levels with inject_effnet, and the (x - a) / b output.
+ * See wuerstchen_diffnext.h and specs/wuerstchen.md section 4.2. */
+#include "models/wuerstchen_diffnext.h"
+
+#include "io/json.h"
+#include "io/model_folder.h"
+#include "tensor/ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    int64_t nhead[WU_DN_MAX_LEVELS], blocks[WU_DN_MAX_LEVELS];
+    const char *level_config[WU_DN_MAX_LEVELS];
+} dn_lists;
+
+static ld_status read_config(ld_ctx *ctx, const char *where, const json_t *cfg, ld_wuerstchen_diffnext *d,
+                             dn_lists *ls) {
+    LD_TRY(ld_json_int(ctx, where, cfg, "c_in", 4, &d->c_in));
+    LD_TRY(ld_json_int(ctx, where, cfg, "c_out", 4, &d->c_out));
+    LD_TRY(ld_json_int(ctx, where, cfg, "c_r", 64, &d->c_r));
+    LD_TRY(ld_json_int(ctx, where, cfg, "patch_size", 2, &d->patch));
+    LD_TRY(ld_json_int(ctx, where, cfg, "c_cond", 1024, &d->c_cond));
+    LD_TRY(ld_json_int(ctx, where, cfg, "effnet_embd", 16, &d->effnet_embd));
+    LD_TRY(ld_json_int(ctx, where, cfg, "clip_embd", 1024, &d->clip_embd));
+    int64_t ks;
+    LD_TRY(ld_json_int(ctx, where, cfg, "kernel_size", 3, &ks));
+    if (ks != 3)
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: kernel_size %lld is not supported (only 3)", where, (long long)ks);
+    struct { const char *name; int64_t v; } f[] = {{"c_in", d->c_in}, {"c_out", d->c_out}, {"c_r", d->c_r},
+                                                   {"patch_size", d->patch}, {"c_cond", d->c_cond},
+                                                   {"effnet_embd", d->effnet_embd}, {"clip_embd", d->clip_embd}};
+    for (int i = 0; i < 7; i++)
+        if (f[i].v < 1 || f[i].v > 65536)
+            return ld_fail(ctx, LD_ERR_MODEL, "%s: %s must be between 1 and 65536, got %lld", where, f[i].name,
+                           (long long)f[i].v);
+    if (d->c_r < 4) return ld_fail(ctx, LD_ERR_MODEL, "%s: c_r must be at least 4", where);
+    if (d->patch > 16)
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: patch_size %lld is too large", where, (long long)d->patch);
+    if (d->c_in != d->c_out)
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: c_in (%lld) must equal c_out (%lld): the output is (x - a) / b",
+                       where, (long long)d->c_in, (long long)d->c_out);
+    int n, n2, n3, n4, n5;
+    int64_t inj[WU_DN_MAX_LEVELS];
+    LD_TRY(ld_json_int_list(ctx, where, cfg, "c_hidden", d->c_hidden, WU_DN_MAX_LEVELS, 0, &n));
+    LD_TRY(ld_json_int_list(ctx, where, cfg, "nhead", ls->nhead, WU_DN_MAX_LEVELS, 0, &n2));
+    LD_TRY(ld_json_int_list(ctx, where, cfg, "blocks", ls->blocks, WU_DN_MAX_LEVELS, 0, &n3));
+    LD_TRY(ld_json_str_list(ctx, where, cfg, "level_config", ls->level_config, WU_DN_MAX_LEVELS, &n4));
+    /* inject_effnet: a list of booleans */
+    const json_t *ie = json_object_get(cfg, "inject_effnet");
+    if (!json_is_array(ie))
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: inject_effnet must be a list of booleans", where);
+    n5 = (int)json_array_size(ie);
+    if (n5 > WU_DN_MAX_LEVELS)
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: more than %d levels", where, WU_DN_MAX_LEVELS);
+    for (int i = 0; i < n5; i++) {
+        const json_t *v = json_array_get(ie, (size_t)i);
+        if (!json_is_boolean(v))
+            return ld_fail(ctx, LD_ERR_MODEL, "%s: inject_effnet[%d] must be a boolean", where, i);
+        inj[i] = json_is_true(v);
+    }
+    if (n < 1) return ld_fail(ctx, LD_ERR_MODEL, "%s: c_hidden is missing or empty", where);
+    if (n2 != n || n3 != n || n4 != n || n5 != n)
+        return ld_fail(ctx, LD_ERR_MODEL,
+                       "%s: c_hidden has %d entries but nhead has %d, blocks %d, level_config %d, inject_effnet %d",
+                       where, n, n2, n3, n4, n5);
+    d->n_levels = n;
+    for (int i = 0; i < n; i++) {
+        d->inject[i] = (int)inj[i];
+        if (d->c_hidden[i] < 1 || d->c_hidden[i] > 65536)
+            return ld_fail(ctx, LD_ERR_MODEL, "%s: c_hidden[%d] = %lld is out of range", where, i,
+                           (long long)d->c_hidden[i]);
+        if (ls->blocks[i] < 0 || ls->blocks[i] > 1000)
+            return ld_fail(ctx, LD_ERR_MODEL, "%s: blocks[%d] = %lld is out of range", where, i,
+                           (long long)ls->blocks[i]);
+        const char *lc = ls->level_config[i];
+        if (!lc || !*lc || strlen(lc) > 16)
+            return ld_fail(ctx, LD_ERR_MODEL, "%s: level_config[%d] must be a string of C, T and A", where, i);
+        for (const char *q = lc; *q; q++) {
+            if (*q != 'C' && *q != 'T' && *q != 'A')
+                return ld_fail(ctx, LD_ERR_MODEL, "%s: level_config[%d] '%s' has block type '%c' (known: C, T, A)",
+                               where, i, lc, *q);
+            if (*q == 'A' && (ls->nhead[i] < 1 || d->c_hidden[i] % ls->nhead[i]))
+                return ld_fail(ctx, LD_ERR_MODEL, "%s: nhead[%d] = %lld does not divide c_hidden[%d] = %lld", where, i,
+                               (long long)ls->nhead[i], i, (long long)d->c_hidden[i]);
+        }
+    }
+    return LD_OK;
+}
+
+/* One level's blocks: blocks[L] repeats of level_config[L]. skip_first /
+ * skip_rest: c_skip of the first / other ResBlocks. */
+static ld_status build_level(ld_ctx *ctx, ld_weights *ws, wu_dn_level *lv, const char *list, int li, int first_idx,
+                             int64_t c, int64_t repeats, const char *pattern, int64_t nhead, int64_t c_cond,
+                             int64_t c_r, int64_t skip_first, int64_t skip_rest) {
+    int per = (int)strlen(pattern);
+    lv->c = c;
+    lv->n_blocks = (int)(repeats * per);
+    if (lv->n_blocks)
+        LD_TRY(ld_calloc(ctx, (void **)&lv->blocks, (size_t)lv->n_blocks, sizeof *lv->blocks, "DiffNeXt blocks"));
+    for (int k = 0; k < lv->n_blocks; k++) {
+        wu_dn_block *b = &lv->blocks[k];
+        char pre[96];
+        snprintf(pre, sizeof pre, "%s.%d.%d.", list, li, first_idx + k);
+        b->kind = pattern[k % per];
+        if (b->kind == 'C')
+            LD_TRY(wu_resblock_build(ctx, ws, &b->res, pre, c, k == 0 ? skip_first : skip_rest, WU_RES_STAGE_B));
+        else if (b->kind == 'T')
+            LD_TRY(wu_timestep_block_build(ctx, ws, &b->ts, pre, c, c_r, NULL));
+        else
+            LD_TRY(wu_attn_block_build(ctx, ws, &b->attn, pre, c, c_cond, nhead));
+    }
+    return LD_OK;
+}
+
+static ld_status build_all(ld_ctx *ctx, ld_weights *ws, ld_wuerstchen_diffnext *d, const dn_lists *ls) {
+    int n = d->n_levels;
+    int64_t p2 = d->patch * d->patch, c0 = d->c_hidden[0];
+    int64_t s_cm[2] = {d->c_cond, d->clip_embd}, s_cc[1] = {d->c_cond};
+    int64_t s_emb[4] = {c0, d->c_in * p2, 1, 1}, s_c0[1] = {c0};
+    int64_t s_clf[4] = {2 * d->c_out * p2, c0, 1, 1}, s_clfb[1] = {2 * d->c_out * p2};
+    int64_t s_eff[4] = {d->c_cond, d->effnet_embd, 1, 1};
+    LD_TRY(ld_weights_get(ctx, ws, &d->clip_w, 2, s_cm, "clip_mapper.weight"));
+    LD_TRY(ld_weights_get(ctx, ws, &d->clip_b, 1, s_cc, "clip_mapper.bias"));
+    /* effnet_mappers: slots inject_effnet + reversed(inject_effnet) */
+    for (int s = 0; s < 2 * n; s++) {
+        int on = s < n ? d->inject[s] : d->inject[2 * n - 1 - s];
+        if (!on) continue;
+        LD_TRY(ld_weights_get(ctx, ws, &d->eff_w[s], 4, s_eff, "effnet_mappers.%d.weight", s));
+        LD_TRY(ld_weights_get(ctx, ws, &d->eff_b[s], 1, s_cc, "effnet_mappers.%d.bias", s));
+    }
+    LD_TRY(ld_weights_get(ctx, ws, &d->emb_w, 4, s_emb, "embedding.1.weight"));
+    LD_TRY(ld_weights_get(ctx, ws, &d->emb_b, 1, s_c0, "embedding.1.bias"));
+    for (int L = 0; L < n; L++) {
+        wu_dn_level *lv = &d->down[L];
+        int64_t c = d->c_hidden[L], skip = d->inject[L] ? d->c_cond : 0;
+        if (L > 0) {
+            int64_t s_w[4] = {c, d->c_hidden[L - 1], 2, 2}, s_b[1] = {c};
+            LD_TRY(ld_weights_get(ctx, ws, &lv->scale_w, 4, s_w, "down_blocks.%d.0.1.weight", L));
+            LD_TRY(ld_weights_get(ctx, ws, &lv->scale_b, 1, s_b, "down_blocks.%d.0.1.bias", L));
+        }
+        LD_TRY(build_level(ctx, ws, lv, "down_blocks", L, L > 0, c, ls->blocks[L], ls->level_config[L], ls->nhead[L],
+                           d->c_cond, d->c_r, skip, skip));
+    }
+    for (int i = 0; i < n; i++) {
+        int L = n - 1 - i;
+        wu_dn_level *lv = &d->up[i];
+        int64_t c = d->c_hidden[L], eff = d->inject[L] ? d->c_cond : 0;
+        LD_TRY(build_level(ctx, ws, lv, "up_blocks", i, 0, c, ls->blocks[L], ls->level_config[L], ls->nhead[L],
+                           d->c_cond, d->c_r, (L < n - 1 ? c : 0) + eff, eff));
+        if (L > 0) {
+            int64_t s_w[4] = {c, d->c_hidden[L - 1], 2, 2}, s_b[1] = {d->c_hidden[L - 1]};
+            LD_TRY(ld_weights_get(ctx, ws, &lv->scale_w, 4, s_w, "up_blocks.%d.%d.1.weight", i, lv->n_blocks));
+            LD_TRY(ld_weights_get(ctx, ws, &lv->scale_b, 1, s_b, "up_blocks.%d.%d.1.bias", i, lv->n_blocks));
+        }
+    }
+    LD_TRY(ld_weights_get(ctx, ws, &d->clf_w, 4, s_clf, "clf.1.weight"));
+    LD_TRY(ld_weights_get(ctx, ws, &d->clf_b, 1, s_clfb, "clf.1.bias"));
+    return LD_OK;
+}
+
+ld_status ld_wuerstchen_diffnext_build(ld_ctx *ctx, const char *where, const json_t *cfg, ld_weights *ws,
+                                       ld_wuerstchen_diffnext **out) {
+    *out = NULL;
+    ld_wuerstchen_diffnext *d;
+    LD_TRY(ld_calloc(ctx, (void **)&d, 1, sizeof *d, "WuerstchenDiffNeXt"));
+    dn_lists ls;
+    memset(&ls, 0, sizeof ls);
+    ld_status st = read_config(ctx, where, cfg, d, &ls);
+    if (st == LD_OK) st = build_all(ctx, ws, d, &ls);
+    if (st != LD_OK) {
+        ld_wuerstchen_diffnext_free(d);
+        return st;
+    }
+    *out = d;
+    return LD_OK;
+}
+
+ld_status ld_wuerstchen_diffnext_load(ld_ctx *ctx, const char *dir, const char *variant,
+                                      ld_wuerstchen_diffnext **out) {
+    *out = NULL;
+    json_t *cfg;
+    LD_TRY(ld_component_config(ctx, dir, &cfg));
+    char where[4200];
+    snprintf(where, sizeof where, "%s/config.json", dir);
+    ld_weights *ws = NULL;
+    ld_status st = ld_weights_open_dir(ctx, dir, variant, &ws);
+    if (st == LD_OK) st = ld_wuerstchen_diffnext_build(ctx, where, cfg, ws, out);
+    json_decref(cfg);
+    if (st != LD_OK) {
+        ld_weights_free(ws);
+        return st;
+    }
+    (*out)->ws = ws;
+    return LD_OK;
+}
+
+void ld_wuerstchen_diffnext_free(ld_wuerstchen_diffnext *d) {
+    if (!d) return;
+    for (int i = 0; i < WU_DN_MAX_LEVELS; i++) {
+        free(d->down[i].blocks);
+        free(d->up[i].blocks);
+    }
+    ld_weights_free(d->ws);
+    free(d);
+}
+
+int64_t ld_wuerstchen_diffnext_size_multiple(const ld_wuerstchen_diffnext *d) {
+    return d->patch << (d->n_levels - 1);
+}
+
+ld_status ld_wuerstchen_diffnext_check_size(ld_ctx *ctx, const ld_wuerstchen_diffnext *d, int64_t H, int64_t W) {
+    int64_t m = ld_wuerstchen_diffnext_size_multiple(d);
+    if (H < m || W < m || H % m || W % m)
+        return ld_fail(
+            ctx, LD_ERR_INVALID_ARGUMENT,
+            "WuerstchenDiffNeXt: latent size %lldx%lld is not a multiple of %lld (patch_size x 2^(levels-1))",
+            (long long)H, (long long)W, (long long)m);
+    return LD_OK;
+}
+
+/* e = effnet_mappers[slot](resize_bicubic_aa(effnet, h x w)) -> [B, c_cond, h, w] */
+static ld_status effnet_cond(ld_ctx *ctx, const ld_wuerstchen_diffnext *d, int slot, const float *effnet, int64_t B,
+                             int64_t he, int64_t we, int64_t h, int64_t w, float **out) {
+    float *rs = NULL;
+    LD_TRY(ld_malloc(ctx, (void **)&rs, (size_t)(B * d->effnet_embd * h * w) * sizeof(float), "effnet resize"));
+    ld_status st = ld_malloc(ctx, (void **)out, (size_t)(B * d->c_cond * h * w) * sizeof(float), "effnet cond");
+    if (st == LD_OK) {
+        ld_resize_bicubic_aa(rs, effnet, B, d->effnet_embd, he, we, h, w, 1);
+        ld_conv2d_params one = ld_conv2d_params_make(1, 0);
+        ld_conv2d(*out, rs, B, d->effnet_embd, h, w, &d->eff_w[slot], &d->eff_b[slot], &one);
+    }
+    free(rs);
+    return st;
+}
+
+/* Runs one level's blocks on x [B, c, h, w] in place. first_skip: extra
+ * channels for the first ResBlock (up path), concatenated before e. */
+static ld_status run_level(ld_ctx *ctx, const ld_wuerstchen_diffnext *d, const wu_dn_level *lv, int slot, float *x,
+                           int64_t B, int64_t h, int64_t w, const float *remb, const float *clip, int64_t L,
+                           const float *effnet, int64_t he, int64_t we, const float *first_skip) {
+    float *e = NULL, *cat = NULL;
+    ld_status st = LD_OK;
+    int has_eff = d->eff_w[slot].ndim > 0;
+    for (int k = 0; k < lv->n_blocks && st == LD_OK; k++) {
+        const wu_dn_block *b = &lv->blocks[k];
+        if (b->kind == 'T') {
+            st = wu_timestep_block_forward(ctx, &b->ts, x, B, h * w, remb);
+        } else if (b->kind == 'A') {
+            st = wu_attn_block_forward(ctx, &b->attn, x, B, h * w, clip, L);
+        } else {
+            if (has_eff && !e && (st = effnet_cond(ctx, d, slot, effnet, B, he, we, h, w, &e)) != LD_OK) break;
+            const float *skip = e;
+            if (k == 0 && first_skip) {
+                skip = first_skip;
+                if (e) { /* cat([level output, effnet]) */
+                    if ((st = ld_malloc(ctx, (void **)&cat, (size_t)(B * (lv->c + d->c_cond) * h * w) * sizeof(float),
+                                        "skip concat")) != LD_OK)
+                        break;
+                    ld_concat_channels(cat, first_skip, lv->c, e, d->c_cond, B, h * w);
+                    skip = cat;
+                }
+            }
+            st = wu_resblock_forward(ctx, &b->res, x, B, h, w, skip);
+            free(cat);
+            cat = NULL;
+        }
+    }
+    free(e);
+    return st;
+}
+
+ld_status ld_wuerstchen_diffnext_forward(ld_ctx *ctx, const ld_wuerstchen_diffnext *d, float *out, const float *x,
+                                         int64_t B, int64_t H, int64_t W, const float *r, const float *effnet,
+                                         int64_t he, int64_t we, const float *clip, int64_t L) {
+    LD_TRY(ld_wuerstchen_diffnext_check_size(ctx, d, H, W));
+    int n = d->n_levels;
+    int64_t p = d->patch, hs[WU_DN_MAX_LEVELS], ws_[WU_DN_MAX_LEVELS];
+    float *lvl[WU_DN_MAX_LEVELS] = {0};
+    float *remb = NULL, *cl = NULL, *tmp = NULL, *cur = NULL, *ab = NULL;
+    ld_status st;
+    hs[0] = H / p;
+    ws_[0] = W / p;
+    for (int i = 1; i < n; i++) {
+        hs[i] = hs[i - 1] / 2;
+        ws_[i] = ws_[i - 1] / 2;
+    }
+    int64_t maxc = 2 * d->c_out * p * p > d->c_in * p * p ? 2 * d->c_out * p * p : d->c_in * p * p;
+    for (int i = 0; i < n; i++) maxc = d->c_hidden[i] > maxc ? d->c_hidden[i] : maxc;
+    size_t big = (size_t)(B * maxc * hs[0] * ws_[0]);
+    if ((st = ld_malloc(ctx, (void **)&remb, (size_t)(B * d->c_r) * sizeof(float), "r embedding")) != LD_OK ||
+        (st = ld_malloc(ctx, (void **)&cl, (size_t)(B * L * d->c_cond) * sizeof(float), "clip")) != LD_OK ||
+        (st = ld_malloc(ctx, (void **)&tmp, big * sizeof(float), "DiffNeXt scratch")) != LD_OK)
+        goto done;
+    /* conditioning: r embedding; clip = LN(clip_mapper(clip)) */
+    wu_r_embedding(remb, d->c_r, r, B, d->c_r);
+    ld_linear(cl, clip, B * L, &d->clip_w, &d->clip_b);
+    ld_layer_norm(cl, cl, B * L, d->c_cond, WU_LN_EPS, NULL, NULL);
+    /* x = LN2d(conv1x1(pixel_unshuffle(x))) */
+    ld_conv2d_params one = ld_conv2d_params_make(1, 0), two = ld_conv2d_params_make(2, 0);
+    ld_pixel_unshuffle(tmp, x, B, d->c_in, H, W, (int)p);
+    if ((st = ld_malloc(ctx, (void **)&cur, (size_t)(B * d->c_hidden[0] * hs[0] * ws_[0]) * sizeof(float),
+                        "level 0")) != LD_OK)
+        goto done;
+    ld_conv2d(cur, tmp, B, d->c_in * p * p, hs[0], ws_[0], &d->emb_w, &d->emb_b, &one);
+    wu_layer_norm2d(cur, cur, B, d->c_hidden[0], hs[0] * ws_[0]);
+    /* down path */
+    for (int Lv = 0; Lv < n; Lv++) {
+        const wu_dn_level *lv = &d->down[Lv];
+        if (Lv > 0) { /* LN2d, 2x2 stride-2 conv */
+            float *nx;
+            if ((st = ld_malloc(ctx, (void **)&nx, (size_t)(B * lv->c * hs[Lv] * ws_[Lv]) * sizeof(float),
+                                "level activations")) != LD_OK)
+                goto done;
+            wu_layer_norm2d(tmp, lvl[Lv - 1], B, d->c_hidden[Lv - 1], hs[Lv - 1] * ws_[Lv - 1]);
+            ld_conv2d(nx, tmp, B, d->c_hidden[Lv - 1], hs[Lv - 1], ws_[Lv - 1], &lv->scale_w, &lv->scale_b, &two);
+            cur = nx;
+        }
+        lvl[Lv] = cur;
+        cur = NULL;
+        if ((st = run_level(ctx, d, lv, Lv, lvl[Lv], B, hs[Lv], ws_[Lv], remb, cl, L, effnet, he, we, NULL)) != LD_OK)
+            goto done;
+    }
+    /* up path: x starts as the deepest level output (updated in place) */
+    float *xu = lvl[n - 1];
+    lvl[n - 1] = NULL;
+    for (int i = 0; i < n; i++) {
+        int Lv = n - 1 - i;
+        const wu_dn_level *lv = &d->up[i];
+        st = run_level(ctx, d, lv, n + i, xu, B, hs[Lv], ws_[Lv], remb, cl, L, effnet, he, we,
+                       i > 0 ? lvl[Lv] : NULL);
+        if (st != LD_OK) {
+            free(xu);
+            goto done;
+        }
+        if (Lv > 0) { /* LN2d, 2x2 stride-2 transposed conv */
+            float *nx;
+            if ((st = ld_malloc(ctx, (void **)&nx,
+                                (size_t)(B * d->c_hidden[Lv - 1] * hs[Lv - 1] * ws_[Lv - 1]) * sizeof(float),
+                                "level activations")) != LD_OK) {
+                free(xu);
+                goto done;
+            }
+            wu_layer_norm2d(xu, xu, B, lv->c, hs[Lv] * ws_[Lv]);
+            ld_conv_transpose2d(nx, xu, B, lv->c, hs[Lv], ws_[Lv], &lv->scale_w, &lv->scale_b, 2, 0);
+            free(xu);
+            xu = nx;
+        }
+    }
+    /* clf: LN2d, 1x1 conv, pixel shuffle; a, b = chunk(2); b = sigmoid(b)*(1-2e-3)+1e-3 */
+    int64_t co = d->c_out, HW = H * W;
+    wu_layer_norm2d(xu, xu, B, d->c_hidden[0], hs[0] * ws_[0]);
+    ld_conv2d(tmp, xu, B, d->c_hidden[0], hs[0], ws_[0], &d->clf_w, &d->clf_b, &one);
+    free(xu);
+    if ((st = ld_malloc(ctx, (void **)&ab, (size_t)(B * 2 * co * HW) * sizeof(float), "DiffNeXt output")) != LD_OK)
+        goto done;
+    ld_pixel_shuffle(ab, tmp, B, 2 * co * p * p, hs[0], ws_[0], (int)p);
+    for (int64_t b = 0; b < B; b++) {
+        float *bb = ab + (b * 2 + 1) * co * HW;
+        ld_sigmoid(bb, co * HW);
+        for (int64_t k = 0; k < co * HW; k++) {
+            float a = ab[b * 2 * co * HW + k], s = bb[k] * (float)(1.0 - 2e-3) + (float)1e-3;
+            out[b * co * HW + k] = (x[b * co * HW + k] - a) / s;
+        }
+    }
+done:
+    for (int i = 0; i < n; i++) free(lvl[i]);
+    free(cur);
+    free(remb);
+    free(cl);
+    free(tmp);
+    free(ab);
+    return st;
+}
+
+static ld_status record_diffnext(ld_ctx *ctx, const char *where, const json_t *config, ld_weights *recorder) {
+    ld_wuerstchen_diffnext *d;
+    LD_TRY(ld_wuerstchen_diffnext_build(ctx, where, config, recorder, &d));
+    ld_wuerstchen_diffnext_free(d);
+    return LD_OK;
+}
+
+const ld_model_type ld_model_wuerstchen_diffnext = {"WuerstchenDiffNeXt", "diffusion_pytorch_model.safetensors",
+                                                    record_diffnext};

@@ -1,0 +1,37 @@
+/* The AUTOMATIC1111 "infotext": the generation parameters as one text, stored
+ * in the PNG tEXt chunk "parameters" (and returned by the server):
+ *
+ *     a koala reading a newspaper
+ *     Negative prompt: blurry
+ *     Steps: 10, Sampler: Euler, CFG scale: 3.5, Seed: 42, Size: 1024x1024, Model: koala-lightning-700m, RNG: NV, Version: leandiff 0.1.0
+ *
+ * Line 1 is the prompt (may itself span lines), the "Negative prompt:" line
+ * appears only when the negative prompt is non-empty, the last line holds
+ * "Key: value" pairs in A1111's order. A value containing ',', ':' or a
+ * newline is JSON-quoted (A1111's quote()); the whole text is stripped of
+ * leading and trailing whitespace. Wuerstchen / Cascade runs add
+ * "Prior steps" and "Prior CFG scale" after "Model".
+ *
+ *     char *text;
+ *     LD_TRY(ld_infotext_format(ctx, &info, prompt, negative_or_NULL, &text));
+ *     ... free(text);
+ */
+#ifndef LD_PIPELINE_INFOTEXT_H
+#define LD_PIPELINE_INFOTEXT_H
+
+#include "base/status.h"
+
+/* A1111 sampler label for a leandiff sampler name ("euler_a" -> "Euler a");
+ * unknown names are returned unchanged. */
+const char *ld_infotext_sampler_label(const char *sampler);
+
+/* A1111 quote(): value unchanged, or JSON-quoted (UTF-8 kept) if it contains
+ * ',', ':' or '\n'. Returns a malloc'd string or NULL when out of memory. */
+char *ld_infotext_quote(const char *value);
+
+/* Formats the infotext of one image; *out is malloc'd. negative_prompt may be
+ * NULL (same as ""). */
+ld_status ld_infotext_format(ld_ctx *ctx, const ld_gen_info *info, const char *prompt, const char *negative_prompt,
+                             char **out);
+
+#endif

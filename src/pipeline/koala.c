@@ -1,0 +1,614 @@
+/* SDXL-family pipeline: KOALA, KOALA-Lightning, SDXL (see koala.h for the
+ * math, the defaults and the replay/dump keys). One generate call runs four
+ * stages, each loading its models and releasing them before the next:
+ * text (two CLIP encoders), unet (the denoising loop), vae (decode), and the
+ * conversion to RGB8. */
+#include "pipeline/koala.h"
+
+#include "io/fileio.h"
+#include "io/json.h"
+#include "io/model_folder.h"
+#include "io/safetensors.h"
+#include "models/autoencoder_kl.h"
+#include "models/unet2d.h"
+#include "sched/euler.h"
+#include "sched/rng.h"
+#include "text/clip_text.h"
+#include "text/clip_tokenizer.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PATH_MAX_LEN 4096
+
+typedef struct {
+    char dir[PATH_MAX_LEN];
+    char tok1[PATH_MAX_LEN], tok2[PATH_MAX_LEN], te1[PATH_MAX_LEN], te2[PATH_MAX_LEN];
+    char unet[PATH_MAX_LEN], vae[PATH_MAX_LEN];
+    char variant[32];
+    int has_variant;
+    json_t *sched_cfg;     /* scheduler/scheduler_config.json */
+    int force_zeros;       /* model_index force_zeros_for_empty_prompt */
+    int lightning;         /* KOALA-Lightning defaults (10 steps, CFG 3.5) */
+    const char *spacing_override; /* "trailing" for lightning folders, else NULL */
+    int sample_size;       /* unet config sample_size (latent pixels) */
+    int vae_scale;         /* 2^(len(vae block_out_channels) - 1) */
+    double scaling_factor; /* vae config */
+    int has_latents_stats; /* vae latents_mean / latents_std present */
+    double latents_mean[16], latents_std[16];
+    int vae_tiling;        /* -1 auto, 0 off, 1 on */
+} koala;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int contains_nocase(const char *s, const char *needle) {
+    size_t n = strlen(needle);
+    for (; *s; s++) {
+        size_t i = 0;
+        while (i < n && s[i] && tolower((unsigned char)s[i]) == needle[i]) i++;
+        if (i == n) return 1;
+    }
+    return 0;
+}
+
+static void koala_free(void *state) {
+    koala *k = state;
+    if (!k) return;
+    json_decref(k->sched_cfg);
+    free(k);
+}
+
+static ld_status read_vae_config(ld_ctx *ctx, koala *k) {
+    json_t *cfg;
+    LD_TRY(ld_component_config(ctx, k->vae, &cfg));
+    char where[PATH_MAX_LEN + 16];
+    snprintf(where, sizeof where, "%s/config.json", k->vae);
+    int64_t blocks[16];
+    int nb = 0;
+    ld_status st = ld_json_int_list(ctx, where, cfg, "block_out_channels", blocks, 16, 0, &nb);
+    if (st == LD_OK && nb < 1) st = ld_fail(ctx, LD_ERR_MODEL, "%s: block_out_channels is missing", where);
+    if (st == LD_OK) k->vae_scale = 1 << (nb - 1);
+    if (st == LD_OK) st = ld_json_num(ctx, where, cfg, "scaling_factor", 0.18215, &k->scaling_factor);
+    if (st == LD_OK && !(k->scaling_factor > 0))
+        st = ld_fail(ctx, LD_ERR_MODEL, "%s: scaling_factor must be positive", where);
+    int nm = 0, ns = 0;
+    if (st == LD_OK) st = ld_json_num_list(ctx, where, cfg, "latents_mean", k->latents_mean, 16, &nm);
+    if (st == LD_OK) st = ld_json_num_list(ctx, where, cfg, "latents_std", k->latents_std, 16, &ns);
+    if (st == LD_OK && (nm || ns)) {
+        if (nm != ns) st = ld_fail(ctx, LD_ERR_MODEL, "%s: latents_mean and latents_std differ in length", where);
+        k->has_latents_stats = nm;
+    }
+    json_decref(cfg);
+    return st;
+}
+
+static ld_status koala_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *index, void **state) {
+    *state = NULL;
+    koala *k = calloc(1, sizeof *k);
+    if (!k) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    ld_status st = LD_OK;
+    snprintf(k->dir, sizeof k->dir, "%s", opt->model_dir);
+    if (opt->variant) {
+        if (strlen(opt->variant) >= sizeof k->variant)
+            st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "variant name '%s' is too long", opt->variant);
+        snprintf(k->variant, sizeof k->variant, "%s", opt->variant);
+        k->has_variant = 1;
+    }
+    if (opt->decoder_dir || opt->prior_weights || opt->decoder_weights || opt->vqgan_weights)
+        ld_log_warn("%s: decoder / prior / vqgan options are for Wuerstchen and Stable Cascade; ignored", k->dir);
+    if (opt->precision == LD_PRECISION_BF16)
+        ld_log_warn("%s: bf16 arithmetic is not available for the SDXL family yet; running in f32", k->dir);
+    k->vae_tiling = opt->vae_tiling;
+    if (st == LD_OK) st = ld_json_bool(ctx, "model_index.json", index, "force_zeros_for_empty_prompt", 1, &k->force_zeros);
+    struct {
+        const char *name;
+        char *out;
+    } comps[] = {{"tokenizer", k->tok1}, {"tokenizer_2", k->tok2}, {"text_encoder", k->te1},
+                 {"text_encoder_2", k->te2}, {"unet", k->unet},     {"vae", k->vae}};
+    for (size_t i = 0; st == LD_OK && i < sizeof comps / sizeof comps[0]; i++)
+        st = ld_component_dir(ctx, k->dir, index, comps[i].name, comps[i].out, PATH_MAX_LEN);
+    char sched[PATH_MAX_LEN];
+    if (st == LD_OK) st = ld_component_dir(ctx, k->dir, index, "scheduler", sched, sizeof sched);
+    if (st == LD_OK) st = ld_component_config(ctx, sched, &k->sched_cfg);
+    /* KOALA-Lightning: the card runs the stored (leading) config with
+     * timestep_spacing overridden to trailing. */
+    char base[256];
+    ld_path_basename(base, sizeof base, k->dir);
+    if (st == LD_OK) {
+        const char *spacing = NULL;
+        char where[PATH_MAX_LEN + 32];
+        snprintf(where, sizeof where, "%s/scheduler_config.json", sched);
+        st = ld_json_str(ctx, where, k->sched_cfg, "timestep_spacing", "linspace", &spacing);
+        if (st == LD_OK && contains_nocase(base, "lightning")) {
+            k->lightning = 1;
+            k->spacing_override = "trailing";
+        } else if (st == LD_OK && !strcmp(spacing, "trailing")) {
+            k->lightning = 1;
+        }
+        ld_euler probe; /* reject an unusable scheduler config now, not after the text stage */
+        if (st == LD_OK) st = ld_euler_init(ctx, &probe, k->sched_cfg, where, LD_EULER, k->spacing_override);
+        if (st == LD_OK) ld_euler_free(&probe);
+    }
+    if (st == LD_OK) {
+        json_t *ucfg;
+        st = ld_component_config(ctx, k->unet, &ucfg);
+        if (st == LD_OK) {
+            int64_t ss;
+            char where[PATH_MAX_LEN + 16];
+            snprintf(where, sizeof where, "%s/config.json", k->unet);
+            st = ld_json_int(ctx, where, ucfg, "sample_size", 128, &ss);
+            if (st == LD_OK && (ss < 1 || ss > 1024))
+                st = ld_fail(ctx, LD_ERR_MODEL, "%s: sample_size %lld is out of range", where, (long long)ss);
+            k->sample_size = (int)ss;
+            json_decref(ucfg);
+        }
+    }
+    if (st == LD_OK) st = read_vae_config(ctx, k);
+    if (st != LD_OK) {
+        koala_free(k);
+        return st;
+    }
+    ld_log_info("%s: SDXL-family pipeline, %s defaults, default size %d", k->dir, k->lightning ? "Lightning" : "KOALA",
+                k->sample_size * k->vae_scale);
+    *state = k;
+    return LD_OK;
+}
+
+/* ---- one generation ---- */
+
+typedef struct {
+    koala *k;
+    const ld_gen_params *p;
+    int H, W, h, w, C;   /* image size, latent size, latent channels */
+    int steps;
+    float cfg;
+    int do_cfg;          /* cfg > 1 */
+    int euler_a;
+    int B;               /* U-Net batch: 2 with CFG */
+    int64_t D, P;        /* prompt_embeds width, pooled width */
+    float *embeds;       /* [B, 77, D]: [uncond; cond] with CFG */
+    float *pooled;       /* [B, P] */
+    float time_ids[2 * 6];
+    float *latents;      /* [1, C, h, w] */
+    float *image;        /* [1, 3, H, W] */
+    ld_safetensors *replay;
+    ld_st_builder dump;
+    int dumping;
+    double t0;
+} run;
+
+static ld_status report(ld_ctx *ctx, run *r, const char *stage, int step, int total, double since) {
+    if (r->p->progress && r->p->progress(r->p->progress_user, stage, step, total, now_seconds() - since))
+        return ld_fail(ctx, LD_ERR_CANCELLED, "generation cancelled during the %s stage", stage);
+    return LD_OK;
+}
+
+static ld_status dump_f32(ld_ctx *ctx, run *r, const char *name, int ndim, const int64_t *shape, const float *data) {
+    if (!r->dumping) return LD_OK;
+    return ld_st_builder_add_f32(ctx, &r->dump, name, ndim, shape, data);
+}
+
+/* A replay tensor as f32 with exactly the expected shape. */
+static ld_status replay_get(ld_ctx *ctx, run *r, const char *name, int ndim, const int64_t *shape, float *out) {
+    const ld_tensor *t = ld_safetensors_find(r->replay, name);
+    const char *file = ld_safetensors_path(r->replay);
+    if (!t) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: replay tensor '%s' is missing", file, name);
+    if (!ld_shape_equal(t->ndim, t->shape, ndim, shape)) {
+        char a[128], b[128];
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: replay tensor '%s' has shape %s, this run needs %s", file,
+                       name, ld_shape_str(a, sizeof a, t->ndim, t->shape), ld_shape_str(b, sizeof b, ndim, shape));
+    }
+    if (t->dtype != LD_F32 && t->dtype != LD_F16 && t->dtype != LD_BF16)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: replay tensor '%s' must be a float tensor, is %s", file, name,
+                       ld_dtype_name(t->dtype));
+    ld_convert_to_f32(out, t->data, t->dtype, 0, ld_tensor_numel(t));
+    return LD_OK;
+}
+
+/* Checks up front that the replay file holds every noise tensor this run
+ * will ask for, so a mismatch fails before any model runs. */
+static ld_status replay_check(ld_ctx *ctx, run *r, int steps, int64_t n) {
+    float *tmp = malloc(sizeof(float) * (size_t)n);
+    if (!tmp) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    int64_t lshape[4] = {1, r->C, r->h, r->w};
+    ld_status st = replay_get(ctx, r, "latents0", 4, lshape, tmp);
+    for (int i = 0; st == LD_OK && r->euler_a && i < steps; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "step%d.noise", i);
+        st = replay_get(ctx, r, name, 4, lshape, tmp);
+    }
+    free(tmp);
+    return st;
+}
+
+/* Both tokenizers and encoders over texts[0..n-1]: hidden_states[-2] of each
+ * encoder concatenated along the features into embeds [n, 77, D], and
+ * text_encoder_2's projected pooled output into pooled [n, P]. Each encoder
+ * is loaded, run and freed in turn. */
+static ld_status encode_texts(ld_ctx *ctx, run *r, const char *const *texts, int n, float **embeds, float **pooled,
+                              int64_t *ids_out[2]) {
+    koala *k = r->k;
+    const char *variant = k->has_variant ? k->variant : NULL;
+    const char *tok_dirs[2] = {k->tok1, k->tok2}, *te_dirs[2] = {k->te1, k->te2};
+    float *hidden[2] = {NULL, NULL};
+    int64_t dims[2] = {0, 0};
+    int64_t *ids = malloc(sizeof(int64_t) * LD_CLIP_CONTEXT * (size_t)n);
+    ld_status st = ids ? LD_OK : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    *embeds = NULL;
+    *pooled = NULL;
+    double t0 = now_seconds();
+    for (int e = 0; e < 2 && st == LD_OK; e++) {
+        ld_clip_tokenizer *tok = NULL;
+        ld_clip_text *te = NULL;
+        st = ld_clip_tokenizer_load(ctx, tok_dirs[e], &tok);
+        for (int i = 0; st == LD_OK && i < n; i++) {
+            st = ld_clip_tokenize(ctx, tok, texts[i], ids + (size_t)i * LD_CLIP_CONTEXT, NULL);
+            if (st != LD_OK) ld_prefix_error(ctx, "%s: ", i == n - 1 ? "prompt" : "negative prompt");
+        }
+        ld_clip_tokenizer_free(tok);
+        if (st == LD_OK && ids_out[e]) memcpy(ids_out[e], ids, sizeof(int64_t) * LD_CLIP_CONTEXT * (size_t)n);
+        if (st == LD_OK) st = ld_clip_text_load(ctx, te_dirs[e], variant, &te);
+        if (st == LD_OK) {
+            const ld_clip_text_config *c = ld_clip_text_get_config(te);
+            dims[e] = c->hidden_size;
+            if (e == 1 && c->projection_dim <= 0)
+                st = ld_fail(ctx, LD_ERR_MODEL, "%s: text_encoder_2 has no text_projection (pooled text_embeds)",
+                             te_dirs[e]);
+            if (st == LD_OK && e == 1) {
+                r->P = c->projection_dim;
+                *pooled = malloc(sizeof(float) * (size_t)(n * r->P));
+            }
+            hidden[e] = malloc(sizeof(float) * (size_t)n * LD_CLIP_CONTEXT * (size_t)dims[e]);
+            if (st == LD_OK && (!hidden[e] || (e == 1 && !*pooled))) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+            if (st == LD_OK) {
+                ld_clip_text_out o = {.hidden_index = -2, .hidden = hidden[e], .text_embeds = e == 1 ? *pooled : NULL};
+                st = ld_clip_text_forward(ctx, te, ids, NULL, n, LD_CLIP_CONTEXT, &o);
+            }
+        }
+        ld_clip_text_free(te);
+        if (st == LD_OK) st = report(ctx, r, "text", e + 1, 2, t0);
+    }
+    if (st == LD_OK) {
+        r->D = dims[0] + dims[1];
+        *embeds = malloc(sizeof(float) * (size_t)n * LD_CLIP_CONTEXT * (size_t)r->D);
+        if (!*embeds) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        for (int64_t row = 0; st == LD_OK && row < (int64_t)n * LD_CLIP_CONTEXT; row++) {
+            memcpy(*embeds + row * r->D, hidden[0] + row * dims[0], sizeof(float) * (size_t)dims[0]);
+            memcpy(*embeds + row * r->D + dims[0], hidden[1] + row * dims[1], sizeof(float) * (size_t)dims[1]);
+        }
+    }
+    free(hidden[0]);
+    free(hidden[1]);
+    free(ids);
+    if (st != LD_OK) {
+        free(*embeds);
+        free(*pooled);
+        *embeds = *pooled = NULL;
+    }
+    return st;
+}
+
+/* Text stage: fills r->embeds / r->pooled ([uncond; cond] with CFG). */
+static ld_status stage_text(ld_ctx *ctx, run *r) {
+    const char *neg = r->p->negative_prompt;
+    int zero_uncond = r->do_cfg && !neg && r->k->force_zeros;
+    int encode_neg = r->do_cfg && !zero_uncond;
+    const char *texts[2];
+    int n = 0;
+    if (encode_neg) texts[n++] = neg ? neg : "";
+    texts[n++] = r->p->prompt;
+    int64_t *ids[2] = {NULL, NULL};
+    if (r->dumping) {
+        ids[0] = malloc(sizeof(int64_t) * LD_CLIP_CONTEXT * 2);
+        ids[1] = malloc(sizeof(int64_t) * LD_CLIP_CONTEXT * 2);
+        if (!ids[0] || !ids[1]) {
+            free(ids[0]);
+            free(ids[1]);
+            return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        }
+    }
+    float *emb = NULL, *pool = NULL;
+    ld_status st = encode_texts(ctx, r, texts, n, &emb, &pool, ids);
+    if (st == LD_OK) {
+        size_t erow = (size_t)LD_CLIP_CONTEXT * (size_t)r->D;
+        r->embeds = calloc((size_t)r->B * erow, sizeof(float));
+        r->pooled = calloc((size_t)r->B * (size_t)r->P, sizeof(float));
+        if (!r->embeds || !r->pooled) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        if (st == LD_OK) {
+            /* cond is the last text; with CFG it goes second, uncond (zeros or encoded) first */
+            memcpy(r->embeds + (size_t)(r->B - 1) * erow, emb + (size_t)(n - 1) * erow, sizeof(float) * erow);
+            memcpy(r->pooled + (size_t)(r->B - 1) * r->P, pool + (size_t)(n - 1) * r->P, sizeof(float) * r->P);
+            if (encode_neg) {
+                memcpy(r->embeds, emb, sizeof(float) * erow);
+                memcpy(r->pooled, pool, sizeof(float) * r->P);
+            }
+        }
+    }
+    if (st == LD_OK && r->dumping) {
+        int64_t ishape[2] = {1, LD_CLIP_CONTEXT}, eshape[3] = {1, LD_CLIP_CONTEXT, r->D}, pshape[2] = {1, r->P};
+        size_t erow = (size_t)LD_CLIP_CONTEXT * (size_t)r->D;
+        st = ld_st_builder_add(ctx, &r->dump, "ids1", LD_I64, 2, ishape, ids[0] + (n - 1) * LD_CLIP_CONTEXT);
+        if (st == LD_OK)
+            st = ld_st_builder_add(ctx, &r->dump, "ids2", LD_I64, 2, ishape, ids[1] + (n - 1) * LD_CLIP_CONTEXT);
+        if (st == LD_OK) st = dump_f32(ctx, r, "prompt_embeds", 3, eshape, r->embeds + (size_t)(r->B - 1) * erow);
+        if (st == LD_OK) st = dump_f32(ctx, r, "pooled_prompt_embeds", 2, pshape, r->pooled + (size_t)(r->B - 1) * r->P);
+        if (st == LD_OK && r->do_cfg) st = dump_f32(ctx, r, "negative_prompt_embeds", 3, eshape, r->embeds);
+        if (st == LD_OK && r->do_cfg) st = dump_f32(ctx, r, "negative_pooled_prompt_embeds", 2, pshape, r->pooled);
+    }
+    free(ids[0]);
+    free(ids[1]);
+    free(emb);
+    free(pool);
+    return st;
+}
+
+/* Denoising stage: scheduler loop over the U-Net. */
+static ld_status stage_unet(ld_ctx *ctx, run *r, ld_euler *s, ld_rng *rng) {
+    koala *k = r->k;
+    ld_unet2d *u = NULL;
+    LD_TRY(ld_unet2d_load(ctx, k->unet, k->has_variant ? k->variant : NULL, &u));
+    ld_status st = LD_OK;
+    if (ld_unet2d_cross_attention_dim(u) != r->D)
+        st = ld_fail(ctx, LD_ERR_MODEL, "%s: cross_attention_dim is %d but the text encoders give %lld features",
+                     k->unet, ld_unet2d_cross_attention_dim(u), (long long)r->D);
+    else if (ld_unet2d_text_embeds_dim(u) != r->P || ld_unet2d_num_time_ids(u) != 6)
+        st = ld_fail(ctx, LD_ERR_MODEL,
+                     "%s: the U-Net expects %d-wide text_embeds and %d time ids, the pipeline gives %lld and 6",
+                     k->unet, ld_unet2d_text_embeds_dim(u), ld_unet2d_num_time_ids(u), (long long)r->P);
+    else if (ld_unet2d_in_channels(u) != r->C || ld_unet2d_out_channels(u) != r->C)
+        st = ld_fail(ctx, LD_ERR_MODEL, "%s: in/out channels %d/%d do not match the VAE's %d latent channels", k->unet,
+                     ld_unet2d_in_channels(u), ld_unet2d_out_channels(u), r->C);
+    int64_t n = (int64_t)r->C * r->h * r->w;
+    float *x_in = malloc(sizeof(float) * (size_t)(n * r->B));
+    float *eps = malloc(sizeof(float) * (size_t)(n * r->B));
+    float *noise = r->euler_a ? malloc(sizeof(float) * (size_t)n) : NULL;
+    if (st == LD_OK && (!x_in || !eps || (r->euler_a && !noise))) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    int64_t lshape[4] = {1, r->C, r->h, r->w};
+    float g = r->cfg;
+    double t0 = now_seconds();
+    for (int i = 0; st == LD_OK && i < s->steps; i++) {
+        float t[2] = {s->timesteps[i], s->timesteps[i]};
+        ld_euler_scale_input(s, i, r->latents, x_in, n);
+        if (r->B == 2) memcpy(x_in + n, x_in, sizeof(float) * (size_t)n);
+        st = ld_unet2d_forward(ctx, u, x_in, r->B, r->h, r->w, t, r->embeds, LD_CLIP_CONTEXT, r->pooled, r->time_ids,
+                               eps);
+        if (st != LD_OK) break;
+        if (r->do_cfg) /* eps = eps_u + g * (eps_c - eps_u), each op rounded to f32 as torch does */
+            for (int64_t j = 0; j < n; j++) eps[j] = eps[j] + g * (eps[n + j] - eps[j]);
+        if (r->euler_a) {
+            if (r->replay) {
+                char name[64];
+                snprintf(name, sizeof name, "step%d.noise", i);
+                st = replay_get(ctx, r, name, 4, lshape, noise);
+            } else {
+                ld_rng_randn(rng, noise, n);
+            }
+            if (st == LD_OK && r->dumping) {
+                char name[64];
+                snprintf(name, sizeof name, "step%d.noise", i);
+                st = dump_f32(ctx, r, name, 4, lshape, noise);
+            }
+            if (st != LD_OK) break;
+        }
+        ld_euler_step(s, i, eps, r->latents, noise, n);
+        if (r->dumping) {
+            char name[64];
+            snprintf(name, sizeof name, "step%d.latents", i);
+            st = dump_f32(ctx, r, name, 4, lshape, r->latents);
+        }
+        if (st == LD_OK) st = report(ctx, r, "unet", i + 1, s->steps, t0);
+    }
+    free(x_in);
+    free(eps);
+    free(noise);
+    ld_unet2d_free(u);
+    return st;
+}
+
+void ld_koala_image_to_u8(const float *chw, int H, int W, uint8_t *hwc) {
+    size_t plane = (size_t)H * W;
+    for (size_t p = 0; p < plane; p++)
+        for (int c = 0; c < 3; c++) {
+            float v = chw[c * plane + p] / 2.0f + 0.5f;
+            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v; /* NaN stays NaN: treated as 0 below */
+            float s = nearbyintf(v * 255.0f);
+            hwc[p * 3 + c] = (uint8_t)(s >= 0.0f ? s : 0.0f);
+        }
+}
+
+/* Decode stage: latents / scaling_factor (or the latents_mean/std form) through the VAE. */
+static ld_status stage_vae(ld_ctx *ctx, run *r) {
+    koala *k = r->k;
+    int64_t n = (int64_t)r->C * r->h * r->w;
+    float *z = malloc(sizeof(float) * (size_t)n);
+    r->image = malloc(sizeof(float) * 3 * (size_t)r->H * (size_t)r->W);
+    if (!z || !r->image) {
+        free(z);
+        return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for a %dx%d image", r->W, r->H);
+    }
+    float sf = (float)k->scaling_factor;
+    int64_t plane = (int64_t)r->h * r->w;
+    for (int64_t i = 0; i < n; i++) {
+        if (k->has_latents_stats) {
+            int c = (int)(i / plane);
+            z[i] = r->latents[i] * (float)k->latents_std[c] / sf + (float)k->latents_mean[c];
+        } else {
+            z[i] = r->latents[i] / sf;
+        }
+    }
+    ld_vae *v = NULL;
+    double t0 = now_seconds();
+    ld_status st = ld_vae_load(ctx, k->vae, k->has_variant ? k->variant : NULL, &v);
+    if (st == LD_OK && (ld_vae_latent_channels(v) != r->C || ld_vae_out_channels(v) != 3 ||
+                        ld_vae_downscale(v) != k->vae_scale))
+        st = ld_fail(ctx, LD_ERR_MODEL, "%s: %d latent channels, %d output channels, downscale %d: cannot decode", k->vae,
+                     ld_vae_latent_channels(v), ld_vae_out_channels(v), ld_vae_downscale(v));
+    int tiling = k->vae_tiling < 0 ? (int64_t)r->H * r->W > 512 * 512 : k->vae_tiling;
+    if (st == LD_OK) st = ld_vae_decode(ctx, v, z, 1, r->h, r->w, r->image, tiling);
+    ld_vae_free(v);
+    free(z);
+    if (st == LD_OK) st = report(ctx, r, "vae", 1, 1, t0);
+    return st;
+}
+
+static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
+    koala *k = r->k;
+    int def = k->sample_size * k->vae_scale;
+    r->W = p->width ? p->width : def;
+    r->H = p->height ? p->height : def;
+    if (r->W % k->vae_scale || r->H % k->vae_scale || r->W < k->vae_scale || r->H < k->vae_scale)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "image size %dx%d: width and height must be multiples of %d",
+                       r->W, r->H, k->vae_scale);
+    r->w = r->W / k->vae_scale;
+    r->h = r->H / k->vae_scale;
+    r->steps = p->steps ? p->steps : k->lightning ? 10 : 25;
+    r->cfg = p->cfg_scale >= 0 ? p->cfg_scale : k->lightning ? 3.5f : 7.5f;
+    r->do_cfg = r->cfg > 1.0f;
+    r->B = r->do_cfg ? 2 : 1;
+    const char *sampler = p->sampler ? p->sampler : "euler";
+    if (!strcmp(sampler, "euler")) r->euler_a = 0;
+    else if (!strcmp(sampler, "euler_a")) r->euler_a = 1;
+    else
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "sampler '%s' is not available for SDXL-family models (euler, euler_a)",
+                       sampler);
+    return LD_OK;
+}
+
+static ld_status dump_meta(ld_ctx *ctx, run *r) {
+    char v[64];
+    const char *neg = r->p->negative_prompt;
+    ld_status st = ld_st_builder_meta(ctx, &r->dump, "prompt", r->p->prompt);
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "negative_prompt", neg ? neg : "");
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "negative_is_none", neg ? "false" : "true");
+    snprintf(v, sizeof v, "%d", r->steps);
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "steps", v);
+    snprintf(v, sizeof v, "%g", (double)r->cfg);
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "guidance_scale", v);
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "sampler", r->euler_a ? "euler_a" : "euler");
+    snprintf(v, sizeof v, "%d", r->H);
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "height", v);
+    snprintf(v, sizeof v, "%d", r->W);
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "width", v);
+    return st;
+}
+
+static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *info) {
+    koala *k = r->k;
+    const ld_gen_params *p = r->p;
+    LD_TRY(resolve_params(ctx, r, p));
+    r->C = 4;
+    {
+        /* latent channels from the VAE config without loading weights */
+        json_t *cfg;
+        LD_TRY(ld_component_config(ctx, k->vae, &cfg));
+        int64_t lc;
+        ld_status st = ld_json_int(ctx, k->vae, cfg, "latent_channels", 4, &lc);
+        json_decref(cfg);
+        LD_TRY(st);
+        if (lc < 1 || lc > 16) return ld_fail(ctx, LD_ERR_MODEL, "%s: latent_channels %lld is out of range", k->vae, (long long)lc);
+        r->C = (int)lc;
+    }
+    char where[PATH_MAX_LEN + 32];
+    snprintf(where, sizeof where, "%s/scheduler/scheduler_config.json", k->dir);
+    ld_euler s;
+    LD_TRY(ld_euler_init(ctx, &s, k->sched_cfg, where, r->euler_a ? LD_EULER_A : LD_EULER, k->spacing_override));
+    ld_status st = ld_euler_set_timesteps(ctx, &s, r->steps);
+    int64_t n = (int64_t)r->C * r->h * r->w, lshape[4] = {1, r->C, r->h, r->w};
+    if (st == LD_OK && p->replay_noise) st = ld_safetensors_open(ctx, p->replay_noise, &r->replay);
+    if (st == LD_OK && r->replay) st = replay_check(ctx, r, s.steps, n);
+    if (st == LD_OK && p->dump) {
+        ld_st_builder_init(&r->dump);
+        r->dumping = 1;
+        st = dump_meta(ctx, r);
+    }
+    /* initial noise first (RNG call 0), as the reference draws it */
+    ld_rng rng;
+    ld_rng_init(&rng, p->seed);
+    if (st == LD_OK) {
+        r->latents = malloc(sizeof(float) * (size_t)n);
+        if (!r->latents) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    }
+    if (st == LD_OK) {
+        if (r->replay) st = replay_get(ctx, r, "latents0", 4, lshape, r->latents);
+        else ld_rng_randn(&rng, r->latents, n);
+    }
+    if (st == LD_OK) st = dump_f32(ctx, r, "latents0", 4, lshape, r->latents);
+    for (int64_t i = 0; st == LD_OK && i < n; i++) r->latents[i] = r->latents[i] * s.init_noise_sigma;
+    if (st == LD_OK) st = stage_text(ctx, r);
+    for (int b = 0; b < r->B; b++) {
+        float *ti = r->time_ids + 6 * b;
+        ti[0] = (float)r->H, ti[1] = (float)r->W, ti[2] = 0, ti[3] = 0, ti[4] = (float)r->H, ti[5] = (float)r->W;
+    }
+    if (st == LD_OK) {
+        int64_t tshape[2] = {1, 6}, sshape[1] = {s.steps};
+        st = dump_f32(ctx, r, "time_ids", 2, tshape, r->time_ids);
+        if (st == LD_OK) st = dump_f32(ctx, r, "timesteps", 1, sshape, s.timesteps);
+    }
+    if (st == LD_OK) st = stage_unet(ctx, r, &s, &rng);
+    if (st == LD_OK) st = dump_f32(ctx, r, "final_latents", 4, lshape, r->latents);
+    free(r->embeds);
+    free(r->pooled);
+    r->embeds = r->pooled = NULL;
+    if (st == LD_OK) st = stage_vae(ctx, r);
+    if (st == LD_OK) {
+        out->pixels = malloc((size_t)r->H * r->W * 3);
+        if (!out->pixels) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    }
+    if (st == LD_OK) {
+        ld_koala_image_to_u8(r->image, r->H, r->W, out->pixels);
+        out->width = r->W;
+        out->height = r->H;
+        out->channels = 3;
+        int64_t ishape[4] = {1, 3, r->H, r->W}, ushape[4] = {1, r->H, r->W, 3};
+        st = dump_f32(ctx, r, "image", 4, ishape, r->image);
+        if (st == LD_OK && r->dumping) st = ld_st_builder_add(ctx, &r->dump, "image_u8", LD_U8, 4, ushape, out->pixels);
+        if (st == LD_OK && r->dumping) st = ld_st_builder_write(ctx, &r->dump, p->dump);
+    }
+    if (st == LD_OK) {
+        info->width = r->W;
+        info->height = r->H;
+        info->steps = s.steps;
+        info->cfg_scale = r->cfg;
+        snprintf(info->sampler, sizeof info->sampler, "%s", r->euler_a ? "euler_a" : "euler");
+        info->seed = p->seed;
+    } else {
+        ld_image_free(out);
+    }
+    ld_euler_free(&s);
+    return st;
+}
+
+static ld_status koala_generate(ld_ctx *ctx, void *state, const ld_gen_params *p, ld_image *out, ld_gen_info *info) {
+    run r;
+    memset(&r, 0, sizeof r);
+    r.k = state;
+    r.p = p;
+    r.t0 = now_seconds();
+    ld_status st = generate_run(ctx, &r, out, info);
+    if (r.dumping) ld_st_builder_free(&r.dump);
+    if (r.replay) ld_safetensors_close(r.replay);
+    free(r.embeds);
+    free(r.pooled);
+    free(r.latents);
+    free(r.image);
+    info->seconds = now_seconds() - r.t0;
+    return st;
+}
+
+static const char *const koala_classes[] = {"StableDiffusionXLPipeline", NULL};
+
+const ld_pipeline_impl ld_koala_pipeline = {
+    .family = "sdxl",
+    .class_names = koala_classes,
+    .open = koala_open,
+    .free = koala_free,
+    .generate = koala_generate,
+};

@@ -1,0 +1,48 @@
+/* The SDXL-family text-to-image pipeline (KOALA-700M/1B, KOALA-Lightning,
+ * SDXL, SSD-1B, Vega: any StableDiffusionXLPipeline folder), registered as
+ * family "sdxl" in pipeline_registry.c and used through ld_pipeline_open /
+ * ld_generate (include/leandiff.h). It computes what diffusers'
+ * StableDiffusionXLPipeline computes (specs/koala.md §3, §4, §6):
+ *
+ *   ids1, ids2      = tokenizer(prompt), tokenizer_2(prompt)   (77 ids each)
+ *   prompt_embeds   = concat(text_encoder(ids1).hidden_states[-2],
+ *                            text_encoder_2(ids2).hidden_states[-2])   [1,77,768+1280]
+ *   pooled          = text_encoder_2(ids2).text_embeds                 [1,1280]
+ *   uncond          = zeros when no negative prompt was given and
+ *                     force_zeros_for_empty_prompt (model_index.json), else
+ *                     the encoded negative prompt ("" is encoded)
+ *   time_ids        = (H, W, 0, 0, H, W)
+ *   x               = noise * init_noise_sigma
+ *   per step        : eps = unet([x;x]/sqrt(s^2+1), t, [uncond;cond]);
+ *                     eps = eps_u + g (eps_c - eps_u)  (CFG only when g > 1);
+ *                     x = euler(_a) step
+ *   image           = vae.decode(x / scaling_factor); u8 = rint(clamp(image/2+0.5)*255)
+ *
+ * Stages run one after another and release their models: the text encoders
+ * are freed before the U-Net is loaded, the U-Net before the VAE.
+ *
+ * Defaults: KOALA-Lightning (scheduler timestep_spacing "trailing", or a
+ * folder name containing "lightning", which also switches the spacing to
+ * trailing as the model card does) 10 steps at CFG 3.5; other models 25 steps
+ * at CFG 7.5; size unet sample_size * 8; sampler "euler" ("euler_a" also).
+ *
+ * Replay and dump (params->replay_noise / params->dump) use the key names of
+ * the reference pipeline cases (testdata/README.md): latents0 (noise before
+ * scaling) and step{i}.noise (euler_a) are read from the replay file; a dump
+ * holds them too (so a dump can be replayed) with ids1, ids2, prompt_embeds,
+ * pooled_prompt_embeds, negative_prompt_embeds, negative_pooled_prompt_embeds,
+ * time_ids, timesteps, step{i}.latents (after step i), final_latents, image
+ * and image_u8, and the case metadata (prompt, steps, guidance_scale, ...).
+ */
+#ifndef LD_PIPELINE_KOALA_H
+#define LD_PIPELINE_KOALA_H
+
+#include "pipeline/pipeline.h"
+
+extern const ld_pipeline_impl ld_koala_pipeline;
+
+/* The decoded image [3, H, W] (values ~[-1, 1]) to RGB8 HWC as diffusers'
+ * postprocess does: clamp(x / 2 + 0.5, 0, 1) * 255 rounded half to even. */
+void ld_koala_image_to_u8(const float *chw, int H, int W, uint8_t *hwc);
+
+#endif

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# CLI checks for `leandiff generate` and `leandiff info`: every bad input
+# gives a clear message, exit status 1 (runtime) or 2 (usage), and leaves no
+# output file (not even a temporary one). Run by ctest with LEANDIFF_BIN set.
+set -u
+BIN=${LEANDIFF_BIN:-build/leandiff}
+SRC=${LEANDIFF_SOURCE_DIR:-.}
+TD=${LEANDIFF_TESTDATA:-$SRC/../shared/testdata}
+TMP=${LEANDIFF_BUILD_DIR:-/tmp/leandiff-tests}/test-tmp/generate_cli
+rm -rf "$TMP" && mkdir -p "$TMP"
+MODEL=$TD/models/koala-700m-tiny
+fails=0
+checks=0
+
+# expect STATUS PATTERN ARGS... : runs generate with -o $TMP/out.png appended
+# unless the args contain their own -o; checks exit status, message, no file.
+expect() {
+    local want=$1 pattern=$2
+    shift 2
+    checks=$((checks + 1))
+    rm -f "$TMP"/*.png "$TMP"/*.tmp.*
+    local out
+    out=$("$BIN" generate "$@" 2>&1 >/dev/null)
+    local rc=$?
+    if [ "$rc" != "$want" ] || ! grep -qiE -- "$pattern" <<<"$out"; then
+        echo "FAIL: generate $* -> exit $rc (want $want), message: $out (want /$pattern/)"
+        fails=$((fails + 1))
+    elif ls "$TMP" | grep -q .; then
+        echo "FAIL: generate $* left files: $(ls "$TMP")"
+        fails=$((fails + 1))
+    else
+        echo "ok   exit $rc: $out"
+    fi
+}
+
+O=(-o "$TMP/out.png")
+expect 2 "is required" -p "a cat" "${O[@]}"
+expect 2 "is required" -m "$MODEL" "${O[@]}"
+expect 2 "unknown option '--bogus'" -m "$MODEL" -p x --bogus "${O[@]}"
+expect 2 "unknown option" -m "$MODEL" -p x -Z "${O[@]}"
+expect 2 "needs a value" -m "$MODEL" -p x "${O[@]}" --steps
+expect 2 "--steps expects an integer" -m "$MODEL" -p x --steps ten "${O[@]}"
+expect 2 "--steps must be between 1 and 1000" -m "$MODEL" -p x --steps -3 "${O[@]}"
+expect 2 "--steps must be between" -m "$MODEL" -p x --steps 0 "${O[@]}"
+expect 2 "--width must be between 1 and 8192" -m "$MODEL" -p x -W 0 "${O[@]}"
+expect 2 "--height must be between 1 and 8192" -m "$MODEL" -p x -H 100000 "${O[@]}"
+expect 2 "--width expects an integer" -m "$MODEL" -p x -W 12x "${O[@]}"
+expect 2 "--cfg-scale must be between" -m "$MODEL" -p x --cfg-scale -1 "${O[@]}"
+expect 2 "--cfg-scale expects a number" -m "$MODEL" -p x --cfg-scale nan "${O[@]}"
+expect 2 "--seed" -m "$MODEL" -p x -s abc "${O[@]}"
+expect 2 "--seed" -m "$MODEL" -p x -s -5 "${O[@]}"
+expect 2 "--batch-count must be between" -m "$MODEL" -p x -b 0 "${O[@]}"
+expect 2 "--threads must be between" -m "$MODEL" -p x -t 0 "${O[@]}"
+expect 2 "--precision must be f32 or bf16" -m "$MODEL" -p x --precision f16 "${O[@]}"
+expect 2 "--sampler must be euler or euler_a" -m "$MODEL" -p x --sampler dpm "${O[@]}"
+expect 2 "unexpected argument 'cat'" -m "$MODEL" -p a cat "${O[@]}"
+expect 2 "pattern" -m "$MODEL" -p x -o "$TMP/img-%s.png"
+expect 1 "cannot write" -m "$MODEL" -p x -o /nonexistent-dir/sub/out.png
+expect 1 "not found" -m "$TMP/no-such-model" -p x "${O[@]}"
+
+if [ -d "$MODEL" ]; then
+    # size checks that are the pipeline's: multiples of 8 for the SDXL family
+    expect 1 "multiples of 8" -m "$MODEL" -p x -W 100 -H 64 "${O[@]}"
+    expect 1 "replay tensor 'latents0' has shape" -m "$MODEL" -p x -W 64 -H 64 --steps 1 \
+        --replay-noise "$TD/cases/koala-700m-tiny/pipeline0.safetensors" "${O[@]}"
+    expect 1 "sampler|steps|replay" -m "$MODEL" -p x --steps 2 --sampler euler_a \
+        --replay-noise "$TD/cases/koala-700m-tiny/pipeline0.safetensors" -W 128 -H 128 "${O[@]}"
+fi
+
+# successful runs: batch naming (out.png, out-1.png), seeds seed, seed+1 in the
+# metadata, printf patterns, and `info` reading the parameters back
+if [ -d "$MODEL" ]; then
+    checks=$((checks + 1))
+    rm -f "$TMP"/*
+    "$BIN" generate -m "$MODEL" -p "a tiny koala, test" -n "blurry" -W 64 -H 64 --steps 1 -s 41 -b 2 -q \
+        -o "$TMP/out.png" >"$TMP/stdout.txt" 2>"$TMP/stderr.txt"
+    rc=$?
+    info=$("$BIN" info "$TMP/out-1.png" 2>&1)
+    want="Steps: 1, Sampler: Euler, CFG scale: 7.5, Seed: 42, Size: 64x64, Model: koala-700m-tiny"
+    if [ $rc != 0 ] || [ ! -f "$TMP/out.png" ] || ! grep -qF "$want" <<<"$info" ||
+        [ "$(head -1 <<<"$info")" != "a tiny koala, test" ] || ! grep -qx "Negative prompt: blurry" <<<"$info" ||
+        ! grep -q "out-1.png: 64x64, seed 42" "$TMP/stdout.txt"; then
+        echo "FAIL: batch run: exit $rc, files: $(ls "$TMP"), info: $info, stderr: $(cat "$TMP/stderr.txt")"
+        fails=$((fails + 1))
+    else echo "ok   batch run: $(tr '\n' '|' <<<"$info")"; fi
+    checks=$((checks + 1))
+    rm -f "$TMP"/*
+    "$BIN" generate -m "$MODEL" -p "pattern" -W 64 -H 64 --steps 1 -b 2 -q --no-vae-tiling -o "$TMP/img-%03d-100%%.png" >/dev/null 2>&1
+    rc=$?
+    if [ $rc != 0 ] || [ ! -f "$TMP/img-000-100%.png" ] || [ ! -f "$TMP/img-001-100%.png" ]; then
+        echo "FAIL: pattern output: exit $rc, files: $(ls "$TMP")"; fails=$((fails + 1))
+    else echo "ok   pattern output: $(ls "$TMP" | tr '\n' ' ')"; fi
+fi
+
+# info: non-PNG and PNG without parameters
+checks=$((checks + 1))
+echo "not a png" >"$TMP/fake.png"
+msg=$("$BIN" info "$TMP/fake.png" 2>&1)
+rc=$?
+if [ $rc != 1 ] || ! grep -q "not a PNG" <<<"$msg"; then
+    echo "FAIL: info on a non-PNG: exit $rc, $msg"; fails=$((fails + 1))
+else echo "ok   info: $msg"; fi
+checks=$((checks + 1))
+# a valid 1x1 PNG without text chunks
+printf '\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND\xaeB`\x82' >"$TMP/plain.png"
+msg=$("$BIN" info "$TMP/plain.png" 2>&1)
+rc=$?
+if [ $rc != 1 ] || ! grep -q "no 'parameters'" <<<"$msg"; then
+    echo "FAIL: info on a PNG without parameters: exit $rc, $msg"; fails=$((fails + 1))
+else echo "ok   info: $msg"; fi
+checks=$((checks + 1))
+msg=$("$BIN" info 2>&1); rc=$?
+if [ $rc != 2 ]; then echo "FAIL: info without a file: exit $rc"; fails=$((fails + 1)); else echo "ok   info usage"; fi
+
+rm -rf "$TMP"
+echo "$checks checks, $fails failed"
+[ $fails = 0 ]
