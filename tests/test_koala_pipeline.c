@@ -10,6 +10,10 @@
 #include "io/safetensors.h"
 #include "test_util.h"
 
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 /* Relative L2 error |a-b| / |b|. */
 static double rel_l2(const float *a, const float *b, int64_t n) {
     double num = 0, den = 0;
@@ -313,6 +317,78 @@ static void behaviours(ld_pipeline *pipe, const char *tmp) {
     ld_ctx_free(ctx);
 }
 
+/* A copy of a model folder made of symlinks, optionally with another
+ * scheduler config (timestep_spacing). */
+static int link_model(const char *src, const char *dst, const char *spacing) {
+    const char *parts[] = {"model_index.json", "tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2",
+                           "unet", "vae", "scheduler"};
+    char a[4400], b[4400], abs_src[PATH_MAX];
+    if (!realpath(src, abs_src)) return 0; /* symlink targets must be absolute */
+    src = abs_src;
+    mkdir(dst, 0755);
+    for (int i = 0; i < 8; i++) {
+        snprintf(a, sizeof a, "%s/%s", src, parts[i]);
+        snprintf(b, sizeof b, "%s/%s", dst, parts[i]);
+        remove(b);
+        if (i == 7 && spacing) {
+            mkdir(b, 0755);
+            snprintf(b, sizeof b, "%s/scheduler/scheduler_config.json", dst);
+            FILE *f = fopen(b, "w");
+            if (!f) return 0;
+            fprintf(f, "{\"_class_name\": \"EulerDiscreteScheduler\", \"num_train_timesteps\": 1000, "
+                       "\"beta_start\": 0.00085, \"beta_end\": 0.012, \"beta_schedule\": \"scaled_linear\", "
+                       "\"prediction_type\": \"epsilon\", \"timestep_spacing\": \"%s\", \"steps_offset\": 1}\n",
+                    spacing);
+            fclose(f);
+        } else if (symlink(a, b) != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* KOALA-Lightning defaults: a folder named *lightning* (stored config
+ * "leading", overridden to trailing) and a folder whose scheduler config says
+ * trailing both run 10 steps at CFG 3.5 with timesteps 999, 899, ..., 99. */
+static void lightning_defaults(const char *model, const char *tmp) {
+    const char *names[2] = {"koala-Lightning-tiny", "trailing-tiny"};
+    for (int k = 0; k < 2; k++) {
+        ld_ctx *ctx = ld_ctx_new();
+        char dir[4300], dump[4300];
+        snprintf(dir, sizeof dir, "%s/%s", tmp, names[k]);
+        snprintf(dump, sizeof dump, "%s/%s.dump.safetensors", tmp, names[k]);
+        CHECK(link_model(model, dir, k == 1 ? "trailing" : NULL), "cannot make %s", dir);
+        ld_pipeline_options po = {.model_dir = dir, .vae_tiling = -1};
+        ld_pipeline *pipe;
+        if (ld_pipeline_open(ctx, &po, &pipe) != LD_OK) {
+            CHECK(0, "%s", ld_ctx_error(ctx));
+            ld_ctx_free(ctx);
+            continue;
+        }
+        ld_gen_params gp;
+        ld_gen_params_init(&gp);
+        gp.prompt = "lightning";
+        gp.width = gp.height = 32;
+        gp.dump = dump;
+        ld_image img;
+        ld_gen_info info;
+        ld_safetensors *st = NULL;
+        if (ld_generate(ctx, pipe, &gp, &img, &info) != LD_OK || ld_safetensors_open(ctx, dump, &st) != LD_OK) {
+            CHECK(0, "%s: %s", names[k], ld_ctx_error(ctx));
+        } else {
+            const ld_tensor *ts = ld_safetensors_find(st, "timesteps");
+            int ok = ts && ld_tensor_numel(ts) == 10;
+            for (int i = 0; ok && i < 10; i++) ok = ((const float *)ts->data)[i] == 999.0f - 100.0f * i;
+            CHECK(info.steps == 10 && info.cfg_scale == 3.5f && ok, "%s: %d steps, cfg %g, trailing timesteps %s",
+                  names[k], info.steps, info.cfg_scale, ok ? "yes" : "no");
+            ld_image_free(&img);
+        }
+        ld_safetensors_close(st);
+        ld_pipeline_free(pipe);
+        ld_ctx_free(ctx);
+    }
+}
+
 int main(void) {
     const char *td = test_testdata_dir();
     if (!td) return test_skip("no testdata");
@@ -345,6 +421,7 @@ int main(void) {
         }
         CHECK(ncases >= 1, "%s: no pipeline cases", models[mi]);
         if (mi == 0) behaviours(pipe, tmp);
+        if (mi == 0) lightning_defaults(model, tmp);
         ld_pipeline_free(pipe);
         ld_ctx_free(ctx);
     }

@@ -104,8 +104,6 @@ static ld_status koala_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t 
     }
     if (opt->decoder_dir || opt->prior_weights || opt->decoder_weights || opt->vqgan_weights)
         ld_log_warn("%s: decoder / prior / vqgan options are for Wuerstchen and Stable Cascade; ignored", k->dir);
-    if (opt->precision == LD_PRECISION_BF16)
-        ld_log_warn("%s: bf16 arithmetic is not available for the SDXL family yet; running in f32", k->dir);
     k->vae_tiling = opt->vae_tiling;
     if (st == LD_OK) st = ld_json_bool(ctx, "model_index.json", index, "force_zeros_for_empty_prompt", 1, &k->force_zeros);
     struct {

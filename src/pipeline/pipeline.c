@@ -4,6 +4,7 @@
 #include "io/fileio.h"
 #include "io/json.h"
 #include "io/model_folder.h"
+#include "tensor/gemm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -45,6 +46,12 @@ ld_status ld_pipeline_open(ld_ctx *ctx, const ld_pipeline_options *opt, ld_pipel
         return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     }
     p->impl = impl;
+    if (opt->precision != LD_PRECISION_F32 && opt->precision != LD_PRECISION_BF16) {
+        json_decref(index);
+        free(p);
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "unknown precision %d", (int)opt->precision);
+    }
+    p->precision = opt->precision;
     ld_path_basename(p->model_name, sizeof p->model_name, opt->model_dir);
     ld_status st = impl->open(ctx, opt, index, &p->state);
     json_decref(index);
@@ -82,5 +89,11 @@ ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, 
     snprintf(info->model, sizeof info->model, "%s", p->model_name);
     snprintf(info->family, sizeof info->family, "%s", p->impl->family);
     info->seed = params->seed;
-    return p->impl->generate(ctx, p->state, params, out, info);
+    /* Every family runs its GEMMs (linear layers, convolutions) in the
+     * pipeline's precision; the setting is process-wide, so restore it. */
+    ld_precision saved = ld_gemm_get_precision();
+    ld_gemm_set_precision(p->precision);
+    ld_status st = p->impl->generate(ctx, p->state, params, out, info);
+    ld_gemm_set_precision(saved);
+    return st;
 }

@@ -21,6 +21,7 @@ struct ld_pipeline {
     const ld_pipeline_impl *impl;
     void *state;
     char model_name[128];
+    ld_precision precision; /* arithmetic of the matrix products while this pipeline generates */
 };
 
 /* NULL-terminated list of the families built into the library. */

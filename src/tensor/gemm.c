@@ -165,6 +165,8 @@ typedef struct {
     void **t;        /* per thread: packed A and B blocks + scratch */
     size_t t_bytes;
     int nt;
+    void *a;         /* all of A packed once, shared by the threads (see gemm_blocked) */
+    size_t a_bytes;
 } workspace;
 
 #define POOL_MAX 8
@@ -175,13 +177,15 @@ static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(s
 
 static void ws_free(workspace *w) {
     if (!w) return;
+    free(w->a);
     for (int i = 0; i < w->nt; i++) free(w->t[i]);
     free(w->t);
     free(w);
 }
 
-/* A workspace with nt buffers of at least t_bytes, or NULL when out of memory. */
-static workspace *ws_acquire(size_t t_bytes, int nt) {
+/* A workspace with nt buffers of at least t_bytes and a shared one of
+ * a_bytes (if not 0), or NULL when out of memory. */
+static workspace *ws_acquire(size_t t_bytes, size_t a_bytes, int nt) {
     workspace *w = NULL;
     #pragma omp critical(ld_gemm_pool)
     {
@@ -211,6 +215,15 @@ static workspace *ws_acquire(size_t t_bytes, int nt) {
     for (int i = 0; i < nt; i++) {
         if (!w->t[i]) w->t[i] = alloc64(w->t_bytes);
         if (!w->t[i]) {
+            ws_free(w);
+            return NULL;
+        }
+    }
+    if (w->a_bytes < a_bytes) {
+        free(w->a);
+        w->a = alloc64(a_bytes);
+        w->a_bytes = w->a ? a_bytes : 0;
+        if (!w->a) {
             ws_free(w);
             return NULL;
         }
@@ -305,15 +318,19 @@ typedef struct {
 
 /* C rows [i0, i0+m), columns [j0, j0+n) = beta*C + biases (beta 0: C unread). */
 static void init_c(const gemm_args *g, int64_t i0, int64_t m, int64_t j0, int64_t n) {
+    const float beta = g->beta, *bn = g->bn ? g->bn + j0 : NULL;
     for (int64_t i = i0; i < i0 + m; i++) {
-        float *c = g->C + i * g->ldc;
-        float add_m = g->bm ? g->bm[i] : 0.0f;
-        for (int64_t j = j0; j < j0 + n; j++) {
-            float v = g->beta == 0.0f ? 0.0f : g->beta == 1.0f ? c[j] : g->beta * c[j];
-            if (g->bn) v += g->bn[j];
-            if (g->bm) v += add_m;
-            c[j] = v;
-        }
+        float *c = g->C + i * g->ldc + j0;
+        const float add_m = g->bm ? g->bm[i] : 0.0f;
+        /* branch-free inner loops the compiler vectorizes */
+        if (beta == 0.0f)
+            for (int64_t j = 0; j < n; j++) c[j] = add_m;
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < n; j++) c[j] *= beta;
+        if (beta != 0.0f && add_m != 0.0f)
+            for (int64_t j = 0; j < n; j++) c[j] += add_m;
+        if (bn)
+            for (int64_t j = 0; j < n; j++) c[j] += bn[j];
     }
 }
 
@@ -454,8 +471,24 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     const size_t a_bytes = (size_t)round_up(kcmax * mc_max * esz, 64); /* keeps the B block 64-byte aligned */
     const size_t b_bytes = (size_t)round_up(kcmax * task_n * esz, 64);
     const size_t t_bytes = a_bytes + b_bytes + sizeof(float) * (size_t)(kcmax * W + kcmax + 2 * W + 64);
-    workspace *ws = ws_acquire(t_bytes, nt);
+    /* One row of tasks over many columns (convolutions: M = output channels,
+     * N = pixels): every task would pack the same A, so A is packed once,
+     * all of it, into a shared buffer first. Same bits either way. */
+    const int64_t npc = (K + KC - 1) / KC, nmb = (M + MC - 1) / MC;
+    const int share_a = tm == 1 && tn >= 4 && (double)npc * nmb * a_bytes <= 8.0 * (1 << 20);
+    workspace *ws = ws_acquire(t_bytes, share_a ? (size_t)(npc * nmb) * a_bytes : 0, nt);
     if (!ws) return 0;
+    if (share_a) {
+        #pragma omp parallel for num_threads(nt) schedule(dynamic)
+        for (int64_t t = 0; t < npc * nmb; t++) {
+            char *mine = ws->t[omp_get_thread_num()];
+            float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + kcmax * W;
+            const int64_t pc = (t / nmb) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
+            const int64_t i0 = (t % nmb) * MC;
+            pack_a_block(g, kr, round, i0, min64(MC, M - i0), pc, kc, (char *)ws->a + (size_t)t * a_bytes,
+                         (size_t)(kcp * MR * esz), tile, tmp);
+        }
+    }
 
     /* 0: first k block stores, 1: always accumulate, 2: init C then accumulate */
     const int has_bias = g->bn || g->bm;
@@ -477,14 +510,18 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
             pack_b_block(g, kr, round, c0, c1 - c0, pc, kc, bbuf, bpan, tile, tmp);
             for (int64_t i0 = r0; i0 < r1; i0 += MC) {
                 const int64_t m = min64(MC, r1 - i0);
-                pack_a_block(g, kr, round, i0, m, pc, kc, abuf, apan, tile, tmp);
+                const char *ablk = abuf;
+                if (share_a)
+                    ablk = (const char *)ws->a + (size_t)((pc / KC) * nmb + i0 / MC) * a_bytes;
+                else
+                    pack_a_block(g, kr, round, i0, m, pc, kc, abuf, apan, tile, tmp);
                 if (pc == 0 && init_mode == 2) init_c(g, i0, m, c0, c1 - c0);
                 for (int64_t jr = c0; jr < c1; jr += NR) {
                     const int64_t n = min64(NR, c1 - jr);
                     const char *bp = bbuf + ((jr - c0) / NR) * bpan;
                     for (int64_t ir = 0; ir < m; ir += MR) {
                         const int64_t me = min64(MR, m - ir);
-                        const char *ap = abuf + (ir / MR) * apan;
+                        const char *ap = ablk + (ir / MR) * apan;
                         float *c = g->C + (i0 + ir) * g->ldc + jr;
                         run_tile(kr, kc, ap, bp, c, g->ldc, me, n, load, ctile);
                     }

@@ -60,18 +60,6 @@ enum { OPS_ACT_SILU, OPS_ACT_GELU_ERF, OPS_ACT_GELU_TANH, OPS_ACT_QUICK_GELU, OP
 void ops_act_avx2(int kind, float *y, const float *x, int64_t n);
 void ops_act_avx512(int kind, float *y, const float *x, int64_t n);
 
-/* ---- attention internals (ops_attention*.c) ---- */
-#define ATTN_BQ 64 /* queries per work item (multiple of 4) */
-#define ATTN_BK 64 /* keys per block */
-void ops_attn_block_avx2(float *restrict out, int64_t ldo, const float *restrict q, int64_t ldq,
-                         const float *restrict k, int64_t ldk, const float *restrict v, int64_t ldv, int64_t Lk,
-                         int64_t D, int64_t i0, int64_t nq, const ld_attn_params *p, const float *mask,
-                         const uint8_t *keep, float *restrict scratch);
-void ops_attn_block_avx512(float *restrict out, int64_t ldo, const float *restrict q, int64_t ldq,
-                           const float *restrict k, int64_t ldk, const float *restrict v, int64_t ldv, int64_t Lk,
-                           int64_t D, int64_t i0, int64_t nq, const ld_attn_params *p, const float *mask,
-                           const uint8_t *keep, float *restrict scratch);
-
 static inline int64_t ops_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t ops_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 

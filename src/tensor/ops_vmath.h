@@ -1,5 +1,5 @@
 /* Vector math for the kernels compiled once per instruction set (included by
- * ops_attention_kernel.h and ops_act_kernel.h, not a public header). The
+ * ops_act_kernel.h, not a public header). The
  * including file defines OPS_VBYTES (bytes per vector: 16, 32 or 64) and
  * OPS_BCAST(x) (a vector of x). Uses the GCC/Clang vector extension.
  *
