@@ -86,7 +86,7 @@ static void add_path(const char *name, ld_cpu_level_t level, ld_precision prec) 
     g_paths[g_npaths++] = p;
 }
 
-static double g_max_rel_f32, g_max_rel_bf16, g_max_att;
+static double g_max_rel_f32, g_max_rel_bf16, g_max_att, g_max_att_bf16;
 
 /* One case on every path. */
 static void check_case(int64_t M, int64_t N, int64_t K, ld_dtype adt, int alay, ld_dtype bdt, int blay, float beta,
@@ -355,8 +355,12 @@ static void check_attention(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_
             }
     int saved = omp_get_max_threads();
     for (int pi = 0; pi < g_npaths; pi++) {
-        if (g_paths[pi].prec != LD_PRECISION_F32) continue;
         ld_cpu_force(g_paths[pi].level);
+        ld_gemm_set_precision(g_paths[pi].prec);
+        /* bf16 products (Q*scale, K, V and P rounded to bf16): the error of
+         * 8-bit mantissas on scores of size ~3 and outputs of size ~1 */
+        const int bf16 = g_paths[pi].prec == LD_PRECISION_BF16 && strstr(ld_gemm_kernel_name(), "emulated") == NULL;
+        const double tol = bf16 ? 1.5e-2 : 2e-6;
         omp_set_num_threads(saved);
         for (int64_t i = 0; i < B * Lq * ldo; i++) o[i] = o1[i] = 77.0f; /* gaps between rows stay */
         int ok = ld_gemm_attention(o, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, &p);
@@ -369,10 +373,11 @@ static void check_attention(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_
             }
             for (int64_t c = HD; c < ldo; c++) gaps += o[r * ldo + c] != 77.0f;
         }
-        CHECK(ok && worst <= 2e-6 && gaps == 0, "%s attention B%lld H%lld Lq%lld Lk%lld D%lld flags %d: err %.3g gaps %lld",
+        CHECK(ok && worst <= tol && gaps == 0, "%s attention B%lld H%lld Lq%lld Lk%lld D%lld flags %d: err %.3g gaps %lld",
               g_paths[pi].name, (long long)B, (long long)H, (long long)Lq, (long long)Lk, (long long)D, flags, worst,
               (long long)gaps);
-        if (worst > g_max_att) g_max_att = worst;
+        if (bf16 && worst > g_max_att_bf16) g_max_att_bf16 = worst;
+        if (!bf16 && worst > g_max_att) g_max_att = worst;
         /* 1 thread: a different work split (and packing K/V once per item) */
         omp_set_num_threads(1);
         ld_gemm_attention(o1, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, &p);
@@ -382,11 +387,12 @@ static void check_attention(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_
                 double e = fabs(o1[r * ldo + c] - ref[r * HD + c]);
                 if (!(e <= worst1)) worst1 = isnan(e) ? INFINITY : e;
             }
-        CHECK(worst1 <= 2e-6, "%s attention with 1 thread: err %.3g", g_paths[pi].name, worst1);
+        CHECK(worst1 <= tol, "%s attention with 1 thread: err %.3g", g_paths[pi].name, worst1);
         CHECK(memcmp(o, o1, sizeof(float) * (size_t)(B * Lq * ldo)) == 0, "%s attention differs with 1 thread",
               g_paths[pi].name);
     }
     omp_set_num_threads(saved);
+    ld_gemm_set_precision(LD_PRECISION_F32);
     free(q), free(k), free(v), free(o), free(o1), free(mask), free(keep), free(ref), free(sc);
 }
 
@@ -532,10 +538,12 @@ int main(int argc, char **argv) {
     check_attention(3, 1, 20, 530, 33, 1 | 2 | 4);
     check_attention(1, 1, 5, 0, 16, 0);
     check_attention(1, 1, 300, 290, 24, 1 | 4);
+    check_attention(1, 1, 1000, 531, 33, 0); /* K/V packed once per item, odd depths */
 
     ld_cpu_force(ld_cpu_info_get()->best);
     ld_gemm_release_buffers();
-    printf("max relative error: f32 paths %.3g, bf16 path vs bf16 reference %.3g; attention max abs error %.3g\n",
-           g_max_rel_f32, g_max_rel_bf16, g_max_att);
+    printf("max relative error: f32 paths %.3g, bf16 path vs bf16 reference %.3g; attention max abs error: f32 %.3g, "
+           "bf16 %.3g\n",
+           g_max_rel_f32, g_max_rel_bf16, g_max_att, g_max_att_bf16);
     return test_finish();
 }

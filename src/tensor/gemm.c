@@ -132,6 +132,12 @@ static const ld_gemm_kernel *pick_kernel_for(int64_t M, int64_t N, int *emulate_
     return pick(M, N, g_precision == LD_PRECISION_BF16, emulate_bf16);
 }
 
+const ld_gemm_kernel *ld_gemm_kernel_bf16_for(int64_t M, int64_t N) {
+    int emulate;
+    const ld_gemm_kernel *k = pick(M, N, 1, &emulate);
+    return emulate ? NULL : k;
+}
+
 const ld_gemm_kernel *ld_gemm_kernel_f32_for(int64_t M, int64_t N) {
     int emulate;
     return pick(M, N, 0, &emulate);
@@ -165,8 +171,8 @@ typedef struct {
     void **t;        /* per thread: packed A and B blocks + scratch */
     size_t t_bytes;
     int nt;
-    void *a;         /* all of A packed once, shared by the threads (see gemm_blocked) */
-    size_t a_bytes;
+    void *shared;    /* all of A or all of B packed once, shared by the threads (see gemm_blocked) */
+    size_t shared_bytes;
 } workspace;
 
 #define POOL_MAX 8
@@ -177,15 +183,15 @@ static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(s
 
 static void ws_free(workspace *w) {
     if (!w) return;
-    free(w->a);
+    free(w->shared);
     for (int i = 0; i < w->nt; i++) free(w->t[i]);
     free(w->t);
     free(w);
 }
 
 /* A workspace with nt buffers of at least t_bytes and a shared one of
- * a_bytes (if not 0), or NULL when out of memory. */
-static workspace *ws_acquire(size_t t_bytes, size_t a_bytes, int nt) {
+ * shared_bytes (if not 0), or NULL when out of memory. */
+static workspace *ws_acquire(size_t t_bytes, size_t shared_bytes, int nt) {
     workspace *w = NULL;
     #pragma omp critical(ld_gemm_pool)
     {
@@ -219,11 +225,11 @@ static workspace *ws_acquire(size_t t_bytes, size_t a_bytes, int nt) {
             return NULL;
         }
     }
-    if (w->a_bytes < a_bytes) {
-        free(w->a);
-        w->a = alloc64(a_bytes);
-        w->a_bytes = w->a ? a_bytes : 0;
-        if (!w->a) {
+    if (w->shared_bytes < shared_bytes) {
+        free(w->shared);
+        w->shared = alloc64(shared_bytes);
+        w->shared_bytes = w->shared ? shared_bytes : 0;
+        if (!w->shared) {
             ws_free(w);
             return NULL;
         }
@@ -334,6 +340,14 @@ static void init_c(const gemm_args *g, int64_t i0, int64_t m, int64_t j0, int64_
     }
 }
 
+/* C rows [i0, i0+m), columns [j0, j0+n) *= beta. */
+static void scale_block(const gemm_args *g, int64_t i0, int64_t m, int64_t j0, int64_t n) {
+    for (int64_t i = i0; i < i0 + m; i++) {
+        float *c = g->C + i * g->ldc + j0;
+        for (int64_t j = 0; j < n; j++) c[j] *= g->beta;
+    }
+}
+
 /* Products below this many multiply-adds skip packing and threads. */
 #define SMALL_MACS 32768.0
 
@@ -377,21 +391,30 @@ static int gemm_small(const gemm_args *g, int round) {
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* See gemm_kernels.h. */
+void ld_gemm_pack_panel(const ld_gemm_kernel *kr, int round, void *dst, ld_dtype dt, const void *data, int64_t base,
+                        int64_t sk, int64_t sx, int64_t kc, int64_t n, int W, float *tile, float *tmp) {
+    if (kr->bf16 && kr->pack_pairs && kr->pack_pairs(dst, data, dt, base, sk, sx, kc, n, W)) return;
+    float *t = kr->bf16 ? tile : dst;
+    ld_gemm_gather(kr, dt, data, base, sk, sx, kc, n, W, t, tmp);
+    ld_gemm_finish_panel(kr, round, t, kc, W, dst);
+}
+
+void ld_gemm_finish_panel(const ld_gemm_kernel *kr, int round, float *tile, int64_t kc, int W, void *dst) {
+    if (kr->bf16)
+        (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(tile, kc, W, dst);
+    else if (round)
+        round_tile_bf16(tile, kc * W);
+}
+
 /* Packs rows [i0, i0+m) x depth [pc, pc+kc) of A into MR-row panels. */
 static void pack_a_block(const gemm_args *g, const ld_gemm_kernel *kr, int round, int64_t i0,
                          int64_t m, int64_t pc, int64_t kc, char *abuf, size_t apan, float *tile, float *tmp) {
     const int MR = kr->mr;
-    for (int64_t ir = 0; ir < m; ir += MR) {
-        int64_t me = min64(MR, m - ir);
-        char *dst = abuf + (ir / MR) * apan;
-        float *t = kr->bf16 ? tile : (float *)dst;
-        ld_gemm_gather(kr, g->A->dtype, g->A->data, (i0 + ir) * g->A->rs + pc * g->A->cs, g->A->cs, g->A->rs, kc, me, MR, t,
-               tmp);
-        if (kr->bf16)
-            (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(t, kc, MR, (uint16_t *)dst);
-        else if (round)
-            round_tile_bf16(t, kc * MR);
-    }
+    for (int64_t ir = 0; ir < m; ir += MR)
+        ld_gemm_pack_panel(kr, round, abuf + (ir / MR) * apan, g->A->dtype, g->A->data,
+                           (i0 + ir) * g->A->rs + pc * g->A->cs, g->A->cs, g->A->rs, kc, min64(MR, m - ir), MR, tile,
+                           tmp);
 }
 
 /* Packs columns [j0, j0+n) x depth [pc, pc+kc) of B into NR-column panels. */
@@ -399,21 +422,30 @@ static void pack_b_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
                          int64_t n, int64_t pc, int64_t kc, char *bbuf, size_t bpan, float *tile, float *tmp) {
     const int NR = kr->nr;
     for (int64_t jr = 0; jr < n; jr += NR) {
-        int64_t ne = min64(NR, n - jr), j = j0 + jr;
+        const int64_t ne = min64(NR, n - jr), j = j0 + jr;
         char *dst = bbuf + (jr / NR) * bpan;
-        float *t = kr->bf16 ? tile : (float *)dst;
-        if (g->fill) {
-            g->fill->fill(g->fill->user, pc, kc, j, ne, t, NR);
-            if (ne < NR)
-                for (int64_t k = 0; k < kc; k++) memset(t + k * NR + ne, 0, sizeof(float) * (size_t)(NR - ne));
-        } else {
-            ld_gemm_gather(kr, g->B->dtype, g->B->data, pc * g->B->rs + j * g->B->cs, g->B->rs, g->B->cs, kc, ne, NR, t,
-                   tmp);
+        if (!g->fill) {
+            ld_gemm_pack_panel(kr, round, dst, g->B->dtype, g->B->data, pc * g->B->rs + j * g->B->cs, g->B->rs,
+                               g->B->cs, kc, ne, NR, tile, tmp);
+            continue;
         }
-        if (kr->bf16)
-            (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(t, kc, NR, (uint16_t *)dst);
-        else if (round)
-            round_tile_bf16(t, kc * NR);
+        float *t = kr->bf16 ? tile : (float *)dst;
+        g->fill->fill(g->fill->user, pc, kc, j, ne, t, NR);
+        if (ne < NR)
+            for (int64_t k = 0; k < kc; k++) memset(t + k * NR + ne, 0, sizeof(float) * (size_t)(NR - ne));
+        ld_gemm_finish_panel(kr, round, t, kc, NR, dst);
+    }
+}
+
+/* Adds the biases to an me x n tile of C at (i, j). */
+static inline void add_biases(const gemm_args *g, float *c, int64_t i, int64_t me, int64_t j, int64_t n) {
+    for (int64_t r = 0; r < me; r++, c += g->ldc) {
+        if (g->bn)
+            for (int64_t x = 0; x < n; x++) c[x] += g->bn[j + x];
+        if (g->bm) {
+            const float add = g->bm[i + r];
+            for (int64_t x = 0; x < n; x++) c[x] += add;
+        }
     }
 }
 
@@ -463,8 +495,12 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     if (nt > 1 && macs < 4e6 * nt) nt = macs < 4e6 ? 1 : (int)(macs / 4e6);
     if (nt < 1) nt = 1;
 
+    /* Implicit-GEMM (convolution) products keep all output channels in one
+     * row of tasks: A is then packed once (share_a below) and the costly B
+     * fill runs once per element instead of once per row of tasks. */
+    const int64_t mt_max = g->fill && M > 4 * MC ? round_up(M, MR) : 4 * MC;
     int64_t task_m, task_n;
-    plan_tasks(M, N, MR, NR, 4 * MC, NCT, nt, &task_m, &task_n);
+    plan_tasks(M, N, MR, NR, mt_max, NCT, nt, &task_m, &task_n);
     const int64_t tm = (M + task_m - 1) / task_m, tn = (N + task_n - 1) / task_n;
     const int64_t mc_max = min64(MC, task_m);
     const int64_t kcmax = round_up(min64(KC, K), 2);
@@ -473,10 +509,14 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     const size_t t_bytes = a_bytes + b_bytes + sizeof(float) * (size_t)(kcmax * W + kcmax + 2 * W + 64);
     /* One row of tasks over many columns (convolutions: M = output channels,
      * N = pixels): every task would pack the same A, so A is packed once,
-     * all of it, into a shared buffer first. Same bits either way. */
-    const int64_t npc = (K + KC - 1) / KC, nmb = (M + MC - 1) / MC;
+     * all of it, into a shared buffer first. Several rows of tasks (linear
+     * layers: M = tokens, B = the weights): B is packed once the same way.
+     * Same bits either way. */
+    const int64_t npc = (K + KC - 1) / KC, nmb = (M + MC - 1) / MC, nbp = (N + NR - 1) / NR;
     const int share_a = tm == 1 && tn >= 4 && (double)npc * nmb * a_bytes <= 8.0 * (1 << 20);
-    workspace *ws = ws_acquire(t_bytes, share_a ? (size_t)(npc * nmb) * a_bytes : 0, nt);
+    const size_t bblk = (size_t)round_up(kcmax * nbp * NR * esz, 64); /* one k block of all of B */
+    const int share_b = !g->fill && tm >= 2 && (double)npc * bblk <= 32.0 * (1 << 20);
+    workspace *ws = ws_acquire(t_bytes, share_a ? (size_t)(npc * nmb) * a_bytes : share_b ? (size_t)npc * bblk : 0, nt);
     if (!ws) return 0;
     if (share_a) {
         #pragma omp parallel for num_threads(nt) schedule(dynamic)
@@ -485,14 +525,28 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
             float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + kcmax * W;
             const int64_t pc = (t / nmb) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
             const int64_t i0 = (t % nmb) * MC;
-            pack_a_block(g, kr, round, i0, min64(MC, M - i0), pc, kc, (char *)ws->a + (size_t)t * a_bytes,
+            pack_a_block(g, kr, round, i0, min64(MC, M - i0), pc, kc, (char *)ws->shared + (size_t)t * a_bytes,
                          (size_t)(kcp * MR * esz), tile, tmp);
         }
     }
+    if (share_b) {
+        const int64_t per = 8, nchunk = (nbp + per - 1) / per; /* panels per work item */
+        #pragma omp parallel for num_threads(nt) schedule(dynamic)
+        for (int64_t t = 0; t < npc * nchunk; t++) {
+            char *mine = ws->t[omp_get_thread_num()];
+            float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + kcmax * W;
+            const int64_t pc = (t / nchunk) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
+            const int64_t j0 = (t % nchunk) * per * NR;
+            const size_t bpan = (size_t)(kcp * NR * esz);
+            pack_b_block(g, kr, round, j0, min64(per * NR, N - j0), pc, kc,
+                         (char *)ws->shared + (size_t)(pc / KC) * bblk + (size_t)(j0 / NR) * bpan, bpan, tile, tmp);
+        }
+    }
 
-    /* 0: first k block stores, 1: always accumulate, 2: init C then accumulate */
-    const int has_bias = g->bn || g->bm;
-    const int init_mode = g->beta == 0.0f && !has_bias ? 0 : g->beta == 1.0f && !has_bias ? 1 : 2;
+    /* beta other than 0 and 1 scales C first; the biases are added to each
+     * tile after its last k block, while it is in cache (the order of
+     * ld_gemm_reference: sum, then bias_n, then bias_m) */
+    const int scale_c = g->beta != 0.0f && g->beta != 1.0f;
 
     #pragma omp parallel for num_threads(nt) schedule(dynamic)
     for (int64_t task = 0; task < tm * tn; task++) {
@@ -506,24 +560,29 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
         for (int64_t pc = 0; pc < K; pc += KC) {
             const int64_t kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
             const size_t bpan = (size_t)(kcp * NR * esz), apan = (size_t)(kcp * MR * esz);
-            const int load = pc > 0 || init_mode != 0;
-            pack_b_block(g, kr, round, c0, c1 - c0, pc, kc, bbuf, bpan, tile, tmp);
+            const int load = pc > 0 || g->beta != 0.0f, last = pc + KC >= K;
+            const char *bblock = bbuf;
+            if (share_b)
+                bblock = (const char *)ws->shared + (size_t)(pc / KC) * bblk + (size_t)(c0 / NR) * bpan;
+            else
+                pack_b_block(g, kr, round, c0, c1 - c0, pc, kc, bbuf, bpan, tile, tmp);
             for (int64_t i0 = r0; i0 < r1; i0 += MC) {
                 const int64_t m = min64(MC, r1 - i0);
                 const char *ablk = abuf;
                 if (share_a)
-                    ablk = (const char *)ws->a + (size_t)((pc / KC) * nmb + i0 / MC) * a_bytes;
+                    ablk = (const char *)ws->shared + (size_t)((pc / KC) * nmb + i0 / MC) * a_bytes;
                 else
                     pack_a_block(g, kr, round, i0, m, pc, kc, abuf, apan, tile, tmp);
-                if (pc == 0 && init_mode == 2) init_c(g, i0, m, c0, c1 - c0);
+                if (pc == 0 && scale_c) scale_block(g, i0, m, c0, c1 - c0);
                 for (int64_t jr = c0; jr < c1; jr += NR) {
                     const int64_t n = min64(NR, c1 - jr);
-                    const char *bp = bbuf + ((jr - c0) / NR) * bpan;
+                    const char *bp = bblock + ((jr - c0) / NR) * bpan;
                     for (int64_t ir = 0; ir < m; ir += MR) {
                         const int64_t me = min64(MR, m - ir);
                         const char *ap = ablk + (ir / MR) * apan;
                         float *c = g->C + (i0 + ir) * g->ldc + jr;
                         run_tile(kr, kc, ap, bp, c, g->ldc, me, n, load, ctile);
+                        if (last && (g->bn || g->bm)) add_biases(g, c, i0 + ir, me, jr, n);
                     }
                 }
             }

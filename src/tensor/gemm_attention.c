@@ -13,7 +13,10 @@
  *      P^T is then already a B panel of depth nk, so O^T += V^T P^T needs
  *      only V^T packed (MR-row A panels of depth nk);
  *   3. writes out = (O^T)^T / l (zeros for a query that sees no key).
- * Per-thread scratch: about (2*BQ + 2*Dp) * BK + BQ*(D + Dp + 2) floats.
+ * With LD_PRECISION_BF16 (and a CPU with bf16 dot products) both products
+ * run on the bf16 kernel: Q*scale, K, V and P are rounded to bf16 pairs when
+ * packed, the scores, softmax and O accumulate in f32.
+ * Per-thread scratch: about (2.5*BQ + 2*Dp + W) * BK + BQ*(D + Dp + 2) floats.
  */
 #include "tensor/gemm_attention.h"
 
@@ -22,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/gemm.h"
 #include "tensor/gemm_kernels.h"
 
 #define ATT_BK 256 /* keys per block (rounded up to a multiple of MR) */
@@ -46,8 +50,15 @@ static void softmax_portable(float *st, int64_t nk, int NR, float *m, float *l, 
     }
 }
 
+/* Packed operands are f32 for f32 kernels and bf16 pairs for bf16 kernels
+ * (LD_PRECISION_BF16); their depth is rounded up to even for the pairs. */
+static inline int64_t esize(const ld_gemm_kernel *kr) { return kr->bf16 ? 2 : 4; }
+static inline int64_t depth(const ld_gemm_kernel *kr, int64_t k) { return kr->bf16 ? rup(k, 2) : k; }
+
 typedef struct {
-    float *qp, *kp, *st, *vp, *ot, *m, *l, *tmp;
+    char *qp, *kp, *vp; /* packed (Q scale)^T, K and V^T */
+    float *st, *ot, *m, *l, *tmp, *tile;
+    uint16_t *pp; /* P^T as bf16 pairs (bf16 kernels) */
 } att_scratch;
 
 /* n floats from *p, rounded up to a 64-byte boundary first. */
@@ -59,21 +70,25 @@ static float *take(float **p, int64_t n) {
 
 /* LK = keys held packed at once: all of them (rounded to BK) when K and V
  * are packed once per work item, else one block. */
-static size_t scratch_floats(int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp) {
-    return (size_t)(BQ * D + LK * D + BQ * BK + LK * Dp + BQ * Dp + 2 * BQ + (D > BK ? D : BK) + 8 * 16);
+static size_t scratch_floats(int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp, int64_t W) {
+    const int64_t DK = D > BK ? D : BK;
+    return (size_t)(BQ * D + LK * D + BQ * BK + BQ * BK / 2 + LK * Dp + BQ * Dp + 2 * BQ + DK + DK * W + 10 * 16);
 }
 
-static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp) {
+static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp, int64_t W) {
     att_scratch a;
     float *p = base;
-    a.qp = take(&p, BQ * D);
-    a.kp = take(&p, LK * D);
+    const int64_t DK = D > BK ? D : BK;
+    a.qp = (char *)take(&p, BQ * D);
+    a.kp = (char *)take(&p, LK * D);
     a.st = take(&p, BQ * BK);
-    a.vp = take(&p, LK * Dp);
+    a.pp = (uint16_t *)take(&p, BQ * BK / 2);
+    a.vp = (char *)take(&p, LK * Dp);
     a.ot = take(&p, BQ * Dp);
     a.m = take(&p, BQ);
     a.l = take(&p, BQ);
-    a.tmp = take(&p, D > BK ? D : BK);
+    a.tmp = take(&p, DK);
+    a.tile = take(&p, DK * W);
     return a;
 }
 
@@ -102,32 +117,36 @@ static void extra_terms(const ld_attn_params *p, int64_t b, int64_t Lk, int64_t 
 }
 
 /* Keys [j0, j0+nk): K as MR-key panels of depth D into kp, V^T as MR-row
- * panels of depth nk into vp (panel d0 at vp + d0*nk). */
+ * panels of depth nk into vp (panel d0 at element d0*depth(nk)). */
 static void pack_kv(const ld_gemm_kernel *kr, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t j0,
-                    int64_t nk, int64_t D, int64_t Dp, float *kp, float *vp, float *tmp) {
+                    int64_t nk, int64_t D, int64_t Dp, char *kp, char *vp, float *tile, float *tmp) {
     const int MR = kr->mr;
+    const int64_t es = esize(kr), dD = depth(kr, D), dk = depth(kr, nk);
     for (int64_t r = 0; r < rup(nk, MR); r += MR)
-        ld_gemm_gather(kr, LD_F32, k, (j0 + r) * ldk, 1, ldk, D, nk - r < MR ? nk - r : MR, MR, kp + r * D, tmp);
+        ld_gemm_pack_panel(kr, 0, kp + r * dD * es, LD_F32, k, (j0 + r) * ldk, 1, ldk, D, nk - r < MR ? nk - r : MR,
+                           MR, tile, tmp);
     for (int64_t d0 = 0; d0 < Dp; d0 += MR)
-        ld_gemm_gather(kr, LD_F32, v, j0 * ldv + d0, ldv, 1, nk, D - d0 < MR ? D - d0 : MR, MR, vp + d0 * nk, tmp);
+        ld_gemm_pack_panel(kr, 0, vp + d0 * dk * es, LD_F32, v, j0 * ldv + d0, ldv, 1, nk, D - d0 < MR ? D - d0 : MR,
+                           MR, tile, tmp);
 }
 
 /* One block of nq <= BQ queries starting at i0. With packed != 0, w->kp and
- * w->vp already hold K and V^T of every key block (block j0 at kp + j0*D,
- * vp + j0*Dp, packed with depth min(BK, Lk - j0) even where causal masking
+ * w->vp already hold K and V^T of every key block (block j0 at element j0*D
+ * and j0*Dp, packed with depth min(BK, Lk - j0) even where causal masking
  * uses fewer keys); else each block is packed here. */
 static void attend_block(const ld_gemm_kernel *kr, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                         int64_t ldk, const float *v, int64_t ldv, int64_t b, int64_t Lk, int64_t D, int64_t i0,
                         int64_t nq, int64_t BQ, int64_t BK, int64_t Dp, const ld_attn_params *p, int packed,
                         att_scratch *w) {
     const int MR = kr->mr, NR = kr->nr;
-    const int64_t nqp = rup(nq, NR);
+    const int64_t nqp = rup(nq, NR), es = esize(kr), dD = depth(kr, D);
     ld_gemm_softmax_fn softmax = kr->softmax ? kr->softmax : softmax_portable;
     /* 1. (Q * scale)^T, NR-query panels of depth D */
     for (int64_t c = 0; c < nq; c += NR) {
-        float *dst = w->qp + c * D;
-        ld_gemm_gather(kr, LD_F32, q, c * ldq, 1, ldq, D, nq - c < NR ? nq - c : NR, NR, dst, w->tmp);
-        for (int64_t t = 0; t < D * NR; t++) dst[t] *= p->scale;
+        float *t = kr->bf16 ? w->tile : (float *)(w->qp + c * dD * es);
+        ld_gemm_gather(kr, LD_F32, q, c * ldq, 1, ldq, D, nq - c < NR ? nq - c : NR, NR, t, w->tmp);
+        for (int64_t i = 0; i < D * NR; i++) t[i] *= p->scale;
+        if (kr->bf16) ld_gemm_finish_panel(kr, 0, t, D, NR, w->qp + c * dD * es);
     }
     for (int64_t i = 0; i < BQ; i++) {
         w->m[i] = -INFINITY;
@@ -139,18 +158,26 @@ static void attend_block(const ld_gemm_kernel *kr, float *out, int64_t ldo, cons
     for (int64_t j0 = 0; j0 < jend; j0 += BK) {
         const int64_t nk = jend - j0 < BK ? jend - j0 : BK, nkp = rup(nk, MR);
         /* 2a. K as MR-key panels of depth D (V^T too); S^T = K (Q scale)^T */
-        const float *kp = packed ? w->kp + j0 * D : w->kp, *vp = packed ? w->vp + j0 * Dp : w->vp;
-        const int64_t vdepth = packed ? (Lk - j0 < BK ? Lk - j0 : BK) : nk; /* V^T panel stride / MR */
-        if (!packed) pack_kv(kr, k, ldk, v, ldv, j0, nk, D, Dp, w->kp, w->vp, w->tmp);
+        const char *kp = packed ? w->kp + j0 * dD * es : w->kp, *vp = packed ? w->vp + j0 * Dp * es : w->vp;
+        const int64_t vdepth = depth(kr, packed ? (Lk - j0 < BK ? Lk - j0 : BK) : nk); /* V^T panel depth */
+        if (!packed) pack_kv(kr, k, ldk, v, ldv, j0, nk, D, Dp, w->kp, w->vp, w->tile, w->tmp);
         for (int64_t c = 0; c < nqp; c += NR)
-            for (int64_t r = 0; r < nkp; r += MR) kr->micro(D, kp + r * D, w->qp + c * D, w->st + c * BK + r * NR, NR, 0);
+            for (int64_t r = 0; r < nkp; r += MR)
+                kr->micro(D, kp + r * dD * es, w->qp + c * dD * es, w->st + c * BK + r * NR, NR, 0);
         /* 2b. extra terms, then the softmax step down each query column */
         if (p->mask || p->causal || p->key_keep) extra_terms(p, b, Lk, i0, nq, j0, nk, NR, BK, w->st);
         for (int64_t c = 0; c < nqp; c += NR) softmax(w->st + c * BK, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
-        /* 2c. O^T += V^T P^T (P^T panels are B panels as they are) */
-        for (int64_t c = 0; c < nqp; c += NR)
+        /* 2c. O^T += V^T P^T (P^T panels are B panels as they are, or once
+         * rounded to bf16 pairs; an odd nk pads P^T with zeros) */
+        for (int64_t c = 0; c < nqp; c += NR) {
+            const void *pt = w->st + c * BK;
+            if (kr->bf16) {
+                ld_gemm_finish_panel(kr, 0, w->st + c * BK, nk, NR, w->pp + c * BK);
+                pt = w->pp + c * BK;
+            }
             for (int64_t d0 = 0; d0 < Dp; d0 += MR)
-                kr->micro(nk, vp + d0 * vdepth, w->st + c * BK, w->ot + c * Dp + d0 * NR, NR, 1);
+                kr->micro(nk, vp + d0 * vdepth * es, pt, w->ot + c * Dp + d0 * NR, NR, 1);
+        }
     }
     /* 3. out = O / l */
     for (int64_t i = 0; i < nq; i++) {
@@ -173,9 +200,15 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
                       const ld_attn_params *p) {
     if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return 1;
     if (Lk < 0) Lk = 0;
-    /* the tile that pads O^T (D rows x query columns) least */
-    const ld_gemm_kernel *kr = ld_gemm_kernel_f32_for(D, Lq);
-    const int64_t BQ = 4 * kr->nr, BK = rup(ATT_BK, kr->mr), Dp = rup(D, kr->mr);
+    /* the tile that pads O^T (D rows x query columns) least; bf16 products
+     * with LD_PRECISION_BF16 where the CPU has them (else f32) */
+    const ld_gemm_kernel *kr = NULL;
+    if (ld_gemm_get_precision() == LD_PRECISION_BF16) kr = ld_gemm_kernel_bf16_for(D, Lq);
+    if (!kr) kr = ld_gemm_kernel_f32_for(D, Lq);
+    const int64_t W = kr->mr > kr->nr ? kr->mr : kr->nr;
+    const int64_t BQ = 4 * kr->nr, Dp = rup(D, kr->mr);
+    int64_t BK = rup(ATT_BK, kr->mr);
+    if (kr->bf16 && BK % 2) BK += kr->mr; /* even, so a block's pair depth stays within it */
     const int64_t nqb = (Lq + BQ - 1) / BQ;
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     /* work items: (batch, head, run of query blocks), enough of them to balance the threads */
@@ -189,12 +222,12 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
     const int64_t LKall = rup(Lk > 0 ? Lk : 1, BK);
     const int packed = per_chunk > 1 && LKall * (D + Dp) <= ATT_PACK_ALL_FLOATS;
     const int64_t LK = packed ? LKall : BK;
-    const size_t per = scratch_floats(BQ, BK, LK, D, Dp);
+    const size_t per = scratch_floats(BQ, BK, LK, D, Dp, W);
     float *scratch = aligned_alloc(64, (size_t)rup((int64_t)(per * (size_t)nt * sizeof(float)), 64));
     if (!scratch) return 0;
     #pragma omp parallel for num_threads(nt) schedule(dynamic)
     for (int64_t it = 0; it < items; it++) {
-        att_scratch w = carve(scratch + per * (size_t)omp_get_thread_num(), BQ, BK, LK, D, Dp);
+        att_scratch w = carve(scratch + per * (size_t)omp_get_thread_num(), BQ, BK, LK, D, Dp, W);
         const int64_t b = it / (H * chunks), h = it / chunks % H, qb0 = (it % chunks) * per_chunk;
         const int64_t qb1 = qb0 + per_chunk < nqb ? qb0 + per_chunk : nqb;
         const float *qh = q + b * Lq * ldq + h * D, *kh = k + b * Lk * ldk + h * D, *vh = v + b * Lk * ldv + h * D;
@@ -203,8 +236,8 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
             int64_t jmax = Lk; /* keys any query of this item can see */
             if (p->causal && qb1 * BQ < jmax) jmax = qb1 * BQ;
             for (int64_t j0 = 0; j0 < jmax; j0 += BK)
-                pack_kv(kr, kh, ldk, vh, ldv, j0, Lk - j0 < BK ? Lk - j0 : BK, D, Dp, w.kp + j0 * D, w.vp + j0 * Dp,
-                        w.tmp);
+                pack_kv(kr, kh, ldk, vh, ldv, j0, Lk - j0 < BK ? Lk - j0 : BK, D, Dp, w.kp + j0 * depth(kr, D) * esize(kr),
+                        w.vp + j0 * Dp * esize(kr), w.tile, w.tmp);
         }
         for (int64_t qb = qb0; qb < qb1; qb++) {
             const int64_t i0 = qb * BQ, nq = Lq - i0 < BQ ? Lq - i0 : BQ;

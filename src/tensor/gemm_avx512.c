@@ -55,7 +55,7 @@
             _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                              \
                 __m512bh ai = (__m512bh)_mm512_set1_epi32(a[i]);                                 \
                 _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                             \
-                    acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bv[v]);                          \
+                    acc[i][v] = _mm512_dpbf16_ps(acc[i][v], bv[v], ai);                          \
             }                                                                                    \
         }                                                                                        \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                    \
@@ -165,6 +165,69 @@ static void gather_t_avx512(float *tile, const void *data, ld_dtype dt, int64_t 
     }
 }
 
+/* 32 consecutive source elements (nk <= 32 of them, the rest read as 0)
+ * rounded to 16 bf16 pairs, as the bits of one vector. */
+static inline __m512 load_pairs32(ld_dtype dt, const void *data, int64_t i, int64_t nk) {
+    const __mmask32 m = nk >= 32 ? 0xffffffffu : (__mmask32)((1u << nk) - 1);
+    if (dt == LD_BF16) return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, (const uint16_t *)data + i));
+    const __m512 lo = load16(dt, data, i, (__mmask16)m), hi = load16(dt, data, i + 16, (__mmask16)(m >> 16));
+    return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+/* k contiguous: 16 columns x 32 k become 16 vectors of 16 pairs, one 16x16
+ * transpose of 32-bit pairs turns them into 16 rows of pair index p. */
+static void pack_pairs_kmajor(uint32_t *dst, const void *data, ld_dtype dt, int64_t base, int64_t sx, int64_t kc,
+                              int64_t n, int W) {
+    for (int x0 = 0; x0 < W; x0 += 16) {
+        const int nw = W - x0 < 16 ? W - x0 : 16;
+        const __mmask16 sm = nw == 16 ? 0xffff : (__mmask16)((1u << nw) - 1);
+        const int64_t nx = n - x0 < 0 ? 0 : n - x0 < 16 ? n - x0 : 16;
+        for (int64_t k0 = 0; k0 < kc; k0 += 32) {
+            const int64_t nk = kc - k0 < 32 ? kc - k0 : 32;
+            __m512 r[16];
+            for (int64_t x = 0; x < 16; x++)
+                r[x] = x < nx ? load_pairs32(dt, data, base + (x0 + x) * sx + k0, nk) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int64_t t = 0; t < (nk + 1) / 2; t++) _mm512_mask_storeu_ps(dst + (k0 / 2 + t) * W + x0, sm, r[t]);
+        }
+    }
+}
+
+/* x contiguous: two k rows of 16 columns -> 16 interleaved pairs. */
+static void pack_pairs_xmajor(uint16_t *dst, const void *data, ld_dtype dt, int64_t base, int64_t sk, int64_t kc,
+                              int64_t n, int W) {
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int64_t p = 0; p < (kc + 1) / 2; p++) {
+        const int64_t r0 = base + 2 * p * sk, r1 = r0 + sk;
+        const int odd = 2 * p + 1 >= kc;
+        for (int x = 0; x < W; x += 16) {
+            const int nw = W - x < 16 ? W - x : 16;
+            const int64_t nx = n - x < 0 ? 0 : n - x < nw ? n - x : nw;
+            const __mmask16 m = (__mmask16)((1u << nx) - 1);
+            __m512 a = load16(dt, data, r0 + x, m);
+            __m512 b = odd ? _mm512_setzero_ps() : load16(dt, data, r1 + x, m);
+            __m512i h = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(b, a));
+            const __mmask32 sm = nw == 16 ? 0xffffffffu : (__mmask32)((1u << (2 * nw)) - 1);
+            _mm512_mask_storeu_epi16(dst + (p * W + x) * 2, sm, h);
+        }
+    }
+}
+
+static int pack_pairs_avx512(uint16_t *dst, const void *data, ld_dtype dt, int64_t base, int64_t sk, int64_t sx,
+                             int64_t kc, int64_t n, int W) {
+    if (dt != LD_F32 && dt != LD_F16 && dt != LD_BF16) return 0;
+    if (sk == 1 && sx != 1) {
+        pack_pairs_kmajor((uint32_t *)dst, data, dt, base, sx, kc, n, W);
+        return 1;
+    }
+    if (sx == 1) {
+        pack_pairs_xmajor(dst, data, dt, base, sk, kc, n, W);
+        return 1;
+    }
+    return 0;
+}
+
 /* exp(x) for x <= 0: x = n ln2 + r, |r| <= ln2/2, Taylor to r^6 (about
  * 1 ulp), times 2^n with vscalefps; x below -87.3 (and -inf) gives exactly 0. */
 static inline __m512 exp_neg512(__m512 x) {
@@ -216,7 +279,7 @@ static const ld_gemm_kernel k_f32 = {
 static const ld_gemm_kernel k_bf16 = {
     .name = "avx512-bf16 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 512, .nc = 512,
     .bf16 = 1, .micro = micro_bf16_14x32, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
-    .gather_t = gather_t_avx512,
+    .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .softmax = softmax_avx512,
 };
 
 /* 8 x 48 tiles (24 accumulators, three loads of B per k): no padding waste
@@ -230,7 +293,7 @@ static const ld_gemm_kernel k_f32_8x48 = {
 static const ld_gemm_kernel k_bf16_8x48 = {
     .name = "avx512-bf16 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 512, .nc = 480,
     .bf16 = 1, .micro = micro_bf16_8x48, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
-    .gather_t = gather_t_avx512,
+    .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .softmax = softmax_avx512,
 };
 
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32(void) { return &k_f32; }

@@ -28,6 +28,13 @@ typedef void (*ld_gemm_convert_fn)(float *dst, const void *src, ld_dtype dtype, 
 /* f32 tile [kc][W] -> bf16 pairs dst[(p*W + x)*2 + (k&1)] (round to nearest
  * even), odd kc padded with zeros. */
 typedef void (*ld_gemm_to_pairs_fn)(const float *tile, int64_t kc, int W, uint16_t *dst);
+/* Direct bf16-pair packing from the source, without the f32 tile:
+ *     dst[(p*W + x)*2 + (k&1)] = bf16(data[base + k*sk + x*sx])
+ * for k < kc, x < n <= W; columns n..W-1 and the odd-kc pad are zeros.
+ * Returns 0 (nothing written) for stride patterns it does not handle; the
+ * AVX-512 one handles k contiguous (sk == 1) and x contiguous (sx == 1). */
+typedef int (*ld_gemm_pack_pairs_fn)(uint16_t *dst, const void *data, ld_dtype dtype, int64_t base, int64_t sk,
+                                     int64_t sx, int64_t kc, int64_t n, int W);
 
 /* Transposing gather: tile[k*W + x] = f32(data[base + x*sx + k]) for k < kc,
  * x < n <= W (k contiguous in memory); columns n..W-1 are left to the caller. */
@@ -50,6 +57,7 @@ typedef struct {
     ld_gemm_micro_fn micro;
     ld_gemm_convert_fn convert; /* NULL: ld_convert_to_f32 */
     ld_gemm_to_pairs_fn to_pairs; /* bf16 kernels only; NULL: scalar */
+    ld_gemm_pack_pairs_fn pack_pairs; /* bf16 kernels only; NULL: gather, then to_pairs */
     ld_gemm_gather_t_fn gather_t; /* NULL: scalar loops */
     ld_gemm_softmax_fn softmax;   /* NULL: portable C */
 } ld_gemm_kernel;
@@ -58,11 +66,23 @@ typedef struct {
  * the default one or the one that pads an M x N product least. */
 const ld_gemm_kernel *ld_gemm_kernel_f32(void);
 const ld_gemm_kernel *ld_gemm_kernel_f32_for(int64_t M, int64_t N);
+/* The bf16 kernel for an M x N product, or NULL without bf16 instructions. */
+const ld_gemm_kernel *ld_gemm_kernel_bf16_for(int64_t M, int64_t N);
 
 /* tile[k*W + x] = f32(data[base + k*sk + x*sx]) for k < kc, x < n <= W;
  * columns n..W-1 are zeroed. tmp holds kc floats. */
 void ld_gemm_gather(const ld_gemm_kernel *kr, ld_dtype dt, const void *data, int64_t base, int64_t sk, int64_t sx,
                     int64_t kc, int64_t n, int W, float *tile, float *tmp);
+
+/* One packed panel (W = MR rows of A or NR columns of B) of depth kc from
+ * data[base + k*sk + x*sx], x < n: f32 for f32 kernels (rounded to bf16 when
+ * round), bf16 pairs for bf16 kernels (directly with pack_pairs when it
+ * handles the strides, else through tile). tile: kc*W floats, tmp: kc. */
+void ld_gemm_pack_panel(const ld_gemm_kernel *kr, int round, void *dst, ld_dtype dt, const void *data, int64_t base,
+                        int64_t sk, int64_t sx, int64_t kc, int64_t n, int W, float *tile, float *tmp);
+/* The last step of the above for an f32 tile [kc][W] already in tile (for
+ * f32 kernels tile is dst itself): to bf16 pairs, or rounding. */
+void ld_gemm_finish_panel(const ld_gemm_kernel *kr, int round, float *tile, int64_t kc, int W, void *dst);
 
 /* Each returns NULL when the file is not compiled for this architecture. */
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32(void);
