@@ -513,7 +513,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
      * layers: M = tokens, B = the weights): B is packed once the same way.
      * Same bits either way. */
     const int64_t npc = (K + KC - 1) / KC, nmb = (M + MC - 1) / MC, nbp = (N + NR - 1) / NR;
-    const int share_a = tm == 1 && tn >= 4 && (double)npc * nmb * a_bytes <= 8.0 * (1 << 20);
+    const int share_a = tm == 1 && tn >= 4 && (double)npc * nmb * a_bytes <= 32.0 * (1 << 20);
     const size_t bblk = (size_t)round_up(kcmax * nbp * NR * esz, 64); /* one k block of all of B */
     const int share_b = !g->fill && tm >= 2 && (double)npc * bblk <= 32.0 * (1 << 20);
     workspace *ws = ws_acquire(t_bytes, share_a ? (size_t)(npc * nmb) * a_bytes : share_b ? (size_t)npc * bblk : 0, nt);

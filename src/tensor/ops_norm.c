@@ -6,6 +6,7 @@
 #include "tensor/ops_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* sum of x[i] and sum of (x[i] - mean)^2 in double, in 8 independent
  * partial sums (fixed order, so deterministic) to break the add chain. The
@@ -70,6 +71,14 @@ void ld_group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, i
 void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float eps, const ld_tensor *gamma,
                    const ld_tensor *beta) {
     int affine_g = ops_has(gamma), affine_b = ops_has(beta);
+    /* gamma and beta as f32 once, so the row loop below vectorizes */
+    float *gb = (affine_g || affine_b) ? malloc(sizeof(float) * 2 * (size_t)dim) : NULL;
+    if (gb) {
+        for (int64_t i = 0; i < dim; i++) {
+            gb[i] = affine_g ? ops_wget(gamma, i) : 1.0f;
+            gb[dim + i] = affine_b ? ops_wget(beta, i) : 0.0f;
+        }
+    }
     #pragma omp parallel for schedule(static) if (rows * dim > 16384)
     for (int64_t r = 0; r < rows; r++) {
         const float *xs = x + r * dim;
@@ -77,6 +86,12 @@ void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float ep
         double mean = sum_f64(xs, dim) / (double)dim, ss = sumsq_dev_f64(xs, dim, mean);
         float rstd = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
         float m = (float)mean;
+        if (gb) { /* (x - m) * rstd * gamma + beta, the same roundings as below */
+            const float *g = gb, *b = gb + dim;
+            #pragma omp simd
+            for (int64_t i = 0; i < dim; i++) ys[i] = (xs[i] - m) * rstd * g[i] + b[i];
+            continue;
+        }
         for (int64_t i = 0; i < dim; i++) {
             float v = (xs[i] - m) * rstd;
             if (affine_g) v *= ops_wget(gamma, i);
@@ -84,6 +99,7 @@ void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float ep
             ys[i] = v;
         }
     }
+    free(gb);
 }
 
 void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps,
