@@ -194,7 +194,7 @@ static ld_status build(ld_ctx *ctx, const char *where, const json_t *config, ld_
     ld_vae *v;
     LD_TRY(ld_calloc(ctx, (void **)&v, 1, sizeof *v, "AutoencoderKL"));
     ld_arena_init(&v->arena, 0);
-    v->tile = 64;
+    v->tile = 72;
     v->overlap = 16;
     ld_status st = parse_config(ctx, where, config, &v->cfg);
     if (st == LD_OK) {

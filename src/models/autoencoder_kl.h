@@ -50,7 +50,7 @@ ld_status ld_vae_decode(ld_ctx *ctx, ld_vae *v, const float *latents, int B, int
 ld_status ld_vae_encode(ld_ctx *ctx, ld_vae *v, const float *image, int B, int H, int W, float *moments);
 
 /* Largest tile side and smallest overlap, in latent pixels, for tiled decode
- * (defaults 64 and 16: a 128x128 latent decodes as 3 x 3 tiles of 54). */
+ * (defaults 72 and 16: a 128x128 latent decodes as 2 x 2 tiles of 72). */
 ld_status ld_vae_set_tiling(ld_ctx *ctx, ld_vae *v, int tile, int overlap);
 
 size_t ld_vae_activation_bytes(const ld_vae *v);
