@@ -457,8 +457,8 @@ static void check_env_override(void) {
         return;
     }
     self[sl] = 0;
-    const char *names[] = {"portable", "avx2", "avx512", "neon", "bogus"};
-    for (int i = 0; i < 5; i++) {
+    const char *names[] = {"portable", "avx2", "avx512", "neon", "auto", "bogus"};
+    for (int i = 0; i < 6; i++) {
         int fds[2];
         if (pipe(fds) != 0) return;
         pid_t pid = fork();
@@ -466,6 +466,7 @@ static void check_env_override(void) {
             dup2(fds[1], 1);
             close(fds[0]);
             setenv("LEANDIFF_CPU", names[i], 1);
+            alarm(120); /* survives exec: a hanging child is killed and fails the check */
             if (wrapper && *wrapper)
                 execl(wrapper, wrapper, self, "--print-level", (char *)NULL);
             else

@@ -130,6 +130,24 @@ static ld_cpu_level_t clamp_level(const ld_cpu_info *ci, ld_cpu_level_t level) {
     return level;
 }
 
+/* ld_cpu_parse_level with the best level given: detect() uses it directly,
+ * because calling ld_cpu_info_get() from inside detect() would wait forever
+ * on its own pthread_once (LEANDIFF_CPU=auto used to hang). */
+static int parse_level(const char *name, ld_cpu_level_t best, ld_cpu_level_t *out) {
+    static const struct {
+        const char *name;
+        int level;
+    } names[] = {{"portable", LD_CPU_PORTABLE}, {"c", LD_CPU_PORTABLE}, {"neon", LD_CPU_NEON},
+                 {"avx2", LD_CPU_AVX2},         {"avx512", LD_CPU_AVX512}, {"auto", 99}, {"", 99}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(name, names[i].name) == 0) {
+            *out = names[i].level == 99 ? best : (ld_cpu_level_t)names[i].level;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void detect(void) {
     ld_cpu_info *ci = &g_info;
     memset(ci, 0, sizeof *ci);
@@ -153,7 +171,7 @@ static void detect(void) {
     const char *env = getenv("LEANDIFF_CPU");
     ld_cpu_level_t want;
     if (env && *env) {
-        if (ld_cpu_parse_level(env, &want)) {
+        if (parse_level(env, ci->best, &want)) {
             g_level = clamp_level(ci, want);
         } else {
             fprintf(stderr, "leandiff: LEANDIFF_CPU=%s is not one of portable, avx2, avx512, neon, auto; ignored\n",
@@ -175,18 +193,7 @@ ld_cpu_level_t ld_cpu_level(void) {
 int ld_cpu_has_bf16(void) { return ld_cpu_level() == LD_CPU_AVX512 && g_info.avx512bf16; }
 
 int ld_cpu_parse_level(const char *name, ld_cpu_level_t *out) {
-    static const struct {
-        const char *name;
-        int level;
-    } names[] = {{"portable", LD_CPU_PORTABLE}, {"c", LD_CPU_PORTABLE}, {"neon", LD_CPU_NEON},
-                 {"avx2", LD_CPU_AVX2},         {"avx512", LD_CPU_AVX512}, {"auto", 99}, {"", 99}};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(name, names[i].name) == 0) {
-            *out = names[i].level == 99 ? ld_cpu_info_get()->best : (ld_cpu_level_t)names[i].level;
-            return 1;
-        }
-    }
-    return 0;
+    return parse_level(name, ld_cpu_info_get()->best, out);
 }
 
 ld_cpu_level_t ld_cpu_force(ld_cpu_level_t level) {
