@@ -7,10 +7,13 @@
 # kernel, the NEON FMA probe, HWCAP detection and the portable C paths really
 # run on aarch64. See docs/arm64.md.
 #
-#     tools/cross-test-arm64.sh [--install] [--build-dir DIR]
+#     tools/cross-test-arm64.sh [--install] [--asan] [--build-dir DIR]
 #
 #   --install       apt-get install the cross compiler and qemu first (root or
 #                   sudo; the only step that needs the network)
+#   --asan          build with AddressSanitizer + UBSan instead (default dir
+#                   build-arm64-asan/; LeakSanitizer cannot run under qemu, so
+#                   leaks are left to the native ASan run)
 #   --build-dir DIR where objects and test binaries go (default build-arm64/)
 #
 # Besides the tests, "cpu-detect" runs test_gemm --print-cpu on two emulated
@@ -24,23 +27,31 @@ PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross qemu-
 TESTS=(test_gemm test_ops_basic test_ops_conv test_ops_attention test_ops_resize test_rng)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD="$ROOT/build-arm64"
+BUILD=
 INSTALL=0
+ASAN=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --install) INSTALL=1 ;;
+    --asan) ASAN=1 ;;
     --build-dir) BUILD=$(mkdir -p "$2" && cd "$2" && pwd); shift ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "cross-test-arm64: unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
 
+if [ -z "$BUILD" ]; then
+    BUILD="$ROOT/build-arm64"
+    if [ "$ASAN" = 1 ]; then BUILD="$ROOT/build-arm64-asan"; fi
+fi
+
 if [ "$INSTALL" = 1 ]; then
     SUDO=
     if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${PACKAGES[@]}"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" > /dev/null
+    echo "arm64: installed ${PACKAGES[*]}"
 fi
 
 CC=${CC_ARM64:-aarch64-linux-gnu-gcc}
@@ -58,6 +69,10 @@ fi
 VERSION=$(sed -n 's/^project(leandiff VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
 CFLAGS=(-std=c11 -O2 -Wall -Wextra -Wno-unused-parameter -fopenmp -D_GNU_SOURCE "-DLD_VERSION=\"$VERSION\""
     -I"$ROOT/include" -I"$ROOT/src")
+if [ "$ASAN" = 1 ]; then
+    CFLAGS=("${CFLAGS[@]}" -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+    export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
 # SIMD kernels for x86 are left out exactly as CMake does on aarch64.
 mapfile -t LIB_SOURCES < <(cd "$ROOT" && ls src/base/*.c src/tensor/*.c src/sched/rng.c | grep -Ev '_(avx512|avx2)\.c$')
 
@@ -66,6 +81,23 @@ echo "arm64: compiling ${#LIB_SOURCES[@]} library files and ${#TESTS[@]} tests w
 t0=$(date +%s)
 WARN="$BUILD/warnings.txt"
 : > "$WARN"
+# compile OUT ARGS...: stops the script on an error; an output that came with
+# warnings is deleted (so the next run shows them again) and the warnings kept.
+compile() {
+    local out=$1
+    shift
+    if ! "$CC" "$@" -o "$out" 2> "$out.err"; then
+        cat "$out.err"
+        rm -f "$out"
+        echo "arm64: cross build failed" >&2
+        exit 1
+    fi
+    if [ -s "$out.err" ]; then
+        cat "$out.err" >> "$WARN"
+        rm -f "$out"
+    fi
+    rm -f "$out.err"
+}
 OBJS=()
 for src in "${LIB_SOURCES[@]}"; do
     obj="$BUILD/obj/$(echo "${src%.c}" | tr / _).o"
@@ -74,15 +106,15 @@ for src in "${LIB_SOURCES[@]}"; do
     if [ -f "$obj" ] && [ -z "$(find "$ROOT/$src" "$ROOT/src" "$ROOT/include" -name '*.[ch]' -newer "$obj" -print -quit)" ]; then
         continue
     fi
-    "$CC" "${CFLAGS[@]}" -c "$ROOT/$src" -o "$obj" 2>> "$WARN"
+    compile "$obj" "${CFLAGS[@]}" -c "$ROOT/$src"
 done
-rm -f "$BUILD/libleandiff-arm64.a"
-aarch64-linux-gnu-ar rcs "$BUILD/libleandiff-arm64.a" "${OBJS[@]}" 2>> "$WARN" ||
-    ar rcs "$BUILD/libleandiff-arm64.a" "${OBJS[@]}"
-for t in "${TESTS[@]}"; do
-    "$CC" "${CFLAGS[@]}" -I"$ROOT/tests" "$ROOT/tests/$t.c" "$BUILD/libleandiff-arm64.a" -lm \
-        -o "$BUILD/$t" 2>> "$WARN"
-done
+if [ ! -s "$WARN" ]; then
+    rm -f "$BUILD/libleandiff-arm64.a"
+    aarch64-linux-gnu-ar rcs "$BUILD/libleandiff-arm64.a" "${OBJS[@]}"
+    for t in "${TESTS[@]}"; do
+        compile "$BUILD/$t" "${CFLAGS[@]}" -I"$ROOT/tests" "$ROOT/tests/$t.c" "$BUILD/libleandiff-arm64.a" -lm
+    done
+fi
 if [ -s "$WARN" ]; then
     cat "$WARN"
     echo "arm64: the cross build printed warnings (see above)" >&2
