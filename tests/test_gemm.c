@@ -572,6 +572,7 @@ int main(int argc, char **argv) {
     check_conv(5, 9, 8, 6, 3, 1, 1, 1, 1);
     check_conv(4, 16, 16, 40, 1, 1, 0, 1, 0);
     check_conv(32, 24, 24, 64, 3, 1, 1, 1, 0);
+    check_conv(9, 10, 12, 11, 3, 1, 1, 1, 0); /* K = 81: bf16 fill in 64-row chunks, odd end */
 
     check_attention(1, 1, 1, 1, 1, 0);
     check_attention(2, 3, 37, 300, 40, 0);

@@ -9,7 +9,7 @@
 #include "io/safetensors.h"
 #include "models/model_registry.h"
 #include "models/unet2d.h"
-#include "test_util.h"
+#include "test_model_util.h"
 
 static const float *case_tensor(const ld_safetensors *st, const char *prefix, const char *name, int64_t *numel,
                                 const ld_tensor **out) {
@@ -80,33 +80,6 @@ static void reference_cases(ld_ctx *ctx, const char *td, const char *model) {
     CHECK(ran >= 3, "%s: %d cases ran", model, ran);
     printf("%s: activation arena %.1f KiB\n", model, ld_unet2d_activation_bytes(u) / 1024.0);
     ld_unet2d_free(u);
-}
-
-/* init-random: tensors and parameters the build records == configs/index.json */
-static void record_counts(ld_ctx *ctx, const char *td, const json_t *index, const char *key) {
-    char path[8192];
-    snprintf(path, sizeof path, "%s/configs/%s/config.json", td, key);
-    json_t *cfg = NULL;
-    ld_weights *rec = NULL;
-    CHECK(ld_json_load_file(ctx, path, &cfg) == LD_OK, "%s", ld_ctx_error(ctx));
-    CHECK(ld_weights_new_recorder(ctx, &rec) == LD_OK, "recorder");
-    const ld_model_type *type = ld_model_type_find("UNet2DConditionModel");
-    CHECK(type && type->record == ld_unet2d_record, "registry has UNet2DConditionModel");
-    if (cfg && rec && type) {
-        ld_status rc = type->record(ctx, path, cfg, rec);
-        CHECK(rc == LD_OK, "record %s: %s", key, ld_ctx_error(ctx));
-        int64_t params = 0;
-        size_t n = ld_weights_recorded_count(rec);
-        for (size_t i = 0; i < n; i++) params += ld_tensor_numel(ld_weights_recorded(rec, i));
-        const json_t *e = json_object_get(index, key);
-        int64_t want_p = json_integer_value(json_object_get(e, "params"));
-        int64_t want_t = json_integer_value(json_object_get(e, "tensors"));
-        printf("%s: %zu tensors (index %lld), %lld parameters (index %lld)\n", key, n, (long long)want_t,
-               (long long)params, (long long)want_p);
-        CHECK((int64_t)n == want_t && params == want_p, "%s counts", key);
-    }
-    ld_weights_free(rec);
-    json_decref(cfg);
 }
 
 /* ---- modified copies of the tiny model for the error and alternative-layout tests ---- */
@@ -269,16 +242,9 @@ int main(void) {
     reference_cases(ctx, td, "koala-700m-tiny");
     reference_cases(ctx, td, "koala-1b-tiny");
 
-    char path[8192];
-    snprintf(path, sizeof path, "%s/configs/index.json", td);
-    json_t *index = NULL;
-    CHECK(ld_json_load_file(ctx, path, &index) == LD_OK, "%s", ld_ctx_error(ctx));
-    if (index) {
-        record_counts(ctx, td, index, "koala-700m/unet");
-        record_counts(ctx, td, index, "koala-1b/unet");
-        record_counts(ctx, td, index, "sdxl-base/unet");
-        json_decref(index);
-    }
+    test_recorded_counts(ctx, td, "koala-700m/unet", "UNet2DConditionModel");
+    test_recorded_counts(ctx, td, "koala-1b/unet", "UNet2DConditionModel");
+    test_recorded_counts(ctx, td, "sdxl-base/unet", "UNet2DConditionModel");
     error_cases(ctx, td);
     conv_projection(ctx, td);
     bad_arguments(ctx, td);

@@ -10,7 +10,7 @@
 #include "io/safetensors.h"
 #include "models/autoencoder_kl.h"
 #include "models/model_registry.h"
-#include "test_util.h"
+#include "test_model_util.h"
 
 static int run_cases(ld_ctx *ctx, ld_vae *v, const char *cases_path, const char *label, int with_encoder) {
     ld_safetensors *st;
@@ -277,34 +277,6 @@ static void tiled_decode(ld_ctx *ctx, const char *td) {
     ld_vae_free(v);
 }
 
-static void record_counts(ld_ctx *ctx, const char *td) {
-    char path[8192];
-    snprintf(path, sizeof path, "%s/configs/index.json", td);
-    json_t *index = NULL, *cfg = NULL;
-    ld_weights *rec = NULL;
-    CHECK(ld_json_load_file(ctx, path, &index) == LD_OK, "%s", ld_ctx_error(ctx));
-    snprintf(path, sizeof path, "%s/configs/sdxl-base/vae/config.json", td);
-    CHECK(ld_json_load_file(ctx, path, &cfg) == LD_OK, "%s", ld_ctx_error(ctx));
-    CHECK(ld_weights_new_recorder(ctx, &rec) == LD_OK, "recorder");
-    const ld_model_type *type = ld_model_type_find("AutoencoderKL");
-    CHECK(type && type->record == ld_vae_record, "registry has AutoencoderKL");
-    if (index && cfg && rec && type) {
-        CHECK(type->record(ctx, path, cfg, rec) == LD_OK, "record: %s", ld_ctx_error(ctx));
-        size_t n = ld_weights_recorded_count(rec);
-        int64_t params = 0;
-        for (size_t i = 0; i < n; i++) params += ld_tensor_numel(ld_weights_recorded(rec, i));
-        const json_t *e = json_object_get(index, "sdxl-base/vae");
-        int64_t want_p = json_integer_value(json_object_get(e, "params"));
-        int64_t want_t = json_integer_value(json_object_get(e, "tensors"));
-        printf("sdxl-base/vae: %zu tensors (index %lld), %lld parameters (index %lld)\n", n, (long long)want_t,
-               (long long)params, (long long)want_p);
-        CHECK((int64_t)n == want_t && params == want_p, "sdxl vae counts");
-    }
-    ld_weights_free(rec);
-    json_decref(cfg);
-    json_decref(index);
-}
-
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     const char *td = test_testdata_dir();
@@ -314,7 +286,7 @@ int main(void) {
     reference_cases(ctx, td, "koala-1b-tiny");
     alternative_files(ctx, td);
     tiled_decode(ctx, td);
-    record_counts(ctx, td);
+    test_recorded_counts(ctx, td, "sdxl-base/vae", "AutoencoderKL");
     ld_ctx_free(ctx);
     return test_finish();
 }

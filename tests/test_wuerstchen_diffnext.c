@@ -5,48 +5,9 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/wuerstchen_diffnext.h"
-#include "test_util.h"
+#include "test_model_util.h"
 
 static ld_ctx *ctx;
-
-static float *get(ld_safetensors *f, const char *name, ld_tensor *shape) {
-    const ld_tensor *t = ld_safetensors_find(f, name);
-    if (!t) return NULL;
-    ld_tensor c;
-    if (ld_tensor_to_f32(ctx, t, &c) != LD_OK) return NULL;
-    if (shape) *shape = c;
-    return c.data;
-}
-
-/* Records the model from a released config; compares counts with index.json. */
-static void check_counts(const char *td, const char *key, const char *cls) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/configs/%s/config.json", td, key);
-    json_t *cfg, *index;
-    CHECK(ld_json_load_file(ctx, path, &cfg) == LD_OK, "%s", ld_ctx_error(ctx));
-    snprintf(path, sizeof path, "%s/configs/index.json", td);
-    CHECK(ld_json_load_file(ctx, path, &index) == LD_OK, "%s", ld_ctx_error(ctx));
-    const ld_model_type *mt = ld_model_type_find(cls);
-    CHECK(mt != NULL, "%s registered", cls);
-    ld_weights *rec;
-    ld_weights_new_recorder(ctx, &rec);
-    if (mt && cfg) CHECK(mt->record(ctx, key, cfg, rec) == LD_OK, "record %s: %s", key, ld_ctx_error(ctx));
-    int64_t params = 0;
-    size_t n = ld_weights_recorded_count(rec);
-    for (size_t i = 0; i < n; i++) { /* index.json counts parameters, not BatchNorm buffers */
-        const ld_tensor *t = ld_weights_recorded(rec, i);
-        if (!strstr(t->name, "running_") && !strstr(t->name, "num_batches_tracked")) params += ld_tensor_numel(t);
-    }
-    json_t *e = json_object_get(index, key);
-    int64_t want_p = json_integer_value(json_object_get(e, "params"));
-    int64_t want_t = json_integer_value(json_object_get(e, "tensors"));
-    CHECK(params == want_p, "%s: %lld params, index.json says %lld", key, (long long)params, (long long)want_p);
-    CHECK((int64_t)n == want_t, "%s: %zu tensors, index.json says %lld", key, n, (long long)want_t);
-    printf("%s: %lld params, %zu tensors\n", key, (long long)params, n);
-    ld_weights_free(rec);
-    json_decref(cfg);
-    json_decref(index);
-}
 
 static void test_cases(const char *td) {
     char path[4200];
@@ -63,19 +24,19 @@ static void test_cases(const char *td) {
         char name[64];
         ld_tensor xs, es, cs;
         snprintf(name, sizeof name, "decoder%d.x", i);
-        float *x = get(f, name, &xs);
+        float *x = test_case_f32(ctx, f, name, &xs);
         if (!x) {
             CHECK(i >= 2, "at least two decoder cases");
             break;
         }
         snprintf(name, sizeof name, "decoder%d.r", i);
-        float *r = get(f, name, NULL);
+        float *r = test_case_f32(ctx, f, name, NULL);
         snprintf(name, sizeof name, "decoder%d.effnet", i);
-        float *e = get(f, name, &es);
+        float *e = test_case_f32(ctx, f, name, &es);
         snprintf(name, sizeof name, "decoder%d.clip", i);
-        float *c = get(f, name, &cs);
+        float *c = test_case_f32(ctx, f, name, &cs);
         snprintf(name, sizeof name, "decoder%d.out", i);
-        float *ref = get(f, name, NULL);
+        float *ref = test_case_f32(ctx, f, name, NULL);
         int64_t n = ld_tensor_numel(&xs);
         float *out = malloc((size_t)n * 4);
         CHECK(ld_wuerstchen_diffnext_forward(ctx, d, out, x, xs.shape[0], xs.shape[2], xs.shape[3], r, e, es.shape[2],
@@ -139,7 +100,7 @@ int main(void) {
     if (td) {
         test_config_errors(td);
         test_cases(td);
-        check_counts(td, "wuerstchen/decoder", "WuerstchenDiffNeXt");
+        test_recorded_counts(ctx, td, "wuerstchen/decoder", "WuerstchenDiffNeXt");
     }
     ld_ctx_free(ctx);
     if (!td) return test_skip("no testdata");

@@ -56,3 +56,19 @@ ld_status ld_component_config(ld_ctx *ctx, const char *component_dir, json_t **c
     }
     return LD_OK;
 }
+
+ld_status ld_component_files_open(ld_ctx *ctx, const char *dir, const char *variant, ld_component_files *f) {
+    memset(f, 0, sizeof *f);
+    LD_TRY(ld_component_config(ctx, dir, &f->config));
+    snprintf(f->where, sizeof f->where, "%s/config.json", dir);
+    ld_status st = ld_weights_open_dir(ctx, dir, variant, &f->ws);
+    if (st != LD_OK) ld_component_files_close(f, 0);
+    return st;
+}
+
+void ld_component_files_close(ld_component_files *f, int keep_weights) {
+    json_decref(f->config);
+    f->config = NULL;
+    if (!keep_weights) ld_weights_free(f->ws);
+    f->ws = NULL;
+}

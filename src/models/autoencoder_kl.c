@@ -220,15 +220,10 @@ ld_status ld_vae_build(ld_ctx *ctx, const char *where, const json_t *config, ld_
 
 ld_status ld_vae_load(ld_ctx *ctx, const char *vae_dir, const char *variant, ld_vae **out) {
     *out = NULL;
-    json_t *cfg;
-    LD_TRY(ld_component_config(ctx, vae_dir, &cfg));
-    char where[4200];
-    snprintf(where, sizeof where, "%s/config.json", vae_dir);
-    ld_weights *ws = NULL;
-    ld_status st = ld_weights_open_dir(ctx, vae_dir, variant, &ws);
-    if (st == LD_OK) st = build(ctx, where, cfg, ws, 1, out);
-    if (st != LD_OK) ld_weights_free(ws);
-    json_decref(cfg);
+    ld_component_files f;
+    LD_TRY(ld_component_files_open(ctx, vae_dir, variant, &f));
+    ld_status st = build(ctx, f.where, f.config, f.ws, 1, out); /* the model owns the weights */
+    ld_component_files_close(&f, st == LD_OK);
     return st;
 }
 

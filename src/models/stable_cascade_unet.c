@@ -3,6 +3,7 @@
 #include "models/stable_cascade_unet.h"
 
 #include "io/json.h"
+#include "io/model_folder.h"
 #include "models/stability_names.h"
 
 #include <stdio.h>
@@ -148,26 +149,21 @@ ld_status ld_sc_unet_build(ld_ctx *ctx, const char *where, const json_t *config,
 ld_status ld_sc_unet_load(ld_ctx *ctx, const char *dir, const char *variant, const char *weights_file,
                           ld_sc_unet **out) {
     *out = NULL;
-    char where[4200];
-    snprintf(where, sizeof where, "%s/config.json", dir);
-    json_t *cfg;
-    LD_TRY(ld_json_load_file(ctx, where, &cfg));
-    ld_weights *ws = NULL;
+    ld_component_files f;
     ld_status st;
-    if (weights_file) {
-        st = ld_weights_open_file(ctx, weights_file, &ws);
-        if (st == LD_OK) st = ld_stability_alias_unet(ctx, ws);
+    if (weights_file) { /* config from dir, weights from one Stability file, read through aliases */
+        memset(&f, 0, sizeof f);
+        LD_TRY(ld_component_config(ctx, dir, &f.config));
+        snprintf(f.where, sizeof f.where, "%s/config.json", dir);
+        st = ld_weights_open_file(ctx, weights_file, &f.ws);
+        if (st == LD_OK) st = ld_stability_alias_unet(ctx, f.ws);
     } else {
-        st = ld_weights_open_dir(ctx, dir, variant, &ws);
+        st = ld_component_files_open(ctx, dir, variant, &f);
     }
-    if (st == LD_OK) st = ld_sc_unet_build(ctx, where, cfg, ws, out);
-    json_decref(cfg);
-    if (st != LD_OK) {
-        ld_weights_free(ws);
-        return st;
-    }
-    (*out)->owns_ws = 1;
-    return LD_OK;
+    if (st == LD_OK) st = ld_sc_unet_build(ctx, f.where, f.config, f.ws, out);
+    if (st == LD_OK) (*out)->owns_ws = 1;
+    ld_component_files_close(&f, st == LD_OK);
+    return st;
 }
 
 static void free_stack(ld_sc_stack *s) {

@@ -182,20 +182,12 @@ ld_status ld_wuerstchen_diffnext_build(ld_ctx *ctx, const char *where, const jso
 ld_status ld_wuerstchen_diffnext_load(ld_ctx *ctx, const char *dir, const char *variant,
                                       ld_wuerstchen_diffnext **out) {
     *out = NULL;
-    json_t *cfg;
-    LD_TRY(ld_component_config(ctx, dir, &cfg));
-    char where[4200];
-    snprintf(where, sizeof where, "%s/config.json", dir);
-    ld_weights *ws = NULL;
-    ld_status st = ld_weights_open_dir(ctx, dir, variant, &ws);
-    if (st == LD_OK) st = ld_wuerstchen_diffnext_build(ctx, where, cfg, ws, out);
-    json_decref(cfg);
-    if (st != LD_OK) {
-        ld_weights_free(ws);
-        return st;
-    }
-    (*out)->ws = ws;
-    return LD_OK;
+    ld_component_files f;
+    LD_TRY(ld_component_files_open(ctx, dir, variant, &f));
+    ld_status st = ld_wuerstchen_diffnext_build(ctx, f.where, f.config, f.ws, out);
+    if (st == LD_OK) (*out)->ws = f.ws;
+    ld_component_files_close(&f, st == LD_OK);
+    return st;
 }
 
 void ld_wuerstchen_diffnext_free(ld_wuerstchen_diffnext *d) {

@@ -417,6 +417,9 @@ static void pack_a_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
                            tmp);
 }
 
+/* k rows of an implicit-GEMM B tile filled at a time for the bf16 kernels (even). */
+#define FILL_ROWS 64
+
 /* Packs columns [j0, j0+n) x depth [pc, pc+kc) of B into NR-column panels. */
 static void pack_b_block(const gemm_args *g, const ld_gemm_kernel *kr, int round, int64_t j0,
                          int64_t n, int64_t pc, int64_t kc, char *bbuf, size_t bpan, float *tile, float *tmp) {
@@ -429,11 +432,17 @@ static void pack_b_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
                                g->B->cs, kc, ne, NR, tile, tmp);
             continue;
         }
-        float *t = kr->bf16 ? tile : (float *)dst;
-        g->fill->fill(g->fill->user, pc, kc, j, ne, t, NR);
-        if (ne < NR)
-            for (int64_t k = 0; k < kc; k++) memset(t + k * NR + ne, 0, sizeof(float) * (size_t)(NR - ne));
-        ld_gemm_finish_panel(kr, round, t, kc, NR, dst);
+        /* bf16: filled and turned into pairs FILL_ROWS k at a time, so the
+         * f32 tile stays in L1 */
+        const int64_t step = kr->bf16 ? FILL_ROWS : kc;
+        for (int64_t k0 = 0; k0 < kc; k0 += step) {
+            const int64_t kn = min64(step, kc - k0);
+            float *t = kr->bf16 ? tile : (float *)dst;
+            g->fill->fill(g->fill->user, pc + k0, kn, j, ne, t, NR);
+            if (ne < NR)
+                for (int64_t k = 0; k < kn; k++) memset(t + k * NR + ne, 0, sizeof(float) * (size_t)(NR - ne));
+            ld_gemm_finish_panel(kr, round, t, kn, NR, kr->bf16 ? (void *)((uint16_t *)dst + k0 * NR) : dst);
+        }
     }
 }
 
