@@ -1,7 +1,8 @@
 /* CPU feature detection, the LEANDIFF_CPU override and the FMA peak probe
- * (see cpu.h). The probe kernels use per-function target attributes so this
- * file itself is compiled for plain x86-64 and only runs them when the CPU
- * has the instructions. */
+ * (see cpu.h). On x86 the probe kernels use per-function target attributes so
+ * this file itself is compiled for plain x86-64 and only runs them when the
+ * CPU has the instructions; on aarch64 NEON is always there (the aarch64
+ * code is run under qemu by tools/cross-test-arm64.sh). */
 #include "base/cpu.h"
 
 #include <omp.h>
@@ -28,26 +29,41 @@ static ld_cpu_info g_info;
 static ld_cpu_level_t g_level;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-/* First "model name" (x86) or "Model"/"Hardware" line of /proc/cpuinfo. */
+/* The value of a "key : value" line of /proc/cpuinfo into out (n bytes);
+ * returns 0 for another key or an empty value. */
+static int cpuinfo_value(const char *line, const char *key, char *out, size_t n) {
+    if (strncmp(line, key, strlen(key))) return 0;
+    const char *colon = strchr(line, ':');
+    if (!colon) return 0;
+    const char *v = colon + 1;
+    while (*v == ' ' || *v == '\t') v++;
+    size_t len = strcspn(v, "\r\n");
+    if (len == 0) return 0;
+    if (len >= n) len = n - 1;
+    memcpy(out, v, len);
+    out[len] = 0;
+    return 1;
+}
+
+/* First "model name" (x86) or "Model"/"Hardware" line of /proc/cpuinfo; else
+ * (arm64 kernels print neither) "aarch64 implementer 0x41 part 0xd0c" from
+ * the "CPU implementer" and "CPU part" lines. */
 static int model_from_proc(char *out, size_t n) {
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (!f) return 0;
-    char line[512];
+    char line[512], impl[32] = "", part[32] = "";
     int found = 0;
     while (!found && fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) && strncmp(line, "Model", 5) && strncmp(line, "Hardware", 8)) continue;
-        char *colon = strchr(line, ':');
-        if (!colon) continue;
-        char *v = colon + 1;
-        while (*v == ' ' || *v == '\t') v++;
-        size_t len = strcspn(v, "\r\n");
-        if (len == 0) continue;
-        if (len >= n) len = n - 1;
-        memcpy(out, v, len);
-        out[len] = 0;
-        found = 1;
+        found = cpuinfo_value(line, "model name", out, n) || cpuinfo_value(line, "Model", out, n) ||
+                cpuinfo_value(line, "Hardware", out, n);
+        if (!impl[0]) cpuinfo_value(line, "CPU implementer", impl, sizeof impl);
+        if (!part[0]) cpuinfo_value(line, "CPU part", part, sizeof part);
     }
     fclose(f);
+    if (!found && impl[0] && part[0]) {
+        snprintf(out, n, "aarch64 implementer %s part %s", impl, part);
+        found = 1;
+    }
     return found;
 }
 
@@ -103,6 +119,35 @@ static void detect_x86(ld_cpu_info *ci) {
 }
 #endif
 
+/* The path for a requested level on this CPU: NEON and the x86 levels are
+ * different families, so a level of the other family falls back to portable
+ * (an x86 level on aarch64 first clamps to neon, the best there), and one
+ * above the CPU's best to the best. */
+static ld_cpu_level_t clamp_level(const ld_cpu_info *ci, ld_cpu_level_t level) {
+    if (level > ci->best) level = ci->best;
+    if (level == LD_CPU_NEON && ci->best != LD_CPU_NEON) level = LD_CPU_PORTABLE;
+    if (level != LD_CPU_NEON && level != LD_CPU_PORTABLE && ci->best == LD_CPU_NEON) level = LD_CPU_PORTABLE;
+    return level;
+}
+
+/* ld_cpu_parse_level with the best level given: detect() uses it directly,
+ * because calling ld_cpu_info_get() from inside detect() would wait forever
+ * on its own pthread_once (LEANDIFF_CPU=auto used to hang). */
+static int parse_level(const char *name, ld_cpu_level_t best, ld_cpu_level_t *out) {
+    static const struct {
+        const char *name;
+        int level;
+    } names[] = {{"portable", LD_CPU_PORTABLE}, {"c", LD_CPU_PORTABLE}, {"neon", LD_CPU_NEON},
+                 {"avx2", LD_CPU_AVX2},         {"avx512", LD_CPU_AVX512}, {"auto", 99}, {"", 99}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(name, names[i].name) == 0) {
+            *out = names[i].level == 99 ? best : (ld_cpu_level_t)names[i].level;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void detect(void) {
     ld_cpu_info *ci = &g_info;
     memset(ci, 0, sizeof *ci);
@@ -114,8 +159,10 @@ static void detect(void) {
 #if defined(__aarch64__)
     ci->neon = 1; /* Advanced SIMD is mandatory on aarch64 */
 #if defined(__linux__)
-    unsigned long hw2 = getauxval(AT_HWCAP2);
-    ci->neon_bf16 = (hw2 >> 14) & 1; /* HWCAP2_BF16 */
+#ifndef HWCAP2_BF16
+#define HWCAP2_BF16 (1UL << 14) /* arch/arm64/include/uapi/asm/hwcap.h */
+#endif
+    ci->neon_bf16 = (getauxval(AT_HWCAP2) & HWCAP2_BF16) != 0; /* BFDOT/BFMMLA (not used yet) */
 #endif
     ci->best = LD_CPU_NEON;
 #endif
@@ -124,8 +171,8 @@ static void detect(void) {
     const char *env = getenv("LEANDIFF_CPU");
     ld_cpu_level_t want;
     if (env && *env) {
-        if (ld_cpu_parse_level(env, &want)) {
-            g_level = want < ci->best ? want : ci->best;
+        if (parse_level(env, ci->best, &want)) {
+            g_level = clamp_level(ci, want);
         } else {
             fprintf(stderr, "leandiff: LEANDIFF_CPU=%s is not one of portable, avx2, avx512, neon, auto; ignored\n",
                     env);
@@ -146,29 +193,12 @@ ld_cpu_level_t ld_cpu_level(void) {
 int ld_cpu_has_bf16(void) { return ld_cpu_level() == LD_CPU_AVX512 && g_info.avx512bf16; }
 
 int ld_cpu_parse_level(const char *name, ld_cpu_level_t *out) {
-    static const struct {
-        const char *name;
-        int level;
-    } names[] = {{"portable", LD_CPU_PORTABLE}, {"c", LD_CPU_PORTABLE}, {"neon", LD_CPU_NEON},
-                 {"avx2", LD_CPU_AVX2},         {"avx512", LD_CPU_AVX512}, {"auto", 99}, {"", 99}};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(name, names[i].name) == 0) {
-            *out = names[i].level == 99 ? ld_cpu_info_get()->best : (ld_cpu_level_t)names[i].level;
-            return 1;
-        }
-    }
-    return 0;
+    return parse_level(name, ld_cpu_info_get()->best, out);
 }
 
 ld_cpu_level_t ld_cpu_force(ld_cpu_level_t level) {
-    const ld_cpu_info *ci = ld_cpu_info_get();
-    /* NEON and the x86 levels are different families: anything the CPU does
-     * not have falls back to portable, anything above its best to the best. */
-    if (level > ci->best) level = ci->best;
-    if (level == LD_CPU_NEON && ci->best != LD_CPU_NEON) level = LD_CPU_PORTABLE;
-    if (level != LD_CPU_NEON && level != LD_CPU_PORTABLE && ci->best == LD_CPU_NEON) level = LD_CPU_PORTABLE;
-    g_level = level;
-    return level;
+    g_level = clamp_level(ld_cpu_info_get(), level);
+    return g_level;
 }
 
 const char *ld_cpu_level_name(ld_cpu_level_t level) {

@@ -5,10 +5,12 @@
  *     double peak = ld_cpu_peak_gflops(2, 0.2);      // FMA probe, GFLOP/s
  *
  * Detection uses cpuid/xgetbv on x86 (instruction set AND operating-system
- * support for the register state), HWCAP on aarch64 and nothing elsewhere
- * (portable C only). The environment variable LEANDIFF_CPU=portable|avx2|avx512
- * forces a lower path (it is clamped to what the CPU has); ld_cpu_force does
- * the same from code (tests use it to cover every path on one machine).
+ * support for the register state); on aarch64 NEON is mandatory (level neon)
+ * and HWCAP2 tells BF16; elsewhere nothing (portable C only). The environment
+ * variable LEANDIFF_CPU=portable|avx2|avx512|neon forces a lower path (it is
+ * clamped to what the CPU has: neon on x86 and avx2/avx512 on aarch64 are of
+ * the other family and give portable resp. neon); ld_cpu_force does the same
+ * from code (tests use it to cover every path on one machine).
  */
 #ifndef LD_BASE_CPU_H
 #define LD_BASE_CPU_H
