@@ -14,25 +14,21 @@ void wu_layer_norm2d(float *y, const float *x, int64_t B, int64_t C, int64_t HW)
     ld_layer_norm_channels(y, x, B, C, HW, WU_LN_EPS, NULL, NULL);
 }
 
-void wu_grn(float *x, int64_t B, int64_t HW, int64_t C, const ld_tensor *gamma, const ld_tensor *beta,
+void wu_grn(float *x, int64_t B, int64_t C, int64_t HW, const ld_tensor *gamma, const ld_tensor *beta,
             float *scratch) {
     double *acc = (double *)scratch; /* C doubles = 2C floats */
     float *gm = scratch + 2 * C, *bt = scratch + 3 * C, *nrm = scratch + 4 * C;
     ld_convert_to_f32(gm, gamma->data, gamma->dtype, 0, C);
     ld_convert_to_f32(bt, beta->data, beta->dtype, 0, C);
     for (int64_t b = 0; b < B; b++) {
-        float *xb = x + b * HW * C;
-        /* G[c] = ||x[:, c]||_2 over the pixels; each thread sums a slice of
-         * channels walking the rows in order (one pass over memory). */
-        #pragma omp parallel
-        {
-            int nt = omp_get_num_threads(), t = omp_get_thread_num();
-            int64_t c0 = C * t / nt, c1 = C * (t + 1) / nt;
-            for (int64_t c = c0; c < c1; c++) acc[c] = 0.0;
-            for (int64_t p = 0; p < HW; p++) {
-                const float *row = xb + p * C;
-                for (int64_t c = c0; c < c1; c++) acc[c] += (double)row[c] * row[c];
-            }
+        float *xb = x + b * C * HW;
+        /* G[c] = ||x[c, :]||_2 over the pixels, summed in pixel order */
+        #pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            const float *plane = xb + c * HW;
+            double s = 0.0;
+            for (int64_t p = 0; p < HW; p++) s += (double)plane[p] * plane[p];
+            acc[c] = s;
         }
         double mean = 0;
         for (int64_t c = 0; c < C; c++) {
@@ -41,12 +37,15 @@ void wu_grn(float *x, int64_t B, int64_t HW, int64_t C, const ld_tensor *gamma, 
         }
         float denom = (float)(mean / (double)C) + 1e-6f;
         for (int64_t c = 0; c < C; c++) nrm[c] = nrm[c] / denom;
-        #pragma omp parallel for
-        for (int64_t p = 0; p < HW; p++)
-            for (int64_t c = 0; c < C; c++) {
-                float v = xb[p * C + c];
-                xb[p * C + c] = gm[c] * (v * nrm[c]) + bt[c] + v;
+        #pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            float *plane = xb + c * HW;
+            const float g = gm[c], n = nrm[c], bb = bt[c];
+            for (int64_t p = 0; p < HW; p++) {
+                float v = plane[p];
+                plane[p] = g * (v * n) + bb + v;
             }
+        }
     }
 }
 
@@ -114,53 +113,62 @@ ld_status wu_resblock_build(ld_ctx *ctx, ld_weights *ws, wu_resblock *rb, const 
     return LD_OK;
 }
 
+/* A [out, in] linear weight seen as a [out, in, 1, 1] convolution (a view). */
+static ld_tensor as_1x1(const ld_tensor *w) {
+    ld_tensor t = *w;
+    t.ndim = 4;
+    t.shape[2] = t.shape[3] = 1;
+    return t;
+}
+
 ld_status wu_resblock_forward(ld_ctx *ctx, const wu_resblock *rb, float *x, int64_t B, int64_t H, int64_t W,
                               const float *skip) {
     int64_t c = rb->c, cs = rb->c_skip, HW = H * W;
     int64_t c_in = rb->kind == WU_RES_PRIOR ? c : c + cs;
-    float *cat = NULL, *h = NULL, *tok = NULL, *mid = NULL, *grn = NULL;
+    float *cat = NULL, *h = NULL, *mid = NULL, *grn = NULL;
     ld_status st = LD_OK;
     size_t n_cat = (size_t)(B * (c + cs) * HW), n_mid = (size_t)(B * HW * 4 * c);
     if ((st = ld_malloc(ctx, (void **)&cat, n_cat * sizeof(float), "resblock input")) != LD_OK) goto done;
     if ((st = ld_malloc(ctx, (void **)&h, (size_t)(B * c * HW) * sizeof(float), "resblock h")) != LD_OK) goto done;
-    if ((st = ld_malloc(ctx, (void **)&tok, n_cat * sizeof(float), "resblock tokens")) != LD_OK) goto done;
     if ((st = ld_malloc(ctx, (void **)&mid, n_mid * sizeof(float), "resblock mlp")) != LD_OK) goto done;
     if ((st = ld_malloc(ctx, (void **)&grn, (size_t)(20 * c) * sizeof(float), "resblock grn")) != LD_OK) goto done;
 
     ld_conv2d_params dw = ld_conv2d_params_make(1, 1);
     dw.groups = (int)c;
+    const float *in; /* the MLP's input, NCHW with c_in channels */
     if (rb->kind == WU_RES_PRIOR) {
         /* x = LN(DW(cat(x, skip))) */
-        const float *in = x;
+        const float *dw_in = x;
         if (cs) {
             ld_concat_channels(cat, x, c, skip, cs, B, HW);
-            in = cat;
+            dw_in = cat;
         }
-        ld_conv2d(h, in, B, c + cs, H, W, &rb->dw_w, &rb->dw_b, &dw);
+        ld_conv2d(h, dw_in, B, c + cs, H, W, &rb->dw_w, &rb->dw_b, &dw);
         wu_layer_norm2d(h, h, B, c, HW);
-        ld_nchw_to_nhwc(tok, h, B, c, HW);
+        in = h;
     } else {
         /* x = cat(LN(DW(x)), skip) */
         ld_conv2d(h, x, B, c, H, W, &rb->dw_w, &rb->dw_b, &dw);
         wu_layer_norm2d(h, h, B, c, HW);
-        const float *in = h;
+        in = h;
         if (cs) {
             ld_concat_channels(cat, h, c, skip, cs, B, HW);
             in = cat;
         }
-        ld_nchw_to_nhwc(tok, in, B, c_in, HW);
     }
-    /* per pixel: Linear -> GELU -> GRN -> Linear */
-    ld_linear(mid, tok, B * HW, &rb->fc1_w, &rb->fc1_b);
+    /* per pixel: Linear -> GELU -> GRN -> Linear. The linears run on the NCHW
+     * planes as 1x1 convolutions (W x per image): the same sums, in the same
+     * order, as x W^T on channels-last tokens, without the two transposes. */
+    const ld_tensor fc1 = as_1x1(&rb->fc1_w), fc2 = as_1x1(&rb->fc2_w);
+    const ld_conv2d_params one = ld_conv2d_params_make(1, 0);
+    ld_conv2d(mid, in, B, c_in, H, W, &fc1, &rb->fc1_b, &one);
     ld_gelu_erf(mid, B * HW * 4 * c);
-    wu_grn(mid, B, HW, 4 * c, &rb->grn_gamma, &rb->grn_beta, grn);
-    ld_linear(tok, mid, B * HW, &rb->fc2_w, &rb->fc2_b);
-    ld_nhwc_to_nchw(h, tok, B, c, HW);
+    wu_grn(mid, B, 4 * c, HW, &rb->grn_gamma, &rb->grn_beta, grn);
+    ld_conv2d(h, mid, B, 4 * c, H, W, &fc2, &rb->fc2_b, &one);
     ld_add(x, x, h, B * c * HW);
 done:
     free(cat);
     free(h);
-    free(tok);
     free(mid);
     free(grn);
     return st;

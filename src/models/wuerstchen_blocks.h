@@ -25,10 +25,11 @@
  * y may alias x. */
 void wu_layer_norm2d(float *y, const float *x, int64_t B, int64_t C, int64_t HW);
 
-/* GlobalResponseNorm on channels-last x [B, HW, C], in place:
+/* GlobalResponseNorm on NCHW x [B, C, HW], in place:
  * G = ||x||_2 over HW, N = G / (mean_c G + 1e-6), x = gamma*(x*N) + beta + x.
- * scratch: 5*C floats, 8-byte aligned (sums are kept in double). */
-void wu_grn(float *x, int64_t B, int64_t HW, int64_t C, const ld_tensor *gamma, const ld_tensor *beta,
+ * (The reference runs it channels-last; the sums are the same, pixel by
+ * pixel in double.) scratch: 5*C floats, 8-byte aligned. */
+void wu_grn(float *x, int64_t B, int64_t C, int64_t HW, const ld_tensor *gamma, const ld_tensor *beta,
             float *scratch);
 
 /* gen_r_embedding: r [B] in [0,1] -> emb [B, c_r] = [sin(r*1e4*f), cos(r*1e4*f)],
