@@ -4,10 +4,13 @@
  *     vector loads of B and 14 broadcasts of A feed 28 FMAs; and an 8 x 48
  *     variant that gemm.c picks when it pads the matrix less;
  *   - bf16: the same tiles with vdpbf16ps, each instruction doing two k steps
- *     (operands packed as bf16 pairs, f32 accumulation);
+ *     (operands packed as bf16 pairs, f32 accumulation; the broadcast A pair
+ *     goes second, which Zen 4 runs at the full rate);
  * the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
- * f32 -> bf16 pairs with vcvtne2ps2bf16, a 16x16 transposing gather; and the
- * vectorized online-softmax step used by gemm_attention.c. Layouts are described in gemm_kernels.h.
+ * f32 -> bf16 pairs with vcvtne2ps2bf16, a 16x16 transposing gather, and
+ * straight source -> bf16 pair packing (pack_pairs); and the vectorized
+ * online-softmax step used by gemm_attention.c. Layouts are described in
+ * gemm_kernels.h.
  */
 #include <immintrin.h>
 #include <math.h>
