@@ -9,6 +9,10 @@
  *     ld_tensor shape;
  *     float *x = test_case_f32(ctx, file, "prior0.x", &shape);   // NULL if absent
  *     ... free(x);
+ *
+ *     test_write_config(ctx, "src/config.json", dir, "norm_num_groups", "7");
+ *         writes dir/config.json = the source config with one key set to a
+ *         JSON value (key NULL: an unchanged copy); returns 0 on failure.
  */
 #ifndef LD_TEST_MODEL_UTIL_H
 #define LD_TEST_MODEL_UTIL_H
@@ -58,6 +62,18 @@ static inline float *test_case_f32(ld_ctx *ctx, const ld_safetensors *f, const c
     if (ld_tensor_to_f32(ctx, t, &c) != LD_OK) return NULL;
     if (shape) *shape = c;
     return c.data;
+}
+
+static inline int test_write_config(ld_ctx *ctx, const char *src_cfg, const char *dir, const char *key,
+                                    const char *value) {
+    json_t *cfg;
+    if (ld_json_load_file(ctx, src_cfg, &cfg) != LD_OK) return 0;
+    if (key) json_object_set_new(cfg, key, json_loads(value, JSON_DECODE_ANY, NULL));
+    char path[8300];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int ok = json_dump_file(cfg, path, JSON_INDENT(2)) == 0;
+    json_decref(cfg);
+    return ok;
 }
 
 #endif

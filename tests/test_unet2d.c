@@ -126,18 +126,6 @@ static int copy_weights(ld_ctx *ctx, const char *src, const char *dir, copy_mode
     return ok;
 }
 
-/* Writes dir/config.json = src config with key set to the JSON text value. */
-static int write_config(ld_ctx *ctx, const char *src_cfg, const char *dir, const char *key, const char *value) {
-    json_t *cfg;
-    if (ld_json_load_file(ctx, src_cfg, &cfg) != LD_OK) return 0;
-    if (key) json_object_set_new(cfg, key, json_loads(value, JSON_DECODE_ANY, NULL));
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    int ok = json_dump_file(cfg, path, JSON_INDENT(2)) == 0;
-    json_decref(cfg);
-    return ok;
-}
-
 /* Loading dir must fail with a message containing every `needles` entry. */
 static void expect_load_error(ld_ctx *ctx, const char *dir, const char *what, const char *n1, const char *n2) {
     ld_unet2d *u = NULL;
@@ -174,12 +162,12 @@ static void error_cases(ld_ctx *ctx, const char *td) {
         {"act_fn", "\"gelu\""},
     };
     for (size_t i = 0; i < sizeof rejected / sizeof rejected[0]; i++) {
-        CHECK(write_config(ctx, src_cfg, dir, rejected[i][0], rejected[i][1]), "write config");
+        CHECK(test_write_config(ctx, src_cfg, dir, rejected[i][0], rejected[i][1]), "write config");
         expect_load_error(ctx, dir, rejected[i][0], rejected[i][0], NULL);
     }
 
     /* a missing tensor, a tensor of the wrong shape */
-    CHECK(write_config(ctx, src_cfg, dir, NULL, NULL), "write config");
+    CHECK(test_write_config(ctx, src_cfg, dir, NULL, NULL), "write config");
     const char *victim = "up_blocks.1.attentions.0.transformer_blocks.1.attn2.to_k.weight";
     CHECK(copy_weights(ctx, src_w, dir, COPY_DROP, victim), "copy weights: %s", ld_ctx_error(ctx));
     expect_load_error(ctx, dir, "missing tensor", victim, "diffusion_pytorch_model.safetensors");
@@ -196,7 +184,7 @@ static void conv_projection(ld_ctx *ctx, const char *td) {
     snprintf(src_w, sizeof src_w, "%s/models/koala-1b-tiny/unet/diffusion_pytorch_model.safetensors", td);
     snprintf(cases, sizeof cases, "%s/cases/koala-1b-tiny/unet.safetensors", td);
     const char *dir = test_tmp_dir("unet2d-convproj");
-    CHECK(write_config(ctx, src_cfg, dir, "use_linear_projection", "false"), "write config");
+    CHECK(test_write_config(ctx, src_cfg, dir, "use_linear_projection", "false"), "write config");
     CHECK(copy_weights(ctx, src_w, dir, COPY_AS_CONV1X1, ".proj_"), "copy: %s", ld_ctx_error(ctx));
     ld_unet2d *u;
     ld_status rc = ld_unet2d_load(ctx, dir, NULL, &u);

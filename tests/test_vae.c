@@ -124,17 +124,6 @@ static int copy_weights(ld_ctx *ctx, const char *src, const char *dir, copy_mode
     return ok;
 }
 
-static int write_config(ld_ctx *ctx, const char *src_cfg, const char *dir, const char *key, const char *value) {
-    json_t *cfg;
-    if (ld_json_load_file(ctx, src_cfg, &cfg) != LD_OK) return 0;
-    if (key) json_object_set_new(cfg, key, json_loads(value, JSON_DECODE_ANY, NULL));
-    char path[8300];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    int ok = json_dump_file(cfg, path, JSON_INDENT(2)) == 0;
-    json_decref(cfg);
-    return ok;
-}
-
 static void expect_load_error(ld_ctx *ctx, const char *dir, const char *what, const char *n1, const char *n2) {
     ld_vae *v = NULL;
     ld_ctx_clear_error(ctx);
@@ -156,7 +145,7 @@ static void alternative_files(ld_ctx *ctx, const char *td) {
     ld_vae *v;
 
     /* legacy attention names with conv-shaped weights */
-    CHECK(write_config(ctx, src_cfg, dir, NULL, NULL), "write config");
+    CHECK(test_write_config(ctx, src_cfg, dir, NULL, NULL), "write config");
     CHECK(copy_weights(ctx, src_w, dir, COPY_LEGACY_ATTN, NULL), "copy: %s", ld_ctx_error(ctx));
     ld_status rc = ld_vae_load(ctx, dir, NULL, &v);
     CHECK(rc == LD_OK, "legacy names load: %s", ld_ctx_error(ctx));
@@ -189,10 +178,10 @@ static void alternative_files(ld_ctx *ctx, const char *td) {
     };
     CHECK(copy_weights(ctx, src_w, dir, COPY_AS_IS, NULL), "copy: %s", ld_ctx_error(ctx));
     for (size_t i = 0; i < sizeof rejected / sizeof rejected[0]; i++) {
-        CHECK(write_config(ctx, src_cfg, dir, rejected[i][0], rejected[i][1]), "write config");
+        CHECK(test_write_config(ctx, src_cfg, dir, rejected[i][0], rejected[i][1]), "write config");
         expect_load_error(ctx, dir, rejected[i][0], rejected[i][0], NULL);
     }
-    CHECK(write_config(ctx, src_cfg, dir, NULL, NULL), "write config");
+    CHECK(test_write_config(ctx, src_cfg, dir, NULL, NULL), "write config");
     CHECK(copy_weights(ctx, src_w, dir, COPY_DROP_PREFIX, "decoder.up_blocks.2.resnets.0.conv_shortcut.weight"),
           "copy: %s", ld_ctx_error(ctx));
     expect_load_error(ctx, dir, "missing tensor", "decoder.up_blocks.2.resnets.0.conv_shortcut.weight",
