@@ -4,6 +4,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "server.h"
+#include "server_exec_local.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -41,7 +42,7 @@ static int int_flag(const char *flag, const char *v, long long lo, long long hi,
 }
 
 int cmd_serve(int argc, char **argv) {
-    server s;
+    server_ctx s;
     memset(&s, 0, sizeof s);
     server_config *c = &s.cfg;
     c->host = "127.0.0.1";
@@ -128,15 +129,23 @@ int cmd_serve(int argc, char **argv) {
     if (!ctx) return 1;
     ld_pipeline_options opt = {.model_dir = c->model_dir, .decoder_dir = c->decoder_dir, .variant = variant,
                                .vae_tiling = -1};
-    if (ld_pipeline_open(ctx, &opt, &s.pipe) != LD_OK) {
+    ld_pipeline *pipe;
+    if (ld_pipeline_open(ctx, &opt, &pipe) != LD_OK) {
         fprintf(stderr, "leandiff serve: %s\n", ld_ctx_error(ctx));
         ld_ctx_free(ctx);
         return 1;
     }
     ld_ctx_free(ctx);
-    s.family = ld_pipeline_family(s.pipe);
-    s.model_name = ld_pipeline_model_name(s.pipe);
-    int rc = server_run(&s);
-    ld_pipeline_free(s.pipe);
+    s.family = ld_pipeline_family(pipe);
+    s.model_name = ld_pipeline_model_name(pipe);
+    server_executor *exec = exec_local_new(pipe, c->outputs);
+    if (!exec) {
+        fprintf(stderr, "leandiff serve: out of memory\n");
+        ld_pipeline_free(pipe);
+        return 1;
+    }
+    int rc = server_run(&s, exec);
+    exec->free(exec);
+    ld_pipeline_free(pipe);
     return rc;
 }

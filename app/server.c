@@ -6,11 +6,11 @@
  * jobs cancelled, connections finished, worker joined, memory released.
  */
 #include "server.h"
+#include "server_api.h"
+#include "server_http.h"
 #include "web_assets.h"
 
-#include <errno.h>
 #include <netdb.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,109 +26,6 @@ typedef struct {
     int too_big;
     int answered; /* a reply was queued before the body arrived */
 } conn_state;
-
-/* ---- replies --------------------------------------------------------------- */
-
-mhd_result server_queue(server_req *r, unsigned status, struct MHD_Response *resp) {
-    if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-    mhd_result ret = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-mhd_result reply_bytes(server_req *r, unsigned status, const char *content_type, void *data, size_t len, int copy) {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, data, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        if (!copy) free(data);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, "Content-Type", content_type);
-    return server_queue(r, status, resp);
-}
-
-mhd_result reply_json(server_req *r, unsigned status, json_t *j) {
-    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!text) return MHD_NO;
-    return reply_bytes(r, status, "application/json", text, strlen(text), 0);
-}
-
-/* {"error": message, "field": name} everywhere, except under /v1/ where
- * OpenAI clients expect {"error": {"message", "type", "param", "code"}}. */
-static json_t *error_json(const server_req *r, unsigned status, const char *field, const char *msg) {
-    json_t *o = json_object();
-    if (!strncmp(r->path, "/v1/", 4)) {
-        json_t *e = json_object();
-        json_object_set_new(e, "message", json_string(msg));
-        json_object_set_new(e, "type", json_string(status == 401   ? "authentication_error"
-                                                   : status >= 500 ? "server_error"
-                                                                   : "invalid_request_error"));
-        json_object_set_new(e, "param", field ? json_string(field) : json_null());
-        json_object_set_new(e, "code", json_null());
-        json_object_set_new(o, "error", e);
-    } else {
-        json_object_set_new(o, "error", json_string(msg));
-        if (field) json_object_set_new(o, "field", json_string(field));
-    }
-    return o;
-}
-
-/* An error answer with one extra header (name NULL: none). */
-static mhd_result reply_error_hdr(server_req *r, unsigned status, const char *hname, const char *hvalue,
-                                  const char *msg) {
-    json_t *o = error_json(r, status, NULL, msg);
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!text) return MHD_NO;
-    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, "Content-Type", "application/json");
-    if (hname) MHD_add_response_header(resp, hname, hvalue);
-    return server_queue(r, status, resp);
-}
-
-mhd_result reply_error(server_req *r, unsigned status, const char *field, const char *fmt, ...) {
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return reply_json(r, status, error_json(r, status, field, msg));
-}
-
-mhd_result reply_busy(server_req *r, int retry_after) {
-    char msg[160], ra[16];
-    snprintf(msg, sizeof msg, "the queue is full; retry after %d s", retry_after);
-    snprintf(ra, sizeof ra, "%d", retry_after);
-    return reply_error_hdr(r, 503, "Retry-After", ra, msg);
-}
-
-mhd_result reply_method(server_req *r, const char *allow) {
-    char msg[128];
-    snprintf(msg, sizeof msg, "method %.16s is not allowed here; use %s", r->method, allow);
-    return reply_error_hdr(r, 405, "Allow", allow, msg);
-}
-
-int server_client_gone(void *conn) {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info((struct MHD_Connection *)conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci) return 0;
-    int fd = ci->connect_fd;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 0) <= 0) return 0;
-    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return 1;
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    /* 0: the client closed its side. Data (a pipelined request) means it is still there. */
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
 
 /* ---- the page ------------------------------------------------------------- */
 
@@ -177,7 +74,7 @@ static int is_loopback_name(const char *host, size_t n) {
     return 0;
 }
 
-static int listening_on_loopback(const server *s) {
+static int listening_on_loopback(const server_ctx *s) {
     const char *h = s->cfg.host;
     return !strcmp(h, "127.0.0.1") || !strcmp(h, "localhost") || !strcmp(h, "::1");
 }
@@ -196,7 +93,7 @@ static size_t host_len(const char *h) {
  * their requests with an Origin that differs from the Host, and a page that
  * rebinds its own DNS name to 127.0.0.1 still shows a foreign Host. Clients
  * that are not browsers (curl, scripts) send no Origin and pass. */
-static const char *check_origin(const server *s, struct MHD_Connection *conn) {
+static const char *check_origin(const server_ctx *s, struct MHD_Connection *conn) {
     const char *host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
     if (listening_on_loopback(s) && host && !is_loopback_name(host, host_len(host)))
         return "this server listens on loopback and answers only to Host: localhost / 127.0.0.1 / [::1]";
@@ -209,7 +106,7 @@ static const char *check_origin(const server *s, struct MHD_Connection *conn) {
 }
 
 /* Constant-time comparison of the Authorization header with "Bearer KEY". */
-static int check_key(const server *s, struct MHD_Connection *conn) {
+static int check_key(const server_ctx *s, struct MHD_Connection *conn) {
     if (!s->cfg.api_key) return 1;
     const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     if (!auth || strncasecmp(auth, "Bearer ", 7)) return 0;
@@ -227,7 +124,7 @@ static mhd_result reply_unauthorized(server_req *r) {
 
 /* ---- dispatch ------------------------------------------------------------------ */
 
-static mhd_result route(server *s, server_req *r) {
+static mhd_result route(server_ctx *s, server_req *r) {
     int res = -1;
     if (!is_api_path(r->path)) res = serve_asset(r);
     if (res < 0) res = api_a1111(s, r);
@@ -240,7 +137,7 @@ static mhd_result route(server *s, server_req *r) {
 static mhd_result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                              const char *version, const char *upload_data, size_t *upload_data_size,
                              void **con_cls) {
-    server *s = cls;
+    server_ctx *s = cls;
     server_req r = {.conn = conn, .method = method, .path = url, .body = "", .body_len = 0};
     conn_state *cs = *con_cls;
     if (!cs) {
@@ -314,7 +211,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     vfprintf(stderr, fmt, ap);
 }
 
-int server_run(server *s) {
+int server_run(server_ctx *s, server_executor *exec) {
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
@@ -333,15 +230,14 @@ int server_run(server *s) {
         fprintf(stderr, "leandiff serve: --host %s: %s\n", s->cfg.host, gai ? gai_strerror(gai) : "no address");
         return 1;
     }
-    if (!jobs_start(s)) {
+    if (!jobs_init(&s->jobs, &s->cfg, s->family, exec)) {
         freeaddrinfo(ai);
-        jobs_free(s);
         return 1;
     }
     unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+    struct MHD_Daemon *daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
@@ -350,14 +246,14 @@ int server_run(server *s) {
                                  MHD_OPTION_END);
     int family = ai->ai_family;
     freeaddrinfo(ai);
-    if (!s->daemon) {
+    if (!daemon) {
         fprintf(stderr, "leandiff serve: cannot listen on %s port %d (in use, or not an address of this machine)\n",
                 s->cfg.host, s->cfg.port);
-        jobs_stop(s);
-        jobs_free(s);
+        jobs_stop(&s->jobs);
+        jobs_free(&s->jobs);
         return 1;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
     int bound = di ? di->port : s->cfg.port;
     printf("leandiff serve: listening on http://%s%s%s:%d/ (model %s, %s)%s\n", family == AF_INET6 ? "[" : "",
            s->cfg.host, family == AF_INET6 ? "]" : "", bound, s->model_name, s->family,
@@ -367,9 +263,8 @@ int server_run(server *s) {
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "leandiff serve: %s received, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    jobs_stop(s);             /* queued jobs cancelled, the running one stops at its next step */
-    MHD_stop_daemon(s->daemon); /* waiters and event streams see the jobs finished and return */
-    s->daemon = NULL;
-    jobs_free(s);
+    jobs_stop(&s->jobs);     /* queued jobs cancelled, the running one stops at its next step */
+    MHD_stop_daemon(daemon); /* waiters and event streams see the jobs finished and return */
+    jobs_free(&s->jobs);
     return 0;
 }

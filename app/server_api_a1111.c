@@ -4,7 +4,8 @@
  * txt2img's "info" string holds the values really used (seeds, size, steps,
  * sampler, infotexts), which clients such as SillyTavern parse for the seed.
  */
-#include "server.h"
+#include "server_api.h"
+#include "server_submit.h"
 #include "pipeline/infotext.h"
 
 #include <stdio.h>
@@ -19,7 +20,7 @@ static json_t *str_array(const char *v, int n) {
 }
 
 /* Processed.js() of A1111, filled from the job's finished images. */
-static json_t *a1111_info(const server *s, const job *j, const json_t *body) {
+static json_t *a1111_info(const server_ctx *s, const job *j, const json_t *body) {
     const ld_gen_info *first = &j->images[0].info;
     int n = j->n_images;
     const char *neg = j->req.negative_prompt ? j->req.negative_prompt : "";
@@ -75,47 +76,7 @@ static json_t *a1111_info(const server *s, const job *j, const json_t *body) {
     return o;
 }
 
-/* Answers a finished synchronous job: its error, or build(job) as 200. */
-static mhd_result reply_finished_job(server *s, server_req *r, job *j, json_t *(*build)(server *, job *, void *),
-                              void *user) {
-    if (j->state == JOB_FAILED) {
-        mhd_result res = reply_error(r, j->error_status ? (unsigned)j->error_status : 500, NULL, "%s", j->error);
-        jobs_put(s, j);
-        return res;
-    }
-    if (j->n_images == 0) {
-        mhd_result res = reply_error(r, 409, NULL, "the job was cancelled: %s", j->error);
-        jobs_put(s, j);
-        return res;
-    }
-    /* Finished jobs do not change any more: no lock needed to read them. */
-    json_t *o = build(s, j, user);
-    jobs_put(s, j);
-    return o ? reply_json(r, 200, o) : reply_error(r, 500, NULL, "out of memory");
-}
-
-json_t *images_b64(const job *j, const char *key) {
-    json_t *a = json_array();
-    for (int i = 0; i < j->n_images; i++) {
-        char *b = base64_encode(j->images[i].png, j->images[i].png_len);
-        if (!b) {
-            json_decref(a);
-            return NULL;
-        }
-        if (key) {
-            json_t *e = json_object();
-            json_object_set_new(e, key, json_string(b));
-            json_array_append_new(a, e);
-        } else {
-            json_array_append_new(a, json_string(b));
-        }
-        free(b);
-    }
-    return a;
-}
-
-static json_t *build_txt2img(server *s, job *j, void *user) {
-    json_t *body = user;
+static json_t *build_txt2img(server_ctx *s, const job *j, json_t *body) {
     json_t *imgs = images_b64(j, NULL);
     if (!imgs) return NULL;
     json_t *info = a1111_info(s, j, body);
@@ -129,34 +90,7 @@ static json_t *build_txt2img(server *s, job *j, void *user) {
     return o;
 }
 
-/* Shared by the synchronous routes: validate, queue, wait, answer. */
-mhd_result run_sync(server *s, server_req *r, req_dialect d, const char *api,
-                    json_t *(*build)(server *, job *, void *)) {
-    mhd_result res;
-    json_t *body = server_parse_body(r, &res);
-    if (!body) return res;
-    gen_request req;
-    gen_request_init(&req);
-    char err[512], field[64];
-    if (!gen_request_from_json(s, d, body, &req, err, sizeof err, field, sizeof field)) {
-        gen_request_free(&req);
-        json_decref(body);
-        return reply_error(r, 400, field, "%s", err);
-    }
-    int retry;
-    job *j = jobs_submit(s, &req, api, &retry);
-    gen_request_free(&req);
-    if (!j) {
-        json_decref(body);
-        return reply_busy(r, retry);
-    }
-    jobs_wait(s, j, server_client_gone, r->conn);
-    res = reply_finished_job(s, r, j, build, body);
-    json_decref(body);
-    return res;
-}
-
-static json_t *sd_models(const server *s) {
+static json_t *sd_models(const server_ctx *s) {
     json_t *m = json_object();
     json_object_set_new(m, "title", json_string(s->model_name));
     json_object_set_new(m, "model_name", json_string(s->model_name));
@@ -179,18 +113,15 @@ static json_t *sampler_entry(const char *name, const char *alias) {
     return o;
 }
 
-static json_t *samplers_json(const server *s) {
+static json_t *samplers_json(const server_ctx *s) {
     json_t *a = json_array();
-    if (!strcmp(s->family, "sdxl")) {
-        json_array_append_new(a, sampler_entry("Euler", "k_euler"));
-        json_array_append_new(a, sampler_entry("Euler a", "k_euler_a"));
-    } else {
-        json_array_append_new(a, sampler_entry("DDPM", NULL));
-    }
+    const server_sampler *list;
+    int n = server_samplers(s->family, &list);
+    for (int i = 0; i < n; i++) json_array_append_new(a, sampler_entry(list[i].label, list[i].alias1));
     return a;
 }
 
-static json_t *options_json(const server *s) {
+static json_t *options_json(const server_ctx *s) {
     json_t *o = json_object();
     json_object_set_new(o, "sd_model_checkpoint", json_string(s->model_name));
     json_object_set_new(o, "sd_checkpoint_hash", json_null());
@@ -200,16 +131,16 @@ static json_t *options_json(const server *s) {
     return o;
 }
 
-int api_a1111(server *s, server_req *r) {
+int api_a1111(server_ctx *s, server_req *r) {
     if (strncmp(r->path, "/sdapi/v1/", 10)) return -1;
     const char *p = r->path + 10;
     int get = !strcmp(r->method, "GET") || !strcmp(r->method, "HEAD"), post = !strcmp(r->method, "POST");
-    if (!strcmp(p, "txt2img")) return post ? run_sync(s, r, REQ_A1111, "a1111", build_txt2img) : reply_method(r, "POST");
-    if (!strcmp(p, "progress")) return get ? reply_json(r, 200, jobs_progress_json(s)) : reply_method(r, "GET");
+    if (!strcmp(p, "txt2img")) return post ? server_run_sync(s, r, REQ_A1111, "a1111", build_txt2img) : reply_method(r, "POST");
+    if (!strcmp(p, "progress")) return get ? reply_json(r, 200, jobs_progress_json(&s->jobs)) : reply_method(r, "GET");
     if (!strcmp(p, "interrupt")) {
         if (!post) return reply_method(r, "POST");
         json_t *o = json_object();
-        json_object_set_new(o, "interrupted", json_boolean(jobs_interrupt(s)));
+        json_object_set_new(o, "interrupted", json_boolean(jobs_interrupt(&s->jobs)));
         return reply_json(r, 200, o);
     }
     if (!strcmp(p, "sd-models")) return get ? reply_json(r, 200, sd_models(s)) : reply_method(r, "GET");

@@ -9,7 +9,8 @@
  *   GET    /api/v1/status            -> model, queue and the server's limits
  * A job keeps running when an event stream's client goes away.
  */
-#include "server.h"
+#include "server_api.h"
+#include "server_submit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 /* ---- event stream ---------------------------------------------------------- */
 
 typedef struct {
-    server *s;
+    job_table *t;
     job *j;
     struct MHD_Connection *conn;
     unsigned seen;
@@ -38,36 +39,36 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
         free(st->buf);
         st->buf = NULL;
         st->len = st->off = 0;
-        server *s = st->s;
-        jobs_lock(s);
+        job_table *t = st->t;
+        jobs_lock(t);
         unsigned v = st->j->version;
         /* Wait for a change in 1 s slices, looking for a departed client in
          * between, so a stream nobody reads frees its thread within a second. */
-        for (int waited = 0; st->sent_first && v == st->seen && st->j->state < JOB_DONE && !s->stopping &&
+        for (int waited = 0; st->sent_first && v == st->seen && st->j->state < JOB_DONE && !t->stopping &&
                              waited < 15;
              waited++) {
-            v = jobs_wait_change(s, st->j, st->seen, 1000);
+            v = jobs_wait_change(t, st->j, st->seen, 1000);
             if (v != st->seen) break;
-            jobs_unlock(s);
+            jobs_unlock(t);
             int gone = server_client_gone(st->conn);
-            jobs_lock(s);
+            jobs_lock(t);
             if (gone) {
-                jobs_unlock(s);
+                jobs_unlock(t);
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
             v = st->j->version;
         }
         int fin = st->j->state >= JOB_DONE;
-        if (st->sent_first && v == st->seen && !fin && !s->stopping) {
-            jobs_unlock(s);
+        if (st->sent_first && v == st->seen && !fin && !t->stopping) {
+            jobs_unlock(t);
             st->buf = strdup(": keep-alive\n\n");
         } else {
-            json_t *o = job_to_json(s, st->j);
+            json_t *o = job_to_json(t, st->j);
             const char *ev = fin ? job_state_name(st->j->state) : "progress";
             st->seen = v;
             st->sent_first = 1;
-            st->ended = fin || s->stopping;
-            jobs_unlock(s);
+            st->ended = fin || t->stopping;
+            jobs_unlock(t);
             char *data = json_dumps(o, JSON_COMPACT);
             json_decref(o);
             if (data) {
@@ -88,18 +89,18 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
 
 static void sse_free(void *cls) {
     sse_stream *st = cls;
-    jobs_put(st->s, st->j);
+    jobs_put(st->t, st->j);
     free(st->buf);
     free(st);
 }
 
-static mhd_result events(server *s, server_req *r, job *j) {
+static mhd_result events(server_ctx *s, server_req *r, job *j) {
     sse_stream *st = calloc(1, sizeof *st);
     if (!st) {
-        jobs_put(s, j);
+        jobs_put(&s->jobs, j);
         return MHD_NO;
     }
-    st->s = s;
+    st->t = &s->jobs;
     st->j = j;
     st->conn = r->conn;
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, st, sse_free);
@@ -114,23 +115,10 @@ static mhd_result events(server *s, server_req *r, job *j) {
 
 /* ---- routes -------------------------------------------------------------------- */
 
-static mhd_result submit(server *s, server_req *r) {
+static mhd_result submit(server_ctx *s, server_req *r) {
     mhd_result res;
-    json_t *body = server_parse_body(r, &res);
-    if (!body) return res;
-    gen_request req;
-    gen_request_init(&req);
-    char err[512], field[64];
-    int ok = gen_request_from_json(s, REQ_NATIVE, body, &req, err, sizeof err, field, sizeof field);
-    json_decref(body);
-    if (!ok) {
-        gen_request_free(&req);
-        return reply_error(r, 400, field, "%s", err);
-    }
-    int retry;
-    job *j = jobs_submit(s, &req, "native", &retry);
-    gen_request_free(&req);
-    if (!j) return reply_busy(r, retry);
+    job *j = server_submit(s, r, REQ_NATIVE, "native", NULL, &res);
+    if (!j) return res;
     char url[96];
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(j->id));
@@ -141,7 +129,9 @@ static mhd_result submit(server *s, server_req *r) {
     json_object_set_new(o, "events", json_string(url));
     snprintf(url, sizeof url, "/api/v1/jobs/%s/image", j->id);
     json_object_set_new(o, "image", json_string(url));
-    jobs_put(s, j);
+    /* The Location header: made while we still hold the job. */
+    snprintf(url, sizeof url, "/api/v1/jobs/%s", j->id);
+    jobs_put(&s->jobs, j);
     struct MHD_Response *resp;
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -152,46 +142,44 @@ static mhd_result submit(server *s, server_req *r) {
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
-    snprintf(url, sizeof url, "/api/v1/jobs/%s", j->id);
     MHD_add_response_header(resp, "Location", url);
     return server_queue(r, 202, resp);
 }
 
-static mhd_result image(server *s, server_req *r, job *j) {
+static mhd_result image(server_ctx *s, server_req *r, job *j) {
     const char *q = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "index");
     long index = 0;
     if (q) {
         char *end;
         index = strtol(q, &end, 10);
         if (!*q || *end || index < 0 || index >= j->req.count) {
-            jobs_put(s, j);
+            jobs_put(&s->jobs, j);
             return reply_error(r, 400, "index", "index must be between 0 and %d", j->req.count - 1);
         }
     }
-    jobs_lock(s);
+    jobs_lock(&s->jobs);
     int have = index < j->n_images;
     job_state st = j->state;
-    jobs_unlock(s);
+    jobs_unlock(&s->jobs);
     if (!have) {
-        jobs_put(s, j);
+        jobs_put(&s->jobs, j);
         return reply_error(r, 409, NULL, "image %ld of job %s is not ready: the job is %s", index, j->id,
                            job_state_name(st));
     }
     /* A finished image never changes and lives as long as the job, which we hold. */
     mhd_result res = reply_bytes(r, 200, "image/png", j->images[index].png, j->images[index].png_len, 1);
-    jobs_put(s, j);
+    jobs_put(&s->jobs, j);
     return res;
 }
 
-static json_t *status_json(server *s) {
+static json_t *status_json(server_ctx *s) {
     json_t *o = json_object();
     json_object_set_new(o, "version", json_string(ld_version()));
     json_object_set_new(o, "model", json_string(s->model_name));
     json_object_set_new(o, "family", json_string(s->family));
-    jobs_lock(s);
-    json_object_set_new(o, "queued", json_integer(s->queued));
-    json_object_set_new(o, "running", s->running ? json_string(s->running->id) : json_null());
-    jobs_unlock(s);
+    json_t *q = jobs_queue_json(&s->jobs);
+    json_object_update(o, q);
+    json_decref(q);
     json_t *l = json_object();
     json_object_set_new(l, "max_size", json_integer(s->cfg.max_size));
     json_object_set_new(l, "max_steps", json_integer(s->cfg.max_steps));
@@ -203,7 +191,7 @@ static json_t *status_json(server *s) {
     return o;
 }
 
-int api_native(server *s, server_req *r) {
+int api_native(server_ctx *s, server_req *r) {
     if (strncmp(r->path, "/api/v1/", 8)) return -1;
     const char *p = r->path + 8;
     const char *m = r->method;
@@ -211,7 +199,7 @@ int api_native(server *s, server_req *r) {
     if (!strcmp(p, "status")) return get ? reply_json(r, 200, status_json(s)) : reply_method(r, "GET");
     if (!strcmp(p, "jobs")) {
         if (!strcmp(m, "POST")) return submit(s, r);
-        return get ? reply_json(r, 200, jobs_list_json(s)) : reply_method(r, "GET, POST");
+        return get ? reply_json(r, 200, jobs_list_json(&s->jobs)) : reply_method(r, "GET, POST");
     }
     if (strncmp(p, "jobs/", 5)) return -1;
     p += 5;
@@ -224,21 +212,21 @@ int api_native(server *s, server_req *r) {
     const char *allow = !*sub ? "GET, DELETE" : "GET";
     if (*sub && strcmp(sub, "/events") && strcmp(sub, "/image")) return -1;
     if (!get && !(!*sub && !strcmp(m, "DELETE"))) return reply_method(r, allow);
-    job *j = jobs_get(s, id);
+    job *j = jobs_get(&s->jobs, id);
     if (!j) return reply_error(r, 404, NULL, "no such job: %s (unknown, or dropped from the history)", id);
     if (!strcmp(sub, "/events")) return events(s, r, j);
     if (!strcmp(sub, "/image")) return image(s, r, j);
-    if (!strcmp(m, "DELETE") && !jobs_cancel(s, j)) {
-        jobs_lock(s);
+    if (!strcmp(m, "DELETE") && !jobs_cancel(&s->jobs, j)) {
+        jobs_lock(&s->jobs);
         const char *st = job_state_name(j->state);
-        jobs_unlock(s);
+        jobs_unlock(&s->jobs);
         mhd_result res = reply_error(r, 409, NULL, "job %s has already finished (%s)", id, st);
-        jobs_put(s, j);
+        jobs_put(&s->jobs, j);
         return res;
     }
-    jobs_lock(s);
-    json_t *o = job_to_json(s, j);
-    jobs_unlock(s);
-    jobs_put(s, j);
+    jobs_lock(&s->jobs);
+    json_t *o = job_to_json(&s->jobs, j);
+    jobs_unlock(&s->jobs);
+    jobs_put(&s->jobs, j);
     return reply_json(r, 200, o);
 }

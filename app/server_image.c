@@ -1,9 +1,7 @@
-/* Images of `leandiff serve`: PNG bytes with the A1111 "parameters" text
- * (src/io/png.h, src/pipeline/infotext.h, the same as `leandiff generate`
- * writes), base64 for the JSON answers, and saving into --outputs under a
- * name the server makes (no client-controlled paths).
+/* Images of `leandiff serve` (see server_image.h), on src/io/png.h and
+ * src/pipeline/infotext.h like `leandiff generate`.
  */
-#include "server.h"
+#include "server_image.h"
 #include "io/png.h"
 #include "pipeline/infotext.h"
 
@@ -57,17 +55,17 @@ char *base64_encode(const unsigned char *d, size_t len) {
     return out;
 }
 
-int server_save_png(const server *s, const job *j, int index, const unsigned char *png, size_t len, char *file,
-                    size_t filen) {
-    time_t t = (time_t)j->created;
+int server_save_png(const char *outputs, const char *job_id, double created, int index, const unsigned char *png,
+                    size_t len, char *file, size_t filen) {
+    time_t t = (time_t)created;
     struct tm tm;
     gmtime_r(&t, &tm);
     char stamp[32];
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
     /* Only the clock, the job id (hex) and the index: nothing the client wrote. */
-    snprintf(file, filen, "leandiff-%s-%.12s-%d.png", stamp, j->id, index);
+    snprintf(file, filen, "leandiff-%s-%.12s-%d.png", stamp, job_id, index);
     char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", s->cfg.outputs, file) >= sizeof path) {
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", outputs, file) >= sizeof path) {
         fprintf(stderr, "leandiff serve: --outputs path too long\n");
         file[0] = 0;
         return 0;

@@ -1,15 +1,9 @@
-/* The job queue of `leandiff serve`: jobs wait in a FIFO, one worker thread
- * takes them in order and runs ld_generate once per image (every image uses
- * all compute threads), reporting progress through the library's progress
- * callback, which is also where a cancelled job stops at the next step.
- *
- * Every job lives in s->table while it is queued, running, or among the last
- * cfg.history finished ones; HTTP threads hold their own references
- * (jobs_get / jobs_put), so a job dropped from the table stays valid for
- * whoever still reads it. One mutex guards all of it; s->changed is broadcast
- * on every change (j->version counts them for the event streams).
+/* The job table of `leandiff serve` (see server_jobs.h; the executor side
+ * of it is described in server_exec.h). Jobs wait in a FIFO until an
+ * executor claims them; every job lives in t->table while it is queued,
+ * running, or among the last cfg->history finished ones.
  */
-#include "server.h"
+#include "server_jobs.h"
 
 #include <errno.h>
 #include <math.h>
@@ -19,30 +13,10 @@
 #include <sys/random.h>
 #include <time.h>
 
-double server_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static double wall_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-void gen_request_init(gen_request *r) {
-    memset(r, 0, sizeof *r);
-    r->cfg_scale = -1.0;
-    r->prior_cfg_scale = -1.0;
-    r->seed = -1;
-    r->count = 1;
-}
-
-void gen_request_free(gen_request *r) {
-    free(r->prompt);
-    free(r->negative_prompt);
-    r->prompt = r->negative_prompt = NULL;
 }
 
 const char *job_state_name(job_state st) {
@@ -56,14 +30,14 @@ const char *job_state_name(job_state st) {
     return "?";
 }
 
-static int job_finished(const job *j) { return j->state >= JOB_DONE; }
+int job_finished(const job *j) { return j->state >= JOB_DONE; }
 
-void jobs_lock(server *s) { pthread_mutex_lock(&s->mu); }
-void jobs_unlock(server *s) { pthread_mutex_unlock(&s->mu); }
+void jobs_lock(job_table *t) { pthread_mutex_lock(&t->mu); }
+void jobs_unlock(job_table *t) { pthread_mutex_unlock(&t->mu); }
 
-static void bump(server *s, job *j) {
+static void bump(job_table *t, job *j) {
     j->version++;
-    pthread_cond_broadcast(&s->changed);
+    pthread_cond_broadcast(&t->changed);
 }
 
 static void job_free(job *j) {
@@ -81,11 +55,11 @@ static void put_locked(job *j) {
     if (--j->refs == 0) job_free(j);
 }
 
-void jobs_put(server *s, job *j) {
+void jobs_put(job_table *t, job *j) {
     if (!j) return;
-    jobs_lock(s);
+    jobs_lock(t);
     put_locked(j);
-    jobs_unlock(s);
+    jobs_unlock(t);
 }
 
 /* Random bytes for job ids and seeds; the ids must not be guessable, since
@@ -106,56 +80,71 @@ static void random_bytes(void *buf, size_t n) {
     }
 }
 
-/* Drops the oldest finished jobs beyond cfg.history from the table. */
-static void trim_table(server *s) {
+/* Drops the oldest finished jobs beyond cfg->history from the table. */
+static void trim_table(job_table *t) {
     int finished = 0;
-    for (int i = 0; i < s->n_table; i++) finished += job_finished(s->table[i]);
-    for (int i = 0; i < s->n_table && finished > s->cfg.history;) {
-        job *j = s->table[i];
+    for (int i = 0; i < t->n_table; i++) finished += job_finished(t->table[i]);
+    for (int i = 0; i < t->n_table && finished > t->cfg->history;) {
+        job *j = t->table[i];
         if (!job_finished(j)) {
             i++;
             continue;
         }
-        memmove(&s->table[i], &s->table[i + 1], (size_t)(s->n_table - i - 1) * sizeof *s->table);
-        s->n_table--;
+        memmove(&t->table[i], &t->table[i + 1], (size_t)(t->n_table - i - 1) * sizeof *t->table);
+        t->n_table--;
         finished--;
         j->listed = 0;
         put_locked(j);
     }
 }
 
-static int estimate_retry_after(const server *s) {
-    double per_image = s->mean_seconds > 0 ? s->mean_seconds : 5.0;
-    double left = per_image;
-    if (s->running) left = per_image * (s->running->req.count - s->running->n_images);
-    int r = (int)ceil(left);
-    return r < 1 ? 1 : r > 600 ? 600 : r;
+/* The running job the A1111 routes speak of: the one that started first. */
+static job *first_running(const job_table *t) {
+    job *r = NULL;
+    for (int i = 0; i < t->n_table; i++)
+        if (t->table[i]->state == JOB_RUNNING && (!r || t->table[i]->started < r->started)) r = t->table[i];
+    return r;
 }
 
-job *jobs_submit(server *s, gen_request *req, const char *api, int *retry_after) {
-    jobs_lock(s);
-    /* An idle worker takes a job at once, so --max-queue 0 still allows one. */
-    int idle = !s->running && s->queued == 0;
-    if (s->stopping || (s->queued >= s->cfg.max_queue && !idle)) {
-        *retry_after = estimate_retry_after(s);
-        jobs_unlock(s);
+static int count_running(const job_table *t) {
+    int n = 0;
+    for (int i = 0; i < t->n_table; i++) n += t->table[i]->state == JOB_RUNNING;
+    return n;
+}
+
+static int estimate_retry_after(const job_table *t) {
+    double per_image = t->mean_seconds > 0 ? t->mean_seconds : 5.0;
+    double left = per_image;
+    const job *r = first_running(t);
+    if (r) left = per_image * (r->req.count - r->n_images);
+    int secs = (int)ceil(left);
+    return secs < 1 ? 1 : secs > 600 ? 600 : secs;
+}
+
+job *jobs_submit(job_table *t, gen_request *req, const char *api, int *retry_after) {
+    jobs_lock(t);
+    /* An idle executor takes a job at once, so --max-queue 0 still allows one. */
+    int idle = count_running(t) == 0 && t->queued == 0;
+    if (t->stopping || (t->queued >= t->cfg->max_queue && !idle)) {
+        *retry_after = estimate_retry_after(t);
+        jobs_unlock(t);
         return NULL;
     }
-    if (s->n_table == s->cap_table) {
-        int cap = s->cap_table ? 2 * s->cap_table : 64;
-        job **t = realloc(s->table, (size_t)cap * sizeof *t);
-        if (!t) {
+    if (t->n_table == t->cap_table) {
+        int cap = t->cap_table ? 2 * t->cap_table : 64;
+        job **grown = realloc(t->table, (size_t)cap * sizeof *grown);
+        if (!grown) {
             *retry_after = 1;
-            jobs_unlock(s);
+            jobs_unlock(t);
             return NULL;
         }
-        s->table = t;
-        s->cap_table = cap;
+        t->table = grown;
+        t->cap_table = cap;
     }
     job *j = calloc(1, sizeof *j);
     if (!j) {
         *retry_after = 1;
-        jobs_unlock(s);
+        jobs_unlock(t);
         return NULL;
     }
     unsigned char idb[16];
@@ -175,75 +164,78 @@ job *jobs_submit(server *s, gen_request *req, const char *api, int *retry_after)
     j->state = JOB_QUEUED;
     j->refs = 2; /* the table and the caller */
     j->listed = 1;
-    s->table[s->n_table++] = j;
-    if (s->queue_tail)
-        s->queue_tail->next_queued = j;
+    t->table[t->n_table++] = j;
+    if (t->queue_tail)
+        t->queue_tail->next_queued = j;
     else
-        s->queue_head = j;
-    s->queue_tail = j;
-    s->queued++;
-    bump(s, j);
-    pthread_cond_signal(&s->work);
-    jobs_unlock(s);
+        t->queue_head = j;
+    t->queue_tail = j;
+    t->queued++;
+    bump(t, j);
+    pthread_cond_signal(&t->work);
+    jobs_unlock(t);
+    if (t->exec->submitted) t->exec->submitted(t->exec, j);
     return j;
 }
 
-job *jobs_get(server *s, const char *id) {
+job *jobs_get(job_table *t, const char *id) {
     job *found = NULL;
-    jobs_lock(s);
-    for (int i = 0; i < s->n_table && !found; i++)
-        if (!strcmp(s->table[i]->id, id)) found = s->table[i];
+    jobs_lock(t);
+    for (int i = 0; i < t->n_table && !found; i++)
+        if (!strcmp(t->table[i]->id, id)) found = t->table[i];
     if (found) found->refs++;
-    jobs_unlock(s);
+    jobs_unlock(t);
     return found;
 }
 
-static void unqueue_locked(server *s, job *j) {
-    job **pp = &s->queue_head, *prev = NULL;
+static void unqueue_locked(job_table *t, job *j) {
+    job **pp = &t->queue_head, *prev = NULL;
     while (*pp && *pp != j) {
         prev = *pp;
         pp = &(*pp)->next_queued;
     }
     if (!*pp) return;
     *pp = j->next_queued;
-    if (s->queue_tail == j) s->queue_tail = prev;
+    if (t->queue_tail == j) t->queue_tail = prev;
     j->next_queued = NULL;
-    s->queued--;
+    t->queued--;
 }
 
-static int cancel_locked(server *s, job *j) {
+static int cancel_locked(job_table *t, job *j) {
     if (j->state == JOB_QUEUED) {
-        unqueue_locked(s, j);
+        unqueue_locked(t, j);
         j->state = JOB_CANCELLED;
         j->finished = wall_now();
         snprintf(j->error, sizeof j->error, "cancelled before it started");
-        bump(s, j);
-        trim_table(s);
+        bump(t, j);
+        trim_table(t);
         return 1;
     }
     if (j->state == JOB_RUNNING) {
         j->cancel = 1;
-        bump(s, j);
+        if (t->exec->cancel) t->exec->cancel(t->exec, j);
+        bump(t, j);
         return 1;
     }
     return 0;
 }
 
-int jobs_cancel(server *s, job *j) {
-    jobs_lock(s);
-    int r = cancel_locked(s, j);
-    jobs_unlock(s);
+int jobs_cancel(job_table *t, job *j) {
+    jobs_lock(t);
+    int r = cancel_locked(t, j);
+    jobs_unlock(t);
     return r;
 }
 
-int jobs_interrupt(server *s) {
-    jobs_lock(s);
-    int r = s->running ? cancel_locked(s, s->running) : 0;
-    jobs_unlock(s);
+int jobs_interrupt(job_table *t) {
+    jobs_lock(t);
+    job *running = first_running(t);
+    int r = running ? cancel_locked(t, running) : 0;
+    jobs_unlock(t);
     return r;
 }
 
-static void timed_wait(server *s, int timeout_ms) {
+static void timed_wait(job_table *t, int timeout_ms) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += timeout_ms / 1000;
@@ -252,36 +244,29 @@ static void timed_wait(server *s, int timeout_ms) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
-    pthread_cond_timedwait(&s->changed, &s->mu, &ts);
+    pthread_cond_timedwait(&t->changed, &t->mu, &ts);
 }
 
-unsigned jobs_wait_change(server *s, job *j, unsigned seen, int timeout_ms) {
-    if (j->version == seen && !job_finished(j) && !s->stopping) timed_wait(s, timeout_ms);
+unsigned jobs_wait_change(job_table *t, job *j, unsigned seen, int timeout_ms) {
+    if (j->version == seen && !job_finished(j) && !t->stopping) timed_wait(t, timeout_ms);
     return j->version;
 }
 
-void jobs_wait(server *s, job *j, int (*gone)(void *), void *user) {
-    jobs_lock(s);
+void jobs_wait(job_table *t, job *j, int (*gone)(void *), void *user) {
+    jobs_lock(t);
     while (!job_finished(j)) {
-        timed_wait(s, 200);
+        timed_wait(t, 200);
         if (job_finished(j) || j->cancel || !gone) continue;
-        jobs_unlock(s);
+        jobs_unlock(t);
         int left = gone(user);
-        jobs_lock(s);
+        jobs_lock(t);
         if (left && !job_finished(j)) {
             fprintf(stderr, "leandiff serve: job %s: client disconnected, cancelling\n", j->id);
-            cancel_locked(s, j);
+            cancel_locked(t, j);
         }
     }
-    jobs_unlock(s);
+    jobs_unlock(t);
 }
-
-/* ---- the worker ---------------------------------------------------------- */
-
-typedef struct {
-    server *s;
-    job *j;
-} progress_ctx;
 
 /* Where a stage sits inside one image's work, as a fraction of it. */
 static void stage_span(const char *family, const char *stage, double *lo, double *hi) {
@@ -294,81 +279,77 @@ static void stage_span(const char *family, const char *stage, double *lo, double
     else if (!strcmp(stage, "vae") || !strcmp(stage, "vqgan")) *lo = 0.92, *hi = 1.0;
 }
 
-static int on_progress(void *user, const char *stage, int step, int total, double stage_seconds) {
-    progress_ctx *pc = user;
-    server *s = pc->s;
-    job *j = pc->j;
-    jobs_lock(s);
+/* ---- the executor side --------------------------------------------------- */
+
+job *jobs_claim(job_table *t) {
+    jobs_lock(t);
+    for (;;) {
+        while (!t->stopping && !t->queue_head) pthread_cond_wait(&t->work, &t->mu);
+        if (t->stopping) break;
+        job *j = t->queue_head;
+        unqueue_locked(t, j);
+        j->images = calloc((size_t)j->req.count, sizeof *j->images);
+        if (!j->images) {
+            j->state = JOB_FAILED;
+            j->error_status = 500;
+            j->finished = wall_now();
+            snprintf(j->error, sizeof j->error, "out of memory");
+            bump(t, j);
+            trim_table(t);
+            continue;
+        }
+        j->refs++; /* the executor's, released by jobs_end */
+        j->state = JOB_RUNNING;
+        j->started = wall_now();
+        bump(t, j);
+        jobs_unlock(t);
+        return j;
+    }
+    jobs_unlock(t);
+    return NULL;
+}
+
+int jobs_begin_image(job_table *t, job *j, int index) {
+    jobs_lock(t);
+    j->image = index;
+    j->stage[0] = 0;
+    j->step = j->total = 0;
+    int stop = j->cancel || t->stopping;
+    jobs_unlock(t);
+    return stop;
+}
+
+int jobs_progress(job_table *t, job *j, const char *stage, int step, int total) {
+    jobs_lock(t);
     snprintf(j->stage, sizeof j->stage, "%s", stage);
     j->step = step;
     j->total = total;
     double lo, hi;
-    stage_span(s->family, stage, &lo, &hi);
+    stage_span(t->family, stage, &lo, &hi);
     if (lo >= 0 && total > 0) {
         double in_image = lo + (hi - lo) * (double)step / total;
         double f = (j->image + in_image) / j->req.count;
         if (f > j->fraction) j->fraction = f > 1 ? 1 : f;
     }
-    bump(s, j);
-    int stop = j->cancel || s->stopping;
-    jobs_unlock(s);
+    bump(t, j);
+    int stop = j->cancel || t->stopping;
+    jobs_unlock(t);
     return stop;
 }
 
-static void run_job(server *s, ld_ctx *ctx, job *j) {
-    ld_status st = LD_OK;
-    for (int i = 0; i < j->req.count && st == LD_OK; i++) {
-        jobs_lock(s);
-        j->image = i;
-        j->stage[0] = 0;
-        j->step = j->total = 0;
-        int stop = j->cancel || s->stopping;
-        jobs_unlock(s);
-        if (stop) {
-            st = LD_ERR_CANCELLED;
-            break;
-        }
-        ld_gen_params gp;
-        ld_gen_params_init(&gp);
-        gp.prompt = j->req.prompt;
-        gp.negative_prompt = j->req.negative_prompt;
-        gp.width = j->req.width;
-        gp.height = j->req.height;
-        gp.steps = j->req.steps;
-        gp.cfg_scale = (float)j->req.cfg_scale;
-        gp.prior_steps = j->req.prior_steps;
-        gp.prior_cfg_scale = (float)j->req.prior_cfg_scale;
-        gp.sampler = j->req.sampler[0] ? j->req.sampler : NULL;
-        gp.seed = j->seed + (uint64_t)i;
-        progress_ctx pc = {s, j};
-        gp.progress = on_progress;
-        gp.progress_user = &pc;
-        ld_image img;
-        ld_gen_info info;
-        double t0 = server_now();
-        st = ld_generate(ctx, s->pipe, &gp, &img, &info);
-        if (st != LD_OK) break;
-        double secs = server_now() - t0;
-        job_image out = {0};
-        out.info = info;
-        out.infotext = server_infotext(ctx, &j->req, &info);
-        int ok = out.infotext && server_png_encode(ctx, &img, out.infotext, &out.png, &out.png_len);
-        ld_image_free(&img);
-        if (!ok) {
-            free(out.infotext);
-            st = ld_ctx_status(ctx) != LD_OK ? ld_ctx_status(ctx) : LD_ERR_NOMEM;
-            break;
-        }
-        if (s->cfg.outputs) server_save_png(s, j, i, out.png, out.png_len, out.file, sizeof out.file);
-        jobs_lock(s);
-        j->images[i] = out;
-        j->n_images = i + 1;
-        j->fraction = (double)(i + 1) / j->req.count;
-        s->mean_seconds = s->mean_seconds > 0 ? 0.7 * s->mean_seconds + 0.3 * secs : secs;
-        bump(s, j);
-        jobs_unlock(s);
-    }
-    jobs_lock(s);
+void jobs_image_done(job_table *t, job *j, int index, job_image *img, double seconds) {
+    jobs_lock(t);
+    j->images[index] = *img;
+    memset(img, 0, sizeof *img);
+    j->n_images = index + 1;
+    j->fraction = (double)(index + 1) / j->req.count;
+    t->mean_seconds = t->mean_seconds > 0 ? 0.7 * t->mean_seconds + 0.3 * seconds : seconds;
+    bump(t, j);
+    jobs_unlock(t);
+}
+
+void jobs_end(job_table *t, job *j, ld_status st, const char *message) {
+    jobs_lock(t);
     j->finished = wall_now();
     if (st == LD_OK) {
         j->state = JOB_DONE;
@@ -379,101 +360,84 @@ static void run_job(server *s, ld_ctx *ctx, job *j) {
     } else {
         j->state = JOB_FAILED;
         j->error_status = st == LD_ERR_INVALID_ARGUMENT || st == LD_ERR_UNSUPPORTED ? 400 : 500;
-        snprintf(j->error, sizeof j->error, "%s", ld_ctx_error(ctx));
+        snprintf(j->error, sizeof j->error, "%s", message ? message : ld_status_name(st));
         fprintf(stderr, "leandiff serve: job %s failed: %s\n", j->id, j->error);
     }
-    ld_ctx_clear_error(ctx);
-    s->running = NULL; /* in the same step as the final state: progress never shows a finished job */
-    bump(s, j);
-    jobs_unlock(s);
+    bump(t, j);
+    trim_table(t);
+    put_locked(j);
+    jobs_unlock(t);
 }
 
-static void *worker_main(void *arg) {
-    server *s = arg;
-    ld_ctx *ctx = ld_ctx_new();
-    jobs_lock(s);
-    for (;;) {
-        while (!s->stopping && !s->queue_head) pthread_cond_wait(&s->work, &s->mu);
-        if (s->stopping || !ctx) break;
-        job *j = s->queue_head;
-        unqueue_locked(s, j);
-        j->refs++;
-        j->images = calloc((size_t)j->req.count, sizeof *j->images);
-        if (!j->images) {
-            j->state = JOB_FAILED;
-            j->error_status = 500;
-            snprintf(j->error, sizeof j->error, "out of memory");
-            bump(s, j);
-            put_locked(j);
-            continue;
-        }
-        j->state = JOB_RUNNING;
-        j->started = wall_now();
-        s->running = j;
-        bump(s, j);
-        jobs_unlock(s);
-        run_job(s, ctx, j);
-        jobs_lock(s);
-        trim_table(s);
-        put_locked(j);
-    }
-    jobs_unlock(s);
-    ld_ctx_free(ctx);
-    return NULL;
-}
+/* ---- life ------------------------------------------------------------------ */
 
-int jobs_start(server *s) {
+int jobs_init(job_table *t, const server_config *cfg, const char *family, server_executor *exec) {
+    memset(t, 0, sizeof *t);
+    t->cfg = cfg;
+    t->family = family;
+    t->exec = exec;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->changed, &ca);
-    pthread_cond_init(&s->work, NULL);
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->changed, &ca);
+    pthread_cond_init(&t->work, NULL);
     pthread_condattr_destroy(&ca);
-    if (pthread_create(&s->worker, NULL, worker_main, s) != 0) {
-        fprintf(stderr, "leandiff serve: cannot start the worker thread\n");
+    if (exec->start && !exec->start(exec, t)) {
+        pthread_cond_destroy(&t->changed);
+        pthread_cond_destroy(&t->work);
+        pthread_mutex_destroy(&t->mu);
         return 0;
     }
-    s->worker_started = 1;
     return 1;
 }
 
-void jobs_stop(server *s) {
-    jobs_lock(s);
-    s->stopping = 1;
-    while (s->queue_head) cancel_locked(s, s->queue_head);
-    if (s->running) s->running->cancel = 1;
-    pthread_cond_broadcast(&s->changed);
-    pthread_cond_broadcast(&s->work);
-    jobs_unlock(s);
-    if (s->worker_started) pthread_join(s->worker, NULL);
-    s->worker_started = 0;
+void jobs_stop(job_table *t) {
+    jobs_lock(t);
+    t->stopping = 1;
+    while (t->queue_head) cancel_locked(t, t->queue_head);
+    for (int i = 0; i < t->n_table; i++)
+        if (t->table[i]->state == JOB_RUNNING) cancel_locked(t, t->table[i]);
+    pthread_cond_broadcast(&t->changed);
+    pthread_cond_broadcast(&t->work);
+    jobs_unlock(t);
+    if (t->exec->stop) t->exec->stop(t->exec);
 }
 
-void jobs_free(server *s) {
-    for (int i = 0; i < s->n_table; i++) put_locked(s->table[i]);
-    free(s->table);
-    s->table = NULL;
-    s->n_table = s->cap_table = 0;
-    pthread_cond_destroy(&s->changed);
-    pthread_cond_destroy(&s->work);
-    pthread_mutex_destroy(&s->mu);
+void jobs_free(job_table *t) {
+    for (int i = 0; i < t->n_table; i++) put_locked(t->table[i]);
+    free(t->table);
+    t->table = NULL;
+    t->n_table = t->cap_table = 0;
+    pthread_cond_destroy(&t->changed);
+    pthread_cond_destroy(&t->work);
+    pthread_mutex_destroy(&t->mu);
+}
+
+json_t *jobs_queue_json(job_table *t) {
+    json_t *o = json_object();
+    jobs_lock(t);
+    const job *r = first_running(t);
+    json_object_set_new(o, "queued", json_integer(t->queued));
+    json_object_set_new(o, "running", r ? json_string(r->id) : json_null());
+    jobs_unlock(t);
+    return o;
 }
 
 /* ---- JSON views ------------------------------------------------------------ */
 
-static double job_eta(const server *s, const job *j) {
+static double job_eta(const job_table *t, const job *j) {
     double now = wall_now();
     if (j->state == JOB_RUNNING) {
         double el = now - j->started;
         if (j->fraction > 0.005) return el * (1 - j->fraction) / j->fraction;
-        return s->mean_seconds > 0 ? s->mean_seconds * j->req.count - el : -1;
+        return t->mean_seconds > 0 ? t->mean_seconds * j->req.count - el : -1;
     }
-    if (j->state == JOB_QUEUED) return s->mean_seconds > 0 ? s->mean_seconds * j->req.count : -1;
+    if (j->state == JOB_QUEUED) return t->mean_seconds > 0 ? t->mean_seconds * j->req.count : -1;
     return 0;
 }
 
-static json_t *params_json(const server *s, const job *j) {
+static json_t *params_json(const job_table *t, const job *j) {
     const gen_request *r = &j->req;
     json_t *p = json_object();
     json_object_set_new(p, "prompt", json_string(r->prompt ? r->prompt : ""));
@@ -485,14 +449,14 @@ static json_t *params_json(const server *s, const job *j) {
     json_object_set_new(p, "sampler", json_string(r->sampler));
     json_object_set_new(p, "seed", json_integer((json_int_t)j->seed));
     json_object_set_new(p, "n", json_integer(r->count));
-    if (strcmp(s->family, "sdxl")) {
+    if (strcmp(t->family, "sdxl")) {
         json_object_set_new(p, "prior_steps", json_integer(r->prior_steps));
         json_object_set_new(p, "prior_cfg_scale", r->prior_cfg_scale < 0 ? json_null() : json_real(r->prior_cfg_scale));
     }
     return p;
 }
 
-json_t *job_image_json(const server *s, const job *j, int i) {
+static json_t *job_image_json(const job_table *t, const job *j, int i) {
     const ld_gen_info *in = &j->images[i].info;
     json_t *o = json_object();
     json_object_set_new(o, "index", json_integer(i));
@@ -502,7 +466,7 @@ json_t *job_image_json(const server *s, const job *j, int i) {
     json_object_set_new(o, "steps", json_integer(in->steps));
     json_object_set_new(o, "cfg_scale", json_real(in->cfg_scale));
     json_object_set_new(o, "sampler", json_string(in->sampler));
-    if (strcmp(s->family, "sdxl")) {
+    if (strcmp(t->family, "sdxl")) {
         json_object_set_new(o, "prior_steps", json_integer(in->prior_steps));
         json_object_set_new(o, "prior_cfg_scale", json_real(in->prior_cfg_scale));
     }
@@ -516,7 +480,7 @@ json_t *job_image_json(const server *s, const job *j, int i) {
     return o;
 }
 
-json_t *job_to_json(server *s, const job *j) {
+json_t *job_to_json(job_table *t, const job *j) {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(j->id));
     json_object_set_new(o, "state", json_string(job_state_name(j->state)));
@@ -526,7 +490,7 @@ json_t *job_to_json(server *s, const job *j) {
     json_object_set_new(o, "finished", j->finished > 0 ? json_real(j->finished) : json_null());
     if (j->state == JOB_QUEUED) {
         int pos = 0;
-        for (const job *q = s->queue_head; q && q != j; q = q->next_queued) pos++;
+        for (const job *q = t->queue_head; q && q != j; q = q->next_queued) pos++;
         json_object_set_new(o, "queue_position", json_integer(pos));
     }
     json_object_set_new(o, "image", json_integer(j->image));
@@ -535,34 +499,34 @@ json_t *job_to_json(server *s, const job *j) {
     json_object_set_new(o, "step", json_integer(j->step));
     json_object_set_new(o, "total", json_integer(j->total));
     json_object_set_new(o, "progress", json_real(j->fraction));
-    double eta = job_eta(s, j);
+    double eta = job_eta(t, j);
     json_object_set_new(o, "eta", eta >= 0 ? json_real(eta) : json_null());
     json_object_set_new(o, "error", j->error[0] ? json_string(j->error) : json_null());
-    json_object_set_new(o, "params", params_json(s, j));
+    json_object_set_new(o, "params", params_json(t, j));
     json_t *imgs = json_array();
-    for (int i = 0; i < j->n_images; i++) json_array_append_new(imgs, job_image_json(s, j, i));
+    for (int i = 0; i < j->n_images; i++) json_array_append_new(imgs, job_image_json(t, j, i));
     json_object_set_new(o, "images", imgs);
     return o;
 }
 
-json_t *jobs_progress_json(server *s) {
-    jobs_lock(s);
-    job *j = s->running;
+json_t *jobs_progress_json(job_table *t) {
+    jobs_lock(t);
+    job *j = first_running(t);
     json_t *o = json_object();
     json_t *st = json_object();
-    double eta = j ? job_eta(s, j) : 0;
+    double eta = j ? job_eta(t, j) : 0;
     json_object_set_new(o, "progress", json_real(j ? j->fraction : 0.0));
     json_object_set_new(o, "eta_relative", json_real(eta > 0 ? eta : 0.0));
     json_object_set_new(st, "skipped", json_false());
     json_object_set_new(st, "interrupted", json_boolean(j && j->cancel));
     json_object_set_new(st, "stopping_generation", json_boolean(j && j->cancel));
     json_object_set_new(st, "job", json_string(j ? j->id : ""));
-    json_object_set_new(st, "job_count", json_integer(s->queued + (j ? 1 : 0)));
+    json_object_set_new(st, "job_count", json_integer(t->queued + count_running(t)));
     char ts[32] = "0";
     if (j) {
-        time_t t = (time_t)j->started;
+        time_t started = (time_t)j->started;
         struct tm tm;
-        gmtime_r(&t, &tm);
+        gmtime_r(&started, &tm);
         strftime(ts, sizeof ts, "%Y%m%d%H%M%S", &tm);
     }
     json_object_set_new(st, "job_timestamp", json_string(ts));
@@ -573,14 +537,14 @@ json_t *jobs_progress_json(server *s) {
     json_object_set_new(o, "state", st);
     json_object_set_new(o, "current_image", json_null());
     json_object_set_new(o, "textinfo", json_null());
-    jobs_unlock(s);
+    jobs_unlock(t);
     return o;
 }
 
-json_t *jobs_list_json(server *s) {
+json_t *jobs_list_json(job_table *t) {
     json_t *a = json_array();
-    jobs_lock(s);
-    for (int i = s->n_table - 1; i >= 0; i--) json_array_append_new(a, job_to_json(s, s->table[i]));
-    jobs_unlock(s);
+    jobs_lock(t);
+    for (int i = t->n_table - 1; i >= 0; i--) json_array_append_new(a, job_to_json(t, t->table[i]));
+    jobs_unlock(t);
     return a;
 }

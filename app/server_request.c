@@ -1,11 +1,9 @@
-/* Validation of request bodies for `leandiff serve`: JSON text -> object,
- * and object -> gen_request for the three dialects (A1111, OpenAI, native).
+/* Validation of request bodies for `leandiff serve` (see server_request.h):
+ * JSON object -> gen_request for the three dialects (A1111, OpenAI, native).
  * Every refusal names the field and, for limits, the limit:
  *     "width must be between 8 and 1024 (this server's limit), got 4096"
- * A1111 and OpenAI bodies may carry fields we do not use (ignored, as their
- * clients send many); native bodies must not (a typo is a 400).
  */
-#include "server.h"
+#include "server_request.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -18,23 +16,18 @@
 #define PROMPT_MAX 10000
 #define CFG_MAX 50.0
 
-json_t *server_parse_body(server_req *r, mhd_result *res) {
-    if (r->body_len == 0) {
-        *res = reply_error(r, 400, NULL, "the request body must be a JSON object; it is empty");
-        return NULL;
-    }
-    json_error_t err;
-    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
-    if (!j) {
-        *res = reply_error(r, 400, NULL, "invalid JSON at line %d, column %d: %s", err.line, err.column, err.text);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        *res = reply_error(r, 400, NULL, "the request body must be a JSON object");
-        return NULL;
-    }
-    return j;
+void gen_request_init(gen_request *r) {
+    memset(r, 0, sizeof *r);
+    r->cfg_scale = -1.0;
+    r->prior_cfg_scale = -1.0;
+    r->seed = -1;
+    r->count = 1;
+}
+
+void gen_request_free(gen_request *r) {
+    free(r->prompt);
+    free(r->negative_prompt);
+    r->prompt = r->negative_prompt = NULL;
 }
 
 static const char *type_name(const json_t *v) {
@@ -50,6 +43,12 @@ static const char *type_name(const json_t *v) {
     }
     return "?";
 }
+
+/* What a request is checked against. */
+typedef struct {
+    const server_config *cfg;
+    const char *family;
+} req_ctx;
 
 typedef struct {
     char *err;
@@ -119,14 +118,28 @@ static int get_str(verr *e, const json_t *o, const char *key, int allow_null, ch
 
 /* ---- samplers ------------------------------------------------------------------ */
 
-static const struct {
-    const char *lib, *display, *alias1, *alias2;
-} samplers[] = {
+static const server_sampler sdxl_samplers[] = {
     {"euler", "Euler", "k_euler", "euler"},
     {"euler_a", "Euler a", "k_euler_a", "euler_ancestral"},
 };
+/* Two-stage families have one sampler. */
+static const server_sampler ddpm_samplers[] = {{"ddpm", "DDPM", NULL, NULL}};
 
-static int get_sampler(verr *e, const server *s, const json_t *o, const char *key, char *out) {
+int server_samplers(const char *family, const server_sampler **list) {
+    if (!strcmp(family, "sdxl")) {
+        *list = sdxl_samplers;
+        return (int)(sizeof sdxl_samplers / sizeof sdxl_samplers[0]);
+    }
+    *list = ddpm_samplers;
+    return 1;
+}
+
+static int names_sampler(const server_sampler *m, const char *name) {
+    return !strcasecmp(name, m->lib) || !strcasecmp(name, m->label) || (m->alias1 && !strcasecmp(name, m->alias1)) ||
+           (m->alias2 && !strcasecmp(name, m->alias2));
+}
+
+static int get_sampler(verr *e, const req_ctx *s, const json_t *o, const char *key, char *out) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 1;
     if (!json_is_string(v)) return bad(e, key, "%s must be a string, got %s", key, type_name(v));
@@ -135,10 +148,11 @@ static int get_sampler(verr *e, const server *s, const json_t *o, const char *ke
     /* Two-stage families have one sampler (DDPM): A1111 clients always send
      * one name or another, so it is not an error there. */
     if (strcmp(s->family, "sdxl")) return 1;
-    for (size_t i = 0; i < sizeof samplers / sizeof samplers[0]; i++)
-        if (!strcasecmp(name, samplers[i].lib) || !strcasecmp(name, samplers[i].display) ||
-            !strcasecmp(name, samplers[i].alias1) || !strcasecmp(name, samplers[i].alias2)) {
-            snprintf(out, SERVER_SAMPLER_MAX, "%s", samplers[i].lib);
+    const server_sampler *list;
+    int n = server_samplers(s->family, &list);
+    for (int i = 0; i < n; i++)
+        if (names_sampler(&list[i], name)) {
+            snprintf(out, SERVER_SAMPLER_MAX, "%s", list[i].lib);
             return 1;
         }
     return bad(e, key, "%s: unknown sampler '%.64s' (available: Euler, Euler a)", key, name);
@@ -146,8 +160,8 @@ static int get_sampler(verr *e, const server *s, const json_t *o, const char *ke
 
 /* ---- the three dialects ---------------------------------------------------------- */
 
-static int common_fields(verr *e, const server *s, const json_t *o, gen_request *req, const char *sampler_key) {
-    const server_config *c = &s->cfg;
+static int common_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req, const char *sampler_key) {
+    const server_config *c = s->cfg;
     long long w = req->width, h = req->height, steps = req->steps, seed = req->seed, ps = req->prior_steps;
     if (!get_str(e, o, "prompt", 0, &req->prompt)) return 0;
     if (!get_str(e, o, "negative_prompt", 1, &req->negative_prompt)) return 0;
@@ -169,17 +183,17 @@ static int common_fields(verr *e, const server *s, const json_t *o, gen_request 
     return 1;
 }
 
-static int a1111_fields(verr *e, const server *s, const json_t *o, gen_request *req) {
+static int a1111_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req) {
     long long bs = 1, ni = 1;
     const char *skey = json_object_get(o, "sampler_name") ? "sampler_name" : "sampler_index";
     if (json_object_get(o, "sampler_index") && !json_is_string(json_object_get(o, "sampler_index")))
         skey = "sampler_name"; /* legacy numeric sampler_index: ignored, as A1111 does */
     if (!common_fields(e, s, o, req, skey)) return 0;
-    if (!get_int(e, o, "batch_size", 1, s->cfg.max_batch, " (this server's limit)", &bs)) return 0;
-    if (!get_int(e, o, "n_iter", 1, s->cfg.max_batch, " (this server's limit)", &ni)) return 0;
-    if (bs * ni > s->cfg.max_batch)
+    if (!get_int(e, o, "batch_size", 1, s->cfg->max_batch, " (this server's limit)", &bs)) return 0;
+    if (!get_int(e, o, "n_iter", 1, s->cfg->max_batch, " (this server's limit)", &ni)) return 0;
+    if (bs * ni > s->cfg->max_batch)
         return bad(e, "batch_size", "batch_size x n_iter must be at most %d (this server's limit), got %lld",
-                   s->cfg.max_batch, bs * ni);
+                   s->cfg->max_batch, bs * ni);
     req->count = (int)(bs * ni);
     return 1;
 }
@@ -202,17 +216,17 @@ static int parse_size(verr *e, const char *v, gen_request *req, int max) {
     return 1;
 }
 
-static int openai_fields(verr *e, const server *s, const json_t *o, gen_request *req) {
+static int openai_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req) {
     json_t *p = json_object_get(o, "prompt");
     if (!p || json_is_null(p)) return bad(e, "prompt", "prompt is required");
     if (!common_fields(e, s, o, req, NULL)) return 0;
     long long n = 1;
-    if (!get_int(e, o, "n", 1, s->cfg.max_batch, " (this server's limit)", &n)) return 0;
+    if (!get_int(e, o, "n", 1, s->cfg->max_batch, " (this server's limit)", &n)) return 0;
     req->count = (int)n;
     json_t *size = json_object_get(o, "size");
     if (size && !json_is_null(size)) {
         if (!json_is_string(size)) return bad(e, "size", "size must be a string like \"512x512\", got %s", type_name(size));
-        if (!parse_size(e, json_string_value(size), req, s->cfg.max_size)) return 0;
+        if (!parse_size(e, json_string_value(size), req, s->cfg->max_size)) return 0;
     }
     json_t *rf = json_object_get(o, "response_format");
     if (rf && !json_is_null(rf) && !(json_is_string(rf) && !strcmp(json_string_value(rf), "b64_json")))
@@ -223,7 +237,7 @@ static int openai_fields(verr *e, const server *s, const json_t *o, gen_request 
     return 1;
 }
 
-static int native_fields(verr *e, const server *s, const json_t *o, gen_request *req) {
+static int native_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req) {
     static const char *known[] = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed",
                                   "sampler", "n", "prior_steps", "prior_cfg_scale"};
     const char *key;
@@ -237,14 +251,15 @@ static int native_fields(verr *e, const server *s, const json_t *o, gen_request 
     if (!p || json_is_null(p)) return bad(e, "prompt", "prompt is required");
     if (!common_fields(e, s, o, req, "sampler")) return 0;
     long long n = 1;
-    if (!get_int(e, o, "n", 1, s->cfg.max_batch, " (this server's limit)", &n)) return 0;
+    if (!get_int(e, o, "n", 1, s->cfg->max_batch, " (this server's limit)", &n)) return 0;
     req->count = (int)n;
     return 1;
 }
 
-int gen_request_from_json(const server *s, req_dialect d, const json_t *body, gen_request *req, char *err,
-                          size_t errn, char *field, size_t fieldn) {
+int gen_request_from_json(const server_config *cfg, const char *family, req_dialect d, const json_t *body,
+                          gen_request *req, char *err, size_t errn, char *field, size_t fieldn) {
     verr e = {err, errn, field, fieldn};
+    const req_ctx ctx = {cfg, family}, *s = &ctx;
     err[0] = field[0] = 0;
     int ok = d == REQ_A1111 ? a1111_fields(&e, s, body, req)
            : d == REQ_OPENAI ? openai_fields(&e, s, body, req)

@@ -1,0 +1,24 @@
+/* The settings of `leandiff serve` (filled from the flags by cmd_serve.c,
+ * read by every other server file). Plain data, no functions. */
+#ifndef LD_APP_SERVER_CONFIG_H
+#define LD_APP_SERVER_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct {
+    const char *model_dir, *decoder_dir;
+    const char *host;
+    int port;             /* 0: any free port (printed at start) */
+    int threads;          /* compute threads, 0 = all cores */
+    int max_queue;        /* jobs waiting (not counting the running one) */
+    const char *api_key;  /* NULL: no authentication */
+    const char *outputs;  /* folder for saved PNGs, NULL: keep in memory only */
+    size_t max_body;      /* request body limit in bytes */
+    int max_size;         /* width and height limit */
+    int max_steps;
+    int max_batch;        /* images per request */
+    int history;          /* finished jobs kept in memory */
+    int max_connections;
+} server_config;
+
+#endif

@@ -1,0 +1,121 @@
+/* The local executor (see server_exec_local.h): a worker thread claims the
+ * jobs of the table one after another and runs ld_generate once per image,
+ * reporting every step through the library's progress callback, which is
+ * also where a cancelled job stops at its next step. */
+#include "server_exec_local.h"
+#include "server_image.h"
+#include "server_jobs.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+typedef struct {
+    server_executor base; /* first: the table sees only this */
+    ld_pipeline *pipe;
+    const char *outputs;
+    job_table *t;
+    pthread_t worker;
+    int worker_started;
+} exec_local;
+
+typedef struct {
+    job_table *t;
+    job *j;
+} progress_ctx;
+
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int on_progress(void *user, const char *stage, int step, int total, double stage_seconds) {
+    progress_ctx *pc = user;
+    return jobs_progress(pc->t, pc->j, stage, step, total);
+}
+
+/* One image: generate, infotext, PNG, optional save. */
+static ld_status run_image(exec_local *ex, ld_ctx *ctx, job *j, int i) {
+    ld_gen_params gp;
+    ld_gen_params_init(&gp);
+    gp.prompt = j->req.prompt;
+    gp.negative_prompt = j->req.negative_prompt;
+    gp.width = j->req.width;
+    gp.height = j->req.height;
+    gp.steps = j->req.steps;
+    gp.cfg_scale = (float)j->req.cfg_scale;
+    gp.prior_steps = j->req.prior_steps;
+    gp.prior_cfg_scale = (float)j->req.prior_cfg_scale;
+    gp.sampler = j->req.sampler[0] ? j->req.sampler : NULL;
+    gp.seed = j->seed + (uint64_t)i;
+    progress_ctx pc = {ex->t, j};
+    gp.progress = on_progress;
+    gp.progress_user = &pc;
+    ld_image img;
+    ld_gen_info info;
+    double t0 = mono_now();
+    ld_status st = ld_generate(ctx, ex->pipe, &gp, &img, &info);
+    if (st != LD_OK) return st;
+    double secs = mono_now() - t0;
+    job_image out = {0};
+    out.info = info;
+    out.infotext = server_infotext(ctx, &j->req, &info);
+    int ok = out.infotext && server_png_encode(ctx, &img, out.infotext, &out.png, &out.png_len);
+    ld_image_free(&img);
+    if (!ok) {
+        free(out.infotext);
+        return ld_ctx_status(ctx) != LD_OK ? ld_ctx_status(ctx) : LD_ERR_NOMEM;
+    }
+    if (ex->outputs)
+        server_save_png(ex->outputs, j->id, j->created, i, out.png, out.png_len, out.file, sizeof out.file);
+    jobs_image_done(ex->t, j, i, &out, secs);
+    return LD_OK;
+}
+
+static void *worker_main(void *arg) {
+    exec_local *ex = arg;
+    ld_ctx *ctx = ld_ctx_new();
+    job *j;
+    while ((j = jobs_claim(ex->t))) {
+        ld_status st = ctx ? LD_OK : LD_ERR_NOMEM;
+        for (int i = 0; i < j->req.count && st == LD_OK; i++)
+            st = jobs_begin_image(ex->t, j, i) ? LD_ERR_CANCELLED : run_image(ex, ctx, j, i);
+        jobs_end(ex->t, j, st, ctx ? ld_ctx_error(ctx) : "out of memory");
+        if (ctx) ld_ctx_clear_error(ctx);
+    }
+    ld_ctx_free(ctx);
+    return NULL;
+}
+
+static int local_start(server_executor *base, job_table *t) {
+    exec_local *ex = (exec_local *)base;
+    ex->t = t;
+    if (pthread_create(&ex->worker, NULL, worker_main, ex) != 0) {
+        fprintf(stderr, "leandiff serve: cannot start the worker thread\n");
+        return 0;
+    }
+    ex->worker_started = 1;
+    return 1;
+}
+
+static void local_stop(server_executor *base) {
+    exec_local *ex = (exec_local *)base;
+    if (ex->worker_started) pthread_join(ex->worker, NULL);
+    ex->worker_started = 0;
+}
+
+static void local_free(server_executor *base) { free(base); }
+
+server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs) {
+    exec_local *ex = calloc(1, sizeof *ex);
+    if (!ex) return NULL;
+    ex->base.name = "local";
+    ex->base.start = local_start;
+    ex->base.stop = local_stop;
+    ex->base.free = local_free;
+    ex->pipe = pipe;
+    ex->outputs = outputs;
+    return &ex->base;
+}

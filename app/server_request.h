@@ -1,0 +1,56 @@
+/* A generation request of `leandiff serve`, validated: JSON bodies of the
+ * three APIs (A1111, OpenAI, native) -> gen_request. Every refusal names the
+ * field and, for limits, the limit:
+ *
+ *     gen_request req;
+ *     gen_request_init(&req);
+ *     char err[512], field[64];
+ *     if (!gen_request_from_json(cfg, family, REQ_A1111, body, &req, err, sizeof err, field, sizeof field))
+ *         ... 400 {"error": err, "field": field} ...
+ *     gen_request_free(&req);
+ *
+ * Depends on jansson only (no HTTP, no jobs).
+ */
+#ifndef LD_APP_SERVER_REQUEST_H
+#define LD_APP_SERVER_REQUEST_H
+
+#include "server_config.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+#define SERVER_SAMPLER_MAX 32
+
+typedef struct {
+    char *prompt;          /* owned */
+    char *negative_prompt; /* owned, NULL = none given */
+    int width, height;     /* 0: model default */
+    int steps;             /* 0: model default */
+    double cfg_scale;      /* < 0: model default */
+    int prior_steps;       /* Wuerstchen / Cascade; 0: default */
+    double prior_cfg_scale;
+    char sampler[SERVER_SAMPLER_MAX]; /* library name ("euler", "euler_a"), "" = default */
+    int64_t seed;          /* -1: random (resolved when queued) */
+    int count;             /* images, each with seed + i */
+} gen_request;
+
+typedef enum { REQ_A1111, REQ_OPENAI, REQ_NATIVE } req_dialect;
+
+void gen_request_init(gen_request *r);
+void gen_request_free(gen_request *r);
+
+/* Fills req from a JSON object for the model family ("sdxl", ...) under the
+ * limits of cfg; on a bad field writes a message naming it into err / field
+ * and returns 0. A1111 and OpenAI bodies may carry fields we do not use
+ * (their clients send many); native bodies must not (a typo is an error). */
+int gen_request_from_json(const server_config *cfg, const char *family, req_dialect d, const json_t *body,
+                          gen_request *req, char *err, size_t errn, char *field, size_t fieldn);
+
+/* The samplers a request may name for a family: library name, A1111 label
+ * and aliases (NULL when absent). Returns the count. */
+typedef struct {
+    const char *lib, *label, *alias1, *alias2;
+} server_sampler;
+int server_samplers(const char *family, const server_sampler **list);
+
+#endif
