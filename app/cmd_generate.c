@@ -36,7 +36,9 @@ static void usage(FILE *f) {
             "  -s, --seed N               random seed (default 42; -1 = random)\n"
             "  -b, --batch-count N        number of images, seeds seed, seed+1, ... (default 1)\n"
             "  -o, --output PATH          output PNG (default output.png); a batch writes out.png, out-1.png, ...\n"
-            "                             or fills a printf pattern such as img-%%03d.png with 0, 1, 2, ...\n"
+            "                             or fills a printf pattern such as img-%%03d.png with 0, 1, 2, ...;\n"
+            "                             - or /dev/stdout: the PNG to standard output. Replaces only a regular\n"
+            "                             file of yours; anything else there is an error before any work\n"
             "  -t, --threads N            compute threads (default: all cores)\n"
             "      --variant NAME         prefer <weights>.NAME.safetensors (fp16, bf16)\n"
             "      --precision P          f32 (default) or bf16 arithmetic\n"
@@ -322,18 +324,27 @@ int cmd_generate(int argc, char **argv) {
     if (verbose) ld_set_log_level(verbose > 1 ? LD_LOG_DEBUG : LD_LOG_INFO);
     if (threads) ld_set_threads((int)threads);
 
-    /* Fail before the long part if an output cannot be written. */
+    int to_stdout = ld_output_is_stdout(output);
+    if (to_stdout && batch > 1) {
+        fprintf(stderr, "leandiff generate: --output %s holds one image; give a file name or a pattern for a batch\n",
+                output);
+        return 2;
+    }
+    if (to_stdout && gp.dump && ld_output_is_stdout(gp.dump)) {
+        fprintf(stderr, "leandiff generate: --output and --dump cannot both go to standard output\n");
+        return 2;
+    }
+    /* Fail before the long part if an output cannot be written (fileio.h's rules). */
     ld_ctx *ctx = ld_ctx_new();
     char name[4096];
-    for (int i = 0; i < batch; i++) {
-        output_name(name, sizeof name, output, kind, i);
-        ld_atomic_file af;
-        if (ld_atomic_open(ctx, &af, name) != LD_OK) {
-            fprintf(stderr, "leandiff generate: %s\n", ld_ctx_error(ctx));
+    for (int i = 0; i <= batch; i++) {
+        const char *path = i < batch ? name : gp.dump;
+        if (i < batch) output_name(name, sizeof name, output, kind, i);
+        if (path && ld_output_check(ctx, path) != LD_OK) {
+            fprintf(stderr, "leandiff generate: %s%s\n", path == gp.dump ? "--dump: " : "", ld_ctx_error(ctx));
             ld_ctx_free(ctx);
             return 1;
         }
-        ld_atomic_abort(&af);
     }
 
     ld_pipeline *pipe;
@@ -373,9 +384,11 @@ int cmd_generate(int argc, char **argv) {
             fprintf(stderr, "leandiff generate: %s\n", ld_ctx_error(ctx));
             rc = 1;
         } else {
-            printf("%s: %dx%d, seed %llu, %d steps, %.1f s\n", name, img.width, img.height,
-                   (unsigned long long)info.seed, info.steps, info.seconds);
-            fflush(stdout);
+            /* The summary goes to stderr when stdout carries the PNG. */
+            FILE *say = to_stdout ? stderr : stdout;
+            fprintf(say, "%s: %dx%d, seed %llu, %d steps, %.1f s\n", to_stdout ? "stdout" : name, img.width,
+                    img.height, (unsigned long long)info.seed, info.steps, info.seconds);
+            fflush(say);
         }
         free(text);
         ld_image_free(&img);

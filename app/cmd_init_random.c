@@ -90,16 +90,10 @@ int cmd_init_random(int argc, char **argv) {
         goto fail;
     }
     if (ld_weights_new_recorder(ctx, &rec) != LD_OK || type->record(ctx, config, cfg, rec) != LD_OK) goto fail;
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
-        ld_fail(ctx, LD_ERR_IO, "%s: cannot create folder: %s", out, strerror(errno));
-        goto fail;
-    }
+    if (ld_output_dir(ctx, out) != LD_OK) goto fail;
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", out);
-    if (json_dump_file(cfg, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
-        ld_fail(ctx, LD_ERR_IO, "%s: cannot write", path);
-        goto fail;
-    }
+    if (ld_json_write_file(ctx, path, cfg) != LD_OK) goto fail;
     snprintf(path, sizeof path, "%s/%s", out, type->weights_file);
     if (ld_weights_write_random(ctx, rec, path, dtype, seed) != LD_OK) goto fail;
     size_t n = ld_weights_recorded_count(rec);

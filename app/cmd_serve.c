@@ -2,15 +2,14 @@
  * the web page and the HTTP APIs (see server.h for the parts, docs/server.md
  * for the endpoints) until SIGINT / SIGTERM. */
 #include "cli_util.h"
+#include "io/fileio.h"
 #include "commands.h"
 #include "server.h"
 #include "server_exec_local.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -24,7 +23,7 @@ static void usage(FILE *f) {
             "      --max-queue N      jobs that may wait behind the running one (default 16); more get 503\n"
             "      --api-key KEY      require 'Authorization: Bearer KEY' on every API call\n"
             "                         (or set LEANDIFF_API_KEY, which keeps the key out of the process list)\n"
-            "      --outputs DIR      also save every image there (names made by the server)\n"
+            "      --outputs DIR      also save every image there (created if missing; names made by the server)\n"
             "      --max-size PX      largest width / height accepted (default 1024)\n"
             "      --max-steps N      most steps accepted (default 150)\n"
             "      --max-batch N      most images per request (default 8)\n"
@@ -109,15 +108,11 @@ int cmd_serve(int argc, char **argv) {
         return 2;
     }
     if (c->outputs) {
-        struct stat st;
-        if (stat(c->outputs, &st) != 0 && mkdir(c->outputs, 0755) != 0) {
-            fprintf(stderr, "leandiff serve: --outputs %s: %s\n", c->outputs, strerror(errno));
-            return 1;
-        }
-        if (stat(c->outputs, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "leandiff serve: --outputs %s is not a folder\n", c->outputs);
-            return 1;
-        }
+        ld_ctx *octx = ld_ctx_new();
+        int ok = ld_output_dir(octx, c->outputs) == LD_OK;
+        if (!ok) fprintf(stderr, "leandiff serve: --outputs: %s\n", ld_ctx_error(octx));
+        ld_ctx_free(octx);
+        if (!ok) return 1;
     }
     int loopback = !strcmp(c->host, "127.0.0.1") || !strcmp(c->host, "localhost") || !strcmp(c->host, "::1");
     if (!loopback && !c->api_key)

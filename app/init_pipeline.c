@@ -11,6 +11,7 @@
 #include "init_pipeline.h"
 
 #include "io/fileio.h"
+#include "io/json.h"
 #include "models/model_registry.h"
 
 #include <errno.h>
@@ -176,8 +177,7 @@ static void utf8_put(char *s, int cp) {
 static ld_status write_json(ld_ctx *ctx, const char *dir, const char *file, json_t *j) {
     char path[4096];
     ld_status st = ld_path_join(ctx, path, sizeof path, dir, file);
-    if (st == LD_OK && json_dump_file(j, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
-        st = ld_fail(ctx, LD_ERR_IO, "%s: cannot write", path);
+    if (st == LD_OK) st = ld_json_write_file(ctx, path, j);
     json_decref(j);
     return st;
 }
@@ -185,8 +185,7 @@ static ld_status write_json(ld_ctx *ctx, const char *dir, const char *file, json
 static ld_status make_dir(ld_ctx *ctx, char *out, size_t n, const char *parent, const char *name) {
     if (name) LD_TRY(ld_path_join(ctx, out, n, parent, name));
     else snprintf(out, n, "%s", parent);
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) return ld_fail(ctx, LD_ERR_IO, "%s: cannot create: %s", out, strerror(errno));
-    return LD_OK;
+    return ld_output_dir(ctx, out);
 }
 
 static ld_status write_tokenizer(ld_ctx *ctx, const char *root, const char *name, const char *pad) {
@@ -205,9 +204,8 @@ static ld_status write_tokenizer(ld_ctx *ctx, const char *root, const char *name
     LD_TRY(write_json(ctx, dir, "vocab.json", vocab));
     char path[4200];
     LD_TRY(ld_path_join(ctx, path, sizeof path, dir, "merges.txt"));
-    FILE *f = fopen(path, "w");
-    if (!f || fputs("#version: 0.2\n", f) < 0 || fclose(f) != 0)
-        return ld_fail(ctx, LD_ERR_IO, "%s: cannot write", path);
+    static const char merges[] = "#version: 0.2\n";
+    LD_TRY(ld_write_file(ctx, path, merges, sizeof merges - 1));
     json_t *sp = json_object();
     json_object_set_new(sp, "bos_token", json_string("<|startoftext|>"));
     json_object_set_new(sp, "eos_token", json_string("<|endoftext|>"));

@@ -2,16 +2,15 @@
  * src/pipeline/infotext.h like `leandiff generate`.
  */
 #include "server_image.h"
+#include "io/fileio.h"
 #include "io/png.h"
 #include "pipeline/infotext.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 int server_png_encode(ld_ctx *ctx, const ld_image *img, const char *infotext, unsigned char **png, size_t *len) {
     const char *text[] = {"parameters", infotext, NULL};
@@ -65,29 +64,20 @@ int server_save_png(const char *outputs, const char *job_id, double created, int
     /* Only the clock, the job id (hex) and the index: nothing the client wrote. */
     snprintf(file, filen, "leandiff-%s-%.12s-%d.png", stamp, job_id, index);
     char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", outputs, file) >= sizeof path) {
-        fprintf(stderr, "leandiff serve: --outputs path too long\n");
+    ld_ctx *ctx = ld_ctx_new();
+    ld_atomic_file af;
+    /* Never over an existing file (io/fileio.h), and never half-written. */
+    ld_status st = ld_path_join(ctx, path, sizeof path, outputs, file);
+    if (st == LD_OK) st = ld_atomic_open_new(ctx, &af, path);
+    if (st == LD_OK && fwrite(png, 1, len, af.f) != len) {
+        ld_atomic_abort(&af);
+        st = ld_fail(ctx, LD_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    }
+    if (st == LD_OK) st = ld_atomic_commit(ctx, &af);
+    if (st != LD_OK) {
+        fprintf(stderr, "leandiff serve: --outputs: %s\n", ld_ctx_error(ctx));
         file[0] = 0;
-        return 0;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        fprintf(stderr, "leandiff serve: cannot create %s: %s\n", path, strerror(errno));
-        file[0] = 0;
-        return 0;
-    }
-    size_t done = 0;
-    while (done < len) {
-        ssize_t w = write(fd, png + done, len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) break;
-        done += (size_t)w;
-    }
-    if (close(fd) != 0 || done < len) {
-        fprintf(stderr, "leandiff serve: cannot write %s: %s\n", path, strerror(errno));
-        unlink(path);
-        file[0] = 0;
-        return 0;
-    }
-    return 1;
+    ld_ctx_free(ctx);
+    return st == LD_OK;
 }

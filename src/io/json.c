@@ -4,6 +4,7 @@
 #include "io/fileio.h"
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define LD_JSON_MAX_FILE ((size_t)64 << 20)
 
@@ -205,4 +206,12 @@ ld_status ld_json_str_list(ld_ctx *ctx, const char *where, const json_t *obj, co
     }
     *n = (int)len;
     return LD_OK;
+}
+
+ld_status ld_json_write_file(ld_ctx *ctx, const char *path, const json_t *j) {
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!text) return ld_fail(ctx, LD_ERR_NOMEM, "%s: cannot serialize the JSON", path);
+    ld_status st = ld_write_file(ctx, path, text, strlen(text));
+    free(text);
+    return st;
 }

@@ -9,6 +9,7 @@
  * Missing keys (and JSON null) give the default; a present value of the wrong
  * type is an error "<where>: <key> must be an integer, got string".
  * The *_req variants fail when the key is missing.
+ * Writing: ld_json_write_file(ctx, "out/config.json", cfg).
  */
 #ifndef LD_IO_JSON_H
 #define LD_IO_JSON_H
@@ -16,6 +17,10 @@
 #include "base/status.h"
 #include <jansson.h>
 #include <stdint.h>
+
+/* Writes j as indented JSON (keys in their order) through ld_write_file
+ * (io/fileio.h: temp file + rename, never over anything but a regular file). */
+ld_status ld_json_write_file(ld_ctx *ctx, const char *path, const json_t *j);
 
 /* Strict parse: duplicate keys rejected, invalid UTF-8 rejected. */
 ld_status ld_json_parse(ld_ctx *ctx, const char *where, const char *text, size_t len, json_t **out);
