@@ -1,7 +1,8 @@
 /* `leandiff bench -m DIR --component unet|vae|text_encoder|prior|decoder|vqgan
  *                 [-W 1024] [-H 1024] [--batch 1] [-t THREADS] [--runs 3]
  *                 [--warmup 1] [--precision f32|bf16] [--tiling 0|1]
- *                 [--subfolder NAME] [--variant V] [--probe-seconds 0.5] [--json]`
+ *                 [--subfolder NAME] [--variant V] [--probe-seconds 0.5]
+ *                 [--ref-peak GFLOPS] [--json]`
  *
  * Times one evaluation of one model component on deterministic random inputs
  * of the size an image of W x H needs, and reports:
@@ -12,6 +13,10 @@
  *   peak_gflops  FMA throughput probe (ld_cpu_peak_gflops, same threads),
  *                median of probes taken before every timed run and after the last
  *   ratio        gflops / peak_gflops
+ *   theory_gflops the limit the probe is checked against (base/cpu_theory.h:
+ *                threads x 2 FMA pipes x lanes x 2 x the measured clock)
+ *   ref_ratio    gflops / --ref-peak (a figure measured outside, e.g. by
+ *                ../shared/tools/fma_peak.c just before; see bench/peak.sh)
  *   peak_rss_mb  getrusage(RUSAGE_SELF).ru_maxrss
  *   cpu_ratio    the same ratio per CPU-second of the process (model GFLOP per
  *                CPU-second / probe GFLOP per CPU-second): on a machine shared
@@ -31,6 +36,7 @@
 #include "commands.h"
 
 #include "base/cpu.h"
+#include "base/cpu_theory.h"
 #include "base/flops.h"
 #include "io/fileio.h"
 #include "io/json.h"
@@ -60,7 +66,7 @@ typedef struct {
     const char *model_dir, *component, *subfolder, *variant;
     int width, height, batch, threads, runs, warmup, tiling, json;
     ld_precision precision;
-    double probe_seconds;
+    double probe_seconds, ref_peak;
 } bench_opts;
 
 /* One loaded component with its inputs and output buffer. */
@@ -379,9 +385,11 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: leandiff bench -m DIR --component unet|vae|text_encoder|prior|decoder|vqgan [-W 1024] [-H 1024]\n"
             "                      [--batch 1] [-t THREADS] [--runs 3] [--warmup 1] [--precision f32|bf16]\n"
-            "                      [--tiling 0|1] [--subfolder NAME] [--variant V] [--probe-seconds 0.5] [--json]\n"
+            "                      [--tiling 0|1] [--subfolder NAME] [--variant V] [--probe-seconds 0.5]\n"
+            "                      [--ref-peak GFLOPS] [--json]\n"
             "Times one evaluation of a model component (median of --runs after --warmup), counts its FLOPs, and\n"
-            "compares with an FMA peak probe run by the same command. --tiling applies to the VAE (default 1).\n"
+            "compares with an FMA peak probe run by the same command and with the theoretical limit (measured clock).\n"
+            "--ref-peak also reports the ratio to a peak measured elsewhere. --tiling applies to the VAE (default 1).\n"
             "With --json the last line is one JSON object.\n");
 }
 
@@ -394,11 +402,12 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         {"precision", required_argument, 0, 'p'}, {"tiling", required_argument, 0, 'T'},
         {"subfolder", required_argument, 0, 's'}, {"variant", required_argument, 0, 'v'},
         {"probe-seconds", required_argument, 0, 'P'}, {"json", no_argument, 0, 'j'},
+        {"ref-peak", required_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     long long v;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:c:W:H:b:t:r:w:p:T:s:v:P:jh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:c:W:H:b:t:r:w:p:T:s:v:P:R:jh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': o->model_dir = optarg; break;
         case 'c': o->component = optarg; break;
@@ -411,6 +420,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         case 'T': if (!cli_parse_int("--tiling", optarg, 0, 1, &v)) return 2; o->tiling = (int)v; break;
         case 'P':
             if (!cli_parse_float("--probe-seconds", optarg, 0.01, 60, &o->probe_seconds)) return 2;
+            break;
+        case 'R':
+            if (!cli_parse_float("--ref-peak", optarg, 0.001, 1e9, &o->ref_peak)) return 2;
             break;
         case 'p':
             if (!strcmp(optarg, "f32")) o->precision = LD_PRECISION_F32;
@@ -464,6 +476,14 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
            "RSS MB", "load1");
     printf("%-12s %10.3f %10.3f %10.2f %12.1f %6.1f%% %10.0f %4.1f/%.1f\n", o->component, secs, gflop, gflops, peak,
            100 * ratio, rss_mb, load0, load_end);
+    ld_cpu_theory th;
+    ld_cpu_theory_get(o->threads, &th);
+    double th_ratio = th.gflops > 0 ? gflops / th.gflops : 0, ref_ratio = o->ref_peak > 0 ? gflops / o->ref_peak : 0;
+    printf("theory       %d threads x %d FMA pipes x %d lanes x 2 flop x %.2f GHz = %.1f GFLOP/s: probe %.1f%%, "
+           "model %.1f%%\n",
+           th.threads, th.fma_pipes, th.lanes, th.clock_ghz, th.gflops, th.gflops > 0 ? 100 * peak / th.gflops : 0,
+           100 * th_ratio);
+    if (o->ref_peak > 0) printf("ref peak     %.1f GFLOP/s (--ref-peak): ratio %.1f%%\n", o->ref_peak, 100 * ref_ratio);
     printf("per CPU-s    %.2f GFLOP per CPU-second (%.1f CPU-s), probe %.2f: ratio %.1f%%\n", per_cpu,
            med->cpu_seconds, peak_cpu, 100 * cpu_ratio);
     double op_sum = 0;
@@ -504,6 +524,13 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
     json_object_set_new(j, "gflops", json_real(gflops));
     json_object_set_new(j, "peak_gflops", json_real(peak));
     json_object_set_new(j, "ratio", json_real(ratio));
+    json_object_set_new(j, "clock_ghz", json_real(th.clock_ghz));
+    json_object_set_new(j, "theory_gflops", json_real(th.gflops));
+    json_object_set_new(j, "theory_ratio", json_real(th_ratio));
+    if (o->ref_peak > 0) {
+        json_object_set_new(j, "ref_peak_gflops", json_real(o->ref_peak));
+        json_object_set_new(j, "ref_ratio", json_real(ref_ratio));
+    }
     json_object_set_new(j, "peak_rss_mb", json_real(rss_mb));
     json_object_set_new(j, "cpu_seconds", json_real(med->cpu_seconds));
     json_object_set_new(j, "gflop_per_cpu_s", json_real(per_cpu));
