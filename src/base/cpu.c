@@ -76,7 +76,15 @@ static uint64_t read_xcr0(void) {
 
 static void detect_x86(ld_cpu_info *ci) {
     unsigned a, b, c, d;
+    if (__get_cpuid(0, &a, &b, &c, &d)) {
+        memcpy(ci->vendor, &b, 4);
+        memcpy(ci->vendor + 4, &d, 4);
+        memcpy(ci->vendor + 8, &c, 4);
+        ci->vendor[12] = 0;
+    }
     if (!__get_cpuid(1, &a, &b, &c, &d)) return;
+    ci->family = (int)((a >> 8) & 0xf);
+    if (ci->family == 0xf) ci->family += (int)((a >> 20) & 0xff);
     int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
     int fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
     uint64_t xcr0 = osxsave ? read_xcr0() : 0;

@@ -28,6 +28,8 @@ typedef struct {
     int neon, neon_bf16;
     ld_cpu_level_t best;  /* widest path the CPU (and OS) supports */
     char model[128];      /* "AMD EPYC 9654 ..." or "unknown" */
+    char vendor[13];      /* x86 cpuid vendor ("AuthenticAMD", "GenuineIntel"), else "" */
+    int family;           /* x86 display family (base + extended: 0x19 Zen 3/4, 0x1a Zen 5), else 0 */
 } ld_cpu_info;
 
 const ld_cpu_info *ld_cpu_info_get(void);

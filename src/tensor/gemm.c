@@ -489,14 +489,32 @@ static void plan_tasks(int64_t M, int64_t N, int MR, int NR, int64_t mt_max, int
     *task_n = round_up((N + tn - 1) / tn, NR);
 }
 
+/* Per-CPU blocking: the kernels' mc/kc/nc were tuned on a Zen 4-class core
+ * (AVX-512 at half width). A core that runs 512-bit FMAs at full width (AMD
+ * family 0x1a, Zen 5) needs twice the arithmetic per byte of C moved: depth
+ * 1024 and twice the column block lift the large f32 products from ~75 % to
+ * ~85 % of its peak and bf16 by 5-16 % (bench_gemm --quick, 2 threads; the
+ * sweep is in docs/performance.md). The sums are the same in any blocking
+ * (k is summed in order into C), so results do not change. */
+static void cpu_blocks(const ld_gemm_kernel *kr, int64_t *kc, int64_t *nc) {
+    const ld_cpu_info *ci = ld_cpu_info_get();
+    if (ld_cpu_level() == LD_CPU_AVX512 && !strcmp(ci->vendor, "AuthenticAMD") && ci->family >= 0x1a &&
+        !strncmp(kr->name, "avx512", 6)) {
+        *kc = 1024;
+        *nc = 2 * kr->nc;
+    }
+}
+
 /* Returns 0 if the buffers could not be allocated (caller falls back). */
 static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round) {
     const int MR = kr->mr, NR = kr->nr, W = MR > NR ? MR : NR;
     const int64_t M = g->M, N = g->N, K = g->K;
     pthread_once(&g_blocks_once, read_blocks);
-    const int64_t KC = g_blocks[1] ? (g_blocks[1] + 1) / 2 * 2 : kr->kc;
+    int64_t kc_cpu = kr->kc, nc_cpu = kr->nc;
+    cpu_blocks(kr, &kc_cpu, &nc_cpu);
+    const int64_t KC = g_blocks[1] ? (g_blocks[1] + 1) / 2 * 2 : kc_cpu;
     const int64_t MC = round_up(g_blocks[0] ? g_blocks[0] : kr->mc, MR);
-    const int64_t NCT = round_up(g_blocks[2] ? g_blocks[2] : kr->nc, NR);
+    const int64_t NCT = round_up(g_blocks[2] ? g_blocks[2] : nc_cpu, NR);
     const int64_t esz = kr->bf16 ? 2 : 4;
 
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
