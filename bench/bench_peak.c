@@ -44,7 +44,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_peak: --threads must be 1..1024 and --seconds in (0, 60]\n");
         return 2;
     }
-    printf("cpu %s, path %s\n", ld_cpu_info_get()->model, ld_cpu_level_name(ld_cpu_level()));
+    const ld_cpu_info *ci = ld_cpu_info_get();
+    printf("cpu %s (%s family 0x%x), path %s\n", ci->model, ci->vendor[0] ? ci->vendor : "no cpuid", ci->family,
+           ld_cpu_level_name(ld_cpu_level()));
     printf("%7s %12s %9s %5s %5s %14s %9s %12s\n", "threads", "probe GFLOP/s", "clock GHz", "lanes", "pipes",
            "theory GFLOP/s", "of theory", "FMA/cycle");
     row(1, seconds);
