@@ -33,6 +33,8 @@ static void usage(FILE *f) {
             "      --steps N              denoising steps (default: per model, e.g. 10 Lightning, 25 KOALA)\n"
             "      --cfg-scale X          classifier-free guidance scale (default: per model, 3.5 / 7.5)\n"
             "      --sampler NAME         euler | euler_a (SDXL family; default euler)\n"
+            "      --prompt-syntax S      a1111 (default: (word:1.3), [word], BREAK, prompts of any length)\n"
+            "                             or plain (exactly diffusers: 75 tokens, no weights); KOALA/SDXL\n"
             "  -s, --seed N               random seed (default 42; -1 = random)\n"
             "  -b, --batch-count N        number of images, seeds seed, seed+1, ... (default 1)\n"
             "  -o, --output PATH          output PNG (default output.png); a batch writes out.png, out-1.png, ...\n"
@@ -159,6 +161,7 @@ enum {
     OPT_STEPS = 1000,
     OPT_CFG,
     OPT_SAMPLER,
+    OPT_PROMPT_SYNTAX,
     OPT_VARIANT,
     OPT_PRECISION,
     OPT_VAE_TILING,
@@ -185,6 +188,7 @@ int cmd_generate(int argc, char **argv) {
         {"cfg-scale", required_argument, 0, OPT_CFG},
         {"sampler", required_argument, 0, OPT_SAMPLER},
         {"sampling-method", required_argument, 0, OPT_SAMPLER},
+        {"prompt-syntax", required_argument, 0, OPT_PROMPT_SYNTAX},
         {"seed", required_argument, 0, 's'},
         {"batch-count", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 't'},
@@ -243,6 +247,13 @@ int cmd_generate(int argc, char **argv) {
             gp.cfg_scale = (float)d;
             break;
         case OPT_SAMPLER: gp.sampler = optarg; break;
+        case OPT_PROMPT_SYNTAX:
+            if (strcmp(optarg, "a1111") && strcmp(optarg, "plain")) {
+                fprintf(stderr, "leandiff generate: --prompt-syntax must be a1111 or plain, got '%s'\n", optarg);
+                return 2;
+            }
+            gp.prompt_syntax = optarg;
+            break;
         case 's':
             if (optarg[0] == '-') {
                 if (!cli_parse_int("--seed", optarg, -1, -1, &v)) return 2;

@@ -107,6 +107,8 @@ typedef struct {
     const char *dump;             /* safetensors to write the intermediate tensors to */
     ld_progress_fn progress;
     void *progress_user;
+    const char *prompt_syntax;    /* "a1111" (default: emphasis, BREAK, any length) or "plain" (diffusers:
+                                     75 tokens, no weights); KOALA/SDXL only, Wuerstchen/Cascade are plain */
 } ld_gen_params;
 
 void ld_gen_params_init(ld_gen_params *p);
@@ -116,6 +118,7 @@ typedef struct {
     int width, height, steps, prior_steps;
     float cfg_scale, prior_cfg_scale;
     char sampler[32];
+    char prompt_syntax[8];        /* "a1111" or "plain" */
     uint64_t seed;
     char model[128];
     char family[32];

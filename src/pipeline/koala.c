@@ -15,6 +15,7 @@
 #include "sched/rng.h"
 #include "text/clip_text.h"
 #include "text/clip_tokenizer.h"
+#include "text/prompt_syntax.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -172,7 +173,9 @@ typedef struct {
     int euler_a;
     int B;               /* U-Net batch: 2 with CFG */
     int64_t D, P;        /* prompt_embeds width, pooled width */
-    float *embeds;       /* [B, 77, D]: [uncond; cond] with CFG */
+    int64_t L;           /* prompt_embeds tokens: 77 per chunk */
+    int a1111_syntax;    /* A1111 prompt syntax (text/prompt_syntax.h), else plain diffusers */
+    float *embeds;       /* [B, L, D]: [uncond; cond] with CFG */
     float *pooled;       /* [B, P] */
     float time_ids[2 * 6];
     float *latents;      /* [1, C, h, w] */
@@ -227,65 +230,132 @@ static ld_status replay_check(ld_ctx *ctx, run *r, int steps, int64_t n) {
     return st;
 }
 
-/* Both tokenizers and encoders over texts[0..n-1]: hidden_states[-2] of each
- * encoder concatenated along the features into embeds [n, 77, D], and
- * text_encoder_2's projected pooled output into pooled [n, P]. Each encoder
- * is loaded, run and freed in turn. */
+/* Token ids of texts[0..n-1] for one tokenizer: plain (diffusers: one chunk,
+ * truncated at 75 tokens, weight 1) or A1111 syntax (chunks of 75 with
+ * weights, every text padded with empty-prompt chunks to the longest). Fills
+ * *ids / *mult with n * chunks * 77 entries and *chunks. */
+static ld_status tokenize_texts(ld_ctx *ctx, const ld_clip_tokenizer *tok, const char *const *texts, int n, int a1111,
+                                int64_t **ids, float **mult, int *chunks) {
+    ld_prompt_chunks ch[2] = {{0}}, empty = {0};
+    ld_status st = LD_OK;
+    int C = 1;
+    *ids = NULL;
+    *mult = NULL;
+    for (int i = 0; a1111 && st == LD_OK && i < n; i++) {
+        st = ld_prompt_chunk_text(ctx, tok, texts[i], &ch[i]);
+        if (st != LD_OK) ld_prefix_error(ctx, "%s: ", i == n - 1 ? "prompt" : "negative prompt");
+        if (st == LD_OK && ch[i].n > C) C = ch[i].n;
+    }
+    if (a1111 && st == LD_OK) st = ld_prompt_chunk_text(ctx, tok, "", &empty);
+    for (int i = 0; a1111 && st == LD_OK && i < n; i++) st = ld_prompt_chunks_pad(ctx, &ch[i], C, &empty);
+    const size_t per = (size_t)C * LD_CLIP_CONTEXT;
+    if (st == LD_OK) {
+        *ids = malloc(sizeof(int64_t) * per * (size_t)n);
+        *mult = malloc(sizeof(float) * per * (size_t)n);
+        if (!*ids || !*mult) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; st == LD_OK && i < n; i++) {
+        if (a1111) {
+            memcpy(*ids + i * per, ch[i].ids, sizeof(int64_t) * per);
+            memcpy(*mult + i * per, ch[i].mult, sizeof(float) * per);
+        } else {
+            st = ld_clip_tokenize(ctx, tok, texts[i], *ids + i * per, NULL);
+            if (st != LD_OK) ld_prefix_error(ctx, "%s: ", i == n - 1 ? "prompt" : "negative prompt");
+            for (size_t k = 0; k < per; k++) (*mult)[i * per + k] = 1;
+        }
+    }
+    for (int i = 0; i < 2; i++) ld_prompt_chunks_free(&ch[i]);
+    ld_prompt_chunks_free(&empty);
+    if (st != LD_OK) {
+        free(*ids);
+        free(*mult);
+        *ids = NULL;
+        *mult = NULL;
+    }
+    *chunks = C;
+    return st;
+}
+
+/* Both tokenizers and encoders over texts[0..n-1] (n <= 2): hidden_states[-2]
+ * of each encoder (with A1111 syntax: per chunk, weighted, chunks in a row)
+ * concatenated along the features into embeds [n, r->L, D], and
+ * text_encoder_2's projected pooled output (of the first chunk) into pooled
+ * [n, P]. ids_out[e] (if set) gets each text's first 77 ids of tokenizer e.
+ * Each encoder is loaded, run and freed in turn. */
 static ld_status encode_texts(ld_ctx *ctx, run *r, const char *const *texts, int n, float **embeds, float **pooled,
                               int64_t *ids_out[2]) {
     koala *k = r->k;
     const char *variant = k->has_variant ? k->variant : NULL;
     const char *tok_dirs[2] = {k->tok1, k->tok2}, *te_dirs[2] = {k->te1, k->te2};
-    float *hidden[2] = {NULL, NULL};
-    int64_t dims[2] = {0, 0};
-    int64_t *ids = malloc(sizeof(int64_t) * LD_CLIP_CONTEXT * (size_t)n);
-    ld_status st = ids ? LD_OK : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    const int a1111 = r->a1111_syntax;
+    float *hidden[2] = {NULL, NULL}, *pool_all = NULL;
+    int64_t dims[2] = {0, 0}, *ids = NULL;
+    float *mult = NULL;
+    int C = 0;
+    ld_status st = LD_OK;
     *embeds = NULL;
     *pooled = NULL;
     double t0 = now_seconds();
     for (int e = 0; e < 2 && st == LD_OK; e++) {
         ld_clip_tokenizer *tok = NULL;
         ld_clip_text *te = NULL;
+        int c = 0;
+        free(ids);
+        free(mult);
+        ids = NULL;
+        mult = NULL;
         st = ld_clip_tokenizer_load(ctx, tok_dirs[e], &tok);
-        for (int i = 0; st == LD_OK && i < n; i++) {
-            st = ld_clip_tokenize(ctx, tok, texts[i], ids + (size_t)i * LD_CLIP_CONTEXT, NULL);
-            if (st != LD_OK) ld_prefix_error(ctx, "%s: ", i == n - 1 ? "prompt" : "negative prompt");
-        }
+        if (st == LD_OK) st = tokenize_texts(ctx, tok, texts, n, a1111, &ids, &mult, &c);
         ld_clip_tokenizer_free(tok);
-        if (st == LD_OK && ids_out[e]) memcpy(ids_out[e], ids, sizeof(int64_t) * LD_CLIP_CONTEXT * (size_t)n);
+        if (st == LD_OK && e == 1 && c != C)
+            st = ld_fail(ctx, LD_ERR_MODEL, "%s and %s split the prompt into %d and %d chunks", tok_dirs[0],
+                         tok_dirs[1], C, c);
+        C = c;
+        const int rows = n * C;
+        for (int i = 0; st == LD_OK && ids_out[e] && i < n; i++)
+            memcpy(ids_out[e] + (size_t)i * LD_CLIP_CONTEXT, ids + (size_t)i * C * LD_CLIP_CONTEXT,
+                   sizeof(int64_t) * LD_CLIP_CONTEXT);
         if (st == LD_OK) st = ld_clip_text_load(ctx, te_dirs[e], variant, &te);
         if (st == LD_OK) {
-            const ld_clip_text_config *c = ld_clip_text_get_config(te);
-            dims[e] = c->hidden_size;
-            if (e == 1 && c->projection_dim <= 0)
+            const ld_clip_text_config *cf = ld_clip_text_get_config(te);
+            dims[e] = cf->hidden_size;
+            if (e == 1 && cf->projection_dim <= 0)
                 st = ld_fail(ctx, LD_ERR_MODEL, "%s: text_encoder_2 has no text_projection (pooled text_embeds)",
                              te_dirs[e]);
             if (st == LD_OK && e == 1) {
-                r->P = c->projection_dim;
+                r->P = cf->projection_dim;
                 *pooled = malloc(sizeof(float) * (size_t)(n * r->P));
+                pool_all = malloc(sizeof(float) * (size_t)rows * (size_t)r->P);
             }
-            hidden[e] = malloc(sizeof(float) * (size_t)n * LD_CLIP_CONTEXT * (size_t)dims[e]);
-            if (st == LD_OK && (!hidden[e] || (e == 1 && !*pooled))) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+            hidden[e] = malloc(sizeof(float) * (size_t)rows * LD_CLIP_CONTEXT * (size_t)dims[e]);
+            if (st == LD_OK && (!hidden[e] || (e == 1 && (!*pooled || !pool_all))))
+                st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
             if (st == LD_OK) {
-                ld_clip_text_out o = {.hidden_index = -2, .hidden = hidden[e], .text_embeds = e == 1 ? *pooled : NULL};
-                st = ld_clip_text_forward(ctx, te, ids, NULL, n, LD_CLIP_CONTEXT, &o);
+                ld_clip_text_out o = {.hidden_index = -2, .hidden = hidden[e], .text_embeds = e == 1 ? pool_all : NULL};
+                st = ld_clip_text_forward(ctx, te, ids, NULL, rows, LD_CLIP_CONTEXT, &o);
             }
+            if (st == LD_OK && a1111) ld_prompt_emphasis(hidden[e], mult, rows, (int)dims[e]);
+            for (int i = 0; st == LD_OK && e == 1 && i < n; i++)
+                memcpy(*pooled + (size_t)i * r->P, pool_all + (size_t)i * C * r->P, sizeof(float) * r->P);
         }
         ld_clip_text_free(te);
         if (st == LD_OK) st = report(ctx, r, "text", e + 1, 2, t0);
     }
     if (st == LD_OK) {
         r->D = dims[0] + dims[1];
-        *embeds = malloc(sizeof(float) * (size_t)n * LD_CLIP_CONTEXT * (size_t)r->D);
+        r->L = (int64_t)C * LD_CLIP_CONTEXT;
+        *embeds = malloc(sizeof(float) * (size_t)n * (size_t)r->L * (size_t)r->D);
         if (!*embeds) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-        for (int64_t row = 0; st == LD_OK && row < (int64_t)n * LD_CLIP_CONTEXT; row++) {
+        for (int64_t row = 0; st == LD_OK && row < (int64_t)n * r->L; row++) {
             memcpy(*embeds + row * r->D, hidden[0] + row * dims[0], sizeof(float) * (size_t)dims[0]);
             memcpy(*embeds + row * r->D + dims[0], hidden[1] + row * dims[1], sizeof(float) * (size_t)dims[1]);
         }
     }
     free(hidden[0]);
     free(hidden[1]);
+    free(pool_all);
     free(ids);
+    free(mult);
     if (st != LD_OK) {
         free(*embeds);
         free(*pooled);
@@ -316,7 +386,7 @@ static ld_status stage_text(ld_ctx *ctx, run *r) {
     float *emb = NULL, *pool = NULL;
     ld_status st = encode_texts(ctx, r, texts, n, &emb, &pool, ids);
     if (st == LD_OK) {
-        size_t erow = (size_t)LD_CLIP_CONTEXT * (size_t)r->D;
+        size_t erow = (size_t)r->L * (size_t)r->D;
         r->embeds = calloc((size_t)r->B * erow, sizeof(float));
         r->pooled = calloc((size_t)r->B * (size_t)r->P, sizeof(float));
         if (!r->embeds || !r->pooled) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
@@ -331,8 +401,8 @@ static ld_status stage_text(ld_ctx *ctx, run *r) {
         }
     }
     if (st == LD_OK && r->dumping) {
-        int64_t ishape[2] = {1, LD_CLIP_CONTEXT}, eshape[3] = {1, LD_CLIP_CONTEXT, r->D}, pshape[2] = {1, r->P};
-        size_t erow = (size_t)LD_CLIP_CONTEXT * (size_t)r->D;
+        int64_t ishape[2] = {1, LD_CLIP_CONTEXT}, eshape[3] = {1, r->L, r->D}, pshape[2] = {1, r->P};
+        size_t erow = (size_t)r->L * (size_t)r->D;
         st = ld_st_builder_add(ctx, &r->dump, "ids1", LD_I64, 2, ishape, ids[0] + (n - 1) * LD_CLIP_CONTEXT);
         if (st == LD_OK)
             st = ld_st_builder_add(ctx, &r->dump, "ids2", LD_I64, 2, ishape, ids[1] + (n - 1) * LD_CLIP_CONTEXT);
@@ -376,7 +446,7 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_euler *s, ld_rng *rng) {
         float t[2] = {s->timesteps[i], s->timesteps[i]};
         ld_euler_scale_input(s, i, r->latents, x_in, n);
         if (r->B == 2) memcpy(x_in + n, x_in, sizeof(float) * (size_t)n);
-        st = ld_unet2d_forward(ctx, u, x_in, r->B, r->h, r->w, t, r->embeds, LD_CLIP_CONTEXT, r->pooled, r->time_ids,
+        st = ld_unet2d_forward(ctx, u, x_in, r->B, r->h, r->w, t, r->embeds, (int)r->L, r->pooled, r->time_ids,
                                eps);
         if (st != LD_OK) break;
         if (r->do_cfg) /* eps = eps_u + g * (eps_c - eps_u), each op rounded to f32 as torch does */
@@ -471,6 +541,11 @@ static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
     r->cfg = p->cfg_scale >= 0 ? p->cfg_scale : k->lightning ? 3.5f : 7.5f;
     r->do_cfg = r->cfg > 1.0f;
     r->B = r->do_cfg ? 2 : 1;
+    const char *syntax = p->prompt_syntax ? p->prompt_syntax : "a1111";
+    if (!strcmp(syntax, "a1111")) r->a1111_syntax = 1;
+    else if (!strcmp(syntax, "plain")) r->a1111_syntax = 0;
+    else
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "prompt syntax '%s' is not a1111 or plain", syntax);
     const char *sampler = p->sampler ? p->sampler : "euler";
     if (!strcmp(sampler, "euler")) r->euler_a = 0;
     else if (!strcmp(sampler, "euler_a")) r->euler_a = 1;
@@ -576,6 +651,7 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         info->steps = s.steps;
         info->cfg_scale = r->cfg;
         snprintf(info->sampler, sizeof info->sampler, "%s", r->euler_a ? "euler_a" : "euler");
+        snprintf(info->prompt_syntax, sizeof info->prompt_syntax, "%s", r->a1111_syntax ? "a1111" : "plain");
         info->seed = p->seed;
     } else {
         ld_image_free(out);
