@@ -42,6 +42,7 @@
 #include "io/json.h"
 #include "io/model_folder.h"
 #include "models/autoencoder_kl.h"
+#include "models/autoencoder_tiny.h"
 #include "models/paella_vq.h"
 #include "models/stable_cascade_unet.h"
 #include "models/unet2d.h"
@@ -74,6 +75,7 @@ typedef struct {
     char dir[4096], cls[64];
     ld_unet2d *unet;
     ld_vae *vae;
+    ld_vae_tiny *taesd;
     ld_clip_text *te;
     ld_wuerstchen_prior *wprior;
     ld_wuerstchen_diffnext *wdec;
@@ -133,6 +135,20 @@ static ld_status setup_unet(ld_ctx *ctx, const bench_opts *o, bench_model *m) {
     LD_TRY(out_buf(ctx, &m->out, B * cout * m->h * m->w, "unet output"));
     snprintf(m->shape, sizeof m->shape, "latent %lldx%lldx%lld, %d tokens", (long long)cin, (long long)m->h,
              (long long)m->w, BENCH_TOKENS);
+    return LD_OK;
+}
+
+/* AutoencoderTiny (TAESD) decode: the --vae-decoder tiny path. */
+static ld_status setup_taesd(ld_ctx *ctx, const bench_opts *o, bench_model *m) {
+    LD_TRY(ld_vae_tiny_load(ctx, m->dir, o->variant, &m->taesd));
+    const int64_t f = m->taesd->scale, lc = m->taesd->latent_channels;
+    if (o->height % f || o->width % f)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "vae: -W/-H must be multiples of %lld, got %dx%d", (long long)f,
+                       o->width, o->height);
+    m->h = o->height / f, m->w = o->width / f;
+    LD_TRY(rand_buf(ctx, &m->x, m->B * lc * m->h * m->w, 1.0f, "latents"));
+    LD_TRY(out_buf(ctx, &m->out, m->B * m->taesd->out_channels * o->height * o->width, "image"));
+    snprintf(m->shape, sizeof m->shape, "latent %lldx%lldx%lld, TAESD", (long long)lc, (long long)m->h, (long long)m->w);
     return LD_OK;
 }
 
@@ -285,6 +301,7 @@ static ld_status bench_setup(ld_ctx *ctx, const bench_opts *o, bench_model *m) {
     const char *c = o->component;
     if (!strcmp(c, "unet") && !strcmp(m->cls, "UNet2DConditionModel")) return setup_unet(ctx, o, m);
     if (!strcmp(c, "vae") && !strcmp(m->cls, "AutoencoderKL")) return setup_vae(ctx, o, m);
+    if (!strcmp(c, "vae") && !strcmp(m->cls, "AutoencoderTiny")) return setup_taesd(ctx, o, m);
     if (!strcmp(c, "text_encoder") && !strncmp(m->cls, "CLIPTextModel", 13)) return setup_text(ctx, o, m);
     if (!strcmp(c, "prior") && !strcmp(m->cls, "WuerstchenPrior")) return setup_wprior(ctx, o, m);
     if (!strcmp(c, "prior") && !strcmp(m->cls, "StableCascadeUNet")) return setup_sc(ctx, o, m, 1);
@@ -301,6 +318,7 @@ static ld_status bench_eval(ld_ctx *ctx, const bench_opts *o, bench_model *m) {
         return ld_unet2d_forward(ctx, m->unet, m->x, (int)m->B, (int)m->h, (int)m->w, m->r, m->ctx_a, BENCH_TOKENS,
                                  m->ctx_b, m->ctx_c, m->out);
     if (m->vae) return ld_vae_decode(ctx, m->vae, m->x, (int)m->B, (int)m->h, (int)m->w, m->out, o->tiling);
+    if (m->taesd) return ld_vae_tiny_decode(ctx, m->taesd, m->out, m->x, m->B, m->h, m->w);
     if (m->te) {
         ld_clip_text_out out = {0};
         out.last_hidden = m->out;
@@ -328,6 +346,7 @@ static ld_status bench_eval(ld_ctx *ctx, const bench_opts *o, bench_model *m) {
 static void bench_free(bench_model *m) {
     ld_unet2d_free(m->unet);
     ld_vae_free(m->vae);
+    ld_vae_tiny_free(m->taesd);
     ld_clip_text_free(m->te);
     ld_wuerstchen_prior_free(m->wprior);
     ld_wuerstchen_diffnext_free(m->wdec);

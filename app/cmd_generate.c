@@ -35,6 +35,11 @@ static void usage(FILE *f) {
             "      --sampler NAME         euler | euler_a (SDXL family; default euler)\n"
             "      --prompt-syntax S      a1111 (default: (word:1.3), [word], BREAK, prompts of any length)\n"
             "                             or plain (exactly diffusers: 75 tokens, no weights); KOALA/SDXL\n"
+            "      --taesd DIR            AutoencoderTiny folder (madebyollin/taesdxl) for previews / --vae-decoder tiny\n"
+            "      --vae-decoder D        full (default: the model's VAE) or tiny (TAESD: fast, approximate)\n"
+            "      --preview FILE         rewrite FILE (PNG) with the image forming during the steps (TAESD with\n"
+            "                             --taesd, else a cheap 1/8-size color preview)\n"
+            "      --preview-every N      steps between previews (default 1; the last step always)\n"
             "  -s, --seed N               random seed (default 42; -1 = random)\n"
             "  -b, --batch-count N        number of images, seeds seed, seed+1, ... (default 1)\n"
             "  -o, --output PATH          output PNG (default output.png); a batch writes out.png, out-1.png, ...\n"
@@ -90,6 +95,27 @@ static int progress(void *user, const char *stage, int step, int total, double s
         fprintf(stderr, "%s%s %d/%d, %.2f s/step, %.1fs\n", img, stage, step, total, per, secs);
     }
     fflush(stderr);
+    return interrupted;
+}
+
+/* ---- previews ---- */
+
+typedef struct {
+    const char *path;
+    ld_ctx *ctx; /* its own: a failed preview write must not clobber the run's error */
+    int failed;
+} preview_state;
+
+/* Rewrites the preview PNG (atomically: a viewer never sees half a file).
+ * A failed write is reported once and does not stop the generation. */
+static int write_preview(void *user, const ld_image *img, int step, int total) {
+    preview_state *p = user;
+    if (ld_png_write(p->ctx, p->path, img->pixels, img->width, img->height, NULL) != LD_OK && !p->failed) {
+        fprintf(stderr, "leandiff generate: --preview: %s\n", ld_ctx_error(p->ctx));
+        p->failed = 1;
+    }
+    (void)step;
+    (void)total;
     return interrupted;
 }
 
@@ -162,6 +188,10 @@ enum {
     OPT_CFG,
     OPT_SAMPLER,
     OPT_PROMPT_SYNTAX,
+    OPT_TAESD,
+    OPT_VAE_DECODER,
+    OPT_PREVIEW,
+    OPT_PREVIEW_EVERY,
     OPT_VARIANT,
     OPT_PRECISION,
     OPT_VAE_TILING,
@@ -189,6 +219,10 @@ int cmd_generate(int argc, char **argv) {
         {"sampler", required_argument, 0, OPT_SAMPLER},
         {"sampling-method", required_argument, 0, OPT_SAMPLER},
         {"prompt-syntax", required_argument, 0, OPT_PROMPT_SYNTAX},
+        {"taesd", required_argument, 0, OPT_TAESD},
+        {"vae-decoder", required_argument, 0, OPT_VAE_DECODER},
+        {"preview", required_argument, 0, OPT_PREVIEW},
+        {"preview-every", required_argument, 0, OPT_PREVIEW_EVERY},
         {"seed", required_argument, 0, 's'},
         {"batch-count", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 't'},
@@ -218,6 +252,7 @@ int cmd_generate(int argc, char **argv) {
     ld_gen_params_init(&gp);
     gp.prompt = NULL;
     const char *output = "output.png";
+    preview_state preview = {0};
     long long v, batch = 1, threads = 0;
     double d;
     int seed_random = 0, verbose = 0, quiet = 0, metadata = 1;
@@ -253,6 +288,19 @@ int cmd_generate(int argc, char **argv) {
                 return 2;
             }
             gp.prompt_syntax = optarg;
+            break;
+        case OPT_TAESD: gp.taesd_dir = optarg; break;
+        case OPT_VAE_DECODER:
+            if (strcmp(optarg, "full") && strcmp(optarg, "tiny")) {
+                fprintf(stderr, "leandiff generate: --vae-decoder must be full or tiny, got '%s'\n", optarg);
+                return 2;
+            }
+            gp.tiny_decoder = !strcmp(optarg, "tiny");
+            break;
+        case OPT_PREVIEW: preview.path = optarg; break;
+        case OPT_PREVIEW_EVERY:
+            if (!cli_parse_int("--preview-every", optarg, 1, 1000, &v)) return 2;
+            gp.preview_every = (int)v;
             break;
         case 's':
             if (optarg[0] == '-') {
@@ -341,6 +389,14 @@ int cmd_generate(int argc, char **argv) {
                 output);
         return 2;
     }
+    if (gp.tiny_decoder && !gp.taesd_dir) {
+        fprintf(stderr, "leandiff generate: --vae-decoder tiny needs --taesd DIR (an AutoencoderTiny folder)\n");
+        return 2;
+    }
+    if (preview.path && ld_output_is_stdout(preview.path)) {
+        fprintf(stderr, "leandiff generate: --preview needs a file name\n");
+        return 2;
+    }
     if (to_stdout && gp.dump && ld_output_is_stdout(gp.dump)) {
         fprintf(stderr, "leandiff generate: --output and --dump cannot both go to standard output\n");
         return 2;
@@ -348,11 +404,12 @@ int cmd_generate(int argc, char **argv) {
     /* Fail before the long part if an output cannot be written (fileio.h's rules). */
     ld_ctx *ctx = ld_ctx_new();
     char name[4096];
-    for (int i = 0; i <= batch; i++) {
-        const char *path = i < batch ? name : gp.dump;
+    for (int i = 0; i <= batch + 1; i++) {
+        const char *path = i < batch ? name : i == batch ? gp.dump : preview.path;
         if (i < batch) output_name(name, sizeof name, output, kind, i);
         if (path && ld_output_check(ctx, path) != LD_OK) {
-            fprintf(stderr, "leandiff generate: %s%s\n", path == gp.dump ? "--dump: " : "", ld_ctx_error(ctx));
+            fprintf(stderr, "leandiff generate: %s%s\n",
+                    path == gp.dump ? "--dump: " : path == preview.path ? "--preview: " : "", ld_ctx_error(ctx));
             ld_ctx_free(ctx);
             return 1;
         }
@@ -367,6 +424,11 @@ int cmd_generate(int argc, char **argv) {
     progress_state ps = {.tty = isatty(2), .quiet = quiet, .verbose = verbose, .images = (int)batch};
     gp.progress = progress;
     gp.progress_user = &ps;
+    if (preview.path) {
+        preview.ctx = ld_ctx_new();
+        gp.preview = write_preview;
+        gp.preview_user = &preview;
+    }
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -406,6 +468,7 @@ int cmd_generate(int argc, char **argv) {
     }
     sigaction(SIGINT, &old, NULL);
     ld_pipeline_free(pipe);
+    ld_ctx_free(preview.ctx);
     ld_ctx_free(ctx);
     return rc;
 }

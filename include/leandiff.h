@@ -93,6 +93,13 @@ const char *ld_pipeline_model_name(const ld_pipeline *p);
  * returns LD_ERR_CANCELLED). */
 typedef int (*ld_progress_fn)(void *user, const char *stage, int step, int total, double stage_seconds);
 
+/* Live preview (KOALA/SDXL): called during the denoising stage with the
+ * current estimate of the final image (RGB8; TAESD's decode at full size when
+ * taesd_dir is set, else a linear latent-to-RGB map at 1/8 size). The image is
+ * only valid during the call. Return nonzero to cancel. */
+struct ld_image;
+typedef int (*ld_preview_fn)(void *user, const struct ld_image *img, int step, int total);
+
 typedef struct {
     const char *prompt;
     const char *negative_prompt;  /* NULL: none given (SDXL: zero uncond embeddings) */
@@ -109,6 +116,11 @@ typedef struct {
     void *progress_user;
     const char *prompt_syntax;    /* "a1111" (default: emphasis, BREAK, any length) or "plain" (diffusers:
                                      75 tokens, no weights); KOALA/SDXL only, Wuerstchen/Cascade are plain */
+    const char *taesd_dir;        /* AutoencoderTiny folder (madebyollin/taesdxl) for previews / tiny decoding */
+    int tiny_decoder;             /* 1: decode the final image with taesd_dir instead of the VAE */
+    ld_preview_fn preview;        /* NULL: no previews */
+    void *preview_user;
+    int preview_every;            /* steps between previews (0 = 1); the last step always previews */
 } ld_gen_params;
 
 void ld_gen_params_init(ld_gen_params *p);
@@ -119,13 +131,14 @@ typedef struct {
     float cfg_scale, prior_cfg_scale;
     char sampler[32];
     char prompt_syntax[8];        /* "a1111" or "plain" */
+    char vae[16];                 /* "" (the model's VAE) or "TAESD" (the tiny decoder) */
     uint64_t seed;
     char model[128];
     char family[32];
     double seconds;
 } ld_gen_info;
 
-typedef struct {
+typedef struct ld_image {
     int width, height, channels; /* channels = 3, RGB, row-major HWC */
     uint8_t *pixels;
 } ld_image;

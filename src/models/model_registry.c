@@ -8,6 +8,7 @@
 #include "models/wuerstchen_prior.h"
 
 #include "models/autoencoder_kl.h"
+#include "models/autoencoder_tiny.h"
 #include "models/unet2d.h"
 
 #include <string.h>
@@ -19,6 +20,7 @@ const ld_model_type *const ld_model_types[] = {
     &ld_model_clip_text_proj,
     &ld_unet2d_model_type,
     &ld_vae_model_type,
+    &ld_model_vae_tiny,
     &ld_model_wuerstchen_prior,
     &ld_model_wuerstchen_diffnext,
     &ld_model_paella_vq,

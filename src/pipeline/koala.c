@@ -16,6 +16,7 @@
 #include "text/clip_text.h"
 #include "text/clip_tokenizer.h"
 #include "text/prompt_syntax.h"
+#include "pipeline/preview.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -175,6 +176,7 @@ typedef struct {
     int64_t D, P;        /* prompt_embeds width, pooled width */
     int64_t L;           /* prompt_embeds tokens: 77 per chunk */
     int a1111_syntax;    /* A1111 prompt syntax (text/prompt_syntax.h), else plain diffusers */
+    ld_vae_tiny *taesd;  /* previews / tiny decoding (gen params taesd_dir), loaded once per run */
     float *embeds;       /* [B, L, D]: [uncond; cond] with CFG */
     float *pooled;       /* [B, P] */
     float time_ids[2 * 6];
@@ -419,6 +421,26 @@ static ld_status stage_text(ld_ctx *ctx, run *r) {
 }
 
 /* Denoising stage: scheduler loop over the U-Net. */
+/* Hands the preview callback the estimate of the final image at step i:
+ * x0 from the latents and the (guided) model output as the Euler step computes
+ * it (epsilon: x - sigma * eps; v: x / (sigma^2 + 1) - sigma * v / sqrt(sigma^2 + 1);
+ * sample: the output). tmp holds n floats. */
+static ld_status preview_step(ld_ctx *ctx, run *r, const ld_euler *s, int i, const float *out, float *tmp) {
+    const int every = r->p->preview_every > 0 ? r->p->preview_every : 1;
+    if ((i + 1) % every && i + 1 != s->steps) return LD_OK;
+    const int64_t n = (int64_t)r->C * r->h * r->w;
+    const float sig = s->sigmas[i], a = 1.0f / (sig * sig + 1.0f), b = sig / sqrtf(sig * sig + 1.0f);
+    for (int64_t j = 0; j < n; j++)
+        tmp[j] = s->prediction == LD_PRED_EPSILON ? r->latents[j] - sig * out[j]
+                 : s->prediction == LD_PRED_V     ? r->latents[j] * a - b * out[j]
+                                                  : out[j];
+    ld_image img;
+    LD_TRY(ld_preview_render(ctx, r->taesd, tmp, r->C, r->h, r->w, &img));
+    const int stop = r->p->preview(r->p->preview_user, &img, i + 1, s->steps);
+    ld_image_free(&img);
+    return stop ? ld_fail(ctx, LD_ERR_CANCELLED, "generation cancelled by the preview callback") : LD_OK;
+}
+
 static ld_status stage_unet(ld_ctx *ctx, run *r, ld_euler *s, ld_rng *rng) {
     koala *k = r->k;
     ld_unet2d *u = NULL;
@@ -451,6 +473,8 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_euler *s, ld_rng *rng) {
         if (st != LD_OK) break;
         if (r->do_cfg) /* eps = eps_u + g * (eps_c - eps_u), each op rounded to f32 as torch does */
             for (int64_t j = 0; j < n; j++) eps[j] = eps[j] + g * (eps[n + j] - eps[j]);
+        if (r->p->preview) st = preview_step(ctx, r, s, i, eps, x_in);
+        if (st != LD_OK) break;
         if (r->euler_a) {
             if (r->replay) {
                 char name[64];
@@ -481,17 +505,6 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_euler *s, ld_rng *rng) {
     return st;
 }
 
-void ld_koala_image_to_u8(const float *chw, int H, int W, uint8_t *hwc) {
-    size_t plane = (size_t)H * W;
-    for (size_t p = 0; p < plane; p++)
-        for (int c = 0; c < 3; c++) {
-            float v = chw[c * plane + p] / 2.0f + 0.5f;
-            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v; /* NaN stays NaN: treated as 0 below */
-            float s = nearbyintf(v * 255.0f);
-            hwc[p * 3 + c] = (uint8_t)(s >= 0.0f ? s : 0.0f);
-        }
-}
-
 /* Decode stage: latents / scaling_factor (or the latents_mean/std form) through the VAE. */
 static ld_status stage_vae(ld_ctx *ctx, run *r) {
     koala *k = r->k;
@@ -512,8 +525,14 @@ static ld_status stage_vae(ld_ctx *ctx, run *r) {
             z[i] = r->latents[i] / sf;
         }
     }
-    ld_vae *v = NULL;
     double t0 = now_seconds();
+    if (r->p->tiny_decoder) { /* TAESD reads the U-Net's scaled latents (its scaling_factor is 1) */
+        for (int64_t i = 0; i < n; i++) z[i] = r->latents[i] / r->taesd->scaling_factor;
+        ld_status st = ld_vae_tiny_decode(ctx, r->taesd, r->image, z, 1, r->h, r->w);
+        free(z);
+        return st == LD_OK ? report(ctx, r, "vae", 1, 1, t0) : st;
+    }
+    ld_vae *v = NULL;
     ld_status st = ld_vae_load(ctx, k->vae, k->has_variant ? k->variant : NULL, &v);
     if (st == LD_OK && (ld_vae_latent_channels(v) != r->C || ld_vae_out_channels(v) != 3 ||
                         ld_vae_downscale(v) != k->vae_scale))
@@ -615,6 +634,15 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     }
     if (st == LD_OK) st = dump_f32(ctx, r, "latents0", 4, lshape, r->latents);
     for (int64_t i = 0; st == LD_OK && i < n; i++) r->latents[i] = r->latents[i] * s.init_noise_sigma;
+    if (st == LD_OK && p->taesd_dir) {
+        st = ld_vae_tiny_load(ctx, p->taesd_dir, NULL, &r->taesd);
+        if (st == LD_OK && (r->taesd->latent_channels != r->C || r->taesd->scale != k->vae_scale))
+            st = ld_fail(ctx, LD_ERR_MODEL, "%s: TAESD with %lld latent channels and scale %lld cannot decode this "
+                         "model's latents (%d channels, scale %d)", p->taesd_dir, (long long)r->taesd->latent_channels,
+                         (long long)r->taesd->scale, r->C, k->vae_scale);
+    }
+    if (st == LD_OK && p->tiny_decoder && !p->taesd_dir)
+        st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "the tiny decoder needs a TAESD folder (taesd_dir, --taesd DIR)");
     if (st == LD_OK) st = stage_text(ctx, r);
     for (int b = 0; b < r->B; b++) {
         float *ti = r->time_ids + 6 * b;
@@ -636,7 +664,7 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         if (!out->pixels) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     }
     if (st == LD_OK) {
-        ld_koala_image_to_u8(r->image, r->H, r->W, out->pixels);
+        ld_image_chw_to_u8(r->image, r->H, r->W, out->pixels);
         out->width = r->W;
         out->height = r->H;
         out->channels = 3;
@@ -652,6 +680,7 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         info->cfg_scale = r->cfg;
         snprintf(info->sampler, sizeof info->sampler, "%s", r->euler_a ? "euler_a" : "euler");
         snprintf(info->prompt_syntax, sizeof info->prompt_syntax, "%s", r->a1111_syntax ? "a1111" : "plain");
+        snprintf(info->vae, sizeof info->vae, "%s", p->tiny_decoder ? "TAESD" : "");
         info->seed = p->seed;
     } else {
         ld_image_free(out);
@@ -669,6 +698,7 @@ static ld_status koala_generate(ld_ctx *ctx, void *state, const ld_gen_params *p
     ld_status st = generate_run(ctx, &r, out, info);
     if (r.dumping) ld_st_builder_free(&r.dump);
     if (r.replay) ld_safetensors_close(r.replay);
+    ld_vae_tiny_free(r.taesd);
     free(r.embeds);
     free(r.pooled);
     free(r.latents);

@@ -41,8 +41,4 @@
 
 extern const ld_pipeline_impl ld_koala_pipeline;
 
-/* The decoded image [3, H, W] (values ~[-1, 1]) to RGB8 HWC as diffusers'
- * postprocess does: clamp(x / 2 + 0.5, 0, 1) * 255 rounded half to even. */
-void ld_koala_image_to_u8(const float *chw, int H, int W, uint8_t *hwc);
-
 #endif
