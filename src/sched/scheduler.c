@@ -1,0 +1,304 @@
+/* The scheduler interface (scheduler.h): the sampler table, the config every
+ * class reads (betas, alphas_cumprod, prediction type, spacing), and the
+ * dispatch to the family that implements each sampler. */
+#include "sched/sched_internal.h"
+
+#include "io/json.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct {
+    ld_sampler_desc d;
+    const sched_family *fam;
+    int karras_ok, sde;
+} sampler_entry;
+
+static const sampler_entry g_entries[] = {
+    {{"euler", "Euler", "Euler Karras", "EulerDiscreteScheduler", 0}, &sched_euler_family, 1, 0},
+    {{"euler_a", "Euler a", NULL, "EulerAncestralDiscreteScheduler", 1}, &sched_euler_a_family, 0, 0},
+    {{"dpm++2m", "DPM++ 2M", "DPM++ 2M Karras", "DPMSolverMultistepScheduler", 0}, &sched_dpmpp_2m_family, 1, 0},
+    {{"dpm++2m_sde", "DPM++ 2M SDE", "DPM++ 2M SDE Karras", "DPMSolverMultistepScheduler", 1},
+     &sched_dpmpp_2m_family, 1, 1},
+    {{"ddim", "DDIM", NULL, "DDIMScheduler", 0}, &sched_ddim_family, 0, 0},
+    {{"heun", "Heun", "Heun Karras", "HeunDiscreteScheduler", 0}, &sched_heun_family, 1, 0},
+    {{"dpm2", "DPM2", "DPM2 Karras", "KDPM2DiscreteScheduler", 0}, &sched_dpm2_family, 1, 0},
+    {{"lcm", "LCM", NULL, "LCMScheduler", 1}, &sched_lcm_family, 0, 0},
+};
+#define N_ENTRIES (sizeof g_entries / sizeof g_entries[0])
+
+const ld_sampler_desc *const ld_sampler_list[] = {
+    &g_entries[0].d, &g_entries[1].d, &g_entries[2].d, &g_entries[3].d, &g_entries[4].d,
+    &g_entries[5].d, &g_entries[6].d, &g_entries[7].d, NULL,
+};
+
+static const sampler_entry *entry_of(const ld_sampler_desc *d) {
+    for (size_t i = 0; i < N_ENTRIES; i++)
+        if (&g_entries[i].d == d) return &g_entries[i];
+    return NULL;
+}
+
+const ld_sampler_desc *ld_sampler_find(const char *name, ld_schedule *schedule) {
+    if (!name) return NULL;
+    for (size_t i = 0; i < N_ENTRIES; i++) {
+        const ld_sampler_desc *d = &g_entries[i].d;
+        if (!strcasecmp(name, d->name) || !strcasecmp(name, d->label)) {
+            if (schedule && !strcasecmp(name, d->label)) *schedule = LD_SCHEDULE_DEFAULT;
+            return d;
+        }
+        if (d->karras_label && !strcasecmp(name, d->karras_label)) {
+            if (schedule) *schedule = LD_SCHEDULE_KARRAS;
+            return d;
+        }
+    }
+    return NULL;
+}
+
+const char *ld_sampler_label(const ld_sampler_desc *d, ld_schedule schedule) {
+    return schedule == LD_SCHEDULE_KARRAS && d->karras_label ? d->karras_label : d->label;
+}
+
+const char *ld_schedule_name(ld_schedule s) { return s == LD_SCHEDULE_KARRAS ? "karras" : "default"; }
+
+/* torch.linspace(start, end, n, dtype=float32) on the CPU: the step is a
+ * float32, the first half counts up from start, the second half down from end. */
+static void torch_linspace_f32(float *out, int n, double start, double end) {
+    float s = (float)start, e = (float)end;
+    if (n == 1) {
+        out[0] = s;
+        return;
+    }
+    float step = (e - s) / (float)(n - 1);
+    int halfway = n / 2;
+    for (int i = 0; i < n; i++) out[i] = i < halfway ? s + step * (float)i : e - step * (float)(n - i - 1);
+}
+
+static ld_status read_betas(ld_ctx *ctx, const char *where, const json_t *cfg, int n, float *betas) {
+    if (cfg && !ld_json_missing(cfg, "trained_betas")) {
+        double *tb = malloc(sizeof(double) * (size_t)n);
+        if (!tb) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        int got = 0;
+        ld_status st = ld_json_num_list(ctx, where, cfg, "trained_betas", tb, n, &got);
+        if (st == LD_OK && got != n)
+            st = ld_fail(ctx, LD_ERR_MODEL, "%s: trained_betas has %d entries, num_train_timesteps is %d", where, got,
+                         n);
+        for (int i = 0; st == LD_OK && i < n; i++) betas[i] = (float)tb[i];
+        free(tb);
+        return st;
+    }
+    double b0, b1;
+    const char *schedule;
+    LD_TRY(ld_json_num(ctx, where, cfg, "beta_start", 0.0001, &b0));
+    LD_TRY(ld_json_num(ctx, where, cfg, "beta_end", 0.02, &b1));
+    LD_TRY(ld_json_str(ctx, where, cfg, "beta_schedule", "linear", &schedule));
+    if (!(b0 >= 0 && b1 > 0 && b0 < 1 && b1 < 1))
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: beta_start %g / beta_end %g must lie in [0, 1)", where, b0, b1);
+    if (!strcmp(schedule, "linear")) {
+        torch_linspace_f32(betas, n, b0, b1);
+    } else if (!strcmp(schedule, "scaled_linear")) {
+        torch_linspace_f32(betas, n, sqrt(b0), sqrt(b1));
+        for (int i = 0; i < n; i++) betas[i] = betas[i] * betas[i];
+    } else {
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: beta_schedule '%s' is not supported (linear or scaled_linear)",
+                       where, schedule);
+    }
+    return LD_OK;
+}
+
+static ld_status reject_true(ld_ctx *ctx, const char *where, const json_t *cfg, const char *key) {
+    int v;
+    LD_TRY(ld_json_bool(ctx, where, cfg, key, 0, &v));
+    if (v) return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: %s = true is not supported", where, key);
+    return LD_OK;
+}
+
+static ld_status reject_other(ld_ctx *ctx, const char *where, const json_t *cfg, const char *key, const char *ok) {
+    const char *v;
+    LD_TRY(ld_json_str(ctx, where, cfg, key, ok, &v));
+    if (strcmp(v, ok)) return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: %s '%s' is not supported (%s)", where, key, v, ok);
+    return LD_OK;
+}
+
+static ld_status read_config(ld_ctx *ctx, ld_scheduler *s, const json_t *cfg, const char *where,
+                             const char *spacing_override) {
+    int64_t n, offset, orig;
+    const char *pred, *spacing, *final_type;
+    double tscale;
+    int alpha_one, karras_cfg;
+    LD_TRY(ld_json_int(ctx, where, cfg, "num_train_timesteps", 1000, &n));
+    if (n < 2 || n > 100000)
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: num_train_timesteps %lld is out of range (2..100000)", where,
+                       (long long)n);
+    LD_TRY(ld_json_int(ctx, where, cfg, "steps_offset", 0, &offset));
+    if (offset < 0 || offset > n)
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: steps_offset %lld is out of range", where, (long long)offset);
+    LD_TRY(ld_json_str(ctx, where, cfg, "prediction_type", "epsilon", &pred));
+    if (!strcmp(pred, "epsilon")) s->prediction = PRED_EPSILON;
+    else if (!strcmp(pred, "v_prediction")) s->prediction = PRED_V;
+    else if (!strcmp(pred, "sample")) s->prediction = PRED_SAMPLE;
+    else
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED,
+                       "%s: prediction_type '%s' is not supported (epsilon, v_prediction or sample)", where, pred);
+    LD_TRY(ld_json_str(ctx, where, cfg, "timestep_spacing", "linspace", &spacing));
+    if (spacing_override) spacing = spacing_override;
+    if (!strcmp(spacing, "leading")) s->spacing = SPACING_LEADING;
+    else if (!strcmp(spacing, "trailing")) s->spacing = SPACING_TRAILING;
+    else if (!strcmp(spacing, "linspace")) s->spacing = SPACING_LINSPACE;
+    else
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED,
+                       "%s: timestep_spacing '%s' is not supported (leading, trailing or linspace)", where, spacing);
+    LD_TRY(ld_json_str(ctx, where, cfg, "final_sigmas_type", "zero", &final_type));
+    if (!strcmp(final_type, "sigma_min")) s->final_sigma_min = 1;
+    else if (strcmp(final_type, "zero"))
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: final_sigmas_type '%s' is not supported", where, final_type);
+    LD_TRY(ld_json_bool(ctx, where, cfg, "set_alpha_to_one", 0, &alpha_one));
+    LD_TRY(ld_json_int(ctx, where, cfg, "original_inference_steps", 50, &orig));
+    if (orig < 1 || orig > n)
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: original_inference_steps %lld is out of range", where, (long long)orig);
+    LD_TRY(ld_json_num(ctx, where, cfg, "timestep_scaling", 10.0, &tscale));
+    LD_TRY(ld_json_bool(ctx, where, cfg, "use_karras_sigmas", 0, &karras_cfg));
+    if (karras_cfg) s->schedule = LD_SCHEDULE_KARRAS; /* the folder asks for it */
+    static const char *const never[] = {"thresholding", "clip_sample", "rescale_betas_zero_snr",
+                                        "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas"};
+    for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) LD_TRY(reject_true(ctx, where, cfg, never[i]));
+    LD_TRY(reject_other(ctx, where, cfg, "interpolation_type", "linear"));
+    LD_TRY(reject_other(ctx, where, cfg, "timestep_type", "discrete"));
+    s->num_train = (int)n;
+    s->steps_offset = (int)offset;
+    s->set_alpha_to_one = alpha_one;
+    s->original_steps = (int)orig;
+    s->timestep_scaling = tscale;
+
+    float *betas = malloc(sizeof(float) * (size_t)n);
+    s->alphas_cumprod = malloc(sizeof(float) * (size_t)n);
+    s->sigma_table = malloc(sizeof(float) * (size_t)n);
+    if (!betas || !s->alphas_cumprod || !s->sigma_table) {
+        free(betas);
+        return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    }
+    ld_status st = read_betas(ctx, where, cfg, (int)n, betas);
+    /* torch.cumprod on a float32 CPU tensor accumulates in double and rounds
+     * each output to float32 */
+    double acc = 1.0;
+    for (int i = 0; st == LD_OK && i < n; i++) {
+        acc *= (double)(1.0f - betas[i]);
+        float a = (float)acc;
+        s->alphas_cumprod[i] = a;
+        s->sigma_table[i] = sqrtf((1.0f - a) / a);
+    }
+    free(betas);
+    return st;
+}
+
+ld_status ld_scheduler_create(ld_ctx *ctx, const char *sampler, ld_schedule schedule, const json_t *cfg,
+                              const char *where, const char *spacing_override, ld_scheduler **out) {
+    *out = NULL;
+    ld_schedule named = schedule;
+    const ld_sampler_desc *d = ld_sampler_find(sampler, &named);
+    if (!d) {
+        char names[512] = "";
+        for (size_t i = 0; i < N_ENTRIES; i++) {
+            strcat(names, i ? ", " : "");
+            strcat(names, g_entries[i].d.name);
+        }
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "unknown sampler '%s' (%s, or their A1111 names)",
+                       sampler ? sampler : "(null)", names);
+    }
+    if (named == LD_SCHEDULE_KARRAS) schedule = LD_SCHEDULE_KARRAS;
+    const sampler_entry *e = entry_of(d);
+    ld_scheduler *s = calloc(1, sizeof *s);
+    if (!s) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    s->desc = d;
+    s->fam = e->fam;
+    s->schedule = schedule;
+    s->sde = e->sde;
+    s->order = e->fam == &sched_heun_family || e->fam == &sched_dpm2_family ? 2 : 1;
+    ld_status st = read_config(ctx, s, cfg, where ? where : "scheduler config", spacing_override);
+    if (st == LD_OK && s->schedule == LD_SCHEDULE_KARRAS && !e->karras_ok)
+        st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                     "sampler %s does not take the karras schedule (euler, dpm++2m, dpm++2m_sde, heun and dpm2 do)",
+                     d->name);
+    if (st != LD_OK) {
+        ld_scheduler_free(s);
+        return st;
+    }
+    *out = s;
+    return LD_OK;
+}
+
+void ld_scheduler_free(ld_scheduler *s) {
+    if (!s) return;
+    free(s->alphas_cumprod);
+    free(s->sigma_table);
+    free(s->timesteps);
+    free(s->sigmas);
+    free(s->sigmas_interpol);
+    for (int i = 0; i < 3; i++) free(s->hist[i]);
+    free(s);
+}
+
+const ld_sampler_desc *ld_scheduler_desc(const ld_scheduler *s) { return s->desc; }
+ld_schedule ld_scheduler_schedule(const ld_scheduler *s) { return s->schedule; }
+
+const char *ld_scheduler_spacing(const ld_scheduler *s) {
+    if (s->fam == &sched_lcm_family) return "";
+    return s->spacing == SPACING_TRAILING ? "trailing" : s->spacing == SPACING_LINSPACE ? "linspace" : "leading";
+}
+
+ld_status ld_scheduler_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps) {
+    if (steps < 1 || steps > s->num_train)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "step count %d is out of range (1..%d)", steps, s->num_train);
+    for (int i = 0; i < 3; i++) {
+        free(s->hist[i]);
+        s->hist[i] = NULL;
+    }
+    s->n = 0;
+    s->lower_order_nums = 0;
+    s->second = 0;
+    s->begin = 0;
+    s->steps = steps;
+    return s->fam->set_timesteps(ctx, s, steps);
+}
+
+ld_status ld_scheduler_set_custom(ld_ctx *ctx, ld_scheduler *s, const float *points, int n_points) {
+    (void)points;
+    (void)n_points;
+    return ld_fail(ctx, LD_ERR_UNSUPPORTED, "sampler %s does not take a custom timestep list", s->desc->name);
+}
+
+int ld_scheduler_steps(const ld_scheduler *s) { return s->steps; }
+int ld_scheduler_calls(const ld_scheduler *s) { return s->calls; }
+int ld_scheduler_order(const ld_scheduler *s) { return s->order; }
+float ld_scheduler_timestep(const ld_scheduler *s, int call) { return s->timesteps[call]; }
+
+const float *ld_scheduler_sigmas(const ld_scheduler *s, int *count) {
+    if (count) *count = s->nsigmas;
+    return s->nsigmas ? s->sigmas : NULL;
+}
+
+float ld_scheduler_init_noise_sigma(const ld_scheduler *s) { return s->init_noise_sigma; }
+void ld_scheduler_set_begin(ld_scheduler *s, int call) { s->begin = call; }
+
+void ld_scheduler_add_noise(const ld_scheduler *s, int call, const float *x0, const float *noise, float *out,
+                            int64_t n) {
+    s->fam->add_noise(s, call, x0, noise, out, n);
+}
+
+void ld_scheduler_scale_input(const ld_scheduler *s, int call, const float *x, float *out, int64_t n) {
+    s->fam->scale_input(s, call, x, out, n);
+}
+
+int ld_scheduler_needs_noise(const ld_scheduler *s, int call) {
+    return s->fam->needs_noise ? s->fam->needs_noise(s, call) : 0;
+}
+
+ld_status ld_scheduler_step(ld_ctx *ctx, ld_scheduler *s, int call, const float *model_out, float *x,
+                            const float *noise, int64_t n) {
+    if (call < 0 || call >= s->calls)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "scheduler call %d is out of range (0..%d)", call, s->calls - 1);
+    if (ld_scheduler_needs_noise(s, call) && !noise)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "sampler %s needs a noise tensor at call %d", s->desc->name, call);
+    return s->fam->step(ctx, s, call, model_out, x, noise, n);
+}
