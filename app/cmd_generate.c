@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "io/fileio.h"
 #include "io/png.h"
+#include "sched/scheduler.h"
 #include "pipeline/infotext.h"
 
 #include <getopt.h>
@@ -32,7 +33,9 @@ static void usage(FILE *f) {
             "  -H, --height N             image height in pixels (default: the model's)\n"
             "      --steps N              denoising steps (default: per model, e.g. 10 Lightning, 25 KOALA)\n"
             "      --cfg-scale X          classifier-free guidance scale (default: per model, 3.5 / 7.5)\n"
-            "      --sampler NAME         euler | euler_a (SDXL family; default euler)\n"
+            "      --sampler NAME         SDXL family: euler (default), euler_a, dpm++2m, dpm++2m_sde, ddim,\n"
+            "                             heun, dpm2, lcm, or an A1111 name (\"DPM++ 2M Karras\")\n"
+            "      --schedule S           default or karras (euler, dpm++2m, dpm++2m_sde, heun, dpm2)\n"
             "      --prompt-syntax S      a1111 (default: (word:1.3), [word], BREAK, prompts of any length)\n"
             "                             or plain (exactly diffusers: 75 tokens, no weights); KOALA/SDXL\n"
             "      --taesd DIR            AutoencoderTiny folder (madebyollin/taesdxl) for previews / --vae-decoder tiny\n"
@@ -188,6 +191,7 @@ enum {
     OPT_CFG,
     OPT_SAMPLER,
     OPT_PROMPT_SYNTAX,
+    OPT_SCHEDULE,
     OPT_TAESD,
     OPT_VAE_DECODER,
     OPT_PREVIEW,
@@ -219,6 +223,8 @@ int cmd_generate(int argc, char **argv) {
         {"sampler", required_argument, 0, OPT_SAMPLER},
         {"sampling-method", required_argument, 0, OPT_SAMPLER},
         {"prompt-syntax", required_argument, 0, OPT_PROMPT_SYNTAX},
+        {"schedule", required_argument, 0, OPT_SCHEDULE},
+        {"scheduler", required_argument, 0, OPT_SCHEDULE},
         {"taesd", required_argument, 0, OPT_TAESD},
         {"vae-decoder", required_argument, 0, OPT_VAE_DECODER},
         {"preview", required_argument, 0, OPT_PREVIEW},
@@ -282,6 +288,13 @@ int cmd_generate(int argc, char **argv) {
             gp.cfg_scale = (float)d;
             break;
         case OPT_SAMPLER: gp.sampler = optarg; break;
+        case OPT_SCHEDULE:
+            if (strcmp(optarg, "default") && strcmp(optarg, "karras")) {
+                fprintf(stderr, "leandiff generate: --schedule must be default or karras, got '%s'\n", optarg);
+                return 2;
+            }
+            gp.schedule = optarg;
+            break;
         case OPT_PROMPT_SYNTAX:
             if (strcmp(optarg, "a1111") && strcmp(optarg, "plain")) {
                 fprintf(stderr, "leandiff generate: --prompt-syntax must be a1111 or plain, got '%s'\n", optarg);
@@ -365,8 +378,10 @@ int cmd_generate(int argc, char **argv) {
                 !po.model_dir ? "-m/--model" : "-p/--prompt");
         return 2;
     }
-    if (gp.sampler && strcmp(gp.sampler, "euler") && strcmp(gp.sampler, "euler_a") && strcmp(gp.sampler, "ddpm")) {
-        fprintf(stderr, "leandiff generate: --sampler must be euler or euler_a, got '%s'\n", gp.sampler);
+    if (gp.sampler && strcmp(gp.sampler, "ddpm") && !ld_sampler_find(gp.sampler, NULL)) {
+        fprintf(stderr, "leandiff generate: unknown --sampler '%s'; one of:", gp.sampler);
+        for (int i = 0; ld_sampler_list[i]; i++) fprintf(stderr, "%s %s", i ? "," : "", ld_sampler_list[i]->name);
+        fprintf(stderr, " (or an A1111 name such as \"DPM++ 2M Karras\"), ddpm for Wuerstchen / Cascade\n");
         return 2;
     }
     if (!*output) {

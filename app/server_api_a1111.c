@@ -42,7 +42,7 @@ static json_t *a1111_info(const server_ctx *s, const job *j, const json_t *body)
     json_object_set_new(o, "subseed_strength", json_integer(0));
     json_object_set_new(o, "width", json_integer(first->width));
     json_object_set_new(o, "height", json_integer(first->height));
-    json_object_set_new(o, "sampler_name", json_string(ld_infotext_sampler_label(first->sampler)));
+    json_object_set_new(o, "sampler_name", json_string(ld_infotext_sampler_label(first->sampler, first->schedule)));
     json_object_set_new(o, "cfg_scale", json_real(first->cfg_scale));
     json_object_set_new(o, "steps", json_integer(first->steps));
     json_t *bs = json_object_get(body, "batch_size");
@@ -121,6 +121,17 @@ static json_t *samplers_json(const server_ctx *s) {
     return a;
 }
 
+/* A1111's /sdapi/v1/schedulers: the sigma schedules the model's samplers take. */
+static json_t *schedulers_json(const server_ctx *s) {
+    json_t *a = json_array();
+    json_array_append_new(a, json_pack("{s:s,s:s,s:o,s:n,s:b}", "name", "automatic", "label", "Automatic", "aliases",
+                                       json_array(), "default_rho", "need_inner_model", 0));
+    if (!strcmp(s->family, "sdxl"))
+        json_array_append_new(a, json_pack("{s:s,s:s,s:o,s:f,s:b}", "name", "karras", "label", "Karras", "aliases",
+                                           json_array(), "default_rho", 7.0, "need_inner_model", 0));
+    return a;
+}
+
 static json_t *options_json(const server_ctx *s) {
     json_t *o = json_object();
     json_object_set_new(o, "sd_model_checkpoint", json_string(s->model_name));
@@ -145,6 +156,7 @@ int api_a1111(server_ctx *s, server_req *r) {
     }
     if (!strcmp(p, "sd-models")) return get ? reply_json(r, 200, sd_models(s)) : reply_method(r, "GET");
     if (!strcmp(p, "samplers")) return get ? reply_json(r, 200, samplers_json(s)) : reply_method(r, "GET");
+    if (!strcmp(p, "schedulers")) return get ? reply_json(r, 200, schedulers_json(s)) : reply_method(r, "GET");
     if (!strcmp(p, "options")) return get ? reply_json(r, 200, options_json(s)) : reply_method(r, "GET");
     return -1;
 }

@@ -49,6 +49,7 @@ static ld_status run_image(exec_local *ex, ld_ctx *ctx, job *j, int i) {
     gp.prior_steps = j->req.prior_steps;
     gp.prior_cfg_scale = (float)j->req.prior_cfg_scale;
     gp.sampler = j->req.sampler[0] ? j->req.sampler : NULL;
+    gp.schedule = j->req.schedule[0] ? j->req.schedule : NULL;
     gp.seed = j->seed + (uint64_t)i;
     progress_ctx pc = {ex->t, j};
     gp.progress = on_progress;

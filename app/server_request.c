@@ -5,11 +5,14 @@
  */
 #include "server_request.h"
 
+#include "sched/scheduler.h"
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
@@ -118,17 +121,32 @@ static int get_str(verr *e, const json_t *o, const char *key, int allow_null, ch
 
 /* ---- samplers ------------------------------------------------------------------ */
 
-static const server_sampler sdxl_samplers[] = {
-    {"euler", "Euler", "k_euler", "euler"},
-    {"euler_a", "Euler a", "k_euler_a", "euler_ancestral"},
-};
+/* SDXL family: every sampler of sched/scheduler.h, under its A1111 label and,
+ * where it takes one, its Karras label; A1111's k_ aliases for the two it had first. */
+#define SDXL_MAX_SAMPLERS 32
+static server_sampler sdxl_samplers[SDXL_MAX_SAMPLERS];
+static int n_sdxl_samplers;
+static pthread_once_t sdxl_once = PTHREAD_ONCE_INIT;
+
+static void make_sdxl_samplers(void) {
+    for (int i = 0; ld_sampler_list[i] && n_sdxl_samplers + 2 <= SDXL_MAX_SAMPLERS; i++) {
+        const ld_sampler_desc *d = ld_sampler_list[i];
+        const int euler = !strcmp(d->name, "euler"), euler_a = !strcmp(d->name, "euler_a");
+        sdxl_samplers[n_sdxl_samplers++] = (server_sampler){d->name, d->label, euler ? "k_euler" : euler_a ? "k_euler_a" : NULL,
+                                                            euler ? "euler" : euler_a ? "euler_ancestral" : NULL, "default"};
+        if (d->karras_label)
+            sdxl_samplers[n_sdxl_samplers++] = (server_sampler){d->name, d->karras_label, NULL, NULL, "karras"};
+    }
+}
+
 /* Two-stage families have one sampler. */
-static const server_sampler ddpm_samplers[] = {{"ddpm", "DDPM", NULL, NULL}};
+static const server_sampler ddpm_samplers[] = {{"ddpm", "DDPM", NULL, NULL, "default"}};
 
 int server_samplers(const char *family, const server_sampler **list) {
     if (!strcmp(family, "sdxl")) {
+        pthread_once(&sdxl_once, make_sdxl_samplers);
         *list = sdxl_samplers;
-        return (int)(sizeof sdxl_samplers / sizeof sdxl_samplers[0]);
+        return n_sdxl_samplers;
     }
     *list = ddpm_samplers;
     return 1;
@@ -139,7 +157,7 @@ static int names_sampler(const server_sampler *m, const char *name) {
            (m->alias2 && !strcasecmp(name, m->alias2));
 }
 
-static int get_sampler(verr *e, const req_ctx *s, const json_t *o, const char *key, char *out) {
+static int get_sampler(verr *e, const req_ctx *s, const json_t *o, const char *key, char *out, char *schedule) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 1;
     if (!json_is_string(v)) return bad(e, key, "%s must be a string, got %s", key, type_name(v));
@@ -153,9 +171,30 @@ static int get_sampler(verr *e, const req_ctx *s, const json_t *o, const char *k
     for (int i = 0; i < n; i++)
         if (names_sampler(&list[i], name)) {
             snprintf(out, SERVER_SAMPLER_MAX, "%s", list[i].lib);
+            if (!strcmp(list[i].schedule, "karras")) snprintf(schedule, 16, "karras");
             return 1;
         }
-    return bad(e, key, "%s: unknown sampler '%.64s' (available: Euler, Euler a)", key, name);
+    char names[512] = "";
+    for (int i = 0; i < n; i++) {
+        if (strlen(names) + strlen(list[i].label) + 3 >= sizeof names) break;
+        strcat(names, i ? ", " : "");
+        strcat(names, list[i].label);
+    }
+    return bad(e, key, "%s: unknown sampler '%.64s' (available: %s)", key, name, names);
+}
+
+/* A1111's "scheduler" field (1.9+): "Automatic" / "" keep the sampler's,
+ * "Karras" picks Karras sigmas; the two-stage families ignore it. */
+static int get_schedule(verr *e, const req_ctx *s, const json_t *o, char *schedule) {
+    json_t *v = json_object_get(o, "scheduler");
+    if (!v || json_is_null(v) || strcmp(s->family, "sdxl")) return 1;
+    if (!json_is_string(v)) return bad(e, "scheduler", "scheduler must be a string, got %s", type_name(v));
+    const char *name = json_string_value(v);
+    if (!*name || !strcasecmp(name, "automatic")) return 1;
+    if (!strcasecmp(name, "karras")) snprintf(schedule, 16, "karras");
+    else if (!strcasecmp(name, "uniform") || !strcasecmp(name, "default")) snprintf(schedule, 16, "default");
+    else return bad(e, "scheduler", "scheduler: unknown schedule '%.64s' (Automatic, Uniform, Karras)", name);
+    return 1;
 }
 
 /* ---- the three dialects ---------------------------------------------------------- */
@@ -174,7 +213,8 @@ static int common_fields(verr *e, const req_ctx *s, const json_t *o, gen_request
     if (!get_int(e, o, "seed", -1, 0x7fffffffffffffffLL, "", &seed)) return 0;
     if (w % 8) return bad(e, "width", "width must be a multiple of 8, got %lld", w);
     if (h % 8) return bad(e, "height", "height must be a multiple of 8, got %lld", h);
-    if (sampler_key && !get_sampler(e, s, o, sampler_key, req->sampler)) return 0;
+    if (sampler_key && !get_sampler(e, s, o, sampler_key, req->sampler, req->schedule)) return 0;
+    if (sampler_key && !get_schedule(e, s, o, req->schedule)) return 0;
     req->width = (int)w;
     req->height = (int)h;
     req->steps = (int)steps;

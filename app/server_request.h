@@ -29,7 +29,8 @@ typedef struct {
     double cfg_scale;      /* < 0: model default */
     int prior_steps;       /* Wuerstchen / Cascade; 0: default */
     double prior_cfg_scale;
-    char sampler[SERVER_SAMPLER_MAX]; /* library name ("euler", "euler_a"), "" = default */
+    char sampler[SERVER_SAMPLER_MAX]; /* library name ("euler", "dpm++2m", ...), "" = default */
+    char schedule[16];     /* "default", "karras", "" = the sampler's default */
     int64_t seed;          /* -1: random (resolved when queued) */
     int count;             /* images, each with seed + i */
 } gen_request;
@@ -47,9 +48,10 @@ int gen_request_from_json(const server_config *cfg, const char *family, req_dial
                           gen_request *req, char *err, size_t errn, char *field, size_t fieldn);
 
 /* The samplers a request may name for a family: library name, A1111 label
- * and aliases (NULL when absent). Returns the count. */
+ * (with its schedule: "DPM++ 2M Karras" is dpm++2m + karras) and aliases
+ * (NULL when absent). Returns the count. */
 typedef struct {
-    const char *lib, *label, *alias1, *alias2;
+    const char *lib, *label, *alias1, *alias2, *schedule;
 } server_sampler;
 int server_samplers(const char *family, const server_sampler **list);
 

@@ -108,7 +108,8 @@ typedef struct {
     float cfg_scale;              /* < 0: default (Wuerstchen/Cascade: decoder guidance) */
     int prior_steps;              /* Wuerstchen/Cascade prior; 0: default */
     float prior_cfg_scale;        /* < 0: default */
-    const char *sampler;          /* "euler", "euler_a" (SDXL family); NULL: default */
+    const char *sampler;          /* SDXL family: euler, euler_a, dpm++2m, dpm++2m_sde, ddim, heun, dpm2, lcm or an
+                                     A1111 label ("DPM++ 2M Karras"); NULL: euler */
     uint64_t seed;
     const char *replay_noise;     /* safetensors with the random inputs to use instead of the RNG */
     const char *dump;             /* safetensors to write the intermediate tensors to */
@@ -118,6 +119,7 @@ typedef struct {
                                      75 tokens, no weights); KOALA/SDXL only, Wuerstchen/Cascade are plain */
     const char *taesd_dir;        /* AutoencoderTiny folder (madebyollin/taesdxl) for previews / tiny decoding */
     int tiny_decoder;             /* 1: decode the final image with taesd_dir instead of the VAE */
+    const char *schedule;         /* "default" or "karras" (SDXL family; NULL: default, or what the label says) */
     ld_preview_fn preview;        /* NULL: no previews */
     void *preview_user;
     int preview_every;            /* steps between previews (0 = 1); the last step always previews */
@@ -130,6 +132,7 @@ typedef struct {
     int width, height, steps, prior_steps;
     float cfg_scale, prior_cfg_scale;
     char sampler[32];
+    char schedule[16];            /* "default" or "karras" */
     char prompt_syntax[8];        /* "a1111" or "plain" */
     char vae[16];                 /* "" (the model's VAE) or "TAESD" (the tiny decoder) */
     uint64_t seed;

@@ -81,7 +81,10 @@ int main(void) {
     CHECK(t && !strncmp(t, "line one\nline two\nNegative prompt: neg\nmore\nSteps: 25,", 51), "multi-line: %s", t);
     free(t);
 
-    CHECK(!strcmp(ld_infotext_sampler_label("euler_a"), "Euler a") && !strcmp(ld_infotext_sampler_label("euler"), "Euler"),
+    CHECK(!strcmp(ld_infotext_sampler_label("euler_a", NULL), "Euler a") &&
+              !strcmp(ld_infotext_sampler_label("euler", "default"), "Euler") &&
+              !strcmp(ld_infotext_sampler_label("dpm++2m", "karras"), "DPM++ 2M Karras") &&
+              !strcmp(ld_infotext_sampler_label("DPM++ 2M SDE Karras", NULL), "DPM++ 2M SDE Karras"),
           "sampler labels");
     ld_ctx_free(ctx);
     return test_finish();

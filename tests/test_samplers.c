@@ -6,7 +6,9 @@
  * stored noise) within the module tolerance of testdata/README.md, running
  * free (our own sample from call to call). Samplers the file has that are not
  * built yet are listed as MISSING. Then the names (short, A1111 labels,
- * Karras), and bad names, schedules and step counts. */
+ * Karras), bad names, schedules, step counts and config options, the golden
+ * Euler sigmas of specs/koala.md 6.2, and v-prediction with linear betas
+ * against plain double formulas. */
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "sched/scheduler.h"
@@ -161,10 +163,127 @@ static void check_names(ld_ctx *ctx) {
     json_decref(cfg);
 }
 
+static json_t *sdxl_config(const char *spacing) {
+    return json_pack("{s:i,s:f,s:f,s:s,s:s,s:s,s:i}", "num_train_timesteps", 1000, "beta_start", 0.00085, "beta_end",
+                     0.012, "beta_schedule", "scaled_linear", "prediction_type", "epsilon", "timestep_spacing", spacing,
+                     "steps_offset", 1);
+}
+
+/* specs/koala.md 6.2 golden table (computed independently of the test data). */
+static void golden(ld_ctx *ctx) {
+    static const float trailing10[] = {14.614647f, 8.302806f, 5.087765f, 3.321084f, 2.276464f, 1.612887f,
+                                       1.160579f,  0.829860f, 0.569285f, 0.341674f, 0.0f};
+    static const float leading25_head[] = {11.676050f, 9.338079f, 7.562390f};
+    json_t *cfg = sdxl_config("leading");
+    ld_scheduler *s = NULL;
+    CHECK(ld_scheduler_create(ctx, "euler", LD_SCHEDULE_DEFAULT, cfg, "golden", "trailing", &s) == LD_OK &&
+              ld_scheduler_set_timesteps(ctx, s, 10) == LD_OK,
+          "%s", ld_ctx_error(ctx));
+    int n = 0;
+    const float *sg = s ? ld_scheduler_sigmas(s, &n) : NULL;
+    for (int i = 0; sg && i < 10; i++)
+        CHECK(ld_scheduler_timestep(s, i) == 999.0f - 100.0f * i, "trailing t[%d] = %g", i, ld_scheduler_timestep(s, i));
+    for (int i = 0; sg && n == 11 && i <= 10; i++)
+        CHECK(fabsf(sg[i] - trailing10[i]) <= 2e-6f, "trailing sigma[%d] %.7f vs %.7f", i, sg[i], trailing10[i]);
+    CHECK(s && fabsf(ld_scheduler_init_noise_sigma(s) - 14.614647f) < 2e-6f, "trailing init sigma");
+    ld_scheduler_free(s);
+    s = NULL;
+    CHECK(ld_scheduler_create(ctx, "euler", LD_SCHEDULE_DEFAULT, cfg, "golden", NULL, &s) == LD_OK &&
+              ld_scheduler_set_timesteps(ctx, s, 25) == LD_OK,
+          "%s", ld_ctx_error(ctx));
+    sg = s ? ld_scheduler_sigmas(s, &n) : NULL;
+    CHECK(sg && ld_scheduler_timestep(s, 0) == 961.0f && ld_scheduler_timestep(s, 24) == 1.0f, "leading t");
+    for (int i = 0; sg && i < 3; i++) CHECK(fabsf(sg[i] - leading25_head[i]) <= 2e-6f, "leading sigma[%d] %.7f", i, sg[i]);
+    CHECK(sg && fabsf(sg[24] - 0.041314f) <= 1e-6f, "leading sigma[24]");
+    CHECK(s && fabsf(ld_scheduler_init_noise_sigma(s) - 11.718795f) < 2e-6f, "leading init sigma");
+    CHECK(s && ld_scheduler_set_timesteps(ctx, s, 1001) == LD_ERR_INVALID_ARGUMENT, "1001 steps accepted");
+    ld_scheduler_free(s);
+    json_decref(cfg);
+}
+
+static void config_errors(ld_ctx *ctx) {
+    struct {
+        const char *key;
+        json_t *value;
+        const char *expect;
+    } bad[] = {
+        {"beta_schedule", json_string("squaredcos_cap_v3"), "beta_schedule"},
+        {"timestep_spacing", json_string("sideways"), "timestep_spacing"},
+        {"prediction_type", json_string("flow"), "prediction_type"},
+        {"interpolation_type", json_string("log_linear"), "interpolation_type"},
+        {"num_train_timesteps", json_string("1000"), "num_train_timesteps"},
+        {"trained_betas", json_pack("[f,f]", 0.1, 0.2), "trained_betas"},
+        {"rescale_betas_zero_snr", json_true(), "rescale_betas_zero_snr"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *cfg = sdxl_config("leading");
+        json_object_set_new(cfg, bad[i].key, bad[i].value);
+        ld_scheduler *s = NULL;
+        ld_status st = ld_scheduler_create(ctx, "dpm++2m", LD_SCHEDULE_DEFAULT, cfg, "sched.json", NULL, &s);
+        CHECK(st != LD_OK && strstr(ld_ctx_error(ctx), bad[i].expect) && strstr(ld_ctx_error(ctx), "sched.json"),
+              "bad %s: status %d message '%s'", bad[i].key, st, ld_ctx_error(ctx));
+        ld_scheduler_free(s);
+        json_decref(cfg);
+    }
+}
+
+/* v-prediction and 'linear' betas (no reference case has them): one Euler
+ * step and one DDIM step against the formulas written out plainly in double. */
+static void v_prediction(ld_ctx *ctx) {
+    json_t *cfg = sdxl_config("trailing");
+    json_object_set_new(cfg, "prediction_type", json_string("v_prediction"));
+    json_object_set_new(cfg, "beta_schedule", json_string("linear"));
+    double acp[1000], a = 1;
+    for (int i = 0; i < 1000; i++) acp[i] = a *= 1.0 - (0.00085 + (0.012 - 0.00085) * i / 999.0);
+    float x[8], eps[8], ref[8];
+    ld_scheduler *s = NULL;
+    CHECK(ld_scheduler_create(ctx, "euler", LD_SCHEDULE_DEFAULT, cfg, "v", NULL, &s) == LD_OK &&
+              ld_scheduler_set_timesteps(ctx, s, 4) == LD_OK,
+          "%s", ld_ctx_error(ctx));
+    int n = 0;
+    const float *sgs = s ? ld_scheduler_sigmas(s, &n) : NULL;
+    if (sgs) {
+        double sig = sqrt((1 - acp[999]) / acp[999]);
+        CHECK(fabs(sgs[0] - sig) < 1e-4 * sig, "linear sigma max %g vs %g", sgs[0], sig);
+        test_fill(x, 8, 5);
+        test_fill(eps, 8, 6);
+        double sg = sgs[1], sn = sgs[2];
+        for (int i = 0; i < 8; i++) {
+            double x0 = eps[i] * (-sg / sqrt(sg * sg + 1)) + x[i] / (sg * sg + 1);
+            ref[i] = (float)(x[i] + (x[i] - x0) / sg * (sn - sg));
+        }
+        /* call 1 needs the history of call 0 for multistep samplers only */
+        CHECK(ld_scheduler_step(ctx, s, 1, eps, x, NULL, 8) == LD_OK, "%s", ld_ctx_error(ctx));
+        test_close("Euler v_prediction step", x, ref, 8, 1e-5);
+    }
+    ld_scheduler_free(s);
+    s = NULL;
+    CHECK(ld_scheduler_create(ctx, "ddim", LD_SCHEDULE_DEFAULT, cfg, "v", NULL, &s) == LD_OK &&
+              ld_scheduler_set_timesteps(ctx, s, 4) == LD_OK,
+          "%s", ld_ctx_error(ctx));
+    if (s) {
+        test_fill(x, 8, 7);
+        test_fill(eps, 8, 8);
+        const int t = (int)ld_scheduler_timestep(s, 0), tp = t - 250;
+        for (int i = 0; i < 8; i++) {
+            double x0 = sqrt(acp[t]) * x[i] - sqrt(1 - acp[t]) * eps[i];
+            double e = sqrt(acp[t]) * eps[i] + sqrt(1 - acp[t]) * x[i];
+            ref[i] = (float)(sqrt(acp[tp]) * x0 + sqrt(1 - acp[tp]) * e);
+        }
+        CHECK(ld_scheduler_step(ctx, s, 0, eps, x, NULL, 8) == LD_OK, "%s", ld_ctx_error(ctx));
+        test_close("DDIM v_prediction step", x, ref, 8, 1e-5);
+    }
+    ld_scheduler_free(s);
+    json_decref(cfg);
+}
+
 int main(void) {
     const char *td = test_testdata_dir();
     ld_ctx *ctx = ld_ctx_new();
     check_names(ctx);
+    golden(ctx);
+    config_errors(ctx);
+    v_prediction(ctx);
     if (!td) {
         ld_ctx_free(ctx);
         return test_skip("no testdata");

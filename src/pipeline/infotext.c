@@ -1,17 +1,19 @@
 /* A1111 infotext formatting (see infotext.h). */
 #include "pipeline/infotext.h"
 
+#include "sched/scheduler.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-const char *ld_infotext_sampler_label(const char *sampler) {
+const char *ld_infotext_sampler_label(const char *sampler, const char *schedule) {
     if (!sampler || !*sampler) return "Euler";
-    if (!strcmp(sampler, "euler")) return "Euler";
-    if (!strcmp(sampler, "euler_a")) return "Euler a";
     if (!strcmp(sampler, "ddpm") || !strcmp(sampler, "ddpm_wuerstchen")) return "DDPM";
-    return sampler;
+    ld_schedule sc = schedule && !strcmp(schedule, "karras") ? LD_SCHEDULE_KARRAS : LD_SCHEDULE_DEFAULT;
+    const ld_sampler_desc *d = ld_sampler_find(sampler, &sc);
+    return d ? ld_sampler_label(d, sc) : sampler;
 }
 
 /* A growable string. */
@@ -113,7 +115,7 @@ ld_status ld_infotext_format(ld_ctx *ctx, const ld_gen_info *info, const char *p
     sb_str(&b, "\n");
     snprintf(v, sizeof v, "%d", info->steps);
     sb_pair(&b, &first, "Steps", v);
-    sb_pair(&b, &first, "Sampler", ld_infotext_sampler_label(info->sampler));
+    sb_pair(&b, &first, "Sampler", ld_infotext_sampler_label(info->sampler, info->schedule));
     snprintf(v, sizeof v, "%g", (double)info->cfg_scale);
     sb_pair(&b, &first, "CFG scale", v);
     snprintf(v, sizeof v, "%llu", (unsigned long long)info->seed);

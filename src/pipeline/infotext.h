@@ -21,9 +21,10 @@
 
 #include "base/status.h"
 
-/* A1111 sampler label for a leandiff sampler name ("euler_a" -> "Euler a");
- * unknown names are returned unchanged. */
-const char *ld_infotext_sampler_label(const char *sampler);
+/* A1111 sampler label for a leandiff sampler name and schedule ("euler_a" ->
+ * "Euler a", "dpm++2m" + "karras" -> "DPM++ 2M Karras"); unknown names are
+ * returned unchanged. schedule may be NULL or "". */
+const char *ld_infotext_sampler_label(const char *sampler, const char *schedule);
 
 /* A1111 quote(): value unchanged, or JSON-quoted (UTF-8 kept) if it contains
  * ',', ':' or '\n'. Returns a malloc'd string or NULL when out of memory. */

@@ -11,7 +11,7 @@
 #include "io/safetensors.h"
 #include "models/autoencoder_kl.h"
 #include "models/unet2d.h"
-#include "sched/euler.h"
+#include "sched/scheduler.h"
 #include "sched/rng.h"
 #include "text/clip_text.h"
 #include "text/clip_tokenizer.h"
@@ -133,9 +133,11 @@ static ld_status koala_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t 
         } else if (st == LD_OK && !strcmp(spacing, "trailing")) {
             k->lightning = 1;
         }
-        ld_euler probe; /* reject an unusable scheduler config now, not after the text stage */
-        if (st == LD_OK) st = ld_euler_init(ctx, &probe, k->sched_cfg, where, LD_EULER, k->spacing_override);
-        if (st == LD_OK) ld_euler_free(&probe);
+        ld_scheduler *probe = NULL; /* reject an unusable scheduler config now, not after the text stage */
+        if (st == LD_OK)
+            st = ld_scheduler_create(ctx, "euler", LD_SCHEDULE_DEFAULT, k->sched_cfg, where, k->spacing_override,
+                                     &probe);
+        ld_scheduler_free(probe);
     }
     if (st == LD_OK) {
         json_t *ucfg;
@@ -171,7 +173,8 @@ typedef struct {
     int steps;
     float cfg;
     int do_cfg;          /* cfg > 1 */
-    int euler_a;
+    const char *sampler;   /* short name (sched/scheduler.h) */
+    ld_schedule schedule;
     int B;               /* U-Net batch: 2 with CFG */
     int64_t D, P;        /* prompt_embeds width, pooled width */
     int64_t L;           /* prompt_embeds tokens: 77 per chunk */
@@ -218,12 +221,13 @@ static ld_status replay_get(ld_ctx *ctx, run *r, const char *name, int ndim, con
 
 /* Checks up front that the replay file holds every noise tensor this run
  * will ask for, so a mismatch fails before any model runs. */
-static ld_status replay_check(ld_ctx *ctx, run *r, int steps, int64_t n) {
+static ld_status replay_check(ld_ctx *ctx, run *r, const ld_scheduler *s, int64_t n) {
     float *tmp = malloc(sizeof(float) * (size_t)n);
     if (!tmp) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     int64_t lshape[4] = {1, r->C, r->h, r->w};
     ld_status st = replay_get(ctx, r, "latents0", 4, lshape, tmp);
-    for (int i = 0; st == LD_OK && r->euler_a && i < steps; i++) {
+    for (int i = 0; st == LD_OK && i < ld_scheduler_calls(s); i++) {
+        if (!ld_scheduler_needs_noise(s, i)) continue;
         char name[64];
         snprintf(name, sizeof name, "step%d.noise", i);
         st = replay_get(ctx, r, name, 4, lshape, tmp);
@@ -420,28 +424,23 @@ static ld_status stage_text(ld_ctx *ctx, run *r) {
     return st;
 }
 
-/* Denoising stage: scheduler loop over the U-Net. */
-/* Hands the preview callback the estimate of the final image at step i:
- * x0 from the latents and the (guided) model output as the Euler step computes
- * it (epsilon: x - sigma * eps; v: x / (sigma^2 + 1) - sigma * v / sqrt(sigma^2 + 1);
- * sample: the output). tmp holds n floats. */
-static ld_status preview_step(ld_ctx *ctx, run *r, const ld_euler *s, int i, const float *out, float *tmp) {
-    const int every = r->p->preview_every > 0 ? r->p->preview_every : 1;
-    if ((i + 1) % every && i + 1 != s->steps) return LD_OK;
+/* Hands the preview callback the estimate of the final image at call i
+ * (ld_scheduler_predict_x0 of the guided model output). tmp holds n floats. */
+static ld_status preview_step(ld_ctx *ctx, run *r, const ld_scheduler *s, int i, const float *out, float *tmp) {
+    const int every = r->p->preview_every > 0 ? r->p->preview_every : 1, calls = ld_scheduler_calls(s);
+    if ((i + 1) % every && i + 1 != calls) return LD_OK;
     const int64_t n = (int64_t)r->C * r->h * r->w;
-    const float sig = s->sigmas[i], a = 1.0f / (sig * sig + 1.0f), b = sig / sqrtf(sig * sig + 1.0f);
-    for (int64_t j = 0; j < n; j++)
-        tmp[j] = s->prediction == LD_PRED_EPSILON ? r->latents[j] - sig * out[j]
-                 : s->prediction == LD_PRED_V     ? r->latents[j] * a - b * out[j]
-                                                  : out[j];
+    ld_scheduler_predict_x0(s, i, out, r->latents, tmp, n);
     ld_image img;
     LD_TRY(ld_preview_render(ctx, r->taesd, tmp, r->C, r->h, r->w, &img));
-    const int stop = r->p->preview(r->p->preview_user, &img, i + 1, s->steps);
+    const int stop = r->p->preview(r->p->preview_user, &img, i + 1, calls);
     ld_image_free(&img);
     return stop ? ld_fail(ctx, LD_ERR_CANCELLED, "generation cancelled by the preview callback") : LD_OK;
 }
 
-static ld_status stage_unet(ld_ctx *ctx, run *r, ld_euler *s, ld_rng *rng) {
+/* Denoising stage: one U-Net call per scheduler call (guidance combined
+ * here), the scheduler's step with its noise (replayed or drawn). */
+static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
     koala *k = r->k;
     ld_unet2d *u = NULL;
     LD_TRY(ld_unet2d_load(ctx, k->unet, k->has_variant ? k->variant : NULL, &u));
@@ -459,14 +458,16 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_euler *s, ld_rng *rng) {
     int64_t n = (int64_t)r->C * r->h * r->w;
     float *x_in = malloc(sizeof(float) * (size_t)(n * r->B));
     float *eps = malloc(sizeof(float) * (size_t)(n * r->B));
-    float *noise = r->euler_a ? malloc(sizeof(float) * (size_t)n) : NULL;
-    if (st == LD_OK && (!x_in || !eps || (r->euler_a && !noise))) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    float *noise = malloc(sizeof(float) * (size_t)n);
+    if (st == LD_OK && (!x_in || !eps || !noise)) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     int64_t lshape[4] = {1, r->C, r->h, r->w};
     float g = r->cfg;
     double t0 = now_seconds();
-    for (int i = 0; st == LD_OK && i < s->steps; i++) {
-        float t[2] = {s->timesteps[i], s->timesteps[i]};
-        ld_euler_scale_input(s, i, r->latents, x_in, n);
+    const int calls = ld_scheduler_calls(s);
+    for (int i = 0; st == LD_OK && i < calls; i++) {
+        const float ti = ld_scheduler_timestep(s, i);
+        float t[2] = {ti, ti};
+        ld_scheduler_scale_input(s, i, r->latents, x_in, n);
         if (r->B == 2) memcpy(x_in + n, x_in, sizeof(float) * (size_t)n);
         st = ld_unet2d_forward(ctx, u, x_in, r->B, r->h, r->w, t, r->embeds, (int)r->L, r->pooled, r->time_ids,
                                eps);
@@ -475,28 +476,22 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_euler *s, ld_rng *rng) {
             for (int64_t j = 0; j < n; j++) eps[j] = eps[j] + g * (eps[n + j] - eps[j]);
         if (r->p->preview) st = preview_step(ctx, r, s, i, eps, x_in);
         if (st != LD_OK) break;
-        if (r->euler_a) {
-            if (r->replay) {
-                char name[64];
-                snprintf(name, sizeof name, "step%d.noise", i);
-                st = replay_get(ctx, r, name, 4, lshape, noise);
-            } else {
-                ld_rng_randn(rng, noise, n);
-            }
-            if (st == LD_OK && r->dumping) {
-                char name[64];
-                snprintf(name, sizeof name, "step%d.noise", i);
-                st = dump_f32(ctx, r, name, 4, lshape, noise);
-            }
+        const int draws = ld_scheduler_needs_noise(s, i);
+        if (draws) { /* the i-th scheduler call's noise: replayed as step{i}.noise, else the next draws */
+            char name[64];
+            snprintf(name, sizeof name, "step%d.noise", i);
+            if (r->replay) st = replay_get(ctx, r, name, 4, lshape, noise);
+            else ld_rng_randn(rng, noise, n);
+            if (st == LD_OK) st = dump_f32(ctx, r, name, 4, lshape, noise);
             if (st != LD_OK) break;
         }
-        ld_euler_step(s, i, eps, r->latents, noise, n);
-        if (r->dumping) {
+        st = ld_scheduler_step(ctx, s, i, eps, r->latents, draws ? noise : NULL, n);
+        if (st == LD_OK && r->dumping) {
             char name[64];
             snprintf(name, sizeof name, "step%d.latents", i);
             st = dump_f32(ctx, r, name, 4, lshape, r->latents);
         }
-        if (st == LD_OK) st = report(ctx, r, "unet", i + 1, s->steps, t0);
+        if (st == LD_OK) st = report(ctx, r, "unet", i + 1, calls, t0);
     }
     free(x_in);
     free(eps);
@@ -565,12 +560,21 @@ static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
     else if (!strcmp(syntax, "plain")) r->a1111_syntax = 0;
     else
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "prompt syntax '%s' is not a1111 or plain", syntax);
-    const char *sampler = p->sampler ? p->sampler : "euler";
-    if (!strcmp(sampler, "euler")) r->euler_a = 0;
-    else if (!strcmp(sampler, "euler_a")) r->euler_a = 1;
-    else
-        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "sampler '%s' is not available for SDXL-family models (euler, euler_a)",
-                       sampler);
+    r->schedule = LD_SCHEDULE_DEFAULT;
+    if (p->schedule && !strcmp(p->schedule, "karras")) r->schedule = LD_SCHEDULE_KARRAS;
+    else if (p->schedule && strcmp(p->schedule, "default"))
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "schedule '%s' is not default or karras", p->schedule);
+    const ld_sampler_desc *d = ld_sampler_find(p->sampler ? p->sampler : "euler", &r->schedule);
+    if (!d) {
+        char names[256] = "";
+        for (int i = 0; ld_sampler_list[i]; i++) {
+            strcat(names, i ? ", " : "");
+            strcat(names, ld_sampler_list[i]->name);
+        }
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "sampler '%s' is not available for SDXL-family models (%s)",
+                       p->sampler, names);
+    }
+    r->sampler = d->name;
     return LD_OK;
 }
 
@@ -584,7 +588,8 @@ static ld_status dump_meta(ld_ctx *ctx, run *r) {
     if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "steps", v);
     snprintf(v, sizeof v, "%g", (double)r->cfg);
     if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "guidance_scale", v);
-    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "sampler", r->euler_a ? "euler_a" : "euler");
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "sampler", r->sampler);
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "schedule", ld_schedule_name(r->schedule));
     snprintf(v, sizeof v, "%d", r->H);
     if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "height", v);
     snprintf(v, sizeof v, "%d", r->W);
@@ -610,12 +615,13 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     }
     char where[PATH_MAX_LEN + 32];
     snprintf(where, sizeof where, "%s/scheduler/scheduler_config.json", k->dir);
-    ld_euler s;
-    LD_TRY(ld_euler_init(ctx, &s, k->sched_cfg, where, r->euler_a ? LD_EULER_A : LD_EULER, k->spacing_override));
-    ld_status st = ld_euler_set_timesteps(ctx, &s, r->steps);
+    ld_scheduler *s = NULL;
+    LD_TRY(ld_scheduler_create(ctx, r->sampler, r->schedule, k->sched_cfg, where, k->spacing_override, &s));
+    r->schedule = ld_scheduler_schedule(s); /* the folder's config may ask for Karras */
+    ld_status st = ld_scheduler_set_timesteps(ctx, s, r->steps);
     int64_t n = (int64_t)r->C * r->h * r->w, lshape[4] = {1, r->C, r->h, r->w};
     if (st == LD_OK && p->replay_noise) st = ld_safetensors_open(ctx, p->replay_noise, &r->replay);
-    if (st == LD_OK && r->replay) st = replay_check(ctx, r, s.steps, n);
+    if (st == LD_OK && r->replay) st = replay_check(ctx, r, s, n);
     if (st == LD_OK && p->dump) {
         ld_st_builder_init(&r->dump);
         r->dumping = 1;
@@ -633,7 +639,7 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         else ld_rng_randn(&rng, r->latents, n);
     }
     if (st == LD_OK) st = dump_f32(ctx, r, "latents0", 4, lshape, r->latents);
-    for (int64_t i = 0; st == LD_OK && i < n; i++) r->latents[i] = r->latents[i] * s.init_noise_sigma;
+    for (int64_t i = 0; st == LD_OK && i < n; i++) r->latents[i] = r->latents[i] * ld_scheduler_init_noise_sigma(s);
     if (st == LD_OK && p->taesd_dir) {
         st = ld_vae_tiny_load(ctx, p->taesd_dir, NULL, &r->taesd);
         if (st == LD_OK && (r->taesd->latent_channels != r->C || r->taesd->scale != k->vae_scale))
@@ -649,11 +655,15 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         ti[0] = (float)r->H, ti[1] = (float)r->W, ti[2] = 0, ti[3] = 0, ti[4] = (float)r->H, ti[5] = (float)r->W;
     }
     if (st == LD_OK) {
-        int64_t tshape[2] = {1, 6}, sshape[1] = {s.steps};
+        int64_t tshape[2] = {1, 6}, sshape[1] = {ld_scheduler_calls(s)};
         st = dump_f32(ctx, r, "time_ids", 2, tshape, r->time_ids);
-        if (st == LD_OK) st = dump_f32(ctx, r, "timesteps", 1, sshape, s.timesteps);
+        float *tsv = malloc(sizeof(float) * (size_t)ld_scheduler_calls(s));
+        if (!tsv) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        for (int i = 0; st == LD_OK && i < ld_scheduler_calls(s); i++) tsv[i] = ld_scheduler_timestep(s, i);
+        if (st == LD_OK) st = dump_f32(ctx, r, "timesteps", 1, sshape, tsv);
+        free(tsv);
     }
-    if (st == LD_OK) st = stage_unet(ctx, r, &s, &rng);
+    if (st == LD_OK) st = stage_unet(ctx, r, s, &rng);
     if (st == LD_OK) st = dump_f32(ctx, r, "final_latents", 4, lshape, r->latents);
     free(r->embeds);
     free(r->pooled);
@@ -676,16 +686,17 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     if (st == LD_OK) {
         info->width = r->W;
         info->height = r->H;
-        info->steps = s.steps;
+        info->steps = ld_scheduler_steps(s);
         info->cfg_scale = r->cfg;
-        snprintf(info->sampler, sizeof info->sampler, "%s", r->euler_a ? "euler_a" : "euler");
+        snprintf(info->sampler, sizeof info->sampler, "%s", r->sampler);
+        snprintf(info->schedule, sizeof info->schedule, "%s", ld_schedule_name(r->schedule));
         snprintf(info->prompt_syntax, sizeof info->prompt_syntax, "%s", r->a1111_syntax ? "a1111" : "plain");
         snprintf(info->vae, sizeof info->vae, "%s", p->tiny_decoder ? "TAESD" : "");
         info->seed = p->seed;
     } else {
         ld_image_free(out);
     }
-    ld_euler_free(&s);
+    ld_scheduler_free(s);
     return st;
 }
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void ld_gen_params_init(ld_gen_params *p) {
     memset(p, 0, sizeof *p);
@@ -86,6 +87,15 @@ ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, 
     if (!isfinite(params->cfg_scale) || !isfinite(params->prior_cfg_scale) || params->cfg_scale > 100.0f ||
         params->prior_cfg_scale > 100.0f)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "guidance scale must be a finite number up to 100");
+    /* Wuerstchen and Stable Cascade sample with DDPMWuerstchen only */
+    if (strcmp(p->impl->family, "sdxl") && params->sampler && strcasecmp(params->sampler, "ddpm") &&
+        strcasecmp(params->sampler, "ddpm_wuerstchen"))
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                       "%s models sample with DDPMWuerstchen only (sampler ddpm); '%s' is for the SDXL family",
+                       p->impl->family, params->sampler);
+    if (strcmp(p->impl->family, "sdxl") && params->schedule && strcmp(params->schedule, "default"))
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s models take no '%s' schedule", p->impl->family,
+                       params->schedule);
     snprintf(info->model, sizeof info->model, "%s", p->model_name);
     snprintf(info->family, sizeof info->family, "%s", p->impl->family);
     info->seed = params->seed;

@@ -290,6 +290,27 @@ void ld_scheduler_scale_input(const ld_scheduler *s, int call, const float *x, f
     s->fam->scale_input(s, call, x, out, n);
 }
 
+void ld_scheduler_predict_x0(const ld_scheduler *s, int call, const float *out, const float *x, float *x0,
+                             int64_t n) {
+    /* alpha, sigma of the sample's parametrisation: k-samplers keep x = x0 + sigma * eps
+     * (alpha 1); the others x = alpha * x0 + sqrt(1 - alpha^2) * eps */
+    float alpha, sigma;
+    if (s->fam == &sched_ddim_family || s->fam == &sched_lcm_family) {
+        const float a = s->alphas_cumprod[(int)s->timesteps[call]];
+        alpha = sqrtf(a), sigma = sqrtf(1.0f - a);
+    } else if (s->fam == &sched_dpmpp_2m_family) {
+        alpha = 1.0f / sqrtf(s->sigmas[call] * s->sigmas[call] + 1.0f), sigma = s->sigmas[call] * alpha;
+    } else {
+        alpha = 1.0f, sigma = s->sigmas[call];
+    }
+    const float c = 1.0f / sqrtf(sigma * sigma / (alpha * alpha) + 1.0f); /* v-prediction in sigma space */
+    for (int64_t i = 0; i < n; i++) {
+        if (s->prediction == PRED_EPSILON) x0[i] = (x[i] - sigma * out[i]) / alpha;
+        else if (s->prediction == PRED_SAMPLE) x0[i] = out[i];
+        else x0[i] = c * (x[i] / alpha * c - sigma / alpha * out[i]);
+    }
+}
+
 int ld_scheduler_needs_noise(const ld_scheduler *s, int call) {
     return s->fam->needs_noise ? s->fam->needs_noise(s, call) : 0;
 }

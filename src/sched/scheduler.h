@@ -97,6 +97,11 @@ void ld_scheduler_add_noise(const ld_scheduler *s, int call, const float *x0, co
 
 /* out = scale_model_input(x) for this call; out may alias x. */
 void ld_scheduler_scale_input(const ld_scheduler *s, int call, const float *x, float *out, int64_t n);
+/* The estimate of the clean sample from this call's model output and x (for
+ * previews): x - sigma * eps on sigma-based samplers, (x - sqrt(1 - a) * eps)
+ * / sqrt(a) on alpha-based ones (v and sample predictions likewise). */
+void ld_scheduler_predict_x0(const ld_scheduler *s, int call, const float *model_out, const float *x, float *x0,
+                             int64_t n);
 /* Whether step(call) uses a noise tensor (N(0,1), n elements). */
 int ld_scheduler_needs_noise(const ld_scheduler *s, int call);
 /* x = scheduler.step(model_out, timestep(call), x).prev_sample, in place.

@@ -113,7 +113,10 @@ def test_discovery(srv):
     models = srv.json("GET", "/sdapi/v1/sd-models")
     check(models[0]["model_name"] == MODEL_NAME, "sd-models: %s" % models)
     samplers = [x["name"] for x in srv.json("GET", "/sdapi/v1/samplers")]
-    check(samplers == ["Euler", "Euler a"], "samplers: %s" % samplers)
+    check(samplers[:2] == ["Euler", "Euler Karras"] and "DPM++ 2M Karras" in samplers and "LCM" in samplers
+          and "DPM++ 2M SDE Karras" in samplers and len(samplers) == len(set(samplers)), "samplers: %s" % samplers)
+    scheds = [x["name"] for x in srv.json("GET", "/sdapi/v1/schedulers")]
+    check(scheds == ["automatic", "karras"], "schedulers: %s" % scheds)
     opts = srv.json("GET", "/sdapi/v1/options")
     check(opts["sd_model_checkpoint"] == MODEL_NAME, "options")
     m = srv.json("GET", "/v1/models")
@@ -123,6 +126,18 @@ def test_discovery(srv):
     p = srv.json("GET", "/sdapi/v1/progress")
     check(p["progress"] == 0 and p["state"]["job_count"] == 0, "idle progress: %s" % p)
     log("discovery: ok")
+
+
+def test_a1111_samplers(srv):
+    """sampler_name + scheduler pick a sampler of the scheduler interface; the answer and the infotext name it."""
+    for body, label in ((dict(PARAMS, sampler_name="DPM++ 2M", scheduler="Karras"), "DPM++ 2M Karras"),
+                        (dict(PARAMS, sampler_name="DPM++ 2M SDE Karras"), "DPM++ 2M SDE Karras"),
+                        (dict(PARAMS, sampler_name="LCM", scheduler="Automatic"), "LCM")):
+        out = srv.json("POST", "/sdapi/v1/txt2img", body)
+        info = json.loads(out["info"])
+        check(info["sampler_name"] == label and "Sampler: %s," % label in info["infotexts"][0],
+              "sampler %s: %s / %r" % (label, info["sampler_name"], info["infotexts"][0]))
+    log("a1111 samplers: ok")
 
 
 def test_a1111(srv):
@@ -283,7 +298,9 @@ def test_validation(srv):
     err("POST", t2i, {"prompt": "x", "batch_size": 9}, 400, "batch_size", "this server's limit")
     err("POST", t2i, {"prompt": 5}, 400, "prompt", "must be a string")
     err("POST", t2i, {"prompt": "x" * 20000}, 400, "prompt", "longer than")
-    err("POST", t2i, {"prompt": "x", "sampler_name": "DPM++ 2M"}, 400, "sampler_name", "unknown sampler")
+    err("POST", t2i, {"prompt": "x", "sampler_name": "DPM++ 3M"}, 400, "sampler_name", "unknown sampler")
+    err("POST", t2i, {"prompt": "x", "sampler_name": "DPM++ 2M", "scheduler": "Exponential"}, 400, "scheduler",
+        "unknown schedule")
     err("POST", jobs, {"prompt": "x", "widht": 64}, 400, "widht", "unknown field")
     err("POST", jobs, {"steps": 4}, 400, "prompt", "required")
     err("POST", jobs, {"prompt": "x", "n": 0}, 400, "n")
@@ -403,6 +420,7 @@ def main():
         test_page(srv)
         test_discovery(srv)
         ref = test_a1111(srv)
+        test_a1111_samplers(srv)
         test_openai(srv, ref)
         png = test_native(srv, ref)
         test_cancel(srv)
