@@ -44,10 +44,7 @@ const ld_sampler_desc *ld_sampler_find(const char *name, ld_schedule *schedule) 
     if (!name) return NULL;
     for (size_t i = 0; i < N_ENTRIES; i++) {
         const ld_sampler_desc *d = &g_entries[i].d;
-        if (!strcasecmp(name, d->name) || !strcasecmp(name, d->label)) {
-            if (schedule && !strcasecmp(name, d->label)) *schedule = LD_SCHEDULE_DEFAULT;
-            return d;
-        }
+        if (!strcasecmp(name, d->name) || !strcasecmp(name, d->label)) return d; /* the schedule stays as given */
         if (d->karras_label && !strcasecmp(name, d->karras_label)) {
             if (schedule) *schedule = LD_SCHEDULE_KARRAS;
             return d;

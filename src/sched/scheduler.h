@@ -51,8 +51,8 @@ typedef struct {
 extern const ld_sampler_desc *const ld_sampler_list[];
 
 /* Finds a sampler by short name or A1111 label (case-insensitive); a label
- * that names a schedule ("DPM++ 2M Karras") sets *schedule (may be NULL).
- * NULL when unknown. */
+ * that names a schedule ("DPM++ 2M Karras") sets *schedule to it, other names
+ * leave *schedule as it is (schedule may be NULL). NULL when unknown. */
 const ld_sampler_desc *ld_sampler_find(const char *name_or_label, ld_schedule *schedule);
 /* The A1111 label of a sampler under a schedule ("DPM++ 2M Karras"). */
 const char *ld_sampler_label(const ld_sampler_desc *d, ld_schedule schedule);
