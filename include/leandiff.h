@@ -108,8 +108,8 @@ typedef struct {
     float cfg_scale;              /* < 0: default (Wuerstchen/Cascade: decoder guidance) */
     int prior_steps;              /* Wuerstchen/Cascade prior; 0: default */
     float prior_cfg_scale;        /* < 0: default */
-    const char *sampler;          /* SDXL family: euler, euler_a, dpm++2m, dpm++2m_sde, ddim, heun, dpm2, lcm or an
-                                     A1111 label ("DPM++ 2M Karras"); NULL: euler */
+    const char *sampler;          /* SDXL family: euler, euler_a, dpm++2m, dpm++2m_sde, dpm++2s, unipc, ddim, heun,
+                                     dpm2, lcm or an A1111 label ("DPM++ 2M Karras"); NULL: euler */
     uint64_t seed;
     const char *replay_noise;     /* safetensors with the random inputs to use instead of the RNG */
     const char *dump;             /* safetensors to write the intermediate tensors to */

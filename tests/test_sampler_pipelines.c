@@ -121,7 +121,7 @@ int main(void) {
         cases++;
     }
     if (d) closedir(d);
-    CHECK(cases >= 10, "%d sampler pipeline cases", cases);
+    CHECK(cases >= 12, "%d sampler pipeline cases", cases);
     ld_pipeline_free(pipe);
     ld_ctx_free(ctx);
     return test_finish();

@@ -1,15 +1,18 @@
 /* DPMSolverMultistepScheduler as DPM++ 2M (algorithm dpmsolver++) and DPM++
  * 2M SDE (sde-dpmsolver++): solver order 2, midpoint, lower_order_final,
  * final sigma zero (so the last step is first order), default or Karras
- * sigmas. The model output becomes an x0 prediction (convert_model_output);
- * the last two are kept. Scalars are float32 0-dim tensor arithmetic as in
- * torch; tables float64 as in numpy. */
+ * sigmas; and DPMSolverSinglestepScheduler as DPM++ 2S (dpmsolver++, order 2:
+ * steps alternate first order and a second-order step from the sample saved
+ * before the pair). The model output becomes an x0 prediction
+ * (convert_model_output); the last two are kept. Scalars are float32 0-dim
+ * tensor arithmetic as in torch; tables float64 as in numpy. */
 #include "sched/sched_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
-static ld_status dpm_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps) {
+ld_status sched_dpm_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps) {
     const int n = s->num_train;
     double *ts = malloc(sizeof(double) * (size_t)(steps + 2)), *sg = malloc(sizeof(double) * (size_t)(steps + 2));
     if (!ts || !sg) {
@@ -18,8 +21,9 @@ static ld_status dpm_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps) {
         return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     }
     int count = steps;
-    /* lambda_min_clipped = -inf: last_timestep = num_train_timesteps */
-    if (s->spacing == SPACING_LINSPACE) {
+    /* lambda_min_clipped = -inf: last_timestep = num_train_timesteps; the
+     * singlestep class always spaces like linspace */
+    if (s->spacing == SPACING_LINSPACE || s->fam == &sched_dpmpp_2s_family) {
         /* np.linspace(0, n - 1, steps + 1).round()[::-1][:-1] */
         const double step = (double)(n - 1) / (double)steps;
         for (int i = 0; i < steps; i++) {
@@ -124,6 +128,54 @@ static ld_status dpm_step(ld_ctx *ctx, ld_scheduler *s, int call, const float *o
     return LD_OK;
 }
 
+/* DPM++ 2S: the order of call i with lower_order_final (forced by diffusers
+ * when the final sigma is zero): [1, 2] pairs, the tail [1, 1] for an even
+ * count and [1] for an odd one. */
+static int single_order(int call, int calls) {
+    if (calls % 2 == 0 && call >= calls - 2) return 1;
+    if (calls % 2 == 1 && call == calls - 1) return 1;
+    return call % 2 == 0 ? 1 : 2;
+}
+
+static ld_status single_step(ld_ctx *ctx, ld_scheduler *s, int call, const float *out, float *x, const float *noise,
+                             int64_t n) {
+    (void)noise;
+    LD_TRY(sched_hist(ctx, s, 3, n));
+    float a_s0, s_s0;
+    alpha_sigma(s->sigmas[call], &a_s0, &s_s0);
+    float *tmp = s->hist[0];
+    s->hist[0] = s->hist[1];
+    s->hist[1] = tmp;
+    float *m0 = s->hist[1], *m1 = s->hist[0], *saved = s->hist[2];
+    for (int64_t i = 0; i < n; i++)
+        m0[i] = s->prediction == PRED_EPSILON ? (x[i] - s_s0 * out[i]) / a_s0
+                : s->prediction == PRED_V     ? a_s0 * x[i] - s_s0 * out[i]
+                                              : out[i];
+    int order = single_order(call, s->calls);
+    if (order == 2 && s->lower_order_nums < 1) order = 1; /* no earlier output yet */
+    float a_t, s_t;
+    alpha_sigma(s->sigmas[call + 1], &a_t, &s_t);
+    const float lambda_t = logf(a_t) - logf(s_t);
+    if (order == 1) {
+        memcpy(saved, x, sizeof(float) * (size_t)n); /* self.sample */
+        const float lambda_s0 = logf(a_s0) - logf(s_s0), h = lambda_t - lambda_s0;
+        const float c0 = s_t / s_s0, c1 = a_t * (expf(-h) - 1.0f);
+        for (int64_t i = 0; i < n; i++) x[i] = c0 * saved[i] - c1 * m0[i];
+    } else {
+        float a_s1, s_s1;
+        alpha_sigma(s->sigmas[call - 1], &a_s1, &s_s1);
+        const float lambda_s0 = logf(a_s0) - logf(s_s0), lambda_s1 = logf(a_s1) - logf(s_s1);
+        const float h = lambda_t - lambda_s1, h0 = lambda_s0 - lambda_s1, r0 = h0 / h, inv_r0 = 1.0f / r0;
+        const float c0 = s_t / s_s1, c1 = a_t * (expf(-h) - 1.0f);
+        for (int64_t i = 0; i < n; i++) {
+            const float d1 = inv_r0 * (m0[i] - m1[i]);
+            x[i] = c0 * saved[i] - c1 * m1[i] - 0.5f * c1 * d1;
+        }
+    }
+    if (s->lower_order_nums < 2) s->lower_order_nums++;
+    return LD_OK;
+}
+
 static int dpm_needs_noise(const ld_scheduler *s, int call) {
     (void)call;
     return s->sde;
@@ -136,4 +188,5 @@ static void dpm_add_noise(const ld_scheduler *s, int call, const float *x0, cons
     for (int64_t i = 0; i < n; i++) out[i] = a * x0[i] + sg * noise[i];
 }
 
-const sched_family sched_dpmpp_2m_family = {dpm_set_timesteps, dpm_scale, dpm_step, dpm_needs_noise, dpm_add_noise};
+const sched_family sched_dpmpp_2m_family = {sched_dpm_set_timesteps, dpm_scale, dpm_step, dpm_needs_noise, dpm_add_noise};
+const sched_family sched_dpmpp_2s_family = {sched_dpm_set_timesteps, dpm_scale, single_step, NULL, dpm_add_noise};

@@ -2,7 +2,8 @@
  * shares, the helpers that reproduce diffusers' numpy/torch arithmetic (beta
  * schedules, timestep spacings, sigma interpolation, Karras sigmas), and the
  * per-family operations. A family file (sched_k.c, sched_dpmsolver.c,
- * sched_alpha.c) fills a sched_family; scheduler.c dispatches to it. */
+ * sched_unipc.c, sched_alpha.c) fills a sched_family; scheduler.c dispatches
+ * to it. */
 #ifndef LD_SCHED_SCHED_INTERNAL_H
 #define LD_SCHED_SCHED_INTERNAL_H
 
@@ -37,9 +38,10 @@ struct ld_scheduler {
     float init_noise_sigma;
     /* running state */
     int64_t n;                   /* elements of the sample (fixed by the first step) */
-    float *hist[3];              /* saved tensors: model outputs (multistep), sample and derivative (2nd order) */
+    float *hist[4];              /* saved tensors: model outputs (multistep), samples, derivatives */
     int lower_order_nums;
     int second;                  /* Heun / DPM2: the next step is the second-order half */
+    int this_order;              /* UniPC: the order of the last predictor (its corrector's order) */
     float saved_dt;
 };
 
@@ -53,7 +55,9 @@ struct sched_family {
 };
 
 extern const sched_family sched_euler_family, sched_euler_a_family, sched_heun_family, sched_dpm2_family,
-    sched_dpmpp_2m_family, sched_ddim_family, sched_lcm_family;
+    sched_dpmpp_2m_family, sched_dpmpp_2s_family, sched_unipc_family, sched_ddim_family, sched_lcm_family;
+/* DPMSolver's timesteps and sigmas (UniPC uses the same tables). */
+ld_status sched_dpm_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps);
 
 /* np.interp(t, arange(n), table) in float64. */
 double sched_interp(double t, const float *table, int n);

@@ -22,6 +22,8 @@ static const sampler_entry g_entries[] = {
     {{"dpm++2m", "DPM++ 2M", "DPM++ 2M Karras", "DPMSolverMultistepScheduler", 0}, &sched_dpmpp_2m_family, 1, 0},
     {{"dpm++2m_sde", "DPM++ 2M SDE", "DPM++ 2M SDE Karras", "DPMSolverMultistepScheduler", 1},
      &sched_dpmpp_2m_family, 1, 1},
+    {{"dpm++2s", "DPM++ 2S", "DPM++ 2S Karras", "DPMSolverSinglestepScheduler", 0}, &sched_dpmpp_2s_family, 1, 0},
+    {{"unipc", "UniPC", NULL, "UniPCMultistepScheduler", 0}, &sched_unipc_family, 0, 0},
     {{"ddim", "DDIM", NULL, "DDIMScheduler", 0}, &sched_ddim_family, 0, 0},
     {{"heun", "Heun", "Heun Karras", "HeunDiscreteScheduler", 0}, &sched_heun_family, 1, 0},
     {{"dpm2", "DPM2", "DPM2 Karras", "KDPM2DiscreteScheduler", 0}, &sched_dpm2_family, 1, 0},
@@ -31,7 +33,7 @@ static const sampler_entry g_entries[] = {
 
 const ld_sampler_desc *const ld_sampler_list[] = {
     &g_entries[0].d, &g_entries[1].d, &g_entries[2].d, &g_entries[3].d, &g_entries[4].d,
-    &g_entries[5].d, &g_entries[6].d, &g_entries[7].d, NULL,
+    &g_entries[5].d, &g_entries[6].d, &g_entries[7].d, &g_entries[8].d, &g_entries[9].d, NULL,
 };
 
 static const sampler_entry *entry_of(const ld_sampler_desc *d) {
@@ -215,7 +217,7 @@ ld_status ld_scheduler_create(ld_ctx *ctx, const char *sampler, ld_schedule sche
     ld_status st = read_config(ctx, s, cfg, where ? where : "scheduler config", spacing_override);
     if (st == LD_OK && s->schedule == LD_SCHEDULE_KARRAS && !e->karras_ok)
         st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
-                     "sampler %s does not take the karras schedule (euler, dpm++2m, dpm++2m_sde, heun and dpm2 do)",
+                     "sampler %s does not take the karras schedule (euler, dpm++2m, dpm++2m_sde, dpm++2s, heun and dpm2 do)",
                      d->name);
     if (st != LD_OK) {
         ld_scheduler_free(s);
@@ -232,7 +234,7 @@ void ld_scheduler_free(ld_scheduler *s) {
     free(s->timesteps);
     free(s->sigmas);
     free(s->sigmas_interpol);
-    for (int i = 0; i < 3; i++) free(s->hist[i]);
+    for (int i = 0; i < 4; i++) free(s->hist[i]);
     free(s);
 }
 
@@ -247,7 +249,7 @@ const char *ld_scheduler_spacing(const ld_scheduler *s) {
 ld_status ld_scheduler_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps) {
     if (steps < 1 || steps > s->num_train)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "step count %d is out of range (1..%d)", steps, s->num_train);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         free(s->hist[i]);
         s->hist[i] = NULL;
     }
@@ -295,7 +297,7 @@ void ld_scheduler_predict_x0(const ld_scheduler *s, int call, const float *out, 
     if (s->fam == &sched_ddim_family || s->fam == &sched_lcm_family) {
         const float a = s->alphas_cumprod[(int)s->timesteps[call]];
         alpha = sqrtf(a), sigma = sqrtf(1.0f - a);
-    } else if (s->fam == &sched_dpmpp_2m_family) {
+    } else if (s->fam == &sched_dpmpp_2m_family || s->fam == &sched_dpmpp_2s_family || s->fam == &sched_unipc_family) {
         alpha = 1.0f / sqrtf(s->sigmas[call] * s->sigmas[call] + 1.0f), sigma = s->sigmas[call] * alpha;
     } else {
         alpha = 1.0f, sigma = s->sigmas[call];

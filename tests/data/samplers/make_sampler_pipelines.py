@@ -13,6 +13,7 @@ leandiff short name and schedule, in the pipeline-case format of
 testdata/README.md. Run from the repository root:
   PYTHONPATH=$REF:$PWD/tools/refdata /usr/bin/python3 tests/data/samplers/make_sampler_pipelines.py [TESTDATA]
 """
+import inspect
 import json
 import os
 import sys
@@ -45,6 +46,8 @@ SAMPLERS = [  # leandiff name, schedule, diffusers class, config overrides
      {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
     ("dpm++2m_sde", "karras", "DPMSolverMultistepScheduler",
      {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True}),
+    ("dpm++2s", "default", "DPMSolverSinglestepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    ("unipc", "default", "UniPCMultistepScheduler", {}),
     ("ddim", "default", "DDIMScheduler", {}),
     ("heun", "default", "HeunDiscreteScheduler", {}),
     ("dpm2", "karras", "KDPM2DiscreteScheduler", {"use_karras_sigmas": True}),
@@ -78,9 +81,9 @@ for idx, (name, schedule, cls, over) in enumerate(SAMPLERS):
             u, c = eps.chunk(2)
             eps = u + G * (c - u)
             drawn.clear()
-            kw = {"generator": gen} if cls != "DDIMScheduler" else {"eta": 0.0}
-            if cls in ("HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "EulerDiscreteScheduler"):
-                kw = {}
+            # as the pipeline's prepare_extra_step_kwargs: eta (0) and generator where step() takes them
+            params = inspect.signature(sched.step).parameters
+            kw = {k: v for k, v in (("eta", 0.0), ("generator", gen)) if k in params}
             latents = sched.step(eps, t, latents, **kw).prev_sample
             assert len(drawn) <= 1
             if drawn:
