@@ -36,6 +36,10 @@ static void usage(FILE *f) {
             "      --sampler NAME         SDXL family: euler (default), euler_a, dpm++2m, dpm++2m_sde, dpm++2s,\n"
             "                             unipc, ddim, heun, dpm2, lcm, or an A1111 name (\"DPM++ 2M Karras\")\n"
             "      --schedule S           default or karras (euler, dpm++2m, dpm++2m_sde, dpm++2s, heun, dpm2)\n"
+            "  -i, --init-image FILE      image-to-image (SDXL family): start from this PNG (the output size;\n"
+            "                             -W/-H default to its size)\n"
+            "      --strength S           how much of the schedule runs on it, (0, 1] (default 0.75)\n"
+            "      --mask FILE            inpainting: PNG of the same size, white repaints, black keeps\n"
             "      --prompt-syntax S      a1111 (default: (word:1.3), [word], BREAK, prompts of any length)\n"
             "                             or plain (exactly diffusers: 75 tokens, no weights); KOALA/SDXL\n"
             "      --taesd DIR            AutoencoderTiny folder (madebyollin/taesdxl) for previews / --vae-decoder tiny\n"
@@ -192,6 +196,8 @@ enum {
     OPT_SAMPLER,
     OPT_PROMPT_SYNTAX,
     OPT_SCHEDULE,
+    OPT_STRENGTH,
+    OPT_MASK,
     OPT_TAESD,
     OPT_VAE_DECODER,
     OPT_PREVIEW,
@@ -224,6 +230,10 @@ int cmd_generate(int argc, char **argv) {
         {"sampling-method", required_argument, 0, OPT_SAMPLER},
         {"prompt-syntax", required_argument, 0, OPT_PROMPT_SYNTAX},
         {"schedule", required_argument, 0, OPT_SCHEDULE},
+        {"init-image", required_argument, 0, 'i'},
+        {"strength", required_argument, 0, OPT_STRENGTH},
+        {"denoising-strength", required_argument, 0, OPT_STRENGTH},
+        {"mask", required_argument, 0, OPT_MASK},
         {"scheduler", required_argument, 0, OPT_SCHEDULE},
         {"taesd", required_argument, 0, OPT_TAESD},
         {"vae-decoder", required_argument, 0, OPT_VAE_DECODER},
@@ -259,6 +269,8 @@ int cmd_generate(int argc, char **argv) {
     gp.prompt = NULL;
     const char *output = "output.png";
     preview_state preview = {0};
+    const char *init_path = NULL, *mask_path = NULL;
+    float strength = 0.75f;
     long long v, batch = 1, threads = 0;
     double d;
     int seed_random = 0, verbose = 0, quiet = 0, metadata = 1;
@@ -266,7 +278,7 @@ int cmd_generate(int argc, char **argv) {
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:p:n:W:H:s:b:t:o:qvh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":m:p:n:W:H:s:b:t:o:i:qvh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': po.model_dir = optarg; break;
         case 'p': gp.prompt = optarg; break;
@@ -288,6 +300,16 @@ int cmd_generate(int argc, char **argv) {
             gp.cfg_scale = (float)d;
             break;
         case OPT_SAMPLER: gp.sampler = optarg; break;
+        case 'i': init_path = optarg; break;
+        case OPT_MASK: mask_path = optarg; break;
+        case OPT_STRENGTH:
+            if (!cli_parse_float("--strength", optarg, 0.0, 1.0, &d)) return 2;
+            if (d <= 0.0) {
+                fprintf(stderr, "leandiff generate: --strength must be above 0 and at most 1\n");
+                return 2;
+            }
+            strength = (float)d;
+            break;
         case OPT_SCHEDULE:
             if (strcmp(optarg, "default") && strcmp(optarg, "karras")) {
                 fprintf(stderr, "leandiff generate: --schedule must be default or karras, got '%s'\n", optarg);
@@ -430,9 +452,34 @@ int cmd_generate(int argc, char **argv) {
         }
     }
 
+    /* image-to-image / inpainting inputs, read before the model is opened */
+    ld_png init_png = {0}, mask_png = {0};
+    ld_image init_img = {0}, mask_img = {0};
+    if (mask_path && !init_path) {
+        fprintf(stderr, "leandiff generate: --mask needs --init-image\n");
+        ld_ctx_free(ctx);
+        return 2;
+    }
+    if (init_path) {
+        if (ld_png_read(ctx, init_path, 1, &init_png) != LD_OK ||
+            (mask_path && ld_png_read(ctx, mask_path, 1, &mask_png) != LD_OK)) {
+            fprintf(stderr, "leandiff generate: %s\n", ld_ctx_error(ctx));
+            ld_png_free(&init_png);
+            ld_ctx_free(ctx);
+            return 1;
+        }
+        init_img = (ld_image){init_png.width, init_png.height, 3, init_png.rgb};
+        mask_img = (ld_image){mask_png.width, mask_png.height, 3, mask_png.rgb};
+        gp.init_image = &init_img;
+        gp.mask_image = mask_path ? &mask_img : NULL;
+        gp.strength = strength;
+    }
+
     ld_pipeline *pipe;
     if (ld_pipeline_open(ctx, &po, &pipe) != LD_OK) {
         fprintf(stderr, "leandiff generate: %s\n", ld_ctx_error(ctx));
+        ld_png_free(&init_png);
+        ld_png_free(&mask_png);
         ld_ctx_free(ctx);
         return 1;
     }
@@ -483,6 +530,8 @@ int cmd_generate(int argc, char **argv) {
     }
     sigaction(SIGINT, &old, NULL);
     ld_pipeline_free(pipe);
+    ld_png_free(&init_png);
+    ld_png_free(&mask_png);
     ld_ctx_free(preview.ctx);
     ld_ctx_free(ctx);
     return rc;

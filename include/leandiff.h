@@ -120,6 +120,9 @@ typedef struct {
     const char *taesd_dir;        /* AutoencoderTiny folder (madebyollin/taesdxl) for previews / tiny decoding */
     int tiny_decoder;             /* 1: decode the final image with taesd_dir instead of the VAE */
     const char *schedule;         /* "default" or "karras" (SDXL family; NULL: default, or what the label says) */
+    const struct ld_image *init_image; /* image-to-image / inpainting (SDXL family): RGB8 at the output size */
+    const struct ld_image *mask_image; /* inpainting: white repaints, black keeps (binarised at half grey) */
+    float strength;               /* with init_image: the share of the schedule that runs, (0, 1] */
     ld_preview_fn preview;        /* NULL: no previews */
     void *preview_user;
     int preview_every;            /* steps between previews (0 = 1); the last step always previews */
@@ -135,6 +138,7 @@ typedef struct {
     char schedule[16];            /* "default" or "karras" */
     char prompt_syntax[8];        /* "a1111" or "plain" */
     char vae[16];                 /* "" (the model's VAE) or "TAESD" (the tiny decoder) */
+    float strength;               /* image-to-image / inpainting strength; 0 for text-to-image */
     uint64_t seed;
     char model[128];
     char family[32];

@@ -123,6 +123,10 @@ ld_status ld_infotext_format(ld_ctx *ctx, const ld_gen_info *info, const char *p
     snprintf(v, sizeof v, "%dx%d", info->width, info->height);
     sb_pair(&b, &first, "Size", v);
     if (info->model[0]) sb_pair(&b, &first, "Model", info->model);
+    if (info->strength > 0) {
+        snprintf(v, sizeof v, "%g", (double)info->strength);
+        sb_pair(&b, &first, "Denoising strength", v);
+    }
     if (info->vae[0]) sb_pair(&b, &first, "VAE", info->vae);
     if (info->prompt_syntax[0]) sb_pair(&b, &first, "Prompt syntax", info->prompt_syntax);
     if (info->prior_steps > 0) {

@@ -16,6 +16,7 @@
 #include "text/clip_text.h"
 #include "text/clip_tokenizer.h"
 #include "text/prompt_syntax.h"
+#include "pipeline/koala_init.h"
 #include "pipeline/preview.h"
 
 #include <ctype.h>
@@ -180,6 +181,10 @@ typedef struct {
     int64_t L;           /* prompt_embeds tokens: 77 per chunk */
     int a1111_syntax;    /* A1111 prompt syntax (text/prompt_syntax.h), else plain diffusers */
     ld_vae_tiny *taesd;  /* previews / tiny decoding (gen params taesd_dir), loaded once per run */
+    int begin;           /* first scheduler call (image-to-image starts part-way) */
+    float *image_latents;  /* image-to-image / inpainting: the encoded init image */
+    float *mask;           /* inpainting: [h * w], 1 = repaint */
+    float *noise0;         /* inpainting: latents0, to re-noise the known region */
     float *embeds;       /* [B, L, D]: [uncond; cond] with CFG */
     float *pooled;       /* [B, P] */
     float time_ids[2 * 6];
@@ -226,8 +231,9 @@ static ld_status replay_check(ld_ctx *ctx, run *r, const ld_scheduler *s, int64_
     if (!tmp) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     int64_t lshape[4] = {1, r->C, r->h, r->w};
     ld_status st = replay_get(ctx, r, "latents0", 4, lshape, tmp);
-    for (int i = 0; st == LD_OK && i < ld_scheduler_calls(s); i++) {
-        if (!ld_scheduler_needs_noise(s, i)) continue;
+    if (st == LD_OK && r->p->init_image) st = replay_get(ctx, r, "encode_noise", 4, lshape, tmp);
+    for (int i = 0; st == LD_OK && i < ld_scheduler_calls(s) - r->begin; i++) {
+        if (!ld_scheduler_needs_noise(s, r->begin + i)) continue;
         char name[64];
         snprintf(name, sizeof name, "step%d.noise", i);
         st = replay_get(ctx, r, name, 4, lshape, tmp);
@@ -427,13 +433,14 @@ static ld_status stage_text(ld_ctx *ctx, run *r) {
 /* Hands the preview callback the estimate of the final image at call i
  * (ld_scheduler_predict_x0 of the guided model output). tmp holds n floats. */
 static ld_status preview_step(ld_ctx *ctx, run *r, const ld_scheduler *s, int i, const float *out, float *tmp) {
-    const int every = r->p->preview_every > 0 ? r->p->preview_every : 1, calls = ld_scheduler_calls(s);
-    if ((i + 1) % every && i + 1 != calls) return LD_OK;
+    const int every = r->p->preview_every > 0 ? r->p->preview_every : 1, calls = ld_scheduler_calls(s) - r->begin;
+    const int step = i - r->begin + 1;
+    if (step % every && step != calls) return LD_OK;
     const int64_t n = (int64_t)r->C * r->h * r->w;
     ld_scheduler_predict_x0(s, i, out, r->latents, tmp, n);
     ld_image img;
     LD_TRY(ld_preview_render(ctx, r->taesd, tmp, r->C, r->h, r->w, &img));
-    const int stop = r->p->preview(r->p->preview_user, &img, i + 1, calls);
+    const int stop = r->p->preview(r->p->preview_user, &img, step, calls);
     ld_image_free(&img);
     return stop ? ld_fail(ctx, LD_ERR_CANCELLED, "generation cancelled by the preview callback") : LD_OK;
 }
@@ -463,20 +470,21 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
     int64_t lshape[4] = {1, r->C, r->h, r->w};
     float g = r->cfg;
     double t0 = now_seconds();
-    const int calls = ld_scheduler_calls(s);
-    for (int i = 0; st == LD_OK && i < calls; i++) {
-        const float ti = ld_scheduler_timestep(s, i);
+    const int calls = ld_scheduler_calls(s), runs = calls - r->begin;
+    for (int i = 0; st == LD_OK && i < runs; i++) {
+        const int c = r->begin + i; /* the scheduler's call; i names the keys (step{i}.noise, ...) */
+        const float ti = ld_scheduler_timestep(s, c);
         float t[2] = {ti, ti};
-        ld_scheduler_scale_input(s, i, r->latents, x_in, n);
+        ld_scheduler_scale_input(s, c, r->latents, x_in, n);
         if (r->B == 2) memcpy(x_in + n, x_in, sizeof(float) * (size_t)n);
         st = ld_unet2d_forward(ctx, u, x_in, r->B, r->h, r->w, t, r->embeds, (int)r->L, r->pooled, r->time_ids,
                                eps);
         if (st != LD_OK) break;
         if (r->do_cfg) /* eps = eps_u + g * (eps_c - eps_u), each op rounded to f32 as torch does */
             for (int64_t j = 0; j < n; j++) eps[j] = eps[j] + g * (eps[n + j] - eps[j]);
-        if (r->p->preview) st = preview_step(ctx, r, s, i, eps, x_in);
+        if (r->p->preview) st = preview_step(ctx, r, s, c, eps, x_in);
         if (st != LD_OK) break;
-        const int draws = ld_scheduler_needs_noise(s, i);
+        const int draws = ld_scheduler_needs_noise(s, c);
         if (draws) { /* the i-th scheduler call's noise: replayed as step{i}.noise, else the next draws */
             char name[64];
             snprintf(name, sizeof name, "step%d.noise", i);
@@ -485,13 +493,22 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
             if (st == LD_OK) st = dump_f32(ctx, r, name, 4, lshape, noise);
             if (st != LD_OK) break;
         }
-        st = ld_scheduler_step(ctx, s, i, eps, r->latents, draws ? noise : NULL, n);
+        st = ld_scheduler_step(ctx, s, c, eps, r->latents, draws ? noise : NULL, n);
+        if (st == LD_OK && r->mask) { /* inpainting: the known region, re-noised to the next call's level */
+            if (i < runs - 1) ld_scheduler_add_noise(s, c + 1, r->image_latents, r->noise0, x_in, n);
+            const float *known = i < runs - 1 ? x_in : r->image_latents;
+            const int64_t plane = (int64_t)r->h * r->w;
+            for (int64_t j = 0; j < n; j++) {
+                const float m = r->mask[j % plane];
+                r->latents[j] = (1.0f - m) * known[j] + m * r->latents[j];
+            }
+        }
         if (st == LD_OK && r->dumping) {
             char name[64];
             snprintf(name, sizeof name, "step%d.latents", i);
             st = dump_f32(ctx, r, name, 4, lshape, r->latents);
         }
-        if (st == LD_OK) st = report(ctx, r, "unet", i + 1, calls, t0);
+        if (st == LD_OK) st = report(ctx, r, "unet", i + 1, runs, t0);
     }
     free(x_in);
     free(eps);
@@ -544,8 +561,23 @@ static ld_status stage_vae(ld_ctx *ctx, run *r) {
 static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
     koala *k = r->k;
     int def = k->sample_size * k->vae_scale;
-    r->W = p->width ? p->width : def;
-    r->H = p->height ? p->height : def;
+    r->W = p->width ? p->width : p->init_image ? p->init_image->width : def;
+    r->H = p->height ? p->height : p->init_image ? p->init_image->height : def;
+    if (p->init_image) {
+        const ld_image *im = p->init_image, *mk = p->mask_image;
+        if (!im->pixels || im->channels != 3 || im->width != r->W || im->height != r->H)
+            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                           "the init image is %dx%d but the output is %dx%d (resizing is not supported yet: give an "
+                           "image of the output size, or leave the size out to use the image's)",
+                           im->width, im->height, r->W, r->H);
+        if (mk && (!mk->pixels || mk->channels != 3 || mk->width != r->W || mk->height != r->H))
+            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "the mask is %dx%d but the image is %dx%d", mk->width,
+                           mk->height, r->W, r->H);
+        if (!(p->strength > 0.0f && p->strength <= 1.0f))
+            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "strength %g is not in (0, 1]", p->strength);
+    } else if (p->mask_image) {
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "a mask needs an init image");
+    }
     if (r->W % k->vae_scale || r->H % k->vae_scale || r->W < k->vae_scale || r->H < k->vae_scale)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "image size %dx%d: width and height must be multiples of %d",
                        r->W, r->H, k->vae_scale);
@@ -619,6 +651,14 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     LD_TRY(ld_scheduler_create(ctx, r->sampler, r->schedule, k->sched_cfg, where, k->spacing_override, &s));
     r->schedule = ld_scheduler_schedule(s); /* the folder's config may ask for Karras */
     ld_status st = ld_scheduler_set_timesteps(ctx, s, r->steps);
+    const int img2img = p->init_image != NULL, inpaint = img2img && p->mask_image;
+    if (st == LD_OK && img2img) { /* get_timesteps: the last int(N * strength) steps run */
+        const int N = ld_scheduler_steps(s), init_t = (int)((float)N * p->strength) < N ? (int)((float)N * p->strength) : N;
+        r->begin = (N - init_t > 0 ? N - init_t : 0) * ld_scheduler_order(s);
+        if (r->begin >= ld_scheduler_calls(s))
+            st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "strength %g of %d steps leaves no step to run", p->strength, N);
+        else ld_scheduler_set_begin(s, r->begin);
+    }
     int64_t n = (int64_t)r->C * r->h * r->w, lshape[4] = {1, r->C, r->h, r->w};
     if (st == LD_OK && p->replay_noise) st = ld_safetensors_open(ctx, p->replay_noise, &r->replay);
     if (st == LD_OK && r->replay) st = replay_check(ctx, r, s, n);
@@ -627,19 +667,57 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         r->dumping = 1;
         st = dump_meta(ctx, r);
     }
-    /* initial noise first (RNG call 0), as the reference draws it */
+    /* random inputs first, in the reference's order: the VAE sample's noise
+     * (image-to-image), then the initial noise */
     ld_rng rng;
     ld_rng_init(&rng, p->seed);
+    float *enc_noise = NULL;
     if (st == LD_OK) {
         r->latents = malloc(sizeof(float) * (size_t)n);
-        if (!r->latents) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        if (img2img) {
+            enc_noise = malloc(sizeof(float) * (size_t)n);
+            r->image_latents = malloc(sizeof(float) * (size_t)n);
+        }
+        if (!r->latents || (img2img && (!enc_noise || !r->image_latents)))
+            st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    }
+    if (st == LD_OK && img2img) {
+        if (r->replay) st = replay_get(ctx, r, "encode_noise", 4, lshape, enc_noise);
+        else ld_rng_randn(&rng, enc_noise, n);
     }
     if (st == LD_OK) {
         if (r->replay) st = replay_get(ctx, r, "latents0", 4, lshape, r->latents);
         else ld_rng_randn(&rng, r->latents, n);
     }
     if (st == LD_OK) st = dump_f32(ctx, r, "latents0", 4, lshape, r->latents);
-    for (int64_t i = 0; st == LD_OK && i < n; i++) r->latents[i] = r->latents[i] * ld_scheduler_init_noise_sigma(s);
+    if (st == LD_OK && img2img) { /* the init image: encoded, then noised to the first call's level */
+        ld_vae *v = NULL;
+        double t0 = now_seconds();
+        st = ld_vae_load(ctx, k->vae, k->has_variant ? k->variant : NULL, &v);
+        if (st == LD_OK) st = ld_koala_encode_init(ctx, v, p->init_image, enc_noise, k->scaling_factor, r->C, r->h, r->w,
+                                                   r->image_latents);
+        ld_vae_free(v);
+        if (st == LD_OK) st = dump_f32(ctx, r, "encode_noise", 4, lshape, enc_noise);
+        if (st == LD_OK) st = dump_f32(ctx, r, "image_latents", 4, lshape, r->image_latents);
+        if (st == LD_OK) st = report(ctx, r, "encode", 1, 1, t0);
+    }
+    if (st == LD_OK && inpaint) {
+        int64_t mshape[4] = {1, 1, r->h, r->w};
+        r->mask = malloc(sizeof(float) * (size_t)r->h * (size_t)r->w);
+        r->noise0 = malloc(sizeof(float) * (size_t)n);
+        if (!r->mask || !r->noise0) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        if (st == LD_OK) {
+            ld_koala_mask_latents(p->mask_image, r->h, r->w, r->mask);
+            memcpy(r->noise0, r->latents, sizeof(float) * (size_t)n);
+            st = dump_f32(ctx, r, "mask_latents", 4, mshape, r->mask);
+        }
+    }
+    free(enc_noise);
+    if (st == LD_OK && img2img && !(inpaint && p->strength >= 1.0f)) {
+        ld_scheduler_add_noise(s, r->begin, r->image_latents, r->latents, r->latents, n);
+    } else {
+        for (int64_t i = 0; st == LD_OK && i < n; i++) r->latents[i] = r->latents[i] * ld_scheduler_init_noise_sigma(s);
+    }
     if (st == LD_OK && p->taesd_dir) {
         st = ld_vae_tiny_load(ctx, p->taesd_dir, NULL, &r->taesd);
         if (st == LD_OK && (r->taesd->latent_channels != r->C || r->taesd->scale != k->vae_scale))
@@ -655,11 +733,12 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         ti[0] = (float)r->H, ti[1] = (float)r->W, ti[2] = 0, ti[3] = 0, ti[4] = (float)r->H, ti[5] = (float)r->W;
     }
     if (st == LD_OK) {
-        int64_t tshape[2] = {1, 6}, sshape[1] = {ld_scheduler_calls(s)};
+        const int runs = ld_scheduler_calls(s) - r->begin;
+        int64_t tshape[2] = {1, 6}, sshape[1] = {runs};
         st = dump_f32(ctx, r, "time_ids", 2, tshape, r->time_ids);
-        float *tsv = malloc(sizeof(float) * (size_t)ld_scheduler_calls(s));
+        float *tsv = malloc(sizeof(float) * (size_t)runs);
         if (!tsv) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-        for (int i = 0; st == LD_OK && i < ld_scheduler_calls(s); i++) tsv[i] = ld_scheduler_timestep(s, i);
+        for (int i = 0; st == LD_OK && i < runs; i++) tsv[i] = ld_scheduler_timestep(s, r->begin + i);
         if (st == LD_OK) st = dump_f32(ctx, r, "timesteps", 1, sshape, tsv);
         free(tsv);
     }
@@ -691,6 +770,7 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         snprintf(info->sampler, sizeof info->sampler, "%s", r->sampler);
         snprintf(info->schedule, sizeof info->schedule, "%s", ld_schedule_name(r->schedule));
         snprintf(info->prompt_syntax, sizeof info->prompt_syntax, "%s", r->a1111_syntax ? "a1111" : "plain");
+        info->strength = p->init_image ? p->strength : 0.0f;
         snprintf(info->vae, sizeof info->vae, "%s", p->tiny_decoder ? "TAESD" : "");
         info->seed = p->seed;
     } else {
@@ -710,6 +790,9 @@ static ld_status koala_generate(ld_ctx *ctx, void *state, const ld_gen_params *p
     if (r.dumping) ld_st_builder_free(&r.dump);
     if (r.replay) ld_safetensors_close(r.replay);
     ld_vae_tiny_free(r.taesd);
+    free(r.image_latents);
+    free(r.mask);
+    free(r.noise0);
     free(r.embeds);
     free(r.pooled);
     free(r.latents);
