@@ -208,6 +208,8 @@ def main():
         b.type_into("height", str(SIZE))
         b.type_into("steps", str(STEPS))
         b.type_into("seed", str(SEED))
+        wait_js(b, "document.querySelectorAll('#sampler option').length >= 12", 30, "the sampler list")
+        b.eval("(() => { const s = document.getElementById('sampler'); s.value = 'DPM++ 2M Karras'; return s.value; })()")
         check(b.eval("document.getElementById('prompt').value") == PROMPT, "prompt typed")
         b.tap("generate")
         wait_js(b, "document.getElementById('image').naturalWidth > 0", 600, "the image")
@@ -215,8 +217,8 @@ def main():
         params = b.eval("document.getElementById('params').textContent")
         bar = b.eval("window.__bar")
         check(status.startswith("Done"), "status: %r" % status)
-        check(PROMPT in params and "Seed: %d" % SEED in params and "Steps: %d" % STEPS in params,
-              "parameters shown: %r" % params)
+        check(PROMPT in params and "Seed: %d" % SEED in params and "Steps: %d" % STEPS in params
+              and "Sampler: DPM++ 2M Karras" in params, "parameters shown: %r" % params)
         check(b.eval("document.getElementById('image').naturalWidth") == SIZE, "image width")
         between = [v for v in bar if 0 < v < 1]
         check(len(between) >= 2 and bar[-1] == 1, "progress bar moved: %s" % bar)
