@@ -159,6 +159,7 @@ static ld_status prior_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *ru
         st = ld_cascade_noise(ctx, run, name, 4, shape, b->xin); /* xin is free until the next step */
         if (st != LD_OK) break;
         ld_ddpmw_step(&s, b->x, b->eps, tt, b->x, b->xin, n);
+        if ((st = ld_pipeline_check_finite(ctx, b->x, n, "prior", i + 1, s.n_steps)) != LD_OK) break;
         snprintf(name, sizeof name, "prior.step%d.latents", i);
         st = ld_cascade_dump(ctx, run, name, LD_F32, 4, shape, b->x);
         if (st == LD_OK) st = ld_cascade_progress(ctx, run, "prior", i + 1, s.n_steps);

@@ -67,6 +67,7 @@ static ld_status decoder_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *
         st = ld_cascade_noise(ctx, run, name, 4, shape, b->xin);
         if (st != LD_OK) break;
         ld_ddpmw_step(&s, b->x, b->eps, tt, b->x, b->xin, n);
+        if ((st = ld_pipeline_check_finite(ctx, b->x, n, "decoder", i + 1, s.n_steps)) != LD_OK) break;
         snprintf(name, sizeof name, "decoder.step%d.latents", i);
         st = ld_cascade_dump(ctx, run, name, LD_F32, 4, shape, b->x);
         if (st == LD_OK) st = ld_cascade_progress(ctx, run, "decoder", i + 1, s.n_steps);
@@ -93,6 +94,7 @@ static ld_status vqgan_decode(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *
     LD_TRY(st);
     for (int64_t i = 0; i < np; i++) b->img[i] = fminf(fmaxf(b->img[i], 0.0f), 1.0f);
     int64_t s_img[4] = {1, 3, H, W}, s_u8[4] = {1, H, W, 3};
+    LD_TRY(ld_pipeline_check_finite(ctx, b->img, 3 * H * W, "vqgan", 0, 0));
     LD_TRY(ld_cascade_dump(ctx, run, "image", LD_F32, 4, s_img, b->img));
     LD_TRY(ld_malloc(ctx, (void **)&out->pixels, (size_t)np, "image"));
     out->width = (int)W;

@@ -503,6 +503,7 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
                 r->latents[j] = (1.0f - m) * known[j] + m * r->latents[j];
             }
         }
+        if (st == LD_OK) st = ld_pipeline_check_finite(ctx, r->latents, n, "unet", i + 1, runs);
         if (st == LD_OK && r->dumping) {
             char name[64];
             snprintf(name, sizeof name, "step%d.latents", i);
@@ -748,6 +749,8 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     free(r->pooled);
     r->embeds = r->pooled = NULL;
     if (st == LD_OK) st = stage_vae(ctx, r);
+    if (st == LD_OK)
+        st = ld_pipeline_check_finite(ctx, r->image, 3 * (int64_t)r->H * r->W, p->tiny_decoder ? "TAESD" : "vae", 0, 0);
     if (st == LD_OK) {
         out->pixels = malloc((size_t)r->H * r->W * 3);
         if (!out->pixels) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");

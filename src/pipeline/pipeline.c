@@ -73,6 +73,19 @@ void ld_pipeline_free(ld_pipeline *p) {
 const char *ld_pipeline_family(const ld_pipeline *p) { return p->impl->family; }
 const char *ld_pipeline_model_name(const ld_pipeline *p) { return p->model_name; }
 
+ld_status ld_pipeline_check_finite(ld_ctx *ctx, const float *x, int64_t n, const char *stage, int step, int total) {
+    for (int64_t i = 0; i < n; i++) {
+        if (isfinite(x[i])) continue;
+        const char *what = isnan(x[i]) ? "NaN" : "infinity";
+        const char *hint = ld_gemm_get_precision() == LD_PRECISION_BF16 ? ", or try --precision f32" : "";
+        if (step > 0)
+            return ld_fail(ctx, LD_ERR_MODEL, "%s produced %s at step %d of %d: check the weights%s", stage, what, step,
+                           total, hint);
+        return ld_fail(ctx, LD_ERR_MODEL, "%s produced %s in the image: check the weights%s", stage, what, hint);
+    }
+    return LD_OK;
+}
+
 ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, ld_image *out, ld_gen_info *info) {
     memset(out, 0, sizeof *out);
     ld_gen_info local;

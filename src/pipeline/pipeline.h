@@ -24,6 +24,12 @@ struct ld_pipeline {
     ld_precision precision; /* arithmetic of the matrix products while this pipeline generates */
 };
 
+/* A non-finite value in x is an error naming the stage and step ("unet
+ * produced NaN at step 3 of 25: check the weights, or try --precision f32");
+ * step 0 means the stage's output image. Families call it after every
+ * denoising step and on the decoded image, so nothing broken is written. */
+ld_status ld_pipeline_check_finite(ld_ctx *ctx, const float *x, int64_t n, const char *stage, int step, int total);
+
 /* NULL-terminated list of the families built into the library. */
 extern const ld_pipeline_impl *const ld_pipeline_registry[];
 

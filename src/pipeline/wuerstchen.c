@@ -304,6 +304,7 @@ static ld_status run_prior(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, int64_
         snprintf(name, sizeof name, "prior.step%d.noise", i);
         if ((st = ld_wu_noise(ctx, run, name, 4, shape, noise)) != LD_OK) break;
         ld_ddpmw_step(&s, x, eps, t, x, noise, n);
+        if ((st = ld_pipeline_check_finite(ctx, x, n, "prior", i + 1, s.n_steps)) != LD_OK) break;
         snprintf(name, sizeof name, "prior.step%d.latents", i);
         if ((st = ld_wu_dump(ctx, run, name, LD_F32, 4, shape, x)) != LD_OK) break;
         st = ld_wu_progress(ctx, run, "prior", i + 1, s.n_steps);

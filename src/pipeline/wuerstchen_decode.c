@@ -47,6 +47,7 @@ static ld_status run_decoder(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, cons
         snprintf(name, sizeof name, "decoder.step%d.noise", i);
         if ((st = ld_wu_noise(ctx, run, name, 4, shape, noise)) != LD_OK) break;
         ld_ddpmw_step(&s, x, eps, t, x, noise, n);
+        if ((st = ld_pipeline_check_finite(ctx, x, n, "decoder", i + 1, s.n_steps)) != LD_OK) break;
         snprintf(name, sizeof name, "decoder.step%d.latents", i);
         if ((st = ld_wu_dump(ctx, run, name, LD_F32, 4, shape, x)) != LD_OK) break;
         st = ld_wu_progress(ctx, run, "decoder", i + 1, s.n_steps);
@@ -73,6 +74,7 @@ static ld_status run_vqgan(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, float 
     float *img;
     LD_TRY(ld_malloc(ctx, (void **)&img, (size_t)(C * HW) * sizeof(float), "image"));
     ld_status st = ld_paella_vq_decode(ctx, vq, img, x, 1, hB, wB);
+    if (st == LD_OK) st = ld_pipeline_check_finite(ctx, img, C * HW, "vqgan", 0, 0);
     if (st == LD_OK) st = ld_malloc(ctx, (void **)&out->pixels, (size_t)(C * HW), "image pixels");
     if (st == LD_OK) {
         for (int64_t i = 0; i < C * HW; i++) img[i] = img[i] < 0.0f ? 0.0f : img[i] > 1.0f ? 1.0f : img[i];
