@@ -27,7 +27,7 @@ static void usage(FILE *f) {
             "      --max-size PX      largest width / height accepted (default 1024)\n"
             "      --max-steps N      most steps accepted (default 150)\n"
             "      --max-batch N      most images per request (default 8)\n"
-            "      --max-body BYTES   largest request body (default 1048576); larger gets 413\n"
+            "      --max-body BYTES   largest request body (default 16777216); larger gets 413\n"
             "      --history N        finished jobs kept in memory for the API and the page (default 100)\n"
             "      --max-connections N  simultaneous connections (default 256)\n"
             "  -v, --verbose          log more\n");
@@ -47,7 +47,7 @@ int cmd_serve(int argc, char **argv) {
     c->host = "127.0.0.1";
     c->port = 7860;
     c->max_queue = 16;
-    c->max_body = 1 << 20;
+    c->max_body = (size_t)16 << 20; /* room for a base64 init image and mask at 1024x1024 */
     c->max_size = 1024;
     c->max_steps = 150;
     c->max_batch = 8;

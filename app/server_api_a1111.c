@@ -147,6 +147,8 @@ int api_a1111(server_ctx *s, server_req *r) {
     const char *p = r->path + 10;
     int get = !strcmp(r->method, "GET") || !strcmp(r->method, "HEAD"), post = !strcmp(r->method, "POST");
     if (!strcmp(p, "txt2img")) return post ? server_run_sync(s, r, REQ_A1111, "a1111", build_txt2img) : reply_method(r, "POST");
+    if (!strcmp(p, "img2img"))
+        return post ? server_run_sync(s, r, REQ_A1111_IMG2IMG, "a1111", build_txt2img) : reply_method(r, "POST");
     if (!strcmp(p, "progress")) return get ? reply_json(r, 200, jobs_progress_json(&s->jobs)) : reply_method(r, "GET");
     if (!strcmp(p, "interrupt")) {
         if (!post) return reply_method(r, "POST");

@@ -50,6 +50,12 @@ static ld_status run_image(exec_local *ex, ld_ctx *ctx, job *j, int i) {
     gp.prior_cfg_scale = (float)j->req.prior_cfg_scale;
     gp.sampler = j->req.sampler[0] ? j->req.sampler : NULL;
     gp.schedule = j->req.schedule[0] ? j->req.schedule : NULL;
+    ld_image init = {j->req.init_w, j->req.init_h, 3, j->req.init_rgb}, mask = {j->req.init_w, j->req.init_h, 3, j->req.mask_rgb};
+    if (j->req.init_rgb) {
+        gp.init_image = &init;
+        gp.mask_image = j->req.mask_rgb ? &mask : NULL;
+        gp.strength = (float)j->req.strength;
+    }
     gp.seed = j->seed + (uint64_t)i;
     progress_ctx pc = {ex->t, j};
     gp.progress = on_progress;

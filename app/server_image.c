@@ -29,31 +29,6 @@ char *server_infotext(ld_ctx *ctx, const gen_request *req, const ld_gen_info *in
     return text;
 }
 
-char *base64_encode(const unsigned char *d, size_t len) {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = 4 * ((len + 2) / 3);
-    char *out = malloc(n + 1);
-    if (!out) return NULL;
-    char *o = out;
-    size_t i = 0;
-    for (; i + 2 < len; i += 3) {
-        unsigned v = (unsigned)d[i] << 16 | (unsigned)d[i + 1] << 8 | d[i + 2];
-        *o++ = tab[v >> 18];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = tab[(v >> 6) & 63];
-        *o++ = tab[v & 63];
-    }
-    if (i < len) {
-        unsigned v = (unsigned)d[i] << 16 | (i + 1 < len ? (unsigned)d[i + 1] << 8 : 0);
-        *o++ = tab[v >> 18];
-        *o++ = tab[(v >> 12) & 63];
-        *o++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    *o = 0;
-    return out;
-}
-
 int server_save_png(const char *outputs, const char *job_id, double created, int index, const unsigned char *png,
                     size_t len, char *file, size_t filen) {
     time_t t = (time_t)created;

@@ -1,10 +1,9 @@
 /* Images of `leandiff serve`: PNG bytes with the A1111 "parameters" text
- * (the same chunk `leandiff generate` writes), base64 for the JSON answers,
+ * (the same chunk `leandiff generate` writes)
  * and saving into --outputs under a name the server makes.
  *
  *     char *text = server_infotext(ctx, &req, &info);          // NULL: message on ctx
  *     if (text && server_png_encode(ctx, &img, text, &png, &len)) ...
- *     char *b64 = base64_encode(png, len);                     // free()
  *     server_save_png(outputs, job_id, created, index, png, len, file, sizeof file);
  */
 #ifndef LD_APP_SERVER_IMAGE_H
@@ -19,8 +18,6 @@
 int server_png_encode(ld_ctx *ctx, const ld_image *img, const char *infotext, unsigned char **png, size_t *len);
 /* A1111 infotext of one image (malloc'ed), NULL on failure (message on ctx). */
 char *server_infotext(ld_ctx *ctx, const gen_request *req, const ld_gen_info *info);
-/* malloc'ed NUL-terminated base64. */
-char *base64_encode(const unsigned char *data, size_t len);
 /* Writes png into the folder outputs as leandiff-<UTC time of created>-<job
  * id prefix>-<index>.png (nothing the client sent is in the name); the name
  * goes to file. Returns 0 on failure (logged, file ""). */

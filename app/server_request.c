@@ -5,6 +5,8 @@
  */
 #include "server_request.h"
 
+#include "io/base64.h"
+#include "io/png.h"
 #include "sched/scheduler.h"
 
 #include <ctype.h>
@@ -30,7 +32,10 @@ void gen_request_init(gen_request *r) {
 void gen_request_free(gen_request *r) {
     free(r->prompt);
     free(r->negative_prompt);
+    free(r->init_rgb);
+    free(r->mask_rgb);
     r->prompt = r->negative_prompt = NULL;
+    r->init_rgb = r->mask_rgb = NULL;
 }
 
 static const char *type_name(const json_t *v) {
@@ -238,6 +243,77 @@ static int a1111_fields(verr *e, const req_ctx *s, const json_t *o, gen_request 
     return 1;
 }
 
+/* A base64 PNG (a data: URL prefix allowed) of at most max x max pixels into
+ * *rgb, *w, *h; a bad upload is a 400 naming the field and the problem. */
+static int get_png(verr *e, const char *field, const json_t *v, int max, uint8_t **rgb, int *w, int *h) {
+    if (!json_is_string(v)) return bad(e, field, "%s must be a base64 PNG string, got %s", field, type_name(v));
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    const char *comma = !strncmp(s, "data:", 5) ? memchr(s, ',', n) : NULL;
+    if (comma) n -= (size_t)(comma + 1 - s), s = comma + 1;
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    if (!ld_base64_decode(s, n, &bytes, &len)) return bad(e, field, "%s is not base64", field);
+    /* refuse a too large picture from its header, before decoding any pixel */
+    if (len >= 24 && !memcmp(bytes + 12, "IHDR", 4)) {
+        const unsigned long hw = (unsigned long)bytes[16] << 24 | bytes[17] << 16 | bytes[18] << 8 | bytes[19];
+        const unsigned long hh = (unsigned long)bytes[20] << 24 | bytes[21] << 16 | bytes[22] << 8 | bytes[23];
+        if (hw > (unsigned long)max || hh > (unsigned long)max) {
+            free(bytes);
+            return bad(e, field, "%s is %lux%lu, larger than %d (this server's limit)", field, hw, hh, max);
+        }
+    }
+    ld_ctx *ctx = ld_ctx_new();
+    ld_png png;
+    int ok = ctx && ld_png_decode(ctx, field, bytes, len, 1, &png) == LD_OK;
+    free(bytes);
+    if (!ok) {
+        int r = bad(e, field, "%s", ctx ? ld_ctx_error(ctx) : "out of memory");
+        ld_ctx_free(ctx);
+        return r;
+    }
+    ld_ctx_free(ctx);
+    if (png.width > max || png.height > max || png.width % 8 || png.height % 8) {
+        int r = bad(e, field, "%s is %dx%d; sides must be multiples of 8 up to %d (this server's limit)", field,
+                    png.width, png.height, max);
+        ld_png_free(&png);
+        return r;
+    }
+    *rgb = png.rgb;
+    *w = png.width;
+    *h = png.height;
+    png.rgb = NULL;
+    ld_png_free(&png);
+    return 1;
+}
+
+/* A1111 img2img: init_images[0], mask, denoising_strength (the other fields
+ * its clients send, such as mask_blur or inpainting_fill, are accepted and
+ * not used). The output size is the image's. */
+static int img2img_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req) {
+    if (strcmp(s->family, "sdxl"))
+        return bad(e, "init_images", "image-to-image needs an SDXL-family model, this server has %s", s->family);
+    const json_t *imgs = json_object_get(o, "init_images");
+    if (!json_is_array(imgs) || json_array_size(imgs) < 1)
+        return bad(e, "init_images", "init_images must be a list holding one base64 PNG");
+    int w = 0, h = 0, mw = 0, mh = 0;
+    if (!get_png(e, "init_images", json_array_get(imgs, 0), s->cfg->max_size, &req->init_rgb, &w, &h)) return 0;
+    const json_t *mask = json_object_get(o, "mask");
+    if (mask && !json_is_null(mask) && !(json_is_string(mask) && !json_string_length(mask))) {
+        if (!get_png(e, "mask", mask, s->cfg->max_size, &req->mask_rgb, &mw, &mh)) return 0;
+        if (mw != w || mh != h) return bad(e, "mask", "mask is %dx%d but the init image is %dx%d", mw, mh, w, h);
+    }
+    if ((req->width && req->width != w) || (req->height && req->height != h))
+        return bad(e, "width", "the init image is %dx%d; resizing to %dx%d is not supported yet", w, h,
+                   req->width ? req->width : w, req->height ? req->height : h);
+    req->width = req->init_w = w;
+    req->height = req->init_h = h;
+    req->strength = 0.75;
+    if (!get_num(e, o, "denoising_strength", 0, 1, &req->strength)) return 0;
+    if (!(req->strength > 0)) return bad(e, "denoising_strength", "denoising_strength must be above 0");
+    return 1;
+}
+
 static int parse_size(verr *e, const char *v, gen_request *req, int max) {
     if (!strcmp(v, "auto")) return 1;
     char *end;
@@ -301,7 +377,8 @@ int gen_request_from_json(const server_config *cfg, const char *family, req_dial
     verr e = {err, errn, field, fieldn};
     const req_ctx ctx = {cfg, family}, *s = &ctx;
     err[0] = field[0] = 0;
-    int ok = d == REQ_A1111 ? a1111_fields(&e, s, body, req)
+    int ok = d == REQ_A1111           ? a1111_fields(&e, s, body, req)
+           : d == REQ_A1111_IMG2IMG ? a1111_fields(&e, s, body, req) && img2img_fields(&e, s, body, req)
            : d == REQ_OPENAI ? openai_fields(&e, s, body, req)
                              : native_fields(&e, s, body, req);
     if (ok && !req->prompt) {

@@ -31,11 +31,15 @@ typedef struct {
     double prior_cfg_scale;
     char sampler[SERVER_SAMPLER_MAX]; /* library name ("euler", "dpm++2m", ...), "" = default */
     char schedule[16];     /* "default", "karras", "" = the sampler's default */
+    uint8_t *init_rgb;     /* owned: image-to-image init image (RGB8), NULL for text-to-image */
+    int init_w, init_h;
+    uint8_t *mask_rgb;     /* owned: inpainting mask (RGB8, the init image's size) or NULL */
+    double strength;       /* image-to-image denoising strength */
     int64_t seed;          /* -1: random (resolved when queued) */
     int count;             /* images, each with seed + i */
 } gen_request;
 
-typedef enum { REQ_A1111, REQ_OPENAI, REQ_NATIVE } req_dialect;
+typedef enum { REQ_A1111, REQ_A1111_IMG2IMG, REQ_OPENAI, REQ_NATIVE } req_dialect;
 
 void gen_request_init(gen_request *r);
 void gen_request_free(gen_request *r);

@@ -1,5 +1,7 @@
 /* Request body -> job, for every route that makes images (see server_submit.h). */
 #include "server_submit.h"
+
+#include "io/base64.h"
 #include "server_image.h"
 
 #include <stdlib.h>
@@ -35,7 +37,7 @@ job *server_submit(server_ctx *s, server_req *r, req_dialect d, const char *api,
 json_t *images_b64(const job *j, const char *key) {
     json_t *a = json_array();
     for (int i = 0; i < j->n_images; i++) {
-        char *b = base64_encode(j->images[i].png, j->images[i].png_len);
+        char *b = ld_base64_encode(j->images[i].png, j->images[i].png_len);
         if (!b) {
             json_decref(a);
             return NULL;

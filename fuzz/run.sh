@@ -14,6 +14,9 @@ common="src/base/status.c src/base/arena.c src/tensor/tensor.c src/io/fileio.c s
 for target in fuzz/fuzz_*.c; do
   name=$(basename "$target" .c)
   extra=""
+  if [ "$name" = fuzz_png ]; then
+    extra="src/io/png.c src/io/base64.c"
+  fi
   if [ "$name" = fuzz_prompt ]; then
     extra="src/text/prompt_syntax.c src/text/clip_tokenizer.c src/text/clip_clean.c src/text/html_entities_data.c"
   fi

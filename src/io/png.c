@@ -213,15 +213,24 @@ static int collect_text(png_structp png, png_infop info, ld_png *out) {
     return 1;
 }
 
-ld_status ld_png_read(ld_ctx *ctx, const char *path, int want_pixels, ld_png *out) {
+/* Reading from memory: the source libpng pulls bytes from. */
+typedef struct {
+    const unsigned char *p;
+    size_t left;
+} source;
+
+static void source_read(png_structp png, png_bytep data, size_t n) {
+    source *s = png_get_io_ptr(png);
+    if (n > s->left) png_error(png, "the file ends early (truncated)");
+    memcpy(data, s->p, n);
+    s->p += n;
+    s->left -= n;
+}
+
+ld_status ld_png_decode(ld_ctx *ctx, const char *where, const void *data, size_t len, int want_pixels, ld_png *out) {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ld_fail(ctx, LD_ERR_IO, "%s: cannot open", path);
-    unsigned char sig[8];
-    if (fread(sig, 1, 8, f) != 8 || png_sig_cmp(sig, 0, 8)) {
-        fclose(f);
-        return ld_fail(ctx, LD_ERR_FORMAT, "%s: not a PNG file", path);
-    }
+    if (len < 8 || png_sig_cmp(data, 0, 8)) return ld_fail(ctx, LD_ERR_FORMAT, "%s: not a PNG file", where);
+    source src = {(const unsigned char *)data + 8, len - 8};
     png_err err = {{0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &err, on_error, on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -229,17 +238,15 @@ ld_status ld_png_read(ld_ctx *ctx, const char *path, int want_pixels, ld_png *ou
     uint8_t *volatile row = NULL;
     if (!png || !info || !end) {
         png_destroy_read_struct(&png, &info, &end);
-        fclose(f);
         return ld_fail(ctx, LD_ERR_NOMEM, "out of memory creating a PNG reader");
     }
     if (setjmp(png_jmpbuf(png))) {
         png_destroy_read_struct(&png, &info, &end);
-        fclose(f);
         free(row);
         ld_png_free(out);
-        return ld_fail(ctx, LD_ERR_FORMAT, "%s: broken PNG: %s", path, err.msg);
+        return ld_fail(ctx, LD_ERR_FORMAT, "%s: broken PNG: %s", where, err.msg);
     }
-    png_init_io(png, f);
+    png_set_read_fn(png, &src, source_read);
     png_set_sig_bytes(png, 8);
     png_set_user_limits(png, LD_PNG_MAX_SIDE, LD_PNG_MAX_SIDE);
     png_read_info(png, info);
@@ -273,6 +280,15 @@ ld_status ld_png_read(ld_ctx *ctx, const char *path, int want_pixels, ld_png *ou
     if (!collect_text(png, info, out) || !collect_text(png, end, out)) png_error(png, "out of memory for text");
     png_destroy_read_struct(&png, &info, &end);
     free(row);
-    fclose(f);
     return LD_OK;
+}
+
+ld_status ld_png_read(ld_ctx *ctx, const char *path, int want_pixels, ld_png *out) {
+    memset(out, 0, sizeof *out);
+    char *data = NULL;
+    size_t len = 0;
+    LD_TRY(ld_read_file(ctx, path, &data, &len, (size_t)1 << 30));
+    ld_status st = ld_png_decode(ctx, path, data, len, want_pixels, out);
+    free(data);
+    return st;
 }

@@ -36,6 +36,8 @@ typedef struct {
 } ld_png;
 
 ld_status ld_png_read(ld_ctx *ctx, const char *path, int want_pixels, ld_png *out);
+/* The same from len bytes in memory; where names them in messages. */
+ld_status ld_png_decode(ld_ctx *ctx, const char *where, const void *data, size_t len, int want_pixels, ld_png *out);
 const char *ld_png_text(const ld_png *png, const char *key);
 void ld_png_free(ld_png *png);
 

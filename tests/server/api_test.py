@@ -17,9 +17,15 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import Server, b64png, check, env_paths, png_decode, skip, testdata_dir, wait_until  # noqa: E402
+
+# a PNG signature and a valid 64x64 IHDR, then nothing: a truncated upload
+_IHDR = b"IHDR" + (64).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
+PNG_HEADER_ONLY = (b"\x89PNG\r\n\x1a\n" + (13).to_bytes(4, "big") + _IHDR
+                   + (zlib.crc32(_IHDR) & 0xffffffff).to_bytes(4, "big"))
 
 BIN, SRC, BUILD = env_paths()
 MODEL = os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")
@@ -126,6 +132,22 @@ def test_discovery(srv):
     p = srv.json("GET", "/sdapi/v1/progress")
     check(p["progress"] == 0 and p["state"]["job_count"] == 0, "idle progress: %s" % p)
     log("discovery: ok")
+
+
+def test_a1111_img2img(srv):
+    """img2img: a txt2img result as the init image (base64, also as a data: URL), with and without a mask."""
+    first = srv.json("POST", "/sdapi/v1/txt2img", dict(PARAMS, width=64, height=64))["images"][0]
+    for body in (dict(PARAMS, init_images=[first], denoising_strength=0.5, width=None, height=None),
+                 dict(PARAMS, init_images=["data:image/png;base64," + first], mask=first, denoising_strength=1.0,
+                      mask_blur=4, inpainting_fill=1, width=None, height=None)):
+        out = srv.json("POST", "/sdapi/v1/img2img", body)
+        info = json.loads(out["info"])
+        w, h = png_decode(base64.b64decode(out["images"][0]))[:2]
+        check(w == 64 and h == 64, "img2img size %dx%d" % (w, h))
+        check("Denoising strength: %g" % body["denoising_strength"] in info["infotexts"][0],
+              "strength in the infotext: %r" % info["infotexts"][0])
+    log("a1111 img2img: ok")
+    return first
 
 
 def test_a1111_samplers(srv):
@@ -299,6 +321,13 @@ def test_validation(srv):
     err("POST", t2i, {"prompt": 5}, 400, "prompt", "must be a string")
     err("POST", t2i, {"prompt": "x" * 20000}, 400, "prompt", "longer than")
     err("POST", t2i, {"prompt": "x", "sampler_name": "DPM++ 3M"}, 400, "sampler_name", "unknown sampler")
+    i2i = "/sdapi/v1/img2img"
+    err("POST", i2i, {"prompt": "x"}, 400, "init_images", "init_images")
+    err("POST", i2i, {"prompt": "x", "init_images": ["%%%"]}, 400, "init_images", "not base64")
+    err("POST", i2i, {"prompt": "x", "init_images": [base64.b64encode(b"GIF89a...").decode()]}, 400, "init_images",
+        "not a PNG")
+    err("POST", i2i, {"prompt": "x", "init_images": [base64.b64encode(PNG_HEADER_ONLY).decode()]}, 400,
+        "init_images", "broken PNG")
     err("POST", t2i, {"prompt": "x", "sampler_name": "DPM++ 2M", "scheduler": "Exponential"}, 400, "scheduler",
         "unknown schedule")
     err("POST", jobs, {"prompt": "x", "widht": 64}, 400, "widht", "unknown field")
@@ -421,6 +450,7 @@ def main():
         test_discovery(srv)
         ref = test_a1111(srv)
         test_a1111_samplers(srv)
+        init_b64 = test_a1111_img2img(srv)
         test_openai(srv, ref)
         png = test_native(srv, ref)
         test_cancel(srv)
