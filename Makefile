@@ -5,7 +5,7 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all test asan asan-test clean demo fuzz
+.PHONY: all test asan asan-test clean demo fuzz install
 
 all: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
@@ -21,6 +21,13 @@ $(ASAN_BUILD)/CMakeCache.txt:
 
 asan: $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: header, libleandiff.a/.so, leandiff.pc, leandiff
+PREFIX ?= /usr/local
+install: $(BUILD)/CMakeCache.txt
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
 
 asan-test: asan
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)

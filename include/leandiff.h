@@ -7,7 +7,9 @@
  * or aborts on bad input.
  *
  *     ld_ctx *ctx = ld_ctx_new();
- *     ld_pipeline_options opt = {.model_dir = "koala-lightning-700m"};
+ *     ld_pipeline_options opt;
+ *     ld_pipeline_options_init(&opt);
+ *     opt.model_dir = "koala-lightning-700m";
  *     ld_pipeline *p;
  *     if (ld_pipeline_open(ctx, &opt, &p) != LD_OK) fprintf(stderr, "%s\n", ld_ctx_error(ctx));
  *     ld_gen_params gp; ld_gen_params_init(&gp);
@@ -26,6 +28,13 @@
 extern "C" {
 #endif
 
+/* The shared library exports these functions and nothing else. */
+#if defined(__GNUC__)
+#define LD_API __attribute__((visibility("default")))
+#else
+#define LD_API
+#endif
+
 /* ---- status and context ------------------------------------------------ */
 
 typedef enum {
@@ -40,29 +49,29 @@ typedef enum {
     LD_ERR_INTERNAL          /* a bug: please report it */
 } ld_status;
 
-const char *ld_status_name(ld_status st);
+LD_API const char *ld_status_name(ld_status st);
 
 typedef struct ld_ctx ld_ctx;
 
-ld_ctx *ld_ctx_new(void);
-void ld_ctx_free(ld_ctx *ctx);
+LD_API ld_ctx *ld_ctx_new(void);
+LD_API void ld_ctx_free(ld_ctx *ctx);
 /* Message of the most recent failure on this context ("" if none). */
-const char *ld_ctx_error(const ld_ctx *ctx);
-ld_status ld_ctx_status(const ld_ctx *ctx);
-void ld_ctx_clear_error(ld_ctx *ctx);
+LD_API const char *ld_ctx_error(const ld_ctx *ctx);
+LD_API ld_status ld_ctx_status(const ld_ctx *ctx);
+LD_API void ld_ctx_clear_error(ld_ctx *ctx);
 
 typedef enum { LD_LOG_ERROR = 0, LD_LOG_WARN, LD_LOG_INFO, LD_LOG_DEBUG } ld_log_level;
 /* Process-wide logging to stderr (or the callback). Default level: WARN. */
-void ld_set_log_level(ld_log_level level);
-ld_log_level ld_get_log_level(void);
+LD_API void ld_set_log_level(ld_log_level level);
+LD_API ld_log_level ld_get_log_level(void);
 typedef void (*ld_log_fn)(void *user, ld_log_level level, const char *message);
-void ld_set_log_callback(ld_log_fn fn, void *user);
+LD_API void ld_set_log_callback(ld_log_fn fn, void *user);
 
 /* Compute threads for every hot loop (0 = number of cores). */
-void ld_set_threads(int n);
-int ld_get_threads(void);
+LD_API void ld_set_threads(int n);
+LD_API int ld_get_threads(void);
 
-const char *ld_version(void);
+LD_API const char *ld_version(void);
 
 /* ---- pipelines --------------------------------------------------------- */
 
@@ -81,12 +90,14 @@ typedef struct {
 
 typedef struct ld_pipeline ld_pipeline;
 
-ld_status ld_pipeline_open(ld_ctx *ctx, const ld_pipeline_options *opt, ld_pipeline **out);
-void ld_pipeline_free(ld_pipeline *p);
+/* The documented defaults: no variant, f32, VAE tiling automatic (above 512x512). */
+LD_API void ld_pipeline_options_init(ld_pipeline_options *opt);
+LD_API ld_status ld_pipeline_open(ld_ctx *ctx, const ld_pipeline_options *opt, ld_pipeline **out);
+LD_API void ld_pipeline_free(ld_pipeline *p);
 /* "sdxl" (KOALA and every SDXL-architecture model), "wuerstchen" or "stable-cascade". */
-const char *ld_pipeline_family(const ld_pipeline *p);
+LD_API const char *ld_pipeline_family(const ld_pipeline *p);
 /* Short model name for metadata (folder name). */
-const char *ld_pipeline_model_name(const ld_pipeline *p);
+LD_API const char *ld_pipeline_model_name(const ld_pipeline *p);
 
 /* Progress: called after each step of each stage ("text", "unet", "vae",
  * "prior", "decoder", "vqgan"). Return nonzero to cancel (ld_generate then
@@ -128,7 +139,7 @@ typedef struct {
     int preview_every;            /* steps between previews (0 = 1); the last step always previews */
 } ld_gen_params;
 
-void ld_gen_params_init(ld_gen_params *p);
+LD_API void ld_gen_params_init(ld_gen_params *p);
 
 /* The values a generation actually used (defaults resolved). */
 typedef struct {
@@ -150,10 +161,16 @@ typedef struct ld_image {
     uint8_t *pixels;
 } ld_image;
 
-void ld_image_free(ld_image *img);
+LD_API void ld_image_free(ld_image *img);
 
-ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params,
+LD_API ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params,
                       ld_image *out, ld_gen_info *info);
+
+/* Writes img as a PNG (temp file and rename; "-" streams to standard output)
+ * with the A1111 "parameters" text that `leandiff generate` writes, made from
+ * info and the prompts of params (params and info may be NULL: no text). */
+LD_API ld_status ld_image_save_png(ld_ctx *ctx, const char *path, const ld_image *img, const ld_gen_params *params,
+                                   const ld_gen_info *info);
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,8 @@
 #include "io/fileio.h"
 #include "io/json.h"
 #include "io/model_folder.h"
+#include "pipeline/infotext.h"
+#include "io/png.h"
 #include "tensor/gemm.h"
 
 #include <math.h>
@@ -11,6 +13,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+void ld_pipeline_options_init(ld_pipeline_options *opt) {
+    memset(opt, 0, sizeof *opt);
+    opt->precision = LD_PRECISION_F32;
+    opt->vae_tiling = -1;
+}
+
+ld_status ld_image_save_png(ld_ctx *ctx, const char *path, const ld_image *img, const ld_gen_params *params,
+                            const ld_gen_info *info) {
+    if (!img || !img->pixels || img->channels != 3 || img->width < 1 || img->height < 1)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: no RGB image to save", path ? path : "(null)");
+    char *text = NULL;
+    if (params && info) LD_TRY(ld_infotext_format(ctx, info, params->prompt, params->negative_prompt, &text));
+    const char *chunks[] = {"parameters", text, NULL};
+    ld_status st = ld_png_write(ctx, path, img->pixels, img->width, img->height, text ? chunks : NULL);
+    free(text);
+    return st;
+}
 
 void ld_gen_params_init(ld_gen_params *p) {
     memset(p, 0, sizeof *p);

@@ -178,6 +178,8 @@ typedef struct {
 #define POOL_MAX 8
 static workspace *g_pool[POOL_MAX];
 static int g_pool_n;
+/* a mutex, not an OpenMP named critical: that would export a symbol from the shared library */
+static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void *alloc64(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~(size_t)63); }
 
@@ -193,10 +195,9 @@ static void ws_free(workspace *w) {
  * shared_bytes (if not 0), or NULL when out of memory. */
 static workspace *ws_acquire(size_t t_bytes, size_t shared_bytes, int nt) {
     workspace *w = NULL;
-    #pragma omp critical(ld_gemm_pool)
-    {
-        if (g_pool_n > 0) w = g_pool[--g_pool_n];
-    }
+    pthread_mutex_lock(&g_pool_lock);
+    if (g_pool_n > 0) w = g_pool[--g_pool_n];
+    pthread_mutex_unlock(&g_pool_lock);
     if (!w) {
         w = calloc(1, sizeof *w);
         if (!w) return NULL;
@@ -238,21 +239,19 @@ static workspace *ws_acquire(size_t t_bytes, size_t shared_bytes, int nt) {
 }
 
 static void ws_release(workspace *w) {
-    #pragma omp critical(ld_gemm_pool)
-    {
-        if (g_pool_n < POOL_MAX) {
-            g_pool[g_pool_n++] = w;
-            w = NULL;
-        }
+    pthread_mutex_lock(&g_pool_lock);
+    if (g_pool_n < POOL_MAX) {
+        g_pool[g_pool_n++] = w;
+        w = NULL;
     }
+    pthread_mutex_unlock(&g_pool_lock);
     ws_free(w);
 }
 
 void ld_gemm_release_buffers(void) {
-    #pragma omp critical(ld_gemm_pool)
-    {
-        while (g_pool_n > 0) ws_free(g_pool[--g_pool_n]);
-    }
+    pthread_mutex_lock(&g_pool_lock);
+    while (g_pool_n > 0) ws_free(g_pool[--g_pool_n]);
+    pthread_mutex_unlock(&g_pool_lock);
 }
 
 /* ---- packing ---- */
