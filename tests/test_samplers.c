@@ -164,9 +164,9 @@ static void check_names(ld_ctx *ctx) {
 }
 
 static json_t *sdxl_config(const char *spacing) {
-    return json_pack("{s:i,s:f,s:f,s:s,s:s,s:s,s:i}", "num_train_timesteps", 1000, "beta_start", 0.00085, "beta_end",
-                     0.012, "beta_schedule", "scaled_linear", "prediction_type", "epsilon", "timestep_spacing", spacing,
-                     "steps_offset", 1);
+    return json_pack("{s:i,s:f,s:f,s:s,s:s,s:s,s:i,s:b,s:b}", "num_train_timesteps", 1000, "beta_start", 0.00085,
+                     "beta_end", 0.012, "beta_schedule", "scaled_linear", "prediction_type", "epsilon",
+                     "timestep_spacing", spacing, "steps_offset", 1, "clip_sample", 0, "set_alpha_to_one", 0);
 }
 
 /* specs/koala.md 6.2 golden table (computed independently of the test data). */
@@ -225,6 +225,85 @@ static void config_errors(ld_ctx *ctx) {
         ld_scheduler_free(s);
         json_decref(cfg);
     }
+    /* options of the sampler's own diffusers class that would change its
+     * numerics (a folder's config may come from that class) */
+    struct {
+        const char *sampler, *key;
+        json_t *value;
+    } fam[] = {
+        {"dpm++2m", "solver_order", json_integer(3)},
+        {"dpm++2m_sde", "solver_type", json_string("heun")},
+        {"dpm++2m", "lower_order_final", json_false()},
+        {"dpm++2m", "euler_at_final", json_true()},
+        {"dpm++2s", "lambda_min_clipped", json_real(-5.1)},
+        {"dpm++2m", "variance_type", json_string("learned_range")},
+        {"unipc", "predict_x0", json_false()},
+        {"unipc", "solver_type", json_string("bh3")},
+        {"unipc", "disable_corrector", json_pack("[i]", 0)},
+        {"unipc", "solver_order", json_integer(1)},
+        {"ddim", "clip_sample", NULL}, /* absent: DDIM's default true */
+    };
+    for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
+        json_t *cfg = sdxl_config("leading");
+        if (fam[i].value) json_object_set_new(cfg, fam[i].key, fam[i].value);
+        else json_object_del(cfg, fam[i].key);
+        ld_scheduler *s = NULL;
+        ld_status st = ld_scheduler_create(ctx, fam[i].sampler, LD_SCHEDULE_DEFAULT, cfg, "sched.json", NULL, &s);
+        CHECK(st == LD_ERR_UNSUPPORTED && strstr(ld_ctx_error(ctx), fam[i].key) &&
+                  strstr(ld_ctx_error(ctx), "sched.json"),
+              "%s with %s: status %d message '%s'", fam[i].sampler, fam[i].key, st, ld_ctx_error(ctx));
+        ld_scheduler_free(s);
+        json_decref(cfg);
+    }
+    /* the same options at the values implemented are accepted; the single-step
+     * class's lower_order_final false is what diffusers forces to true for a
+     * final sigma of zero */
+    json_t *cfg = sdxl_config("leading");
+    json_object_set_new(cfg, "solver_order", json_integer(2));
+    json_object_set_new(cfg, "lower_order_final", json_false());
+    ld_scheduler *s = NULL;
+    CHECK(ld_scheduler_create(ctx, "dpm++2s", LD_SCHEDULE_DEFAULT, cfg, "sched.json", NULL, &s) == LD_OK,
+          "dpm++2s, lower_order_final false: %s", ld_ctx_error(ctx));
+    ld_scheduler_free(s);
+    s = NULL;
+    json_object_set_new(cfg, "final_sigmas_type", json_string("sigma_min"));
+    CHECK(ld_scheduler_create(ctx, "dpm++2s", LD_SCHEDULE_DEFAULT, cfg, "sched.json", NULL, &s) ==
+                  LD_ERR_UNSUPPORTED && strstr(ld_ctx_error(ctx), "lower_order_final"),
+          "dpm++2s, lower_order_final false, sigma_min: '%s'", ld_ctx_error(ctx));
+    ld_scheduler_free(s);
+    json_decref(cfg);
+}
+
+/* DDIM without set_alpha_to_one in the config: diffusers' default (true)
+ * makes the last step land on the x0 prediction, written out plainly here. */
+static void ddim_alpha_default(ld_ctx *ctx) {
+    json_t *cfg = sdxl_config("leading");
+    json_object_del(cfg, "set_alpha_to_one");
+    ld_scheduler *s = NULL;
+    CHECK(ld_scheduler_create(ctx, "ddim", LD_SCHEDULE_DEFAULT, cfg, "cfg", NULL, &s) == LD_OK &&
+              ld_scheduler_set_timesteps(ctx, s, 4) == LD_OK,
+          "ddim: %s", ld_ctx_error(ctx));
+    if (s) {
+        float x[8], eps[8], ref[8];
+        test_fill(x, 8, 11);
+        test_fill(eps, 8, 12);
+        int last = ld_scheduler_calls(s) - 1, t = (int)ld_scheduler_timestep(s, last);
+        double a = 1;
+        for (int i = 0; i <= t; i++) {
+            double b = sqrt(0.00085) + (sqrt(0.012) - sqrt(0.00085)) * i / 999.0;
+            a *= 1.0 - b * b;
+        }
+        for (int i = 0; i < 8; i++) ref[i] = (float)((x[i] - sqrt(1 - a) * eps[i]) / sqrt(a));
+        for (int c = 0; c < last; c++) {
+            float m[8] = {0}, y[8] = {0};
+            CHECK(ld_scheduler_step(ctx, s, c, m, y, NULL, 8) == LD_OK, "ddim step %d", c);
+        }
+        CHECK(ld_scheduler_step(ctx, s, last, eps, x, NULL, 8) == LD_OK, "ddim last step");
+        CHECK(t == 1, "last DDIM timestep %d", t);
+        test_close("ddim last step with set_alpha_to_one's default", x, ref, 8, 1e-5);
+    }
+    ld_scheduler_free(s);
+    json_decref(cfg);
 }
 
 /* v-prediction and 'linear' betas (no reference case has them): one Euler
@@ -283,6 +362,7 @@ int main(void) {
     check_names(ctx);
     golden(ctx);
     config_errors(ctx);
+    ddim_alpha_default(ctx);
     v_prediction(ctx);
     if (!td) {
         ld_ctx_free(ctx);

@@ -152,7 +152,8 @@ static ld_status read_config(ld_ctx *ctx, ld_scheduler *s, const json_t *cfg, co
     if (!strcmp(final_type, "sigma_min")) s->final_sigma_min = 1;
     else if (strcmp(final_type, "zero"))
         return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: final_sigmas_type '%s' is not supported", where, final_type);
-    LD_TRY(ld_json_bool(ctx, where, cfg, "set_alpha_to_one", 0, &alpha_one));
+    /* DDIMScheduler's and LCMScheduler's default (the only classes reading it) */
+    LD_TRY(ld_json_bool(ctx, where, cfg, "set_alpha_to_one", 1, &alpha_one));
     LD_TRY(ld_json_int(ctx, where, cfg, "original_inference_steps", 50, &orig));
     if (orig < 1 || orig > n)
         return ld_fail(ctx, LD_ERR_MODEL, "%s: original_inference_steps %lld is out of range", where, (long long)orig);
@@ -191,6 +192,57 @@ static ld_status read_config(ld_ctx *ctx, ld_scheduler *s, const json_t *cfg, co
     return st;
 }
 
+/* Options of the sampler's own diffusers class that change its numerics and
+ * are not implemented: an error naming the field rather than a silent
+ * difference (a model folder's config may come from that class). */
+static ld_status check_family_config(ld_ctx *ctx, const ld_scheduler *s, const json_t *cfg, const char *where) {
+    const sched_family *f = s->fam;
+    int multistep = f == &sched_dpmpp_2m_family || f == &sched_unipc_family;
+    if (f == &sched_dpmpp_2m_family || f == &sched_dpmpp_2s_family || f == &sched_unipc_family) {
+        int64_t order;
+        double lmc;
+        LD_TRY(ld_json_int(ctx, where, cfg, "solver_order", 2, &order));
+        if (order != 2)
+            return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: solver_order %lld is not supported by %s (2)", where,
+                           (long long)order, s->desc->name);
+        LD_TRY(ld_json_num(ctx, where, cfg, "lambda_min_clipped", -INFINITY, &lmc));
+        if (isfinite(lmc))
+            return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: lambda_min_clipped %g is not supported (-inf)", where, lmc);
+        if (!ld_json_missing(cfg, "variance_type") && !json_is_null(json_object_get(cfg, "variance_type")))
+            return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: variance_type is not supported (null)", where);
+        if (f == &sched_unipc_family) {
+            const char *type;
+            int px0;
+            LD_TRY(ld_json_str(ctx, where, cfg, "solver_type", "bh2", &type));
+            if (strcmp(type, "bh2") && strcmp(type, "midpoint") && strcmp(type, "heun") && strcmp(type, "logrho"))
+                return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: solver_type '%s' is not supported by unipc (bh2)",
+                               where, type);
+            LD_TRY(ld_json_bool(ctx, where, cfg, "predict_x0", 1, &px0));
+            if (!px0) return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: predict_x0 = false is not supported", where);
+            const json_t *dc = json_object_get(cfg, "disable_corrector");
+            if (dc && !json_is_null(dc) && !(json_is_array(dc) && json_array_size(dc) == 0))
+                return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: disable_corrector is not supported (empty)", where);
+        } else {
+            LD_TRY(reject_other(ctx, where, cfg, "solver_type", "midpoint"));
+            LD_TRY(reject_true(ctx, where, cfg, "euler_at_final"));
+        }
+        /* lower_order_final: what runs here is True (the multistep classes'
+         * default; the single-step class's set_timesteps forces it for a
+         * final sigma of zero) */
+        int lof;
+        LD_TRY(ld_json_bool(ctx, where, cfg, "lower_order_final", multistep, &lof));
+        if (!lof && (multistep || s->final_sigma_min))
+            return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: lower_order_final = false is not supported by %s%s", where,
+                           s->desc->name, multistep ? "" : " with final_sigmas_type sigma_min");
+    }
+    if (f == &sched_ddim_family && ld_json_missing(cfg, "clip_sample"))
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED,
+                       "%s: clip_sample is not given, and DDIMScheduler's default (true: clamp the x0 prediction) "
+                       "is not supported; set it to false",
+                       where);
+    return LD_OK;
+}
+
 ld_status ld_scheduler_create(ld_ctx *ctx, const char *sampler, ld_schedule schedule, const json_t *cfg,
                               const char *where, const char *spacing_override, ld_scheduler **out) {
     *out = NULL;
@@ -219,6 +271,7 @@ ld_status ld_scheduler_create(ld_ctx *ctx, const char *sampler, ld_schedule sche
         st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
                      "sampler %s does not take the karras schedule (euler, dpm++2m, dpm++2m_sde, dpm++2s, heun and dpm2 do)",
                      d->name);
+    if (st == LD_OK) st = check_family_config(ctx, s, cfg, where ? where : "scheduler config");
     if (st != LD_OK) {
         ld_scheduler_free(s);
         return st;
