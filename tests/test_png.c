@@ -1,6 +1,7 @@
 /* PNG writer/reader: pixel and text round trip (ASCII tEXt and UTF-8 iTXt),
  * the raw tEXt "parameters" chunk as A1111 readers expect it, in-memory
  * encoding equal to the file, and clear errors for bad input. */
+#include "io/base64.h"
 #include "io/png.h"
 #include "test_util.h"
 
@@ -114,6 +115,30 @@ int main(void) {
 
     free(bytes);
     free(rgb);
+    /* a chunk whose length field claims 1.8 GB in a 110-byte file (found by
+     * fuzz_png: libpng allocated and cleared it, seconds per call): refused
+     * from the chunk list before libpng runs */
+    {
+        static const unsigned char huge[] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                             0, 0, 0, 0x60, 0, 0, 0, 0x40, 8, 2, 0, 0, 0, 0x6a, 0x56, 0xe5, 0x59,
+                                             0x6e, 0, 0, 0xa2, 't', 'E', 'X', 't', 1, 2, 3, 4, 5, 6, 7, 8};
+        ld_png png;
+        ld_status st = ld_png_decode(ctx, "huge", huge, sizeof huge, 1, &png);
+        CHECK(st == LD_ERR_FORMAT && strstr(ld_ctx_error(ctx), "tEXt") && strstr(ld_ctx_error(ctx), "claims"),
+              "a chunk longer than the file: %s", ld_ctx_error(ctx));
+        if (st == LD_OK) ld_png_free(&png);
+        /* the same bytes as base64 round trip */
+        char *b64 = ld_base64_encode(huge, sizeof huge);
+        unsigned char *back = NULL;
+        size_t n = 0;
+        CHECK(b64 && ld_base64_decode(b64, strlen(b64), &back, &n) && n == sizeof huge && !memcmp(back, huge, n),
+              "base64 round trip");
+        free(back);
+        back = NULL;
+        CHECK(!ld_base64_decode("QUJD=x", 6, &back, &n) || (free(back), 0), "data after padding refused");
+        CHECK(!ld_base64_decode("Q", 1, &back, &n) || (free(back), 0), "a lone character refused");
+        free(b64);
+    }
     ld_ctx_free(ctx);
     return test_finish();
 }

@@ -12,6 +12,8 @@
 #include <string.h>
 
 #define LD_PNG_MAX_SIDE 65535
+#define LD_PNG_MAX_CHUNK (16u << 20)      /* largest ancillary chunk read (text) */
+#define LD_PNG_MAX_PIXELS (1ull << 28)    /* 16384 x 16384: the largest picture decoded */
 
 typedef struct {
     char msg[256];
@@ -230,6 +232,22 @@ static void source_read(png_structp png, png_bytep data, size_t n) {
 ld_status ld_png_decode(ld_ctx *ctx, const char *where, const void *data, size_t len, int want_pixels, ld_png *out) {
     memset(out, 0, sizeof *out);
     if (len < 8 || png_sig_cmp(data, 0, 8)) return ld_fail(ctx, LD_ERR_FORMAT, "%s: not a PNG file", where);
+    /* Every chunk must fit in what is there before libpng sees it: a length
+     * field claiming gigabytes would otherwise make it allocate and clear them. */
+    const unsigned char *b = data;
+    for (size_t pos = 8; pos < len;) {
+        if (len - pos < 12) return ld_fail(ctx, LD_ERR_FORMAT, "%s: broken PNG: a chunk header is cut off (truncated)", where);
+        const size_t n = (size_t)b[pos] << 24 | (size_t)b[pos + 1] << 16 | (size_t)b[pos + 2] << 8 | b[pos + 3];
+        if (n > len - pos - 12) {
+            char type[5] = "????";
+            for (int i = 0; i < 4; i++)
+                if ((b[pos + 4 + i] | 0x20) >= 'a' && (b[pos + 4 + i] | 0x20) <= 'z') type[i] = (char)b[pos + 4 + i];
+            return ld_fail(ctx, LD_ERR_FORMAT, "%s: broken PNG: chunk '%s' at byte %zu claims %zu bytes, %zu are left "
+                           "(truncated)", where, type, pos, n, len - pos - 12);
+        }
+        if (!memcmp(b + pos + 4, "IEND", 4)) break;
+        pos += 12 + n;
+    }
     source src = {(const unsigned char *)data + 8, len - 8};
     png_err err = {{0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &err, on_error, on_warning);
@@ -248,9 +266,14 @@ ld_status ld_png_decode(ld_ctx *ctx, const char *where, const void *data, size_t
     }
     png_set_read_fn(png, &src, source_read);
     png_set_sig_bytes(png, 8);
+    /* a chunk claiming gigabytes must not make libpng allocate (and clear) them
+     * before it finds the data missing: text chunks are small */
+    png_set_chunk_malloc_max(png, (png_alloc_size_t)LD_PNG_MAX_CHUNK);
+    png_set_chunk_cache_max(png, 1000);
     png_set_user_limits(png, LD_PNG_MAX_SIDE, LD_PNG_MAX_SIDE);
     png_read_info(png, info);
     int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
+    if ((unsigned long long)w * (unsigned long long)h > LD_PNG_MAX_PIXELS) png_error(png, "the picture is too large");
     int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
     /* everything to 8-bit RGB */
     if (depth == 16) png_set_strip_16(png);
