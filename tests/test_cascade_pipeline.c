@@ -17,22 +17,12 @@ static const ld_tensor *get(const ld_safetensors *st, const char *name) {
     return t;
 }
 
-/* Relative L2 error |a - b| / |b|. */
-static double rel_l2(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static void compare_latents(const ld_safetensors *got, const ld_safetensors *ref, const char *name) {
     const ld_tensor *a = get(got, name), *b = get(ref, name);
     if (!a || !b) return;
     CHECK(ld_tensor_numel(a) == ld_tensor_numel(b), "%s size", name);
     if (ld_tensor_numel(a) != ld_tensor_numel(b)) return;
-    double e = rel_l2(a->data, b->data, ld_tensor_numel(b));
+    double e = test_rel_l2(a->data, b->data, ld_tensor_numel(b));
     printf("%-28s rel L2 %.3g\n", name, e);
     CHECK(e <= 1e-3, "%s: relative L2 error %.3g > 1e-3", name, e);
 }

@@ -10,17 +10,7 @@
  * a mask without an image, sizes that differ, a strength that leaves no step. */
 #include "io/safetensors.h"
 #include "leandiff.h"
-#include "test_util.h"
-
-static double rel_l2(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
+#include "test_koala_tiny.h"
 
 static const ld_tensor *find(const ld_safetensors *st, const char *k) { return ld_safetensors_find(st, k); }
 
@@ -75,7 +65,7 @@ static void run_case(ld_pipeline *pipe, const char *td, const char *name, const 
         a = find(got, "mask_latents"), b = find(ref, "mask_latents");
         CHECK(!b || (a && !memcmp(a->data, b->data, ld_tensor_nbytes(b))), "%s: mask_latents", name);
         a = find(got, "timesteps"), b = find(ref, "timesteps");
-        CHECK(a && b && ld_tensor_numel(a) == ld_tensor_numel(b) && rel_l2(a->data, b->data, ld_tensor_numel(b)) < 1e-6,
+        CHECK(a && b && ld_tensor_numel(a) == ld_tensor_numel(b) && test_rel_l2(a->data, b->data, ld_tensor_numel(b)) < 1e-6,
               "%s: timesteps", name);
         double worst = 0;
         int steps = 0;
@@ -86,11 +76,11 @@ static void run_case(ld_pipeline *pipe, const char *td, const char *name, const 
             if (!b) break;
             CHECK(a, "%s: %s in the dump", name, key);
             if (!a) break;
-            double e = rel_l2(a->data, b->data, ld_tensor_numel(b));
+            double e = test_rel_l2(a->data, b->data, ld_tensor_numel(b));
             if (e > worst) worst = e;
         }
         a = find(got, "final_latents"), b = find(ref, "final_latents");
-        double ef = a && b ? rel_l2(a->data, b->data, ld_tensor_numel(b)) : 1;
+        double ef = a && b ? test_rel_l2(a->data, b->data, ld_tensor_numel(b)) : 1;
         const ld_tensor *u = find(ref, "image_u8");
         int64_t n = u ? ld_tensor_numel(u) : 0, same = 0, off = 0;
         for (int64_t i = 0; u && n == (int64_t)img.width * img.height * 3 && i < n; i++) {
@@ -145,15 +135,9 @@ static void bad_inputs(ld_pipeline *pipe) {
 int main(void) {
     const char *td = test_testdata_dir();
     if (!td) return test_skip("no testdata");
-    char model[4200];
-    snprintf(model, sizeof model, "%s/models/koala-700m-tiny", td);
     ld_ctx *ctx = ld_ctx_new();
-    ld_pipeline_options opt = {.model_dir = model, .vae_tiling = -1};
-    ld_pipeline *pipe = NULL;
-    if (ld_pipeline_open(ctx, &opt, &pipe) != LD_OK) {
-        CHECK(0, "%s", ld_ctx_error(ctx));
-        return test_finish();
-    }
+    ld_pipeline *pipe = test_open_tiny_koala(ctx, td);
+    if (!pipe) return test_finish();
     const char *tmp = test_tmp_dir("img2img");
     const char *names[] = {"img2img0", "img2img1", "inpaint0", "inpaint1"};
     for (int i = 0; i < 4; i++) run_case(pipe, td, names[i], tmp);

@@ -14,17 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Relative L2 error |a-b| / |b|. */
-static double rel_l2(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 static const ld_tensor *find(const ld_safetensors *st, const char *name) {
     const ld_tensor *t = ld_safetensors_find(st, name);
     CHECK(t != NULL, "%s: tensor '%s' missing", ld_safetensors_path(st), name);
@@ -79,7 +68,7 @@ static void compare_dump(const char *dump_path, const ld_safetensors *ref, int s
         else snprintf(name, sizeof name, i == steps ? "final_latents" : "image");
         const ld_tensor *a = find(got, name), *b = find(ref, name);
         if (!same_shape(a, b, name)) continue;
-        double e = rel_l2(a->data, b->data, ld_tensor_numel(b));
+        double e = test_rel_l2(a->data, b->data, ld_tensor_numel(b));
         printf("%s %s: relative L2 %.3g\n", e <= 1e-3 ? "ok  " : "FAIL", name, e);
         CHECK(e <= 1e-3, "%s: relative L2 %.3g > 1e-3", name, e);
     }

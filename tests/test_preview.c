@@ -13,7 +13,7 @@
 #include "io/safetensors.h"
 #include "leandiff.h"
 #include "models/autoencoder_tiny.h"
-#include "test_util.h"
+#include "test_koala_tiny.h"
 
 typedef struct {
     int calls, last_step, w, h, stop_at;
@@ -66,20 +66,15 @@ int main(void) {
     const char *td = test_testdata_dir();
     const char *src = getenv("LEANDIFF_SOURCE_DIR");
     if (!td || !src) return test_skip("no testdata or LEANDIFF_SOURCE_DIR");
-    char model[4200], taesd[4200], d1[4300], d2[4300], d3[4300];
-    snprintf(model, sizeof model, "%s/models/koala-700m-tiny", td);
+    char taesd[4200], d1[4300], d2[4300], d3[4300];
     snprintf(taesd, sizeof taesd, "%s/tests/data/taesd/model", src);
     const char *tmp = test_tmp_dir("preview");
     snprintf(d1, sizeof d1, "%s/full.safetensors", tmp);
     snprintf(d2, sizeof d2, "%s/tiny.safetensors", tmp);
     snprintf(d3, sizeof d3, "%s/taesd_preview.safetensors", tmp);
     ld_ctx *ctx = ld_ctx_new();
-    ld_pipeline_options opt = {.model_dir = model, .vae_tiling = -1};
-    ld_pipeline *pipe = NULL;
-    if (ld_pipeline_open(ctx, &opt, &pipe) != LD_OK) {
-        CHECK(0, "%s", ld_ctx_error(ctx));
-        return test_finish();
-    }
+    ld_pipeline *pipe = test_open_tiny_koala(ctx, td);
+    if (!pipe) return test_finish();
     ld_status st;
     ld_gen_info info;
     previews pv = {0};

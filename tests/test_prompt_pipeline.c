@@ -12,7 +12,7 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "leandiff.h"
-#include "test_util.h"
+#include "test_koala_tiny.h"
 
 typedef struct {
     ld_safetensors *st;
@@ -62,12 +62,8 @@ int main(void) {
     snprintf(model, sizeof model, "%s/models/koala-700m-tiny", td);
     const char *tmp = test_tmp_dir("prompt_pipeline");
     ld_ctx *ctx = ld_ctx_new();
-    ld_pipeline_options opt = {.model_dir = model, .vae_tiling = -1};
-    ld_pipeline *pipe = NULL;
-    if (ld_pipeline_open(ctx, &opt, &pipe) != LD_OK) {
-        CHECK(0, "%s", ld_ctx_error(ctx));
-        return test_finish();
-    }
+    ld_pipeline *pipe = test_open_tiny_koala(ctx, td);
+    if (!pipe) return test_finish();
     /* the width of text_encoder's part of the features */
     snprintf(path, sizeof path, "%s/text_encoder/config.json", model);
     json_t *cfg = NULL;

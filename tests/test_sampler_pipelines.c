@@ -8,19 +8,9 @@
  * values and never off by more than 2. */
 #include "io/safetensors.h"
 #include "leandiff.h"
-#include "test_util.h"
+#include "test_koala_tiny.h"
 
 #include <dirent.h>
-
-static double rel_l2(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 static void run_case(ld_pipeline *pipe, const char *path, const char *tmp, const char *name) {
     ld_ctx *ctx = ld_ctx_new();
@@ -67,12 +57,12 @@ static void run_case(ld_pipeline *pipe, const char *path, const char *tmp, const
             if (!r) break;
             CHECK(g && ld_tensor_numel(g) == ld_tensor_numel(r), "%s: %s in the dump", name, key);
             if (!g || ld_tensor_numel(g) != ld_tensor_numel(r)) break;
-            double e = rel_l2(g->data, r->data, ld_tensor_numel(r));
+            double e = test_rel_l2(g->data, r->data, ld_tensor_numel(r));
             if (e > worst_step) worst_step = e;
         }
         const ld_tensor *rf = ld_safetensors_find(ref, "final_latents"), *gf = ld_safetensors_find(got, "final_latents");
         const ld_tensor *ru = ld_safetensors_find(ref, "image_u8");
-        double ef = rf && gf && ld_tensor_numel(rf) == ld_tensor_numel(gf) ? rel_l2(gf->data, rf->data, ld_tensor_numel(rf)) : 1;
+        double ef = rf && gf && ld_tensor_numel(rf) == ld_tensor_numel(gf) ? test_rel_l2(gf->data, rf->data, ld_tensor_numel(rf)) : 1;
         int64_t n = ru ? ld_tensor_numel(ru) : 0, same = 0, worst = 0;
         CHECK(ru && n == (int64_t)img.width * img.height * 3, "%s: image size", name);
         for (int64_t i = 0; ru && i < n && n == (int64_t)img.width * img.height * 3; i++) {
@@ -96,17 +86,12 @@ static void run_case(ld_pipeline *pipe, const char *path, const char *tmp, const
 int main(void) {
     const char *td = test_testdata_dir(), *src = getenv("LEANDIFF_SOURCE_DIR");
     if (!td || !src) return test_skip("no testdata or LEANDIFF_SOURCE_DIR");
-    char model[4200], dir[4200];
-    snprintf(model, sizeof model, "%s/models/koala-700m-tiny", td);
+    char dir[4200];
     snprintf(dir, sizeof dir, "%s/tests/data/samplers", src);
     const char *tmp = test_tmp_dir("sampler_pipelines");
     ld_ctx *ctx = ld_ctx_new();
-    ld_pipeline_options opt = {.model_dir = model, .vae_tiling = -1};
-    ld_pipeline *pipe = NULL;
-    if (ld_pipeline_open(ctx, &opt, &pipe) != LD_OK) {
-        CHECK(0, "%s", ld_ctx_error(ctx));
-        return test_finish();
-    }
+    ld_pipeline *pipe = test_open_tiny_koala(ctx, td);
+    if (!pipe) return test_finish();
     DIR *d = opendir(dir);
     CHECK(d, "%s", dir);
     int cases = 0;

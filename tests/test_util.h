@@ -97,6 +97,17 @@ static inline int test_close(const char *what, const float *got, const float *re
     return ok;
 }
 
+/* Relative L2 error |a - b| / |b| (|a - b| when b is 0): the pipeline tolerance of testdata/README.md. */
+static inline double test_rel_l2(const float *a, const float *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 /* Deterministic pseudo-random floats in [-1, 1) for test inputs. */
 static inline float test_rand(uint64_t *state) {
     uint64_t x = (*state += 0x9e3779b97f4a7c15ull);

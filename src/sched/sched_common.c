@@ -78,6 +78,37 @@ ld_status sched_alloc(ld_ctx *ctx, ld_scheduler *s, int calls, int nsigmas) {
     return LD_OK;
 }
 
+ld_status sched_store(ld_ctx *ctx, ld_scheduler *s, const double *ts, const double *sg, int count, int final_sigma_min) {
+    LD_TRY(sched_alloc(ctx, s, count, count + 1));
+    for (int i = 0; i < count; i++) {
+        s->timesteps[i] = (float)ts[i];
+        s->sigmas[i] = (float)sg[i];
+    }
+    const float a = s->alphas_cumprod[0];
+    s->sigmas[count] = final_sigma_min ? sqrtf((1.0f - a) / a) : 0.0f;
+    return LD_OK;
+}
+
+void sched_alpha_sigma(float sigma, float *alpha_t, float *sigma_t) {
+    *alpha_t = 1.0f / sqrtf(sigma * sigma + 1.0f);
+    *sigma_t = sigma * *alpha_t;
+}
+
+void sched_x0_vp(const ld_scheduler *s, int call, const float *x, const float *out, float *x0, int64_t n) {
+    float a, sg;
+    sched_alpha_sigma(s->sigmas[call], &a, &sg);
+    for (int64_t i = 0; i < n; i++)
+        x0[i] = s->prediction == PRED_EPSILON ? (x[i] - sg * out[i]) / a
+                : s->prediction == PRED_V     ? a * x[i] - sg * out[i]
+                                              : out[i];
+}
+
+void sched_add_noise_vp(const ld_scheduler *s, int call, const float *x0, const float *noise, float *out, int64_t n) {
+    float a, sg;
+    sched_alpha_sigma(s->sigmas[call], &a, &sg);
+    for (int64_t i = 0; i < n; i++) out[i] = a * x0[i] + sg * noise[i];
+}
+
 ld_status sched_hist(ld_ctx *ctx, ld_scheduler *s, int k, int64_t n) {
     if (s->n && s->n != n)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "scheduler: the sample changed size (%lld, then %lld elements)",

@@ -45,16 +45,8 @@ ld_status sched_dpm_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps) {
     } else {
         for (int i = 0; i < count; i++) sg[i] = sched_interp(ts[i], s->sigma_table, n);
     }
-    ld_status st = sched_alloc(ctx, s, count, count + 1);
-    for (int i = 0; st == LD_OK && i < count; i++) {
-        s->timesteps[i] = (float)ts[i];
-        s->sigmas[i] = (float)sg[i];
-    }
-    if (st == LD_OK) {
-        const float a = s->alphas_cumprod[0];
-        s->sigmas[count] = s->final_sigma_min ? sqrtf((1.0f - a) / a) : 0.0f;
-        s->init_noise_sigma = 1.0f;
-    }
+    ld_status st = sched_store(ctx, s, ts, sg, count, s->final_sigma_min);
+    s->init_noise_sigma = 1.0f;
     free(ts);
     free(sg);
     return st;
@@ -66,33 +58,29 @@ static void dpm_scale(const ld_scheduler *s, int call, const float *x, float *ou
     for (int64_t i = 0; i < n; i++) out[i] = x[i];
 }
 
-/* _sigma_to_alpha_sigma_t */
-static void alpha_sigma(float sigma, float *alpha_t, float *sigma_t) {
-    *alpha_t = 1.0f / sqrtf(sigma * sigma + 1.0f);
-    *sigma_t = sigma * *alpha_t;
+/* convert_model_output: the x0 prediction pushed into the history (hist[1]
+ * the newest, hist[0] the one before). */
+static void push_x0(ld_scheduler *s, int call, const float *x, const float *out, int64_t n) {
+    float *tmp = s->hist[0];
+    s->hist[0] = s->hist[1];
+    s->hist[1] = tmp;
+    sched_x0_vp(s, call, x, out, s->hist[1], n);
 }
 
 static ld_status dpm_step(ld_ctx *ctx, ld_scheduler *s, int call, const float *out, float *x, const float *noise,
                           int64_t n) {
     LD_TRY(sched_hist(ctx, s, 2, n));
-    /* convert_model_output: x0 prediction, pushed into the history (hist[1] newest) */
-    float a_s0, s_s0;
-    alpha_sigma(s->sigmas[call], &a_s0, &s_s0);
-    float *tmp = s->hist[0];
-    s->hist[0] = s->hist[1];
-    s->hist[1] = tmp;
+    push_x0(s, call, x, out, n);
     float *m0 = s->hist[1], *m1 = s->hist[0];
-    for (int64_t i = 0; i < n; i++)
-        m0[i] = s->prediction == PRED_EPSILON ? (x[i] - s_s0 * out[i]) / a_s0
-                : s->prediction == PRED_V     ? a_s0 * x[i] - s_s0 * out[i]
-                                              : out[i];
+    float a_s0, s_s0;
+    sched_alpha_sigma(s->sigmas[call], &a_s0, &s_s0);
     const int last = call == s->calls - 1;
     /* lower_order_final with final sigma zero: the last step is first order;
      * with fewer than 15 steps the second-to-last too would be second order
      * (lower_order_second only matters for order 3) */
     const int first_order = s->lower_order_nums < 1 || (last && (s->calls < 15 || !s->final_sigma_min));
     float a_t, s_t;
-    alpha_sigma(s->sigmas[call + 1], &a_t, &s_t);
+    sched_alpha_sigma(s->sigmas[call + 1], &a_t, &s_t);
     const float lambda_t = logf(a_t) - logf(s_t), lambda_s0 = logf(a_s0) - logf(s_s0);
     const float h = lambda_t - lambda_s0;
     if (first_order) {
@@ -106,7 +94,7 @@ static ld_status dpm_step(ld_ctx *ctx, ld_scheduler *s, int call, const float *o
         }
     } else {
         float a_s1, s_s1;
-        alpha_sigma(s->sigmas[call - 1], &a_s1, &s_s1);
+        sched_alpha_sigma(s->sigmas[call - 1], &a_s1, &s_s1);
         const float lambda_s1 = logf(a_s1) - logf(s_s1), h0 = lambda_s0 - lambda_s1, r0 = h0 / h;
         const float inv_r0 = 1.0f / r0;
         if (!s->sde) {
@@ -141,20 +129,14 @@ static ld_status single_step(ld_ctx *ctx, ld_scheduler *s, int call, const float
                              int64_t n) {
     (void)noise;
     LD_TRY(sched_hist(ctx, s, 3, n));
-    float a_s0, s_s0;
-    alpha_sigma(s->sigmas[call], &a_s0, &s_s0);
-    float *tmp = s->hist[0];
-    s->hist[0] = s->hist[1];
-    s->hist[1] = tmp;
+    push_x0(s, call, x, out, n);
     float *m0 = s->hist[1], *m1 = s->hist[0], *saved = s->hist[2];
-    for (int64_t i = 0; i < n; i++)
-        m0[i] = s->prediction == PRED_EPSILON ? (x[i] - s_s0 * out[i]) / a_s0
-                : s->prediction == PRED_V     ? a_s0 * x[i] - s_s0 * out[i]
-                                              : out[i];
+    float a_s0, s_s0;
+    sched_alpha_sigma(s->sigmas[call], &a_s0, &s_s0);
     int order = single_order(call, s->calls);
     if (order == 2 && s->lower_order_nums < 1) order = 1; /* no earlier output yet */
     float a_t, s_t;
-    alpha_sigma(s->sigmas[call + 1], &a_t, &s_t);
+    sched_alpha_sigma(s->sigmas[call + 1], &a_t, &s_t);
     const float lambda_t = logf(a_t) - logf(s_t);
     if (order == 1) {
         memcpy(saved, x, sizeof(float) * (size_t)n); /* self.sample */
@@ -163,7 +145,7 @@ static ld_status single_step(ld_ctx *ctx, ld_scheduler *s, int call, const float
         for (int64_t i = 0; i < n; i++) x[i] = c0 * saved[i] - c1 * m0[i];
     } else {
         float a_s1, s_s1;
-        alpha_sigma(s->sigmas[call - 1], &a_s1, &s_s1);
+        sched_alpha_sigma(s->sigmas[call - 1], &a_s1, &s_s1);
         const float lambda_s0 = logf(a_s0) - logf(s_s0), lambda_s1 = logf(a_s1) - logf(s_s1);
         const float h = lambda_t - lambda_s1, h0 = lambda_s0 - lambda_s1, r0 = h0 / h, inv_r0 = 1.0f / r0;
         const float c0 = s_t / s_s1, c1 = a_t * (expf(-h) - 1.0f);
@@ -181,12 +163,5 @@ static int dpm_needs_noise(const ld_scheduler *s, int call) {
     return s->sde;
 }
 
-static void dpm_add_noise(const ld_scheduler *s, int call, const float *x0, const float *noise, float *out,
-                          int64_t n) {
-    float a, sg;
-    alpha_sigma(s->sigmas[call], &a, &sg);
-    for (int64_t i = 0; i < n; i++) out[i] = a * x0[i] + sg * noise[i];
-}
-
-const sched_family sched_dpmpp_2m_family = {sched_dpm_set_timesteps, dpm_scale, dpm_step, dpm_needs_noise, dpm_add_noise};
-const sched_family sched_dpmpp_2s_family = {sched_dpm_set_timesteps, dpm_scale, single_step, NULL, dpm_add_noise};
+const sched_family sched_dpmpp_2m_family = {sched_dpm_set_timesteps, dpm_scale, dpm_step, dpm_needs_noise, sched_add_noise_vp};
+const sched_family sched_dpmpp_2s_family = {sched_dpm_set_timesteps, dpm_scale, single_step, NULL, sched_add_noise_vp};

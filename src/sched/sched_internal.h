@@ -68,6 +68,17 @@ void sched_karras(double *out, int n, double sigma_min, double sigma_max);
 /* Spacings as the Euler-like classes make them (float timesteps, `steps`
  * of them; trailing may give one more, as numpy does). Returns the count. */
 int sched_spacing_discrete(const ld_scheduler *s, int steps, double *out);
+/* Stores count timesteps and sigmas (float64 tables, rounded to float32) plus
+ * the final sigma (0, or sigma_min when final_sigma_min), allocating them. */
+ld_status sched_store(ld_ctx *ctx, ld_scheduler *s, const double *ts, const double *sg, int count, int final_sigma_min);
+/* The VP parametrisation of a sigma (_sigma_to_alpha_sigma_t): alpha = 1 /
+ * sqrt(sigma^2 + 1), sigma_t = sigma * alpha. */
+void sched_alpha_sigma(float sigma, float *alpha_t, float *sigma_t);
+/* convert_model_output of the DPM-Solver++ / UniPC classes: the x0
+ * prediction at sigmas[call] from the model output (epsilon, v or sample). */
+void sched_x0_vp(const ld_scheduler *s, int call, const float *x, const float *out, float *x0, int64_t n);
+/* add_noise of those classes: alpha * x0 + sigma_t * noise at sigmas[call]. */
+void sched_add_noise_vp(const ld_scheduler *s, int call, const float *x0, const float *noise, float *out, int64_t n);
 /* Allocates s->timesteps [calls] and s->sigmas [nsigmas] (old ones freed). */
 ld_status sched_alloc(ld_ctx *ctx, ld_scheduler *s, int calls, int nsigmas);
 /* Makes s->hist[0..k-1] hold n floats each (first step) or checks n. */

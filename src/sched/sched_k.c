@@ -53,16 +53,8 @@ static ld_status euler_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps) {
         return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     }
     int count = base_schedule(s, steps, ts, sg, 0);
-    ld_status st = sched_alloc(ctx, s, count, count + 1);
-    for (int i = 0; st == LD_OK && i < count; i++) {
-        s->timesteps[i] = (float)ts[i];
-        s->sigmas[i] = (float)sg[i];
-    }
-    if (st == LD_OK) {
-        const float a = s->alphas_cumprod[0];
-        s->sigmas[count] = s->final_sigma_min && s->fam == &sched_euler_family ? sqrtf((1.0f - a) / a) : 0.0f;
-        s->init_noise_sigma = max_noise_sigma(s, s->sigmas, count + 1);
-    }
+    ld_status st = sched_store(ctx, s, ts, sg, count, s->final_sigma_min && s->fam == &sched_euler_family);
+    if (st == LD_OK) s->init_noise_sigma = max_noise_sigma(s, s->sigmas, count + 1);
     free(ts);
     free(sg);
     return st;

@@ -9,14 +9,9 @@
 #include <math.h>
 #include <string.h>
 
-static void alpha_sigma(float sigma, float *alpha_t, float *sigma_t) {
-    *alpha_t = 1.0f / sqrtf(sigma * sigma + 1.0f);
-    *sigma_t = sigma * *alpha_t;
-}
-
 static float lambda_of(float sigma) {
     float a, sg;
-    alpha_sigma(sigma, &a, &sg);
+    sched_alpha_sigma(sigma, &a, &sg);
     return logf(a) - logf(sg);
 }
 
@@ -40,17 +35,12 @@ static ld_status unipc_step(ld_ctx *ctx, ld_scheduler *s, int call, const float 
     (void)noise;
     LD_TRY(sched_hist(ctx, s, 4, n));
     float *prev_m = s->hist[1], *older_m = s->hist[0], *last = s->hist[2], *m = s->hist[3];
-    float a_c, s_c;
-    alpha_sigma(s->sigmas[call], &a_c, &s_c);
-    for (int64_t i = 0; i < n; i++) /* convert_model_output: x0 prediction */
-        m[i] = s->prediction == PRED_EPSILON ? (x[i] - s_c * out[i]) / a_c
-               : s->prediction == PRED_V     ? a_c * x[i] - s_c * out[i]
-                                             : out[i];
+    sched_x0_vp(s, call, x, out, m, n); /* convert_model_output */
     if (call > 0) { /* UniC: last_sample (at sigmas[call-1]) to this sigma with the new output */
         const float lt = lambda_of(s->sigmas[call]), l0 = lambda_of(s->sigmas[call - 1]), h = lt - l0, hh = -h;
         float a_t, s_t, a_0, s_0;
-        alpha_sigma(s->sigmas[call], &a_t, &s_t);
-        alpha_sigma(s->sigmas[call - 1], &a_0, &s_0);
+        sched_alpha_sigma(s->sigmas[call], &a_t, &s_t);
+        sched_alpha_sigma(s->sigmas[call - 1], &a_0, &s_0);
         const float h_phi_1 = expm1f(hh), B_h = expm1f(hh);
         float rho0 = 0.0f, rho1 = 0.5f, rk = 1.0f;
         if (s->this_order == 2) {
@@ -82,8 +72,8 @@ static ld_status unipc_step(ld_ctx *ctx, ld_scheduler *s, int call, const float 
     /* UniP from sigmas[call] to sigmas[call + 1] */
     const float lt = lambda_of(s->sigmas[call + 1]), l0 = lambda_of(s->sigmas[call]), h = lt - l0, hh = -h;
     float a_t, s_t, a_0, s_0;
-    alpha_sigma(s->sigmas[call + 1], &a_t, &s_t);
-    alpha_sigma(s->sigmas[call], &a_0, &s_0);
+    sched_alpha_sigma(s->sigmas[call + 1], &a_t, &s_t);
+    sched_alpha_sigma(s->sigmas[call], &a_0, &s_0);
     const float h_phi_1 = expm1f(hh), B_h = expm1f(hh), c0 = s_t / s_0, c1 = a_t * h_phi_1, c2 = a_t * B_h;
     if (order == 1) {
         for (int64_t i = 0; i < n; i++) x[i] = (c0 * x[i] - c1 * prev_m[i]) - c2 * 0.0f;
@@ -98,11 +88,4 @@ static ld_status unipc_step(ld_ctx *ctx, ld_scheduler *s, int call, const float 
     return LD_OK;
 }
 
-static void unipc_add_noise(const ld_scheduler *s, int call, const float *x0, const float *noise, float *out,
-                            int64_t n) {
-    float a, sg;
-    alpha_sigma(s->sigmas[call], &a, &sg);
-    for (int64_t i = 0; i < n; i++) out[i] = a * x0[i] + sg * noise[i];
-}
-
-const sched_family sched_unipc_family = {sched_dpm_set_timesteps, unipc_scale, unipc_step, NULL, unipc_add_noise};
+const sched_family sched_unipc_family = {sched_dpm_set_timesteps, unipc_scale, unipc_step, NULL, sched_add_noise_vp};
