@@ -105,18 +105,23 @@ void redis_conn_close(redis_conn *c) {
     free(c);
 }
 
+/* After a command got no reply: log once, drop the connection. 0 when stopping. */
+static int connection_lost(redis_conn *c) {
+    if (!c->lost)
+        fprintf(stderr, "%s: lost the connection to Redis at %s:%d (%s); retrying\n", c->who, c->url.host,
+                c->url.port, c->ctx->errstr);
+    c->lost = 1;
+    redisFree(c->ctx);
+    c->ctx = NULL;
+    return !stopping(c);
+}
+
 redisReply *redis_cmd_argv(redis_conn *c, int argc, const char **argv, const size_t *lens) {
     for (;;) {
         if (!c->ctx && !reconnect(c, "lost the connection to")) return NULL;
         redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
         if (r) return r;
-        if (!c->lost)
-            fprintf(stderr, "%s: lost the connection to Redis at %s:%d (%s); retrying\n", c->who, c->url.host,
-                    c->url.port, c->ctx->errstr);
-        c->lost = 1;
-        redisFree(c->ctx);
-        c->ctx = NULL;
-        if (stopping(c)) return NULL;
+        if (!connection_lost(c)) return NULL;
     }
 }
 
@@ -128,13 +133,7 @@ redisReply *redis_cmd(redis_conn *c, const char *fmt, ...) {
         redisReply *r = redisvCommand(c->ctx, fmt, ap);
         va_end(ap);
         if (r) return r;
-        if (!c->lost)
-            fprintf(stderr, "%s: lost the connection to Redis at %s:%d (%s); retrying\n", c->who, c->url.host,
-                    c->url.port, c->ctx->errstr);
-        c->lost = 1;
-        redisFree(c->ctx);
-        c->ctx = NULL;
-        if (stopping(c)) return NULL;
+        if (!connection_lost(c)) return NULL;
     }
 }
 #else
