@@ -16,6 +16,7 @@ static const struct {
     {"inspect", cmd_inspect, "print the metadata and tensors of a .safetensors file"},
     {"init-random", cmd_init_random, "write a model component with random weights of the real shapes"},
     {"serve", cmd_serve, "HTTP server: web page, A1111 / OpenAI / job APIs (one model, loaded once)"},
+    {"worker", cmd_worker, "take jobs from a shared Redis queue (docs/scale-out.md)"},
     {"tokenize", cmd_tokenize, "print the CLIP token ids (and mask) of a prompt"},
     {"distill", cmd_distill, "make KOALA's student U-Net from an SDXL-layout teacher (--init-only)"},
 };

@@ -24,6 +24,7 @@ for target in fuzz/fuzz_*.c; do
     extra="src/text/clip_tokenizer.c src/text/clip_clean.c src/text/html_entities_data.c"
     export LEANDIFF_TOKENIZER_DIR="${LEANDIFF_TOKENIZER_DIR:-$(pwd)/../shared/testdata/tokenizer}"
   fi
+  if [ "$name" = fuzz_redis_url ]; then extra="app/redis_url.c -Iapp"; fi
   corpus="fuzz/corpus_${name#fuzz_}"
   mkdir -p "$corpus"
   work="$out/corpus_${name#fuzz_}"

@@ -1,0 +1,141 @@
+/* Redis connection with reconnect (see redis_queue.h). */
+#ifdef LD_HAVE_HIREDIS
+#include "redis_queue.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct redis_conn {
+    redis_url url;
+    const char *who;
+    volatile sig_atomic_t *stop;
+    redisContext *ctx;
+    int lost; /* a "lost connection" line was printed and no success since */
+};
+
+static int stopping(const redis_conn *c) { return c->stop && *c->stop; }
+
+/* One attempt: connect, AUTH, SELECT. 0 with a message in err on failure. */
+static int try_connect(redis_conn *c, char *err, size_t errn) {
+    struct timeval tv = {5, 0};
+    redisContext *rc = redisConnectWithTimeout(c->url.host, c->url.port, tv);
+    if (!rc || rc->err) {
+        snprintf(err, errn, "%s", rc ? rc->errstr : "out of memory");
+        if (rc) redisFree(rc);
+        return 0;
+    }
+    redisSetTimeout(rc, (struct timeval){60, 0});
+    redisReply *r = NULL;
+    if (c->url.has_password)
+        r = c->url.user[0] ? redisCommand(rc, "AUTH %s %s", c->url.user, c->url.password)
+                           : redisCommand(rc, "AUTH %s", c->url.password);
+    if (c->url.has_password && (!r || r->type == REDIS_REPLY_ERROR)) {
+        snprintf(err, errn, "AUTH refused: %s", r ? r->str : rc->errstr);
+        goto fail;
+    }
+    freeReplyObject(r);
+    r = NULL;
+    if (c->url.db) {
+        r = redisCommand(rc, "SELECT %d", c->url.db);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errn, "SELECT %d refused: %s", c->url.db, r ? r->str : rc->errstr);
+            goto fail;
+        }
+        freeReplyObject(r);
+    }
+    c->ctx = rc;
+    return 1;
+fail:
+    freeReplyObject(r);
+    redisFree(rc);
+    return 0;
+}
+
+/* Reconnects until it works or we are stopping; logs the first failure and the recovery. */
+static int reconnect(redis_conn *c, const char *why) {
+    if (c->ctx) redisFree(c->ctx);
+    c->ctx = NULL;
+    int wait = 1;
+    char err[256];
+    while (!stopping(c)) {
+        if (try_connect(c, err, sizeof err)) {
+            if (c->lost) fprintf(stderr, "%s: reconnected to Redis at %s:%d\n", c->who, c->url.host, c->url.port);
+            c->lost = 0;
+            return 1;
+        }
+        if (strstr(err, "refused:") && strstr(err, "AUTH")) {
+            fprintf(stderr, "%s: Redis at %s:%d: %s\n", c->who, c->url.host, c->url.port, err);
+            return 0; /* wrong credentials do not get better by waiting */
+        }
+        if (!c->lost)
+            fprintf(stderr, "%s: %s Redis at %s:%d (%s); retrying every few seconds\n", c->who,
+                    why ? why : "cannot reach", c->url.host, c->url.port, err);
+        c->lost = 1;
+        struct timespec ts = {wait, 0};
+        nanosleep(&ts, NULL);
+        if (wait < 5) wait++;
+    }
+    return 0;
+}
+
+redis_conn *redis_conn_open(const redis_url *u, const char *who, volatile sig_atomic_t *stop) {
+    if (u->tls) {
+        fprintf(stderr, "%s: rediss:// (TLS) is not supported: this build's hiredis (Debian 12's 0.14) has no TLS; "
+                        "use redis:// on a trusted network or a TLS tunnel (stunnel, ssh -L)\n", who);
+        return NULL;
+    }
+    redis_conn *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->url = *u;
+    c->who = who;
+    c->stop = stop;
+    if (!reconnect(c, "cannot reach")) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void redis_conn_close(redis_conn *c) {
+    if (!c) return;
+    if (c->ctx) redisFree(c->ctx);
+    free(c);
+}
+
+/* After a command got no reply: log once, drop the connection. 0 when stopping. */
+static int connection_lost(redis_conn *c) {
+    if (!c->lost)
+        fprintf(stderr, "%s: lost the connection to Redis at %s:%d (%s); retrying\n", c->who, c->url.host,
+                c->url.port, c->ctx->errstr);
+    c->lost = 1;
+    redisFree(c->ctx);
+    c->ctx = NULL;
+    return !stopping(c);
+}
+
+redisReply *redis_cmd_argv(redis_conn *c, int argc, const char **argv, const size_t *lens) {
+    for (;;) {
+        if (!c->ctx && !reconnect(c, "lost the connection to")) return NULL;
+        redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
+        if (r) return r;
+        if (!connection_lost(c)) return NULL;
+    }
+}
+
+redisReply *redis_cmd(redis_conn *c, const char *fmt, ...) {
+    for (;;) {
+        if (!c->ctx && !reconnect(c, "lost the connection to")) return NULL;
+        va_list ap;
+        va_start(ap, fmt);
+        redisReply *r = redisvCommand(c->ctx, fmt, ap);
+        va_end(ap);
+        if (r) return r;
+        if (!connection_lost(c)) return NULL;
+    }
+}
+#else
+typedef int redis_queue_unused; /* built without hiredis */
+#endif

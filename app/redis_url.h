@@ -1,0 +1,31 @@
+/* Redis connection URLs of `leandiff worker` / `serve --redis`:
+ *
+ *     redis://[[user]:password@]host[:port][/db]     (port 6379, db 0 by default)
+ *     rediss://...                                   (TLS: parsed, tls = 1)
+ *
+ * host may be a name, an IPv4 address or [an IPv6 address]; user and
+ * password may use %XX escapes. Pure parsing, no network:
+ *
+ *     redis_url u;
+ *     char err[256];
+ *     if (!redis_url_parse(text, &u, err, sizeof err)) ... err names the problem ...
+ */
+#ifndef LD_APP_REDIS_URL_H
+#define LD_APP_REDIS_URL_H
+
+#include <stddef.h>
+
+typedef struct {
+    char host[256];
+    int port;
+    int db;
+    char user[128];     /* "" = none (AUTH password, or no AUTH at all) */
+    char password[256]; /* "" with has_password = 0: no AUTH */
+    int has_password;
+    int tls;            /* rediss:// */
+} redis_url;
+
+/* Returns 1 and fills u, or 0 with a message in err. */
+int redis_url_parse(const char *text, redis_url *u, char *err, size_t errn);
+
+#endif

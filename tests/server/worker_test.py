@@ -1,0 +1,225 @@
+"""`leandiff worker` on a real Redis (redis-server started here on a free
+loopback port with its own data directory): two workers on a random-weight
+tiny KOALA pipeline, one killed with SIGKILL in the middle of a job. Every
+job must be stored exactly once, each image must equal `leandiff generate`
+with the same parameters pixel for pixel, and nothing may stay pending.
+Malformed --redis URLs and rediss:// get clear errors.
+
+Run by tests/test_worker_redis.sh (ctest); exit 77 when redis-server is absent
+or leandiff was built without hiredis.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import check, env_paths, png_decode, skip, wait_until  # noqa: E402
+from resp import Resp, RespError  # noqa: E402
+
+BIN, SRC, BUILD = env_paths()
+REDIS = shutil.which("redis-server")
+if not REDIS:
+    skip("redis-server not installed (Debian package redis-server): the Redis queue is not tested")
+probe = subprocess.run([BIN, "worker", "--help"], capture_output=True, text=True)
+if probe.returncode != 0 and "without hiredis" in probe.stderr:
+    skip("leandiff was built without hiredis: " + probe.stderr.strip())
+
+STREAM = "leandiff:jobs:tiny"
+GROUP = "leandiff-workers"
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class RedisServer:
+    def __init__(self, datadir):
+        self.datadir = datadir
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        for _ in range(5):  # the port may be taken between free_port() and the bind
+            self.port = self.port or free_port()
+            self.proc = subprocess.Popen([REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.datadir,
+                                          "--save", "", "--appendonly", "yes", "--logfile", "redis.log"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+            def up():
+                try:
+                    r = Resp(self.port)
+                    ok = r.cmd("PING") == "PONG"
+                    r.close()
+                    return ok
+                except OSError:
+                    return False
+            try:
+                wait_until(lambda: up() or self.proc.poll() is not None, 20)
+            except Exception:
+                pass
+            if self.proc.poll() is None and up():
+                return
+            self.proc.kill()
+            self.proc.wait()
+            self.port = None
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+class Worker:
+    def __init__(self, name, model, port, extra=()):
+        self.name = name
+        self.lines = []
+        self.proc = subprocess.Popen([BIN, "worker", "-m", model, "--redis", "redis://127.0.0.1:%d/0" % port, "--name",
+                                      name, "-t", "1", "--claim-after", "2", "--max-steps", "400"] + list(extra),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def text(self):
+        return "".join(self.lines)
+
+
+def test_bad_urls(model):
+    cases = [("http://127.0.0.1:6379", "must start with redis://"), ("redis://", "no host"),
+             ("redis://127.0.0.1:0", "port"), ("redis://127.0.0.1:99999", "port"), ("redis://127.0.0.1:x", "port"),
+             ("redis://127.0.0.1/abc", "database"), ("redis://u%zz:p@127.0.0.1", "%-escape"),
+             ("redis://127.0.0.1?x=1", "unexpected"), ("redis://[::1", "IPv6"), ("redis://ho st", "space"),
+             ("redis://a b@h", "space"), ("redis://user:@h", "empty password")]
+    for url, want in cases:
+        p = subprocess.run([BIN, "worker", "-m", model, "--redis", url], capture_output=True, text=True, timeout=60)
+        check(p.returncode == 2 and want in p.stderr, "URL %r: expected exit 2 with %r, got %d: %s"
+              % (url, want, p.returncode, p.stderr))
+    p = subprocess.run([BIN, "worker", "-m", model, "--redis", "rediss://127.0.0.1:1"], capture_output=True, text=True,
+                       timeout=60)
+    check(p.returncode == 1 and "TLS" in p.stderr, "rediss:// must say TLS is unsupported: %s" % p.stderr)
+    log("ok: malformed URLs and rediss:// refused with clear messages")
+
+
+def generate_ref(model, params, seed, out):
+    cmd = [BIN, "generate", "-m", model, "-p", params["prompt"], "-W", str(params["width"]), "-H",
+           str(params["height"]), "--steps", str(params["steps"]), "-s", str(seed), "-t", "1", "-q", "-o", out]
+    if "negative_prompt" in params:
+        cmd += ["-n", params["negative_prompt"]]
+    if "cfg_scale" in params:
+        cmd += ["--cfg-scale", str(params["cfg_scale"])]
+    if "sampler" in params:
+        cmd += ["--sampler", params["sampler"]]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=900)
+    with open(out, "rb") as f:
+        return png_decode(f.read())
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="leandiff-worker-test-")
+    redis = RedisServer(tmp)
+    workers = []
+    try:
+        model = os.path.join(tmp, "tiny")
+        subprocess.run([BIN, "init-random", "--pipeline", "tiny", "--out", model], check=True, capture_output=True)
+        test_bad_urls(model)
+        redis.start()
+        r = Resp(redis.port)
+        jobs = {}
+        for i in range(8):
+            jobs["short%d" % i] = {"prompt": "a koala number %d" % i, "width": 64, "height": 64, "steps": 2 + i % 3,
+                                   "seed": 100 + i}
+        jobs["short2"]["negative_prompt"] = "blurry"
+        jobs["short3"]["sampler"] = "euler_a"
+        jobs["short4"]["cfg_scale"] = 3.0
+        jobs["batch"] = {"prompt": "two koalas", "width": 64, "height": 64, "steps": 2, "seed": 5, "n": 2}
+        jobs["long"] = {"prompt": "a long job", "width": 64, "height": 64, "steps": 300, "seed": 9}
+        entries = {}
+        for jid in ["long"] + [j for j in jobs if j != "long"]:
+            entries[jid] = r.cmd("XADD", STREAM, "*", "id", jid, "params", json.dumps(jobs[jid])).decode()
+        r.cmd("XADD", STREAM, "*", "id", "bad", "params", '{"prompt": "x", "steps": "many"}')
+        r.cmd("XADD", STREAM, "*", "params", "{}")  # no id: acknowledged and dropped
+        workers = [Worker("wA", model, redis.port), Worker("wB", model, redis.port)]
+
+        # The worker that took the long job is killed once it has made a few steps.
+        def long_owner():
+            try:
+                p = r.cmd("XPENDING", STREAM, GROUP, "-", "+", "10")
+            except RespError:  # the group does not exist until a worker made it
+                return None
+            for e in p or []:
+                if e[0].decode() == entries["long"]:
+                    return e[1].decode()
+            return None
+        wait_until(lambda: long_owner() is not None, 300)
+        victim = next(w for w in workers if w.name == long_owner())
+        wait_until(lambda: b'"job":"long"' in (r.cmd("GET", "leandiff:worker:" + victim.name) or b""), 60)
+        time.sleep(1.0)
+        check(r.cmd("EXISTS", "leandiff:result:long") == 0, "the long job finished before the kill: make it longer")
+        victim.proc.send_signal(signal.SIGKILL)
+        victim.proc.wait()
+        log("killed %s in the middle of the long job" % victim.name)
+        survivor = next(w for w in workers if w is not victim)
+
+        def all_done():
+            return all(r.cmd("EXISTS", "leandiff:result:" + j) == 1 for j in list(jobs) + ["bad"])
+        wait_until(all_done, 900, interval=0.2)
+        wait_until(lambda: r.cmd("XPENDING", STREAM, GROUP)[0] == 0, 60)
+        log("ok: every job has a result, nothing pending")
+
+        # exactly once: one "stored" line per job over both workers, and the reclaim is logged
+        logs = victim.text() + survivor.text()
+        for j in jobs:
+            n = logs.count("job %s stored" % j)
+            check(n == 1, "job %s stored %d times:\n%s" % (j, n, logs))
+        check("reclaimed " + entries["long"] in survivor.text(), "no reclaim logged:\n" + survivor.text())
+        bad = r.hgetall("leandiff:result:bad")
+        check(bad["status"] == b"error" and b"steps" in bad["error"], "bad job: %r" % bad)
+        check(r.cmd("TTL", "leandiff:result:short0") > 0, "results must expire")
+
+        for j, params in jobs.items():
+            res = r.hgetall("leandiff:result:" + j)
+            check(res["status"] == b"done", "job %s: %r" % (j, res.get("error")))
+            for i in range(params.get("n", 1)):
+                used = json.loads(res["params:%d" % i])
+                check(used["seed"] == params["seed"] + i and used["steps"] == params["steps"], "params %r" % used)
+                got = png_decode(res["png:%d" % i])
+                check(got[4].get("parameters") == res["infotext:%d" % i].decode(), "infotext chunk of " + j)
+                ref = generate_ref(model, params, params["seed"] + i, os.path.join(tmp, "%s-%d.png" % (j, i)))
+                check(got[:4] == ref[:4], "job %s image %d differs from leandiff generate" % (j, i))
+        log("ok: %d jobs, every image equals leandiff generate pixel for pixel" % len(jobs))
+
+        survivor.proc.send_signal(signal.SIGTERM)
+        check(survivor.proc.wait(120) == 0, "worker exit status on SIGTERM:\n" + survivor.text())
+        check(r.cmd("EXISTS", "leandiff:worker:" + survivor.name) == 0, "a stopped worker removes its heartbeat")
+        r.close()
+        log("ok: SIGTERM stops the worker cleanly")
+    finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
+        redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
