@@ -274,17 +274,8 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
     ok = arg_str(&f, "status") && arg_str(&f, "done") && arg_str(&f, "count") && arg_fmt(&f, "%lld", req.count);
     for (int i = 0; ok && st == LD_OK && i < req.count; i++) {
         ld_gen_params gp;
-        ld_gen_params_init(&gp);
-        gp.prompt = req.prompt;
-        gp.negative_prompt = req.negative_prompt;
-        gp.width = req.width;
-        gp.height = req.height;
-        gp.steps = req.steps;
-        gp.cfg_scale = (float)req.cfg_scale;
-        gp.prior_steps = req.prior_steps;
-        gp.prior_cfg_scale = (float)req.prior_cfg_scale;
-        gp.sampler = req.sampler[0] ? req.sampler : NULL;
-        gp.seed = (uint64_t)req.seed + (uint64_t)i;
+        ld_image init, mask;
+        gen_request_params(&req, (uint64_t)req.seed, i, &gp, &init, &mask);
         progress_ctx pc = {w, job, i, req.count, mono_now()};
         gp.progress = on_progress;
         gp.progress_user = &pc;

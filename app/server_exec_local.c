@@ -39,24 +39,8 @@ static int on_progress(void *user, const char *stage, int step, int total, doubl
 /* One image: generate, infotext, PNG, optional save. */
 static ld_status run_image(exec_local *ex, ld_ctx *ctx, job *j, int i) {
     ld_gen_params gp;
-    ld_gen_params_init(&gp);
-    gp.prompt = j->req.prompt;
-    gp.negative_prompt = j->req.negative_prompt;
-    gp.width = j->req.width;
-    gp.height = j->req.height;
-    gp.steps = j->req.steps;
-    gp.cfg_scale = (float)j->req.cfg_scale;
-    gp.prior_steps = j->req.prior_steps;
-    gp.prior_cfg_scale = (float)j->req.prior_cfg_scale;
-    gp.sampler = j->req.sampler[0] ? j->req.sampler : NULL;
-    gp.schedule = j->req.schedule[0] ? j->req.schedule : NULL;
-    ld_image init = {j->req.init_w, j->req.init_h, 3, j->req.init_rgb}, mask = {j->req.init_w, j->req.init_h, 3, j->req.mask_rgb};
-    if (j->req.init_rgb) {
-        gp.init_image = &init;
-        gp.mask_image = j->req.mask_rgb ? &mask : NULL;
-        gp.strength = (float)j->req.strength;
-    }
-    gp.seed = j->seed + (uint64_t)i;
+    ld_image init, mask;
+    gen_request_params(&j->req, j->seed, i, &gp, &init, &mask);
     progress_ctx pc = {ex->t, j};
     gp.progress = on_progress;
     gp.progress_user = &pc;

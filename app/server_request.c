@@ -29,6 +29,28 @@ void gen_request_init(gen_request *r) {
     r->count = 1;
 }
 
+void gen_request_params(const gen_request *req, uint64_t seed, int i, ld_gen_params *gp, ld_image *init, ld_image *mask) {
+    ld_gen_params_init(gp);
+    gp->prompt = req->prompt;
+    gp->negative_prompt = req->negative_prompt;
+    gp->width = req->width;
+    gp->height = req->height;
+    gp->steps = req->steps;
+    gp->cfg_scale = (float)req->cfg_scale;
+    gp->prior_steps = req->prior_steps;
+    gp->prior_cfg_scale = (float)req->prior_cfg_scale;
+    gp->sampler = req->sampler[0] ? req->sampler : NULL;
+    gp->schedule = req->schedule[0] ? req->schedule : NULL;
+    *init = (ld_image){req->init_w, req->init_h, 3, req->init_rgb};
+    *mask = (ld_image){req->init_w, req->init_h, 3, req->mask_rgb};
+    if (req->init_rgb) {
+        gp->init_image = init;
+        gp->mask_image = req->mask_rgb ? mask : NULL;
+        gp->strength = (float)req->strength;
+    }
+    gp->seed = seed + (uint64_t)i;
+}
+
 void gen_request_free(gen_request *r) {
     free(r->prompt);
     free(r->negative_prompt);

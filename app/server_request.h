@@ -14,6 +14,7 @@
 #ifndef LD_APP_SERVER_REQUEST_H
 #define LD_APP_SERVER_REQUEST_H
 
+#include "leandiff.h"
 #include "server_config.h"
 
 #include <jansson.h>
@@ -42,6 +43,9 @@ typedef struct {
 typedef enum { REQ_A1111, REQ_A1111_IMG2IMG, REQ_OPENAI, REQ_NATIVE } req_dialect;
 
 void gen_request_init(gen_request *r);
+/* The library parameters of image i of a request (seed + i); init and mask
+ * are filled to point at the request's images (valid while req lives). */
+void gen_request_params(const gen_request *req, uint64_t seed, int i, ld_gen_params *gp, ld_image *init, ld_image *mask);
 void gen_request_free(gen_request *r);
 
 /* Fills req from a JSON object for the model family ("sdxl", ...) under the
