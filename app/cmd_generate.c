@@ -262,8 +262,7 @@ int cmd_generate(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     ld_pipeline_options po;
-    memset(&po, 0, sizeof po);
-    po.vae_tiling = -1;
+    ld_pipeline_options_init(&po);
     ld_gen_params gp;
     ld_gen_params_init(&gp);
     gp.prompt = NULL;

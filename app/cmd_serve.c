@@ -122,8 +122,11 @@ int cmd_serve(int argc, char **argv) {
     ld_set_threads(c->threads);
     ld_ctx *ctx = ld_ctx_new();
     if (!ctx) return 1;
-    ld_pipeline_options opt = {.model_dir = c->model_dir, .decoder_dir = c->decoder_dir, .variant = variant,
-                               .vae_tiling = -1};
+    ld_pipeline_options opt;
+    ld_pipeline_options_init(&opt);
+    opt.model_dir = c->model_dir;
+    opt.decoder_dir = c->decoder_dir;
+    opt.variant = variant;
     ld_pipeline *pipe;
     if (ld_pipeline_open(ctx, &opt, &pipe) != LD_OK) {
         fprintf(stderr, "leandiff serve: %s\n", ld_ctx_error(ctx));

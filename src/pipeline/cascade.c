@@ -4,7 +4,8 @@
  * VQ) -> RGB. This file: open/free, the text encoder, the prior loop and the
  * run helpers (noise replay, dumps, progress); cascade_decode.c: stages B, A.
  *
- *     ld_pipeline_options o = {.model_dir = "stable-cascade-prior", .decoder_dir = "stable-cascade"};
+ *     ld_pipeline_options o; ld_pipeline_options_init(&o);
+ *     o.model_dir = "stable-cascade-prior"; o.decoder_dir = "stable-cascade";
  *     ld_pipeline_open(ctx, &o, &p);   ld_generate(ctx, p, &params, &img, &info);
  */
 #include "pipeline/cascade.h"
