@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 int cli_parse_int(const char *flag, const char *s, long long min, long long max, long long *out) {
@@ -52,4 +53,14 @@ int cli_parse_float(const char *flag, const char *s, double min, double max, dou
     }
     *out = v;
     return 1;
+}
+
+int cli_parse_choice(const char *flag, const char *s, const char *const *choices) {
+    int n = 0;
+    for (; choices[n]; n++)
+        if (!strcmp(s, choices[n])) return n;
+    fprintf(stderr, "leandiff: %s must be ", flag);
+    for (int i = 0; i < n; i++) fprintf(stderr, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ", choices[i]);
+    fprintf(stderr, ", got '%s'\n", s);
+    return -1;
 }

@@ -1,5 +1,6 @@
 /* Strict parsing of command-line values: the whole string must be a number
- * in range, otherwise a message naming the flag goes to stderr. */
+ * in range or one of the listed words, otherwise a message naming the flag
+ * goes to stderr. */
 #ifndef LD_APP_CLI_UTIL_H
 #define LD_APP_CLI_UTIL_H
 
@@ -8,5 +9,8 @@
 int cli_parse_int(const char *flag, const char *s, long long min, long long max, long long *out);
 int cli_parse_u64(const char *flag, const char *s, uint64_t *out);
 int cli_parse_float(const char *flag, const char *s, double min, double max, double *out);
+/* The index of s among the NULL-terminated choices, or -1 after a message
+ * ("leandiff: --schedule must be default or karras, got 'x'"). */
+int cli_parse_choice(const char *flag, const char *s, const char *const *choices);
 
 #endif

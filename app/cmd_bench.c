@@ -443,14 +443,12 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         case 'R':
             if (!cli_parse_float("--ref-peak", optarg, 0.001, 1e9, &o->ref_peak)) return 2;
             break;
-        case 'p':
-            if (!strcmp(optarg, "f32")) o->precision = LD_PRECISION_F32;
-            else if (!strcmp(optarg, "bf16")) o->precision = LD_PRECISION_BF16;
-            else {
-                fprintf(stderr, "leandiff: --precision must be f32 or bf16, got '%s'\n", optarg);
-                return 2;
-            }
+        case 'p': {
+            int k = cli_parse_choice("--precision", optarg, (const char *const[]){"f32", "bf16", NULL});
+            if (k < 0) return 2;
+            o->precision = k == 1 ? LD_PRECISION_BF16 : LD_PRECISION_F32;
             break;
+        }
         case 's': o->subfolder = optarg; break;
         case 'v': o->variant = optarg; break;
         case 'j': o->json = 1; break;

@@ -274,7 +274,7 @@ int cmd_generate(int argc, char **argv) {
     double d;
     int seed_random = 0, verbose = 0, quiet = 0, metadata = 1;
     uint64_t seed = 42;
-    int c;
+    int c, k;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:p:n:W:H:s:b:t:o:i:qvh", opts, NULL)) != -1) {
@@ -310,26 +310,17 @@ int cmd_generate(int argc, char **argv) {
             strength = (float)d;
             break;
         case OPT_SCHEDULE:
-            if (strcmp(optarg, "default") && strcmp(optarg, "karras")) {
-                fprintf(stderr, "leandiff generate: --schedule must be default or karras, got '%s'\n", optarg);
-                return 2;
-            }
+            if (cli_parse_choice("--schedule", optarg, (const char *const[]){"default", "karras", NULL}) < 0) return 2;
             gp.schedule = optarg;
             break;
         case OPT_PROMPT_SYNTAX:
-            if (strcmp(optarg, "a1111") && strcmp(optarg, "plain")) {
-                fprintf(stderr, "leandiff generate: --prompt-syntax must be a1111 or plain, got '%s'\n", optarg);
-                return 2;
-            }
+            if (cli_parse_choice("--prompt-syntax", optarg, (const char *const[]){"a1111", "plain", NULL}) < 0) return 2;
             gp.prompt_syntax = optarg;
             break;
         case OPT_TAESD: gp.taesd_dir = optarg; break;
         case OPT_VAE_DECODER:
-            if (strcmp(optarg, "full") && strcmp(optarg, "tiny")) {
-                fprintf(stderr, "leandiff generate: --vae-decoder must be full or tiny, got '%s'\n", optarg);
-                return 2;
-            }
-            gp.tiny_decoder = !strcmp(optarg, "tiny");
+            if ((k = cli_parse_choice("--vae-decoder", optarg, (const char *const[]){"full", "tiny", NULL})) < 0) return 2;
+            gp.tiny_decoder = k == 1;
             break;
         case OPT_PREVIEW: preview.path = optarg; break;
         case OPT_PREVIEW_EVERY:
@@ -356,12 +347,8 @@ int cmd_generate(int argc, char **argv) {
         case OPT_VAE_TILING: po.vae_tiling = 1; break;
         case OPT_NO_VAE_TILING: po.vae_tiling = 0; break;
         case OPT_PRECISION:
-            if (!strcmp(optarg, "f32")) po.precision = LD_PRECISION_F32;
-            else if (!strcmp(optarg, "bf16")) po.precision = LD_PRECISION_BF16;
-            else {
-                fprintf(stderr, "leandiff: --precision must be f32 or bf16, got '%s'\n", optarg);
-                return 2;
-            }
+            if ((k = cli_parse_choice("--precision", optarg, (const char *const[]){"f32", "bf16", NULL})) < 0) return 2;
+            po.precision = k == 1 ? LD_PRECISION_BF16 : LD_PRECISION_F32;
             break;
         case OPT_DECODER: po.decoder_dir = optarg; break;
         case OPT_PRIOR_STEPS:
