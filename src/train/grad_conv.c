@@ -1,0 +1,128 @@
+/* Backward of the 2-D convolution (see grad_ops.h), on the implicit-GEMM
+ * path of the forward: no im2col buffer is built in either direction.
+ *
+ *   dw[Cout, Cin*kh*kw] += dy_b[Cout, Ho*Wo] . patches(x_b)^T
+ *       B operand (pixel, patch row) packed straight from x_b;
+ *   dx_b[Cin, H*W]      += w^T[Cin, Cout*kh*kw] . taps(dy_b)
+ *       taps((co, ky, kx), (iy, ix)) = dy_b[co, oy, ox] where
+ *       iy = oy*stride - pad + ky*dil (0 where no such oy exists): the
+ *       transposed convolution, read straight from dy_b.
+ * Images are processed one after another, so dw sums in a fixed order. */
+#include "train/grad_ops.h"
+
+#include "tensor/ops_internal.h"
+
+#include <stdlib.h>
+
+typedef struct {
+    const float *p; /* x_b (patches) or dy_b (taps) */
+    int64_t C, H, W; /* planes of p */
+    int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+    int64_t Ho, Wo; /* the other side's size: forward output (patches) or input (taps) */
+} conv_view;
+
+/* dst[kk*ld + jj] = x_b[ci, iy, ix] for pixel k0+kk of the output and patch
+ * row j0+jj = (ci*kh + ky)*kw + kx. */
+static void patches_t_fill(const void *user, int64_t k0, int64_t kc, int64_t j0, int64_t n, float *dst, int64_t ld) {
+    const conv_view *s = user;
+    const int64_t khw = s->kh * s->kw;
+    for (int64_t jj = 0; jj < n; jj++) {
+        const int64_t r = j0 + jj, ci = r / khw, ky = (r % khw) / s->kw, kx = r % s->kw;
+        const float *plane = s->p + ci * s->H * s->W;
+        int64_t oy = k0 / s->Wo, ox = k0 % s->Wo;
+        for (int64_t kk = 0; kk < kc; kk++) {
+            const int64_t iy = oy * s->sh - s->ph + ky * s->dh, ix = ox * s->sw - s->pw + kx * s->dw;
+            dst[kk * ld + jj] = (iy >= 0 && iy < s->H && ix >= 0 && ix < s->W) ? plane[iy * s->W + ix] : 0.0f;
+            if (++ox == s->Wo) {
+                ox = 0;
+                oy++;
+            }
+        }
+    }
+}
+
+/* dst[kk*ld + jj] = taps(k0+kk, j0+jj): see the top of the file. Here p is
+ * dy_b with planes H x W = Ho_fwd x Wo_fwd, and (Ho, Wo) the input size. */
+static void taps_fill(const void *user, int64_t k0, int64_t kc, int64_t j0, int64_t n, float *dst, int64_t ld) {
+    const conv_view *s = user;
+    const int64_t khw = s->kh * s->kw;
+    for (int64_t kk = 0; kk < kc; kk++) {
+        const int64_t k = k0 + kk, co = k / khw, ky = (k % khw) / s->kw, kx = k % s->kw;
+        const float *plane = s->p + co * s->H * s->W;
+        float *d = dst + kk * ld;
+        int64_t j = j0;
+        const int64_t end = j0 + n;
+        while (j < end) {
+            const int64_t iy = j / s->Wo, ix0 = j % s->Wo;
+            const int64_t len = s->Wo - ix0 < end - j ? s->Wo - ix0 : end - j;
+            float *o = d + (j - j0);
+            const int64_t ty = iy + s->ph - ky * s->dh;
+            if (ty < 0 || ty % s->sh || ty / s->sh >= s->H) {
+                for (int64_t t = 0; t < len; t++) o[t] = 0.0f;
+            } else {
+                const float *row = plane + (ty / s->sh) * s->W;
+                const int64_t off = s->pw - kx * s->dw; /* tx = ix + off */
+                if (s->sw == 1) {
+                    for (int64_t t = 0; t < len; t++) {
+                        const int64_t tx = ix0 + t + off;
+                        o[t] = tx >= 0 && tx < s->W ? row[tx] : 0.0f;
+                    }
+                } else {
+                    for (int64_t t = 0; t < len; t++) {
+                        const int64_t tx = ix0 + t + off;
+                        o[t] = tx >= 0 && tx % s->sw == 0 && tx / s->sw < s->W ? row[tx / s->sw] : 0.0f;
+                    }
+                }
+            }
+            j += len;
+        }
+    }
+}
+
+int ld_conv2d_backward(const float *dy, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W,
+                       const ld_tensor *w, const ld_conv2d_params *p, float *dx, float *dw, float *db) {
+    const int64_t Cout = w->shape[0], kh = w->shape[2], kw = w->shape[3], khw = kh * kw, K = Cin * khw;
+    const int64_t Ho = ld_conv2d_out_dim(H, kh, p->stride_h, p->pad_h, p->dilation_h);
+    const int64_t Wo = ld_conv2d_out_dim(W, kw, p->stride_w, p->pad_w, p->dilation_w);
+    const int64_t HWo = Ho * Wo, HW = H * W;
+    if (db) ld_channel_sum_backward(db, dy, B, Cout, HWo);
+    float *wt = NULL;
+    if (dx) { /* w^T as f32 [Cin, Cout*kh*kw]: wt[ci, co*khw + t] = w[co, ci, t] */
+        wt = malloc(sizeof(float) * (size_t)(Cout * K));
+        if (!wt) return 0;
+        for (int64_t co = 0; co < Cout; co++)
+            for (int64_t ci = 0; ci < Cin; ci++)
+                for (int64_t t = 0; t < khw; t++) wt[ci * Cout * khw + co * khw + t] = ops_wget(w, (co * Cin + ci) * khw + t);
+    }
+    const int pointwise = kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0;
+    for (int64_t b = 0; b < B; b++) {
+        const float *dyb = dy + b * Cout * HWo, *xb = x + b * Cin * HW;
+        if (dw) {
+            ld_mat A = ld_mat_f32(dyb, HWo, 1);
+            if (pointwise) {
+                ld_mat Bm = ld_mat_f32(xb, 1, HW);
+                ld_gemm(Cout, K, HWo, &A, &Bm, dw, K, 1.0f, NULL, NULL);
+            } else {
+                conv_view s = {xb, Cin, H, W, kh, kw, p->stride_h, p->stride_w, p->pad_h, p->pad_w,
+                               p->dilation_h, p->dilation_w, Ho, Wo};
+                ld_gemm_bfill f = {patches_t_fill, &s};
+                ld_gemm_fill_b(Cout, K, HWo, &A, &f, dw, K, 1.0f, NULL, NULL);
+            }
+        }
+        if (dx) {
+            ld_mat A = ld_mat_f32(wt, Cout * khw, 1);
+            float *dxb = dx + b * Cin * HW;
+            if (pointwise) {
+                ld_mat Bm = ld_mat_f32(dyb, HWo, 1);
+                ld_gemm(Cin, HW, Cout, &A, &Bm, dxb, HW, 1.0f, NULL, NULL);
+            } else {
+                conv_view s = {dyb, Cout, Ho, Wo, kh, kw, p->stride_h, p->stride_w, p->pad_h, p->pad_w,
+                               p->dilation_h, p->dilation_w, H, W};
+                ld_gemm_bfill f = {taps_fill, &s};
+                ld_gemm_fill_b(Cin, HW, Cout * khw, &A, &f, dxb, HW, 1.0f, NULL, NULL);
+            }
+        }
+    }
+    free(wt);
+    return 1;
+}
