@@ -28,6 +28,8 @@ struct ld_weights {
     int recorder;
     ld_tensor *recorded; /* recorder: names strdup'ed into t.name */
     size_t nrec, rec_cap;
+    const ld_tensor *mem; /* memory source: the caller's tensors (views) */
+    size_t nmem;
 };
 
 static ld_status add_file(ld_ctx *ctx, ld_weights *ws, const char *path) {
@@ -170,6 +172,14 @@ ld_status ld_weights_new_recorder(ld_ctx *ctx, ld_weights **out) {
     return LD_OK;
 }
 
+ld_status ld_weights_new_memory(ld_ctx *ctx, const char *where, const ld_tensor *tensors, size_t n,
+                                ld_weights **out) {
+    LD_TRY(new_ws(ctx, out, where));
+    (*out)->mem = tensors;
+    (*out)->nmem = n;
+    return LD_OK;
+}
+
 void ld_weights_free(ld_weights *ws) {
     if (!ws) return;
     for (size_t i = 0; i < ws->nfiles; i++) ld_safetensors_close(ws->files[i]);
@@ -205,6 +215,8 @@ static const ld_tensor *find_file_tensor(const ld_weights *ws, const char *name,
 static const ld_tensor *find_any(const ld_weights *ws, const char *name, const char **file) {
     const ld_tensor *t = find_file_tensor(ws, name, file);
     if (t) return t;
+    for (size_t i = 0; i < ws->nmem; i++)
+        if (strcmp(ws->mem[i].name, name) == 0) return &ws->mem[i];
     for (size_t i = 0; i < ws->naliases; i++)
         if (ws->aliases[i].resolved && strcmp(ws->aliases[i].name, name) == 0) {
             find_file_tensor(ws, ws->aliases[i].target, file);

@@ -2,7 +2,7 @@
  *
  * A source is a component folder (diffusers layout: diffusion_pytorch_model
  * [.variant].safetensors, model[.variant].safetensors, or a sharded
- * *.safetensors.index.json), a single file, or a *recording* source used by
+ * *.safetensors.index.json), a single file, tensors in memory, or a *recording* source used by
  * `init-random`: it accepts every request and remembers names and shapes, so
  * the model's own build code defines what a random-weight file must hold.
  *
@@ -31,6 +31,10 @@ typedef struct ld_weights ld_weights;
 ld_status ld_weights_open_dir(ld_ctx *ctx, const char *dir, const char *variant, ld_weights **out);
 /* A .safetensors file or a .safetensors.index.json. */
 ld_status ld_weights_open_file(ld_ctx *ctx, const char *path, ld_weights **out);
+/* A source over n tensors the caller holds (views: their names and data must
+ * outlive the source), such as the training engine's f32 master weights. */
+ld_status ld_weights_new_memory(ld_ctx *ctx, const char *where, const ld_tensor *tensors, size_t n,
+                                ld_weights **out);
 /* A recording source (init-random); never fails except out of memory. */
 ld_status ld_weights_new_recorder(ld_ctx *ctx, ld_weights **out);
 void ld_weights_free(ld_weights *ws);

@@ -363,6 +363,26 @@ void ld_scheduler_predict_x0(const ld_scheduler *s, int call, const float *out, 
     }
 }
 
+ld_status ld_scheduler_training_pair(ld_ctx *ctx, const ld_scheduler *s, const int64_t *t, int B,
+                                     int64_t per_sample, const float *x0, const float *noise, float *noisy,
+                                     float *target) {
+    for (int b = 0; b < B; b++)
+        if (t[b] < 0 || t[b] >= s->num_train)
+            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training timestep %lld of sample %d is outside 0..%d",
+                           (long long)t[b], b, s->num_train - 1);
+    for (int b = 0; b < B; b++) {
+        /* DDPMScheduler.add_noise / get_velocity: sqrt of the float32 alphas_cumprod entry, products in float32 */
+        const float a = s->alphas_cumprod[t[b]], sa = sqrtf(a), s1 = sqrtf(1.0f - a);
+        const int64_t o = b * per_sample;
+        for (int64_t i = o; i < o + per_sample; i++) {
+            noisy[i] = sa * x0[i] + s1 * noise[i];
+            target[i] = s->prediction == PRED_EPSILON ? noise[i] : s->prediction == PRED_V ? sa * noise[i] - s1 * x0[i]
+                                                                                            : x0[i];
+        }
+    }
+    return LD_OK;
+}
+
 int ld_scheduler_needs_noise(const ld_scheduler *s, int call) {
     return s->fam->needs_noise ? s->fam->needs_noise(s, call) : 0;
 }

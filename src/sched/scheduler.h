@@ -95,6 +95,15 @@ void ld_scheduler_set_begin(ld_scheduler *s, int call);
 void ld_scheduler_add_noise(const ld_scheduler *s, int call, const float *x0, const float *noise, float *out,
                             int64_t n);
 
+/* Training at integer timesteps t[b] in [0, num_train_timesteps), B samples
+ * of per_sample elements: noisy = DDPMScheduler.add_noise(x0, noise, t) and
+ * the model's target under the config's prediction_type (epsilon: noise;
+ * v_prediction: get_velocity = sqrt(acp) noise - sqrt(1 - acp) x0; sample:
+ * x0). A timestep out of range is an error. */
+ld_status ld_scheduler_training_pair(ld_ctx *ctx, const ld_scheduler *s, const int64_t *t, int B,
+                                     int64_t per_sample, const float *x0, const float *noise, float *noisy,
+                                     float *target);
+
 /* out = scale_model_input(x) for this call; out may alias x. */
 void ld_scheduler_scale_input(const ld_scheduler *s, int call, const float *x, float *out, int64_t n);
 /* The estimate of the clean sample from this call's model output and x (for

@@ -1,0 +1,49 @@
+/* Training the UNet2DConditionModel (the SDXL family): its f32 master
+ * weights (train_params.h), a forward that keeps only each block's input,
+ * and a backward that recomputes one block at a time from that input and
+ * runs its backward (gradient checkpointing per block), accumulating into
+ * the parameter gradients.
+ *
+ * The model is the inference model (models/unet2d.c) built over the master
+ * weights; the blocks are the units of the forward: conv_in, each
+ * ResnetBlock2D (with its skip concatenation), each Transformer2DModel split
+ * into its input projection, every BasicTransformerBlock and its output
+ * projection, the samplers and the output head.
+ *
+ *     ld_train_unet *t;
+ *     LD_TRY(ld_train_unet_open(ctx, "$MODELS/koala-700m/unet", &t));
+ *     ld_train_params_zero_grad(ld_train_unet_params(t));
+ *     LD_TRY(ld_train_unet_forward(ctx, t, noisy, B, H, W, tsteps, ctx_emb, 77, text_embeds, time_ids, pred));
+ *     ... dpred = d loss / d pred ...
+ *     LD_TRY(ld_train_unet_backward(ctx, t, dpred));
+ */
+#ifndef LD_TRAIN_UNET_TRAIN_H
+#define LD_TRAIN_UNET_TRAIN_H
+
+#include "train/train_params.h"
+
+#include <jansson.h>
+
+typedef struct ld_train_unet ld_train_unet;
+
+/* A diffusers U-Net folder (config.json + weights in f32/f16/bf16). */
+ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, ld_train_unet **out);
+void ld_train_unet_free(ld_train_unet *t);
+
+ld_train_params *ld_train_unet_params(ld_train_unet *t);
+const json_t *ld_train_unet_config(const ld_train_unet *t);
+int ld_train_unet_out_channels(const ld_train_unet *t);
+
+/* pred [B, out_channels, H, W] for sample [B, in_channels, H, W] (inputs as
+ * ld_unet2d_forward). The inputs must stay valid until the backward. */
+ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *sample, int B, int H, int W,
+                                const float *timesteps, const float *context, int L, const float *text_embeds,
+                                const float *time_ids, float *pred);
+/* Adds d(loss)/d(parameters) to the gradients, from dpred = d(loss)/d(pred)
+ * of the last forward. */
+ld_status ld_train_unet_backward(ld_ctx *ctx, ld_train_unet *t, const float *dpred);
+
+/* Bytes of the activations the last step kept and its scratch peak. */
+size_t ld_train_unet_activation_bytes(const ld_train_unet *t);
+
+#endif

@@ -1,0 +1,59 @@
+/* Inside the U-Net trainer: the activations it keeps, the units of its
+ * forward (one block each) and their forward/backward pairs. Shared by
+ * unet_train.c (the plan, the time embedding, the step) and
+ * unet_train_units.c (the blocks). */
+#ifndef LD_TRAIN_UNET_TRAIN_INTERNAL_H
+#define LD_TRAIN_UNET_TRAIN_INTERNAL_H
+
+#include "models/unet2d_internal.h"
+#include "train/unet_train.h"
+
+/* A kept activation: the value and, during the backward, its gradient. */
+typedef struct {
+    float *v, *g;
+    int64_t n;
+    int owned; /* v is ours (not the caller's sample) */
+} tr_act;
+
+typedef enum { U_CONV_IN, U_RESNET, U_TF_IN, U_TBLOCK, U_TF_OUT, U_DOWN, U_UP, U_HEAD } tr_kind;
+
+typedef struct {
+    tr_kind kind;
+    const void *m;               /* ld_resnet, ld_tblock, ld_downsample, ld_upsample (others: NULL) */
+    const ld_transformer2d *tf;  /* U_TF_IN, U_TBLOCK, U_TF_OUT */
+    int in, in2, out;            /* activation ids; in2: the skip (U_RESNET) or the residual (U_TF_OUT), else -1 */
+    int C, C2, H, W;             /* channels of in and in2, input size */
+    int Ho, Wo;                  /* output size */
+} tr_unit;
+
+struct ld_train_unet {
+    ld_unet2d *u;
+    ld_train_params p;
+    json_t *config;
+    ld_arena scratch; /* one unit's temporaries at a time */
+    tr_act *acts;
+    int nacts, acts_cap;
+    tr_unit *units;
+    int nunits, units_cap;
+    /* the step's inputs and its time embedding (kept whole: it is small) */
+    int B, H, W, L;
+    const float *context;
+    float *temb_in, *temb_h, *add_in, *add_h, *emb, *emb_act, *d_emb_act;
+    size_t kept_bytes;
+};
+
+/* Zeroed floats from the scratch arena (NULL + error on ctx). */
+float *tr_zalloc(ld_ctx *ctx, ld_train_unet *t, int64_t n);
+/* The gradient buffer of activation id (allocated zeroed on first use). */
+float *tr_grad(ld_ctx *ctx, ld_train_unet *t, int id);
+/* d(weight) in the packed gradients (NULL for an absent tensor). */
+static inline float *tr_g(const ld_train_unet *t, const ld_tensor *w) { return ld_train_grad_of(&t->p, w); }
+
+/* Runs a unit forward into acts[out].v, with its temporaries on the scratch
+ * arena (left there: the caller resets). */
+ld_status tr_unit_forward(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u);
+/* Recomputes the unit from its kept inputs, then adds the gradients of its
+ * inputs and parameters from acts[out].g. */
+ld_status tr_unit_backward(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u);
+
+#endif
