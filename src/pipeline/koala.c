@@ -13,11 +13,10 @@
 #include "models/unet2d.h"
 #include "sched/scheduler.h"
 #include "sched/rng.h"
-#include "text/clip_text.h"
 #include "text/clip_tokenizer.h"
-#include "text/prompt_syntax.h"
 #include "pipeline/koala_init.h"
 #include "pipeline/preview.h"
+#include "pipeline/sdxl_text.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -242,138 +241,8 @@ static ld_status replay_check(ld_ctx *ctx, run *r, const ld_scheduler *s, int64_
     return st;
 }
 
-/* Token ids of texts[0..n-1] for one tokenizer: plain (diffusers: one chunk,
- * truncated at 75 tokens, weight 1) or A1111 syntax (chunks of 75 with
- * weights, every text padded with empty-prompt chunks to the longest). Fills
- * *ids / *mult with n * chunks * 77 entries and *chunks. */
-static ld_status tokenize_texts(ld_ctx *ctx, const ld_clip_tokenizer *tok, const char *const *texts, int n, int a1111,
-                                int64_t **ids, float **mult, int *chunks) {
-    ld_prompt_chunks ch[2] = {{0}}, empty = {0};
-    ld_status st = LD_OK;
-    int C = 1;
-    *ids = NULL;
-    *mult = NULL;
-    for (int i = 0; a1111 && st == LD_OK && i < n; i++) {
-        st = ld_prompt_chunk_text(ctx, tok, texts[i], &ch[i]);
-        if (st != LD_OK) ld_prefix_error(ctx, "%s: ", i == n - 1 ? "prompt" : "negative prompt");
-        if (st == LD_OK && ch[i].n > C) C = ch[i].n;
-    }
-    if (a1111 && st == LD_OK) st = ld_prompt_chunk_text(ctx, tok, "", &empty);
-    for (int i = 0; a1111 && st == LD_OK && i < n; i++) st = ld_prompt_chunks_pad(ctx, &ch[i], C, &empty);
-    const size_t per = (size_t)C * LD_CLIP_CONTEXT;
-    if (st == LD_OK) {
-        *ids = malloc(sizeof(int64_t) * per * (size_t)n);
-        *mult = malloc(sizeof(float) * per * (size_t)n);
-        if (!*ids || !*mult) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-    }
-    for (int i = 0; st == LD_OK && i < n; i++) {
-        if (a1111) {
-            memcpy(*ids + i * per, ch[i].ids, sizeof(int64_t) * per);
-            memcpy(*mult + i * per, ch[i].mult, sizeof(float) * per);
-        } else {
-            st = ld_clip_tokenize(ctx, tok, texts[i], *ids + i * per, NULL);
-            if (st != LD_OK) ld_prefix_error(ctx, "%s: ", i == n - 1 ? "prompt" : "negative prompt");
-            for (size_t k = 0; k < per; k++) (*mult)[i * per + k] = 1;
-        }
-    }
-    for (int i = 0; i < 2; i++) ld_prompt_chunks_free(&ch[i]);
-    ld_prompt_chunks_free(&empty);
-    if (st != LD_OK) {
-        free(*ids);
-        free(*mult);
-        *ids = NULL;
-        *mult = NULL;
-    }
-    *chunks = C;
-    return st;
-}
-
-/* Both tokenizers and encoders over texts[0..n-1] (n <= 2): hidden_states[-2]
- * of each encoder (with A1111 syntax: per chunk, weighted, chunks in a row)
- * concatenated along the features into embeds [n, r->L, D], and
- * text_encoder_2's projected pooled output (of the first chunk) into pooled
- * [n, P]. ids_out[e] (if set) gets each text's first 77 ids of tokenizer e.
- * Each encoder is loaded, run and freed in turn. */
-static ld_status encode_texts(ld_ctx *ctx, run *r, const char *const *texts, int n, float **embeds, float **pooled,
-                              int64_t *ids_out[2]) {
-    koala *k = r->k;
-    const char *variant = k->has_variant ? k->variant : NULL;
-    const char *tok_dirs[2] = {k->tok1, k->tok2}, *te_dirs[2] = {k->te1, k->te2};
-    const int a1111 = r->a1111_syntax;
-    float *hidden[2] = {NULL, NULL}, *pool_all = NULL;
-    int64_t dims[2] = {0, 0}, *ids = NULL;
-    float *mult = NULL;
-    int C = 0;
-    ld_status st = LD_OK;
-    *embeds = NULL;
-    *pooled = NULL;
-    double t0 = now_seconds();
-    for (int e = 0; e < 2 && st == LD_OK; e++) {
-        ld_clip_tokenizer *tok = NULL;
-        ld_clip_text *te = NULL;
-        int c = 0;
-        free(ids);
-        free(mult);
-        ids = NULL;
-        mult = NULL;
-        st = ld_clip_tokenizer_load(ctx, tok_dirs[e], &tok);
-        if (st == LD_OK) st = tokenize_texts(ctx, tok, texts, n, a1111, &ids, &mult, &c);
-        ld_clip_tokenizer_free(tok);
-        if (st == LD_OK && e == 1 && c != C)
-            st = ld_fail(ctx, LD_ERR_MODEL, "%s and %s split the prompt into %d and %d chunks", tok_dirs[0],
-                         tok_dirs[1], C, c);
-        C = c;
-        const int rows = n * C;
-        for (int i = 0; st == LD_OK && ids_out[e] && i < n; i++)
-            memcpy(ids_out[e] + (size_t)i * LD_CLIP_CONTEXT, ids + (size_t)i * C * LD_CLIP_CONTEXT,
-                   sizeof(int64_t) * LD_CLIP_CONTEXT);
-        if (st == LD_OK) st = ld_clip_text_load(ctx, te_dirs[e], variant, &te);
-        if (st == LD_OK) {
-            const ld_clip_text_config *cf = ld_clip_text_get_config(te);
-            dims[e] = cf->hidden_size;
-            if (e == 1 && cf->projection_dim <= 0)
-                st = ld_fail(ctx, LD_ERR_MODEL, "%s: text_encoder_2 has no text_projection (pooled text_embeds)",
-                             te_dirs[e]);
-            if (st == LD_OK && e == 1) {
-                r->P = cf->projection_dim;
-                *pooled = malloc(sizeof(float) * (size_t)(n * r->P));
-                pool_all = malloc(sizeof(float) * (size_t)rows * (size_t)r->P);
-            }
-            hidden[e] = malloc(sizeof(float) * (size_t)rows * LD_CLIP_CONTEXT * (size_t)dims[e]);
-            if (st == LD_OK && (!hidden[e] || (e == 1 && (!*pooled || !pool_all))))
-                st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-            if (st == LD_OK) {
-                ld_clip_text_out o = {.hidden_index = -2, .hidden = hidden[e], .text_embeds = e == 1 ? pool_all : NULL};
-                st = ld_clip_text_forward(ctx, te, ids, NULL, rows, LD_CLIP_CONTEXT, &o);
-            }
-            if (st == LD_OK && a1111) ld_prompt_emphasis(hidden[e], mult, rows, (int)dims[e]);
-            for (int i = 0; st == LD_OK && e == 1 && i < n; i++)
-                memcpy(*pooled + (size_t)i * r->P, pool_all + (size_t)i * C * r->P, sizeof(float) * r->P);
-        }
-        ld_clip_text_free(te);
-        if (st == LD_OK) st = report(ctx, r, "text", e + 1, 2, t0);
-    }
-    if (st == LD_OK) {
-        r->D = dims[0] + dims[1];
-        r->L = (int64_t)C * LD_CLIP_CONTEXT;
-        *embeds = malloc(sizeof(float) * (size_t)n * (size_t)r->L * (size_t)r->D);
-        if (!*embeds) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-        for (int64_t row = 0; st == LD_OK && row < (int64_t)n * r->L; row++) {
-            memcpy(*embeds + row * r->D, hidden[0] + row * dims[0], sizeof(float) * (size_t)dims[0]);
-            memcpy(*embeds + row * r->D + dims[0], hidden[1] + row * dims[1], sizeof(float) * (size_t)dims[1]);
-        }
-    }
-    free(hidden[0]);
-    free(hidden[1]);
-    free(pool_all);
-    free(ids);
-    free(mult);
-    if (st != LD_OK) {
-        free(*embeds);
-        free(*pooled);
-        *embeds = *pooled = NULL;
-    }
-    return st;
+static ld_status text_report(ld_ctx *ctx, void *user, int encoder, double since) {
+    return report(ctx, user, "text", encoder + 1, 2, since);
 }
 
 /* Text stage: fills r->embeds / r->pooled ([uncond; cond] with CFG). */
@@ -395,8 +264,16 @@ static ld_status stage_text(ld_ctx *ctx, run *r) {
             return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
         }
     }
-    float *emb = NULL, *pool = NULL;
-    ld_status st = encode_texts(ctx, r, texts, n, &emb, &pool, ids);
+    koala *k = r->k;
+    ld_sdxl_text te = {.tok = {k->tok1, k->tok2}, .te = {k->te1, k->te2},
+                       .variant = k->has_variant ? k->variant : NULL, .a1111 = r->a1111_syntax,
+                       .report = text_report, .user = r};
+    ld_sdxl_cond cond = {0};
+    ld_status st = ld_sdxl_encode(ctx, &te, texts, n, &cond, ids);
+    float *emb = cond.embeds, *pool = cond.pooled;
+    r->L = cond.L;
+    r->D = cond.D;
+    r->P = cond.P;
     if (st == LD_OK) {
         size_t erow = (size_t)r->L * (size_t)r->D;
         r->embeds = calloc((size_t)r->B * erow, sizeof(float));
