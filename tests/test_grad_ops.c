@@ -8,6 +8,7 @@
  * difference of L(p) = sum r . f(p) for every element of p. */
 #include "test_ops_util.h"
 #include "train/grad_ops.h"
+#include "train/lora.h"
 
 #include "base/cpu.h"
 
@@ -271,6 +272,51 @@ static void att_b(const void *o, const double *p, const float *dy, float *g) {
     free(q), free(k), free(v), free(out), free(lse), free(ref);
 }
 
+/* ---- LoRA on a frozen linear: p = [x (M*K) | A (r*K) | B (N*r)], W fixed ---- */
+typedef struct { int64_t M, K, N, r; float alpha; const float *w; } lora_op;
+static void lora_f(const void *o, const double *p, double *y) {
+    const lora_op *s = o;
+    const double *x = p, *A = x + s->M * s->K, *Bm = A + s->r * s->K, sc = s->alpha / s->r;
+    for (int64_t m = 0; m < s->M; m++)
+        for (int64_t n = 0; n < s->N; n++) {
+            double a = 0;
+            for (int64_t k = 0; k < s->K; k++) a += x[m * s->K + k] * s->w[n * s->K + k];
+            for (int64_t j = 0; j < s->r; j++) {
+                double h = 0;
+                for (int64_t k = 0; k < s->K; k++) h += A[j * s->K + k] * x[m * s->K + k];
+                a += sc * Bm[n * s->r + j] * h;
+            }
+            y[m * s->N + n] = a;
+        }
+}
+static void lora_b(const void *o, const double *p, const float *dy, float *g) {
+    const lora_op *s = o;
+    ld_ctx *ctx = ld_ctx_new();
+    ld_tensor w = f32_tensor((float *)s->w, 2, s->N, s->K, 0, 0);
+    w.name = "layer.weight";
+    const ld_tensor *bases[1] = {&w};
+    ld_lora l;
+    CHECK(ld_lora_create(ctx, bases, 1, (int)s->r, s->alpha, 1, &l) == LD_OK, "lora create");
+    float *x = to_f32(p, s->M * s->K);
+    for (int64_t i = 0; i < s->r * s->K + s->N * s->r; i++) l.params.value[i] = (float)p[s->M * s->K + i];
+    memset(g, 0, sizeof(float) * (size_t)(s->M * s->K + s->r * s->K + s->N * s->r));
+    ld_linear_backward(dy, x, s->M, &w, g, NULL, NULL); /* the frozen base passes dx only */
+    CHECK(ld_lora_backward(ctx, &l, 0, dy, x, s->M, g) == LD_OK, "lora backward");
+    memcpy(g + s->M * s->K, l.params.grad, sizeof(float) * (size_t)(s->r * s->K + s->N * s->r));
+    /* the forward adds what the naive one computes */
+    float *y = tw_alloc(s->M * s->N);
+    double *yr = malloc(sizeof(double) * (size_t)(s->M * s->N));
+    ld_linear(y, x, s->M, &w, NULL);
+    CHECK(ld_lora_forward(ctx, &l, 0, x, s->M, y) == LD_OK, "lora forward");
+    lora_f(o, p, yr);
+    double e = 0, d = 0;
+    for (int64_t i = 0; i < s->M * s->N; i++) e += (y[i] - yr[i]) * (y[i] - yr[i]), d += yr[i] * yr[i];
+    CHECK(sqrt(e / d) < 1e-5, "lora forward vs naive %.2e", sqrt(e / d));
+    free(x), free(y), free(yr);
+    ld_lora_free(&l);
+    ld_ctx_free(ctx);
+}
+
 static void run_all(void) {
     const lin_op lins[] = {{5, 7, 3}, {19, 13, 11}, {1, 33, 17}};
     for (size_t i = 0; i < sizeof lins / sizeof *lins; i++)
@@ -298,6 +344,10 @@ static void run_all(void) {
     for (size_t i = 0; i < sizeof ups / sizeof *ups; i++)
         check_op("upsample_nearest", up_f, up_b, &ups[i], ups[i].B * ups[i].C * ups[i].H * ups[i].W,
                  ups[i].B * ups[i].C * ups[i].Ho * ups[i].Wo, 1.0);
+    float wl[11 * 9];
+    test_fill(wl, 11 * 9, 5);
+    const lora_op lo = {7, 9, 11, 3, 6.0f, wl};
+    check_op("lora", lora_f, lora_b, &lo, lo.M * lo.K + lo.r * lo.K + lo.N * lo.r, lo.M * lo.N, 1.0);
     const att_op atts[] = {{2, 2, 7, 7, 5}, {1, 3, 67, 9, 4}, {2, 1, 5, 70, 3}};
     for (size_t i = 0; i < sizeof atts / sizeof *atts; i++) {
         const att_op *a = &atts[i];

@@ -57,6 +57,42 @@ ld_status ld_train_params_from_weights(ld_ctx *ctx, const ld_weights *ws, ld_tra
     return st;
 }
 
+ld_status ld_train_params_alloc(ld_ctx *ctx, size_t n, const char *const *names, const int *ndims,
+                                const int64_t (*shapes)[LD_MAX_DIMS], ld_train_params *p) {
+    memset(p, 0, sizeof *p);
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t e = 1;
+        for (int d = 0; d < ndims[i]; d++) e *= shapes[i][d];
+        total += e;
+    }
+    p->tensors = calloc(n ? n : 1, sizeof *p->tensors);
+    p->offset = calloc(n ? n : 1, sizeof *p->offset);
+    p->value = calloc((size_t)(total ? total : 1), sizeof(float));
+    p->grad = calloc((size_t)(total ? total : 1), sizeof(float));
+    if (!p->tensors || !p->offset || !p->value || !p->grad) {
+        ld_train_params_free(p);
+        return ld_fail(ctx, LD_ERR_NOMEM, "training: cannot hold %lld parameters", (long long)total);
+    }
+    int64_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        ld_tensor *t = &p->tensors[i];
+        t->dtype = LD_F32;
+        t->ndim = ndims[i];
+        memcpy(t->shape, shapes[i], sizeof t->shape);
+        t->data = p->value + off;
+        p->offset[i] = off;
+        p->count++;
+        if (!(t->name = strdup(names[i]))) {
+            ld_train_params_free(p);
+            return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        }
+        off += ld_tensor_numel(t);
+    }
+    p->total = total;
+    return LD_OK;
+}
+
 void ld_train_params_free(ld_train_params *p) {
     if (!p) return;
     for (size_t i = 0; i < p->count; i++) free((char *)p->tensors[i].name);

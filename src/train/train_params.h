@@ -26,6 +26,9 @@ typedef struct {
 
 /* Copies every float tensor of the files of ws into f32 master weights. */
 ld_status ld_train_params_from_weights(ld_ctx *ctx, const ld_weights *ws, ld_train_params *p);
+/* Zeroed parameters of the given names (copied) and shapes, with no source. */
+ld_status ld_train_params_alloc(ld_ctx *ctx, size_t n, const char *const *names, const int *ndims,
+                                const int64_t (*shapes)[LD_MAX_DIMS], ld_train_params *p);
 void ld_train_params_free(ld_train_params *p);
 void ld_train_params_zero_grad(ld_train_params *p);
 

@@ -170,7 +170,7 @@ ld_status ld_train_replay(ld_ctx *ctx, const char *model_dir, const char *case_p
     ld_st_builder_init(&out);
     ld_status st = ld_safetensors_open(ctx, case_path, &cs);
     if (st == LD_OK) st = ld_component_dir(ctx, model_dir, NULL, "unet", unet_dir, sizeof unet_dir);
-    if (st == LD_OK) st = ld_train_unet_open(ctx, unet_dir, &t);
+    if (st == LD_OK) st = ld_train_unet_open(ctx, unet_dir, 0, &t);
     if (st == LD_OK) st = open_scheduler(ctx, model_dir, &sched);
     if (st == LD_OK) st = replay(ctx, model_dir, cs, case_path, t, sched, &out);
     if (st == LD_OK) st = ld_st_builder_meta(ctx, &out, "produced_by", "leandiff train --replay");

@@ -9,7 +9,7 @@
 
 #include <stdlib.h>
 
-ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, ld_train_unet **out) {
+ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, int frozen, ld_train_unet **out) {
     *out = NULL;
     ld_train_unet *t;
     LD_TRY(ld_calloc(ctx, (void **)&t, 1, sizeof *t, "U-Net trainer"));
@@ -20,13 +20,18 @@ ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, ld_train_unet **
         free(t);
         return st;
     }
-    st = ld_train_params_from_weights(ctx, f.ws, &t->p);
-    if (st == LD_OK) {
-        t->config = json_incref((json_t *)f.config);
-        st = ld_unet2d_build(ctx, f.where, f.config, t->p.source, &t->u);
-        if (st == LD_OK) t->p.source = NULL; /* the model owns it now */
+    t->config = json_incref((json_t *)f.config);
+    if (frozen) { /* the model reads the file's weights in place and owns them */
+        st = ld_unet2d_build(ctx, f.where, f.config, f.ws, &t->u);
+        ld_component_files_close(&f, st == LD_OK);
+    } else {
+        st = ld_train_params_from_weights(ctx, f.ws, &t->p);
+        if (st == LD_OK) {
+            st = ld_unet2d_build(ctx, f.where, f.config, t->p.source, &t->u);
+            if (st == LD_OK) t->p.source = NULL; /* the model owns it now */
+        }
+        ld_component_files_close(&f, 0);
     }
-    ld_component_files_close(&f, 0);
     if (st == LD_OK && t->u->cfg.downsample_padding != 1)
         st = ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: training supports downsample_padding 1 (SDXL's), not %d", unet_dir,
                      t->u->cfg.downsample_padding);
@@ -49,9 +54,66 @@ static void free_step(ld_train_unet *t) {
     t->kept_bytes = 0;
 }
 
+/* Appends (w != NULL) or counts the attention projections (to_q, to_k, to_v,
+ * to_out.0 of attn1 and attn2) of one Transformer2DModel; returns the new n. */
+static size_t attn_weights(const ld_transformer2d *tf, const ld_tensor **w, size_t n) {
+    for (int k = 0; k < tf->depth; k++) {
+        const ld_tblock *b = &tf->blocks[k];
+        const ld_tensor *p[8] = {&b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out.w,
+                                 &b->attn2_q, &b->attn2_k, &b->attn2_v, &b->attn2_out.w};
+        for (int i = 0; i < 8; i++, n++)
+            if (w) w[n] = p[i];
+    }
+    return n;
+}
+
+/* Every Transformer2DModel's projections in module order (down, mid, up). */
+static size_t all_attn_weights(const ld_unet2d *m, const ld_tensor **w) {
+    const unet_config *c = &m->cfg;
+    size_t n = 0;
+    for (int i = 0; i < c->nblocks; i++)
+        for (int j = 0; m->down[i].cross_attn && j < m->down[i].nlayers; j++)
+            n = attn_weights(&m->down[i].attentions[j], w, n);
+    if (c->has_mid) n = attn_weights(&m->mid_attention, w, n);
+    for (int i = 0; i < c->nblocks; i++)
+        for (int j = 0; m->up[i].cross_attn && j < m->up[i].nlayers; j++)
+            n = attn_weights(&m->up[i].attentions[j], w, n);
+    return n;
+}
+
+ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, int rank, float alpha, uint64_t seed) {
+    const size_t n = all_attn_weights(t->u, NULL);
+    const ld_tensor **w = malloc(sizeof *w * (n ? n : 1));
+    ld_lora *l = calloc(1, sizeof *l);
+    ld_status st = w && l ? LD_OK : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    if (st == LD_OK) {
+        all_attn_weights(t->u, w);
+        st = ld_lora_create(ctx, w, n, rank, alpha, seed, l);
+    }
+    free(w);
+    if (st != LD_OK) {
+        free(l);
+        return st;
+    }
+    if (t->lora) {
+        ld_lora_free(t->lora);
+        free(t->lora);
+    }
+    t->lora = l;
+    return LD_OK;
+}
+
+ld_lora *ld_train_unet_lora(ld_train_unet *t) { return t->lora; }
+
+ld_train_params *ld_train_unet_trainable(ld_train_unet *t) { return t->lora ? &t->lora->params : &t->p; }
+
 void ld_train_unet_free(ld_train_unet *t) {
     if (!t) return;
     free_step(t);
+    if (t->lora) {
+        ld_lora_free(t->lora);
+        free(t->lora);
+    }
     free(t->acts);
     free(t->units);
     ld_unet2d_free(t->u);

@@ -11,7 +11,7 @@
  * projection, the samplers and the output head.
  *
  *     ld_train_unet *t;
- *     LD_TRY(ld_train_unet_open(ctx, "$MODELS/koala-700m/unet", &t));
+ *     LD_TRY(ld_train_unet_open(ctx, "$MODELS/koala-700m/unet", 0, &t));
  *     ld_train_params_zero_grad(ld_train_unet_params(t));
  *     LD_TRY(ld_train_unet_forward(ctx, t, noisy, B, H, W, tsteps, ctx_emb, 77, text_embeds, time_ids, pred));
  *     ... dpred = d loss / d pred ...
@@ -20,17 +20,27 @@
 #ifndef LD_TRAIN_UNET_TRAIN_H
 #define LD_TRAIN_UNET_TRAIN_H
 
+#include "train/lora.h"
 #include "train/train_params.h"
 
 #include <jansson.h>
 
 typedef struct ld_train_unet ld_train_unet;
 
-/* A diffusers U-Net folder (config.json + weights in f32/f16/bf16). */
-ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, ld_train_unet **out);
+/* A diffusers U-Net folder (config.json + weights in f32/f16/bf16). frozen:
+ * the weights stay as stored (mmapped, no gradients) for adapter training;
+ * else they are copied into f32 master weights that train. */
+ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, int frozen, ld_train_unet **out);
 void ld_train_unet_free(ld_train_unet *t);
 
 ld_train_params *ld_train_unet_params(ld_train_unet *t);
+/* LoRA adapters (lora.h) on every attention projection (to_q, to_k, to_v,
+ * to_out.0 of attn1 and attn2), the layers peft's diffusers scripts target. */
+ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, int rank, float alpha, uint64_t seed);
+/* The adapters (NULL without LoRA). */
+ld_lora *ld_train_unet_lora(ld_train_unet *t);
+/* What trains: the adapters' parameters when there are any, else the weights. */
+ld_train_params *ld_train_unet_trainable(ld_train_unet *t);
 const json_t *ld_train_unet_config(const ld_train_unet *t);
 int ld_train_unet_out_channels(const ld_train_unet *t);
 

@@ -6,6 +6,7 @@
 #define LD_TRAIN_UNET_TRAIN_INTERNAL_H
 
 #include "models/unet2d_internal.h"
+#include "train/lora.h"
 #include "train/unet_train.h"
 
 /* A kept activation: the value and, during the backward, its gradient. */
@@ -28,7 +29,8 @@ typedef struct {
 
 struct ld_train_unet {
     ld_unet2d *u;
-    ld_train_params p;
+    ld_train_params p; /* master weights (empty when the base is frozen) */
+    ld_lora *lora;     /* adapters, or NULL */
     json_t *config;
     ld_arena scratch; /* one unit's temporaries at a time */
     tr_act *acts;

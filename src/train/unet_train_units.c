@@ -30,6 +30,21 @@ static void add_to(float *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+/* A linear layer of the model, with its LoRA adapter when it has one. */
+static ld_status lin_fwd(ld_ctx *ctx, ld_train_unet *t, const ld_tensor *w, const ld_tensor *b, const float *x,
+                         int64_t M, float *y) {
+    ld_linear(y, x, M, w, b);
+    const int a = ld_lora_find(t->lora, w);
+    return a < 0 ? LD_OK : ld_lora_forward(ctx, t->lora, a, x, M, y);
+}
+
+static ld_status lin_bwd(ld_ctx *ctx, ld_train_unet *t, const ld_tensor *w, const ld_tensor *b, const float *dy,
+                         const float *x, int64_t M, float *dx) {
+    ld_linear_backward(dy, x, M, w, dx, tr_g(t, w), b ? tr_g(t, b) : NULL);
+    const int a = ld_lora_find(t->lora, w);
+    return a < 0 ? LD_OK : ld_lora_backward(ctx, t->lora, a, dy, x, M, dx);
+}
+
 /* ---- conv_in ---- */
 
 static ld_conv2d_params same_pad(int k) { return ld_conv2d_params_make(1, k / 2); }
@@ -211,12 +226,12 @@ static ld_status attn_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, const
     ZALLOC(s->lse, t->B * tf->heads * Lq);
     ld_layer_norm(s->n, hs_in, N, C, 1e-5f, &norm->w, &norm->b);
     const float *kv = cross ? t->context : s->n;
-    ld_linear(s->q, s->n, N, wq, NULL);
-    ld_linear(s->k, kv, t->B * Lk, wk, NULL);
-    ld_linear(s->v, kv, t->B * Lk, wv, NULL);
+    LD_TRY(lin_fwd(ctx, t, wq, NULL, s->n, N, s->q));
+    LD_TRY(lin_fwd(ctx, t, wk, NULL, kv, t->B * Lk, s->k));
+    LD_TRY(lin_fwd(ctx, t, wv, NULL, kv, t->B * Lk, s->v));
     OK_OR_NOMEM(ld_attention_train_forward(s->o, C, s->lse, s->q, C, s->k, C, s->v, C, t->B, tf->heads, Lq, Lk,
                                            tf->head_dim, 1.0f / sqrtf((float)tf->head_dim)));
-    ld_linear(hs_out, s->o, N, &wo->w, opt(&wo->b));
+    LD_TRY(lin_fwd(ctx, t, &wo->w, opt(&wo->b), s->o, N, hs_out));
     add_to(hs_out, hs_in, N * C);
     return LD_OK;
 }
@@ -229,18 +244,18 @@ static ld_status attn_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, const
     const int64_t C = u->C, Lq = (int64_t)u->H * u->W, N = t->B * Lq, Lk = cross ? t->L : Lq;
     float *dout, *dq, *dk, *dv, *dn;
     ZALLOC(dout, N * C);
-    ld_linear_backward(dh, s->o, N, &wo->w, dout, tr_g(t, &wo->w), tr_g(t, &wo->b));
+    LD_TRY(lin_bwd(ctx, t, &wo->w, opt(&wo->b), dh, s->o, N, dout));
     ZALLOC(dq, N * C);
     ZALLOC(dk, t->B * Lk * C);
     ZALLOC(dv, t->B * Lk * C);
     OK_OR_NOMEM(ld_attention_backward(dout, C, s->o, s->lse, s->q, C, s->k, C, s->v, C, t->B, tf->heads, Lq, Lk,
                                       tf->head_dim, 1.0f / sqrtf((float)tf->head_dim), dq, dk, dv));
     ZALLOC(dn, N * C);
-    ld_linear_backward(dq, s->n, N, wq, dn, tr_g(t, wq), NULL);
+    LD_TRY(lin_bwd(ctx, t, wq, NULL, dq, s->n, N, dn));
     const float *kv = cross ? t->context : s->n;
     float *dkv = cross ? NULL : dn; /* the text context takes no gradient */
-    ld_linear_backward(dk, kv, t->B * Lk, wk, dkv, tr_g(t, wk), NULL);
-    ld_linear_backward(dv, kv, t->B * Lk, wv, dkv, tr_g(t, wv), NULL);
+    LD_TRY(lin_bwd(ctx, t, wk, NULL, dk, kv, t->B * Lk, dkv));
+    LD_TRY(lin_bwd(ctx, t, wv, NULL, dv, kv, t->B * Lk, dkv));
     OK_OR_NOMEM(ld_layer_norm_backward(dn, hs_in, N, C, 1e-5f, &norm->w, dh, tr_g(t, &norm->w), tr_g(t, &norm->b)));
     return LD_OK;
 }

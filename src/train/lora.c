@@ -1,0 +1,191 @@
+/* LoRA adapters for training (see lora.h). */
+#include "train/lora.h"
+
+#include "io/safetensors.h"
+#include "tensor/gemm.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+ld_status ld_lora_create(ld_ctx *ctx, const ld_tensor *const *bases, size_t n, int rank, float alpha, uint64_t seed,
+                         ld_lora *l) {
+    memset(l, 0, sizeof *l);
+    if (rank < 1 || rank > 4096) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "LoRA rank %d is outside 1..4096", rank);
+    if (n == 0) return ld_fail(ctx, LD_ERR_MODEL, "LoRA: the model has no layer to adapt");
+    l->rank = rank;
+    l->alpha = alpha > 0 ? alpha : (float)rank;
+    l->scale = l->alpha / (float)rank;
+    l->n = n;
+    l->base = calloc(n, sizeof *l->base);
+    l->module = calloc(n, sizeof *l->module);
+    char **names = calloc(2 * n, sizeof *names);
+    int *ndims = calloc(2 * n, sizeof *ndims);
+    int64_t (*shapes)[LD_MAX_DIMS] = calloc(2 * n, sizeof *shapes);
+    ld_status st = l->base && l->module && names && ndims && shapes ? LD_OK : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; st == LD_OK && i < n; i++) {
+        const ld_tensor *w = bases[i];
+        const char *nm = w->name ? w->name : "";
+        size_t len = strlen(nm);
+        if (w->ndim != 2 || len < 8 || strcmp(nm + len - 7, ".weight")) {
+            st = ld_fail(ctx, LD_ERR_INTERNAL, "LoRA: '%s' is not a linear weight", nm);
+            break;
+        }
+        l->base[i] = w;
+        l->module[i] = strndup(nm, len - 7);
+        names[2 * i] = malloc(len + 16);
+        names[2 * i + 1] = malloc(len + 16);
+        if (!l->module[i] || !names[2 * i] || !names[2 * i + 1]) {
+            st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+            break;
+        }
+        snprintf(names[2 * i], len + 16, "%s.lora_A.weight", l->module[i]);
+        snprintf(names[2 * i + 1], len + 16, "%s.lora_B.weight", l->module[i]);
+        ndims[2 * i] = ndims[2 * i + 1] = 2;
+        shapes[2 * i][0] = rank, shapes[2 * i][1] = w->shape[1];
+        shapes[2 * i + 1][0] = w->shape[0], shapes[2 * i + 1][1] = rank;
+    }
+    if (st == LD_OK) st = ld_train_params_alloc(ctx, 2 * n, (const char *const *)names, ndims, shapes, &l->params);
+    for (size_t i = 0; st == LD_OK && i < n; i++) { /* A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0 */
+        const ld_tensor *a = &l->params.tensors[2 * i];
+        const float bound = 1.0f / sqrtf((float)a->shape[1]);
+        float *av = a->data;
+        for (int64_t k = 0; k < ld_tensor_numel(a); k++) {
+            const uint64_t r = mix(seed ^ mix(i * 0x100000001b3ull + (uint64_t)k));
+            av[k] = bound * (2.0f * (float)((r >> 40) * (1.0 / 16777216.0)) - 1.0f);
+        }
+    }
+    for (size_t i = 0; names && i < 2 * n; i++) free(names[i]);
+    free(names);
+    free(ndims);
+    free(shapes);
+    if (st != LD_OK) ld_lora_free(l);
+    return st;
+}
+
+void ld_lora_free(ld_lora *l) {
+    for (size_t i = 0; l->module && i < l->n; i++) free(l->module[i]);
+    free(l->module);
+    free(l->base);
+    ld_train_params_free(&l->params);
+    memset(l, 0, sizeof *l);
+}
+
+int ld_lora_find(const ld_lora *l, const ld_tensor *w) {
+    if (!l || !w) return -1;
+    for (size_t i = 0; i < l->n; i++)
+        if (l->base[i]->data == w->data) return (int)i;
+    return -1;
+}
+
+ld_status ld_lora_forward(ld_ctx *ctx, const ld_lora *l, int i, const float *x, int64_t M, float *y) {
+    const ld_tensor *A = &l->params.tensors[2 * i], *B = &l->params.tensors[2 * i + 1];
+    const int64_t r = l->rank, in = A->shape[1], out = B->shape[0];
+    float *h = malloc(sizeof(float) * (size_t)(M * r));
+    if (!h) return ld_fail(ctx, LD_ERR_NOMEM, "LoRA: out of memory");
+    ld_mat X = ld_mat_f32(x, in, 1), At = ld_mat_f32(A->data, 1, in); /* h = x A^T */
+    ld_gemm(M, r, in, &X, &At, h, r, 0.0f, NULL, NULL);
+    for (int64_t k = 0; k < M * r; k++) h[k] *= l->scale;
+    ld_mat H = ld_mat_f32(h, r, 1), Bt = ld_mat_f32(B->data, 1, r); /* y += h B^T */
+    ld_gemm(M, out, r, &H, &Bt, y, out, 1.0f, NULL, NULL);
+    free(h);
+    return LD_OK;
+}
+
+ld_status ld_lora_backward(ld_ctx *ctx, ld_lora *l, int i, const float *dy, const float *x, int64_t M, float *dx) {
+    const ld_tensor *A = &l->params.tensors[2 * i], *B = &l->params.tensors[2 * i + 1];
+    float *dA = l->params.grad + l->params.offset[2 * i], *dB = l->params.grad + l->params.offset[2 * i + 1];
+    const int64_t r = l->rank, in = A->shape[1], out = B->shape[0];
+    float *h = malloc(sizeof(float) * (size_t)(M * r)), *dh = malloc(sizeof(float) * (size_t)(M * r));
+    if (!h || !dh) {
+        free(h);
+        free(dh);
+        return ld_fail(ctx, LD_ERR_NOMEM, "LoRA: out of memory");
+    }
+    ld_mat X = ld_mat_f32(x, in, 1), At = ld_mat_f32(A->data, 1, in);
+    ld_gemm(M, r, in, &X, &At, h, r, 0.0f, NULL, NULL); /* h = x A^T (unscaled) */
+    for (int64_t k = 0; k < M * r; k++) h[k] *= l->scale;
+    ld_mat dYt = ld_mat_f32(dy, 1, out), Hm = ld_mat_f32(h, r, 1); /* dB += dy^T h */
+    ld_gemm(out, r, M, &dYt, &Hm, dB, r, 1.0f, NULL, NULL);
+    ld_mat dY = ld_mat_f32(dy, out, 1), Bm = ld_mat_f32(B->data, r, 1); /* dh = scale * dy B */
+    ld_gemm(M, r, out, &dY, &Bm, dh, r, 0.0f, NULL, NULL);
+    for (int64_t k = 0; k < M * r; k++) dh[k] *= l->scale;
+    ld_mat dHt = ld_mat_f32(dh, 1, r), Xm = ld_mat_f32(x, in, 1); /* dA += dh^T x */
+    ld_gemm(r, in, M, &dHt, &Xm, dA, in, 1.0f, NULL, NULL);
+    if (dx) { /* dx += dh A */
+        ld_mat dH = ld_mat_f32(dh, r, 1), Am = ld_mat_f32(A->data, in, 1);
+        ld_gemm(M, in, r, &dH, &Am, dx, in, 1.0f, NULL, NULL);
+    }
+    free(h);
+    free(dh);
+    return LD_OK;
+}
+
+/* "down_blocks.1.x" -> "lora_unet_down_blocks_1_x" */
+static void kohya_name(char *buf, size_t n, const char *module, const char *suffix) {
+    snprintf(buf, n, "lora_unet_%s", module);
+    for (char *p = buf + 10; *p; p++)
+        if (*p == '.') *p = '_';
+    strncat(buf, suffix, n - strlen(buf) - 1);
+}
+
+ld_status ld_lora_save(ld_ctx *ctx, const ld_lora *l, ld_lora_format fmt, ld_dtype dtype, const char *path) {
+    ld_st_builder b;
+    ld_st_builder_init(&b);
+    ld_status st = LD_OK;
+    float *tmp = NULL;
+    uint16_t *half = NULL;
+    for (size_t i = 0; st == LD_OK && i < l->n; i++) {
+        for (int k = 0; st == LD_OK && k < 2; k++) {
+            const ld_tensor *t = &l->params.tensors[2 * i + k];
+            const int64_t n = ld_tensor_numel(t);
+            char name[1024];
+            if (fmt == LD_LORA_KOHYA) kohya_name(name, sizeof name, l->module[i], k ? ".lora_up.weight" : ".lora_down.weight");
+            else snprintf(name, sizeof name, "unet.%s.lora_%c.weight", l->module[i], k ? 'B' : 'A');
+            float *nt = realloc(tmp, sizeof(float) * (size_t)n);
+            uint16_t *nh = realloc(half, sizeof(uint16_t) * (size_t)n);
+            if (!nt || !nh) {
+                free(nt ? nt : tmp);
+                free(nh ? nh : half);
+                tmp = NULL, half = NULL;
+                st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+                break;
+            }
+            tmp = nt, half = nh;
+            /* peft files carry no alpha: B is saved pre-scaled so it loads at scale 1 */
+            const float s = (fmt == LD_LORA_PEFT && k == 1) ? l->scale : 1.0f;
+            for (int64_t e = 0; e < n; e++) tmp[e] = s * ((const float *)t->data)[e];
+            if (dtype == LD_F16) {
+                for (int64_t e = 0; e < n; e++) half[e] = ld_f32_to_f16(tmp[e]);
+                st = ld_st_builder_add(ctx, &b, name, LD_F16, 2, t->shape, half);
+            } else {
+                st = ld_st_builder_add_f32(ctx, &b, name, 2, t->shape, tmp);
+            }
+        }
+        if (st == LD_OK && fmt == LD_LORA_KOHYA) {
+            char name[1024];
+            kohya_name(name, sizeof name, l->module[i], ".alpha");
+            st = ld_st_builder_add_f32(ctx, &b, name, 0, NULL, &l->alpha);
+        }
+    }
+    char rank[32], alpha[32];
+    snprintf(rank, sizeof rank, "%d", l->rank);
+    snprintf(alpha, sizeof alpha, "%g", (double)l->alpha);
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &b, "format", "pt");
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &b, "lora_rank", rank);
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &b, "lora_alpha", alpha);
+    if (st == LD_OK) st = ld_st_builder_meta(ctx, &b, "produced_by", "leandiff train");
+    if (st == LD_OK) st = ld_st_builder_write(ctx, &b, path);
+    ld_st_builder_free(&b);
+    free(tmp);
+    free(half);
+    return st;
+}

@@ -1,0 +1,61 @@
+/* What a training run reads every step, computed once before it: each
+ * image's latents and SDXL micro-conditioning, each caption's text
+ * embeddings (the text encoders and the VAE are frozen, so they are run
+ * once and freed before the U-Net is loaded), as diffusers'
+ * train_text_to_image_sdxl.py and kohya's cache_latents do:
+ *
+ *   image  -> resized so its shorter side is `resolution` (antialiased
+ *             bicubic), cropped to resolution x resolution (centre, or a
+ *             seeded random crop), [-1, 1];
+ *   latent =  (mean + std * noise) * scaling_factor  (one sample of the
+ *             VAE's latent distribution, seeded per image);
+ *   time_ids = (original_h, original_w, crop_top, crop_left, res, res);
+ *   with flip: the mirrored image is cached too (its crop mirrored), and a
+ *   step picks one of the two at random (kohya's flip_aug);
+ *   captions -> prompt_embeds [L, 2048], pooled [1280]; the empty caption
+ *   is cached last for caption dropout.
+ *
+ * An image that cannot be decoded or is smaller than min_size on a side is
+ * reported by file and skipped (or is an error without skip_bad).
+ */
+#ifndef LD_TRAIN_TRAIN_CACHE_H
+#define LD_TRAIN_TRAIN_CACHE_H
+
+#include "train/dataset.h"
+
+#include <stdint.h>
+
+typedef struct {
+    int resolution;  /* output side in pixels, a multiple of the VAE's downscale */
+    int random_crop; /* else centre crop */
+    int flip;        /* cache mirrored views too */
+    int skip_bad;
+    int min_size;    /* smallest accepted side (0: resolution / 4) */
+    uint64_t seed;
+    /* progress: called after each image and each text encoder; an error stops */
+    ld_status (*report)(ld_ctx *ctx, void *user, const char *stage, int done, int total);
+    void *user;
+} ld_train_cache_opts;
+
+typedef struct {
+    int n, views;       /* usable items; latents per item (2 with flip) */
+    int C, h, w;        /* latent shape */
+    int64_t L, D, P;    /* text: tokens, width, pooled width */
+    float *latents;     /* [n, views, C, h, w] */
+    float *time_ids;    /* [n, views, 6] */
+    float *embeds;      /* [n + 1, L, D]: captions, then "" */
+    float *pooled;      /* [n + 1, P] */
+    int *item;          /* [n]: index in the dataset of each usable item */
+} ld_train_cache;
+
+/* model_dir: a StableDiffusionXLPipeline folder (vae/, tokenizer(_2)/, text_encoder(_2)/). */
+ld_status ld_train_cache_build(ld_ctx *ctx, const char *model_dir, const ld_dataset *ds,
+                               const ld_train_cache_opts *o, ld_train_cache *out);
+void ld_train_cache_free(ld_train_cache *c);
+
+/* The resize-and-crop of one RGB8 image (exposed for tests): writes the
+ * res x res crop and the crop's top-left corner in the resized image. */
+ld_status ld_train_crop(ld_ctx *ctx, const uint8_t *rgb, int W, int H, int res, int random_crop, int flip,
+                        uint64_t seed, uint8_t *out, int *top, int *left);
+
+#endif
