@@ -18,6 +18,7 @@ static const struct {
     {"serve", cmd_serve, "HTTP server: web page, A1111 / OpenAI / job APIs (one model, loaded once)"},
     {"worker", cmd_worker, "take jobs from a shared Redis queue (docs/scale-out.md)"},
     {"tokenize", cmd_tokenize, "print the CLIP token ids (and mask) of a prompt"},
+    {"train", cmd_train, "fine-tune an SDXL-family U-Net (full or LoRA) on captioned images"},
     {"distill", cmd_distill, "make KOALA's student U-Net from an SDXL-layout teacher (--init-only)"},
 };
 

@@ -320,6 +320,7 @@ ld_status ld_scheduler_set_custom(ld_ctx *ctx, ld_scheduler *s, const float *poi
     return ld_fail(ctx, LD_ERR_UNSUPPORTED, "sampler %s does not take a custom timestep list", s->desc->name);
 }
 
+int ld_scheduler_num_train(const ld_scheduler *s) { return s->num_train; }
 int ld_scheduler_steps(const ld_scheduler *s) { return s->steps; }
 int ld_scheduler_calls(const ld_scheduler *s) { return s->calls; }
 int ld_scheduler_order(const ld_scheduler *s) { return s->order; }

@@ -82,6 +82,7 @@ ld_status ld_scheduler_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps);
 ld_status ld_scheduler_set_custom(ld_ctx *ctx, ld_scheduler *s, const float *points, int n_points);
 
 int ld_scheduler_steps(const ld_scheduler *s);  /* steps asked for */
+int ld_scheduler_num_train(const ld_scheduler *s); /* num_train_timesteps of the config */
 int ld_scheduler_calls(const ld_scheduler *s);  /* model calls: entries of timesteps */
 int ld_scheduler_order(const ld_scheduler *s);  /* diffusers' scheduler.order (2 for Heun, DPM2) */
 float ld_scheduler_timestep(const ld_scheduler *s, int call);

@@ -105,17 +105,6 @@ static ld_status dump_params(ld_ctx *ctx, ld_st_builder *out, const ld_train_par
     return LD_OK;
 }
 
-static ld_status open_scheduler(ld_ctx *ctx, const char *model_dir, ld_scheduler **s) {
-    char dir[4096], where[4200];
-    json_t *cfg = NULL;
-    LD_TRY(ld_component_dir(ctx, model_dir, NULL, "scheduler", dir, sizeof dir));
-    LD_TRY(ld_component_config(ctx, dir, &cfg));
-    snprintf(where, sizeof where, "%s/scheduler_config.json", dir);
-    ld_status st = ld_scheduler_create(ctx, "euler", LD_SCHEDULE_DEFAULT, cfg, where, NULL, s);
-    json_decref(cfg);
-    return st;
-}
-
 static ld_status replay(ld_ctx *ctx, const char *model_dir, const ld_safetensors *cs, const char *case_path,
                         ld_train_unet *t, ld_scheduler *sched, ld_st_builder *out) {
     double lr = 0, betas[2] = {0, 0}, eps = 0, wd = 0;
@@ -171,7 +160,7 @@ ld_status ld_train_replay(ld_ctx *ctx, const char *model_dir, const char *case_p
     ld_status st = ld_safetensors_open(ctx, case_path, &cs);
     if (st == LD_OK) st = ld_component_dir(ctx, model_dir, NULL, "unet", unet_dir, sizeof unet_dir);
     if (st == LD_OK) st = ld_train_unet_open(ctx, unet_dir, 0, &t);
-    if (st == LD_OK) st = open_scheduler(ctx, model_dir, &sched);
+    if (st == LD_OK) st = ld_train_open_scheduler(ctx, model_dir, &sched);
     if (st == LD_OK) st = replay(ctx, model_dir, cs, case_path, t, sched, &out);
     if (st == LD_OK) st = ld_st_builder_meta(ctx, &out, "produced_by", "leandiff train --replay");
     if (st == LD_OK) st = ld_st_builder_write(ctx, &out, dump_path);

@@ -1,7 +1,21 @@
 /* One training step: noise, forward, MSE loss, backward (see train_step.h). */
 #include "train/train_step.h"
 
+#include "io/model_folder.h"
+
+#include <stdio.h>
 #include <stdlib.h>
+
+ld_status ld_train_open_scheduler(ld_ctx *ctx, const char *model_dir, ld_scheduler **s) {
+    char dir[4096], where[4200];
+    json_t *cfg = NULL;
+    LD_TRY(ld_component_dir(ctx, model_dir, NULL, "scheduler", dir, sizeof dir));
+    LD_TRY(ld_component_config(ctx, dir, &cfg));
+    snprintf(where, sizeof where, "%s/scheduler_config.json", dir);
+    ld_status st = ld_scheduler_create(ctx, "euler", LD_SCHEDULE_DEFAULT, cfg, where, NULL, s);
+    json_decref(cfg);
+    return st;
+}
 
 ld_status ld_train_step(ld_ctx *ctx, ld_train_unet *t, const ld_scheduler *s, const ld_train_batch *b,
                         float grad_scale, float *noisy_out, float *pred_out, double *loss) {

@@ -23,6 +23,11 @@ typedef struct {
     const float *time_ids;       /* [B, 6] or NULL */
 } ld_train_batch;
 
+/* The noise schedule and prediction type of a pipeline folder
+ * (scheduler/scheduler_config.json: betas, num_train_timesteps,
+ * prediction_type). */
+ld_status ld_train_open_scheduler(ld_ctx *ctx, const char *model_dir, ld_scheduler **s);
+
 /* Forward, loss and backward. The gradients are scaled by grad_scale (1/N
  * to average N accumulated micro-batches) and ADDED to the parameters'
  * gradients. noisy and pred, when not NULL, receive [B, C, H, W]. */

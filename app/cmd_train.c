@@ -1,0 +1,277 @@
+/* `leandiff train`: fine-tune an SDXL-family U-Net (full or LoRA) on a
+ * folder of captioned images (src/train/trainer.h), or replay a reference
+ * training case (src/train/train_replay.h). Shows a progress bar with the
+ * loss, seconds per step and the ETA; Ctrl-C writes a checkpoint of the last
+ * finished step and stops; a loss-curve PNG goes next to the checkpoints. */
+#include "cli_util.h"
+#include "commands.h"
+#include "loss_plot.h"
+
+#include "train/train_replay.h"
+#include "train/trainer.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: leandiff train -m MODEL --data DIR --out DIR [options]\n"
+            "       leandiff train -m MODEL --replay CASE --dump OUT\n"
+            "Fine-tunes the U-Net of an SDXL-family pipeline folder (KOALA, SDXL) on DIR: images with same-name\n"
+            ".txt captions, or a metadata.jsonl with file_name and text. Writes DIR/unet (full fine-tuning) or a\n"
+            "LoRA file, checkpoints, loss.csv and loss.png into --out (docs/training.md).\n"
+            "  --resolution N         square training size in pixels (default 1024)\n"
+            "  --batch N              images per micro-batch (1)\n"
+            "  --accum N              micro-batches per optimizer step (gradient accumulation, 1)\n"
+            "  --steps N              optimizer steps (1000)\n"
+            "  --lr F                 peak learning rate (1e-5; 1e-4 with --lora)\n"
+            "  --lr-schedule S        constant | linear | cosine (decay to 0 after the warm-up; constant)\n"
+            "  --warmup N             steps of linear warm-up (0)\n"
+            "  --weight-decay F       AdamW decoupled weight decay (1e-2)\n"
+            "  --max-grad-norm F      clip the gradient's global L2 norm (1; 0 = off)\n"
+            "  --caption-dropout P    train on the empty caption with probability P (0), for guidance\n"
+            "  --flip                 also train on mirrored images (random per step)\n"
+            "  --random-crop          random instead of centred crops\n"
+            "  --on-bad skip|error    bad images or captions: report and skip (default) or stop\n"
+            "  --seed N               data order, noise, timesteps, crops (0)\n"
+            "  --save-every N         write a checkpoint every N steps (0: only when stopped)\n"
+            "  --resume CHECKPOINT    continue a run from its checkpoint-N folder (same settings)\n"
+            "  --save-dtype D         f32 | f16 | bf16 of the final weights (f32)\n"
+            "  --precision P          f32 (exact) | bf16 (bf16 products, f32 master weights and sums)\n"
+            "  --lora RANK            train LoRA adapters of this rank on the attention projections\n"
+            "  --lora-alpha A         LoRA alpha (default: the rank, scale 1)\n"
+            "  --lora-format F        peft (diffusers: pytorch_lora_weights.safetensors) | kohya\n"
+            "                         (A1111/ComfyUI: lora_kohya.safetensors)\n"
+            "  --replay CASE --dump OUT   run a reference training case and dump what it computes\n"
+            "  -t, --threads N        compute threads (default: all cores)\n"
+            "  -q, --quiet            no progress bar\n");
+}
+
+static volatile sig_atomic_t g_stop;
+static void on_sigint(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+typedef struct {
+    int tty, quiet;
+    double *loss;
+    int n, cap;
+    double elapsed;
+} progress_state;
+
+static int progress(void *user, const ld_train_progress *p) {
+    progress_state *s = user;
+    if (strcmp(p->stage, "train") == 0) {
+        if (s->n == s->cap) {
+            int cap = s->cap ? 2 * s->cap : 256;
+            double *l = realloc(s->loss, sizeof(double) * (size_t)cap);
+            if (l) s->loss = l, s->cap = cap;
+        }
+        if (s->n < s->cap) s->loss[s->n++] = p->loss;
+        s->elapsed += p->seconds;
+        if (!s->quiet) {
+            const double per = s->elapsed / s->n, eta = per * (p->steps - p->step);
+            fprintf(stderr, "%sstep %d/%d  loss %.5f  lr %.3g  %.2f s/step  ETA %d:%02d:%02d%s", s->tty ? "\r" : "",
+                    p->step, p->steps, p->loss, p->lr, per, (int)(eta / 3600), (int)(eta / 60) % 60, (int)eta % 60,
+                    s->tty ? "   " : "\n");
+        }
+    } else if (!s->quiet) {
+        fprintf(stderr, "%scaching %s %d/%d%s", s->tty ? "\r" : "", p->stage, p->step, p->steps,
+                s->tty ? (p->step == p->steps ? "\n" : "") : "\n");
+    }
+    return g_stop != 0;
+}
+
+enum { OPT_DATA = 256, OPT_OUT, OPT_RES, OPT_BATCH, OPT_ACCUM, OPT_STEPS, OPT_LR, OPT_SCHED, OPT_WARMUP, OPT_WD,
+       OPT_CLIP, OPT_DROP, OPT_FLIP, OPT_CROP, OPT_BAD, OPT_SEED, OPT_SAVE_EVERY, OPT_RESUME, OPT_SAVE_DTYPE,
+       OPT_PRECISION, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_FORMAT, OPT_REPLAY, OPT_DUMP };
+
+int cmd_train(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, OPT_DATA},
+        {"out", required_argument, 0, OPT_OUT}, {"resolution", required_argument, 0, OPT_RES},
+        {"batch", required_argument, 0, OPT_BATCH}, {"accum", required_argument, 0, OPT_ACCUM},
+        {"steps", required_argument, 0, OPT_STEPS}, {"lr", required_argument, 0, OPT_LR},
+        {"lr-schedule", required_argument, 0, OPT_SCHED}, {"warmup", required_argument, 0, OPT_WARMUP},
+        {"weight-decay", required_argument, 0, OPT_WD}, {"max-grad-norm", required_argument, 0, OPT_CLIP},
+        {"caption-dropout", required_argument, 0, OPT_DROP}, {"flip", no_argument, 0, OPT_FLIP},
+        {"random-crop", no_argument, 0, OPT_CROP}, {"on-bad", required_argument, 0, OPT_BAD},
+        {"seed", required_argument, 0, OPT_SEED}, {"save-every", required_argument, 0, OPT_SAVE_EVERY},
+        {"resume", required_argument, 0, OPT_RESUME}, {"save-dtype", required_argument, 0, OPT_SAVE_DTYPE},
+        {"precision", required_argument, 0, OPT_PRECISION}, {"lora", required_argument, 0, OPT_LORA},
+        {"lora-alpha", required_argument, 0, OPT_LORA_ALPHA}, {"lora-format", required_argument, 0, OPT_LORA_FORMAT},
+        {"replay", required_argument, 0, OPT_REPLAY}, {"dump", required_argument, 0, OPT_DUMP},
+        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    ld_train_options o;
+    ld_train_options_init(&o);
+    const char *replay = NULL, *dump = NULL;
+    long long v, threads = 0;
+    double d;
+    int k, quiet = 0, lr_given = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "m:t:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o.model_dir = optarg; break;
+        case OPT_DATA: o.data_dir = optarg; break;
+        case OPT_OUT: o.out_dir = optarg; break;
+        case OPT_RES:
+            if (!cli_parse_int("--resolution", optarg, 8, 8192, &v)) return 2;
+            o.resolution = (int)v;
+            break;
+        case OPT_BATCH:
+            if (!cli_parse_int("--batch", optarg, 1, 1024, &v)) return 2;
+            o.batch = (int)v;
+            break;
+        case OPT_ACCUM:
+            if (!cli_parse_int("--accum", optarg, 1, 65536, &v)) return 2;
+            o.accum = (int)v;
+            break;
+        case OPT_STEPS:
+            if (!cli_parse_int("--steps", optarg, 1, 1 << 28, &v)) return 2;
+            o.steps = (int)v;
+            break;
+        case OPT_LR:
+            if (!cli_parse_float("--lr", optarg, 1e-12, 1, &d)) return 2;
+            o.lr = (float)d;
+            lr_given = 1;
+            break;
+        case OPT_SCHED:
+            if ((k = cli_parse_choice("--lr-schedule", optarg, (const char *const[]){"constant", "linear", "cosine", NULL})) < 0)
+                return 2;
+            o.schedule = (ld_lr_schedule)k;
+            break;
+        case OPT_WARMUP:
+            if (!cli_parse_int("--warmup", optarg, 0, 1 << 28, &v)) return 2;
+            o.warmup = (int)v;
+            break;
+        case OPT_WD:
+            if (!cli_parse_float("--weight-decay", optarg, 0, 10, &d)) return 2;
+            o.weight_decay = (float)d;
+            break;
+        case OPT_CLIP:
+            if (!cli_parse_float("--max-grad-norm", optarg, 0, 1e9, &d)) return 2;
+            o.max_grad_norm = (float)d;
+            break;
+        case OPT_DROP:
+            if (!cli_parse_float("--caption-dropout", optarg, 0, 1, &d)) return 2;
+            o.caption_dropout = (float)d;
+            break;
+        case OPT_FLIP: o.flip = 1; break;
+        case OPT_CROP: o.random_crop = 1; break;
+        case OPT_BAD:
+            if ((k = cli_parse_choice("--on-bad", optarg, (const char *const[]){"skip", "error", NULL})) < 0) return 2;
+            o.skip_bad = k == 0;
+            break;
+        case OPT_SEED:
+            if (!cli_parse_u64("--seed", optarg, &o.seed)) return 2;
+            break;
+        case OPT_SAVE_EVERY:
+            if (!cli_parse_int("--save-every", optarg, 0, 1 << 28, &v)) return 2;
+            o.save_every = (int)v;
+            break;
+        case OPT_RESUME: o.resume = optarg; break;
+        case OPT_SAVE_DTYPE:
+            if ((k = cli_parse_choice("--save-dtype", optarg, (const char *const[]){"f32", "f16", "bf16", NULL})) < 0)
+                return 2;
+            o.save_dtype = k == 0 ? LD_F32 : k == 1 ? LD_F16 : LD_BF16;
+            break;
+        case OPT_PRECISION:
+            if ((k = cli_parse_choice("--precision", optarg, (const char *const[]){"f32", "bf16", NULL})) < 0) return 2;
+            o.precision = k ? LD_PRECISION_BF16 : LD_PRECISION_F32;
+            break;
+        case OPT_LORA:
+            if (!cli_parse_int("--lora", optarg, 1, 1024, &v)) return 2;
+            o.lora_rank = (int)v;
+            break;
+        case OPT_LORA_ALPHA:
+            if (!cli_parse_float("--lora-alpha", optarg, 1e-6, 1e6, &d)) return 2;
+            o.lora_alpha = (float)d;
+            break;
+        case OPT_LORA_FORMAT:
+            if ((k = cli_parse_choice("--lora-format", optarg, (const char *const[]){"peft", "kohya", NULL})) < 0)
+                return 2;
+            o.lora_format = k ? LD_LORA_KOHYA : LD_LORA_PEFT;
+            break;
+        case OPT_REPLAY: replay = optarg; break;
+        case OPT_DUMP: dump = optarg; break;
+        case 't':
+            if (!cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2;
+            break;
+        case 'q': quiet = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "leandiff train: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!o.model_dir) {
+        fprintf(stderr, "leandiff train: -m MODEL (a pipeline folder) is required\n");
+        return 2;
+    }
+    if (threads) ld_set_threads((int)threads);
+    ld_ctx *ctx = ld_ctx_new();
+    int rc = 0;
+    if (replay || dump) {
+        if (!replay || !dump || o.data_dir || o.out_dir) {
+            fprintf(stderr, "leandiff train: --replay CASE and --dump OUT go together, without --data/--out\n");
+            ld_ctx_free(ctx);
+            return 2;
+        }
+        if (ld_train_replay(ctx, o.model_dir, replay, dump) != LD_OK) {
+            fprintf(stderr, "leandiff train: %s\n", ld_ctx_error(ctx));
+            rc = 1;
+        } else if (!quiet) {
+            printf("%s: replay of %s written\n", dump, replay);
+        }
+        ld_ctx_free(ctx);
+        return rc;
+    }
+    if (!o.data_dir || !o.out_dir) {
+        fprintf(stderr, "leandiff train: --data DIR and --out DIR are required (or --replay CASE --dump OUT)\n");
+        ld_ctx_free(ctx);
+        return 2;
+    }
+    if (o.lora_rank && !lr_given) o.lr = 1e-4f;
+    if (!o.lora_rank && (o.lora_alpha > 0 || o.lora_format != LD_LORA_PEFT)) {
+        fprintf(stderr, "leandiff train: --lora-alpha and --lora-format need --lora RANK\n");
+        ld_ctx_free(ctx);
+        return 2;
+    }
+    progress_state ps = {.tty = isatty(2), .quiet = quiet};
+    o.progress = progress;
+    o.user = &ps;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old);
+    ld_status st = ld_train_run(ctx, &o);
+    sigaction(SIGINT, &old, NULL);
+    if (ps.tty && !quiet && ps.n) fputc('\n', stderr);
+    if (ps.n) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/loss.png", o.out_dir);
+        ld_ctx *pc = ld_ctx_new();
+        if (loss_plot_write(pc, path, ps.loss, ps.n) != LD_OK) fprintf(stderr, "leandiff train: %s\n", ld_ctx_error(pc));
+        ld_ctx_free(pc);
+    }
+    if (st != LD_OK) {
+        fprintf(stderr, "leandiff train: %s\n", ld_ctx_error(ctx));
+        rc = 1;
+    } else if (!quiet) {
+        printf("%s: %d steps, final loss %.5f, %s written\n", o.out_dir, ps.n, ps.n ? ps.loss[ps.n - 1] : 0.0,
+               o.lora_rank ? (o.lora_format == LD_LORA_KOHYA ? "lora_kohya.safetensors" : "pytorch_lora_weights.safetensors")
+                           : "unet/");
+    }
+    free(ps.loss);
+    ld_ctx_free(ctx);
+    return rc;
+}

@@ -1,0 +1,350 @@
+/* The training run (see trainer.h): caches, the step loop, checkpoints and
+ * resume. */
+#include "train/trainer.h"
+
+#include "io/fileio.h"
+#include "io/json.h"
+#include "io/model_folder.h"
+#include "io/safetensors.h"
+#include "sched/rng.h"
+#include "tensor/gemm.h"
+#include "train/adamw.h"
+#include "train/train_cache.h"
+#include "train/train_step.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void ld_train_options_init(ld_train_options *o) {
+    *o = (ld_train_options){.resolution = 1024, .skip_bad = 1, .batch = 1, .accum = 1, .steps = 1000,
+                            .lr = 1e-5f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-2f,
+                            .max_grad_norm = 1.0f, .schedule = LD_LR_CONSTANT, .precision = LD_PRECISION_F32,
+                            .save_dtype = LD_F32, .lora_format = LD_LORA_PEFT};
+}
+
+double ld_train_lr(const ld_train_options *o, int s) {
+    if (o->warmup > 0 && s < o->warmup) return o->lr * (double)(s + 1) / (double)o->warmup;
+    const double span = o->steps - o->warmup, prog = span > 0 ? (double)(s - o->warmup) / span : 0;
+    switch (o->schedule) {
+    case LD_LR_LINEAR: return o->lr * (1.0 - prog);
+    case LD_LR_COSINE: return o->lr * 0.5 * (1.0 + cos(M_PI * prog));
+    default: return o->lr;
+    }
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+typedef struct {
+    ld_ctx *ctx;
+    const ld_train_options *o;
+    ld_train_cache cache;
+    ld_train_unet *unet;
+    ld_scheduler *sched;
+    ld_adamw opt;
+    int *perm, perm_epoch;
+    /* one micro-batch */
+    float *x0, *noise, *context, *pooled, *ids;
+    int64_t *tsteps;
+    FILE *log;
+} run;
+
+/* ---- data order and the step's random choices: functions of (seed, index) only ---- */
+
+static int item_at(run *r, int64_t g) {
+    const int n = r->cache.n;
+    const int e = (int)(g / n);
+    if (e != r->perm_epoch) { /* Fisher-Yates shuffle of epoch e */
+        for (int i = 0; i < n; i++) r->perm[i] = i;
+        uint64_t st = mix(r->o->seed ^ mix(0x5eedull + (uint64_t)e));
+        for (int i = n - 1; i > 0; i--) {
+            st = mix(st);
+            const int j = (int)(st % (uint64_t)(i + 1)), tmp = r->perm[i];
+            r->perm[i] = r->perm[j];
+            r->perm[j] = tmp;
+        }
+        r->perm_epoch = e;
+    }
+    return r->perm[g % n];
+}
+
+static void fill_batch(run *r, int step, int micro) {
+    const ld_train_cache *c = &r->cache;
+    const int B = r->o->batch;
+    const int64_t lat = (int64_t)c->C * c->h * c->w, emb = c->L * c->D;
+    const int64_t g0 = ((int64_t)step * r->o->accum + micro) * B;
+    const int num_train = ld_scheduler_num_train(r->sched);
+    for (int b = 0; b < B; b++) {
+        const int it = item_at(r, g0 + b);
+        const uint64_t u = mix(r->o->seed ^ mix(0xb47c4ull + (uint64_t)(g0 + b)));
+        const int view = c->views > 1 ? (int)(u & 1) : 0;
+        const int drop = (double)(u >> 11) * (1.0 / 9007199254740992.0) < r->o->caption_dropout;
+        const int cap = drop ? c->n : it;
+        memcpy(r->x0 + b * lat, c->latents + ((int64_t)it * c->views + view) * lat, sizeof(float) * (size_t)lat);
+        memcpy(r->ids + b * 6, c->time_ids + ((int64_t)it * c->views + view) * 6, sizeof(float) * 6);
+        memcpy(r->context + b * emb, c->embeds + (int64_t)cap * emb, sizeof(float) * (size_t)emb);
+        memcpy(r->pooled + b * c->P, c->pooled + (int64_t)cap * c->P, sizeof(float) * (size_t)c->P);
+        r->tsteps[b] = (int64_t)(mix(u) % (uint64_t)num_train);
+    }
+    ld_rng rng;
+    ld_rng_init(&rng, mix(r->o->seed ^ mix(0x7015eull + (uint64_t)g0)));
+    ld_rng_randn(&rng, r->noise, B * lat);
+}
+
+/* ---- files ---- */
+
+static ld_status write_json(ld_ctx *ctx, const char *path, const json_t *j) {
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (!s) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    ld_status st = ld_write_file(ctx, path, s, strlen(s));
+    free(s);
+    return st;
+}
+
+/* The trained weights into dir: unet/ (full) or the LoRA file. */
+static ld_status save_weights(run *r, const char *dir, ld_dtype dtype, ld_lora_format fmt) {
+    ld_ctx *ctx = r->ctx;
+    char path[4300];
+    ld_lora *l = ld_train_unet_lora(r->unet);
+    if (l) {
+        snprintf(path, sizeof path, "%s/%s", dir,
+                 fmt == LD_LORA_KOHYA ? "lora_kohya.safetensors" : "pytorch_lora_weights.safetensors");
+        return ld_lora_save(ctx, l, fmt, dtype, path);
+    }
+    snprintf(path, sizeof path, "%s/unet", dir);
+    LD_TRY(ld_output_dir(ctx, path));
+    snprintf(path, sizeof path, "%s/unet/config.json", dir);
+    LD_TRY(write_json(ctx, path, ld_train_unet_config(r->unet)));
+    snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", dir);
+    const ld_train_params *p = ld_train_unet_params(r->unet);
+    return ld_train_params_save(ctx, p, p->value, "", dtype, path, NULL);
+}
+
+static ld_status save_checkpoint(run *r, int step) {
+    ld_ctx *ctx = r->ctx;
+    char tmp[4200], final[4200], path[4400];
+    snprintf(final, sizeof final, "%s/checkpoint-%d", r->o->out_dir, step);
+    snprintf(tmp, sizeof tmp, "%s/.checkpoint-%d.partial", r->o->out_dir, step);
+    if (ld_dir_exists(final)) return ld_fail(ctx, LD_ERR_IO, "%s already exists; not replacing it", final);
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return ld_fail(ctx, LD_ERR_IO, "%s: %s", tmp, strerror(errno));
+    const ld_train_params *tp = ld_train_unet_trainable(r->unet);
+    ld_status st = save_weights(r, tmp, LD_F32, LD_LORA_PEFT);
+    if (st == LD_OK && ld_train_unet_lora(r->unet)) { /* exact adapter state (the saved file has B pre-scaled) */
+        snprintf(path, sizeof path, "%s/lora_state.safetensors", tmp);
+        st = ld_train_params_save(ctx, tp, tp->value, "", LD_F32, path, NULL);
+    }
+    if (st == LD_OK) {
+        snprintf(path, sizeof path, "%s/adam_m.safetensors", tmp);
+        st = ld_train_params_save(ctx, tp, r->opt.m, "", LD_F32, path, NULL);
+    }
+    if (st == LD_OK) {
+        snprintf(path, sizeof path, "%s/adam_v.safetensors", tmp);
+        st = ld_train_params_save(ctx, tp, r->opt.v, "", LD_F32, path, NULL);
+    }
+    if (st == LD_OK) {
+        json_t *j = json_pack("{s:i, s:I, s:i, s:i, s:i, s:i, s:i, s:f}", "step", step, "seed",
+                              (json_int_t)r->o->seed, "batch", r->o->batch, "accum", r->o->accum, "resolution",
+                              r->o->resolution, "lora_rank", r->o->lora_rank, "steps", r->o->steps, "lora_alpha",
+                              (double)r->o->lora_alpha);
+        snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
+        st = j ? write_json(ctx, path, j) : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        json_decref(j);
+    }
+    if (st == LD_OK && rename(tmp, final) != 0)
+        st = ld_fail(ctx, LD_ERR_IO, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
+    if (st == LD_OK) ld_log_info("checkpoint %s written", final);
+    return st;
+}
+
+/* An f32 array laid out like p from a file of the same names. */
+static ld_status load_like(ld_ctx *ctx, const ld_train_params *p, const char *path, float *dst) {
+    ld_safetensors *f;
+    LD_TRY(ld_safetensors_open(ctx, path, &f));
+    ld_status st = LD_OK;
+    for (size_t i = 0; st == LD_OK && i < p->count; i++) {
+        const ld_tensor *t = ld_safetensors_find(f, p->tensors[i].name);
+        if (!t) st = ld_fail(ctx, LD_ERR_FORMAT, "%s: '%s' is missing", path, p->tensors[i].name);
+        else if (t->dtype != LD_F32 || !ld_shape_equal(t->ndim, t->shape, p->tensors[i].ndim, p->tensors[i].shape))
+            st = ld_fail(ctx, LD_ERR_FORMAT, "%s: '%s' is not an F32 tensor of the model's shape", path, t->name);
+        else
+            memcpy(dst + p->offset[i], t->data, ld_tensor_nbytes(t));
+    }
+    ld_safetensors_close(f);
+    return st;
+}
+
+/* The step to continue from, after checking the run's settings match. */
+static ld_status load_resume(run *r, int *start) {
+    ld_ctx *ctx = r->ctx;
+    const ld_train_options *o = r->o;
+    char path[4300];
+    json_t *j;
+    snprintf(path, sizeof path, "%s/trainer_state.json", o->resume);
+    LD_TRY(ld_json_load_file(ctx, path, &j));
+    json_int_t step = -1, seed = -1, batch = -1, accum = -1, res = -1, rank = -1;
+    int ok = json_unpack(j, "{s:I, s:I, s:I, s:I, s:I, s:I}", "step", &step, "seed", &seed, "batch", &batch, "accum",
+                         &accum, "resolution", &res, "lora_rank", &rank) == 0;
+    json_decref(j);
+    if (!ok || step < 0) return ld_fail(ctx, LD_ERR_FORMAT, "%s: not a leandiff trainer state", path);
+    if ((uint64_t)seed != o->seed || batch != o->batch || accum != o->accum || res != o->resolution ||
+        rank != o->lora_rank)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                       "--resume %s: the checkpoint was made with --seed %lld --batch %lld --accum %lld --resolution "
+                       "%lld --lora %lld; give the same to continue it exactly",
+                       o->resume, (long long)seed, (long long)batch, (long long)accum, (long long)res, (long long)rank);
+    const ld_train_params *tp = ld_train_unet_trainable(r->unet);
+    if (ld_train_unet_lora(r->unet)) {
+        snprintf(path, sizeof path, "%s/lora_state.safetensors", o->resume);
+        LD_TRY(load_like(ctx, tp, path, tp->value));
+    }
+    snprintf(path, sizeof path, "%s/adam_m.safetensors", o->resume);
+    LD_TRY(load_like(ctx, tp, path, r->opt.m));
+    snprintf(path, sizeof path, "%s/adam_v.safetensors", o->resume);
+    LD_TRY(load_like(ctx, tp, path, r->opt.v));
+    r->opt.step = step;
+    *start = (int)step;
+    return LD_OK;
+}
+
+/* ---- the run ---- */
+
+static ld_status report_cache(ld_ctx *ctx, void *user, const char *stage, int done, int total) {
+    run *r = user;
+    ld_train_progress p = {.step = done, .steps = total, .stage = stage};
+    if (r->o->progress && r->o->progress(r->o->user, &p))
+        return ld_fail(ctx, LD_ERR_CANCELLED, "training cancelled while caching %s", stage);
+    return LD_OK;
+}
+
+static ld_status check_options(ld_ctx *ctx, const ld_train_options *o) {
+    if (!o->model_dir || !o->data_dir || !o->out_dir)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training needs a model, a dataset and an output folder");
+    if (o->batch < 1 || o->batch > 1024 || o->accum < 1 || o->accum > 1 << 16 || o->steps < 1 || o->steps > 1 << 28)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "--batch 1..1024, --accum 1..65536 and --steps >= 1 are required");
+    if (!(o->lr > 0 && o->lr < 1) || o->warmup < 0 || o->save_every < 0 || !(o->caption_dropout >= 0) ||
+        o->caption_dropout > 1 || !(o->max_grad_norm >= 0) || !(o->weight_decay >= 0))
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                       "bad optimizer settings (--lr in (0, 1), --warmup >= 0, --caption-dropout in [0, 1], "
+                       "--max-grad-norm >= 0, --weight-decay >= 0)");
+    return LD_OK;
+}
+
+static ld_status train_loop(run *r, int start) {
+    ld_ctx *ctx = r->ctx;
+    const ld_train_options *o = r->o;
+    const ld_train_cache *c = &r->cache;
+    ld_train_params *tp = ld_train_unet_trainable(r->unet);
+    ld_status st = LD_OK;
+    for (int s = start; st == LD_OK && s < o->steps; s++) {
+        const double t0 = now_seconds();
+        ld_train_params_zero_grad(tp);
+        double loss = 0;
+        for (int a = 0; st == LD_OK && a < o->accum; a++) {
+            fill_batch(r, s, a);
+            ld_train_batch b = {.B = o->batch, .H = c->h, .W = c->w, .L = (int)c->L, .x0 = r->x0, .noise = r->noise,
+                                .timesteps = r->tsteps, .context = r->context, .text_embeds = r->pooled,
+                                .time_ids = r->ids};
+            double l = 0;
+            st = ld_train_step(ctx, r->unet, r->sched, &b, 1.0f / (float)o->accum, NULL, NULL, &l);
+            loss += l / o->accum;
+        }
+        if (st != LD_OK) break;
+        if (!isfinite(loss)) {
+            st = ld_fail(ctx, LD_ERR_MODEL, "training diverged at step %d (loss %g): lower --lr", s + 1, loss);
+            break;
+        }
+        if (o->max_grad_norm > 0) ld_clip_grad_norm(tp->grad, tp->total, o->max_grad_norm);
+        const double lr = ld_train_lr(o, s);
+        ld_adamw_update(&r->opt, tp->value, tp->grad, (float)lr);
+        const double secs = now_seconds() - t0;
+        if (r->log) {
+            fprintf(r->log, "%d,%.8g,%.6g,%.3f\n", s + 1, loss, lr, secs);
+            fflush(r->log);
+        }
+        ld_train_progress p = {.step = s + 1, .steps = o->steps, .loss = loss, .lr = lr, .seconds = secs,
+                               .stage = "train"};
+        const int stop = o->progress && o->progress(o->user, &p);
+        if ((o->save_every && (s + 1) % o->save_every == 0 && s + 1 < o->steps) || (stop && s + 1 < o->steps))
+            st = save_checkpoint(r, s + 1);
+        if (st == LD_OK && stop)
+            st = ld_fail(ctx, LD_ERR_CANCELLED, "training stopped after step %d; --resume %s/checkpoint-%d continues it",
+                         s + 1, o->out_dir, s + 1);
+    }
+    return st;
+}
+
+static ld_status run_all(run *r) {
+    ld_ctx *ctx = r->ctx;
+    const ld_train_options *o = r->o;
+    LD_TRY(check_options(ctx, o));
+    LD_TRY(ld_output_dir(ctx, o->out_dir));
+    ld_dataset ds;
+    LD_TRY(ld_dataset_open(ctx, o->data_dir, o->skip_bad, &ds));
+    ld_log_info("dataset %s: %zu images (%zu skipped)", o->data_dir, ds.n, ds.skipped);
+    ld_train_cache_opts co = {.resolution = o->resolution, .random_crop = o->random_crop, .flip = o->flip,
+                              .skip_bad = o->skip_bad, .seed = o->seed, .report = report_cache, .user = r};
+    ld_status st = ld_train_cache_build(ctx, o->model_dir, &ds, &co, &r->cache);
+    ld_dataset_free(&ds);
+    LD_TRY(st);
+    char unet_dir[4300];
+    if (o->resume && !o->lora_rank) snprintf(unet_dir, sizeof unet_dir, "%s/unet", o->resume);
+    else LD_TRY(ld_component_dir(ctx, o->model_dir, NULL, "unet", unet_dir, sizeof unet_dir));
+    LD_TRY(ld_train_unet_open(ctx, unet_dir, o->lora_rank > 0, &r->unet));
+    if (o->lora_rank > 0) LD_TRY(ld_train_unet_add_lora(ctx, r->unet, o->lora_rank, o->lora_alpha, o->seed));
+    LD_TRY(ld_train_open_scheduler(ctx, o->model_dir, &r->sched));
+    const ld_train_params *tp = ld_train_unet_trainable(r->unet);
+    LD_TRY(ld_adamw_init(ctx, &r->opt, tp->total, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay));
+    int start = 0;
+    if (o->resume) LD_TRY(load_resume(r, &start));
+    const ld_train_cache *c = &r->cache;
+    const int64_t B = o->batch, lat = (int64_t)c->C * c->h * c->w;
+    r->x0 = malloc(sizeof(float) * (size_t)(B * lat));
+    r->noise = malloc(sizeof(float) * (size_t)(B * lat));
+    r->context = malloc(sizeof(float) * (size_t)(B * c->L * c->D));
+    r->pooled = malloc(sizeof(float) * (size_t)(B * c->P));
+    r->ids = malloc(sizeof(float) * (size_t)(B * 6));
+    r->tsteps = malloc(sizeof(int64_t) * (size_t)B);
+    r->perm = malloc(sizeof(int) * (size_t)c->n);
+    r->perm_epoch = -1;
+    if (!r->x0 || !r->noise || !r->context || !r->pooled || !r->ids || !r->tsteps || !r->perm)
+        return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for a batch");
+    char path[4300];
+    snprintf(path, sizeof path, "%s/loss.csv", o->out_dir);
+    const int fresh = start == 0;
+    r->log = fopen(path, fresh ? "w" : "a");
+    if (!r->log) return ld_fail(ctx, LD_ERR_IO, "%s: %s", path, strerror(errno));
+    if (fresh) fprintf(r->log, "step,loss,lr,seconds\n");
+    LD_TRY(train_loop(r, start));
+    return save_weights(r, o->out_dir, o->save_dtype, o->lora_format);
+}
+
+ld_status ld_train_run(ld_ctx *ctx, const ld_train_options *o) {
+    run r = {.ctx = ctx, .o = o};
+    const ld_precision prev = ld_gemm_get_precision();
+    ld_gemm_set_precision(o->precision);
+    ld_status st = run_all(&r);
+    ld_gemm_set_precision(prev);
+    if (r.log) fclose(r.log);
+    free(r.x0), free(r.noise), free(r.context), free(r.pooled), free(r.ids), free(r.tsteps), free(r.perm);
+    ld_adamw_free(&r.opt);
+    ld_scheduler_free(r.sched);
+    ld_train_unet_free(r.unet);
+    ld_train_cache_free(&r.cache);
+    return st;
+}

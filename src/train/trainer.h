@@ -1,0 +1,75 @@
+/* A training run of an SDXL-family U-Net on a dataset (`leandiff train`):
+ * full fine-tuning (f32 master weights) or LoRA on the attention
+ * projections, with the habits of diffusers' train_text_to_image_sdxl.py
+ * and kohya's sd-scripts:
+ *
+ *   cache latents and captions (train_cache.h), free the VAE and the text
+ *   encoders, then per optimizer step: `accum` micro-batches of `batch`
+ *   images (epoch-shuffled order), uniform timesteps in [0, 1000), Gaussian
+ *   noise, the caption replaced by "" with probability caption_dropout, a
+ *   random mirrored view with flip; the gradients averaged over the
+ *   micro-batches, clipped to max_grad_norm, one AdamW update at the
+ *   schedule's learning rate (constant, linear or cosine decay after a
+ *   linear warm-up).
+ *
+ * Every random choice of step s comes from (seed, s) alone, so a run
+ * stopped at a checkpoint and resumed ends with the same weights as one
+ * that never stopped. Output folder:
+ *   unet/                         the fine-tuned U-Net (diffusers layout), or
+ *   pytorch_lora_weights.safetensors   the LoRA (peft/diffusers or kohya keys)
+ *   checkpoint-<step>/            weights (f32) + optimizer.safetensors (moments, step)
+ *   loss.csv                      step, loss, learning rate, seconds
+ * Checkpoints are written to a temporary folder and renamed.
+ */
+#ifndef LD_TRAIN_TRAINER_H
+#define LD_TRAIN_TRAINER_H
+
+#include "leandiff.h"
+#include "train/lora.h"
+
+#include <stdint.h>
+
+typedef enum { LD_LR_CONSTANT = 0, LD_LR_LINEAR, LD_LR_COSINE } ld_lr_schedule;
+
+typedef struct {
+    int step, steps;   /* optimizer steps done, total */
+    double loss;       /* this step's loss (mean over its micro-batches) */
+    double lr;
+    double seconds;    /* wall time of this step */
+    const char *stage; /* "latents", "captions" while caching (step = done, steps = total), "train" */
+} ld_train_progress;
+
+typedef struct {
+    const char *model_dir; /* StableDiffusionXLPipeline folder */
+    const char *data_dir;
+    const char *out_dir;
+    const char *resume;    /* a checkpoint folder of an earlier run, or NULL */
+    int resolution;        /* square crops; default 1024 */
+    int random_crop, flip, skip_bad;
+    int batch, accum, steps, save_every;
+    uint64_t seed;
+    float lr, beta1, beta2, eps, weight_decay, max_grad_norm, caption_dropout;
+    ld_lr_schedule schedule;
+    int warmup;            /* steps of linear warm-up */
+    ld_precision precision;
+    ld_dtype save_dtype;   /* of the final weights (checkpoints are f32) */
+    int lora_rank;         /* 0: full fine-tuning */
+    float lora_alpha;      /* 0: = rank */
+    ld_lora_format lora_format;
+    /* after each cached image / text batch and each optimizer step; nonzero stops the run (a
+     * checkpoint of the last completed step is written first) */
+    int (*progress)(void *user, const ld_train_progress *p);
+    void *user;
+} ld_train_options;
+
+/* The documented defaults: resolution 1024, batch 1, accum 1, steps 1000,
+ * lr 1e-5 (1e-4 with LoRA: set by the caller), AdamW (0.9, 0.999, 1e-8,
+ * 1e-2), max_grad_norm 1, constant schedule, f32, save f32, peft. */
+void ld_train_options_init(ld_train_options *o);
+
+ld_status ld_train_run(ld_ctx *ctx, const ld_train_options *o);
+
+/* The learning rate of step s (0-based) of the schedule. */
+double ld_train_lr(const ld_train_options *o, int s);
+
+#endif
