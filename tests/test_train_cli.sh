@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# `leandiff train` on the tiny KOALA pipeline: full fine-tuning writes a
+# U-Net folder that generate runs and that changes the image; a run resumed
+# from its checkpoint ends with the same weights, bit for bit, as the run
+# that went through; LoRA files follow the peft/diffusers and kohya key
+# layouts; both dataset layouts load, bad entries are reported by file (and
+# line) and skipped, or stop the run with --on-bad error; usage errors are
+# refused; --replay writes the dump.
+set -u
+bin="${LEANDIFF_BIN:?}"
+td="${LEANDIFF_TESTDATA:-${LEANDIFF_SOURCE_DIR:?}/../shared/testdata}"
+model="$td/models/koala-700m-tiny"
+[ -d "$model/unet" ] || { echo "SKIP: no testdata"; exit 77; }
+dir="${LEANDIFF_BUILD_DIR:-/tmp}/test-tmp/train_cli"
+rm -rf "$dir"; mkdir -p "$dir/data" "$dir/hf/imgs"
+fail=0; n=0
+check() { n=$((n + 1)); if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi; }
+
+for i in 1 2 3 4; do
+  "$bin" generate -m "$model" -p "picture $i" --seed $i --steps 2 -q -o "$dir/data/img$i.png" >/dev/null 2>&1
+  echo "a photo of sks toy, view $i" > "$dir/data/img$i.txt"
+done
+cp "$dir/data/img1.png" "$dir/data/nocaption.png"              # no caption: skipped
+head -c 100 "$dir/data/img2.png" > "$dir/data/broken.png"; echo "broken" > "$dir/data/broken.txt"
+common=(-m "$model" --data "$dir/data" --resolution 64 --lr 1e-3 --flip --caption-dropout 0.2 -q)
+
+"$bin" train "${common[@]}" --out "$dir/full" --steps 6 --save-every 3 2>"$dir/err"; rc=$?
+check "full fine-tuning runs" '[ $rc -eq 0 ] && [ -f "$dir/full/unet/diffusion_pytorch_model.safetensors" ] && [ -f "$dir/full/unet/config.json" ]'
+check "bad entries are named and skipped" 'grep -q "nocaption.png: no caption" "$dir/err" && grep -q "broken.png" "$dir/err"'
+check "checkpoint, loss.csv and loss.png" '[ -d "$dir/full/checkpoint-3" ] && [ $(wc -l < "$dir/full/loss.csv") -eq 7 ] && head -c 8 "$dir/full/loss.png" | od -c | grep -q "P   N   G"'
+check "no partial checkpoint left" '! ls -a "$dir/full" | grep -q partial'
+
+"$bin" train "${common[@]}" --out "$dir/resumed" --steps 6 --resume "$dir/full/checkpoint-3" 2>"$dir/err"; rc=$?
+check "resume from a checkpoint ends with the same weights" '[ $rc -eq 0 ] && cmp -s "$dir/full/unet/diffusion_pytorch_model.safetensors" "$dir/resumed/unet/diffusion_pytorch_model.safetensors"'
+"$bin" train "${common[@]}" --out "$dir/bad-resume" --steps 6 --seed 9 --resume "$dir/full/checkpoint-3" 2>"$dir/err"; rc=$?
+check "resume with other settings is refused" '[ $rc -ne 0 ] && grep -q "made with --seed 0" "$dir/err"'
+
+mkdir -p "$dir/ft"; for x in "$model"/*; do ln -s "$(cd "$(dirname "$x")" && pwd)/$(basename "$x")" "$dir/ft/"; done
+rm "$dir/ft/unet"; ln -s "$dir/full/unet" "$dir/ft/unet"
+"$bin" generate -m "$model" -p "a photo of sks toy" --seed 3 --steps 3 -q -o "$dir/base.png" >/dev/null 2>&1
+"$bin" generate -m "$dir/ft" -p "a photo of sks toy" --seed 3 --steps 3 -q -o "$dir/tuned.png" >/dev/null 2>&1
+check "the fine-tuned U-Net changes the image" '[ -s "$dir/tuned.png" ] && ! cmp -s "$dir/base.png" "$dir/tuned.png"'
+
+"$bin" train "${common[@]}" --out "$dir/lora" --steps 4 --lora 4 --lora-alpha 8 2>/dev/null; rc=$?
+check "LoRA in the peft/diffusers layout" '[ $rc -eq 0 ] && "$bin" inspect "$dir/lora/pytorch_lora_weights.safetensors" | grep -q "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight" && ! [ -d "$dir/lora/unet" ]'
+"$bin" train "${common[@]}" --out "$dir/kohya" --steps 4 --lora 4 --lora-format kohya 2>/dev/null; rc=$?
+check "LoRA in the kohya layout" '[ $rc -eq 0 ] && "$bin" inspect "$dir/kohya/lora_kohya.safetensors" | grep -q "lora_unet_up_blocks_0_attentions_0_transformer_blocks_0_attn2_to_out_0.alpha"'
+
+cp "$dir/data/img1.png" "$dir/data/img2.png" "$dir/hf/imgs/"
+printf '{"file_name": "imgs/img1.png", "text": "first"}\nnot json\n{"file_name": "../escape.png", "text": "x"}\n{"file_name": "imgs/img2.png", "text": "second"}\n' > "$dir/hf/metadata.jsonl"
+"$bin" train "${common[@]}" --data "$dir/hf" --out "$dir/hfout" --steps 2 2>"$dir/err"; rc=$?
+check "metadata.jsonl dataset, bad lines named" '[ $rc -eq 0 ] && grep -q "metadata.jsonl:2: not JSON" "$dir/err" && grep -q "metadata.jsonl:3: file_name" "$dir/err"'
+"$bin" train "${common[@]}" --data "$dir/hf" --out "$dir/hfstrict" --steps 2 --on-bad error 2>"$dir/err"; rc=$?
+check "--on-bad error stops at the first bad line" '[ $rc -ne 0 ] && grep -q "metadata.jsonl:2" "$dir/err"'
+
+"$bin" train -m "$model" --out "$dir/x" 2>/dev/null; rc=$?
+check "--data is required" '[ $rc -eq 2 ]'
+"$bin" train "${common[@]}" --out "$dir/x" --lr-schedule sometimes 2>"$dir/err"; rc=$?
+check "a bad --lr-schedule is named" '[ $rc -eq 2 ] && grep -q "lr-schedule" "$dir/err"'
+"$bin" train -m "$model" --data "$dir/nowhere" --out "$dir/x" 2>"$dir/err"; rc=$?
+check "a missing dataset folder is named" '[ $rc -eq 1 ] && grep -q "nowhere" "$dir/err"'
+
+"$bin" train -m "$model" --replay "$td/train/koala-700m-tiny.safetensors" --dump "$dir/dump.safetensors" -q; rc=$?
+check "--replay writes the dump" '[ $rc -eq 0 ] && "$bin" inspect "$dir/dump.safetensors" | grep -q "grad.conv_in.weight"'
+
+echo "$((n - fail)) passed, $fail failed"
+[ $fail -eq 0 ]
