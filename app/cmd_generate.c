@@ -42,6 +42,9 @@ static void usage(FILE *f) {
             "      --mask FILE            inpainting: PNG of the same size, white repaints, black keeps\n"
             "      --prompt-syntax S      a1111 (default: (word:1.3), [word], BREAK, prompts of any length)\n"
             "                             or plain (exactly diffusers: 75 tokens, no weights); KOALA/SDXL\n"
+            "      --lora FILE[:SCALE]    merge a LoRA (peft/diffusers or kohya .safetensors) at strength SCALE\n"
+            "                             (default 1) into the U-Net and text encoders; repeatable; KOALA/SDXL\n"
+            "      --lora-dir DIR         where <lora:NAME:SCALE> prompt tags find NAME.safetensors\n"
             "      --taesd DIR            AutoencoderTiny folder (madebyollin/taesdxl) for previews / --vae-decoder tiny\n"
             "      --vae-decoder D        full (default: the model's VAE) or tiny (TAESD: fast, approximate)\n"
             "      --preview FILE         rewrite FILE (PNG) with the image forming during the steps (TAESD with\n"
@@ -199,6 +202,8 @@ enum {
     OPT_STRENGTH,
     OPT_MASK,
     OPT_TAESD,
+    OPT_LORA,
+    OPT_LORA_DIR,
     OPT_VAE_DECODER,
     OPT_PREVIEW,
     OPT_PREVIEW_EVERY,
@@ -216,6 +221,26 @@ enum {
     OPT_DUMP,
     OPT_NO_META
 };
+
+/* "FILE" or "FILE:SCALE" (the part after the last ':' when it is a number). */
+static int parse_lora_arg(char *arg, ld_lora_ref *out) {
+    out->path = arg;
+    out->scale = 1.0f;
+    char *colon = strrchr(arg, ':');
+    if (colon && colon != arg) {
+        char *end;
+        const double v = strtod(colon + 1, &end);
+        if (end != colon + 1 && !*end) {
+            if (!(v >= -100 && v <= 100)) {
+                fprintf(stderr, "leandiff generate: --lora %s: the strength must be within +-100\n", arg);
+                return 0;
+            }
+            *colon = 0;
+            out->scale = (float)v;
+        }
+    }
+    return 1;
+}
 
 int cmd_generate(int argc, char **argv) {
     static const struct option opts[] = {
@@ -236,6 +261,8 @@ int cmd_generate(int argc, char **argv) {
         {"mask", required_argument, 0, OPT_MASK},
         {"scheduler", required_argument, 0, OPT_SCHEDULE},
         {"taesd", required_argument, 0, OPT_TAESD},
+        {"lora", required_argument, 0, OPT_LORA},
+        {"lora-dir", required_argument, 0, OPT_LORA_DIR},
         {"vae-decoder", required_argument, 0, OPT_VAE_DECODER},
         {"preview", required_argument, 0, OPT_PREVIEW},
         {"preview-every", required_argument, 0, OPT_PREVIEW_EVERY},
@@ -268,6 +295,8 @@ int cmd_generate(int argc, char **argv) {
     gp.prompt = NULL;
     const char *output = "output.png";
     preview_state preview = {0};
+    ld_lora_ref loras[16];
+    int nloras = 0;
     const char *init_path = NULL, *mask_path = NULL;
     float strength = 0.75f;
     long long v, batch = 1, threads = 0;
@@ -318,6 +347,15 @@ int cmd_generate(int argc, char **argv) {
             gp.prompt_syntax = optarg;
             break;
         case OPT_TAESD: gp.taesd_dir = optarg; break;
+        case OPT_LORA:
+            if (nloras == (int)(sizeof loras / sizeof *loras)) {
+                fprintf(stderr, "leandiff generate: at most %d --lora files\n", (int)(sizeof loras / sizeof *loras));
+                return 2;
+            }
+            if (!parse_lora_arg(optarg, &loras[nloras])) return 2;
+            nloras++;
+            break;
+        case OPT_LORA_DIR: gp.lora_dir = optarg; break;
         case OPT_VAE_DECODER:
             if ((k = cli_parse_choice("--vae-decoder", optarg, (const char *const[]){"full", "tiny", NULL})) < 0) return 2;
             gp.tiny_decoder = k == 1;
@@ -412,6 +450,8 @@ int cmd_generate(int argc, char **argv) {
                 output);
         return 2;
     }
+    gp.loras = loras;
+    gp.nloras = nloras;
     if (gp.tiny_decoder && !gp.taesd_dir) {
         fprintf(stderr, "leandiff generate: --vae-decoder tiny needs --taesd DIR (an AutoencoderTiny folder)\n");
         return 2;

@@ -26,6 +26,17 @@ for target in fuzz/fuzz_*.c; do
   fi
   if [ "$name" = fuzz_redis_url ]; then extra="app/redis_url.c -Iapp"; fi
   if [ "$name" = fuzz_dataset ]; then extra="src/train/dataset.c"; fi
+  if [ "$name" = fuzz_lora ]; then
+    # the merge multiplies on ld_gemm: its SIMD kernels need their own target flags
+    extra="src/models/lora_merge.c src/io/weights.c src/tensor/gemm.c src/tensor/gemm_conv.c src/base/cpu.c src/base/flops.c"
+    case "$(uname -m)" in
+      x86_64)
+        clang $flags -c src/tensor/gemm_avx512.c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mf16c -mavx2 -o "$out/gemm_avx512.o"
+        clang $flags -c src/tensor/gemm_avx2.c -mavx2 -mfma -mf16c -o "$out/gemm_avx2.o"
+        extra="$extra $out/gemm_avx512.o $out/gemm_avx2.o" ;;
+      aarch64) extra="$extra src/tensor/gemm_neon.c" ;;
+    esac
+  fi
   corpus="fuzz/corpus_${name#fuzz_}"
   mkdir -p "$corpus"
   work="$out/corpus_${name#fuzz_}"

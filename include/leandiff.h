@@ -108,6 +108,12 @@ typedef int (*ld_progress_fn)(void *user, const char *stage, int step, int total
  * current estimate of the final image (RGB8; TAESD's decode at full size when
  * taesd_dir is set, else a linear latent-to-RGB map at 1/8 size). The image is
  * only valid during the call. Return nonzero to cancel. */
+/* A LoRA file and its strength (1 = as trained). */
+typedef struct {
+    const char *path;
+    float scale;
+} ld_lora_ref;
+
 struct ld_image;
 typedef int (*ld_preview_fn)(void *user, const struct ld_image *img, int step, int total);
 
@@ -137,6 +143,11 @@ typedef struct {
     ld_preview_fn preview;        /* NULL: no previews */
     void *preview_user;
     int preview_every;            /* steps between previews (0 = 1); the last step always previews */
+    const ld_lora_ref *loras;     /* SDXL family: LoRA files (peft/diffusers or kohya keys) merged into the
+                                     U-Net and text encoders for this call */
+    int nloras;
+    const char *lora_dir;         /* where <lora:NAME:SCALE> prompt tags (A1111 syntax) find NAME.safetensors;
+                                     NULL: tags are an error */
 } ld_gen_params;
 
 LD_API void ld_gen_params_init(ld_gen_params *p);

@@ -36,7 +36,7 @@ check "resume from a checkpoint ends with the same weights" '[ $rc -eq 0 ] && cm
 check "resume with other settings is refused" '[ $rc -ne 0 ] && grep -q "made with --seed 0" "$dir/err"'
 
 mkdir -p "$dir/ft"; for x in "$model"/*; do ln -s "$(cd "$(dirname "$x")" && pwd)/$(basename "$x")" "$dir/ft/"; done
-rm "$dir/ft/unet"; ln -s "$dir/full/unet" "$dir/ft/unet"
+rm "$dir/ft/unet"; ln -s "$(cd "$dir/full" && pwd)/unet" "$dir/ft/unet"
 "$bin" generate -m "$model" -p "a photo of sks toy" --seed 3 --steps 3 -q -o "$dir/base.png" >/dev/null 2>&1
 "$bin" generate -m "$dir/ft" -p "a photo of sks toy" --seed 3 --steps 3 -q -o "$dir/tuned.png" >/dev/null 2>&1
 check "the fine-tuned U-Net changes the image" '[ -s "$dir/tuned.png" ] && ! cmp -s "$dir/base.png" "$dir/tuned.png"'
@@ -45,6 +45,21 @@ check "the fine-tuned U-Net changes the image" '[ -s "$dir/tuned.png" ] && ! cmp
 check "LoRA in the peft/diffusers layout" '[ $rc -eq 0 ] && "$bin" inspect "$dir/lora/pytorch_lora_weights.safetensors" | grep -q "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight" && ! [ -d "$dir/lora/unet" ]'
 "$bin" train "${common[@]}" --out "$dir/kohya" --steps 4 --lora 4 --lora-format kohya 2>/dev/null; rc=$?
 check "LoRA in the kohya layout" '[ $rc -eq 0 ] && "$bin" inspect "$dir/kohya/lora_kohya.safetensors" | grep -q "lora_unet_up_blocks_0_attentions_0_transformer_blocks_0_attn2_to_out_0.alpha"'
+
+gen=(generate -m "$model" --seed 3 --steps 3 -q --no-metadata)
+"$bin" "${gen[@]}" -p "a photo of sks toy" -o "$dir/nolora.png" >/dev/null 2>&1
+"$bin" "${gen[@]}" -p "a photo of sks toy" --lora "$dir/lora/pytorch_lora_weights.safetensors" -o "$dir/withlora.png" >/dev/null 2>&1
+check "the trained LoRA changes its trigger prompt's image" '[ -s "$dir/withlora.png" ] && ! cmp -s "$dir/nolora.png" "$dir/withlora.png"'
+"$bin" "${gen[@]}" -p "a photo of sks toy" --lora "$dir/lora/pytorch_lora_weights.safetensors:0" -o "$dir/lora0.png" >/dev/null 2>&1
+check "strength 0 leaves the image as it was" 'cmp -s "$dir/nolora.png" "$dir/lora0.png"'
+mkdir -p "$dir/loras"; cp "$dir/kohya/lora_kohya.safetensors" "$dir/loras/toy.safetensors"
+"$bin" "${gen[@]}" -p "a photo of sks toy <lora:toy:0.7>" --lora-dir "$dir/loras" -o "$dir/tag.png" >/dev/null 2>&1
+"$bin" "${gen[@]}" -p "a photo of sks toy" --lora "$dir/loras/toy.safetensors:0.7" -o "$dir/flag.png" >/dev/null 2>&1
+check "a <lora:NAME:SCALE> tag equals --lora FILE:SCALE" '[ -s "$dir/tag.png" ] && cmp -s "$dir/tag.png" "$dir/flag.png"'
+"$bin" "${gen[@]}" -p "x <lora:missing>" --lora-dir "$dir/loras" -o "$dir/x.png" 2>"$dir/err"; rc=$?
+check "a tag naming no file is an error naming it" '[ $rc -ne 0 ] && grep -q "missing.safetensors not found" "$dir/err"'
+"$bin" "${gen[@]}" -p "x" --lora "$dir/data/img1.txt" -o "$dir/x.png" 2>"$dir/err"; rc=$?
+check "a file that is not a LoRA is refused" '[ $rc -ne 0 ] && grep -q "img1.txt" "$dir/err"'
 
 cp "$dir/data/img1.png" "$dir/data/img2.png" "$dir/hf/imgs/"
 printf '{"file_name": "imgs/img1.png", "text": "first"}\nnot json\n{"file_name": "../escape.png", "text": "x"}\n{"file_name": "imgs/img2.png", "text": "second"}\n' > "$dir/hf/metadata.jsonl"

@@ -30,6 +30,8 @@ struct ld_weights {
     size_t nrec, rec_cap;
     const ld_tensor *mem; /* memory source: the caller's tensors (views) */
     size_t nmem;
+    ld_tensor *over;      /* owned f32 replacements (LoRA-patched layers), looked up first */
+    size_t nover;
 };
 
 static ld_status add_file(ld_ctx *ctx, ld_weights *ws, const char *path) {
@@ -189,6 +191,11 @@ void ld_weights_free(ld_weights *ws) {
         free(ws->aliases[i].target);
     }
     free(ws->aliases);
+    for (size_t i = 0; i < ws->nover; i++) {
+        free((char *)ws->over[i].name);
+        free(ws->over[i].data);
+    }
+    free(ws->over);
     for (size_t i = 0; i < ws->nrec; i++) free((char *)ws->recorded[i].name);
     free(ws->recorded);
     free(ws);
@@ -213,6 +220,11 @@ static const ld_tensor *find_file_tensor(const ld_weights *ws, const char *name,
 }
 
 static const ld_tensor *find_any(const ld_weights *ws, const char *name, const char **file) {
+    for (size_t i = 0; i < ws->nover; i++)
+        if (strcmp(ws->over[i].name, name) == 0) {
+            find_file_tensor(ws, name, file);
+            return &ws->over[i];
+        }
     const ld_tensor *t = find_file_tensor(ws, name, file);
     if (t) return t;
     for (size_t i = 0; i < ws->nmem; i++)
@@ -234,6 +246,35 @@ int ld_weights_has(const ld_weights *ws, const char *fmt, ...) {
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
     return find_any(ws, name, NULL) != NULL;
+}
+
+ld_status ld_weights_override_f32(ld_ctx *ctx, ld_weights *ws, const char *name, float **out) {
+    const ld_tensor *t = find_any(ws, name, NULL);
+    if (!t) return ld_fail(ctx, LD_ERR_MODEL, "%s: tensor '%s' is missing", ws->where, name);
+    for (size_t i = 0; i < ws->nover; i++)
+        if (t == &ws->over[i]) { /* already a copy */
+            *out = t->data;
+            return LD_OK;
+        }
+    const int64_t n = ld_tensor_numel(t);
+    ld_tensor *p = realloc(ws->over, (ws->nover + 1) * sizeof *p);
+    if (!p) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    ws->over = p;
+    ld_tensor *o = &ws->over[ws->nover];
+    *o = *t;
+    o->dtype = LD_F32;
+    o->owned = 0;
+    o->data = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    o->name = strdup(name);
+    if (!o->data || !o->name) {
+        free(o->data);
+        free((char *)o->name);
+        return ld_fail(ctx, LD_ERR_NOMEM, "out of memory copying '%s'", name);
+    }
+    ld_convert_to_f32(o->data, t->data, t->dtype, 0, n);
+    ws->nover++;
+    *out = o->data;
+    return LD_OK;
 }
 
 ld_status ld_weights_alias(ld_ctx *ctx, ld_weights *ws, const char *alias, const char *target, int64_t row_begin,

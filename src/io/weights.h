@@ -54,6 +54,10 @@ int ld_weights_has(const ld_weights *ws, const char *fmt, ...) LD_PRINTF(2, 3);
 /* Looks a tensor up without shape checks (NULL if absent). */
 const ld_tensor *ld_weights_find(const ld_weights *ws, const char *name);
 
+/* Replaces tensor `name` (which must exist) by an f32 copy the source owns
+ * (a LoRA-patched layer); later lookups see the copy. *out points at it. */
+ld_status ld_weights_override_f32(ld_ctx *ctx, ld_weights *ws, const char *name, float **out);
+
 ld_status ld_weights_alias(ld_ctx *ctx, ld_weights *ws, const char *alias, const char *target, int64_t row_begin,
                            int64_t row_end);
 

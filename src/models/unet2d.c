@@ -7,6 +7,7 @@
 
 #include "io/json.h"
 #include "io/model_folder.h"
+#include "models/lora_merge.h"
 #include "tensor/ops.h"
 
 #include <stdio.h>
@@ -106,10 +107,16 @@ ld_status ld_unet2d_build(ld_ctx *ctx, const char *where, const json_t *config, 
 }
 
 ld_status ld_unet2d_load(ld_ctx *ctx, const char *unet_dir, const char *variant, ld_unet2d **out) {
+    return ld_unet2d_load_lora(ctx, unet_dir, variant, NULL, 0, out);
+}
+
+ld_status ld_unet2d_load_lora(ld_ctx *ctx, const char *unet_dir, const char *variant, const ld_lora_ref *loras,
+                              int nloras, ld_unet2d **out) {
     *out = NULL;
     ld_component_files f;
     LD_TRY(ld_component_files_open(ctx, unet_dir, variant, &f));
-    ld_status st = build(ctx, f.where, f.config, f.ws, 1, out); /* the model owns the weights */
+    ld_status st = ld_lora_merge(ctx, f.ws, LD_LORA_UNET, loras, nloras);
+    if (st == LD_OK) st = build(ctx, f.where, f.config, f.ws, 1, out); /* the model owns the weights */
     ld_component_files_close(&f, st == LD_OK);
     return st;
 }

@@ -23,6 +23,9 @@ typedef struct ld_unet2d ld_unet2d;
 
 /* unet_dir/config.json + weights from ld_weights_open_dir(unet_dir, variant). */
 ld_status ld_unet2d_load(ld_ctx *ctx, const char *unet_dir, const char *variant, ld_unet2d **out);
+/* The same with LoRA files merged into its weights (models/lora_merge.h). */
+ld_status ld_unet2d_load_lora(ld_ctx *ctx, const char *unet_dir, const char *variant, const ld_lora_ref *loras,
+                              int nloras, ld_unet2d **out);
 
 /* Builds from a parsed config and a weight source. `where` names the config
  * in messages. On success the model takes ownership of ws (freed by

@@ -17,6 +17,8 @@
 #include "pipeline/koala_init.h"
 #include "pipeline/preview.h"
 #include "pipeline/sdxl_text.h"
+#include "models/lora_merge.h"
+#include "text/prompt_loras.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -179,6 +181,10 @@ typedef struct {
     int64_t D, P;        /* prompt_embeds width, pooled width */
     int64_t L;           /* prompt_embeds tokens: 77 per chunk */
     int a1111_syntax;    /* A1111 prompt syntax (text/prompt_syntax.h), else plain diffusers */
+    char *prompt, *neg;  /* the texts the encoders see (LoRA tags cut out); neg NULL when none was given */
+    ld_lora_ref *loras;  /* the call's LoRA files, then those of the prompt tags */
+    char **lora_paths;   /* owned paths of the tag LoRAs */
+    int nloras, ntags;
     ld_vae_tiny *taesd;  /* previews / tiny decoding (gen params taesd_dir), loaded once per run */
     int begin;           /* first scheduler call (image-to-image starts part-way) */
     float *image_latents;  /* image-to-image / inpainting: the encoded init image */
@@ -247,13 +253,13 @@ static ld_status text_report(ld_ctx *ctx, void *user, int encoder, double since)
 
 /* Text stage: fills r->embeds / r->pooled ([uncond; cond] with CFG). */
 static ld_status stage_text(ld_ctx *ctx, run *r) {
-    const char *neg = r->p->negative_prompt;
+    const char *neg = r->neg;
     int zero_uncond = r->do_cfg && !neg && r->k->force_zeros;
     int encode_neg = r->do_cfg && !zero_uncond;
     const char *texts[2];
     int n = 0;
     if (encode_neg) texts[n++] = neg ? neg : "";
-    texts[n++] = r->p->prompt;
+    texts[n++] = r->prompt;
     int64_t *ids[2] = {NULL, NULL};
     if (r->dumping) {
         ids[0] = malloc(sizeof(int64_t) * LD_CLIP_CONTEXT * 2);
@@ -267,7 +273,7 @@ static ld_status stage_text(ld_ctx *ctx, run *r) {
     koala *k = r->k;
     ld_sdxl_text te = {.tok = {k->tok1, k->tok2}, .te = {k->te1, k->te2},
                        .variant = k->has_variant ? k->variant : NULL, .a1111 = r->a1111_syntax,
-                       .report = text_report, .user = r};
+                       .report = text_report, .user = r, .loras = r->loras, .nloras = r->nloras};
     ld_sdxl_cond cond = {0};
     ld_status st = ld_sdxl_encode(ctx, &te, texts, n, &cond, ids);
     float *emb = cond.embeds, *pool = cond.pooled;
@@ -327,7 +333,7 @@ static ld_status preview_step(ld_ctx *ctx, run *r, const ld_scheduler *s, int i,
 static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
     koala *k = r->k;
     ld_unet2d *u = NULL;
-    LD_TRY(ld_unet2d_load(ctx, k->unet, k->has_variant ? k->variant : NULL, &u));
+    LD_TRY(ld_unet2d_load_lora(ctx, k->unet, k->has_variant ? k->variant : NULL, r->loras, r->nloras, &u));
     ld_status st = LD_OK;
     if (ld_unet2d_cross_attention_dim(u) != r->D)
         st = ld_fail(ctx, LD_ERR_MODEL, "%s: cross_attention_dim is %d but the text encoders give %lld features",
@@ -436,6 +442,59 @@ static ld_status stage_vae(ld_ctx *ctx, run *r) {
     return st;
 }
 
+/* The texts to encode and the LoRA files of the run: the call's, then one per
+ * <lora:NAME:SCALE> tag of the prompt and the negative prompt (A1111 syntax),
+ * found as NAME.safetensors in lora_dir. Every file is checked now, before
+ * any model runs. */
+static ld_status take_tags(ld_ctx *ctx, run *r, const char *text, char **clean, ld_prompt_lora **tags, int *n) {
+    if (!r->a1111_syntax) {
+        *tags = NULL;
+        *n = 0;
+        return (*clean = strdup(text)) ? LD_OK : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    }
+    return ld_prompt_take_loras(ctx, text, clean, tags, n);
+}
+
+static ld_status resolve_loras(ld_ctx *ctx, run *r) {
+    const ld_gen_params *p = r->p;
+    if (p->nloras < 0 || p->nloras > 64 || (p->nloras && !p->loras))
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%d LoRA files: at most 64", p->nloras);
+    ld_prompt_lora *tags[2] = {NULL, NULL};
+    int nt[2] = {0, 0};
+    ld_status st = take_tags(ctx, r, p->prompt, &r->prompt, &tags[0], &nt[0]);
+    if (st == LD_OK && p->negative_prompt) st = take_tags(ctx, r, p->negative_prompt, &r->neg, &tags[1], &nt[1]);
+    const int total = p->nloras + nt[0] + nt[1];
+    if (st == LD_OK && total) {
+        r->loras = calloc((size_t)total, sizeof *r->loras);
+        r->lora_paths = calloc((size_t)(nt[0] + nt[1] + 1), sizeof *r->lora_paths);
+        if (!r->loras || !r->lora_paths) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; st == LD_OK && i < p->nloras; i++) r->loras[r->nloras++] = p->loras[i];
+    for (int t = 0; st == LD_OK && t < 2; t++)
+        for (int i = 0; st == LD_OK && i < nt[t]; i++) {
+            if (!p->lora_dir) {
+                st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "prompt tag <lora:%s>: no LoRA folder is set (--lora-dir)",
+                             tags[t][i].name);
+                break;
+            }
+            size_t len = strlen(p->lora_dir) + strlen(tags[t][i].name) + 16;
+            char *path = malloc(len);
+            if (!path) {
+                st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+                break;
+            }
+            snprintf(path, len, "%s/%s.safetensors", p->lora_dir, tags[t][i].name);
+            r->lora_paths[r->ntags++] = path;
+            if (!ld_file_exists(path))
+                st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "prompt tag <lora:%s>: %s not found", tags[t][i].name, path);
+            r->loras[r->nloras++] = (ld_lora_ref){path, tags[t][i].scale};
+        }
+    for (int i = 0; st == LD_OK && i < r->nloras; i++) st = ld_lora_check_file(ctx, r->loras[i].path);
+    ld_prompt_loras_free(tags[0], nt[0]);
+    ld_prompt_loras_free(tags[1], nt[1]);
+    return st;
+}
+
 static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
     koala *k = r->k;
     int def = k->sample_size * k->vae_scale;
@@ -485,7 +544,7 @@ static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
                        p->sampler, names);
     }
     r->sampler = d->name;
-    return LD_OK;
+    return resolve_loras(ctx, r);
 }
 
 static ld_status dump_meta(ld_ctx *ctx, run *r) {
@@ -677,6 +736,11 @@ static ld_status koala_generate(ld_ctx *ctx, void *state, const ld_gen_params *p
     free(r.pooled);
     free(r.latents);
     free(r.image);
+    free(r.prompt);
+    free(r.neg);
+    free(r.loras);
+    for (int i = 0; i < r.ntags; i++) free(r.lora_paths[i]);
+    free(r.lora_paths);
     info->seconds = now_seconds() - r.t0;
     return st;
 }

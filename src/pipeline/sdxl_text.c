@@ -98,7 +98,7 @@ ld_status ld_sdxl_encode(ld_ctx *ctx, const ld_sdxl_text *tx, const char *const 
         for (int i = 0; st == LD_OK && ids_out && ids_out[e] && i < n; i++)
             memcpy(ids_out[e] + (size_t)i * LD_CLIP_CONTEXT, ids + (size_t)i * C * LD_CLIP_CONTEXT,
                    sizeof(int64_t) * LD_CLIP_CONTEXT);
-        if (st == LD_OK) st = ld_clip_text_load(ctx, te_dirs[e], variant, &te);
+        if (st == LD_OK) st = ld_clip_text_load_lora(ctx, te_dirs[e], variant, e, tx->loras, tx->nloras, &te);
         if (st == LD_OK) {
             const ld_clip_text_config *cf = ld_clip_text_get_config(te);
             dims[e] = cf->hidden_size;

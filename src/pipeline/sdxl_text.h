@@ -21,6 +21,7 @@
 #define LD_PIPELINE_SDXL_TEXT_H
 
 #include "base/status.h"
+#include "leandiff.h"
 
 #include <stdint.h>
 
@@ -28,6 +29,8 @@ typedef struct {
     const char *tok[2], *te[2]; /* tokenizer, tokenizer_2, text_encoder, text_encoder_2 folders */
     const char *variant;        /* weights variant ("fp16") or NULL */
     int a1111;                  /* A1111 prompt syntax (emphasis, long prompts) */
+    const ld_lora_ref *loras;   /* LoRA files merged into both encoders (their text encoder keys) */
+    int nloras;
     /* called after encoder e (0, 1) has run; an error stops (cancel) */
     ld_status (*report)(ld_ctx *ctx, void *user, int e, double since);
     void *user;

@@ -5,6 +5,7 @@
 
 #include "io/json.h"
 #include "io/model_folder.h"
+#include "models/lora_merge.h"
 #include "models/model_registry.h"
 #include "tensor/ops.h"
 
@@ -157,6 +158,11 @@ ld_status ld_clip_text_build(ld_ctx *ctx, const char *where, const json_t *confi
 }
 
 ld_status ld_clip_text_load(ld_ctx *ctx, const char *dir, const char *variant, ld_clip_text **out) {
+    return ld_clip_text_load_lora(ctx, dir, variant, 0, NULL, 0, out);
+}
+
+ld_status ld_clip_text_load_lora(ld_ctx *ctx, const char *dir, const char *variant, int which, const ld_lora_ref *loras,
+                                 int nloras, ld_clip_text **out) {
     *out = NULL;
     json_t *cfg;
     LD_TRY(ld_component_config(ctx, dir, &cfg));
@@ -164,6 +170,7 @@ ld_status ld_clip_text_load(ld_ctx *ctx, const char *dir, const char *variant, l
     snprintf(where, sizeof where, "%s/config.json", dir);
     ld_weights *ws = NULL;
     ld_status st = ld_weights_open_dir(ctx, dir, variant, &ws);
+    if (st == LD_OK) st = ld_lora_merge(ctx, ws, which ? LD_LORA_TE2 : LD_LORA_TE1, loras, nloras);
     if (st == LD_OK) st = ld_clip_text_build(ctx, where, cfg, ws, out);
     json_decref(cfg);
     if (st != LD_OK) {

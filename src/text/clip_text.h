@@ -38,6 +38,10 @@ typedef struct ld_clip_text ld_clip_text;
 
 /* Reads <dir>/config.json and the weights (variant "fp16", "bf16" or NULL). */
 ld_status ld_clip_text_load(ld_ctx *ctx, const char *text_encoder_dir, const char *variant, ld_clip_text **out);
+/* The same with LoRA files merged into its weights: which 0 takes the
+ * files' text_encoder / lora_te1 keys, 1 their text_encoder_2 / lora_te2 keys. */
+ld_status ld_clip_text_load_lora(ld_ctx *ctx, const char *text_encoder_dir, const char *variant, int which,
+                                 const ld_lora_ref *loras, int nloras, ld_clip_text **out);
 /* Builds from a parsed config and a weight source (a recorder for
  * init-random). where names the config for messages. The model keeps a
  * reference to ws but does not own it. */

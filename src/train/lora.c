@@ -2,6 +2,7 @@
 #include "train/lora.h"
 
 #include "io/safetensors.h"
+#include "models/lora_merge.h"
 #include "tensor/gemm.h"
 
 #include <math.h>
@@ -129,14 +130,6 @@ ld_status ld_lora_backward(ld_ctx *ctx, ld_lora *l, int i, const float *dy, cons
     return LD_OK;
 }
 
-/* "down_blocks.1.x" -> "lora_unet_down_blocks_1_x" */
-static void kohya_name(char *buf, size_t n, const char *module, const char *suffix) {
-    snprintf(buf, n, "lora_unet_%s", module);
-    for (char *p = buf + 10; *p; p++)
-        if (*p == '.') *p = '_';
-    strncat(buf, suffix, n - strlen(buf) - 1);
-}
-
 ld_status ld_lora_save(ld_ctx *ctx, const ld_lora *l, ld_lora_format fmt, ld_dtype dtype, const char *path) {
     ld_st_builder b;
     ld_st_builder_init(&b);
@@ -148,7 +141,7 @@ ld_status ld_lora_save(ld_ctx *ctx, const ld_lora *l, ld_lora_format fmt, ld_dty
             const ld_tensor *t = &l->params.tensors[2 * i + k];
             const int64_t n = ld_tensor_numel(t);
             char name[1024];
-            if (fmt == LD_LORA_KOHYA) kohya_name(name, sizeof name, l->module[i], k ? ".lora_up.weight" : ".lora_down.weight");
+            if (fmt == LD_LORA_KOHYA) ld_lora_kohya_name(name, sizeof name, "lora_unet", l->module[i], k ? ".lora_up.weight" : ".lora_down.weight");
             else snprintf(name, sizeof name, "unet.%s.lora_%c.weight", l->module[i], k ? 'B' : 'A');
             float *nt = realloc(tmp, sizeof(float) * (size_t)n);
             uint16_t *nh = realloc(half, sizeof(uint16_t) * (size_t)n);
@@ -172,7 +165,7 @@ ld_status ld_lora_save(ld_ctx *ctx, const ld_lora *l, ld_lora_format fmt, ld_dty
         }
         if (st == LD_OK && fmt == LD_LORA_KOHYA) {
             char name[1024];
-            kohya_name(name, sizeof name, l->module[i], ".alpha");
+            ld_lora_kohya_name(name, sizeof name, "lora_unet", l->module[i], ".alpha");
             st = ld_st_builder_add_f32(ctx, &b, name, 0, NULL, &l->alpha);
         }
     }
