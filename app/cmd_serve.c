@@ -24,6 +24,7 @@ static void usage(FILE *f) {
             "      --api-key KEY      require 'Authorization: Bearer KEY' on every API call\n"
             "                         (or set LEANDIFF_API_KEY, which keeps the key out of the process list)\n"
             "      --outputs DIR      also save every image there (created if missing; names made by the server)\n"
+            "      --lora-dir DIR     LoRA files that <lora:NAME:SCALE> prompt tags name (NAME.safetensors)\n"
             "      --max-size PX      largest width / height accepted (default 1024)\n"
             "      --max-steps N      most steps accepted (default 150)\n"
             "      --max-batch N      most images per request (default 8)\n"
@@ -83,6 +84,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-queue")) ok = int_flag(a, v, 0, 100000, &c->max_queue);
         else if (!strcmp(a, "--api-key")) c->api_key = v;
         else if (!strcmp(a, "--outputs")) c->outputs = v;
+        else if (!strcmp(a, "--lora-dir")) c->lora_dir = v;
         else if (!strcmp(a, "--max-size")) ok = int_flag(a, v, 64, 8192, &c->max_size);
         else if (!strcmp(a, "--max-steps")) ok = int_flag(a, v, 1, 1000, &c->max_steps);
         else if (!strcmp(a, "--max-batch")) ok = int_flag(a, v, 1, 64, &c->max_batch);
@@ -136,7 +138,7 @@ int cmd_serve(int argc, char **argv) {
     ld_ctx_free(ctx);
     s.family = ld_pipeline_family(pipe);
     s.model_name = ld_pipeline_model_name(pipe);
-    server_executor *exec = exec_local_new(pipe, c->outputs);
+    server_executor *exec = exec_local_new(pipe, c->outputs, c->lora_dir);
     if (!exec) {
         fprintf(stderr, "leandiff serve: out of memory\n");
         ld_pipeline_free(pipe);

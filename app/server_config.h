@@ -13,6 +13,7 @@ typedef struct {
     int max_queue;        /* jobs waiting (not counting the running one) */
     const char *api_key;  /* NULL: no authentication */
     const char *outputs;  /* folder for saved PNGs, NULL: keep in memory only */
+    const char *lora_dir; /* where <lora:NAME:SCALE> prompt tags find NAME.safetensors, NULL: tags refused */
     size_t max_body;      /* request body limit in bytes */
     int max_size;         /* width and height limit */
     int max_steps;

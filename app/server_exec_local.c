@@ -14,7 +14,7 @@
 typedef struct {
     server_executor base; /* first: the table sees only this */
     ld_pipeline *pipe;
-    const char *outputs;
+    const char *outputs, *lora_dir;
     job_table *t;
     pthread_t worker;
     int worker_started;
@@ -41,6 +41,7 @@ static ld_status run_image(exec_local *ex, ld_ctx *ctx, job *j, int i) {
     ld_gen_params gp;
     ld_image init, mask;
     gen_request_params(&j->req, j->seed, i, &gp, &init, &mask);
+    gp.lora_dir = ex->lora_dir;
     progress_ctx pc = {ex->t, j};
     gp.progress = on_progress;
     gp.progress_user = &pc;
@@ -99,7 +100,7 @@ static void local_stop(server_executor *base) {
 
 static void local_free(server_executor *base) { free(base); }
 
-server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs) {
+server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs, const char *lora_dir) {
     exec_local *ex = calloc(1, sizeof *ex);
     if (!ex) return NULL;
     ex->base.name = "local";
@@ -108,5 +109,6 @@ server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs) {
     ex->base.free = local_free;
     ex->pipe = pipe;
     ex->outputs = outputs;
+    ex->lora_dir = lora_dir;
     return &ex->base;
 }

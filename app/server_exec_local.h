@@ -2,7 +2,7 @@
  * that runs the jobs in order on a pipeline this process opened, each image
  * with all compute threads, through ld_generate.
  *
- *     server_executor *ex = exec_local_new(pipe, cfg.outputs);   // NULL: out of memory
+ *     server_executor *ex = exec_local_new(pipe, cfg.outputs, cfg.lora_dir);   // NULL: out of memory
  *     jobs_init(&table, &cfg, family, ex);    // starts the worker
  *     ...
  *     jobs_stop(&table);                      // joins it
@@ -15,6 +15,6 @@
 #include "server_exec.h"
 
 /* outputs: folder every image is also saved into, or NULL. Both borrowed. */
-server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs);
+server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs, const char *lora_dir);
 
 #endif

@@ -44,9 +44,43 @@ def log(msg):
     print(msg, flush=True)
 
 
-def main_server(outputs):
+def main_server(outputs, lora_dir):
     return Server(["-m", MODEL, "--threads", "2", "--max-queue", "2", "--max-steps", str(LONG),
-                   "--max-size", "256", "--max-batch", "4", "--max-body", "65536", "--outputs", outputs])
+                   "--max-size", "256", "--max-batch", "4", "--max-body", "65536", "--outputs", outputs,
+                   "--lora-dir", lora_dir])
+
+
+def write_lora(path):
+    """A kohya-layout LoRA on the first self-attention query projection of the model's U-Net."""
+    import struct
+    with open(os.path.join(MODEL, "unet", "diffusion_pytorch_model.safetensors"), "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    name = sorted(k for k in header if k.endswith("attn1.to_q.weight"))[0]
+    out, inp = header[name]["shape"]
+    module = "lora_unet_" + name[:-len(".weight")].replace(".", "_")
+    rank = 2
+    tensors = {module + ".lora_down.weight": ([rank, inp], [0.5] * (rank * inp)),
+               module + ".lora_up.weight": ([out, rank], [0.5] * (out * rank)),
+               module + ".alpha": ([], [2.0])}
+    hdr, data = {}, b""
+    for k, (shape, vals) in tensors.items():
+        b = struct.pack("<%df" % len(vals), *vals)
+        hdr[k] = {"dtype": "F32", "shape": shape, "data_offsets": [len(data), len(data) + len(b)]}
+        data += b
+    h = json.dumps(hdr).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + data)
+
+
+def test_a1111_lora(srv, ref):
+    """<lora:NAME:SCALE> in the prompt merges --lora-dir/NAME.safetensors for that request only."""
+    out = srv.json("POST", "/sdapi/v1/txt2img", dict(PARAMS, prompt=PARAMS["prompt"] + " <lora:toy:1.5>"))
+    check(b64png(out["images"][0])[3] != ref[3], "a LoRA tag changes the image")
+    again = srv.json("POST", "/sdapi/v1/txt2img", dict(PARAMS))
+    check(b64png(again["images"][0])[3] == ref[3], "the next request without the tag is the base model again")
+    status, _, body = srv.request("POST", "/sdapi/v1/txt2img", dict(PARAMS, prompt="x <lora:absent:1>"))
+    check(status >= 400 and b"absent.safetensors" in body, "a tag naming no file: %s %r" % (status, body[:200]))
+    log("a1111 LoRA tags: ok")
 
 
 def wait_running(srv, job_id, timeout=600):
@@ -443,12 +477,15 @@ def test_generate_equal(srv_png):
 
 def main():
     outputs = tempfile.mkdtemp(prefix="ld-outputs-")
-    srv = main_server(outputs)
+    lora_dir = tempfile.mkdtemp(prefix="ld-loras-")
+    write_lora(os.path.join(lora_dir, "toy.safetensors"))
+    srv = main_server(outputs, lora_dir)
     try:
         srv.start()
         test_page(srv)
         test_discovery(srv)
         ref = test_a1111(srv)
+        test_a1111_lora(srv, ref)
         test_a1111_samplers(srv)
         init_b64 = test_a1111_img2img(srv)
         test_openai(srv, ref)
