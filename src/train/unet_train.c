@@ -43,15 +43,38 @@ ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, int frozen, ld_t
     return LD_OK;
 }
 
+/* Forgets the plan and frees its activations and the gradient pool. */
 static void free_step(ld_train_unet *t) {
     for (int i = 0; i < t->nacts; i++) {
         if (t->acts[i].owned) free(t->acts[i].v);
         free(t->acts[i].g);
     }
+    for (int i = 0; i < t->npool; i++) free(t->pool[i]);
+    t->npool = 0;
     t->nacts = t->nunits = 0;
+    t->planned = 0;
     free(t->temb_in);
     t->temb_in = NULL;
     t->kept_bytes = 0;
+}
+
+/* A gradient buffer goes back to the pool (or is freed when the pool cannot grow). */
+static void pool_put(ld_train_unet *t, float *p, int64_t n) {
+    if (!p) return;
+    if (t->npool == t->pool_cap) {
+        int cap = t->pool_cap ? 2 * t->pool_cap : 64;
+        float **a = realloc(t->pool, sizeof *a * (size_t)cap);
+        int64_t *b = a ? realloc(t->pool_n, sizeof *b * (size_t)cap) : NULL;
+        if (a) t->pool = a;
+        if (!a || !b) {
+            free(p);
+            return;
+        }
+        t->pool_n = b;
+        t->pool_cap = cap;
+    }
+    t->pool[t->npool] = p;
+    t->pool_n[t->npool++] = n;
 }
 
 /* Appends (w != NULL) or counts the attention projections (to_q, to_k, to_v,
@@ -116,6 +139,8 @@ void ld_train_unet_free(ld_train_unet *t) {
     }
     free(t->acts);
     free(t->units);
+    free(t->pool);
+    free(t->pool_n);
     ld_unet2d_free(t->u);
     ld_train_params_free(&t->p);
     if (t->config) json_decref(t->config);
@@ -136,7 +161,16 @@ float *tr_zalloc(ld_ctx *ctx, ld_train_unet *t, int64_t n) {
 
 float *tr_grad(ld_ctx *ctx, ld_train_unet *t, int id) {
     tr_act *a = &t->acts[id];
-    if (!a->g && !(a->g = calloc((size_t)a->n, sizeof(float))))
+    if (a->g) return a->g;
+    for (int i = t->npool - 1; i >= 0; i--) /* a returned buffer of the same size */
+        if (t->pool_n[i] == a->n) {
+            a->g = t->pool[i];
+            t->pool[i] = t->pool[t->npool - 1];
+            t->pool_n[i] = t->pool_n[--t->npool];
+            memset(a->g, 0, sizeof(float) * (size_t)a->n);
+            return a->g;
+        }
+    if (!(a->g = calloc((size_t)a->n, sizeof(float))))
         ld_fail(ctx, LD_ERR_NOMEM, "training: cannot allocate a gradient of %lld floats", (long long)a->n);
     return a->g;
 }
@@ -342,19 +376,27 @@ ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *samp
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training forward: bad sizes B=%d H=%d W=%d L=%d", B, H, W, L);
     if (!sample || !timesteps || !context || !pred || (c->add_time_dim && (!text_embeds || !time_ids)))
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training forward: missing inputs");
-    free_step(t);
-    t->B = B;
-    t->H = H;
-    t->W = W;
-    t->L = L;
-    t->context = context;
-    LD_TRY(temb_forward(ctx, t, timesteps, text_embeds, time_ids));
     const int64_t nin = (int64_t)B * c->in_channels * H * W;
-    int sample_id = new_act(ctx, t, nin, c->center_input_sample ? NULL : (float *)sample);
-    if (sample_id < 0) return LD_ERR_NOMEM;
+    const int reuse = t->planned && t->B == B && t->H == H && t->W == W && t->L == L;
+    if (!reuse) { /* a new size: a new plan (the same size reuses every buffer) */
+        free_step(t);
+        t->B = B, t->H = H, t->W = W, t->L = L;
+        if (new_act(ctx, t, nin, c->center_input_sample ? NULL : (float *)sample) != 0) return LD_ERR_NOMEM;
+        ld_status st = plan(ctx, t, 0);
+        if (st != LD_OK) {
+            free_step(t);
+            return st;
+        }
+        t->planned = 1;
+    }
+    t->context = context;
+    free(t->temb_in);
+    t->temb_in = NULL;
+    LD_TRY(temb_forward(ctx, t, timesteps, text_embeds, time_ids));
     if (c->center_input_sample)
-        for (int64_t i = 0; i < nin; i++) t->acts[sample_id].v[i] = 2.0f * sample[i] - 1.0f;
-    LD_TRY(plan(ctx, t, sample_id));
+        for (int64_t i = 0; i < nin; i++) t->acts[0].v[i] = 2.0f * sample[i] - 1.0f;
+    else
+        t->acts[0].v = (float *)sample;
     for (int i = 0; i < t->nunits; i++) {
         size_t mark = ld_arena_mark(&t->scratch);
         ld_status st = tr_unit_forward(ctx, t, &t->units[i]);
@@ -363,11 +405,17 @@ ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *samp
     }
     const tr_act *out = &t->acts[t->units[t->nunits - 1].out];
     memcpy(pred, out->v, sizeof(float) * (size_t)out->n);
+    t->forward_done = 1;
     return LD_OK;
 }
 
 ld_status ld_train_unet_backward(ld_ctx *ctx, ld_train_unet *t, const float *dpred) {
-    if (t->nunits == 0) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training backward: no forward to reverse");
+    if (!t->planned || !t->forward_done)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training backward: no forward to reverse");
+    for (int i = 0; i < t->nacts; i++) { /* gradients an interrupted backward left behind */
+        pool_put(t, t->acts[i].g, t->acts[i].n);
+        t->acts[i].g = NULL;
+    }
     const int last = t->units[t->nunits - 1].out;
     float *g = tr_grad(ctx, t, last);
     if (!g) return LD_ERR_NOMEM;
@@ -381,16 +429,14 @@ ld_status ld_train_unet_backward(ld_ctx *ctx, ld_train_unet *t, const float *dpr
             ld_arena_reset(&t->scratch, mark);
             LD_TRY(st);
         }
-        /* every consumer of this output came later in the forward: done with it */
-        free(o->g);
+        /* every consumer of this output came later in the forward: its gradient is done */
+        pool_put(t, o->g, o->n);
         o->g = NULL;
-        if (o->owned) {
-            free(o->v);
-            o->v = NULL;
-            o->owned = 0;
-        }
     }
+    pool_put(t, t->acts[0].g, t->acts[0].n);
+    t->acts[0].g = NULL;
     LD_TRY(temb_backward(ctx, t));
-    t->nunits = 0; /* a second backward needs a new forward */
-    return LD_OK;
+    t->forward_done = 0; /* a second backward needs a new forward */
+    /* the scratch peak is known now: one block, so later steps allocate nothing */
+    return ld_arena_reserve(ctx, &t->scratch, t->scratch.peak);
 }

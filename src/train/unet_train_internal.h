@@ -42,6 +42,11 @@ struct ld_train_unet {
     const float *context;
     float *temb_in, *temb_h, *add_in, *add_h, *emb, *emb_act, *d_emb_act;
     size_t kept_bytes;
+    int planned;      /* the units and activations of (B, H, W, L) are built and reused */
+    int forward_done; /* a forward ran that no backward has reversed yet */
+    float **pool;     /* gradient buffers returned after use, reused by size (no page faults per step) */
+    int64_t *pool_n;
+    int npool, pool_cap;
 };
 
 /* Zeroed floats from the scratch arena (NULL + error on ctx). */

@@ -1,0 +1,133 @@
+/* One training step of a U-Net (forward with per-block checkpoints,
+ * recomputation, backward, AdamW), timed and set against the FMA peak
+ * measured in the same process (and an outside figure with --ref-peak):
+ * what `bench/RESULTS.md` records for issue 13.
+ *
+ *     build/bench_train --unet $MODELS/koala-700m/unet --size 1024 [--lora 16] [--batch 1]
+ *                       [--runs 2] [--warmup 1] [--precision f32|bf16] [--ref-peak GFLOPS]
+ *
+ * FLOPs are those the products really ran (LD_FLOPS counters: forward,
+ * recomputation and both backward products), inputs are random (the speed
+ * of a step does not depend on the values). */
+#include "base/cpu.h"
+#include "base/cpu_theory.h"
+#include "base/flops.h"
+#include "tensor/gemm.h"
+#include "train/adamw.h"
+#include "train/unet_train.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void fill(float *x, int64_t n, uint64_t s) {
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(s >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+    const char *unet = NULL;
+    int size = 1024, batch = 1, lora = 0, runs = 2, warmup = 1, bf16 = 0;
+    double ref_peak = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--unet") && v) unet = v, i++;
+        else if (!strcmp(a, "--size") && v) size = atoi(v), i++;
+        else if (!strcmp(a, "--batch") && v) batch = atoi(v), i++;
+        else if (!strcmp(a, "--lora") && v) lora = atoi(v), i++;
+        else if (!strcmp(a, "--runs") && v) runs = atoi(v), i++;
+        else if (!strcmp(a, "--warmup") && v) warmup = atoi(v), i++;
+        else if (!strcmp(a, "--precision") && v) bf16 = !strcmp(v, "bf16"), i++;
+        else if (!strcmp(a, "--ref-peak") && v) ref_peak = atof(v), i++;
+        else {
+            fprintf(stderr, "usage: bench_train --unet DIR [--size 1024] [--batch 1] [--lora RANK] [--runs 2] "
+                            "[--warmup 1] [--precision f32|bf16] [--ref-peak GFLOPS]\n");
+            return 2;
+        }
+    }
+    if (!unet || size < 64 || size % 8 || batch < 1 || runs < 1 || warmup < 0 || lora < 0) {
+        fprintf(stderr, "bench_train: --unet DIR is required; --size a multiple of 8 >= 64; counts >= 1\n");
+        return 2;
+    }
+    ld_ctx *ctx = ld_ctx_new();
+    ld_train_unet *t = NULL;
+    if (ld_train_unet_open(ctx, unet, lora > 0, &t) != LD_OK ||
+        (lora > 0 && ld_train_unet_add_lora(ctx, t, lora, (float)lora, 1) != LD_OK)) {
+        fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
+        return 1;
+    }
+    ld_gemm_set_precision(bf16 ? LD_PRECISION_BF16 : LD_PRECISION_F32);
+    ld_train_params *p = ld_train_unet_trainable(t);
+    ld_adamw opt;
+    if (ld_adamw_init(ctx, &opt, p->total, 1e-5f, 0.9f, 0.999f, 1e-8f, 1e-2f) != LD_OK) {
+        fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
+        return 1;
+    }
+    const int h = size / 8, C = 4, L = 77, D = 2048, P = 1280;
+    const int64_t nx = (int64_t)batch * C * h * h;
+    float *x = malloc(sizeof(float) * nx), *out = malloc(sizeof(float) * nx), *dout = malloc(sizeof(float) * nx);
+    float *c = malloc(sizeof(float) * (size_t)batch * L * D), *te = malloc(sizeof(float) * (size_t)batch * P);
+    float *ts = malloc(sizeof(float) * batch), *ids = malloc(sizeof(float) * 6 * batch);
+    fill(x, nx, 1), fill(dout, nx, 2), fill(c, (int64_t)batch * L * D, 3), fill(te, (int64_t)batch * P, 4);
+    for (int b = 0; b < batch; b++) {
+        ts[b] = (float)(100 + 300 * b);
+        float v[6] = {(float)size, (float)size, 0, 0, (float)size, (float)size};
+        memcpy(ids + 6 * b, v, sizeof v);
+    }
+    for (int64_t i = 0; i < nx; i++) dout[i] *= 1e-3f;
+    double *secs = malloc(sizeof(double) * (size_t)runs), gflop = 0;
+    for (int r = -warmup; r < runs; r++) {
+        if (r == 0) ld_flops_reset();
+        const double t0 = now();
+        ld_train_params_zero_grad(p);
+        if (ld_train_unet_forward(ctx, t, x, batch, h, h, ts, c, L, te, ids, out) != LD_OK ||
+            ld_train_unet_backward(ctx, t, dout) != LD_OK) {
+            fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
+            return 1;
+        }
+        ld_adamw_update(&opt, p->value, p->grad, 1e-5f);
+        if (r >= 0) secs[r] = now() - t0;
+    }
+    gflop = (double)ld_flops_total() * 1e-9 / runs;
+    qsort(secs, (size_t)runs, sizeof *secs, cmp_double);
+    const double s = secs[runs / 2], gf = gflop / s;
+    const int threads = omp_get_max_threads();
+    const double peak = ld_cpu_peak_gflops(threads, 0.5) * (bf16 && ld_cpu_has_bf16() ? 2.0 : 1.0);
+    ld_cpu_theory th;
+    ld_cpu_theory_get(threads, &th);
+    const double theory = th.gflops * (bf16 && ld_cpu_has_bf16() ? 2.0 : 1.0);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const ld_cpu_info *ci = ld_cpu_info_get();
+    printf("cpu %s (%s family 0x%x), path %s, %d threads, leandiff %s\n", ci->model, ci->vendor, ci->family,
+           ld_cpu_level_name(ld_cpu_level()), threads, ld_version());
+    printf("training step %s %s, %dx%d batch %d, %s: %.2f s (median of %d), %.1f GFLOP, %.1f GFLOP/s, "
+           "%.0f%% of the probe peak (%.0f), %.0f%% of the theoretical limit (%.0f)",
+           unet, lora ? "LoRA" : "full", size, size, batch, bf16 ? "bf16" : "f32", s, runs, gflop, gf,
+           100 * gf / peak, peak, 100 * gf / theory, theory);
+    if (ref_peak > 0) printf(", %.0f%% of --ref-peak %.0f", 100 * gf / ref_peak, ref_peak);
+    printf("\n  trainable parameters %lld%s, activations kept + scratch %.2f GB, peak RSS %.2f GB\n",
+           (long long)p->total, lora ? " (LoRA)" : "", (double)ld_train_unet_activation_bytes(t) / 1e9,
+           (double)ru.ru_maxrss / 1e6);
+    ld_adamw_free(&opt);
+    ld_train_unet_free(t);
+    ld_ctx_free(ctx);
+    free(x), free(out), free(dout), free(c), free(te), free(ts), free(ids), free(secs);
+    return 0;
+}
