@@ -265,7 +265,7 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
         store_error(w, entry, job, err);
         return 0;
     }
-    if (req.seed < 0) req.seed = (int64_t)(((uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid()) & 0x7fffffff);
+    if (req.seed < 0) req.seed = (int64_t)gen_request_random_seed();
     heartbeat(w, job);
     argbuf f = {0};
     char *failure = NULL;
