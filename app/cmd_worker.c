@@ -83,8 +83,8 @@ static double mono_now(void) {
 static int reply_ok(redisReply *r) { return r && r->type != REDIS_REPLY_ERROR; }
 
 static void heartbeat(worker *w, const char *job) {
-    json_t *o = json_pack("{s:s, s:s, s:s?, s:I}", "name", w->name, "model", w->model, "job", job, "seen",
-                          (json_int_t)time(NULL));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:I}", "name", w->name, "model", w->model, "family", w->family,
+                          "job", job, "seen", (json_int_t)time(NULL));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     char key[RK_MAX];
     rk_worker(key, w->name);
