@@ -25,6 +25,7 @@ for target in fuzz/fuzz_*.c; do
     export LEANDIFF_TOKENIZER_DIR="${LEANDIFF_TOKENIZER_DIR:-$(pwd)/../shared/testdata/tokenizer}"
   fi
   if [ "$name" = fuzz_redis_url ]; then extra="app/redis_url.c -Iapp"; fi
+  if [ "$name" = fuzz_batch_line ]; then extra="app/batch_line.c -Iapp"; fi
   corpus="fuzz/corpus_${name#fuzz_}"
   mkdir -p "$corpus"
   work="$out/corpus_${name#fuzz_}"
