@@ -504,8 +504,8 @@ static int wait_all(batch *b) {
             b->finished_first = b->done + b->failed;
         }
         if (got > 0) t_change = mono_now();
+        if (!b->waiting || stop) break; /* the caller draws the last line */
         progress(b, 0);
-        if (!b->waiting || stop) break;
         if (mono_now() - t_change > 60) {
             if (!resubmit_lost(b)) return 0;
             t_change = mono_now();
