@@ -83,8 +83,8 @@ static double mono_now(void) {
 static int reply_ok(redisReply *r) { return r && r->type != REDIS_REPLY_ERROR; }
 
 static void heartbeat(worker *w, const char *job) {
-    json_t *o = json_pack("{s:s, s:s, s:s?, s:I}", "name", w->name, "model", w->model, "job", job, "seen",
-                          (json_int_t)time(NULL));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:I}", "name", w->name, "model", w->model, "family", w->family,
+                          "job", job, "seen", (json_int_t)time(NULL));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     char key[RK_MAX];
     rk_worker(key, w->name);
@@ -265,7 +265,7 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
         store_error(w, entry, job, err);
         return 0;
     }
-    if (req.seed < 0) req.seed = (int64_t)(((uint64_t)time(NULL) * 2654435761u ^ (uint64_t)getpid()) & 0x7fffffff);
+    if (req.seed < 0) req.seed = (int64_t)gen_request_random_seed();
     heartbeat(w, job);
     argbuf f = {0};
     char *failure = NULL;

@@ -14,5 +14,6 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const struct {
     {"init-random", cmd_init_random, "write a model component with random weights of the real shapes"},
     {"serve", cmd_serve, "HTTP server: web page, A1111 / OpenAI / job APIs (one model, loaded once)"},
     {"worker", cmd_worker, "take jobs from a shared Redis queue (docs/scale-out.md)"},
+    {"batch", cmd_batch, "submit a prompts file to the Redis queue, write each image when done"},
     {"tokenize", cmd_tokenize, "print the CLIP token ids (and mask) of a prompt"},
     {"train", cmd_train, "fine-tune an SDXL-family U-Net (full or LoRA) on captioned images"},
     {"distill", cmd_distill, "make KOALA's student U-Net from an SDXL-layout teacher (--init-only)"},

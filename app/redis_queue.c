@@ -2,6 +2,8 @@
 #ifdef LD_HAVE_HIREDIS
 #include "redis_queue.h"
 
+#include "redis_keys.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +137,33 @@ redisReply *redis_cmd(redis_conn *c, const char *fmt, ...) {
         if (r) return r;
         if (!connection_lost(c)) return NULL;
     }
+}
+
+/* KEYS: stream, result, job (submission record); ARGV: id, params, record TTL.
+ * The worker removes a job's entry only after its result is stored, so an
+ * entry that is gone without a result means the job is lost or expired. */
+static const char *submit_script =
+    "if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end\n"
+    "local e = redis.call('GET', KEYS[3])\n"
+    "if e and #redis.call('XRANGE', KEYS[1], e, e) > 0 then return 1 end\n"
+    "e = redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'params', ARGV[2])\n"
+    "redis.call('SET', KEYS[3], e, 'EX', tonumber(ARGV[3]))\n"
+    "return 0\n";
+
+redis_job_state redis_job_submit(redis_conn *c, const char *model, const char *id, const char *params, char *err,
+                                 size_t errn) {
+    char stream[RK_MAX], result[RK_MAX], job[RK_MAX];
+    rk_stream(stream, model);
+    rk_result(result, id);
+    rk_job(job, id);
+    redisReply *r = redis_cmd(c, "EVAL %s 3 %s %s %s %s %s %d", submit_script, stream, result, job, id, params,
+                              RK_JOB_TTL);
+    redis_job_state st = REDIS_JOB_ERROR;
+    if (!r) snprintf(err, errn, "stopped before Redis answered");
+    else if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0 && r->integer <= 2) st = (redis_job_state)r->integer;
+    else snprintf(err, errn, "submitting job %s: %s", id, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    freeReplyObject(r);
+    return st;
 }
 #else
 typedef int redis_queue_unused; /* built without hiredis */

@@ -30,4 +30,20 @@ void redis_conn_close(redis_conn *c);
 redisReply *redis_cmd(redis_conn *c, const char *fmt, ...);
 redisReply *redis_cmd_argv(redis_conn *c, int argc, const char **argv, const size_t *lens);
 
+typedef enum {
+    REDIS_JOB_ERROR = -1,     /* message in err (a Redis error, or stopping) */
+    REDIS_JOB_SUBMITTED = 0,  /* added to the stream now */
+    REDIS_JOB_QUEUED = 1,     /* its earlier submission is still in the stream (waiting or running) */
+    REDIS_JOB_HAS_RESULT = 2, /* leandiff:result:<id> exists: nothing to run */
+} redis_job_state;
+
+/* Puts job `id` with params (a JSON object of the native job fields) on the
+ * stream of `model`, unless it has a result or its earlier submission is
+ * still in the stream: one script, so it is atomic, and submitting an id
+ * again (a rerun, a retry after a lost reply) never queues it twice. A job
+ * whose entry vanished without a result (finished and expired, or a Redis
+ * restart without its append-only file) is submitted again. */
+redis_job_state redis_job_submit(redis_conn *c, const char *model, const char *id, const char *params, char *err,
+                                 size_t errn);
+
 #endif

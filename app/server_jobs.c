@@ -62,7 +62,7 @@ void jobs_put(job_table *t, job *j) {
     jobs_unlock(t);
 }
 
-/* Random bytes for job ids and seeds; the ids must not be guessable, since
+/* Random bytes for job ids; the ids must not be guessable, since
  * they are the only handle on a job's image. */
 static void random_bytes(void *buf, size_t n) {
     unsigned char *p = buf;
@@ -152,13 +152,7 @@ job *jobs_submit(job_table *t, gen_request *req, const char *api, int *retry_aft
     for (int i = 0; i < 16; i++) snprintf(j->id + 2 * i, 3, "%02x", idb[i]);
     j->req = *req;
     gen_request_init(req);
-    if (j->req.seed < 0) {
-        uint32_t r;
-        random_bytes(&r, sizeof r);
-        j->seed = r % 4294967294u; /* the range A1111 draws random seeds from */
-    } else {
-        j->seed = (uint64_t)j->req.seed;
-    }
+    j->seed = j->req.seed < 0 ? gen_request_random_seed() : (uint64_t)j->req.seed;
     snprintf(j->api, sizeof j->api, "%s", api);
     j->created = wall_now();
     j->state = JOB_QUEUED;

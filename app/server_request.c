@@ -10,6 +10,7 @@
 #include "sched/scheduler.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 
 #define PROMPT_MAX 10000
 #define CFG_MAX 50.0
@@ -49,6 +52,19 @@ void gen_request_params(const gen_request *req, uint64_t seed, int i, ld_gen_par
         gp->strength = (float)req->strength;
     }
     gp->seed = seed + (uint64_t)i;
+}
+
+uint64_t gen_request_random_seed(void) {
+    uint32_t r = 0;
+    ssize_t got;
+    do got = getrandom(&r, sizeof r, 0);
+    while (got < 0 && errno == EINTR);
+    if (got != (ssize_t)sizeof r) { /* does not happen on Linux >= 3.17; the clock then */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r ^= (uint32_t)ts.tv_nsec * 2654435761u ^ (uint32_t)ts.tv_sec;
+    }
+    return r % 4294967294u;
 }
 
 void gen_request_free(gen_request *r) {

@@ -47,6 +47,9 @@ void gen_request_init(gen_request *r);
  * are filled to point at the request's images (valid while req lives). */
 void gen_request_params(const gen_request *req, uint64_t seed, int i, ld_gen_params *gp, ld_image *init, ld_image *mask);
 void gen_request_free(gen_request *r);
+/* The seed of a request that asks for a random one (seed -1): from the
+ * system's random source, in the range A1111 draws from. */
+uint64_t gen_request_random_seed(void);
 
 /* Fills req from a JSON object for the model family ("sdxl", ...) under the
  * limits of cfg; on a bad field writes a message naming it into err / field

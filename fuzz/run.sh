@@ -37,6 +37,7 @@ for target in fuzz/fuzz_*.c; do
       aarch64) extra="$extra src/tensor/gemm_neon.c" ;;
     esac
   fi
+  if [ "$name" = fuzz_batch_line ]; then extra="app/batch_line.c -Iapp"; fi
   corpus="fuzz/corpus_${name#fuzz_}"
   mkdir -p "$corpus"
   work="$out/corpus_${name#fuzz_}"

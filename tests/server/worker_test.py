@@ -12,24 +12,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import check, env_paths, png_decode, skip, wait_until  # noqa: E402
+from common import check, env_paths, png_decode, wait_until  # noqa: E402
+from queue_util import RedisServer, Worker, generate_ref, skip_without_queue  # noqa: E402
 from resp import Resp, RespError  # noqa: E402
 
 BIN, SRC, BUILD = env_paths()
-REDIS = shutil.which("redis-server")
-if not REDIS:
-    skip("redis-server not installed (Debian package redis-server): the Redis queue is not tested")
-probe = subprocess.run([BIN, "worker", "--help"], capture_output=True, text=True)
-if probe.returncode != 0 and "without hiredis" in probe.stderr:
-    skip("leandiff was built without hiredis: " + probe.stderr.strip())
+skip_without_queue(BIN, "worker")
 
 STREAM = "leandiff:jobs:tiny"
 GROUP = "leandiff-workers"
@@ -37,70 +31,6 @@ GROUP = "leandiff-workers"
 
 def log(msg):
     print(msg, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class RedisServer:
-    def __init__(self, datadir):
-        self.datadir = datadir
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        for _ in range(5):  # the port may be taken between free_port() and the bind
-            self.port = self.port or free_port()
-            self.proc = subprocess.Popen([REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.datadir,
-                                          "--save", "", "--appendonly", "yes", "--logfile", "redis.log"],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-            def up():
-                try:
-                    r = Resp(self.port)
-                    ok = r.cmd("PING") == "PONG"
-                    r.close()
-                    return ok
-                except OSError:
-                    return False
-            try:
-                wait_until(lambda: up() or self.proc.poll() is not None, 20)
-            except Exception:
-                pass
-            if self.proc.poll() is None and up():
-                return
-            self.proc.kill()
-            self.proc.wait()
-            self.port = None
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
-
-
-class Worker:
-    def __init__(self, name, model, port, extra=()):
-        self.name = name
-        self.lines = []
-        self.proc = subprocess.Popen([BIN, "worker", "-m", model, "--redis", "redis://127.0.0.1:%d/0" % port, "--name",
-                                      name, "-t", "1", "--claim-after", "2", "--max-steps", "400"] + list(extra),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            self.lines.append(line)
-
-    def text(self):
-        return "".join(self.lines)
 
 
 def test_bad_urls(model):
@@ -117,20 +47,6 @@ def test_bad_urls(model):
                        timeout=60)
     check(p.returncode == 1 and "TLS" in p.stderr, "rediss:// must say TLS is unsupported: %s" % p.stderr)
     log("ok: malformed URLs and rediss:// refused with clear messages")
-
-
-def generate_ref(model, params, seed, out):
-    cmd = [BIN, "generate", "-m", model, "-p", params["prompt"], "-W", str(params["width"]), "-H",
-           str(params["height"]), "--steps", str(params["steps"]), "-s", str(seed), "-t", "1", "-q", "-o", out]
-    if "negative_prompt" in params:
-        cmd += ["-n", params["negative_prompt"]]
-    if "cfg_scale" in params:
-        cmd += ["--cfg-scale", str(params["cfg_scale"])]
-    if "sampler" in params:
-        cmd += ["--sampler", params["sampler"]]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=900)
-    with open(out, "rb") as f:
-        return png_decode(f.read())
 
 
 def main():
@@ -157,7 +73,7 @@ def main():
             entries[jid] = r.cmd("XADD", STREAM, "*", "id", jid, "params", json.dumps(jobs[jid])).decode()
         r.cmd("XADD", STREAM, "*", "id", "bad", "params", '{"prompt": "x", "steps": "many"}')
         r.cmd("XADD", STREAM, "*", "params", "{}")  # no id: acknowledged and dropped
-        workers = [Worker("wA", model, redis.port), Worker("wB", model, redis.port)]
+        workers = [Worker(BIN, "wA", model, redis.port), Worker(BIN, "wB", model, redis.port)]
 
         # The worker that took the long job is killed once it has made a few steps.
         def long_owner():
@@ -203,7 +119,7 @@ def main():
                 check(used["seed"] == params["seed"] + i and used["steps"] == params["steps"], "params %r" % used)
                 got = png_decode(res["png:%d" % i])
                 check(got[4].get("parameters") == res["infotext:%d" % i].decode(), "infotext chunk of " + j)
-                ref = generate_ref(model, params, params["seed"] + i, os.path.join(tmp, "%s-%d.png" % (j, i)))
+                ref = generate_ref(BIN, model, params, params["seed"] + i, os.path.join(tmp, "%s-%d.png" % (j, i)))
                 check(got[:4] == ref[:4], "job %s image %d differs from leandiff generate" % (j, i))
         log("ok: %d jobs, every image equals leandiff generate pixel for pixel" % len(jobs))
 
