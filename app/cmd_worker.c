@@ -57,6 +57,7 @@ static void usage(FILE *f) {
             "      --result-ttl S     keep results S seconds (default 86400)\n"
             "      --max-size PX      largest width / height accepted (default 1024)\n"
             "      --max-steps N      most steps accepted (default 150)\n"
+            "      --lora-dir DIR     LoRA files that <lora:NAME:SCALE> prompt tags name (NAME.safetensors)\n"
             "  -v, --verbose          log more\n\n"
             "Jobs come from the stream leandiff:jobs:<model folder name>; see docs/scale-out.md.\n"
             "SIGTERM or SIGINT finish the running job, then exit; a second SIGINT stops at the next step\n"
@@ -276,6 +277,7 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
         ld_gen_params gp;
         ld_image init, mask;
         gen_request_params(&req, (uint64_t)req.seed, i, &gp, &init, &mask);
+        gp.lora_dir = w->cfg.lora_dir;
         progress_ctx pc = {w, job, i, req.count, mono_now()};
         gp.progress = on_progress;
         gp.progress_user = &pc;
@@ -455,6 +457,7 @@ int cmd_worker(int argc, char **argv) {
         else if (!strcmp(a, "--result-ttl")) ok = cli_parse_int(a, v, 1, 86400 * 365, &x), w.result_ttl = (int)x;
         else if (!strcmp(a, "--max-size")) ok = cli_parse_int(a, v, 64, 8192, &x), w.cfg.max_size = (int)x;
         else if (!strcmp(a, "--max-steps")) ok = cli_parse_int(a, v, 1, 1000, &x), w.cfg.max_steps = (int)x;
+        else if (!strcmp(a, "--lora-dir")) w.cfg.lora_dir = v;
         else {
             fprintf(stderr, "leandiff worker: unknown option %s\n\n", a);
             usage(stderr);
