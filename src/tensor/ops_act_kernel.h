@@ -20,6 +20,8 @@ static inline vf act_vec(int kind, vf x) {
         return x / (one + vexp(OPS_BCAST(-2.0f) * u));
     }
     case OPS_ACT_QUICK_GELU: return x / (one + vexp(OPS_BCAST(-1.702f) * x));
+    case OPS_ACT_EXP: return vexp(x);
+    case OPS_ACT_NORMCDF: return OPS_BCAST(0.5f) * verfc(-x * OPS_BCAST(0.70710678118654752f));
     default: return one / (one + vexp(-x)); /* OPS_ACT_SIGMOID */
     }
 }

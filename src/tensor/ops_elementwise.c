@@ -31,6 +31,8 @@ static act_fn pick_act(void) {
     return act_portable;
 }
 
+void ops_act_serial(int kind, float *y, const float *x, int64_t n) { pick_act()(kind, y, x, n); }
+
 /* y = act(x) over blocks of ACT_BLOCK elements split across the threads. */
 static void act_run(int kind, float *y, const float *x, int64_t n) {
     act_fn f = pick_act();

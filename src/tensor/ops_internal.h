@@ -56,7 +56,12 @@ void ops_conv_transpose2d_direct(float *y, const float *x, int64_t B, int64_t Ci
                                  const ld_tensor *w, int stride, int pad, int64_t Ho, int64_t Wo);
 
 /* ---- activation kernels (ops_act_kernel.h): y[i] = act(x[i]), y may equal x ---- */
-enum { OPS_ACT_SILU, OPS_ACT_GELU_ERF, OPS_ACT_GELU_TANH, OPS_ACT_QUICK_GELU, OPS_ACT_SIGMOID };
+enum { OPS_ACT_SILU, OPS_ACT_GELU_ERF, OPS_ACT_GELU_TANH, OPS_ACT_QUICK_GELU, OPS_ACT_SIGMOID, OPS_ACT_EXP,
+       OPS_ACT_NORMCDF /* Phi(x) = (1 + erf(x / sqrt 2)) / 2 */ };
+/* One of the kernels above on the calling thread only (for ops that call it
+ * from their own parallel loops: the training backwards), SIMD path picked
+ * at run time. */
+void ops_act_serial(int kind, float *y, const float *x, int64_t n);
 void ops_act_avx2(int kind, float *y, const float *x, int64_t n);
 void ops_act_avx512(int kind, float *y, const float *x, int64_t n);
 

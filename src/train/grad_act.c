@@ -1,31 +1,45 @@
 /* Backward of the elementwise activations and of nearest upsampling (see
  * grad_ops.h). GELU is the exact (erf) form GEGLU uses:
- *     gelu(g) = g * Phi(g),  gelu'(g) = Phi(g) + g * phi(g). */
+ *     gelu(g) = g * Phi(g),  gelu'(g) = Phi(g) + g * phi(g).
+ * sigmoid, Phi and exp come from the forwards' vector kernels, a chunk of a
+ * row at a time, so an element's result does not depend on the threads. */
 #include "train/grad_ops.h"
 
 #include "tensor/ops_internal.h"
 
-#include <math.h>
+
+/* Elements of a chunk one thread works on with the vector kernels (stack buffers). */
+#define CHUNK 1024
 
 void ld_silu_backward(const float *dy, const float *x, int64_t n, float *dx) {
+    const int64_t nc = (n + CHUNK - 1) / CHUNK;
     #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        const float s = 1.0f / (1.0f + expf(-x[i]));
-        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    for (int64_t c = 0; c < nc; c++) {
+        const int64_t i0 = c * CHUNK, m = n - i0 < CHUNK ? n - i0 : CHUNK;
+        float s[CHUNK];
+        ops_act_serial(OPS_ACT_SIGMOID, s, x + i0, m);
+        #pragma omp simd
+        for (int64_t i = 0; i < m; i++) dx[i0 + i] += dy[i0 + i] * s[i] * (1.0f + x[i0 + i] * (1.0f - s[i]));
     }
 }
 
 void ld_geglu_backward(const float *dy, const float *x, int64_t rows, int64_t d, float *dx) {
-    const float inv_sqrt2 = 0.70710678118654752f, inv_sqrt2pi = 0.39894228040143268f;
+    const float inv_sqrt2pi = 0.39894228040143268f;
+    const int64_t nc = (d + CHUNK - 1) / CHUNK;
     #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        const float *a = x + r * 2 * d, *g = a + d, *dr = dy + r * d;
-        float *da = dx + r * 2 * d, *dg = da + d;
-        for (int64_t i = 0; i < d; i++) {
-            const float cdf = 0.5f * (1.0f + erff(g[i] * inv_sqrt2));
-            const float pdf = inv_sqrt2pi * expf(-0.5f * g[i] * g[i]);
-            da[i] += dr[i] * g[i] * cdf;
-            dg[i] += dr[i] * a[i] * (cdf + g[i] * pdf);
+    for (int64_t rc = 0; rc < rows * nc; rc++) {
+        const int64_t r = rc / nc, i0 = rc % nc * CHUNK, m = d - i0 < CHUNK ? d - i0 : CHUNK;
+        const float *a = x + r * 2 * d + i0, *g = a + d, *dr = dy + r * d + i0;
+        float *da = dx + r * 2 * d + i0, *dg = da + d;
+        float cdf[CHUNK], pdf[CHUNK];
+        ops_act_serial(OPS_ACT_NORMCDF, cdf, g, m);
+        #pragma omp simd
+        for (int64_t i = 0; i < m; i++) pdf[i] = -0.5f * g[i] * g[i];
+        ops_act_serial(OPS_ACT_EXP, pdf, pdf, m);
+        #pragma omp simd
+        for (int64_t i = 0; i < m; i++) {
+            da[i] += dr[i] * g[i] * cdf[i];
+            dg[i] += dr[i] * a[i] * (cdf[i] + g[i] * inv_sqrt2pi * pdf[i]);
         }
     }
 }

@@ -10,6 +10,8 @@
  *     dq = scale * dS k,  dk = scale * dS^T q. */
 #include "train/grad_ops.h"
 
+#include "tensor/ops_internal.h"
+
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -42,11 +44,13 @@ int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float 
                 s[j] *= scale;
                 if (s[j] > m) m = s[j];
             }
+            for (int64_t j = 0; j < Lk; j++) s[j] -= m;
+            ops_act_serial(OPS_ACT_EXP, s, s, Lk);
             double sum = 0;
-            for (int64_t j = 0; j < Lk; j++) sum += exp((double)s[j] - m);
-            const float l = m + (float)log(sum);
-            for (int64_t j = 0; j < Lk; j++) s[j] = expf(s[j] - l);
-            lse[(b * H + h) * Lq + i0 + r] = l;
+            for (int64_t j = 0; j < Lk; j++) sum += s[j];
+            const float inv = (float)(1.0 / sum);
+            for (int64_t j = 0; j < Lk; j++) s[j] *= inv;
+            lse[(b * H + h) * Lq + i0 + r] = m + (float)log(sum);
         }
         ld_mat P = ld_mat_f32(S, Lk, 1), V = ld_mat_f32(v + b * Lk * ldv + h * D, ldv, 1);
         ld_gemm(rows, D, Lk, &P, &V, out + (b * Lq + i0) * ldo + h * D, ldo, 0.0f, NULL, NULL);
@@ -89,8 +93,11 @@ int ld_attention_backward(const float *dout, int64_t ldo, const float *out, cons
             ld_mat Kb = ld_mat_f32(k + (b * Lk + j0) * ldk + h * D, ldk, 1);
             ld_mat Qt = ld_mat_f32(q + b * Lq * ldq + h * D, 1, ldq);
             ld_gemm(rows, Lq, D, &Kb, &Qt, Pt, Lq, 0.0f, NULL, NULL);
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t i = 0; i < Lq; i++) Pt[r * Lq + i] = expf(scale * Pt[r * Lq + i] - lse_bh[i]);
+            for (int64_t r = 0; r < rows; r++) {
+                float *p = Pt + r * Lq;
+                for (int64_t i = 0; i < Lq; i++) p[i] = scale * p[i] - lse_bh[i];
+                ops_act_serial(OPS_ACT_EXP, p, p, Lq);
+            }
             ld_mat P = ld_mat_f32(Pt, Lq, 1), dO = ld_mat_f32(dout + b * Lq * ldo + h * D, ldo, 1);
             if (dv) ld_gemm(rows, D, Lq, &P, &dO, dv + (b * Lk + j0) * ldv + h * D, ldv, 1.0f, NULL, NULL);
             if (!dk) continue;
@@ -120,11 +127,12 @@ int ld_attention_backward(const float *dout, int64_t ldo, const float *out, cons
             ld_mat dOb = ld_mat_f32(dout + (b * Lq + i0) * ldo + h * D, ldo, 1);
             ld_mat Vt = ld_mat_f32(v + b * Lk * ldv + h * D, 1, ldv);
             ld_gemm(rows, Lk, D, &dOb, &Vt, dP, Lk, 0.0f, NULL, NULL);
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t j = 0; j < Lk; j++) {
-                    const float p = expf(scale * S[r * Lk + j] - lse_bh[r]);
-                    dP[r * Lk + j] = scale * p * (dP[r * Lk + j] - rd[r]);
-                }
+            for (int64_t r = 0; r < rows; r++) {
+                float *p = S + r * Lk;
+                for (int64_t j = 0; j < Lk; j++) p[j] = scale * p[j] - lse_bh[r];
+                ops_act_serial(OPS_ACT_EXP, p, p, Lk);
+                for (int64_t j = 0; j < Lk; j++) dP[r * Lk + j] = scale * p[j] * (dP[r * Lk + j] - rd[r]);
+            }
             ld_mat dS = ld_mat_f32(dP, Lk, 1), K = ld_mat_f32(k + b * Lk * ldk + h * D, ldk, 1);
             ld_gemm(rows, D, Lk, &dS, &K, dq + (b * Lq + i0) * ldq + h * D, ldq, 1.0f, NULL, NULL);
         }

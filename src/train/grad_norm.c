@@ -11,15 +11,33 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* mean and rstd of n values, two-pass in double */
+/* mean and rstd of n values, two-pass with double sums */
 static void stats(const float *x, int64_t n, float eps, double *mean, double *rstd) {
     double s = 0;
+    #pragma omp simd reduction(+ : s)
     for (int64_t i = 0; i < n; i++) s += x[i];
     const double m = s / (double)n;
+    const float mf = (float)m;
     double ss = 0;
-    for (int64_t i = 0; i < n; i++) ss += (x[i] - m) * (x[i] - m);
+    #pragma omp simd reduction(+ : ss)
+    for (int64_t i = 0; i < n; i++) {
+        const double d = (double)(x[i] - mf);
+        ss += d * d;
+    }
     *mean = m;
     *rstd = 1.0 / sqrt(ss / (double)n + (double)eps);
+}
+
+/* sum dy and sum dy * (x - mean) over n values */
+static void dot_sums(const float *dy, const float *x, int64_t n, float mean, double *sdy, double *sdyx) {
+    double a = 0, b = 0;
+    #pragma omp simd reduction(+ : a, b)
+    for (int64_t i = 0; i < n; i++) {
+        a += dy[i];
+        b += (double)(dy[i] * (x[i] - mean));
+    }
+    *sdy = a;
+    *sdyx = b;
 }
 
 int ld_group_norm_backward(const float *dy, const float *x, int64_t B, int64_t C, int64_t HW, int64_t groups,
@@ -36,15 +54,13 @@ int ld_group_norm_backward(const float *dy, const float *x, int64_t B, int64_t C
         double mean, rstd;
         stats(xs, n, eps, &mean, &rstd);
         double sum_g = 0, sum_gx = 0;
+        const float mf = (float)mean, rf = (float)rstd;
         for (int64_t c = 0; c < cpg; c++) {
             const int64_t ch = g * cpg + c;
             const double ga = affine ? ops_wget(gamma, ch) : 1.0;
-            double sdy = 0, sdyx = 0;
-            for (int64_t i = 0; i < HW; i++) {
-                const double xh = (xs[c * HW + i] - mean) * rstd, d = gs[c * HW + i];
-                sdy += d;
-                sdyx += d * xh;
-            }
+            double sdy, sdyx;
+            dot_sums(gs + c * HW, xs + c * HW, HW, mf, &sdy, &sdyx);
+            sdyx *= rstd; /* sum dy * xhat */
             sum_g += ga * sdy;
             sum_gx += ga * sdyx;
             if (part) {
@@ -53,15 +69,15 @@ int ld_group_norm_backward(const float *dy, const float *x, int64_t B, int64_t C
             }
         }
         if (!dx) continue;
-        const double mg = sum_g / (double)n, mgx = sum_gx / (double)n;
+        const float mg = (float)(sum_g / (double)n), mgx = (float)(sum_gx / (double)n);
         float *ds = dx + bg * n;
         for (int64_t c = 0; c < cpg; c++) {
             const int64_t ch = g * cpg + c;
-            const double ga = affine ? ops_wget(gamma, ch) : 1.0;
-            for (int64_t i = 0; i < HW; i++) {
-                const double xh = (xs[c * HW + i] - mean) * rstd;
-                ds[c * HW + i] += (float)(rstd * (ga * gs[c * HW + i] - mg - xh * mgx));
-            }
+            const float ga = affine ? ops_wget(gamma, ch) : 1.0f;
+            const float *xc = xs + c * HW, *gc = gs + c * HW;
+            float *dc = ds + c * HW;
+            #pragma omp simd
+            for (int64_t i = 0; i < HW; i++) dc[i] += rf * (ga * gc[i] - mg - (xc[i] - mf) * rf * mgx);
         }
     }
     if (part) {
@@ -101,16 +117,18 @@ int ld_layer_norm_backward(const float *dy, const float *x, int64_t rows, int64_
         ms[2 * r] = mean;
         ms[2 * r + 1] = rstd;
         if (!dx) continue;
+        const float mf = (float)mean, rf = (float)rstd;
         double sg = 0, sgx = 0;
+        #pragma omp simd reduction(+ : sg, sgx)
         for (int64_t i = 0; i < dim; i++) {
-            const double g = (double)gr[i] * ga[i];
-            sg += g;
-            sgx += g * (xr[i] - mean) * rstd;
+            const float gv = gr[i] * ga[i];
+            sg += gv;
+            sgx += (double)(gv * (xr[i] - mf));
         }
-        const double mg = sg / (double)dim, mgx = sgx / (double)dim;
+        const float mg = (float)(sg / (double)dim), mgx = (float)(sgx * rstd / (double)dim);
         float *dr = dx + r * dim;
-        for (int64_t i = 0; i < dim; i++)
-            dr[i] += (float)(rstd * ((double)gr[i] * ga[i] - mg - (xr[i] - mean) * rstd * mgx));
+        #pragma omp simd
+        for (int64_t i = 0; i < dim; i++) dr[i] += rf * (gr[i] * ga[i] - mg - (xr[i] - mf) * rf * mgx);
     }
     if (dgamma || dbeta) {
         #pragma omp parallel for schedule(static)
