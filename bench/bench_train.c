@@ -95,7 +95,6 @@ int main(int argc, char **argv) {
     for (int r = -warmup; r < runs; r++) {
         if (r == 0) ld_flops_reset();
         const double t0 = now();
-        ld_train_params_zero_grad(p);
         if (ld_train_unet_forward(ctx, t, x, batch, h, h, ts, c, L, te, ids, out) != LD_OK ||
             ld_train_unet_backward(ctx, t, dout) != LD_OK) {
             fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));

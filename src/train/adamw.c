@@ -22,7 +22,7 @@ void ld_adamw_free(ld_adamw *o) {
     o->m = o->v = NULL;
 }
 
-void ld_adamw_update(ld_adamw *o, float *p, const float *g, float lr) {
+void ld_adamw_update(ld_adamw *o, float *p, float *g, float lr) {
     o->step++;
     const float b1 = o->beta1, b2 = o->beta2, eps = o->eps, decay = 1.0f - lr * o->weight_decay;
     const double bc1 = 1.0 - pow(b1, (double)o->step), bc2 = 1.0 - pow(b2, (double)o->step);
@@ -34,6 +34,7 @@ void ld_adamw_update(ld_adamw *o, float *p, const float *g, float lr) {
         m[i] = b1 * m[i] + (1.0f - b1) * g[i];
         v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
         p[i] -= step_size * (m[i] / (sqrtf(v[i]) / bc2_sqrt + eps));
+        g[i] = 0.0f; /* ready for the next step's accumulation, in the same pass */
     }
 }
 

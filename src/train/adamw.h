@@ -23,8 +23,9 @@ ld_status ld_adamw_init(ld_ctx *ctx, ld_adamw *o, int64_t n, float lr, float bet
                         float weight_decay);
 void ld_adamw_free(ld_adamw *o);
 /* One update of p[n] with gradient g[n] at learning rate lr (a schedule
- * changes it per step). */
-void ld_adamw_update(ld_adamw *o, float *p, const float *g, float lr);
+ * changes it per step); g is zeroed in the same pass, ready for the next
+ * step's accumulation. */
+void ld_adamw_update(ld_adamw *o, float *p, float *g, float lr);
 
 /* Scales g so its global L2 norm is at most max_norm (total / (norm + 1e-6),
  * as PyTorch); returns the norm before clipping. */

@@ -109,14 +109,6 @@ static void fill_batch(run *r, int step, int micro) {
 
 /* ---- files ---- */
 
-static ld_status write_json(ld_ctx *ctx, const char *path, const json_t *j) {
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
-    if (!s) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-    ld_status st = ld_write_file(ctx, path, s, strlen(s));
-    free(s);
-    return st;
-}
-
 /* The trained weights into dir: unet/ (full) or the LoRA file. */
 static ld_status save_weights(run *r, const char *dir, ld_dtype dtype, ld_lora_format fmt) {
     ld_ctx *ctx = r->ctx;
@@ -130,7 +122,7 @@ static ld_status save_weights(run *r, const char *dir, ld_dtype dtype, ld_lora_f
     snprintf(path, sizeof path, "%s/unet", dir);
     LD_TRY(ld_output_dir(ctx, path));
     snprintf(path, sizeof path, "%s/unet/config.json", dir);
-    LD_TRY(write_json(ctx, path, ld_train_unet_config(r->unet)));
+    LD_TRY(ld_json_write_file(ctx, path, ld_train_unet_config(r->unet)));
     snprintf(path, sizeof path, "%s/unet/diffusion_pytorch_model.safetensors", dir);
     const ld_train_params *p = ld_train_unet_params(r->unet);
     return ld_train_params_save(ctx, p, p->value, "", dtype, path, NULL);
@@ -163,7 +155,7 @@ static ld_status save_checkpoint(run *r, int step) {
                               r->o->resolution, "lora_rank", r->o->lora_rank, "steps", r->o->steps, "lora_alpha",
                               (double)r->o->lora_alpha);
         snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
-        st = j ? write_json(ctx, path, j) : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        st = j ? ld_json_write_file(ctx, path, j) : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
         json_decref(j);
     }
     if (st == LD_OK && rename(tmp, final) != 0)
@@ -253,7 +245,7 @@ static ld_status train_loop(run *r, int start) {
     ld_status st = LD_OK;
     for (int s = start; st == LD_OK && s < o->steps; s++) {
         const double t0 = now_seconds();
-        ld_train_params_zero_grad(tp);
+        if (s == start) ld_train_params_zero_grad(tp); /* later steps: AdamW leaves them zeroed */
         double loss = 0;
         for (int a = 0; st == LD_OK && a < o->accum; a++) {
             fill_batch(r, s, a);

@@ -128,6 +128,99 @@ ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, int rank, float 
 
 ld_lora *ld_train_unet_lora(ld_train_unet *t) { return t->lora; }
 
+/* ---- feature taps ---- */
+
+tr_tap *tr_tap_of(ld_train_unet *t, const ld_tblock *b) {
+    for (int i = 0; i < t->ntaps; i++)
+        if (t->taps[i].block == b) return &t->taps[i];
+    return NULL;
+}
+
+static void free_taps(ld_train_unet *t) {
+    for (int i = 0; i < t->ntaps; i++) {
+        free(t->taps[i].name);
+        free(t->taps[i].value);
+        free(t->taps[i].grad);
+    }
+    free(t->taps);
+    t->taps = NULL;
+    t->ntaps = 0;
+}
+
+/* The transformer block whose attn1 is `module` ("<block>.attn1"), in one Transformer2DModel. */
+static const ld_tblock *find_attn1(const ld_transformer2d *tf, const char *module) {
+    for (int k = 0; k < tf->depth; k++) {
+        const char *q = tf->blocks[k].attn1_q.name;
+        const size_t len = strlen(module);
+        if (q && !strncmp(q, module, len) && !strcmp(q + len, ".to_q.weight")) return &tf->blocks[k];
+    }
+    return NULL;
+}
+
+ld_status ld_train_unet_set_taps(ld_ctx *ctx, ld_train_unet *t, const char *const *names, int n) {
+    free_taps(t);
+    if (n <= 0) return LD_OK;
+    if (!(t->taps = calloc((size_t)n, sizeof *t->taps))) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    const ld_unet2d *m = t->u;
+    const unet_config *c = &m->cfg;
+    for (int i = 0; i < n; i++) {
+        const ld_tblock *b = NULL;
+        for (int k = 0; !b && k < c->nblocks; k++)
+            for (int j = 0; !b && j < m->down[k].nlayers; j++)
+                if (m->down[k].cross_attn) b = find_attn1(&m->down[k].attentions[j], names[i]);
+        for (int k = 0; !b && k < c->nblocks; k++)
+            for (int j = 0; !b && j < m->up[k].nlayers; j++)
+                if (m->up[k].cross_attn) b = find_attn1(&m->up[k].attentions[j], names[i]);
+        if (!b && c->has_mid) b = find_attn1(&m->mid_attention, names[i]);
+        if (!b) {
+            free_taps(t);
+            return ld_fail(ctx, LD_ERR_MODEL, "feature '%s' is not the attn1 of a transformer block of this U-Net",
+                           names[i]);
+        }
+        t->taps[i].block = b;
+        if (!(t->taps[i].name = strdup(names[i]))) {
+            t->ntaps = i + 1;
+            free_taps(t);
+            return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+        }
+        t->ntaps = i + 1;
+    }
+    return LD_OK;
+}
+
+float *ld_train_unet_tap(ld_train_unet *t, int i, int64_t *n, float **grad, int64_t shape[3]) {
+    if (i < 0 || i >= t->ntaps) return NULL;
+    if (n) *n = t->taps[i].n;
+    if (grad) *grad = t->taps[i].grad;
+    if (shape) shape[0] = t->B, shape[1] = t->taps[i].tokens, shape[2] = t->taps[i].C;
+    return t->taps[i].value;
+}
+
+/* Tap buffers of the plan's size, gradients zeroed. */
+static ld_status size_taps(ld_ctx *ctx, ld_train_unet *t) {
+    for (int i = 0; i < t->ntaps; i++) {
+        tr_tap *tp = &t->taps[i];
+        int64_t n = -1;
+        for (int k = 0; k < t->nunits; k++)
+            if (t->units[k].kind == U_TBLOCK && t->units[k].m == tp->block) {
+                tp->tokens = (int64_t)t->units[k].H * t->units[k].W;
+                tp->C = t->units[k].C;
+                n = t->B * tp->tokens * tp->C;
+            }
+        if (n < 0) return ld_fail(ctx, LD_ERR_INTERNAL, "feature '%s' has no unit", tp->name);
+        if (n != tp->n) {
+            free(tp->value);
+            free(tp->grad);
+            tp->value = malloc(sizeof(float) * (size_t)n);
+            tp->grad = malloc(sizeof(float) * (size_t)n);
+            tp->n = n;
+            if (!tp->value || !tp->grad) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for feature '%s'", tp->name);
+        }
+        memset(tp->grad, 0, sizeof(float) * (size_t)n);
+    }
+    return LD_OK;
+}
+
 ld_train_params *ld_train_unet_trainable(ld_train_unet *t) { return t->lora ? &t->lora->params : &t->p; }
 
 void ld_train_unet_free(ld_train_unet *t) {
@@ -141,6 +234,7 @@ void ld_train_unet_free(ld_train_unet *t) {
     free(t->units);
     free(t->pool);
     free(t->pool_n);
+    free_taps(t);
     ld_unet2d_free(t->u);
     ld_train_params_free(&t->p);
     if (t->config) json_decref(t->config);
@@ -389,6 +483,7 @@ ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *samp
         }
         t->planned = 1;
     }
+    LD_TRY(size_taps(ctx, t));
     t->context = context;
     free(t->temb_in);
     t->temb_in = NULL;

@@ -27,6 +27,15 @@ typedef struct {
     int Ho, Wo;                  /* output size */
 } tr_unit;
 
+/* A feature tap: the output of a transformer block's attn1 (before the
+ * residual add), kept by the forward for feature distillation. */
+typedef struct {
+    const ld_tblock *block;
+    char *name;          /* "down_blocks.1.attentions.0.transformer_blocks.1.attn1" */
+    float *value, *grad; /* [B * HW, C]; grad: d(loss)/d(feature), set by the caller, zeroed by the forward */
+    int64_t n, tokens, C;
+} tr_tap;
+
 struct ld_train_unet {
     ld_unet2d *u;
     ld_train_params p; /* master weights (empty when the base is frozen) */
@@ -42,6 +51,8 @@ struct ld_train_unet {
     const float *context;
     float *temb_in, *temb_h, *add_in, *add_h, *emb, *emb_act, *d_emb_act;
     size_t kept_bytes;
+    tr_tap *taps;
+    int ntaps;
     int planned;      /* the units and activations of (B, H, W, L) are built and reused */
     int forward_done; /* a forward ran that no backward has reversed yet */
     float **pool;     /* gradient buffers returned after use, reused by size (no page faults per step) */
@@ -55,6 +66,9 @@ float *tr_zalloc(ld_ctx *ctx, ld_train_unet *t, int64_t n);
 float *tr_grad(ld_ctx *ctx, ld_train_unet *t, int id);
 /* d(weight) in the packed gradients (NULL for an absent tensor). */
 static inline float *tr_g(const ld_train_unet *t, const ld_tensor *w) { return ld_train_grad_of(&t->p, w); }
+
+/* The tap of a transformer block, or NULL. */
+tr_tap *tr_tap_of(ld_train_unet *t, const ld_tblock *b);
 
 /* Runs a unit forward into acts[out].v, with its temporaries on the scratch
  * arena (left there: the caller resets). */

@@ -215,7 +215,7 @@ typedef struct {
 /* hs_out = hs_in + to_out(attention(LN(hs_in) Wq, kv Wk, kv Wv)); kv = LN(hs_in) when self. */
 static ld_status attn_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, const ld_wb *norm, const ld_tensor *wq,
                           const ld_tensor *wk, const ld_tensor *wv, const ld_wb *wo, const float *hs_in,
-                          float *hs_out, int cross, attn_saved *s) {
+                          float *hs_out, int cross, attn_saved *s, float *feat) {
     const ld_transformer2d *tf = u->tf;
     const int64_t C = u->C, Lq = (int64_t)u->H * u->W, N = t->B * Lq, Lk = cross ? t->L : Lq;
     ZALLOC(s->n, N * C);
@@ -232,19 +232,28 @@ static ld_status attn_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, const
     OK_OR_NOMEM(ld_attention_train_forward(s->o, C, s->lse, s->q, C, s->k, C, s->v, C, t->B, tf->heads, Lq, Lk,
                                            tf->head_dim, 1.0f / sqrtf((float)tf->head_dim)));
     LD_TRY(lin_fwd(ctx, t, &wo->w, opt(&wo->b), s->o, N, hs_out));
+    if (feat) memcpy(feat, hs_out, sizeof(float) * (size_t)(N * C)); /* the module's output, before the residual */
     add_to(hs_out, hs_in, N * C);
     return LD_OK;
 }
 
-/* dh: d(hs_out) on entry, d(hs_in) on return. */
+/* dh: d(hs_out) on entry, d(hs_in) on return. dfeat (or NULL): an extra
+ * gradient of the module's output (feature distillation). */
 static ld_status attn_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, const ld_wb *norm, const ld_tensor *wq,
                           const ld_tensor *wk, const ld_tensor *wv, const ld_wb *wo, const float *hs_in, int cross,
-                          const attn_saved *s, float *dh) {
+                          const attn_saved *s, float *dh, const float *dfeat) {
     const ld_transformer2d *tf = u->tf;
     const int64_t C = u->C, Lq = (int64_t)u->H * u->W, N = t->B * Lq, Lk = cross ? t->L : Lq;
     float *dout, *dq, *dk, *dv, *dn;
+    const float *dmod = dh;
+    if (dfeat) {
+        float *sum;
+        ZALLOC(sum, N * C);
+        for (int64_t i = 0; i < N * C; i++) sum[i] = dh[i] + dfeat[i];
+        dmod = sum;
+    }
     ZALLOC(dout, N * C);
-    LD_TRY(lin_bwd(ctx, t, &wo->w, opt(&wo->b), dh, s->o, N, dout));
+    LD_TRY(lin_bwd(ctx, t, &wo->w, opt(&wo->b), dmod, s->o, N, dout));
     ZALLOC(dq, N * C);
     ZALLOC(dk, t->B * Lk * C);
     ZALLOC(dv, t->B * Lk * C);
@@ -260,7 +269,7 @@ static ld_status attn_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, const
     return LD_OK;
 }
 
-static ld_status tblock_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, tblock_saved *s) {
+static ld_status tblock_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, tblock_saved *s, float *feat) {
     const ld_tblock *b = u->m;
     const int64_t C = u->C, N = t->B * (int64_t)u->H * u->W, I = u->tf->ff_inner;
     const float *hs0 = t->acts[u->in].v;
@@ -268,9 +277,9 @@ static ld_status tblock_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, tbl
     ZALLOC(s->hs1, N * C);
     ZALLOC(s->hs2, N * C);
     LD_TRY(attn_fwd(ctx, t, u, &b->norm1, &b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out, hs0, s->hs1, 0,
-                    &s->a1));
+                    &s->a1, feat));
     LD_TRY(attn_fwd(ctx, t, u, &b->norm2, &b->attn2_q, &b->attn2_k, &b->attn2_v, &b->attn2_out, s->hs1, s->hs2, 1,
-                    &s->a2));
+                    &s->a2, NULL));
     ZALLOC(s->n3, N * C);
     ZALLOC(s->ffp, N * 2 * I);
     ZALLOC(s->gg, N * I);
@@ -286,7 +295,7 @@ static ld_status tblock_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, tbl
 static ld_status tblock_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     const ld_tblock *b = u->m;
     tblock_saved s;
-    LD_TRY(tblock_fwd(ctx, t, u, &s));
+    LD_TRY(tblock_fwd(ctx, t, u, &s, NULL));
     const int64_t C = u->C, N = t->B * (int64_t)u->H * u->W, I = u->tf->ff_inner;
     float *dh, *dgg, *dffp, *gin;
     ZALLOC(dh, N * C);
@@ -302,9 +311,11 @@ static ld_status tblock_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     OK_OR_NOMEM(ld_layer_norm_backward(dn3, s.hs2, N, C, 1e-5f, &b->norm3.w, dh, tr_g(t, &b->norm3.w),
                                        tr_g(t, &b->norm3.b)));
     /* cross-attention, then self-attention */
-    LD_TRY(attn_bwd(ctx, t, u, &b->norm2, &b->attn2_q, &b->attn2_k, &b->attn2_v, &b->attn2_out, s.hs1, 1, &s.a2, dh));
+    const tr_tap *tap = tr_tap_of(t, b);
+    LD_TRY(attn_bwd(ctx, t, u, &b->norm2, &b->attn2_q, &b->attn2_k, &b->attn2_v, &b->attn2_out, s.hs1, 1, &s.a2, dh,
+                    NULL));
     LD_TRY(attn_bwd(ctx, t, u, &b->norm1, &b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out, t->acts[u->in].v, 0,
-                    &s.a1, dh));
+                    &s.a1, dh, tap ? tap->grad : NULL));
     GRAD(gin, u->in);
     add_to(gin, dh, N * C);
     return LD_OK;
@@ -415,7 +426,8 @@ ld_status tr_unit_forward(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     }
     case U_TBLOCK: {
         tblock_saved s;
-        return tblock_fwd(ctx, t, u, &s);
+        tr_tap *tap = tr_tap_of(t, u->m);
+        return tblock_fwd(ctx, t, u, &s, tap ? tap->value : NULL);
     }
     case U_TF_OUT: return tf_out_fwd(ctx, t, u);
     case U_DOWN:
