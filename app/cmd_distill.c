@@ -1,17 +1,20 @@
-/* `leandiff distill --teacher DIR --student koala-700m|koala-1b|CONFIG.json
- *                  --out DIR --init-only [--variant V]`
+/* `leandiff distill`: KOALA's knowledge distillation (docs/distill.md).
  *
- * Makes KOALA's student U-Net from an SDXL-layout teacher (src/distill/
- * student.h) and writes it initialised with the teacher's weights. A teacher
- * pipeline folder (model_index.json + unet/) gives a pipeline folder that
- * `leandiff generate` runs: unet/ is the student, model_index.json is copied
- * and the other components are symbolic links to the teacher's. A teacher
- * U-Net folder gives a U-Net folder. The distillation training itself (the
- * step with task, output and feature losses) is not in this version;
- * --init-only says so explicitly. */
+ *   --teacher DIR --student koala-700m|koala-1b|CONFIG.json --out DIR --init-only
+ *       the student U-Net made from an SDXL-layout teacher (src/distill/
+ *       student.h), initialised with the teacher's weights: a teacher pipeline
+ *       folder gives a pipeline folder `leandiff generate` runs (unet/ is the
+ *       student, the other components link to the teacher's), a U-Net folder
+ *       a U-Net folder;
+ *   --teacher DIR --student ... --out DIR --data DATA [train flags]
+ *       the same, then `leandiff train -m OUT --teacher DIR` on DATA (the
+ *       distillation loss; with --resume the existing OUT continues);
+ *   --teacher DIR [--student CONFIG.json] --replay CASE --dump OUT
+ *       a reference distillation case (src/distill/distill_replay.h). */
 #include "cli_util.h"
 #include "commands.h"
 
+#include "distill/distill_replay.h"
 #include "distill/student.h"
 #include "io/fileio.h"
 #include "io/json.h"
@@ -19,7 +22,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,12 +31,16 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: leandiff distill --teacher DIR --student koala-700m|koala-1b|CONFIG.json --out DIR --init-only\n"
                "                        [--variant fp16|bf16]\n"
+               "       leandiff distill --teacher DIR --student ... --out DIR --data DATA [leandiff train flags]\n"
+               "       leandiff distill --teacher DIR [--student CONFIG.json] --replay CASE --dump OUT\n"
                "Builds KOALA's student U-Net from an SDXL-layout teacher (one ResNet/Transformer pair per down\n"
                "block, two per up block, shallower deepest Transformer stacks; koala-700m also drops the mid block)\n"
                "and writes it initialised with the teacher's weights. DIR is a pipeline folder (the output is a\n"
                "pipeline whose other components link to the teacher's) or a U-Net folder (the output is a U-Net\n"
-               "folder). CONFIG.json is any student U-Net config the teacher can give. --init-only is required:\n"
-               "the distillation training step is not in this version.\n");
+               "folder). CONFIG.json is any student U-Net config the teacher can give. With --data the student is\n"
+               "then trained against the teacher (task + output + self-attention feature losses; every flag of\n"
+               "`leandiff train`, e.g. --steps, --lr, --lambda-feat, --save-every, --resume). --replay runs a\n"
+               "reference distillation case (the student config from the case unless --student is given).\n");
 }
 
 /* The output folder must be new or empty: nothing of someone else's is replaced. */
@@ -128,40 +134,66 @@ static ld_status run(ld_ctx *ctx, const char *teacher, const char *student, cons
 }
 
 int cmd_distill(int argc, char **argv) {
-    static const struct option opts[] = {{"teacher", required_argument, 0, 'T'}, {"student", required_argument, 0, 'S'},
-                                         {"out", required_argument, 0, 'o'},     {"init-only", no_argument, 0, 'I'},
-                                         {"variant", required_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    const char *teacher = NULL, *student = NULL, *out = NULL, *variant = NULL;
-    int init_only = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "T:S:o:v:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'T': teacher = optarg; break;
-        case 'S': student = optarg; break;
-        case 'o': out = optarg; break;
-        case 'I': init_only = 1; break;
-        case 'v': variant = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+    const char *teacher = NULL, *student = NULL, *out = NULL, *variant = NULL, *replay = NULL, *dump = NULL;
+    int init_only = 0, data = 0, resume = 0, nfwd = 0;
+    char **fwd = calloc((size_t)argc + 8, sizeof *fwd);
+    if (!fwd) return 1;
+    /* distill's own flags; every other argument goes to `leandiff train` */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = !strcmp(a, "--teacher") ? &teacher : !strcmp(a, "--student") ? &student
+                         : !strcmp(a, "--out") ? &out : !strcmp(a, "--variant") ? &variant
+                         : !strcmp(a, "--replay") ? &replay : !strcmp(a, "--dump") ? &dump : NULL;
+        if (dst) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "leandiff distill: %s needs a value\n", a);
+                free(fwd);
+                return 2;
+            }
+            *dst = argv[++i];
+        } else if (!strcmp(a, "--init-only")) {
+            init_only = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            free(fwd);
+            return 0;
+        } else {
+            data |= !strcmp(a, "--data");
+            resume |= !strcmp(a, "--resume");
+            fwd[nfwd++] = argv[i];
         }
     }
-    if (!teacher || !student || !out || optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    if (!init_only) {
-        fprintf(stderr, "leandiff distill: only --init-only is available in this version (the distillation training "
-                        "step is not built yet)\n");
-        return 2;
-    }
+    int rc = 2;
     ld_ctx *ctx = ld_ctx_new();
-    if (!ctx) {
-        fprintf(stderr, "leandiff distill: out of memory\n");
-        return 1;
+    if (replay || dump) {
+        if (!teacher || !replay || !dump || out || nfwd || init_only) {
+            fprintf(stderr, "leandiff distill: a replay is --teacher DIR [--student CONFIG.json] --replay CASE --dump OUT\n");
+        } else if (ld_distill_replay(ctx, teacher, student, replay, dump) != LD_OK) {
+            fprintf(stderr, "leandiff distill: %s\n", ld_ctx_error(ctx));
+            rc = 1;
+        } else {
+            printf("%s: replay of %s written\n", dump, replay);
+            rc = 0;
+        }
+    } else if (!teacher || !student || !out || (init_only && nfwd) || (!init_only && !data)) {
+        usage(stderr);
+    } else if (!resume && (rc = run(ctx, teacher, student, out, variant) == LD_OK ? 0 : 1) != 0) {
+        fprintf(stderr, "leandiff distill: %s\n", ld_ctx_error(ctx));
+    } else if (!init_only) {
+        /* train the student pipeline just written in --out against the teacher */
+        char **targv = calloc((size_t)nfwd + 8, sizeof *targv);
+        int n = 0;
+        if (targv) {
+            targv[n++] = "train", targv[n++] = "-m", targv[n++] = (char *)out, targv[n++] = "--teacher";
+            targv[n++] = (char *)teacher, targv[n++] = "--out", targv[n++] = (char *)out;
+            for (int i = 0; i < nfwd; i++) targv[n++] = fwd[i];
+            rc = cmd_train(n, targv);
+            free(targv);
+        } else {
+            rc = 1;
+        }
     }
-    ld_status st = run(ctx, teacher, student, out, variant);
-    if (st != LD_OK) fprintf(stderr, "leandiff distill: %s\n", ld_ctx_error(ctx));
     ld_ctx_free(ctx);
-    return st == LD_OK ? 0 : 1;
+    free(fwd);
+    return rc;
 }

@@ -46,6 +46,10 @@ static void usage(FILE *f) {
             "  --lora-alpha A         LoRA alpha (default: the rank, scale 1)\n"
             "  --lora-format F        peft (diffusers: pytorch_lora_weights.safetensors) | kohya\n"
             "                         (A1111/ComfyUI: lora_kohya.safetensors)\n"
+            "  --teacher DIR          KOALA distillation: MODEL is the student pipeline (leandiff distill --init-only),\n"
+            "                         DIR the teacher (pipeline or U-Net folder), run forward only; the loss adds the\n"
+            "                         output and self-attention feature terms (docs/distill.md)\n"
+            "  --lambda-task F, --lambda-out F, --lambda-feat F   distillation loss weights (1 each)\n"
             "  --replay CASE --dump OUT   run a reference training case and dump what it computes\n"
             "  -t, --threads N        compute threads (default: all cores)\n"
             "  -q, --quiet            no progress bar\n");
@@ -89,7 +93,8 @@ static int progress(void *user, const ld_train_progress *p) {
 
 enum { OPT_DATA = 256, OPT_OUT, OPT_RES, OPT_BATCH, OPT_ACCUM, OPT_STEPS, OPT_LR, OPT_SCHED, OPT_WARMUP, OPT_WD,
        OPT_CLIP, OPT_DROP, OPT_FLIP, OPT_CROP, OPT_BAD, OPT_SEED, OPT_SAVE_EVERY, OPT_RESUME, OPT_SAVE_DTYPE,
-       OPT_PRECISION, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_FORMAT, OPT_REPLAY, OPT_DUMP };
+       OPT_PRECISION, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_FORMAT, OPT_REPLAY, OPT_DUMP, OPT_TEACHER, OPT_L_TASK,
+       OPT_L_OUT, OPT_L_FEAT };
 
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -106,6 +111,8 @@ int cmd_train(int argc, char **argv) {
         {"precision", required_argument, 0, OPT_PRECISION}, {"lora", required_argument, 0, OPT_LORA},
         {"lora-alpha", required_argument, 0, OPT_LORA_ALPHA}, {"lora-format", required_argument, 0, OPT_LORA_FORMAT},
         {"replay", required_argument, 0, OPT_REPLAY}, {"dump", required_argument, 0, OPT_DUMP},
+        {"teacher", required_argument, 0, OPT_TEACHER}, {"lambda-task", required_argument, 0, OPT_L_TASK},
+        {"lambda-out", required_argument, 0, OPT_L_OUT}, {"lambda-feat", required_argument, 0, OPT_L_FEAT},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     ld_train_options o;
@@ -199,6 +206,15 @@ int cmd_train(int argc, char **argv) {
                 return 2;
             o.lora_format = k ? LD_LORA_KOHYA : LD_LORA_PEFT;
             break;
+        case OPT_TEACHER: o.teacher_dir = optarg; break;
+        case OPT_L_TASK:
+        case OPT_L_OUT:
+        case OPT_L_FEAT:
+            if (!cli_parse_float(c == OPT_L_TASK ? "--lambda-task" : c == OPT_L_OUT ? "--lambda-out" : "--lambda-feat",
+                                 optarg, 0, 1e6, &d))
+                return 2;
+            *(c == OPT_L_TASK ? &o.lambda_task : c == OPT_L_OUT ? &o.lambda_out : &o.lambda_feat) = (float)d;
+            break;
         case OPT_REPLAY: replay = optarg; break;
         case OPT_DUMP: dump = optarg; break;
         case 't':
@@ -241,6 +257,7 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     if (o.lora_rank && !lr_given) o.lr = 1e-4f;
+    if (o.teacher_dir && !lr_given) o.lr = 1e-5f;
     if (!o.lora_rank && (o.lora_alpha > 0 || o.lora_format != LD_LORA_PEFT)) {
         fprintf(stderr, "leandiff train: --lora-alpha and --lora-format need --lora RANK\n");
         ld_ctx_free(ctx);

@@ -50,5 +50,22 @@ head -c 5000 "$td/models/sdxl-teacher-tiny/unet/diffusion_pytorch_model.safetens
 "$bin" distill --teacher "$dir/broken" --student koala-700m --out "$dir/x" --init-only 2>"$dir/err"; rc=$?
 check "a truncated teacher file is an error naming it" '[ $rc -eq 1 ] && grep -q "diffusion_pytorch_model.safetensors" "$dir/err" && [ ! -e "$dir/x/diffusion_pytorch_model.safetensors" ]'
 
+# the distillation itself: a reference replay with the U-Net-folder teacher, then a tiny end-to-end run
+"$bin" distill --teacher "$td/models/sdxl-teacher-tiny/unet" --replay "$td/train/distill-sdxl-teacher-tiny.safetensors" --dump "$dir/replay.safetensors" >/dev/null 2>"$dir/err"; rc=$?
+check "distill --replay writes the dump" '[ $rc -eq 0 ] && "$bin" inspect "$dir/replay.safetensors" | grep -q "step2.feat_teacher.up_blocks.1.attentions.2.transformer_blocks.1.attn1" && "$bin" inspect "$dir/replay.safetensors" | grep -q "student_init.conv_in.weight"'
+mkdir -p "$dir/data"
+for i in 1 2 3; do
+  "$bin" generate -m "$dir/teacher" -p "scene $i" --seed $i --steps 2 -q -o "$dir/data/s$i.png" >/dev/null 2>&1
+  echo "a scene, number $i" > "$dir/data/s$i.txt"
+done
+"$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/distilled" --data "$dir/data" --resolution 64 \
+    --steps 30 --lr 2e-3 --save-every 15 -q >/dev/null 2>"$dir/err"; rc=$?
+check "end-to-end distillation runs" '[ $rc -eq 0 ] && [ -d "$dir/distilled/checkpoint-15" ] && head -1 "$dir/distilled/loss.csv" | grep -q "loss_task,loss_out,loss_feat"'
+first=$(awk -F, 'NR>=2 && NR<=6 {s+=$2} END {print s/5}' "$dir/distilled/loss.csv")
+last=$(awk -F, 'NR>=27 && NR<=31 {s+=$2} END {print s/5}' "$dir/distilled/loss.csv")
+check "the distillation loss goes down ($first -> $last)" 'awk -v a="$first" -v b="$last" "BEGIN {exit !(b < a)}"'
+"$bin" generate -m "$dir/distilled" -p "a scene" --steps 2 -q -o "$dir/distilled.png" >/dev/null 2>&1
+check "generate runs the distilled student" '[ -s "$dir/distilled.png" ]'
+
 echo "$((n - fail)) passed, $fail failed"
 [ $fail = 0 ]

@@ -2,6 +2,8 @@
  * resume. */
 #include "train/trainer.h"
 
+#include "distill/distill_step.h"
+#include "distill/student.h"
 #include "io/fileio.h"
 #include "io/json.h"
 #include "io/model_folder.h"
@@ -22,7 +24,7 @@
 #include <unistd.h>
 
 void ld_train_options_init(ld_train_options *o) {
-    *o = (ld_train_options){.resolution = 1024, .skip_bad = 1, .batch = 1, .accum = 1, .steps = 1000,
+    *o = (ld_train_options){.resolution = 1024, .skip_bad = 1, .lambda_task = 1, .lambda_out = 1, .lambda_feat = 1, .batch = 1, .accum = 1, .steps = 1000,
                             .lr = 1e-5f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-2f,
                             .max_grad_norm = 1.0f, .schedule = LD_LR_CONSTANT, .precision = LD_PRECISION_F32,
                             .save_dtype = LD_F32, .lora_format = LD_LORA_PEFT};
@@ -55,7 +57,7 @@ typedef struct {
     ld_ctx *ctx;
     const ld_train_options *o;
     ld_train_cache cache;
-    ld_train_unet *unet;
+    ld_train_unet *unet, *teacher;
     ld_scheduler *sched;
     ld_adamw opt;
     int *perm, perm_epoch;
@@ -224,9 +226,32 @@ static ld_status report_cache(ld_ctx *ctx, void *user, const char *stage, int do
     return LD_OK;
 }
 
+/* The teacher (frozen, forward only) and the feature pairs it shares with the student. */
+static ld_status open_teacher(run *r) {
+    ld_ctx *ctx = r->ctx;
+    char dir[4300];
+    snprintf(dir, sizeof dir, "%s/unet/config.json", r->o->teacher_dir);
+    if (ld_file_exists(dir)) snprintf(dir, sizeof dir, "%s/unet", r->o->teacher_dir);
+    else snprintf(dir, sizeof dir, "%s", r->o->teacher_dir);
+    LD_TRY(ld_train_unet_open(ctx, dir, 1, &r->teacher));
+    char **s = NULL, **t = NULL;
+    size_t n = 0;
+    ld_status st = ld_student_feature_pairs(ctx, ld_train_unet_config(r->teacher), ld_train_unet_config(r->unet), &s,
+                                            &t, &n);
+    if (st == LD_OK) st = ld_train_unet_set_taps(ctx, r->unet, (const char *const *)s, (int)n);
+    if (st == LD_OK) st = ld_train_unet_set_taps(ctx, r->teacher, (const char *const *)t, (int)n);
+    if (st == LD_OK) ld_log_info("distilling from %s: %zu self-attention feature pairs", dir, n);
+    ld_student_pairs_free(s, t, n);
+    return st;
+}
+
 static ld_status check_options(ld_ctx *ctx, const ld_train_options *o) {
     if (!o->model_dir || !o->data_dir || !o->out_dir)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training needs a model, a dataset and an output folder");
+    if (o->teacher_dir && o->lora_rank)
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "distillation trains the whole student: --lora does not apply");
+    if (!(o->lambda_task >= 0 && o->lambda_out >= 0 && o->lambda_feat >= 0))
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "the distillation loss weights must be >= 0");
     if (o->batch < 1 || o->batch > 1024 || o->accum < 1 || o->accum > 1 << 16 || o->steps < 1 || o->steps > 1 << 28)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "--batch 1..1024, --accum 1..65536 and --steps >= 1 are required");
     if (!(o->lr > 0 && o->lr < 1) || o->warmup < 0 || o->save_every < 0 || !(o->caption_dropout >= 0) ||
@@ -246,14 +271,23 @@ static ld_status train_loop(run *r, int start) {
     for (int s = start; st == LD_OK && s < o->steps; s++) {
         const double t0 = now_seconds();
         if (s == start) ld_train_params_zero_grad(tp); /* later steps: AdamW leaves them zeroed */
-        double loss = 0;
+        double loss = 0, terms[3] = {0, 0, 0};
         for (int a = 0; st == LD_OK && a < o->accum; a++) {
             fill_batch(r, s, a);
             ld_train_batch b = {.B = o->batch, .H = c->h, .W = c->w, .L = (int)c->L, .x0 = r->x0, .noise = r->noise,
                                 .timesteps = r->tsteps, .context = r->context, .text_embeds = r->pooled,
                                 .time_ids = r->ids};
             double l = 0;
-            st = ld_train_step(ctx, r->unet, r->sched, &b, 1.0f / (float)o->accum, NULL, NULL, &l);
+            if (r->teacher) {
+                ld_distill_losses dl;
+                const ld_distill_weights w = {o->lambda_task, o->lambda_out, o->lambda_feat};
+                st = ld_distill_step(ctx, r->unet, r->teacher, r->sched, &b, &w, 1.0f / (float)o->accum, NULL, NULL,
+                                     NULL, &dl);
+                l = dl.loss;
+                terms[0] += dl.task / o->accum, terms[1] += dl.out / o->accum, terms[2] += dl.feat / o->accum;
+            } else {
+                st = ld_train_step(ctx, r->unet, r->sched, &b, 1.0f / (float)o->accum, NULL, NULL, &l);
+            }
             loss += l / o->accum;
         }
         if (st != LD_OK) break;
@@ -266,7 +300,11 @@ static ld_status train_loop(run *r, int start) {
         ld_adamw_update(&r->opt, tp->value, tp->grad, (float)lr);
         const double secs = now_seconds() - t0;
         if (r->log) {
-            fprintf(r->log, "%d,%.8g,%.6g,%.3f\n", s + 1, loss, lr, secs);
+            if (r->teacher)
+                fprintf(r->log, "%d,%.8g,%.8g,%.8g,%.8g,%.6g,%.3f\n", s + 1, loss, terms[0], terms[1], terms[2], lr,
+                        secs);
+            else
+                fprintf(r->log, "%d,%.8g,%.6g,%.3f\n", s + 1, loss, lr, secs);
             fflush(r->log);
         }
         ld_train_progress p = {.step = s + 1, .steps = o->steps, .loss = loss, .lr = lr, .seconds = secs,
@@ -299,6 +337,7 @@ static ld_status run_all(run *r) {
     else LD_TRY(ld_component_dir(ctx, o->model_dir, NULL, "unet", unet_dir, sizeof unet_dir));
     LD_TRY(ld_train_unet_open(ctx, unet_dir, o->lora_rank > 0, &r->unet));
     if (o->lora_rank > 0) LD_TRY(ld_train_unet_add_lora(ctx, r->unet, o->lora_rank, o->lora_alpha, o->seed));
+    if (o->teacher_dir) LD_TRY(open_teacher(r));
     LD_TRY(ld_train_open_scheduler(ctx, o->model_dir, &r->sched));
     const ld_train_params *tp = ld_train_unet_trainable(r->unet);
     LD_TRY(ld_adamw_init(ctx, &r->opt, tp->total, o->lr, o->beta1, o->beta2, o->eps, o->weight_decay));
@@ -321,7 +360,7 @@ static ld_status run_all(run *r) {
     const int fresh = start == 0;
     r->log = fopen(path, fresh ? "w" : "a");
     if (!r->log) return ld_fail(ctx, LD_ERR_IO, "%s: %s", path, strerror(errno));
-    if (fresh) fprintf(r->log, "step,loss,lr,seconds\n");
+    if (fresh) fprintf(r->log, r->teacher ? "step,loss,loss_task,loss_out,loss_feat,lr,seconds\n" : "step,loss,lr,seconds\n");
     LD_TRY(train_loop(r, start));
     return save_weights(r, o->out_dir, o->save_dtype, o->lora_format);
 }
@@ -337,6 +376,7 @@ ld_status ld_train_run(ld_ctx *ctx, const ld_train_options *o) {
     ld_adamw_free(&r.opt);
     ld_scheduler_free(r.sched);
     ld_train_unet_free(r.unet);
+    ld_train_unet_free(r.teacher);
     ld_train_cache_free(&r.cache);
     return st;
 }

@@ -18,7 +18,12 @@
  *   unet/                         the fine-tuned U-Net (diffusers layout), or
  *   pytorch_lora_weights.safetensors   the LoRA (peft/diffusers or kohya keys)
  *   checkpoint-<step>/            weights (f32) + optimizer.safetensors (moments, step)
- *   loss.csv                      step, loss, learning rate, seconds
+ *   loss.csv                      step, loss (distillation: and its three terms), learning rate, seconds
+ *
+ * With teacher_dir the run is KOALA's distillation (distill/distill_step.h):
+ * model_dir is the student pipeline (`leandiff distill --init-only` makes
+ * one), the teacher runs forward only, the feature pairs are those of
+ * ld_student_feature_pairs.
  * Checkpoints are written to a temporary folder and renamed.
  */
 #ifndef LD_TRAIN_TRAINER_H
@@ -53,6 +58,8 @@ typedef struct {
     int warmup;            /* steps of linear warm-up */
     ld_precision precision;
     ld_dtype save_dtype;   /* of the final weights (checkpoints are f32) */
+    const char *teacher_dir; /* distillation (KOALA): the teacher pipeline or U-Net folder; NULL: plain training */
+    float lambda_task, lambda_out, lambda_feat; /* distillation loss weights (default 1) */
     int lora_rank;         /* 0: full fine-tuning */
     float lora_alpha;      /* 0: = rank */
     ld_lora_format lora_format;
