@@ -11,6 +11,7 @@
 #include "train/grad_ops.h"
 
 #include "tensor/ops_internal.h"
+#include "train/grad_scratch.h"
 
 #include <math.h>
 #include <omp.h>
@@ -20,7 +21,7 @@
 
 static float *thread_scratch(int64_t per_thread, int *nthreads) {
     *nthreads = omp_get_max_threads();
-    return malloc(sizeof(float) * (size_t)per_thread * (size_t)*nthreads);
+    return grad_scratch_get(sizeof(float) * (size_t)per_thread * (size_t)*nthreads);
 }
 
 int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float *q, int64_t ldq, const float *k,
@@ -55,7 +56,7 @@ int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float 
         ld_mat P = ld_mat_f32(S, Lk, 1), V = ld_mat_f32(v + b * Lk * ldv + h * D, ldv, 1);
         ld_gemm(rows, D, Lk, &P, &V, out + (b * Lq + i0) * ldo + h * D, ldo, 0.0f, NULL, NULL);
     }
-    free(scratch);
+    grad_scratch_put(scratch);
     return 1;
 }
 
@@ -63,13 +64,13 @@ int ld_attention_backward(const float *dout, int64_t ldo, const float *out, cons
                           int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H,
                           int64_t Lq, int64_t Lk, int64_t D, float scale, float *dq, float *dk, float *dv) {
     /* rowdot[(b*H + h)*Lq + i] = dout_i . out_i over the head's D columns */
-    float *rowdot = malloc(sizeof(float) * (size_t)(B * H * Lq));
+    float *rowdot = grad_scratch_get(sizeof(float) * (size_t)(B * H * Lq));
     int nt;
     const int64_t span = Lq > Lk ? Lq : Lk;
     float *scratch = thread_scratch(2 * ROWS * span, &nt);
     if (!rowdot || !scratch) {
-        free(rowdot);
-        free(scratch);
+        grad_scratch_put(rowdot);
+        grad_scratch_put(scratch);
         return 0;
     }
     #pragma omp parallel for schedule(static)
@@ -137,7 +138,7 @@ int ld_attention_backward(const float *dout, int64_t ldo, const float *out, cons
             ld_gemm(rows, D, Lk, &dS, &K, dq + (b * Lq + i0) * ldq + h * D, ldq, 1.0f, NULL, NULL);
         }
     }
-    free(rowdot);
-    free(scratch);
+    grad_scratch_put(rowdot);
+    grad_scratch_put(scratch);
     return 1;
 }

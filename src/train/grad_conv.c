@@ -11,6 +11,7 @@
 #include "train/grad_ops.h"
 
 #include "tensor/ops_internal.h"
+#include "train/grad_scratch.h"
 
 #include <stdlib.h>
 
@@ -88,7 +89,7 @@ int ld_conv2d_backward(const float *dy, const float *x, int64_t B, int64_t Cin, 
     if (db) ld_channel_sum_backward(db, dy, B, Cout, HWo);
     float *wt = NULL;
     if (dx) { /* w^T as f32 [Cin, Cout*kh*kw]: wt[ci, co*khw + t] = w[co, ci, t] */
-        wt = malloc(sizeof(float) * (size_t)(Cout * K));
+        wt = grad_scratch_get(sizeof(float) * (size_t)(Cout * K));
         if (!wt) return 0;
         for (int64_t co = 0; co < Cout; co++)
             for (int64_t ci = 0; ci < Cin; ci++)
@@ -123,6 +124,6 @@ int ld_conv2d_backward(const float *dy, const float *x, int64_t B, int64_t Cin, 
             }
         }
     }
-    free(wt);
+    grad_scratch_put(wt);
     return 1;
 }

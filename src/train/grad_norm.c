@@ -7,6 +7,7 @@
 #include "train/grad_ops.h"
 
 #include "tensor/ops_internal.h"
+#include "train/grad_scratch.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,7 +47,7 @@ int ld_group_norm_backward(const float *dy, const float *x, int64_t B, int64_t C
     const int affine = ops_has(gamma);
     /* per (sample, channel) partial sums of dy*xhat and dy, reduced over samples below */
     double *part = NULL;
-    if ((dgamma || dbeta) && !(part = calloc((size_t)(B * C * 2), sizeof(double)))) return 0;
+    if ((dgamma || dbeta) && !(part = grad_scratch_get(sizeof(double) * (size_t)(B * C * 2)))) return 0;
     #pragma omp parallel for schedule(static)
     for (int64_t bg = 0; bg < B * groups; bg++) {
         const int64_t g = bg % groups, b = bg / groups;
@@ -90,7 +91,7 @@ int ld_group_norm_backward(const float *dy, const float *x, int64_t B, int64_t C
             if (dgamma) dgamma[c] += (float)sg;
             if (dbeta) dbeta[c] += (float)sb;
         }
-        free(part);
+        grad_scratch_put(part);
     }
     return 1;
 }
@@ -101,11 +102,11 @@ int ld_group_norm_backward(const float *dy, const float *x, int64_t B, int64_t C
 int ld_layer_norm_backward(const float *dy, const float *x, int64_t rows, int64_t dim, float eps,
                             const ld_tensor *gamma, float *dx, float *dgamma, float *dbeta) {
     const int affine = ops_has(gamma);
-    double *ms = malloc(sizeof(double) * 2 * (size_t)(rows ? rows : 1));
-    float *ga = malloc(sizeof(float) * (size_t)dim);
+    double *ms = grad_scratch_get(sizeof(double) * 2 * (size_t)(rows ? rows : 1));
+    float *ga = grad_scratch_get(sizeof(float) * (size_t)dim);
     if (!ms || !ga) {
-        free(ms);
-        free(ga);
+        grad_scratch_put(ms);
+        grad_scratch_put(ga);
         return 0;
     }
     for (int64_t i = 0; i < dim; i++) ga[i] = affine ? ops_wget(gamma, i) : 1.0f;
@@ -149,7 +150,7 @@ int ld_layer_norm_backward(const float *dy, const float *x, int64_t rows, int64_
             }
         }
     }
-    free(ms);
-    free(ga);
+    grad_scratch_put(ms);
+    grad_scratch_put(ga);
     return 1;
 }

@@ -4,6 +4,7 @@
 #include "io/safetensors.h"
 #include "models/lora_merge.h"
 #include "tensor/gemm.h"
+#include "train/grad_scratch.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -90,14 +91,14 @@ int ld_lora_find(const ld_lora *l, const ld_tensor *w) {
 ld_status ld_lora_forward(ld_ctx *ctx, const ld_lora *l, int i, const float *x, int64_t M, float *y) {
     const ld_tensor *A = &l->params.tensors[2 * i], *B = &l->params.tensors[2 * i + 1];
     const int64_t r = l->rank, in = A->shape[1], out = B->shape[0];
-    float *h = malloc(sizeof(float) * (size_t)(M * r));
+    float *h = grad_scratch_get(sizeof(float) * (size_t)(M * r));
     if (!h) return ld_fail(ctx, LD_ERR_NOMEM, "LoRA: out of memory");
     ld_mat X = ld_mat_f32(x, in, 1), At = ld_mat_f32(A->data, 1, in); /* h = x A^T */
     ld_gemm(M, r, in, &X, &At, h, r, 0.0f, NULL, NULL);
     for (int64_t k = 0; k < M * r; k++) h[k] *= l->scale;
     ld_mat H = ld_mat_f32(h, r, 1), Bt = ld_mat_f32(B->data, 1, r); /* y += h B^T */
     ld_gemm(M, out, r, &H, &Bt, y, out, 1.0f, NULL, NULL);
-    free(h);
+    grad_scratch_put(h);
     return LD_OK;
 }
 
@@ -105,10 +106,10 @@ ld_status ld_lora_backward(ld_ctx *ctx, ld_lora *l, int i, const float *dy, cons
     const ld_tensor *A = &l->params.tensors[2 * i], *B = &l->params.tensors[2 * i + 1];
     float *dA = l->params.grad + l->params.offset[2 * i], *dB = l->params.grad + l->params.offset[2 * i + 1];
     const int64_t r = l->rank, in = A->shape[1], out = B->shape[0];
-    float *h = malloc(sizeof(float) * (size_t)(M * r)), *dh = malloc(sizeof(float) * (size_t)(M * r));
+    float *h = grad_scratch_get(sizeof(float) * (size_t)(M * r)), *dh = grad_scratch_get(sizeof(float) * (size_t)(M * r));
     if (!h || !dh) {
-        free(h);
-        free(dh);
+        grad_scratch_put(h);
+        grad_scratch_put(dh);
         return ld_fail(ctx, LD_ERR_NOMEM, "LoRA: out of memory");
     }
     ld_mat X = ld_mat_f32(x, in, 1), At = ld_mat_f32(A->data, 1, in);
@@ -125,8 +126,8 @@ ld_status ld_lora_backward(ld_ctx *ctx, ld_lora *l, int i, const float *dy, cons
         ld_mat dH = ld_mat_f32(dh, r, 1), Am = ld_mat_f32(A->data, in, 1);
         ld_gemm(M, in, r, &dH, &Am, dx, in, 1.0f, NULL, NULL);
     }
-    free(h);
-    free(dh);
+    grad_scratch_put(h);
+    grad_scratch_put(dh);
     return LD_OK;
 }
 
