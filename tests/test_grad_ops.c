@@ -348,7 +348,7 @@ static void run_all(void) {
     test_fill(wl, 11 * 9, 5);
     const lora_op lo = {7, 9, 11, 3, 6.0f, wl};
     check_op("lora", lora_f, lora_b, &lo, lo.M * lo.K + lo.r * lo.K + lo.N * lo.r, lo.M * lo.N, 1.0);
-    const att_op atts[] = {{2, 2, 7, 7, 5}, {1, 3, 67, 9, 4}, {2, 1, 5, 70, 3}};
+    const att_op atts[] = {{2, 2, 7, 7, 5}, {1, 3, 67, 9, 4}, {2, 1, 5, 70, 3}, {1, 1, 300, 260, 2}}; /* the last: several blocks */
     for (size_t i = 0; i < sizeof atts / sizeof *atts; i++) {
         const att_op *a = &atts[i];
         check_op("attention", att_f, att_b, a, a->B * (a->Lq + 2 * a->Lk) * a->H * a->D, a->B * a->Lq * a->H * a->D,

@@ -17,7 +17,7 @@
 #include <omp.h>
 #include <stdlib.h>
 
-#define ROWS 64 /* query (or key) rows per work item */
+#define ROWS 256 /* query (or key) rows per work item: long enough to amortize packing the other operand */
 
 static float *thread_scratch(int64_t per_thread, int *nthreads) {
     *nthreads = omp_get_max_threads();
