@@ -77,150 +77,6 @@ static void pool_put(ld_train_unet *t, float *p, int64_t n) {
     t->pool_n[t->npool++] = n;
 }
 
-/* Appends (w != NULL) or counts the attention projections (to_q, to_k, to_v,
- * to_out.0 of attn1 and attn2) of one Transformer2DModel; returns the new n. */
-static size_t attn_weights(const ld_transformer2d *tf, const ld_tensor **w, size_t n) {
-    for (int k = 0; k < tf->depth; k++) {
-        const ld_tblock *b = &tf->blocks[k];
-        const ld_tensor *p[8] = {&b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out.w,
-                                 &b->attn2_q, &b->attn2_k, &b->attn2_v, &b->attn2_out.w};
-        for (int i = 0; i < 8; i++, n++)
-            if (w) w[n] = p[i];
-    }
-    return n;
-}
-
-/* Every Transformer2DModel's projections in module order (down, mid, up). */
-static size_t all_attn_weights(const ld_unet2d *m, const ld_tensor **w) {
-    const unet_config *c = &m->cfg;
-    size_t n = 0;
-    for (int i = 0; i < c->nblocks; i++)
-        for (int j = 0; m->down[i].cross_attn && j < m->down[i].nlayers; j++)
-            n = attn_weights(&m->down[i].attentions[j], w, n);
-    if (c->has_mid) n = attn_weights(&m->mid_attention, w, n);
-    for (int i = 0; i < c->nblocks; i++)
-        for (int j = 0; m->up[i].cross_attn && j < m->up[i].nlayers; j++)
-            n = attn_weights(&m->up[i].attentions[j], w, n);
-    return n;
-}
-
-ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, int rank, float alpha, uint64_t seed) {
-    const size_t n = all_attn_weights(t->u, NULL);
-    const ld_tensor **w = malloc(sizeof *w * (n ? n : 1));
-    ld_lora *l = calloc(1, sizeof *l);
-    ld_status st = w && l ? LD_OK : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-    if (st == LD_OK) {
-        all_attn_weights(t->u, w);
-        st = ld_lora_create(ctx, w, n, rank, alpha, seed, l);
-    }
-    free(w);
-    if (st != LD_OK) {
-        free(l);
-        return st;
-    }
-    if (t->lora) {
-        ld_lora_free(t->lora);
-        free(t->lora);
-    }
-    t->lora = l;
-    return LD_OK;
-}
-
-ld_lora *ld_train_unet_lora(ld_train_unet *t) { return t->lora; }
-
-/* ---- feature taps ---- */
-
-tr_tap *tr_tap_of(ld_train_unet *t, const ld_tblock *b) {
-    for (int i = 0; i < t->ntaps; i++)
-        if (t->taps[i].block == b) return &t->taps[i];
-    return NULL;
-}
-
-static void free_taps(ld_train_unet *t) {
-    for (int i = 0; i < t->ntaps; i++) {
-        free(t->taps[i].name);
-        free(t->taps[i].value);
-        free(t->taps[i].grad);
-    }
-    free(t->taps);
-    t->taps = NULL;
-    t->ntaps = 0;
-}
-
-/* The transformer block whose attn1 is `module` ("<block>.attn1"), in one Transformer2DModel. */
-static const ld_tblock *find_attn1(const ld_transformer2d *tf, const char *module) {
-    for (int k = 0; k < tf->depth; k++) {
-        const char *q = tf->blocks[k].attn1_q.name;
-        const size_t len = strlen(module);
-        if (q && !strncmp(q, module, len) && !strcmp(q + len, ".to_q.weight")) return &tf->blocks[k];
-    }
-    return NULL;
-}
-
-ld_status ld_train_unet_set_taps(ld_ctx *ctx, ld_train_unet *t, const char *const *names, int n) {
-    free_taps(t);
-    if (n <= 0) return LD_OK;
-    if (!(t->taps = calloc((size_t)n, sizeof *t->taps))) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-    const ld_unet2d *m = t->u;
-    const unet_config *c = &m->cfg;
-    for (int i = 0; i < n; i++) {
-        const ld_tblock *b = NULL;
-        for (int k = 0; !b && k < c->nblocks; k++)
-            for (int j = 0; !b && j < m->down[k].nlayers; j++)
-                if (m->down[k].cross_attn) b = find_attn1(&m->down[k].attentions[j], names[i]);
-        for (int k = 0; !b && k < c->nblocks; k++)
-            for (int j = 0; !b && j < m->up[k].nlayers; j++)
-                if (m->up[k].cross_attn) b = find_attn1(&m->up[k].attentions[j], names[i]);
-        if (!b && c->has_mid) b = find_attn1(&m->mid_attention, names[i]);
-        if (!b) {
-            free_taps(t);
-            return ld_fail(ctx, LD_ERR_MODEL, "feature '%s' is not the attn1 of a transformer block of this U-Net",
-                           names[i]);
-        }
-        t->taps[i].block = b;
-        if (!(t->taps[i].name = strdup(names[i]))) {
-            t->ntaps = i + 1;
-            free_taps(t);
-            return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-        }
-        t->ntaps = i + 1;
-    }
-    return LD_OK;
-}
-
-float *ld_train_unet_tap(ld_train_unet *t, int i, int64_t *n, float **grad, int64_t shape[3]) {
-    if (i < 0 || i >= t->ntaps) return NULL;
-    if (n) *n = t->taps[i].n;
-    if (grad) *grad = t->taps[i].grad;
-    if (shape) shape[0] = t->B, shape[1] = t->taps[i].tokens, shape[2] = t->taps[i].C;
-    return t->taps[i].value;
-}
-
-/* Tap buffers of the plan's size, gradients zeroed. */
-static ld_status size_taps(ld_ctx *ctx, ld_train_unet *t) {
-    for (int i = 0; i < t->ntaps; i++) {
-        tr_tap *tp = &t->taps[i];
-        int64_t n = -1;
-        for (int k = 0; k < t->nunits; k++)
-            if (t->units[k].kind == U_TBLOCK && t->units[k].m == tp->block) {
-                tp->tokens = (int64_t)t->units[k].H * t->units[k].W;
-                tp->C = t->units[k].C;
-                n = t->B * tp->tokens * tp->C;
-            }
-        if (n < 0) return ld_fail(ctx, LD_ERR_INTERNAL, "feature '%s' has no unit", tp->name);
-        if (n != tp->n) {
-            free(tp->value);
-            free(tp->grad);
-            tp->value = malloc(sizeof(float) * (size_t)n);
-            tp->grad = malloc(sizeof(float) * (size_t)n);
-            tp->n = n;
-            if (!tp->value || !tp->grad) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for feature '%s'", tp->name);
-        }
-        memset(tp->grad, 0, sizeof(float) * (size_t)n);
-    }
-    return LD_OK;
-}
-
 ld_train_params *ld_train_unet_trainable(ld_train_unet *t) { return t->lora ? &t->lora->params : &t->p; }
 
 void ld_train_unet_free(ld_train_unet *t) {
@@ -234,7 +90,7 @@ void ld_train_unet_free(ld_train_unet *t) {
     free(t->units);
     free(t->pool);
     free(t->pool_n);
-    free_taps(t);
+    tr_free_taps(t);
     ld_unet2d_free(t->u);
     ld_train_params_free(&t->p);
     if (t->config) json_decref(t->config);
@@ -483,7 +339,7 @@ ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *samp
         }
         t->planned = 1;
     }
-    LD_TRY(size_taps(ctx, t));
+    LD_TRY(tr_size_taps(ctx, t));
     t->context = context;
     free(t->temb_in);
     t->temb_in = NULL;

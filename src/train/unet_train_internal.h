@@ -1,7 +1,7 @@
 /* Inside the U-Net trainer: the activations it keeps, the units of its
  * forward (one block each) and their forward/backward pairs. Shared by
- * unet_train.c (the plan, the time embedding, the step) and
- * unet_train_units.c (the blocks). */
+ * unet_train.c (the plan, the time embedding, the step),
+ * unet_train_units.c (the blocks) and unet_train_hooks.c (LoRA, taps). */
 #ifndef LD_TRAIN_UNET_TRAIN_INTERNAL_H
 #define LD_TRAIN_UNET_TRAIN_INTERNAL_H
 
@@ -67,8 +67,11 @@ float *tr_grad(ld_ctx *ctx, ld_train_unet *t, int id);
 /* d(weight) in the packed gradients (NULL for an absent tensor). */
 static inline float *tr_g(const ld_train_unet *t, const ld_tensor *w) { return ld_train_grad_of(&t->p, w); }
 
-/* The tap of a transformer block, or NULL. */
+/* The tap of a transformer block, or NULL (unet_train_hooks.c). */
 tr_tap *tr_tap_of(ld_train_unet *t, const ld_tblock *b);
+/* Tap buffers sized for the current plan, gradients zeroed. */
+ld_status tr_size_taps(ld_ctx *ctx, ld_train_unet *t);
+void tr_free_taps(ld_train_unet *t);
 
 /* Runs a unit forward into acts[out].v, with its temporaries on the scratch
  * arena (left there: the caller resets). */
