@@ -104,9 +104,11 @@ static void fill_batch(run *r, int step, int micro) {
         memcpy(r->pooled + b * c->P, c->pooled + (int64_t)cap * c->P, sizeof(float) * (size_t)c->P);
         r->tsteps[b] = (int64_t)(mix(u) % (uint64_t)num_train);
     }
-    ld_rng rng;
-    ld_rng_init(&rng, mix(r->o->seed ^ mix(0x7015eull + (uint64_t)g0)));
-    ld_rng_randn(&rng, r->noise, B * lat);
+    for (int b = 0; b < B; b++) { /* per sample, so batch x accum splits of a step see the same noise */
+        ld_rng rng;
+        ld_rng_init(&rng, mix(r->o->seed ^ mix(0x7015eull + (uint64_t)(g0 + b))));
+        ld_rng_randn(&rng, r->noise + b * lat, lat);
+    }
 }
 
 /* ---- files ---- */
