@@ -2,7 +2,7 @@
 #include "train/train_cache.h"
 
 #include "io/model_folder.h"
-#include "io/png.h"
+#include "io/jpeg.h"
 #include "models/autoencoder_kl.h"
 #include "pipeline/koala_init.h"
 #include "pipeline/sdxl_text.h"
@@ -87,7 +87,7 @@ static ld_status cache_images(ld_ctx *ctx, const char *model_dir, const ld_datas
     for (size_t i = 0; st == LD_OK && i < ds->n; i++) {
         const char *path = ds->items[i].image;
         ld_png png = {0};
-        ld_status ist = ld_png_read(ctx, path, 1, &png);
+        ld_status ist = ld_picture_read(ctx, path, &png);
         if (ist == LD_OK && (png.width < min_side || png.height < min_side))
             ist = ld_fail(ctx, LD_ERR_FORMAT, "%s: %dx%d is too small (smallest side accepted: %lld px)", path,
                           png.width, png.height, (long long)min_side);

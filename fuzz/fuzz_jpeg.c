@@ -1,0 +1,13 @@
+/* libFuzzer target: arbitrary bytes as a JPEG picture (training datasets). */
+#include "io/jpeg.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    ld_ctx *ctx = ld_ctx_new();
+    ld_png pic;
+    if (ld_jpeg_decode(ctx, "fuzz", data, size, &pic) == LD_OK) ld_png_free(&pic);
+    ld_ctx_free(ctx);
+    return 0;
+}
