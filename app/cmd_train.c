@@ -50,6 +50,8 @@ static void usage(FILE *f) {
             "                         DIR the teacher (pipeline or U-Net folder), run forward only; the loss adds the\n"
             "                         output and self-attention feature terms (docs/distill.md)\n"
             "  --lambda-task F, --lambda-out F, --lambda-feat F   distillation loss weights (1 each)\n"
+            "  --distill-features F   attn1 (self-attention, KOALA's choice; default), attn2 (cross-attention) or ff\n"
+            "                         (feed-forward) outputs of the paired blocks\n"
             "  --replay CASE --dump OUT   run a reference training case and dump what it computes\n"
             "  -t, --threads N        compute threads (default: all cores)\n"
             "  -q, --quiet            no progress bar\n");
@@ -94,7 +96,7 @@ static int progress(void *user, const ld_train_progress *p) {
 enum { OPT_DATA = 256, OPT_OUT, OPT_RES, OPT_BATCH, OPT_ACCUM, OPT_STEPS, OPT_LR, OPT_SCHED, OPT_WARMUP, OPT_WD,
        OPT_CLIP, OPT_DROP, OPT_FLIP, OPT_CROP, OPT_BAD, OPT_SEED, OPT_SAVE_EVERY, OPT_RESUME, OPT_SAVE_DTYPE,
        OPT_PRECISION, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_FORMAT, OPT_REPLAY, OPT_DUMP, OPT_TEACHER, OPT_L_TASK,
-       OPT_L_OUT, OPT_L_FEAT };
+       OPT_L_OUT, OPT_L_FEAT, OPT_FEATURES };
 
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -113,6 +115,7 @@ int cmd_train(int argc, char **argv) {
         {"replay", required_argument, 0, OPT_REPLAY}, {"dump", required_argument, 0, OPT_DUMP},
         {"teacher", required_argument, 0, OPT_TEACHER}, {"lambda-task", required_argument, 0, OPT_L_TASK},
         {"lambda-out", required_argument, 0, OPT_L_OUT}, {"lambda-feat", required_argument, 0, OPT_L_FEAT},
+        {"distill-features", required_argument, 0, OPT_FEATURES},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     ld_train_options o;
@@ -214,6 +217,11 @@ int cmd_train(int argc, char **argv) {
                                  optarg, 0, 1e6, &d))
                 return 2;
             *(c == OPT_L_TASK ? &o.lambda_task : c == OPT_L_OUT ? &o.lambda_out : &o.lambda_feat) = (float)d;
+            break;
+        case OPT_FEATURES:
+            if ((k = cli_parse_choice("--distill-features", optarg, (const char *const[]){"attn1", "attn2", "ff", NULL})) < 0)
+                return 2;
+            o.distill_features = optarg;
             break;
         case OPT_REPLAY: replay = optarg; break;
         case OPT_DUMP: dump = optarg; break;

@@ -1,10 +1,12 @@
 /* One training step of a U-Net (forward with per-block checkpoints,
- * recomputation, backward, AdamW), timed and set against the FMA peak
+ * recomputation, backward, AdamW; with --teacher also the teacher's forward
+ * and the feature taps of a KOALA distillation step), timed and set against the FMA peak
  * measured in the same process (and an outside figure with --ref-peak):
  * what `bench/RESULTS.md` records for issue 13.
  *
  *     build/bench_train --unet $MODELS/koala-700m/unet --size 1024 [--lora 16] [--batch 1]
  *                       [--runs 2] [--warmup 1] [--precision f32|bf16] [--ref-peak GFLOPS]
+ *                       [--teacher $MODELS/sdxl-base/unet]   (a KOALA distillation step instead)
  *
  * FLOPs are those the products really ran (LD_FLOPS counters: forward,
  * recomputation and both backward products), inputs are random (the speed
@@ -13,6 +15,7 @@
 #include "base/cpu_theory.h"
 #include "base/flops.h"
 #include "tensor/gemm.h"
+#include "distill/student.h"
 #include "train/adamw.h"
 #include "train/unet_train.h"
 
@@ -42,7 +45,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    const char *unet = NULL;
+    const char *unet = NULL, *teacher_dir = NULL;
     int size = 1024, batch = 1, lora = 0, runs = 2, warmup = 1, bf16 = 0;
     double ref_peak = 0;
     for (int i = 1; i < argc; i++) {
@@ -55,6 +58,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup") && v) warmup = atoi(v), i++;
         else if (!strcmp(a, "--precision") && v) bf16 = !strcmp(v, "bf16"), i++;
         else if (!strcmp(a, "--ref-peak") && v) ref_peak = atof(v), i++;
+        else if (!strcmp(a, "--teacher") && v) teacher_dir = v, i++;
         else {
             fprintf(stderr, "usage: bench_train --unet DIR [--size 1024] [--batch 1] [--lora RANK] [--runs 2] "
                             "[--warmup 1] [--precision f32|bf16] [--ref-peak GFLOPS]\n");
@@ -71,6 +75,19 @@ int main(int argc, char **argv) {
         (lora > 0 && ld_train_unet_add_lora(ctx, t, lora, (float)lora, 1) != LD_OK)) {
         fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
         return 1;
+    }
+    ld_train_unet *teacher = NULL;
+    if (teacher_dir) { /* the teacher forward only, its attn1 features paired with the student's */
+        char **sn = NULL, **tn = NULL;
+        size_t np = 0;
+        if (ld_train_unet_open(ctx, teacher_dir, 1, &teacher) != LD_OK ||
+            ld_student_feature_pairs(ctx, ld_train_unet_config(teacher), ld_train_unet_config(t), &sn, &tn, &np) != LD_OK ||
+            ld_train_unet_set_taps(ctx, t, (const char *const *)sn, (int)np) != LD_OK ||
+            ld_train_unet_set_taps(ctx, teacher, (const char *const *)tn, (int)np) != LD_OK) {
+            fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
+            return 1;
+        }
+        ld_student_pairs_free(sn, tn, np);
     }
     ld_gemm_set_precision(bf16 ? LD_PRECISION_BF16 : LD_PRECISION_F32);
     ld_train_params *p = ld_train_unet_trainable(t);
@@ -95,7 +112,8 @@ int main(int argc, char **argv) {
     for (int r = -warmup; r < runs; r++) {
         if (r == 0) ld_flops_reset();
         const double t0 = now();
-        if (ld_train_unet_forward(ctx, t, x, batch, h, h, ts, c, L, te, ids, out) != LD_OK ||
+        if ((teacher && ld_train_unet_forward(ctx, teacher, x, batch, h, h, ts, c, L, te, ids, out) != LD_OK) ||
+            ld_train_unet_forward(ctx, t, x, batch, h, h, ts, c, L, te, ids, out) != LD_OK ||
             ld_train_unet_backward(ctx, t, dout) != LD_OK) {
             fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
             return 1;
@@ -116,9 +134,9 @@ int main(int argc, char **argv) {
     const ld_cpu_info *ci = ld_cpu_info_get();
     printf("cpu %s (%s family 0x%x), path %s, %d threads, leandiff %s\n", ci->model, ci->vendor, ci->family,
            ld_cpu_level_name(ld_cpu_level()), threads, ld_version());
-    printf("training step %s %s, %dx%d batch %d, %s: %.2f s (median of %d), %.1f GFLOP, %.1f GFLOP/s, "
+    printf("%s step %s %s, %dx%d batch %d, %s: %.2f s (median of %d), %.1f GFLOP, %.1f GFLOP/s, "
            "%.0f%% of the probe peak (%.0f), %.0f%% of the theoretical limit (%.0f)",
-           unet, lora ? "LoRA" : "full", size, size, batch, bf16 ? "bf16" : "f32", s, runs, gflop, gf,
+           teacher ? "distillation" : "training", unet, lora ? "LoRA" : "full", size, size, batch, bf16 ? "bf16" : "f32", s, runs, gflop, gf,
            100 * gf / peak, peak, 100 * gf / theory, theory);
     if (ref_peak > 0) printf(", %.0f%% of --ref-peak %.0f", 100 * gf / ref_peak, ref_peak);
     /* call times: attention's products run inside its parallel loop, one per thread, so their
@@ -132,6 +150,7 @@ int main(int argc, char **argv) {
            (double)ru.ru_maxrss / 1e6);
     ld_adamw_free(&opt);
     ld_train_unet_free(t);
+    ld_train_unet_free(teacher);
     ld_ctx_free(ctx);
     free(x), free(out), free(dout), free(c), free(te), free(ts), free(ids), free(secs);
     return 0;

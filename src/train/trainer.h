@@ -60,6 +60,7 @@ typedef struct {
     ld_dtype save_dtype;   /* of the final weights (checkpoints are f32) */
     const char *teacher_dir; /* distillation (KOALA): the teacher pipeline or U-Net folder; NULL: plain training */
     float lambda_task, lambda_out, lambda_feat; /* distillation loss weights (default 1) */
+    const char *distill_features; /* "attn1" (KOALA's self-attention, default), "attn2" or "ff" of the paired blocks */
     int lora_rank;         /* 0: full fine-tuning */
     float lora_alpha;      /* 0: = rank */
     ld_lora_format lora_format;

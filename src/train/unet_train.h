@@ -53,10 +53,11 @@ ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *samp
  * of the last forward. */
 ld_status ld_train_unet_backward(ld_ctx *ctx, ld_train_unet *t, const float *dpred);
 
-/* Feature taps (KOALA's self-attention feature distillation): every forward
- * keeps the output of each named module, the attn1 of a transformer block
- * ("up_blocks.0.attentions.1.transformer_blocks.1.attn1", before the
- * residual add), as [B, tokens, C]. An unknown name is an error naming it. */
+/* Feature taps (KOALA's feature distillation): every forward keeps the
+ * output of each named module of a transformer block, its self-attention
+ * ("up_blocks.0.attentions.1.transformer_blocks.1.attn1"), cross-attention
+ * (".attn2") or feed-forward (".ff"), before the residual add, as
+ * [B, tokens, C]; one tap per block. An unknown name is an error naming it. */
 ld_status ld_train_unet_set_taps(ld_ctx *ctx, ld_train_unet *t, const char *const *names, int n);
 /* Tap i of the last forward (n elements, shape [B, tokens, C]); *grad is
  * where the caller puts d(loss)/d(feature) before the backward (the forward

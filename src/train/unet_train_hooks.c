@@ -76,12 +76,20 @@ void tr_free_taps(ld_train_unet *t) {
     t->ntaps = 0;
 }
 
-/* The transformer block whose attn1 is `module` ("<block>.attn1"), in one Transformer2DModel. */
-static const ld_tblock *find_attn1(const ld_transformer2d *tf, const char *module) {
+/* Module kinds a tap can name inside a transformer block, by their last part. */
+static const char *const tap_kinds[TR_TAP_KINDS] = {"attn1", "attn2", "ff"};
+
+/* The transformer block holding `module` ("<block>.attn1", ".attn2" or ".ff"), in one Transformer2DModel. */
+static const ld_tblock *find_module(const ld_transformer2d *tf, const char *module, int *kind) {
     for (int k = 0; k < tf->depth; k++) {
-        const char *q = tf->blocks[k].attn1_q.name;
-        const size_t len = strlen(module);
-        if (q && !strncmp(q, module, len) && !strcmp(q + len, ".to_q.weight")) return &tf->blocks[k];
+        const char *q = tf->blocks[k].attn1_q.name; /* "<block>.attn1.to_q.weight" */
+        const size_t len = q ? strlen(q) - strlen("attn1.to_q.weight") : 0;
+        if (!q || strncmp(q, module, len)) continue;
+        for (int i = 0; i < TR_TAP_KINDS; i++)
+            if (!strcmp(module + len, tap_kinds[i])) {
+                *kind = i;
+                return &tf->blocks[k];
+            }
     }
     return NULL;
 }
@@ -94,19 +102,25 @@ ld_status ld_train_unet_set_taps(ld_ctx *ctx, ld_train_unet *t, const char *cons
     const unet_config *c = &m->cfg;
     for (int i = 0; i < n; i++) {
         const ld_tblock *b = NULL;
+        int kind = 0;
         for (int k = 0; !b && k < c->nblocks; k++)
             for (int j = 0; !b && j < m->down[k].nlayers; j++)
-                if (m->down[k].cross_attn) b = find_attn1(&m->down[k].attentions[j], names[i]);
+                if (m->down[k].cross_attn) b = find_module(&m->down[k].attentions[j], names[i], &kind);
         for (int k = 0; !b && k < c->nblocks; k++)
             for (int j = 0; !b && j < m->up[k].nlayers; j++)
-                if (m->up[k].cross_attn) b = find_attn1(&m->up[k].attentions[j], names[i]);
-        if (!b && c->has_mid) b = find_attn1(&m->mid_attention, names[i]);
+                if (m->up[k].cross_attn) b = find_module(&m->up[k].attentions[j], names[i], &kind);
+        if (!b && c->has_mid) b = find_module(&m->mid_attention, names[i], &kind);
+        for (int j = 0; b && j < i; j++)
+            if (t->taps[j].block == b) b = NULL; /* one tap per transformer block */
         if (!b) {
             tr_free_taps(t);
-            return ld_fail(ctx, LD_ERR_MODEL, "feature '%s' is not the attn1 of a transformer block of this U-Net",
+            return ld_fail(ctx, LD_ERR_MODEL,
+                           "feature '%s' is not the attn1, attn2 or ff of a transformer block of this U-Net (or its "
+                           "block is tapped twice)",
                            names[i]);
         }
         t->taps[i].block = b;
+        t->taps[i].kind = kind;
         if (!(t->taps[i].name = strdup(names[i]))) {
             t->ntaps = i + 1;
             tr_free_taps(t);

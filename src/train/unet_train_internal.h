@@ -27,10 +27,13 @@ typedef struct {
     int Ho, Wo;                  /* output size */
 } tr_unit;
 
-/* A feature tap: the output of a transformer block's attn1 (before the
- * residual add), kept by the forward for feature distillation. */
+/* A feature tap: the output of a transformer block's attn1, attn2 or ff
+ * (kind 0, 1, 2; before the residual add), kept by the forward for feature
+ * distillation. */
+#define TR_TAP_KINDS 3
 typedef struct {
     const ld_tblock *block;
+    int kind;
     char *name;          /* "down_blocks.1.attentions.0.transformer_blocks.1.attn1" */
     float *value, *grad; /* [B * HW, C]; grad: d(loss)/d(feature), set by the caller, zeroed by the forward */
     int64_t n, tokens, C;

@@ -269,7 +269,10 @@ static ld_status attn_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, const
     return LD_OK;
 }
 
-static ld_status tblock_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, tblock_saved *s, float *feat) {
+/* tap (or NULL): where the tapped module's output goes (its kind says which module) */
+static ld_status tblock_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, tblock_saved *s, const tr_tap *tap) {
+    float *f1 = tap && tap->kind == 0 ? tap->value : NULL, *f2 = tap && tap->kind == 1 ? tap->value : NULL;
+    float *fff = tap && tap->kind == 2 ? tap->value : NULL;
     const ld_tblock *b = u->m;
     const int64_t C = u->C, N = t->B * (int64_t)u->H * u->W, I = u->tf->ff_inner;
     const float *hs0 = t->acts[u->in].v;
@@ -277,9 +280,9 @@ static ld_status tblock_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, tbl
     ZALLOC(s->hs1, N * C);
     ZALLOC(s->hs2, N * C);
     LD_TRY(attn_fwd(ctx, t, u, &b->norm1, &b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out, hs0, s->hs1, 0,
-                    &s->a1, feat));
+                    &s->a1, f1));
     LD_TRY(attn_fwd(ctx, t, u, &b->norm2, &b->attn2_q, &b->attn2_k, &b->attn2_v, &b->attn2_out, s->hs1, s->hs2, 1,
-                    &s->a2, NULL));
+                    &s->a2, f2));
     ZALLOC(s->n3, N * C);
     ZALLOC(s->ffp, N * 2 * I);
     ZALLOC(s->gg, N * I);
@@ -288,6 +291,7 @@ static ld_status tblock_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, tbl
     ld_linear(s->ffp, s->n3, N, &b->ff_in.w, &b->ff_in.b);
     ld_geglu(s->gg, s->ffp, N, I);
     ld_linear(y, s->gg, N, &b->ff_out.w, &b->ff_out.b);
+    if (fff) memcpy(fff, y, sizeof(float) * (size_t)(N * C));
     ld_add(out, s->hs2, y, N * C);
     return LD_OK;
 }
@@ -296,13 +300,23 @@ static ld_status tblock_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     const ld_tblock *b = u->m;
     tblock_saved s;
     LD_TRY(tblock_fwd(ctx, t, u, &s, NULL));
+    const tr_tap *tap = tr_tap_of(t, b);
+    const float *dfeat[TR_TAP_KINDS] = {NULL, NULL, NULL};
+    if (tap) dfeat[tap->kind] = tap->grad;
     const int64_t C = u->C, N = t->B * (int64_t)u->H * u->W, I = u->tf->ff_inner;
     float *dh, *dgg, *dffp, *gin;
     ZALLOC(dh, N * C);
     memcpy(dh, t->acts[u->out].g, sizeof(float) * (size_t)(N * C));
-    /* feed-forward */
+    /* feed-forward (its output's gradient: the residual's, plus a feature's) */
+    const float *dy = dh;
+    if (dfeat[2]) {
+        float *sum;
+        ZALLOC(sum, N * C);
+        for (int64_t i = 0; i < N * C; i++) sum[i] = dh[i] + dfeat[2][i];
+        dy = sum;
+    }
     ZALLOC(dgg, N * I);
-    ld_linear_backward(dh, s.gg, N, &b->ff_out.w, dgg, tr_g(t, &b->ff_out.w), tr_g(t, &b->ff_out.b));
+    ld_linear_backward(dy, s.gg, N, &b->ff_out.w, dgg, tr_g(t, &b->ff_out.w), tr_g(t, &b->ff_out.b));
     ZALLOC(dffp, N * 2 * I);
     ld_geglu_backward(dgg, s.ffp, N, I, dffp);
     float *dn3;
@@ -311,11 +325,10 @@ static ld_status tblock_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     OK_OR_NOMEM(ld_layer_norm_backward(dn3, s.hs2, N, C, 1e-5f, &b->norm3.w, dh, tr_g(t, &b->norm3.w),
                                        tr_g(t, &b->norm3.b)));
     /* cross-attention, then self-attention */
-    const tr_tap *tap = tr_tap_of(t, b);
     LD_TRY(attn_bwd(ctx, t, u, &b->norm2, &b->attn2_q, &b->attn2_k, &b->attn2_v, &b->attn2_out, s.hs1, 1, &s.a2, dh,
-                    NULL));
+                    dfeat[1]));
     LD_TRY(attn_bwd(ctx, t, u, &b->norm1, &b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out, t->acts[u->in].v, 0,
-                    &s.a1, dh, tap ? tap->grad : NULL));
+                    &s.a1, dh, dfeat[0]));
     GRAD(gin, u->in);
     add_to(gin, dh, N * C);
     return LD_OK;
@@ -426,8 +439,7 @@ ld_status tr_unit_forward(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     }
     case U_TBLOCK: {
         tblock_saved s;
-        tr_tap *tap = tr_tap_of(t, u->m);
-        return tblock_fwd(ctx, t, u, &s, tap ? tap->value : NULL);
+        return tblock_fwd(ctx, t, u, &s, tr_tap_of(t, u->m));
     }
     case U_TF_OUT: return tf_out_fwd(ctx, t, u);
     case U_DOWN:
