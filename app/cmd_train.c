@@ -54,7 +54,8 @@ static void usage(FILE *f) {
             "                         (feed-forward) outputs of the paired blocks\n"
             "  --replay CASE --dump OUT   run a reference training case and dump what it computes\n"
             "  -t, --threads N        compute threads (default: all cores)\n"
-            "  -q, --quiet            no progress bar\n");
+            "  -q, --quiet            no progress bar\n"
+            "  -v, --verbose          info log lines (twice: debug)\n");
 }
 
 static volatile sig_atomic_t g_stop;
@@ -117,16 +118,17 @@ int cmd_train(int argc, char **argv) {
         {"lambda-out", required_argument, 0, OPT_L_OUT}, {"lambda-feat", required_argument, 0, OPT_L_FEAT},
         {"distill-features", required_argument, 0, OPT_FEATURES},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
+        {"verbose", no_argument, 0, 'v'},
         {0, 0, 0, 0}};
     ld_train_options o;
     ld_train_options_init(&o);
     const char *replay = NULL, *dump = NULL;
     long long v, threads = 0;
     double d;
-    int k, quiet = 0, lr_given = 0;
+    int k, quiet = 0, lr_given = 0, verbose = 0;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "m:t:qh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:t:qvh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': o.model_dir = optarg; break;
         case OPT_DATA: o.data_dir = optarg; break;
@@ -229,6 +231,7 @@ int cmd_train(int argc, char **argv) {
             if (!cli_parse_int("--threads", optarg, 1, 4096, &threads)) return 2;
             break;
         case 'q': quiet = 1; break;
+        case 'v': verbose++; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -242,6 +245,7 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     if (threads) ld_set_threads((int)threads);
+    if (verbose) ld_set_log_level(verbose > 1 ? LD_LOG_DEBUG : LD_LOG_INFO);
     ld_ctx *ctx = ld_ctx_new();
     int rc = 0;
     if (replay || dump) {

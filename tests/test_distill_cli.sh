@@ -66,6 +66,12 @@ last=$(awk -F, 'NR>=27 && NR<=31 {s+=$2} END {print s/5}' "$dir/distilled/loss.c
 check "the distillation loss goes down ($first -> $last)" 'awk -v a="$first" -v b="$last" "BEGIN {exit !(b < a)}"'
 "$bin" generate -m "$dir/distilled" -p "a scene" --steps 2 -q -o "$dir/distilled.png" >/dev/null 2>&1
 check "generate runs the distilled student" '[ -s "$dir/distilled.png" ]'
+"$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/distilled-ff" --data "$dir/data" --resolution 64 \
+    --steps 2 --distill-features ff -v -q >/dev/null 2>"$dir/err"; rc=$?
+check "--distill-features ff pairs the feed-forward outputs" '[ $rc -eq 0 ] && grep -q "feature pairs (ff)" "$dir/err"'
+"$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/distilled-x" --data "$dir/data" --resolution 64 \
+    --steps 2 --distill-features norm 2>"$dir/err"; rc=$?
+check "an unknown feature kind is a usage error" '[ $rc -eq 2 ] && grep -q "distill-features" "$dir/err"'
 
 echo "$((n - fail)) passed, $fail failed"
 [ $fail = 0 ]
