@@ -1,8 +1,9 @@
-/* Strict numeric parsing for command-line flags (see cli_util.h). */
+/* Strict numeric parsing for command-line flags, and the stop-signal set-up (see cli_util.h). */
 #include "cli_util.h"
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -63,4 +64,14 @@ int cli_parse_choice(const char *flag, const char *s, const char *const *choices
     for (int i = 0; i < n; i++) fprintf(stderr, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ", choices[i]);
     fprintf(stderr, ", got '%s'\n", s);
     return -1;
+}
+
+void cli_catch_stop_signals(void (*handler)(int)) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }

@@ -685,13 +685,7 @@ int cmd_batch(int argc, char **argv) {
     }
     b.file = optind < argc ? argv[optind] : "-";
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cli_catch_stop_signals(on_signal);
     b.tty = isatty(2);
     b.out_tty = isatty(1);
     b.t_last_print = mono_now();

@@ -489,13 +489,7 @@ int cmd_worker(int argc, char **argv) {
         return 2;
     }
     w.name = name;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cli_catch_stop_signals(on_signal);
     if (w.verbose) ld_set_log_level(LD_LOG_INFO);
     ld_set_threads(threads);
 
