@@ -13,6 +13,7 @@
  *       a reference distillation case (src/distill/distill_replay.h). */
 #include "cli_util.h"
 #include "commands.h"
+#include "mpi_comm.h"
 
 #include "distill/distill_replay.h"
 #include "distill/student.h"
@@ -133,6 +134,21 @@ static ld_status run(ld_ctx *ctx, const char *teacher, const char *student, cons
     return st;
 }
 
+/* The student (run()); before a training run under mpirun, process 0 writes
+ * it while the others wait. Returns the exit code. */
+static int make_student(ld_ctx *ctx, const char *teacher, const char *student, const char *out, const char *variant,
+                        int then_train) {
+    ld_train_comm *comm = NULL;
+    if (then_train && mpi_comm_start(ctx, &comm) != LD_OK) return 1;
+    if (!comm || comm->size == 1) return run(ctx, teacher, student, out, variant) == LD_OK ? 0 : 1;
+    if (comm->rank == 0 && run(ctx, teacher, student, out, variant) != LD_OK) {
+        fprintf(stderr, "leandiff distill: %s\n", ld_ctx_error(ctx));
+        mpi_comm_abort(1); /* the others wait for the student */
+        return 1;
+    }
+    return comm->barrier(ctx, comm->user) == LD_OK ? 0 : 1;
+}
+
 int cmd_distill(int argc, char **argv) {
     const char *teacher = NULL, *student = NULL, *out = NULL, *variant = NULL, *replay = NULL, *dump = NULL;
     int init_only = 0, data = 0, resume = 0, nfwd = 0;
@@ -177,7 +193,7 @@ int cmd_distill(int argc, char **argv) {
         }
     } else if (!teacher || !student || !out || (init_only && nfwd) || (!init_only && !data)) {
         usage(stderr);
-    } else if (!resume && (rc = run(ctx, teacher, student, out, variant) == LD_OK ? 0 : 1) != 0) {
+    } else if (!resume && (rc = make_student(ctx, teacher, student, out, variant, !init_only)) != 0) {
         fprintf(stderr, "leandiff distill: %s\n", ld_ctx_error(ctx));
     } else if (!init_only) {
         /* train the student pipeline just written in --out against the teacher */

@@ -2,10 +2,13 @@
  * folder of captioned images (src/train/trainer.h), or replay a reference
  * training case (src/train/train_replay.h). Shows a progress bar with the
  * loss, seconds per step and the ETA; Ctrl-C writes a checkpoint of the last
- * finished step and stops; a loss-curve PNG goes next to the checkpoints. */
+ * finished step and stops; a loss-curve PNG goes next to the checkpoints.
+ * Under `mpirun -np N` the run is data-parallel (app/mpi_comm.h): process 0
+ * shows the progress and writes the files. */
 #include "cli_util.h"
 #include "commands.h"
 #include "loss_plot.h"
+#include "mpi_comm.h"
 
 #include "train/train_replay.h"
 #include "train/trainer.h"
@@ -53,6 +56,9 @@ static void usage(FILE *f) {
             "  --distill-features F   attn1 (self-attention, KOALA's choice; default), attn2 (cross-attention) or ff\n"
             "                         (feed-forward) outputs of the paired blocks\n"
             "  --replay CASE --dump OUT   run a reference training case and dump what it computes\n"
+            "Under mpirun -np N (Open MPI) the run is data-parallel: each process takes --batch samples of every\n"
+            "micro-batch (global batch = batch x accum x N) and process 0 writes the checkpoints and weights.\n"
+            "  --bucket-mb F          gradient bucket size for the sums between processes (25)\n"
             "  -t, --threads N        compute threads (default: all cores)\n"
             "  -q, --quiet            no progress bar\n"
             "  -v, --verbose          info log lines (twice: debug)\n");
@@ -62,6 +68,16 @@ static volatile sig_atomic_t g_stop;
 static void on_sigint(int sig) {
     (void)sig;
     g_stop = 1;
+}
+
+/* Under mpirun, SIGTERM means the run is being torn down (a process died or
+ * mpirun was stopped): say so before going, the checkpoints are atomic. */
+static void on_sigterm(int sig) {
+    static const char msg[] = "leandiff train: stopped by mpirun (another process of the run ended or the run was "
+                              "stopped); the newest complete checkpoint-N in --out continues it with --resume\n";
+    if (write(2, msg, sizeof msg - 1) < 0) {}
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 typedef struct {
@@ -94,10 +110,79 @@ static int progress(void *user, const ld_train_progress *p) {
     return g_stop != 0;
 }
 
+/* The run itself, once the options are parsed and MPI (if any) started. */
+static int run_training(ld_ctx *ctx, ld_train_options *o_, ld_train_comm *comm, const char *replay, const char *dump,
+                        int quiet, int lr_given, int *abort_others) {
+    ld_train_options o = *o_;
+    int rc = 0;
+    const int rank = comm ? comm->rank : 0, procs = comm ? comm->size : 1;
+    if (replay || dump) {
+        if (!replay || !dump || o.data_dir || o.out_dir) {
+            fprintf(stderr, "leandiff train: --replay CASE and --dump OUT go together, without --data/--out\n");
+            return 2;
+        }
+        if (procs > 1) {
+            fprintf(stderr, "leandiff train: --replay runs as one process, not under mpirun -np %d\n", procs);
+            return 2;
+        }
+        if (ld_train_replay(ctx, o.model_dir, replay, dump) != LD_OK) {
+            fprintf(stderr, "leandiff train: %s\n", ld_ctx_error(ctx));
+            rc = 1;
+        } else if (!quiet) {
+            printf("%s: replay of %s written\n", dump, replay);
+        }
+        return rc;
+    }
+    if (!o.data_dir || !o.out_dir) {
+        fprintf(stderr, "leandiff train: --data DIR and --out DIR are required (or --replay CASE --dump OUT)\n");
+        return 2;
+    }
+    if (o.lora_rank && !lr_given) o.lr = 1e-4f;
+    if (o.teacher_dir && !lr_given) o.lr = 1e-5f;
+    if (!o.lora_rank && (o.lora_alpha > 0 || o.lora_format != LD_LORA_PEFT)) {
+        fprintf(stderr, "leandiff train: --lora-alpha and --lora-format need --lora RANK\n");
+        return 2;
+    }
+    progress_state ps = {.tty = isatty(2), .quiet = quiet || rank > 0};
+    o.progress = progress;
+    o.user = &ps;
+    o.comm = comm;
+    struct sigaction sa, old, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old);
+    sa.sa_handler = procs > 1 && rank == 0 ? on_sigterm : SIG_DFL;
+    sigaction(SIGTERM, &sa, &old_term);
+    ld_status st = ld_train_run(ctx, &o);
+    sigaction(SIGINT, &old, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (ps.tty && !quiet && ps.n) fputc('\n', stderr);
+    if (ps.n && rank == 0) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/loss.png", o.out_dir);
+        ld_ctx *pc = ld_ctx_new();
+        if (loss_plot_write(pc, path, ps.loss, ps.n) != LD_OK) fprintf(stderr, "leandiff train: %s\n", ld_ctx_error(pc));
+        ld_ctx_free(pc);
+    }
+    if (st != LD_OK) {
+        if (procs > 1) fprintf(stderr, "leandiff train (process %d of %d): %s\n", rank, procs, ld_ctx_error(ctx));
+        else fprintf(stderr, "leandiff train: %s\n", ld_ctx_error(ctx));
+        rc = 1;
+        /* a stop every process agreed on ends them all; any other error leaves the others waiting */
+        *abort_others = st != LD_ERR_CANCELLED;
+    } else if (!quiet && rank == 0) {
+        printf("%s: %d steps, final loss %.5f, %s written\n", o.out_dir, ps.n, ps.n ? ps.loss[ps.n - 1] : 0.0,
+               o.lora_rank ? (o.lora_format == LD_LORA_KOHYA ? "lora_kohya.safetensors" : "pytorch_lora_weights.safetensors")
+                           : "unet/");
+    }
+    free(ps.loss);
+    return rc;
+}
+
 enum { OPT_DATA = 256, OPT_OUT, OPT_RES, OPT_BATCH, OPT_ACCUM, OPT_STEPS, OPT_LR, OPT_SCHED, OPT_WARMUP, OPT_WD,
        OPT_CLIP, OPT_DROP, OPT_FLIP, OPT_CROP, OPT_BAD, OPT_SEED, OPT_SAVE_EVERY, OPT_RESUME, OPT_SAVE_DTYPE,
        OPT_PRECISION, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_FORMAT, OPT_REPLAY, OPT_DUMP, OPT_TEACHER, OPT_L_TASK,
-       OPT_L_OUT, OPT_L_FEAT, OPT_FEATURES };
+       OPT_L_OUT, OPT_L_FEAT, OPT_FEATURES, OPT_BUCKET };
 
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -116,7 +201,7 @@ int cmd_train(int argc, char **argv) {
         {"replay", required_argument, 0, OPT_REPLAY}, {"dump", required_argument, 0, OPT_DUMP},
         {"teacher", required_argument, 0, OPT_TEACHER}, {"lambda-task", required_argument, 0, OPT_L_TASK},
         {"lambda-out", required_argument, 0, OPT_L_OUT}, {"lambda-feat", required_argument, 0, OPT_L_FEAT},
-        {"distill-features", required_argument, 0, OPT_FEATURES},
+        {"distill-features", required_argument, 0, OPT_FEATURES}, {"bucket-mb", required_argument, 0, OPT_BUCKET},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
         {"verbose", no_argument, 0, 'v'},
         {0, 0, 0, 0}};
@@ -225,6 +310,10 @@ int cmd_train(int argc, char **argv) {
                 return 2;
             o.distill_features = optarg;
             break;
+        case OPT_BUCKET:
+            if (!cli_parse_float("--bucket-mb", optarg, 1e-3, 1 << 16, &d)) return 2;
+            o.bucket_mb = d;
+            break;
         case OPT_REPLAY: replay = optarg; break;
         case OPT_DUMP: dump = optarg; break;
         case 't':
@@ -247,60 +336,16 @@ int cmd_train(int argc, char **argv) {
     if (threads) ld_set_threads((int)threads);
     if (verbose) ld_set_log_level(verbose > 1 ? LD_LOG_DEBUG : LD_LOG_INFO);
     ld_ctx *ctx = ld_ctx_new();
-    int rc = 0;
-    if (replay || dump) {
-        if (!replay || !dump || o.data_dir || o.out_dir) {
-            fprintf(stderr, "leandiff train: --replay CASE and --dump OUT go together, without --data/--out\n");
-            ld_ctx_free(ctx);
-            return 2;
-        }
-        if (ld_train_replay(ctx, o.model_dir, replay, dump) != LD_OK) {
-            fprintf(stderr, "leandiff train: %s\n", ld_ctx_error(ctx));
-            rc = 1;
-        } else if (!quiet) {
-            printf("%s: replay of %s written\n", dump, replay);
-        }
-        ld_ctx_free(ctx);
-        return rc;
-    }
-    if (!o.data_dir || !o.out_dir) {
-        fprintf(stderr, "leandiff train: --data DIR and --out DIR are required (or --replay CASE --dump OUT)\n");
-        ld_ctx_free(ctx);
-        return 2;
-    }
-    if (o.lora_rank && !lr_given) o.lr = 1e-4f;
-    if (o.teacher_dir && !lr_given) o.lr = 1e-5f;
-    if (!o.lora_rank && (o.lora_alpha > 0 || o.lora_format != LD_LORA_PEFT)) {
-        fprintf(stderr, "leandiff train: --lora-alpha and --lora-format need --lora RANK\n");
-        ld_ctx_free(ctx);
-        return 2;
-    }
-    progress_state ps = {.tty = isatty(2), .quiet = quiet};
-    o.progress = progress;
-    o.user = &ps;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old);
-    ld_status st = ld_train_run(ctx, &o);
-    sigaction(SIGINT, &old, NULL);
-    if (ps.tty && !quiet && ps.n) fputc('\n', stderr);
-    if (ps.n) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/loss.png", o.out_dir);
-        ld_ctx *pc = ld_ctx_new();
-        if (loss_plot_write(pc, path, ps.loss, ps.n) != LD_OK) fprintf(stderr, "leandiff train: %s\n", ld_ctx_error(pc));
-        ld_ctx_free(pc);
-    }
-    if (st != LD_OK) {
+    ld_train_comm *comm = NULL;
+    if (mpi_comm_start(ctx, &comm) != LD_OK) {
         fprintf(stderr, "leandiff train: %s\n", ld_ctx_error(ctx));
-        rc = 1;
-    } else if (!quiet) {
-        printf("%s: %d steps, final loss %.5f, %s written\n", o.out_dir, ps.n, ps.n ? ps.loss[ps.n - 1] : 0.0,
-               o.lora_rank ? (o.lora_format == LD_LORA_KOHYA ? "lora_kohya.safetensors" : "pytorch_lora_weights.safetensors")
-                           : "unet/");
+        ld_ctx_free(ctx);
+        return 1;
     }
-    free(ps.loss);
+    int abort_others = 0;
+    int rc = run_training(ctx, &o, comm, replay, dump, quiet, lr_given, &abort_others);
+    if (abort_others && comm && comm->size > 1) mpi_comm_abort(1);
+    mpi_comm_stop();
     ld_ctx_free(ctx);
     return rc;
 }

@@ -14,6 +14,7 @@
 #include "train/train_cache.h"
 #include "train/train_step.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -61,6 +62,8 @@ typedef struct {
     ld_scheduler *sched;
     ld_adamw opt;
     int *perm, perm_epoch;
+    int rank, size;     /* this process of how many (1 without a comm) */
+    ld_grad_sync sync;  /* the gradient buckets (several processes) */
     /* one micro-batch */
     float *x0, *noise, *context, *pooled, *ids;
     int64_t *tsteps;
@@ -90,7 +93,8 @@ static void fill_batch(run *r, int step, int micro) {
     const ld_train_cache *c = &r->cache;
     const int B = r->o->batch;
     const int64_t lat = (int64_t)c->C * c->h * c->w, emb = c->L * c->D;
-    const int64_t g0 = ((int64_t)step * r->o->accum + micro) * B;
+    /* global sample index: micro-batch (step, micro) of the whole run, this process's share of it */
+    const int64_t g0 = (((int64_t)step * r->o->accum + micro) * r->size + r->rank) * B;
     const int num_train = ld_scheduler_num_train(r->sched);
     for (int b = 0; b < B; b++) {
         const int it = item_at(r, g0 + b);
@@ -154,10 +158,10 @@ static ld_status save_checkpoint(run *r, int step) {
         st = ld_train_params_save(ctx, tp, r->opt.v, "", LD_F32, path, NULL);
     }
     if (st == LD_OK) {
-        json_t *j = json_pack("{s:i, s:I, s:i, s:i, s:i, s:i, s:i, s:f}", "step", step, "seed",
+        json_t *j = json_pack("{s:i, s:I, s:i, s:i, s:i, s:i, s:i, s:f, s:i}", "step", step, "seed",
                               (json_int_t)r->o->seed, "batch", r->o->batch, "accum", r->o->accum, "resolution",
                               r->o->resolution, "lora_rank", r->o->lora_rank, "steps", r->o->steps, "lora_alpha",
-                              (double)r->o->lora_alpha);
+                              (double)r->o->lora_alpha, "processes", r->size);
         snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
         st = j ? ld_json_write_file(ctx, path, j) : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
         json_decref(j);
@@ -193,17 +197,21 @@ static ld_status load_resume(run *r, int *start) {
     json_t *j;
     snprintf(path, sizeof path, "%s/trainer_state.json", o->resume);
     LD_TRY(ld_json_load_file(ctx, path, &j));
-    json_int_t step = -1, seed = -1, batch = -1, accum = -1, res = -1, rank = -1;
-    int ok = json_unpack(j, "{s:I, s:I, s:I, s:I, s:I, s:I}", "step", &step, "seed", &seed, "batch", &batch, "accum",
-                         &accum, "resolution", &res, "lora_rank", &rank) == 0;
+    json_int_t step = -1, seed = -1, batch = -1, accum = -1, res = -1, rank = -1, procs = 1;
+    int ok = json_unpack(j, "{s:I, s:I, s:I, s:I, s:I, s:I, s?I}", "step", &step, "seed", &seed, "batch", &batch,
+                         "accum", &accum, "resolution", &res, "lora_rank", &rank, "processes", &procs) == 0;
     json_decref(j);
-    if (!ok || step < 0) return ld_fail(ctx, LD_ERR_FORMAT, "%s: not a leandiff trainer state", path);
-    if ((uint64_t)seed != o->seed || batch != o->batch || accum != o->accum || res != o->resolution ||
-        rank != o->lora_rank)
+    if (!ok || step < 0 || procs < 1) return ld_fail(ctx, LD_ERR_FORMAT, "%s: not a leandiff trainer state", path);
+    /* the data order and every random choice depend on the global batch only, so a run may
+     * continue on another number of processes that splits the same global batch */
+    if ((uint64_t)seed != o->seed || batch * procs != (json_int_t)o->batch * r->size || accum != o->accum ||
+        res != o->resolution || rank != o->lora_rank)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
-                       "--resume %s: the checkpoint was made with --seed %lld --batch %lld --accum %lld --resolution "
-                       "%lld --lora %lld; give the same to continue it exactly",
-                       o->resume, (long long)seed, (long long)batch, (long long)accum, (long long)res, (long long)rank);
+                       "--resume %s: the checkpoint was made with --seed %lld --batch %lld (x %lld processes) --accum "
+                       "%lld --resolution %lld --lora %lld; give the same (or the same global batch) to continue it "
+                       "exactly",
+                       o->resume, (long long)seed, (long long)batch, (long long)procs, (long long)accum,
+                       (long long)res, (long long)rank);
     const ld_train_params *tp = ld_train_unet_trainable(r->unet);
     if (ld_train_unet_lora(r->unet)) {
         snprintf(path, sizeof path, "%s/lora_state.safetensors", o->resume);
@@ -216,6 +224,45 @@ static ld_status load_resume(run *r, int *start) {
     r->opt.step = step;
     *start = (int)step;
     return LD_OK;
+}
+
+/* Before continuing in the same folder: no checkpoint newer than the one
+ * resumed may be there (it would be overwritten by a different run), and
+ * loss.csv loses the lines of steps after it (a killed run wrote them). */
+static ld_status prepare_resume_dir(run *r, int start) {
+    ld_ctx *ctx = r->ctx;
+    char path[4300];
+    DIR *d = opendir(r->o->out_dir);
+    if (!d) return ld_fail(ctx, LD_ERR_IO, "%s: %s", r->o->out_dir, strerror(errno));
+    struct dirent *e;
+    int newer = -1;
+    while ((e = readdir(d))) {
+        int k;
+        char tail;
+        if (sscanf(e->d_name, "checkpoint-%d%c", &k, &tail) == 1 && k > start && (newer < 0 || k < newer)) newer = k;
+    }
+    closedir(d);
+    if (newer >= 0)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                       "%s/checkpoint-%d is newer than the checkpoint resumed (step %d): resume from the newest, or "
+                       "move it away",
+                       r->o->out_dir, newer, start);
+    snprintf(path, sizeof path, "%s/loss.csv", r->o->out_dir);
+    char *text = NULL;
+    size_t len = 0;
+    if (!ld_file_exists(path)) return LD_OK;
+    LD_TRY(ld_read_file(ctx, path, &text, &len, (size_t)1 << 30));
+    size_t keep = 0;
+    for (size_t i = 0; i < len;) { /* the header, then lines of steps <= start */
+        const char *nl = memchr(text + i, '\n', len - i);
+        const size_t end = nl ? (size_t)(nl - text) + 1 : len;
+        if (i > 0 && atoi(text + i) > start) break;
+        keep = end;
+        i = end;
+    }
+    ld_status st = keep < len ? ld_write_file(ctx, path, text, keep) : LD_OK;
+    free(text);
+    return st;
 }
 
 /* ---- the run ---- */
@@ -280,34 +327,57 @@ static ld_status check_options(ld_ctx *ctx, const ld_train_options *o) {
     return LD_OK;
 }
 
-static ld_status train_loop(run *r, int start) {
+static ld_status sync_block(ld_ctx *ctx, void *user, int seq) { return ld_grad_sync_ready(ctx, user, seq); }
+
+/* The step's gradients, mean over the global batch; loss and terms[3] likewise. */
+static ld_status step_gradients(run *r, int s, double *loss, double terms[3]) {
     ld_ctx *ctx = r->ctx;
     const ld_train_options *o = r->o;
     const ld_train_cache *c = &r->cache;
+    const float scale = 1.0f / (float)(o->accum * r->size);
+    for (int a = 0; a < o->accum; a++) {
+        fill_batch(r, s, a);
+        ld_train_batch b = {.B = o->batch, .H = c->h, .W = c->w, .L = (int)c->L, .x0 = r->x0, .noise = r->noise,
+                            .timesteps = r->tsteps, .context = r->context, .text_embeds = r->pooled,
+                            .time_ids = r->ids};
+        if (r->size > 1 && a == o->accum - 1) /* the last backward: sum each bucket as soon as it is final */
+            ld_grad_sync_arm(&r->sync, ld_train_unet_lora(r->unet) ? NULL : ld_train_unet_grad_order(r->unet));
+        double l = 0;
+        if (r->teacher) {
+            ld_distill_losses dl;
+            const ld_distill_weights w = {o->lambda_task, o->lambda_out, o->lambda_feat};
+            LD_TRY(ld_distill_step(ctx, r->unet, r->teacher, r->sched, &b, &w, scale, NULL, NULL, NULL, &dl));
+            l = dl.loss;
+            terms[0] += dl.task * scale, terms[1] += dl.out * scale, terms[2] += dl.feat * scale;
+        } else {
+            LD_TRY(ld_train_step(ctx, r->unet, r->sched, &b, scale, NULL, NULL, &l));
+        }
+        *loss += l * scale;
+    }
+    if (r->size == 1) return LD_OK;
+    LD_TRY(ld_grad_sync_finish(ctx, &r->sync));
+    double v[4] = {*loss, terms[0], terms[1], terms[2]};
+    LD_TRY(o->comm->sum_doubles(ctx, o->comm->user, v, 4));
+    *loss = v[0], terms[0] = v[1], terms[1] = v[2], terms[2] = v[3];
+    return LD_OK;
+}
+
+static ld_status train_loop(run *r, int start) {
+    ld_ctx *ctx = r->ctx;
+    const ld_train_options *o = r->o;
     ld_train_params *tp = ld_train_unet_trainable(r->unet);
+    if (r->size > 1) {
+        const double mb = o->bucket_mb > 0 ? o->bucket_mb : 25;
+        LD_TRY(ld_grad_sync_init(ctx, &r->sync, o->comm, tp, (int64_t)(mb * (1 << 20))));
+        ld_log_info("gradients summed in %d buckets of about %.3g MB", r->sync.nb, mb);
+        ld_train_unet_on_block_done(r->unet, sync_block, &r->sync);
+    }
     ld_status st = LD_OK;
     for (int s = start; st == LD_OK && s < o->steps; s++) {
         const double t0 = now_seconds();
         if (s == start) ld_train_params_zero_grad(tp); /* later steps: AdamW leaves them zeroed */
         double loss = 0, terms[3] = {0, 0, 0};
-        for (int a = 0; st == LD_OK && a < o->accum; a++) {
-            fill_batch(r, s, a);
-            ld_train_batch b = {.B = o->batch, .H = c->h, .W = c->w, .L = (int)c->L, .x0 = r->x0, .noise = r->noise,
-                                .timesteps = r->tsteps, .context = r->context, .text_embeds = r->pooled,
-                                .time_ids = r->ids};
-            double l = 0;
-            if (r->teacher) {
-                ld_distill_losses dl;
-                const ld_distill_weights w = {o->lambda_task, o->lambda_out, o->lambda_feat};
-                st = ld_distill_step(ctx, r->unet, r->teacher, r->sched, &b, &w, 1.0f / (float)o->accum, NULL, NULL,
-                                     NULL, &dl);
-                l = dl.loss;
-                terms[0] += dl.task / o->accum, terms[1] += dl.out / o->accum, terms[2] += dl.feat / o->accum;
-            } else {
-                st = ld_train_step(ctx, r->unet, r->sched, &b, 1.0f / (float)o->accum, NULL, NULL, &l);
-            }
-            loss += l / o->accum;
-        }
+        st = step_gradients(r, s, &loss, terms);
         if (st != LD_OK) break;
         if (!isfinite(loss)) {
             st = ld_fail(ctx, LD_ERR_MODEL, "training diverged at step %d (loss %g): lower --lr", s + 1, loss);
@@ -327,13 +397,16 @@ static ld_status train_loop(run *r, int start) {
         }
         ld_train_progress p = {.step = s + 1, .steps = o->steps, .loss = loss, .lr = lr, .seconds = secs,
                                .stage = "train"};
-        const int stop = o->progress && o->progress(o->user, &p);
-        if ((o->save_every && (s + 1) % o->save_every == 0 && s + 1 < o->steps) || (stop && s + 1 < o->steps))
+        double stop = o->progress && o->progress(o->user, &p);
+        if (r->size > 1 && (st = o->comm->sum_doubles(ctx, o->comm->user, &stop, 1)) != LD_OK) break;
+        if (r->rank == 0 &&
+            ((o->save_every && (s + 1) % o->save_every == 0 && s + 1 < o->steps) || (stop > 0 && s + 1 < o->steps)))
             st = save_checkpoint(r, s + 1);
-        if (st == LD_OK && stop)
+        if (st == LD_OK && stop > 0)
             st = ld_fail(ctx, LD_ERR_CANCELLED, "training stopped after step %d; --resume %s/checkpoint-%d continues it",
                          s + 1, o->out_dir, s + 1);
     }
+    ld_train_unet_on_block_done(r->unet, NULL, NULL);
     return st;
 }
 
@@ -375,16 +448,25 @@ static ld_status run_all(run *r) {
         return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for a batch");
     char path[4300];
     snprintf(path, sizeof path, "%s/loss.csv", o->out_dir);
-    const int fresh = start == 0;
-    r->log = fopen(path, fresh ? "w" : "a");
-    if (!r->log) return ld_fail(ctx, LD_ERR_IO, "%s: %s", path, strerror(errno));
-    if (fresh) fprintf(r->log, r->teacher ? "step,loss,loss_task,loss_out,loss_feat,lr,seconds\n" : "step,loss,lr,seconds\n");
+    if (r->rank == 0 && start > 0) LD_TRY(prepare_resume_dir(r, start));
+    const int fresh = start == 0 || !ld_file_exists(path);
+    if (r->rank == 0) {
+        r->log = fopen(path, fresh ? "w" : "a");
+        if (!r->log) return ld_fail(ctx, LD_ERR_IO, "%s: %s", path, strerror(errno));
+        if (fresh)
+            fprintf(r->log, r->teacher ? "step,loss,loss_task,loss_out,loss_feat,lr,seconds\n" : "step,loss,lr,seconds\n");
+    }
+    if (r->size > 1)
+        ld_log_info("process %d of %d: batch %d of a global batch of %d", r->rank, r->size, o->batch,
+                    o->batch * o->accum * r->size);
     LD_TRY(train_loop(r, start));
-    return save_weights(r, o->out_dir, o->save_dtype, o->lora_format);
+    return r->rank == 0 ? save_weights(r, o->out_dir, o->save_dtype, o->lora_format) : LD_OK;
 }
 
 ld_status ld_train_run(ld_ctx *ctx, const ld_train_options *o) {
-    run r = {.ctx = ctx, .o = o};
+    run r = {.ctx = ctx, .o = o, .size = o->comm ? o->comm->size : 1, .rank = o->comm ? o->comm->rank : 0};
+    if (r.size < 1 || r.rank < 0 || r.rank >= r.size)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training: process %d of %d", r.rank, r.size);
     const ld_precision prev = ld_gemm_get_precision();
     ld_gemm_set_precision(o->precision);
     ld_status st = run_all(&r);
@@ -392,6 +474,7 @@ ld_status ld_train_run(ld_ctx *ctx, const ld_train_options *o) {
     if (r.log) fclose(r.log);
     free(r.x0), free(r.noise), free(r.context), free(r.pooled), free(r.ids), free(r.tsteps), free(r.perm);
     ld_adamw_free(&r.opt);
+    ld_grad_sync_free(&r.sync);
     ld_scheduler_free(r.sched);
     ld_train_unet_free(r.unet);
     ld_train_unet_free(r.teacher);

@@ -31,6 +31,7 @@
 
 #include "leandiff.h"
 #include "train/lora.h"
+#include "train/train_comm.h"
 
 #include <stdint.h>
 
@@ -64,8 +65,14 @@ typedef struct {
     int lora_rank;         /* 0: full fine-tuning */
     float lora_alpha;      /* 0: = rank */
     ld_lora_format lora_format;
-    /* after each cached image / text batch and each optimizer step; nonzero stops the run (a
-     * checkpoint of the last completed step is written first) */
+    /* data-parallel across processes (train_comm.h), or NULL: this process alone. Each process
+     * takes `batch` samples of every micro-batch: the global batch is batch x accum x size. Only
+     * process 0 writes checkpoints, loss.csv and the weights; every process can resume. */
+    const ld_train_comm *comm;
+    double bucket_mb;      /* gradient bucket size for the sums (0: 25 MB, as PyTorch DDP's bucket_cap_mb) */
+    /* after each cached image / text batch and each optimizer step (with several processes: the
+     * losses are the global batch's); nonzero on any process stops the run (a checkpoint of the
+     * last completed step is written first) */
     int (*progress)(void *user, const ld_train_progress *p);
     void *user;
 } ld_train_options;

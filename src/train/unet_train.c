@@ -32,6 +32,11 @@ ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, int frozen, ld_t
         }
         ld_component_files_close(&f, 0);
     }
+    if (st == LD_OK && t->p.count) {
+        t->seq_of = malloc(sizeof(int) * t->p.count);
+        t->order = malloc(sizeof(int) * t->p.count);
+        if (!t->seq_of || !t->order) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    }
     if (st == LD_OK && t->u->cfg.downsample_padding != 1)
         st = ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: training supports downsample_padding 1 (SDXL's), not %d", unet_dir,
                      t->u->cfg.downsample_padding);
@@ -41,6 +46,34 @@ ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, int frozen, ld_t
     }
     *out = t;
     return LD_OK;
+}
+
+float *tr_g(const ld_train_unet *t, const ld_tensor *w) {
+    float *g = ld_train_grad_of(&t->p, w);
+    if (g && t->seq_of) { /* the tensor whose offset this is: binary search of the packed layout */
+        const int64_t off = g - t->p.grad;
+        size_t lo = 0, hi = t->p.count;
+        while (hi - lo > 1) {
+            const size_t mid = (lo + hi) / 2;
+            if (t->p.offset[mid] <= off) lo = mid;
+            else hi = mid;
+        }
+        t->seq_of[lo] = t->bw_seq;
+    }
+    return g;
+}
+
+void ld_train_unet_on_block_done(ld_train_unet *t, ld_status (*fn)(ld_ctx *ctx, void *user, int seq), void *user) {
+    t->block_done = fn;
+    t->block_user = user;
+}
+
+const int *ld_train_unet_grad_order(const ld_train_unet *t) { return t->order_known ? t->order : NULL; }
+
+/* Block seq of the backward is done. */
+static ld_status block_done(ld_ctx *ctx, ld_train_unet *t) {
+    const int seq = t->bw_seq++;
+    return t->block_done ? t->block_done(ctx, t->block_user, seq) : LD_OK;
 }
 
 /* Forgets the plan and frees its activations and the gradient pool. */
@@ -91,6 +124,8 @@ void ld_train_unet_free(ld_train_unet *t) {
     free(t->pool);
     free(t->pool_n);
     tr_free_taps(t);
+    free(t->seq_of);
+    free(t->order);
     ld_unet2d_free(t->u);
     ld_train_params_free(&t->p);
     if (t->config) json_decref(t->config);
@@ -371,6 +406,8 @@ ld_status ld_train_unet_backward(ld_ctx *ctx, ld_train_unet *t, const float *dpr
     float *g = tr_grad(ctx, t, last);
     if (!g) return LD_ERR_NOMEM;
     memcpy(g, dpred, sizeof(float) * (size_t)t->acts[last].n);
+    t->bw_seq = 0;
+    for (size_t i = 0; t->seq_of && i < t->p.count; i++) t->seq_of[i] = -1;
     for (int i = t->nunits - 1; i >= 0; i--) {
         const tr_unit *u = &t->units[i];
         tr_act *o = &t->acts[u->out];
@@ -383,10 +420,16 @@ ld_status ld_train_unet_backward(ld_ctx *ctx, ld_train_unet *t, const float *dpr
         /* every consumer of this output came later in the forward: its gradient is done */
         pool_put(t, o->g, o->n);
         o->g = NULL;
+        LD_TRY(block_done(ctx, t));
     }
     pool_put(t, t->acts[0].g, t->acts[0].n);
     t->acts[0].g = NULL;
     LD_TRY(temb_backward(ctx, t));
+    LD_TRY(block_done(ctx, t));
+    if (t->seq_of) {
+        memcpy(t->order, t->seq_of, sizeof(int) * t->p.count);
+        t->order_known = 1;
+    }
     t->forward_done = 0; /* a second backward needs a new forward */
     /* the scratch peak is known now: one block, so later steps allocate nothing */
     return ld_arena_reserve(ctx, &t->scratch, t->scratch.peak);

@@ -64,6 +64,15 @@ ld_status ld_train_unet_set_taps(ld_ctx *ctx, ld_train_unet *t, const char *cons
  * zeroes it). NULL past the last tap. Any out pointer may be NULL. */
 float *ld_train_unet_tap(ld_train_unet *t, int i, int64_t *n, float **grad, int64_t shape[3]);
 
+/* Gradient bucketing (train_comm.h): after the backward of each block,
+ * fn(ctx, user, seq) with seq = 0, 1, ... in backward order (the time
+ * embedding last); an error stops the backward. NULL removes it. */
+void ld_train_unet_on_block_done(ld_train_unet *t, ld_status (*fn)(ld_ctx *ctx, void *user, int seq), void *user);
+/* For each trainable tensor (ld_train_unet_params order), the seq of the
+ * block after which its gradient is final (-1: no block writes it); NULL
+ * before the first backward, or when the base is frozen (LoRA). */
+const int *ld_train_unet_grad_order(const ld_train_unet *t);
+
 /* Bytes of the activations the last step kept and its scratch peak. */
 size_t ld_train_unet_activation_bytes(const ld_train_unet *t);
 

@@ -61,14 +61,23 @@ struct ld_train_unet {
     float **pool;     /* gradient buffers returned after use, reused by size (no page faults per step) */
     int64_t *pool_n;
     int npool, pool_cap;
+    /* the order in which the backward finishes the parameters' gradients:
+     * seq_of[i], the position of the block that last wrote tensor i's
+     * gradient (written during a backward, then copied to order) */
+    int bw_seq;
+    int *seq_of, *order;
+    int order_known;
+    ld_status (*block_done)(ld_ctx *ctx, void *user, int seq);
+    void *block_user;
 };
 
 /* Zeroed floats from the scratch arena (NULL + error on ctx). */
 float *tr_zalloc(ld_ctx *ctx, ld_train_unet *t, int64_t n);
 /* The gradient buffer of activation id (allocated zeroed on first use). */
 float *tr_grad(ld_ctx *ctx, ld_train_unet *t, int id);
-/* d(weight) in the packed gradients (NULL for an absent tensor). */
-static inline float *tr_g(const ld_train_unet *t, const ld_tensor *w) { return ld_train_grad_of(&t->p, w); }
+/* d(weight) in the packed gradients (NULL for an absent tensor); notes that
+ * the block being reversed writes it. */
+float *tr_g(const ld_train_unet *t, const ld_tensor *w);
 
 /* The tap of a transformer block, or NULL (unet_train_hooks.c). */
 tr_tap *tr_tap_of(ld_train_unet *t, const ld_tblock *b);
