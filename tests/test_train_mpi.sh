@@ -21,6 +21,8 @@ check() { n=$((n + 1)); if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; 
 # CI runs as root; the processes share this machine's two cores.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 # Under ASan: Open MPI keeps its own allocations until exit (not ours).
+export OMPI_MCA_mca_base_component_disable_dlclose=1  # keeps its plugins loaded, so their frames have names
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"  # whole stacks through its libraries
 export LSAN_OPTIONS="suppressions=${LEANDIFF_SOURCE_DIR:?}/tests/lsan-openmpi.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 mpi2=(mpirun -np 2)
 
