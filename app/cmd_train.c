@@ -53,6 +53,7 @@ static void usage(FILE *f) {
             "                         DIR the teacher (pipeline or U-Net folder), run forward only; the loss adds the\n"
             "                         output and self-attention feature terms (docs/distill.md)\n"
             "  --lambda-task F, --lambda-out F, --lambda-feat F   distillation loss weights (1 each)\n"
+            "  --teacher-precision P  f32 | bf16 products in the teacher's forward (default: --precision)\n"
             "  --distill-features F   attn1 (self-attention, KOALA's choice; default), attn2 (cross-attention) or ff\n"
             "                         (feed-forward) outputs of the paired blocks\n"
             "  --replay CASE --dump OUT   run a reference training case and dump what it computes\n"
@@ -182,7 +183,7 @@ static int run_training(ld_ctx *ctx, ld_train_options *o_, ld_train_comm *comm, 
 enum { OPT_DATA = 256, OPT_OUT, OPT_RES, OPT_BATCH, OPT_ACCUM, OPT_STEPS, OPT_LR, OPT_SCHED, OPT_WARMUP, OPT_WD,
        OPT_CLIP, OPT_DROP, OPT_FLIP, OPT_CROP, OPT_BAD, OPT_SEED, OPT_SAVE_EVERY, OPT_RESUME, OPT_SAVE_DTYPE,
        OPT_PRECISION, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_FORMAT, OPT_REPLAY, OPT_DUMP, OPT_TEACHER, OPT_L_TASK,
-       OPT_L_OUT, OPT_L_FEAT, OPT_FEATURES, OPT_BUCKET };
+       OPT_L_OUT, OPT_L_FEAT, OPT_FEATURES, OPT_BUCKET, OPT_T_PRECISION };
 
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -202,6 +203,7 @@ int cmd_train(int argc, char **argv) {
         {"teacher", required_argument, 0, OPT_TEACHER}, {"lambda-task", required_argument, 0, OPT_L_TASK},
         {"lambda-out", required_argument, 0, OPT_L_OUT}, {"lambda-feat", required_argument, 0, OPT_L_FEAT},
         {"distill-features", required_argument, 0, OPT_FEATURES}, {"bucket-mb", required_argument, 0, OPT_BUCKET},
+        {"teacher-precision", required_argument, 0, OPT_T_PRECISION},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
         {"verbose", no_argument, 0, 'v'},
         {0, 0, 0, 0}};
@@ -282,6 +284,12 @@ int cmd_train(int argc, char **argv) {
         case OPT_PRECISION:
             if ((k = cli_parse_choice("--precision", optarg, (const char *const[]){"f32", "bf16", NULL})) < 0) return 2;
             o.precision = k ? LD_PRECISION_BF16 : LD_PRECISION_F32;
+            break;
+        case OPT_T_PRECISION:
+            if ((k = cli_parse_choice("--teacher-precision", optarg, (const char *const[]){"f32", "bf16", NULL})) < 0)
+                return 2;
+            o.teacher_precision = k ? LD_PRECISION_BF16 : LD_PRECISION_F32;
+            o.teacher_precision_set = 1;
             break;
         case OPT_LORA:
             if (!cli_parse_int("--lora", optarg, 1, 1024, &v)) return 2;

@@ -69,6 +69,16 @@ check "generate runs the distilled student" '[ -s "$dir/distilled.png" ]'
 "$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/distilled-ff" --data "$dir/data" --resolution 64 \
     --steps 2 --distill-features ff -v -q >/dev/null 2>"$dir/err"; rc=$?
 check "--distill-features ff pairs the feed-forward outputs" '[ $rc -eq 0 ] && grep -q "feature pairs (ff)" "$dir/err"'
+# the teacher in bf16 next to an f32 student: step 1's task loss (the student's alone) is unchanged,
+# the output loss moves by bf16 rounding only
+for p in f32 bf16; do
+  "$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/tp-$p" --data "$dir/data" --resolution 64 \
+      --steps 1 --teacher-precision $p -q >/dev/null 2>"$dir/err"
+done
+t32=$(awk -F, 'NR==2 {print $3, $4}' "$dir/tp-f32/loss.csv"); t16=$(awk -F, 'NR==2 {print $3, $4}' "$dir/tp-bf16/loss.csv")
+check "--teacher-precision bf16: same task loss, output loss within bf16 rounding ($t32 / $t16)" 'awk -v a="$t32" -v b="$t16" "BEGIN {split(a, x, \" \"); split(b, y, \" \"); d = (x[2] - y[2]) / x[2]; exit !(x[1] == y[1] && x[2] != y[2] && d < 0.05 && d > -0.05)}"'
+"$bin" train -m "$dir/teacher" --data "$dir/data" --out "$dir/x" --teacher-precision bf16 2>"$dir/err"; rc=$?
+check "--teacher-precision without --teacher is refused" '[ $rc -ne 0 ] && grep -q "needs --teacher" "$dir/err"'
 "$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/distilled-x" --data "$dir/data" --resolution 64 \
     --steps 2 --distill-features norm 2>"$dir/err"; rc=$?
 check "an unknown feature kind is a usage error" '[ $rc -eq 2 ] && grep -q "distill-features" "$dir/err"'

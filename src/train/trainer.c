@@ -283,6 +283,7 @@ static ld_status open_teacher(run *r) {
     if (ld_file_exists(dir)) snprintf(dir, sizeof dir, "%s/unet", r->o->teacher_dir);
     else snprintf(dir, sizeof dir, "%s", r->o->teacher_dir);
     LD_TRY(ld_train_unet_open(ctx, dir, 1, &r->teacher));
+    if (r->o->teacher_precision_set) ld_train_unet_set_precision(r->teacher, r->o->teacher_precision);
     char **s = NULL, **t = NULL;
     size_t n = 0;
     ld_status st = ld_student_feature_pairs(ctx, ld_train_unet_config(r->teacher), ld_train_unet_config(r->unet), &s,
@@ -313,6 +314,8 @@ static ld_status open_teacher(run *r) {
 static ld_status check_options(ld_ctx *ctx, const ld_train_options *o) {
     if (!o->model_dir || !o->data_dir || !o->out_dir)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training needs a model, a dataset and an output folder");
+    if (o->teacher_precision_set && !o->teacher_dir)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "--teacher-precision needs --teacher");
     if (o->teacher_dir && o->lora_rank)
         return ld_fail(ctx, LD_ERR_UNSUPPORTED, "distillation trains the whole student: --lora does not apply");
     if (!(o->lambda_task >= 0 && o->lambda_out >= 0 && o->lambda_feat >= 0))

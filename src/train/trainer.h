@@ -58,6 +58,8 @@ typedef struct {
     ld_lr_schedule schedule;
     int warmup;            /* steps of linear warm-up */
     ld_precision precision;
+    int teacher_precision_set;  /* else the teacher runs at `precision` */
+    ld_precision teacher_precision;
     ld_dtype save_dtype;   /* of the final weights (checkpoints are f32) */
     const char *teacher_dir; /* distillation (KOALA): the teacher pipeline or U-Net folder; NULL: plain training */
     float lambda_task, lambda_out, lambda_feat; /* distillation loss weights (default 1) */

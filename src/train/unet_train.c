@@ -5,6 +5,7 @@
 #include "train/unet_train_internal.h"
 
 #include "io/model_folder.h"
+#include "tensor/gemm.h"
 #include "train/grad_ops.h"
 
 #include <stdlib.h>
@@ -61,6 +62,11 @@ float *tr_g(const ld_train_unet *t, const ld_tensor *w) {
         t->seq_of[lo] = t->bw_seq;
     }
     return g;
+}
+
+void ld_train_unet_set_precision(ld_train_unet *t, ld_precision p) {
+    t->has_precision = 1;
+    t->precision = p;
 }
 
 void ld_train_unet_on_block_done(ld_train_unet *t, ld_status (*fn)(ld_ctx *ctx, void *user, int seq), void *user) {
@@ -353,9 +359,9 @@ static ld_status temb_backward(ld_ctx *ctx, ld_train_unet *t) {
 
 /* ---- the step ---- */
 
-ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *sample, int B, int H, int W,
-                                const float *timesteps, const float *context, int L, const float *text_embeds,
-                                const float *time_ids, float *pred) {
+static ld_status forward(ld_ctx *ctx, ld_train_unet *t, const float *sample, int B, int H, int W,
+                         const float *timesteps, const float *context, int L, const float *text_embeds,
+                         const float *time_ids, float *pred) {
     const unet_config *c = &t->u->cfg;
     if (B < 1 || H < 1 || W < 1 || L < 1 || B > 4096 || H > 16384 || W > 16384 || L > 1 << 20)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training forward: bad sizes B=%d H=%d W=%d L=%d", B, H, W, L);
@@ -395,7 +401,7 @@ ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *samp
     return LD_OK;
 }
 
-ld_status ld_train_unet_backward(ld_ctx *ctx, ld_train_unet *t, const float *dpred) {
+static ld_status backward(ld_ctx *ctx, ld_train_unet *t, const float *dpred) {
     if (!t->planned || !t->forward_done)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training backward: no forward to reverse");
     for (int i = 0; i < t->nacts; i++) { /* gradients an interrupted backward left behind */
@@ -433,4 +439,22 @@ ld_status ld_train_unet_backward(ld_ctx *ctx, ld_train_unet *t, const float *dpr
     t->forward_done = 0; /* a second backward needs a new forward */
     /* the scratch peak is known now: one block, so later steps allocate nothing */
     return ld_arena_reserve(ctx, &t->scratch, t->scratch.peak);
+}
+
+ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *sample, int B, int H, int W,
+                                const float *timesteps, const float *context, int L, const float *text_embeds,
+                                const float *time_ids, float *pred) {
+    const ld_precision prev = ld_gemm_get_precision();
+    if (t->has_precision) ld_gemm_set_precision(t->precision);
+    ld_status st = forward(ctx, t, sample, B, H, W, timesteps, context, L, text_embeds, time_ids, pred);
+    ld_gemm_set_precision(prev);
+    return st;
+}
+
+ld_status ld_train_unet_backward(ld_ctx *ctx, ld_train_unet *t, const float *dpred) {
+    const ld_precision prev = ld_gemm_get_precision();
+    if (t->has_precision) ld_gemm_set_precision(t->precision);
+    ld_status st = backward(ctx, t, dpred);
+    ld_gemm_set_precision(prev);
+    return st;
 }

@@ -64,6 +64,11 @@ ld_status ld_train_unet_set_taps(ld_ctx *ctx, ld_train_unet *t, const char *cons
  * zeroes it). NULL past the last tap. Any out pointer may be NULL. */
 float *ld_train_unet_tap(ld_train_unet *t, int i, int64_t *n, float **grad, int64_t shape[3]);
 
+/* The products of this model's forward and backward in p (f32 exact, or
+ * bf16 with f32 sums), whatever the process's precision; used to run a
+ * frozen distillation teacher in bf16 next to an f32 student. */
+void ld_train_unet_set_precision(ld_train_unet *t, ld_precision p);
+
 /* Gradient bucketing (train_comm.h): after the backward of each block,
  * fn(ctx, user, seq) with seq = 0, 1, ... in backward order (the time
  * embedding last); an error stops the backward. NULL removes it. */

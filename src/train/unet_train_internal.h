@@ -64,6 +64,8 @@ struct ld_train_unet {
     /* the order in which the backward finishes the parameters' gradients:
      * seq_of[i], the position of the block that last wrote tensor i's
      * gradient (written during a backward, then copied to order) */
+    int has_precision; /* ld_train_unet_set_precision was called */
+    ld_precision precision;
     int bw_seq;
     int *seq_of, *order;
     int order_known;
