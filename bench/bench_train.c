@@ -6,11 +6,16 @@
  *
  *     build/bench_train --unet $MODELS/koala-700m/unet --size 1024 [--lora 16] [--batch 1]
  *                       [--runs 2] [--warmup 1] [--precision f32|bf16] [--ref-peak GFLOPS]
- *                       [--teacher $MODELS/sdxl-base/unet]   (a KOALA distillation step instead)
+ *                       [--teacher $MODELS/sdxl-base/unet [--teacher-precision bf16]]
+ *                                                             (a KOALA distillation step instead)
+ *     mpirun -np 2 build/bench_train ...    data-parallel: each process a batch, the gradients
+ *                                           summed in buckets during the backward (as leandiff train)
  *
  * FLOPs are those the products really ran (LD_FLOPS counters: forward,
  * recomputation and both backward products), inputs are random (the speed
  * of a step does not depend on the values). */
+#include "mpi_comm.h"
+
 #include "base/cpu.h"
 #include "base/cpu_theory.h"
 #include "base/flops.h"
@@ -44,9 +49,11 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static ld_status sync_block(ld_ctx *ctx, void *user, int seq) { return ld_grad_sync_ready(ctx, user, seq); }
+
 int main(int argc, char **argv) {
     const char *unet = NULL, *teacher_dir = NULL;
-    int size = 1024, batch = 1, lora = 0, runs = 2, warmup = 1, bf16 = 0;
+    int size = 1024, batch = 1, lora = 0, runs = 2, warmup = 1, bf16 = 0, teacher_bf16 = -1;
     double ref_peak = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -59,9 +66,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--precision") && v) bf16 = !strcmp(v, "bf16"), i++;
         else if (!strcmp(a, "--ref-peak") && v) ref_peak = atof(v), i++;
         else if (!strcmp(a, "--teacher") && v) teacher_dir = v, i++;
+        else if (!strcmp(a, "--teacher-precision") && v) teacher_bf16 = !strcmp(v, "bf16"), i++;
         else {
             fprintf(stderr, "usage: bench_train --unet DIR [--size 1024] [--batch 1] [--lora RANK] [--runs 2] "
-                            "[--warmup 1] [--precision f32|bf16] [--ref-peak GFLOPS]\n");
+                            "[--warmup 1] [--precision f32|bf16] [--ref-peak GFLOPS] [--teacher DIR [--teacher-precision f32|bf16]]\n");
             return 2;
         }
     }
@@ -70,6 +78,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     ld_ctx *ctx = ld_ctx_new();
+    ld_train_comm *comm = NULL;
+    if (mpi_comm_start(ctx, &comm) != LD_OK) {
+        fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
+        return 1;
+    }
+    const int procs = comm ? comm->size : 1, rank = comm ? comm->rank : 0;
     ld_train_unet *t = NULL;
     if (ld_train_unet_open(ctx, unet, lora > 0, &t) != LD_OK ||
         (lora > 0 && ld_train_unet_add_lora(ctx, t, lora, (float)lora, 1) != LD_OK)) {
@@ -88,6 +102,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         ld_student_pairs_free(sn, tn, np);
+        if (teacher_bf16 >= 0) ld_train_unet_set_precision(teacher, teacher_bf16 ? LD_PRECISION_BF16 : LD_PRECISION_F32);
     }
     ld_gemm_set_precision(bf16 ? LD_PRECISION_BF16 : LD_PRECISION_F32);
     ld_train_params *p = ld_train_unet_trainable(t);
@@ -96,12 +111,20 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
         return 1;
     }
+    ld_grad_sync sync = {0};
+    if (procs > 1) {
+        if (ld_grad_sync_init(ctx, &sync, comm, p, 25 << 20) != LD_OK) {
+            fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
+            return 1;
+        }
+        ld_train_unet_on_block_done(t, sync_block, &sync);
+    }
     const int h = size / 8, C = 4, L = 77, D = 2048, P = 1280;
     const int64_t nx = (int64_t)batch * C * h * h;
     float *x = malloc(sizeof(float) * nx), *out = malloc(sizeof(float) * nx), *dout = malloc(sizeof(float) * nx);
     float *c = malloc(sizeof(float) * (size_t)batch * L * D), *te = malloc(sizeof(float) * (size_t)batch * P);
     float *ts = malloc(sizeof(float) * batch), *ids = malloc(sizeof(float) * 6 * batch);
-    fill(x, nx, 1), fill(dout, nx, 2), fill(c, (int64_t)batch * L * D, 3), fill(te, (int64_t)batch * P, 4);
+    fill(x, nx, 1 + (uint64_t)rank), fill(dout, nx, 2), fill(c, (int64_t)batch * L * D, 3), fill(te, (int64_t)batch * P, 4);
     for (int b = 0; b < batch; b++) {
         ts[b] = (float)(100 + 300 * b);
         float v[6] = {(float)size, (float)size, 0, 0, (float)size, (float)size};
@@ -112,9 +135,10 @@ int main(int argc, char **argv) {
     for (int r = -warmup; r < runs; r++) {
         if (r == 0) ld_flops_reset();
         const double t0 = now();
+        if (procs > 1) ld_grad_sync_arm(&sync, lora ? NULL : ld_train_unet_grad_order(t));
         if ((teacher && ld_train_unet_forward(ctx, teacher, x, batch, h, h, ts, c, L, te, ids, out) != LD_OK) ||
             ld_train_unet_forward(ctx, t, x, batch, h, h, ts, c, L, te, ids, out) != LD_OK ||
-            ld_train_unet_backward(ctx, t, dout) != LD_OK) {
+            ld_train_unet_backward(ctx, t, dout) != LD_OK || (procs > 1 && ld_grad_sync_finish(ctx, &sync) != LD_OK)) {
             fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
             return 1;
         }
@@ -131,6 +155,16 @@ int main(int argc, char **argv) {
     const double theory = th.gflops * (bf16 && ld_cpu_has_bf16() ? 2.0 : 1.0);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
+    double rss_all = (double)ru.ru_maxrss / 1e6; /* GB, summed over the processes */
+    if (procs > 1 && comm->sum_doubles(ctx, comm->user, &rss_all, 1) != LD_OK) {
+        fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
+        return 1;
+    }
+    if (rank > 0) {
+        ld_grad_sync_free(&sync);
+        mpi_comm_stop();
+        return 0;
+    }
     const ld_cpu_info *ci = ld_cpu_info_get();
     printf("cpu %s (%s family 0x%x), path %s, %d threads, leandiff %s\n", ci->model, ci->vendor, ci->family,
            ld_cpu_level_name(ld_cpu_level()), threads, ld_version());
@@ -148,6 +182,11 @@ int main(int argc, char **argv) {
     printf("\n  trainable parameters %lld%s, activations kept + scratch %.2f GB, peak RSS %.2f GB\n",
            (long long)p->total, lora ? " (LoRA)" : "", (double)ld_train_unet_activation_bytes(t) / 1e9,
            (double)ru.ru_maxrss / 1e6);
+    if (teacher) printf("  teacher products in %s\n", teacher_bf16 == 1 || (teacher_bf16 < 0 && bf16) ? "bf16" : "f32");
+    printf("  processes %d%s, global batch %d: %.3f images/s, peak RSS of all processes %.2f GB\n", procs,
+           procs > 1 ? " (MPI)" : "", procs * batch, procs * batch / s, rss_all);
+    ld_grad_sync_free(&sync);
+    mpi_comm_stop();
     ld_adamw_free(&opt);
     ld_train_unet_free(t);
     ld_train_unet_free(teacher);
