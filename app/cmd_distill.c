@@ -40,8 +40,10 @@ static void usage(FILE *f) {
                "pipeline whose other components link to the teacher's) or a U-Net folder (the output is a U-Net\n"
                "folder). CONFIG.json is any student U-Net config the teacher can give. With --data the student is\n"
                "then trained against the teacher (task + output + self-attention feature losses; every flag of\n"
-               "`leandiff train`, e.g. --steps, --lr, --lambda-feat, --save-every, --resume). --replay runs a\n"
-               "reference distillation case (the student config from the case unless --student is given).\n");
+               "`leandiff train`, e.g. --steps, --lr, --lambda-feat, --teacher-precision, --save-every, --resume).\n"
+               "Under mpirun -np N the training is data-parallel (process 0 writes the student first; see\n"
+               "`leandiff train --help`). --replay runs a reference distillation case (the student config from\n"
+               "the case unless --student is given).\n");
 }
 
 /* The output folder must be new or empty: nothing of someone else's is replaced. */
