@@ -55,7 +55,8 @@ static void usage(FILE *f) {
             "  --lambda-task F, --lambda-out F, --lambda-feat F   distillation loss weights (1 each)\n"
             "  --teacher-precision P  f32 | bf16 products in the teacher's forward (default: --precision)\n"
             "  --distill-features F   attn1 (self-attention, KOALA's choice; default), attn2 (cross-attention) or ff\n"
-            "                         (feed-forward) outputs of the paired blocks\n"
+            "                         (feed-forward) outputs of each stack's last block; attn1-all, attn2-all, ff-all:\n"
+            "                         of every kept block; blocks: every down/mid/up block's output (BK-SDM)\n"
             "  --replay CASE --dump OUT   run a reference training case and dump what it computes\n"
             "Under mpirun -np N (Open MPI) the run is data-parallel: each process takes --batch samples of every\n"
             "micro-batch (global batch = batch x accum x N) and process 0 writes the checkpoints and weights.\n"
@@ -314,7 +315,9 @@ int cmd_train(int argc, char **argv) {
             *(c == OPT_L_TASK ? &o.lambda_task : c == OPT_L_OUT ? &o.lambda_out : &o.lambda_feat) = (float)d;
             break;
         case OPT_FEATURES:
-            if ((k = cli_parse_choice("--distill-features", optarg, (const char *const[]){"attn1", "attn2", "ff", NULL})) < 0)
+            if ((k = cli_parse_choice("--distill-features", optarg,
+                                      (const char *const[]){"attn1", "attn2", "ff", "attn1-all", "attn2-all", "ff-all",
+                                                            "blocks", NULL})) < 0)
                 return 2;
             o.distill_features = optarg;
             break;

@@ -95,7 +95,8 @@ int main(int argc, char **argv) {
         char **sn = NULL, **tn = NULL;
         size_t np = 0;
         if (ld_train_unet_open(ctx, teacher_dir, 1, &teacher) != LD_OK ||
-            ld_student_feature_pairs(ctx, ld_train_unet_config(teacher), ld_train_unet_config(t), &sn, &tn, &np) != LD_OK ||
+            ld_student_feature_pairs(ctx, ld_train_unet_config(teacher), ld_train_unet_config(t), LD_FEAT_LAST,
+                                     "attn1", &sn, &tn, &np) != LD_OK ||
             ld_train_unet_set_taps(ctx, t, (const char *const *)sn, (int)np) != LD_OK ||
             ld_train_unet_set_taps(ctx, teacher, (const char *const *)tn, (int)np) != LD_OK) {
             fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));

@@ -66,9 +66,11 @@ last=$(awk -F, 'NR>=27 && NR<=31 {s+=$2} END {print s/5}' "$dir/distilled/loss.c
 check "the distillation loss goes down ($first -> $last)" 'awk -v a="$first" -v b="$last" "BEGIN {exit !(b < a)}"'
 "$bin" generate -m "$dir/distilled" -p "a scene" --steps 2 -q -o "$dir/distilled.png" >/dev/null 2>&1
 check "generate runs the distilled student" '[ -s "$dir/distilled.png" ]'
-"$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/distilled-ff" --data "$dir/data" --resolution 64 \
-    --steps 2 --distill-features ff -v -q >/dev/null 2>"$dir/err"; rc=$?
-check "--distill-features ff pairs the feed-forward outputs" '[ $rc -eq 0 ] && grep -q "feature pairs (ff)" "$dir/err"'
+for f in ff:6 attn1-all:12 blocks:6; do
+  "$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/distilled-${f%:*}" --data "$dir/data" \
+      --resolution 64 --steps 2 --distill-features ${f%:*} -v -q >/dev/null 2>"$dir/err"; rc=$?
+  check "--distill-features ${f%:*}: ${f#*:} pairs, a feature loss" '[ $rc -eq 0 ] && grep -q "${f#*:} feature pairs (${f%:*})" "$dir/err" && awk -F, "NR==2 {exit !(\$5 > 0)}" "$dir/distilled-${f%:*}/loss.csv"'
+done
 # the teacher in bf16 next to an f32 student: step 1's task loss (the student's alone) is unchanged,
 # the output loss moves by bf16 rounding only
 for p in f32 bf16; do

@@ -8,6 +8,7 @@
 #include "distill/student.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "models/unet2d_config.h"
 #include "test_util.h"
 
 static json_t *load_json(ld_ctx *ctx, const char *path) {
@@ -76,6 +77,60 @@ static void check_misfits(ld_ctx *ctx, const json_t *tcfg, const json_t *scfg) {
     json_decref(s);
 }
 
+/* Every pair of a feature set names a student block made from that teacher
+ * block: its to_q (or the block's first conv) equals the teacher's. */
+static void check_feature_sets(ld_ctx *ctx, const json_t *tcfg, const json_t *scfg, ld_safetensors *student,
+                               const ld_weights *teacher) {
+    static const struct {
+        const char *spec, *weight;
+        size_t want;
+    } sets[] = {{"attn1-all", "to_q.weight", 0}, {"ff-all", "net.0.proj.weight", 0},
+                {"blocks", NULL, 0}, {"attn2", "to_q.weight", 0}};
+    size_t blocks = 0, last = 0;
+    unet_config sc;
+    if (ld_unet2d_parse_config(ctx, "student", scfg, &sc) != LD_OK) return;
+    for (int b = 0; b < sc.nblocks; b++) /* an independent count of the student's blocks and stacks */
+        for (int r = 0; r < sc.layers_per_block[b]; r++)
+            if (sc.down_cross_attn[b]) blocks += (size_t)sc.down_depth[b][r], last++;
+    for (int b = 0; b < sc.nblocks; b++)
+        for (int r = 0; r < sc.layers_per_block[sc.nblocks - 1 - b] + 1; r++)
+            if (sc.up_cross_attn[b]) blocks += (size_t)sc.up_depth[b][r], last++;
+    if (sc.has_mid) blocks += (size_t)sc.mid_depth, last++;
+    for (size_t k = 0; k < sizeof sets / sizeof sets[0]; k++) {
+        ld_feature_set set;
+        const char *kind;
+        char **sp = NULL, **tp = NULL;
+        size_t np = 0, same = 0;
+        CHECK(ld_feature_set_parse(ctx, sets[k].spec, &set, &kind) == LD_OK, "%s: %s", sets[k].spec, ld_ctx_error(ctx));
+        CHECK(ld_student_feature_pairs(ctx, tcfg, scfg, set, kind, &sp, &tp, &np) == LD_OK, "%s pairs: %s",
+              sets[k].spec, ld_ctx_error(ctx));
+        const size_t want = set == LD_FEAT_EVERY ? blocks : set == LD_FEAT_LAST ? last : 2 * (size_t)sc.nblocks + sc.has_mid;
+        for (size_t i = 0; i < np; i++) {
+            char sn[300], tn[300];
+            if (set == LD_FEAT_BLOCKS) { /* same block names on both sides */
+                same += !strcmp(sp[i], tp[i]);
+                continue;
+            }
+            snprintf(sn, sizeof sn, "%s.%s", sp[i], sets[k].weight);
+            snprintf(tn, sizeof tn, "%s.%s", tp[i], sets[k].weight);
+            const ld_tensor *a = ld_safetensors_find(student, sn), *b = ld_weights_find(teacher, tn);
+            int eq = a && b && ld_tensor_numel(a) == ld_tensor_numel(b);
+            for (int64_t j = 0; eq && j < ld_tensor_numel(a); j++) eq = ld_tensor_get_f32(a, j) == ld_tensor_get_f32(b, j);
+            CHECK(eq, "%s: %s is not the teacher's %s", sets[k].spec, sn, tn);
+            same += eq;
+        }
+        CHECK(np == want && same == np, "%s: %zu pairs (want %zu), %zu made from their teacher block", sets[k].spec,
+              np, want, same);
+        printf("%s --distill-features %s: %zu pairs, each student block made from its teacher block\n",
+               np == want && same == np ? "ok  " : "FAIL", sets[k].spec, np);
+        ld_student_pairs_free(sp, tp, np);
+    }
+    ld_feature_set set;
+    const char *kind;
+    CHECK(ld_feature_set_parse(ctx, "attn3-all", &set, &kind) != LD_OK && strstr(ld_ctx_error(ctx), "attn3-all"),
+          "an unknown feature set is named");
+}
+
 static void check_case(ld_ctx *ctx, const char *td) {
     char path[4400], out[4200];
     snprintf(path, sizeof path, "%s/train/distill-sdxl-teacher-tiny.safetensors", td);
@@ -128,11 +183,12 @@ static void check_case(ld_ctx *ctx, const char *td) {
           ld_safetensors_count(ours), refs);
     printf("%s student_init: %zu of %zu tensors exactly equal, %zu written\n", same == refs ? "ok  " : "FAIL", same,
            refs, ld_safetensors_count(ours));
+    check_feature_sets(ctx, tcfg, scfg, ours, tw);
     ld_safetensors_close(ours);
 
     char **sp = NULL, **tp = NULL;
     size_t np = 0;
-    CHECK(ld_student_feature_pairs(ctx, tcfg, scfg, &sp, &tp, &np) == LD_OK, "pairs: %s", ld_ctx_error(ctx));
+    CHECK(ld_student_feature_pairs(ctx, tcfg, scfg, LD_FEAT_LAST, "attn1", &sp, &tp, &np) == LD_OK, "pairs: %s", ld_ctx_error(ctx));
     int peq = np == json_array_size(pairs);
     for (size_t i = 0; peq && i < np; i++) {
         const json_t *p = json_array_get(pairs, i);

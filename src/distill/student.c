@@ -226,40 +226,82 @@ static int push_pair(char ***s, char ***t, size_t *n, size_t *cap, const char *s
     return (*s)[*n - 1] && (*t)[*n - 1];
 }
 
+ld_status ld_feature_set_parse(ld_ctx *ctx, const char *spec, ld_feature_set *set, const char **kind) {
+    static const char *const kinds[] = {"attn1", "attn2", "ff"};
+    *set = LD_FEAT_LAST;
+    *kind = kinds[0];
+    if (!spec || !strcmp(spec, "blocks")) {
+        if (spec) *set = LD_FEAT_BLOCKS;
+        return LD_OK;
+    }
+    for (int i = 0; i < 3; i++) {
+        const size_t len = strlen(kinds[i]);
+        if (strncmp(spec, kinds[i], len) || (spec[len] && strcmp(spec + len, "-all"))) continue;
+        *kind = kinds[i];
+        *set = spec[len] ? LD_FEAT_EVERY : LD_FEAT_LAST;
+        return LD_OK;
+    }
+    return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                   "distillation features '%s': attn1, attn2 or ff (each stack's last block; add -all for every "
+                   "kept block) or blocks (BK-SDM's block outputs)",
+                   spec);
+}
+
+/* The pairs of one student stack (prefix "down_blocks.1.attentions.0") of
+ * depth k made from the teacher stack tprefix of depth d. */
+static int push_stack(char ***student, char ***teacher, size_t *n, size_t *cap, ld_feature_set set, const char *kind,
+                      const char *sprefix, int k, const char *tprefix, int d) {
+    char sn[200], tn[200];
+    for (int j = set == LD_FEAT_EVERY ? 0 : k - 1; j < k; j++) {
+        snprintf(sn, sizeof sn, "%s.transformer_blocks.%d.%s", sprefix, j, kind);
+        snprintf(tn, sizeof tn, "%s.transformer_blocks.%d.%s", tprefix, stack_block(j, k, d), kind);
+        if (!push_pair(student, teacher, n, cap, sn, tn)) return 0;
+    }
+    return 1;
+}
+
 ld_status ld_student_feature_pairs(ld_ctx *ctx, const json_t *teacher_cfg, const json_t *student_cfg,
-                                   char ***student, char ***teacher, size_t *n) {
+                                   ld_feature_set set, const char *kind, char ***student, char ***teacher,
+                                   size_t *n) {
     *student = *teacher = NULL;
     *n = 0;
     unet_config tc, sc;
     LD_TRY(ld_unet2d_parse_config(ctx, "teacher config", teacher_cfg, &tc));
     LD_TRY(ld_unet2d_parse_config(ctx, "student config", student_cfg, &sc));
+    if (!kind || (strcmp(kind, "attn1") && strcmp(kind, "attn2") && strcmp(kind, "ff")))
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "feature kind '%s': attn1, attn2 or ff", kind ? kind : "");
     size_t cap = 0;
     int ok = 1;
     char sn[160], tn[160];
-    for (int b = 0; ok && b < sc.nblocks; b++) {
-        if (!sc.down_cross_attn[b]) continue;
-        for (int r = 0; ok && r < sc.layers_per_block[b]; r++) {
-            snprintf(sn, sizeof sn, "down_blocks.%d.attentions.%d.transformer_blocks.%d.attn1", b, r,
-                     sc.down_depth[b][r] - 1);
-            snprintf(tn, sizeof tn, "down_blocks.%d.attentions.%d.transformer_blocks.%d.attn1", b, r,
-                     tc.down_depth[b][r] - 1);
-            ok = push_pair(student, teacher, n, &cap, sn, tn);
+    if (set == LD_FEAT_BLOCKS) { /* BK-SDM: each block's output, the same block of the teacher */
+        if (sc.has_mid && !tc.has_mid) return ld_fail(ctx, LD_ERR_MODEL, "the student has a mid block, the teacher none");
+        for (int b = 0; ok && b < sc.nblocks; b++) {
+            snprintf(sn, sizeof sn, "down_blocks.%d", b);
+            ok = push_pair(student, teacher, n, &cap, sn, sn);
+        }
+        if (ok && sc.has_mid) ok = push_pair(student, teacher, n, &cap, "mid_block", "mid_block");
+        for (int b = 0; ok && b < sc.nblocks; b++) {
+            snprintf(sn, sizeof sn, "up_blocks.%d", b);
+            ok = push_pair(student, teacher, n, &cap, sn, sn);
         }
     }
-    if (ok && sc.has_mid) {
-        snprintf(sn, sizeof sn, "mid_block.attentions.0.transformer_blocks.%d.attn1", sc.mid_depth - 1);
-        snprintf(tn, sizeof tn, "mid_block.attentions.0.transformer_blocks.%d.attn1", tc.mid_depth - 1);
-        ok = push_pair(student, teacher, n, &cap, sn, tn);
+    for (int b = 0; ok && set != LD_FEAT_BLOCKS && b < sc.nblocks; b++) {
+        if (!sc.down_cross_attn[b]) continue;
+        for (int r = 0; ok && r < sc.layers_per_block[b]; r++) {
+            snprintf(sn, sizeof sn, "down_blocks.%d.attentions.%d", b, r);
+            ok = push_stack(student, teacher, n, &cap, set, kind, sn, sc.down_depth[b][r], sn, tc.down_depth[b][r]);
+        }
     }
-    for (int b = 0; ok && b < sc.nblocks; b++) {
+    if (ok && set != LD_FEAT_BLOCKS && sc.has_mid)
+        ok = push_stack(student, teacher, n, &cap, set, kind, "mid_block.attentions.0", sc.mid_depth,
+                        "mid_block.attentions.0", tc.mid_depth);
+    for (int b = 0; ok && set != LD_FEAT_BLOCKS && b < sc.nblocks; b++) {
         if (!sc.up_cross_attn[b]) continue;
         for (int r = 0; ok && r < sc.layers_per_block[sc.nblocks - 1 - b] + 1; r++) {
             const int tr = up_layer(&tc, &sc, b, r);
-            snprintf(sn, sizeof sn, "up_blocks.%d.attentions.%d.transformer_blocks.%d.attn1", b, r,
-                     sc.up_depth[b][r] - 1);
-            snprintf(tn, sizeof tn, "up_blocks.%d.attentions.%d.transformer_blocks.%d.attn1", b, tr,
-                     tc.up_depth[b][tr] - 1);
-            ok = push_pair(student, teacher, n, &cap, sn, tn);
+            snprintf(sn, sizeof sn, "up_blocks.%d.attentions.%d", b, r);
+            snprintf(tn, sizeof tn, "up_blocks.%d.attentions.%d", b, tr);
+            ok = push_stack(student, teacher, n, &cap, set, kind, sn, sc.up_depth[b][r], tn, tc.up_depth[b][tr]);
         }
     }
     if (!ok) {

@@ -57,13 +57,29 @@ ld_status ld_student_init_write(ld_ctx *ctx, const char *teacher_where, const js
                                 ld_weights *teacher, const char *student_where, const json_t *student_cfg,
                                 const char *out_path);
 
-/* The self-attention feature pairs of KOALA's feature distillation: for every
- * Transformer2DModel of the student, its last transformer block's attn1 and
- * the last block's attn1 of the teacher Transformer2DModel it was made from,
- * in the student's module order (down, mid, up). *student and *teacher are
- * arrays of *n malloc'ed names (free with ld_student_pairs_free). */
+/* Which features the feature loss pairs (docs/distill.md, "The step"):
+ *   LD_FEAT_LAST   KOALA's: for every Transformer2DModel of the student, its
+ *                  last transformer block's `kind` output ("attn1", "attn2"
+ *                  or "ff") and the same of the last block of the teacher
+ *                  stack it was made from;
+ *   LD_FEAT_EVERY  every kept transformer block of the student with the
+ *                  teacher block it was copied from (the layer rule);
+ *   LD_FEAT_BLOCKS BK-SDM's: the output of every down block, the mid block
+ *                  (when the student has one) and every up block ("down_blocks.1",
+ *                  "mid_block", "up_blocks.0"); `kind` is not used. */
+typedef enum { LD_FEAT_LAST = 0, LD_FEAT_EVERY, LD_FEAT_BLOCKS } ld_feature_set;
+
+/* A --distill-features value: "attn1", "attn2", "ff" (LD_FEAT_LAST of that
+ * kind), the same with "-all" (LD_FEAT_EVERY) or "blocks" (LD_FEAT_BLOCKS).
+ * *kind points into a static string. */
+ld_status ld_feature_set_parse(ld_ctx *ctx, const char *spec, ld_feature_set *set, const char **kind);
+
+/* The feature pairs, in the student's module order (down, mid, up).
+ * *student and *teacher are arrays of *n malloc'ed names (free with
+ * ld_student_pairs_free). */
 ld_status ld_student_feature_pairs(ld_ctx *ctx, const json_t *teacher_cfg, const json_t *student_cfg,
-                                   char ***student, char ***teacher, size_t *n);
+                                   ld_feature_set set, const char *kind, char ***student, char ***teacher,
+                                   size_t *n);
 void ld_student_pairs_free(char **student, char **teacher, size_t n);
 
 #endif

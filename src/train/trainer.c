@@ -286,27 +286,16 @@ static ld_status open_teacher(run *r) {
     if (r->o->teacher_precision_set) ld_train_unet_set_precision(r->teacher, r->o->teacher_precision);
     char **s = NULL, **t = NULL;
     size_t n = 0;
-    ld_status st = ld_student_feature_pairs(ctx, ld_train_unet_config(r->teacher), ld_train_unet_config(r->unet), &s,
-                                            &t, &n);
-    const char *kind = r->o->distill_features ? r->o->distill_features : "attn1";
-    if (st == LD_OK && strcmp(kind, "attn1") && strcmp(kind, "attn2") && strcmp(kind, "ff"))
-        st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "distillation features '%s': attn1, attn2 or ff", kind);
-    for (size_t i = 0; st == LD_OK && i < 2 * n && strcmp(kind, "attn1"); i++) { /* "<block>.attn1" -> "<block>.KIND" */
-        char **name = i < n ? &s[i] : &t[i - n];
-        const size_t len = strlen(*name) - strlen("attn1");
-        char *renamed = malloc(len + strlen(kind) + 1);
-        if (!renamed) {
-            st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-            break;
-        }
-        memcpy(renamed, *name, len);
-        strcpy(renamed + len, kind);
-        free(*name);
-        *name = renamed;
-    }
+    ld_feature_set set;
+    const char *kind;
+    LD_TRY(ld_feature_set_parse(ctx, r->o->distill_features, &set, &kind));
+    ld_status st = ld_student_feature_pairs(ctx, ld_train_unet_config(r->teacher), ld_train_unet_config(r->unet), set,
+                                            kind, &s, &t, &n);
     if (st == LD_OK) st = ld_train_unet_set_taps(ctx, r->unet, (const char *const *)s, (int)n);
     if (st == LD_OK) st = ld_train_unet_set_taps(ctx, r->teacher, (const char *const *)t, (int)n);
-    if (st == LD_OK) ld_log_info("distilling from %s: %zu feature pairs (%s)", dir, n, kind);
+    if (st == LD_OK)
+        ld_log_info("distilling from %s: %zu feature pairs (%s)", dir, n,
+                    r->o->distill_features ? r->o->distill_features : "attn1");
     ld_student_pairs_free(s, t, n);
     return st;
 }

@@ -63,7 +63,8 @@ typedef struct {
     ld_dtype save_dtype;   /* of the final weights (checkpoints are f32) */
     const char *teacher_dir; /* distillation (KOALA): the teacher pipeline or U-Net folder; NULL: plain training */
     float lambda_task, lambda_out, lambda_feat; /* distillation loss weights (default 1) */
-    const char *distill_features; /* "attn1" (KOALA's self-attention, default), "attn2" or "ff" of the paired blocks */
+    const char *distill_features; /* ld_feature_set_parse: "attn1" (KOALA's, default), "attn2", "ff", "<kind>-all",
+                                   * "blocks" (BK-SDM's block outputs) */
     int lora_rank;         /* 0: full fine-tuning */
     float lora_alpha;      /* 0: = rank */
     ld_lora_format lora_format;

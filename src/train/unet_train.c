@@ -240,6 +240,7 @@ static ld_status plan(ld_ctx *ctx, ld_train_unet *t, int sample_id) {
     int64_t nout = (int64_t)t->B * C * H * W;
     UNIT(h, .kind = U_CONV_IN, .in = sample_id, .in2 = -1, .C = c->in_channels, .H = H, .W = W, .Ho = H, .Wo = W);
     skips[nskip++] = (skip_t){h, C, H, W};
+    for (int i = 0; i < 2 * UNET_MAX_BLOCKS + 1; i++) t->block_end[i] = -1;
     for (int i = 0; i < c->nblocks; i++) {
         const unet_block *b = &m->down[i];
         for (int j = 0; j < b->nlayers; j++) {
@@ -255,10 +256,12 @@ static ld_status plan(ld_ctx *ctx, ld_train_unet *t, int sample_id) {
             W = Wo;
             skips[nskip++] = (skip_t){h, C, H, W};
         }
+        t->block_end[i] = t->nunits - 1;
     }
     if (c->has_mid) {
         LD_TRY(plan_layer(ctx, t, &m->mid_resnets[0], &m->mid_attention, &h, &C, -1, 0, H, W));
         LD_TRY(plan_layer(ctx, t, &m->mid_resnets[1], NULL, &h, &C, -1, 0, H, W));
+        t->block_end[c->nblocks] = t->nunits - 1;
     }
     for (int i = 0; i < c->nblocks; i++) {
         const unet_block *b = &m->up[i];
@@ -275,6 +278,7 @@ static ld_status plan(ld_ctx *ctx, ld_train_unet *t, int sample_id) {
             H = next->H;
             W = next->W;
         }
+        t->block_end[c->nblocks + 1 + i] = t->nunits - 1;
     }
     nout = (int64_t)t->B * c->out_channels * H * W;
     UNIT(h, .kind = U_HEAD, .in = h, .in2 = -1, .C = C, .H = H, .W = W, .Ho = H, .Wo = W);
@@ -394,6 +398,7 @@ static ld_status forward(ld_ctx *ctx, ld_train_unet *t, const float *sample, int
         ld_status st = tr_unit_forward(ctx, t, &t->units[i]);
         ld_arena_reset(&t->scratch, mark);
         LD_TRY(st);
+        tr_tap_unit_forward(t, i);
     }
     const tr_act *out = &t->acts[t->units[t->nunits - 1].out];
     memcpy(pred, out->v, sizeof(float) * (size_t)out->n);
@@ -417,6 +422,7 @@ static ld_status backward(ld_ctx *ctx, ld_train_unet *t, const float *dpred) {
     for (int i = t->nunits - 1; i >= 0; i--) {
         const tr_unit *u = &t->units[i];
         tr_act *o = &t->acts[u->out];
+        LD_TRY(tr_tap_unit_backward(ctx, t, i));
         if (o->g) { /* an output nothing downstream depends on needs no backward */
             size_t mark = ld_arena_mark(&t->scratch);
             ld_status st = tr_unit_backward(ctx, t, u);

@@ -102,31 +102,37 @@ ld_status ld_train_unet_set_taps(ld_ctx *ctx, ld_train_unet *t, const char *cons
     const unet_config *c = &m->cfg;
     for (int i = 0; i < n; i++) {
         const ld_tblock *b = NULL;
-        int kind = 0;
-        for (int k = 0; !b && k < c->nblocks; k++)
+        int kind = 0, blk = -1, bi, end = 0, dup = 0;
+        if (sscanf(names[i], "down_blocks.%d%n", &bi, &end) == 1 && !names[i][end] && bi >= 0 && bi < c->nblocks)
+            blk = bi;
+        else if (!strcmp(names[i], "mid_block") && c->has_mid)
+            blk = c->nblocks;
+        else if (sscanf(names[i], "up_blocks.%d%n", &bi, &end) == 1 && !names[i][end] && bi >= 0 && bi < c->nblocks)
+            blk = c->nblocks + 1 + bi;
+        for (int k = 0; blk < 0 && !b && k < c->nblocks; k++)
             for (int j = 0; !b && j < m->down[k].nlayers; j++)
                 if (m->down[k].cross_attn) b = find_module(&m->down[k].attentions[j], names[i], &kind);
-        for (int k = 0; !b && k < c->nblocks; k++)
+        for (int k = 0; blk < 0 && !b && k < c->nblocks; k++)
             for (int j = 0; !b && j < m->up[k].nlayers; j++)
                 if (m->up[k].cross_attn) b = find_module(&m->up[k].attentions[j], names[i], &kind);
-        if (!b && c->has_mid) b = find_module(&m->mid_attention, names[i], &kind);
-        for (int j = 0; b && j < i; j++)
-            if (t->taps[j].block == b) b = NULL; /* one tap per transformer block */
-        if (!b) {
+        if (blk < 0 && !b && c->has_mid) b = find_module(&m->mid_attention, names[i], &kind);
+        for (int j = 0; j < i; j++) /* one tap per transformer block, and per block output */
+            dup |= blk >= 0 ? t->taps[j].blk == blk : t->taps[j].block == b;
+        if ((!b && blk < 0) || dup) {
             tr_free_taps(t);
             return ld_fail(ctx, LD_ERR_MODEL,
-                           "feature '%s' is not the attn1, attn2 or ff of a transformer block of this U-Net (or its "
-                           "block is tapped twice)",
+                           "feature '%s' is neither the attn1, attn2 or ff of a transformer block of this U-Net nor "
+                           "one of its down_blocks.N, mid_block, up_blocks.N (or it is tapped twice)",
                            names[i]);
         }
         t->taps[i].block = b;
         t->taps[i].kind = kind;
+        t->taps[i].blk = blk;
+        t->ntaps = i + 1;
         if (!(t->taps[i].name = strdup(names[i]))) {
-            t->ntaps = i + 1;
             tr_free_taps(t);
             return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
         }
-        t->ntaps = i + 1;
     }
     return LD_OK;
 }
@@ -144,7 +150,14 @@ ld_status tr_size_taps(ld_ctx *ctx, ld_train_unet *t) {
     for (int i = 0; i < t->ntaps; i++) {
         tr_tap *tp = &t->taps[i];
         int64_t n = -1;
-        for (int k = 0; k < t->nunits; k++)
+        tp->unit = tp->blk >= 0 ? t->block_end[tp->blk] : -1;
+        if (tp->unit >= 0) { /* a block's output, [B, C, H, W] */
+            const tr_unit *u = &t->units[tp->unit];
+            tp->tokens = (int64_t)u->Ho * u->Wo;
+            n = t->acts[u->out].n;
+            tp->C = n / (t->B * tp->tokens);
+        }
+        for (int k = 0; tp->blk < 0 && k < t->nunits; k++)
             if (t->units[k].kind == U_TBLOCK && t->units[k].m == tp->block) {
                 tp->tokens = (int64_t)t->units[k].H * t->units[k].W;
                 tp->C = t->units[k].C;
@@ -160,6 +173,23 @@ ld_status tr_size_taps(ld_ctx *ctx, ld_train_unet *t) {
             if (!tp->value || !tp->grad) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for feature '%s'", tp->name);
         }
         memset(tp->grad, 0, sizeof(float) * (size_t)n);
+    }
+    return LD_OK;
+}
+
+void tr_tap_unit_forward(ld_train_unet *t, int i) {
+    for (int k = 0; k < t->ntaps; k++)
+        if (t->taps[k].unit == i && t->taps[k].blk >= 0)
+            memcpy(t->taps[k].value, t->acts[t->units[i].out].v, sizeof(float) * (size_t)t->taps[k].n);
+}
+
+ld_status tr_tap_unit_backward(ld_ctx *ctx, ld_train_unet *t, int i) {
+    for (int k = 0; k < t->ntaps; k++) {
+        const tr_tap *tp = &t->taps[k];
+        if (tp->unit != i || tp->blk < 0) continue;
+        float *g = tr_grad(ctx, t, t->units[i].out);
+        if (!g) return LD_ERR_NOMEM;
+        for (int64_t j = 0; j < tp->n; j++) g[j] += tp->grad[j];
     }
     return LD_OK;
 }

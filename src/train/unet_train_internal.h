@@ -27,13 +27,16 @@ typedef struct {
     int Ho, Wo;                  /* output size */
 } tr_unit;
 
-/* A feature tap: the output of a transformer block's attn1, attn2 or ff
- * (kind 0, 1, 2; before the residual add), kept by the forward for feature
- * distillation. */
+/* A feature tap, kept by the forward for feature distillation: the output of
+ * a transformer block's attn1, attn2 or ff (kind 0, 1, 2; before the
+ * residual add) as [B * HW, C], or the output of a whole down, mid or up
+ * block as [B, C, H, W]. */
 #define TR_TAP_KINDS 3
 typedef struct {
-    const ld_tblock *block;
+    const ld_tblock *block; /* NULL for a block-output tap */
     int kind;
+    int blk;             /* block-output tap (BK-SDM): down block i = i, mid = n, up block i = n + 1 + i; else -1 */
+    int unit;            /* the unit whose output a block-output tap keeps (set per plan) */
     char *name;          /* "down_blocks.1.attentions.0.transformer_blocks.1.attn1" */
     float *value, *grad; /* [B * HW, C]; grad: d(loss)/d(feature), set by the caller, zeroed by the forward */
     int64_t n, tokens, C;
@@ -56,6 +59,7 @@ struct ld_train_unet {
     size_t kept_bytes;
     tr_tap *taps;
     int ntaps;
+    int block_end[2 * UNET_MAX_BLOCKS + 1]; /* the last unit of each block (order of tr_tap.blk), -1: none */
     int planned;      /* the units and activations of (B, H, W, L) are built and reused */
     int forward_done; /* a forward ran that no backward has reversed yet */
     float **pool;     /* gradient buffers returned after use, reused by size (no page faults per step) */
@@ -85,6 +89,10 @@ float *tr_g(const ld_train_unet *t, const ld_tensor *w);
 tr_tap *tr_tap_of(ld_train_unet *t, const ld_tblock *b);
 /* Tap buffers sized for the current plan, gradients zeroed. */
 ld_status tr_size_taps(ld_ctx *ctx, ld_train_unet *t);
+/* Block-output taps of unit i: keep its output (forward), add the tap's
+ * gradient to its output's (backward, before the unit's own). */
+void tr_tap_unit_forward(ld_train_unet *t, int i);
+ld_status tr_tap_unit_backward(ld_ctx *ctx, ld_train_unet *t, int i);
 void tr_free_taps(ld_train_unet *t);
 
 /* Runs a unit forward into acts[out].v, with its temporaries on the scratch
