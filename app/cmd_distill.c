@@ -33,6 +33,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: leandiff distill --teacher DIR --student koala-700m|koala-1b|CONFIG.json --out DIR --init-only\n"
                "                        [--variant fp16|bf16]\n"
                "       leandiff distill --teacher DIR --student ... --out DIR --data DATA [leandiff train flags]\n"
+               "       leandiff distill --teacher DIR --student ... --out DIR --prompts FILE [--gen-steps N ...]\n"
                "       leandiff distill --teacher DIR [--student CONFIG.json] --replay CASE --dump OUT\n"
                "Builds KOALA's student U-Net from an SDXL-layout teacher (one ResNet/Transformer pair per down\n"
                "block, two per up block, shallower deepest Transformer stacks; koala-700m also drops the mid block)\n"
@@ -41,6 +42,8 @@ static void usage(FILE *f) {
                "folder). CONFIG.json is any student U-Net config the teacher can give. With --data the student is\n"
                "then trained against the teacher (task + output + self-attention feature losses; every flag of\n"
                "`leandiff train`, e.g. --steps, --lr, --lambda-feat, --teacher-precision, --save-every, --resume).\n"
+               "With --prompts instead of --data the distillation is data-free: the teacher pipeline generates\n"
+               "the latents of each prompt (--gen-steps, --gen-cfg, --gen-sampler) and the student learns on them.\n"
                "Under mpirun -np N the training is data-parallel (process 0 writes the student first; see\n"
                "`leandiff train --help`). --replay runs a reference distillation case (the student config from\n"
                "the case unless --student is given).\n");
@@ -176,7 +179,7 @@ int cmd_distill(int argc, char **argv) {
             free(fwd);
             return 0;
         } else {
-            data |= !strcmp(a, "--data");
+            data |= !strcmp(a, "--data") || !strcmp(a, "--prompts");
             resume |= !strcmp(a, "--resume");
             fwd[nfwd++] = argv[i];
         }

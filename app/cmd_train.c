@@ -54,6 +54,10 @@ static void usage(FILE *f) {
             "                         output and self-attention feature terms (docs/distill.md)\n"
             "  --lambda-task F, --lambda-out F, --lambda-feat F   distillation loss weights (1 each)\n"
             "  --teacher-precision P  f32 | bf16 products in the teacher's forward (default: --precision)\n"
+            "  --prompts FILE         instead of --data, with --teacher: data-free distillation; the teacher pipeline\n"
+            "                         generates each prompt's latents (one prompt per line), kept in\n"
+            "                         OUT/teacher_latents.safetensors\n"
+            "  --gen-steps N, --gen-cfg F, --gen-sampler S   how it samples them (the teacher's defaults, euler)\n"
             "  --distill-features F   attn1 (self-attention, KOALA's choice; default), attn2 (cross-attention) or ff\n"
             "                         (feed-forward) outputs of each stack's last block; attn1-all, attn2-all, ff-all:\n"
             "                         of every kept block; blocks: every down/mid/up block's output (BK-SDM)\n"
@@ -119,7 +123,7 @@ static int run_training(ld_ctx *ctx, ld_train_options *o_, ld_train_comm *comm, 
     int rc = 0;
     const int rank = comm ? comm->rank : 0, procs = comm ? comm->size : 1;
     if (replay || dump) {
-        if (!replay || !dump || o.data_dir || o.out_dir) {
+        if (!replay || !dump || o.data_dir || o.prompts_file || o.out_dir) {
             fprintf(stderr, "leandiff train: --replay CASE and --dump OUT go together, without --data/--out\n");
             return 2;
         }
@@ -135,8 +139,9 @@ static int run_training(ld_ctx *ctx, ld_train_options *o_, ld_train_comm *comm, 
         }
         return rc;
     }
-    if (!o.data_dir || !o.out_dir) {
-        fprintf(stderr, "leandiff train: --data DIR and --out DIR are required (or --replay CASE --dump OUT)\n");
+    if (!(o.data_dir || o.prompts_file) || !o.out_dir) {
+        fprintf(stderr, "leandiff train: --data DIR (or --prompts FILE) and --out DIR are required (or --replay CASE "
+                        "--dump OUT)\n");
         return 2;
     }
     if (o.lora_rank && !lr_given) o.lr = 1e-4f;
@@ -184,7 +189,8 @@ static int run_training(ld_ctx *ctx, ld_train_options *o_, ld_train_comm *comm, 
 enum { OPT_DATA = 256, OPT_OUT, OPT_RES, OPT_BATCH, OPT_ACCUM, OPT_STEPS, OPT_LR, OPT_SCHED, OPT_WARMUP, OPT_WD,
        OPT_CLIP, OPT_DROP, OPT_FLIP, OPT_CROP, OPT_BAD, OPT_SEED, OPT_SAVE_EVERY, OPT_RESUME, OPT_SAVE_DTYPE,
        OPT_PRECISION, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_FORMAT, OPT_REPLAY, OPT_DUMP, OPT_TEACHER, OPT_L_TASK,
-       OPT_L_OUT, OPT_L_FEAT, OPT_FEATURES, OPT_BUCKET, OPT_T_PRECISION };
+       OPT_L_OUT, OPT_L_FEAT, OPT_FEATURES, OPT_BUCKET, OPT_T_PRECISION, OPT_PROMPTS, OPT_GEN_STEPS, OPT_GEN_CFG,
+       OPT_GEN_SAMPLER };
 
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -204,7 +210,9 @@ int cmd_train(int argc, char **argv) {
         {"teacher", required_argument, 0, OPT_TEACHER}, {"lambda-task", required_argument, 0, OPT_L_TASK},
         {"lambda-out", required_argument, 0, OPT_L_OUT}, {"lambda-feat", required_argument, 0, OPT_L_FEAT},
         {"distill-features", required_argument, 0, OPT_FEATURES}, {"bucket-mb", required_argument, 0, OPT_BUCKET},
-        {"teacher-precision", required_argument, 0, OPT_T_PRECISION},
+        {"teacher-precision", required_argument, 0, OPT_T_PRECISION}, {"prompts", required_argument, 0, OPT_PROMPTS},
+        {"gen-steps", required_argument, 0, OPT_GEN_STEPS}, {"gen-cfg", required_argument, 0, OPT_GEN_CFG},
+        {"gen-sampler", required_argument, 0, OPT_GEN_SAMPLER},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
         {"verbose", no_argument, 0, 'v'},
         {0, 0, 0, 0}};
@@ -286,6 +294,16 @@ int cmd_train(int argc, char **argv) {
             if ((k = cli_parse_choice("--precision", optarg, (const char *const[]){"f32", "bf16", NULL})) < 0) return 2;
             o.precision = k ? LD_PRECISION_BF16 : LD_PRECISION_F32;
             break;
+        case OPT_PROMPTS: o.prompts_file = optarg; break;
+        case OPT_GEN_STEPS:
+            if (!cli_parse_int("--gen-steps", optarg, 1, 1000, &v)) return 2;
+            o.gen_steps = (int)v;
+            break;
+        case OPT_GEN_CFG:
+            if (!cli_parse_float("--gen-cfg", optarg, 0, 100, &d)) return 2;
+            o.gen_cfg = (float)d;
+            break;
+        case OPT_GEN_SAMPLER: o.gen_sampler = optarg; break;
         case OPT_T_PRECISION:
             if ((k = cli_parse_choice("--teacher-precision", optarg, (const char *const[]){"f32", "bf16", NULL})) < 0)
                 return 2;

@@ -148,6 +148,9 @@ typedef struct {
     int nloras;
     const char *lora_dir;         /* where <lora:NAME:SCALE> prompt tags (A1111 syntax) find NAME.safetensors;
                                      NULL: tags are an error */
+    float *latents_out;           /* SDXL family: receives the final latents [4, height/8, width/8] (what the VAE
+                                     would decode, before dividing by its scaling factor) and nothing is decoded:
+                                     the image stays empty (diffusers' output_type="latent"); NULL: decode */
 } ld_gen_params;
 
 LD_API void ld_gen_params_init(ld_gen_params *p);

@@ -85,5 +85,35 @@ check "--teacher-precision without --teacher is refused" '[ $rc -ne 0 ] && grep 
     --steps 2 --distill-features norm 2>"$dir/err"; rc=$?
 check "an unknown feature kind is a usage error" '[ $rc -eq 2 ] && grep -q "distill-features" "$dir/err"'
 
+# data-free distillation: the teacher pipeline makes the latents of a prompts file
+printf '# prompts for the tiny teacher\na red koala\n\r\n\xff\xfe not text\na koala reading a book\r\nblue trees\n' > "$dir/prompts.txt"
+"$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/free" --prompts "$dir/prompts.txt" \
+    --resolution 64 --gen-steps 2 --steps 4 --save-every 2 --lr 1e-3 -v -q >/dev/null 2>"$dir/err"; rc=$?
+check "data-free distillation runs on 3 prompts" '[ $rc -eq 0 ] && grep -q "3 prompts (1 skipped)" "$dir/err" && grep -q "prompts.txt line 4: text: invalid UTF-8" "$dir/err" && [ -f "$dir/free/unet/diffusion_pytorch_model.safetensors" ]'
+"$bin" inspect "$dir/free/teacher_latents.safetensors" > "$dir/inspect" 2>&1
+check "the teacher's latents are kept" 'grep -q "\[3, 4, 8, 8\] *latents" "$dir/inspect"'
+seed=$(sed -n 's/.*teacher latents 2\/3: seed \([0-9]*\), "a koala reading a book".*/\1/p' "$dir/err")
+"$bin" generate -m "$dir/teacher" -p "a koala reading a book" --seed "$seed" --steps 2 -W 64 -H 64 --prompt-syntax plain \
+    -q -o "$dir/free.png" --dump "$dir/free-dump.safetensors" >/dev/null 2>&1
+check "they are the teacher's own generation of each prompt" '[ -n "$seed" ] && python3 - "$dir/free/teacher_latents.safetensors" "$dir/free-dump.safetensors" <<PY
+import json, struct, sys
+def tensor(path, name):
+    b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    o = h[name]["data_offsets"]; return b[8 + n + o[0]:8 + n + o[1]]
+a = tensor(sys.argv[1], "latents"); per = len(a) // 3
+sys.exit(0 if a[per:2 * per] == tensor(sys.argv[2], "final_latents") else 1)
+PY'
+"$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/free" --prompts "$dir/prompts.txt" \
+    --resolution 64 --gen-steps 2 --steps 4 --save-every 2 --lr 1e-3 -v -q --resume "$dir/free/checkpoint-2" >/dev/null 2>"$dir/err"; rc=$?
+check "a resumed run reads them instead of sampling again" '[ $rc -eq 0 ] && grep -q "teacher latents read from" "$dir/err" && ! grep -q "teacher latents 1/3" "$dir/err"'
+"$bin" train -m "$dir/teacher" --prompts "$dir/prompts.txt" --out "$dir/x" 2>"$dir/err"; rc=$?
+check "--prompts without --teacher is refused" '[ $rc -ne 0 ] && grep -q "needs --teacher" "$dir/err"'
+"$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/free-flip" --prompts "$dir/prompts.txt" \
+    --resolution 64 --flip 2>"$dir/err"; rc=$?
+check "--flip with --prompts is refused" '[ $rc -ne 0 ] && grep -q "not to --prompts" "$dir/err"'
+printf '\n# nothing\n' > "$dir/empty.txt"
+"$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/free-empty" --prompts "$dir/empty.txt" 2>"$dir/err"; rc=$?
+check "a prompts file without prompts is an error naming it" '[ $rc -ne 0 ] && grep -q "empty.txt: no prompt" "$dir/err"'
+
 echo "$((n - fail)) passed, $fail failed"
 [ $fail = 0 ]

@@ -6,7 +6,8 @@
 # a process killed mid-run ends the run with a clear error and the newest
 # checkpoint complete; --resume on 2 processes then ends bit for bit where
 # the run that never stopped ended, and on 1 process with the same global
-# batch within float tolerance; --replay is refused under mpirun.
+# batch within float tolerance; data-free distillation samples the
+# teacher's latents once; --replay is refused under mpirun.
 set -u
 bin="${LEANDIFF_BIN:?}"
 td="${LEANDIFF_TESTDATA:-${LEANDIFF_SOURCE_DIR:?}/../shared/testdata}"
@@ -100,6 +101,15 @@ d=$(upd "$dir/d1/$w" "$dir/d2/$w" "$dir/d0/$w" 2>&1)
 echo "     distill: updates differ by $d"
 check "distill: 2 processes x batch 1 = 1 process x batch 2 (within 1e-2)" 'python3 -c "import sys; sys.exit(0 if float(\"$d\") <= 1e-2 else 1)"'
 check "distill: the same four losses" '[ "$(losses "$dir/d1/loss.csv" "$dir/d2/loss.csv")" = same ] && head -1 "$dir/d2/loss.csv" | grep -q loss_feat'
+
+# data-free: process 0 samples the teacher's latents, the others read them
+printf 'a red koala\na koala reading a book\nblue trees\na snowy street\n' > "$dir/prompts.txt"
+free=(--teacher "$dir/teacher" --student koala-700m --prompts "$dir/prompts.txt" --resolution 64 --gen-steps 2 --lr 1e-3 --steps 3 -q -t 1)
+"$bin" distill "${free[@]}" --batch 2 --out "$dir/f1" 2>/dev/null; rc1=$?
+"${mpi2[@]}" "$bin" distill "${free[@]}" --batch 1 --out "$dir/f2" -v >/dev/null 2>"$dir/errf2"; rc2=$?
+d=$(upd "$dir/f1/$w" "$dir/f2/$w" "$dir/d0/$w" 2>&1)
+echo "     data-free: updates differ by $d"
+check "data-free: process 1 reads process 0's latents; 2 x batch 1 = 1 x batch 2 (within 1e-2)" '[ $rc1 -eq 0 ] && [ $rc2 -eq 0 ] && [ $(grep -c "teacher latents read from" "$dir/errf2") -eq 1 ] && python3 -c "import sys; sys.exit(0 if float(\"$d\") <= 1e-2 else 1)"'
 
 # a process killed mid-run
 steps=40

@@ -681,17 +681,19 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     }
     if (st == LD_OK) st = stage_unet(ctx, r, s, &rng);
     if (st == LD_OK) st = dump_f32(ctx, r, "final_latents", 4, lshape, r->latents);
+    if (st == LD_OK && p->latents_out) memcpy(p->latents_out, r->latents, sizeof(float) * (size_t)n);
     free(r->embeds);
     free(r->pooled);
     r->embeds = r->pooled = NULL;
-    if (st == LD_OK) st = stage_vae(ctx, r);
-    if (st == LD_OK)
+    const int decode = !p->latents_out;
+    if (st == LD_OK && decode) st = stage_vae(ctx, r);
+    if (st == LD_OK && decode)
         st = ld_pipeline_check_finite(ctx, r->image, 3 * (int64_t)r->H * r->W, p->tiny_decoder ? "TAESD" : "vae", 0, 0);
-    if (st == LD_OK) {
+    if (st == LD_OK && decode) {
         out->pixels = malloc((size_t)r->H * r->W * 3);
         if (!out->pixels) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     }
-    if (st == LD_OK) {
+    if (st == LD_OK && decode) {
         ld_image_chw_to_u8(r->image, r->H, r->W, out->pixels);
         out->width = r->W;
         out->height = r->H;
@@ -699,8 +701,8 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         int64_t ishape[4] = {1, 3, r->H, r->W}, ushape[4] = {1, r->H, r->W, 3};
         st = dump_f32(ctx, r, "image", 4, ishape, r->image);
         if (st == LD_OK && r->dumping) st = ld_st_builder_add(ctx, &r->dump, "image_u8", LD_U8, 4, ushape, out->pixels);
-        if (st == LD_OK && r->dumping) st = ld_st_builder_write(ctx, &r->dump, p->dump);
     }
+    if (st == LD_OK && r->dumping) st = ld_st_builder_write(ctx, &r->dump, p->dump);
     if (st == LD_OK) {
         info->width = r->W;
         info->height = r->H;

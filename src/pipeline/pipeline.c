@@ -126,6 +126,8 @@ ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, 
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
                        "%s models sample with DDPMWuerstchen only (sampler ddpm); '%s' is for the SDXL family",
                        p->impl->family, params->sampler);
+    if (strcmp(p->impl->family, "sdxl") && params->latents_out)
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "latents as output are for SDXL-family models, not %s", p->impl->family);
     if (strcmp(p->impl->family, "sdxl") && params->nloras)
         return ld_fail(ctx, LD_ERR_UNSUPPORTED, "LoRA files apply to SDXL-family models, not %s", p->impl->family);
     if (strcmp(p->impl->family, "sdxl") && params->schedule && strcmp(params->schedule, "default"))

@@ -2,6 +2,7 @@
 #include "train/dataset.h"
 
 #include "io/fileio.h"
+#include "text/clip_clean.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -43,9 +44,9 @@ static ld_status add_item(ld_ctx *ctx, ld_dataset *d, const char *image, const c
         d->cap = cap;
     }
     ld_dataset_item *it = &d->items[d->n];
-    it->image = strdup(image);
+    it->image = image ? strdup(image) : NULL;
     it->caption = trimmed_dup(caption, caption_len);
-    if (!it->image || !it->caption) {
+    if ((image && !it->image) || !it->caption) {
         free(it->image);
         free(it->caption);
         return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
@@ -201,4 +202,57 @@ void ld_dataset_free(ld_dataset *d) {
     }
     free(d->items);
     memset(d, 0, sizeof *d);
+}
+
+#define MAX_PROMPT_BYTES (64 << 10)
+#define MAX_PROMPTS_FILE_BYTES ((size_t)1 << 30)
+
+ld_status ld_dataset_parse_prompts(ld_ctx *ctx, const char *where, const char *text, size_t len, int skip_bad,
+                                   ld_dataset *d) {
+    memset(d, 0, sizeof *d);
+    size_t pos = 0;
+    for (int line = 1; pos < len; line++) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) : len, n = end - pos;
+        const char *s = text + pos;
+        pos = nl ? end + 1 : len;
+        if (n && s[n - 1] == '\r') n--;
+        size_t k = 0;
+        while (k < n && isspace((unsigned char)s[k])) k++;
+        if (k == n || s[k] == '#') continue;
+        uint32_t *cps = NULL;
+        size_t ncp = 0;
+        ld_status st = LD_OK;
+        if (n > MAX_PROMPT_BYTES)
+            st = ld_fail(ctx, LD_ERR_FORMAT, "%s line %d: a prompt of %zu bytes (at most %d)", where, line, n,
+                         MAX_PROMPT_BYTES);
+        else if (memchr(s, 0, n))
+            st = ld_fail(ctx, LD_ERR_FORMAT, "%s line %d: a NUL byte in the prompt", where, line);
+        else if (ld_utf8_decode(ctx, s, n, &cps, &ncp) != LD_OK) {
+            char why[256]; /* the decoder's message, copied before the context is written again */
+            snprintf(why, sizeof why, "%s", ld_ctx_error(ctx));
+            st = ld_fail(ctx, LD_ERR_FORMAT, "%s line %d: %s", where, line, why);
+        }
+        free(cps);
+        st = st == LD_OK ? add_item(ctx, d, NULL, s, n) : bad(ctx, d, skip_bad, st);
+        if (st != LD_OK) {
+            ld_dataset_free(d);
+            return st;
+        }
+    }
+    if (d->n == 0) {
+        ld_dataset_free(d);
+        return ld_fail(ctx, LD_ERR_FORMAT, "%s: no prompt in it", where);
+    }
+    return LD_OK;
+}
+
+ld_status ld_dataset_open_prompts(ld_ctx *ctx, const char *path, int skip_bad, ld_dataset *out) {
+    memset(out, 0, sizeof *out);
+    char *text = NULL;
+    size_t len = 0;
+    LD_TRY(ld_read_file(ctx, path, &text, &len, MAX_PROMPTS_FILE_BYTES));
+    ld_status st = ld_dataset_parse_prompts(ctx, path, text, len, skip_bad, out);
+    free(text);
+    return st;
 }

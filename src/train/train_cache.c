@@ -63,6 +63,33 @@ static ld_status report(ld_ctx *ctx, const ld_train_cache_opts *o, const char *s
     return o->report ? o->report(ctx, o->user, stage, done, total) : LD_OK;
 }
 
+static ld_status report_generated(ld_ctx *ctx, void *user, int done, int total) {
+    return report(ctx, user, "teacher latents", done, total);
+}
+
+/* Latents and time ids of a prompts dataset, from the teacher. */
+static ld_status cache_generated(ld_ctx *ctx, const ld_dataset *ds, const ld_train_cache_opts *o, ld_train_cache *c) {
+    if (!o->gen) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "a prompts file needs a teacher to make its latents");
+    if (o->flip || o->random_crop)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "--flip and --random-crop apply to images, not to --prompts");
+    const int64_t lat = (int64_t)c->C * c->h * c->w;
+    c->views = 1;
+    c->latents = malloc(sizeof(float) * (size_t)((int64_t)ds->n * lat));
+    c->time_ids = malloc(sizeof(float) * ds->n * 6);
+    c->item = malloc(sizeof(int) * ds->n);
+    if (!c->latents || !c->time_ids || !c->item)
+        return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for the latents of %zu prompts", ds->n);
+    LD_TRY(ld_teacher_latents(ctx, o->gen, ds, o->resolution, o->seed, report_generated, (void *)o, c->latents, c->C,
+                              c->h, c->w));
+    for (size_t i = 0; i < ds->n; i++) {
+        float *ids = c->time_ids + i * 6;
+        ids[0] = ids[1] = ids[4] = ids[5] = (float)o->resolution;
+        ids[2] = ids[3] = 0;
+        c->item[c->n++] = (int)i;
+    }
+    return LD_OK;
+}
+
 /* Latents and time ids of every usable image. */
 static ld_status cache_images(ld_ctx *ctx, const char *model_dir, const ld_dataset *ds,
                               const ld_train_cache_opts *o, ld_train_cache *c) {
@@ -76,6 +103,10 @@ static ld_status cache_images(ld_ctx *ctx, const char *model_dir, const ld_datas
     c->C = ld_vae_latent_channels(vae);
     c->h = c->w = res / f;
     c->views = o->flip ? 2 : 1;
+    if (st == LD_OK && ds->n && !ds->items[0].image) {
+        ld_vae_free(vae);
+        return cache_generated(ctx, ds, o, c);
+    }
     const int64_t lat = (int64_t)c->C * c->h * c->w, min_side = o->min_size > 0 ? o->min_size : res / 4;
     c->latents = malloc(sizeof(float) * (size_t)(ds->n * c->views * lat));
     c->time_ids = malloc(sizeof(float) * ds->n * (size_t)c->views * 6);

@@ -15,6 +15,9 @@
  *   captions -> prompt_embeds [L, 2048], pooled [1280]; the empty caption
  *   is cached last for caption dropout.
  *
+ * A prompts dataset (ld_dataset_open_prompts) has no images: its latents
+ * are the teacher's (teacher_latents.h), time_ids (res, res, 0, 0, res, res).
+ *
  * An image that cannot be decoded or is smaller than min_size on a side is
  * reported by file and skipped (or is an error without skip_bad).
  */
@@ -22,6 +25,7 @@
 #define LD_TRAIN_TRAIN_CACHE_H
 
 #include "train/dataset.h"
+#include "train/teacher_latents.h"
 
 #include <stdint.h>
 
@@ -32,6 +36,7 @@ typedef struct {
     int skip_bad;
     int min_size;    /* smallest accepted side (0: resolution / 4) */
     uint64_t seed;
+    const ld_teacher_gen *gen; /* a prompts dataset (items without images): the teacher makes the latents */
     /* progress: called after each image and each text encoder; an error stops */
     ld_status (*report)(ld_ctx *ctx, void *user, const char *stage, int done, int total);
     void *user;

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 void ld_train_options_init(ld_train_options *o) {
-    *o = (ld_train_options){.resolution = 1024, .skip_bad = 1, .lambda_task = 1, .lambda_out = 1, .lambda_feat = 1, .batch = 1, .accum = 1, .steps = 1000,
+    *o = (ld_train_options){.resolution = 1024, .skip_bad = 1, .gen_cfg = -1, .lambda_task = 1, .lambda_out = 1, .lambda_feat = 1, .batch = 1, .accum = 1, .steps = 1000,
                             .lr = 1e-5f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-2f,
                             .max_grad_norm = 1.0f, .schedule = LD_LR_CONSTANT, .precision = LD_PRECISION_F32,
                             .save_dtype = LD_F32, .lora_format = LD_LORA_PEFT};
@@ -301,8 +301,12 @@ static ld_status open_teacher(run *r) {
 }
 
 static ld_status check_options(ld_ctx *ctx, const ld_train_options *o) {
-    if (!o->model_dir || !o->data_dir || !o->out_dir)
+    if (!o->model_dir || !(o->data_dir || o->prompts_file) || !o->out_dir)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training needs a model, a dataset and an output folder");
+    if (o->data_dir && o->prompts_file)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "--data and --prompts: give one of them");
+    if (o->prompts_file && !o->teacher_dir)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "--prompts needs --teacher (its pipeline generates the latents)");
     if (o->teacher_precision_set && !o->teacher_dir)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "--teacher-precision needs --teacher");
     if (o->teacher_dir && o->lora_rank)
@@ -408,11 +412,22 @@ static ld_status run_all(run *r) {
     LD_TRY(check_options(ctx, o));
     LD_TRY(ld_output_dir(ctx, o->out_dir));
     ld_dataset ds;
-    LD_TRY(ld_dataset_open(ctx, o->data_dir, o->skip_bad, &ds));
-    ld_log_info("dataset %s: %zu images (%zu skipped)", o->data_dir, ds.n, ds.skipped);
+    if (o->prompts_file) LD_TRY(ld_dataset_open_prompts(ctx, o->prompts_file, o->skip_bad, &ds));
+    else LD_TRY(ld_dataset_open(ctx, o->data_dir, o->skip_bad, &ds));
+    ld_log_info("dataset %s: %zu %s (%zu skipped)", o->prompts_file ? o->prompts_file : o->data_dir, ds.n,
+                o->prompts_file ? "prompts" : "images", ds.skipped);
+    char latents_path[4300];
+    snprintf(latents_path, sizeof latents_path, "%s/teacher_latents.safetensors", o->out_dir);
+    ld_teacher_gen gen = {.pipeline = o->teacher_dir, .steps = o->gen_steps, .cfg = o->gen_cfg,
+                          .sampler = o->gen_sampler, .cache_path = latents_path, .read_only = r->rank > 0};
     ld_train_cache_opts co = {.resolution = o->resolution, .random_crop = o->random_crop, .flip = o->flip,
-                              .skip_bad = o->skip_bad, .seed = o->seed, .report = report_cache, .user = r};
-    ld_status st = ld_train_cache_build(ctx, o->model_dir, &ds, &co, &r->cache);
+                              .skip_bad = o->skip_bad, .seed = o->seed, .gen = o->prompts_file ? &gen : NULL,
+                              .report = report_cache, .user = r};
+    /* several processes: process 0 samples the teacher's latents, the others then read its file */
+    const int wait_for_0 = o->prompts_file && r->size > 1;
+    ld_status st = wait_for_0 && r->rank > 0 ? o->comm->barrier(ctx, o->comm->user) : LD_OK;
+    if (st == LD_OK) st = ld_train_cache_build(ctx, o->model_dir, &ds, &co, &r->cache);
+    if (st == LD_OK && wait_for_0 && r->rank == 0) st = o->comm->barrier(ctx, o->comm->user);
     ld_dataset_free(&ds);
     LD_TRY(st);
     char unet_dir[4300];

@@ -19,6 +19,7 @@
  *   pytorch_lora_weights.safetensors   the LoRA (peft/diffusers or kohya keys)
  *   checkpoint-<step>/            weights (f32) + optimizer.safetensors (moments, step)
  *   loss.csv                      step, loss (distillation: and its three terms), learning rate, seconds
+ *   teacher_latents.safetensors   with prompts_file: the latents the teacher made
  *
  * With teacher_dir the run is KOALA's distillation (distill/distill_step.h):
  * model_dir is the student pipeline (`leandiff distill --init-only` makes
@@ -48,6 +49,11 @@ typedef struct {
 typedef struct {
     const char *model_dir; /* StableDiffusionXLPipeline folder */
     const char *data_dir;
+    const char *prompts_file; /* instead of data_dir, with teacher_dir: data-free distillation, the teacher
+                               * generates each prompt's latents (teacher_latents.h) */
+    int gen_steps;            /* their sampling: steps (0: the teacher's default), guidance (< 0: default), */
+    float gen_cfg;
+    const char *gen_sampler;  /* sampler (NULL: euler) */
     const char *out_dir;
     const char *resume;    /* a checkpoint folder of an earlier run, or NULL */
     int resolution;        /* square crops; default 1024 */
