@@ -39,6 +39,9 @@ static void usage(FILE *f) {
             "  --caption-dropout P    train on the empty caption with probability P (0), for guidance\n"
             "  --flip                 also train on mirrored images (random per step)\n"
             "  --random-crop          random instead of centred crops\n"
+            "  --bucket               aspect-ratio buckets (kohya's): each image keeps its shape, resized and cropped\n"
+            "                         to the bucket of the closest aspect ratio; a batch holds one bucket\n"
+            "  --bucket-min N, --bucket-max N, --bucket-step N   bucket sides (resolution/4, resolution*2, 64)\n"
             "  --on-bad skip|error    bad images or captions: report and skip (default) or stop\n"
             "  --seed N               data order, noise, timesteps, crops (0)\n"
             "  --save-every N         write a checkpoint every N steps (0: only when stopped)\n"
@@ -190,7 +193,7 @@ enum { OPT_DATA = 256, OPT_OUT, OPT_RES, OPT_BATCH, OPT_ACCUM, OPT_STEPS, OPT_LR
        OPT_CLIP, OPT_DROP, OPT_FLIP, OPT_CROP, OPT_BAD, OPT_SEED, OPT_SAVE_EVERY, OPT_RESUME, OPT_SAVE_DTYPE,
        OPT_PRECISION, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_FORMAT, OPT_REPLAY, OPT_DUMP, OPT_TEACHER, OPT_L_TASK,
        OPT_L_OUT, OPT_L_FEAT, OPT_FEATURES, OPT_BUCKET, OPT_T_PRECISION, OPT_PROMPTS, OPT_GEN_STEPS, OPT_GEN_CFG,
-       OPT_GEN_SAMPLER };
+       OPT_GEN_SAMPLER, OPT_BUCKET_ON, OPT_BUCKET_MIN, OPT_BUCKET_MAX, OPT_BUCKET_STEP };
 
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -212,7 +215,9 @@ int cmd_train(int argc, char **argv) {
         {"distill-features", required_argument, 0, OPT_FEATURES}, {"bucket-mb", required_argument, 0, OPT_BUCKET},
         {"teacher-precision", required_argument, 0, OPT_T_PRECISION}, {"prompts", required_argument, 0, OPT_PROMPTS},
         {"gen-steps", required_argument, 0, OPT_GEN_STEPS}, {"gen-cfg", required_argument, 0, OPT_GEN_CFG},
-        {"gen-sampler", required_argument, 0, OPT_GEN_SAMPLER},
+        {"gen-sampler", required_argument, 0, OPT_GEN_SAMPLER}, {"bucket", no_argument, 0, OPT_BUCKET_ON},
+        {"bucket-min", required_argument, 0, OPT_BUCKET_MIN}, {"bucket-max", required_argument, 0, OPT_BUCKET_MAX},
+        {"bucket-step", required_argument, 0, OPT_BUCKET_STEP},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
         {"verbose", no_argument, 0, 'v'},
         {0, 0, 0, 0}};
@@ -295,6 +300,15 @@ int cmd_train(int argc, char **argv) {
             o.precision = k ? LD_PRECISION_BF16 : LD_PRECISION_F32;
             break;
         case OPT_PROMPTS: o.prompts_file = optarg; break;
+        case OPT_BUCKET_ON: o.bucket = 1; break;
+        case OPT_BUCKET_MIN:
+        case OPT_BUCKET_MAX:
+        case OPT_BUCKET_STEP:
+            if (!cli_parse_int(c == OPT_BUCKET_MIN ? "--bucket-min" : c == OPT_BUCKET_MAX ? "--bucket-max" : "--bucket-step",
+                               optarg, 8, 16384, &v))
+                return 2;
+            *(c == OPT_BUCKET_MIN ? &o.bucket_min : c == OPT_BUCKET_MAX ? &o.bucket_max : &o.bucket_step) = (int)v;
+            break;
         case OPT_GEN_STEPS:
             if (!cli_parse_int("--gen-steps", optarg, 1, 1000, &v)) return 2;
             o.gen_steps = (int)v;

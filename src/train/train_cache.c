@@ -23,11 +23,10 @@ static uint64_t mix(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-ld_status ld_train_crop(ld_ctx *ctx, const uint8_t *rgb, int W, int H, int res, int random_crop, int flip,
-                        uint64_t seed, uint8_t *out, int *top, int *left) {
-    /* torchvision Resize(res): the shorter side becomes res, the longer int(res * long / short) */
-    const int Wr = W <= H ? res : (int)((int64_t)res * W / H), Hr = W <= H ? (int)((int64_t)res * H / W) : res;
-    if (Wr < res || Hr < res) return ld_fail(ctx, LD_ERR_INTERNAL, "crop: resized %dx%d is below %d", Wr, Hr, res);
+/* Resizes rgb (W x H) to Wr x Hr and writes its tw x th crop at (top, left), mirrored with flip. */
+static ld_status resize_crop(ld_ctx *ctx, const uint8_t *rgb, int W, int H, int Wr, int Hr, int tw, int th, int top,
+                             int left, int flip, uint8_t *out) {
+    if (Wr < tw || Hr < th) return ld_fail(ctx, LD_ERR_INTERNAL, "crop: resized %dx%d is below %dx%d", Wr, Hr, tw, th);
     const size_t in_plane = (size_t)W * H, out_plane = (size_t)Wr * Hr;
     float *x = malloc(sizeof(float) * 3 * in_plane), *y = malloc(sizeof(float) * 3 * out_plane);
     if (!x || !y) {
@@ -38,25 +37,91 @@ ld_status ld_train_crop(ld_ctx *ctx, const uint8_t *rgb, int W, int H, int res, 
     for (size_t p = 0; p < in_plane; p++)
         for (int c = 0; c < 3; c++) x[c * in_plane + p] = rgb[p * 3 + c];
     ld_resize_bicubic_aa(y, x, 1, 3, H, W, Hr, Wr, 0);
+    for (int yy = 0; yy < th; yy++)
+        for (int xx = 0; xx < tw; xx++)
+            for (int c = 0; c < 3; c++) {
+                const int sx = left + (flip ? tw - 1 - xx : xx);
+                float v = roundf(y[c * out_plane + (size_t)(top + yy) * Wr + sx]);
+                out[((size_t)yy * tw + xx) * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+    free(x);
+    free(y);
+    return LD_OK;
+}
+
+static void random_offsets(uint64_t seed, int Wr, int Hr, int tw, int th, int *top, int *left) {
+    const uint64_t r = mix(seed);
+    *top = (int)(r % (uint64_t)(Hr - th + 1));
+    *left = (int)((r >> 32) % (uint64_t)(Wr - tw + 1));
+}
+
+ld_status ld_train_crop(ld_ctx *ctx, const uint8_t *rgb, int W, int H, int res, int random_crop, int flip,
+                        uint64_t seed, uint8_t *out, int *top, int *left) {
+    /* torchvision Resize(res): the shorter side becomes res, the longer int(res * long / short) */
+    const int Wr = W <= H ? res : (int)((int64_t)res * W / H), Hr = W <= H ? (int)((int64_t)res * H / W) : res;
     if (random_crop) {
-        const uint64_t r = mix(seed);
-        *top = (int)(r % (uint64_t)(Hr - res + 1));
-        *left = (int)((r >> 32) % (uint64_t)(Wr - res + 1));
+        random_offsets(seed, Wr, Hr, res, res, top, left);
     } else { /* diffusers: int(round((h - res) / 2.0)) */
         *top = (int)lround((Hr - res) / 2.0);
         *left = (int)lround((Wr - res) / 2.0);
     }
-    for (int yy = 0; yy < res; yy++)
-        for (int xx = 0; xx < res; xx++)
-            for (int c = 0; c < 3; c++) {
-                const int sx = *left + (flip ? res - 1 - xx : xx);
-                float v = roundf(y[c * out_plane + (size_t)(*top + yy) * Wr + sx]);
-                out[((size_t)yy * res + xx) * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-            }
+    LD_TRY(resize_crop(ctx, rgb, W, H, Wr, Hr, res, res, *top, *left, flip, out));
     if (flip) *left = Wr - res - *left; /* the crop of the mirrored image */
-    free(x);
-    free(y);
     return LD_OK;
+}
+
+ld_status ld_train_crop_to(ld_ctx *ctx, const uint8_t *rgb, int W, int H, int Wr, int Hr, int tw, int th,
+                           int random_crop, int flip, uint64_t seed, uint8_t *out, int *top, int *left) {
+    if (random_crop) {
+        random_offsets(seed, Wr, Hr, tw, th, top, left);
+    } else { /* kohya: (resized - reso) // 2 */
+        *top = (Hr - th) / 2;
+        *left = (Wr - tw) / 2;
+    }
+    LD_TRY(resize_crop(ctx, rgb, W, H, Wr, Hr, tw, th, *top, *left, flip, out));
+    if (flip) *left = Wr - tw - *left;
+    return LD_OK;
+}
+
+static int cmp_wh(const void *a, const void *b) {
+    const int *x = a, *y = b;
+    return x[0] != y[0] ? (x[0] > y[0]) - (x[0] < y[0]) : (x[1] > y[1]) - (x[1] < y[1]);
+}
+
+int ld_train_buckets(int res, int min, int max, int step, int (*wh)[2], int cap) {
+    if (step < 1 || min < step || max < min) return 0;
+    int buf[512][2], n = 0;
+    const int64_t area = (int64_t)(res / step) * (res / step); /* in step x step cells */
+    const int side = (int)sqrt((double)area) * step;
+    buf[n][0] = buf[n][1] = side, n++;
+    for (int w = min; w <= max && n + 2 <= 512; w += step) {
+        const int64_t h64 = (area / (w / step)) * step;
+        const int h = h64 < max ? (int)h64 : max;
+        buf[n][0] = w, buf[n][1] = h, n++;
+        buf[n][0] = h, buf[n][1] = w, n++;
+    }
+    qsort(buf, (size_t)n, sizeof buf[0], cmp_wh);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m && buf[i][0] == buf[m - 1][0] && buf[i][1] == buf[m - 1][1]) continue;
+        buf[m][0] = buf[i][0], buf[m][1] = buf[i][1], m++;
+    }
+    for (int i = 0; i < m && i < cap; i++) wh[i][0] = buf[i][0], wh[i][1] = buf[i][1];
+    return m;
+}
+
+int ld_train_bucket_of(int W, int H, const int (*wh)[2], int n, int *Wr, int *Hr) {
+    const double ar = (double)W / H;
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (fabs((double)wh[i][0] / wh[i][1] - ar) < fabs((double)wh[best][0] / wh[best][1] - ar)) best = i;
+    const double bar = (double)wh[best][0] / wh[best][1];
+    const double scale = ar > bar ? (double)wh[best][1] / H : (double)wh[best][0] / W;
+    *Wr = (int)(W * scale + 0.5);
+    *Hr = (int)(H * scale + 0.5);
+    if (*Wr < wh[best][0]) *Wr = wh[best][0]; /* float rounding must not leave the crop short */
+    if (*Hr < wh[best][1]) *Hr = wh[best][1];
+    return best;
 }
 
 static ld_status report(ld_ctx *ctx, const ld_train_cache_opts *o, const char *stage, int done, int total) {
@@ -74,19 +139,37 @@ static ld_status cache_generated(ld_ctx *ctx, const ld_dataset *ds, const ld_tra
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "--flip and --random-crop apply to images, not to --prompts");
     const int64_t lat = (int64_t)c->C * c->h * c->w;
     c->views = 1;
+    c->nbuckets = 1;
     c->latents = malloc(sizeof(float) * (size_t)((int64_t)ds->n * lat));
     c->time_ids = malloc(sizeof(float) * ds->n * 6);
     c->item = malloc(sizeof(int) * ds->n);
-    if (!c->latents || !c->time_ids || !c->item)
+    c->item_h = malloc(sizeof(int) * ds->n);
+    c->item_w = malloc(sizeof(int) * ds->n);
+    c->item_off = malloc(sizeof(int64_t) * ds->n);
+    if (!c->latents || !c->time_ids || !c->item || !c->item_h || !c->item_w || !c->item_off)
         return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for the latents of %zu prompts", ds->n);
+    if (o->bucket) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "--bucket applies to images, not to --prompts");
     LD_TRY(ld_teacher_latents(ctx, o->gen, ds, o->resolution, o->seed, report_generated, (void *)o, c->latents, c->C,
                               c->h, c->w));
     for (size_t i = 0; i < ds->n; i++) {
         float *ids = c->time_ids + i * 6;
         ids[0] = ids[1] = ids[4] = ids[5] = (float)o->resolution;
         ids[2] = ids[3] = 0;
+        c->item_h[c->n] = c->h, c->item_w[c->n] = c->w, c->item_off[c->n] = (int64_t)i * lat;
         c->item[c->n++] = (int)i;
     }
+    return LD_OK;
+}
+
+/* Room for one more item of `per` floats per view in the latent cache. */
+static ld_status grow_latents(ld_ctx *ctx, ld_train_cache *c, size_t *cap, int64_t need) {
+    if ((size_t)need <= *cap) return LD_OK;
+    size_t n = *cap ? *cap : 1 << 16;
+    while (n < (size_t)need) n *= 2;
+    float *p = realloc(c->latents, sizeof(float) * n);
+    if (!p) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for the latent cache");
+    c->latents = p;
+    *cap = n;
     return LD_OK;
 }
 
@@ -107,14 +190,31 @@ static ld_status cache_images(ld_ctx *ctx, const char *model_dir, const ld_datas
         ld_vae_free(vae);
         return cache_generated(ctx, ds, o, c);
     }
-    const int64_t lat = (int64_t)c->C * c->h * c->w, min_side = o->min_size > 0 ? o->min_size : res / 4;
-    c->latents = malloc(sizeof(float) * (size_t)(ds->n * c->views * lat));
+    int buckets[256][2] = {{res, res}}, nb = 1;
+    if (st == LD_OK && o->bucket) {
+        if (o->bucket_step < 1 || o->bucket_step % f || o->bucket_min < o->bucket_step || o->bucket_max < o->bucket_min ||
+            o->bucket_min > res || o->bucket_max < res)
+            st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                         "buckets: --bucket-step %d must be a multiple of %d, and --bucket-min %d <= --resolution %d <= "
+                         "--bucket-max %d, each at least the step",
+                         o->bucket_step, f, o->bucket_min, res, o->bucket_max);
+        else if ((nb = ld_train_buckets(res, o->bucket_min, o->bucket_max, o->bucket_step, buckets, 256)) > 256)
+            st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "buckets: %d sizes (at most 256): raise --bucket-step", nb);
+    }
+    const int64_t min_side = o->min_size > 0 ? o->min_size : res / 4;
     c->time_ids = malloc(sizeof(float) * ds->n * (size_t)c->views * 6);
     c->item = malloc(sizeof(int) * ds->n);
-    uint8_t *crop = malloc((size_t)res * res * 3);
-    float *noise = malloc(sizeof(float) * (size_t)lat);
-    if (st == LD_OK && (!c->latents || !c->time_ids || !c->item || !crop || !noise))
+    c->item_h = malloc(sizeof(int) * ds->n);
+    c->item_w = malloc(sizeof(int) * ds->n);
+    c->item_off = malloc(sizeof(int64_t) * ds->n);
+    int used[256] = {0};
+    size_t cap = 0;
+    int64_t filled = 0;
+    uint8_t *crop = NULL;
+    float *noise = NULL;
+    if (st == LD_OK && (!c->time_ids || !c->item || !c->item_h || !c->item_w || !c->item_off))
         st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory for the latent cache of %zu images", ds->n);
+    c->h = c->w = 0;
     for (size_t i = 0; st == LD_OK && i < ds->n; i++) {
         const char *path = ds->items[i].image;
         ld_png png = {0};
@@ -122,23 +222,40 @@ static ld_status cache_images(ld_ctx *ctx, const char *model_dir, const ld_datas
         if (ist == LD_OK && (png.width < min_side || png.height < min_side))
             ist = ld_fail(ctx, LD_ERR_FORMAT, "%s: %dx%d is too small (smallest side accepted: %lld px)", path,
                           png.width, png.height, (long long)min_side);
+        int b = 0, Wr = 0, Hr = 0;
+        if (ist == LD_OK && o->bucket) b = ld_train_bucket_of(png.width, png.height, buckets, nb, &Wr, &Hr);
+        const int tw = buckets[b][0], th = buckets[b][1], h = th / f, w = tw / f;
+        const int64_t lat = (int64_t)c->C * h * w;
+        if (ist == LD_OK) ist = grow_latents(ctx, c, &cap, filled + c->views * lat);
+        uint8_t *cr = ist == LD_OK ? realloc(crop, (size_t)tw * th * 3) : NULL;
+        float *nz = cr ? realloc(noise, sizeof(float) * (size_t)lat) : NULL;
+        if (cr) crop = cr;
+        if (nz) noise = nz;
+        if (ist == LD_OK && (!cr || !nz)) ist = ld_fail(ctx, LD_ERR_NOMEM, "out of memory for %s", path);
         for (int v = 0; ist == LD_OK && v < c->views; v++) {
             int top, left;
             const uint64_t seed = mix(o->seed ^ mix(i));
-            ist = ld_train_crop(ctx, png.rgb, png.width, png.height, res, o->random_crop, v, seed, crop, &top, &left);
+            ist = o->bucket ? ld_train_crop_to(ctx, png.rgb, png.width, png.height, Wr, Hr, tw, th, o->random_crop, v,
+                                               seed, crop, &top, &left)
+                            : ld_train_crop(ctx, png.rgb, png.width, png.height, res, o->random_crop, v, seed, crop,
+                                            &top, &left);
             ld_rng rng;
             ld_rng_init(&rng, mix(seed + 1));
             ld_rng_randn(&rng, noise, lat);
-            ld_image img = {.width = res, .height = res, .channels = 3, .pixels = crop};
-            float *dst = c->latents + ((size_t)c->n * c->views + v) * lat;
+            ld_image img = {.width = tw, .height = th, .channels = 3, .pixels = crop};
+            float *dst = c->latents + filled + v * lat;
             if (ist == LD_OK)
-                ist = ld_koala_encode_init(ctx, vae, &img, noise, ld_vae_scaling_factor(vae), c->C, c->h, c->w, dst);
+                ist = ld_koala_encode_init(ctx, vae, &img, noise, ld_vae_scaling_factor(vae), c->C, h, w, dst);
             float *ids = c->time_ids + ((size_t)c->n * c->views + v) * 6;
             ids[0] = (float)png.height, ids[1] = (float)png.width, ids[2] = (float)top, ids[3] = (float)left;
-            ids[4] = ids[5] = (float)res;
+            ids[4] = (float)th, ids[5] = (float)tw;
         }
         ld_png_free(&png);
         if (ist == LD_OK) {
+            c->item_h[c->n] = h, c->item_w[c->n] = w, c->item_off[c->n] = filled;
+            if (h * w > c->h * c->w) c->h = h, c->w = w;
+            filled += c->views * lat;
+            c->nbuckets += !used[b]++;
             c->item[c->n++] = (int)i;
         } else if (ist == LD_ERR_NOMEM || ist == LD_ERR_CANCELLED || !o->skip_bad) {
             st = ist;
@@ -148,6 +265,9 @@ static ld_status cache_images(ld_ctx *ctx, const char *model_dir, const ld_datas
         if (st == LD_OK) st = report(ctx, o, "latents", (int)i + 1, (int)ds->n);
     }
     if (st == LD_OK && c->n == 0) st = ld_fail(ctx, LD_ERR_FORMAT, "no usable image in the dataset");
+    if (st == LD_OK && o->bucket)
+        for (int b = 0; b < nb; b++)
+            if (used[b]) ld_log_info("bucket %dx%d: %d images", buckets[b][0], buckets[b][1], used[b]);
     free(crop);
     free(noise);
     ld_vae_free(vae);
@@ -202,5 +322,8 @@ void ld_train_cache_free(ld_train_cache *c) {
     free(c->embeds);
     free(c->pooled);
     free(c->item);
+    free(c->item_h);
+    free(c->item_w);
+    free(c->item_off);
     memset(c, 0, sizeof *c);
 }

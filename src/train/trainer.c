@@ -63,6 +63,9 @@ typedef struct {
     ld_adamw opt;
     int *perm, perm_epoch;
     int rank, size;     /* this process of how many (1 without a comm) */
+    int bucketed;       /* items of several sizes: batches from bucket_epoch */
+    int (*batches)[2];  /* this epoch's batches: first position in perm, count */
+    int nbatches;
     ld_grad_sync sync;  /* the gradient buckets (several processes) */
     /* one micro-batch */
     float *x0, *noise, *context, *pooled, *ids;
@@ -89,30 +92,104 @@ static int item_at(run *r, int64_t g) {
     return r->perm[g % n];
 }
 
-static void fill_batch(run *r, int step, int micro) {
+/* Aspect-ratio buckets (kohya's BucketManager): each epoch, the items of
+ * each size in a shuffled order, cut into batches of `batch` (a size's last
+ * batch may be smaller), the batches shuffled. The batch count per epoch is
+ * the same every epoch. */
+static int cmp_keyed(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static ld_status bucket_epoch(ld_ctx *ctx, run *r, int e) {
+    const ld_train_cache *c = &r->cache;
+    const int n = c->n, B = r->o->batch;
+    int64_t *key = malloc(sizeof(int64_t) * (size_t)n);
+    if (!key) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    uint64_t st = mix(r->o->seed ^ mix(0xb0c7ull + (uint64_t)e));
+    for (int i = 0; i < n; i++) r->perm[i] = i;
+    for (int i = n - 1; i > 0; i--) { /* Fisher-Yates, then a stable grouping by size */
+        st = mix(st);
+        const int j = (int)(st % (uint64_t)(i + 1)), tmp = r->perm[i];
+        r->perm[i] = r->perm[j];
+        r->perm[j] = tmp;
+    }
+    for (int i = 0; i < n; i++) { /* size (h, w) | position in the shuffle: sorting keeps the shuffle per size */
+        const int it = r->perm[i];
+        key[i] = ((int64_t)(c->item_h[it] * 4096 + c->item_w[it]) << 32) | i;
+    }
+    int *item_of_pos = malloc(sizeof(int) * (size_t)n);
+    if (!item_of_pos) {
+        free(key);
+        return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
+    }
+    memcpy(item_of_pos, r->perm, sizeof(int) * (size_t)n);
+    qsort(key, (size_t)n, sizeof *key, cmp_keyed);
+    r->nbatches = 0;
+    for (int i = 0; i < n; i++) {
+        r->perm[i] = item_of_pos[key[i] & 0xffffffff];
+        const int same = i > 0 && (key[i] >> 32) == (key[i - 1] >> 32);
+        if (!same || r->batches[r->nbatches - 1][1] == B) r->batches[r->nbatches][0] = i, r->batches[r->nbatches++][1] = 0;
+        r->batches[r->nbatches - 1][1]++;
+    }
+    for (int i = r->nbatches - 1; i > 0; i--) {
+        st = mix(st);
+        const int j = (int)(st % (uint64_t)(i + 1));
+        int tmp[2] = {r->batches[i][0], r->batches[i][1]};
+        r->batches[i][0] = r->batches[j][0], r->batches[i][1] = r->batches[j][1];
+        r->batches[j][0] = tmp[0], r->batches[j][1] = tmp[1];
+    }
+    free(item_of_pos);
+    free(key);
+    r->perm_epoch = e;
+    return LD_OK;
+}
+
+/* The micro-batch (step, micro) of this process into the batch buffers: its
+ * size in *nb, its latent size in *h, *w. */
+static ld_status fill_batch(run *r, int step, int micro, int *nb, int *h, int *w) {
     const ld_train_cache *c = &r->cache;
     const int B = r->o->batch;
-    const int64_t lat = (int64_t)c->C * c->h * c->w, emb = c->L * c->D;
-    /* global sample index: micro-batch (step, micro) of the whole run, this process's share of it */
-    const int64_t g0 = (((int64_t)step * r->o->accum + micro) * r->size + r->rank) * B;
+    const int64_t emb = c->L * c->D;
+    /* global micro-batch index of the whole run, this process's share of it */
+    const int64_t gb = ((int64_t)step * r->o->accum + micro) * r->size + r->rank;
+    int64_t g0 = gb * B; /* global sample index of the first sample (without buckets) */
+    int count = B, first = 0;
+    if (r->bucketed) { /* whole batches of one size; samples numbered by (batch, position) */
+        if (r->perm_epoch != gb / r->nbatches) LD_TRY(bucket_epoch(r->ctx, r, (int)(gb / r->nbatches)));
+        first = r->batches[gb % r->nbatches][0];
+        count = r->batches[gb % r->nbatches][1];
+        g0 = gb << 20;
+    }
+    const int it0 = r->bucketed ? r->perm[first] : item_at(r, g0);
+    *nb = count, *h = c->item_h[it0], *w = c->item_w[it0];
+    const int64_t lat = (int64_t)c->C * *h * *w;
     const int num_train = ld_scheduler_num_train(r->sched);
-    for (int b = 0; b < B; b++) {
-        const int it = item_at(r, g0 + b);
+    for (int b = 0; b < count; b++) {
+        const int it = r->bucketed ? r->perm[first + b] : item_at(r, g0 + b);
         const uint64_t u = mix(r->o->seed ^ mix(0xb47c4ull + (uint64_t)(g0 + b)));
         const int view = c->views > 1 ? (int)(u & 1) : 0;
         const int drop = (double)(u >> 11) * (1.0 / 9007199254740992.0) < r->o->caption_dropout;
         const int cap = drop ? c->n : it;
-        memcpy(r->x0 + b * lat, c->latents + ((int64_t)it * c->views + view) * lat, sizeof(float) * (size_t)lat);
+        memcpy(r->x0 + b * lat, c->latents + c->item_off[it] + view * lat, sizeof(float) * (size_t)lat);
         memcpy(r->ids + b * 6, c->time_ids + ((int64_t)it * c->views + view) * 6, sizeof(float) * 6);
         memcpy(r->context + b * emb, c->embeds + (int64_t)cap * emb, sizeof(float) * (size_t)emb);
         memcpy(r->pooled + b * c->P, c->pooled + (int64_t)cap * c->P, sizeof(float) * (size_t)c->P);
         r->tsteps[b] = (int64_t)(mix(u) % (uint64_t)num_train);
     }
-    for (int b = 0; b < B; b++) { /* per sample, so batch x accum splits of a step see the same noise */
+    if (r->bucketed) {
+        char items[512];
+        int len = 0;
+        for (int b = 0; b < count && len < (int)sizeof items - 12; b++)
+            len += snprintf(items + len, sizeof items - (size_t)len, " %d", r->perm[first + b]);
+        ld_log_debug("micro-batch %lld: %d of latent size %dx%d, items%s", (long long)gb, count, *w, *h, items);
+    }
+    for (int b = 0; b < count; b++) { /* per sample, so batch x accum splits of a step see the same noise */
         ld_rng rng;
         ld_rng_init(&rng, mix(r->o->seed ^ mix(0x7015eull + (uint64_t)(g0 + b))));
         ld_rng_randn(&rng, r->noise + b * lat, lat);
     }
+    return LD_OK;
 }
 
 /* ---- files ---- */
@@ -332,8 +409,9 @@ static ld_status step_gradients(run *r, int s, double *loss, double terms[3]) {
     const ld_train_cache *c = &r->cache;
     const float scale = 1.0f / (float)(o->accum * r->size);
     for (int a = 0; a < o->accum; a++) {
-        fill_batch(r, s, a);
-        ld_train_batch b = {.B = o->batch, .H = c->h, .W = c->w, .L = (int)c->L, .x0 = r->x0, .noise = r->noise,
+        int nb, h, w;
+        LD_TRY(fill_batch(r, s, a, &nb, &h, &w));
+        ld_train_batch b = {.B = nb, .H = h, .W = w, .L = (int)c->L, .x0 = r->x0, .noise = r->noise,
                             .timesteps = r->tsteps, .context = r->context, .text_embeds = r->pooled,
                             .time_ids = r->ids};
         if (r->size > 1 && a == o->accum - 1) /* the last backward: sum each bucket as soon as it is final */
@@ -420,8 +498,15 @@ static ld_status run_all(run *r) {
     snprintf(latents_path, sizeof latents_path, "%s/teacher_latents.safetensors", o->out_dir);
     ld_teacher_gen gen = {.pipeline = o->teacher_dir, .steps = o->gen_steps, .cfg = o->gen_cfg,
                           .sampler = o->gen_sampler, .cache_path = latents_path, .read_only = r->rank > 0};
+    /* bucket sizes: kohya's defaults scaled to the resolution (256..2048 in steps of 64 at 1024) */
+    const int step = o->bucket_step > 0 ? o->bucket_step : 64;
+    int bmin = o->bucket_min > 0 ? o->bucket_min : o->resolution / 4 / step * step;
+    if (bmin < step) bmin = step;
     ld_train_cache_opts co = {.resolution = o->resolution, .random_crop = o->random_crop, .flip = o->flip,
                               .skip_bad = o->skip_bad, .seed = o->seed, .gen = o->prompts_file ? &gen : NULL,
+                              .bucket = o->bucket, .bucket_min = bmin,
+                              .bucket_max = o->bucket_max > 0 ? o->bucket_max : 2 * o->resolution,
+                              .bucket_step = step,
                               .report = report_cache, .user = r};
     /* several processes: process 0 samples the teacher's latents, the others then read its file */
     const int wait_for_0 = o->prompts_file && r->size > 1;
@@ -451,6 +536,13 @@ static ld_status run_all(run *r) {
     r->tsteps = malloc(sizeof(int64_t) * (size_t)B);
     r->perm = malloc(sizeof(int) * (size_t)c->n);
     r->perm_epoch = -1;
+    r->bucketed = o->bucket;
+    if (r->bucketed && !(r->batches = malloc(sizeof *r->batches * (size_t)c->n)))
+        return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for the batches");
+    if (r->bucketed) { /* epoch 0 now: every epoch has its batch count */
+        LD_TRY(bucket_epoch(ctx, r, 0));
+        ld_log_info("%d images in %d buckets, %d batches an epoch", c->n, c->nbuckets, r->nbatches);
+    }
     if (!r->x0 || !r->noise || !r->context || !r->pooled || !r->ids || !r->tsteps || !r->perm)
         return ld_fail(ctx, LD_ERR_NOMEM, "out of memory for a batch");
     char path[4300];
@@ -479,7 +571,7 @@ ld_status ld_train_run(ld_ctx *ctx, const ld_train_options *o) {
     ld_status st = run_all(&r);
     ld_gemm_set_precision(prev);
     if (r.log) fclose(r.log);
-    free(r.x0), free(r.noise), free(r.context), free(r.pooled), free(r.ids), free(r.tsteps), free(r.perm);
+    free(r.x0), free(r.noise), free(r.context), free(r.pooled), free(r.ids), free(r.tsteps), free(r.perm), free(r.batches);
     ld_adamw_free(&r.opt);
     ld_grad_sync_free(&r.sync);
     ld_scheduler_free(r.sched);

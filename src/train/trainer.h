@@ -10,7 +10,9 @@
  *   random mirrored view with flip; the gradients averaged over the
  *   micro-batches, clipped to max_grad_norm, one AdamW update at the
  *   schedule's learning rate (constant, linear or cosine decay after a
- *   linear warm-up).
+ *   linear warm-up). With buckets, the micro-batches are whole batches of
+ *   one bucket (kohya's order: shuffled within each bucket, then batches
+ *   shuffled), at most `batch` images.
  *
  * Every random choice of step s comes from (seed, s) alone, so a run
  * stopped at a checkpoint and resumed ends with the same weights as one
@@ -58,6 +60,8 @@ typedef struct {
     const char *resume;    /* a checkpoint folder of an earlier run, or NULL */
     int resolution;        /* square crops; default 1024 */
     int random_crop, flip, skip_bad;
+    int bucket;            /* aspect-ratio buckets (kohya's enable_bucket; train_cache.h): batches of one size */
+    int bucket_min, bucket_max, bucket_step; /* their sizes (defaults resolution/4, resolution*2, 64) */
     int batch, accum, steps, save_every;
     uint64_t seed;
     float lr, beta1, beta2, eps, weight_decay, max_grad_norm, caption_dropout;
