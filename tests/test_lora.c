@@ -4,12 +4,18 @@
  * U-Net: both give the trainer's forward within module tolerance; strength
  * 0 gives the base model. Text-encoder keys merge to W + s * alpha / r * up
  * down exactly as a naive product. A key that matches nothing, a shape that
- * does not fit, an A without B and an unknown layout are errors naming them. */
+ * does not fit, an A without B and an unknown layout are errors naming them.
+ * kohya's SDXL files name U-Net modules the original (SGM) way: on the tiny
+ * SDXL-layout teacher the names map as in SDXL's checkpoints (a table of
+ * known pairs), and a LoRA on attention, ResNet, sampler and embedding
+ * layers under SGM names merges exactly as the same file under diffusers
+ * names. */
 #include "test_util.h"
 
 #include "io/model_folder.h"
 #include "io/safetensors.h"
 #include "models/lora_merge.h"
+#include "models/sgm_names.h"
 #include "models/unet2d.h"
 #include "train/unet_train.h"
 
@@ -160,6 +166,109 @@ static void bad_files(ld_ctx *ctx, const char *model) {
     }
 }
 
+/* A kohya file of rank-2 LoRAs on `mods` (diffusers module paths of ws),
+ * each under its SGM name (sgm) or its diffusers name. */
+static void write_kohya(ld_ctx *ctx, const char *path, ld_weights *ws, const ld_unet_layout *lay,
+                        const char *const *mods, int n, int sgm) {
+    ld_st_builder b;
+    ld_st_builder_init(&b);
+    for (int i = 0; i < n; i++) {
+        char wname[300], mod[300], key[400];
+        snprintf(wname, sizeof wname, "%s.weight", mods[i]);
+        const ld_tensor *w = ld_weights_find(ws, wname);
+        CHECK(w, "the teacher has %s", wname);
+        if (!w) continue;
+        CHECK(!sgm || ld_unet_sgm_module(lay, mods[i], mod, sizeof mod), "%s has an SGM name", mods[i]);
+        if (!sgm) snprintf(mod, sizeof mod, "%s", mods[i]);
+        const int64_t r = 2, out = w->shape[0];
+        int64_t dshape[4] = {r, w->shape[1], w->ndim == 4 ? w->shape[2] : 0, w->ndim == 4 ? w->shape[3] : 0};
+        int64_t ushape[4] = {out, r, 1, 1}, ashape[1] = {1};
+        const int nd = w->ndim == 4 ? 4 : 2;
+        const int64_t nd_el = ld_tensor_numel(w) / out * r, nu = out * r;
+        float *d = malloc(sizeof(float) * (size_t)nd_el), *u = malloc(sizeof(float) * (size_t)nu), alpha = 1.0f;
+        test_fill(d, nd_el, 200 + (uint64_t)i), test_fill(u, nu, 300 + (uint64_t)i);
+        ld_lora_kohya_name(key, sizeof key, "lora_unet", mod, ".lora_down.weight");
+        ld_st_builder_add_f32(ctx, &b, key, nd, dshape, d);
+        ld_lora_kohya_name(key, sizeof key, "lora_unet", mod, ".lora_up.weight");
+        ld_st_builder_add_f32(ctx, &b, key, nd, ushape, u);
+        ld_lora_kohya_name(key, sizeof key, "lora_unet", mod, ".alpha");
+        ld_st_builder_add_f32(ctx, &b, key, 0, ashape, &alpha);
+        free(d), free(u);
+    }
+    CHECK(ld_st_builder_write(ctx, &b, path) == LD_OK, "write %s", path);
+    ld_st_builder_free(&b);
+}
+
+static void sgm_names(ld_ctx *ctx, const char *td) {
+    char unet[4400];
+    snprintf(unet, sizeof unet, "%.4000s/models/sdxl-teacher-tiny/unet", td);
+    ld_weights *ws;
+    if (ld_weights_open_dir(ctx, unet, NULL, &ws) != LD_OK) {
+        CHECK(0, "%s", ld_ctx_error(ctx));
+        return;
+    }
+    ld_unet_layout lay;
+    ld_unet_layout_from_weights(ws, &lay);
+    /* SDXL's own pairs (its layout: 3 levels of 2 layers, attention below the first, a mid block) */
+    static const char *const pairs[][2] = {
+        {"conv_in", "input_blocks.0.0"},
+        {"time_embedding.linear_2", "time_embed.2"},
+        {"add_embedding.linear_1", "label_emb.0.0"},
+        {"down_blocks.0.resnets.0.conv1", "input_blocks.1.0.in_layers.2"},
+        {"down_blocks.0.resnets.1.time_emb_proj", "input_blocks.2.0.emb_layers.1"},
+        {"down_blocks.0.downsamplers.0.conv", "input_blocks.3.0.op"},
+        {"down_blocks.1.resnets.0.conv_shortcut", "input_blocks.4.0.skip_connection"},
+        {"down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q", "input_blocks.4.1.transformer_blocks.0.attn1.to_q"},
+        {"down_blocks.1.downsamplers.0.conv", "input_blocks.6.0.op"},
+        {"down_blocks.2.attentions.1.proj_out", "input_blocks.8.1.proj_out"},
+        {"mid_block.resnets.0.norm1", "middle_block.0.in_layers.0"},
+        {"mid_block.attentions.0.transformer_blocks.3.ff.net.2", "middle_block.1.transformer_blocks.3.ff.net.2"},
+        {"mid_block.resnets.1.time_emb_proj", "middle_block.2.emb_layers.1"},
+        {"up_blocks.0.attentions.2.proj_in", "output_blocks.2.1.proj_in"},
+        {"up_blocks.0.upsamplers.0.conv", "output_blocks.2.2.conv"},
+        {"up_blocks.1.resnets.0.conv_shortcut", "output_blocks.3.0.skip_connection"},
+        {"up_blocks.1.upsamplers.0.conv", "output_blocks.5.2.conv"},
+        {"up_blocks.2.resnets.2.norm2", "output_blocks.8.0.out_layers.0"},
+        {"up_blocks.2.resnets.1.conv2", "output_blocks.7.0.out_layers.3"},
+        {"conv_norm_out", "out.0"},
+        {"conv_out", "out.2"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        char got[300] = "";
+        const int ok = ld_unet_sgm_module(&lay, pairs[i][0], got, sizeof got);
+        CHECK(ok && !strcmp(got, pairs[i][1]), "%s -> %s (SDXL: %s)", pairs[i][0], got, pairs[i][1]);
+    }
+    char none[300];
+    CHECK(!ld_unet_sgm_module(&lay, "down_blocks.0.attentions.0.proj_in", none, sizeof none) &&
+              !ld_unet_sgm_module(&lay, "down_blocks.2.downsamplers.0.conv", none, sizeof none) &&
+              !ld_unet_sgm_module(&lay, "up_blocks.3.resnets.0.conv1", none, sizeof none),
+          "modules the layout does not have have no SGM name");
+
+    /* merged: SGM names = diffusers names */
+    const char *mods[] = {"down_blocks.1.attentions.1.transformer_blocks.0.attn2.to_k", "down_blocks.0.resnets.1.conv1",
+                          "down_blocks.1.downsamplers.0.conv", "mid_block.attentions.0.proj_in",
+                          "up_blocks.1.upsamplers.0.conv", "up_blocks.2.resnets.0.conv_shortcut",
+                          "up_blocks.0.attentions.1.transformer_blocks.1.ff.net.0.proj", "time_embedding.linear_1"};
+    char a[4400], b[4400];
+    snprintf(a, sizeof a, "%s/sgm.safetensors", g_dir);
+    snprintf(b, sizeof b, "%s/diffusers-kohya.safetensors", g_dir);
+    write_kohya(ctx, a, ws, &lay, mods, 8, 1);
+    write_kohya(ctx, b, ws, &lay, mods, 8, 0);
+    ld_weights_free(ws);
+    const int64_t nx = 2 * 4 * 8 * 8;
+    float x[2 * 4 * 8 * 8], tt[2] = {100, 700}, c[2 * 77 * 80], te[2 * 48], ids[12] = {64, 64, 0, 0, 64, 64, 64, 64, 0, 0, 64, 64};
+    test_fill(x, nx, 1), test_fill(c, 2 * 77 * 80, 2), test_fill(te, 96, 3);
+    ld_lora_ref la = {a, 0.5f}, lb = {b, 0.5f};
+    float *base = unet_out(ctx, unet, NULL, 0, x, tt, c, te, ids, nx), *oa = unet_out(ctx, unet, &la, 1, x, tt, c, te, ids, nx),
+          *ob = unet_out(ctx, unet, &lb, 1, x, tt, c, te, ids, nx);
+    CHECK(base && oa && ob, "U-Nets with SGM-named and diffusers-named kohya LoRAs run: %s", ld_ctx_error(ctx));
+    if (base && oa && ob) {
+        CHECK(!memcmp(oa, ob, sizeof(float) * (size_t)nx), "an SGM-named LoRA merges exactly as the diffusers-named one");
+        CHECK(test_rel_l2(oa, base, nx) > 1e-4, "and changes the output (%.2e)", test_rel_l2(oa, base, nx));
+    }
+    free(base), free(oa), free(ob);
+}
+
 int main(void) {
     const char *td = test_testdata_dir();
     if (!td) return test_skip("no testdata");
@@ -170,6 +279,7 @@ int main(void) {
     unet_round_trip(ctx, model);
     text_encoder_merge(ctx, model);
     bad_files(ctx, model);
+    sgm_names(ctx, td);
     ld_ctx_free(ctx);
     return test_finish();
 }

@@ -2,6 +2,7 @@
 #include "models/lora_merge.h"
 
 #include "io/safetensors.h"
+#include "models/sgm_names.h"
 #include "tensor/gemm.h"
 
 #include <stdio.h>
@@ -95,8 +96,10 @@ ld_status ld_lora_check(ld_ctx *ctx, const ld_safetensors *f, const char *path) 
 }
 
 /* The base tensor a module of the file patches: "<module>.weight" (peft), or
- * the tensor whose kohya name is the module's (kohya). NULL if none. */
-static const ld_tensor *base_of(const ld_weights *ws, const key_info *k, char *name, size_t n) {
+ * the tensor whose kohya name is the module's (kohya), by its diffusers
+ * name or, for the U-Net, its SGM name (sgm, when not NULL). NULL if none. */
+static const ld_tensor *base_of(const ld_weights *ws, const key_info *k, const ld_unet_layout *sgm, char *name,
+                                size_t n) {
     if (!k->kohya) {
         snprintf(name, n, "%s.weight", k->module);
         return ld_weights_find(ws, name);
@@ -111,7 +114,13 @@ static const ld_tensor *base_of(const ld_weights *ws, const key_info *k, char *n
             memcpy(mod, tn, stem);
             mod[stem] = 0;
             ld_lora_kohya_name(buf, sizeof buf, "x", mod, "");
-            if (strcmp(buf + 2, k->module) == 0) {
+            int same = strcmp(buf + 2, k->module) == 0;
+            char sgm_mod[600];
+            if (!same && sgm && ld_unet_sgm_module(sgm, mod, sgm_mod, sizeof sgm_mod)) {
+                ld_lora_kohya_name(buf, sizeof buf, "x", sgm_mod, "");
+                same = strcmp(buf + 2, k->module) == 0;
+            }
+            if (same) {
                 snprintf(name, n, "%s", tn);
                 return ld_weights_find(ws, tn);
             }
@@ -128,6 +137,8 @@ ld_status ld_lora_merge_file(ld_ctx *ctx, ld_weights *ws, ld_lora_target target,
                              const char *path, float scale) {
     ld_status st = LD_OK;
     int merged = 0;
+    ld_unet_layout layout; /* kohya's SDXL files name U-Net modules the SGM way */
+    if (target == LD_LORA_UNET) ld_unet_layout_from_weights(ws, &layout);
     for (size_t i = 0; st == LD_OK && i < ld_safetensors_count(f); i++) {
         const ld_tensor *down = ld_safetensors_at(f, i);
         key_info k;
@@ -147,7 +158,7 @@ ld_status ld_lora_merge_file(ld_ctx *ctx, ld_weights *ws, ld_lora_target target,
             }
         }
         char base_name[600];
-        const ld_tensor *w = base_of(ws, &k, base_name, sizeof base_name);
+        const ld_tensor *w = base_of(ws, &k, target == LD_LORA_UNET ? &layout : NULL, base_name, sizeof base_name);
         const int64_t r = down->ndim >= 2 ? down->shape[0] : 0;
         if (!up) {
             st = ld_fail(ctx, LD_ERR_FORMAT, "%s: '%s' has no matching up (B) weight", path, down->name);

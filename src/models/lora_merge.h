@@ -8,6 +8,9 @@
  *       text encoders under "text_encoder." and "text_encoder_2.";
  *   kohya: "lora_unet_<module, '.' -> '_'>.lora_down.weight" + ".lora_up.weight"
  *       + ".alpha"; text encoders "lora_te1_" (or "lora_te_") and "lora_te2_".
+ *       U-Net modules by their diffusers names or by the original SGM names
+ *       kohya's SDXL scripts write ("lora_unet_input_blocks_4_1_...",
+ *       models/sgm_names.h).
  * A layer W [out, in] (or a conv [out, in, kh, kw] with down [r, in, kh, kw],
  * up [out, r, 1, 1]) becomes W + scale * alpha / r * up . down, as an f32 copy
  * (ld_weights_override_f32); every other tensor stays as stored, mmapped.
