@@ -6,10 +6,15 @@
  * (image_latents) within the module tolerance, the mask at latent size
  * exactly, the timesteps cut by the strength, every step's latents and the
  * final latents within 1e-3 relative (L2), image_u8 equal on at least 99 %
- * with nothing off by more than 2. Then bad inputs: a strength out of range,
- * a mask without an image, sizes that differ, a strength that leaves no step. */
+ * with nothing off by more than 2. An init image and mask of another size
+ * give the same image as the same pictures resized beforehand by
+ * ld_koala_prepare_images (whose resize and blur test_image_prep checks
+ * against diffusers), and without a size the image's own, rounded down to 8.
+ * Then bad inputs: a strength out of range, a mask without an image, a
+ * non-RGB image, a bad mask blur, a strength that leaves no step. */
 #include "io/safetensors.h"
 #include "leandiff.h"
+#include "pipeline/koala_init.h"
 #include "test_koala_tiny.h"
 
 static const ld_tensor *find(const ld_safetensors *st, const char *k) { return ld_safetensors_find(st, k); }
@@ -106,7 +111,7 @@ done:
 static void bad_inputs(ld_pipeline *pipe) {
     ld_ctx *ctx = ld_ctx_new();
     static uint8_t px[64 * 96 * 3];
-    ld_image im = {96, 64, 3, px}, small = {32, 32, 3, px};
+    ld_image im = {96, 64, 3, px}, rgba = {32, 32, 4, px};
     ld_gen_params gp;
     ld_image out;
     struct {
@@ -114,9 +119,11 @@ static void bad_inputs(ld_pipeline *pipe) {
         float strength;
         int steps;
         const char *want;
-    } cases[] = {{&im, NULL, 1.5f, 4, "strength"}, {&im, NULL, 0.0f, 4, "strength"}, {NULL, &im, 0.5f, 4, "mask needs"},
-                 {&small, NULL, 0.5f, 4, "init image is 32x32"}, {&im, &small, 0.5f, 4, "mask is 32x32"},
-                 {&im, NULL, 0.1f, 4, "no step"}};
+        float blur;
+    } cases[] = {{&im, NULL, 1.5f, 4, "strength", 0}, {&im, NULL, 0.0f, 4, "strength", 0},
+                 {NULL, &im, 0.5f, 4, "mask needs", 0}, {&rgba, NULL, 0.5f, 4, "not an RGB8", 0},
+                 {&im, &rgba, 0.5f, 4, "not an RGB8", 0}, {&im, &im, 0.5f, 4, "mask blur", -1.0f},
+                 {&im, &im, 0.5f, 4, "mask blur", 2000.0f}, {&im, NULL, 0.1f, 4, "no step", 0}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ld_gen_params_init(&gp);
         gp.prompt = "x";
@@ -124,11 +131,50 @@ static void bad_inputs(ld_pipeline *pipe) {
         gp.init_image = cases[i].init;
         gp.mask_image = cases[i].mask;
         gp.strength = cases[i].strength;
+        gp.mask_blur = cases[i].blur;
         ld_status st = ld_generate(ctx, pipe, &gp, &out, NULL);
         CHECK(st != LD_OK && strstr(ld_ctx_error(ctx), cases[i].want), "bad input %zu: %s", i, ld_ctx_error(ctx));
         if (st == LD_OK) ld_image_free(&out);
         else printf("ok   refused: %s\n", ld_ctx_error(ctx));
     }
+    ld_ctx_free(ctx);
+}
+
+/* Inpainting with a 100x70 image and mask (blurred) to 96x64 equals the run
+ * on the pictures prepared beforehand; with no size the output is 96x64. */
+static void resized_inputs(ld_pipeline *pipe) {
+    ld_ctx *ctx = ld_ctx_new();
+    enum { W0 = 100, H0 = 70 };
+    static uint8_t a[W0 * H0 * 3], m[W0 * H0 * 3];
+    for (int y = 0; y < H0; y++)
+        for (int x = 0; x < W0; x++)
+            for (int c = 0; c < 3; c++) {
+                a[(y * W0 + x) * 3 + c] = (uint8_t)((x * 5 + y * 3 + c * 70 + (x * y) % 23) & 255);
+                m[(y * W0 + x) * 3 + c] = x > 40 && x < 75 && y > 15 ? 255 : 0;
+            }
+    ld_image im = {W0, H0, 3, a}, mk = {W0, H0, 3, m}, pim = {0}, pmk = {0}, out[2] = {{0}, {0}};
+    CHECK(ld_koala_prepare_images(ctx, &im, &mk, 3.0f, 96, 64, &pim, &pmk) == LD_OK, "%s", ld_ctx_error(ctx));
+    for (int k = 0; k < 2; k++) {
+        ld_gen_params gp;
+        ld_gen_params_init(&gp);
+        gp.prompt = "a koala";
+        gp.steps = 3;
+        gp.strength = 0.7f;
+        gp.init_image = k ? &pim : &im;
+        gp.mask_image = k ? &pmk : &mk;
+        gp.mask_blur = k ? 0.0f : 3.0f;
+        ld_gen_info info;
+        CHECK(ld_generate(ctx, pipe, &gp, &out[k], &info) == LD_OK, "resized run %d: %s", k, ld_ctx_error(ctx));
+    }
+    const int ok = out[0].pixels && out[1].pixels && out[0].width == 96 && out[0].height == 64 &&
+                   out[1].width == 96 && !memcmp(out[0].pixels, out[1].pixels, 96 * 64 * 3);
+    CHECK(ok, "a 100x70 init image and blurred mask give the run on the prepared 96x64 pictures");
+    printf("%s 100x70 init + mask (blur 3), no size: %dx%d output, equal to the prepared run\n", ok ? "ok  " : "FAIL",
+           out[0].width, out[0].height);
+    ld_image_free(&out[0]);
+    ld_image_free(&out[1]);
+    ld_image_free(&pim);
+    ld_image_free(&pmk);
     ld_ctx_free(ctx);
 }
 
@@ -141,6 +187,7 @@ int main(void) {
     const char *tmp = test_tmp_dir("img2img");
     const char *names[] = {"img2img0", "img2img1", "inpaint0", "inpaint1"};
     for (int i = 0; i < 4; i++) run_case(pipe, td, names[i], tmp);
+    resized_inputs(pipe);
     bad_inputs(pipe);
     ld_pipeline_free(pipe);
     ld_ctx_free(ctx);

@@ -30,7 +30,19 @@ check "a missing init image is named" '[ $rc -eq 1 ] && grep -q nowhere.png "$di
 head -c 100 "$dir/init.png" > "$dir/cut.png"
 "$bin" generate -m "$model" -p x -i "$dir/cut.png" -o "$dir/x.png" 2>"$dir/err"; rc=$?
 check "a truncated init image is an error naming it" '[ $rc -eq 1 ] && grep -q cut.png "$dir/err"'
-"$bin" generate -m "$model" -p x -i "$dir/init.png" -W 64 -H 64 --steps 2 -o "$dir/x.png" 2>"$dir/err"; rc=$?
-check "an init image of another size is refused" '[ $rc -eq 1 ] && grep -q "96x64" "$dir/err" && [ ! -e "$dir/x.png" ]'
+"$bin" generate -m "$model" -p x -i "$dir/init.png" -W 64 -H 48 --steps 2 -q -o "$dir/x.png" >/dev/null 2>&1
+check "an init image of another size is resized to -W/-H" '[ "$(size "$dir/x.png")" = 64x48 ]'
+"$bin" generate -m "$model" -p "a koala" -W 104 -H 72 --steps 2 -q -o "$dir/big.png" >/dev/null 2>&1
+"$bin" generate -m "$model" -p x -i "$dir/big.png" -W 101 -H 67 --steps 2 -o "$dir/x.png" 2>"$dir/err"; rc=$?
+check "-W/-H not multiples of 8 are refused" '[ $rc -eq 1 ] && grep -q "multiples of 8" "$dir/err"'
+"$bin" generate -m "$model" -p "a koala" -i "$dir/big.png" --mask "$dir/init.png" --mask-blur 4 --strength 0.6 --steps 3 -q -o "$dir/own.png" >/dev/null 2>"$dir/err"
+check "inpainting with a mask of another size and --mask-blur" '[ "$(size "$dir/own.png")" = 104x72 ]'
+"$bin" info "$dir/own.png" | grep -q "Mask blur: 4"; check "infotext has the mask blur" '[ $? -eq 0 ]'
+for b in -1 abc 2000; do
+  "$bin" generate -m "$model" -p x -i "$dir/init.png" --mask "$dir/init.png" --mask-blur $b -o "$dir/x.png" 2>/dev/null; rc=$?
+  check "--mask-blur $b is a usage error" '[ $rc -eq 2 ]'
+done
+"$bin" generate -m "$model" -p x -i "$dir/init.png" --mask-blur 4 -o "$dir/x.png" 2>"$dir/err"; rc=$?
+check "--mask-blur without --mask is a usage error" '[ $rc -eq 2 ] && grep -q -- "--mask" "$dir/err"'
 echo "$((n - fail)) passed, $fail failed"
 [ $fail = 0 ]
