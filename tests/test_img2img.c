@@ -19,9 +19,11 @@
 
 static const ld_tensor *find(const ld_safetensors *st, const char *k) { return ld_safetensors_find(st, k); }
 
-static void run_case(ld_pipeline *pipe, const char *td, const char *name, const char *tmp) {
-    char path[4300], dump[4400];
-    snprintf(path, sizeof path, "%s/cases/koala-700m-tiny/%s.safetensors", td, name);
+/* Replays the case file `path` (testdata's layout; the 9-channel cases store
+ * the pictures at their own size as init_image_rgb_u8 / mask_rgb_u8 and the
+ * mask_blur in the metadata) and compares the dump. */
+static void run_case(ld_pipeline *pipe, const char *path, const char *name, const char *tmp) {
+    char dump[4400];
     snprintf(dump, sizeof dump, "%s/%s.dump.safetensors", tmp, name);
     ld_ctx *ctx = ld_ctx_new();
     ld_safetensors *ref = NULL, *got = NULL;
@@ -32,15 +34,21 @@ static void run_case(ld_pipeline *pipe, const char *td, const char *name, const 
     }
     const char *neg_none = ld_safetensors_meta_get(ref, "negative_is_none");
     const ld_tensor *init = find(ref, "init_image_u8"), *mask = find(ref, "mask_u8");
+    const ld_tensor *mask_rgb = find(ref, "mask_rgb_u8");
+    if (!init) init = find(ref, "init_image_rgb_u8");
     CHECK(init && init->ndim == 3, "%s: init_image_u8", name);
     if (!init || init->ndim != 3) goto done;
     const int H = (int)init->shape[0], W = (int)init->shape[1];
     ld_image im = {W, H, 3, (uint8_t *)init->data}, mk = {W, H, 3, NULL};
-    if (mask) {
+    if (mask) { /* H x W grey: the same level on R, G, B */
         mk.pixels = malloc((size_t)W * H * 3);
         for (int i = 0; i < W * H; i++)
             for (int c = 0; c < 3; c++) mk.pixels[i * 3 + c] = ((const uint8_t *)mask->data)[i];
+    } else if (mask_rgb) {
+        mk = (ld_image){(int)mask_rgb->shape[1], (int)mask_rgb->shape[0], 3, malloc(ld_tensor_nbytes(mask_rgb))};
+        memcpy(mk.pixels, mask_rgb->data, ld_tensor_nbytes(mask_rgb));
     }
+    const char *blur = ld_safetensors_meta_get(ref, "mask_blur");
     ld_gen_params gp;
     ld_gen_params_init(&gp);
     gp.prompt = ld_safetensors_meta_get(ref, "prompt");
@@ -49,8 +57,11 @@ static void run_case(ld_pipeline *pipe, const char *td, const char *name, const 
     gp.cfg_scale = (float)atof(ld_safetensors_meta_get(ref, "guidance_scale"));
     gp.sampler = ld_safetensors_meta_get(ref, "sampler");
     gp.strength = (float)atof(ld_safetensors_meta_get(ref, "strength"));
+    gp.width = atoi(ld_safetensors_meta_get(ref, "width"));
+    gp.height = atoi(ld_safetensors_meta_get(ref, "height"));
+    gp.mask_blur = blur ? (float)atof(blur) : 0.0f;
     gp.init_image = &im;
-    gp.mask_image = mask ? &mk : NULL;
+    gp.mask_image = mk.pixels ? &mk : NULL;
     gp.replay_noise = path;
     gp.dump = dump;
     remove(dump);
@@ -64,9 +75,13 @@ static void run_case(ld_pipeline *pipe, const char *td, const char *name, const 
     free(mk.pixels);
     CHECK(ld_safetensors_open(ctx, dump, &got) == LD_OK, "%s", ld_ctx_error(ctx));
     if (got) {
-        const ld_tensor *a = find(got, "image_latents"), *b = find(ref, "image_latents");
-        if (a && b) test_close("image_latents", a->data, b->data, ld_tensor_numel(b), 1e-4);
-        else CHECK(0, "%s: image_latents", name);
+        const ld_tensor *a, *b;
+        for (int k = 0; k < 2; k++) { /* the encoded init image; the masked image (9-channel U-Nets) */
+            const char *key = k ? "masked_image_latents" : "image_latents";
+            a = find(got, key), b = find(ref, key);
+            if (a && b) test_close(key, a->data, b->data, ld_tensor_numel(b), 1e-4);
+            else CHECK(!a && !b, "%s: %s in only one of the case and the dump", name, key);
+        }
         a = find(got, "mask_latents"), b = find(ref, "mask_latents");
         CHECK(!b || (a && !memcmp(a->data, b->data, ld_tensor_nbytes(b))), "%s: mask_latents", name);
         a = find(got, "timesteps"), b = find(ref, "timesteps");
@@ -178,6 +193,47 @@ static void resized_inputs(ld_pipeline *pipe) {
     ld_ctx_free(ctx);
 }
 
+/* $tmp/inpaint9-model: model_index.json of StableDiffusionXLInpaintPipeline,
+ * the committed 9-channel unet, links to koala-700m-tiny's other folders. */
+static ld_pipeline *open_inpaint9(ld_ctx *ctx, const char *td, const char *src, const char *tmp) {
+    static char dir[4300], cmd[40000];
+    snprintf(dir, sizeof dir, "%s/inpaint9-model", tmp);
+    snprintf(cmd, sizeof cmd,
+             "rm -rf '%s' && mkdir -p '%s' && for c in text_encoder text_encoder_2 tokenizer tokenizer_2 vae "
+             "scheduler; do ln -s '%s/models/koala-700m-tiny/'$c '%s/'$c || exit 1; done && ln -s '%s/tests/data/inpaint9/model/unet' "
+             "'%s/unet' && sed 's/\"StableDiffusionXLPipeline\"/\"StableDiffusionXLInpaintPipeline\"/' "
+             "'%s/models/koala-700m-tiny/model_index.json' > '%s/model_index.json'",
+             dir, dir, td, dir, src, dir, td, dir);
+    CHECK(system(cmd) == 0, "assembling %s", dir);
+    ld_pipeline_options opt;
+    ld_pipeline_options_init(&opt);
+    opt.model_dir = dir;
+    ld_pipeline *pipe = NULL;
+    CHECK(ld_pipeline_open(ctx, &opt, &pipe) == LD_OK, "%s", ld_ctx_error(ctx));
+    return pipe;
+}
+
+/* An inpainting U-Net needs an init image and a mask. */
+static void inpaint9_refusals(ld_pipeline *pipe) {
+    ld_ctx *ctx = ld_ctx_new();
+    static uint8_t px[64 * 96 * 3];
+    ld_image im = {96, 64, 3, px}, out;
+    for (int k = 0; k < 2; k++) {
+        ld_gen_params gp;
+        ld_gen_params_init(&gp);
+        gp.prompt = "x";
+        gp.steps = 2;
+        gp.init_image = k ? &im : NULL;
+        gp.strength = 0.5f;
+        ld_status st = ld_generate(ctx, pipe, &gp, &out, NULL);
+        CHECK(st != LD_OK && strstr(ld_ctx_error(ctx), "give an init image and a mask"), "9 channels, %s: %s",
+              k ? "no mask" : "text-to-image", ld_ctx_error(ctx));
+        if (st == LD_OK) ld_image_free(&out);
+        else printf("ok   refused: %s\n", ld_ctx_error(ctx));
+    }
+    ld_ctx_free(ctx);
+}
+
 int main(void) {
     const char *td = test_testdata_dir();
     if (!td) return test_skip("no testdata");
@@ -186,10 +242,25 @@ int main(void) {
     if (!pipe) return test_finish();
     const char *tmp = test_tmp_dir("img2img");
     const char *names[] = {"img2img0", "img2img1", "inpaint0", "inpaint1"};
-    for (int i = 0; i < 4; i++) run_case(pipe, td, names[i], tmp);
+    char path[4400];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/cases/koala-700m-tiny/%s.safetensors", td, names[i]);
+        run_case(pipe, path, names[i], tmp);
+    }
     resized_inputs(pipe);
     bad_inputs(pipe);
     ld_pipeline_free(pipe);
+    /* the 9-channel inpainting U-Net of tests/data/inpaint9 in a folder with
+     * koala-700m-tiny's other components */
+    const char *src = getenv("LEANDIFF_SOURCE_DIR");
+    ld_pipeline *pipe9 = open_inpaint9(ctx, td, src ? src : ".", tmp);
+    const char *names9[] = {"inpaint9_full", "inpaint9_part"};
+    for (int i = 0; pipe9 && i < 2; i++) {
+        snprintf(path, sizeof path, "%s/tests/data/inpaint9/%s.safetensors", src ? src : ".", names9[i]);
+        run_case(pipe9, path, names9[i], tmp);
+    }
+    if (pipe9) inpaint9_refusals(pipe9);
+    ld_pipeline_free(pipe9);
     ld_ctx_free(ctx);
     return test_finish();
 }
