@@ -19,6 +19,7 @@
 #include "pipeline/sdxl_text.h"
 #include "models/lora_merge.h"
 #include "text/prompt_loras.h"
+#include "text/prompt_syntax.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -547,11 +548,7 @@ static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
     r->cfg = p->cfg_scale >= 0 ? p->cfg_scale : k->lightning ? 3.5f : 7.5f;
     r->do_cfg = r->cfg > 1.0f;
     r->B = r->do_cfg ? 2 : 1;
-    const char *syntax = p->prompt_syntax ? p->prompt_syntax : "a1111";
-    if (!strcmp(syntax, "a1111")) r->a1111_syntax = 1;
-    else if (!strcmp(syntax, "plain")) r->a1111_syntax = 0;
-    else
-        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "prompt syntax '%s' is not a1111 or plain", syntax);
+    LD_TRY(ld_prompt_syntax_name(ctx, p->prompt_syntax, &r->a1111_syntax));
     r->schedule = LD_SCHEDULE_DEFAULT;
     if (p->schedule && !strcmp(p->schedule, "karras")) r->schedule = LD_SCHEDULE_KARRAS;
     else if (p->schedule && strcmp(p->schedule, "default"))

@@ -3,6 +3,7 @@
 
 #include "text/clip_text.h"
 #include "text/clip_tokenizer.h"
+#include "text/prompt_encode.h"
 #include "text/prompt_syntax.h"
 
 #include <stdlib.h>
@@ -15,53 +16,8 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Token ids of texts[0..n-1] for one tokenizer: plain (diffusers: one chunk,
- * truncated at 75 tokens, weight 1) or A1111 syntax (chunks of 75 with
- * weights, every text padded with empty-prompt chunks to the longest). Fills
- * *ids / *mult with n * chunks * 77 entries and *chunks. */
-static ld_status tokenize_texts(ld_ctx *ctx, const ld_clip_tokenizer *tok, const char *const *texts, int n, int a1111,
-                                int64_t **ids, float **mult, int *chunks) {
-    ld_prompt_chunks *ch = a1111 ? calloc((size_t)n, sizeof *ch) : NULL, empty = {0};
-    ld_status st = LD_OK;
-    int C = 1;
-    *ids = NULL;
-    *mult = NULL;
-    if (a1111 && !ch) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-    for (int i = 0; a1111 && st == LD_OK && i < n; i++) {
-        st = ld_prompt_chunk_text(ctx, tok, texts[i], &ch[i]);
-        if (st != LD_OK) ld_prefix_error(ctx, "%s: ", i == n - 1 ? "prompt" : "negative prompt");
-        if (st == LD_OK && ch[i].n > C) C = ch[i].n;
-    }
-    if (a1111 && st == LD_OK) st = ld_prompt_chunk_text(ctx, tok, "", &empty);
-    for (int i = 0; a1111 && st == LD_OK && i < n; i++) st = ld_prompt_chunks_pad(ctx, &ch[i], C, &empty);
-    const size_t per = (size_t)C * LD_CLIP_CONTEXT;
-    if (st == LD_OK) {
-        *ids = malloc(sizeof(int64_t) * per * (size_t)n);
-        *mult = malloc(sizeof(float) * per * (size_t)n);
-        if (!*ids || !*mult) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-    }
-    for (int i = 0; st == LD_OK && i < n; i++) {
-        if (a1111) {
-            memcpy(*ids + i * per, ch[i].ids, sizeof(int64_t) * per);
-            memcpy(*mult + i * per, ch[i].mult, sizeof(float) * per);
-        } else {
-            st = ld_clip_tokenize(ctx, tok, texts[i], *ids + i * per, NULL);
-            if (st != LD_OK) ld_prefix_error(ctx, "%s: ", i == n - 1 ? "prompt" : "negative prompt");
-            for (size_t k = 0; k < per; k++) (*mult)[i * per + k] = 1;
-        }
-    }
-    for (int i = 0; a1111 && i < n; i++) ld_prompt_chunks_free(&ch[i]);
-    free(ch);
-    ld_prompt_chunks_free(&empty);
-    if (st != LD_OK) {
-        free(*ids);
-        free(*mult);
-        *ids = NULL;
-        *mult = NULL;
-    }
-    *chunks = C;
-    return st;
-}
+/* the texts' names in errors: generation passes [negative,] prompt */
+static const char *text_name(int i, int n) { return i == n - 1 ? "prompt" : "negative prompt"; }
 
 ld_status ld_sdxl_encode(ld_ctx *ctx, const ld_sdxl_text *tx, const char *const *texts, int n, ld_sdxl_cond *out,
                          int64_t *ids_out[2]) {
@@ -88,7 +44,9 @@ ld_status ld_sdxl_encode(ld_ctx *ctx, const ld_sdxl_text *tx, const char *const 
         ids = NULL;
         mult = NULL;
         st = ld_clip_tokenizer_load(ctx, tok_dirs[e], &tok);
-        if (st == LD_OK) st = tokenize_texts(ctx, tok, texts, n, a1111, &ids, &mult, &c);
+        const char *names[2] = {text_name(0, n), text_name(1, n)};
+        if (st == LD_OK) st = ld_prompt_tokenize_texts(ctx, tok, texts, n, n <= 2 ? names : NULL, a1111, &ids, &mult,
+                                                       NULL, &c);
         ld_clip_tokenizer_free(tok);
         if (st == LD_OK && e == 1 && c != C)
             st = ld_fail(ctx, LD_ERR_MODEL, "%s and %s split the prompt into %d and %d chunks", tok_dirs[0],
