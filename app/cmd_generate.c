@@ -43,7 +43,7 @@ static void usage(FILE *f) {
             "                             a 9-channel inpainting U-Net gets it as input, others blend\n"
             "      --mask-blur PX         Gaussian blur of the mask (radius in pixels, 0-1024; default 0)\n"
             "      --prompt-syntax S      a1111 (default: (word:1.3), [word], BREAK, prompts of any length)\n"
-            "                             or plain (exactly diffusers: 75 tokens, no weights); KOALA/SDXL\n"
+            "                             or plain (exactly diffusers: 75 tokens, no weights); every family\n"
             "      --lora FILE[:SCALE]    merge a LoRA (peft/diffusers or kohya .safetensors) at strength SCALE\n"
             "                             (default 1) into the U-Net and text encoders; repeatable; KOALA/SDXL\n"
             "      --lora-dir DIR         where <lora:NAME:SCALE> prompt tags find NAME.safetensors\n"

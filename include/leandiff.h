@@ -133,7 +133,7 @@ typedef struct {
     ld_progress_fn progress;
     void *progress_user;
     const char *prompt_syntax;    /* "a1111" (default: emphasis, BREAK, any length) or "plain" (diffusers:
-                                     75 tokens, no weights); KOALA/SDXL only, Wuerstchen/Cascade are plain */
+                                     75 tokens, no weights); every family (docs/text.md) */
     const char *taesd_dir;        /* AutoencoderTiny folder (madebyollin/taesdxl) for previews / tiny decoding */
     int tiny_decoder;             /* 1: decode the final image with taesd_dir instead of the VAE */
     const char *schedule;         /* "default" or "karras" (SDXL family; NULL: default, or what the label says) */
