@@ -36,12 +36,14 @@ static void usage(FILE *f) {
             "      --sampler NAME         SDXL family: euler (default), euler_a, dpm++2m, dpm++2m_sde, dpm++2s,\n"
             "                             unipc, ddim, heun, dpm2, lcm, or an A1111 name (\"DPM++ 2M Karras\")\n"
             "      --schedule S           default or karras (euler, dpm++2m, dpm++2m_sde, dpm++2s, heun, dpm2)\n"
-            "  -i, --init-image FILE      image-to-image (SDXL family): start from this PNG (the output size;\n"
-            "                             -W/-H default to its size)\n"
+            "  -i, --init-image FILE      image-to-image (SDXL family): start from this PNG, resized to -W/-H\n"
+            "                             (default: its size rounded down to a multiple of 8)\n"
             "      --strength S           how much of the schedule runs on it, (0, 1] (default 0.75)\n"
-            "      --mask FILE            inpainting: PNG of the same size, white repaints, black keeps\n"
+            "      --mask FILE            inpainting: PNG (resized like the image), white repaints, black keeps;\n"
+            "                             a 9-channel inpainting U-Net gets it as input, others blend\n"
+            "      --mask-blur PX         Gaussian blur of the mask (radius in pixels, 0-1024; default 0)\n"
             "      --prompt-syntax S      a1111 (default: (word:1.3), [word], BREAK, prompts of any length)\n"
-            "                             or plain (exactly diffusers: 75 tokens, no weights); KOALA/SDXL\n"
+            "                             or plain (exactly diffusers: 75 tokens, no weights); every family\n"
             "      --lora FILE[:SCALE]    merge a LoRA (peft/diffusers or kohya .safetensors) at strength SCALE\n"
             "                             (default 1) into the U-Net and text encoders; repeatable; KOALA/SDXL\n"
             "      --lora-dir DIR         where <lora:NAME:SCALE> prompt tags find NAME.safetensors\n"
@@ -201,6 +203,7 @@ enum {
     OPT_SCHEDULE,
     OPT_STRENGTH,
     OPT_MASK,
+    OPT_MASK_BLUR,
     OPT_TAESD,
     OPT_LORA,
     OPT_LORA_DIR,
@@ -259,6 +262,7 @@ int cmd_generate(int argc, char **argv) {
         {"strength", required_argument, 0, OPT_STRENGTH},
         {"denoising-strength", required_argument, 0, OPT_STRENGTH},
         {"mask", required_argument, 0, OPT_MASK},
+        {"mask-blur", required_argument, 0, OPT_MASK_BLUR},
         {"scheduler", required_argument, 0, OPT_SCHEDULE},
         {"taesd", required_argument, 0, OPT_TAESD},
         {"lora", required_argument, 0, OPT_LORA},
@@ -330,6 +334,10 @@ int cmd_generate(int argc, char **argv) {
         case OPT_SAMPLER: gp.sampler = optarg; break;
         case 'i': init_path = optarg; break;
         case OPT_MASK: mask_path = optarg; break;
+        case OPT_MASK_BLUR:
+            if (!cli_parse_float("--mask-blur", optarg, 0.0, 1024.0, &d)) return 2;
+            gp.mask_blur = (float)d;
+            break;
         case OPT_STRENGTH:
             if (!cli_parse_float("--strength", optarg, 0.0, 1.0, &d)) return 2;
             if (d <= 0.0) {
@@ -481,8 +489,8 @@ int cmd_generate(int argc, char **argv) {
     /* image-to-image / inpainting inputs, read before the model is opened */
     ld_png init_png = {0}, mask_png = {0};
     ld_image init_img = {0}, mask_img = {0};
-    if (mask_path && !init_path) {
-        fprintf(stderr, "leandiff generate: --mask needs --init-image\n");
+    if ((mask_path && !init_path) || (gp.mask_blur > 0 && !mask_path)) {
+        fprintf(stderr, "leandiff generate: %s\n", mask_path ? "--mask needs --init-image" : "--mask-blur needs --mask");
         ld_ctx_free(ctx);
         return 2;
     }

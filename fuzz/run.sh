@@ -38,6 +38,9 @@ for target in fuzz/fuzz_*.c; do
       aarch64) extra="$extra src/tensor/gemm_neon.c" ;;
     esac
   fi
+  if [ "$name" = fuzz_image_prep ]; then
+    extra="src/io/png.c src/io/base64.c src/pipeline/image_prep.c"
+  fi
   if [ "$name" = fuzz_batch_line ]; then extra="app/batch_line.c -Iapp"; fi
   corpus="fuzz/corpus_${name#fuzz_}"
   mkdir -p "$corpus"

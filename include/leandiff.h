@@ -133,12 +133,15 @@ typedef struct {
     ld_progress_fn progress;
     void *progress_user;
     const char *prompt_syntax;    /* "a1111" (default: emphasis, BREAK, any length) or "plain" (diffusers:
-                                     75 tokens, no weights); KOALA/SDXL only, Wuerstchen/Cascade are plain */
+                                     75 tokens, no weights); every family (docs/text.md) */
     const char *taesd_dir;        /* AutoencoderTiny folder (madebyollin/taesdxl) for previews / tiny decoding */
     int tiny_decoder;             /* 1: decode the final image with taesd_dir instead of the VAE */
     const char *schedule;         /* "default" or "karras" (SDXL family; NULL: default, or what the label says) */
-    const struct ld_image *init_image; /* image-to-image / inpainting (SDXL family): RGB8 at the output size */
-    const struct ld_image *mask_image; /* inpainting: white repaints, black keeps (binarised at half grey) */
+    const struct ld_image *init_image; /* image-to-image / inpainting (SDXL family): RGB8 of any size, resized to
+                                     the output size (PIL LANCZOS, as diffusers); width/height 0: the image's
+                                     size rounded down to a multiple of 8 */
+    const struct ld_image *mask_image; /* inpainting: white repaints, black keeps (any size, resized like the
+                                     image, then binarised at half grey) */
     float strength;               /* with init_image: the share of the schedule that runs, (0, 1] */
     ld_preview_fn preview;        /* NULL: no previews */
     void *preview_user;
@@ -148,6 +151,8 @@ typedef struct {
     int nloras;
     const char *lora_dir;         /* where <lora:NAME:SCALE> prompt tags (A1111 syntax) find NAME.safetensors;
                                      NULL: tags are an error */
+    float mask_blur;              /* inpainting: Gaussian blur radius in pixels applied to the mask before it
+                                     is resized (diffusers' VaeImageProcessor.blur); 0: none, at most 1024 */
     float *latents_out;           /* SDXL family: receives the final latents [4, height/8, width/8] (what the VAE
                                      would decode, before dividing by its scaling factor) and nothing is decoded:
                                      the image stays empty (diffusers' output_type="latent"); NULL: decode */
@@ -164,6 +169,7 @@ typedef struct {
     char prompt_syntax[8];        /* "a1111" or "plain" */
     char vae[16];                 /* "" (the model's VAE) or "TAESD" (the tiny decoder) */
     float strength;               /* image-to-image / inpainting strength; 0 for text-to-image */
+    float mask_blur;              /* inpainting: the mask's blur radius (0: none or no mask) */
     uint64_t seed;
     char model[128];
     char family[32];

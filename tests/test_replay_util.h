@@ -51,7 +51,8 @@ static void replay_compare(const ld_safetensors *ref, const ld_safetensors *got,
             char name[600];
             const ld_tensor *w0 = NULL;
             if (init) w0 = ld_weights_find(init, r->name + 6);
-            else if (snprintf(name, sizeof name, "%s%s", init_prefix, r->name + 6) > 0) w0 = ld_safetensors_find(ref, name);
+            else if (snprintf(name, sizeof name, "%s%s", init_prefix ? init_prefix : "", r->name + 6) > 0)
+                w0 = ld_safetensors_find(ref, name);
             CHECK(w0 != NULL, "%s: no initial weight", r->name);
             if (w0) {
                 float *iv = replay_f32(w0);

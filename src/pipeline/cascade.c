@@ -10,6 +10,9 @@
  */
 #include "pipeline/cascade.h"
 
+#include "text/prompt_encode.h"
+#include "text/prompt_syntax.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,9 +73,9 @@ void ld_cascade_cfg(float *eps, const float *cond, const float *uncond, float w,
 /* ---- text ---- */
 
 typedef struct {
-    int64_t ids[2 * LD_CLIP_CONTEXT], mask[2 * LD_CLIP_CONTEXT];
-    float *hidden; /* [nb, 77, D] hidden_states[-1] */
-    float *pooled; /* [nb, P] text_embeds */
+    float *hidden; /* [nb, L, D] hidden_states[-1] */
+    float *pooled; /* [nb, P] text_embeds (of the first chunk) */
+    int64_t L;     /* 77, or 77 per chunk with the A1111 syntax */
     int nb;        /* 1, or 2 with the negative */
 } cascade_text;
 
@@ -81,29 +84,30 @@ typedef struct {
 static ld_status encode_text(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *run, int with_negative,
                              int dump_negative, cascade_text *t) {
     const ld_gen_params *p = run->params;
-    int64_t D = c->text_hidden, P = c->text_proj;
+    const char *texts[2] = {p->prompt, p->negative_prompt ? p->negative_prompt : ""};
+    const char *names[2] = {"prompt", "negative prompt"};
+    int a1111;
+    LD_TRY(ld_prompt_syntax_name(ctx, p->prompt_syntax, &a1111));
     t->nb = with_negative ? 2 : 1;
-    LD_TRY(ld_clip_tokenize(ctx, c->tok, p->prompt, t->ids, t->mask));
-    if (with_negative)
-        LD_TRY(ld_clip_tokenize(ctx, c->tok, p->negative_prompt ? p->negative_prompt : "", t->ids + LD_CLIP_CONTEXT,
-                                t->mask + LD_CLIP_CONTEXT));
-    LD_TRY(
-        ld_malloc(ctx, (void **)&t->hidden, (size_t)(t->nb * LD_CLIP_CONTEXT * D) * sizeof(float), "text embeddings"));
-    LD_TRY(ld_malloc(ctx, (void **)&t->pooled, (size_t)(t->nb * P) * sizeof(float), "text embeddings"));
     ld_clip_text *te;
     LD_TRY(ld_cascade_load_text(ctx, c, &te));
-    ld_clip_text_out o = {.hidden_index = -1, .hidden = t->hidden, .text_embeds = t->pooled};
-    ld_status st = ld_clip_text_forward(ctx, te, t->ids, t->mask, t->nb, LD_CLIP_CONTEXT, &o);
+    /* hidden_states[-1] with the padding mask, and the pooled text_embeds */
+    ld_prompt_enc e;
+    ld_status st = ld_prompt_encode(ctx, c->tok, te, texts, t->nb, names, a1111, -1, 1, 1, &e);
     ld_clip_text_free(te);
     LD_TRY(st);
-    int64_t s_ids[2] = {1, LD_CLIP_CONTEXT}, s_h[3] = {1, LD_CLIP_CONTEXT, D}, s_p[3] = {1, 1, P};
-    LD_TRY(ld_cascade_dump(ctx, run, "prior.input_ids", LD_I64, 2, s_ids, t->ids));
-    LD_TRY(ld_cascade_dump(ctx, run, "prior.attention_mask", LD_I64, 2, s_ids, t->mask));
+    t->hidden = e.hidden, t->pooled = e.pooled, t->L = e.L;
+    e.hidden = e.pooled = NULL; /* t owns them now */
+    const int64_t D = e.D, P = e.P;
+    int64_t s_ids[2] = {1, LD_CLIP_CONTEXT}, s_h[3] = {1, t->L, D}, s_p[3] = {1, 1, P};
+    st = ld_cascade_dump(ctx, run, "prior.input_ids", LD_I64, 2, s_ids, e.ids); /* the first chunk's */
+    if (st == LD_OK) st = ld_cascade_dump(ctx, run, "prior.attention_mask", LD_I64, 2, s_ids, e.mask);
+    ld_prompt_enc_free(&e);
+    LD_TRY(st);
     LD_TRY(ld_cascade_dump(ctx, run, "prior.prompt_embeds", LD_F32, 3, s_h, t->hidden));
     LD_TRY(ld_cascade_dump(ctx, run, "prior.prompt_embeds_pooled", LD_F32, 3, s_p, t->pooled));
     if (with_negative && dump_negative) {
-        LD_TRY(
-            ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds", LD_F32, 3, s_h, t->hidden + LD_CLIP_CONTEXT * D));
+        LD_TRY(ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds", LD_F32, 3, s_h, t->hidden + t->L * D));
         LD_TRY(ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds_pooled", LD_F32, 3, s_p, t->pooled + P));
     }
     return ld_cascade_progress(ctx, run, "text", 1, 1);
@@ -150,7 +154,7 @@ static ld_status prior_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *ru
                            .clip_text_pooled = t->pooled,
                            .pooled_len = 1,
                            .clip_text = t->hidden,
-                           .text_len = LD_CLIP_CONTEXT,
+                           .text_len = t->L,
                            .clip_img = b->img};
         st = ld_sc_unet_forward(ctx, prior, &in, b->eps);
         if (st != LD_OK) break;
@@ -242,7 +246,9 @@ static ld_status cascade_generate(ld_ctx *ctx, void *state, const ld_gen_params 
     const ld_cascade *c = state;
     double t_start = ld_cascade_now();
     cascade_plan pl;
+    int a1111;
     LD_TRY(plan(ctx, c, params, &pl));
+    LD_TRY(ld_prompt_syntax_name(ctx, params->prompt_syntax, &a1111));
     ld_cascade_run run = {.params = params};
     ld_rng_init(&run.rng, params->seed);
     ld_st_builder dump;
@@ -265,6 +271,7 @@ static ld_status cascade_generate(ld_ctx *ctx, void *state, const ld_gen_params 
     info->cfg_scale = pl.cfg;
     info->prior_cfg_scale = pl.prior_cfg;
     snprintf(info->sampler, sizeof info->sampler, "ddpm_wuerstchen");
+    snprintf(info->prompt_syntax, sizeof info->prompt_syntax, "%s", a1111 ? "a1111" : "plain");
     info->seconds = ld_cascade_now() - t_start;
     return LD_OK;
 }

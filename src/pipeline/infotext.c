@@ -127,6 +127,10 @@ ld_status ld_infotext_format(ld_ctx *ctx, const ld_gen_info *info, const char *p
         snprintf(v, sizeof v, "%g", (double)info->strength);
         sb_pair(&b, &first, "Denoising strength", v);
     }
+    if (info->mask_blur > 0) { /* A1111 writes it for inpainting */
+        snprintf(v, sizeof v, "%g", (double)info->mask_blur);
+        sb_pair(&b, &first, "Mask blur", v);
+    }
     if (info->vae[0]) sb_pair(&b, &first, "VAE", info->vae);
     if (info->prompt_syntax[0]) sb_pair(&b, &first, "Prompt syntax", info->prompt_syntax);
     if (info->prior_steps > 0) {

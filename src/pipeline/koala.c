@@ -19,6 +19,7 @@
 #include "pipeline/sdxl_text.h"
 #include "models/lora_merge.h"
 #include "text/prompt_loras.h"
+#include "text/prompt_syntax.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -40,6 +41,7 @@ typedef struct {
     int lightning;         /* KOALA-Lightning defaults (10 steps, CFG 3.5) */
     const char *spacing_override; /* "trailing" for lightning folders, else NULL */
     int sample_size;       /* unet config sample_size (latent pixels) */
+    int unet_in;           /* unet config in_channels: latent channels, or 2C + 1 for inpainting U-Nets */
     int vae_scale;         /* 2^(len(vae block_out_channels) - 1) */
     double scaling_factor; /* vae config */
     int has_latents_stats; /* vae latents_mean / latents_std present */
@@ -110,6 +112,11 @@ static ld_status koala_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t 
         ld_log_warn("%s: decoder / prior / vqgan options are for Wuerstchen and Stable Cascade; ignored", k->dir);
     k->vae_tiling = opt->vae_tiling;
     if (st == LD_OK) st = ld_json_bool(ctx, "model_index.json", index, "force_zeros_for_empty_prompt", 1, &k->force_zeros);
+    int aesthetics = 0; /* the refiner-style conditioning of the img2img / inpaint pipelines */
+    if (st == LD_OK) st = ld_json_bool(ctx, "model_index.json", index, "requires_aesthetics_score", 0, &aesthetics);
+    if (st == LD_OK && aesthetics)
+        st = ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s/model_index.json: requires_aesthetics_score (refiner-style time ids) "
+                     "is not supported", opt->model_dir);
     struct {
         const char *name;
         char *out;
@@ -152,6 +159,11 @@ static ld_status koala_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t 
             if (st == LD_OK && (ss < 1 || ss > 1024))
                 st = ld_fail(ctx, LD_ERR_MODEL, "%s: sample_size %lld is out of range", where, (long long)ss);
             k->sample_size = (int)ss;
+            int64_t cin = 4;
+            if (st == LD_OK) st = ld_json_int(ctx, where, ucfg, "in_channels", 4, &cin);
+            if (st == LD_OK && (cin < 1 || cin > 33))
+                st = ld_fail(ctx, LD_ERR_MODEL, "%s: in_channels %lld is out of range", where, (long long)cin);
+            k->unet_in = (int)cin;
             json_decref(ucfg);
         }
     }
@@ -189,6 +201,8 @@ typedef struct {
     int begin;           /* first scheduler call (image-to-image starts part-way) */
     float *image_latents;  /* image-to-image / inpainting: the encoded init image */
     float *mask;           /* inpainting: [h * w], 1 = repaint */
+    float *masked_latents; /* 9-channel inpainting U-Nets: the encoded masked image, concatenated to the input */
+    ld_image init_img, mask_img; /* the init image and mask at the output size (blurred, resized) */
     float *noise0;         /* inpainting: latents0, to re-noise the known region */
     float *embeds;       /* [B, L, D]: [uncond; cond] with CFG */
     float *pooled;       /* [B, P] */
@@ -236,7 +250,10 @@ static ld_status replay_check(ld_ctx *ctx, run *r, const ld_scheduler *s, int64_
     if (!tmp) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     int64_t lshape[4] = {1, r->C, r->h, r->w};
     ld_status st = replay_get(ctx, r, "latents0", 4, lshape, tmp);
-    if (st == LD_OK && r->p->init_image) st = replay_get(ctx, r, "encode_noise", 4, lshape, tmp);
+    const int concat = r->k->unet_in != r->C;
+    if (st == LD_OK && r->p->init_image && !(concat && r->p->strength >= 1.0f))
+        st = replay_get(ctx, r, "encode_noise", 4, lshape, tmp);
+    if (st == LD_OK && concat) st = replay_get(ctx, r, "masked_encode_noise", 4, lshape, tmp);
     for (int i = 0; st == LD_OK && i < ld_scheduler_calls(s) - r->begin; i++) {
         if (!ld_scheduler_needs_noise(s, r->begin + i)) continue;
         char name[64];
@@ -342,11 +359,12 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
         st = ld_fail(ctx, LD_ERR_MODEL,
                      "%s: the U-Net expects %d-wide text_embeds and %d time ids, the pipeline gives %lld and 6",
                      k->unet, ld_unet2d_text_embeds_dim(u), ld_unet2d_num_time_ids(u), (long long)r->P);
-    else if (ld_unet2d_in_channels(u) != r->C || ld_unet2d_out_channels(u) != r->C)
-        st = ld_fail(ctx, LD_ERR_MODEL, "%s: in/out channels %d/%d do not match the VAE's %d latent channels", k->unet,
-                     ld_unet2d_in_channels(u), ld_unet2d_out_channels(u), r->C);
-    int64_t n = (int64_t)r->C * r->h * r->w;
-    float *x_in = malloc(sizeof(float) * (size_t)(n * r->B));
+    const int cin = r->masked_latents ? 2 * r->C + 1 : r->C;
+    if (st == LD_OK && (ld_unet2d_in_channels(u) != cin || ld_unet2d_out_channels(u) != r->C))
+        st = ld_fail(ctx, LD_ERR_MODEL, "%s: in/out channels %d/%d do not match the pipeline's %d/%d", k->unet,
+                     ld_unet2d_in_channels(u), ld_unet2d_out_channels(u), cin, r->C);
+    const int64_t n = (int64_t)r->C * r->h * r->w, plane = (int64_t)r->h * r->w, nin = cin * plane;
+    float *x_in = malloc(sizeof(float) * (size_t)(nin * r->B));
     float *eps = malloc(sizeof(float) * (size_t)(n * r->B));
     float *noise = malloc(sizeof(float) * (size_t)n);
     if (st == LD_OK && (!x_in || !eps || !noise)) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
@@ -359,7 +377,11 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
         const float ti = ld_scheduler_timestep(s, c);
         float t[2] = {ti, ti};
         ld_scheduler_scale_input(s, c, r->latents, x_in, n);
-        if (r->B == 2) memcpy(x_in + n, x_in, sizeof(float) * (size_t)n);
+        if (r->masked_latents) { /* torch.cat([latent_model_input, mask, masked_image_latents], dim=1) */
+            memcpy(x_in + n, r->mask, sizeof(float) * (size_t)plane);
+            memcpy(x_in + n + plane, r->masked_latents, sizeof(float) * (size_t)n);
+        }
+        if (r->B == 2) memcpy(x_in + nin, x_in, sizeof(float) * (size_t)nin);
         st = ld_unet2d_forward(ctx, u, x_in, r->B, r->h, r->w, t, r->embeds, (int)r->L, r->pooled, r->time_ids,
                                eps);
         if (st != LD_OK) break;
@@ -377,10 +399,10 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
             if (st != LD_OK) break;
         }
         st = ld_scheduler_step(ctx, s, c, eps, r->latents, draws ? noise : NULL, n);
-        if (st == LD_OK && r->mask) { /* inpainting: the known region, re-noised to the next call's level */
+        if (st == LD_OK && r->mask && !r->masked_latents) { /* 4-channel inpainting: the known region, re-noised
+                                                                to the next call's level */
             if (i < runs - 1) ld_scheduler_add_noise(s, c + 1, r->image_latents, r->noise0, x_in, n);
             const float *known = i < runs - 1 ? x_in : r->image_latents;
-            const int64_t plane = (int64_t)r->h * r->w;
             for (int64_t j = 0; j < n; j++) {
                 const float m = r->mask[j % plane];
                 r->latents[j] = (1.0f - m) * known[j] + m * r->latents[j];
@@ -498,23 +520,25 @@ static ld_status resolve_loras(ld_ctx *ctx, run *r) {
 static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
     koala *k = r->k;
     int def = k->sample_size * k->vae_scale;
-    r->W = p->width ? p->width : p->init_image ? p->init_image->width : def;
-    r->H = p->height ? p->height : p->init_image ? p->init_image->height : def;
-    if (p->init_image) {
-        const ld_image *im = p->init_image, *mk = p->mask_image;
-        if (!im->pixels || im->channels != 3 || im->width != r->W || im->height != r->H)
-            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
-                           "the init image is %dx%d but the output is %dx%d (resizing is not supported yet: give an "
-                           "image of the output size, or leave the size out to use the image's)",
-                           im->width, im->height, r->W, r->H);
-        if (mk && (!mk->pixels || mk->channels != 3 || mk->width != r->W || mk->height != r->H))
-            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "the mask is %dx%d but the image is %dx%d", mk->width,
-                           mk->height, r->W, r->H);
+    const ld_image *im = p->init_image, *mk = p->mask_image;
+    /* without a size, the init image's rounded down to a multiple of the VAE's scale (get_default_height_width) */
+    r->W = p->width ? p->width : im ? im->width - im->width % k->vae_scale : def;
+    r->H = p->height ? p->height : im ? im->height - im->height % k->vae_scale : def;
+    if (im) {
+        if (!im->pixels || im->channels != 3 || im->width < 1 || im->height < 1)
+            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "the init image (%dx%d, %d channels) is not an RGB8 image",
+                           im->width, im->height, im->channels);
+        if (mk && (!mk->pixels || mk->channels != 3 || mk->width < 1 || mk->height < 1))
+            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "the mask (%dx%d, %d channels) is not an RGB8 image",
+                           mk->width, mk->height, mk->channels);
         if (!(p->strength > 0.0f && p->strength <= 1.0f))
             return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "strength %g is not in (0, 1]", p->strength);
-    } else if (p->mask_image) {
+        if (!(p->mask_blur >= 0.0f && p->mask_blur <= 1024.0f))
+            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "mask blur %g is not in [0, 1024]", p->mask_blur);
+    } else if (mk) {
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "a mask needs an init image");
     }
+
     if (r->W % k->vae_scale || r->H % k->vae_scale || r->W < k->vae_scale || r->H < k->vae_scale)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "image size %dx%d: width and height must be multiples of %d",
                        r->W, r->H, k->vae_scale);
@@ -524,11 +548,7 @@ static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
     r->cfg = p->cfg_scale >= 0 ? p->cfg_scale : k->lightning ? 3.5f : 7.5f;
     r->do_cfg = r->cfg > 1.0f;
     r->B = r->do_cfg ? 2 : 1;
-    const char *syntax = p->prompt_syntax ? p->prompt_syntax : "a1111";
-    if (!strcmp(syntax, "a1111")) r->a1111_syntax = 1;
-    else if (!strcmp(syntax, "plain")) r->a1111_syntax = 0;
-    else
-        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "prompt syntax '%s' is not a1111 or plain", syntax);
+    LD_TRY(ld_prompt_syntax_name(ctx, p->prompt_syntax, &r->a1111_syntax));
     r->schedule = LD_SCHEDULE_DEFAULT;
     if (p->schedule && !strcmp(p->schedule, "karras")) r->schedule = LD_SCHEDULE_KARRAS;
     else if (p->schedule && strcmp(p->schedule, "default"))
@@ -582,13 +602,25 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         if (lc < 1 || lc > 16) return ld_fail(ctx, LD_ERR_MODEL, "%s: latent_channels %lld is out of range", k->vae, (long long)lc);
         r->C = (int)lc;
     }
+    const int img2img = p->init_image != NULL, inpaint = img2img && p->mask_image;
+    const int concat = k->unet_in == 2 * r->C + 1; /* inpainting U-Net: [latents, mask, masked image latents] */
+    if (k->unet_in != r->C && !concat)
+        return ld_fail(ctx, LD_ERR_MODEL, "%s: in_channels %d is neither the VAE's %d latent channels nor %d (an "
+                       "inpainting U-Net)", k->unet, k->unet_in, r->C, 2 * r->C + 1);
+    if (concat && !inpaint)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: the U-Net takes %d input channels (an inpainting model): "
+                       "give an init image and a mask", k->unet, k->unet_in);
+    /* the 9-channel pipeline encodes the init image only to noise it (strength < 1) */
+    const int encode_image = img2img && !(concat && p->strength >= 1.0f);
+    if (img2img)
+        LD_TRY(ld_koala_prepare_images(ctx, p->init_image, p->mask_image, p->mask_blur, r->W, r->H, &r->init_img,
+                                       &r->mask_img));
     char where[PATH_MAX_LEN + 32];
     snprintf(where, sizeof where, "%s/scheduler/scheduler_config.json", k->dir);
     ld_scheduler *s = NULL;
     LD_TRY(ld_scheduler_create(ctx, r->sampler, r->schedule, k->sched_cfg, where, k->spacing_override, &s));
     r->schedule = ld_scheduler_schedule(s); /* the folder's config may ask for Karras */
     ld_status st = ld_scheduler_set_timesteps(ctx, s, r->steps);
-    const int img2img = p->init_image != NULL, inpaint = img2img && p->mask_image;
     if (st == LD_OK && img2img) { /* get_timesteps: the last int(N * strength) steps run */
         const int N = ld_scheduler_steps(s), init_t = (int)((float)N * p->strength) < N ? (int)((float)N * p->strength) : N;
         r->begin = (N - init_t > 0 ? N - init_t : 0) * ld_scheduler_order(s);
@@ -605,20 +637,26 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         st = dump_meta(ctx, r);
     }
     /* random inputs first, in the reference's order: the VAE sample's noise
-     * (image-to-image), then the initial noise */
+     * (image-to-image), the initial noise, the masked image's VAE sample
+     * noise (9-channel inpainting) */
     ld_rng rng;
     ld_rng_init(&rng, p->seed);
-    float *enc_noise = NULL;
+    float *enc_noise = NULL, *masked_noise = NULL;
     if (st == LD_OK) {
         r->latents = malloc(sizeof(float) * (size_t)n);
         if (img2img) {
             enc_noise = malloc(sizeof(float) * (size_t)n);
             r->image_latents = malloc(sizeof(float) * (size_t)n);
         }
-        if (!r->latents || (img2img && (!enc_noise || !r->image_latents)))
+        if (concat) {
+            masked_noise = malloc(sizeof(float) * (size_t)n);
+            r->masked_latents = malloc(sizeof(float) * (size_t)n);
+        }
+        if (!r->latents || (img2img && (!enc_noise || !r->image_latents)) ||
+            (concat && (!masked_noise || !r->masked_latents)))
             st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     }
-    if (st == LD_OK && img2img) {
+    if (st == LD_OK && encode_image) {
         if (r->replay) st = replay_get(ctx, r, "encode_noise", 4, lshape, enc_noise);
         else ld_rng_randn(&rng, enc_noise, n);
     }
@@ -626,25 +664,36 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         if (r->replay) st = replay_get(ctx, r, "latents0", 4, lshape, r->latents);
         else ld_rng_randn(&rng, r->latents, n);
     }
+    if (st == LD_OK && concat) {
+        if (r->replay) st = replay_get(ctx, r, "masked_encode_noise", 4, lshape, masked_noise);
+        else ld_rng_randn(&rng, masked_noise, n);
+    }
     if (st == LD_OK) st = dump_f32(ctx, r, "latents0", 4, lshape, r->latents);
     if (st == LD_OK && img2img) { /* the init image: encoded, then noised to the first call's level */
         ld_vae *v = NULL;
         double t0 = now_seconds();
         st = ld_vae_load(ctx, k->vae, k->has_variant ? k->variant : NULL, &v);
-        if (st == LD_OK) st = ld_koala_encode_init(ctx, v, p->init_image, enc_noise, k->scaling_factor, r->C, r->h, r->w,
-                                                   r->image_latents);
+        if (st == LD_OK && encode_image)
+            st = ld_koala_encode_init(ctx, v, &r->init_img, enc_noise, k->scaling_factor, r->C, r->h, r->w,
+                                      r->image_latents);
+        if (st == LD_OK && concat)
+            st = ld_koala_encode_masked(ctx, v, &r->init_img, &r->mask_img, masked_noise, k->scaling_factor, r->C,
+                                        r->h, r->w, r->masked_latents);
         ld_vae_free(v);
-        if (st == LD_OK) st = dump_f32(ctx, r, "encode_noise", 4, lshape, enc_noise);
-        if (st == LD_OK) st = dump_f32(ctx, r, "image_latents", 4, lshape, r->image_latents);
+        if (st == LD_OK && encode_image) st = dump_f32(ctx, r, "encode_noise", 4, lshape, enc_noise);
+        if (st == LD_OK && encode_image) st = dump_f32(ctx, r, "image_latents", 4, lshape, r->image_latents);
+        if (st == LD_OK && concat) st = dump_f32(ctx, r, "masked_encode_noise", 4, lshape, masked_noise);
+        if (st == LD_OK && concat) st = dump_f32(ctx, r, "masked_image_latents", 4, lshape, r->masked_latents);
         if (st == LD_OK) st = report(ctx, r, "encode", 1, 1, t0);
     }
+    free(masked_noise);
     if (st == LD_OK && inpaint) {
         int64_t mshape[4] = {1, 1, r->h, r->w};
         r->mask = malloc(sizeof(float) * (size_t)r->h * (size_t)r->w);
         r->noise0 = malloc(sizeof(float) * (size_t)n);
         if (!r->mask || !r->noise0) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
         if (st == LD_OK) {
-            ld_koala_mask_latents(p->mask_image, r->h, r->w, r->mask);
+            ld_koala_mask_latents(&r->mask_img, r->h, r->w, r->mask);
             memcpy(r->noise0, r->latents, sizeof(float) * (size_t)n);
             st = dump_f32(ctx, r, "mask_latents", 4, mshape, r->mask);
         }
@@ -712,6 +761,7 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         snprintf(info->schedule, sizeof info->schedule, "%s", ld_schedule_name(r->schedule));
         snprintf(info->prompt_syntax, sizeof info->prompt_syntax, "%s", r->a1111_syntax ? "a1111" : "plain");
         info->strength = p->init_image ? p->strength : 0.0f;
+        info->mask_blur = p->init_image && p->mask_image ? p->mask_blur : 0.0f;
         snprintf(info->vae, sizeof info->vae, "%s", p->tiny_decoder ? "TAESD" : "");
         info->seed = p->seed;
     } else {
@@ -733,6 +783,9 @@ static ld_status koala_generate(ld_ctx *ctx, void *state, const ld_gen_params *p
     ld_vae_tiny_free(r.taesd);
     free(r.image_latents);
     free(r.mask);
+    free(r.masked_latents);
+    ld_image_free(&r.init_img);
+    ld_image_free(&r.mask_img);
     free(r.noise0);
     free(r.embeds);
     free(r.pooled);
@@ -747,7 +800,7 @@ static ld_status koala_generate(ld_ctx *ctx, void *state, const ld_gen_params *p
     return st;
 }
 
-static const char *const koala_classes[] = {"StableDiffusionXLPipeline", NULL};
+static const char *const koala_classes[] = {"StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline", NULL};
 
 const ld_pipeline_impl ld_koala_pipeline = {
     .family = "sdxl",

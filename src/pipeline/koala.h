@@ -1,5 +1,7 @@
 /* The SDXL-family text-to-image pipeline (KOALA-700M/1B, KOALA-Lightning,
- * SDXL, SSD-1B, Vega: any StableDiffusionXLPipeline folder), registered as
+ * SDXL, SSD-1B, Vega: any StableDiffusionXLPipeline folder; also
+ * StableDiffusionXLInpaintPipeline folders, whose U-Net may take 2C + 1
+ * input channels: latents, mask, masked-image latents), registered as
  * family "sdxl" in pipeline_registry.c and used through ld_pipeline_open /
  * ld_generate (include/leandiff.h). It computes what diffusers'
  * StableDiffusionXLPipeline computes (specs/koala.md §3, §4, §6):
@@ -33,6 +35,9 @@
  * pooled_prompt_embeds, negative_prompt_embeds, negative_pooled_prompt_embeds,
  * time_ids, timesteps, step{i}.latents (after step i), final_latents, image
  * and image_u8, and the case metadata (prompt, steps, guidance_scale, ...).
+ * Image-to-image and inpainting (koala_init.h, docs/generate.md) add
+ * encode_noise and masked_encode_noise (read) and image_latents,
+ * mask_latents and masked_image_latents (dumped).
  */
 #ifndef LD_PIPELINE_KOALA_H
 #define LD_PIPELINE_KOALA_H

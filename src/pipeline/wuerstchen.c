@@ -6,6 +6,8 @@
 
 #include "io/json.h"
 #include "io/model_folder.h"
+#include "text/prompt_encode.h"
+#include "text/prompt_syntax.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -65,33 +67,36 @@ void ld_wu_lerp(float *eps, const float *uncond, const float *cond, float w, int
 
 ld_status ld_wu_encode_text(ld_ctx *ctx, ld_wu_run *run, const ld_clip_tokenizer *tok, const ld_clip_text *te,
                             const char *prompt, const char *negative, int with_negative, const char *dump_prefix,
-                            float **hidden, int64_t *dim) {
-    int64_t B = with_negative ? 2 : 1, L = LD_CLIP_CONTEXT, D = ld_clip_text_get_config(te)->hidden_size;
-    int64_t ids[2 * LD_CLIP_CONTEXT], mask[2 * LD_CLIP_CONTEXT];
+                            float **hidden, int64_t *dim, int64_t *len) {
+    const int B = with_negative ? 2 : 1;
+    const char *texts[2] = {prompt, negative ? negative : ""}, *names[2] = {"prompt", "negative prompt"};
+    int a1111;
+    ld_prompt_enc e;
     *hidden = NULL;
-    LD_TRY(ld_clip_tokenize(ctx, tok, prompt, ids, mask));
-    if (with_negative) LD_TRY(ld_clip_tokenize(ctx, tok, negative ? negative : "", ids + L, mask + L));
-    LD_TRY(ld_malloc(ctx, (void **)hidden, (size_t)(B * L * D) * sizeof(float), "prompt embeddings"));
-    ld_clip_text_out o;
-    memset(&o, 0, sizeof o);
-    o.last_hidden = *hidden;
-    ld_status st = ld_clip_text_forward(ctx, te, ids, mask, B, L, &o);
+    LD_TRY(ld_prompt_syntax_name(ctx, run->params->prompt_syntax, &a1111));
+    /* last_hidden_state with the padding mask; A1111 syntax: chunks along the sequence */
+    LD_TRY(ld_prompt_encode(ctx, tok, te, texts, B, names, a1111, 0, 1, 0, &e));
+    const int64_t L = e.L, D = e.D;
     char name[96];
-    int64_t s_ids[2] = {1, L}, s_h[3] = {1, L, D};
-    if (st == LD_OK && strcmp(dump_prefix, "prior") == 0) {
-        st = ld_wu_dump(ctx, run, "prior.input_ids", LD_I64, 2, s_ids, ids);
-        if (st == LD_OK) st = ld_wu_dump(ctx, run, "prior.attention_mask", LD_I64, 2, s_ids, mask);
+    int64_t s_ids[2] = {1, LD_CLIP_CONTEXT}, s_h[3] = {1, L, D};
+    ld_status st = LD_OK;
+    if (strcmp(dump_prefix, "prior") == 0) { /* the first chunk's ids and mask */
+        st = ld_wu_dump(ctx, run, "prior.input_ids", LD_I64, 2, s_ids, e.ids);
+        if (st == LD_OK) st = ld_wu_dump(ctx, run, "prior.attention_mask", LD_I64, 2, s_ids, e.mask);
     }
     snprintf(name, sizeof name, "%s.prompt_embeds", dump_prefix);
-    if (st == LD_OK) st = ld_wu_dump(ctx, run, name, LD_F32, 3, s_h, *hidden);
+    if (st == LD_OK) st = ld_wu_dump(ctx, run, name, LD_F32, 3, s_h, e.hidden);
     snprintf(name, sizeof name, "%s.negative_prompt_embeds", dump_prefix);
-    if (st == LD_OK && with_negative) st = ld_wu_dump(ctx, run, name, LD_F32, 3, s_h, *hidden + L * D);
+    if (st == LD_OK && with_negative) st = ld_wu_dump(ctx, run, name, LD_F32, 3, s_h, e.hidden + L * D);
     if (st != LD_OK) {
-        free(*hidden);
-        *hidden = NULL;
+        ld_prompt_enc_free(&e);
         return st;
     }
+    *hidden = e.hidden;
+    e.hidden = NULL;
+    ld_prompt_enc_free(&e);
     *dim = D;
+    *len = L;
     return LD_OK;
 }
 
@@ -268,10 +273,10 @@ static ld_status run_prior(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, int64_
     int do_cfg = cfg > 1.0f;
     ld_wu_stage_start(run);
     float *text = NULL, *xin = NULL, *eps = NULL, *noise = NULL;
-    int64_t D;
+    int64_t D, T;
     LD_TRY(ld_wu_need_prior_text(ctx, w));
     LD_TRY(ld_wu_encode_text(ctx, run, w->prior_tok, w->prior_text, p->prompt, p->negative_prompt, do_cfg, "prior",
-                             &text, &D));
+                             &text, &D, &T));
     ld_clip_text_free(w->prior_text); /* released after its stage (see wuerstchen.h) */
     w->prior_text = NULL;
     ld_status st = ld_wu_progress(ctx, run, "text", 1, 1);
@@ -297,7 +302,7 @@ static ld_status run_prior(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, int64_
     for (int i = 0; st == LD_OK && i < s.n_steps; i++) {
         float t = s.timesteps[i], r[2] = {t, t};
         for (int64_t b = 0; b < B; b++) memcpy(xin + b * n, x, (size_t)n * sizeof(float));
-        st = ld_wuerstchen_prior_forward(ctx, w->prior, eps, xin, B, hC, wC, r, text, LD_CLIP_CONTEXT);
+        st = ld_wuerstchen_prior_forward(ctx, w->prior, eps, xin, B, hC, wC, r, text, T);
         if (st != LD_OK) break;
         if (do_cfg) ld_wu_lerp(eps, eps + n, eps, cfg, n); /* batch is [cond; uncond] */
         char name[64];
@@ -336,6 +341,9 @@ static ld_status wu_generate(ld_ctx *ctx, void *state, const ld_gen_params *para
     float dec_cfg = params->cfg_scale >= 0 ? params->cfg_scale : LD_WU_DEFAULT_DECODER_CFG;
     float prior_cfg = params->prior_cfg_scale >= 0 ? params->prior_cfg_scale : LD_WU_DEFAULT_PRIOR_CFG;
     int prior_steps = params->prior_steps; /* 0: DEFAULT_STAGE_C_TIMESTEPS */
+    int a1111;
+    LD_TRY(ld_prompt_syntax_name(ctx, params->prompt_syntax, &a1111)); /* checked before any model runs */
+    snprintf(info->prompt_syntax, sizeof info->prompt_syntax, "%s", a1111 ? "a1111" : "plain");
     info->width = W;
     info->height = H;
     info->steps = dec_steps;

@@ -67,11 +67,13 @@ void ld_wu_stage_start(ld_wu_run *run);
 /* eps = torch.lerp(uncond, cond, w) over n values (PyTorch's formula). */
 void ld_wu_lerp(float *eps, const float *uncond, const float *cond, float w, int64_t n);
 
-/* Text encoding: ids/mask -> last_hidden_state [n, 77, D] with the padding
- * mask, for n = 1 (prompt) or 2 (prompt; negative). */
+/* Text encoding: ids/mask -> last_hidden_state [n, len, D] with the padding
+ * mask, for n = 1 (prompt) or 2 (prompt; negative); len is 77, or with the
+ * A1111 prompt syntax (params->prompt_syntax) 77 per chunk of 75 tokens
+ * (text/prompt_encode.h). */
 ld_status ld_wu_encode_text(ld_ctx *ctx, ld_wu_run *run, const ld_clip_tokenizer *tok, const ld_clip_text *te,
                             const char *prompt, const char *negative, int with_negative, const char *dump_prefix,
-                            float **hidden, int64_t *dim);
+                            float **hidden, int64_t *dim, int64_t *len);
 
 /* Load a released component again (no-op when loaded). */
 ld_status ld_wu_need_prior_text(ld_ctx *ctx, ld_wuerstchen *w);

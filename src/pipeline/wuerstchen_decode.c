@@ -13,11 +13,11 @@ static ld_status run_decoder(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, cons
     const ld_gen_params *p = run->params;
     int do_cfg = cfg > 1.0f;
     float *text = NULL, *eff = NULL, *xin = NULL, *eps = NULL, *noise = NULL;
-    int64_t D;
+    int64_t D, T;
     ld_wu_stage_start(run);
     LD_TRY(ld_wu_need_decoder_text(ctx, w));
     LD_TRY(ld_wu_encode_text(ctx, run, w->decoder_tok, w->decoder_text, p->prompt, p->negative_prompt, do_cfg,
-                             "decoder", &text, &D));
+                             "decoder", &text, &D, &T));
     ld_clip_text_free(w->decoder_text); /* released after its stage */
     w->decoder_text = NULL;
     int64_t B = do_cfg ? 2 : 1, Ce = w->decoder->effnet_embd, ne = Ce * hC * wC;
@@ -39,8 +39,7 @@ static ld_status run_decoder(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, cons
     for (int i = 0; st == LD_OK && i < s.n_steps; i++) {
         float t = s.timesteps[i], r[2] = {t, t};
         for (int64_t b = 0; b < B; b++) memcpy(xin + b * n, x, (size_t)n * sizeof(float));
-        st = ld_wuerstchen_diffnext_forward(ctx, w->decoder, eps, xin, B, hB, wB, r, eff, hC, wC, text,
-                                            LD_CLIP_CONTEXT);
+        st = ld_wuerstchen_diffnext_forward(ctx, w->decoder, eps, xin, B, hB, wB, r, eff, hC, wC, text, T);
         if (st != LD_OK) break;
         if (do_cfg) ld_wu_lerp(eps, eps + n, eps, cfg, n);
         char name[64];

@@ -337,3 +337,10 @@ void ld_prompt_emphasis(float *hidden, const float *mult, int n, int D) {
         }
     }
 }
+
+ld_status ld_prompt_syntax_name(ld_ctx *ctx, const char *name, int *a1111) {
+    if (!name || !strcmp(name, "a1111")) *a1111 = 1;
+    else if (!strcmp(name, "plain")) *a1111 = 0;
+    else return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "prompt syntax '%s' is not a1111 or plain", name);
+    return LD_OK;
+}

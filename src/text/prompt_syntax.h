@@ -74,4 +74,8 @@ void ld_prompt_chunks_free(ld_prompt_chunks *ch);
  * its mean before the multiplication (A1111's "Original" emphasis). */
 void ld_prompt_emphasis(float *hidden, const float *mult, int n, int D);
 
+/* ld_gen_params.prompt_syntax: "a1111" (and NULL, the default) gives 1,
+ * "plain" 0, anything else an error naming it. */
+ld_status ld_prompt_syntax_name(ld_ctx *ctx, const char *name, int *a1111);
+
 #endif
