@@ -50,6 +50,9 @@ static void usage(FILE *f) {
             "  --precision P          f32 (exact) | bf16 (bf16 products, f32 master weights and sums)\n"
             "  --lora RANK            train LoRA adapters of this rank on the attention projections\n"
             "  --lora-alpha A         LoRA alpha (default: the rank, scale 1)\n"
+            "  --lora-targets T       attn (to_q/k/v/out of every attention: peft/diffusers' choice; default) or all\n"
+            "                         (also proj_in, proj_out and the feed-forward: every linear of the transformers,\n"
+            "                         as kohya's LoRA)\n"
             "  --lora-format F        peft (diffusers: pytorch_lora_weights.safetensors) | kohya\n"
             "                         (A1111/ComfyUI: lora_kohya.safetensors)\n"
             "  --teacher DIR          KOALA distillation: MODEL is the student pipeline (leandiff distill --init-only),\n"
@@ -193,7 +196,7 @@ enum { OPT_DATA = 256, OPT_OUT, OPT_RES, OPT_BATCH, OPT_ACCUM, OPT_STEPS, OPT_LR
        OPT_CLIP, OPT_DROP, OPT_FLIP, OPT_CROP, OPT_BAD, OPT_SEED, OPT_SAVE_EVERY, OPT_RESUME, OPT_SAVE_DTYPE,
        OPT_PRECISION, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_FORMAT, OPT_REPLAY, OPT_DUMP, OPT_TEACHER, OPT_L_TASK,
        OPT_L_OUT, OPT_L_FEAT, OPT_FEATURES, OPT_BUCKET, OPT_T_PRECISION, OPT_PROMPTS, OPT_GEN_STEPS, OPT_GEN_CFG,
-       OPT_GEN_SAMPLER, OPT_BUCKET_ON, OPT_BUCKET_MIN, OPT_BUCKET_MAX, OPT_BUCKET_STEP };
+       OPT_GEN_SAMPLER, OPT_BUCKET_ON, OPT_BUCKET_MIN, OPT_BUCKET_MAX, OPT_BUCKET_STEP, OPT_LORA_TARGETS };
 
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -217,7 +220,7 @@ int cmd_train(int argc, char **argv) {
         {"gen-steps", required_argument, 0, OPT_GEN_STEPS}, {"gen-cfg", required_argument, 0, OPT_GEN_CFG},
         {"gen-sampler", required_argument, 0, OPT_GEN_SAMPLER}, {"bucket", no_argument, 0, OPT_BUCKET_ON},
         {"bucket-min", required_argument, 0, OPT_BUCKET_MIN}, {"bucket-max", required_argument, 0, OPT_BUCKET_MAX},
-        {"bucket-step", required_argument, 0, OPT_BUCKET_STEP},
+        {"bucket-step", required_argument, 0, OPT_BUCKET_STEP}, {"lora-targets", required_argument, 0, OPT_LORA_TARGETS},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
         {"verbose", no_argument, 0, 'v'},
         {0, 0, 0, 0}};
@@ -226,7 +229,7 @@ int cmd_train(int argc, char **argv) {
     const char *replay = NULL, *dump = NULL;
     long long v, threads = 0;
     double d;
-    int k, quiet = 0, lr_given = 0, verbose = 0;
+    int k, quiet = 0, lr_given = 0, verbose = 0, lora_targets_given = 0;
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "m:t:qvh", opts, NULL)) != -1) {
@@ -301,6 +304,11 @@ int cmd_train(int argc, char **argv) {
             break;
         case OPT_PROMPTS: o.prompts_file = optarg; break;
         case OPT_BUCKET_ON: o.bucket = 1; break;
+        case OPT_LORA_TARGETS:
+            if ((k = cli_parse_choice("--lora-targets", optarg, (const char *const[]){"attn", "all", NULL})) < 0) return 2;
+            o.lora_all_linear = k;
+            lora_targets_given = 1;
+            break;
         case OPT_BUCKET_MIN:
         case OPT_BUCKET_MAX:
         case OPT_BUCKET_STEP:
@@ -370,6 +378,10 @@ int cmd_train(int argc, char **argv) {
     }
     if (optind < argc) {
         fprintf(stderr, "leandiff train: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (lora_targets_given && !o.lora_rank) {
+        fprintf(stderr, "leandiff train: --lora-targets needs --lora RANK\n");
         return 2;
     }
     if (!o.model_dir) {

@@ -1,5 +1,6 @@
 /* LoRA round trip on the tiny KOALA U-Net: adapters trained-side (frozen
- * base + lora.h, B made nonzero) saved in the peft/diffusers and in the
+ * base + lora.h, B made nonzero; on the attention projections, or on every
+ * linear of the transformers) saved in the peft/diffusers and in the
  * kohya layout, merged at load (models/lora_merge.h) into the inference
  * U-Net: both give the trainer's forward within module tolerance; strength
  * 0 gives the base model. Text-encoder keys merge to W + s * alpha / r * up
@@ -53,17 +54,19 @@ static void write_lora(ld_ctx *ctx, const char *path, const char *const *names, 
     ld_st_builder_free(&b);
 }
 
-static void unet_round_trip(ld_ctx *ctx, const char *model) {
+static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear) {
     char unet[4400], peft[4400], kohya[4400];
     snprintf(unet, sizeof unet, "%s/unet", model);
-    snprintf(peft, sizeof peft, "%s/peft.safetensors", g_dir);
-    snprintf(kohya, sizeof kohya, "%s/kohya.safetensors", g_dir);
+    snprintf(peft, sizeof peft, "%s/peft%d.safetensors", g_dir, all_linear);
+    snprintf(kohya, sizeof kohya, "%s/kohya%d.safetensors", g_dir, all_linear);
     ld_train_unet *t;
     CHECK(ld_train_unet_open(ctx, unet, 1, &t) == LD_OK, "open frozen: %s", ld_ctx_error(ctx));
-    CHECK(ld_train_unet_add_lora(ctx, t, 4, 8.0f, 3) == LD_OK, "add lora");
+    CHECK(ld_train_unet_add_lora(ctx, t, 4, 8.0f, all_linear, 3) == LD_OK, "add lora");
     ld_lora *l = ld_train_unet_lora(t);
-    /* 15 transformer blocks (down 2 + 3, up 3 x 2 + 2 x 2), 8 projections each */
-    CHECK(l->n == 120, "adapters on every attention projection: %zu", l->n);
+    /* 15 transformer blocks (down 2 + 3, up 3 x 2 + 2 x 2), 8 projections each; all linears: also the
+     * two of each feed-forward and proj_in / proj_out of the 6 Transformer2DModels */
+    CHECK(l->n == (all_linear ? 15 * 10 + 6 * 2 : 120), "adapters on every %s: %zu",
+          all_linear ? "linear of the transformers" : "attention projection", l->n);
     for (size_t i = 0; i < l->n; i++) { /* B nonzero, so the adapters change the output */
         ld_tensor *B = &l->params.tensors[2 * i + 1];
         test_fill(B->data, ld_tensor_numel(B), 7 + i);
@@ -276,7 +279,8 @@ int main(void) {
     snprintf(model, sizeof model, "%.4000s/models/koala-700m-tiny", td);
     g_dir = test_tmp_dir("lora");
     ld_ctx *ctx = ld_ctx_new();
-    unet_round_trip(ctx, model);
+    unet_round_trip(ctx, model, 0);
+    unet_round_trip(ctx, model, 1);
     text_encoder_merge(ctx, model);
     bad_files(ctx, model);
     sgm_names(ctx, td);

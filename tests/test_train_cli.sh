@@ -43,6 +43,10 @@ check "the fine-tuned U-Net changes the image" '[ -s "$dir/tuned.png" ] && ! cmp
 
 "$bin" train "${common[@]}" --out "$dir/lora" --steps 4 --lora 4 --lora-alpha 8 2>/dev/null; rc=$?
 check "LoRA in the peft/diffusers layout" '[ $rc -eq 0 ] && "$bin" inspect "$dir/lora/pytorch_lora_weights.safetensors" | grep -q "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight" && ! [ -d "$dir/lora/unet" ]'
+"$bin" train "${common[@]}" --out "$dir/lora-all" --steps 2 --lora 4 --lora-targets all --lora-format kohya 2>/dev/null; rc=$?
+check "--lora-targets all adapts the feed-forward and projections too (kohya's set)" '[ $rc -eq 0 ] && "$bin" inspect "$dir/lora-all/lora_kohya.safetensors" > "$dir/keys" && grep -q "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_ff_net_0_proj.lora_down" "$dir/keys" && grep -q "lora_unet_up_blocks_0_attentions_1_proj_out.lora_up" "$dir/keys"'
+"$bin" generate -m "$model" -p "a photo of sks toy" --seed 3 --steps 3 -q --no-metadata --lora "$dir/lora-all/lora_kohya.safetensors" -o "$dir/all.png" >/dev/null 2>&1
+check "generate merges it" '[ -s "$dir/all.png" ]'
 "$bin" train "${common[@]}" --out "$dir/kohya" --steps 4 --lora 4 --lora-format kohya 2>/dev/null; rc=$?
 check "LoRA in the kohya layout" '[ $rc -eq 0 ] && "$bin" inspect "$dir/kohya/lora_kohya.safetensors" | grep -q "lora_unet_up_blocks_0_attentions_0_transformer_blocks_0_attn2_to_out_0.alpha"'
 

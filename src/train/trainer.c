@@ -519,7 +519,7 @@ static ld_status run_all(run *r) {
     if (o->resume && !o->lora_rank) snprintf(unet_dir, sizeof unet_dir, "%s/unet", o->resume);
     else LD_TRY(ld_component_dir(ctx, o->model_dir, NULL, "unet", unet_dir, sizeof unet_dir));
     LD_TRY(ld_train_unet_open(ctx, unet_dir, o->lora_rank > 0, &r->unet));
-    if (o->lora_rank > 0) LD_TRY(ld_train_unet_add_lora(ctx, r->unet, o->lora_rank, o->lora_alpha, o->seed));
+    if (o->lora_rank > 0) LD_TRY(ld_train_unet_add_lora(ctx, r->unet, o->lora_rank, o->lora_alpha, o->lora_all_linear, o->seed));
     if (o->teacher_dir) LD_TRY(open_teacher(r));
     LD_TRY(ld_train_open_scheduler(ctx, o->model_dir, &r->sched));
     const ld_train_params *tp = ld_train_unet_trainable(r->unet);

@@ -77,6 +77,7 @@ typedef struct {
                                    * "blocks" (BK-SDM's block outputs) */
     int lora_rank;         /* 0: full fine-tuning */
     float lora_alpha;      /* 0: = rank */
+    int lora_all_linear;   /* adapters on every linear of the transformers (kohya's), not only attention's */
     ld_lora_format lora_format;
     /* data-parallel across processes (train_comm.h), or NULL: this process alone. Each process
      * takes `batch` samples of every micro-batch: the global batch is batch x accum x size. Only

@@ -35,8 +35,10 @@ void ld_train_unet_free(ld_train_unet *t);
 
 ld_train_params *ld_train_unet_params(ld_train_unet *t);
 /* LoRA adapters (lora.h) on every attention projection (to_q, to_k, to_v,
- * to_out.0 of attn1 and attn2), the layers peft's diffusers scripts target. */
-ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, int rank, float alpha, uint64_t seed);
+ * to_out.0 of attn1 and attn2), the layers peft's diffusers scripts target;
+ * with all_linear also on every other linear of the Transformer2DModels
+ * (proj_in, proj_out, ff.net.0.proj, ff.net.2), as kohya's LoRA does. */
+ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, int rank, float alpha, int all_linear, uint64_t seed);
 /* The adapters (NULL without LoRA). */
 ld_lora *ld_train_unet_lora(ld_train_unet *t);
 /* What trains: the adapters' parameters when there are any, else the weights. */

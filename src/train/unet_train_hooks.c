@@ -1,45 +1,53 @@
 /* The U-Net trainer's hooks on the model (see unet_train.h): LoRA adapters
- * on the attention projections, and the feature taps of KOALA's
+ * on the attention projections (or every linear of the transformers), and the feature taps of KOALA's
  * distillation (the attn1 outputs the forward keeps). */
 #include "train/unet_train_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Appends (w != NULL) or counts the attention projections (to_q, to_k, to_v,
- * to_out.0 of attn1 and attn2) of one Transformer2DModel; returns the new n. */
-static size_t attn_weights(const ld_transformer2d *tf, const ld_tensor **w, size_t n) {
+/* Appends (w != NULL) or counts the adapted layers of one
+ * Transformer2DModel: the attention projections (to_q, to_k, to_v, to_out.0
+ * of attn1 and attn2), and with all_linear also proj_in, proj_out and the
+ * feed-forward's two linears; returns the new n. */
+static size_t lora_weights(const ld_transformer2d *tf, int all_linear, const ld_tensor **w, size_t n) {
+    const ld_tensor *io[2] = {&tf->proj_in.w, &tf->proj_out.w};
+    for (int i = 0; all_linear && i < 2; i++)
+        if (io[i]->ndim == 2) { /* linear projections (SDXL's); 1x1 convolutions are left alone */
+            if (w) w[n] = io[i];
+            n++;
+        }
     for (int k = 0; k < tf->depth; k++) {
         const ld_tblock *b = &tf->blocks[k];
-        const ld_tensor *p[8] = {&b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out.w,
-                                 &b->attn2_q, &b->attn2_k, &b->attn2_v, &b->attn2_out.w};
-        for (int i = 0; i < 8; i++, n++)
+        const ld_tensor *p[10] = {&b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out.w, &b->attn2_q,
+                                  &b->attn2_k, &b->attn2_v, &b->attn2_out.w, &b->ff_in.w,  &b->ff_out.w};
+        for (int i = 0; i < (all_linear ? 10 : 8); i++, n++)
             if (w) w[n] = p[i];
     }
     return n;
 }
 
-/* Every Transformer2DModel's projections in module order (down, mid, up). */
-static size_t all_attn_weights(const ld_unet2d *m, const ld_tensor **w) {
+/* Every Transformer2DModel's adapted layers in module order (down, mid, up). */
+static size_t all_lora_weights(const ld_unet2d *m, int all_linear, const ld_tensor **w) {
     const unet_config *c = &m->cfg;
     size_t n = 0;
     for (int i = 0; i < c->nblocks; i++)
         for (int j = 0; m->down[i].cross_attn && j < m->down[i].nlayers; j++)
-            n = attn_weights(&m->down[i].attentions[j], w, n);
-    if (c->has_mid) n = attn_weights(&m->mid_attention, w, n);
+            n = lora_weights(&m->down[i].attentions[j], all_linear, w, n);
+    if (c->has_mid) n = lora_weights(&m->mid_attention, all_linear, w, n);
     for (int i = 0; i < c->nblocks; i++)
         for (int j = 0; m->up[i].cross_attn && j < m->up[i].nlayers; j++)
-            n = attn_weights(&m->up[i].attentions[j], w, n);
+            n = lora_weights(&m->up[i].attentions[j], all_linear, w, n);
     return n;
 }
 
-ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, int rank, float alpha, uint64_t seed) {
-    const size_t n = all_attn_weights(t->u, NULL);
+ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, int rank, float alpha, int all_linear, uint64_t seed) {
+    const size_t n = all_lora_weights(t->u, all_linear, NULL);
     const ld_tensor **w = malloc(sizeof *w * (n ? n : 1));
     ld_lora *l = calloc(1, sizeof *l);
     ld_status st = w && l ? LD_OK : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     if (st == LD_OK) {
-        all_attn_weights(t->u, w);
+        all_lora_weights(t->u, all_linear, w);
         st = ld_lora_create(ctx, w, n, rank, alpha, seed, l);
     }
     free(w);

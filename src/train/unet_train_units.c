@@ -181,7 +181,7 @@ static ld_status tf_in_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, floa
     ZALLOC(*normed, N * u->C);
     ld_group_norm(tmp, t->acts[u->in].v, t->B, u->C, HW, tf->groups, 1e-6f, &tf->norm.w, &tf->norm.b);
     ld_nchw_to_nhwc(*normed, tmp, t->B, u->C, HW);
-    ld_linear(t->acts[u->out].v, *normed, N, &tf->proj_in.w, opt(&tf->proj_in.b));
+    LD_TRY(lin_fwd(ctx, t, &tf->proj_in.w, opt(&tf->proj_in.b), *normed, N, t->acts[u->out].v));
     return LD_OK;
 }
 
@@ -191,8 +191,7 @@ static ld_status tf_in_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     float *normed, *dn, *dt, *gx;
     LD_TRY(tf_in_fwd(ctx, t, u, &normed));
     ZALLOC(dn, N * u->C);
-    ld_linear_backward(t->acts[u->out].g, normed, N, &tf->proj_in.w, dn, tr_g(t, &tf->proj_in.w),
-                       tr_g(t, &tf->proj_in.b));
+    LD_TRY(lin_bwd(ctx, t, &tf->proj_in.w, opt(&tf->proj_in.b), t->acts[u->out].g, normed, N, dn));
     ZALLOC(dt, N * u->C);
     ld_nhwc_to_nchw(dt, dn, t->B, u->C, HW);
     GRAD(gx, u->in);
@@ -288,9 +287,9 @@ static ld_status tblock_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, tbl
     ZALLOC(s->gg, N * I);
     ZALLOC(y, N * C);
     ld_layer_norm(s->n3, s->hs2, N, C, 1e-5f, &b->norm3.w, &b->norm3.b);
-    ld_linear(s->ffp, s->n3, N, &b->ff_in.w, &b->ff_in.b);
+    LD_TRY(lin_fwd(ctx, t, &b->ff_in.w, &b->ff_in.b, s->n3, N, s->ffp));
     ld_geglu(s->gg, s->ffp, N, I);
-    ld_linear(y, s->gg, N, &b->ff_out.w, &b->ff_out.b);
+    LD_TRY(lin_fwd(ctx, t, &b->ff_out.w, &b->ff_out.b, s->gg, N, y));
     if (fff) memcpy(fff, y, sizeof(float) * (size_t)(N * C));
     ld_add(out, s->hs2, y, N * C);
     return LD_OK;
@@ -316,12 +315,12 @@ static ld_status tblock_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
         dy = sum;
     }
     ZALLOC(dgg, N * I);
-    ld_linear_backward(dy, s.gg, N, &b->ff_out.w, dgg, tr_g(t, &b->ff_out.w), tr_g(t, &b->ff_out.b));
+    LD_TRY(lin_bwd(ctx, t, &b->ff_out.w, &b->ff_out.b, dy, s.gg, N, dgg));
     ZALLOC(dffp, N * 2 * I);
     ld_geglu_backward(dgg, s.ffp, N, I, dffp);
     float *dn3;
     ZALLOC(dn3, N * C);
-    ld_linear_backward(dffp, s.n3, N, &b->ff_in.w, dn3, tr_g(t, &b->ff_in.w), tr_g(t, &b->ff_in.b));
+    LD_TRY(lin_bwd(ctx, t, &b->ff_in.w, &b->ff_in.b, dffp, s.n3, N, dn3));
     OK_OR_NOMEM(ld_layer_norm_backward(dn3, s.hs2, N, C, 1e-5f, &b->norm3.w, dh, tr_g(t, &b->norm3.w),
                                        tr_g(t, &b->norm3.b)));
     /* cross-attention, then self-attention */
@@ -342,7 +341,7 @@ static ld_status tf_out_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     float *tok, *y;
     ZALLOC(tok, N * u->C);
     ZALLOC(y, N * u->C);
-    ld_linear(tok, t->acts[u->in].v, N, &tf->proj_out.w, opt(&tf->proj_out.b));
+    LD_TRY(lin_fwd(ctx, t, &tf->proj_out.w, opt(&tf->proj_out.b), t->acts[u->in].v, N, tok));
     ld_nhwc_to_nchw(y, tok, t->B, u->C, HW);
     ld_add(t->acts[u->out].v, t->acts[u->in2].v, y, N * u->C);
     return LD_OK;
@@ -358,8 +357,7 @@ static ld_status tf_out_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     ZALLOC(dtok, N * u->C);
     ld_nchw_to_nhwc(dtok, dout, t->B, u->C, HW);
     GRAD(ghs, u->in);
-    ld_linear_backward(dtok, t->acts[u->in].v, N, &tf->proj_out.w, ghs, tr_g(t, &tf->proj_out.w),
-                       tr_g(t, &tf->proj_out.b));
+    LD_TRY(lin_bwd(ctx, t, &tf->proj_out.w, opt(&tf->proj_out.b), dtok, t->acts[u->in].v, N, ghs));
     return LD_OK;
 }
 
