@@ -8,7 +8,7 @@ secs="${1:-30}"
 out=build-fuzz
 mkdir -p "$out"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -DLD_VERSION=\"fuzz\" -Iinclude -Isrc"
-libs="$(pkg-config --cflags --libs jansson libutf8proc libpng libjpeg) -fopenmp -lm"
+libs="$(pkg-config --cflags --libs jansson libutf8proc libpng libjpeg libwebp) -fopenmp -lm"
 # Library sources needed by the targets (portable code only).
 common="src/base/status.c src/base/arena.c src/tensor/tensor.c src/io/fileio.c src/io/json.c src/io/safetensors.c"
 for target in fuzz/fuzz_*.c; do
@@ -25,8 +25,8 @@ for target in fuzz/fuzz_*.c; do
     export LEANDIFF_TOKENIZER_DIR="${LEANDIFF_TOKENIZER_DIR:-$(pwd)/../shared/testdata/tokenizer}"
   fi
   if [ "$name" = fuzz_redis_url ]; then extra="app/redis_url.c -Iapp"; fi
-  if [ "$name" = fuzz_dataset ]; then extra="src/train/dataset.c"; fi
-  if [ "$name" = fuzz_jpeg ]; then extra="src/io/jpeg.c src/io/png.c"; fi
+  if [ "$name" = fuzz_dataset ]; then extra="src/train/dataset.c src/text/clip_clean.c src/text/html_entities_data.c"; fi
+  if [ "$name" = fuzz_picture ]; then extra="src/io/picture.c src/io/jpeg.c src/io/png.c src/io/base64.c"; fi
   if [ "$name" = fuzz_lora ]; then
     # the merge multiplies on ld_gemm: its SIMD kernels need their own target flags
     extra="src/models/lora_merge.c src/io/weights.c src/tensor/gemm.c src/tensor/gemm_conv.c src/base/cpu.c src/base/flops.c"

@@ -7,6 +7,7 @@
 
 #include "io/fileio.h"
 #include "io/jpeg.h"
+#include "io/picture.h"
 
 #include <stddef.h>
 #include <jpeglib.h>
@@ -82,7 +83,7 @@ int main(void) {
     ld_png_free(&pic);
     snprintf(path, sizeof path, "%.4000s/text.jpg", dir);
     ld_write_file(ctx, path, "not a picture", 13);
-    CHECK(ld_picture_read(ctx, path, &pic) != LD_OK && strstr(ld_ctx_error(ctx), "neither a PNG nor a JPEG"),
+    CHECK(ld_picture_read(ctx, path, &pic) != LD_OK && strstr(ld_ctx_error(ctx), "not a PNG, JPEG or WebP"),
           "other bytes: %s", ld_ctx_error(ctx));
     ld_ctx_free(ctx);
     return test_finish();

@@ -5,7 +5,7 @@
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-pkgs="build-essential cmake pkg-config libjansson-dev libpng-dev libjpeg-dev libutf8proc-dev libmicrohttpd-dev libhiredis-dev redis-server libopenmpi-dev openmpi-bin python3"
+pkgs="build-essential cmake pkg-config libjansson-dev libpng-dev libjpeg-dev libwebp-dev libutf8proc-dev libmicrohttpd-dev libhiredis-dev redis-server libopenmpi-dev openmpi-bin python3"
 if [ "${1:-}" = "--ci" ]; then pkgs="$pkgs clang chromium curl ca-certificates"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq

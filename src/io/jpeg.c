@@ -1,4 +1,4 @@
-/* JPEG decoding and the PNG-or-JPEG reader (see jpeg.h). libjpeg reports
+/* JPEG decoding (see jpeg.h). libjpeg reports
  * errors through a callback that must not return: it longjmps back here, so
  * a broken file is an error, never an exit. Its warnings (data cut short,
  * corrupt entropy data) mean a partly grey picture: refused too. */
@@ -14,7 +14,6 @@
 #include <string.h>
 
 #define MAX_PIXELS (1ull << 28) /* as png.c: 16384 x 16384 */
-#define MAX_FILE ((size_t)1 << 30)
 
 typedef struct {
     struct jpeg_error_mgr base;
@@ -29,6 +28,23 @@ static void on_error(j_common_ptr cinfo) {
 }
 
 static void on_message(j_common_ptr cinfo) { (void)cinfo; } /* warnings are counted (num_warnings) and refused below */
+
+/* CMYK pixels to RGB as Pillow's convert("RGB") does (its cmyk2rgb on the
+ * "CMYK;I" raw mode of Adobe files, whose inks are stored inverted), in
+ * place: n pixels of 4 bytes become n of 3. */
+static void cmyk_to_rgb(uint8_t *px, size_t n, int adobe_inverted) {
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *in = px + 4 * i;
+        int c[4];
+        for (int k = 0; k < 4; k++) c[k] = adobe_inverted ? 255 - in[k] : in[k];
+        const int nk = 255 - c[3];
+        uint8_t *out = px + 3 * i; /* behind the input: pixel i's output ends before pixel i + 1's input */
+        for (int k = 0; k < 3; k++) {
+            const int t = c[k] * nk + 128, v = nk - (((t >> 8) + t) >> 8);
+            out[k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
+}
 
 ld_status ld_jpeg_decode(ld_ctx *ctx, const char *where, const void *data, size_t len, ld_png *out) {
     memset(out, 0, sizeof *out);
@@ -46,20 +62,19 @@ ld_status ld_jpeg_decode(ld_ctx *ctx, const char *where, const void *data, size_
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, (const unsigned char *)data, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
-    if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
-        jpeg_destroy_decompress(&cinfo);
-        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: a CMYK JPEG; convert it to RGB", where);
-    }
+    const int cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
     if ((unsigned long long)cinfo.image_width * cinfo.image_height > MAX_PIXELS || !cinfo.image_width ||
         !cinfo.image_height) {
         jpeg_destroy_decompress(&cinfo);
         return ld_fail(ctx, LD_ERR_FORMAT, "%s: %ux%u is not a size leandiff decodes (at most 16384 x 16384)", where,
                        cinfo.image_width, cinfo.image_height);
     }
-    cinfo.out_color_space = JCS_RGB;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     jpeg_start_decompress(&cinfo);
-    const size_t row = (size_t)cinfo.output_width * 3;
-    if (cinfo.output_components != 3 || !(rgb = malloc(row * cinfo.output_height))) {
+    const int comps = cmyk ? 4 : 3;
+    const size_t row = (size_t)cinfo.output_width * (size_t)comps;
+    /* CMYK rows are converted in place: the buffer holds 4 bytes a pixel, the picture keeps the first 3 */
+    if (cinfo.output_components != comps || !(rgb = malloc(row * cinfo.output_height))) {
         jpeg_destroy_decompress(&cinfo);
         return ld_fail(ctx, LD_ERR_NOMEM, "%s: cannot hold the decoded picture", where);
     }
@@ -67,6 +82,7 @@ ld_status ld_jpeg_decode(ld_ctx *ctx, const char *where, const void *data, size_
         JSAMPROW r = rgb + row * cinfo.output_scanline;
         jpeg_read_scanlines(&cinfo, &r, 1);
     }
+    if (cmyk) cmyk_to_rgb(rgb, (size_t)cinfo.output_width * cinfo.output_height, cinfo.saw_Adobe_marker);
     jpeg_finish_decompress(&cinfo);
     if (err.base.num_warnings > 0) { /* data cut short or corrupt: libjpeg filled the gap with grey */
         char msg[JMSG_LENGTH_MAX];
@@ -80,18 +96,4 @@ ld_status ld_jpeg_decode(ld_ctx *ctx, const char *where, const void *data, size_
     out->rgb = rgb;
     jpeg_destroy_decompress(&cinfo);
     return LD_OK;
-}
-
-ld_status ld_picture_read(ld_ctx *ctx, const char *path, ld_png *out) {
-    memset(out, 0, sizeof *out);
-    char *data = NULL;
-    size_t len = 0;
-    LD_TRY(ld_read_file(ctx, path, &data, &len, MAX_FILE));
-    const unsigned char *b = (const unsigned char *)data;
-    ld_status st;
-    if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) st = ld_jpeg_decode(ctx, path, data, len, out);
-    else if (len >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) st = ld_png_decode(ctx, path, data, len, 1, out);
-    else st = ld_fail(ctx, LD_ERR_FORMAT, "%s: neither a PNG nor a JPEG picture", path);
-    free(data);
-    return st;
 }

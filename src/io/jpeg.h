@@ -1,15 +1,10 @@
 /* JPEG pictures (libjpeg-turbo), decoded to the same RGB8 picture as PNG
- * (io/png.h's ld_png, without text chunks), and one reader for both by the
- * file's first bytes, for the places that take photographs: training
- * datasets.
+ * (io/png.h's ld_png, without text chunks); io/picture.h reads any of the
+ * formats by the file's first bytes.
  *
- *     ld_png pic;
- *     LD_TRY(ld_picture_read(ctx, "cat.jpg", &pic));   // PNG or JPEG
- *     ... pic.rgb, pic.width, pic.height ...
- *     ld_png_free(&pic);
- *
- * Greyscale and YCbCr JPEGs become RGB; CMYK ones and anything malformed,
- * truncated or larger than 16384 x 16384 pixels are errors naming the file.
+ * Greyscale, YCbCr and CMYK/YCCK JPEGs become RGB (CMYK as Pillow's
+ * convert("RGB"), Adobe's inverted inks included); anything malformed,
+ * truncated or larger than 16384 x 16384 pixels is an error naming the file.
  */
 #ifndef LD_IO_JPEG_H
 #define LD_IO_JPEG_H
@@ -17,7 +12,5 @@
 #include "io/png.h"
 
 ld_status ld_jpeg_decode(ld_ctx *ctx, const char *where, const void *data, size_t len, ld_png *out);
-/* A PNG or JPEG file, told apart by its signature. */
-ld_status ld_picture_read(ld_ctx *ctx, const char *path, ld_png *out);
 
 #endif

@@ -2,7 +2,7 @@
 #include "train/train_cache.h"
 
 #include "io/model_folder.h"
-#include "io/jpeg.h"
+#include "io/picture.h"
 #include "models/autoencoder_kl.h"
 #include "pipeline/koala_init.h"
 #include "pipeline/sdxl_text.h"
