@@ -82,6 +82,13 @@ static void on_sigint(int sig) {
     interrupted = 1;
 }
 
+/* Polled inside every model forward (ld_gen_params.cancel): Ctrl-C stops
+ * within about a second, not at the end of a step. */
+static int cancel_requested(void *user) {
+    (void)user;
+    return interrupted;
+}
+
 typedef struct {
     int tty, quiet, verbose;
     int image, images;
@@ -512,6 +519,7 @@ int cmd_generate(int argc, char **argv) {
     progress_state ps = {.tty = isatty(2), .quiet = quiet, .verbose = verbose, .images = (int)batch};
     gp.progress = progress;
     gp.progress_user = &ps;
+    gp.cancel = cancel_requested;
     if (preview.path) {
         preview.ctx = ld_ctx_new();
         gp.preview = write_preview;

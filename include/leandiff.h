@@ -104,6 +104,14 @@ LD_API const char *ld_pipeline_model_name(const ld_pipeline *p);
  * returns LD_ERR_CANCELLED). */
 typedef int (*ld_progress_fn)(void *user, const char *stage, int step, int total, double stage_seconds);
 
+/* Cancel: polled between the blocks of every model forward, between decoder
+ * tiles and between slices of a long attention (many times a second, from the
+ * thread that called ld_generate). Return nonzero to stop: ld_generate then
+ * returns LD_ERR_CANCELLED within about a second and produces no image. Keep
+ * it cheap (read a flag). The progress callback can cancel too, but only
+ * between steps. */
+typedef int (*ld_cancel_fn)(void *user);
+
 /* Live preview (KOALA/SDXL): called during the denoising stage with the
  * current estimate of the final image (RGB8; TAESD's decode at full size when
  * taesd_dir is set, else a linear latent-to-RGB map at 1/8 size). The image is
@@ -148,6 +156,8 @@ typedef struct {
     int nloras;
     const char *lora_dir;         /* where <lora:NAME:SCALE> prompt tags (A1111 syntax) find NAME.safetensors;
                                      NULL: tags are an error */
+    ld_cancel_fn cancel;          /* NULL: only the progress callback can stop a run (between steps) */
+    void *cancel_user;
 } ld_gen_params;
 
 LD_API void ld_gen_params_init(ld_gen_params *p);

@@ -283,7 +283,7 @@ static ld_status mid_attention(ld_ctx *ctx, ld_arena *a, const vae_mid *m, float
     ld_linear(k, t, HW, &m->to_k.w, &m->to_k.b);
     ld_linear(vv, t, HW, &m->to_v.w, &m->to_v.b);
     ld_attn_params p = {.scale = 1.0f / sqrtf((float)C)};
-    ld_attention(o, C, q, C, k, C, vv, C, 1, 1, HW, HW, C, &p);
+    LD_TRY(ld_attention_checked(ctx, "VAE", 0, o, C, q, C, k, C, vv, C, 1, 1, HW, HW, C, &p));
     ld_linear(t, o, HW, &m->to_out.w, &m->to_out.b);
     ld_nhwc_to_nchw(q, t, 1, C, HW);
     ld_add(x, x, q, C * HW);
@@ -296,8 +296,10 @@ static ld_status mid_attention(ld_ctx *ctx, ld_arena *a, const vae_mid *m, float
 static ld_status mid_forward(ld_ctx *ctx, ld_arena *a, const vae_mid *m, float *out, float *tmp, const float *x, int H,
                              int W, int groups) {
     LD_TRY(ld_resnet_forward(ctx, a, &m->resnets[0], tmp, x, 1, H, W, NULL));
+    LD_TRY(ld_check_cancel(ctx, "VAE"));
     if (m->has_attention) LD_TRY(mid_attention(ctx, a, m, tmp, (int64_t)H * W, groups));
-    return ld_resnet_forward(ctx, a, &m->resnets[1], out, tmp, 1, H, W, NULL);
+    LD_TRY(ld_resnet_forward(ctx, a, &m->resnets[1], out, tmp, 1, H, W, NULL));
+    return ld_check_cancel(ctx, "VAE");
 }
 
 /* GN, SiLU, conv 3x3 (the output head of encoder and decoder). */
@@ -354,11 +356,13 @@ ld_status ld_vae_decode_one(ld_ctx *ctx, ld_vae *v, const float *z, int h, int w
         const vae_block *b = &v->dec_up[i];
         for (int j = 0; j < b->nlayers; j++) {
             LD_TRY(ld_resnet_forward(ctx, a, &b->resnets[j], pp[cur ^ 1], pp[cur], 1, H, W, NULL));
+            LD_TRY(ld_check_cancel(ctx, "VAE"));
             cur ^= 1;
             C = b->cout;
         }
         if (b->has_sampler) {
             LD_TRY(ld_upsample_forward(ctx, a, &b->up, pp[cur ^ 1], pp[cur], 1, H, W, 2 * H, 2 * W));
+            LD_TRY(ld_check_cancel(ctx, "VAE"));
             cur ^= 1;
             H *= 2;
             W *= 2;
@@ -390,6 +394,7 @@ static ld_status encode_one(ld_ctx *ctx, ld_vae *v, const float *img, int H, int
         const vae_block *b = &v->enc_down[i];
         for (int j = 0; j < b->nlayers; j++) {
             LD_TRY(ld_resnet_forward(ctx, a, &b->resnets[j], pp[cur ^ 1], pp[cur], 1, H, W, NULL));
+            LD_TRY(ld_check_cancel(ctx, "VAE"));
             cur ^= 1;
             C = b->cout;
         }
@@ -397,6 +402,7 @@ static ld_status encode_one(ld_ctx *ctx, ld_vae *v, const float *img, int H, int
             int Ho, Wo;
             ld_downsample_out_size(&b->down, H, W, &Ho, &Wo);
             LD_TRY(ld_downsample_forward(ctx, a, &b->down, pp[cur ^ 1], pp[cur], 1, H, W));
+            LD_TRY(ld_check_cancel(ctx, "VAE"));
             cur ^= 1;
             H = Ho;
             W = Wo;
@@ -432,10 +438,12 @@ ld_status ld_vae_encode(ld_ctx *ctx, ld_vae *v, const float *image, int B, int H
     const int64_t in_n = (int64_t)v->cfg.in_channels * H * W;
     const int64_t out_n = (int64_t)2 * v->cfg.latent_channels * ho * wo;
     ld_status st = LD_OK;
+    const size_t mark = ld_arena_mark(&v->arena);
     for (int b = 0; b < B && st == LD_OK; b++) {
         int eh, ew;
         st = encode_one(ctx, v, image + b * in_n, H, W, moments + b * out_n, &eh, &ew);
     }
+    ld_arena_reset(&v->arena, mark); /* also after a failure (a cancel) half-way through */
     if (st == LD_OK) st = ld_arena_reserve(ctx, &v->arena, v->arena.peak);
     return st;
 }

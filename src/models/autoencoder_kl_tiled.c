@@ -90,6 +90,7 @@ static ld_status decode_tiled(ld_ctx *ctx, ld_vae *v, const float *z, int h, int
                     memcpy(zt + ((int64_t)c * th + y) * tw, z + ((int64_t)c * h + ys[ty] + y) * w + xs[tx],
                            sizeof(float) * tw);
             LD_TRY(ld_vae_decode_one(ctx, v, zt, th, tw, tile));
+            LD_TRY(ld_check_cancel(ctx, "VAE"));
             const int64_t y0 = (int64_t)ys[ty] * f, x0 = (int64_t)xs[tx] * f;
             for (int c = 0; c < Co; c++)
                 for (int64_t y = 0; y < tH; y++) {
@@ -115,10 +116,12 @@ ld_status ld_vae_decode(ld_ctx *ctx, ld_vae *v, const float *latents, int B, int
     const int64_t in = (int64_t)v->cfg.out_channels * h * f * w * f;
     const int tiled = tiling && (h > v->tile || w > v->tile);
     ld_status st = LD_OK;
+    const size_t mark = ld_arena_mark(&v->arena);
     for (int b = 0; b < B && st == LD_OK; b++) {
         if (tiled) st = decode_tiled(ctx, v, latents + b * zn, h, w, image + b * in);
         else st = ld_vae_decode_one(ctx, v, latents + b * zn, h, w, image + b * in);
     }
+    ld_arena_reset(&v->arena, mark); /* also after a failure (a cancel) half-way through */
     if (st == LD_OK) st = ld_arena_reserve(ctx, &v->arena, v->arena.peak);
     return st;
 }

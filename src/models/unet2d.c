@@ -219,6 +219,9 @@ static int64_t up_path_max(const ld_unet2d *u, const skip_t *skips, int nskip, i
     return m;
 }
 
+/* Between blocks the forward polls the caller's cancel callback (ld_check_cancel). */
+#define WHERE "U-Net forward"
+
 static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, int H, int W, const float *timesteps,
                          const float *context, int L, const float *text_embeds, const float *time_ids, float *out) {
     const unet_config *c = &u->cfg;
@@ -255,6 +258,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
             float *o;
             LD_ARENA_F32(o, ctx, a, (int64_t)B * b->cout * H * W);
             LD_TRY(ld_resnet_forward(ctx, a, &b->resnets[j], o, h, B, H, W, emb_act));
+            LD_TRY(ld_check_cancel(ctx, WHERE));
             if (b->cross_attn)
                 LD_TRY(ld_transformer2d_forward(ctx, a, &b->attentions[j], o, B, (int64_t)H * W, context, L));
             h = o;
@@ -267,6 +271,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
             float *o;
             LD_ARENA_F32(o, ctx, a, (int64_t)B * C * Ho * Wo);
             LD_TRY(ld_downsample_forward(ctx, a, &b->down, o, h, B, H, W));
+            LD_TRY(ld_check_cancel(ctx, WHERE));
             h = o;
             H = Ho;
             W = Wo;
@@ -286,6 +291,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
         LD_TRY(ld_resnet_forward(ctx, a, &u->mid_resnets[0], pp[0], h, B, H, W, emb_act));
         LD_TRY(ld_transformer2d_forward(ctx, a, &u->mid_attention, pp[0], B, (int64_t)H * W, context, L));
         LD_TRY(ld_resnet_forward(ctx, a, &u->mid_resnets[1], pp[1], pp[0], B, H, W, emb_act));
+        LD_TRY(ld_check_cancel(ctx, WHERE));
         h = pp[1];
         cur = 1;
     }
@@ -305,6 +311,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
             float *o = pp[cur ^= 1];
             LD_TRY(ld_resnet_forward(ctx, a, &b->resnets[j], o, cat, B, H, W, emb_act));
             ld_arena_reset(a, mark);
+            LD_TRY(ld_check_cancel(ctx, WHERE));
             if (b->cross_attn)
                 LD_TRY(ld_transformer2d_forward(ctx, a, &b->attentions[j], o, B, (int64_t)H * W, context, L));
             h = o;
@@ -315,6 +322,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
             const skip_t *next = &skips[nskip - 1];
             float *o = pp[cur ^= 1];
             LD_TRY(ld_upsample_forward(ctx, a, &b->up, o, h, B, H, W, next->H, next->W));
+            LD_TRY(ld_check_cancel(ctx, WHERE));
             h = o;
             H = next->H;
             W = next->W;

@@ -255,7 +255,8 @@ static ld_status attention_layer(ld_ctx *ctx, ld_arena *a, const ld_transformer2
     ld_linear(v, kv_src, (int64_t)B * Lk, wv, NULL);
     ld_attn_params p = {.scale = 1.0f / sqrtf((float)t->head_dim)};
     LD_ARENA_F32(o, ctx, a, N * C);
-    ld_attention(o, C, q, C, k, C, v, C, B, t->heads, Lq, Lk, t->head_dim, &p);
+    LD_TRY(ld_attention_checked(ctx, "U-Net forward", 0, o, C, q, C, k, C, v, C, B, t->heads, Lq, Lk, t->head_dim,
+                                &p));
     ld_linear(q, o, N, &out->w, opt(&out->b)); /* q is free now: use it for the projection */
     ld_add(hs, hs, q, N * C);
     ld_arena_reset(a, mark);
@@ -307,6 +308,7 @@ ld_status ld_transformer2d_forward(ld_ctx *ctx, ld_arena *a, const ld_transforme
                                &b->attn2_out));
         ld_layer_norm(normed, hs, N, C, 1e-5f, &b->norm3.w, &b->norm3.b);
         LD_TRY(feed_forward(ctx, a, t, b, hs, normed, N));
+        LD_TRY(ld_check_cancel(ctx, "U-Net forward"));
     }
 
     /* x += proj_out(hs) back in NCHW */
