@@ -74,6 +74,27 @@ static inline const char *test_tmp_dir(const char *name) {
     return buf;
 }
 
+/* A random-weight tiny KOALA pipeline folder made by `leandiff init-random
+ * --pipeline tiny` (the binary of $LEANDIFF_BIN, set by ctest) under the test's
+ * scratch directory, for tests that need a model but no reference numbers.
+ * NULL (and a message) when it cannot be made. */
+static inline const char *test_make_tiny_model(const char *name) {
+    static char dir[4200];
+    const char *bin = getenv("LEANDIFF_BIN");
+    if (!bin) {
+        fprintf(stderr, "LEANDIFF_BIN is not set (run the tests through ctest)\n");
+        return NULL;
+    }
+    snprintf(dir, sizeof dir, "%s/tiny", test_tmp_dir(name));
+    char cmd[8600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && '%s' init-random --pipeline tiny --out '%s' >/dev/null", dir, bin, dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "cannot make the tiny model: %s\n", cmd);
+        return NULL;
+    }
+    return dir;
+}
+
 /* Module tolerance of testdata/README.md: max|got-ref| <= tol * max(1, max|ref|).
  * Prints the error; returns 1 if within tolerance. */
 static inline int test_close(const char *what, const float *got, const float *ref, int64_t n, double tol) {

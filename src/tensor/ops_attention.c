@@ -19,7 +19,7 @@ void ld_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const fl
 }
 
 #define ATT_SLICE_FLOPS ((int64_t)1 << 32)
-#define ATT_SLICE_ROUND 256
+#define ATT_SLICE_ROUND 32
 
 ld_status ld_attention_checked(ld_ctx *ctx, const char *where, int64_t slice_flops, float *out, int64_t ldo,
                                const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
