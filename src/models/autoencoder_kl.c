@@ -316,14 +316,11 @@ static ld_status head_forward(ld_ctx *ctx, ld_arena *a, const ld_wb *norm, const
     return LD_OK;
 }
 
-ld_status ld_vae_decode_one(ld_ctx *ctx, ld_vae *v, const float *z, int h, int w, float *image) {
+/* Largest activation of a decode: any block's channels at its output resolution. */
+static int64_t decode_max_floats(const ld_vae *v, int h, int w) {
     const vae_config *c = &v->cfg;
-    const int n = c->nblocks, clast = c->block_out_channels[n - 1];
-    ld_arena *a = &v->arena;
-    size_t mark = ld_arena_mark(a);
-
-    /* Largest activation: any block's channels at its output resolution. */
-    int64_t maxn = (int64_t)clast * h * w;
+    const int n = c->nblocks;
+    int64_t maxn = (int64_t)c->block_out_channels[n - 1] * h * w;
     for (int i = 0, f = 1; i < n; i++) {
         const vae_block *b = &v->dec_up[i];
         int64_t cin = b->resnets[0].cin;
@@ -333,6 +330,40 @@ ld_status ld_vae_decode_one(ld_ctx *ctx, ld_vae *v, const float *z, int h, int w
         m = (int64_t)b->cout * h * f * w * f;
         if (m > maxn) maxn = m;
     }
+    return maxn;
+}
+
+double ld_vae_decode_one_floats(const ld_vae *v, int h, int w) {
+    const vae_config *c = &v->cfg;
+    const int n = c->nblocks, clast = c->block_out_channels[n - 1];
+    const int64_t hw = (int64_t)h * w;
+    /* the two ping-pong buffers, then the largest scratch on top of them */
+    double scratch = (double)ld_resnet_scratch_floats(&v->dec_mid.resnets[0], 1, hw);
+    if (v->dec_mid.has_attention && 5.0 * clast * hw > scratch) scratch = 5.0 * clast * hw;
+    int H = h, W = w, C = clast;
+    for (int i = 0; i < n; i++) {
+        const vae_block *b = &v->dec_up[i];
+        for (int j = 0; j < b->nlayers; j++) {
+            const double s = (double)ld_resnet_scratch_floats(&b->resnets[j], 1, (int64_t)H * W);
+            if (s > scratch) scratch = s;
+            C = b->cout;
+        }
+        if (b->has_sampler) {
+            H *= 2;
+            W *= 2;
+            if ((double)C * H * W > scratch) scratch = (double)C * H * W;
+        }
+    }
+    if ((double)C * H * W > scratch) scratch = (double)C * H * W; /* the output head */
+    return 2.0 * (double)decode_max_floats(v, h, w) + scratch;
+}
+
+ld_status ld_vae_decode_one(ld_ctx *ctx, ld_vae *v, const float *z, int h, int w, float *image) {
+    const vae_config *c = &v->cfg;
+    const int n = c->nblocks, clast = c->block_out_channels[n - 1];
+    ld_arena *a = &v->arena;
+    size_t mark = ld_arena_mark(a);
+    const int64_t maxn = decode_max_floats(v, h, w);
     float *pp[2];
     LD_ARENA_F32(pp[0], ctx, a, maxn);
     LD_ARENA_F32(pp[1], ctx, a, maxn);

@@ -105,6 +105,19 @@ static ld_status decode_tiled(ld_ctx *ctx, ld_vae *v, const float *z, int h, int
     return LD_OK;
 }
 
+double ld_vae_decode_estimate(const ld_vae *v, int h, int w, int tiling) {
+    if (!tiling || (h <= v->tile && w <= v->tile)) return sizeof(float) * ld_vae_decode_one_floats(v, h, w);
+    int ys[8192], xs[8192], th, tw;
+    tile_layout(h, v->tile, v->overlap, &th, ys);
+    tile_layout(w, v->tile, v->overlap, &tw, xs);
+    const int f = ld_vae_downscale(v);
+    const double tH = (double)th * f, tW = (double)tw * f;
+    /* decode_tiled's buffers, then one tile's decode */
+    const double own = (double)v->cfg.latent_channels * th * tw + (double)v->cfg.out_channels * tH * tW + tH + tW +
+                       (double)h * f + (double)w * f;
+    return sizeof(float) * (own + ld_vae_decode_one_floats(v, th, tw));
+}
+
 ld_status ld_vae_decode(ld_ctx *ctx, ld_vae *v, const float *latents, int B, int h, int w, float *image, int tiling) {
     if (ld_weights_is_recorder(v->ws))
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "vae decode: the model was built for recording only");

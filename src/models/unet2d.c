@@ -339,6 +339,78 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
     return LD_OK;
 }
 
+/* Arena use walked without running: `cur` holds what stays allocated, `peak`
+ * the most seen with a block's scratch on top. In floats. */
+typedef struct {
+    double cur, peak;
+} mem_walk;
+
+static void walk_scratch(mem_walk *m, double floats) {
+    if (m->cur + floats > m->peak) m->peak = m->cur + floats;
+}
+static void walk_keep(mem_walk *m, double floats) {
+    m->cur += floats;
+    walk_scratch(m, 0);
+}
+
+double ld_unet2d_activation_estimate(const ld_unet2d *u, int B, int H, int W, int L) {
+    const unet_config *c = &u->cfg;
+    mem_walk m = {0, 0};
+    skip_t skips[1 + UNET_MAX_BLOCKS * (UNET_MAX_LAYERS + 1)];
+    int nskip = 0;
+    walk_keep(&m, (double)B * c->temb_dim);
+    walk_scratch(&m, (double)B * (c->time_in_dim + 3 * c->temb_dim + c->add_in_dim + 6 * c->add_time_dim));
+    if (c->center_input_sample) walk_keep(&m, (double)B * c->in_channels * H * W);
+    int C = c->block_out_channels[0];
+    walk_keep(&m, (double)B * C * H * W);
+    skips[nskip++] = (skip_t){NULL, C, H, W};
+    for (int i = 0; i < c->nblocks; i++) {
+        const unet_block *b = &u->down[i];
+        for (int j = 0; j < b->nlayers; j++) {
+            walk_keep(&m, (double)B * b->cout * H * W);
+            walk_scratch(&m, (double)ld_resnet_scratch_floats(&b->resnets[j], B, (int64_t)H * W));
+            if (b->cross_attn)
+                walk_scratch(&m, (double)ld_transformer2d_scratch_floats(&b->attentions[j], B, (int64_t)H * W, L));
+            C = b->cout;
+            skips[nskip++] = (skip_t){NULL, C, H, W};
+        }
+        if (b->has_sampler) {
+            int Ho, Wo;
+            ld_downsample_out_size(&b->down, H, W, &Ho, &Wo);
+            walk_keep(&m, (double)B * C * Ho * Wo);
+            walk_scratch(&m, (double)ld_downsample_scratch_floats(&b->down, B, H, W));
+            H = Ho;
+            W = Wo;
+            skips[nskip++] = (skip_t){NULL, C, H, W};
+        }
+    }
+    walk_keep(&m, 2.0 * (double)up_path_max(u, skips, nskip, B));
+    if (c->has_mid) {
+        walk_scratch(&m, (double)ld_resnet_scratch_floats(&u->mid_resnets[0], B, (int64_t)H * W));
+        walk_scratch(&m, (double)ld_transformer2d_scratch_floats(&u->mid_attention, B, (int64_t)H * W, L));
+        walk_scratch(&m, (double)ld_resnet_scratch_floats(&u->mid_resnets[1], B, (int64_t)H * W));
+    }
+    for (int i = 0; i < c->nblocks; i++) {
+        const unet_block *b = &u->up[i];
+        for (int j = 0; j < b->nlayers; j++) {
+            const skip_t *s = &skips[--nskip];
+            walk_scratch(&m, (double)B * (C + s->C) * H * W +
+                                 (double)ld_resnet_scratch_floats(&b->resnets[j], B, (int64_t)H * W));
+            if (b->cross_attn)
+                walk_scratch(&m, (double)ld_transformer2d_scratch_floats(&b->attentions[j], B, (int64_t)H * W, L));
+            C = b->cout;
+        }
+        if (b->has_sampler) {
+            const skip_t *next = &skips[nskip - 1];
+            walk_scratch(&m, (double)B * C * next->H * next->W);
+            H = next->H;
+            W = next->W;
+        }
+    }
+    walk_scratch(&m, (double)B * C * H * W);
+    return m.peak * sizeof(float);
+}
+
 ld_status ld_unet2d_forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, int H, int W,
                             const float *timesteps, const float *encoder_hidden_states, int L,
                             const float *text_embeds, const float *time_ids, float *out) {

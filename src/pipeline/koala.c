@@ -15,6 +15,7 @@
 #include "sched/rng.h"
 #include "text/clip_tokenizer.h"
 #include "pipeline/koala_init.h"
+#include "pipeline/memory_check.h"
 #include "pipeline/preview.h"
 #include "pipeline/sdxl_text.h"
 #include "models/lora_merge.h"
@@ -581,6 +582,12 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         LD_TRY(st);
         if (lc < 1 || lc > 16) return ld_fail(ctx, LD_ERR_MODEL, "%s: latent_channels %lld is out of range", k->vae, (long long)lc);
         r->C = (int)lc;
+    }
+    { /* refuse a size whose activations do not fit, before any work (memory_check.h) */
+        double need;
+        const int tiling = k->vae_tiling < 0 ? (int64_t)r->H * r->W > 512 * 512 : k->vae_tiling;
+        LD_TRY(ld_sdxl_activation_estimate(ctx, k->unet, k->vae, r->B, r->h, r->w, LD_CLIP_CONTEXT, tiling, &need));
+        LD_TRY(ld_memory_check(ctx, r->W, r->H, need, "the U-Net and the VAE"));
     }
     char where[PATH_MAX_LEN + 32];
     snprintf(where, sizeof where, "%s/scheduler/scheduler_config.json", k->dir);
