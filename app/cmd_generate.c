@@ -555,8 +555,12 @@ int cmd_generate(int argc, char **argv) {
         } else {
             /* The summary goes to stderr when stdout carries the PNG. */
             FILE *say = to_stdout ? stderr : stdout;
-            fprintf(say, "%s: %dx%d, seed %llu, %d steps, %.1f s\n", to_stdout ? "stdout" : name, img.width,
-                    img.height, (unsigned long long)info.seed, info.steps, info.seconds);
+            if (info.replay_noise[0]) /* the seed was never drawn */
+                fprintf(say, "%s: %dx%d, noise from %s, %d steps, %.1f s\n", to_stdout ? "stdout" : name, img.width,
+                        img.height, info.replay_noise, info.steps, info.seconds);
+            else
+                fprintf(say, "%s: %dx%d, seed %llu, %d steps, %.1f s\n", to_stdout ? "stdout" : name, img.width,
+                        img.height, (unsigned long long)info.seed, info.steps, info.seconds);
             fflush(say);
         }
         free(text);

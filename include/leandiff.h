@@ -175,6 +175,9 @@ typedef struct {
     char model[128];
     char family[32];
     double seconds;
+    char precision[8];            /* "f32" or "bf16": the arithmetic of the matrix products */
+    char timestep_spacing[16];    /* SDXL family: the scheduler's spacing ("leading", "trailing", "linspace") */
+    char replay_noise[256];       /* the replay file the random inputs came from ("": drawn from seed) */
 } ld_gen_info;
 
 typedef struct ld_image {

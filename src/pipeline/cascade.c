@@ -83,6 +83,8 @@ static ld_status encode_text(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *r
     const ld_gen_params *p = run->params;
     int64_t D = c->text_hidden, P = c->text_proj;
     t->nb = with_negative ? 2 : 1;
+    ld_clip_warn_truncation(c->tok, p->prompt, "prompt", "");
+    if (with_negative && p->negative_prompt) ld_clip_warn_truncation(c->tok, p->negative_prompt, "negative prompt", "");
     LD_TRY(ld_clip_tokenize(ctx, c->tok, p->prompt, t->ids, t->mask));
     if (with_negative)
         LD_TRY(ld_clip_tokenize(ctx, c->tok, p->negative_prompt ? p->negative_prompt : "", t->ids + LD_CLIP_CONTEXT,

@@ -151,6 +151,12 @@ ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, 
         ctx->cancel_user = saved_user;
     }
     ld_gemm_set_precision(saved);
-    if (st != LD_OK) ld_image_free(out); /* a stopped or failed run leaves no image */
+    if (st != LD_OK) {
+        ld_image_free(out); /* a stopped or failed run leaves no image */
+        return st;
+    }
+    /* what else changes the pixels, for the infotext */
+    snprintf(info->precision, sizeof info->precision, "%s", p->precision == LD_PRECISION_BF16 ? "bf16" : "f32");
+    if (params->replay_noise) snprintf(info->replay_noise, sizeof info->replay_noise, "%s", params->replay_noise);
     return st;
 }

@@ -16,11 +16,11 @@ static double now_seconds(void) {
 }
 
 /* Token ids of texts[0..n-1] for one tokenizer: plain (diffusers: one chunk,
- * truncated at 75 tokens, weight 1) or A1111 syntax (chunks of 75 with
+ * truncated at 75 tokens, weight 1; warn: say so when it cuts) or A1111 syntax (chunks of 75 with
  * weights, every text padded with empty-prompt chunks to the longest). Fills
  * *ids / *mult with n * chunks * 77 entries and *chunks. */
 static ld_status tokenize_texts(ld_ctx *ctx, const ld_clip_tokenizer *tok, const char *const *texts, int n, int a1111,
-                                int64_t **ids, float **mult, int *chunks) {
+                                int warn, int64_t **ids, float **mult, int *chunks) {
     ld_prompt_chunks *ch = a1111 ? calloc((size_t)n, sizeof *ch) : NULL, empty = {0};
     ld_status st = LD_OK;
     int C = 1;
@@ -45,6 +45,9 @@ static ld_status tokenize_texts(ld_ctx *ctx, const ld_clip_tokenizer *tok, const
             memcpy(*ids + i * per, ch[i].ids, sizeof(int64_t) * per);
             memcpy(*mult + i * per, ch[i].mult, sizeof(float) * per);
         } else {
+            if (warn)
+                ld_clip_warn_truncation(tok, texts[i], i == n - 1 ? "prompt" : "negative prompt",
+                                        " (--prompt-syntax a1111 reads prompts of any length)");
             st = ld_clip_tokenize(ctx, tok, texts[i], *ids + i * per, NULL);
             if (st != LD_OK) ld_prefix_error(ctx, "%s: ", i == n - 1 ? "prompt" : "negative prompt");
             for (size_t k = 0; k < per; k++) (*mult)[i * per + k] = 1;
@@ -88,7 +91,7 @@ ld_status ld_sdxl_encode(ld_ctx *ctx, const ld_sdxl_text *tx, const char *const 
         ids = NULL;
         mult = NULL;
         st = ld_clip_tokenizer_load(ctx, tok_dirs[e], &tok);
-        if (st == LD_OK) st = tokenize_texts(ctx, tok, texts, n, a1111, &ids, &mult, &c);
+        if (st == LD_OK) st = tokenize_texts(ctx, tok, texts, n, a1111, e == 0, &ids, &mult, &c);
         ld_clip_tokenizer_free(tok);
         if (st == LD_OK && e == 1 && c != C)
             st = ld_fail(ctx, LD_ERR_MODEL, "%s and %s split the prompt into %d and %d chunks", tok_dirs[0],

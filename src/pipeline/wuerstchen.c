@@ -69,6 +69,10 @@ ld_status ld_wu_encode_text(ld_ctx *ctx, ld_wu_run *run, const ld_clip_tokenizer
     int64_t B = with_negative ? 2 : 1, L = LD_CLIP_CONTEXT, D = ld_clip_text_get_config(te)->hidden_size;
     int64_t ids[2 * LD_CLIP_CONTEXT], mask[2 * LD_CLIP_CONTEXT];
     *hidden = NULL;
+    if (strcmp(dump_prefix, "prior") == 0) { /* once per run: the decoder reads the same texts */
+        ld_clip_warn_truncation(tok, prompt, "prompt", "");
+        if (with_negative && negative) ld_clip_warn_truncation(tok, negative, "negative prompt", "");
+    }
     LD_TRY(ld_clip_tokenize(ctx, tok, prompt, ids, mask));
     if (with_negative) LD_TRY(ld_clip_tokenize(ctx, tok, negative ? negative : "", ids + L, mask + L));
     LD_TRY(ld_malloc(ctx, (void **)hidden, (size_t)(B * L * D) * sizeof(float), "prompt embeddings"));
