@@ -1,10 +1,12 @@
 /* Cancel inside a step (issue 16, point 2): ld_gen_params.cancel is polled
  * inside the model forwards, so a run stops part-way through a U-Net call or a
  * VAE decode with LD_ERR_CANCELLED, no image, and a pipeline that still
- * generates the same image afterwards. Uses a random tiny KOALA pipeline made
- * by `leandiff init-random --pipeline tiny`. */
+ * generates the same image afterwards (a random tiny KOALA pipeline made by
+ * `leandiff init-random --pipeline tiny`); Wuerstchen and Stable Cascade stop
+ * inside their prior's and their decoder's forwards (the test data's tiny
+ * models, when present). */
 #include "leandiff.h"
-#include "test_util.h"
+#include "test_koala_tiny.h"
 
 #include <time.h>
 
@@ -14,6 +16,8 @@ typedef struct {
     int stop_in_vae; /* return 1 once the unet stage has finished */
     int unet_steps;  /* "unet" progress reports seen */
     int unet_done;
+    int stop_in_decoder;             /* Wuerstchen / Cascade: return 1 once the prior has finished */
+    int prior_steps, prior_done, decoder_steps;
     double stopped_at; /* monotonic time of the first nonzero return */
 } cancel_state;
 
@@ -26,7 +30,8 @@ static double now(void) {
 static int on_cancel(void *user) {
     cancel_state *c = user;
     c->polls++;
-    int stop = (c->stop_after && c->polls >= c->stop_after) || (c->stop_in_vae && c->unet_done);
+    int stop = (c->stop_after && c->polls >= c->stop_after) || (c->stop_in_vae && c->unet_done) ||
+               (c->stop_in_decoder && c->prior_done);
     if (stop && c->stopped_at == 0) c->stopped_at = now();
     return stop;
 }
@@ -37,6 +42,11 @@ static int on_progress(void *user, const char *stage, int step, int total, doubl
     if (!strcmp(stage, "unet")) {
         c->unet_steps++;
         if (step == total) c->unet_done = 1;
+    } else if (!strcmp(stage, "prior")) {
+        c->prior_steps++;
+        if (step == total) c->prior_done = 1;
+    } else if (!strcmp(stage, "decoder")) {
+        c->decoder_steps++;
     }
     return 0;
 }
@@ -61,12 +71,8 @@ int main(void) {
     const char *model = test_make_tiny_model("cancel");
     if (!model) return test_finish() | 1;
     ld_ctx *ctx = ld_ctx_new();
-    ld_pipeline_options opt;
-    ld_pipeline_options_init(&opt);
-    opt.model_dir = model;
-    ld_pipeline *p = NULL;
-    if (ld_pipeline_open(ctx, &opt, &p) != LD_OK) {
-        CHECK(0, "open: %s", ld_ctx_error(ctx));
+    ld_pipeline *p = test_open_pipeline(ctx, model);
+    if (!p) {
         ld_ctx_free(ctx);
         return test_finish();
     }
@@ -120,6 +126,48 @@ int main(void) {
 
     ld_image_free(&ref);
     ld_pipeline_free(p);
+
+    /* 5. Wuerstchen and Stable Cascade (the tiny models of the test data):
+     * stopped inside the prior's first forward, and inside the decoder's */
+    const char *td = test_testdata_dir();
+    const char *fam[][2] = {{"wuerstchen-prior-tiny", "wuerstchen-tiny"},
+                            {"stable-cascade-prior-tiny", "stable-cascade-tiny"}};
+    for (int f = 0; td && f < 2; f++) {
+        char prior[4200], dec[4200];
+        snprintf(prior, sizeof prior, "%s/models/%s", td, fam[f][0]);
+        snprintf(dec, sizeof dec, "%s/models/%s", td, fam[f][1]);
+        ld_pipeline_options opt;
+        ld_pipeline_options_init(&opt);
+        opt.model_dir = prior;
+        opt.decoder_dir = dec;
+        ld_pipeline *wp = NULL;
+        if (ld_pipeline_open(ctx, &opt, &wp) != LD_OK) {
+            CHECK(0, "%s: %s", fam[f][0], ld_ctx_error(ctx));
+            continue;
+        }
+        for (int stage = 0; stage < 2; stage++) {
+            ld_ctx_clear_error(ctx);
+            cancel_state w = {.stop_after = stage == 0 ? 3 : 0, .stop_in_decoder = stage == 1};
+            ld_gen_params gp;
+            ld_gen_params_init(&gp);
+            gp.prompt = "a koala";
+            gp.width = gp.height = 128;
+            gp.steps = gp.prior_steps = 2;
+            gp.cancel = on_cancel;
+            gp.cancel_user = &w;
+            gp.progress = on_progress;
+            gp.progress_user = &w;
+            st = ld_generate(ctx, wp, &gp, &img, NULL);
+            CHECK(st == LD_ERR_CANCELLED && img.pixels == NULL, "%s %s: %s (%s)", fam[f][0],
+                  stage ? "decoder" : "prior", ld_status_name(st), ld_ctx_error(ctx));
+            CHECK(stage ? w.prior_done && w.decoder_steps == 0 : w.prior_steps == 0,
+                  "%s: stopped after %d prior and %d decoder steps", fam[f][0], w.prior_steps, w.decoder_steps);
+            printf("%s: stopped inside the %s forward: %s\n", fam[f][0], stage ? "decoder" : "prior",
+                   ld_ctx_error(ctx));
+        }
+        ld_pipeline_free(wp);
+    }
+    if (!td) printf("SKIP (part): Wuerstchen / Stable Cascade: no test data\n");
     ld_ctx_free(ctx);
     return test_finish();
 }
