@@ -23,12 +23,12 @@ pid=$!
 sleep 1.5
 t0=$(now)
 kill -INT $pid
-for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 1 200); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 if kill -0 $pid 2>/dev/null; then kill -KILL $pid; fi
 wait $pid; rc=$?
 secs=$(awk -v a="$t0" -v b="$(now)" "BEGIN { print b - a }")
 echo "SIGINT -> exit $rc after $secs s: $(cat "$dir/err")"
-check "Ctrl-C inside a step stops within 5 s (minutes before)" 'awk -v s="$secs" "BEGIN { exit !(s < 5) }"'
+check "Ctrl-C inside a step stops within 10 s (a loaded machine; the step takes minutes)" 'awk -v s="$secs" "BEGIN { exit !(s < 10) }"'
 check "  with exit 1 and the cancel message" '[ $rc -eq 1 ] && grep -q "generation cancelled during the" "$dir/err"'
 check "  and no file (not even a temporary one)" '[ -z "$(ls -A "$dir/out")" ]'
 
@@ -40,6 +40,12 @@ echo "8192x8192 with 1 GB -> exit $rc after $secs s: $(cat "$dir/err")"
 check "a size that does not fit is refused with the estimate" \
     '[ $rc -eq 1 ] && grep -Eq "image size 8192x8192 needs about [0-9.]+ GB of memory .* but 1.0 GB is available \(LEANDIFF_MEMORY_LIMIT\)" "$dir/err"'
 check "  before any work (in under 5 s) and nothing is written" 'awk -v s="$secs" "BEGIN { exit !(s < 5) }" && [ -z "$(ls -A "$dir/out")" ]'
+# (2048x2048: the U-Net about 0.3 GB, the tiny TAESD's whole-image decode about 0.8 GB)
+LEANDIFF_MEMORY_LIMIT=500M "$bin" generate -m "$dir/m" -p "a koala" -W 2048 -H 2048 --steps 1 -q \
+    --taesd "${LEANDIFF_SOURCE_DIR:?}/tests/data/taesd/model" --vae-decoder tiny -o "$dir/out/taesd.png" 2>"$dir/err"; rc=$?
+echo "2048x2048 TAESD with 500 MB -> exit $rc: $(cat "$dir/err")"
+check "the tiny decoder's whole-image decode is checked too" \
+    '[ $rc -eq 1 ] && grep -q "needs about [0-9.]* GB of memory for the TAESD decode" "$dir/err" && [ -z "$(ls -A "$dir/out")" ]'
 LEANDIFF_MEMORY_LIMIT=lots "$bin" generate -m "$dir/m" -p "a koala" -W 64 -H 64 --steps 1 -q -o "$dir/out/x.png" \
     2>"$dir/err"; rc=$?
 check "a malformed LEANDIFF_MEMORY_LIMIT is an error naming it" \

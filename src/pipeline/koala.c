@@ -396,6 +396,11 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
     return st;
 }
 
+/* Whether the VAE decodes tile by tile: the option, or automatic above 512x512. */
+static int vae_tiled(const run *r) {
+    return r->k->vae_tiling < 0 ? (int64_t)r->H * r->W > 512 * 512 : r->k->vae_tiling;
+}
+
 /* Decode stage: latents / scaling_factor (or the latents_mean/std form) through the VAE. */
 static ld_status stage_vae(ld_ctx *ctx, run *r) {
     koala *k = r->k;
@@ -429,7 +434,7 @@ static ld_status stage_vae(ld_ctx *ctx, run *r) {
                         ld_vae_downscale(v) != k->vae_scale))
         st = ld_fail(ctx, LD_ERR_MODEL, "%s: %d latent channels, %d output channels, downscale %d: cannot decode", k->vae,
                      ld_vae_latent_channels(v), ld_vae_out_channels(v), ld_vae_downscale(v));
-    int tiling = k->vae_tiling < 0 ? (int64_t)r->H * r->W > 512 * 512 : k->vae_tiling;
+    const int tiling = vae_tiled(r);
     if (st == LD_OK) st = ld_vae_decode(ctx, v, z, 1, r->h, r->w, r->image, tiling);
     ld_vae_free(v);
     free(z);
@@ -579,8 +584,8 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     }
     { /* refuse a size whose activations do not fit, before any work (memory_check.h) */
         double need;
-        const int tiling = k->vae_tiling < 0 ? (int64_t)r->H * r->W > 512 * 512 : k->vae_tiling;
-        LD_TRY(ld_sdxl_activation_estimate(ctx, k->unet, k->vae, r->B, r->h, r->w, LD_CLIP_CONTEXT, tiling, &need));
+        LD_TRY(ld_sdxl_activation_estimate(ctx, k->unet, k->vae, r->B, r->h, r->w, LD_CLIP_CONTEXT, vae_tiled(r),
+                                           &need));
         LD_TRY(ld_memory_check(ctx, r->W, r->H, need, "the U-Net and the VAE"));
     }
     char where[PATH_MAX_LEN + 32];
@@ -665,6 +670,11 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     }
     if (st == LD_OK && p->tiny_decoder && !p->taesd_dir)
         st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "the tiny decoder needs a TAESD folder (taesd_dir, --taesd DIR)");
+    if (st == LD_OK && p->tiny_decoder) /* TAESD decodes the whole image at once */
+        st = ld_memory_check(ctx, r->W, r->H,
+                             (double)ld_vae_tiny_decode_bytes(r->taesd, 1, r->h, r->w) +
+                                 3.0 * (sizeof(float) + 1) * r->H * r->W, /* + the image, float and RGB8 */
+                             "the TAESD decode");
     if (st == LD_OK) st = stage_text(ctx, r);
     for (int b = 0; b < r->B; b++) {
         float *ti = r->time_ids + 6 * b;

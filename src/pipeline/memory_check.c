@@ -82,8 +82,8 @@ ld_status ld_memory_check(ld_ctx *ctx, int width, int height, double need, const
     char source[64];
     LD_TRY(ld_memory_available(ctx, &avail, source, sizeof source));
     if (avail < 0) return LD_OK; /* nothing to compare with */
-    ld_log_info("%dx%d: %s need about %.2f GB of activations; %.2f GB available (%s)", width, height, what,
-                need / GIB, avail / GIB, source);
+    ld_log_info("%dx%d: about %.2f GB of activations for %s; %.2f GB available (%s)", width, height, need / GIB,
+                what, avail / GIB, source);
     if (need <= avail) return LD_OK;
     return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
                    "image size %dx%d needs about %.1f GB of memory for %s, but %.1f GB is available (%s): "

@@ -1,7 +1,8 @@
 """Cancel inside a step through the server (issue 16, point 2): on a random
 tiny KOALA model (init-random), a one-step 2048x2048 job whose single U-Net
 call takes many seconds is stopped by DELETE /api/v1/jobs/{id}, and another
-by POST /sdapi/v1/interrupt, within a few seconds, not at the end of the step;
+by POST /sdapi/v1/interrupt, within seconds (under 10 even on a loaded
+machine), not at the end of the step (~50 s);
 the jobs end "cancelled" with no image, and the server then runs a normal job.
 """
 import os
@@ -40,7 +41,7 @@ def stop_and_time(srv, how):
         srv.json("GET", "/api/v1/jobs/" + jid)), 60)
     secs = time.time() - t0
     check(j and j["state"] == "cancelled", "%s: job state %s" % (how, j and j["state"]))
-    check(secs < 5, "%s: the job stopped %.1f s after the request (a step takes much longer)" % (how, secs))
+    check(secs < 10, "%s: the job stopped %.1f s after the request (the step takes ~50 s)" % (how, secs))
     check(srv.request("GET", "/api/v1/jobs/%s/image" % jid)[0] == 409, "%s: a cancelled job has no image" % how)
     log("%s: running job stopped %.2f s after the request (%s)" % (how, secs, j["error"]))
 
