@@ -84,6 +84,13 @@ static void on_sigint(int sig) {
     interrupted = 1;
 }
 
+/* Polled inside every model forward (ld_gen_params.cancel): Ctrl-C stops
+ * within about a second, not at the end of a step. */
+static int cancel_requested(void *user) {
+    (void)user;
+    return interrupted;
+}
+
 typedef struct {
     int tty, quiet, verbose;
     int image, images;
@@ -520,6 +527,7 @@ int cmd_generate(int argc, char **argv) {
     progress_state ps = {.tty = isatty(2), .quiet = quiet, .verbose = verbose, .images = (int)batch};
     gp.progress = progress;
     gp.progress_user = &ps;
+    gp.cancel = cancel_requested;
     if (preview.path) {
         preview.ctx = ld_ctx_new();
         gp.preview = write_preview;
@@ -555,8 +563,12 @@ int cmd_generate(int argc, char **argv) {
         } else {
             /* The summary goes to stderr when stdout carries the PNG. */
             FILE *say = to_stdout ? stderr : stdout;
-            fprintf(say, "%s: %dx%d, seed %llu, %d steps, %.1f s\n", to_stdout ? "stdout" : name, img.width,
-                    img.height, (unsigned long long)info.seed, info.steps, info.seconds);
+            if (info.replay_noise[0]) /* the seed was never drawn */
+                fprintf(say, "%s: %dx%d, noise from %s, %d steps, %.1f s\n", to_stdout ? "stdout" : name, img.width,
+                        img.height, info.replay_noise, info.steps, info.seconds);
+            else
+                fprintf(say, "%s: %dx%d, seed %llu, %d steps, %.1f s\n", to_stdout ? "stdout" : name, img.width,
+                        img.height, (unsigned long long)info.seed, info.steps, info.seconds);
             fflush(say);
         }
         free(text);

@@ -116,6 +116,12 @@ static int on_progress(void *user, const char *stage, int step, int total, doubl
     return hard_stop != 0;
 }
 
+/* Polled inside the model forwards: a hard stop does not wait for the step's end. */
+static int on_cancel(void *user) {
+    (void)user;
+    return hard_stop != 0;
+}
+
 /* The result hash is written in one EVAL that does nothing when it exists:
  * a job that ran twice (reclaimed from a slow worker) is stored once. */
 static const char *store_script = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
@@ -281,6 +287,7 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
         progress_ctx pc = {w, job, i, req.count, mono_now()};
         gp.progress = on_progress;
         gp.progress_user = &pc;
+        gp.cancel = on_cancel;
         ld_image img;
         ld_gen_info info;
         st = ld_generate(w->ctx, w->pipe, &gp, &img, &info);

@@ -5,7 +5,7 @@
  *   GET    /api/v1/jobs/{id}/events  -> Server-Sent Events: "progress" while it runs,
  *                                       then one of "done", "failed", "cancelled"
  *   GET    /api/v1/jobs/{id}/image   -> the PNG (?index=N for the N-th of a batch)
- *   DELETE /api/v1/jobs/{id}         -> cancel (a running job stops at its next step)
+ *   DELETE /api/v1/jobs/{id}         -> cancel (a running job stops within about a second)
  *   GET    /api/v1/status            -> model, queue and the server's limits
  * A job keeps running when an event stream's client goes away.
  */

@@ -1,7 +1,8 @@
 /* The local executor (see server_exec_local.h): a worker thread claims the
  * jobs of the table one after another and runs ld_generate once per image,
  * reporting every step through the library's progress callback, which is
- * also where a cancelled job stops at its next step. */
+ * also where a cancelled job stops at its next step; inside a step the
+ * cancel callback (jobs_stop_requested) stops it between model blocks. */
 #include "server_exec_local.h"
 #include "server_image.h"
 #include "server_jobs.h"
@@ -36,6 +37,12 @@ static int on_progress(void *user, const char *stage, int step, int total, doubl
     return jobs_progress(pc->t, pc->j, stage, step, total);
 }
 
+/* Polled inside the model forwards: DELETE / interrupt stop a step part-way. */
+static int on_cancel(void *user) {
+    progress_ctx *pc = user;
+    return jobs_stop_requested(pc->t, pc->j);
+}
+
 /* One image: generate, infotext, PNG, optional save. */
 static ld_status run_image(exec_local *ex, ld_ctx *ctx, job *j, int i) {
     ld_gen_params gp;
@@ -45,6 +52,8 @@ static ld_status run_image(exec_local *ex, ld_ctx *ctx, job *j, int i) {
     progress_ctx pc = {ex->t, j};
     gp.progress = on_progress;
     gp.progress_user = &pc;
+    gp.cancel = on_cancel;
+    gp.cancel_user = &pc;
     ld_image img;
     ld_gen_info info;
     double t0 = mono_now();

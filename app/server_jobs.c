@@ -331,6 +331,13 @@ int jobs_progress(job_table *t, job *j, const char *stage, int step, int total) 
     return stop;
 }
 
+int jobs_stop_requested(job_table *t, job *j) {
+    jobs_lock(t);
+    int stop = j->cancel || t->stopping;
+    jobs_unlock(t);
+    return stop;
+}
+
 void jobs_image_done(job_table *t, job *j, int index, job_image *img, double seconds) {
     jobs_lock(t);
     j->images[index] = *img;

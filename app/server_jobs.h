@@ -125,6 +125,9 @@ json_t *jobs_queue_json(job_table *t);
 job *jobs_claim(job_table *t);
 int jobs_begin_image(job_table *t, job *j, int index);
 int jobs_progress(job_table *t, job *j, const char *stage, int step, int total);
+/* Nonzero when job j should stop now (cancelled, or the server stopping):
+ * the executor polls it inside the model forwards (ld_gen_params.cancel). */
+int jobs_stop_requested(job_table *t, job *j);
 void jobs_image_done(job_table *t, job *j, int index, job_image *img, double seconds);
 /* status: LD_OK, LD_ERR_CANCELLED, or a failure with its message. */
 void jobs_end(job_table *t, job *j, ld_status status, const char *message);

@@ -104,6 +104,14 @@ LD_API const char *ld_pipeline_model_name(const ld_pipeline *p);
  * returns LD_ERR_CANCELLED). */
 typedef int (*ld_progress_fn)(void *user, const char *stage, int step, int total, double stage_seconds);
 
+/* Cancel: polled between the blocks of every model forward, between decoder
+ * tiles and between slices of a long attention (many times a second, from the
+ * thread that called ld_generate). Return nonzero to stop: ld_generate then
+ * returns LD_ERR_CANCELLED within about a second and produces no image. Keep
+ * it cheap (read a flag). The progress callback can cancel too, but only
+ * between steps. */
+typedef int (*ld_cancel_fn)(void *user);
+
 /* Live preview (KOALA/SDXL): called during the denoising stage with the
  * current estimate of the final image (RGB8; TAESD's decode at full size when
  * taesd_dir is set, else a linear latent-to-RGB map at 1/8 size). The image is
@@ -156,6 +164,8 @@ typedef struct {
     float *latents_out;           /* SDXL family: receives the final latents [4, height/8, width/8] (what the VAE
                                      would decode, before dividing by its scaling factor) and nothing is decoded:
                                      the image stays empty (diffusers' output_type="latent"); NULL: decode */
+    ld_cancel_fn cancel;          /* NULL: only the progress callback can stop a run (between steps) */
+    void *cancel_user;
 } ld_gen_params;
 
 LD_API void ld_gen_params_init(ld_gen_params *p);
@@ -174,6 +184,9 @@ typedef struct {
     char model[128];
     char family[32];
     double seconds;
+    char precision[8];            /* "f32" or "bf16": the arithmetic of the matrix products */
+    char timestep_spacing[16];    /* SDXL family: the scheduler's spacing ("leading", "trailing", "linspace") */
+    char replay_noise[256];       /* the replay file the random inputs came from ("": drawn from seed) */
 } ld_gen_info;
 
 typedef struct ld_image {

@@ -7,8 +7,8 @@
 # messages naming the problem.
 set -u
 bin="${LEANDIFF_BIN:?}"
-td="${LEANDIFF_TESTDATA:-${LEANDIFF_SOURCE_DIR:?}/../shared/testdata}"
-[ -d "$td/models/sdxl-teacher-tiny/unet" ] || { echo "SKIP: no testdata"; exit 77; }
+. "${LEANDIFF_SOURCE_DIR:?}/tests/lib/testdata.bash"
+need_testdata models/sdxl-teacher-tiny/unet
 dir="${LEANDIFF_BUILD_DIR:-/tmp}/test-tmp/distill_cli"
 rm -rf "$dir"; mkdir -p "$dir/teacher"
 fail=0; n=0

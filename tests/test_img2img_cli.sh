@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # `generate -i INIT.png --strength S [--mask MASK.png] [--mask-blur PX]` on
-# the tiny KOALA model: the PNG is written with the strength and mask blur in
+# a random tiny KOALA model (init-random): the PNG is written with the strength and mask blur in
 # its infotext; images of another size are resized to -W/-H (or their own
 # size rounded down to 8); a 9-channel inpainting U-Net folder works and
 # refuses text-to-image; bad flags and files are refused before any work.
 # (The numbers are test_img2img's and test_image_prep's job.)
 set -u
 bin="${LEANDIFF_BIN:?}"
-td="${LEANDIFF_TESTDATA:-${LEANDIFF_SOURCE_DIR:?}/../shared/testdata}"
-[ -d "$td/models/koala-700m-tiny" ] || { echo "SKIP: no testdata"; exit 77; }
-model="$td/models/koala-700m-tiny"
+. "${LEANDIFF_SOURCE_DIR:?}/tests/lib/testdata.bash"
 dir="${LEANDIFF_BUILD_DIR:-/tmp}/test-tmp/img2img_cli"
 rm -rf "$dir"; mkdir -p "$dir"
+model="$dir/tiny"
+make_tiny_model "$model"
 fail=0; n=0
 check() { n=$((n + 1)); if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi; }
 size() { od -An -tu1 -j16 -N8 "$1" | awk '{print $3*256+$4 "x" $7*256+$8}'; }

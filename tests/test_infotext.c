@@ -49,19 +49,45 @@ int main(void) {
     CHECK(t && !strcmp(t, want), "got:\n%s\nwant:\n%s", t, want);
     free(t);
 
-    /* no negative line for NULL or ""; integral CFG printed without decimals; Euler */
+    /* no negative line for NULL, an empty one for "" (SDXL encodes "" where
+     * none gives zero embeddings: different pixels); integral CFG printed
+     * without decimals; Euler */
     gi.cfg_scale = 3.0f;
     snprintf(gi.sampler, sizeof gi.sampler, "euler");
     gi.seed = 18446744073709551615ull;
     for (int k = 0; k < 2; k++) {
         CHECK(ld_infotext_format(ctx, &gi, "x", k ? "" : NULL, &t) == LD_OK, "%s", ld_ctx_error(ctx));
         snprintf(want, sizeof want,
-                 "x\nSteps: 25, Sampler: Euler, CFG scale: 3, Seed: 18446744073709551615, Size: 1024x768, "
+                 "x\n%sSteps: 25, Sampler: Euler, CFG scale: 3, Seed: 18446744073709551615, Size: 1024x768, "
                  "Model: koala-700m, RNG: NV, Version: %s",
-                 version);
+                 k ? "Negative prompt: \n" : "", version);
         CHECK(t && !strcmp(t, want), "got:\n%s\nwant:\n%s", t, want);
         free(t);
     }
+
+    /* what else changes the pixels: timestep spacing, precision, and the
+     * replay file, which replaces the seed (none was drawn); Karras in the label */
+    gi = base_info();
+    snprintf(gi.sampler, sizeof gi.sampler, "dpm++2m");
+    snprintf(gi.schedule, sizeof gi.schedule, "karras");
+    snprintf(gi.timestep_spacing, sizeof gi.timestep_spacing, "trailing");
+    snprintf(gi.precision, sizeof gi.precision, "bf16");
+    CHECK(ld_infotext_format(ctx, &gi, "x", NULL, &t) == LD_OK, "%s", ld_ctx_error(ctx));
+    snprintf(want, sizeof want,
+             "x\nSteps: 25, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 42, Size: 1024x768, Model: koala-700m, "
+             "Timestep spacing: trailing, Precision: bf16, RNG: NV, Version: %s",
+             version);
+    CHECK(t && !strcmp(t, want), "got:\n%s\nwant:\n%s", t, want);
+    free(t);
+    snprintf(gi.replay_noise, sizeof gi.replay_noise, "cases/pipeline0.safetensors");
+    CHECK(ld_infotext_format(ctx, &gi, "x", NULL, &t) == LD_OK, "%s", ld_ctx_error(ctx));
+    snprintf(want, sizeof want,
+             "x\nSteps: 25, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Size: 1024x768, Model: koala-700m, "
+             "Timestep spacing: trailing, Precision: bf16, Noise file: cases/pipeline0.safetensors, RNG: NV, "
+             "Version: %s",
+             version);
+    CHECK(t && !strcmp(t, want), "replay: got:\n%s\nwant:\n%s", t, want);
+    free(t);
 
     /* empty prompt: stripped, starts with the parameters; quoted model name;
      * prior keys for two-stage families; multi-line prompt kept as is */

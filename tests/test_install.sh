@@ -8,11 +8,11 @@
 set -u
 src="${LEANDIFF_SOURCE_DIR:?}"
 build="${LEANDIFF_BUILD_DIR:?}"
-td="${LEANDIFF_TESTDATA:-$src/../shared/testdata}"
-[ -d "$td/models/koala-700m-tiny" ] || { echo "SKIP: no testdata"; exit 77; }
 command -v pkg-config >/dev/null || { echo "SKIP: pkg-config missing"; exit 77; }
+. "$src/tests/lib/testdata.bash"
 dir="$build/test-tmp/install"
 rm -rf "$dir"; mkdir -p "$dir"
+make_tiny_model "$dir/tiny"
 fail=0; n=0
 check() { n=$((n + 1)); if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi; }
 
@@ -28,11 +28,11 @@ check "the shared library exports only ld_* ($(wc -l < "$dir/exports") symbols)"
 export PKG_CONFIG_PATH="$lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$dir/stage"
 cc "$src/examples/generate.c" $(pkg-config --cflags --libs leandiff) -o "$dir/ex_shared" 2>"$dir/err"
 check "the example builds with pkg-config (shared)" '[ -x "$dir/ex_shared" ]'
-LD_LIBRARY_PATH="$lib" "$dir/ex_shared" "$td/models/koala-700m-tiny" "a koala" "$dir/shared.png" 64 64 2 >/dev/null 2>"$dir/err"
+LD_LIBRARY_PATH="$lib" "$dir/ex_shared" "$dir/tiny" "a koala" "$dir/shared.png" 64 64 2 >/dev/null 2>"$dir/err"
 check "  and runs, writing a PNG with the parameters text" '[ -s "$dir/shared.png" ] && "$root/bin/leandiff" info "$dir/shared.png" | grep -q "Steps: 2"'
 cc "$src/examples/generate.c" $(pkg-config --cflags leandiff) "$lib/libleandiff.a" $(pkg-config --libs --static leandiff | sed 's/-lleandiff//') -o "$dir/ex_static" 2>"$dir/err"
 check "the example links statically" '[ -x "$dir/ex_static" ] && ! ldd "$dir/ex_static" | grep -q libleandiff'
-"$dir/ex_static" "$td/models/koala-700m-tiny" "a koala" "$dir/static.png" 64 64 2 >/dev/null 2>"$dir/err"
+"$dir/ex_static" "$dir/tiny" "a koala" "$dir/static.png" 64 64 2 >/dev/null 2>"$dir/err"
 check "  and makes the same image" 'cmp -s "$dir/shared.png" "$dir/static.png"'
 "$dir/ex_static" "$dir/nowhere" x "$dir/x.png" 2>"$dir/err"; rc=$?
 check "  a bad model folder is an error, not a crash" '[ $rc -eq 1 ] && grep -q nowhere "$dir/err"'

@@ -6,6 +6,7 @@
  * behaviours the cases do not cover: an explicit "" negative prompt is
  * encoded while no negative prompt gives zeros, seeds are reproducible,
  * cancellation, and parameter errors. */
+#include "io/fileio.h"
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "test_util.h"
@@ -202,12 +203,16 @@ static void run_cli_case(const char *model, const char *case_path, const char *t
                 compare_u8("PNG pixels", p.rgb, u8->data, ld_tensor_numel(u8));
             const char *params = ld_png_text(&p, "parameters");
             char want[512];
-            snprintf(want, sizeof want, "Steps: %d, Sampler: %s, CFG scale: %g, Seed: 123, Size: %dx%d, Model: %s",
+            /* the replay file, not the seed (-s 123 was never drawn) */
+            char noise[4400];
+            snprintf(want, sizeof want, "Steps: %d, Sampler: %s, CFG scale: %g, Size: %dx%d, Model: %s",
                      m.steps, !strcmp(m.sampler, "euler_a") ? "Euler a" : "Euler", m.cfg, m.width, m.height,
                      strrchr(model, '/') + 1);
-            CHECK(params && !strncmp(params, m.prompt, strlen(m.prompt)) && strstr(params, want),
-                  "parameters chunk:\n%s\nshould contain:\n%s", params ? params : "(missing)", want);
-            if (m.negative && *m.negative) {
+            snprintf(noise, sizeof noise, "Precision: f32, Noise file: %s, RNG: NV", case_path);
+            CHECK(params && !strncmp(params, m.prompt, strlen(m.prompt)) && strstr(params, want) &&
+                      strstr(params, noise) && !strstr(params, "Seed:"),
+                  "parameters chunk:\n%s\nshould contain:\n%s\n%s", params ? params : "(missing)", want, noise);
+            if (m.negative) {
                 char negline[512];
                 snprintf(negline, sizeof negline, "\nNegative prompt: %s\n", m.negative);
                 CHECK(params && strstr(params, negline), "no negative prompt line in:\n%s", params);
@@ -307,8 +312,10 @@ static void behaviours(ld_pipeline *pipe, const char *tmp) {
 }
 
 /* A copy of a model folder made of symlinks, optionally with another
- * scheduler config (timestep_spacing). */
-static int link_model(const char *src, const char *dst, const char *spacing) {
+ * scheduler config (timestep_spacing), a model card (README.md title) or a
+ * model_index.json with a _name_or_path. */
+static int link_model(const char *src, const char *dst, const char *spacing, const char *card_title,
+                      const char *name_or_path) {
     const char *parts[] = {"model_index.json", "tokenizer", "tokenizer_2", "text_encoder", "text_encoder_2",
                            "unet", "vae", "scheduler"};
     char a[4400], b[4400], abs_src[PATH_MAX];
@@ -329,24 +336,59 @@ static int link_model(const char *src, const char *dst, const char *spacing) {
                        "\"prediction_type\": \"epsilon\", \"timestep_spacing\": \"%s\", \"steps_offset\": 1}\n",
                     spacing);
             fclose(f);
+        } else if (i == 0 && name_or_path) {
+            ld_ctx *ctx = ld_ctx_new();
+            char *text = NULL;
+            size_t n = 0;
+            FILE *f = ld_read_file(ctx, a, &text, &n, 1 << 20) == LD_OK ? fopen(b, "w") : NULL;
+            ld_ctx_free(ctx);
+            char *brace = text ? strchr(text, '{') : NULL;
+            if (!f || !brace) {
+                free(text);
+                if (f) fclose(f);
+                return 0;
+            }
+            fprintf(f, "{\"_name_or_path\": \"%s\", %s", name_or_path, brace + 1);
+            fclose(f);
+            free(text);
         } else if (symlink(a, b) != 0) {
             return 0;
         }
     }
+    snprintf(b, sizeof b, "%s/README.md", dst);
+    remove(b);
+    if (card_title) {
+        FILE *f = fopen(b, "w");
+        if (!f) return 0;
+        fprintf(f, "---\nlicense: other\n---\n%s\n\nA card that mentions KOALA-700M too.\n", card_title);
+        fclose(f);
+    }
     return 1;
 }
 
-/* KOALA-Lightning defaults: a folder named *lightning* (stored config
- * "leading", overridden to trailing) and a folder whose scheduler config says
- * trailing both run 10 steps at CFG 3.5 with timesteps 999, 899, ..., 99. */
+/* KOALA-Lightning defaults come from the model's own files, never the folder
+ * name: a scheduler config that says trailing, a model_index.json
+ * _name_or_path or a model card title naming Lightning (the stored config
+ * "leading", overridden to trailing) run 10 steps at CFG 3.5 with timesteps
+ * 999, 899, ..., 99; a plain copy named my-Lightning-copy (issue 16) and a
+ * card that mentions Lightning only below its title keep 25 steps at 7.5. */
 static void lightning_defaults(const char *model, const char *tmp) {
-    const char *names[2] = {"koala-Lightning-tiny", "trailing-tiny"};
-    for (int k = 0; k < 2; k++) {
+    static const struct {
+        const char *name, *spacing, *card, *name_or_path;
+        int lightning;
+    } cases[] = {
+        {"my-Lightning-copy", NULL, NULL, NULL, 0},
+        {"trailing-tiny", "trailing", NULL, NULL, 1},
+        {"card-tiny", NULL, "# KOALA-Lightning-700M Model Card", NULL, 1},
+        {"index-tiny", NULL, NULL, "etri-vilab/koala-lightning-700m", 1},
+        {"other-card-tiny", NULL, "# KOALA-700M Model Card\n\nSee also KOALA-Lightning-700M.", NULL, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         ld_ctx *ctx = ld_ctx_new();
         char dir[4300], dump[4300];
-        snprintf(dir, sizeof dir, "%s/%s", tmp, names[k]);
-        snprintf(dump, sizeof dump, "%s/%s.dump.safetensors", tmp, names[k]);
-        CHECK(link_model(model, dir, k == 1 ? "trailing" : NULL), "cannot make %s", dir);
+        snprintf(dir, sizeof dir, "%s/%s", tmp, cases[k].name);
+        snprintf(dump, sizeof dump, "%s/%s.dump.safetensors", tmp, cases[k].name);
+        CHECK(link_model(model, dir, cases[k].spacing, cases[k].card, cases[k].name_or_path), "cannot make %s", dir);
         ld_pipeline_options po = {.model_dir = dir, .vae_tiling = -1};
         ld_pipeline *pipe;
         if (ld_pipeline_open(ctx, &po, &pipe) != LD_OK) {
@@ -363,13 +405,18 @@ static void lightning_defaults(const char *model, const char *tmp) {
         ld_gen_info info;
         ld_safetensors *st = NULL;
         if (ld_generate(ctx, pipe, &gp, &img, &info) != LD_OK || ld_safetensors_open(ctx, dump, &st) != LD_OK) {
-            CHECK(0, "%s: %s", names[k], ld_ctx_error(ctx));
+            CHECK(0, "%s: %s", cases[k].name, ld_ctx_error(ctx));
         } else {
             const ld_tensor *ts = ld_safetensors_find(st, "timesteps");
-            int ok = ts && ld_tensor_numel(ts) == 10;
-            for (int i = 0; ok && i < 10; i++) ok = ((const float *)ts->data)[i] == 999.0f - 100.0f * i;
-            CHECK(info.steps == 10 && info.cfg_scale == 3.5f && ok, "%s: %d steps, cfg %g, trailing timesteps %s",
-                  names[k], info.steps, info.cfg_scale, ok ? "yes" : "no");
+            const int want = cases[k].lightning ? 10 : 25;
+            int trailing = ts && ld_tensor_numel(ts) == 10;
+            for (int i = 0; trailing && i < 10; i++) trailing = ((const float *)ts->data)[i] == 999.0f - 100.0f * i;
+            CHECK(info.steps == want && info.cfg_scale == (cases[k].lightning ? 3.5f : 7.5f) &&
+                      trailing == cases[k].lightning,
+                  "%s: %d steps, cfg %g, trailing timesteps %s", cases[k].name, info.steps, info.cfg_scale,
+                  trailing ? "yes" : "no");
+            CHECK(!strcmp(info.timestep_spacing, cases[k].lightning ? "trailing" : "leading"), "%s: spacing %s",
+                  cases[k].name, info.timestep_spacing);
             ld_image_free(&img);
         }
         ld_safetensors_close(st);

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# NaN and infinity are errors, not black images: a copy of the tiny KOALA
-# model with one U-Net weight (then one VAE weight) set to NaN or infinity
+# NaN and infinity are errors, not black images: a copy of a random tiny
+# KOALA model (init-random) with one U-Net weight (then one VAE weight) set to NaN or infinity
 # makes `generate` fail naming the stage and step, write nothing, and (with
 # --precision bf16) suggest f32.
 set -u
 bin="${LEANDIFF_BIN:?}"
-td="${LEANDIFF_TESTDATA:-${LEANDIFF_SOURCE_DIR:?}/../shared/testdata}"
-[ -d "$td/models/koala-700m-tiny" ] || { echo "SKIP: no testdata"; exit 77; }
+. "${LEANDIFF_SOURCE_DIR:?}/tests/lib/testdata.bash"
 command -v python3 >/dev/null || { echo "SKIP: python3 missing"; exit 77; }
 dir="${LEANDIFF_BUILD_DIR:-/tmp}/test-tmp/nonfinite"
 rm -rf "$dir"; mkdir -p "$dir"
+make_tiny_model "$dir/tiny"
 fail=0; n=0
 check() { n=$((n + 1)); if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi; }
 
@@ -29,7 +29,7 @@ with open(path, "r+b") as f:
 PY
 }
 
-fresh() { rm -rf "$dir/m"; cp -rL "$td/models/koala-700m-tiny" "$dir/m"; }
+fresh() { rm -rf "$dir/m"; cp -rL "$dir/tiny" "$dir/m"; }
 gen() { "$bin" generate -m "$dir/m" -p "a koala" -W 64 -H 64 --steps 3 -q -o "$dir/out.png" "$@" 2>"$dir/err"; }
 
 fresh; poison "$dir/m/unet/diffusion_pytorch_model.safetensors" conv_in.bias nan

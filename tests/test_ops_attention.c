@@ -110,6 +110,11 @@ static void run_case(const attn_case *c) {
     ld_attention(o1, ldo, qb, ldq, kb, ldk, vb, ldv, c->B, c->H, c->Lq, c->Lk, c->D, &p);
     omp_set_num_threads(2);
     CHECK(tw_same(out, o1, no), "attention thread invariance: %s", what);
+    /* in slices of 32 queries with cancel checks between: bit for bit the same */
+    for (int64_t i = 0; i < no; i++) o1[i] = 0.25f;
+    CHECK(ld_attention_checked(NULL, "test", 1, o1, ldo, qb, ldq, kb, ldk, vb, ldv, c->B, c->H, c->Lq, c->Lk, c->D,
+                               &p) == LD_OK && tw_same(out, o1, no),
+          "sliced attention (ld_attention_checked) differs: %s", what);
     ld_cpu_level_t level = ld_cpu_level(); /* the path in force (LEANDIFF_CPU) */
     ld_cpu_force(LD_CPU_PORTABLE);
     ld_attention(op, ldo, qb, ldq, kb, ldk, vb, ldv, c->B, c->H, c->Lq, c->Lk, c->D, &p);
@@ -137,7 +142,28 @@ static void run_case(const attn_case *c) {
     }
 }
 
+static int stop_on_second_poll(void *user) { return ++*(int *)user >= 2; }
+
+/* a cancel request between slices stops the attention with LD_ERR_CANCELLED */
+static void cancel_case(void) {
+    const int64_t L = 200, D = 16;
+    float *q = tw_alloc(L * D), *o = tw_alloc(L * D);
+    test_fill(q, L * D, 9);
+    ld_ctx *ctx = ld_ctx_new();
+    int polls = 0;
+    ctx->cancel = stop_on_second_poll;
+    ctx->cancel_user = &polls;
+    ld_attn_params p = {.scale = 0.25f};
+    ld_status st = ld_attention_checked(ctx, "attention", 1, o, D, q, D, q, D, q, D, 1, 1, L, L, D, &p);
+    CHECK(st == LD_ERR_CANCELLED && polls == 2, "attention cancel: %s after %d polls", ld_status_name(st), polls);
+    CHECK(strstr(ld_ctx_error(ctx), "cancelled during the attention") != NULL, "message: %s", ld_ctx_error(ctx));
+    ld_ctx_free(ctx);
+    free(q);
+    free(o);
+}
+
 int main(void) {
+    cancel_case();
     const attn_case cases[] = {
         {"plain", 2, 3, 70, 130, 16, 0, 0, 0, 0},
         {"size1", 1, 1, 1, 1, 1, 0, 0, 0, 0},

@@ -6,11 +6,11 @@
 set -u
 bin="${LEANDIFF_BIN:?}"
 src="${LEANDIFF_SOURCE_DIR:?}"
-td="${LEANDIFF_TESTDATA:-$src/../shared/testdata}"
-[ -d "$td/models/koala-700m-tiny" ] || { echo "SKIP: no testdata"; exit 77; }
-model="$td/models/koala-700m-tiny"; taesd="$src/tests/data/taesd/model"
+. "$src/tests/lib/testdata.bash"
 dir="${LEANDIFF_BUILD_DIR:-/tmp}/test-tmp/taesd_cli"
 rm -rf "$dir"; mkdir -p "$dir"
+model="$dir/tiny"; taesd="$src/tests/data/taesd/model"
+make_tiny_model "$model"
 fail=0; n=0
 check() { n=$((n + 1)); if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi; }
 # width x height of a PNG from its IHDR chunk

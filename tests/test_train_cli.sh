@@ -8,9 +8,9 @@
 # refused; --replay writes the dump.
 set -u
 bin="${LEANDIFF_BIN:?}"
-td="${LEANDIFF_TESTDATA:-${LEANDIFF_SOURCE_DIR:?}/../shared/testdata}"
+. "${LEANDIFF_SOURCE_DIR:?}/tests/lib/testdata.bash"
+need_testdata models/koala-700m-tiny/unet
 model="$td/models/koala-700m-tiny"
-[ -d "$model/unet" ] || { echo "SKIP: no testdata"; exit 77; }
 dir="${LEANDIFF_BUILD_DIR:-/tmp}/test-tmp/train_cli"
 rm -rf "$dir"; mkdir -p "$dir/data" "$dir/hf/imgs"
 fail=0; n=0

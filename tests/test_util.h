@@ -2,7 +2,7 @@
  *
  *     int main(void) {
  *         CHECK(1 + 1 == 2, "arithmetic");
- *         const char *td = test_testdata_dir();   // NULL when ../shared/testdata is absent
+ *         const char *td = test_testdata_dir();   // NULL when the test data is absent
  *         if (!td) return test_skip("no testdata");
  *         return test_finish();
  *     }
@@ -47,20 +47,28 @@ static inline int test_is_dir(const char *p) {
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* $LEANDIFF_TESTDATA, else <source>/../shared/testdata, else ../shared/testdata. */
+/* The one way the tests find the shared test data (README, Testing):
+ * $LEANDIFF_TESTDATA when it is set, which must then be a folder (a set but
+ * missing one ends the test with an error, never a silent fallback), else
+ * <source>/../shared/testdata with <source> = $LEANDIFF_SOURCE_DIR (set by
+ * ctest) or the folder above this header. NULL when that is absent (the
+ * caller skips). */
 static inline const char *test_testdata_dir(void) {
     static char buf[4096];
     const char *env = getenv("LEANDIFF_TESTDATA");
-    if (env && test_is_dir(env)) return env;
+    if (env) {
+        if (test_is_dir(env)) return env;
+        fprintf(stderr, "FAIL: LEANDIFF_TESTDATA='%s' is not a folder (unset it to use ../shared/testdata)\n", env);
+        exit(1);
+    }
     const char *src = getenv("LEANDIFF_SOURCE_DIR");
     if (src) {
         snprintf(buf, sizeof buf, "%s/../shared/testdata", src);
-        if (test_is_dir(buf)) return buf;
+    } else { /* __FILE__ is <source>/tests/test_util.h */
+        const char *f = __FILE__, *cut = strstr(f, "tests/test_util.h");
+        snprintf(buf, sizeof buf, "%.*s../shared/testdata", cut ? (int)(cut - f) : 0, f);
     }
-    const char *rel[] = {"../shared/testdata", "../../shared/testdata", "../../../shared/testdata"};
-    for (int i = 0; i < 3; i++)
-        if (test_is_dir(rel[i])) return rel[i];
-    return NULL;
+    return test_is_dir(buf) ? buf : NULL;
 }
 
 /* Scratch directory under the build tree (or /tmp) for files a test writes. */
@@ -72,6 +80,27 @@ static inline const char *test_tmp_dir(const char *name) {
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", buf);
     if (system(cmd) != 0) fprintf(stderr, "cannot create %s\n", buf);
     return buf;
+}
+
+/* A random-weight tiny KOALA pipeline folder made by `leandiff init-random
+ * --pipeline tiny` (the binary of $LEANDIFF_BIN, set by ctest) under the test's
+ * scratch directory, for tests that need a model but no reference numbers.
+ * NULL (and a message) when it cannot be made. */
+static inline const char *test_make_tiny_model(const char *name) {
+    static char dir[4200];
+    const char *bin = getenv("LEANDIFF_BIN");
+    if (!bin) {
+        fprintf(stderr, "LEANDIFF_BIN is not set (run the tests through ctest)\n");
+        return NULL;
+    }
+    snprintf(dir, sizeof dir, "%s/tiny", test_tmp_dir(name));
+    char cmd[8600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && '%s' init-random --pipeline tiny --out '%s' >/dev/null", dir, bin, dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "cannot make the tiny model: %s\n", cmd);
+        return NULL;
+    }
+    return dir;
 }
 
 /* Module tolerance of testdata/README.md: max|got-ref| <= tol * max(1, max|ref|).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian/Ubuntu checkout to an image:
 #   tools/demo.sh [MODEL_DIR] [PROMPT]
-# installs the packages, builds, and runs `leandiff generate`.
+# installs the packages that are missing (apt-get runs only then), builds,
+# and runs `leandiff generate`.
 # With MODEL_DIR (a downloaded KOALA / SDXL / Wuerstchen prior / Stable Cascade
 # prior folder; see README "Getting real weights") it makes a real image.
 # Without it, leandiff first writes a small RANDOM-WEIGHT pipeline of the

@@ -41,6 +41,11 @@ ld_status ld_fail(ld_ctx *ctx, ld_status st, const char *fmt, ...) {
     return st;
 }
 
+ld_status ld_check_cancel(ld_ctx *ctx, const char *where) {
+    if (!ctx || !ctx->cancel || !ctx->cancel(ctx->cancel_user)) return LD_OK;
+    return ld_fail(ctx, LD_ERR_CANCELLED, "generation cancelled during the %s", where);
+}
+
 ld_status ld_prefix_error(ld_ctx *ctx, const char *fmt, ...) {
     if (!ctx) return LD_ERR_INTERNAL;
     char prefix[LD_ERROR_MAX], old[LD_ERROR_MAX];

@@ -17,6 +17,9 @@
 struct ld_ctx {
     ld_status status;
     char message[LD_ERROR_MAX];
+    /* while ld_generate runs: the caller's ld_gen_params.cancel (polled by ld_check_cancel) */
+    ld_cancel_fn cancel;
+    void *cancel_user;
 };
 
 #if defined(__GNUC__)
@@ -35,6 +38,12 @@ ld_status ld_prefix_error(ld_ctx *ctx, const char *fmt, ...) LD_PRINTF(2, 3);
         ld_status ld_try_st_ = (expr);       \
         if (ld_try_st_ != LD_OK) return ld_try_st_; \
     } while (0)
+
+/* LD_ERR_CANCELLED ("generation cancelled during the <where>") when the
+ * caller's cancel callback asks to stop, else LD_OK. Models call it between
+ * blocks of a forward, decoders between tiles, long attentions between
+ * slices of queries, so a run stops within a fraction of a second. */
+ld_status ld_check_cancel(ld_ctx *ctx, const char *where);
 
 void ld_log(ld_log_level level, const char *fmt, ...) LD_PRINTF(2, 3);
 #define ld_log_error(...) ld_log(LD_LOG_ERROR, __VA_ARGS__)

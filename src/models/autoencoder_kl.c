@@ -283,7 +283,7 @@ static ld_status mid_attention(ld_ctx *ctx, ld_arena *a, const vae_mid *m, float
     ld_linear(k, t, HW, &m->to_k.w, &m->to_k.b);
     ld_linear(vv, t, HW, &m->to_v.w, &m->to_v.b);
     ld_attn_params p = {.scale = 1.0f / sqrtf((float)C)};
-    ld_attention(o, C, q, C, k, C, vv, C, 1, 1, HW, HW, C, &p);
+    LD_TRY(ld_attention_checked(ctx, "VAE", 0, o, C, q, C, k, C, vv, C, 1, 1, HW, HW, C, &p));
     ld_linear(t, o, HW, &m->to_out.w, &m->to_out.b);
     ld_nhwc_to_nchw(q, t, 1, C, HW);
     ld_add(x, x, q, C * HW);
@@ -296,8 +296,10 @@ static ld_status mid_attention(ld_ctx *ctx, ld_arena *a, const vae_mid *m, float
 static ld_status mid_forward(ld_ctx *ctx, ld_arena *a, const vae_mid *m, float *out, float *tmp, const float *x, int H,
                              int W, int groups) {
     LD_TRY(ld_resnet_forward(ctx, a, &m->resnets[0], tmp, x, 1, H, W, NULL));
+    LD_TRY(ld_check_cancel(ctx, "VAE"));
     if (m->has_attention) LD_TRY(mid_attention(ctx, a, m, tmp, (int64_t)H * W, groups));
-    return ld_resnet_forward(ctx, a, &m->resnets[1], out, tmp, 1, H, W, NULL);
+    LD_TRY(ld_resnet_forward(ctx, a, &m->resnets[1], out, tmp, 1, H, W, NULL));
+    return ld_check_cancel(ctx, "VAE");
 }
 
 /* GN, SiLU, conv 3x3 (the output head of encoder and decoder). */
@@ -314,14 +316,11 @@ static ld_status head_forward(ld_ctx *ctx, ld_arena *a, const ld_wb *norm, const
     return LD_OK;
 }
 
-ld_status ld_vae_decode_one(ld_ctx *ctx, ld_vae *v, const float *z, int h, int w, float *image) {
+/* Largest activation of a decode: any block's channels at its output resolution. */
+static int64_t decode_max_floats(const ld_vae *v, int h, int w) {
     const vae_config *c = &v->cfg;
-    const int n = c->nblocks, clast = c->block_out_channels[n - 1];
-    ld_arena *a = &v->arena;
-    size_t mark = ld_arena_mark(a);
-
-    /* Largest activation: any block's channels at its output resolution. */
-    int64_t maxn = (int64_t)clast * h * w;
+    const int n = c->nblocks;
+    int64_t maxn = (int64_t)c->block_out_channels[n - 1] * h * w;
     for (int i = 0, f = 1; i < n; i++) {
         const vae_block *b = &v->dec_up[i];
         int64_t cin = b->resnets[0].cin;
@@ -331,6 +330,40 @@ ld_status ld_vae_decode_one(ld_ctx *ctx, ld_vae *v, const float *z, int h, int w
         m = (int64_t)b->cout * h * f * w * f;
         if (m > maxn) maxn = m;
     }
+    return maxn;
+}
+
+double ld_vae_decode_one_floats(const ld_vae *v, int h, int w) {
+    const vae_config *c = &v->cfg;
+    const int n = c->nblocks, clast = c->block_out_channels[n - 1];
+    const int64_t hw = (int64_t)h * w;
+    /* the two ping-pong buffers, then the largest scratch on top of them */
+    double scratch = (double)ld_resnet_scratch_floats(&v->dec_mid.resnets[0], 1, hw);
+    if (v->dec_mid.has_attention && 5.0 * clast * hw > scratch) scratch = 5.0 * clast * hw;
+    int H = h, W = w, C = clast;
+    for (int i = 0; i < n; i++) {
+        const vae_block *b = &v->dec_up[i];
+        for (int j = 0; j < b->nlayers; j++) {
+            const double s = (double)ld_resnet_scratch_floats(&b->resnets[j], 1, (int64_t)H * W);
+            if (s > scratch) scratch = s;
+            C = b->cout;
+        }
+        if (b->has_sampler) {
+            H *= 2;
+            W *= 2;
+            if ((double)C * H * W > scratch) scratch = (double)C * H * W;
+        }
+    }
+    if ((double)C * H * W > scratch) scratch = (double)C * H * W; /* the output head */
+    return 2.0 * (double)decode_max_floats(v, h, w) + scratch;
+}
+
+ld_status ld_vae_decode_one(ld_ctx *ctx, ld_vae *v, const float *z, int h, int w, float *image) {
+    const vae_config *c = &v->cfg;
+    const int n = c->nblocks, clast = c->block_out_channels[n - 1];
+    ld_arena *a = &v->arena;
+    size_t mark = ld_arena_mark(a);
+    const int64_t maxn = decode_max_floats(v, h, w);
     float *pp[2];
     LD_ARENA_F32(pp[0], ctx, a, maxn);
     LD_ARENA_F32(pp[1], ctx, a, maxn);
@@ -354,11 +387,13 @@ ld_status ld_vae_decode_one(ld_ctx *ctx, ld_vae *v, const float *z, int h, int w
         const vae_block *b = &v->dec_up[i];
         for (int j = 0; j < b->nlayers; j++) {
             LD_TRY(ld_resnet_forward(ctx, a, &b->resnets[j], pp[cur ^ 1], pp[cur], 1, H, W, NULL));
+            LD_TRY(ld_check_cancel(ctx, "VAE"));
             cur ^= 1;
             C = b->cout;
         }
         if (b->has_sampler) {
             LD_TRY(ld_upsample_forward(ctx, a, &b->up, pp[cur ^ 1], pp[cur], 1, H, W, 2 * H, 2 * W));
+            LD_TRY(ld_check_cancel(ctx, "VAE"));
             cur ^= 1;
             H *= 2;
             W *= 2;
@@ -390,6 +425,7 @@ static ld_status encode_one(ld_ctx *ctx, ld_vae *v, const float *img, int H, int
         const vae_block *b = &v->enc_down[i];
         for (int j = 0; j < b->nlayers; j++) {
             LD_TRY(ld_resnet_forward(ctx, a, &b->resnets[j], pp[cur ^ 1], pp[cur], 1, H, W, NULL));
+            LD_TRY(ld_check_cancel(ctx, "VAE"));
             cur ^= 1;
             C = b->cout;
         }
@@ -397,6 +433,7 @@ static ld_status encode_one(ld_ctx *ctx, ld_vae *v, const float *img, int H, int
             int Ho, Wo;
             ld_downsample_out_size(&b->down, H, W, &Ho, &Wo);
             LD_TRY(ld_downsample_forward(ctx, a, &b->down, pp[cur ^ 1], pp[cur], 1, H, W));
+            LD_TRY(ld_check_cancel(ctx, "VAE"));
             cur ^= 1;
             H = Ho;
             W = Wo;
@@ -432,10 +469,12 @@ ld_status ld_vae_encode(ld_ctx *ctx, ld_vae *v, const float *image, int B, int H
     const int64_t in_n = (int64_t)v->cfg.in_channels * H * W;
     const int64_t out_n = (int64_t)2 * v->cfg.latent_channels * ho * wo;
     ld_status st = LD_OK;
+    const size_t mark = ld_arena_mark(&v->arena);
     for (int b = 0; b < B && st == LD_OK; b++) {
         int eh, ew;
         st = encode_one(ctx, v, image + b * in_n, H, W, moments + b * out_n, &eh, &ew);
     }
+    ld_arena_reset(&v->arena, mark); /* also after a failure (a cancel) half-way through */
     if (st == LD_OK) st = ld_arena_reserve(ctx, &v->arena, v->arena.peak);
     return st;
 }

@@ -54,6 +54,9 @@ ld_status ld_vae_encode(ld_ctx *ctx, ld_vae *v, const float *image, int B, int H
 ld_status ld_vae_set_tiling(ld_ctx *ctx, ld_vae *v, int tile, int overlap);
 
 size_t ld_vae_activation_bytes(const ld_vae *v);
+/* The bytes of activation memory ld_vae_decode of one h x w latent will take
+ * (tiling as in ld_vae_decode), from the config, without running it. */
+double ld_vae_decode_estimate(const ld_vae *v, int h, int w, int tiling);
 
 ld_status ld_vae_record(ld_ctx *ctx, const char *where, const json_t *config, ld_weights *recorder);
 extern const ld_model_type ld_vae_model_type;

@@ -49,5 +49,7 @@ struct ld_vae {
 
 /* Decodes one latent z [latent_channels, h, w] into image [out_channels, h*f, w*f]. */
 ld_status ld_vae_decode_one(ld_ctx *ctx, ld_vae *v, const float *z, int h, int w, float *image);
+/* Arena floats ld_vae_decode_one takes at h x w (the same walk, not run). */
+double ld_vae_decode_one_floats(const ld_vae *v, int h, int w);
 
 #endif

@@ -90,6 +90,7 @@ static ld_status decode_tiled(ld_ctx *ctx, ld_vae *v, const float *z, int h, int
                     memcpy(zt + ((int64_t)c * th + y) * tw, z + ((int64_t)c * h + ys[ty] + y) * w + xs[tx],
                            sizeof(float) * tw);
             LD_TRY(ld_vae_decode_one(ctx, v, zt, th, tw, tile));
+            LD_TRY(ld_check_cancel(ctx, "VAE"));
             const int64_t y0 = (int64_t)ys[ty] * f, x0 = (int64_t)xs[tx] * f;
             for (int c = 0; c < Co; c++)
                 for (int64_t y = 0; y < tH; y++) {
@@ -104,6 +105,19 @@ static ld_status decode_tiled(ld_ctx *ctx, ld_vae *v, const float *z, int h, int
     return LD_OK;
 }
 
+double ld_vae_decode_estimate(const ld_vae *v, int h, int w, int tiling) {
+    if (!tiling || (h <= v->tile && w <= v->tile)) return sizeof(float) * ld_vae_decode_one_floats(v, h, w);
+    int ys[8192], xs[8192], th, tw;
+    tile_layout(h, v->tile, v->overlap, &th, ys);
+    tile_layout(w, v->tile, v->overlap, &tw, xs);
+    const int f = ld_vae_downscale(v);
+    const double tH = (double)th * f, tW = (double)tw * f;
+    /* decode_tiled's buffers, then one tile's decode */
+    const double own = (double)v->cfg.latent_channels * th * tw + (double)v->cfg.out_channels * tH * tW + tH + tW +
+                       (double)h * f + (double)w * f;
+    return sizeof(float) * (own + ld_vae_decode_one_floats(v, th, tw));
+}
+
 ld_status ld_vae_decode(ld_ctx *ctx, ld_vae *v, const float *latents, int B, int h, int w, float *image, int tiling) {
     if (ld_weights_is_recorder(v->ws))
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "vae decode: the model was built for recording only");
@@ -115,10 +129,12 @@ ld_status ld_vae_decode(ld_ctx *ctx, ld_vae *v, const float *latents, int B, int
     const int64_t in = (int64_t)v->cfg.out_channels * h * f * w * f;
     const int tiled = tiling && (h > v->tile || w > v->tile);
     ld_status st = LD_OK;
+    const size_t mark = ld_arena_mark(&v->arena);
     for (int b = 0; b < B && st == LD_OK; b++) {
         if (tiled) st = decode_tiled(ctx, v, latents + b * zn, h, w, image + b * in);
         else st = ld_vae_decode_one(ctx, v, latents + b * zn, h, w, image + b * in);
     }
+    ld_arena_reset(&v->arena, mark); /* also after a failure (a cancel) half-way through */
     if (st == LD_OK) st = ld_arena_reserve(ctx, &v->arena, v->arena.peak);
     return st;
 }

@@ -207,7 +207,8 @@ static void relu(float *x, int64_t n) {
 
 /* Runs the stack on x (C0 x H x W, in buf[0]); the result ends in buf[0]
  * (the buffers rotate), its size in *C, *H, *W. */
-static void run_stack(const ld_vae_tiny_stack *s, float *buf[3], int64_t *C, int64_t *H, int64_t *W) {
+static ld_status run_stack(ld_ctx *ctx, const ld_vae_tiny_stack *s, float *buf[3], int64_t *C, int64_t *H,
+                           int64_t *W) {
     for (int i = 0; i < s->n; i++) {
         const ld_vae_tiny_layer *l = &s->l[i];
         float *x = buf[0], *y = buf[1], *z = buf[2];
@@ -242,7 +243,9 @@ static void run_stack(const ld_vae_tiny_stack *s, float *buf[3], int64_t *C, int
             buf[0] = y, buf[1] = x;
         }
         *C = l->cout;
+        LD_TRY(ld_check_cancel(ctx, "tiny autoencoder"));
     }
+    return LD_OK;
 }
 
 static ld_status run_batch(ld_ctx *ctx, const ld_vae_tiny_stack *s, float *dst, const float *src, int64_t B,
@@ -259,7 +262,11 @@ static ld_status run_batch(ld_ctx *ctx, const ld_vae_tiny_stack *s, float *dst, 
             buf[0][i] = decode ? tanhf(v / 3.0f) * 3.0f : (v + 1.0f) / 2.0f;
         }
         int64_t C = C0, H = H0, W = W0;
-        run_stack(s, buf, &C, &H, &W);
+        ld_status st = run_stack(ctx, s, buf, &C, &H, &W);
+        if (st != LD_OK) {
+            free(mem);
+            return st;
+        }
         out_n = (size_t)(C * H * W);
         for (size_t i = 0; i < out_n; i++) dst[(size_t)b * out_n + i] = decode ? buf[0][i] * 2.0f - 1.0f : buf[0][i];
     }

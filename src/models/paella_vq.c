@@ -193,6 +193,7 @@ static ld_status mixres_forward(ld_ctx *ctx, const ld_paella_mixres *m, float *x
             for (int64_t c = 0; c < C; c++)
                 for (int64_t p = 0; p < n; p++) x[(b * C + c) * HW + p0 + p] += tok[p * C + c] * g[5];
         }
+    st = ld_check_cancel(ctx, "VQGAN");
 done:
     free(t);
     free(d);
@@ -225,6 +226,7 @@ static ld_status run_stages(ld_ctx *ctx, const ld_paella_stage *stages, int n, f
         *c = s->c_out;
         *h = nh;
         *w = nw;
+        LD_TRY(ld_check_cancel(ctx, "VQGAN"));
     }
     return LD_OK;
 }

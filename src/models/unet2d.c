@@ -219,6 +219,9 @@ static int64_t up_path_max(const ld_unet2d *u, const skip_t *skips, int nskip, i
     return m;
 }
 
+/* Between blocks the forward polls the caller's cancel callback (ld_check_cancel). */
+#define WHERE "U-Net forward"
+
 static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, int H, int W, const float *timesteps,
                          const float *context, int L, const float *text_embeds, const float *time_ids, float *out) {
     const unet_config *c = &u->cfg;
@@ -255,6 +258,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
             float *o;
             LD_ARENA_F32(o, ctx, a, (int64_t)B * b->cout * H * W);
             LD_TRY(ld_resnet_forward(ctx, a, &b->resnets[j], o, h, B, H, W, emb_act));
+            LD_TRY(ld_check_cancel(ctx, WHERE));
             if (b->cross_attn)
                 LD_TRY(ld_transformer2d_forward(ctx, a, &b->attentions[j], o, B, (int64_t)H * W, context, L));
             h = o;
@@ -267,6 +271,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
             float *o;
             LD_ARENA_F32(o, ctx, a, (int64_t)B * C * Ho * Wo);
             LD_TRY(ld_downsample_forward(ctx, a, &b->down, o, h, B, H, W));
+            LD_TRY(ld_check_cancel(ctx, WHERE));
             h = o;
             H = Ho;
             W = Wo;
@@ -286,6 +291,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
         LD_TRY(ld_resnet_forward(ctx, a, &u->mid_resnets[0], pp[0], h, B, H, W, emb_act));
         LD_TRY(ld_transformer2d_forward(ctx, a, &u->mid_attention, pp[0], B, (int64_t)H * W, context, L));
         LD_TRY(ld_resnet_forward(ctx, a, &u->mid_resnets[1], pp[1], pp[0], B, H, W, emb_act));
+        LD_TRY(ld_check_cancel(ctx, WHERE));
         h = pp[1];
         cur = 1;
     }
@@ -305,6 +311,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
             float *o = pp[cur ^= 1];
             LD_TRY(ld_resnet_forward(ctx, a, &b->resnets[j], o, cat, B, H, W, emb_act));
             ld_arena_reset(a, mark);
+            LD_TRY(ld_check_cancel(ctx, WHERE));
             if (b->cross_attn)
                 LD_TRY(ld_transformer2d_forward(ctx, a, &b->attentions[j], o, B, (int64_t)H * W, context, L));
             h = o;
@@ -315,6 +322,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
             const skip_t *next = &skips[nskip - 1];
             float *o = pp[cur ^= 1];
             LD_TRY(ld_upsample_forward(ctx, a, &b->up, o, h, B, H, W, next->H, next->W));
+            LD_TRY(ld_check_cancel(ctx, WHERE));
             h = o;
             H = next->H;
             W = next->W;
@@ -329,6 +337,78 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
     ld_conv2d_params pout = ld_conv2d_params_make(1, c->conv_out_kernel / 2);
     ld_conv2d(out, t, B, C, H, W, &u->conv_out.w, &u->conv_out.b, &pout);
     return LD_OK;
+}
+
+/* Arena use walked without running: `cur` holds what stays allocated, `peak`
+ * the most seen with a block's scratch on top. In floats. */
+typedef struct {
+    double cur, peak;
+} mem_walk;
+
+static void walk_scratch(mem_walk *m, double floats) {
+    if (m->cur + floats > m->peak) m->peak = m->cur + floats;
+}
+static void walk_keep(mem_walk *m, double floats) {
+    m->cur += floats;
+    walk_scratch(m, 0);
+}
+
+double ld_unet2d_activation_estimate(const ld_unet2d *u, int B, int H, int W, int L) {
+    const unet_config *c = &u->cfg;
+    mem_walk m = {0, 0};
+    skip_t skips[1 + UNET_MAX_BLOCKS * (UNET_MAX_LAYERS + 1)];
+    int nskip = 0;
+    walk_keep(&m, (double)B * c->temb_dim);
+    walk_scratch(&m, (double)B * (c->time_in_dim + 3 * c->temb_dim + c->add_in_dim + 6 * c->add_time_dim));
+    if (c->center_input_sample) walk_keep(&m, (double)B * c->in_channels * H * W);
+    int C = c->block_out_channels[0];
+    walk_keep(&m, (double)B * C * H * W);
+    skips[nskip++] = (skip_t){NULL, C, H, W};
+    for (int i = 0; i < c->nblocks; i++) {
+        const unet_block *b = &u->down[i];
+        for (int j = 0; j < b->nlayers; j++) {
+            walk_keep(&m, (double)B * b->cout * H * W);
+            walk_scratch(&m, (double)ld_resnet_scratch_floats(&b->resnets[j], B, (int64_t)H * W));
+            if (b->cross_attn)
+                walk_scratch(&m, (double)ld_transformer2d_scratch_floats(&b->attentions[j], B, (int64_t)H * W, L));
+            C = b->cout;
+            skips[nskip++] = (skip_t){NULL, C, H, W};
+        }
+        if (b->has_sampler) {
+            int Ho, Wo;
+            ld_downsample_out_size(&b->down, H, W, &Ho, &Wo);
+            walk_keep(&m, (double)B * C * Ho * Wo);
+            walk_scratch(&m, (double)ld_downsample_scratch_floats(&b->down, B, H, W));
+            H = Ho;
+            W = Wo;
+            skips[nskip++] = (skip_t){NULL, C, H, W};
+        }
+    }
+    walk_keep(&m, 2.0 * (double)up_path_max(u, skips, nskip, B));
+    if (c->has_mid) {
+        walk_scratch(&m, (double)ld_resnet_scratch_floats(&u->mid_resnets[0], B, (int64_t)H * W));
+        walk_scratch(&m, (double)ld_transformer2d_scratch_floats(&u->mid_attention, B, (int64_t)H * W, L));
+        walk_scratch(&m, (double)ld_resnet_scratch_floats(&u->mid_resnets[1], B, (int64_t)H * W));
+    }
+    for (int i = 0; i < c->nblocks; i++) {
+        const unet_block *b = &u->up[i];
+        for (int j = 0; j < b->nlayers; j++) {
+            const skip_t *s = &skips[--nskip];
+            walk_scratch(&m, (double)B * (C + s->C) * H * W +
+                                 (double)ld_resnet_scratch_floats(&b->resnets[j], B, (int64_t)H * W));
+            if (b->cross_attn)
+                walk_scratch(&m, (double)ld_transformer2d_scratch_floats(&b->attentions[j], B, (int64_t)H * W, L));
+            C = b->cout;
+        }
+        if (b->has_sampler) {
+            const skip_t *next = &skips[nskip - 1];
+            walk_scratch(&m, (double)B * C * next->H * next->W);
+            H = next->H;
+            W = next->W;
+        }
+    }
+    walk_scratch(&m, (double)B * C * H * W);
+    return m.peak * sizeof(float);
 }
 
 ld_status ld_unet2d_forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, int H, int W,

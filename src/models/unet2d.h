@@ -61,6 +61,11 @@ ld_status ld_unet2d_forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int 
 
 /* Bytes of activation memory reserved by the last forward (arena peak). */
 size_t ld_unet2d_activation_bytes(const ld_unet2d *u);
+/* The bytes of activation memory a forward of B x H x W latents with L
+ * context tokens will take, computed from the config without running it (the
+ * walk mirrors the forward's arena use): for refusing a size that does not
+ * fit before any work starts. */
+double ld_unet2d_activation_estimate(const ld_unet2d *u, int B, int H, int W, int L);
 
 /* init-random / registry entry: records every tensor the config implies. */
 ld_status ld_unet2d_record(ld_ctx *ctx, const char *where, const json_t *config, ld_weights *recorder);

@@ -78,6 +78,11 @@ ld_status ld_resnet_build(ld_ctx *ctx, ld_weights *ws, const char *prefix, ld_re
     return LD_OK;
 }
 
+/* The scratch sizes below mirror the arena requests of the forwards next to them. */
+int64_t ld_resnet_scratch_floats(const ld_resnet *r, int B, int64_t HW) {
+    return (int64_t)B * (r->cout + r->cin) * HW + (r->time_emb_proj.w.ndim ? (int64_t)B * r->cout : 0);
+}
+
 ld_status ld_resnet_forward(ld_ctx *ctx, ld_arena *a, const ld_resnet *r, float *out, const float *x, int B, int H,
                             int W, const float *temb_act) {
     const int64_t HW = (int64_t)H * W;
@@ -91,6 +96,7 @@ ld_status ld_resnet_forward(ld_ctx *ctx, ld_arena *a, const ld_resnet *r, float 
     ld_group_norm(t, x, B, r->cin, HW, r->groups, r->eps, &r->norm1.w, &r->norm1.b);
     ld_silu(t, (int64_t)B * r->cin * HW);
     ld_conv2d(h, t, B, r->cin, H, W, &r->conv1.w, &r->conv1.b, &p3);
+    LD_TRY(ld_check_cancel(ctx, "model forward")); /* a 3x3 conv over a huge image can take a second */
 
     /* h += time_emb_proj(SiLU(emb))[:, :, None, None] */
     if (temb_act && r->time_emb_proj.w.ndim) {
@@ -104,6 +110,7 @@ ld_status ld_resnet_forward(ld_ctx *ctx, ld_arena *a, const ld_resnet *r, float 
     ld_group_norm(h, h, B, r->cout, HW, r->groups, r->eps, &r->norm2.w, &r->norm2.b);
     ld_silu(h, (int64_t)B * r->cout * HW);
     ld_conv2d(out, h, B, r->cout, H, W, &r->conv2.w, &r->conv2.b, &p3);
+    LD_TRY(ld_check_cancel(ctx, "model forward"));
 
     /* out = (shortcut(x) + out) / out_scale */
     const int64_t n = (int64_t)B * r->cout * HW;
@@ -137,6 +144,10 @@ void ld_downsample_out_size(const ld_downsample *d, int H, int W, int *Ho, int *
         *Ho = (int)ld_conv2d_out_dim(H + 1, 3, 2, 0, 1);
         *Wo = (int)ld_conv2d_out_dim(W + 1, 3, 2, 0, 1);
     }
+}
+
+int64_t ld_downsample_scratch_floats(const ld_downsample *d, int B, int H, int W) {
+    return d->padding == 1 ? 0 : (int64_t)B * d->channels * (H + 1) * (W + 1);
 }
 
 ld_status ld_downsample_forward(ld_ctx *ctx, ld_arena *a, const ld_downsample *d, float *out, const float *x, int B,
@@ -255,7 +266,8 @@ static ld_status attention_layer(ld_ctx *ctx, ld_arena *a, const ld_transformer2
     ld_linear(v, kv_src, (int64_t)B * Lk, wv, NULL);
     ld_attn_params p = {.scale = 1.0f / sqrtf((float)t->head_dim)};
     LD_ARENA_F32(o, ctx, a, N * C);
-    ld_attention(o, C, q, C, k, C, v, C, B, t->heads, Lq, Lk, t->head_dim, &p);
+    LD_TRY(ld_attention_checked(ctx, "U-Net forward", 0, o, C, q, C, k, C, v, C, B, t->heads, Lq, Lk, t->head_dim,
+                                &p));
     ld_linear(q, o, N, &out->w, opt(&out->b)); /* q is free now: use it for the projection */
     ld_add(hs, hs, q, N * C);
     ld_arena_reset(a, mark);
@@ -283,6 +295,15 @@ static ld_status feed_forward(ld_ctx *ctx, ld_arena *a, const ld_transformer2d *
     return LD_OK;
 }
 
+int64_t ld_transformer2d_scratch_floats(const ld_transformer2d *t, int B, int64_t HW, int L) {
+    const int64_t C = t->channels, N = (int64_t)B * HW, R = N < FF_CHUNK_ROWS ? N : FF_CHUNK_ROWS;
+    const int64_t self = 2 * N * C + 2 * N * C, cross = 2 * N * C + 2 * (int64_t)B * L * C;
+    const int64_t ff = R * (3 * (int64_t)t->ff_inner + C);
+    int64_t layer = self > cross ? self : cross;
+    if (ff > layer) layer = ff;
+    return 3 * N * C + layer; /* tmp, hs, normed, then the largest layer */
+}
+
 ld_status ld_transformer2d_forward(ld_ctx *ctx, ld_arena *a, const ld_transformer2d *t, float *x, int B, int64_t HW,
                                    const float *context, int L) {
     const int64_t C = t->channels, N = (int64_t)B * HW;
@@ -307,6 +328,7 @@ ld_status ld_transformer2d_forward(ld_ctx *ctx, ld_arena *a, const ld_transforme
                                &b->attn2_out));
         ld_layer_norm(normed, hs, N, C, 1e-5f, &b->norm3.w, &b->norm3.b);
         LD_TRY(feed_forward(ctx, a, t, b, hs, normed, N));
+        LD_TRY(ld_check_cancel(ctx, "U-Net forward"));
     }
 
     /* x += proj_out(hs) back in NCHW */

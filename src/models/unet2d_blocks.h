@@ -59,6 +59,8 @@ ld_status ld_resnet_build(ld_ctx *ctx, ld_weights *ws, const char *prefix, ld_re
  * SiLU(emb) (NULL when the block has no time embedding). out must not alias x. */
 ld_status ld_resnet_forward(ld_ctx *ctx, ld_arena *a, const ld_resnet *r, float *out, const float *x, int B, int H,
                             int W, const float *temb_act);
+/* Arena floats ld_resnet_forward takes for its scratch (for memory estimates). */
+int64_t ld_resnet_scratch_floats(const ld_resnet *r, int B, int64_t HW);
 
 /* Downsample2D with a conv: padding 1 -> conv 3x3 stride 2 pad 1;
  * padding 0 -> zero pad right and bottom by one, then conv stride 2 pad 0. */
@@ -72,6 +74,7 @@ ld_status ld_downsample_build(ld_ctx *ctx, ld_weights *ws, const char *prefix, l
 void ld_downsample_out_size(const ld_downsample *d, int H, int W, int *Ho, int *Wo);
 ld_status ld_downsample_forward(ld_ctx *ctx, ld_arena *a, const ld_downsample *d, float *out, const float *x, int B,
                                 int H, int W);
+int64_t ld_downsample_scratch_floats(const ld_downsample *d, int B, int H, int W);
 
 /* Upsample2D with a conv: nearest resize to (Ho, Wo) (normally 2H, 2W), conv 3x3 pad 1. */
 typedef struct {
@@ -111,6 +114,7 @@ void ld_transformer2d_free(ld_transformer2d *t);
 /* x [B, C, H*W] updated in place; context [B, L, ctx_dim]. */
 ld_status ld_transformer2d_forward(ld_ctx *ctx, ld_arena *a, const ld_transformer2d *t, float *x, int B, int64_t HW,
                                    const float *context, int L);
+int64_t ld_transformer2d_scratch_floats(const ld_transformer2d *t, int B, int64_t HW, int L);
 
 /* Adds tb [B, C] per sample and channel to x [B, C, HW]. */
 void ld_add_per_sample_channel(float *x, const float *tb, int B, int C, int64_t HW);

@@ -87,6 +87,10 @@ void wu_r_embedding(float *emb, int64_t ld, const float *r, int64_t B, int64_t c
     }
 }
 
+/* every block ends with a cancel check (ld_check_cancel): the prior, DiffNeXt and
+ * Stable Cascade forwards are sequences of these blocks */
+#define WHERE "model forward"
+
 /* ---- ResBlock ---- */
 
 ld_status wu_resblock_build(ld_ctx *ctx, ld_weights *ws, wu_resblock *rb, const char *prefix, int64_t c,
@@ -166,6 +170,7 @@ ld_status wu_resblock_forward(ld_ctx *ctx, const wu_resblock *rb, float *x, int6
     wu_grn(mid, B, 4 * c, HW, &rb->grn_gamma, &rb->grn_beta, grn);
     ld_conv2d(h, mid, B, 4 * c, H, W, &fc2, &rb->fc2_b, &one);
     ld_add(x, x, h, B * c * HW);
+    st = ld_check_cancel(ctx, WHERE);
 done:
     free(cat);
     free(h);
@@ -212,6 +217,7 @@ ld_status wu_timestep_block_forward(ld_ctx *ctx, const wu_timestep_block *tb, fl
                 float *xp = x + (b * c + ch) * HW;
                 for (int64_t i = 0; i < HW; i++) xp[i] = xp[i] * (1.0f + a) + bb;
             }
+        st = ld_check_cancel(ctx, WHERE);
     }
     free(ab);
     free(tmp);
@@ -270,7 +276,8 @@ ld_status wu_attn_block_forward(ld_ctx *ctx, const wu_attn_block *ab, float *x, 
     ld_attn_params p;
     memset(&p, 0, sizeof p);
     p.scale = 1.0f / sqrtf((float)D);
-    ld_attention(o, c, q, c, k, c, v, c, B, ab->nhead, HW, S, D, &p);
+    if ((st = ld_attention_checked(ctx, WHERE, 0, o, c, q, c, k, c, v, c, B, ab->nhead, HW, S, D, &p)) != LD_OK)
+        goto done;
     ld_linear(q, o, B * HW, &ab->o_w, &ab->o_b);
     ld_nhwc_to_nchw(o, q, B, c, HW);
     ld_add(x, x, o, B * c * HW);

@@ -93,6 +93,7 @@ static ld_status encode_text(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *r
     LD_TRY(ld_cascade_load_text(ctx, c, &te));
     /* hidden_states[-1] with the padding mask, and the pooled text_embeds */
     ld_prompt_enc e;
+    ld_prompt_warn_truncation(c->tok, texts, t->nb, names, a1111);
     ld_status st = ld_prompt_encode(ctx, c->tok, te, texts, t->nb, names, a1111, -1, 1, 1, &e);
     ld_clip_text_free(te);
     LD_TRY(st);

@@ -108,7 +108,7 @@ ld_status ld_infotext_format(ld_ctx *ctx, const ld_gen_info *info, const char *p
     char v[160];
     int first = 1;
     sb_str(&b, prompt ? prompt : "");
-    if (negative_prompt && *negative_prompt) {
+    if (negative_prompt) { /* "" is a choice too: SDXL encodes it, where none gives zero embeddings */
         sb_str(&b, "\nNegative prompt: ");
         sb_str(&b, negative_prompt);
     }
@@ -118,8 +118,10 @@ ld_status ld_infotext_format(ld_ctx *ctx, const ld_gen_info *info, const char *p
     sb_pair(&b, &first, "Sampler", ld_infotext_sampler_label(info->sampler, info->schedule));
     snprintf(v, sizeof v, "%g", (double)info->cfg_scale);
     sb_pair(&b, &first, "CFG scale", v);
-    snprintf(v, sizeof v, "%llu", (unsigned long long)info->seed);
-    sb_pair(&b, &first, "Seed", v);
+    if (!info->replay_noise[0]) { /* with a replay file no seed was drawn */
+        snprintf(v, sizeof v, "%llu", (unsigned long long)info->seed);
+        sb_pair(&b, &first, "Seed", v);
+    }
     snprintf(v, sizeof v, "%dx%d", info->width, info->height);
     sb_pair(&b, &first, "Size", v);
     if (info->model[0]) sb_pair(&b, &first, "Model", info->model);
@@ -139,6 +141,9 @@ ld_status ld_infotext_format(ld_ctx *ctx, const ld_gen_info *info, const char *p
         snprintf(v, sizeof v, "%g", (double)info->prior_cfg_scale);
         sb_pair(&b, &first, "Prior CFG scale", v);
     }
+    if (info->timestep_spacing[0]) sb_pair(&b, &first, "Timestep spacing", info->timestep_spacing);
+    if (info->precision[0]) sb_pair(&b, &first, "Precision", info->precision);
+    if (info->replay_noise[0]) sb_pair(&b, &first, "Noise file", info->replay_noise);
     sb_pair(&b, &first, "RNG", "NV");
     snprintf(v, sizeof v, "leandiff %s", ld_version());
     sb_pair(&b, &first, "Version", v);

@@ -15,13 +15,14 @@
 #include "sched/rng.h"
 #include "text/clip_tokenizer.h"
 #include "pipeline/koala_init.h"
+#include "pipeline/koala_defaults.h"
+#include "pipeline/memory_check.h"
 #include "pipeline/preview.h"
 #include "pipeline/sdxl_text.h"
 #include "models/lora_merge.h"
 #include "text/prompt_loras.h"
 #include "text/prompt_syntax.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ typedef struct {
     json_t *sched_cfg;     /* scheduler/scheduler_config.json */
     int force_zeros;       /* model_index force_zeros_for_empty_prompt */
     int lightning;         /* KOALA-Lightning defaults (10 steps, CFG 3.5) */
-    const char *spacing_override; /* "trailing" for lightning folders, else NULL */
+    const char *spacing_override; /* "trailing" when the model's files say Lightning (koala_defaults.h), else NULL */
     int sample_size;       /* unet config sample_size (latent pixels) */
     int unet_in;           /* unet config in_channels: latent channels, or 2C + 1 for inpainting U-Nets */
     int vae_scale;         /* 2^(len(vae block_out_channels) - 1) */
@@ -53,16 +54,6 @@ static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int contains_nocase(const char *s, const char *needle) {
-    size_t n = strlen(needle);
-    for (; *s; s++) {
-        size_t i = 0;
-        while (i < n && s[i] && tolower((unsigned char)s[i]) == needle[i]) i++;
-        if (i == n) return 1;
-    }
-    return 0;
 }
 
 static void koala_free(void *state) {
@@ -127,20 +118,24 @@ static ld_status koala_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t 
     char sched[PATH_MAX_LEN];
     if (st == LD_OK) st = ld_component_dir(ctx, k->dir, index, "scheduler", sched, sizeof sched);
     if (st == LD_OK) st = ld_component_config(ctx, sched, &k->sched_cfg);
-    /* KOALA-Lightning: the card runs the stored (leading) config with
-     * timestep_spacing overridden to trailing. */
-    char base[256];
-    ld_path_basename(base, sizeof base, k->dir);
+    /* KOALA-Lightning or KOALA defaults, from the model's own files (koala_defaults.h) */
     if (st == LD_OK) {
         const char *spacing = NULL;
         char where[PATH_MAX_LEN + 32];
         snprintf(where, sizeof where, "%s/scheduler_config.json", sched);
         st = ld_json_str(ctx, where, k->sched_cfg, "timestep_spacing", "linspace", &spacing);
-        if (st == LD_OK && contains_nocase(base, "lightning")) {
-            k->lightning = 1;
-            k->spacing_override = "trailing";
-        } else if (st == LD_OK && !strcmp(spacing, "trailing")) {
-            k->lightning = 1;
+        ld_koala_defaults d;
+        if (st == LD_OK) st = ld_koala_defaults_detect(ctx, k->dir, index, k->unet, spacing, &d);
+        if (st == LD_OK) {
+            k->lightning = d.lightning;
+            k->spacing_override = d.spacing_override;
+            ld_log_info("%s: %s: %s", k->dir,
+                        d.lightning ? (d.spacing_override ? "KOALA-Lightning defaults (10 steps, CFG 3.5, Euler with "
+                                                            "the timestep spacing overridden to trailing)"
+                                                          : "KOALA-Lightning defaults (10 steps, CFG 3.5, the "
+                                                            "scheduler's trailing spacing)")
+                                    : "KOALA defaults (25 steps, CFG 7.5, the scheduler config as stored)",
+                        d.why);
         }
         ld_scheduler *probe = NULL; /* reject an unusable scheduler config now, not after the text stage */
         if (st == LD_OK)
@@ -423,6 +418,11 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
     return st;
 }
 
+/* Whether the VAE decodes tile by tile: the option, or automatic above 512x512. */
+static int vae_tiled(const run *r) {
+    return r->k->vae_tiling < 0 ? (int64_t)r->H * r->W > 512 * 512 : r->k->vae_tiling;
+}
+
 /* Decode stage: latents / scaling_factor (or the latents_mean/std form) through the VAE. */
 static ld_status stage_vae(ld_ctx *ctx, run *r) {
     koala *k = r->k;
@@ -456,7 +456,7 @@ static ld_status stage_vae(ld_ctx *ctx, run *r) {
                         ld_vae_downscale(v) != k->vae_scale))
         st = ld_fail(ctx, LD_ERR_MODEL, "%s: %d latent channels, %d output channels, downscale %d: cannot decode", k->vae,
                      ld_vae_latent_channels(v), ld_vae_out_channels(v), ld_vae_downscale(v));
-    int tiling = k->vae_tiling < 0 ? (int64_t)r->H * r->W > 512 * 512 : k->vae_tiling;
+    const int tiling = vae_tiled(r);
     if (st == LD_OK) st = ld_vae_decode(ctx, v, z, 1, r->h, r->w, r->image, tiling);
     ld_vae_free(v);
     free(z);
@@ -615,6 +615,12 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     if (img2img)
         LD_TRY(ld_koala_prepare_images(ctx, p->init_image, p->mask_image, p->mask_blur, r->W, r->H, &r->init_img,
                                        &r->mask_img));
+    { /* refuse a size whose activations do not fit, before any work (memory_check.h) */
+        double need;
+        LD_TRY(ld_sdxl_activation_estimate(ctx, k->unet, k->vae, r->B, r->h, r->w, LD_CLIP_CONTEXT, vae_tiled(r),
+                                           &need));
+        LD_TRY(ld_memory_check(ctx, r->W, r->H, need, "the U-Net and the VAE"));
+    }
     char where[PATH_MAX_LEN + 32];
     snprintf(where, sizeof where, "%s/scheduler/scheduler_config.json", k->dir);
     ld_scheduler *s = NULL;
@@ -713,6 +719,11 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     }
     if (st == LD_OK && p->tiny_decoder && !p->taesd_dir)
         st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "the tiny decoder needs a TAESD folder (taesd_dir, --taesd DIR)");
+    if (st == LD_OK && p->tiny_decoder) /* TAESD decodes the whole image at once */
+        st = ld_memory_check(ctx, r->W, r->H,
+                             (double)ld_vae_tiny_decode_bytes(r->taesd, 1, r->h, r->w) +
+                                 3.0 * (sizeof(float) + 1) * r->H * r->W, /* + the image, float and RGB8 */
+                             "the TAESD decode");
     if (st == LD_OK) st = stage_text(ctx, r);
     for (int b = 0; b < r->B; b++) {
         float *ti = r->time_ids + 6 * b;
@@ -759,6 +770,7 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         info->cfg_scale = r->cfg;
         snprintf(info->sampler, sizeof info->sampler, "%s", r->sampler);
         snprintf(info->schedule, sizeof info->schedule, "%s", ld_schedule_name(r->schedule));
+        snprintf(info->timestep_spacing, sizeof info->timestep_spacing, "%s", ld_scheduler_spacing(s));
         snprintf(info->prompt_syntax, sizeof info->prompt_syntax, "%s", r->a1111_syntax ? "a1111" : "plain");
         info->strength = p->init_image ? p->strength : 0.0f;
         info->mask_blur = p->init_image && p->mask_image ? p->mask_blur : 0.0f;

@@ -23,10 +23,10 @@
  * Stages run one after another and release their models: the text encoders
  * are freed before the U-Net is loaded, the U-Net before the VAE.
  *
- * Defaults: KOALA-Lightning (scheduler timestep_spacing "trailing", or a
- * folder name containing "lightning", which also switches the spacing to
- * trailing as the model card does) 10 steps at CFG 3.5; other models 25 steps
- * at CFG 7.5; size unet sample_size * 8; sampler "euler" ("euler_a" also).
+ * Defaults: KOALA-Lightning (decided from the model's files, never the
+ * folder name: see koala_defaults.h) 10 steps at CFG 3.5 with trailing
+ * timestep spacing; other models 25 steps at CFG 7.5; size unet sample_size *
+ * 8; sampler "euler" ("euler_a" also).
  *
  * Replay and dump (params->replay_noise / params->dump) use the key names of
  * the reference pipeline cases (testdata/README.md): latents0 (noise before

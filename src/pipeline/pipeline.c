@@ -140,7 +140,25 @@ ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, 
      * pipeline's precision; the setting is process-wide, so restore it. */
     ld_precision saved = ld_gemm_get_precision();
     ld_gemm_set_precision(p->precision);
+    /* the models poll the cancel callback through ctx (ld_check_cancel) */
+    ld_cancel_fn saved_cancel = ctx ? ctx->cancel : NULL;
+    void *saved_user = ctx ? ctx->cancel_user : NULL;
+    if (ctx) {
+        ctx->cancel = params->cancel;
+        ctx->cancel_user = params->cancel_user;
+    }
     ld_status st = p->impl->generate(ctx, p->state, params, out, info);
+    if (ctx) {
+        ctx->cancel = saved_cancel;
+        ctx->cancel_user = saved_user;
+    }
     ld_gemm_set_precision(saved);
+    if (st != LD_OK) {
+        ld_image_free(out); /* a stopped or failed run leaves no image */
+        return st;
+    }
+    /* what else changes the pixels, for the infotext */
+    snprintf(info->precision, sizeof info->precision, "%s", p->precision == LD_PRECISION_BF16 ? "bf16" : "f32");
+    if (params->replay_noise) snprintf(info->replay_noise, sizeof info->replay_noise, "%s", params->replay_noise);
     return st;
 }

@@ -35,6 +35,7 @@ ld_status ld_sdxl_encode(ld_ctx *ctx, const ld_sdxl_text *tx, const char *const 
         /* hidden_states[-2] of every chunk, no attention mask; text_encoder_2 also gives the pooled text_embeds */
         if (st == LD_OK && e == 1 && ld_clip_text_get_config(te)->projection_dim <= 0)
             st = ld_fail(ctx, LD_ERR_MODEL, "%s: text_encoder_2 has no text_projection (pooled text_embeds)", tx->te[e]);
+        if (st == LD_OK && e == 0) ld_prompt_warn_truncation(tok, texts, n, n <= 2 ? names : NULL, tx->a1111);
         if (st == LD_OK)
             st = ld_prompt_encode(ctx, tok, te, texts, n, n <= 2 ? names : NULL, tx->a1111, -2, 0, e == 1, &enc[e]);
         ld_clip_tokenizer_free(tok);

@@ -74,6 +74,7 @@ ld_status ld_wu_encode_text(ld_ctx *ctx, ld_wu_run *run, const ld_clip_tokenizer
     ld_prompt_enc e;
     *hidden = NULL;
     LD_TRY(ld_prompt_syntax_name(ctx, run->params->prompt_syntax, &a1111));
+    if (strcmp(dump_prefix, "prior") == 0) ld_prompt_warn_truncation(tok, texts, B, names, a1111); /* once a run */
     /* last_hidden_state with the padding mask; A1111 syntax: chunks along the sequence */
     LD_TRY(ld_prompt_encode(ctx, tok, te, texts, B, names, a1111, 0, 1, 0, &e));
     const int64_t L = e.L, D = e.D;

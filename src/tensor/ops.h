@@ -92,6 +92,14 @@ typedef struct {
  * all masked gets zeros. */
 void ld_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
                   int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, const ld_attn_params *p);
+/* The same in slices of queries of about slice_flops each (0: the default,
+ * ~4 GFLOP, a few tenths of a second at worst), with ld_check_cancel(ctx,
+ * where) between slices: a self-attention over a huge image can be stopped.
+ * Bitwise the same results as ld_attention (query rows are independent).
+ * Causal attention is not sliced. LD_ERR_CANCELLED leaves out partly written. */
+ld_status ld_attention_checked(ld_ctx *ctx, const char *where, int64_t slice_flops, float *out, int64_t ldo,
+                               const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
+                               int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, const ld_attn_params *p);
 
 /* ---- resampling and layout ---- */
 /* PyTorch F.interpolate(mode="nearest") to (Ho, Wo): src = floor(dst * in / out). */

@@ -17,3 +17,33 @@ void ld_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const fl
     ld_log_error("attention: cannot allocate the kernel's scratch memory; output set to zero");
     for (int64_t r = 0; r < B * Lq; r++) memset(out + r * ldo, 0, (size_t)(H * D) * sizeof(float));
 }
+
+#define ATT_SLICE_FLOPS ((int64_t)1 << 32)
+#define ATT_SLICE_ROUND 32
+
+ld_status ld_attention_checked(ld_ctx *ctx, const char *where, int64_t slice_flops, float *out, int64_t ldo,
+                               const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
+                               int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, const ld_attn_params *p) {
+    LD_TRY(ld_check_cancel(ctx, where));
+    if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return LD_OK;
+    if (slice_flops <= 0) slice_flops = ATT_SLICE_FLOPS;
+    const int64_t per_row = 4 * H * (Lk > 0 ? Lk : 1) * D;
+    int64_t rows = (slice_flops / per_row + ATT_SLICE_ROUND - 1) / ATT_SLICE_ROUND * ATT_SLICE_ROUND;
+    if (rows < ATT_SLICE_ROUND) rows = ATT_SLICE_ROUND;
+    if (p->causal || rows >= Lq) {
+        ld_attention(out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, p);
+        return ld_check_cancel(ctx, where);
+    }
+    /* one batch entry and one run of query rows at a time; a per-query mask moves with the rows */
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i0 = 0; i0 < Lq; i0 += rows) {
+            const int64_t n = Lq - i0 < rows ? Lq - i0 : rows;
+            ld_attn_params ps = *p;
+            if (p->mask) ps.mask = p->mask + b * p->mask_b + i0 * p->mask_q;
+            if (p->key_keep) ps.key_keep = p->key_keep + b * Lk;
+            ld_attention(out + (b * Lq + i0) * ldo, ldo, q + (b * Lq + i0) * ldq, ldq, k + b * Lk * ldk, ldk,
+                         v + b * Lk * ldv, ldv, 1, H, n, Lk, D, &ps);
+            LD_TRY(ld_check_cancel(ctx, where));
+        }
+    return LD_OK;
+}

@@ -619,6 +619,13 @@ ld_status ld_clip_bpe(ld_ctx *ctx, const ld_clip_tokenizer *t, const char *text,
     return LD_OK;
 }
 
+void ld_clip_warn_truncation(const ld_clip_tokenizer *tok, const char *text, const char *what, const char *hint) {
+    size_t n = 0;
+    if (!text || ld_clip_bpe(NULL, tok, text, strlen(text), NULL, 0, &n) != LD_OK || n <= LD_CLIP_CONTEXT - 2) return;
+    ld_log_warn("%s: %zu tokens; the text encoder reads only the first %d, the rest is ignored%s", what, n,
+                LD_CLIP_CONTEXT - 2, hint);
+}
+
 ld_status ld_clip_tokenize_n(ld_ctx *ctx, const ld_clip_tokenizer *t, const char *text, size_t len,
                              int64_t ids[LD_CLIP_CONTEXT], int64_t mask[LD_CLIP_CONTEXT]) {
     if (!t || (!text && len) || !ids) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "ld_clip_tokenize: NULL argument");

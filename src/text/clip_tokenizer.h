@@ -51,6 +51,11 @@ ld_status ld_clip_tokenize(ld_ctx *ctx, const ld_clip_tokenizer *tok, const char
 ld_status ld_clip_tokenize_n(ld_ctx *ctx, const ld_clip_tokenizer *tok, const char *text, size_t len,
                              int64_t ids[LD_CLIP_CONTEXT], int64_t mask[LD_CLIP_CONTEXT]);
 
+/* Logs a warning when text holds more than the 75 tokens one 77-id encoding
+ * keeps ("prompt: 93 tokens; the text encoder reads only the first 75, the
+ * rest is ignored"): `what` names the text, `hint` ("" for none) follows. */
+void ld_clip_warn_truncation(const ld_clip_tokenizer *tok, const char *text, const char *what, const char *hint);
+
 /* The raw BPE ids of the cleaned text, no BOS/EOS, no truncation. Writes at
  * most cap ids to ids (may be NULL when cap is 0) and the full count to *n, so
  * a caller can size a buffer with a first call. */

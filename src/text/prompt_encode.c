@@ -119,3 +119,10 @@ void ld_prompt_enc_free(ld_prompt_enc *e) {
     e->hidden = e->pooled = NULL;
     e->ids = e->mask = NULL;
 }
+
+void ld_prompt_warn_truncation(const ld_clip_tokenizer *tok, const char *const *texts, int n,
+                               const char *const *names, int a1111) {
+    for (int i = 0; !a1111 && i < n; i++)
+        ld_clip_warn_truncation(tok, texts[i], names ? names[i] : "prompt",
+                                " (--prompt-syntax a1111 reads prompts of any length)");
+}

@@ -45,4 +45,9 @@ ld_status ld_prompt_encode(ld_ctx *ctx, const ld_clip_tokenizer *tok, const ld_c
                            ld_prompt_enc *out);
 void ld_prompt_enc_free(ld_prompt_enc *e);
 
+/* Plain syntax cuts a text at 75 tokens: warn (once per run, by the caller)
+ * for each text that is longer. Nothing with the A1111 syntax. */
+void ld_prompt_warn_truncation(const ld_clip_tokenizer *tok, const char *const *texts, int n,
+                               const char *const *names, int a1111);
+
 #endif

@@ -36,6 +36,15 @@ def env_paths():
 
 
 def testdata_dir(src):
+    """The one way the tests find the shared test data (README, Testing):
+    $LEANDIFF_TESTDATA when set (a set but missing folder is an error, never a
+    silent fallback), else <source>/../shared/testdata; skip when absent."""
+    env = os.environ.get("LEANDIFF_TESTDATA")
+    if env is not None:
+        if not os.path.isdir(env):
+            print("FAIL: LEANDIFF_TESTDATA=%r is not a folder (unset it to use ../shared/testdata)" % env)
+            sys.exit(1)
+        return env
     d = os.path.normpath(os.path.join(src, "..", "shared", "testdata"))
     if not os.path.isdir(d):
         skip("test data not found at " + d)
