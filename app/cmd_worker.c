@@ -73,6 +73,8 @@ typedef struct {
     char stream[RK_MAX], group[RK_MAX];
     int claim_after, result_ttl;
     int verbose;
+    int cancelled;   /* the running job's cancel key was seen */
+    int step, total; /* the running job's last progress */
 } worker;
 
 static double mono_now(void) {
@@ -101,19 +103,30 @@ typedef struct {
     double t0;
 } progress_ctx;
 
+/* Publishes the progress and looks at the job's cancel key in one round trip. */
+static const char *progress_script = "redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
+                                     "return redis.call('EXISTS', KEYS[1])\n";
+
 static int on_progress(void *user, const char *stage, int step, int total, double stage_seconds) {
     progress_ctx *pc = user;
+    pc->w->step = step;
+    pc->w->total = total;
     double el = mono_now() - pc->t0;
     double eta = step > 0 ? el / step * (total - step) : -1;
     json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:f}", "id", pc->job, "worker", pc->w->name, "stage",
                           stage, "image", pc->image, "count", pc->count, "step", step, "total", total, "eta", eta);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    char ch[RK_MAX];
+    char ch[RK_MAX], cancel[RK_MAX];
     rk_progress(ch, pc->job);
-    if (s) freeReplyObject(redis_cmd(pc->w->rc, "PUBLISH %s %s", ch, s));
+    rk_cancel(cancel, pc->job);
+    if (s) {
+        redisReply *r = redis_cmd(pc->w->rc, "EVAL %s 1 %s %s %s", progress_script, cancel, ch, s);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1) pc->w->cancelled = 1;
+        freeReplyObject(r);
+    }
     free(s);
     json_decref(o);
-    return hard_stop != 0;
+    return hard_stop != 0 || pc->w->cancelled;
 }
 
 /* The result hash is written in one EVAL that does nothing when it exists:
@@ -205,23 +218,31 @@ static void finish(worker *w, const char *entry, const char *job, const char *st
     }
 }
 
-static void store_error(worker *w, const char *entry, const char *job, const char *msg) {
-    fprintf(stderr, "leandiff worker %s: job %s failed: %s\n", w->name, job ? job : "(no id)", msg);
+/* An error result: the message and its ld_status code (LD_ERR_INVALID_ARGUMENT for a bad job), or a
+ * cancelled one (code LD_ERR_CANCELLED, status "cancelled"). */
+static void store_error(worker *w, const char *entry, const char *job, ld_status code, const char *msg) {
+    const int cancelled = code == LD_ERR_CANCELLED;
+    if (cancelled) fprintf(stderr, "leandiff worker %s: job %s: %s\n", w->name, job, msg);
+    else fprintf(stderr, "leandiff worker %s: job %s failed: %s\n", w->name, job ? job : "(no id)", msg);
     if (job) {
         argbuf f = {0};
-        if (arg_str(&f, "status") && arg_str(&f, "error") && arg_str(&f, "error") && arg_str(&f, msg))
+        if (arg_str(&f, "status") && arg_str(&f, cancelled ? "cancelled" : "error") && arg_str(&f, "error") &&
+            arg_str(&f, msg) && arg_str(&f, "code") && arg_fmt(&f, "%lld", (long long)code))
             store_result(w, job, &f);
         arg_free(&f);
     }
-    finish(w, entry, job, "error");
+    finish(w, entry, job, cancelled ? "cancelled" : "error");
 }
 
+/* The parameters really used (serve --redis rebuilds ld_gen_info from them). */
 static char *params_json(const gen_request *req, const ld_gen_info *info) {
-    json_t *o = json_pack("{s:s, s:s?, s:i, s:i, s:i, s:f, s:i, s:f, s:s, s:I, s:s, s:s, s:f}", "prompt", req->prompt,
-                          "negative_prompt", req->negative_prompt, "width", info->width, "height", info->height,
-                          "steps", info->steps, "cfg_scale", (double)info->cfg_scale, "prior_steps", info->prior_steps,
-                          "prior_cfg_scale", (double)info->prior_cfg_scale, "sampler", info->sampler, "seed",
-                          (json_int_t)info->seed, "model", info->model, "family", info->family, "seconds", info->seconds);
+    json_t *o = json_pack("{s:s, s:s?, s:i, s:i, s:i, s:f, s:i, s:f, s:s, s:s, s:I, s:s, s:s, s:f}", "prompt",
+                          req->prompt, "negative_prompt", req->negative_prompt, "width", info->width, "height",
+                          info->height, "steps", info->steps, "cfg_scale", (double)info->cfg_scale, "prior_steps",
+                          info->prior_steps, "prior_cfg_scale", (double)info->prior_cfg_scale, "sampler", info->sampler,
+                          "schedule", info->schedule, "seed", (json_int_t)info->seed, "model", info->model, "family",
+                          info->family, "seconds", info->seconds);
+    if (o && info->strength > 0) json_object_set_new(o, "strength", json_real(info->strength));
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
@@ -230,7 +251,7 @@ static char *params_json(const gen_request *req, const ld_gen_info *info) {
 /* Runs one job. Returns 0 to go on, 1 when a hard stop left it unacknowledged. */
 static int run_job(worker *w, const char *entry, const char *job, const char *params) {
     if (!job || !rk_valid_id(job)) {
-        store_error(w, entry, NULL, "stream entry without a valid 'id' field (1-64 of A-Z a-z 0-9 _ -)");
+        store_error(w, entry, NULL, LD_ERR_INVALID_ARGUMENT, "stream entry without a valid 'id' field (1-64 of A-Z a-z 0-9 _ -)");
         return 0;
     }
     char key[RK_MAX];
@@ -243,8 +264,16 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
         finish(w, entry, NULL, "done");
         return 0;
     }
+    rk_cancel(key, job);
+    r = redis_cmd(w->rc, "EXISTS %s", key);
+    int cancelled = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (cancelled) {
+        store_error(w, entry, job, LD_ERR_CANCELLED, "cancelled before it started");
+        return 0;
+    }
     if (!params) {
-        store_error(w, entry, job, "stream entry without a 'params' field");
+        store_error(w, entry, job, LD_ERR_INVALID_ARGUMENT, "stream entry without a 'params' field");
         return 0;
     }
     json_error_t jerr;
@@ -253,7 +282,7 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
         char msg[300];
         snprintf(msg, sizeof msg, "params is not a JSON object (%s)", body ? "not an object" : jerr.text);
         json_decref(body);
-        store_error(w, entry, job, msg);
+        store_error(w, entry, job, LD_ERR_INVALID_ARGUMENT, msg);
         return 0;
     }
     gen_request req;
@@ -263,11 +292,12 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
     json_decref(body);
     if (!ok) {
         gen_request_free(&req);
-        store_error(w, entry, job, err);
+        store_error(w, entry, job, LD_ERR_INVALID_ARGUMENT, err);
         return 0;
     }
     if (req.seed < 0) req.seed = (int64_t)gen_request_random_seed();
     heartbeat(w, job);
+    w->cancelled = 0;
     argbuf f = {0};
     char *failure = NULL;
     ld_status st = LD_OK;
@@ -318,9 +348,13 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
         gen_request_free(&req);
         return 1;
     }
-    if (st != LD_OK || !ok) {
+    if (st == LD_ERR_CANCELLED && w->cancelled) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "cancelled at step %d of %d", w->step, w->total);
+        store_error(w, entry, job, LD_ERR_CANCELLED, msg);
+    } else if (st != LD_OK || !ok) {
         const char *msg = failure ? failure : ld_ctx_error(w->ctx);
-        store_error(w, entry, job, msg && *msg ? msg : "generation failed");
+        store_error(w, entry, job, st != LD_OK ? st : LD_ERR_NOMEM, msg && *msg ? msg : "generation failed");
     } else {
         ok = arg_str(&f, "seconds") && arg_fmt(&f, "%lld", (long long)((mono_now() - t_job) * 1000)) &&
              arg_str(&f, "finished") && arg_fmt(&f, "%lld", (long long)time(NULL));
@@ -331,7 +365,7 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
         else if (res == 0)
             fprintf(stderr, "leandiff worker %s: job %s was stored by another worker meanwhile\n", w->name, job);
         if (res >= 0) finish(w, entry, job, "done");
-        else store_error(w, entry, job, "cannot store the result");
+        else store_error(w, entry, job, LD_ERR_IO, "cannot store the result");
     }
     ld_ctx_clear_error(w->ctx);
     free(failure);
