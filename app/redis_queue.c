@@ -120,10 +120,21 @@ static int connection_lost(redis_conn *c) {
     return !stopping(c);
 }
 
+/* A restarted Redis answers LOADING while it reads its append-only file: the
+ * command is tried again after a moment, like a lost connection. 1 to retry. */
+static int loading(redis_conn *c, redisReply *r) {
+    if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "LOADING", 7) || stopping(c)) return 0;
+    freeReplyObject(r);
+    struct timespec ts = {0, 200 * 1000000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
 redisReply *redis_cmd_argv(redis_conn *c, int argc, const char **argv, const size_t *lens) {
     for (;;) {
         if (!c->ctx && !reconnect(c, "lost the connection to")) return NULL;
         redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
+        if (r && loading(c, r)) continue;
         if (r) return r;
         if (!connection_lost(c)) return NULL;
     }
@@ -136,6 +147,7 @@ redisReply *redis_cmd(redis_conn *c, const char *fmt, ...) {
         va_start(ap, fmt);
         redisReply *r = redisvCommand(c->ctx, fmt, ap);
         va_end(ap);
+        if (r && loading(c, r)) continue;
         if (r) return r;
         if (!connection_lost(c)) return NULL;
     }

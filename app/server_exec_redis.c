@@ -449,7 +449,8 @@ static int redis_available(server_executor *base, char *why, size_t n) {
     pthread_mutex_lock(&ex->mu);
     int ok = ex->serving;
     if (!ex->connected) {
-        snprintf(why, n, "Redis at %s:%d is not reachable yet", ex->url.host, ex->url.port);
+        snprintf(why, n, "no worker is serving model %s: Redis at %s:%d is not reachable yet", ex->model,
+                 ex->url.host, ex->url.port);
     } else if (!ok) {
         size_t len = (size_t)snprintf(why, n, "no worker is serving model %s", ex->model);
         size_t i;

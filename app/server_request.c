@@ -373,7 +373,7 @@ static int parse_size(verr *e, const char *v, gen_request *req, int max) {
 static int openai_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req) {
     json_t *p = json_object_get(o, "prompt");
     if (!p || json_is_null(p)) return bad(e, "prompt", "prompt is required");
-    if (!common_fields(e, s, o, req, NULL)) return 0;
+    if (!common_fields(e, s, o, req, "sampler")) return 0; /* sampler, scheduler: leandiff extensions */
     long long n = 1;
     if (!get_int(e, o, "n", 1, s->cfg->max_batch, " (this server's limit)", &n)) return 0;
     req->count = (int)n;
