@@ -18,7 +18,8 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: leandiff serve -m MODEL_DIR [options]\n"
-            "       leandiff serve --redis URL [--redis-model NAME] [options]   (front-end of leandiff workers)\n\n"
+            "       leandiff serve --redis URL [-m MODEL_DIR | --redis-model NAME] [options]\n"
+            "                                          (a front-end of leandiff workers)\n\n"
             "  -m, --model DIR        diffusers pipeline folder (KOALA/SDXL, or a Wuerstchen / Cascade prior)\n"
             "      --decoder DIR      decoder pipeline folder (Wuerstchen / Stable Cascade)\n"
             "      --variant NAME     prefer <name>.NAME.safetensors weights (fp16, bf16)\n"
@@ -36,8 +37,9 @@ static void usage(FILE *f) {
             "      --max-body BYTES   largest request body (default 16777216); larger gets 413\n"
             "      --history N        finished jobs kept in memory for the API and the page (default 100)\n"
             "      --max-connections N  simultaneous connections (default 256)\n"
-            "      --redis URL        no model here: send the jobs to the leandiff workers of this Redis queue\n"
-            "                         (redis://[[user]:password@]host[:port][/db]; see docs/scale-out.md)\n"
+            "      --redis URL        send the jobs to the leandiff workers of this Redis queue\n"
+            "                         (redis://[[user]:password@]host[:port][/db]; see docs/scale-out.md);\n"
+            "                         with -m, this process is also a worker of that model\n"
             "      --redis-model NAME the workers' model (their model folder name); default: the one model\n"
             "                         the running workers serve\n"
             "  -v, --verbose          log more\n");
@@ -49,9 +51,10 @@ static void on_stop(int sig) {
     stop_asked = 1;
 }
 
-/* serve --redis: the executor of a front-end, or NULL after a message with the exit status in *rc. */
-static server_executor *redis_front_end(server_ctx *s, const char *url_s, const char *model, char *model_buf,
-                                        size_t n, int *rc) {
+/* serve --redis: the executor of a front-end (with pipe: also a local worker of that model), or NULL after a
+ * message with the exit status in *rc. */
+static server_executor *redis_front_end(server_ctx *s, const char *url_s, const char *model, ld_pipeline *pipe,
+                                        char *model_buf, size_t n, int *rc) {
     redis_url url;
     char err[256];
     *rc = 2;
@@ -59,8 +62,15 @@ static server_executor *redis_front_end(server_ctx *s, const char *url_s, const 
         fprintf(stderr, "leandiff serve: --redis: %s\n", err);
         return NULL;
     }
-    s->family = "unknown";
-    if (model) {
+    if (pipe) {
+        if (model && strcmp(model, s->model_name)) {
+            fprintf(stderr, "leandiff serve: --redis-model %s differs from the model of -m (%s)\n", model,
+                    s->model_name);
+            return NULL;
+        }
+        snprintf(model_buf, n, "%s", s->model_name);
+    } else if (model) {
+        s->family = "unknown";
         if (!*model || strlen(model) > 200 || strchr(model, ' ') || strchr(model, '/')) {
             fprintf(stderr, "leandiff serve: --redis-model '%s' is not a model name (a worker's model folder name)\n",
                     model);
@@ -69,12 +79,13 @@ static server_executor *redis_front_end(server_ctx *s, const char *url_s, const 
         snprintf(model_buf, n, "%s", model);
     } else {
         *rc = 1;
+        s->family = "unknown";
         cli_catch_stop_signals(on_stop);
         if (!exec_redis_pick_model(&url, &stop_asked, model_buf, n, &s->family)) return NULL;
     }
     *rc = 1;
     s->model_name = model_buf;
-    server_executor *exec = exec_redis_new(&url, model_buf, &s->family, s->cfg.outputs);
+    server_executor *exec = exec_redis_new(&url, model_buf, &s->family, &s->cfg, pipe);
     if (!exec) fprintf(stderr, "leandiff serve: out of memory\n");
     return exec;
 }
@@ -158,11 +169,6 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "leandiff serve: --redis-model needs --redis URL\n");
         return 2;
     }
-    if (redis && c->model_dir) {
-        fprintf(stderr, "leandiff serve: -m with --redis (a local worker in the front-end) is not supported; run "
-                        "`leandiff worker -m DIR --redis URL` beside the front-end\n");
-        return 2;
-    }
     if (!c->model_dir && !redis) {
         fprintf(stderr, "leandiff serve: -m MODEL_DIR (or --redis URL) is required\n\n");
         usage(stderr);
@@ -184,10 +190,10 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "leandiff serve: warning: listening on %s without --api-key: anyone who can reach this "
                         "machine can use it\n", c->host);
 
-    if (redis) {
+    if (redis && !c->model_dir) {
         char model[256];
         int rc;
-        server_executor *exec = redis_front_end(&s, redis, redis_model, model, sizeof model, &rc);
+        server_executor *exec = redis_front_end(&s, redis, redis_model, NULL, model, sizeof model, &rc);
         if (!exec) return rc;
         rc = server_run(&s, exec);
         exec->free(exec);
@@ -210,13 +216,16 @@ int cmd_serve(int argc, char **argv) {
     ld_ctx_free(ctx);
     s.family = ld_pipeline_family(pipe);
     s.model_name = ld_pipeline_model_name(pipe);
-    server_executor *exec = exec_local_new(pipe, c->outputs, c->lora_dir);
+    char model[256];
+    int rc = 1;
+    server_executor *exec = redis ? redis_front_end(&s, redis, redis_model, pipe, model, sizeof model, &rc)
+                                  : exec_local_new(pipe, c->outputs, c->lora_dir);
     if (!exec) {
-        fprintf(stderr, "leandiff serve: out of memory\n");
+        if (!redis) fprintf(stderr, "leandiff serve: out of memory\n");
         ld_pipeline_free(pipe);
-        return 1;
+        return rc;
     }
-    int rc = server_run(&s, exec);
+    rc = server_run(&s, exec);
     exec->free(exec);
     ld_pipeline_free(pipe);
     return rc;

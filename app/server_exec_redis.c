@@ -21,8 +21,8 @@
 
 #ifndef LD_HAVE_HIREDIS
 server_executor *exec_redis_new(const redis_url *url, const char *model, const char **family_slot,
-                                const char *outputs) {
-    (void)url, (void)model, (void)family_slot, (void)outputs;
+                                const server_config *cfg, ld_pipeline *local) {
+    (void)url, (void)model, (void)family_slot, (void)cfg, (void)local;
     return NULL;
 }
 
@@ -33,6 +33,7 @@ int exec_redis_pick_model(const redis_url *url, volatile sig_atomic_t *stop, cha
 #else
 #include "redis_keys.h"
 #include "redis_queue.h"
+#include "redis_worker.h"
 #include "server_image.h"
 #include "server_jobs.h"
 
@@ -68,6 +69,13 @@ typedef struct {
     pthread_mutex_t mu;   /* guards the three below (read by HTTP threads) */
     json_t *workers;      /* the heartbeats last read */
     int connected, serving; /* Redis reached once; a live worker serves the model */
+    /* the local worker (serve --redis -m DIR) */
+    ld_pipeline *local;
+    redis_worker_options wopt;
+    redis_worker_stop wstop;
+    char wname[128];
+    pthread_t wthread;
+    int wthread_started;
 } exec_redis;
 
 static double mono_now(void) {
@@ -414,6 +422,16 @@ static void *run(void *arg) {
     return NULL;
 }
 
+/* The local worker's thread: a connection of its own, then the worker loop. */
+static void *run_local_worker(void *arg) {
+    exec_redis *ex = arg;
+    redis_conn *c = redis_conn_open(&ex->url, "leandiff serve (local worker)", &ex->wstop.give_up);
+    if (c && redis_worker_serve(c, ex->local, &ex->wopt, &ex->wstop) && !ex->wstop.hard_stop)
+        fprintf(stderr, WHO ": the local worker stopped; the front-end goes on with the other workers\n");
+    redis_conn_close(c);
+    return NULL;
+}
+
 /* ---- the executor interface ------------------------------------------------------------------- */
 
 static int redis_start(server_executor *base, job_table *t) {
@@ -424,14 +442,25 @@ static int redis_start(server_executor *base, job_table *t) {
         return 0;
     }
     ex->thread_started = 1;
+    if (ex->local && pthread_create(&ex->wthread, NULL, run_local_worker, ex) != 0) {
+        fprintf(stderr, WHO ": cannot start the local worker's thread\n");
+        ex->stop = 1;
+        pthread_join(ex->thread, NULL);
+        ex->thread_started = 0;
+        return 0;
+    }
+    ex->wthread_started = ex->local != NULL;
     return 1;
 }
 
 static void redis_stop(server_executor *base) {
     exec_redis *ex = (exec_redis *)base;
+    /* the local worker stops at its next step; its job stays pending for another worker */
+    ex->wstop.soft_stop = ex->wstop.hard_stop = ex->wstop.give_up = 1;
     ex->stop = 1;
     if (ex->thread_started) pthread_join(ex->thread, NULL);
-    ex->thread_started = 0;
+    if (ex->wthread_started) pthread_join(ex->wthread, NULL);
+    ex->thread_started = ex->wthread_started = 0;
 }
 
 static void redis_free(server_executor *base) {
@@ -481,7 +510,7 @@ static json_t *redis_status(server_executor *base) {
 }
 
 server_executor *exec_redis_new(const redis_url *url, const char *model, const char **family_slot,
-                                const char *outputs) {
+                                const server_config *cfg, ld_pipeline *local) {
     exec_redis *ex = calloc(1, sizeof *ex);
     if (!ex) return NULL;
     ex->base.name = "redis";
@@ -493,7 +522,14 @@ server_executor *exec_redis_new(const redis_url *url, const char *model, const c
     ex->url = *url;
     snprintf(ex->model, sizeof ex->model, "%s", model);
     ex->family_slot = family_slot;
-    ex->outputs = outputs;
+    ex->outputs = cfg->outputs;
+    ex->local = local;
+    redis_worker_options_init(&ex->wopt);
+    redis_worker_default_name(ex->wname, sizeof ex->wname);
+    ex->wopt.name = ex->wname;
+    ex->wopt.max_size = cfg->max_size;
+    ex->wopt.max_steps = cfg->max_steps;
+    ex->wopt.lora_dir = cfg->lora_dir;
     pthread_mutex_init(&ex->mu, NULL);
     return &ex->base;
 }

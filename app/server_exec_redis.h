@@ -6,7 +6,7 @@
  * (docs/scale-out.md has the keys). Many jobs are in flight at once, one per
  * worker; a job stays "queued" until a worker reports its first step.
  *
- *     server_executor *ex = exec_redis_new(&url, "koala-700m", &s.family, cfg.outputs);  // NULL: out of memory
+ *     server_executor *ex = exec_redis_new(&url, "koala-700m", &s.family, &cfg, NULL);  // NULL: out of memory
  *     jobs_init(&table, &cfg, s.family, ex);    // starts its thread (which connects, retrying)
  *     ...
  *     jobs_stop(&table);                        // cancels the jobs still in flight (their cancel keys)
@@ -15,20 +15,28 @@
  * *family_slot (the server's family, "unknown" when no worker of the model
  * ran yet) is set once a worker's heartbeat tells it. Jobs are refused (503
  * naming the model) while no live worker serves the model.
+ *
+ * With a pipeline (serve --redis URL -m DIR), the executor also runs a
+ * worker of that model in a thread of its own (redis_worker.h, named
+ * HOST-PID, with cfg's --max-size, --max-steps, --lora-dir): it serves the
+ * stream like any `leandiff worker`, jobs from other front-ends included.
  * Only with hiredis (LD_HAVE_HIREDIS); otherwise exec_redis_new returns NULL.
  */
 #ifndef LD_APP_SERVER_EXEC_REDIS_H
 #define LD_APP_SERVER_EXEC_REDIS_H
 
+#include "leandiff.h"
 #include "redis_url.h"
+#include "server_config.h"
 #include "server_exec.h"
 
 #include <signal.h>
 #include <stddef.h>
 
-/* url and model are copied; family_slot and outputs (may be NULL) are borrowed. */
+/* url and model are copied; family_slot, cfg (outputs: where images are also
+ * saved) and local (NULL: no local worker) are borrowed. */
 server_executor *exec_redis_new(const redis_url *url, const char *model, const char **family_slot,
-                                const char *outputs);
+                                const server_config *cfg, ld_pipeline *local);
 
 /* The model a front-end serves when none is given: the one model the live
  * workers serve (their heartbeats), and its family. Connects (retrying while

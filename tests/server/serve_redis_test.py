@@ -19,7 +19,7 @@ front-end exits 0 on SIGTERM. Also: a model no worker serves is a 503 naming
 it, a malformed --redis URL is exit 2.
 
 The number of parameter sets (each sent through all three APIs) is
-LEANDIFF_FAULT_SETS (default 12: 38 jobs, about a minute on 2 busy cores).
+LEANDIFF_FAULT_SETS (default 20: 62 jobs, 45-70 s on 2 busy cores).
 Run by tests/test_serve_redis.sh (ctest); exit 77 when redis-server, hiredis
 or the model is missing.
 """
@@ -50,7 +50,7 @@ if not os.path.isdir(MODEL):
 NAME = "koala-700m-tiny"
 STREAM = "leandiff:jobs:" + NAME
 GROUP = "leandiff-workers"
-SETS = int(os.environ.get("LEANDIFF_FAULT_SETS", "12"))
+SETS = int(os.environ.get("LEANDIFF_FAULT_SETS", "20"))
 LONG_STEPS = 400
 
 
@@ -146,6 +146,19 @@ def test_usage(url):
     log("ok: a model no worker serves is a 503 naming it; a bad URL is exit 2")
 
 
+def test_local_worker(url, tmp):
+    """serve --redis -m DIR: the front-end is also a worker (no other worker runs yet)."""
+    p = {"prompt": "a local koala", "width": 64, "height": 64, "steps": 3, "seed": 31}
+    with Server(["--redis", url, "-m", MODEL, "-t", "1"]) as srv:
+        st = wait_until(lambda: (lambda o: o if o["workers"] else None)(srv.json("GET", "/api/v1/status")), 60)
+        check(st and st["workers"][0]["model"] == NAME, "the local worker is not listed: %r" % st)
+        o = srv.json("POST", "/sdapi/v1/txt2img", a1111_body(p))
+        ref = generate_ref(BIN, MODEL, p, 31, os.path.join(tmp, "ref-local.png"))
+        check(b64png(o["images"][0])[:4] == ref[:4], "the local worker's image differs from leandiff generate")
+        check(srv.stop() == 0, "front-end with a local worker: exit status\n" + srv.stderr())
+    log("ok: serve --redis -m DIR runs the jobs on its own worker too")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="leandiff-serve-redis-test-")
     redis = RedisServer(tmp)
@@ -154,6 +167,7 @@ def main():
         redis.start()
         url = redis.url()
         test_usage(url)
+        test_local_worker(url, tmp)
         workers = [Worker(BIN, "w%d" % i, MODEL, redis.port, ["--claim-after", "5", "--max-steps", "1000"])
                    for i in range(3)]
         r = Resp(redis.port)
