@@ -32,6 +32,7 @@ int exec_redis_pick_model(const redis_url *url, volatile sig_atomic_t *stop, cha
 }
 #else
 #include "redis_keys.h"
+#include "redis_msg.h"
 #include "redis_queue.h"
 #include "redis_worker.h"
 #include "server_image.h"
@@ -118,28 +119,6 @@ static void submit_job(exec_redis *ex, job *j) {
     ex->fl[ex->nfl++] = (flight){j, -1, 0, 0};
 }
 
-/* ld_gen_info of a result image from its params:i (the worker's params_json). */
-static void info_from_json(const char *text, size_t len, ld_gen_info *in) {
-    memset(in, 0, sizeof *in);
-    json_t *o = json_loadb(text, len, 0, NULL);
-    in->width = (int)json_integer_value(json_object_get(o, "width"));
-    in->height = (int)json_integer_value(json_object_get(o, "height"));
-    in->steps = (int)json_integer_value(json_object_get(o, "steps"));
-    in->prior_steps = (int)json_integer_value(json_object_get(o, "prior_steps"));
-    in->cfg_scale = (float)json_number_value(json_object_get(o, "cfg_scale"));
-    in->prior_cfg_scale = (float)json_number_value(json_object_get(o, "prior_cfg_scale"));
-    in->strength = (float)json_number_value(json_object_get(o, "strength"));
-    in->seed = (uint64_t)json_integer_value(json_object_get(o, "seed"));
-    in->seconds = json_number_value(json_object_get(o, "seconds"));
-    const char *s;
-    if ((s = json_string_value(json_object_get(o, "sampler")))) snprintf(in->sampler, sizeof in->sampler, "%s", s);
-    snprintf(in->schedule, sizeof in->schedule, "%s",
-             (s = json_string_value(json_object_get(o, "schedule"))) ? s : "default");
-    if ((s = json_string_value(json_object_get(o, "model")))) snprintf(in->model, sizeof in->model, "%s", s);
-    if ((s = json_string_value(json_object_get(o, "family")))) snprintf(in->family, sizeof in->family, "%s", s);
-    json_decref(o);
-}
-
 static redisReply *field(redisReply *h, const char *name) {
     for (size_t i = 0; i + 1 < h->elements; i += 2)
         if (h->element[i]->type == REDIS_REPLY_STRING && !strcmp(h->element[i]->str, name) &&
@@ -183,7 +162,7 @@ static int collect(exec_redis *ex, flight *f) {
             break;
         }
         job_image img = {0};
-        info_from_json(params->str, params->len, &img.info);
+        redis_params_info(params->str, params->len, &img.info);
         img.png = malloc(png->len ? png->len : 1);
         img.infotext = strdup(text->str);
         if (!img.png || !img.infotext) {
@@ -272,20 +251,16 @@ static void on_message(exec_redis *ex, const char *channel, const char *payload,
     for (int i = 0; i < ex->nfl && !f; i++)
         if (!strcmp(ex->fl[i].j->id, id)) f = &ex->fl[i];
     if (!f) return; /* another front-end's job, or one finished here */
-    json_t *o = json_loadb(payload, len, 0, NULL);
-    const char *stage = json_string_value(json_object_get(o, "stage"));
-    json_int_t image = json_integer_value(json_object_get(o, "image"));
-    json_int_t step = json_integer_value(json_object_get(o, "step"));
-    json_int_t total = json_integer_value(json_object_get(o, "total"));
-    if (json_object_get(o, "state")) {
+    redis_progress p;
+    redis_msg_kind k = redis_progress_parse(payload, len, f->j->req.count, &p);
+    if (k == REDIS_MSG_FINAL) {
         f->check = 1;
-    } else if (stage && image >= 0 && image < f->j->req.count && step >= 0 && total >= step && total < 1000000) {
+    } else if (k == REDIS_MSG_PROGRESS) {
         jobs_started(ex->t, f->j);
-        if (image != f->image) jobs_begin_image(ex->t, f->j, (int)image);
-        f->image = (int)image;
-        jobs_progress(ex->t, f->j, stage, (int)step, (int)total);
+        if (p.image != f->image) jobs_begin_image(ex->t, f->j, p.image);
+        f->image = p.image;
+        jobs_progress(ex->t, f->j, p.stage, p.step, p.total);
     }
-    json_decref(o);
 }
 
 /* ---- workers ------------------------------------------------------------------------------------- */
