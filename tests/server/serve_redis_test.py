@@ -146,17 +146,38 @@ def test_usage(url):
     log("ok: a model no worker serves is a 503 naming it; a bad URL is exit 2")
 
 
-def test_local_worker(url, tmp):
-    """serve --redis -m DIR: the front-end is also a worker (no other worker runs yet)."""
+def test_local_worker(url, port, tmp):
+    """serve --redis -m DIR: the front-end is also a worker (no other worker runs yet); --max-queue and
+    cancelling a running job and a job queued in Redis."""
     p = {"prompt": "a local koala", "width": 64, "height": 64, "steps": 3, "seed": 31}
-    with Server(["--redis", url, "-m", MODEL, "-t", "1"]) as srv:
+    with Server(["--redis", url, "-m", MODEL, "-t", "1", "--max-queue", "1", "--max-steps", "1000"]) as srv:
         st = wait_until(lambda: (lambda o: o if o["workers"] else None)(srv.json("GET", "/api/v1/status")), 60)
         check(st and st["workers"][0]["model"] == NAME, "the local worker is not listed: %r" % st)
+        long_body = {"prompt": "long", "width": 64, "height": 64, "steps": 1000}
+        running = srv.json("POST", "/api/v1/jobs", long_body, expect=202)["id"]
+        check(wait_until(lambda: srv.json("GET", "/api/v1/jobs/" + running)["state"] == "running", 60), "not running")
+        queued = srv.json("POST", "/api/v1/jobs", long_body, expect=202)["id"]
+        status, hdrs, body = srv.request("POST", "/api/v1/jobs", long_body)
+        check(status == 503 and "retry-after" in hdrs and b"queue is full" in body, "--max-queue 1: %d %s"
+              % (status, body))
+        check(srv.json("GET", "/api/v1/jobs/" + queued)["state"] == "queued", "the second job must wait")
+        r = Resp(port)
+        check(wait_until(lambda: r.cmd("EXISTS", "leandiff:job:" + queued), 60), "the second job is not in Redis")
+        r.close()
+        for jid in (queued, running):
+            srv.json("DELETE", "/api/v1/jobs/" + jid)
+        for jid in (queued, running):
+            check(wait_until(lambda: srv.json("GET", "/api/v1/jobs/" + jid)["state"] == "cancelled", 60),
+                  "job %s not cancelled: %r" % (jid, srv.json("GET", "/api/v1/jobs/" + jid)))
+        check(wait_until(lambda: ("job %s: cancelled before it started" % queued) in srv.stderr()
+                         and ("job %s: cancelled at step" % running) in srv.stderr(), 60),
+              "the worker did not stop / skip the cancelled jobs:\n" + srv.stderr())
         o = srv.json("POST", "/sdapi/v1/txt2img", a1111_body(p))
         ref = generate_ref(BIN, MODEL, p, 31, os.path.join(tmp, "ref-local.png"))
         check(b64png(o["images"][0])[:4] == ref[:4], "the local worker's image differs from leandiff generate")
         check(srv.stop() == 0, "front-end with a local worker: exit status\n" + srv.stderr())
-    log("ok: serve --redis -m DIR runs the jobs on its own worker too")
+    log("ok: serve --redis -m DIR runs the jobs on its own worker too; --max-queue gives 503; a running job and "
+        "one queued in Redis are cancelled on the worker")
 
 
 def main():
@@ -167,7 +188,7 @@ def main():
         redis.start()
         url = redis.url()
         test_usage(url)
-        test_local_worker(url, tmp)
+        test_local_worker(url, redis.port, tmp)
         workers = [Worker(BIN, "w%d" % i, MODEL, redis.port, ["--claim-after", "5", "--max-steps", "1000"])
                    for i in range(3)]
         r = Resp(redis.port)
