@@ -250,7 +250,7 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
     }
     if (req.seed < 0) req.seed = (int64_t)gen_request_random_seed();
     heartbeat(w, job);
-    w->cancelled = 0;
+    w->cancelled = w->step = w->total = 0;
     argbuf f = {0};
     char *failure = NULL;
     ld_status st = LD_OK;
