@@ -294,46 +294,26 @@ typedef struct {
 
 /* The models of the workers alive now (their heartbeat keys), at most MAX_MODELS. */
 static int worker_models(batch *b, served *out) {
-    char pattern[RK_MAX];
-    rk_worker(pattern, "*");
-    char cursor[32] = "0";
+    json_t *ws = redis_workers(b->rc);
+    size_t i;
+    json_t *o;
     int n = 0;
-    do {
-        redisReply *r = redis_cmd(b->rc, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
-        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-            r->element[1]->type != REDIS_REPLY_ARRAY) {
-            freeReplyObject(r);
-            break;
+    json_array_foreach(ws, i, o) {
+        const char *m = json_string_value(json_object_get(o, "model"));
+        const char *fam = json_string_value(json_object_get(o, "family"));
+        int seen = 0;
+        for (int q = 0; q < n; q++) seen |= !strcmp(out[q].model, m);
+        if (!seen && n < MAX_MODELS && strlen(m) < RK_MAX) {
+            snprintf(out[n].model, RK_MAX, "%s", m);
+            snprintf(out[n].family, sizeof out[n].family, "%s", fam ? fam : "");
+            n++;
         }
-        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-        for (size_t i = 0; i < r->element[1]->elements; i++) {
-            redisReply *k = r->element[1]->element[i];
-            if (k->type != REDIS_REPLY_STRING) continue;
-            redisReply *v = redis_cmd(b->rc, "GET %b", k->str, k->len);
-            json_t *o = v && v->type == REDIS_REPLY_STRING ? json_loadb(v->str, v->len, 0, NULL) : NULL;
-            const char *m = json_string_value(json_object_get(o, "model"));
-            const char *fam = json_string_value(json_object_get(o, "family"));
-            int seen = 0;
-            for (int q = 0; m && q < n; q++) seen |= !strcmp(out[q].model, m);
-            if (m && !seen && n < MAX_MODELS && strlen(m) < RK_MAX) {
-                snprintf(out[n].model, RK_MAX, "%s", m);
-                snprintf(out[n].family, sizeof out[n].family, "%s", fam ? fam : "");
-                n++;
-            }
-            json_decref(o);
-            freeReplyObject(v);
-        }
-        freeReplyObject(r);
-    } while (strcmp(cursor, "0") && !stop);
+    }
+    json_decref(ws);
     return n;
 }
 
 /* ---- results ------------------------------------------------------------------------------- */
-
-/* Which of KEYS exist: one round trip for many keys. */
-static const char *exists_script = "local r = {}\n"
-                                   "for i, k in ipairs(KEYS) do r[i] = redis.call('EXISTS', k) end\n"
-                                   "return r\n";
 
 static void finish_job(batch *b, job *j, int state) {
     j->state = state;
@@ -398,8 +378,8 @@ static int collect(batch *b, job *j) {
 static long poll_results(batch *b) {
     enum { CHUNK = 256 };
     static char keys[CHUNK][RK_MAX];
-    const char *argv[CHUNK + 3];
-    size_t lens[CHUNK + 3];
+    const char *kp[CHUNK];
+    int exists[CHUNK];
     size_t idx[CHUNK];
     long finished = 0;
     size_t next = 0;
@@ -408,28 +388,19 @@ static long poll_results(batch *b) {
         for (; next < b->n && k < CHUNK; next++) {
             if (b->jobs[next].state != J_WAIT) continue;
             rk_result(keys[k], b->jobs[next].id);
-            argv[k + 3] = keys[k];
-            lens[k + 3] = strlen(keys[k]);
+            kp[k] = keys[k];
             idx[k++] = next;
         }
         if (!k) break;
-        char nkeys[16];
-        snprintf(nkeys, sizeof nkeys, "%d", k);
-        argv[0] = "EVAL", argv[1] = exists_script, argv[2] = nkeys;
-        for (int i = 0; i < 3; i++) lens[i] = strlen(argv[i]);
-        redisReply *r = redis_cmd_argv(b->rc, k + 3, argv, lens);
-        if (!r) return finished;
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)k) {
+        char err[300];
+        if (!redis_keys_exist(b->rc, kp, k, exists, err, sizeof err)) {
+            if (stop) return finished;
             clear_bar(b);
-            fprintf(stderr, "leandiff batch: polling the results: %s\n",
-                    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-            freeReplyObject(r);
+            fprintf(stderr, "leandiff batch: %s\n", err);
             return -1;
         }
         for (int i = 0; i < k && !stop; i++)
-            if (r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1)
-                finished += collect(b, &b->jobs[idx[i]]);
-        freeReplyObject(r);
+            if (exists[i]) finished += collect(b, &b->jobs[idx[i]]);
     }
     return finished;
 }

@@ -1,19 +1,25 @@
 /* `leandiff serve -m MODEL_DIR [options]`: loads the model once and serves
  * the web page and the HTTP APIs (see server.h for the parts, docs/server.md
- * for the endpoints) until SIGINT / SIGTERM. */
+ * for the endpoints) until SIGINT / SIGTERM. With --redis URL it is a
+ * front-end with no model: the jobs go to the `leandiff worker`s of a Redis
+ * queue (server_exec_redis.h, docs/scale-out.md). */
 #include "cli_util.h"
 #include "io/fileio.h"
 #include "commands.h"
 #include "server.h"
 #include "server_exec_local.h"
+#include "server_exec_redis.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: leandiff serve -m MODEL_DIR [options]\n\n"
+            "usage: leandiff serve -m MODEL_DIR [options]\n"
+            "       leandiff serve --redis URL [-m MODEL_DIR | --redis-model NAME] [options]\n"
+            "                                          (a front-end of leandiff workers)\n\n"
             "  -m, --model DIR        diffusers pipeline folder (KOALA/SDXL, or a Wuerstchen / Cascade prior)\n"
             "      --decoder DIR      decoder pipeline folder (Wuerstchen / Stable Cascade)\n"
             "      --variant NAME     prefer <name>.NAME.safetensors weights (fp16, bf16)\n"
@@ -31,7 +37,57 @@ static void usage(FILE *f) {
             "      --max-body BYTES   largest request body (default 16777216); larger gets 413\n"
             "      --history N        finished jobs kept in memory for the API and the page (default 100)\n"
             "      --max-connections N  simultaneous connections (default 256)\n"
+            "      --redis URL        send the jobs to the leandiff workers of this Redis queue\n"
+            "                         (redis://[[user]:password@]host[:port][/db]; see docs/scale-out.md);\n"
+            "                         with -m, this process is also a worker of that model\n"
+            "      --redis-model NAME the workers' model (their model folder name); default: the one model\n"
+            "                         the running workers serve\n"
             "  -v, --verbose          log more\n");
+}
+
+static volatile sig_atomic_t stop_asked; /* while looking for the workers' model */
+static void on_stop(int sig) {
+    (void)sig;
+    stop_asked = 1;
+}
+
+/* serve --redis: the executor of a front-end (with pipe: also a local worker of that model), or NULL after a
+ * message with the exit status in *rc. */
+static server_executor *redis_front_end(server_ctx *s, const char *url_s, const char *model, ld_pipeline *pipe,
+                                        char *model_buf, size_t n, int *rc) {
+    redis_url url;
+    char err[256];
+    *rc = 2;
+    if (!redis_url_parse(url_s, &url, err, sizeof err)) {
+        fprintf(stderr, "leandiff serve: --redis: %s\n", err);
+        return NULL;
+    }
+    if (pipe) {
+        if (model && strcmp(model, s->model_name)) {
+            fprintf(stderr, "leandiff serve: --redis-model %s differs from the model of -m (%s)\n", model,
+                    s->model_name);
+            return NULL;
+        }
+        snprintf(model_buf, n, "%s", s->model_name);
+    } else if (model) {
+        s->family = "unknown";
+        if (!*model || strlen(model) > 200 || strchr(model, ' ') || strchr(model, '/')) {
+            fprintf(stderr, "leandiff serve: --redis-model '%s' is not a model name (a worker's model folder name)\n",
+                    model);
+            return NULL;
+        }
+        snprintf(model_buf, n, "%s", model);
+    } else {
+        *rc = 1;
+        s->family = "unknown";
+        cli_catch_stop_signals(on_stop);
+        if (!exec_redis_pick_model(&url, &stop_asked, model_buf, n, &s->family)) return NULL;
+    }
+    *rc = 1;
+    s->model_name = model_buf;
+    server_executor *exec = exec_redis_new(&url, model_buf, &s->family, &s->cfg, pipe);
+    if (!exec) fprintf(stderr, "leandiff serve: out of memory\n");
+    return exec;
 }
 
 static int int_flag(const char *flag, const char *v, long long lo, long long hi, int *out) {
@@ -54,7 +110,7 @@ int cmd_serve(int argc, char **argv) {
     c->max_batch = 8;
     c->history = 100;
     c->max_connections = 256;
-    const char *variant = NULL;
+    const char *variant = NULL, *redis = NULL, *redis_model = NULL;
     c->api_key = getenv("LEANDIFF_API_KEY");
     if (c->api_key && !*c->api_key) c->api_key = NULL;
     for (int i = 1; i < argc; i++) {
@@ -83,6 +139,8 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) ok = int_flag(a, v, 0, 1024, &c->threads);
         else if (!strcmp(a, "--max-queue")) ok = int_flag(a, v, 0, 100000, &c->max_queue);
         else if (!strcmp(a, "--api-key")) c->api_key = v;
+        else if (!strcmp(a, "--redis")) redis = v;
+        else if (!strcmp(a, "--redis-model")) redis_model = v;
         else if (!strcmp(a, "--outputs")) c->outputs = v;
         else if (!strcmp(a, "--lora-dir")) c->lora_dir = v;
         else if (!strcmp(a, "--max-size")) ok = int_flag(a, v, 64, 8192, &c->max_size);
@@ -100,8 +158,19 @@ int cmd_serve(int argc, char **argv) {
         }
         if (!ok) return 2;
     }
-    if (!c->model_dir) {
-        fprintf(stderr, "leandiff serve: -m MODEL_DIR is required\n\n");
+#ifndef LD_HAVE_HIREDIS
+    if (redis) {
+        fprintf(stderr, "leandiff serve: --redis: this leandiff was built without hiredis; install libhiredis-dev "
+                        "(tools/install-deps.sh) and rebuild to use the Redis queue\n");
+        return 1;
+    }
+#endif
+    if (redis_model && !redis) {
+        fprintf(stderr, "leandiff serve: --redis-model needs --redis URL\n");
+        return 2;
+    }
+    if (!c->model_dir && !redis) {
+        fprintf(stderr, "leandiff serve: -m MODEL_DIR (or --redis URL) is required\n\n");
         usage(stderr);
         return 2;
     }
@@ -121,6 +190,15 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "leandiff serve: warning: listening on %s without --api-key: anyone who can reach this "
                         "machine can use it\n", c->host);
 
+    if (redis && !c->model_dir) {
+        char model[256];
+        int rc;
+        server_executor *exec = redis_front_end(&s, redis, redis_model, NULL, model, sizeof model, &rc);
+        if (!exec) return rc;
+        rc = server_run(&s, exec);
+        exec->free(exec);
+        return rc;
+    }
     ld_set_threads(c->threads);
     ld_ctx *ctx = ld_ctx_new();
     if (!ctx) return 1;
@@ -138,13 +216,16 @@ int cmd_serve(int argc, char **argv) {
     ld_ctx_free(ctx);
     s.family = ld_pipeline_family(pipe);
     s.model_name = ld_pipeline_model_name(pipe);
-    server_executor *exec = exec_local_new(pipe, c->outputs, c->lora_dir);
+    char model[256];
+    int rc = 1;
+    server_executor *exec = redis ? redis_front_end(&s, redis, redis_model, pipe, model, sizeof model, &rc)
+                                  : exec_local_new(pipe, c->outputs, c->lora_dir);
     if (!exec) {
-        fprintf(stderr, "leandiff serve: out of memory\n");
+        if (!redis) fprintf(stderr, "leandiff serve: out of memory\n");
         ld_pipeline_free(pipe);
-        return 1;
+        return rc;
     }
-    int rc = server_run(&s, exec);
+    rc = server_run(&s, exec);
     exec->free(exec);
     ld_pipeline_free(pipe);
     return rc;

@@ -6,6 +6,7 @@
  *     leandiff:progress:<job id>  pub/sub channel: JSON progress events, then {"state": "done"|"error"}
  *     leandiff:job:<job id>       string: the stream entry of the job's submission (redis_job_submit), expires RK_JOB_TTL s
  *     leandiff:worker:<name>      JSON {name, model, family, job, seen}, expires RK_WORKER_TTL s after the last beat
+ *     leandiff:cancel:<job id>    string: a client cancelled the job (serve --redis); the worker stops it, expires RK_JOB_TTL s
  */
 #ifndef LD_APP_REDIS_KEYS_H
 #define LD_APP_REDIS_KEYS_H
@@ -21,6 +22,7 @@ static inline void rk_stream(char out[RK_MAX], const char *model) { snprintf(out
 static inline void rk_result(char out[RK_MAX], const char *job) { snprintf(out, RK_MAX, "leandiff:result:%s", job); }
 static inline void rk_progress(char out[RK_MAX], const char *job) { snprintf(out, RK_MAX, "leandiff:progress:%s", job); }
 static inline void rk_job(char out[RK_MAX], const char *job) { snprintf(out, RK_MAX, "leandiff:job:%s", job); }
+static inline void rk_cancel(char out[RK_MAX], const char *job) { snprintf(out, RK_MAX, "leandiff:cancel:%s", job); }
 static inline void rk_worker(char out[RK_MAX], const char *name) { snprintf(out, RK_MAX, "leandiff:worker:%s", name); }
 
 /* Job ids and worker names: 1-64 of A-Z a-z 0-9 _ - . (safe in keys, logs and file names). */

@@ -4,6 +4,7 @@
 
 #include "redis_keys.h"
 
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@ struct redis_conn {
     volatile sig_atomic_t *stop;
     redisContext *ctx;
     int lost; /* a "lost connection" line was printed and no success since */
+    char pattern[RK_MAX]; /* redis_psubscribe's, "" when not subscribed */
 };
 
 static int stopping(const redis_conn *c) { return c->stop && *c->stop; }
@@ -118,10 +120,21 @@ static int connection_lost(redis_conn *c) {
     return !stopping(c);
 }
 
+/* A restarted Redis answers LOADING while it reads its append-only file: the
+ * command is tried again after a moment, like a lost connection. 1 to retry. */
+static int loading(redis_conn *c, redisReply *r) {
+    if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "LOADING", 7) || stopping(c)) return 0;
+    freeReplyObject(r);
+    struct timespec ts = {0, 200 * 1000000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
 redisReply *redis_cmd_argv(redis_conn *c, int argc, const char **argv, const size_t *lens) {
     for (;;) {
         if (!c->ctx && !reconnect(c, "lost the connection to")) return NULL;
         redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
+        if (r && loading(c, r)) continue;
         if (r) return r;
         if (!connection_lost(c)) return NULL;
     }
@@ -134,6 +147,7 @@ redisReply *redis_cmd(redis_conn *c, const char *fmt, ...) {
         va_start(ap, fmt);
         redisReply *r = redisvCommand(c->ctx, fmt, ap);
         va_end(ap);
+        if (r && loading(c, r)) continue;
         if (r) return r;
         if (!connection_lost(c)) return NULL;
     }
@@ -165,6 +179,127 @@ redis_job_state redis_job_submit(redis_conn *c, const char *model, const char *i
     freeReplyObject(r);
     return st;
 }
+/* ---- look-ups ---------------------------------------------------------------------------- */
+
+static const char *exists_script = "local r = {}\n"
+                                   "for i, k in ipairs(KEYS) do r[i] = redis.call('EXISTS', k) end\n"
+                                   "return r\n";
+
+int redis_keys_exist(redis_conn *c, const char *const *keys, int n, int *out, char *err, size_t errn) {
+    const char **argv = malloc((size_t)(n + 3) * sizeof *argv);
+    size_t *lens = malloc((size_t)(n + 3) * sizeof *lens);
+    char nkeys[16];
+    int ok = 0;
+    if (!argv || !lens) {
+        snprintf(err, errn, "out of memory");
+        goto out;
+    }
+    snprintf(nkeys, sizeof nkeys, "%d", n);
+    argv[0] = "EVAL", argv[1] = exists_script, argv[2] = nkeys;
+    for (int i = 0; i < n; i++) argv[i + 3] = keys[i];
+    for (int i = 0; i < n + 3; i++) lens[i] = strlen(argv[i]);
+    redisReply *r = redis_cmd_argv(c, n + 3, argv, lens);
+    if (!r) snprintf(err, errn, "stopped before Redis answered");
+    else if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)n)
+        snprintf(err, errn, "looking up results: %s", r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    else {
+        for (int i = 0; i < n; i++)
+            out[i] = r->element[i]->type == REDIS_REPLY_INTEGER && r->element[i]->integer == 1;
+        ok = 1;
+    }
+    freeReplyObject(r);
+out:
+    free(argv);
+    free(lens);
+    return ok;
+}
+
+json_t *redis_workers(redis_conn *c) {
+    char pattern[RK_MAX];
+    rk_worker(pattern, "*");
+    char cursor[32] = "0";
+    json_t *out = json_array();
+    if (!out) return NULL;
+    do {
+        redisReply *r = redis_cmd(c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+        if (!r) {
+            json_decref(out);
+            return NULL;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            break;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        for (size_t i = 0; i < r->element[1]->elements; i++) {
+            redisReply *k = r->element[1]->element[i];
+            if (k->type != REDIS_REPLY_STRING) continue;
+            redisReply *v = redis_cmd(c, "GET %b", k->str, k->len);
+            json_t *o = v && v->type == REDIS_REPLY_STRING ? json_loadb(v->str, v->len, 0, NULL) : NULL;
+            if (json_is_object(o) && json_is_string(json_object_get(o, "model")))
+                json_array_append(out, o);
+            json_decref(o);
+            freeReplyObject(v);
+        }
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0") && !stopping(c));
+    return out;
+}
+
+/* ---- pub/sub -------------------------------------------------------------------------------- */
+
+int redis_psubscribe(redis_conn *c, const char *pattern) {
+    snprintf(c->pattern, sizeof c->pattern, "%s", pattern);
+    for (;;) {
+        if (!c->ctx && !reconnect(c, "lost the connection to")) return 0;
+        if (redisAppendCommand(c->ctx, "PSUBSCRIBE %s", c->pattern) == REDIS_OK) {
+            int done = 0;
+            while (!done) /* flush the command out */
+                if (redisBufferWrite(c->ctx, &done) != REDIS_OK) break;
+            if (done) return 1;
+        }
+        if (!connection_lost(c)) return 0;
+    }
+}
+
+int redis_sub_next(redis_conn *c, int timeout_ms, redisReply **msg, const char **channel, const char **payload,
+                   size_t *payload_len) {
+    *msg = NULL;
+    if (!c->ctx && (!reconnect(c, "lost the connection to") || !redis_psubscribe(c, c->pattern))) return 0;
+    for (int waited = 0;;) {
+        void *r = NULL;
+        if (redisGetReplyFromReader(c->ctx, &r) != REDIS_OK) {
+            connection_lost(c);
+            return 0;
+        }
+        redisReply *m = r;
+        if (m) {
+            /* ["pmessage", pattern, channel, payload]; the "psubscribe" confirmation is skipped */
+            if (m->type == REDIS_REPLY_ARRAY && m->elements == 4 && m->element[0]->type == REDIS_REPLY_STRING &&
+                !strcmp(m->element[0]->str, "pmessage") && m->element[2]->type == REDIS_REPLY_STRING &&
+                m->element[3]->type == REDIS_REPLY_STRING) {
+                *msg = m;
+                *channel = m->element[2]->str;
+                *payload = m->element[3]->str;
+                *payload_len = m->element[3]->len;
+                return 1;
+            }
+            freeReplyObject(m);
+            continue;
+        }
+        if (waited || stopping(c)) return 0;
+        struct pollfd p = {.fd = c->ctx->fd, .events = POLLIN};
+        int n = poll(&p, 1, timeout_ms);
+        waited = 1;
+        if (n <= 0) return 0;
+        if (redisBufferRead(c->ctx) != REDIS_OK) {
+            connection_lost(c);
+            return 0;
+        }
+    }
+}
+
 #else
 typedef int redis_queue_unused; /* built without hiredis */
 #endif

@@ -1,5 +1,8 @@
 /* A Redis connection that survives Redis going away (hiredis; only built
- * when hiredis was found, LD_HAVE_HIREDIS). Used by `leandiff worker`.
+ * when hiredis was found, LD_HAVE_HIREDIS), and the queue's shared requests:
+ * job submission, result look-ups, the workers' heartbeats, the progress
+ * subscription. Used by `leandiff worker`, `leandiff batch` and
+ * `leandiff serve --redis` (server_exec_redis.c).
  *
  *     redis_url u;  ... redis_url_parse ...
  *     redis_conn *c = redis_conn_open(&u, "leandiff worker", &stop_flag);   // NULL: message on stderr
@@ -18,6 +21,7 @@
 #include "redis_url.h"
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stddef.h>
 
@@ -45,5 +49,24 @@ typedef enum {
  * restart without its append-only file) is submitted again. */
 redis_job_state redis_job_submit(redis_conn *c, const char *model, const char *id, const char *params, char *err,
                                  size_t errn);
+
+/* Which of the n keys exist (out[i] = 1 or 0), in one round trip (one script;
+ * keep n to a few hundred per call). 0 with a message in err on failure. */
+int redis_keys_exist(redis_conn *c, const char *const *keys, int n, int *out, char *err, size_t errn);
+
+/* The heartbeats of the workers alive now (leandiff:worker:*): an array of
+ * their JSON objects {name, model, family, job, seen}; NULL only when stopping
+ * or out of memory. */
+json_t *redis_workers(redis_conn *c);
+
+/* Pub/sub on a connection of its own: after redis_psubscribe the connection
+ * only receives. redis_sub_next waits up to timeout_ms for the next message
+ * on the pattern: 1 with *channel / *payload (owned by *msg, free it with
+ * freeReplyObject), 0 when nothing came (or stopping). A lost connection is
+ * logged, reconnected and subscribed again (messages sent meanwhile are lost:
+ * progress only; results are read from their keys). */
+int redis_psubscribe(redis_conn *c, const char *pattern);
+int redis_sub_next(redis_conn *c, int timeout_ms, redisReply **msg, const char **channel, const char **payload,
+                   size_t *payload_len);
 
 #endif

@@ -9,6 +9,8 @@
  *   server_submit.c      body -> job; synchronous wait-and-answer (A1111 and OpenAI)
  *   server_http.c        replies, JSON bodies, client-gone check
  *   server_exec_local.c  the local executor: a worker thread running ld_generate
+ *   server_exec_redis.c  the Redis executor (serve --redis): jobs to the workers' stream, progress and
+ *                        results back (redis_queue.c, redis_msg.c; redis_worker.c for -m)
  *   server_jobs.c        the job table (queue, states, progress, JSON views)
  *   server_exec.h        the executor interface the table calls (no code)
  *   server_image.c       PNG + infotext, base64, saving into --outputs
@@ -17,7 +19,8 @@
  *   web/index.html       the page at /, embedded into the binary
  *
  * Threads: libmicrohttpd runs one thread per connection; the executor runs
- * the jobs (locally: one worker thread, each job with all compute threads).
+ * the jobs (locally: one worker thread, each job with all compute threads;
+ * with Redis: one thread talking to Redis, plus a worker thread with -m).
  * Everything about jobs is guarded by the job table's mutex.
  */
 #ifndef LD_APP_SERVER_H

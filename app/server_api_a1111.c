@@ -96,7 +96,7 @@ static json_t *sd_models(const server_ctx *s) {
     json_object_set_new(m, "model_name", json_string(s->model_name));
     json_object_set_new(m, "hash", json_null());
     json_object_set_new(m, "sha256", json_null());
-    json_object_set_new(m, "filename", json_string(s->cfg.model_dir));
+    json_object_set_new(m, "filename", s->cfg.model_dir ? json_string(s->cfg.model_dir) : json_null());
     json_object_set_new(m, "config", json_null());
     json_t *a = json_array();
     json_array_append_new(a, m);

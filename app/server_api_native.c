@@ -6,7 +6,8 @@
  *                                       then one of "done", "failed", "cancelled"
  *   GET    /api/v1/jobs/{id}/image   -> the PNG (?index=N for the N-th of a batch)
  *   DELETE /api/v1/jobs/{id}         -> cancel (a running job stops within about a second)
- *   GET    /api/v1/status            -> model, queue and the server's limits
+ *   GET    /api/v1/status            -> model, queue and the server's limits (and, with
+ *                                       serve --redis, the workers seen)
  * A job keeps running when an event stream's client goes away.
  */
 #include "server_api.h"
@@ -188,6 +189,9 @@ static json_t *status_json(server_ctx *s) {
     json_object_set_new(l, "max_body", json_integer((json_int_t)s->cfg.max_body));
     json_object_set_new(l, "history", json_integer(s->cfg.history));
     json_object_set_new(o, "limits", l);
+    json_t *x = s->jobs.exec->status ? s->jobs.exec->status(s->jobs.exec) : NULL;
+    json_object_update(o, x);
+    json_decref(x);
     return o;
 }
 

@@ -106,11 +106,15 @@ static job *first_running(const job_table *t) {
     return r;
 }
 
-static int count_running(const job_table *t) {
+static int count_state(const job_table *t, job_state st) {
     int n = 0;
-    for (int i = 0; i < t->n_table; i++) n += t->table[i]->state == JOB_RUNNING;
+    for (int i = 0; i < t->n_table; i++) n += t->table[i]->state == st;
     return n;
 }
+
+/* Jobs not started: in the FIFO, or taken by an executor that has not started them (jobs_take). */
+static int count_queued(const job_table *t) { return count_state(t, JOB_QUEUED); }
+static int count_running(const job_table *t) { return count_state(t, JOB_RUNNING); }
 
 static int estimate_retry_after(const job_table *t) {
     double per_image = t->mean_seconds > 0 ? t->mean_seconds : 5.0;
@@ -124,8 +128,9 @@ static int estimate_retry_after(const job_table *t) {
 job *jobs_submit(job_table *t, gen_request *req, const char *api, int *retry_after) {
     jobs_lock(t);
     /* An idle executor takes a job at once, so --max-queue 0 still allows one. */
-    int idle = count_running(t) == 0 && t->queued == 0;
-    if (t->stopping || (t->queued >= t->cfg->max_queue && !idle)) {
+    const int queued = count_queued(t);
+    int idle = count_running(t) == 0 && queued == 0;
+    if (t->stopping || (queued >= t->cfg->max_queue && !idle)) {
         *retry_after = estimate_retry_after(t);
         jobs_unlock(t);
         return NULL;
@@ -275,11 +280,24 @@ static void stage_span(const char *family, const char *stage, double *lo, double
 
 /* ---- the executor side --------------------------------------------------- */
 
-job *jobs_claim(job_table *t) {
+/* The next job of the FIFO with its images allocated and the executor's
+ * reference taken, running if start; NULL when stopping or (timeout_ms >= 0)
+ * nothing came within timeout_ms. */
+static job *take(job_table *t, int start, int timeout_ms) {
     jobs_lock(t);
     for (;;) {
-        while (!t->stopping && !t->queue_head) pthread_cond_wait(&t->work, &t->mu);
-        if (t->stopping) break;
+        if (timeout_ms < 0) {
+            while (!t->stopping && !t->queue_head) pthread_cond_wait(&t->work, &t->mu);
+        } else if (!t->stopping && !t->queue_head && timeout_ms > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts); /* t->work runs on the default clock */
+            ts.tv_sec += timeout_ms / 1000;
+            ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&t->work, &t->mu, &ts);
+            timeout_ms = 0;
+        }
+        if (t->stopping || !t->queue_head) break;
         job *j = t->queue_head;
         unqueue_locked(t, j);
         j->images = calloc((size_t)j->req.count, sizeof *j->images);
@@ -293,14 +311,35 @@ job *jobs_claim(job_table *t) {
             continue;
         }
         j->refs++; /* the executor's, released by jobs_end */
-        j->state = JOB_RUNNING;
-        j->started = wall_now();
+        if (start) {
+            j->state = JOB_RUNNING;
+            j->started = wall_now();
+        }
         bump(t, j);
         jobs_unlock(t);
         return j;
     }
     jobs_unlock(t);
     return NULL;
+}
+
+job *jobs_claim(job_table *t) { return take(t, 1, -1); }
+
+job *jobs_take(job_table *t, int timeout_ms) { return take(t, 0, timeout_ms < 0 ? 0 : timeout_ms); }
+
+void jobs_started(job_table *t, job *j) {
+    jobs_lock(t);
+    if (j->state == JOB_QUEUED) {
+        j->state = JOB_RUNNING;
+        j->started = wall_now();
+        bump(t, j);
+    }
+    jobs_unlock(t);
+}
+
+int jobs_available(job_table *t, char *why, size_t whyn) {
+    why[0] = 0;
+    return !t->exec->available || t->exec->available(t->exec, why, whyn);
 }
 
 int jobs_begin_image(job_table *t, job *j, int index) {
@@ -351,6 +390,11 @@ void jobs_image_done(job_table *t, job *j, int index, job_image *img, double sec
 
 void jobs_end(job_table *t, job *j, ld_status st, const char *message) {
     jobs_lock(t);
+    if (job_finished(j)) { /* cancelled before it started, while an executor held it (jobs_take) */
+        put_locked(j);
+        jobs_unlock(t);
+        return;
+    }
     j->finished = wall_now();
     if (st == LD_OK) {
         j->state = JOB_DONE;
@@ -396,7 +440,12 @@ int jobs_init(job_table *t, const server_config *cfg, const char *family, server
 void jobs_stop(job_table *t) {
     jobs_lock(t);
     t->stopping = 1;
-    while (t->queue_head) cancel_locked(t, t->queue_head);
+    /* the queued ones (cancelling one trims the table: start over each time), then the running ones */
+    for (int again = 1; again;) {
+        again = 0;
+        for (int i = 0; i < t->n_table && !again; i++)
+            if (t->table[i]->state == JOB_QUEUED) cancel_locked(t, t->table[i]), again = 1;
+    }
     for (int i = 0; i < t->n_table; i++)
         if (t->table[i]->state == JOB_RUNNING) cancel_locked(t, t->table[i]);
     pthread_cond_broadcast(&t->changed);
@@ -419,7 +468,7 @@ json_t *jobs_queue_json(job_table *t) {
     json_t *o = json_object();
     jobs_lock(t);
     const job *r = first_running(t);
-    json_object_set_new(o, "queued", json_integer(t->queued));
+    json_object_set_new(o, "queued", json_integer(count_queued(t)));
     json_object_set_new(o, "running", r ? json_string(r->id) : json_null());
     jobs_unlock(t);
     return o;
@@ -491,7 +540,7 @@ json_t *job_to_json(job_table *t, const job *j) {
     json_object_set_new(o, "finished", j->finished > 0 ? json_real(j->finished) : json_null());
     if (j->state == JOB_QUEUED) {
         int pos = 0;
-        for (const job *q = t->queue_head; q && q != j; q = q->next_queued) pos++;
+        for (int i = 0; i < t->n_table && t->table[i] != j; i++) pos += t->table[i]->state == JOB_QUEUED;
         json_object_set_new(o, "queue_position", json_integer(pos));
     }
     json_object_set_new(o, "image", json_integer(j->image));
@@ -522,7 +571,7 @@ json_t *jobs_progress_json(job_table *t) {
     json_object_set_new(st, "interrupted", json_boolean(j && j->cancel));
     json_object_set_new(st, "stopping_generation", json_boolean(j && j->cancel));
     json_object_set_new(st, "job", json_string(j ? j->id : ""));
-    json_object_set_new(st, "job_count", json_integer(t->queued + count_running(t)));
+    json_object_set_new(st, "job_count", json_integer(count_queued(t) + count_running(t)));
     char ts[32] = "0";
     if (j) {
         time_t started = (time_t)j->started;

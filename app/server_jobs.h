@@ -92,6 +92,9 @@ void jobs_free(job_table *t);
  * reference for the caller, or NULL with *retry_after set when the queue is
  * full (or the server is stopping). */
 job *jobs_submit(job_table *t, gen_request *req, const char *api, int *retry_after);
+/* 1 if the executor can run jobs now; else 0 with the reason in why (a 503:
+ * serve --redis has no worker for its model). */
+int jobs_available(job_table *t, char *why, size_t whyn);
 /* Finds a job by id and takes a reference; NULL if unknown. */
 job *jobs_get(job_table *t, const char *id);
 void jobs_put(job_table *t, job *j);
@@ -123,6 +126,13 @@ json_t *jobs_queue_json(job_table *t);
 /* ---- the executor side (see server_exec.h) ---- */
 
 job *jobs_claim(job_table *t);
+/* For an executor that runs many jobs at once elsewhere (server_exec_redis.c):
+ * the next job like jobs_claim, but it stays "queued" (and counts against
+ * --max-queue) until jobs_started; waits at most timeout_ms, NULL if none.
+ * A job taken and then cancelled before it started is finished already:
+ * jobs_end then only releases it. */
+job *jobs_take(job_table *t, int timeout_ms);
+void jobs_started(job_table *t, job *j);
 int jobs_begin_image(job_table *t, job *j, int index);
 int jobs_progress(job_table *t, job *j, const char *stage, int step, int total);
 /* Nonzero when job j should stop now (cancelled, or the server stopping):

@@ -373,7 +373,7 @@ static int parse_size(verr *e, const char *v, gen_request *req, int max) {
 static int openai_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req) {
     json_t *p = json_object_get(o, "prompt");
     if (!p || json_is_null(p)) return bad(e, "prompt", "prompt is required");
-    if (!common_fields(e, s, o, req, NULL)) return 0;
+    if (!common_fields(e, s, o, req, "sampler")) return 0; /* sampler, scheduler: leandiff extensions */
     long long n = 1;
     if (!get_int(e, o, "n", 1, s->cfg->max_batch, " (this server's limit)", &n)) return 0;
     req->count = (int)n;
@@ -392,8 +392,9 @@ static int openai_fields(verr *e, const req_ctx *s, const json_t *o, gen_request
 }
 
 static int native_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req) {
-    static const char *known[] = {"prompt", "negative_prompt", "width", "height", "steps", "cfg_scale", "seed",
-                                  "sampler", "n", "prior_steps", "prior_cfg_scale"};
+    static const char *known[] = {"prompt",    "negative_prompt", "width", "height",      "steps",
+                                  "cfg_scale", "seed",            "sampler", "scheduler", "n",
+                                  "prior_steps", "prior_cfg_scale", "init_images", "mask", "denoising_strength"};
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)o, key, v) {
@@ -407,6 +408,11 @@ static int native_fields(verr *e, const req_ctx *s, const json_t *o, gen_request
     long long n = 1;
     if (!get_int(e, o, "n", 1, s->cfg->max_batch, " (this server's limit)", &n)) return 0;
     req->count = (int)n;
+    /* image-to-image with A1111's fields (serve --redis sends img2img jobs to the workers this way) */
+    if (json_object_get(o, "init_images")) return img2img_fields(e, s, o, req);
+    if (json_object_get(o, "mask")) return bad(e, "mask", "mask needs init_images");
+    if (json_object_get(o, "denoising_strength"))
+        return bad(e, "denoising_strength", "denoising_strength needs init_images");
     return 1;
 }
 
@@ -424,4 +430,53 @@ int gen_request_from_json(const server_config *cfg, const char *family, req_dial
         if (!req->prompt) ok = bad(&e, "prompt", "out of memory");
     }
     return ok;
+}
+
+json_t *gen_request_to_json(const gen_request *req, uint64_t seed, char *err, size_t errn) {
+    json_t *o = json_object();
+    if (!o) goto nomem;
+    json_object_set_new(o, "prompt", json_string(req->prompt ? req->prompt : ""));
+    if (req->negative_prompt) json_object_set_new(o, "negative_prompt", json_string(req->negative_prompt));
+    if (req->width) json_object_set_new(o, "width", json_integer(req->width));
+    if (req->height) json_object_set_new(o, "height", json_integer(req->height));
+    if (req->steps) json_object_set_new(o, "steps", json_integer(req->steps));
+    if (req->cfg_scale >= 0) json_object_set_new(o, "cfg_scale", json_real(req->cfg_scale));
+    if (req->prior_steps) json_object_set_new(o, "prior_steps", json_integer(req->prior_steps));
+    if (req->prior_cfg_scale >= 0) json_object_set_new(o, "prior_cfg_scale", json_real(req->prior_cfg_scale));
+    if (req->sampler[0]) json_object_set_new(o, "sampler", json_string(req->sampler));
+    if (req->schedule[0])
+        json_object_set_new(o, "scheduler", json_string(!strcmp(req->schedule, "karras") ? "Karras" : "Uniform"));
+    json_object_set_new(o, "seed", json_integer((json_int_t)seed));
+    json_object_set_new(o, "n", json_integer(req->count));
+    const uint8_t *pics[2] = {req->init_rgb, req->mask_rgb};
+    for (int k = 0; k < 2 && req->init_rgb; k++) {
+        if (!pics[k]) continue;
+        ld_ctx *ctx = ld_ctx_new();
+        unsigned char *png = NULL;
+        size_t len = 0;
+        char *b64 = NULL;
+        if (ctx && ld_png_encode(ctx, pics[k], req->init_w, req->init_h, NULL, &png, &len) == LD_OK)
+            b64 = ld_base64_encode(png, len);
+        free(png);
+        if (!b64) snprintf(err, errn, "encoding the %s: %s", k ? "mask" : "init image", ctx ? ld_ctx_error(ctx) : "out of memory");
+        ld_ctx_free(ctx);
+        if (!b64) {
+            json_decref(o);
+            return NULL;
+        }
+        json_t *v = json_string(b64);
+        free(b64);
+        if (k == 0) {
+            json_t *a = json_array();
+            json_array_append_new(a, v);
+            json_object_set_new(o, "init_images", a);
+        } else {
+            json_object_set_new(o, "mask", v);
+        }
+    }
+    if (req->init_rgb) json_object_set_new(o, "denoising_strength", json_real(req->strength));
+    return o;
+nomem:
+    snprintf(err, errn, "out of memory");
+    return NULL;
 }

@@ -58,6 +58,12 @@ uint64_t gen_request_random_seed(void);
 int gen_request_from_json(const server_config *cfg, const char *family, req_dialect d, const json_t *body,
                           gen_request *req, char *err, size_t errn, char *field, size_t fieldn);
 
+/* The inverse: req as a native job body (the fields of the Redis queue's
+ * stream entries) with the seed given (the one resolved at queueing). Back
+ * through gen_request_from_json(REQ_NATIVE) it gives the same request: the
+ * init image and mask travel as base64 PNGs. NULL with a message in err. */
+json_t *gen_request_to_json(const gen_request *req, uint64_t seed, char *err, size_t errn);
+
 /* The samplers a request may name for a family: library name, A1111 label
  * (with its schedule: "DPM++ 2M Karras" is dpm++2m + karras) and aliases
  * (NULL when absent). Returns the count. */

@@ -10,6 +10,12 @@ job *server_submit(server_ctx *s, server_req *r, req_dialect d, const char *api,
     if (body_out) *body_out = NULL;
     json_t *body = server_parse_body(r, res);
     if (!body) return NULL;
+    char why[512];
+    if (!jobs_available(&s->jobs, why, sizeof why)) {
+        json_decref(body);
+        *res = reply_error_hdr(r, 503, "Retry-After", "10", why);
+        return NULL;
+    }
     gen_request req;
     gen_request_init(&req);
     char err[512], field[64];

@@ -8,6 +8,10 @@ Passes when every answer is the documented one, every valid job is either
 done or refused with 503 (with Retry-After), the server still answers at the
 end, and it exits 0 on SIGTERM (under ASan a leak makes that nonzero).
 
+With LEANDIFF_LOAD_REDIS=1 the server is a front-end (`serve --redis`) of
+one `leandiff worker` on a redis-server started here (tests/test_serve_redis_load.sh):
+the same answers are expected.
+
 Run by tests/test_server_load.sh; exit 77 when the model is missing.
 """
 import collections
@@ -15,8 +19,10 @@ import http.client
 import json
 import os
 import random
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -181,9 +187,23 @@ def main():
     # Hundreds of connections a second open and close here; libmicrohttpd
     # frees a closed connection's slot a little later, so the limit is set
     # well above the 32 clients to keep refusals-by-limit out of the count.
-    srv = Server(["-m", MODEL, "--threads", "2", "--max-queue", "4", "--max-body", str(MAX_BODY),
-                  "--history", "100000", "--max-connections", "1024"])
-    srv.start()
+    args = ["--max-queue", "4", "--max-body", str(MAX_BODY), "--history", "100000", "--max-connections", "1024"]
+    redis, worker, tmp = None, None, None
+    if os.environ.get("LEANDIFF_LOAD_REDIS") == "1":
+        from queue_util import RedisServer, Worker, skip_without_queue
+        skip_without_queue(BIN, "worker")
+        tmp = tempfile.mkdtemp(prefix="leandiff-load-redis-")
+        redis = RedisServer(tmp)
+        redis.start()
+        worker = Worker(BIN, "load", MODEL, redis.port, ["-t", "2"])
+        args = ["--redis", redis.url(), "--redis-model", "koala-700m-tiny"] + args
+        srv = Server(args)
+        srv.start()
+        check(wait_until(lambda: json.loads(request(srv.port, "GET", "/api/v1/status")[2]).get("serving"), 120),
+              "the front-end does not see the worker")
+    else:
+        srv = Server(["-m", MODEL, "--threads", "2"] + args)
+        srv.start()
     try:
         end = time.time() + SECONDS
         threads = [threading.Thread(target=client, args=(srv.port, i, end)) for i in range(CLIENTS)]
@@ -201,10 +221,16 @@ def main():
             states[j["state"] if j else "unfinished"] += 1
         check(set(states) <= {"done"}, "native jobs: %s" % dict(states))
         check(request(srv.port, "GET", "/v1/models")[0] == 200, "server still answers")
-        p = json.loads(request(srv.port, "GET", "/sdapi/v1/progress")[2])
-        check(p["state"]["job_count"] == 0, "queue drained: %s" % p)
+        # (with Redis a job whose client left ends when its worker has seen the cancel key)
+        drained = wait_until(lambda: json.loads(request(srv.port, "GET", "/sdapi/v1/progress")[2])["state"][
+            "job_count"] == 0, 120)
+        check(drained, "queue drained: %s" % request(srv.port, "GET", "/sdapi/v1/progress")[2])
     finally:
         rc = srv.stop()
+        if worker:
+            worker.kill()
+            redis.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
     for k in sorted(counts):
         print("  %-24s %d" % (k, counts[k]))
     print("native jobs: %s; %d requests in %.0f s from %d clients" % (dict(states), sum(counts.values()), elapsed,

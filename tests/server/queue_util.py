@@ -14,7 +14,7 @@ import subprocess
 import threading
 
 from common import png_decode, skip, wait_until
-from resp import Resp
+from resp import Resp, RespError
 
 REDIS = shutil.which("redis-server")
 
@@ -58,7 +58,7 @@ class RedisServer:
                     ok = r.cmd("PING") == "PONG"
                     r.close()
                     return ok
-                except OSError:
+                except (OSError, RespError):  # RespError: LOADING the append-only file
                     return False
             try:
                 wait_until(lambda: up() or self.proc.poll() is not None, 20)
@@ -112,6 +112,12 @@ def generate_ref(binary, model, params, seed, out):
         cmd += ["--cfg-scale", str(params["cfg_scale"])]
     if "sampler" in params:
         cmd += ["--sampler", params["sampler"]]
+    if "schedule" in params:
+        cmd += ["--schedule", params["schedule"]]
+    if "init_image" in params:  # a file name
+        cmd += ["--init-image", params["init_image"], "--strength", str(params.get("strength", 0.75))]
+    if "mask" in params:
+        cmd += ["--mask", params["mask"]]
     subprocess.run(cmd, check=True, capture_output=True, timeout=900)
     with open(out, "rb") as f:
         return png_decode(f.read())
