@@ -2,6 +2,7 @@
  * (see weights.h). */
 #include "io/weights.h"
 
+#include "base/mix.h"
 #include "io/fileio.h"
 #include "io/json.h"
 
@@ -404,13 +405,6 @@ typedef struct {
     uint64_t seed;
 } rand_fill;
 
-static uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 static int name_has(const char *name, const char *s) { return strstr(name, s) != NULL; }
 
 /* Picks (constant, uniform half-width) for a tensor by its role. */
@@ -434,10 +428,10 @@ static void fill_random(void *user, size_t index, void *dst, int64_t offset, int
     const ld_tensor *t = &rf->rec->recorded[index];
     float c, w;
     init_rule(t, &c, &w);
-    uint64_t base = splitmix64(rf->seed ^ splitmix64(index + 1));
+    uint64_t base = ld_mix64(rf->seed ^ ld_mix64(index + 1));
     #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < count; i++) {
-        uint64_t r = splitmix64(base + (uint64_t)(offset + i));
+        uint64_t r = ld_mix64(base + (uint64_t)(offset + i));
         float u = (float)((r >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
         float v = c + w * u;
         switch (rf->dtype) {

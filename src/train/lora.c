@@ -1,6 +1,7 @@
 /* LoRA adapters for training (see lora.h). */
 #include "train/lora.h"
 
+#include "base/mix.h"
 #include "io/safetensors.h"
 #include "models/lora_merge.h"
 #include "tensor/gemm.h"
@@ -10,13 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t mix(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 ld_status ld_lora_create(ld_ctx *ctx, const ld_tensor *const *bases, size_t n, int rank, float alpha, uint64_t seed,
                          ld_lora *l) {
@@ -61,7 +55,7 @@ ld_status ld_lora_create(ld_ctx *ctx, const ld_tensor *const *bases, size_t n, i
         const float bound = 1.0f / sqrtf((float)a->shape[1]);
         float *av = a->data;
         for (int64_t k = 0; k < ld_tensor_numel(a); k++) {
-            const uint64_t r = mix(seed ^ mix(i * 0x100000001b3ull + (uint64_t)k));
+            const uint64_t r = ld_mix64(seed ^ ld_mix64(i * 0x100000001b3ull + (uint64_t)k));
             av[k] = bound * (2.0f * (float)((r >> 40) * (1.0 / 16777216.0)) - 1.0f);
         }
     }

@@ -2,6 +2,7 @@
  * (see teacher_latents.h). */
 #include "train/teacher_latents.h"
 
+#include "base/mix.h"
 #include "io/fileio.h"
 #include "io/safetensors.h"
 #include "leandiff.h"
@@ -9,13 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static uint64_t mix(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 /* What the latents depend on, as the cache file's metadata records it. */
 static void describe(const ld_teacher_gen *g, const ld_dataset *ds, int res, uint64_t seed, char *out, size_t cap) {
@@ -73,7 +67,7 @@ ld_status ld_teacher_latents(ld_ctx *ctx, const ld_teacher_gen *g, const ld_data
         gp.cfg_scale = g->cfg;
         gp.sampler = g->sampler;
         gp.prompt_syntax = "plain"; /* the captions are encoded plainly for training too */
-        gp.seed = mix(seed ^ mix(0x9e4ull + i));
+        gp.seed = ld_mix64(seed ^ ld_mix64(0x9e4ull + i));
         gp.latents_out = latents + (int64_t)i * per;
         ld_log_info("teacher latents %zu/%zu: seed %llu, \"%s\"", i + 1, ds->n, (unsigned long long)gp.seed, gp.prompt);
         ld_image img;

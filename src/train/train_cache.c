@@ -1,6 +1,7 @@
 /* Latent and caption caches of a training run (see train_cache.h). */
 #include "train/train_cache.h"
 
+#include "base/mix.h"
 #include "io/model_folder.h"
 #include "io/picture.h"
 #include "models/autoencoder_kl.h"
@@ -15,13 +16,6 @@
 #include <string.h>
 
 #define TEXT_BATCH 32 /* captions per text-encoder call */
-
-static uint64_t mix(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
 
 /* Resizes rgb (W x H) to Wr x Hr and writes its tw x th crop at (top, left), mirrored with flip. */
 static ld_status resize_crop(ld_ctx *ctx, const uint8_t *rgb, int W, int H, int Wr, int Hr, int tw, int th, int top,
@@ -50,7 +44,7 @@ static ld_status resize_crop(ld_ctx *ctx, const uint8_t *rgb, int W, int H, int 
 }
 
 static void random_offsets(uint64_t seed, int Wr, int Hr, int tw, int th, int *top, int *left) {
-    const uint64_t r = mix(seed);
+    const uint64_t r = ld_mix64(seed);
     *top = (int)(r % (uint64_t)(Hr - th + 1));
     *left = (int)((r >> 32) % (uint64_t)(Wr - tw + 1));
 }
@@ -234,13 +228,13 @@ static ld_status cache_images(ld_ctx *ctx, const char *model_dir, const ld_datas
         if (ist == LD_OK && (!cr || !nz)) ist = ld_fail(ctx, LD_ERR_NOMEM, "out of memory for %s", path);
         for (int v = 0; ist == LD_OK && v < c->views; v++) {
             int top, left;
-            const uint64_t seed = mix(o->seed ^ mix(i));
+            const uint64_t seed = ld_mix64(o->seed ^ ld_mix64(i));
             ist = o->bucket ? ld_train_crop_to(ctx, png.rgb, png.width, png.height, Wr, Hr, tw, th, o->random_crop, v,
                                                seed, crop, &top, &left)
                             : ld_train_crop(ctx, png.rgb, png.width, png.height, res, o->random_crop, v, seed, crop,
                                             &top, &left);
             ld_rng rng;
-            ld_rng_init(&rng, mix(seed + 1));
+            ld_rng_init(&rng, ld_mix64(seed + 1));
             ld_rng_randn(&rng, noise, lat);
             ld_image img = {.width = tw, .height = th, .channels = 3, .pixels = crop};
             float *dst = c->latents + filled + v * lat;

@@ -2,6 +2,7 @@
  * resume. */
 #include "train/trainer.h"
 
+#include "base/mix.h"
 #include "distill/distill_step.h"
 #include "distill/student.h"
 #include "io/fileio.h"
@@ -47,13 +48,6 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static uint64_t mix(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 typedef struct {
     ld_ctx *ctx;
     const ld_train_options *o;
@@ -80,9 +74,9 @@ static int item_at(run *r, int64_t g) {
     const int e = (int)(g / n);
     if (e != r->perm_epoch) { /* Fisher-Yates shuffle of epoch e */
         for (int i = 0; i < n; i++) r->perm[i] = i;
-        uint64_t st = mix(r->o->seed ^ mix(0x5eedull + (uint64_t)e));
+        uint64_t st = ld_mix64(r->o->seed ^ ld_mix64(0x5eedull + (uint64_t)e));
         for (int i = n - 1; i > 0; i--) {
-            st = mix(st);
+            st = ld_mix64(st);
             const int j = (int)(st % (uint64_t)(i + 1)), tmp = r->perm[i];
             r->perm[i] = r->perm[j];
             r->perm[j] = tmp;
@@ -106,10 +100,10 @@ static ld_status bucket_epoch(ld_ctx *ctx, run *r, int e) {
     const int n = c->n, B = r->o->batch;
     int64_t *key = malloc(sizeof(int64_t) * (size_t)n);
     if (!key) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-    uint64_t st = mix(r->o->seed ^ mix(0xb0c7ull + (uint64_t)e));
+    uint64_t st = ld_mix64(r->o->seed ^ ld_mix64(0xb0c7ull + (uint64_t)e));
     for (int i = 0; i < n; i++) r->perm[i] = i;
     for (int i = n - 1; i > 0; i--) { /* Fisher-Yates, then a stable grouping by size */
-        st = mix(st);
+        st = ld_mix64(st);
         const int j = (int)(st % (uint64_t)(i + 1)), tmp = r->perm[i];
         r->perm[i] = r->perm[j];
         r->perm[j] = tmp;
@@ -133,7 +127,7 @@ static ld_status bucket_epoch(ld_ctx *ctx, run *r, int e) {
         r->batches[r->nbatches - 1][1]++;
     }
     for (int i = r->nbatches - 1; i > 0; i--) {
-        st = mix(st);
+        st = ld_mix64(st);
         const int j = (int)(st % (uint64_t)(i + 1));
         int tmp[2] = {r->batches[i][0], r->batches[i][1]};
         r->batches[i][0] = r->batches[j][0], r->batches[i][1] = r->batches[j][1];
@@ -167,7 +161,7 @@ static ld_status fill_batch(run *r, int step, int micro, int *nb, int *h, int *w
     const int num_train = ld_scheduler_num_train(r->sched);
     for (int b = 0; b < count; b++) {
         const int it = r->bucketed ? r->perm[first + b] : item_at(r, g0 + b);
-        const uint64_t u = mix(r->o->seed ^ mix(0xb47c4ull + (uint64_t)(g0 + b)));
+        const uint64_t u = ld_mix64(r->o->seed ^ ld_mix64(0xb47c4ull + (uint64_t)(g0 + b)));
         const int view = c->views > 1 ? (int)(u & 1) : 0;
         const int drop = (double)(u >> 11) * (1.0 / 9007199254740992.0) < r->o->caption_dropout;
         const int cap = drop ? c->n : it;
@@ -175,7 +169,7 @@ static ld_status fill_batch(run *r, int step, int micro, int *nb, int *h, int *w
         memcpy(r->ids + b * 6, c->time_ids + ((int64_t)it * c->views + view) * 6, sizeof(float) * 6);
         memcpy(r->context + b * emb, c->embeds + (int64_t)cap * emb, sizeof(float) * (size_t)emb);
         memcpy(r->pooled + b * c->P, c->pooled + (int64_t)cap * c->P, sizeof(float) * (size_t)c->P);
-        r->tsteps[b] = (int64_t)(mix(u) % (uint64_t)num_train);
+        r->tsteps[b] = (int64_t)(ld_mix64(u) % (uint64_t)num_train);
     }
     if (r->bucketed) {
         char items[512];
@@ -186,7 +180,7 @@ static ld_status fill_batch(run *r, int step, int micro, int *nb, int *h, int *w
     }
     for (int b = 0; b < count; b++) { /* per sample, so batch x accum splits of a step see the same noise */
         ld_rng rng;
-        ld_rng_init(&rng, mix(r->o->seed ^ mix(0x7015eull + (uint64_t)(g0 + b))));
+        ld_rng_init(&rng, ld_mix64(r->o->seed ^ ld_mix64(0x7015eull + (uint64_t)(g0 + b))));
         ld_rng_randn(&rng, r->noise + b * lat, lat);
     }
     return LD_OK;
