@@ -29,7 +29,7 @@ for target in fuzz/fuzz_*.c; do
   if [ "$name" = fuzz_picture ]; then extra="src/io/picture.c src/io/jpeg.c src/io/png.c src/io/base64.c"; fi
   if [ "$name" = fuzz_lora ]; then
     # the merge multiplies on ld_gemm: its SIMD kernels need their own target flags
-    extra="src/models/lora_merge.c src/io/weights.c src/tensor/gemm.c src/tensor/gemm_conv.c src/base/cpu.c src/base/flops.c"
+    extra="src/models/lora_merge.c src/models/sgm_names.c src/io/weights.c src/tensor/gemm.c src/tensor/gemm_conv.c src/base/cpu.c src/base/flops.c"
     case "$(uname -m)" in
       x86_64)
         clang $flags -c src/tensor/gemm_avx512.c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mf16c -mavx2 -o "$out/gemm_avx512.o"
