@@ -194,16 +194,20 @@ static void resized_inputs(ld_pipeline *pipe) {
 }
 
 /* $tmp/inpaint9-model: model_index.json of StableDiffusionXLInpaintPipeline,
- * the committed 9-channel unet, links to koala-700m-tiny's other folders. */
+ * the 9-channel unet of tests/data/inpaint9/unet_config.json with the
+ * weights the reference was made with (init-random, seed 9), links to
+ * koala-700m-tiny's other folders. */
 static ld_pipeline *open_inpaint9(ld_ctx *ctx, const char *td, const char *src, const char *tmp) {
     static char dir[4300], cmd[40000];
+    const char *bin = getenv("LEANDIFF_BIN");
     snprintf(dir, sizeof dir, "%s/inpaint9-model", tmp);
     snprintf(cmd, sizeof cmd,
              "rm -rf '%s' && mkdir -p '%s' && for c in text_encoder text_encoder_2 tokenizer tokenizer_2 vae "
-             "scheduler; do ln -s '%s/models/koala-700m-tiny/'$c '%s/'$c || exit 1; done && ln -s '%s/tests/data/inpaint9/model/unet' "
-             "'%s/unet' && sed 's/\"StableDiffusionXLPipeline\"/\"StableDiffusionXLInpaintPipeline\"/' "
+             "scheduler; do ln -s '%s/models/koala-700m-tiny/'$c '%s/'$c || exit 1; done && '%s' init-random --config "
+             "'%s/tests/data/inpaint9/unet_config.json' --out '%s/unet' --dtype f32 --seed 9 >/dev/null && "
+             "sed 's/\"StableDiffusionXLPipeline\"/\"StableDiffusionXLInpaintPipeline\"/' "
              "'%s/models/koala-700m-tiny/model_index.json' > '%s/model_index.json'",
-             dir, dir, td, dir, src, dir, td, dir);
+             dir, dir, td, dir, bin ? bin : "leandiff", src, dir, td, dir);
     CHECK(system(cmd) == 0, "assembling %s", dir);
     ld_pipeline_options opt;
     ld_pipeline_options_init(&opt);

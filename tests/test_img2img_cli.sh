@@ -50,7 +50,7 @@ check "--mask-blur without --mask is a usage error" '[ $rc -eq 2 ] && grep -q --
 # a 9-channel inpainting U-Net (tests/data/inpaint9) with koala-700m-tiny's other parts
 m9="$dir/inpaint9"; mkdir -p "$m9"
 for c in text_encoder text_encoder_2 tokenizer tokenizer_2 vae scheduler; do ln -s "$model/$c" "$m9/$c"; done
-ln -s "${LEANDIFF_SOURCE_DIR:?}/tests/data/inpaint9/model/unet" "$m9/unet"
+"$bin" init-random --config "${LEANDIFF_SOURCE_DIR:?}/tests/data/inpaint9/unet_config.json" --out "$m9/unet" --seed 9 >/dev/null
 sed 's/"StableDiffusionXLPipeline"/"StableDiffusionXLInpaintPipeline"/' "$model/model_index.json" > "$m9/model_index.json"
 "$bin" generate -m "$m9" -p "a red koala" -i "$dir/big.png" --mask "$dir/init.png" --strength 0.8 --steps 3 -q -o "$dir/nine.png" >/dev/null 2>"$dir/err"
 check "a 9-channel inpainting model writes the image" '[ "$(size "$dir/nine.png")" = 104x72 ]'

@@ -2,12 +2,14 @@
 diffusers' own code (v0.30.3).
 
 The model: UNet2DConditionModel with in_channels 9 (4 latent + 1 mask + 4
-masked-image latents, as diffusers/stable-diffusion-xl-1.0-inpainting-0.1),
-random weights (torch.manual_seed(9)), the text/time conditioning of
-../shared/testdata/models/koala-700m-tiny (cross_attention_dim 80, pooled 48,
-6 time ids), saved with save_pretrained to model/unet. The test puts it in a
-StableDiffusionXLInpaintPipeline folder next to koala-700m-tiny's text
-encoders, tokenizers, VAE and scheduler.
+masked-image latents, as diffusers/stable-diffusion-xl-1.0-inpainting-0.1)
+and the text/time conditioning of ../shared/testdata/models/koala-700m-tiny
+(cross_attention_dim 80, pooled 48, 6 time ids): unet_config.json here. Its
+random weights are not committed: `leandiff init-random --config
+unet_config.json --dtype f32 --seed 9` makes them (deterministic), here into a
+temporary folder that diffusers loads, in the test the same way. The test
+puts the U-Net in a StableDiffusionXLInpaintPipeline folder next to
+koala-700m-tiny's text encoders, tokenizers, VAE and scheduler.
 
 The runs follow StableDiffusionXLInpaintPipeline.__call__ step by step (the
 pipeline module itself cannot be imported: it needs transformers, which is
@@ -34,11 +36,14 @@ encode_noise (strength < 1), latents0, masked_encode_noise, step{i}.noise
 cases/koala-700m-tiny/pipeline1.safetensors (same prompt and negative
 prompt), as tests/data/samplers/make_sampler_pipelines.py does.
 Run from the repository root:
-  PYTHONPATH=$REF:$PWD/tools/refdata /usr/bin/python3 tests/data/inpaint9/make_inpaint9_ref.py [TESTDATA]
+  LEANDIFF_BIN=build/leandiff PYTHONPATH=$REF:$PWD/tools/refdata /usr/bin/python3 \
+      tests/data/inpaint9/make_inpaint9_ref.py [TESTDATA]
 """
 import json
 import os
+import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import PIL.Image
@@ -57,16 +62,11 @@ case = load_file(os.path.join(td, "cases", "koala-700m-tiny", "pipeline1.safeten
 vae = AutoencoderKL.from_pretrained(base, subfolder="vae").eval()
 sched_cfg = json.load(open(os.path.join(base, "scheduler", "scheduler_config.json")))
 
-# the U-Net: koala-700m-tiny's conditioning, two levels, 9 input channels
-torch.manual_seed(9)
-unet = UNet2DConditionModel(
-    sample_size=16, in_channels=9, out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-    mid_block_type=None, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), block_out_channels=(32, 48),
-    layers_per_block=1, norm_num_groups=8, cross_attention_dim=80, transformer_layers_per_block=(1, 1),
-    attention_head_dim=(1, 2), use_linear_projection=True, addition_embed_type="text_time",
-    addition_time_embed_dim=16, projection_class_embeddings_input_dim=48 + 6 * 16).eval()
-unet.save_pretrained(os.path.join(here, "model", "unet"))
-unet = UNet2DConditionModel.from_pretrained(os.path.join(here, "model", "unet")).eval()
+# the U-Net: koala-700m-tiny's conditioning, two levels, 9 input channels; weights from leandiff init-random
+unet_dir = os.path.join(tempfile.mkdtemp(), "unet")
+subprocess.run([os.environ.get("LEANDIFF_BIN", "build/leandiff"), "init-random", "--config",
+                os.path.join(here, "unet_config.json"), "--out", unet_dir, "--dtype", "f32", "--seed", "9"], check=True)
+unet = UNet2DConditionModel.from_pretrained(unet_dir).eval()
 
 # the inputs: a 101x67 picture and a mask with a disc, a band and soft edges
 H0, W0 = 67, 101
