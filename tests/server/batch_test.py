@@ -27,17 +27,13 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import check, env_paths, png_decode, skip, testdata_dir, wait_until  # noqa: E402
-from queue_util import RedisServer, Worker, generate_ref, skip_without_queue  # noqa: E402
+from common import check, env_paths, png_decode, wait_until  # noqa: E402
+from queue_util import RedisServer, Worker, generate_ref, queue_model, skip_without_queue  # noqa: E402
 from resp import Resp, RespError  # noqa: E402
 
 BIN, SRC, BUILD = env_paths()
 skip_without_queue(BIN, "batch")
-MODEL = os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")
-if not os.path.isdir(MODEL):
-    skip("model not found: " + MODEL)
-NAME = "koala-700m-tiny"
-STREAM = "leandiff:jobs:" + NAME
+MODEL, NAME, STREAM = queue_model(SRC)
 DEFAULTS = ["-W", "64", "-H", "64", "--steps", "2", "--seed", "7"]
 MAX_SIZE = 128  # the worker's --max-size; the batch checks against 1024, so a 256 px line fails in the worker
 

@@ -21,14 +21,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import env_paths, testdata_dir, wait_until  # noqa: E402
-from queue_util import RedisServer, Worker, skip_without_queue  # noqa: E402
+from common import env_paths, wait_until  # noqa: E402
+from queue_util import RedisServer, Worker, queue_model, skip_without_queue  # noqa: E402
 from resp import Resp  # noqa: E402
 
 BIN, SRC, BUILD = env_paths()
 skip_without_queue(BIN, "worker")
-MODEL = os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")
-STREAM = "leandiff:jobs:koala-700m-tiny"
+MODEL, _, STREAM = queue_model(SRC)
 TICK = os.sysconf("SC_CLK_TCK")
 
 

@@ -8,12 +8,13 @@ worker processes, and reference images from `leandiff generate`.
         ...
         redis.stop()
 """
+import os
 import shutil
 import socket
 import subprocess
 import threading
 
-from common import png_decode, skip, wait_until
+from common import png_decode, skip, testdata_dir, wait_until
 from resp import Resp, RespError
 
 REDIS = shutil.which("redis-server")
@@ -26,6 +27,16 @@ def skip_without_queue(binary, command):
     probe = subprocess.run([binary, command, "--help"], capture_output=True, text=True)
     if probe.returncode != 0 and "without hiredis" in probe.stderr:
         skip("leandiff was built without hiredis: " + probe.stderr.strip())
+
+
+def queue_model(src):
+    """The tiny KOALA model the queue tests run: its folder, its name and the
+    jobs stream of that name (exit 77 when the test data is missing)."""
+    model = os.path.join(testdata_dir(src), "models", "koala-700m-tiny")
+    if not os.path.isdir(model):
+        skip("model not found: " + model)
+    name = os.path.basename(model)
+    return model, name, "leandiff:jobs:" + name
 
 
 def free_port():

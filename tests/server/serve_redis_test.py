@@ -38,17 +38,13 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Server, b64png, check, env_paths, png_decode, skip, testdata_dir, wait_until  # noqa: E402
-from queue_util import RedisServer, Worker, generate_ref, skip_without_queue  # noqa: E402
+from common import Server, b64png, check, env_paths, png_decode, wait_until  # noqa: E402
+from queue_util import RedisServer, Worker, generate_ref, queue_model, skip_without_queue  # noqa: E402
 from resp import Resp  # noqa: E402
 
 BIN, SRC, BUILD = env_paths()
 skip_without_queue(BIN, "worker")
-MODEL = os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")
-if not os.path.isdir(MODEL):
-    skip("model not found: " + MODEL)
-NAME = "koala-700m-tiny"
-STREAM = "leandiff:jobs:" + NAME
+MODEL, NAME, STREAM = queue_model(SRC)
 GROUP = "leandiff-workers"
 SETS = int(os.environ.get("LEANDIFF_FAULT_SETS", "20"))
 LONG_STEPS = 400

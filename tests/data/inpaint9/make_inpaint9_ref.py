@@ -39,7 +39,6 @@ Run from the repository root:
   LEANDIFF_BIN=build/leandiff PYTHONPATH=$REF:$PWD/tools/refdata /usr/bin/python3 \
       tests/data/inpaint9/make_inpaint9_ref.py [TESTDATA]
 """
-import json
 import os
 import subprocess
 import sys
@@ -50,17 +49,17 @@ import PIL.Image
 import torch
 import diffusers
 import diffusers.models.autoencoders.vae as vae_module
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.utils.torch_utils import randn_tensor
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 here = os.path.dirname(os.path.abspath(__file__))
-td = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "..", "..", "shared", "testdata")
-base = os.path.join(td, "models", "koala-700m-tiny")
-case = load_file(os.path.join(td, "cases", "koala-700m-tiny", "pipeline1.safetensors"))
-vae = AutoencoderKL.from_pretrained(base, subfolder="vae").eval()
-sched_cfg = json.load(open(os.path.join(base, "scheduler", "scheduler_config.json")))
+sys.path.insert(0, os.path.dirname(here))
+import koala_tiny_ref  # noqa: E402
+
+ref = koala_tiny_ref.load()
+vae, sched_cfg, emb, pooled = ref.vae, ref.sched_cfg, ref.emb, ref.pooled
 
 # the U-Net: koala-700m-tiny's conditioning, two levels, 9 input channels; weights from leandiff init-random
 unet_dir = os.path.join(tempfile.mkdtemp(), "unet")
@@ -98,8 +97,6 @@ def encode(x, gen):  # _encode_vae_image
     assert len(drawn) == 1
     return vae.config.scaling_factor * z, drawn[0]
 
-emb = torch.cat([case["negative_prompt_embeds"], case["prompt_embeds"]])
-pooled = torch.cat([case["negative_pooled_prompt_embeds"], case["pooled_prompt_embeds"]])
 CASES = [  # name, sampler class, leandiff sampler, steps, strength, guidance, height, width, mask blur, seed
     ("inpaint9_full", "EulerDiscreteScheduler", "euler", 4, 1.0, 3.5, 64, 96, 4, 11),
     ("inpaint9_part", "EulerAncestralDiscreteScheduler", "euler_a", 5, 0.6, 3.5, 48, 80, 0, 12),
@@ -148,7 +145,7 @@ for name, cls, sampler, N, strength, G, H, W, blur, seed in CASES:
         image = vae.decode(latents / vae.config.scaling_factor).sample
     out["image"] = image
     out["image_u8"] = (image / 2 + 0.5).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-    meta = {"prompt": "a red cube on a blue sphere", "negative_prompt": "blurry, low quality",
+    meta = {"prompt": koala_tiny_ref.PROMPT, "negative_prompt": koala_tiny_ref.NEGATIVE,
             "negative_is_none": "false", "steps": str(N), "guidance_scale": str(G), "sampler": sampler,
             "schedule": "default", "height": str(H), "width": str(W), "strength": str(strength),
             "mask_blur": str(blur), "mode": "inpaint", "scheduler_class": cls,

@@ -14,27 +14,24 @@ testdata/README.md. Run from the repository root:
   PYTHONPATH=$REF:$PWD/tools/refdata /usr/bin/python3 tests/data/samplers/make_sampler_pipelines.py [TESTDATA]
 """
 import inspect
-import json
 import os
 import sys
 
 import torch
 import diffusers
-from diffusers import AutoencoderKL, UNet2DConditionModel
-from safetensors.torch import load_file, save_file
+from diffusers import UNet2DConditionModel
+from safetensors.torch import save_file
 
 here = os.path.dirname(os.path.abspath(__file__))
-td = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "..", "..", "shared", "testdata")
-model = os.path.join(td, "models", "koala-700m-tiny")
-case = load_file(os.path.join(td, "cases", "koala-700m-tiny", "pipeline1.safetensors"))
+sys.path.insert(0, os.path.dirname(here))
+import koala_tiny_ref  # noqa: E402
+
+ref = koala_tiny_ref.load()
+model, case, vae, sched_cfg, emb, pooled = ref.model, ref.case, ref.vae, ref.sched_cfg, ref.emb, ref.pooled
 unet = UNet2DConditionModel.from_pretrained(model, subfolder="unet").eval()
-vae = AutoencoderKL.from_pretrained(model, subfolder="vae").eval()
-sched_cfg = json.load(open(os.path.join(model, "scheduler", "scheduler_config.json")))
 
 H, W, STEPS, G = 96, 160, 4, 3.5
-prompt, negative = "a red cube on a blue sphere", "blurry, low quality"
-emb = torch.cat([case["negative_prompt_embeds"], case["prompt_embeds"]])
-pooled = torch.cat([case["negative_pooled_prompt_embeds"], case["pooled_prompt_embeds"]])
+prompt, negative = koala_tiny_ref.PROMPT, koala_tiny_ref.NEGATIVE
 time_ids = torch.cat([case["time_ids"], case["time_ids"]])
 
 SAMPLERS = [  # leandiff name, schedule, diffusers class, config overrides
