@@ -9,6 +9,7 @@
 #    machine); a malformed LEANDIFF_MEMORY_LIMIT is an error naming it.
 set -u
 bin="${LEANDIFF_BIN:?}"
+. "${LEANDIFF_SOURCE_DIR:?}/tests/lib/testdata.bash"
 dir="${LEANDIFF_BUILD_DIR:-/tmp}/test-tmp/cancel_cli"
 rm -rf "$dir"; mkdir -p "$dir/out"
 fail=0; n=0
@@ -42,8 +43,9 @@ check "a size that does not fit is refused with the estimate" \
     '[ $rc -eq 1 ] && grep -Eq "image size 8192x8192 needs about [0-9.]+ GB of memory .* but 1.0 GB is available \(LEANDIFF_MEMORY_LIMIT\)" "$dir/err"'
 check "  before any work (in under 5 s) and nothing is written" 'awk -v s="$secs" "BEGIN { exit !(s < 5) }" && [ -z "$(ls -A "$dir/out")" ]'
 # (2048x2048: the U-Net about 0.3 GB, the tiny TAESD's whole-image decode about 0.8 GB)
+make_taesd "$dir/taesd"
 LEANDIFF_MEMORY_LIMIT=500M "$bin" generate -m "$dir/m" -p "a koala" -W 2048 -H 2048 --steps 1 -q \
-    --taesd "${LEANDIFF_SOURCE_DIR:?}/tests/data/taesd/model" --vae-decoder tiny -o "$dir/out/taesd.png" 2>"$dir/err"; rc=$?
+    --taesd "$dir/taesd" --vae-decoder tiny -o "$dir/out/taesd.png" 2>"$dir/err"; rc=$?
 echo "2048x2048 TAESD with 500 MB -> exit $rc: $(cat "$dir/err")"
 check "the tiny decoder's whole-image decode is checked too" \
     '[ $rc -eq 1 ] && grep -q "needs about [0-9.]* GB of memory for the TAESD decode" "$dir/err" && [ -z "$(ls -A "$dir/out")" ]'

@@ -66,8 +66,9 @@ int main(void) {
     const char *td = test_testdata_dir();
     const char *src = getenv("LEANDIFF_SOURCE_DIR");
     if (!td || !src) return test_skip("no testdata or LEANDIFF_SOURCE_DIR");
-    char taesd[4200], d1[4300], d2[4300], d3[4300];
-    snprintf(taesd, sizeof taesd, "%s/tests/data/taesd/model", src);
+    char d1[4300], d2[4300], d3[4300];
+    const char *taesd = test_make_taesd("preview");
+    if (!taesd) return test_finish();
     const char *tmp = test_tmp_dir("preview");
     snprintf(d1, sizeof d1, "%s/full.safetensors", tmp);
     snprintf(d2, sizeof d2, "%s/tiny.safetensors", tmp);

@@ -9,8 +9,9 @@ src="${LEANDIFF_SOURCE_DIR:?}"
 . "$src/tests/lib/testdata.bash"
 dir="${LEANDIFF_BUILD_DIR:-/tmp}/test-tmp/taesd_cli"
 rm -rf "$dir"; mkdir -p "$dir"
-model="$dir/tiny"; taesd="$src/tests/data/taesd/model"
+model="$dir/tiny"; taesd="$dir/taesd"
 make_tiny_model "$model"
+make_taesd "$taesd"
 fail=0; n=0
 check() { n=$((n + 1)); if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=$((fail + 1)); fi; }
 # width x height of a PNG from its IHDR chunk

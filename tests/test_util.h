@@ -103,6 +103,29 @@ static inline const char *test_make_tiny_model(const char *name) {
     return dir;
 }
 
+/* The tiny AutoencoderTiny of tests/data/taesd: its config with the random
+ * weights the reference was made with (init-random, seed 20261204), written
+ * under the test's scratch folder; NULL (and a message) when that fails. */
+static inline const char *test_make_taesd(const char *name) {
+    static char dir[4200];
+    const char *bin = getenv("LEANDIFF_BIN"), *src = getenv("LEANDIFF_SOURCE_DIR");
+    if (!bin || !src) {
+        fprintf(stderr, "LEANDIFF_BIN or LEANDIFF_SOURCE_DIR is not set (run the tests through ctest)\n");
+        return NULL;
+    }
+    snprintf(dir, sizeof dir, "%s/taesd", test_tmp_dir(name));
+    char cmd[8600];
+    snprintf(cmd, sizeof cmd,
+             "rm -rf '%s' && '%s' init-random --config '%s/tests/data/taesd/config.json' --out '%s' --dtype f32 "
+             "--seed 20261204 >/dev/null",
+             dir, bin, src, dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "cannot make the tiny TAESD: %s\n", cmd);
+        return NULL;
+    }
+    return dir;
+}
+
 /* Module tolerance of testdata/README.md: max|got-ref| <= tol * max(1, max|ref|).
  * Prints the error; returns 1 if within tolerance. */
 static inline int test_close(const char *what, const float *got, const float *ref, int64_t n, double tol) {

@@ -22,8 +22,8 @@ int main(void) {
     snprintf(dir, sizeof dir, "%s/tests/data/taesd", src ? src : ".");
     ld_ctx *ctx = ld_ctx_new();
     ld_vae_tiny *t = NULL;
-    snprintf(path, sizeof path, "%s/model", dir);
-    if (ld_vae_tiny_load(ctx, path, NULL, &t) != LD_OK) {
+    const char *model = test_make_taesd("vae_tiny");
+    if (!model || ld_vae_tiny_load(ctx, model, NULL, &t) != LD_OK) {
         CHECK(0, "%s", ld_ctx_error(ctx));
         return test_finish();
     }
@@ -67,7 +67,7 @@ int main(void) {
     ld_safetensors_close(cs);
 
     /* the recorded tensors are exactly the folder's */
-    snprintf(path, sizeof path, "%s/model/config.json", dir);
+    snprintf(path, sizeof path, "%s/config.json", dir);
     json_t *cfg = NULL;
     CHECK(ld_json_load_file(ctx, path, &cfg) == LD_OK, "%s", ld_ctx_error(ctx));
     ld_weights *rec = NULL;

@@ -21,6 +21,13 @@ need_testdata() {
     [ -e "$td/$1" ] || { echo "SKIP: $td/$1 not found (the shared test data: README, Testing)"; exit 77; }
 }
 
+# make_taesd DIR: the tiny AutoencoderTiny of tests/data/taesd (its config, the reference's random weights)
+make_taesd() {
+    rm -rf "$1"
+    "${LEANDIFF_BIN:?}" init-random --config "${LEANDIFF_SOURCE_DIR:?}/tests/data/taesd/config.json" --out "$1" \
+        --dtype f32 --seed 20261204 >/dev/null || { echo "FAIL: leandiff init-random of the tiny TAESD into $1"; exit 1; }
+}
+
 # make_tiny_model DIR: a random-weight tiny KOALA pipeline (init-random --pipeline tiny)
 make_tiny_model() {
     rm -rf "$1"

@@ -2,35 +2,30 @@
 AutoencoderTiny (v0.30.3): a tiny random-weight folder in the real layout and
 what diffusers computes from it. See tools/refdata/README.md for the setup.
 
-  model/   config.json + diffusion_pytorch_model.safetensors (f32), the real
-           architecture (decoder blocks 3,3,3,1; encoder 1,3,3,3) at width 16
+  config.json   the real architecture (decoder blocks 3,3,3,1; encoder 1,3,3,3)
+                at width 16; its random weights are not committed: `leandiff
+                init-random --config config.json --dtype f32 --seed 20261204`
+                makes them (deterministic), here and in the tests
   case.safetensors:
     latents{i}  [B, 4, h, w]   -> decoded{i} = vae.decode(latents).sample  (in [-1, 1] scale)
     image{i}    [B, 3, H, W]   -> encoded{i} = vae.encode(image).latents
 Run from the repository root:
-  PYTHONPATH=$REF:$PWD/tools/refdata /usr/bin/python3 tests/data/taesd/make_taesd_ref.py
+  LEANDIFF_BIN=build/leandiff PYTHONPATH=$REF:$PWD/tools/refdata /usr/bin/python3 tests/data/taesd/make_taesd_ref.py
 """
 import os
+import subprocess
+import tempfile
+
 import torch
 from diffusers import AutoencoderTiny
 from safetensors.torch import save_file
 
 here = os.path.dirname(os.path.abspath(__file__))
+model = os.path.join(tempfile.mkdtemp(), "taesd")
+subprocess.run([os.environ.get("LEANDIFF_BIN", "build/leandiff"), "init-random", "--config",
+                os.path.join(here, "config.json"), "--out", model, "--dtype", "f32", "--seed", "20261204"], check=True)
+vae = AutoencoderTiny.from_pretrained(model).eval()
 torch.manual_seed(20261204)
-vae = AutoencoderTiny(
-    encoder_block_out_channels=(16, 16, 16, 16),
-    decoder_block_out_channels=(16, 16, 16, 16),
-    num_encoder_blocks=(1, 3, 3, 3),
-    num_decoder_blocks=(3, 3, 3, 1),
-    latent_channels=4,
-)
-# default init gives near-silent outputs; make every weight matter
-with torch.no_grad():
-    for name, p in vae.named_parameters():
-        fan_in = p[0].numel() if p.ndim > 1 else 1
-        p.copy_(torch.randn_like(p) * (0.9 / fan_in**0.5 if p.ndim > 1 else 0.1))
-vae.eval()
-vae.save_pretrained(os.path.join(here, "model"), safe_serialization=True)
 
 out = {}
 with torch.no_grad():
