@@ -111,6 +111,9 @@ check "--prompts without --teacher is refused" '[ $rc -ne 0 ] && grep -q "needs 
 "$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/free-flip" --prompts "$dir/prompts.txt" \
     --resolution 64 --flip 2>"$dir/err"; rc=$?
 check "--flip with --prompts is refused" '[ $rc -ne 0 ] && grep -q "not to --prompts" "$dir/err"'
+"$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/free-bucket" --prompts "$dir/prompts.txt" \
+    --resolution 64 --bucket 2>"$dir/err"; rc=$?
+check "--bucket with --prompts is refused" '[ $rc -ne 0 ] && grep -q "bucket applies to images" "$dir/err"'
 printf '\n# nothing\n' > "$dir/empty.txt"
 "$bin" distill --teacher "$dir/teacher" --student koala-700m --out "$dir/free-empty" --prompts "$dir/empty.txt" 2>"$dir/err"; rc=$?
 check "a prompts file without prompts is an error naming it" '[ $rc -ne 0 ] && grep -q "empty.txt: no prompt" "$dir/err"'

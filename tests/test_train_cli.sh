@@ -111,6 +111,10 @@ sys.exit(0 if ok else 1)
 PY'
 "$bin" train "${bucket[@]}" --out "$dir/bucket-resumed" --steps 6 --resume "$dir/bucket/checkpoint-3" 2>/dev/null; rc=$?
 check "--bucket: a resumed run ends with the same weights" '[ $rc -eq 0 ] && cmp -s "$dir/bucket/unet/diffusion_pytorch_model.safetensors" "$dir/bucket-resumed/unet/diffusion_pytorch_model.safetensors"'
+"$bin" train "${common[@]}" --out "$dir/x" --lora-targets all 2>"$dir/err"; rc=$?
+check "--lora-targets without --lora is a usage error" '[ $rc -eq 2 ] && grep -q "needs --lora" "$dir/err"'
+"$bin" train "${bucket[@]}" --out "$dir/bucket-big" --steps 1 --bucket-min 256 2>"$dir/err"; rc=$?
+check "--bucket-min above --resolution is refused, naming both" '[ $rc -ne 0 ] && grep -q "bucket-min 256 <= --resolution 128" "$dir/err"'
 "$bin" train "${bucket[@]}" --out "$dir/bucket-bad" --steps 1 --bucket-step 20 2>"$dir/err"; rc=$?
 check "--bucket-step that is not a multiple of the VAE factor is refused" '[ $rc -ne 0 ] && grep -q "bucket-step 20" "$dir/err"'
 
