@@ -137,7 +137,8 @@ ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, 
     snprintf(info->family, sizeof info->family, "%s", p->impl->family);
     info->seed = params->seed;
     /* Every family runs its GEMMs (linear layers, convolutions) in the
-     * pipeline's precision; the setting is process-wide, so restore it. */
+     * pipeline's precision. The setting belongs to the calling thread (so two
+     * pipelines on two threads never see each other's); restore the caller's. */
     ld_precision saved = ld_gemm_get_precision();
     ld_gemm_set_precision(p->precision);
     /* the models poll the cancel callback through ctx (ld_check_cancel) */

@@ -26,7 +26,11 @@
 #include "base/flops.h"
 #include "tensor/gemm_kernels.h"
 
-static ld_precision g_precision = LD_PRECISION_F32;
+/* Per thread: each run (a pipeline's generation, a training step) sets the
+ * precision of the thread that calls the kernels, so two runs on two threads
+ * never see each other's setting. Read once per call, outside the kernels'
+ * parallel regions. */
+static _Thread_local ld_precision g_precision = LD_PRECISION_F32;
 
 void ld_gemm_set_precision(ld_precision p) { g_precision = p; }
 ld_precision ld_gemm_get_precision(void) { return g_precision; }

@@ -42,7 +42,9 @@ void ld_gemm(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_mat *B, 
              const ld_tensor *bias_n, const ld_tensor *bias_m);
 
 /* Arithmetic of the product: LD_PRECISION_F32 (exact path, default) or
- * LD_PRECISION_BF16 (inputs rounded to bf16, f32 accumulation). Process-wide. */
+ * LD_PRECISION_BF16 (inputs rounded to bf16, f32 accumulation). Per calling
+ * thread: a caller that runs ld_gemm inside its own parallel region hands
+ * its setting to the worker threads (ld_gemm_set_precision in the loop body). */
 void ld_gemm_set_precision(ld_precision p);
 ld_precision ld_gemm_get_precision(void);
 

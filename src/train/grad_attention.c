@@ -31,8 +31,10 @@ int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float 
     int nt;
     float *scratch = thread_scratch(ROWS * Lk, &nt);
     if (!scratch) return 0;
+    const ld_precision prec = ld_gemm_get_precision(); /* per thread: handed to the workers */
     #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; it++) {
+        ld_gemm_set_precision(prec);
         const int64_t b = it / (H * nblk), h = it / nblk % H, i0 = it % nblk * ROWS;
         const int64_t rows = Lq - i0 < ROWS ? Lq - i0 : ROWS;
         float *S = scratch + (size_t)omp_get_thread_num() * ROWS * Lk;
@@ -82,11 +84,13 @@ int ld_attention_backward(const float *dout, int64_t ldo, const float *out, cons
         rowdot[r] = (float)s;
     }
 
+    const ld_precision prec = ld_gemm_get_precision(); /* per thread: handed to the workers */
     /* pass 1: dk and dv, one block of keys against all queries */
     if (dk || dv) {
         const int64_t nblk = (Lk + ROWS - 1) / ROWS, items = B * H * nblk;
         #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
+            ld_gemm_set_precision(prec);
             const int64_t b = it / (H * nblk), h = it / nblk % H, j0 = it % nblk * ROWS;
             const int64_t rows = Lk - j0 < ROWS ? Lk - j0 : ROWS;
             float *Pt = scratch + (size_t)omp_get_thread_num() * 2 * ROWS * span, *dPt = Pt + ROWS * Lq;
@@ -118,6 +122,7 @@ int ld_attention_backward(const float *dout, int64_t ldo, const float *out, cons
         const int64_t nblk = (Lq + ROWS - 1) / ROWS, items = B * H * nblk;
         #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
+            ld_gemm_set_precision(prec);
             const int64_t b = it / (H * nblk), h = it / nblk % H, i0 = it % nblk * ROWS;
             const int64_t rows = Lq - i0 < ROWS ? Lq - i0 : ROWS;
             float *S = scratch + (size_t)omp_get_thread_num() * 2 * ROWS * span, *dP = S + ROWS * Lk;
