@@ -1,8 +1,11 @@
 /* DDPMWuerstchenScheduler against the reference cases
  * (cases/wuerstchen-tiny/scheduler.safetensors: timesteps and steps with the
- * noise given) and the values quoted in specs/wuerstchen.md section 7. */
+ * noise given) and the values quoted in specs/wuerstchen.md section 7, both
+ * directly and behind the scheduler interface (sampler "ddpm_wuerstchen",
+ * which the denoising loop of every Wuerstchen / Cascade stage uses). */
 #include "io/safetensors.h"
 #include "sched/ddpm_wuerstchen.h"
+#include "sched/scheduler.h"
 #include "test_util.h"
 
 static ld_ctx *ctx;
@@ -77,6 +80,19 @@ static void test_cases(const char *td) {
         int exact = nt == s.n_points;
         for (int i = 0; exact && i < nt; i++) exact = ts[i] == s.timesteps[i];
         CHECK(exact, "n%d timesteps bit-exact", N);
+        ld_scheduler *is = NULL;
+        CHECK(ld_scheduler_create(ctx, "ddpm_wuerstchen", LD_SCHEDULE_DEFAULT, NULL, "test", NULL, &is) == LD_OK &&
+                  ld_scheduler_set_timesteps(ctx, is, N) == LD_OK,
+              "interface: %s", ld_ctx_error(ctx));
+        if (is) {
+            int count = 0;
+            const float *its = ld_scheduler_timesteps(is, &count);
+            int same = count == nt && ld_scheduler_calls(is) == N;
+            for (int i = 0; same && i < nt; i++) same = its[i] == ts[i];
+            CHECK(same, "interface n%d: %d calls, %d timesteps, bit-exact", N, ld_scheduler_calls(is), count);
+            CHECK(ld_scheduler_needs_noise(is, N - 1) && ld_scheduler_init_noise_sigma(is) == 1.0f,
+                  "interface: every step takes noise, init sigma 1");
+        }
         for (int i = 0; i < N; i++) {
             int64_t n = 0, n2 = 0, n3 = 0, n4 = 0;
             snprintf(name, sizeof name, "n%d.step%d.x", N, i);
@@ -94,6 +110,12 @@ static void test_cases(const char *td) {
                 ld_ddpmw_step(&s, out, eps, s.timesteps[i], x, noise, n);
                 snprintf(name, sizeof name, "n%d step %d", N, i);
                 test_close(name, out, prev, n, 1e-5);
+                if (is) { /* the same step through the interface (in place) */
+                    memcpy(out, x, (size_t)n * 4);
+                    CHECK(ld_scheduler_step(ctx, is, i, eps, out, noise, n) == LD_OK, "interface step");
+                    snprintf(name, sizeof name, "interface n%d step %d", N, i);
+                    test_close(name, out, prev, n, 1e-5);
+                }
                 free(out);
             }
             free(x);
@@ -102,8 +124,22 @@ static void test_cases(const char *td) {
             free(prev);
         }
         free(ts);
+        ld_scheduler_free(is);
     }
     ld_safetensors_close(f);
+    /* Stage C's custom list and refusals behind the interface */
+    ld_scheduler *is = NULL;
+    float d[LD_DDPMW_STAGE_C_POINTS];
+    ld_ddpmw_default_stage_c(d);
+    CHECK(ld_scheduler_create(ctx, "ddpm_wuerstchen", LD_SCHEDULE_DEFAULT, NULL, "test", NULL, &is) == LD_OK &&
+              ld_scheduler_set_custom(ctx, is, d, LD_DDPMW_STAGE_C_POINTS) == LD_OK &&
+              ld_scheduler_calls(is) == LD_DDPMW_STAGE_C_POINTS - 1 && ld_scheduler_timestep(is, 19) == d[19],
+          "custom Stage C list through the interface");
+    ld_scheduler_free(is);
+    CHECK(ld_scheduler_create(ctx, "ddpm_wuerstchen", LD_SCHEDULE_KARRAS, NULL, "test", NULL, &is) != LD_OK &&
+              strstr(ld_ctx_error(ctx), "karras"),
+          "karras refused: %s", ld_ctx_error(ctx));
+    CHECK(ld_sampler_find("ddpm_wuerstchen", NULL) == NULL, "not among the SDXL family's samplers");
 }
 
 int main(void) {

@@ -23,7 +23,7 @@
 
 #define LD_DDPMW_MAX_POINTS 1001
 
-typedef struct {
+typedef struct ld_ddpmw_s {
     float s, scaler;
     float init_alpha_cumprod; /* cos^2(s/(1+s) * pi/2) */
     int n_points;             /* entries of timesteps (steps + 1, the last is the final prev t) */

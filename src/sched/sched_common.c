@@ -73,7 +73,7 @@ ld_status sched_alloc(ld_ctx *ctx, ld_scheduler *s, int calls, int nsigmas) {
     s->timesteps = malloc(sizeof(float) * (size_t)(calls > 0 ? calls : 1));
     s->sigmas = malloc(sizeof(float) * (size_t)(nsigmas > 0 ? nsigmas : 1));
     if (!s->timesteps || !s->sigmas) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-    s->calls = calls;
+    s->calls = s->npoints = calls;
     s->nsigmas = nsigmas;
     return LD_OK;
 }

@@ -13,6 +13,7 @@ typedef enum { PRED_EPSILON = 0, PRED_V = 1, PRED_SAMPLE = 2 } sched_prediction;
 typedef enum { SPACING_LEADING = 0, SPACING_TRAILING, SPACING_LINSPACE, SPACING_NONE } sched_spacing;
 
 typedef struct sched_family sched_family;
+struct ld_ddpmw_s;
 
 struct ld_scheduler {
     const ld_sampler_desc *desc;
@@ -31,7 +32,8 @@ struct ld_scheduler {
     float *sigma_table;          /* [num_train]: sqrt((1 - acp) / acp) in float32 */
     /* set_timesteps */
     int steps, calls, order, begin;
-    float *timesteps;            /* [calls] */
+    float *timesteps;            /* [npoints]: diffusers' scheduler.timesteps */
+    int npoints;                 /* calls, or calls + 1 where the list ends with the final timestep (DDPMWuerstchen) */
     float *sigmas;               /* [nsigmas] (sigma-based families) */
     int nsigmas;
     float *sigmas_interpol;      /* DPM2: [nsigmas] */
@@ -43,6 +45,7 @@ struct ld_scheduler {
     int second;                  /* Heun / DPM2: the next step is the second-order half */
     int this_order;              /* UniPC: the order of the last predictor (its corrector's order) */
     float saved_dt;
+    struct ld_ddpmw_s *ddpmw;    /* DDPMWuerstchen's schedule (sched_ddpmw.c), else NULL */
 };
 
 struct sched_family {
@@ -55,7 +58,12 @@ struct sched_family {
 };
 
 extern const sched_family sched_euler_family, sched_euler_a_family, sched_heun_family, sched_dpm2_family,
-    sched_dpmpp_2m_family, sched_dpmpp_2s_family, sched_unipc_family, sched_ddim_family, sched_lcm_family;
+    sched_dpmpp_2m_family, sched_dpmpp_2s_family, sched_unipc_family, sched_ddim_family, sched_lcm_family,
+    sched_ddpmw_family;
+/* DDPMWuerstchen (sched_ddpmw.c): its config (s, scaler), a custom list, alpha-bar at a call. */
+ld_status sched_ddpmw_config(ld_ctx *ctx, ld_scheduler *s, const json_t *cfg, const char *where);
+ld_status sched_ddpmw_set_custom(ld_ctx *ctx, ld_scheduler *s, const float *points, int n_points);
+float sched_ddpmw_alpha_cumprod(const ld_scheduler *s, int call);
 /* DPMSolver's timesteps and sigmas (UniPC uses the same tables). */
 ld_status sched_dpm_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps);
 

@@ -2,6 +2,7 @@
  * class reads (betas, alphas_cumprod, prediction type, spacing), and the
  * dispatch to the family that implements each sampler. */
 #include "sched/sched_internal.h"
+#include "sched/ddpm_wuerstchen.h"
 
 #include "io/json.h"
 
@@ -36,10 +37,17 @@ const ld_sampler_desc *const ld_sampler_list[] = {
     &g_entries[5].d, &g_entries[6].d, &g_entries[7].d, &g_entries[8].d, &g_entries[9].d, NULL,
 };
 
+/* DDPMWuerstchen: the Wuerstchen v2 / Stable Cascade sampler, reached by its
+ * name through ld_scheduler_create but not listed with the SDXL family's
+ * samplers (ld_sampler_find does not know it). */
+static const sampler_entry g_ddpmw = {{"ddpm_wuerstchen", "DDPM", NULL, "DDPMWuerstchenScheduler", 1},
+                                      &sched_ddpmw_family, 0, 0};
+const ld_sampler_desc *const ld_sampler_ddpm_wuerstchen = &g_ddpmw.d;
+
 static const sampler_entry *entry_of(const ld_sampler_desc *d) {
     for (size_t i = 0; i < N_ENTRIES; i++)
         if (&g_entries[i].d == d) return &g_entries[i];
-    return NULL;
+    return d == &g_ddpmw.d ? &g_ddpmw : NULL;
 }
 
 const ld_sampler_desc *ld_sampler_find(const char *name, ld_schedule *schedule) {
@@ -248,6 +256,7 @@ ld_status ld_scheduler_create(ld_ctx *ctx, const char *sampler, ld_schedule sche
     *out = NULL;
     ld_schedule named = schedule;
     const ld_sampler_desc *d = ld_sampler_find(sampler, &named);
+    if (!d && sampler && !strcasecmp(sampler, g_ddpmw.d.name)) d = &g_ddpmw.d;
     if (!d) {
         char names[512] = "";
         for (size_t i = 0; i < N_ENTRIES; i++) {
@@ -266,7 +275,16 @@ ld_status ld_scheduler_create(ld_ctx *ctx, const char *sampler, ld_schedule sche
     s->schedule = schedule;
     s->sde = e->sde;
     s->order = e->fam == &sched_heun_family || e->fam == &sched_dpm2_family ? 2 : 1;
-    ld_status st = read_config(ctx, s, cfg, where ? where : "scheduler config", spacing_override);
+    ld_status st;
+    if (e == &g_ddpmw) { /* its own config (s, scaler); nothing of the discrete classes applies */
+        st = schedule == LD_SCHEDULE_KARRAS
+                 ? ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "sampler ddpm_wuerstchen does not take the karras schedule")
+                 : sched_ddpmw_config(ctx, s, cfg, where ? where : "scheduler config");
+        if (st != LD_OK) ld_scheduler_free(s);
+        else *out = s;
+        return st;
+    }
+    st = read_config(ctx, s, cfg, where ? where : "scheduler config", spacing_override);
     if (st == LD_OK && s->schedule == LD_SCHEDULE_KARRAS && !e->karras_ok)
         st = ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
                      "sampler %s does not take the karras schedule (euler, dpm++2m, dpm++2m_sde, dpm++2s, heun and dpm2 do)",
@@ -288,6 +306,7 @@ void ld_scheduler_free(ld_scheduler *s) {
     free(s->sigmas);
     free(s->sigmas_interpol);
     for (int i = 0; i < 4; i++) free(s->hist[i]);
+    free(s->ddpmw);
     free(s);
 }
 
@@ -295,7 +314,7 @@ const ld_sampler_desc *ld_scheduler_desc(const ld_scheduler *s) { return s->desc
 ld_schedule ld_scheduler_schedule(const ld_scheduler *s) { return s->schedule; }
 
 const char *ld_scheduler_spacing(const ld_scheduler *s) {
-    if (s->fam == &sched_lcm_family) return "";
+    if (s->fam == &sched_lcm_family || s->fam == &sched_ddpmw_family) return "";
     return s->spacing == SPACING_TRAILING ? "trailing" : s->spacing == SPACING_LINSPACE ? "linspace" : "leading";
 }
 
@@ -315,8 +334,8 @@ ld_status ld_scheduler_set_timesteps(ld_ctx *ctx, ld_scheduler *s, int steps) {
 }
 
 ld_status ld_scheduler_set_custom(ld_ctx *ctx, ld_scheduler *s, const float *points, int n_points) {
-    (void)points;
-    (void)n_points;
+    s->begin = 0;
+    if (s->fam == &sched_ddpmw_family) return sched_ddpmw_set_custom(ctx, s, points, n_points);
     return ld_fail(ctx, LD_ERR_UNSUPPORTED, "sampler %s does not take a custom timestep list", s->desc->name);
 }
 
@@ -326,6 +345,11 @@ int ld_scheduler_calls(const ld_scheduler *s) { return s->calls; }
 int ld_scheduler_order(const ld_scheduler *s) { return s->order; }
 float ld_scheduler_timestep(const ld_scheduler *s, int call) { return s->timesteps[call]; }
 
+const float *ld_scheduler_timesteps(const ld_scheduler *s, int *count) {
+    *count = s->npoints;
+    return s->timesteps;
+}
+
 const float *ld_scheduler_sigmas(const ld_scheduler *s, int *count) {
     if (count) *count = s->nsigmas;
     return s->nsigmas ? s->sigmas : NULL;
@@ -333,6 +357,7 @@ const float *ld_scheduler_sigmas(const ld_scheduler *s, int *count) {
 
 float ld_scheduler_init_noise_sigma(const ld_scheduler *s) { return s->init_noise_sigma; }
 void ld_scheduler_set_begin(ld_scheduler *s, int call) { s->begin = call; }
+int ld_scheduler_begin(const ld_scheduler *s) { return s->begin; }
 
 void ld_scheduler_add_noise(const ld_scheduler *s, int call, const float *x0, const float *noise, float *out,
                             int64_t n) {
@@ -348,7 +373,10 @@ void ld_scheduler_predict_x0(const ld_scheduler *s, int call, const float *out, 
     /* alpha, sigma of the sample's parametrisation: k-samplers keep x = x0 + sigma * eps
      * (alpha 1); the others x = alpha * x0 + sqrt(1 - alpha^2) * eps */
     float alpha, sigma;
-    if (s->fam == &sched_ddim_family || s->fam == &sched_lcm_family) {
+    if (s->fam == &sched_ddpmw_family) {
+        const float a = sched_ddpmw_alpha_cumprod(s, call);
+        alpha = sqrtf(a), sigma = sqrtf(1.0f - a);
+    } else if (s->fam == &sched_ddim_family || s->fam == &sched_lcm_family) {
         const float a = s->alphas_cumprod[(int)s->timesteps[call]];
         alpha = sqrtf(a), sigma = sqrtf(1.0f - a);
     } else if (s->fam == &sched_dpmpp_2m_family || s->fam == &sched_dpmpp_2s_family || s->fam == &sched_unipc_family) {

@@ -25,9 +25,10 @@
  * ld_scheduler_set_begin(s, first_call) and then ld_scheduler_add_noise()
  * at ld_scheduler_timestep(s, first_call).
  *
- * DDPMWuerstchen (Wuerstchen v2, Stable Cascade) sits behind the same calls:
- * its timesteps are ratios in [0, 1], scale_input is the identity and
- * init_noise_sigma is 1.
+ * DDPMWuerstchen (Wuerstchen v2, Stable Cascade) sits behind the same calls
+ * (sampler "ddpm_wuerstchen", sched_ddpmw.c): its timesteps are ratios in
+ * [0, 1], scale_input is the identity, init_noise_sigma is 1, every step
+ * takes noise, and ld_scheduler_set_custom takes a list (Stage C's default).
  */
 #ifndef LD_SCHED_SCHEDULER_H
 #define LD_SCHED_SCHEDULER_H
@@ -47,8 +48,11 @@ typedef struct {
     int stochastic;              /* its steps draw noise (ld_scheduler_needs_noise) */
 } ld_sampler_desc;
 
-/* NULL-terminated list of every sampler built in. */
+/* NULL-terminated list of the SDXL family's samplers (what users pick). */
 extern const ld_sampler_desc *const ld_sampler_list[];
+/* DDPMWuerstchen, the Wuerstchen v2 / Stable Cascade sampler: created by its
+ * name "ddpm_wuerstchen", not in the list above nor found by ld_sampler_find. */
+extern const ld_sampler_desc *const ld_sampler_ddpm_wuerstchen;
 
 /* Finds a sampler by short name or A1111 label (case-insensitive); a label
  * that names a schedule ("DPM++ 2M Karras") sets *schedule to it, other names
@@ -86,12 +90,16 @@ int ld_scheduler_num_train(const ld_scheduler *s); /* num_train_timesteps of the
 int ld_scheduler_calls(const ld_scheduler *s);  /* model calls: entries of timesteps */
 int ld_scheduler_order(const ld_scheduler *s);  /* diffusers' scheduler.order (2 for Heun, DPM2) */
 float ld_scheduler_timestep(const ld_scheduler *s, int call);
+/* diffusers' scheduler.timesteps as a whole: *count = calls entries, or
+ * calls + 1 for DDPMWuerstchen, whose list ends with the final timestep 0. */
+const float *ld_scheduler_timesteps(const ld_scheduler *s, int *count);
 /* The sigma table where the class has one ([calls + 1] values, else NULL). */
 const float *ld_scheduler_sigmas(const ld_scheduler *s, int *count);
 float ld_scheduler_init_noise_sigma(const ld_scheduler *s);
 
 /* Image-to-image: the first call that will run (diffusers set_begin_index). */
 void ld_scheduler_set_begin(ld_scheduler *s, int call);
+int ld_scheduler_begin(const ld_scheduler *s); /* 0 unless set_begin moved it */
 /* out = scheduler.add_noise(x0, noise, timestep of `call`); out may alias x0. */
 void ld_scheduler_add_noise(const ld_scheduler *s, int call, const float *x0, const float *noise, float *out,
                             int64_t n);
