@@ -1,8 +1,9 @@
 /* Stable Cascade text-to-image (spec wuerstchen.md §8.4-8.6): prompt ->
  * bigG CLIP (hidden_states[-1] + pooled text_embeds) -> Stage C prior (DDPM
  * Wuerstchen, CFG) -> image embeddings -> Stage B decoder -> Stage A (Paella
- * VQ) -> RGB. This file: open/free, the text encoder, the prior loop and the
- * run helpers (noise replay, dumps, progress); cascade_decode.c: stages B, A.
+ * VQ) -> RGB. This file: the text encoder, the prior (on the denoising loop of
+ * denoise.h) and generate; cascade_models.c: open and the stage loaders;
+ * cascade_decode.c: stages B, A.
  *
  *     ld_pipeline_options o; ld_pipeline_options_init(&o);
  *     o.model_dir = "stable-cascade-prior"; o.decoder_dir = "stable-cascade";
@@ -10,6 +11,7 @@
  */
 #include "pipeline/cascade.h"
 
+#include "pipeline/denoise.h"
 #include "text/prompt_encode.h"
 #include "text/prompt_syntax.h"
 
@@ -17,58 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-/* ---- run helpers ---- */
-
-double ld_cascade_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-ld_status ld_cascade_noise(ld_ctx *ctx, ld_cascade_run *run, const char *name, int ndim, const int64_t *shape,
-                           float *out) {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    if (!run->replay) {
-        ld_rng_randn(&run->rng, out, n);
-    } else {
-        const ld_tensor *t = ld_safetensors_find(run->replay, name);
-        if (!t)
-            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: replay tensor '%s' not found",
-                           ld_safetensors_path(run->replay), name);
-        if (t->dtype != LD_F32 || !ld_shape_equal(t->ndim, t->shape, ndim, shape)) {
-            char a[96], b[96];
-            return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: replay tensor '%s' is %s %s, expected F32 %s",
-                           ld_safetensors_path(run->replay), name, ld_dtype_name(t->dtype),
-                           ld_shape_str(a, sizeof a, t->ndim, t->shape), ld_shape_str(b, sizeof b, ndim, shape));
-        }
-        memcpy(out, t->data, (size_t)n * sizeof(float));
-    }
-    return ld_cascade_dump(ctx, run, name, LD_F32, ndim, shape, out);
-}
-
-ld_status ld_cascade_dump(ld_ctx *ctx, ld_cascade_run *run, const char *name, ld_dtype dtype, int ndim,
-                          const int64_t *shape, const void *data) {
-    if (!run->dump) return LD_OK;
-    return ld_st_builder_add(ctx, run->dump, name, dtype, ndim, shape, data);
-}
-
-ld_status ld_cascade_progress(ld_ctx *ctx, ld_cascade_run *run, const char *stage, int step, int total) {
-    const ld_gen_params *p = run->params;
-    if (p->progress && p->progress(p->progress_user, stage, step, total, ld_cascade_now() - run->t0))
-        return ld_fail(ctx, LD_ERR_CANCELLED, "generation cancelled during %s step %d of %d", stage, step, total);
-    return LD_OK;
-}
-
-void ld_cascade_cfg(float *eps, const float *cond, const float *uncond, float w, int64_t n) {
-    /* torch.lerp(uncond, cond, w): the two-sided form PyTorch uses for accuracy. */
-    for (int64_t i = 0; i < n; i++) {
-        float d = cond[i] - uncond[i];
-        eps[i] = fabsf(w) < 0.5f ? uncond[i] + w * d : cond[i] - d * (1.0f - w);
-    }
-}
 
 /* ---- text ---- */
 
@@ -81,7 +31,7 @@ typedef struct {
 
 /* with_negative: also encode the negative prompt ("" if none), as batch entry 1;
  * its prior.* dump entries only when the prior runs CFG (as diffusers has them). */
-static ld_status encode_text(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *run, int with_negative,
+static ld_status encode_text(ld_ctx *ctx, const ld_cascade *c, ld_run *run, int with_negative,
                              int dump_negative, cascade_text *t) {
     const ld_gen_params *p = run->params;
     const char *texts[2] = {p->prompt, p->negative_prompt ? p->negative_prompt : ""};
@@ -101,78 +51,65 @@ static ld_status encode_text(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *r
     e.hidden = e.pooled = NULL; /* t owns them now */
     const int64_t D = e.D, P = e.P;
     int64_t s_ids[2] = {1, LD_CLIP_CONTEXT}, s_h[3] = {1, t->L, D}, s_p[3] = {1, 1, P};
-    st = ld_cascade_dump(ctx, run, "prior.input_ids", LD_I64, 2, s_ids, e.ids); /* the first chunk's */
-    if (st == LD_OK) st = ld_cascade_dump(ctx, run, "prior.attention_mask", LD_I64, 2, s_ids, e.mask);
+    st = ld_run_dump(ctx, run, "prior.input_ids", LD_I64, 2, s_ids, e.ids); /* the first chunk's */
+    if (st == LD_OK) st = ld_run_dump(ctx, run, "prior.attention_mask", LD_I64, 2, s_ids, e.mask);
     ld_prompt_enc_free(&e);
     LD_TRY(st);
-    LD_TRY(ld_cascade_dump(ctx, run, "prior.prompt_embeds", LD_F32, 3, s_h, t->hidden));
-    LD_TRY(ld_cascade_dump(ctx, run, "prior.prompt_embeds_pooled", LD_F32, 3, s_p, t->pooled));
+    LD_TRY(ld_run_dump(ctx, run, "prior.prompt_embeds", LD_F32, 3, s_h, t->hidden));
+    LD_TRY(ld_run_dump(ctx, run, "prior.prompt_embeds_pooled", LD_F32, 3, s_p, t->pooled));
     if (with_negative && dump_negative) {
-        LD_TRY(ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds", LD_F32, 3, s_h, t->hidden + t->L * D));
-        LD_TRY(ld_cascade_dump(ctx, run, "prior.negative_prompt_embeds_pooled", LD_F32, 3, s_p, t->pooled + P));
+        LD_TRY(ld_run_dump(ctx, run, "prior.negative_prompt_embeds", LD_F32, 3, s_h, t->hidden + t->L * D));
+        LD_TRY(ld_run_dump(ctx, run, "prior.negative_prompt_embeds_pooled", LD_F32, 3, s_p, t->pooled + P));
     }
-    return ld_cascade_progress(ctx, run, "text", 1, 1);
+    return ld_run_progress(ctx, run, "text", 1, 1);
 }
 
 /* ---- Stage C ---- */
 
 typedef struct {
-    float *x, *xin, *eps, *r, *img;
-} prior_bufs;
+    const ld_sc_unet *prior;
+    int64_t hC, wC, L;
+    const cascade_text *t;
+    const float *img; /* zero image embeddings for both halves */
+} prior_call;
 
-static ld_status prior_loop(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *run, const cascade_text *t, int64_t hC,
-                            int64_t wC, int steps, float cfg, prior_bufs *b) {
+static ld_status prior_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
+    const prior_call *pc = user;
+    const float r[2] = {t, t};
+    ld_sc_inputs si = {.B = B,
+                       .H = pc->hC,
+                       .W = pc->wC,
+                       .sample = in,
+                       .r = r,
+                       .clip_text_pooled = pc->t->pooled,
+                       .pooled_len = 1,
+                       .clip_text = pc->t->hidden,
+                       .text_len = pc->t->L,
+                       .clip_img = pc->img};
+    return ld_sc_unet_forward(ctx, pc->prior, &si, out);
+}
+
+static ld_status prior_stage(ld_ctx *ctx, const ld_cascade *c, ld_run *run, const cascade_text *t, int64_t hC,
+                             int64_t wC, int steps, float cfg, float *x) {
     const ld_sc_config *pc = &c->prior_cfg;
-    int use_cfg = cfg > 1.0f, nb = use_cfg ? 2 : 1;
-    int64_t C = pc->in_channels, n = C * hC * wC, shape[4] = {1, C, hC, wC};
-    ld_sc_unet *prior;
-    ld_ddpmw s;
-    LD_TRY(ld_ddpmw_init(ctx, &s, "prior scheduler", c->prior_sched_cfg));
+    const int64_t C = pc->in_channels, shape[4] = {1, C, hC, wC};
+    ld_sc_unet *prior = NULL;
+    ld_scheduler *s = NULL;
+    float *img = NULL;
     ld_status st = ld_cascade_load_prior(ctx, c, &prior);
-    if (st != LD_OK) {
-        ld_ddpmw_free(&s);
-        return st;
-    }
-    st = ld_ddpmw_set_timesteps(ctx, &s, steps); /* the v3 prior always uses linspace(1, 0, N+1) */
-    if (st == LD_OK) {
-        int64_t ts[1] = {s.n_points};
-        st = ld_cascade_dump(ctx, run, "prior.timesteps", LD_F32, 1, ts, s.timesteps);
-    }
-    if (st == LD_OK) st = ld_cascade_noise(ctx, run, "prior.latents0", 4, shape, b->x);
-    /* zero image embeddings for both halves */
-    memset(b->img, 0, (size_t)(nb * pc->clip_img_in) * sizeof(float));
-    for (int i = 0; st == LD_OK && i < s.n_steps; i++) {
-        float tt = s.timesteps[i];
-        for (int k = 0; k < nb; k++) {
-            memcpy(b->xin + k * n, b->x, (size_t)n * sizeof(float));
-            b->r[k] = tt;
-        }
-        ld_sc_inputs in = {.B = nb,
-                           .H = hC,
-                           .W = wC,
-                           .sample = b->xin,
-                           .r = b->r,
-                           .clip_text_pooled = t->pooled,
-                           .pooled_len = 1,
-                           .clip_text = t->hidden,
-                           .text_len = t->L,
-                           .clip_img = b->img};
-        st = ld_sc_unet_forward(ctx, prior, &in, b->eps);
-        if (st != LD_OK) break;
-        if (use_cfg) ld_cascade_cfg(b->eps, b->eps, b->eps + n, cfg, n);
-        char name[64];
-        snprintf(name, sizeof name, "prior.step%d.noise", i);
-        st = ld_cascade_noise(ctx, run, name, 4, shape, b->xin); /* xin is free until the next step */
-        if (st != LD_OK) break;
-        ld_ddpmw_step(&s, b->x, b->eps, tt, b->x, b->xin, n);
-        if ((st = ld_pipeline_check_finite(ctx, b->x, n, "prior", i + 1, s.n_steps)) != LD_OK) break;
-        snprintf(name, sizeof name, "prior.step%d.latents", i);
-        st = ld_cascade_dump(ctx, run, name, LD_F32, 4, shape, b->x);
-        if (st == LD_OK) st = ld_cascade_progress(ctx, run, "prior", i + 1, s.n_steps);
-    }
-    if (st == LD_OK) st = ld_cascade_dump(ctx, run, "image_embeddings", LD_F32, 4, shape, b->x);
-    ld_sc_unet_free(prior);
-    ld_ddpmw_free(&s);
+    if (st == LD_OK) /* the v3 prior always uses linspace(1, 0, N+1) */
+        st = ld_ddpmw_stage_scheduler(ctx, run, c->prior_sched_cfg, "prior scheduler", steps, "prior.", &s);
+    if (st == LD_OK) st = ld_calloc(ctx, (void **)&img, (size_t)(2 * pc->clip_img_in), sizeof(float), "clip_img");
+    if (st == LD_OK) st = ld_run_noise(ctx, run, "prior.latents0", 4, shape, x);
+    prior_call call = {prior, hC, wC, t->L, t, img};
+    ld_denoise d = {.stage = "prior", .prefix = "prior.", .ndim = 4, .shape = {1, C, hC, wC},
+                    .n_in = C * hC * wC, .guided = cfg > 1.0f, .guidance = LD_GUIDE_LERP, .scale = cfg,
+                    .model = prior_model, .user = &call};
+    if (st == LD_OK) st = ld_denoise_run(ctx, run, s, x, &d);
+    if (st == LD_OK) st = ld_run_dump(ctx, run, "image_embeddings", LD_F32, 4, shape, x);
+    ld_sc_unet_free(prior); /* released after its stage */
+    ld_scheduler_free(s);
+    free(img);
     return st;
 }
 
@@ -209,58 +146,38 @@ static ld_status plan(ld_ctx *ctx, const ld_cascade *c, const ld_gen_params *p, 
     return LD_OK;
 }
 
-static ld_status run_generate(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *run, const cascade_plan *pl,
+static ld_status run_generate(ld_ctx *ctx, const ld_cascade *c, ld_run *run, const cascade_plan *pl,
                               ld_image *out) {
     const ld_sc_config *pc = &c->prior_cfg;
-    int prior_cfg = pl->prior_cfg > 1.0f, dec_cfg = pl->cfg > 1.0f;
+    const int prior_cfg = pl->prior_cfg > 1.0f, dec_cfg = pl->cfg > 1.0f;
     cascade_text t = {0};
-    prior_bufs b = {0};
-    int64_t n = pc->in_channels * pl->hC * pl->wC, P = pc->clip_pooled_in;
-    ld_status st = LD_OK;
-    run->t0 = ld_cascade_now();
-    st = encode_text(ctx, c, run, prior_cfg || dec_cfg, prior_cfg, &t);
+    float *x = NULL;
+    const int64_t n = pc->in_channels * pl->hC * pl->wC, P = pc->clip_pooled_in;
+    ld_status st = encode_text(ctx, c, run, prior_cfg || dec_cfg, prior_cfg, &t);
     if (st == LD_OK && !prior_cfg && t.nb == 2) t.nb = 1; /* the negative is only for the decoder */
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&b.x, (size_t)n * sizeof(float), "prior latents");
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&b.xin, (size_t)(2 * n) * sizeof(float), "prior input");
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&b.eps, (size_t)(2 * n) * sizeof(float), "prior output");
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&b.r, 2 * sizeof(float), "prior input");
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&b.img, (size_t)(2 * pc->clip_img_in) * sizeof(float), "clip_img");
-    if (st == LD_OK) {
-        run->t0 = ld_cascade_now();
-        st = prior_loop(ctx, c, run, &t, pl->hC, pl->wC, pl->prior_steps, pl->prior_cfg, &b);
-    }
+    if (st == LD_OK) st = ld_malloc(ctx, (void **)&x, (size_t)n * sizeof(float), "prior latents");
+    if (st == LD_OK) st = prior_stage(ctx, c, run, &t, pl->hC, pl->wC, pl->prior_steps, pl->prior_cfg, x);
     if (st == LD_OK)
-        st = ld_cascade_decode(ctx, c, run, b.x, pl->hC, pl->wC, t.pooled, dec_cfg ? t.pooled + P : NULL, pl->steps,
+        st = ld_cascade_decode(ctx, c, run, x, pl->hC, pl->wC, t.pooled, dec_cfg ? t.pooled + P : NULL, pl->steps,
                                pl->cfg, out);
     free(t.hidden);
     free(t.pooled);
-    free(b.x);
-    free(b.xin);
-    free(b.eps);
-    free(b.r);
-    free(b.img);
+    free(x);
     return st;
 }
 
-static ld_status cascade_generate(ld_ctx *ctx, void *state, const ld_gen_params *params, ld_image *out,
-                                  ld_gen_info *info) {
+static ld_status cascade_generate(ld_ctx *ctx, void *state, const ld_gen_params *params, ld_precision precision,
+                                  ld_image *out, ld_gen_info *info) {
     const ld_cascade *c = state;
-    double t_start = ld_cascade_now();
     cascade_plan pl;
     int a1111;
     LD_TRY(plan(ctx, c, params, &pl));
     LD_TRY(ld_prompt_syntax_name(ctx, params->prompt_syntax, &a1111));
-    ld_cascade_run run = {.params = params};
-    ld_rng_init(&run.rng, params->seed);
-    ld_st_builder dump;
-    ld_st_builder_init(&dump);
-    if (params->dump) run.dump = &dump;
-    ld_status st = LD_OK;
-    if (params->replay_noise) st = ld_safetensors_open(ctx, params->replay_noise, &run.replay);
+    ld_run run;
+    ld_status st = ld_run_begin(ctx, &run, params, precision);
     if (st == LD_OK) st = run_generate(ctx, c, &run, &pl, out);
-    if (st == LD_OK && run.dump) st = ld_st_builder_write(ctx, &dump, params->dump);
-    ld_st_builder_free(&dump);
-    ld_safetensors_close(run.replay);
+    info->seconds = ld_run_seconds(&run);
+    st = ld_run_end(ctx, &run, st);
     if (st != LD_OK) {
         ld_image_free(out);
         return st;
@@ -273,7 +190,6 @@ static ld_status cascade_generate(ld_ctx *ctx, void *state, const ld_gen_params 
     info->prior_cfg_scale = pl.prior_cfg;
     snprintf(info->sampler, sizeof info->sampler, "ddpm_wuerstchen");
     snprintf(info->prompt_syntax, sizeof info->prompt_syntax, "%s", a1111 ? "a1111" : "plain");
-    info->seconds = ld_cascade_now() - t_start;
     return LD_OK;
 }
 

@@ -15,8 +15,8 @@
 #include "models/paella_vq.h"
 #include "models/stable_cascade_unet.h"
 #include "pipeline/pipeline.h"
-#include "sched/ddpm_wuerstchen.h"
-#include "sched/rng.h"
+#include "pipeline/run.h"
+#include "sched/scheduler.h"
 #include "text/clip_text.h"
 #include "text/clip_tokenizer.h"
 
@@ -49,33 +49,9 @@ ld_status ld_cascade_load_vqgan(ld_ctx *ctx, const ld_cascade *c, ld_paella_vq *
 ld_status ld_cascade_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *model_index, void **state);
 void ld_cascade_free(void *state);
 
-/* One generation's run state: random inputs, dump collection, progress. */
-typedef struct {
-    const ld_gen_params *params;
-    ld_rng rng;
-    ld_safetensors *replay; /* NULL: draw from rng */
-    ld_st_builder *dump;    /* NULL: no dump */
-    double t0;              /* stage start (seconds) */
-} ld_cascade_run;
-
-/* Standard normal values for `name` with the given shape: from the replay
- * file when there is one (shape checked), else from the RNG. */
-ld_status ld_cascade_noise(ld_ctx *ctx, ld_cascade_run *run, const char *name, int ndim, const int64_t *shape,
-                           float *out);
-/* Adds a tensor to the dump (no-op without one). */
-ld_status ld_cascade_dump(ld_ctx *ctx, ld_cascade_run *run, const char *name, ld_dtype dtype, int ndim,
-                          const int64_t *shape, const void *data);
-/* Progress callback for step `step` (1-based) of `total`; LD_ERR_CANCELLED when asked to stop. */
-ld_status ld_cascade_progress(ld_ctx *ctx, ld_cascade_run *run, const char *stage, int step, int total);
-double ld_cascade_now(void);
-
-/* eps = lerp(uncond, cond, w) as PyTorch computes it; cond and uncond are
- * the two halves of the batch [cond; uncond] of n values each. */
-void ld_cascade_cfg(float *eps, const float *cond, const float *uncond, float w, int64_t n);
-
 /* Stage B + Stage A: image embeddings [1, C, hC, wC] -> RGB image. pooled and
  * neg_pooled are [1, 1, P] (neg_pooled only used when cfg > 1). */
-ld_status ld_cascade_decode(ld_ctx *ctx, const ld_cascade *c, ld_cascade_run *run, const float *emb, int64_t hC,
+ld_status ld_cascade_decode(ld_ctx *ctx, const ld_cascade *c, ld_run *run, const float *emb, int64_t hC,
                             int64_t wC, const float *pooled, const float *neg_pooled, int steps, float cfg,
                             ld_image *out);
 

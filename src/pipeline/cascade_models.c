@@ -69,12 +69,12 @@ static ld_status load_sched(ld_ctx *ctx, const char *dir, const json_t *index, j
     char path[4096];
     LD_TRY(ld_component_dir(ctx, dir, index, "scheduler", path, sizeof path));
     LD_TRY(ld_component_config(ctx, path, cfg));
-    ld_ddpmw s; /* validate now rather than at the first generation */
+    ld_scheduler *s; /* validate now rather than at the first generation */
     char where[4200];
     snprintf(where, sizeof where, "%s/scheduler_config.json", path);
-    ld_status st = ld_ddpmw_init(ctx, &s, where, *cfg);
-    if (st == LD_OK) ld_ddpmw_free(&s);
-    return st;
+    LD_TRY(ld_scheduler_create(ctx, "ddpm_wuerstchen", LD_SCHEDULE_DEFAULT, *cfg, where, NULL, &s));
+    ld_scheduler_free(s);
+    return LD_OK;
 }
 
 /* Builds every component once (weights are checked by name and shape, not

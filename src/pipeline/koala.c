@@ -12,10 +12,10 @@
 #include "models/autoencoder_kl.h"
 #include "models/unet2d.h"
 #include "sched/scheduler.h"
-#include "sched/rng.h"
 #include "text/clip_tokenizer.h"
 #include "pipeline/koala_init.h"
 #include "pipeline/koala_defaults.h"
+#include "pipeline/denoise.h"
 #include "pipeline/memory_check.h"
 #include "pipeline/preview.h"
 #include "pipeline/sdxl_text.h"
@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define PATH_MAX_LEN 4096
 
@@ -49,12 +48,6 @@ typedef struct {
     double latents_mean[16], latents_std[16];
     int vae_tiling;        /* -1 auto, 0 off, 1 on */
 } koala;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void koala_free(void *state) {
     koala *k = state;
@@ -204,39 +197,8 @@ typedef struct {
     float time_ids[2 * 6];
     float *latents;      /* [1, C, h, w] */
     float *image;        /* [1, 3, H, W] */
-    ld_safetensors *replay;
-    ld_st_builder dump;
-    int dumping;
-    double t0;
+    ld_run *rc;          /* the run context: noise, dumps, progress, timing, precision */
 } run;
-
-static ld_status report(ld_ctx *ctx, run *r, const char *stage, int step, int total, double since) {
-    if (r->p->progress && r->p->progress(r->p->progress_user, stage, step, total, now_seconds() - since))
-        return ld_fail(ctx, LD_ERR_CANCELLED, "generation cancelled during the %s stage", stage);
-    return LD_OK;
-}
-
-static ld_status dump_f32(ld_ctx *ctx, run *r, const char *name, int ndim, const int64_t *shape, const float *data) {
-    if (!r->dumping) return LD_OK;
-    return ld_st_builder_add_f32(ctx, &r->dump, name, ndim, shape, data);
-}
-
-/* A replay tensor as f32 with exactly the expected shape. */
-static ld_status replay_get(ld_ctx *ctx, run *r, const char *name, int ndim, const int64_t *shape, float *out) {
-    const ld_tensor *t = ld_safetensors_find(r->replay, name);
-    const char *file = ld_safetensors_path(r->replay);
-    if (!t) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: replay tensor '%s' is missing", file, name);
-    if (!ld_shape_equal(t->ndim, t->shape, ndim, shape)) {
-        char a[128], b[128];
-        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: replay tensor '%s' has shape %s, this run needs %s", file,
-                       name, ld_shape_str(a, sizeof a, t->ndim, t->shape), ld_shape_str(b, sizeof b, ndim, shape));
-    }
-    if (t->dtype != LD_F32 && t->dtype != LD_F16 && t->dtype != LD_BF16)
-        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: replay tensor '%s' must be a float tensor, is %s", file, name,
-                       ld_dtype_name(t->dtype));
-    ld_convert_to_f32(out, t->data, t->dtype, 0, ld_tensor_numel(t));
-    return LD_OK;
-}
 
 /* Checks up front that the replay file holds every noise tensor this run
  * will ask for, so a mismatch fails before any model runs. */
@@ -244,23 +206,24 @@ static ld_status replay_check(ld_ctx *ctx, run *r, const ld_scheduler *s, int64_
     float *tmp = malloc(sizeof(float) * (size_t)n);
     if (!tmp) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     int64_t lshape[4] = {1, r->C, r->h, r->w};
-    ld_status st = replay_get(ctx, r, "latents0", 4, lshape, tmp);
+    ld_status st = ld_run_replay_get(ctx, r->rc, "latents0", 4, lshape, tmp);
     const int concat = r->k->unet_in != r->C;
     if (st == LD_OK && r->p->init_image && !(concat && r->p->strength >= 1.0f))
-        st = replay_get(ctx, r, "encode_noise", 4, lshape, tmp);
-    if (st == LD_OK && concat) st = replay_get(ctx, r, "masked_encode_noise", 4, lshape, tmp);
+        st = ld_run_replay_get(ctx, r->rc, "encode_noise", 4, lshape, tmp);
+    if (st == LD_OK && concat) st = ld_run_replay_get(ctx, r->rc, "masked_encode_noise", 4, lshape, tmp);
     for (int i = 0; st == LD_OK && i < ld_scheduler_calls(s) - r->begin; i++) {
         if (!ld_scheduler_needs_noise(s, r->begin + i)) continue;
         char name[64];
         snprintf(name, sizeof name, "step%d.noise", i);
-        st = replay_get(ctx, r, name, 4, lshape, tmp);
+        st = ld_run_replay_get(ctx, r->rc, name, 4, lshape, tmp);
     }
     free(tmp);
     return st;
 }
 
 static ld_status text_report(ld_ctx *ctx, void *user, int encoder, double since) {
-    return report(ctx, user, "text", encoder + 1, 2, since);
+    (void)since;
+    return ld_run_progress(ctx, ((run *)user)->rc, "text", encoder + 1, 2);
 }
 
 /* Text stage: fills r->embeds / r->pooled ([uncond; cond] with CFG). */
@@ -273,7 +236,7 @@ static ld_status stage_text(ld_ctx *ctx, run *r) {
     if (encode_neg) texts[n++] = neg ? neg : "";
     texts[n++] = r->prompt;
     int64_t *ids[2] = {NULL, NULL};
-    if (r->dumping) {
+    if (r->rc->dumping) { /* the token ids are only kept for the dump */
         ids[0] = malloc(sizeof(int64_t) * LD_CLIP_CONTEXT * 2);
         ids[1] = malloc(sizeof(int64_t) * LD_CLIP_CONTEXT * 2);
         if (!ids[0] || !ids[1]) {
@@ -307,16 +270,19 @@ static ld_status stage_text(ld_ctx *ctx, run *r) {
             }
         }
     }
-    if (st == LD_OK && r->dumping) {
+    if (st == LD_OK && r->rc->dumping) {
         int64_t ishape[2] = {1, LD_CLIP_CONTEXT}, eshape[3] = {1, r->L, r->D}, pshape[2] = {1, r->P};
         size_t erow = (size_t)r->L * (size_t)r->D;
-        st = ld_st_builder_add(ctx, &r->dump, "ids1", LD_I64, 2, ishape, ids[0] + (n - 1) * LD_CLIP_CONTEXT);
+        ld_run *rc = r->rc;
+        st = ld_run_dump(ctx, rc, "ids1", LD_I64, 2, ishape, ids[0] + (n - 1) * LD_CLIP_CONTEXT);
+        if (st == LD_OK) st = ld_run_dump(ctx, rc, "ids2", LD_I64, 2, ishape, ids[1] + (n - 1) * LD_CLIP_CONTEXT);
         if (st == LD_OK)
-            st = ld_st_builder_add(ctx, &r->dump, "ids2", LD_I64, 2, ishape, ids[1] + (n - 1) * LD_CLIP_CONTEXT);
-        if (st == LD_OK) st = dump_f32(ctx, r, "prompt_embeds", 3, eshape, r->embeds + (size_t)(r->B - 1) * erow);
-        if (st == LD_OK) st = dump_f32(ctx, r, "pooled_prompt_embeds", 2, pshape, r->pooled + (size_t)(r->B - 1) * r->P);
-        if (st == LD_OK && r->do_cfg) st = dump_f32(ctx, r, "negative_prompt_embeds", 3, eshape, r->embeds);
-        if (st == LD_OK && r->do_cfg) st = dump_f32(ctx, r, "negative_pooled_prompt_embeds", 2, pshape, r->pooled);
+            st = ld_run_dump(ctx, rc, "prompt_embeds", LD_F32, 3, eshape, r->embeds + (size_t)(r->B - 1) * erow);
+        if (st == LD_OK)
+            st = ld_run_dump(ctx, rc, "pooled_prompt_embeds", LD_F32, 2, pshape, r->pooled + (size_t)(r->B - 1) * r->P);
+        if (st == LD_OK && r->do_cfg) st = ld_run_dump(ctx, rc, "negative_prompt_embeds", LD_F32, 3, eshape, r->embeds);
+        if (st == LD_OK && r->do_cfg)
+            st = ld_run_dump(ctx, rc, "negative_pooled_prompt_embeds", LD_F32, 2, pshape, r->pooled);
     }
     free(ids[0]);
     free(ids[1]);
@@ -325,14 +291,16 @@ static ld_status stage_text(ld_ctx *ctx, run *r) {
     return st;
 }
 
-/* Hands the preview callback the estimate of the final image at call i
+/* Hands the preview callback the estimate of the final image at call c
  * (ld_scheduler_predict_x0 of the guided model output). tmp holds n floats. */
-static ld_status preview_step(ld_ctx *ctx, run *r, const ld_scheduler *s, int i, const float *out, float *tmp) {
+static ld_status preview_step(ld_ctx *ctx, void *user, const ld_scheduler *s, int c, const float *out,
+                              const float *x, float *tmp) {
+    run *r = user;
     const int every = r->p->preview_every > 0 ? r->p->preview_every : 1, calls = ld_scheduler_calls(s) - r->begin;
-    const int step = i - r->begin + 1;
+    const int step = c - r->begin + 1;
     if (step % every && step != calls) return LD_OK;
     const int64_t n = (int64_t)r->C * r->h * r->w;
-    ld_scheduler_predict_x0(s, i, out, r->latents, tmp, n);
+    ld_scheduler_predict_x0(s, c, out, x, tmp, n);
     ld_image img;
     LD_TRY(ld_preview_render(ctx, r->taesd, tmp, r->C, r->h, r->w, &img));
     const int stop = r->p->preview(r->p->preview_user, &img, step, calls);
@@ -340,9 +308,49 @@ static ld_status preview_step(ld_ctx *ctx, run *r, const ld_scheduler *s, int i,
     return stop ? ld_fail(ctx, LD_ERR_CANCELLED, "generation cancelled by the preview callback") : LD_OK;
 }
 
-/* Denoising stage: one U-Net call per scheduler call (guidance combined
- * here), the scheduler's step with its noise (replayed or drawn). */
-static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
+typedef struct {
+    run *r;
+    ld_unet2d *u; /* the forward plans its activations in the model's arena */
+} unet_call;
+
+static ld_status unet_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
+    const unet_call *uc = user;
+    const run *r = uc->r;
+    const float ts[2] = {t, t};
+    return ld_unet2d_forward(ctx, uc->u, in, B, r->h, r->w, ts, r->embeds, (int)r->L, r->pooled, r->time_ids, out);
+}
+
+/* 9-channel inpainting U-Nets: torch.cat([latent_model_input, mask, masked_image_latents], dim=1). */
+static void unet_fill_input(void *user, float *in) {
+    const run *r = ((const unet_call *)user)->r;
+    const int64_t plane = (int64_t)r->h * r->w, n = r->C * plane;
+    memcpy(in + n, r->mask, sizeof(float) * (size_t)plane);
+    memcpy(in + n + plane, r->masked_latents, sizeof(float) * (size_t)n);
+}
+
+/* 4-channel inpainting: the known region, re-noised to the next call's
+ * level (the init latents after the last), blended back. */
+static ld_status unet_blend(ld_ctx *ctx, void *user, const ld_scheduler *s, int c, int last, float *x,
+                            float *scratch) {
+    (void)ctx;
+    const run *r = ((const unet_call *)user)->r;
+    const int64_t plane = (int64_t)r->h * r->w, n = r->C * plane;
+    if (!last) ld_scheduler_add_noise(s, c + 1, r->image_latents, r->noise0, scratch, n);
+    const float *known = last ? r->image_latents : scratch;
+    for (int64_t j = 0; j < n; j++) {
+        const float m = r->mask[j % plane];
+        x[j] = (1.0f - m) * known[j] + m * x[j];
+    }
+    return LD_OK;
+}
+
+static ld_status preview_hook(ld_ctx *ctx, void *user, const ld_scheduler *s, int c, const float *out, const float *x,
+                              float *scratch) {
+    return preview_step(ctx, ((unet_call *)user)->r, s, c, out, x, scratch);
+}
+
+/* Denoising stage: the U-Net on the denoising loop (denoise.h). */
+static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s) {
     koala *k = r->k;
     ld_unet2d *u = NULL;
     LD_TRY(ld_unet2d_load_lora(ctx, k->unet, k->has_variant ? k->variant : NULL, r->loras, r->nloras, &u));
@@ -358,62 +366,21 @@ static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s, ld_rng *rng) {
     if (st == LD_OK && (ld_unet2d_in_channels(u) != cin || ld_unet2d_out_channels(u) != r->C))
         st = ld_fail(ctx, LD_ERR_MODEL, "%s: in/out channels %d/%d do not match the pipeline's %d/%d", k->unet,
                      ld_unet2d_in_channels(u), ld_unet2d_out_channels(u), cin, r->C);
-    const int64_t n = (int64_t)r->C * r->h * r->w, plane = (int64_t)r->h * r->w, nin = cin * plane;
-    float *x_in = malloc(sizeof(float) * (size_t)(nin * r->B));
-    float *eps = malloc(sizeof(float) * (size_t)(n * r->B));
-    float *noise = malloc(sizeof(float) * (size_t)n);
-    if (st == LD_OK && (!x_in || !eps || !noise)) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
-    int64_t lshape[4] = {1, r->C, r->h, r->w};
-    float g = r->cfg;
-    double t0 = now_seconds();
-    const int calls = ld_scheduler_calls(s), runs = calls - r->begin;
-    for (int i = 0; st == LD_OK && i < runs; i++) {
-        const int c = r->begin + i; /* the scheduler's call; i names the keys (step{i}.noise, ...) */
-        const float ti = ld_scheduler_timestep(s, c);
-        float t[2] = {ti, ti};
-        ld_scheduler_scale_input(s, c, r->latents, x_in, n);
-        if (r->masked_latents) { /* torch.cat([latent_model_input, mask, masked_image_latents], dim=1) */
-            memcpy(x_in + n, r->mask, sizeof(float) * (size_t)plane);
-            memcpy(x_in + n + plane, r->masked_latents, sizeof(float) * (size_t)n);
-        }
-        if (r->B == 2) memcpy(x_in + nin, x_in, sizeof(float) * (size_t)nin);
-        st = ld_unet2d_forward(ctx, u, x_in, r->B, r->h, r->w, t, r->embeds, (int)r->L, r->pooled, r->time_ids,
-                               eps);
-        if (st != LD_OK) break;
-        if (r->do_cfg) /* eps = eps_u + g * (eps_c - eps_u), each op rounded to f32 as torch does */
-            for (int64_t j = 0; j < n; j++) eps[j] = eps[j] + g * (eps[n + j] - eps[j]);
-        if (r->p->preview) st = preview_step(ctx, r, s, c, eps, x_in);
-        if (st != LD_OK) break;
-        const int draws = ld_scheduler_needs_noise(s, c);
-        if (draws) { /* the i-th scheduler call's noise: replayed as step{i}.noise, else the next draws */
-            char name[64];
-            snprintf(name, sizeof name, "step%d.noise", i);
-            if (r->replay) st = replay_get(ctx, r, name, 4, lshape, noise);
-            else ld_rng_randn(rng, noise, n);
-            if (st == LD_OK) st = dump_f32(ctx, r, name, 4, lshape, noise);
-            if (st != LD_OK) break;
-        }
-        st = ld_scheduler_step(ctx, s, c, eps, r->latents, draws ? noise : NULL, n);
-        if (st == LD_OK && r->mask && !r->masked_latents) { /* 4-channel inpainting: the known region, re-noised
-                                                                to the next call's level */
-            if (i < runs - 1) ld_scheduler_add_noise(s, c + 1, r->image_latents, r->noise0, x_in, n);
-            const float *known = i < runs - 1 ? x_in : r->image_latents;
-            for (int64_t j = 0; j < n; j++) {
-                const float m = r->mask[j % plane];
-                r->latents[j] = (1.0f - m) * known[j] + m * r->latents[j];
-            }
-        }
-        if (st == LD_OK) st = ld_pipeline_check_finite(ctx, r->latents, n, "unet", i + 1, runs);
-        if (st == LD_OK && r->dumping) {
-            char name[64];
-            snprintf(name, sizeof name, "step%d.latents", i);
-            st = dump_f32(ctx, r, name, 4, lshape, r->latents);
-        }
-        if (st == LD_OK) st = report(ctx, r, "unet", i + 1, runs, t0);
-    }
-    free(x_in);
-    free(eps);
-    free(noise);
+    unet_call uc = {r, u};
+    ld_denoise d = {.stage = "unet",
+                    .prefix = "",
+                    .ndim = 4,
+                    .shape = {1, r->C, r->h, r->w},
+                    .n_in = (int64_t)cin * r->h * r->w,
+                    .guided = r->do_cfg,
+                    .guidance = LD_GUIDE_CFG,
+                    .scale = r->cfg,
+                    .model = unet_model,
+                    .fill_input = r->masked_latents ? unet_fill_input : NULL,
+                    .after_step = r->mask && !r->masked_latents ? unet_blend : NULL,
+                    .preview = r->p->preview ? preview_hook : NULL,
+                    .user = &uc};
+    if (st == LD_OK) st = ld_denoise_run(ctx, r->rc, s, r->latents, &d);
     ld_unet2d_free(u);
     return st;
 }
@@ -443,12 +410,12 @@ static ld_status stage_vae(ld_ctx *ctx, run *r) {
             z[i] = r->latents[i] / sf;
         }
     }
-    double t0 = now_seconds();
+    ld_run_stage_start(r->rc);
     if (r->p->tiny_decoder) { /* TAESD reads the U-Net's scaled latents (its scaling_factor is 1) */
         for (int64_t i = 0; i < n; i++) z[i] = r->latents[i] / r->taesd->scaling_factor;
         ld_status st = ld_vae_tiny_decode(ctx, r->taesd, r->image, z, 1, r->h, r->w);
         free(z);
-        return st == LD_OK ? report(ctx, r, "vae", 1, 1, t0) : st;
+        return st == LD_OK ? ld_run_progress(ctx, r->rc, "vae", 1, 1) : st;
     }
     ld_vae *v = NULL;
     ld_status st = ld_vae_load(ctx, k->vae, k->has_variant ? k->variant : NULL, &v);
@@ -460,7 +427,7 @@ static ld_status stage_vae(ld_ctx *ctx, run *r) {
     if (st == LD_OK) st = ld_vae_decode(ctx, v, z, 1, r->h, r->w, r->image, tiling);
     ld_vae_free(v);
     free(z);
-    if (st == LD_OK) st = report(ctx, r, "vae", 1, 1, t0);
+    if (st == LD_OK) st = ld_run_progress(ctx, r->rc, "vae", 1, 1);
     return st;
 }
 
@@ -570,19 +537,19 @@ static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
 static ld_status dump_meta(ld_ctx *ctx, run *r) {
     char v[64];
     const char *neg = r->p->negative_prompt;
-    ld_status st = ld_st_builder_meta(ctx, &r->dump, "prompt", r->p->prompt);
-    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "negative_prompt", neg ? neg : "");
-    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "negative_is_none", neg ? "false" : "true");
+    ld_status st = ld_run_dump_meta(ctx, r->rc, "prompt", r->p->prompt);
+    if (st == LD_OK) st = ld_run_dump_meta(ctx, r->rc, "negative_prompt", neg ? neg : "");
+    if (st == LD_OK) st = ld_run_dump_meta(ctx, r->rc, "negative_is_none", neg ? "false" : "true");
     snprintf(v, sizeof v, "%d", r->steps);
-    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "steps", v);
+    if (st == LD_OK) st = ld_run_dump_meta(ctx, r->rc, "steps", v);
     snprintf(v, sizeof v, "%g", (double)r->cfg);
-    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "guidance_scale", v);
-    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "sampler", r->sampler);
-    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "schedule", ld_schedule_name(r->schedule));
+    if (st == LD_OK) st = ld_run_dump_meta(ctx, r->rc, "guidance_scale", v);
+    if (st == LD_OK) st = ld_run_dump_meta(ctx, r->rc, "sampler", r->sampler);
+    if (st == LD_OK) st = ld_run_dump_meta(ctx, r->rc, "schedule", ld_schedule_name(r->schedule));
     snprintf(v, sizeof v, "%d", r->H);
-    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "height", v);
+    if (st == LD_OK) st = ld_run_dump_meta(ctx, r->rc, "height", v);
     snprintf(v, sizeof v, "%d", r->W);
-    if (st == LD_OK) st = ld_st_builder_meta(ctx, &r->dump, "width", v);
+    if (st == LD_OK) st = ld_run_dump_meta(ctx, r->rc, "width", v);
     return st;
 }
 
@@ -635,18 +602,11 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         else ld_scheduler_set_begin(s, r->begin);
     }
     int64_t n = (int64_t)r->C * r->h * r->w, lshape[4] = {1, r->C, r->h, r->w};
-    if (st == LD_OK && p->replay_noise) st = ld_safetensors_open(ctx, p->replay_noise, &r->replay);
-    if (st == LD_OK && r->replay) st = replay_check(ctx, r, s, n);
-    if (st == LD_OK && p->dump) {
-        ld_st_builder_init(&r->dump);
-        r->dumping = 1;
-        st = dump_meta(ctx, r);
-    }
+    if (st == LD_OK && r->rc->replay) st = replay_check(ctx, r, s, n);
+    if (st == LD_OK) st = dump_meta(ctx, r);
     /* random inputs first, in the reference's order: the VAE sample's noise
      * (image-to-image), the initial noise, the masked image's VAE sample
      * noise (9-channel inpainting) */
-    ld_rng rng;
-    ld_rng_init(&rng, p->seed);
     float *enc_noise = NULL, *masked_noise = NULL;
     if (st == LD_OK) {
         r->latents = malloc(sizeof(float) * (size_t)n);
@@ -662,22 +622,12 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
             (concat && (!masked_noise || !r->masked_latents)))
             st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     }
-    if (st == LD_OK && encode_image) {
-        if (r->replay) st = replay_get(ctx, r, "encode_noise", 4, lshape, enc_noise);
-        else ld_rng_randn(&rng, enc_noise, n);
-    }
-    if (st == LD_OK) {
-        if (r->replay) st = replay_get(ctx, r, "latents0", 4, lshape, r->latents);
-        else ld_rng_randn(&rng, r->latents, n);
-    }
-    if (st == LD_OK && concat) {
-        if (r->replay) st = replay_get(ctx, r, "masked_encode_noise", 4, lshape, masked_noise);
-        else ld_rng_randn(&rng, masked_noise, n);
-    }
-    if (st == LD_OK) st = dump_f32(ctx, r, "latents0", 4, lshape, r->latents);
+    if (st == LD_OK && encode_image) st = ld_run_noise(ctx, r->rc, "encode_noise", 4, lshape, enc_noise);
+    if (st == LD_OK) st = ld_run_noise(ctx, r->rc, "latents0", 4, lshape, r->latents);
+    if (st == LD_OK && concat) st = ld_run_noise(ctx, r->rc, "masked_encode_noise", 4, lshape, masked_noise);
     if (st == LD_OK && img2img) { /* the init image: encoded, then noised to the first call's level */
         ld_vae *v = NULL;
-        double t0 = now_seconds();
+        ld_run_stage_start(r->rc);
         st = ld_vae_load(ctx, k->vae, k->has_variant ? k->variant : NULL, &v);
         if (st == LD_OK && encode_image)
             st = ld_koala_encode_init(ctx, v, &r->init_img, enc_noise, k->scaling_factor, r->C, r->h, r->w,
@@ -686,11 +636,11 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
             st = ld_koala_encode_masked(ctx, v, &r->init_img, &r->mask_img, masked_noise, k->scaling_factor, r->C,
                                         r->h, r->w, r->masked_latents);
         ld_vae_free(v);
-        if (st == LD_OK && encode_image) st = dump_f32(ctx, r, "encode_noise", 4, lshape, enc_noise);
-        if (st == LD_OK && encode_image) st = dump_f32(ctx, r, "image_latents", 4, lshape, r->image_latents);
-        if (st == LD_OK && concat) st = dump_f32(ctx, r, "masked_encode_noise", 4, lshape, masked_noise);
-        if (st == LD_OK && concat) st = dump_f32(ctx, r, "masked_image_latents", 4, lshape, r->masked_latents);
-        if (st == LD_OK) st = report(ctx, r, "encode", 1, 1, t0);
+        if (st == LD_OK && encode_image)
+            st = ld_run_dump(ctx, r->rc, "image_latents", LD_F32, 4, lshape, r->image_latents);
+        if (st == LD_OK && concat)
+            st = ld_run_dump(ctx, r->rc, "masked_image_latents", LD_F32, 4, lshape, r->masked_latents);
+        if (st == LD_OK) st = ld_run_progress(ctx, r->rc, "encode", 1, 1);
     }
     free(masked_noise);
     if (st == LD_OK && inpaint) {
@@ -701,7 +651,7 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         if (st == LD_OK) {
             ld_koala_mask_latents(&r->mask_img, r->h, r->w, r->mask);
             memcpy(r->noise0, r->latents, sizeof(float) * (size_t)n);
-            st = dump_f32(ctx, r, "mask_latents", 4, mshape, r->mask);
+            st = ld_run_dump(ctx, r->rc, "mask_latents", LD_F32, 4, mshape, r->mask);
         }
     }
     free(enc_noise);
@@ -732,15 +682,15 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     if (st == LD_OK) {
         const int runs = ld_scheduler_calls(s) - r->begin;
         int64_t tshape[2] = {1, 6}, sshape[1] = {runs};
-        st = dump_f32(ctx, r, "time_ids", 2, tshape, r->time_ids);
+        st = ld_run_dump(ctx, r->rc, "time_ids", LD_F32, 2, tshape, r->time_ids);
         float *tsv = malloc(sizeof(float) * (size_t)runs);
         if (!tsv) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
         for (int i = 0; st == LD_OK && i < runs; i++) tsv[i] = ld_scheduler_timestep(s, r->begin + i);
-        if (st == LD_OK) st = dump_f32(ctx, r, "timesteps", 1, sshape, tsv);
+        if (st == LD_OK) st = ld_run_dump(ctx, r->rc, "timesteps", LD_F32, 1, sshape, tsv);
         free(tsv);
     }
-    if (st == LD_OK) st = stage_unet(ctx, r, s, &rng);
-    if (st == LD_OK) st = dump_f32(ctx, r, "final_latents", 4, lshape, r->latents);
+    if (st == LD_OK) st = stage_unet(ctx, r, s);
+    if (st == LD_OK) st = ld_run_dump(ctx, r->rc, "final_latents", LD_F32, 4, lshape, r->latents);
     if (st == LD_OK && p->latents_out) memcpy(p->latents_out, r->latents, sizeof(float) * (size_t)n);
     free(r->embeds);
     free(r->pooled);
@@ -748,7 +698,7 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     const int decode = !p->latents_out;
     if (st == LD_OK && decode) st = stage_vae(ctx, r);
     if (st == LD_OK && decode)
-        st = ld_pipeline_check_finite(ctx, r->image, 3 * (int64_t)r->H * r->W, p->tiny_decoder ? "TAESD" : "vae", 0, 0);
+        st = ld_run_check_finite(ctx, r->image, 3 * (int64_t)r->H * r->W, p->tiny_decoder ? "TAESD" : "vae", 0, 0);
     if (st == LD_OK && decode) {
         out->pixels = malloc((size_t)r->H * r->W * 3);
         if (!out->pixels) st = ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
@@ -759,10 +709,9 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
         out->height = r->H;
         out->channels = 3;
         int64_t ishape[4] = {1, 3, r->H, r->W}, ushape[4] = {1, r->H, r->W, 3};
-        st = dump_f32(ctx, r, "image", 4, ishape, r->image);
-        if (st == LD_OK && r->dumping) st = ld_st_builder_add(ctx, &r->dump, "image_u8", LD_U8, 4, ushape, out->pixels);
+        st = ld_run_dump(ctx, r->rc, "image", LD_F32, 4, ishape, r->image);
+        if (st == LD_OK) st = ld_run_dump(ctx, r->rc, "image_u8", LD_U8, 4, ushape, out->pixels);
     }
-    if (st == LD_OK && r->dumping) st = ld_st_builder_write(ctx, &r->dump, p->dump);
     if (st == LD_OK) {
         info->width = r->W;
         info->height = r->H;
@@ -783,15 +732,19 @@ static ld_status generate_run(ld_ctx *ctx, run *r, ld_image *out, ld_gen_info *i
     return st;
 }
 
-static ld_status koala_generate(ld_ctx *ctx, void *state, const ld_gen_params *p, ld_image *out, ld_gen_info *info) {
+static ld_status koala_generate(ld_ctx *ctx, void *state, const ld_gen_params *p, ld_precision precision,
+                                ld_image *out, ld_gen_info *info) {
     run r;
     memset(&r, 0, sizeof r);
     r.k = state;
     r.p = p;
-    r.t0 = now_seconds();
-    ld_status st = generate_run(ctx, &r, out, info);
-    if (r.dumping) ld_st_builder_free(&r.dump);
-    if (r.replay) ld_safetensors_close(r.replay);
+    ld_run rc;
+    r.rc = &rc;
+    ld_status st = ld_run_begin(ctx, &rc, p, precision);
+    if (st == LD_OK) st = generate_run(ctx, &r, out, info);
+    info->seconds = ld_run_seconds(&rc);
+    st = ld_run_end(ctx, &rc, st);
+    if (st != LD_OK) ld_image_free(out);
     ld_vae_tiny_free(r.taesd);
     free(r.image_latents);
     free(r.mask);
@@ -808,7 +761,6 @@ static ld_status koala_generate(ld_ctx *ctx, void *state, const ld_gen_params *p
     free(r.loras);
     for (int i = 0; i < r.ntags; i++) free(r.lora_paths[i]);
     free(r.lora_paths);
-    info->seconds = now_seconds() - r.t0;
     return st;
 }
 

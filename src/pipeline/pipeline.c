@@ -14,12 +14,6 @@
 #include <string.h>
 #include <strings.h>
 
-void ld_pipeline_options_init(ld_pipeline_options *opt) {
-    memset(opt, 0, sizeof *opt);
-    opt->precision = LD_PRECISION_F32;
-    opt->vae_tiling = -1;
-}
-
 ld_status ld_image_save_png(ld_ctx *ctx, const char *path, const ld_image *img, const ld_gen_params *params,
                             const ld_gen_info *info) {
     if (!img || !img->pixels || img->channels != 3 || img->width < 1 || img->height < 1)
@@ -30,19 +24,6 @@ ld_status ld_image_save_png(ld_ctx *ctx, const char *path, const ld_image *img, 
     ld_status st = ld_png_write(ctx, path, img->pixels, img->width, img->height, text ? chunks : NULL);
     free(text);
     return st;
-}
-
-void ld_gen_params_init(ld_gen_params *p) {
-    memset(p, 0, sizeof *p);
-    p->prompt = "";
-    p->cfg_scale = -1.0f;
-    p->prior_cfg_scale = -1.0f;
-}
-
-void ld_image_free(ld_image *img) {
-    if (!img) return;
-    free(img->pixels);
-    img->pixels = NULL;
 }
 
 ld_status ld_pipeline_open(ld_ctx *ctx, const ld_pipeline_options *opt, ld_pipeline **out) {
@@ -93,19 +74,6 @@ void ld_pipeline_free(ld_pipeline *p) {
 const char *ld_pipeline_family(const ld_pipeline *p) { return p->impl->family; }
 const char *ld_pipeline_model_name(const ld_pipeline *p) { return p->model_name; }
 
-ld_status ld_pipeline_check_finite(ld_ctx *ctx, const float *x, int64_t n, const char *stage, int step, int total) {
-    for (int64_t i = 0; i < n; i++) {
-        if (isfinite(x[i])) continue;
-        const char *what = isnan(x[i]) ? "NaN" : "infinity";
-        const char *hint = ld_gemm_get_precision() == LD_PRECISION_BF16 ? ", or try --precision f32" : "";
-        if (step > 0)
-            return ld_fail(ctx, LD_ERR_MODEL, "%s produced %s at step %d of %d: check the weights%s", stage, what, step,
-                           total, hint);
-        return ld_fail(ctx, LD_ERR_MODEL, "%s produced %s in the image: check the weights%s", stage, what, hint);
-    }
-    return LD_OK;
-}
-
 ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, ld_image *out, ld_gen_info *info) {
     memset(out, 0, sizeof *out);
     ld_gen_info local;
@@ -136,11 +104,6 @@ ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, 
     snprintf(info->model, sizeof info->model, "%s", p->model_name);
     snprintf(info->family, sizeof info->family, "%s", p->impl->family);
     info->seed = params->seed;
-    /* Every family runs its GEMMs (linear layers, convolutions) in the
-     * pipeline's precision. The setting belongs to the calling thread (so two
-     * pipelines on two threads never see each other's); restore the caller's. */
-    ld_precision saved = ld_gemm_get_precision();
-    ld_gemm_set_precision(p->precision);
     /* the models poll the cancel callback through ctx (ld_check_cancel) */
     ld_cancel_fn saved_cancel = ctx ? ctx->cancel : NULL;
     void *saved_user = ctx ? ctx->cancel_user : NULL;
@@ -148,12 +111,12 @@ ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, 
         ctx->cancel = params->cancel;
         ctx->cancel_user = params->cancel_user;
     }
-    ld_status st = p->impl->generate(ctx, p->state, params, out, info);
+    /* the run sets its precision for this thread (run.h) and restores the caller's */
+    ld_status st = p->impl->generate(ctx, p->state, params, p->precision, out, info);
     if (ctx) {
         ctx->cancel = saved_cancel;
         ctx->cancel_user = saved_user;
     }
-    ld_gemm_set_precision(saved);
     if (st != LD_OK) {
         ld_image_free(out); /* a stopped or failed run leaves no image */
         return st;

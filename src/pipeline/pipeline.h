@@ -14,21 +14,17 @@ typedef struct {
     /* model_index is the parsed model_index.json of opt->model_dir (borrowed). */
     ld_status (*open)(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *model_index, void **state);
     void (*free)(void *state);
-    ld_status (*generate)(ld_ctx *ctx, void *state, const ld_gen_params *params, ld_image *out, ld_gen_info *info);
+    /* precision: the run's (ld_run_begin sets it for the calling thread). */
+    ld_status (*generate)(ld_ctx *ctx, void *state, const ld_gen_params *params, ld_precision precision,
+                          ld_image *out, ld_gen_info *info);
 } ld_pipeline_impl;
 
 struct ld_pipeline {
     const ld_pipeline_impl *impl;
     void *state;
     char model_name[128];
-    ld_precision precision; /* arithmetic of the matrix products while this pipeline generates */
+    ld_precision precision; /* arithmetic of the matrix products of this pipeline's runs */
 };
-
-/* A non-finite value in x is an error naming the stage and step ("unet
- * produced NaN at step 3 of 25: check the weights, or try --precision f32");
- * step 0 means the stage's output image. Families call it after every
- * denoising step and on the decoded image, so nothing broken is written. */
-ld_status ld_pipeline_check_finite(ld_ctx *ctx, const float *x, int64_t n, const char *stage, int step, int total);
 
 /* NULL-terminated list of the families built into the library. */
 extern const ld_pipeline_impl *const ld_pipeline_registry[];

@@ -1,152 +1,87 @@
-/* Wuerstchen v2 text-to-image: open the prior and decoder pipeline folders,
- * encode the prompt (CLIP bigG last_hidden_state with the padding mask), run
- * the prior with DDPMWuerstchen and CFG, denormalize, then hand over to
+/* Wuerstchen v2 text-to-image: open the prior and decoder pipeline folders
+ * (configs checked, each model loaded once to check the pieces fit), then per
+ * generation: the prior's text stage, the prior (DDPMWuerstchen with CFG, on
+ * the denoising loop of denoise.h), denormalize, and hand over to
  * wuerstchen_decode.c. See wuerstchen.h. */
 #include "pipeline/wuerstchen.h"
 
 #include "io/json.h"
 #include "io/model_folder.h"
-#include "text/prompt_encode.h"
+#include "pipeline/denoise.h"
+#include "sched/ddpm_wuerstchen.h"
 #include "text/prompt_syntax.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-/* ---- run helpers ---- */
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-void ld_wu_stage_start(ld_wu_run *run) { run->t0 = now_seconds(); }
-
-ld_status ld_wu_noise(ld_ctx *ctx, ld_wu_run *run, const char *name, int ndim, const int64_t *shape, float *out) {
-    int64_t n = 1;
-    for (int d = 0; d < ndim; d++) n *= shape[d];
-    if (!run->replay) {
-        ld_rng_randn(&run->rng, out, n);
-        return LD_OK;
-    }
-    const ld_tensor *t = ld_safetensors_find(run->replay, name);
-    char a[96], b[96];
-    if (!t)
-        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: replay tensor '%s' not found",
-                       ld_safetensors_path(run->replay), name);
-    if (t->dtype != LD_F32 || !ld_shape_equal(t->ndim, t->shape, ndim, shape))
-        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "%s: replay tensor '%s' is %s %s, expected F32 %s",
-                       ld_safetensors_path(run->replay), name, ld_dtype_name(t->dtype),
-                       ld_shape_str(a, sizeof a, t->ndim, t->shape), ld_shape_str(b, sizeof b, ndim, shape));
-    ld_convert_to_f32(out, t->data, LD_F32, 0, n);
-    return LD_OK;
-}
-
-ld_status ld_wu_dump(ld_ctx *ctx, ld_wu_run *run, const char *name, ld_dtype dtype, int ndim, const int64_t *shape,
-                     const void *data) {
-    if (!run->dump) return LD_OK;
-    return ld_st_builder_add(ctx, run->dump, name, dtype, ndim, shape, data);
-}
-
-ld_status ld_wu_progress(ld_ctx *ctx, ld_wu_run *run, const char *stage, int step, int total) {
-    const ld_gen_params *p = run->params;
-    if (p->progress && p->progress(p->progress_user, stage, step, total, now_seconds() - run->t0))
-        return ld_fail(ctx, LD_ERR_CANCELLED, "cancelled during %s step %d of %d", stage, step, total);
-    return LD_OK;
-}
-
-void ld_wu_lerp(float *eps, const float *uncond, const float *cond, float w, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float u = uncond[i], c = cond[i];
-        eps[i] = fabsf(w) < 0.5f ? u + w * (c - u) : c - (c - u) * (1.0f - w);
-    }
-}
-
-ld_status ld_wu_encode_text(ld_ctx *ctx, ld_wu_run *run, const ld_clip_tokenizer *tok, const ld_clip_text *te,
-                            const char *prompt, const char *negative, int with_negative, const char *dump_prefix,
-                            float **hidden, int64_t *dim, int64_t *len) {
-    const int B = with_negative ? 2 : 1;
-    const char *texts[2] = {prompt, negative ? negative : ""}, *names[2] = {"prompt", "negative prompt"};
-    int a1111;
-    ld_prompt_enc e;
-    *hidden = NULL;
-    LD_TRY(ld_prompt_syntax_name(ctx, run->params->prompt_syntax, &a1111));
-    if (strcmp(dump_prefix, "prior") == 0) ld_prompt_warn_truncation(tok, texts, B, names, a1111); /* once a run */
-    /* last_hidden_state with the padding mask; A1111 syntax: chunks along the sequence */
-    LD_TRY(ld_prompt_encode(ctx, tok, te, texts, B, names, a1111, 0, 1, 0, &e));
-    const int64_t L = e.L, D = e.D;
-    char name[96];
-    int64_t s_ids[2] = {1, LD_CLIP_CONTEXT}, s_h[3] = {1, L, D};
-    ld_status st = LD_OK;
-    if (strcmp(dump_prefix, "prior") == 0) { /* the first chunk's ids and mask */
-        st = ld_wu_dump(ctx, run, "prior.input_ids", LD_I64, 2, s_ids, e.ids);
-        if (st == LD_OK) st = ld_wu_dump(ctx, run, "prior.attention_mask", LD_I64, 2, s_ids, e.mask);
-    }
-    snprintf(name, sizeof name, "%s.prompt_embeds", dump_prefix);
-    if (st == LD_OK) st = ld_wu_dump(ctx, run, name, LD_F32, 3, s_h, e.hidden);
-    snprintf(name, sizeof name, "%s.negative_prompt_embeds", dump_prefix);
-    if (st == LD_OK && with_negative) st = ld_wu_dump(ctx, run, name, LD_F32, 3, s_h, e.hidden + L * D);
-    if (st != LD_OK) {
-        ld_prompt_enc_free(&e);
-        return st;
-    }
-    *hidden = e.hidden;
-    e.hidden = NULL;
-    ld_prompt_enc_free(&e);
-    *dim = D;
-    *len = L;
-    return LD_OK;
-}
 
 /* ---- open / free ---- */
-
-static const char *variant_of(const ld_wuerstchen *w) { return w->has_variant ? w->variant : NULL; }
-
-ld_status ld_wu_need_prior_text(ld_ctx *ctx, ld_wuerstchen *w) {
-    return w->prior_text ? LD_OK : ld_clip_text_load(ctx, w->prior_text_dir, variant_of(w), &w->prior_text);
-}
-ld_status ld_wu_need_prior(ld_ctx *ctx, ld_wuerstchen *w) {
-    return w->prior ? LD_OK : ld_wuerstchen_prior_load(ctx, w->prior_dir, variant_of(w), &w->prior);
-}
-ld_status ld_wu_need_decoder_text(ld_ctx *ctx, ld_wuerstchen *w) {
-    return w->decoder_text ? LD_OK : ld_clip_text_load(ctx, w->decoder_text_dir, variant_of(w), &w->decoder_text);
-}
-ld_status ld_wu_need_decoder(ld_ctx *ctx, ld_wuerstchen *w) {
-    return w->decoder ? LD_OK : ld_wuerstchen_diffnext_load(ctx, w->decoder_dir, variant_of(w), &w->decoder);
-}
-ld_status ld_wu_need_vqgan(ld_ctx *ctx, ld_wuerstchen *w) {
-    return w->vqgan ? LD_OK : ld_paella_vq_load(ctx, w->vqgan_dir, variant_of(w), &w->vqgan);
-}
 
 static void wu_free(void *state) {
     ld_wuerstchen *w = state;
     if (!w) return;
-    ld_wuerstchen_prior_free(w->prior);
-    ld_wuerstchen_diffnext_free(w->decoder);
-    ld_paella_vq_free(w->vqgan);
-    ld_clip_text_free(w->prior_text);
-    ld_clip_text_free(w->decoder_text);
     ld_clip_tokenizer_free(w->prior_tok);
     ld_clip_tokenizer_free(w->decoder_tok);
+    json_decref(w->prior_sched_cfg);
+    json_decref(w->decoder_sched_cfg);
     free(w);
 }
 
-static ld_status load_scheduler(ld_ctx *ctx, const char *dir, const json_t *index, ld_ddpmw *s) {
-    char comp[4200], where[4300];
+/* The folder's scheduler config (a DDPMWuerstchenScheduler), checked by
+ * creating a scheduler from it. */
+static ld_status read_scheduler(ld_ctx *ctx, const char *dir, const json_t *index, json_t **cfg, char *where,
+                                size_t where_size) {
+    char comp[4200];
     LD_TRY(ld_component_dir(ctx, dir, index, "scheduler", comp, sizeof comp));
-    json_t *cfg;
-    LD_TRY(ld_component_config(ctx, comp, &cfg));
-    const char *cls = json_string_value(json_object_get(cfg, "_class_name"));
-    snprintf(where, sizeof where, "%s/scheduler_config.json", comp);
-    ld_status st = LD_OK;
+    LD_TRY(ld_component_config(ctx, comp, cfg));
+    const char *cls = json_string_value(json_object_get(*cfg, "_class_name"));
+    snprintf(where, where_size, "%s/scheduler_config.json", comp);
     if (cls && strcmp(cls, "DDPMWuerstchenScheduler") != 0)
-        st = ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: scheduler '%s' is not supported (only DDPMWuerstchenScheduler)",
-                     where, cls);
-    if (st == LD_OK) st = ld_ddpmw_init(ctx, s, where, cfg);
-    json_decref(cfg);
+        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "%s: scheduler '%s' is not supported (only DDPMWuerstchenScheduler)",
+                       where, cls);
+    ld_scheduler *s;
+    LD_TRY(ld_scheduler_create(ctx, "ddpm_wuerstchen", LD_SCHEDULE_DEFAULT, *cfg, where, NULL, &s));
+    ld_scheduler_free(s);
+    return LD_OK;
+}
+
+/* Loads every model once to check that the pieces fit together, keeps what
+ * the size checks need, and releases them. */
+static ld_status check_models(ld_ctx *ctx, ld_wuerstchen *w, const char *prior_dir, const char *decoder_dir) {
+    ld_clip_text *pt = NULL, *dt = NULL;
+    ld_wuerstchen_prior *prior = NULL;
+    ld_wuerstchen_diffnext *dec = NULL;
+    ld_paella_vq *vq = NULL;
+    const char *v = ld_wu_variant(w);
+    ld_status st = ld_clip_text_load(ctx, w->prior_text_dir, v, &pt);
+    if (st == LD_OK) st = ld_wuerstchen_prior_load(ctx, w->prior_dir, v, &prior);
+    if (st == LD_OK) st = ld_clip_text_load(ctx, w->decoder_text_dir, v, &dt);
+    if (st == LD_OK) st = ld_wuerstchen_diffnext_load(ctx, w->decoder_dir, v, &dec);
+    if (st == LD_OK) st = ld_paella_vq_load(ctx, w->vqgan_dir, v, &vq);
+    if (st == LD_OK && ld_clip_text_get_config(pt)->hidden_size != prior->c_cond)
+        st = ld_fail(ctx, LD_ERR_MODEL, "%s: the text encoder's hidden_size %lld differs from the prior's c_cond %lld",
+                     prior_dir, (long long)ld_clip_text_get_config(pt)->hidden_size, (long long)prior->c_cond);
+    if (st == LD_OK && ld_clip_text_get_config(dt)->hidden_size != dec->clip_embd)
+        st = ld_fail(ctx, LD_ERR_MODEL,
+                     "%s: the text encoder's hidden_size %lld differs from the decoder's clip_embd %lld",
+                     decoder_dir, (long long)ld_clip_text_get_config(dt)->hidden_size, (long long)dec->clip_embd);
+    if (st == LD_OK && prior->c_in != dec->effnet_embd)
+        st = ld_fail(ctx, LD_ERR_MODEL, "the prior makes %lld channels but the decoder's effnet_embd is %lld",
+                     (long long)prior->c_in, (long long)dec->effnet_embd);
+    if (st == LD_OK && dec->c_out != vq->latent_channels)
+        st = ld_fail(ctx, LD_ERR_MODEL, "the decoder makes %lld channels but the VQGAN's latent_channels is %lld",
+                     (long long)dec->c_out, (long long)vq->latent_channels);
+    if (st == LD_OK) {
+        w->prior_c_in = prior->c_in;
+        w->decoder_multiple = ld_wuerstchen_diffnext_size_multiple(dec);
+        w->vq_factor = ld_paella_vq_factor(vq);
+    }
+    ld_clip_text_free(pt);
+    ld_clip_text_free(dt);
+    ld_wuerstchen_prior_free(prior);
+    ld_wuerstchen_diffnext_free(dec);
+    ld_paella_vq_free(vq);
     return st;
 }
 
@@ -188,40 +123,19 @@ static ld_status wu_open(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *pr
     if (st == LD_OK) st = ld_component_dir(ctx, pd, prior_index, "tokenizer", c, sizeof c);
     if (st == LD_OK) st = ld_clip_tokenizer_load(ctx, c, &w->prior_tok);
     if (st == LD_OK) st = ld_component_dir(ctx, pd, prior_index, "text_encoder", w->prior_text_dir, dn);
-    if (st == LD_OK) st = ld_wu_need_prior_text(ctx, w);
     if (st == LD_OK) st = ld_component_dir(ctx, pd, prior_index, "prior", w->prior_dir, dn);
-    if (st == LD_OK) st = ld_wu_need_prior(ctx, w);
-    if (st == LD_OK) st = load_scheduler(ctx, pd, prior_index, &w->prior_sched);
+    if (st == LD_OK)
+        st = read_scheduler(ctx, pd, prior_index, &w->prior_sched_cfg, w->prior_sched_where,
+                            sizeof w->prior_sched_where);
     if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "tokenizer", c, sizeof c);
     if (st == LD_OK) st = ld_clip_tokenizer_load(ctx, c, &w->decoder_tok);
     if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "text_encoder", w->decoder_text_dir, dn);
-    if (st == LD_OK) st = ld_wu_need_decoder_text(ctx, w);
     if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "decoder", w->decoder_dir, dn);
-    if (st == LD_OK) st = ld_wu_need_decoder(ctx, w);
     if (st == LD_OK) st = ld_component_dir(ctx, dd, dec_index, "vqgan", w->vqgan_dir, dn);
-    if (st == LD_OK) st = ld_wu_need_vqgan(ctx, w);
-    if (st == LD_OK) st = load_scheduler(ctx, dd, dec_index, &w->decoder_sched);
-    /* the pieces must fit together */
-    if (st == LD_OK && ld_clip_text_get_config(w->prior_text)->hidden_size != w->prior->c_cond)
-        st = ld_fail(ctx, LD_ERR_MODEL, "%s: the text encoder's hidden_size %lld differs from the prior's c_cond %lld",
-                     opt->model_dir, (long long)ld_clip_text_get_config(w->prior_text)->hidden_size,
-                     (long long)w->prior->c_cond);
-    if (st == LD_OK && ld_clip_text_get_config(w->decoder_text)->hidden_size != w->decoder->clip_embd)
-        st = ld_fail(ctx, LD_ERR_MODEL,
-                     "%s: the text encoder's hidden_size %lld differs from the decoder's clip_embd %lld",
-                     opt->decoder_dir, (long long)ld_clip_text_get_config(w->decoder_text)->hidden_size,
-                     (long long)w->decoder->clip_embd);
-    if (st == LD_OK && w->prior->c_in != w->decoder->effnet_embd)
-        st = ld_fail(ctx, LD_ERR_MODEL, "the prior makes %lld channels but the decoder's effnet_embd is %lld",
-                     (long long)w->prior->c_in, (long long)w->decoder->effnet_embd);
-    if (st == LD_OK && w->decoder->c_out != w->vqgan->latent_channels)
-        st = ld_fail(ctx, LD_ERR_MODEL, "the decoder makes %lld channels but the VQGAN's latent_channels is %lld",
-                     (long long)w->decoder->c_out, (long long)w->vqgan->latent_channels);
-    if (st == LD_OK) {
-        w->prior_c_in = w->prior->c_in;
-        w->decoder_multiple = ld_wuerstchen_diffnext_size_multiple(w->decoder);
-        w->vq_factor = ld_paella_vq_factor(w->vqgan);
-    }
+    if (st == LD_OK)
+        st = read_scheduler(ctx, dd, dec_index, &w->decoder_sched_cfg, w->decoder_sched_where,
+                            sizeof w->decoder_sched_where);
+    if (st == LD_OK) st = check_models(ctx, w, opt->model_dir, opt->decoder_dir);
     json_decref(dec_index);
     if (st != LD_OK) {
         wu_free(w);
@@ -268,72 +182,65 @@ static ld_status check_side(ld_ctx *ctx, const ld_wuerstchen *w, const char *wha
 
 /* ---- prior ---- */
 
-static ld_status run_prior(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, int64_t hC, int64_t wC, int steps, float cfg,
-                           float *x) {
+typedef struct {
+    const ld_wuerstchen_prior *prior;
+    int64_t hC, wC, T;
+    const float *text; /* [B, T, D]: [cond; uncond] with CFG */
+} prior_call;
+
+static ld_status prior_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
+    prior_call *pc = user;
+    float r[2] = {t, t};
+    return ld_wuerstchen_prior_forward(ctx, pc->prior, out, in, B, pc->hC, pc->wC, r, pc->text, pc->T);
+}
+
+static ld_status run_prior(ld_ctx *ctx, const ld_wuerstchen *w, ld_run *run, int64_t hC, int64_t wC, int steps,
+                           float cfg, float *x) {
     const ld_gen_params *p = run->params;
-    int do_cfg = cfg > 1.0f;
-    ld_wu_stage_start(run);
-    float *text = NULL, *xin = NULL, *eps = NULL, *noise = NULL;
-    int64_t D, T;
-    LD_TRY(ld_wu_need_prior_text(ctx, w));
-    LD_TRY(ld_wu_encode_text(ctx, run, w->prior_tok, w->prior_text, p->prompt, p->negative_prompt, do_cfg, "prior",
-                             &text, &D, &T));
-    ld_clip_text_free(w->prior_text); /* released after its stage (see wuerstchen.h) */
-    w->prior_text = NULL;
-    ld_status st = ld_wu_progress(ctx, run, "text", 1, 1);
-    if (st == LD_OK) st = ld_wu_need_prior(ctx, w);
-    ld_ddpmw s = w->prior_sched;
+    const int do_cfg = cfg > 1.0f;
+    ld_run_stage_start(run);
+    int a1111;
+    LD_TRY(ld_prompt_syntax_name(ctx, p->prompt_syntax, &a1111));
+    const char *texts[2] = {p->prompt, p->negative_prompt ? p->negative_prompt : ""};
+    const char *names[2] = {"prompt", "negative prompt"};
+    ld_prompt_warn_truncation(w->prior_tok, texts, do_cfg ? 2 : 1, names, a1111); /* once a run */
+    ld_prompt_enc e;
+    LD_TRY(ld_wu_encode_text(ctx, run, w, w->prior_tok, w->prior_text_dir, do_cfg, "prior.", &e));
+    int64_t s_ids[2] = {1, LD_CLIP_CONTEXT}; /* the first chunk's ids and mask */
+    ld_status st = ld_run_dump(ctx, run, "prior.input_ids", LD_I64, 2, s_ids, e.ids);
+    if (st == LD_OK) st = ld_run_dump(ctx, run, "prior.attention_mask", LD_I64, 2, s_ids, e.mask);
+    if (st == LD_OK) st = ld_run_progress(ctx, run, "text", 1, 1);
+    ld_wuerstchen_prior *prior = NULL;
+    ld_scheduler *s = NULL;
+    if (st == LD_OK) st = ld_wuerstchen_prior_load(ctx, w->prior_dir, ld_wu_variant(w), &prior);
+    if (st == LD_OK) st = ld_ddpmw_stage_scheduler(ctx, run, w->prior_sched_cfg, w->prior_sched_where, steps, "prior.", &s);
+    const int64_t C = w->prior_c_in, n = C * hC * wC;
     if (st == LD_OK) {
-        if (steps > 0) {
-            st = ld_ddpmw_set_timesteps(ctx, &s, steps);
-        } else {
-            float d[LD_DDPMW_STAGE_C_POINTS];
-            ld_ddpmw_default_stage_c(d);
-            st = ld_ddpmw_set_custom(ctx, &s, d, LD_DDPMW_STAGE_C_POINTS);
+        const int64_t shape[4] = {1, C, hC, wC};
+        st = ld_run_noise(ctx, run, "prior.latents0", 4, shape, x);
+        prior_call pc = {prior, hC, wC, e.L, e.hidden};
+        ld_denoise d = {.stage = "prior", .prefix = "prior.", .ndim = 4, .shape = {1, C, hC, wC}, .n_in = n,
+                        .guided = do_cfg, .guidance = LD_GUIDE_LERP, .scale = cfg, .model = prior_model,
+                        .user = &pc};
+        if (st == LD_OK) st = ld_denoise_run(ctx, run, s, x, &d);
+        /* denormalize: image_embeddings = x * latent_mean - latent_std (sic, as diffusers) */
+        if (st == LD_OK) {
+            const float mean = (float)w->latent_mean, std = (float)w->latent_std;
+            for (int64_t i = 0; i < n; i++) x[i] = x[i] * mean - std;
+            st = ld_run_dump(ctx, run, "image_embeddings", LD_F32, 4, shape, x);
         }
     }
-    int64_t C = w->prior->c_in, n = C * hC * wC, shape[4] = {1, C, hC, wC}, s_t[1] = {s.n_points};
-    int64_t B = do_cfg ? 2 : 1;
-    if (st == LD_OK) st = ld_wu_dump(ctx, run, "prior.timesteps", LD_F32, 1, s_t, s.timesteps);
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&xin, (size_t)(B * n) * sizeof(float), "prior input");
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&eps, (size_t)(B * n) * sizeof(float), "prior output");
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&noise, (size_t)n * sizeof(float), "prior noise");
-    if (st == LD_OK) st = ld_wu_noise(ctx, run, "prior.latents0", 4, shape, x);
-    ld_wu_stage_start(run);
-    for (int i = 0; st == LD_OK && i < s.n_steps; i++) {
-        float t = s.timesteps[i], r[2] = {t, t};
-        for (int64_t b = 0; b < B; b++) memcpy(xin + b * n, x, (size_t)n * sizeof(float));
-        st = ld_wuerstchen_prior_forward(ctx, w->prior, eps, xin, B, hC, wC, r, text, T);
-        if (st != LD_OK) break;
-        if (do_cfg) ld_wu_lerp(eps, eps + n, eps, cfg, n); /* batch is [cond; uncond] */
-        char name[64];
-        snprintf(name, sizeof name, "prior.step%d.noise", i);
-        if ((st = ld_wu_noise(ctx, run, name, 4, shape, noise)) != LD_OK) break;
-        ld_ddpmw_step(&s, x, eps, t, x, noise, n);
-        if ((st = ld_pipeline_check_finite(ctx, x, n, "prior", i + 1, s.n_steps)) != LD_OK) break;
-        snprintf(name, sizeof name, "prior.step%d.latents", i);
-        if ((st = ld_wu_dump(ctx, run, name, LD_F32, 4, shape, x)) != LD_OK) break;
-        st = ld_wu_progress(ctx, run, "prior", i + 1, s.n_steps);
-    }
-    /* denormalize: image_embeddings = x * latent_mean - latent_std (sic, as diffusers) */
-    if (st == LD_OK) {
-        float mean = (float)w->latent_mean, std = (float)w->latent_std;
-        for (int64_t i = 0; i < n; i++) x[i] = x[i] * mean - std;
-        st = ld_wu_dump(ctx, run, "image_embeddings", LD_F32, 4, shape, x);
-    }
-    ld_wuerstchen_prior_free(w->prior);
-    w->prior = NULL;
-    free(text);
-    free(xin);
-    free(eps);
-    free(noise);
+    ld_wuerstchen_prior_free(prior); /* released after its stage */
+    ld_scheduler_free(s);
+    ld_prompt_enc_free(&e);
     return st;
 }
 
 /* ---- generate ---- */
 
-static ld_status wu_generate(ld_ctx *ctx, void *state, const ld_gen_params *params, ld_image *out, ld_gen_info *info) {
-    ld_wuerstchen *w = state;
+static ld_status wu_generate(ld_ctx *ctx, void *state, const ld_gen_params *params, ld_precision precision,
+                             ld_image *out, ld_gen_info *info) {
+    const ld_wuerstchen *w = state;
     int H = params->height ? params->height : LD_WU_DEFAULT_SIZE;
     int W = params->width ? params->width : LD_WU_DEFAULT_SIZE;
     LD_TRY(check_side(ctx, w, "height", H));
@@ -352,29 +259,19 @@ static ld_status wu_generate(ld_ctx *ctx, void *state, const ld_gen_params *para
     info->cfg_scale = dec_cfg;
     info->prior_cfg_scale = prior_cfg;
     snprintf(info->sampler, sizeof info->sampler, "ddpm_wuerstchen");
-    double t_start = now_seconds();
 
-    ld_wu_run run;
-    memset(&run, 0, sizeof run);
-    run.params = params;
-    ld_rng_init(&run.rng, params->seed);
-    ld_st_builder dump;
-    ld_st_builder_init(&dump);
-    if (params->dump) run.dump = &dump;
-    ld_status st = LD_OK;
-    if (params->replay_noise) st = ld_safetensors_open(ctx, params->replay_noise, &run.replay);
+    ld_run run;
+    ld_status st = ld_run_begin(ctx, &run, params, precision);
     int64_t hC = prior_side(w, H), wC = prior_side(w, W);
     float *emb = NULL;
     if (st == LD_OK)
         st = ld_malloc(ctx, (void **)&emb, (size_t)(w->prior_c_in * hC * wC) * sizeof(float), "image embeddings");
     if (st == LD_OK) st = run_prior(ctx, w, &run, hC, wC, prior_steps, prior_cfg, emb);
     if (st == LD_OK) st = ld_wu_decode(ctx, w, &run, emb, hC, wC, dec_steps, dec_cfg, out);
-    if (st == LD_OK && run.dump) st = ld_st_builder_write(ctx, &dump, params->dump);
     free(emb);
-    ld_st_builder_free(&dump);
-    ld_safetensors_close(run.replay);
+    info->seconds = ld_run_seconds(&run);
+    st = ld_run_end(ctx, &run, st);
     if (st != LD_OK) ld_image_free(out);
-    info->seconds = now_seconds() - t_start;
     return st;
 }
 

@@ -1,79 +1,77 @@
 /* Wuerstchen v2 Stage B and Stage A: encode the prompt with CLIP ViT-H (with
  * the padding mask), run WuerstchenDiffNeXt on [image embeddings; zeros] with
- * DDPMWuerstchen and CFG, decode scale_factor * latents with the Paella VQGAN,
- * clamp to [0, 1] and round to 8 bits. See wuerstchen.h, spec section 8.2. */
+ * DDPMWuerstchen and CFG on the denoising loop, decode scale_factor * latents
+ * with the Paella VQGAN, clamp to [0, 1] and round to 8 bits. Each model is
+ * loaded for its stage and released after it. See wuerstchen.h, spec
+ * section 8.2. */
 #include "pipeline/wuerstchen.h"
+
+#include "pipeline/denoise.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static ld_status run_decoder(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, const float *emb, int64_t hC, int64_t wC,
-                             int steps, float cfg, int64_t hB, int64_t wB, float *x) {
-    const ld_gen_params *p = run->params;
-    int do_cfg = cfg > 1.0f;
-    float *text = NULL, *eff = NULL, *xin = NULL, *eps = NULL, *noise = NULL;
-    int64_t D, T;
-    ld_wu_stage_start(run);
-    LD_TRY(ld_wu_need_decoder_text(ctx, w));
-    LD_TRY(ld_wu_encode_text(ctx, run, w->decoder_tok, w->decoder_text, p->prompt, p->negative_prompt, do_cfg,
-                             "decoder", &text, &D, &T));
-    ld_clip_text_free(w->decoder_text); /* released after its stage */
-    w->decoder_text = NULL;
-    int64_t B = do_cfg ? 2 : 1, Ce = w->decoder->effnet_embd, ne = Ce * hC * wC;
-    ld_ddpmw s = w->decoder_sched;
-    int64_t C = w->decoder->c_in, n = C * hB * wB, shape[4] = {1, C, hB, wB};
-    ld_status st = ld_ddpmw_set_timesteps(ctx, &s, steps);
-    int64_t s_t[1] = {s.n_points};
-    if (st == LD_OK) st = ld_wu_dump(ctx, run, "decoder.timesteps", LD_F32, 1, s_t, s.timesteps);
-    /* effnet = [emb; zeros] with CFG */
+typedef struct {
+    const ld_wuerstchen_diffnext *decoder;
+    int64_t hB, wB, hC, wC, T;
+    const float *eff;  /* [B, Ce, hC, wC]: [emb; zeros] with CFG */
+    const float *text; /* [B, T, D] */
+} decoder_call;
+
+static ld_status decoder_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
+    decoder_call *dc = user;
+    float r[2] = {t, t};
+    return ld_wuerstchen_diffnext_forward(ctx, dc->decoder, out, in, B, dc->hB, dc->wB, r, dc->eff, dc->hC, dc->wC,
+                                          dc->text, dc->T);
+}
+
+static ld_status run_decoder(ld_ctx *ctx, const ld_wuerstchen *w, const ld_wuerstchen_diffnext *dec, ld_run *run,
+                             const float *emb, int64_t hC, int64_t wC, int steps, float cfg, int64_t hB, int64_t wB,
+                             float *x) {
+    const int do_cfg = cfg > 1.0f;
+    ld_run_stage_start(run);
+    ld_prompt_enc e;
+    LD_TRY(ld_wu_encode_text(ctx, run, w, w->decoder_tok, w->decoder_text_dir, do_cfg, "decoder.", &e));
+    const int64_t B = do_cfg ? 2 : 1, ne = dec->effnet_embd * hC * wC;
+    const int64_t C = dec->c_in, n = C * hB * wB, shape[4] = {1, C, hB, wB};
+    ld_scheduler *s = NULL;
+    float *eff = NULL;
+    ld_status st = ld_ddpmw_stage_scheduler(ctx, run, w->decoder_sched_cfg, w->decoder_sched_where, steps, "decoder.", &s);
     if (st == LD_OK) st = ld_calloc(ctx, (void **)&eff, (size_t)(B * ne), sizeof(float), "effnet");
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&xin, (size_t)(B * n) * sizeof(float), "decoder input");
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&eps, (size_t)(B * n) * sizeof(float), "decoder output");
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&noise, (size_t)n * sizeof(float), "decoder noise");
     if (st == LD_OK) {
-        memcpy(eff, emb, (size_t)ne * sizeof(float));
-        st = ld_wu_noise(ctx, run, "decoder.latents0", 4, shape, x);
+        memcpy(eff, emb, (size_t)ne * sizeof(float)); /* the second half stays zero */
+        st = ld_run_noise(ctx, run, "decoder.latents0", 4, shape, x);
     }
-    ld_wu_stage_start(run);
-    for (int i = 0; st == LD_OK && i < s.n_steps; i++) {
-        float t = s.timesteps[i], r[2] = {t, t};
-        for (int64_t b = 0; b < B; b++) memcpy(xin + b * n, x, (size_t)n * sizeof(float));
-        st = ld_wuerstchen_diffnext_forward(ctx, w->decoder, eps, xin, B, hB, wB, r, eff, hC, wC, text, T);
-        if (st != LD_OK) break;
-        if (do_cfg) ld_wu_lerp(eps, eps + n, eps, cfg, n);
-        char name[64];
-        snprintf(name, sizeof name, "decoder.step%d.noise", i);
-        if ((st = ld_wu_noise(ctx, run, name, 4, shape, noise)) != LD_OK) break;
-        ld_ddpmw_step(&s, x, eps, t, x, noise, n);
-        if ((st = ld_pipeline_check_finite(ctx, x, n, "decoder", i + 1, s.n_steps)) != LD_OK) break;
-        snprintf(name, sizeof name, "decoder.step%d.latents", i);
-        if ((st = ld_wu_dump(ctx, run, name, LD_F32, 4, shape, x)) != LD_OK) break;
-        st = ld_wu_progress(ctx, run, "decoder", i + 1, s.n_steps);
-    }
-    free(text);
+    decoder_call dc = {dec, hB, wB, hC, wC, e.L, eff, e.hidden};
+    ld_denoise d = {.stage = "decoder", .prefix = "decoder.", .ndim = 4, .shape = {1, C, hB, wB}, .n_in = n,
+                    .guided = do_cfg, .guidance = LD_GUIDE_LERP, .scale = cfg, .model = decoder_model, .user = &dc};
+    if (st == LD_OK) st = ld_denoise_run(ctx, run, s, x, &d);
+    ld_scheduler_free(s);
+    ld_prompt_enc_free(&e);
     free(eff);
-    free(xin);
-    free(eps);
-    free(noise);
     return st;
 }
 
 /* img = clamp(vqgan.decode(scale_factor * x), 0, 1); u8 = round(img * 255), HWC. */
-static ld_status run_vqgan(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, float *x, int64_t hB, int64_t wB,
+static ld_status run_vqgan(ld_ctx *ctx, const ld_wuerstchen *w, ld_run *run, float *x, int64_t hB, int64_t wB,
                            ld_image *out) {
-    LD_TRY(ld_wu_need_vqgan(ctx, w));
-    const ld_paella_vq *vq = w->vqgan;
+    ld_paella_vq *vq;
+    LD_TRY(ld_paella_vq_load(ctx, w->vqgan_dir, ld_wu_variant(w), &vq));
     int64_t f = ld_paella_vq_factor(vq), H = hB * f, W = wB * f, C = vq->out_channels, HW = H * W;
+    float *img = NULL;
+    ld_status st = LD_OK;
     if (C != 3)
-        return ld_fail(ctx, LD_ERR_UNSUPPORTED, "the VQGAN makes %lld channels; only RGB (3) images are supported",
-                       (long long)C);
-    ld_wu_stage_start(run);
-    for (int64_t i = 0; i < vq->latent_channels * hB * wB; i++) x[i] *= vq->scale_factor;
-    float *img;
-    LD_TRY(ld_malloc(ctx, (void **)&img, (size_t)(C * HW) * sizeof(float), "image"));
-    ld_status st = ld_paella_vq_decode(ctx, vq, img, x, 1, hB, wB);
-    if (st == LD_OK) st = ld_pipeline_check_finite(ctx, img, C * HW, "vqgan", 0, 0);
+        st = ld_fail(ctx, LD_ERR_UNSUPPORTED, "the VQGAN makes %lld channels; only RGB (3) images are supported",
+                     (long long)C);
+    ld_run_stage_start(run);
+    if (st == LD_OK) {
+        for (int64_t i = 0; i < vq->latent_channels * hB * wB; i++) x[i] *= vq->scale_factor;
+        st = ld_malloc(ctx, (void **)&img, (size_t)(C * HW) * sizeof(float), "image");
+    }
+    if (st == LD_OK) st = ld_paella_vq_decode(ctx, vq, img, x, 1, hB, wB);
+    ld_paella_vq_free(vq); /* released after its stage */
+    if (st == LD_OK) st = ld_run_check_finite(ctx, img, C * HW, "vqgan", 0, 0);
     if (st == LD_OK) st = ld_malloc(ctx, (void **)&out->pixels, (size_t)(C * HW), "image pixels");
     if (st == LD_OK) {
         for (int64_t i = 0; i < C * HW; i++) img[i] = img[i] < 0.0f ? 0.0f : img[i] > 1.0f ? 1.0f : img[i];
@@ -84,26 +82,24 @@ static ld_status run_vqgan(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, float 
         out->height = (int)H;
         out->channels = (int)C;
         int64_t s_img[4] = {1, C, H, W}, s_u8[4] = {1, H, W, C};
-        st = ld_wu_dump(ctx, run, "image", LD_F32, 4, s_img, img);
-        if (st == LD_OK) st = ld_wu_dump(ctx, run, "image_u8", LD_U8, 4, s_u8, out->pixels);
-        if (st == LD_OK) st = ld_wu_progress(ctx, run, "vqgan", 1, 1);
+        st = ld_run_dump(ctx, run, "image", LD_F32, 4, s_img, img);
+        if (st == LD_OK) st = ld_run_dump(ctx, run, "image_u8", LD_U8, 4, s_u8, out->pixels);
+        if (st == LD_OK) st = ld_run_progress(ctx, run, "vqgan", 1, 1);
     }
     free(img);
-    ld_paella_vq_free(w->vqgan);
-    w->vqgan = NULL;
     return st;
 }
 
-ld_status ld_wu_decode(ld_ctx *ctx, ld_wuerstchen *w, ld_wu_run *run, const float *emb, int64_t hC, int64_t wC,
+ld_status ld_wu_decode(ld_ctx *ctx, const ld_wuerstchen *w, ld_run *run, const float *emb, int64_t hC, int64_t wC,
                        int steps, float cfg, ld_image *out) {
     int64_t hB = (int64_t)((double)hC * w->latent_dim_scale), wB = (int64_t)((double)wC * w->latent_dim_scale);
-    LD_TRY(ld_wu_need_decoder(ctx, w));
-    LD_TRY(ld_wuerstchen_diffnext_check_size(ctx, w->decoder, hB, wB));
-    float *x;
-    LD_TRY(ld_malloc(ctx, (void **)&x, (size_t)(w->decoder->c_in * hB * wB) * sizeof(float), "decoder latents"));
-    ld_status st = run_decoder(ctx, w, run, emb, hC, wC, steps, cfg, hB, wB, x);
-    ld_wuerstchen_diffnext_free(w->decoder); /* released after its stage */
-    w->decoder = NULL;
+    ld_wuerstchen_diffnext *dec;
+    LD_TRY(ld_wuerstchen_diffnext_load(ctx, w->decoder_dir, ld_wu_variant(w), &dec));
+    float *x = NULL;
+    ld_status st = ld_wuerstchen_diffnext_check_size(ctx, dec, hB, wB);
+    if (st == LD_OK) st = ld_malloc(ctx, (void **)&x, (size_t)(dec->c_in * hB * wB) * sizeof(float), "decoder latents");
+    if (st == LD_OK) st = run_decoder(ctx, w, dec, run, emb, hC, wC, steps, cfg, hB, wB, x);
+    ld_wuerstchen_diffnext_free(dec); /* released after its stage */
     if (st == LD_OK) st = run_vqgan(ctx, w, run, x, hB, wB, out);
     free(x);
     return st;
