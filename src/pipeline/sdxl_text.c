@@ -1,5 +1,6 @@
 /* The SDXL family's text conditioning (see sdxl_text.h). */
 #include "pipeline/sdxl_text.h"
+#include "base/clock.h"
 
 #include "text/clip_text.h"
 #include "text/clip_tokenizer.h"
@@ -8,12 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* the texts' names in errors: generation passes [negative,] prompt */
 static const char *text_name(int i, int n) { return i == n - 1 ? "prompt" : "negative prompt"; }
@@ -26,7 +21,7 @@ ld_status ld_sdxl_encode(ld_ctx *ctx, const ld_sdxl_text *tx, const char *const 
     ld_prompt_enc enc[2];
     memset(enc, 0, sizeof enc);
     ld_status st = LD_OK;
-    double t0 = now_seconds();
+    double t0 = ld_now_seconds();
     for (int e = 0; e < 2 && st == LD_OK; e++) {
         ld_clip_tokenizer *tok = NULL;
         ld_clip_text *te = NULL;

@@ -1,6 +1,7 @@
 /* The training run (see trainer.h): caches, the step loop, checkpoints and
  * resume. */
 #include "train/trainer.h"
+#include "base/clock.h"
 
 #include "base/mix.h"
 #include "distill/distill_step.h"
@@ -40,12 +41,6 @@ double ld_train_lr(const ld_train_options *o, int s) {
     case LD_LR_COSINE: return o->lr * 0.5 * (1.0 + cos(M_PI * prog));
     default: return o->lr;
     }
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 typedef struct {
@@ -442,7 +437,7 @@ static ld_status train_loop(run *r, int start) {
     }
     ld_status st = LD_OK;
     for (int s = start; st == LD_OK && s < o->steps; s++) {
-        const double t0 = now_seconds();
+        const double t0 = ld_now_seconds();
         if (s == start) ld_train_params_zero_grad(tp); /* later steps: AdamW leaves them zeroed */
         double loss = 0, terms[3] = {0, 0, 0};
         st = step_gradients(r, s, &loss, terms);
@@ -454,7 +449,7 @@ static ld_status train_loop(run *r, int start) {
         if (o->max_grad_norm > 0) ld_clip_grad_norm(tp->grad, tp->total, o->max_grad_norm);
         const double lr = ld_train_lr(o, s);
         ld_adamw_update(&r->opt, tp->value, tp->grad, (float)lr);
-        const double secs = now_seconds() - t0;
+        const double secs = ld_now_seconds() - t0;
         if (r->log) {
             if (r->teacher)
                 fprintf(r->log, "%d,%.8g,%.8g,%.8g,%.8g,%.6g,%.3f\n", s + 1, loss, terms[0], terms[1], terms[2], lr,
