@@ -99,6 +99,28 @@ LD_API const char *ld_pipeline_family(const ld_pipeline *p);
 /* Short model name for metadata (folder name). */
 LD_API const char *ld_pipeline_model_name(const ld_pipeline *p);
 
+/* What a pipeline does when not told (the defaults ld_generate resolves for
+ * 0 / negative fields) and what it accepts, so front ends (the CLI, the
+ * server, the page, bench) never restate them. */
+typedef struct {
+    const char *family;           /* as ld_pipeline_family */
+    int width, height;            /* default image size */
+    int steps;                    /* default steps (Wuerstchen/Cascade: decoder steps) */
+    float cfg_scale;              /* default guidance (Wuerstchen/Cascade: decoder guidance) */
+    int prior_steps;              /* Wuerstchen/Cascade default prior steps; 0 for the SDXL family */
+    float prior_cfg_scale;        /* Wuerstchen/Cascade default prior guidance; 0 for the SDXL family */
+    int size_multiple;            /* width and height that are multiples of this always work */
+    const char *sampler;          /* default sampler (short name) */
+    int nsamplers;                /* the samplers it accepts (short names) */
+    const char *samplers[16];
+    int karras;                   /* takes --schedule karras (with the samplers that do) */
+    int init_image;               /* takes an init image and a mask (image-to-image, inpainting) */
+    int loras;                    /* takes LoRA files */
+    int preview;                  /* calls the preview callback */
+} ld_pipeline_desc;
+
+LD_API void ld_pipeline_describe(const ld_pipeline *p, ld_pipeline_desc *out);
+
 /* Progress: called after each step of each stage ("text", "unet", "vae",
  * "prior", "decoder", "vqgan"). Return nonzero to cancel (ld_generate then
  * returns LD_ERR_CANCELLED). */

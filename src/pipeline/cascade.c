@@ -121,15 +121,30 @@ typedef struct {
     int64_t hC, wC;
 } cascade_plan;
 
+/* The family's defaults (ld_pipeline_describe), the one place they are stated. */
+static void cascade_describe(const void *state, ld_pipeline_desc *d) {
+    (void)state;
+    d->width = d->height = LD_CASCADE_DEFAULT_SIZE;
+    d->steps = LD_CASCADE_DEFAULT_DECODER_STEPS;
+    d->cfg_scale = LD_CASCADE_DEFAULT_DECODER_CFG;
+    d->prior_steps = LD_CASCADE_DEFAULT_PRIOR_STEPS;
+    d->prior_cfg_scale = LD_CASCADE_DEFAULT_PRIOR_CFG;
+    d->size_multiple = 128; /* see plan(): multiples of 128 pixels always work */
+    d->sampler = "ddpm_wuerstchen";
+    d->samplers[d->nsamplers++] = "ddpm_wuerstchen";
+}
+
 /* Resolves defaults and checks that the latent sizes can run: the decoder's
  * latent int(hC * 10.67) must split into patches and survive its levels. */
 static ld_status plan(ld_ctx *ctx, const ld_cascade *c, const ld_gen_params *p, cascade_plan *pl) {
-    pl->width = p->width ? p->width : LD_CASCADE_DEFAULT_SIZE;
-    pl->height = p->height ? p->height : LD_CASCADE_DEFAULT_SIZE;
-    pl->prior_steps = p->prior_steps ? p->prior_steps : LD_CASCADE_DEFAULT_PRIOR_STEPS;
-    pl->steps = p->steps ? p->steps : LD_CASCADE_DEFAULT_DECODER_STEPS;
-    pl->prior_cfg = p->prior_cfg_scale < 0 ? LD_CASCADE_DEFAULT_PRIOR_CFG : p->prior_cfg_scale;
-    pl->cfg = p->cfg_scale < 0 ? LD_CASCADE_DEFAULT_DECODER_CFG : p->cfg_scale;
+    ld_pipeline_desc def = {0};
+    cascade_describe(c, &def);
+    pl->width = p->width ? p->width : def.width;
+    pl->height = p->height ? p->height : def.height;
+    pl->prior_steps = p->prior_steps ? p->prior_steps : def.prior_steps;
+    pl->steps = p->steps ? p->steps : def.steps;
+    pl->prior_cfg = p->prior_cfg_scale < 0 ? def.prior_cfg_scale : p->prior_cfg_scale;
+    pl->cfg = p->cfg_scale < 0 ? def.cfg_scale : p->cfg_scale;
     pl->hC = (int64_t)ceil(pl->height / c->resolution_multiple);
     pl->wC = (int64_t)ceil(pl->width / c->resolution_multiple);
     const ld_sc_config *d = &c->decoder_cfg;
@@ -200,5 +215,6 @@ const ld_pipeline_impl ld_pipeline_stable_cascade = {
     .class_names = cascade_classes,
     .open = ld_cascade_open,
     .free = ld_cascade_free,
+    .describe = cascade_describe,
     .generate = cascade_generate,
 };

@@ -484,9 +484,25 @@ static ld_status resolve_loras(ld_ctx *ctx, run *r) {
     return st;
 }
 
+/* The family's defaults and what it accepts (ld_pipeline_describe); the one
+ * place they are stated (KOALA-Lightning: 10 steps, CFG 3.5; else 25, 7.5). */
+static void koala_describe(const void *state, ld_pipeline_desc *d) {
+    const koala *k = state;
+    d->width = d->height = k->sample_size * k->vae_scale;
+    d->steps = k->lightning ? 10 : 25;
+    d->cfg_scale = k->lightning ? 3.5f : 7.5f;
+    d->size_multiple = k->vae_scale;
+    d->sampler = "euler";
+    for (int i = 0; ld_sampler_list[i] && d->nsamplers < (int)(sizeof d->samplers / sizeof d->samplers[0]); i++)
+        d->samplers[d->nsamplers++] = ld_sampler_list[i]->name;
+    d->karras = d->init_image = d->loras = d->preview = 1;
+}
+
 static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
     koala *k = r->k;
-    int def = k->sample_size * k->vae_scale;
+    ld_pipeline_desc desc = {0};
+    koala_describe(k, &desc);
+    const int def = desc.width;
     const ld_image *im = p->init_image, *mk = p->mask_image;
     /* without a size, the init image's rounded down to a multiple of the VAE's scale (get_default_height_width) */
     r->W = p->width ? p->width : im ? im->width - im->width % k->vae_scale : def;
@@ -511,8 +527,8 @@ static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
                        r->W, r->H, k->vae_scale);
     r->w = r->W / k->vae_scale;
     r->h = r->H / k->vae_scale;
-    r->steps = p->steps ? p->steps : k->lightning ? 10 : 25;
-    r->cfg = p->cfg_scale >= 0 ? p->cfg_scale : k->lightning ? 3.5f : 7.5f;
+    r->steps = p->steps ? p->steps : desc.steps;
+    r->cfg = p->cfg_scale >= 0 ? p->cfg_scale : desc.cfg_scale;
     r->do_cfg = r->cfg > 1.0f;
     r->B = r->do_cfg ? 2 : 1;
     LD_TRY(ld_prompt_syntax_name(ctx, p->prompt_syntax, &r->a1111_syntax));
@@ -520,7 +536,7 @@ static ld_status resolve_params(ld_ctx *ctx, run *r, const ld_gen_params *p) {
     if (p->schedule && !strcmp(p->schedule, "karras")) r->schedule = LD_SCHEDULE_KARRAS;
     else if (p->schedule && strcmp(p->schedule, "default"))
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "schedule '%s' is not default or karras", p->schedule);
-    const ld_sampler_desc *d = ld_sampler_find(p->sampler ? p->sampler : "euler", &r->schedule);
+    const ld_sampler_desc *d = ld_sampler_find(p->sampler ? p->sampler : desc.sampler, &r->schedule);
     if (!d) {
         char names[256] = "";
         for (int i = 0; ld_sampler_list[i]; i++) {
@@ -771,5 +787,6 @@ const ld_pipeline_impl ld_koala_pipeline = {
     .class_names = koala_classes,
     .open = koala_open,
     .free = koala_free,
+    .describe = koala_describe,
     .generate = koala_generate,
 };

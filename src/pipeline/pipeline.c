@@ -74,6 +74,12 @@ void ld_pipeline_free(ld_pipeline *p) {
 const char *ld_pipeline_family(const ld_pipeline *p) { return p->impl->family; }
 const char *ld_pipeline_model_name(const ld_pipeline *p) { return p->model_name; }
 
+void ld_pipeline_describe(const ld_pipeline *p, ld_pipeline_desc *out) {
+    memset(out, 0, sizeof *out);
+    p->impl->describe(p->state, out);
+    out->family = p->impl->family;
+}
+
 ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params, ld_image *out, ld_gen_info *info) {
     memset(out, 0, sizeof *out);
     ld_gen_info local;

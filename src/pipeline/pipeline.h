@@ -14,6 +14,9 @@ typedef struct {
     /* model_index is the parsed model_index.json of opt->model_dir (borrowed). */
     ld_status (*open)(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *model_index, void **state);
     void (*free)(void *state);
+    /* Fills the defaults and what the family accepts (ld_pipeline_describe);
+     * family is set by the caller. */
+    void (*describe)(const void *state, ld_pipeline_desc *out);
     /* precision: the run's (ld_run_begin sets it for the calling thread). */
     ld_status (*generate)(ld_ctx *ctx, void *state, const ld_gen_params *params, ld_precision precision,
                           ld_image *out, ld_gen_info *info);

@@ -238,24 +238,44 @@ static ld_status run_prior(ld_ctx *ctx, const ld_wuerstchen *w, ld_run *run, int
 
 /* ---- generate ---- */
 
+/* The family's defaults (ld_pipeline_describe), the one place they are stated. */
+static void wu_describe(const void *state, ld_pipeline_desc *d) {
+    const ld_wuerstchen *w = state;
+    d->width = d->height = LD_WU_DEFAULT_SIZE;
+    d->steps = LD_WU_DEFAULT_DECODER_STEPS;
+    d->cfg_scale = LD_WU_DEFAULT_DECODER_CFG;
+    d->prior_steps = LD_DDPMW_STAGE_C_POINTS - 1; /* DEFAULT_STAGE_C_TIMESTEPS */
+    d->prior_cfg_scale = LD_WU_DEFAULT_PRIOR_CFG;
+    /* the smallest multiple of 8 whose first eight multiples all fit */
+    for (int m = 8; m <= 1024 && !d->size_multiple; m += 8) {
+        int all = 1;
+        for (int k = 1; all && k <= 8; k++) all = side_fits(w, (int64_t)m * k);
+        if (all) d->size_multiple = m;
+    }
+    d->sampler = "ddpm_wuerstchen";
+    d->samplers[d->nsamplers++] = "ddpm_wuerstchen";
+}
+
 static ld_status wu_generate(ld_ctx *ctx, void *state, const ld_gen_params *params, ld_precision precision,
                              ld_image *out, ld_gen_info *info) {
     const ld_wuerstchen *w = state;
-    int H = params->height ? params->height : LD_WU_DEFAULT_SIZE;
-    int W = params->width ? params->width : LD_WU_DEFAULT_SIZE;
+    ld_pipeline_desc d = {0};
+    wu_describe(w, &d);
+    int H = params->height ? params->height : d.height;
+    int W = params->width ? params->width : d.width;
     LD_TRY(check_side(ctx, w, "height", H));
     LD_TRY(check_side(ctx, w, "width", W));
-    int dec_steps = params->steps > 0 ? params->steps : LD_WU_DEFAULT_DECODER_STEPS;
-    float dec_cfg = params->cfg_scale >= 0 ? params->cfg_scale : LD_WU_DEFAULT_DECODER_CFG;
-    float prior_cfg = params->prior_cfg_scale >= 0 ? params->prior_cfg_scale : LD_WU_DEFAULT_PRIOR_CFG;
-    int prior_steps = params->prior_steps; /* 0: DEFAULT_STAGE_C_TIMESTEPS */
+    int dec_steps = params->steps > 0 ? params->steps : d.steps;
+    float dec_cfg = params->cfg_scale >= 0 ? params->cfg_scale : d.cfg_scale;
+    float prior_cfg = params->prior_cfg_scale >= 0 ? params->prior_cfg_scale : d.prior_cfg_scale;
+    int prior_steps = params->prior_steps; /* 0: DEFAULT_STAGE_C_TIMESTEPS (d.prior_steps of them) */
     int a1111;
     LD_TRY(ld_prompt_syntax_name(ctx, params->prompt_syntax, &a1111)); /* checked before any model runs */
     snprintf(info->prompt_syntax, sizeof info->prompt_syntax, "%s", a1111 ? "a1111" : "plain");
     info->width = W;
     info->height = H;
     info->steps = dec_steps;
-    info->prior_steps = prior_steps > 0 ? prior_steps : LD_DDPMW_STAGE_C_POINTS - 1;
+    info->prior_steps = prior_steps > 0 ? prior_steps : d.prior_steps;
     info->cfg_scale = dec_cfg;
     info->prior_cfg_scale = prior_cfg;
     snprintf(info->sampler, sizeof info->sampler, "ddpm_wuerstchen");
@@ -277,4 +297,9 @@ static ld_status wu_generate(ld_ctx *ctx, void *state, const ld_gen_params *para
 
 static const char *const wu_class_names[] = {"WuerstchenPriorPipeline", NULL};
 
-const ld_pipeline_impl ld_pipeline_wuerstchen = {"wuerstchen", wu_class_names, wu_open, wu_free, wu_generate};
+const ld_pipeline_impl ld_pipeline_wuerstchen = {.family = "wuerstchen",
+                                                 .class_names = wu_class_names,
+                                                 .open = wu_open,
+                                                 .free = wu_free,
+                                                 .describe = wu_describe,
+                                                 .generate = wu_generate};
