@@ -314,9 +314,12 @@ static ld_status bench_setup(ld_ctx *ctx, const bench_opts *o, bench_model *m) {
 
 /* One evaluation. */
 static ld_status bench_eval(ld_ctx *ctx, const bench_opts *o, bench_model *m) {
-    if (m->unet)
-        return ld_unet2d_forward(ctx, m->unet, m->x, (int)m->B, (int)m->h, (int)m->w, m->r, m->ctx_a, BENCH_TOKENS,
-                                 m->ctx_b, m->ctx_c, m->out);
+    if (m->unet) {
+        const ld_unet2d_inputs in = {.B = (int)m->B, .H = (int)m->h, .W = (int)m->w, .sample = m->x, .timesteps = m->r,
+                                     .encoder_hidden_states = m->ctx_a, .L = BENCH_TOKENS, .text_embeds = m->ctx_b,
+                                     .time_ids = m->ctx_c};
+        return ld_unet2d_forward(ctx, m->unet, &in, m->out);
+    }
     if (m->vae) return ld_vae_decode(ctx, m->vae, m->x, (int)m->B, (int)m->h, (int)m->w, m->out, o->tiling);
     if (m->taesd) return ld_vae_tiny_decode(ctx, m->taesd, m->out, m->x, m->B, m->h, m->w);
     if (m->te) {

@@ -30,7 +30,9 @@ static float *unet_out(ld_ctx *ctx, const char *unet, const ld_lora_ref *l, int 
         return NULL;
     }
     float *out = malloc(sizeof(float) * (size_t)nout);
-    ld_status st = ld_unet2d_forward(ctx, u, x, 2, 8, 8, t, c, 77, te, ids, out);
+    const ld_unet2d_inputs in = {.B = 2, .H = 8, .W = 8, .sample = x, .timesteps = t, .encoder_hidden_states = c,
+                                 .L = 77, .text_embeds = te, .time_ids = ids};
+    ld_status st = ld_unet2d_forward(ctx, u, &in, out);
     ld_unet2d_free(u);
     if (st != LD_OK) {
         free(out);

@@ -33,7 +33,9 @@ int main(void) {
         float t[2] = {500, 500}, ids[12] = {0};
         test_fill(x, (int64_t)B * C * H * W, 1);
         test_fill(ctxs, (int64_t)B * L * D, 2);
-        CHECK(ld_unet2d_forward(ctx, u, x, B, H, W, t, ctxs, L, te, ids, out) == LD_OK, "forward: %s",
+        const ld_unet2d_inputs in = {.B = B, .H = H, .W = W, .sample = x, .timesteps = t, .encoder_hidden_states = ctxs,
+                                     .L = L, .text_embeds = te, .time_ids = ids};
+        CHECK(ld_unet2d_forward(ctx, u, &in, out) == LD_OK, "forward: %s",
               ld_ctx_error(ctx));
         const double peak = (double)ld_unet2d_activation_bytes(u);
         printf("B=%d %dx%d: estimate %.0f bytes, arena peak %.0f (ratio %.4f)\n", B, H, W, est, peak, est / peak);

@@ -50,7 +50,9 @@ static int run_cases(ld_ctx *ctx, ld_unet2d *u, const char *cases_path, const ch
         float tb[64];
         for (int b = 0; b < B && b < 64; b++) tb[b] = t[n_t == 1 ? 0 : b];
         float *out = malloc(sizeof(float) * (size_t)n_out);
-        ld_status rc = ld_unet2d_forward(ctx, u, sample, B, H, W, tb, ehs, L, text, ids, out);
+        const ld_unet2d_inputs in = {.B = B, .H = H, .W = W, .sample = sample, .timesteps = tb,
+                                     .encoder_hidden_states = ehs, .L = L, .text_embeds = text, .time_ids = ids};
+        ld_status rc = ld_unet2d_forward(ctx, u, &in, out);
         CHECK(rc == LD_OK, "%s %s: %s", label, prefix, ld_ctx_error(ctx));
         if (rc == LD_OK) {
             char what[300];
@@ -201,11 +203,13 @@ static void bad_arguments(ld_ctx *ctx, const char *td) {
     if (ld_unet2d_load(ctx, dir, NULL, &u) != LD_OK) return;
     float x[4 * 8 * 8] = {0}, t = 1, ehs[80] = {0}, out[4 * 8 * 8];
     ld_ctx_clear_error(ctx);
-    CHECK(ld_unet2d_forward(ctx, u, x, 1, 8, 8, &t, ehs, 1, NULL, NULL, out) == LD_ERR_INVALID_ARGUMENT,
+    ld_unet2d_inputs bad = {.B = 1, .H = 8, .W = 8, .sample = x, .timesteps = &t, .encoder_hidden_states = ehs, .L = 1};
+    CHECK(ld_unet2d_forward(ctx, u, &bad, out) == LD_ERR_INVALID_ARGUMENT,
           "missing text_embeds rejected");
     CHECK(strstr(ld_ctx_error(ctx), "text_embeds") != NULL, "message names text_embeds: %s", ld_ctx_error(ctx));
-    CHECK(ld_unet2d_forward(ctx, u, x, 0, 8, 8, &t, ehs, 1, NULL, NULL, out) == LD_ERR_INVALID_ARGUMENT,
-          "B = 0 rejected");
+    bad.B = 0;
+    CHECK(ld_unet2d_forward(ctx, u, &bad, out) == LD_ERR_INVALID_ARGUMENT, "B = 0 rejected");
+    CHECK(ld_unet2d_forward(ctx, u, NULL, out) == LD_ERR_INVALID_ARGUMENT, "no inputs rejected");
 
     /* latent sizes not divisible by 4: the up path resizes to the skips' sizes */
     ld_ctx_clear_error(ctx);
@@ -215,7 +219,9 @@ static void bad_arguments(ld_ctx *ctx, const char *td) {
     test_fill(e2, 2 * 5 * 80, seed + 1);
     test_fill(te, 2 * 48, seed + 2);
     for (int i = 0; i < 12; i++) ids[i] = (float)(64 * (i % 6));
-    ld_status rc = ld_unet2d_forward(ctx, u, xo, 2, 13, 7, tt, e2, 5, te, ids, oo);
+    const ld_unet2d_inputs odd = {.B = 2, .H = 13, .W = 7, .sample = xo, .timesteps = tt, .encoder_hidden_states = e2,
+                                  .L = 5, .text_embeds = te, .time_ids = ids};
+    ld_status rc = ld_unet2d_forward(ctx, u, &odd, oo);
     CHECK(rc == LD_OK, "13x7 latent: %s", ld_ctx_error(ctx));
     int finite = 1;
     for (int i = 0; i < 2 * 4 * 13 * 7; i++) finite &= isfinite(oo[i]) != 0;

@@ -411,9 +411,11 @@ double ld_unet2d_activation_estimate(const ld_unet2d *u, int B, int H, int W, in
     return m.peak * sizeof(float);
 }
 
-ld_status ld_unet2d_forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, int H, int W,
-                            const float *timesteps, const float *encoder_hidden_states, int L,
-                            const float *text_embeds, const float *time_ids, float *out) {
+ld_status ld_unet2d_forward(ld_ctx *ctx, ld_unet2d *u, const ld_unet2d_inputs *in, float *out) {
+    if (!in) return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "unet forward: no inputs");
+    const int B = in->B, H = in->H, W = in->W, L = in->L;
+    const float *sample = in->sample, *timesteps = in->timesteps, *encoder_hidden_states = in->encoder_hidden_states;
+    const float *text_embeds = in->text_embeds, *time_ids = in->time_ids;
     if (ld_weights_is_recorder(u->ws))
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "unet forward: the model was built for recording only");
     if (B < 1 || H < 1 || W < 1 || L < 1 || B > 4096 || H > 16384 || W > 16384 || L > 1 << 20)

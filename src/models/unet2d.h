@@ -4,7 +4,10 @@
  *
  *     ld_unet2d *u;
  *     LD_TRY(ld_unet2d_load(ctx, "model/unet", "fp16", &u));   // variant may be NULL
- *     LD_TRY(ld_unet2d_forward(ctx, u, x, B, H, W, t, ctx_states, 77, text_embeds, time_ids, eps));
+ *     ld_unet2d_inputs in = {.B = B, .H = h, .W = w, .sample = x, .timesteps = t,
+ *                            .encoder_hidden_states = ctx_states, .L = 77,
+ *                            .text_embeds = text_embeds, .time_ids = time_ids};
+ *     LD_TRY(ld_unet2d_forward(ctx, u, &in, eps));
  *     ld_unet2d_free(u);
  *
  * Weights stay in the (mmapped) safetensors in their stored dtype. Activations
@@ -47,17 +50,20 @@ int ld_unet2d_addition_time_embed_dim(const ld_unet2d *u);
 /* Number of time_ids per sample expected (6 for SDXL). */
 int ld_unet2d_num_time_ids(const ld_unet2d *u);
 
-/* One evaluation of the noise prediction.
- *   sample                 [B, in_channels, H, W]  (latent H, W: any size >= 1)
- *   timesteps              [B]
- *   encoder_hidden_states  [B, L, cross_attention_dim]
- *   text_embeds            [B, P]   (NULL only if the model has no addition embedding)
- *   time_ids               [B, 6]   (same)
- *   out                    [B, out_channels, H, W]
+/* The inputs of one evaluation (all borrowed). */
+typedef struct {
+    int B, H, W;                        /* batch, latent height and width (any size >= 1) */
+    const float *sample;                /* [B, in_channels, H, W] */
+    const float *timesteps;             /* [B] */
+    const float *encoder_hidden_states; /* [B, L, cross_attention_dim] */
+    int L;                              /* context tokens */
+    const float *text_embeds;           /* [B, P] (NULL only if the model has no addition embedding) */
+    const float *time_ids;              /* [B, 6] (same) */
+} ld_unet2d_inputs;
+
+/* One evaluation of the noise prediction: out [B, out_channels, H, W].
  * Fails only on bad arguments or out of memory. */
-ld_status ld_unet2d_forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, int H, int W,
-                            const float *timesteps, const float *encoder_hidden_states, int L,
-                            const float *text_embeds, const float *time_ids, float *out);
+ld_status ld_unet2d_forward(ld_ctx *ctx, ld_unet2d *u, const ld_unet2d_inputs *in, float *out);
 
 /* Bytes of activation memory reserved by the last forward (arena peak). */
 size_t ld_unet2d_activation_bytes(const ld_unet2d *u);

@@ -317,7 +317,10 @@ static ld_status unet_model(ld_ctx *ctx, void *user, const float *in, int B, flo
     const unet_call *uc = user;
     const run *r = uc->r;
     const float ts[2] = {t, t};
-    return ld_unet2d_forward(ctx, uc->u, in, B, r->h, r->w, ts, r->embeds, (int)r->L, r->pooled, r->time_ids, out);
+    const ld_unet2d_inputs ui = {.B = B, .H = r->h, .W = r->w, .sample = in, .timesteps = ts,
+                                 .encoder_hidden_states = r->embeds, .L = (int)r->L, .text_embeds = r->pooled,
+                                 .time_ids = r->time_ids};
+    return ld_unet2d_forward(ctx, uc->u, &ui, out);
 }
 
 /* 9-channel inpainting U-Nets: torch.cat([latent_model_input, mask, masked_image_latents], dim=1). */
