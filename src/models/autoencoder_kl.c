@@ -215,8 +215,10 @@ static ld_status build(ld_ctx *ctx, const char *where, const json_t *config, ld_
 }
 
 ld_status ld_vae_build(ld_ctx *ctx, const char *where, const json_t *config, ld_weights *ws, ld_vae **out) {
-    return build(ctx, where, config, ws, 1, out);
+    return build(ctx, where, config, ws, 0, out);
 }
+
+void ld_vae_own_weights(ld_vae *v) { v->owns_ws = 1; }
 
 ld_status ld_vae_load(ld_ctx *ctx, const char *vae_dir, const char *variant, ld_vae **out) {
     *out = NULL;

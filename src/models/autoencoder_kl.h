@@ -27,8 +27,9 @@
 typedef struct ld_vae ld_vae;
 
 ld_status ld_vae_load(ld_ctx *ctx, const char *vae_dir, const char *variant, ld_vae **out);
-/* Takes ownership of ws on success (see ld_unet2d_build). */
+/* Borrows ws (see ld_unet2d_build); ld_vae_own_weights hands it over. */
 ld_status ld_vae_build(ld_ctx *ctx, const char *where, const json_t *config, ld_weights *ws, ld_vae **out);
+void ld_vae_own_weights(ld_vae *v);
 void ld_vae_free(ld_vae *v);
 
 float ld_vae_scaling_factor(const ld_vae *v); /* config scaling_factor (0.13025 for SDXL) */

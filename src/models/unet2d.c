@@ -103,8 +103,10 @@ static ld_status build(ld_ctx *ctx, const char *where, const json_t *config, ld_
 }
 
 ld_status ld_unet2d_build(ld_ctx *ctx, const char *where, const json_t *config, ld_weights *ws, ld_unet2d **out) {
-    return build(ctx, where, config, ws, 1, out);
+    return build(ctx, where, config, ws, 0, out);
 }
+
+void ld_unet2d_own_weights(ld_unet2d *u) { u->owns_ws = 1; }
 
 ld_status ld_unet2d_load(ld_ctx *ctx, const char *unet_dir, const char *variant, ld_unet2d **out) {
     return ld_unet2d_load_lora(ctx, unet_dir, variant, NULL, 0, out);

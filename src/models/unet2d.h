@@ -31,11 +31,13 @@ ld_status ld_unet2d_load_lora(ld_ctx *ctx, const char *unet_dir, const char *var
                               int nloras, ld_unet2d **out);
 
 /* Builds from a parsed config and a weight source. `where` names the config
- * in messages. On success the model takes ownership of ws (freed by
- * ld_unet2d_free); on failure ws is left to the caller. With a recording
- * source (init-random) the model only records tensor names and shapes and
- * cannot run. */
+ * in messages. ws is borrowed (as every model's build does): it must outlive
+ * the model, unless ld_unet2d_own_weights hands it over (what _load does).
+ * With a recording source (init-random) the model only records tensor names
+ * and shapes and cannot run. */
 ld_status ld_unet2d_build(ld_ctx *ctx, const char *where, const json_t *config, ld_weights *ws, ld_unet2d **out);
+/* The model frees its weight source when it is freed. */
+void ld_unet2d_own_weights(ld_unet2d *u);
 void ld_unet2d_free(ld_unet2d *u);
 
 /* Config values the pipeline needs. */

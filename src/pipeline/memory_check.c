@@ -100,7 +100,9 @@ static ld_status shape_only(ld_ctx *ctx, const char *dir, int unet, void **model
     if (st == LD_OK) {
         st = unet ? ld_unet2d_build(ctx, dir, cfg, rec, (ld_unet2d **)model)
                   : ld_vae_build(ctx, dir, cfg, rec, (ld_vae **)model);
-        if (st != LD_OK) ld_weights_free(rec); /* on success the model owns it */
+        if (st != LD_OK) ld_weights_free(rec);
+        else if (unet) ld_unet2d_own_weights(*model); /* freed with the model */
+        else ld_vae_own_weights(*model);
     }
     json_decref(cfg);
     return st;

@@ -24,12 +24,16 @@ ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, int frozen, ld_t
     t->config = json_incref((json_t *)f.config);
     if (frozen) { /* the model reads the file's weights in place and owns them */
         st = ld_unet2d_build(ctx, f.where, f.config, f.ws, &t->u);
+        if (st == LD_OK) ld_unet2d_own_weights(t->u);
         ld_component_files_close(&f, st == LD_OK);
     } else {
         st = ld_train_params_from_weights(ctx, f.ws, &t->p);
         if (st == LD_OK) {
             st = ld_unet2d_build(ctx, f.where, f.config, t->p.source, &t->u);
-            if (st == LD_OK) t->p.source = NULL; /* the model owns it now */
+            if (st == LD_OK) { /* the model owns it now */
+                ld_unet2d_own_weights(t->u);
+                t->p.source = NULL;
+            }
         }
         ld_component_files_close(&f, 0);
     }
