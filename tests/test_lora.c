@@ -54,19 +54,53 @@ static void write_lora(ld_ctx *ctx, const char *path, const char *const *names, 
     ld_st_builder_free(&b);
 }
 
-static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear) {
+/* The adapted layers whose module name contains part, and how many of them have 4-D (A, B). */
+static int count_modules(const ld_lora *l, const char *part, int *four_d) {
+    int n = 0;
+    *four_d = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (strstr(l->module[i], part)) {
+            n++;
+            *four_d += l->params.tensors[2 * i].ndim == 4 && l->params.tensors[2 * i + 1].ndim == 4;
+        }
+    return n;
+}
+
+/* conv: also LoCon adapters (rank 3, alpha 1.5: a scale of 0.5 where the linears have 8 / 4). */
+static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear, int conv) {
     char unet[4400], peft[4400], kohya[4400];
     snprintf(unet, sizeof unet, "%s/unet", model);
-    snprintf(peft, sizeof peft, "%s/peft%d.safetensors", g_dir, all_linear);
-    snprintf(kohya, sizeof kohya, "%s/kohya%d.safetensors", g_dir, all_linear);
+    snprintf(peft, sizeof peft, "%s/peft%d%d.safetensors", g_dir, all_linear, conv);
+    snprintf(kohya, sizeof kohya, "%s/kohya%d%d.safetensors", g_dir, all_linear, conv);
     ld_train_unet *t;
     CHECK(ld_train_unet_open(ctx, unet, 1, &t) == LD_OK, "open frozen: %s", ld_ctx_error(ctx));
-    CHECK(ld_train_unet_add_lora(ctx, t, 4, 8.0f, all_linear, 3) == LD_OK, "add lora");
+    const ld_train_lora_spec sp = {4, 8.0f, all_linear, conv ? 3 : 0, conv ? 1.5f : 0.0f};
+    CHECK(ld_train_unet_add_lora(ctx, t, &sp, 3) == LD_OK, "add lora");
     ld_lora *l = ld_train_unet_lora(t);
     /* 15 transformer blocks (down 2 + 3, up 3 x 2 + 2 x 2), 8 projections each; all linears: also the
-     * two of each feed-forward and proj_in / proj_out of the 6 Transformer2DModels */
-    CHECK(l->n == (all_linear ? 15 * 10 + 6 * 2 : 120), "adapters on every %s: %zu",
-          all_linear ? "linear of the transformers" : "attention projection", l->n);
+     * two of each feed-forward and proj_in / proj_out of the 6 Transformer2DModels. LoCon: 9 ResNets
+     * (down 3 x 1, up 3 x 2; no mid block) with conv1, conv2, time_emb_proj and 8 conv_shortcuts (all
+     * but down_blocks.0's), 2 downsamplers and 2 upsamplers */
+    const size_t n_conv = conv ? 9 * 3 + 8 + 2 + 2 : 0;
+    CHECK(l->n == (all_linear ? 15 * 10 + 6 * 2 : 120) + n_conv, "adapters on every %s%s: %zu",
+          all_linear ? "linear of the transformers" : "attention projection", conv ? " and convolution" : "", l->n);
+    int four, nres = count_modules(l, ".resnets.", &four);
+    CHECK(nres == (conv ? 9 * 3 + 8 : 0) && four == (conv ? 9 * 2 + 8 : 0),
+          "ResNet adapters %d (%d of them 4-D: conv1, conv2, conv_shortcut)", nres, four);
+    int ns = count_modules(l, "samplers.0.conv", &four);
+    CHECK(ns == (conv ? 4 : 0) && four == ns, "sampler adapters %d (%d 4-D)", ns, four);
+    CHECK(count_modules(l, "conv_in", &four) == 0 && count_modules(l, "conv_out", &four) == 0,
+          "conv_in and conv_out are not adapted");
+    CHECK(l->conv_rank == (conv ? 3 : 0) && l->rank == 4, "ranks %d, conv %d", l->rank, l->conv_rank);
+    for (size_t i = 0; conv && i < l->n; i++) {
+        const ld_tensor *A = &l->params.tensors[2 * i];
+        const int kxk = A->ndim == 4 && A->shape[2] == 3;
+        if (strstr(l->module[i], "conv1") || strstr(l->module[i], "conv2") || strstr(l->module[i], "samplers"))
+            CHECK(kxk && A->shape[0] == 3 && l->scale[i] == 0.5f, "%s: a 3x3 adapter of rank 3, scale 0.5",
+                  l->module[i]);
+        else
+            CHECK(!kxk && A->shape[0] == 4 && l->scale[i] == 2.0f, "%s: rank 4", l->module[i]);
+    }
     for (size_t i = 0; i < l->n; i++) { /* B nonzero, so the adapters change the output */
         ld_tensor *B = &l->params.tensors[2 * i + 1];
         test_fill(B->data, ld_tensor_numel(B), 7 + i);
@@ -279,8 +313,9 @@ int main(void) {
     snprintf(model, sizeof model, "%.4000s/models/koala-700m-tiny", td);
     g_dir = test_tmp_dir("lora");
     ld_ctx *ctx = ld_ctx_new();
-    unet_round_trip(ctx, model, 0);
-    unet_round_trip(ctx, model, 1);
+    unet_round_trip(ctx, model, 0, 0);
+    unet_round_trip(ctx, model, 1, 0);
+    unet_round_trip(ctx, model, 0, 1);
     text_encoder_merge(ctx, model);
     bad_files(ctx, model);
     sgm_names(ctx, td);
