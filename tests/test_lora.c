@@ -3,7 +3,10 @@
  * linear of the transformers) saved in the peft/diffusers and in the
  * kohya layout, merged at load (models/lora_merge.h) into the inference
  * U-Net: both give the trainer's forward within module tolerance; strength
- * 0 gives the base model. Text-encoder keys merge to W + s * alpha / r * up
+ * 0 gives the base model. With LoCon adapters (--lora-conv-rank) too: the
+ * ResNets' and samplers' convolutions are adapted with 4-D A and B, the
+ * merged U-Net matches the trainer's forward, and the trainer's backward
+ * matches finite differences on every kind of conv adapter. Text-encoder keys merge to W + s * alpha / r * up
  * down exactly as a naive product. A key that matches nothing, a shape that
  * does not fit, an A without B and an unknown layout are errors naming them.
  * kohya's SDXL files name U-Net modules the original (SGM) way: on the tiny
@@ -66,6 +69,46 @@ static int count_modules(const ld_lora *l, const char *part, int *four_d) {
     return n;
 }
 
+/* The U-Net's backward reaches each listed adapter with the gradient of
+ * L = sum r . pred: g . v against (L(p + h v) - L(p - h v)) / 2h for a random
+ * direction v over the adapter's A and B (the f32 forward: a loose
+ * tolerance; a wrongly wired input or output is off by O(1)). */
+static void adapter_grads(ld_ctx *ctx, ld_train_unet *t, const char *const *modules, int nmod, const float *x,
+                          const float *tt, const float *c, const float *te, const float *ids, int64_t nx) {
+    ld_lora *l = ld_train_unet_lora(t);
+    float *pred = malloc(sizeof(float) * (size_t)nx), *r = malloc(sizeof(float) * (size_t)nx);
+    test_fill(r, nx, 77);
+    ld_train_params_zero_grad(&l->params);
+    CHECK(ld_train_unet_forward(ctx, t, x, 2, 8, 8, tt, c, 77, te, ids, pred) == LD_OK, "forward");
+    CHECK(ld_train_unet_backward(ctx, t, r) == LD_OK, "backward: %s", ld_ctx_error(ctx));
+    for (int m = 0; m < nmod; m++) {
+        int i = -1;
+        for (size_t k = 0; k < l->n; k++)
+            if (!strcmp(l->module[k], modules[m])) i = (int)k;
+        CHECK(i >= 0, "%s is adapted", modules[m]);
+        if (i < 0) continue;
+        const int64_t off = l->params.offset[2 * i],
+                      len = l->params.offset[2 * i + 1] + ld_tensor_numel(&l->params.tensors[2 * i + 1]) - off;
+        float *v = malloc(sizeof(float) * (size_t)len), *keep = malloc(sizeof(float) * (size_t)len);
+        test_fill(v, len, 500 + (uint64_t)m);
+        memcpy(keep, l->params.value + off, sizeof(float) * (size_t)len);
+        double gv = 0, L[2];
+        for (int64_t k = 0; k < len; k++) gv += (double)l->params.grad[off + k] * v[k];
+        const float h = 2e-3f;
+        for (int sgn = 0; sgn < 2; sgn++) {
+            for (int64_t k = 0; k < len; k++) l->params.value[off + k] = keep[k] + (sgn ? -h : h) * v[k];
+            CHECK(ld_train_unet_forward(ctx, t, x, 2, 8, 8, tt, c, 77, te, ids, pred) == LD_OK, "forward");
+            L[sgn] = 0;
+            for (int64_t k = 0; k < nx; k++) L[sgn] += (double)r[k] * pred[k];
+        }
+        memcpy(l->params.value + off, keep, sizeof(float) * (size_t)len);
+        const double fd = (L[0] - L[1]) / (2.0 * h), err = fabs(fd - gv) / fmax(fabs(fd), 1e-3);
+        CHECK(err < 1e-2 && fabs(gv) > 1e-4, "%s: g.v %.6g vs finite difference %.6g (%.1e)", modules[m], gv, fd, err);
+        free(v), free(keep);
+    }
+    free(pred), free(r);
+}
+
 /* conv: also LoCon adapters (rank 3, alpha 1.5: a scale of 0.5 where the linears have 8 / 4). */
 static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear, int conv) {
     char unet[4400], peft[4400], kohya[4400];
@@ -110,6 +153,13 @@ static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear, int 
     float x[2 * 4 * 8 * 8], tt[2] = {100, 700}, c[2 * 77 * 80], te[2 * 48], ids[12] = {64, 64, 0, 0, 64, 64, 64, 64, 0, 0, 64, 64};
     test_fill(x, nx, 1), test_fill(c, nc, 2), test_fill(te, 96, 3);
     float *ref = malloc(sizeof(float) * (size_t)nx);
+    if (conv) { /* every kind of conv adapter, on a plain and on a concatenated (up path) input */
+        const char *mods[] = {"down_blocks.0.resnets.0.conv1", "down_blocks.1.resnets.0.conv2",
+                              "down_blocks.1.resnets.0.conv_shortcut", "up_blocks.1.resnets.0.conv1",
+                              "up_blocks.1.resnets.1.conv_shortcut", "up_blocks.2.resnets.0.time_emb_proj",
+                              "down_blocks.0.downsamplers.0.conv", "up_blocks.0.upsamplers.0.conv"};
+        adapter_grads(ctx, t, mods, (int)(sizeof mods / sizeof *mods), x, tt, c, te, ids, nx);
+    }
     CHECK(ld_train_unet_forward(ctx, t, x, 2, 8, 8, tt, c, 77, te, ids, ref) == LD_OK, "train forward");
     CHECK(ld_lora_save(ctx, l, LD_LORA_PEFT, LD_F32, peft) == LD_OK, "save peft");
     CHECK(ld_lora_save(ctx, l, LD_LORA_KOHYA, LD_F32, kohya) == LD_OK, "save kohya");
