@@ -1,6 +1,7 @@
 /* A training run of an SDXL-family U-Net on a dataset (`leandiff train`):
  * full fine-tuning (f32 master weights) or LoRA on the attention
- * projections, with the habits of diffusers' train_text_to_image_sdxl.py
+ * projections (optionally every transformer linear, and the ResNets' and
+ * samplers' convolutions: LoCon), with the habits of diffusers' train_text_to_image_sdxl.py
  * and kohya's sd-scripts:
  *
  *   cache latents and captions (train_cache.h), free the VAE and the text
