@@ -294,7 +294,7 @@ static void lora_b(const void *o, const double *p, const float *dy, float *g) {
     ld_ctx *ctx = ld_ctx_new();
     ld_tensor w = f32_tensor((float *)s->w, 2, s->N, s->K, 0, 0);
     w.name = "layer.weight";
-    const ld_lora_layer layer = {&w, (int)s->r, s->alpha, ld_conv2d_params_make(1, 0)};
+    const ld_lora_layer layer = {&w, (int)s->r, s->alpha, ld_conv2d_params_make(1, 0), 0};
     ld_lora l;
     CHECK(ld_lora_create(ctx, &layer, 1, 1, &l) == LD_OK, "lora create");
     float *x = to_f32(p, s->M * s->K);
@@ -354,7 +354,7 @@ static void locon_b(const void *o, const double *p, const float *dy, float *g) {
     ld_tensor w = f32_tensor((float *)s->w, 4, c->Cout, c->Cin, c->k, c->k);
     w.name = "down_blocks.0.resnets.0.conv1.weight";
     const ld_conv2d_params cp = ld_conv2d_params_make(c->stride, c->pad);
-    const ld_lora_layer layer = {&w, (int)s->r, s->alpha, cp};
+    const ld_lora_layer layer = {&w, (int)s->r, s->alpha, cp, 0};
     ld_lora l;
     CHECK(ld_lora_create(ctx, &layer, 1, 1, &l) == LD_OK, "locon create");
     /* 4-D adapters, initialised as kohya/peft: A uniform in +-1/sqrt(Cin*k*k), B zero */

@@ -6,7 +6,8 @@
  * 0 gives the base model. With LoCon adapters (--lora-conv-rank) too: the
  * ResNets' and samplers' convolutions are adapted with 4-D A and B, the
  * merged U-Net matches the trainer's forward, and the trainer's backward
- * matches finite differences on every kind of conv adapter. Text-encoder keys merge to W + s * alpha / r * up
+ * matches finite differences on every kind of conv adapter; on a U-Net whose
+ * proj_in / proj_out are 1x1 convolutions, their adapters are 4-D as well. Text-encoder keys merge to W + s * alpha / r * up
  * down exactly as a naive product. A key that matches nothing, a shape that
  * does not fit, an A without B and an unknown layout are errors naming them.
  * kohya's SDXL files name U-Net modules the original (SGM) way: on the tiny
@@ -70,9 +71,9 @@ static int count_modules(const ld_lora *l, const char *part, int *four_d) {
 }
 
 /* The U-Net's backward reaches each listed adapter with the gradient of
- * L = sum r . pred: g . v against (L(p + h v) - L(p - h v)) / 2h for a random
- * direction v over the adapter's A and B (the f32 forward: a loose
- * tolerance; a wrongly wired input or output is off by O(1)). */
+ * L = sum r . pred: g . v against (L(p + h v) - L(p - h v)) / 2h (at two h,
+ * extrapolated) for a random direction v over the adapter's A and B (the f32
+ * forward: a loose tolerance; a wrongly wired input or output is off by O(1)). */
 static void adapter_grads(ld_ctx *ctx, ld_train_unet *t, const char *const *modules, int nmod, const float *x,
                           const float *tt, const float *c, const float *te, const float *ids, int64_t nx) {
     ld_lora *l = ld_train_unet_lora(t);
@@ -92,29 +93,34 @@ static void adapter_grads(ld_ctx *ctx, ld_train_unet *t, const char *const *modu
         float *v = malloc(sizeof(float) * (size_t)len), *keep = malloc(sizeof(float) * (size_t)len);
         test_fill(v, len, 500 + (uint64_t)m);
         memcpy(keep, l->params.value + off, sizeof(float) * (size_t)len);
-        double gv = 0, L[2];
+        double gv = 0, D[2]; /* central differences at h and h/2, Richardson-extrapolated */
         for (int64_t k = 0; k < len; k++) gv += (double)l->params.grad[off + k] * v[k];
-        const float h = 2e-3f;
-        for (int sgn = 0; sgn < 2; sgn++) {
-            for (int64_t k = 0; k < len; k++) l->params.value[off + k] = keep[k] + (sgn ? -h : h) * v[k];
-            CHECK(ld_train_unet_forward(ctx, t, x, 2, 8, 8, tt, c, 77, te, ids, pred) == LD_OK, "forward");
-            L[sgn] = 0;
-            for (int64_t k = 0; k < nx; k++) L[sgn] += (double)r[k] * pred[k];
+        for (int q = 0; q < 2; q++) {
+            const float h = q ? 4e-3f : 8e-3f;
+            double L[2];
+            for (int sgn = 0; sgn < 2; sgn++) {
+                for (int64_t k = 0; k < len; k++) l->params.value[off + k] = keep[k] + (sgn ? -h : h) * v[k];
+                CHECK(ld_train_unet_forward(ctx, t, x, 2, 8, 8, tt, c, 77, te, ids, pred) == LD_OK, "forward");
+                L[sgn] = 0;
+                for (int64_t k = 0; k < nx; k++) L[sgn] += (double)r[k] * pred[k];
+            }
+            D[q] = (L[0] - L[1]) / (2.0 * h);
         }
         memcpy(l->params.value + off, keep, sizeof(float) * (size_t)len);
-        const double fd = (L[0] - L[1]) / (2.0 * h), err = fabs(fd - gv) / fmax(fabs(fd), 1e-3);
+        const double fd = (4.0 * D[1] - D[0]) / 3.0, err = fabs(fd - gv) / fmax(fabs(fd), 1e-3);
         CHECK(err < 1e-2 && fabs(gv) > 1e-4, "%s: g.v %.6g vs finite difference %.6g (%.1e)", modules[m], gv, fd, err);
         free(v), free(keep);
     }
     free(pred), free(r);
 }
 
-/* conv: also LoCon adapters (rank 3, alpha 1.5: a scale of 0.5 where the linears have 8 / 4). */
-static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear, int conv) {
+/* conv: also LoCon adapters (rank 3, alpha 1.5: a scale of 0.5 where the linears have 8 / 4).
+ * conv_proj: the model's proj_in / proj_out are 1x1 convolutions (use_linear_projection false). */
+static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear, int conv, int conv_proj) {
     char unet[4400], peft[4400], kohya[4400];
     snprintf(unet, sizeof unet, "%s/unet", model);
-    snprintf(peft, sizeof peft, "%s/peft%d%d.safetensors", g_dir, all_linear, conv);
-    snprintf(kohya, sizeof kohya, "%s/kohya%d%d.safetensors", g_dir, all_linear, conv);
+    snprintf(peft, sizeof peft, "%s/peft%d%d%d.safetensors", g_dir, all_linear, conv, conv_proj);
+    snprintf(kohya, sizeof kohya, "%s/kohya%d%d%d.safetensors", g_dir, all_linear, conv, conv_proj);
     ld_train_unet *t;
     CHECK(ld_train_unet_open(ctx, unet, 1, &t) == LD_OK, "open frozen: %s", ld_ctx_error(ctx));
     const ld_train_lora_spec sp = {4, 8.0f, all_linear, conv ? 3 : 0, conv ? 1.5f : 0.0f};
@@ -130,6 +136,9 @@ static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear, int 
     int four, nres = count_modules(l, ".resnets.", &four);
     CHECK(nres == (conv ? 9 * 3 + 8 : 0) && four == (conv ? 9 * 2 + 8 : 0),
           "ResNet adapters %d (%d of them 4-D: conv1, conv2, conv_shortcut)", nres, four);
+    const int np = count_modules(l, ".proj_", &four);
+    CHECK(np == (all_linear ? 12 : 0) && four == (conv_proj ? np : 0), "proj_in / proj_out adapters %d (%d 4-D)", np,
+          four);
     int ns = count_modules(l, "samplers.0.conv", &four);
     CHECK(ns == (conv ? 4 : 0) && four == ns, "sampler adapters %d (%d 4-D)", ns, four);
     CHECK(count_modules(l, "conv_in", &four) == 0 && count_modules(l, "conv_out", &four) == 0,
@@ -138,6 +147,9 @@ static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear, int 
     for (size_t i = 0; conv && i < l->n; i++) {
         const ld_tensor *A = &l->params.tensors[2 * i];
         const int kxk = A->ndim == 4 && A->shape[2] == 3;
+        if (strstr(l->module[i], ".proj_") && conv_proj)
+            CHECK(A->ndim == 4 && A->shape[2] == 1 && A->shape[3] == 1 && A->shape[0] == 4,
+                  "%s: a 1x1 adapter of rank 4", l->module[i]);
         if (strstr(l->module[i], "conv1") || strstr(l->module[i], "conv2") || strstr(l->module[i], "samplers"))
             CHECK(kxk && A->shape[0] == 3 && l->scale[i] == 0.5f, "%s: a 3x3 adapter of rank 3, scale 0.5",
                   l->module[i]);
@@ -363,9 +375,20 @@ int main(void) {
     snprintf(model, sizeof model, "%.4000s/models/koala-700m-tiny", td);
     g_dir = test_tmp_dir("lora");
     ld_ctx *ctx = ld_ctx_new();
-    unet_round_trip(ctx, model, 0, 0);
-    unet_round_trip(ctx, model, 1, 0);
-    unet_round_trip(ctx, model, 0, 1);
+    unet_round_trip(ctx, model, 0, 0, 0);
+    unet_round_trip(ctx, model, 1, 0, 0);
+    unet_round_trip(ctx, model, 0, 1, 0);
+    /* the tiny KOALA U-Net with 1x1-convolution projections (init-random): kohya's full set */
+    char cmd[32000], convproj[4400];
+    const char *bin = getenv("LEANDIFF_BIN");
+    snprintf(convproj, sizeof convproj, "%s/convproj", g_dir);
+    snprintf(cmd, sizeof cmd,
+             "rm -rf '%s' && mkdir -p '%s' && sed 's/\"use_linear_projection\": true/\"use_linear_projection\": false/' "
+             "'%s/unet/config.json' > '%s/config.json' && grep -q '\"use_linear_projection\": false' '%s/config.json' && "
+             "'%s' init-random --config '%s/config.json' --out '%s/unet' --dtype f32 --seed 5 >/dev/null",
+             convproj, convproj, model, convproj, convproj, bin ? bin : "leandiff", convproj, convproj);
+    CHECK(system(cmd) == 0, "making %s", convproj);
+    unet_round_trip(ctx, convproj, 1, 1, 1);
     text_encoder_merge(ctx, model);
     bad_files(ctx, model);
     sgm_names(ctx, td);

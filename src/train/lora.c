@@ -55,11 +55,12 @@ ld_status ld_lora_create(ld_ctx *ctx, const ld_lora_layer *layers, size_t n, uin
         }
         snprintf(names[2 * i], len + 16, "%s.lora_A.weight", l->module[i]);
         snprintf(names[2 * i + 1], len + 16, "%s.lora_B.weight", l->module[i]);
-        ndims[2 * i] = ndims[2 * i + 1] = w->ndim;
+        const int four = w->ndim == 4 || layers[i].conv1x1;
+        ndims[2 * i] = ndims[2 * i + 1] = four ? 4 : 2;
         shapes[2 * i][0] = r, shapes[2 * i][1] = w->shape[1]; /* A [r, in (, kh, kw)] */
         shapes[2 * i + 1][0] = w->shape[0], shapes[2 * i + 1][1] = r; /* B [out, r (, 1, 1)] */
-        if (w->ndim == 4) {
-            shapes[2 * i][2] = w->shape[2], shapes[2 * i][3] = w->shape[3];
+        if (four) {
+            shapes[2 * i][2] = w->ndim == 4 ? w->shape[2] : 1, shapes[2 * i][3] = w->ndim == 4 ? w->shape[3] : 1;
             shapes[2 * i + 1][2] = shapes[2 * i + 1][3] = 1;
         }
     }

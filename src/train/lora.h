@@ -29,6 +29,8 @@ typedef struct {
     int rank;
     float alpha;           /* 0: the rank (scale 1) */
     ld_conv2d_params conv; /* a convolution's stride and padding (groups 1, dilation 1) */
+    int conv1x1;           /* w is the 2-D view of a 1x1 convolution the model runs as a linear (proj_in
+                            * without use_linear_projection): A and B are kept 4-D, [r, in, 1, 1], [out, r, 1, 1] */
 } ld_lora_layer;
 
 typedef struct {

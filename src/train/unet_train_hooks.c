@@ -9,17 +9,21 @@
 
 /* Adds one layer (w != NULL) or counts it; returns the new n. */
 static size_t add(ld_lora_layer *w, size_t n, const ld_tensor *wt, int rank, float alpha, int stride, int pad) {
-    if (w) w[n] = (ld_lora_layer){wt, rank, alpha, ld_conv2d_params_make(stride, pad)};
+    if (w) w[n] = (ld_lora_layer){wt, rank, alpha, ld_conv2d_params_make(stride, pad), 0};
     return n + 1;
 }
 
 /* The adapted layers of one Transformer2DModel: the attention projections
  * (to_q, to_k, to_v, to_out.0 of attn1 and attn2), and with all_linear also
- * proj_in, proj_out and the feed-forward's two linears. */
-static size_t lora_weights(const ld_transformer2d *tf, const ld_train_lora_spec *sp, ld_lora_layer *w, size_t n) {
+ * proj_in, proj_out (linears, or 1x1 convolutions with 4-D adapters where
+ * use_linear_projection is false) and the feed-forward's two linears. */
+static size_t lora_weights(const ld_transformer2d *tf, const ld_train_lora_spec *sp, int conv_proj, ld_lora_layer *w,
+                           size_t n) {
     const ld_tensor *io[2] = {&tf->proj_in.w, &tf->proj_out.w};
-    for (int i = 0; sp->all_linear && i < 2; i++)
-        if (io[i]->ndim == 2) n = add(w, n, io[i], sp->rank, sp->alpha, 1, 0); /* linear projections (SDXL's) */
+    for (int i = 0; sp->all_linear && i < 2; i++) { /* linear (SDXL's) or 1x1-conv projections, as kohya */
+        n = add(w, n, io[i], sp->rank, sp->alpha, 1, 0);
+        if (w) w[n - 1].conv1x1 = conv_proj; /* run as linears, saved 4-D */
+    }
     for (int k = 0; k < tf->depth; k++) {
         const ld_tblock *b = &tf->blocks[k];
         const ld_tensor *p[10] = {&b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out.w, &b->attn2_q,
@@ -44,25 +48,26 @@ static size_t resnet_weights(const ld_resnet *r, const ld_train_lora_spec *sp, l
 /* Every adapted layer in module order (down, mid, up). */
 static size_t all_lora_weights(const ld_unet2d *m, const ld_train_lora_spec *sp, ld_lora_layer *w) {
     const unet_config *c = &m->cfg;
+    const int cp = !c->linear_projection;
     size_t n = 0;
     for (int i = 0; i < c->nblocks; i++) {
         const unet_block *b = &m->down[i];
         for (int j = 0; j < b->nlayers; j++) {
             n = resnet_weights(&b->resnets[j], sp, w, n);
-            if (b->cross_attn) n = lora_weights(&b->attentions[j], sp, w, n);
+            if (b->cross_attn) n = lora_weights(&b->attentions[j], sp, cp, w, n);
         }
         if (b->has_sampler && sp->conv_rank) n = add(w, n, &b->down.conv.w, sp->conv_rank, sp->conv_alpha, 2, 1);
     }
     if (c->has_mid) {
         n = resnet_weights(&m->mid_resnets[0], sp, w, n);
-        n = lora_weights(&m->mid_attention, sp, w, n);
+        n = lora_weights(&m->mid_attention, sp, cp, w, n);
         n = resnet_weights(&m->mid_resnets[1], sp, w, n);
     }
     for (int i = 0; i < c->nblocks; i++) {
         const unet_block *b = &m->up[i];
         for (int j = 0; j < b->nlayers; j++) {
             n = resnet_weights(&b->resnets[j], sp, w, n);
-            if (b->cross_attn) n = lora_weights(&b->attentions[j], sp, w, n);
+            if (b->cross_attn) n = lora_weights(&b->attentions[j], sp, cp, w, n);
         }
         if (b->has_sampler && sp->conv_rank) n = add(w, n, &b->up.conv.w, sp->conv_rank, sp->conv_alpha, 1, 1);
     }
