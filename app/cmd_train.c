@@ -53,6 +53,10 @@ static void usage(FILE *f) {
             "  --lora-targets T       attn (to_q/k/v/out of every attention: peft/diffusers' choice; default) or all\n"
             "                         (also proj_in, proj_out and the feed-forward: every linear of the transformers,\n"
             "                         as kohya's LoRA)\n"
+            "  --lora-conv-rank R     also LoRA on the U-Net's convolutions (LoCon, kohya's LoRA-C3Lier): every ResNet's\n"
+            "                         conv1/conv2 and every down/upsampler's conv at rank R, the ResNets' conv_shortcut\n"
+            "                         and time_emb_proj at the --lora rank (conv_in, conv_out: never); off by default\n"
+            "  --lora-conv-alpha A    alpha of the convolution adapters (default: R, scale 1)\n"
             "  --lora-format F        peft (diffusers: pytorch_lora_weights.safetensors) | kohya\n"
             "                         (A1111/ComfyUI: lora_kohya.safetensors)\n"
             "  --teacher DIR          KOALA distillation: MODEL is the student pipeline (leandiff distill --init-only),\n"
@@ -196,7 +200,8 @@ enum { OPT_DATA = 256, OPT_OUT, OPT_RES, OPT_BATCH, OPT_ACCUM, OPT_STEPS, OPT_LR
        OPT_CLIP, OPT_DROP, OPT_FLIP, OPT_CROP, OPT_BAD, OPT_SEED, OPT_SAVE_EVERY, OPT_RESUME, OPT_SAVE_DTYPE,
        OPT_PRECISION, OPT_LORA, OPT_LORA_ALPHA, OPT_LORA_FORMAT, OPT_REPLAY, OPT_DUMP, OPT_TEACHER, OPT_L_TASK,
        OPT_L_OUT, OPT_L_FEAT, OPT_FEATURES, OPT_BUCKET, OPT_T_PRECISION, OPT_PROMPTS, OPT_GEN_STEPS, OPT_GEN_CFG,
-       OPT_GEN_SAMPLER, OPT_BUCKET_ON, OPT_BUCKET_MIN, OPT_BUCKET_MAX, OPT_BUCKET_STEP, OPT_LORA_TARGETS };
+       OPT_GEN_SAMPLER, OPT_BUCKET_ON, OPT_BUCKET_MIN, OPT_BUCKET_MAX, OPT_BUCKET_STEP, OPT_LORA_TARGETS,
+       OPT_LORA_CONV_RANK, OPT_LORA_CONV_ALPHA };
 
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -221,6 +226,8 @@ int cmd_train(int argc, char **argv) {
         {"gen-sampler", required_argument, 0, OPT_GEN_SAMPLER}, {"bucket", no_argument, 0, OPT_BUCKET_ON},
         {"bucket-min", required_argument, 0, OPT_BUCKET_MIN}, {"bucket-max", required_argument, 0, OPT_BUCKET_MAX},
         {"bucket-step", required_argument, 0, OPT_BUCKET_STEP}, {"lora-targets", required_argument, 0, OPT_LORA_TARGETS},
+        {"lora-conv-rank", required_argument, 0, OPT_LORA_CONV_RANK},
+        {"lora-conv-alpha", required_argument, 0, OPT_LORA_CONV_ALPHA},
         {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
         {"verbose", no_argument, 0, 'v'},
         {0, 0, 0, 0}};
@@ -309,6 +316,14 @@ int cmd_train(int argc, char **argv) {
             o.lora_all_linear = k;
             lora_targets_given = 1;
             break;
+        case OPT_LORA_CONV_RANK:
+            if (!cli_parse_int("--lora-conv-rank", optarg, 1, 1024, &v)) return 2;
+            o.lora_conv_rank = (int)v;
+            break;
+        case OPT_LORA_CONV_ALPHA:
+            if (!cli_parse_float("--lora-conv-alpha", optarg, 1e-6, 1e6, &d)) return 2;
+            o.lora_conv_alpha = (float)d;
+            break;
         case OPT_BUCKET_MIN:
         case OPT_BUCKET_MAX:
         case OPT_BUCKET_STEP:
@@ -382,6 +397,14 @@ int cmd_train(int argc, char **argv) {
     }
     if (lora_targets_given && !o.lora_rank) {
         fprintf(stderr, "leandiff train: --lora-targets needs --lora RANK\n");
+        return 2;
+    }
+    if (o.lora_conv_rank && !o.lora_rank) {
+        fprintf(stderr, "leandiff train: --lora-conv-rank needs --lora RANK (the rank of the linear adapters)\n");
+        return 2;
+    }
+    if (o.lora_conv_alpha > 0 && !o.lora_conv_rank) {
+        fprintf(stderr, "leandiff train: --lora-conv-alpha needs --lora-conv-rank R\n");
         return 2;
     }
     if (!o.model_dir) {

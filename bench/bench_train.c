@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
     const int procs = comm ? comm->size : 1, rank = comm ? comm->rank : 0;
     ld_train_unet *t = NULL;
     if (ld_train_unet_open(ctx, unet, lora > 0, &t) != LD_OK ||
-        (lora > 0 && ld_train_unet_add_lora(ctx, t, lora, (float)lora, 0, 1) != LD_OK)) {
+        (lora > 0 && ld_train_unet_add_lora(ctx, t, &(ld_train_lora_spec){.rank = lora}, 1) != LD_OK)) {
         fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
         return 1;
     }

@@ -294,9 +294,9 @@ static void lora_b(const void *o, const double *p, const float *dy, float *g) {
     ld_ctx *ctx = ld_ctx_new();
     ld_tensor w = f32_tensor((float *)s->w, 2, s->N, s->K, 0, 0);
     w.name = "layer.weight";
-    const ld_tensor *bases[1] = {&w};
+    const ld_lora_layer layer = {&w, (int)s->r, s->alpha, ld_conv2d_params_make(1, 0), 0};
     ld_lora l;
-    CHECK(ld_lora_create(ctx, bases, 1, (int)s->r, s->alpha, 1, &l) == LD_OK, "lora create");
+    CHECK(ld_lora_create(ctx, &layer, 1, 1, &l) == LD_OK, "lora create");
     float *x = to_f32(p, s->M * s->K);
     for (int64_t i = 0; i < s->r * s->K + s->N * s->r; i++) l.params.value[i] = (float)p[s->M * s->K + i];
     memset(g, 0, sizeof(float) * (size_t)(s->M * s->K + s->r * s->K + s->N * s->r));
@@ -312,6 +312,80 @@ static void lora_b(const void *o, const double *p, const float *dy, float *g) {
     double e = 0, d = 0;
     for (int64_t i = 0; i < s->M * s->N; i++) e += (y[i] - yr[i]) * (y[i] - yr[i]), d += yr[i] * yr[i];
     CHECK(sqrt(e / d) < 1e-5, "lora forward vs naive %.2e", sqrt(e / d));
+    free(x), free(y), free(yr);
+    ld_lora_free(&l);
+    ld_ctx_free(ctx);
+}
+
+/* ---- LoCon, LoRA on a frozen convolution: p = [x | A (r*Cin*k*k) | B (Cout*r)], W fixed:
+ * y = conv(x, W) + alpha/r * conv1x1(conv(x, A), B), A with W's stride and padding ---- */
+typedef struct { conv_op c; int64_t r; float alpha; const float *w; } locon_op;
+static void locon_f(const void *o, const double *p, double *y) {
+    const locon_op *s = o;
+    const conv_op *c = &s->c;
+    int64_t Ho, Wo;
+    conv_dims(c, &Ho, &Wo);
+    const int64_t nx = c->B * c->Cin * c->H * c->W, kk = c->Cin * c->k * c->k, nw = c->Cout * kk, HWo = Ho * Wo;
+    const double *A = p + nx, *Bm = A + s->r * kk, sc = s->alpha / s->r;
+    double *pb = calloc((size_t)(nx + nw + c->Cout), sizeof(double)); /* [x | W | 0] */
+    memcpy(pb, p, sizeof(double) * (size_t)nx);
+    for (int64_t i = 0; i < nw; i++) pb[nx + i] = s->w[i];
+    conv_f(c, pb, y);
+    conv_op ca = *c; /* h = conv(x, A) */
+    ca.Cout = s->r;
+    double *pa = calloc((size_t)(nx + s->r * kk + s->r), sizeof(double)), *h = malloc(sizeof(double) * (size_t)(c->B * s->r * HWo));
+    memcpy(pa, p, sizeof(double) * (size_t)(nx + s->r * kk));
+    conv_f(&ca, pa, h);
+    for (int64_t b = 0; b < c->B; b++)
+        for (int64_t co = 0; co < c->Cout; co++)
+            for (int64_t j = 0; j < s->r; j++)
+                for (int64_t i = 0; i < HWo; i++)
+                    y[(b * c->Cout + co) * HWo + i] += sc * Bm[co * s->r + j] * h[(b * s->r + j) * HWo + i];
+    free(pb), free(pa), free(h);
+}
+static void locon_b(const void *o, const double *p, const float *dy, float *g) {
+    const locon_op *s = o;
+    const conv_op *c = &s->c;
+    int64_t Ho, Wo;
+    conv_dims(c, &Ho, &Wo);
+    const int64_t nx = c->B * c->Cin * c->H * c->W, na = s->r * c->Cin * c->k * c->k, nb = c->Cout * s->r;
+    const int64_t ny = c->B * c->Cout * Ho * Wo;
+    ld_ctx *ctx = ld_ctx_new();
+    ld_tensor w = f32_tensor((float *)s->w, 4, c->Cout, c->Cin, c->k, c->k);
+    w.name = "down_blocks.0.resnets.0.conv1.weight";
+    const ld_conv2d_params cp = ld_conv2d_params_make(c->stride, c->pad);
+    const ld_lora_layer layer = {&w, (int)s->r, s->alpha, cp, 0};
+    ld_lora l;
+    CHECK(ld_lora_create(ctx, &layer, 1, 1, &l) == LD_OK, "locon create");
+    /* 4-D adapters, initialised as kohya/peft: A uniform in +-1/sqrt(Cin*k*k), B zero */
+    const ld_tensor *A = &l.params.tensors[0], *Bt = &l.params.tensors[1];
+    CHECK(A->ndim == 4 && A->shape[0] == s->r && A->shape[1] == c->Cin && A->shape[2] == c->k && A->shape[3] == c->k,
+          "locon A shape");
+    CHECK(Bt->ndim == 4 && Bt->shape[0] == c->Cout && Bt->shape[1] == s->r && Bt->shape[2] == 1 && Bt->shape[3] == 1,
+          "locon B shape");
+    const float bound = 1.0f / sqrtf((float)(c->Cin * c->k * c->k));
+    float amax = 0, bmax = 0;
+    for (int64_t i = 0; i < na; i++) amax = fmaxf(amax, fabsf(((const float *)A->data)[i]));
+    for (int64_t i = 0; i < nb; i++) bmax = fmaxf(bmax, fabsf(((const float *)Bt->data)[i]));
+    CHECK(amax <= bound && amax > 0.5f * bound && bmax == 0, "locon init: max |A| %g (bound %g), max |B| %g", amax,
+          bound, bmax);
+    float *x = to_f32(p, nx);
+    for (int64_t i = 0; i < na; i++) l.params.value[l.params.offset[0] + i] = (float)p[nx + i];
+    for (int64_t i = 0; i < nb; i++) l.params.value[l.params.offset[1] + i] = (float)p[nx + na + i];
+    memset(g, 0, sizeof(float) * (size_t)(nx + na + nb));
+    CHECK(ld_conv2d_backward(dy, x, c->B, c->Cin, c->H, c->W, &w, &cp, g, NULL, NULL), "frozen conv backward");
+    CHECK(ld_lora_conv_backward(ctx, &l, 0, dy, x, c->B, c->H, c->W, g) == LD_OK, "locon backward");
+    memcpy(g + nx, l.params.grad + l.params.offset[0], sizeof(float) * (size_t)na);
+    memcpy(g + nx + na, l.params.grad + l.params.offset[1], sizeof(float) * (size_t)nb);
+    /* the forward adds what the naive one computes */
+    float *y = tw_alloc(ny);
+    double *yr = malloc(sizeof(double) * (size_t)ny);
+    ld_conv2d(y, x, c->B, c->Cin, c->H, c->W, &w, NULL, &cp);
+    CHECK(ld_lora_conv_forward(ctx, &l, 0, x, c->B, c->H, c->W, y) == LD_OK, "locon forward");
+    locon_f(o, p, yr);
+    double e = 0, d = 0;
+    for (int64_t i = 0; i < ny; i++) e += (y[i] - yr[i]) * (y[i] - yr[i]), d += yr[i] * yr[i];
+    CHECK(sqrt(e / d) < 1e-5, "locon forward vs naive %.2e", sqrt(e / d));
     free(x), free(y), free(yr);
     ld_lora_free(&l);
     ld_ctx_free(ctx);
@@ -348,6 +422,21 @@ static void run_all(void) {
     test_fill(wl, 11 * 9, 5);
     const lora_op lo = {7, 9, 11, 3, 6.0f, wl};
     check_op("lora", lora_f, lora_b, &lo, lo.M * lo.K + lo.r * lo.K + lo.N * lo.r, lo.M * lo.N, 1.0);
+    /* LoCon: 3x3 same padding, 3x3 stride 2 (Downsample2D), 1x1 (conv_shortcut) */
+    float wc[5 * 6 * 3 * 3];
+    test_fill(wc, 5 * 6 * 3 * 3, 6);
+    const locon_op locons[] = {{{2, 3, 5, 7, 4, 3, 1, 1}, 2, 4.0f, wc},
+                               {{1, 5, 7, 6, 3, 3, 2, 1}, 3, 3.0f, wc},
+                               {{2, 6, 5, 5, 5, 1, 1, 0}, 2, 1.0f, wc}};
+    for (size_t i = 0; i < sizeof locons / sizeof *locons; i++) {
+        const locon_op *lc = &locons[i];
+        const conv_op *c = &lc->c;
+        int64_t Ho, Wo;
+        conv_dims(c, &Ho, &Wo);
+        check_op("locon", locon_f, locon_b, lc,
+                 c->B * c->Cin * c->H * c->W + lc->r * c->Cin * c->k * c->k + c->Cout * lc->r,
+                 c->B * c->Cout * Ho * Wo, 1.0);
+    }
     const att_op atts[] = {{2, 2, 7, 7, 5}, {1, 3, 67, 9, 4}, {2, 1, 5, 70, 3}, {1, 1, 300, 260, 2}}; /* the last: several blocks */
     for (size_t i = 0; i < sizeof atts / sizeof *atts; i++) {
         const att_op *a = &atts[i];

@@ -3,7 +3,11 @@
  * linear of the transformers) saved in the peft/diffusers and in the
  * kohya layout, merged at load (models/lora_merge.h) into the inference
  * U-Net: both give the trainer's forward within module tolerance; strength
- * 0 gives the base model. Text-encoder keys merge to W + s * alpha / r * up
+ * 0 gives the base model. With LoCon adapters (--lora-conv-rank) too: the
+ * ResNets' and samplers' convolutions are adapted with 4-D A and B, the
+ * merged U-Net matches the trainer's forward, and the trainer's backward
+ * matches finite differences on every kind of conv adapter; on a U-Net whose
+ * proj_in / proj_out are 1x1 convolutions, their adapters are 4-D as well. Text-encoder keys merge to W + s * alpha / r * up
  * down exactly as a naive product. A key that matches nothing, a shape that
  * does not fit, an A without B and an unknown layout are errors naming them.
  * kohya's SDXL files name U-Net modules the original (SGM) way: on the tiny
@@ -56,19 +60,104 @@ static void write_lora(ld_ctx *ctx, const char *path, const char *const *names, 
     ld_st_builder_free(&b);
 }
 
-static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear) {
+/* The adapted layers whose module name contains part, and how many of them have 4-D (A, B). */
+static int count_modules(const ld_lora *l, const char *part, int *four_d) {
+    int n = 0;
+    *four_d = 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (strstr(l->module[i], part)) {
+            n++;
+            *four_d += l->params.tensors[2 * i].ndim == 4 && l->params.tensors[2 * i + 1].ndim == 4;
+        }
+    return n;
+}
+
+/* The U-Net's backward reaches each listed adapter with the gradient of
+ * L = sum r . pred: g . v against (L(p + h v) - L(p - h v)) / 2h (at two h,
+ * extrapolated) for a random direction v over the adapter's A and B (the f32
+ * forward: a loose tolerance; a wrongly wired input or output is off by O(1)). */
+static void adapter_grads(ld_ctx *ctx, ld_train_unet *t, const char *const *modules, int nmod, const float *x,
+                          const float *tt, const float *c, const float *te, const float *ids, int64_t nx) {
+    ld_lora *l = ld_train_unet_lora(t);
+    float *pred = malloc(sizeof(float) * (size_t)nx), *r = malloc(sizeof(float) * (size_t)nx);
+    test_fill(r, nx, 77);
+    ld_train_params_zero_grad(&l->params);
+    CHECK(ld_train_unet_forward(ctx, t, x, 2, 8, 8, tt, c, 77, te, ids, pred) == LD_OK, "forward");
+    CHECK(ld_train_unet_backward(ctx, t, r) == LD_OK, "backward: %s", ld_ctx_error(ctx));
+    for (int m = 0; m < nmod; m++) {
+        int i = -1;
+        for (size_t k = 0; k < l->n; k++)
+            if (!strcmp(l->module[k], modules[m])) i = (int)k;
+        CHECK(i >= 0, "%s is adapted", modules[m]);
+        if (i < 0) continue;
+        const int64_t off = l->params.offset[2 * i],
+                      len = l->params.offset[2 * i + 1] + ld_tensor_numel(&l->params.tensors[2 * i + 1]) - off;
+        float *v = malloc(sizeof(float) * (size_t)len), *keep = malloc(sizeof(float) * (size_t)len);
+        test_fill(v, len, 500 + (uint64_t)m);
+        memcpy(keep, l->params.value + off, sizeof(float) * (size_t)len);
+        double gv = 0, D[2]; /* central differences at h and h/2, Richardson-extrapolated */
+        for (int64_t k = 0; k < len; k++) gv += (double)l->params.grad[off + k] * v[k];
+        for (int q = 0; q < 2; q++) {
+            const float h = q ? 4e-3f : 8e-3f;
+            double L[2];
+            for (int sgn = 0; sgn < 2; sgn++) {
+                for (int64_t k = 0; k < len; k++) l->params.value[off + k] = keep[k] + (sgn ? -h : h) * v[k];
+                CHECK(ld_train_unet_forward(ctx, t, x, 2, 8, 8, tt, c, 77, te, ids, pred) == LD_OK, "forward");
+                L[sgn] = 0;
+                for (int64_t k = 0; k < nx; k++) L[sgn] += (double)r[k] * pred[k];
+            }
+            D[q] = (L[0] - L[1]) / (2.0 * h);
+        }
+        memcpy(l->params.value + off, keep, sizeof(float) * (size_t)len);
+        const double fd = (4.0 * D[1] - D[0]) / 3.0, err = fabs(fd - gv) / fmax(fabs(fd), 1e-3);
+        CHECK(err < 1e-2 && fabs(gv) > 1e-4, "%s: g.v %.6g vs finite difference %.6g (%.1e)", modules[m], gv, fd, err);
+        free(v), free(keep);
+    }
+    free(pred), free(r);
+}
+
+/* conv: also LoCon adapters (rank 3, alpha 1.5: a scale of 0.5 where the linears have 8 / 4).
+ * conv_proj: the model's proj_in / proj_out are 1x1 convolutions (use_linear_projection false). */
+static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear, int conv, int conv_proj) {
     char unet[4400], peft[4400], kohya[4400];
     snprintf(unet, sizeof unet, "%s/unet", model);
-    snprintf(peft, sizeof peft, "%s/peft%d.safetensors", g_dir, all_linear);
-    snprintf(kohya, sizeof kohya, "%s/kohya%d.safetensors", g_dir, all_linear);
+    snprintf(peft, sizeof peft, "%s/peft%d%d%d.safetensors", g_dir, all_linear, conv, conv_proj);
+    snprintf(kohya, sizeof kohya, "%s/kohya%d%d%d.safetensors", g_dir, all_linear, conv, conv_proj);
     ld_train_unet *t;
     CHECK(ld_train_unet_open(ctx, unet, 1, &t) == LD_OK, "open frozen: %s", ld_ctx_error(ctx));
-    CHECK(ld_train_unet_add_lora(ctx, t, 4, 8.0f, all_linear, 3) == LD_OK, "add lora");
+    const ld_train_lora_spec sp = {4, 8.0f, all_linear, conv ? 3 : 0, conv ? 1.5f : 0.0f};
+    CHECK(ld_train_unet_add_lora(ctx, t, &sp, 3) == LD_OK, "add lora");
     ld_lora *l = ld_train_unet_lora(t);
     /* 15 transformer blocks (down 2 + 3, up 3 x 2 + 2 x 2), 8 projections each; all linears: also the
-     * two of each feed-forward and proj_in / proj_out of the 6 Transformer2DModels */
-    CHECK(l->n == (all_linear ? 15 * 10 + 6 * 2 : 120), "adapters on every %s: %zu",
-          all_linear ? "linear of the transformers" : "attention projection", l->n);
+     * two of each feed-forward and proj_in / proj_out of the 6 Transformer2DModels. LoCon: 9 ResNets
+     * (down 3 x 1, up 3 x 2; no mid block) with conv1, conv2, time_emb_proj and 8 conv_shortcuts (all
+     * but down_blocks.0's), 2 downsamplers and 2 upsamplers */
+    const size_t n_conv = conv ? 9 * 3 + 8 + 2 + 2 : 0;
+    CHECK(l->n == (all_linear ? 15 * 10 + 6 * 2 : 120) + n_conv, "adapters on every %s%s: %zu",
+          all_linear ? "linear of the transformers" : "attention projection", conv ? " and convolution" : "", l->n);
+    int four, nres = count_modules(l, ".resnets.", &four);
+    CHECK(nres == (conv ? 9 * 3 + 8 : 0) && four == (conv ? 9 * 2 + 8 : 0),
+          "ResNet adapters %d (%d of them 4-D: conv1, conv2, conv_shortcut)", nres, four);
+    const int np = count_modules(l, ".proj_", &four);
+    CHECK(np == (all_linear ? 12 : 0) && four == (conv_proj ? np : 0), "proj_in / proj_out adapters %d (%d 4-D)", np,
+          four);
+    int ns = count_modules(l, "samplers.0.conv", &four);
+    CHECK(ns == (conv ? 4 : 0) && four == ns, "sampler adapters %d (%d 4-D)", ns, four);
+    CHECK(count_modules(l, "conv_in", &four) == 0 && count_modules(l, "conv_out", &four) == 0,
+          "conv_in and conv_out are not adapted");
+    CHECK(l->conv_rank == (conv ? 3 : 0) && l->rank == 4, "ranks %d, conv %d", l->rank, l->conv_rank);
+    for (size_t i = 0; conv && i < l->n; i++) {
+        const ld_tensor *A = &l->params.tensors[2 * i];
+        const int kxk = A->ndim == 4 && A->shape[2] == 3;
+        if (strstr(l->module[i], ".proj_") && conv_proj)
+            CHECK(A->ndim == 4 && A->shape[2] == 1 && A->shape[3] == 1 && A->shape[0] == 4,
+                  "%s: a 1x1 adapter of rank 4", l->module[i]);
+        if (strstr(l->module[i], "conv1") || strstr(l->module[i], "conv2") || strstr(l->module[i], "samplers"))
+            CHECK(kxk && A->shape[0] == 3 && l->scale[i] == 0.5f, "%s: a 3x3 adapter of rank 3, scale 0.5",
+                  l->module[i]);
+        else
+            CHECK(!kxk && A->shape[0] == 4 && l->scale[i] == 2.0f, "%s: rank 4", l->module[i]);
+    }
     for (size_t i = 0; i < l->n; i++) { /* B nonzero, so the adapters change the output */
         ld_tensor *B = &l->params.tensors[2 * i + 1];
         test_fill(B->data, ld_tensor_numel(B), 7 + i);
@@ -78,6 +167,13 @@ static void unet_round_trip(ld_ctx *ctx, const char *model, int all_linear) {
     float x[2 * 4 * 8 * 8], tt[2] = {100, 700}, c[2 * 77 * 80], te[2 * 48], ids[12] = {64, 64, 0, 0, 64, 64, 64, 64, 0, 0, 64, 64};
     test_fill(x, nx, 1), test_fill(c, nc, 2), test_fill(te, 96, 3);
     float *ref = malloc(sizeof(float) * (size_t)nx);
+    if (conv) { /* every kind of conv adapter, on a plain and on a concatenated (up path) input */
+        const char *mods[] = {"down_blocks.0.resnets.0.conv1", "down_blocks.1.resnets.0.conv2",
+                              "down_blocks.1.resnets.0.conv_shortcut", "up_blocks.1.resnets.0.conv1",
+                              "up_blocks.1.resnets.1.conv_shortcut", "up_blocks.2.resnets.0.time_emb_proj",
+                              "down_blocks.0.downsamplers.0.conv", "up_blocks.0.upsamplers.0.conv"};
+        adapter_grads(ctx, t, mods, (int)(sizeof mods / sizeof *mods), x, tt, c, te, ids, nx);
+    }
     CHECK(ld_train_unet_forward(ctx, t, x, 2, 8, 8, tt, c, 77, te, ids, ref) == LD_OK, "train forward");
     CHECK(ld_lora_save(ctx, l, LD_LORA_PEFT, LD_F32, peft) == LD_OK, "save peft");
     CHECK(ld_lora_save(ctx, l, LD_LORA_KOHYA, LD_F32, kohya) == LD_OK, "save kohya");
@@ -281,8 +377,20 @@ int main(void) {
     snprintf(model, sizeof model, "%.4000s/models/koala-700m-tiny", td);
     g_dir = test_tmp_dir("lora");
     ld_ctx *ctx = ld_ctx_new();
-    unet_round_trip(ctx, model, 0);
-    unet_round_trip(ctx, model, 1);
+    unet_round_trip(ctx, model, 0, 0, 0);
+    unet_round_trip(ctx, model, 1, 0, 0);
+    unet_round_trip(ctx, model, 0, 1, 0);
+    /* the tiny KOALA U-Net with 1x1-convolution projections (init-random): kohya's full set */
+    char cmd[32000], convproj[4400];
+    const char *bin = getenv("LEANDIFF_BIN");
+    snprintf(convproj, sizeof convproj, "%s/convproj", g_dir);
+    snprintf(cmd, sizeof cmd,
+             "rm -rf '%s' && mkdir -p '%s' && sed 's/\"use_linear_projection\": true/\"use_linear_projection\": false/' "
+             "'%s/unet/config.json' > '%s/config.json' && grep -q '\"use_linear_projection\": false' '%s/config.json' && "
+             "'%s' init-random --config '%s/config.json' --out '%s/unet' --dtype f32 --seed 5 >/dev/null",
+             convproj, convproj, model, convproj, convproj, bin ? bin : "leandiff", convproj, convproj);
+    CHECK(system(cmd) == 0, "making %s", convproj);
+    unet_round_trip(ctx, convproj, 1, 1, 1);
     text_encoder_merge(ctx, model);
     bad_files(ctx, model);
     sgm_names(ctx, td);

@@ -3,7 +3,8 @@
 # U-Net folder that generate runs and that changes the image; a run resumed
 # from its checkpoint ends with the same weights, bit for bit, as the run
 # that went through; LoRA files follow the peft/diffusers and kohya key
-# layouts; both dataset layouts load, bad entries are reported by file (and
+# layouts, with 4-D convolution adapters under --lora-conv-rank (LoCon) that
+# change the image and resume exactly; both dataset layouts load, bad entries are reported by file (and
 # line) and skipped, or stop the run with --on-bad error; usage errors are
 # refused; --replay writes the dump.
 set -u
@@ -56,6 +57,65 @@ gen=(generate -m "$model" --seed 3 --steps 3 -q --no-metadata)
 check "the trained LoRA changes its trigger prompt's image" '[ -s "$dir/withlora.png" ] && ! cmp -s "$dir/nolora.png" "$dir/withlora.png"'
 "$bin" "${gen[@]}" -p "a photo of sks toy" --lora "$dir/lora/pytorch_lora_weights.safetensors:0" -o "$dir/lora0.png" >/dev/null 2>&1
 check "strength 0 leaves the image as it was" 'cmp -s "$dir/nolora.png" "$dir/lora0.png"'
+
+# LoCon: --lora-conv-rank adds 4-D adapters on the ResNets' and samplers' convolutions
+"$bin" train "${common[@]}" --out "$dir/locon" --steps 4 --save-every 2 --lora 4 --lora-conv-rank 2 --lora-conv-alpha 4 2>/dev/null; rc=$?
+# keys: prints "name shape" per tensor and "meta k=v" of a safetensors file (its JSON header)
+keys() { python3 - "$1" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "rb"); h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+for k, v in sorted(h.items()):
+    print(f"meta {'='.join(f'{a}={b}' for a, b in v.items())}" if k == "__metadata__" else f"{k} {v['shape']}")
+PY
+}
+keys "$dir/locon/pytorch_lora_weights.safetensors" > "$dir/locon.keys"
+check "--lora-conv-rank: peft keys with 4-D A [r, in, kh, kw] and B [out, r, 1, 1] on conv1/conv2 and the samplers" '[ $rc -eq 0 ] &&
+  grep -qx "unet.down_blocks.0.resnets.0.conv1.lora_A.weight \[2, 32, 3, 3\]" "$dir/locon.keys" &&
+  grep -qx "unet.down_blocks.0.resnets.0.conv1.lora_B.weight \[32, 2, 1, 1\]" "$dir/locon.keys" &&
+  grep -qx "unet.up_blocks.2.resnets.1.conv2.lora_A.weight \[2, 32, 3, 3\]" "$dir/locon.keys" &&
+  grep -qx "unet.down_blocks.1.downsamplers.0.conv.lora_A.weight \[2, 64, 3, 3\]" "$dir/locon.keys" &&
+  grep -qx "unet.up_blocks.0.upsamplers.0.conv.lora_B.weight \[96, 2, 1, 1\]" "$dir/locon.keys"'
+check "--lora-conv-rank: conv_shortcut (1x1, 4-D) and time_emb_proj (2-D) at the --lora rank; conv_in, conv_out untouched" '
+  grep -qx "unet.down_blocks.1.resnets.0.conv_shortcut.lora_A.weight \[4, 32, 1, 1\]" "$dir/locon.keys" &&
+  grep -qx "unet.down_blocks.1.resnets.0.time_emb_proj.lora_A.weight \[4, 128\]" "$dir/locon.keys" &&
+  ! grep -q "conv_in\|conv_out" "$dir/locon.keys" && grep -q "lora_conv_rank=2" "$dir/locon.keys" &&
+  [ $(grep -c "resnets.*lora_A\|samplers.*lora_A" "$dir/locon.keys") -eq 39 ]'
+keys "$dir/lora/pytorch_lora_weights.safetensors" > "$dir/lora.keys"
+check "without --lora-conv-rank the file has no convolution (nor ResNet) keys" '[ -s "$dir/lora.keys" ] && ! grep -q "resnets\|samplers\|conv" "$dir/lora.keys"'
+# the conv adapters alone (the attention ones dropped) change the image: they trained and merge
+python3 - "$dir/locon/pytorch_lora_weights.safetensors" "$dir/conv_only.safetensors" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]; h = json.loads(f.read(n)); data = f.read()
+out, keep, off = {}, [], 0
+for k, v in sorted(h.items()):
+    if k != "__metadata__" and ("resnets" in k or "samplers" in k):
+        a, b = v["data_offsets"]; keep.append(data[a:b])
+        out[k] = dict(v, data_offsets=[off, off + b - a]); off += b - a
+hdr = json.dumps(out).encode(); hdr += b" " * (-len(hdr) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hdr)) + hdr + b"".join(keep))
+PY
+gen=(generate -m "$model" --seed 3 --steps 3 -q --no-metadata)
+"$bin" "${gen[@]}" -p "a photo of sks toy" -o "$dir/base3.png" >/dev/null 2>&1
+"$bin" "${gen[@]}" -v -p "a photo of sks toy" --lora "$dir/conv_only.safetensors" -o "$dir/conv_only.png" 2>"$dir/err" >/dev/null; rc=$?
+check "the trained conv adapters alone change the image" '[ $rc -eq 0 ] && grep -q "39 layers" "$dir/err" && [ -s "$dir/conv_only.png" ] && ! cmp -s "$dir/base3.png" "$dir/conv_only.png"'
+"$bin" train "${common[@]}" --out "$dir/locon-kohya" --steps 4 --lora 4 --lora-conv-rank 2 --lora-conv-alpha 4 --lora-format kohya 2>/dev/null; rc=$?
+keys "$dir/locon-kohya/lora_kohya.safetensors" > "$dir/locon-kohya.keys"
+check "--lora-conv-rank --lora-format kohya: 4-D lora_down/lora_up and the conv alpha" '[ $rc -eq 0 ] &&
+  grep -qx "lora_unet_down_blocks_0_resnets_0_conv1.lora_down.weight \[2, 32, 3, 3\]" "$dir/locon-kohya.keys" &&
+  grep -qx "lora_unet_down_blocks_0_downsamplers_0_conv.lora_up.weight \[32, 2, 1, 1\]" "$dir/locon-kohya.keys" &&
+  grep -qx "lora_unet_down_blocks_0_resnets_0_conv1.alpha \[\]" "$dir/locon-kohya.keys"'
+"$bin" "${gen[@]}" -p "a photo of sks toy" --lora "$dir/locon/pytorch_lora_weights.safetensors" -o "$dir/locon-peft.png" >/dev/null 2>&1
+"$bin" "${gen[@]}" -p "a photo of sks toy" --lora "$dir/locon-kohya/lora_kohya.safetensors" -o "$dir/locon-kohya.png" >/dev/null 2>&1
+check "the same LoCon run saved in both layouts gives the same image" '[ -s "$dir/locon-peft.png" ] && cmp -s "$dir/locon-peft.png" "$dir/locon-kohya.png" && ! cmp -s "$dir/base3.png" "$dir/locon-peft.png"'
+"$bin" train "${common[@]}" --out "$dir/locon-resumed" --steps 4 --lora 4 --lora-conv-rank 2 --lora-conv-alpha 4 --resume "$dir/locon/checkpoint-2" 2>/dev/null; rc=$?
+check "LoCon: a resumed run ends with the same adapters" '[ $rc -eq 0 ] && cmp -s "$dir/locon/pytorch_lora_weights.safetensors" "$dir/locon-resumed/pytorch_lora_weights.safetensors"'
+"$bin" train "${common[@]}" --out "$dir/locon-bad" --steps 4 --lora 4 --resume "$dir/locon/checkpoint-2" 2>"$dir/err"; rc=$?
+check "resuming a LoCon checkpoint without --lora-conv-rank is refused" '[ $rc -ne 0 ] && grep -q "lora-conv-rank 2" "$dir/err"'
+"$bin" train "${common[@]}" --out "$dir/x" --lora-conv-rank 2 2>"$dir/err"; rc=$?
+check "--lora-conv-rank without --lora is a usage error" '[ $rc -eq 2 ] && grep -q "lora-conv-rank needs --lora" "$dir/err"'
+"$bin" train "${common[@]}" --out "$dir/x" --lora 4 --lora-conv-alpha 2 2>"$dir/err"; rc=$?
+check "--lora-conv-alpha without --lora-conv-rank is a usage error" '[ $rc -eq 2 ] && grep -q "needs --lora-conv-rank" "$dir/err"'
+
 mkdir -p "$dir/loras"; cp "$dir/kohya/lora_kohya.safetensors" "$dir/loras/toy.safetensors"
 "$bin" "${gen[@]}" -p "a photo of sks toy <lora:toy:0.7>" --lora-dir "$dir/loras" -o "$dir/tag.png" >/dev/null 2>&1
 "$bin" "${gen[@]}" -p "a photo of sks toy" --lora "$dir/loras/toy.safetensors:0.7" -o "$dir/flag.png" >/dev/null 2>&1

@@ -224,10 +224,11 @@ static ld_status save_checkpoint(run *r, int step) {
         st = ld_train_params_save(ctx, tp, r->opt.v, "", LD_F32, path, NULL);
     }
     if (st == LD_OK) {
-        json_t *j = json_pack("{s:i, s:I, s:i, s:i, s:i, s:i, s:i, s:f, s:i}", "step", step, "seed",
+        json_t *j = json_pack("{s:i, s:I, s:i, s:i, s:i, s:i, s:i, s:f, s:i, s:i}", "step", step, "seed",
                               (json_int_t)r->o->seed, "batch", r->o->batch, "accum", r->o->accum, "resolution",
                               r->o->resolution, "lora_rank", r->o->lora_rank, "steps", r->o->steps, "lora_alpha",
-                              (double)r->o->lora_alpha, "processes", r->size);
+                              (double)r->o->lora_alpha, "processes", r->size, "lora_conv_rank",
+                              r->o->lora_conv_rank);
         snprintf(path, sizeof path, "%s/trainer_state.json", tmp);
         st = j ? ld_json_write_file(ctx, path, j) : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
         json_decref(j);
@@ -263,21 +264,22 @@ static ld_status load_resume(run *r, int *start) {
     json_t *j;
     snprintf(path, sizeof path, "%s/trainer_state.json", o->resume);
     LD_TRY(ld_json_load_file(ctx, path, &j));
-    json_int_t step = -1, seed = -1, batch = -1, accum = -1, res = -1, rank = -1, procs = 1;
-    int ok = json_unpack(j, "{s:I, s:I, s:I, s:I, s:I, s:I, s?I}", "step", &step, "seed", &seed, "batch", &batch,
-                         "accum", &accum, "resolution", &res, "lora_rank", &rank, "processes", &procs) == 0;
+    json_int_t step = -1, seed = -1, batch = -1, accum = -1, res = -1, rank = -1, procs = 1, conv_rank = 0;
+    int ok = json_unpack(j, "{s:I, s:I, s:I, s:I, s:I, s:I, s?I, s?I}", "step", &step, "seed", &seed, "batch", &batch,
+                         "accum", &accum, "resolution", &res, "lora_rank", &rank, "processes", &procs,
+                         "lora_conv_rank", &conv_rank) == 0;
     json_decref(j);
     if (!ok || step < 0 || procs < 1) return ld_fail(ctx, LD_ERR_FORMAT, "%s: not a leandiff trainer state", path);
     /* the data order and every random choice depend on the global batch only, so a run may
      * continue on another number of processes that splits the same global batch */
     if ((uint64_t)seed != o->seed || batch * procs != (json_int_t)o->batch * r->size || accum != o->accum ||
-        res != o->resolution || rank != o->lora_rank)
+        res != o->resolution || rank != o->lora_rank || conv_rank != o->lora_conv_rank)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
                        "--resume %s: the checkpoint was made with --seed %lld --batch %lld (x %lld processes) --accum "
-                       "%lld --resolution %lld --lora %lld; give the same (or the same global batch) to continue it "
-                       "exactly",
+                       "%lld --resolution %lld --lora %lld --lora-conv-rank %lld; give the same (or the same global "
+                       "batch) to continue it exactly",
                        o->resume, (long long)seed, (long long)batch, (long long)procs, (long long)accum,
-                       (long long)res, (long long)rank);
+                       (long long)res, (long long)rank, (long long)conv_rank);
     const ld_train_params *tp = ld_train_unet_trainable(r->unet);
     if (ld_train_unet_lora(r->unet)) {
         snprintf(path, sizeof path, "%s/lora_state.safetensors", o->resume);
@@ -508,7 +510,11 @@ static ld_status run_all(run *r) {
     if (o->resume && !o->lora_rank) snprintf(unet_dir, sizeof unet_dir, "%s/unet", o->resume);
     else LD_TRY(ld_component_dir(ctx, o->model_dir, NULL, "unet", unet_dir, sizeof unet_dir));
     LD_TRY(ld_train_unet_open(ctx, unet_dir, o->lora_rank > 0, &r->unet));
-    if (o->lora_rank > 0) LD_TRY(ld_train_unet_add_lora(ctx, r->unet, o->lora_rank, o->lora_alpha, o->lora_all_linear, o->seed));
+    if (o->lora_rank > 0) {
+        const ld_train_lora_spec sp = {o->lora_rank, o->lora_alpha, o->lora_all_linear, o->lora_conv_rank,
+                                       o->lora_conv_alpha};
+        LD_TRY(ld_train_unet_add_lora(ctx, r->unet, &sp, o->seed));
+    }
     if (o->teacher_dir) LD_TRY(open_teacher(r));
     LD_TRY(ld_train_open_scheduler(ctx, o->model_dir, &r->sched));
     const ld_train_params *tp = ld_train_unet_trainable(r->unet);

@@ -1,6 +1,7 @@
 /* A training run of an SDXL-family U-Net on a dataset (`leandiff train`):
  * full fine-tuning (f32 master weights) or LoRA on the attention
- * projections, with the habits of diffusers' train_text_to_image_sdxl.py
+ * projections (optionally every transformer linear, and the ResNets' and
+ * samplers' convolutions: LoCon), with the habits of diffusers' train_text_to_image_sdxl.py
  * and kohya's sd-scripts:
  *
  *   cache latents and captions (train_cache.h), free the VAE and the text
@@ -78,6 +79,8 @@ typedef struct {
     int lora_rank;         /* 0: full fine-tuning */
     float lora_alpha;      /* 0: = rank */
     int lora_all_linear;   /* adapters on every linear of the transformers (kohya's), not only attention's */
+    int lora_conv_rank;    /* >0: also the ResNets' and samplers' convolutions (kohya's LoRA-C3Lier) */
+    float lora_conv_alpha; /* 0: = lora_conv_rank */
     ld_lora_format lora_format;
     /* data-parallel across processes (train_comm.h), or NULL: this process alone. Each process
      * takes `batch` samples of every micro-batch: the global batch is batch x accum x size. Only

@@ -34,11 +34,24 @@ ld_status ld_train_unet_open(ld_ctx *ctx, const char *unet_dir, int frozen, ld_t
 void ld_train_unet_free(ld_train_unet *t);
 
 ld_train_params *ld_train_unet_params(ld_train_unet *t);
-/* LoRA adapters (lora.h) on every attention projection (to_q, to_k, to_v,
- * to_out.0 of attn1 and attn2), the layers peft's diffusers scripts target;
- * with all_linear also on every other linear of the Transformer2DModels
- * (proj_in, proj_out, ff.net.0.proj, ff.net.2), as kohya's LoRA does. */
-ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, int rank, float alpha, int all_linear, uint64_t seed);
+/* Which layers get LoRA adapters (lora.h), and their ranks. */
+typedef struct {
+    int rank;        /* linear (and 1x1 convolution) adapters */
+    float alpha;     /* 0: the rank */
+    int all_linear;  /* every linear of the transformers, not only the attention projections */
+    int conv_rank;   /* 0: no convolution adapters */
+    float conv_alpha; /* 0: conv_rank */
+} ld_train_lora_spec;
+
+/* LoRA adapters on every attention projection (to_q, to_k, to_v, to_out.0
+ * of attn1 and attn2), the layers peft's diffusers scripts target; with
+ * all_linear also on every other linear of the Transformer2DModels
+ * (proj_in, proj_out, ff.net.0.proj, ff.net.2), as kohya's LoRA does. With
+ * conv_rank, also as kohya's LoRA-C3Lier (LoCon): every ResnetBlock2D's
+ * conv1 and conv2 and every Downsample2D's and Upsample2D's conv at
+ * conv_rank, and the ResNets' conv_shortcut and time_emb_proj at rank
+ * (conv_in and conv_out are not adapted). */
+ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, const ld_train_lora_spec *sp, uint64_t seed);
 /* The adapters (NULL without LoRA). */
 ld_lora *ld_train_unet_lora(ld_train_unet *t);
 /* What trains: the adapters' parameters when there are any, else the weights. */

@@ -1,54 +1,87 @@
 /* The U-Net trainer's hooks on the model (see unet_train.h): LoRA adapters
- * on the attention projections (or every linear of the transformers), and the feature taps of KOALA's
+ * on the attention projections (or every linear of the transformers) and
+ * optionally the ResNets' and samplers' convolutions, and the feature taps of KOALA's
  * distillation (the attn1 outputs the forward keeps). */
 #include "train/unet_train_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* Appends (w != NULL) or counts the adapted layers of one
- * Transformer2DModel: the attention projections (to_q, to_k, to_v, to_out.0
- * of attn1 and attn2), and with all_linear also proj_in, proj_out and the
- * feed-forward's two linears; returns the new n. */
-static size_t lora_weights(const ld_transformer2d *tf, int all_linear, const ld_tensor **w, size_t n) {
+/* Adds one layer (w != NULL) or counts it; returns the new n. */
+static size_t add(ld_lora_layer *w, size_t n, const ld_tensor *wt, int rank, float alpha, int stride, int pad) {
+    if (w) w[n] = (ld_lora_layer){wt, rank, alpha, ld_conv2d_params_make(stride, pad), 0};
+    return n + 1;
+}
+
+/* The adapted layers of one Transformer2DModel: the attention projections
+ * (to_q, to_k, to_v, to_out.0 of attn1 and attn2), and with all_linear also
+ * proj_in, proj_out (linears, or 1x1 convolutions with 4-D adapters where
+ * use_linear_projection is false) and the feed-forward's two linears. */
+static size_t lora_weights(const ld_transformer2d *tf, const ld_train_lora_spec *sp, int conv_proj, ld_lora_layer *w,
+                           size_t n) {
     const ld_tensor *io[2] = {&tf->proj_in.w, &tf->proj_out.w};
-    for (int i = 0; all_linear && i < 2; i++)
-        if (io[i]->ndim == 2) { /* linear projections (SDXL's); 1x1 convolutions are left alone */
-            if (w) w[n] = io[i];
-            n++;
-        }
+    for (int i = 0; sp->all_linear && i < 2; i++) { /* linear (SDXL's) or 1x1-conv projections, as kohya */
+        n = add(w, n, io[i], sp->rank, sp->alpha, 1, 0);
+        if (w) w[n - 1].conv1x1 = conv_proj; /* run as linears, saved 4-D */
+    }
     for (int k = 0; k < tf->depth; k++) {
         const ld_tblock *b = &tf->blocks[k];
         const ld_tensor *p[10] = {&b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out.w, &b->attn2_q,
                                   &b->attn2_k, &b->attn2_v, &b->attn2_out.w, &b->ff_in.w,  &b->ff_out.w};
-        for (int i = 0; i < (all_linear ? 10 : 8); i++, n++)
-            if (w) w[n] = p[i];
+        for (int i = 0; i < (sp->all_linear ? 10 : 8); i++) n = add(w, n, p[i], sp->rank, sp->alpha, 1, 0);
     }
     return n;
 }
 
-/* Every Transformer2DModel's adapted layers in module order (down, mid, up). */
-static size_t all_lora_weights(const ld_unet2d *m, int all_linear, const ld_tensor **w) {
-    const unet_config *c = &m->cfg;
-    size_t n = 0;
-    for (int i = 0; i < c->nblocks; i++)
-        for (int j = 0; m->down[i].cross_attn && j < m->down[i].nlayers; j++)
-            n = lora_weights(&m->down[i].attentions[j], all_linear, w, n);
-    if (c->has_mid) n = lora_weights(&m->mid_attention, all_linear, w, n);
-    for (int i = 0; i < c->nblocks; i++)
-        for (int j = 0; m->up[i].cross_attn && j < m->up[i].nlayers; j++)
-            n = lora_weights(&m->up[i].attentions[j], all_linear, w, n);
+/* With conv_rank, a ResnetBlock2D's layers as kohya's LoRA-C3Lier adapts
+ * them: conv1, conv2 (3x3) at the convolution rank, conv_shortcut (1x1) and
+ * time_emb_proj (linear) at the linear rank. */
+static size_t resnet_weights(const ld_resnet *r, const ld_train_lora_spec *sp, ld_lora_layer *w, size_t n) {
+    if (!sp->conv_rank) return n;
+    n = add(w, n, &r->conv1.w, sp->conv_rank, sp->conv_alpha, 1, 1);
+    n = add(w, n, &r->conv2.w, sp->conv_rank, sp->conv_alpha, 1, 1);
+    if (r->conv_shortcut.w.ndim) n = add(w, n, &r->conv_shortcut.w, sp->rank, sp->alpha, 1, 0);
+    if (r->time_emb_proj.w.ndim) n = add(w, n, &r->time_emb_proj.w, sp->rank, sp->alpha, 1, 0);
     return n;
 }
 
-ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, int rank, float alpha, int all_linear, uint64_t seed) {
-    const size_t n = all_lora_weights(t->u, all_linear, NULL);
-    const ld_tensor **w = malloc(sizeof *w * (n ? n : 1));
+/* Every adapted layer in module order (down, mid, up). */
+static size_t all_lora_weights(const ld_unet2d *m, const ld_train_lora_spec *sp, ld_lora_layer *w) {
+    const unet_config *c = &m->cfg;
+    const int cp = !c->linear_projection;
+    size_t n = 0;
+    for (int i = 0; i < c->nblocks; i++) {
+        const unet_block *b = &m->down[i];
+        for (int j = 0; j < b->nlayers; j++) {
+            n = resnet_weights(&b->resnets[j], sp, w, n);
+            if (b->cross_attn) n = lora_weights(&b->attentions[j], sp, cp, w, n);
+        }
+        if (b->has_sampler && sp->conv_rank) n = add(w, n, &b->down.conv.w, sp->conv_rank, sp->conv_alpha, 2, 1);
+    }
+    if (c->has_mid) {
+        n = resnet_weights(&m->mid_resnets[0], sp, w, n);
+        n = lora_weights(&m->mid_attention, sp, cp, w, n);
+        n = resnet_weights(&m->mid_resnets[1], sp, w, n);
+    }
+    for (int i = 0; i < c->nblocks; i++) {
+        const unet_block *b = &m->up[i];
+        for (int j = 0; j < b->nlayers; j++) {
+            n = resnet_weights(&b->resnets[j], sp, w, n);
+            if (b->cross_attn) n = lora_weights(&b->attentions[j], sp, cp, w, n);
+        }
+        if (b->has_sampler && sp->conv_rank) n = add(w, n, &b->up.conv.w, sp->conv_rank, sp->conv_alpha, 1, 1);
+    }
+    return n;
+}
+
+ld_status ld_train_unet_add_lora(ld_ctx *ctx, ld_train_unet *t, const ld_train_lora_spec *sp, uint64_t seed) {
+    const size_t n = all_lora_weights(t->u, sp, NULL);
+    ld_lora_layer *w = malloc(sizeof *w * (n ? n : 1));
     ld_lora *l = calloc(1, sizeof *l);
     ld_status st = w && l ? LD_OK : ld_fail(ctx, LD_ERR_NOMEM, "out of memory");
     if (st == LD_OK) {
-        all_lora_weights(t->u, all_linear, w);
-        st = ld_lora_create(ctx, w, n, rank, alpha, seed, l);
+        all_lora_weights(t->u, sp, w);
+        st = ld_lora_create(ctx, w, n, seed, l);
     }
     free(w);
     if (st != LD_OK) {

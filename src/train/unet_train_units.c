@@ -45,6 +45,24 @@ static ld_status lin_bwd(ld_ctx *ctx, ld_train_unet *t, const ld_tensor *w, cons
     return a < 0 ? LD_OK : ld_lora_backward(ctx, t->lora, a, dy, x, M, dx);
 }
 
+/* A convolution of the model (groups 1) on x [B, cin, H, W], with its LoRA
+ * adapter when it has one. */
+static ld_status conv_fwd(ld_ctx *ctx, ld_train_unet *t, const ld_wb *c, const float *x, int64_t cin, int64_t H,
+                          int64_t W, const ld_conv2d_params *p, float *y) {
+    ld_conv2d(y, x, t->B, cin, H, W, &c->w, opt(&c->b), p);
+    const int a = ld_lora_find(t->lora, &c->w);
+    return a < 0 ? LD_OK : ld_lora_conv_forward(ctx, t->lora, a, x, t->B, H, W, y);
+}
+
+/* Accumulates dx (may be NULL), the weight's and bias's gradients (full
+ * training) or the adapter's (LoRA). */
+static ld_status conv_bwd(ld_ctx *ctx, ld_train_unet *t, const ld_wb *c, const float *dy, const float *x, int64_t cin,
+                          int64_t H, int64_t W, const ld_conv2d_params *p, float *dx) {
+    OK_OR_NOMEM(ld_conv2d_backward(dy, x, t->B, cin, H, W, &c->w, p, dx, tr_g(t, &c->w), tr_g(t, &c->b)));
+    const int a = ld_lora_find(t->lora, &c->w);
+    return a < 0 ? LD_OK : ld_lora_conv_backward(ctx, t->lora, a, dy, x, t->B, H, W, dx);
+}
+
 /* ---- conv_in ---- */
 
 static ld_conv2d_params same_pad(int k) { return ld_conv2d_params_make(1, k / 2); }
@@ -93,22 +111,22 @@ static ld_status resnet_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, res
     ld_group_norm(s->t1, s->x, B, cin, HW, r->groups, r->eps, &r->norm1.w, &r->norm1.b);
     memcpy(s->a1, s->t1, sizeof(float) * (size_t)nin);
     ld_silu(s->a1, nin);
-    ld_conv2d(s->h1, s->a1, B, cin, u->H, u->W, &r->conv1.w, &r->conv1.b, &p3);
+    LD_TRY(conv_fwd(ctx, t, &r->conv1, s->a1, cin, u->H, u->W, &p3, s->h1));
     if (r->time_emb_proj.w.ndim) {
         float *tb;
         ZALLOC(tb, (int64_t)B * r->cout);
-        ld_linear(tb, t->emb_act, B, &r->time_emb_proj.w, &r->time_emb_proj.b);
+        LD_TRY(lin_fwd(ctx, t, &r->time_emb_proj.w, &r->time_emb_proj.b, t->emb_act, B, tb));
         ld_add_per_sample_channel(s->h1, tb, B, r->cout, HW);
     }
     ld_group_norm(s->t2, s->h1, B, r->cout, HW, r->groups, r->eps, &r->norm2.w, &r->norm2.b);
     memcpy(s->a2, s->t2, sizeof(float) * (size_t)nout);
     ld_silu(s->a2, nout);
     float *out = t->acts[u->out].v;
-    ld_conv2d(out, s->a2, B, r->cout, u->H, u->W, &r->conv2.w, &r->conv2.b, &p3);
+    LD_TRY(conv_fwd(ctx, t, &r->conv2, s->a2, r->cout, u->H, u->W, &p3, out));
     if (r->conv_shortcut.w.ndim) {
         float *sc;
         ZALLOC(sc, nout);
-        ld_conv2d(sc, s->x, B, cin, u->H, u->W, &r->conv_shortcut.w, &r->conv_shortcut.b, &p1);
+        LD_TRY(conv_fwd(ctx, t, &r->conv_shortcut, s->x, cin, u->H, u->W, &p1, sc));
         ld_add(out, out, sc, nout);
     } else {
         ld_add(out, out, s->x, nout);
@@ -130,8 +148,7 @@ static ld_status resnet_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     for (int64_t i = 0; i < nout; i++) dh2[i] = dout[i] * inv;
     /* out = conv2(SiLU(GN2(h1))) */
     ZALLOC(da2, nout);
-    OK_OR_NOMEM(ld_conv2d_backward(dh2, s.a2, B, r->cout, u->H, u->W, &r->conv2.w, &p3, da2, tr_g(t, &r->conv2.w),
-                                   tr_g(t, &r->conv2.b)));
+    LD_TRY(conv_bwd(ctx, t, &r->conv2, dh2, s.a2, r->cout, u->H, u->W, &p3, da2));
     ZALLOC(dt2, nout);
     ld_silu_backward(da2, s.t2, nout, dt2);
     ZALLOC(dh1, nout);
@@ -143,20 +160,17 @@ static ld_status resnet_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
         ZALLOC(dtb, (int64_t)B * r->cout);
         for (int b = 0; b < B; b++)
             ld_channel_sum_backward(dtb + (int64_t)b * r->cout, dh1 + (int64_t)b * r->cout * HW, 1, r->cout, HW);
-        ld_linear_backward(dtb, t->emb_act, B, &r->time_emb_proj.w, t->d_emb_act, tr_g(t, &r->time_emb_proj.w),
-                           tr_g(t, &r->time_emb_proj.b));
+        LD_TRY(lin_bwd(ctx, t, &r->time_emb_proj.w, &r->time_emb_proj.b, dtb, t->emb_act, B, t->d_emb_act));
     }
     ZALLOC(da1, nin);
-    OK_OR_NOMEM(ld_conv2d_backward(dh1, s.a1, B, cin, u->H, u->W, &r->conv1.w, &p3, da1, tr_g(t, &r->conv1.w),
-                                   tr_g(t, &r->conv1.b)));
+    LD_TRY(conv_bwd(ctx, t, &r->conv1, dh1, s.a1, cin, u->H, u->W, &p3, da1));
     ZALLOC(dt1, nin);
     ld_silu_backward(da1, s.t1, nin, dt1);
     ZALLOC(dx, nin);
     OK_OR_NOMEM(ld_group_norm_backward(dt1, s.x, B, cin, HW, r->groups, r->eps, &r->norm1.w, dx,
                                        tr_g(t, &r->norm1.w), tr_g(t, &r->norm1.b)));
     if (r->conv_shortcut.w.ndim)
-        OK_OR_NOMEM(ld_conv2d_backward(dh2, s.x, B, cin, u->H, u->W, &r->conv_shortcut.w, &p1, dx,
-                                       tr_g(t, &r->conv_shortcut.w), tr_g(t, &r->conv_shortcut.b)));
+        LD_TRY(conv_bwd(ctx, t, &r->conv_shortcut, dh2, s.x, cin, u->H, u->W, &p1, dx));
     else
         add_to(dx, dh2, nout);
     /* split the concatenation's gradient between h and the skip */
@@ -363,14 +377,33 @@ static ld_status tf_out_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
 
 /* ---- samplers ---- */
 
+/* Downsample2D: conv 3x3 stride 2 pad 1 (padding 0 is refused at open). */
+static ld_status down_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
+    const ld_downsample *d = u->m;
+    const ld_conv2d_params p = ld_conv2d_params_make(2, 1);
+    return conv_fwd(ctx, t, &d->conv, t->acts[u->in].v, u->C, u->H, u->W, &p, t->acts[u->out].v);
+}
+
 static ld_status down_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     const ld_downsample *d = u->m;
     float *gx;
     GRAD(gx, u->in);
-    ld_conv2d_params p = ld_conv2d_params_make(2, 1); /* padding 0 is refused at open */
-    OK_OR_NOMEM(ld_conv2d_backward(t->acts[u->out].g, t->acts[u->in].v, t->B, u->C, u->H, u->W, &d->conv.w, &p, gx,
-                                   tr_g(t, &d->conv.w), tr_g(t, &d->conv.b)));
-    return LD_OK;
+    const ld_conv2d_params p = ld_conv2d_params_make(2, 1);
+    return conv_bwd(ctx, t, &d->conv, t->acts[u->out].g, t->acts[u->in].v, u->C, u->H, u->W, &p, gx);
+}
+
+/* Upsample2D: nearest resize, conv 3x3 pad 1 (the model's fused forward when
+ * the conv has no adapter). */
+static ld_status up_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
+    const ld_upsample *up = u->m;
+    if (ld_lora_find(t->lora, &up->conv.w) < 0)
+        return ld_upsample_forward(ctx, &t->scratch, up, t->acts[u->out].v, t->acts[u->in].v, t->B, u->H, u->W,
+                                   u->Ho, u->Wo);
+    float *x2;
+    ZALLOC(x2, (int64_t)t->B * u->C * u->Ho * u->Wo);
+    ld_upsample_nearest(x2, t->acts[u->in].v, t->B, u->C, u->H, u->W, u->Ho, u->Wo);
+    const ld_conv2d_params p = ld_conv2d_params_make(1, 1);
+    return conv_fwd(ctx, t, &up->conv, x2, u->C, u->Ho, u->Wo, &p, t->acts[u->out].v);
 }
 
 static ld_status up_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
@@ -381,8 +414,7 @@ static ld_status up_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     ZALLOC(dx2, n);
     ld_upsample_nearest(x2, t->acts[u->in].v, t->B, u->C, u->H, u->W, u->Ho, u->Wo);
     ld_conv2d_params p = ld_conv2d_params_make(1, 1);
-    OK_OR_NOMEM(ld_conv2d_backward(t->acts[u->out].g, x2, t->B, u->C, u->Ho, u->Wo, &up->conv.w, &p, dx2,
-                                   tr_g(t, &up->conv.w), tr_g(t, &up->conv.b)));
+    LD_TRY(conv_bwd(ctx, t, &up->conv, t->acts[u->out].g, x2, u->C, u->Ho, u->Wo, &p, dx2));
     GRAD(gx, u->in);
     ld_upsample_nearest_backward(dx2, t->B, u->C, u->H, u->W, u->Ho, u->Wo, gx);
     return LD_OK;
@@ -440,11 +472,8 @@ ld_status tr_unit_forward(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
         return tblock_fwd(ctx, t, u, &s, tr_tap_of(t, u->m));
     }
     case U_TF_OUT: return tf_out_fwd(ctx, t, u);
-    case U_DOWN:
-        return ld_downsample_forward(ctx, &t->scratch, u->m, t->acts[u->out].v, t->acts[u->in].v, t->B, u->H, u->W);
-    case U_UP:
-        return ld_upsample_forward(ctx, &t->scratch, u->m, t->acts[u->out].v, t->acts[u->in].v, t->B, u->H, u->W,
-                                   u->Ho, u->Wo);
+    case U_DOWN: return down_fwd(ctx, t, u);
+    case U_UP: return up_fwd(ctx, t, u);
     case U_HEAD: {
         float *tn, *act;
         return head_fwd(ctx, t, u, &tn, &act);
