@@ -75,9 +75,9 @@ def square_mask(w, h, ch=3, alpha_inside=None):
     return bytes(out)
 
 
-def generate(args):
+def generate(args, seed=77):
     out = os.path.join(TMP, "cli.png")
-    cmd = [BIN, "generate", "-m", MODEL, "-p", PROMPT, "--steps", "2", "--cfg-scale", "5", "--seed", "77",
+    cmd = [BIN, "generate", "-m", MODEL, "-p", PROMPT, "--steps", "2", "--cfg-scale", "5", "--seed", str(seed),
            "--sampler", "euler", "--threads", "2", "-q", "-o", out] + args
     r = subprocess.run(cmd, capture_output=True, text=True)
     check(r.returncode == 0, "generate failed: %s\n%s" % (" ".join(cmd), r.stderr))
@@ -155,6 +155,70 @@ def test_img2img_refusals(srv, init):
     log("a1111 img2img refusals: ok")
 
 
+def curl(srv, args):
+    """POST /v1/images/edits with curl -F ...: (HTTP status, parsed JSON body)."""
+    r = subprocess.run(["curl", "-s", "--noproxy", "*", "-o", "-", "-w", "\n%{http_code}",
+                        "http://127.0.0.1:%d/v1/images/edits" % srv.port] + args, capture_output=True)
+    check(r.returncode == 0, "curl failed: %s" % r.stderr)
+    body, _, code = r.stdout.rpartition(b"\n")
+    return int(code), json.loads(body) if body else None
+
+
+def test_openai_edits(srv, init):
+    """curl -F image=@... -F mask=@...: OpenAI's transparent-repaints mask; equals generate --mask."""
+    init_path = save("init72.png", init)
+    white_square = save("mask.png", png_encode(64, 64, 3, square_mask(64, 64)))
+    transparent_square = save("mask_rgba.png", png_encode(64, 64, 4, square_mask(64, 64, 4, alpha_inside=0)))
+    form = ["-F", "prompt=" + PROMPT, "-F", "steps=2", "-F", "cfg_scale=5", "-F", "seed=77", "-F", "sampler=euler",
+            "-F", "size=64x64", "-F", "response_format=b64_json"]
+    code, out = curl(srv, ["-F", "image=@" + init_path, "-F", "mask=@" + transparent_square, "-F", "n=2"] + form)
+    check(code == 200, "edits: %d %s" % (code, out))
+    got = [png_decode(base64.b64decode(d["b64_json"])) for d in out["data"]]
+    check(len(got) == 2 and all(g[:2] == (64, 64) for g in got), "edits: two 64x64 images")
+    for i, g in enumerate(got):
+        cli = generate(["-i", init_path, "--mask", white_square, "-W", "64", "-H", "64", "--strength", "1"], 77 + i)
+        check(g[3] == cli[3], "edits image %d == generate --mask (transparent = repaint) --strength 1" % i)
+    # no mask part: the image's own transparency is the mask
+    rgba_init = bytearray()
+    px = gradient(64, 64)
+    for k in range(64 * 64):
+        y, x = divmod(k, 64)
+        inside = 16 <= x < 48 and 16 <= y < 48
+        rgba_init += px[3 * k:3 * k + 3] + bytes([0 if inside else 255])
+    code, out = curl(srv, ["-F", "image=@" + save("init_rgba.png", png_encode(64, 64, 4, bytes(rgba_init)))] + form)
+    check(code == 200, "edits without a mask: %d %s" % (code, out))
+    cli = generate(["-i", save("init64.png", png_encode(64, 64, 3, px)), "--mask", white_square, "--strength", "1",
+                    "-W", "64", "-H", "64"])
+    check(png_decode(base64.b64decode(out["data"][0]["b64_json"]))[3] == cli[3], "image alpha as the mask")
+    log("openai edits: ok (curl -F; transparent mask areas repainted, equal to generate --mask)")
+
+    def err(args, param, text, raw=None, ctype=None):
+        if raw is not None:
+            s, _, data = srv.request("POST", "/v1/images/edits", raw, {"Content-Type": ctype} if ctype else {})
+            code, e = s, json.loads(data)
+        else:
+            code, e = curl(srv, args)
+        msg = e["error"]["message"]
+        check(code == 400 and text in msg and (param is None or e["error"]["param"] == param),
+              "edits %s: expected 400 %r %r, got %d %s" % (args or raw[:60], param, text, code, e))
+    err(["-F", "prompt=x"], "image", "image is required")
+    err(["-F", "image=@" + save("x.gif", b"GIF89a" + b"\0" * 64), "-F", "prompt=x"], "image", "not a PNG or JPEG")
+    err(["-F", "image=@" + init_path, "-F", "mask=@" + save("t.png", init[:40]), "-F", "prompt=x"], "mask", "broken PNG")
+    err(["-F", "image=@" + init_path, "-F", "prompt=x", "-F", "n=lots"], "n", "must be an integer")
+    err(["-F", "image=@" + init_path, "-F", "prompt=x", "-F", "size=64"], "size", "512x512")
+    err(["-F", "image=@" + init_path], "prompt", "prompt is required")
+    err(None, None, "multipart/form-data", raw='{"prompt": "x"}', ctype="application/json")
+    err(None, None, "without a boundary", raw="--x\r\n", ctype="multipart/form-data")
+    ct = "multipart/form-data; boundary=XyZ"
+    err(None, None, "header line without ':'", raw="--XyZ\r\nbogus header\r\n\r\ndata\r\n--XyZ--\r\n", ctype=ct)
+    err(None, None, "without a name", raw="--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--\r\n",
+        ctype=ct)
+    err(None, None, "truncated",
+        raw='--XyZ\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nx', ctype=ct)
+    err(None, None, "does not contain the boundary", raw="hello", ctype=ct)
+    log("openai edits refusals: ok")
+
+
 def main():
     srv = Server(["-m", MODEL, "--threads", "2", "--max-size", "256", "--max-body", str(8 << 20)])
     try:
@@ -162,6 +226,7 @@ def main():
         init = test_img2img_resize(srv)
         test_img2img_mask_blur(srv, init)
         test_img2img_refusals(srv, init)
+        test_openai_edits(srv, init)
         rc = srv.stop()
         check(rc == 0, "server exit status %s\n%s" % (rc, srv.stderr()))
     finally:
