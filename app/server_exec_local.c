@@ -15,7 +15,7 @@
 typedef struct {
     server_executor base; /* first: the table sees only this */
     ld_pipeline *pipe;
-    const char *outputs, *lora_dir;
+    const char *outputs, *lora_dir, *taesd_dir;
     job_table *t;
     pthread_t worker;
     int worker_started;
@@ -37,6 +37,19 @@ static int on_progress(void *user, const char *stage, int step, int total, doubl
     return jobs_progress(pc->t, pc->j, stage, step, total);
 }
 
+/* A preview of the image forming (library: TAESD or the cheap latent-to-RGB
+ * map): as a PNG into the job, for the event streams and A1111's progress. */
+static int on_preview(void *user, const ld_image *img, int step, int total) {
+    progress_ctx *pc = user;
+    ld_ctx *ctx = ld_ctx_new(); /* its own: a failed preview must not touch the run's error */
+    unsigned char *png = NULL;
+    size_t len = 0;
+    int ok = ctx && server_png_encode(ctx, img, NULL, &png, &len);
+    ld_ctx_free(ctx);
+    if (!ok) return jobs_stop_requested(pc->t, pc->j); /* no preview this time; the run goes on */
+    return jobs_preview(pc->t, pc->j, png, len, step, total);
+}
+
 /* Polled inside the model forwards: DELETE / interrupt stop a step part-way. */
 static int on_cancel(void *user) {
     progress_ctx *pc = user;
@@ -54,6 +67,10 @@ static ld_status run_image(exec_local *ex, ld_ctx *ctx, job *j, int i) {
     gp.progress_user = &pc;
     gp.cancel = on_cancel;
     gp.cancel_user = &pc;
+    gp.preview = on_preview;
+    gp.preview_user = &pc;
+    gp.preview_every = 1;
+    gp.taesd_dir = ex->taesd_dir;
     ld_image img;
     ld_gen_info info;
     double t0 = mono_now();
@@ -119,5 +136,6 @@ server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs, const ch
     ex->pipe = pipe;
     ex->outputs = outputs;
     ex->lora_dir = lora_dir;
+    ex->taesd_dir = NULL; /* previews: the cheap latent-to-RGB map (serve takes no --taesd yet) */
     return &ex->base;
 }

@@ -5,6 +5,8 @@
  */
 #include "server_jobs.h"
 
+#include "io/base64.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -48,6 +50,7 @@ static void job_free(job *j) {
             free(j->images[i].infotext);
         }
     free(j->images);
+    free(j->preview);
     free(j);
 }
 
@@ -377,6 +380,21 @@ int jobs_stop_requested(job_table *t, job *j) {
     return stop;
 }
 
+int jobs_preview(job_table *t, job *j, unsigned char *png, size_t len, int step, int total) {
+    jobs_lock(t);
+    free(j->preview);
+    j->preview = png;
+    j->preview_len = len;
+    j->preview_image = j->image;
+    j->preview_step = step;
+    j->preview_total = total;
+    j->preview_seq++;
+    bump(t, j);
+    int stop = j->cancel || t->stopping;
+    jobs_unlock(t);
+    return stop;
+}
+
 void jobs_image_done(job_table *t, job *j, int index, job_image *img, double seconds) {
     jobs_lock(t);
     j->images[index] = *img;
@@ -408,6 +426,9 @@ void jobs_end(job_table *t, job *j, ld_status st, const char *message) {
         snprintf(j->error, sizeof j->error, "%s", message ? message : ld_status_name(st));
         fprintf(stderr, "leandiff serve: job %s failed: %s\n", j->id, j->error);
     }
+    free(j->preview); /* the images are there now */
+    j->preview = NULL;
+    j->preview_len = 0;
     bump(t, j);
     trim_table(t);
     put_locked(j);
@@ -585,7 +606,10 @@ json_t *jobs_progress_json(job_table *t) {
     json_object_set_new(st, "sampling_steps", json_integer(j ? j->total : 0));
     json_object_set_new(st, "stage", json_string(j ? j->stage : ""));
     json_object_set_new(o, "state", st);
-    json_object_set_new(o, "current_image", json_null());
+    /* A1111 clients show current_image (base64 PNG) as the live preview */
+    char *b64 = j && j->preview ? ld_base64_encode(j->preview, j->preview_len) : NULL;
+    json_object_set_new(o, "current_image", b64 ? json_string(b64) : json_null());
+    free(b64);
     json_object_set_new(o, "textinfo", json_null());
     jobs_unlock(t);
     return o;

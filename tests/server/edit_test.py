@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -219,14 +220,76 @@ def test_openai_edits(srv, init):
     log("openai edits refusals: ok")
 
 
+def read_events(srv, path):
+    """An SSE stream to its end: [(event, data dict)]."""
+    c = srv.conn(600)
+    c.request("GET", path)
+    r = c.getresponse()
+    check(r.status == 200, "events: status %d" % r.status)
+    events, ev, data = [], None, []
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if line.startswith("event: "):
+            ev = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif line == "" and ev:
+            events.append((ev, json.loads("\n".join(data))))
+            ev, data = None, []
+    c.close()
+    return events
+
+
+def test_preview_events(srv):
+    """The job API's event stream carries `preview` events: PNG data URLs of the image forming
+    (the cheap latent-to-RGB map at 1/8 size), equal to `generate --preview` at the last step."""
+    steps = 8
+    job = srv.json("POST", "/api/v1/jobs", {"prompt": PROMPT, "width": 64, "height": 64, "steps": steps,
+                                            "cfg_scale": 5, "seed": 77, "sampler": "euler"}, expect=202)
+    events = read_events(srv, job["events"])
+    check(events[-1][0] == "done", "job done: %s" % events[-1][0])
+    previews = [d for e, d in events if e == "preview"]
+    check(previews, "no preview event among %s" % sorted(set(e for e, _ in events)))
+    last_step = 0
+    for d in previews:
+        check(d["url"].startswith("data:image/png;base64,"), "preview is a PNG data URL")
+        w, h, _, px, _ = png_decode(base64.b64decode(d["url"].split(",", 1)[1]))
+        check((w, h) == (8, 8) and len(set(px)) > 1, "preview %dx%d, not flat" % (w, h))
+        check(d["total"] == steps and last_step < d["step"] <= steps and d["image"] == 0, "preview step %s" % d)
+        last_step = d["step"]
+    out = os.path.join(TMP, "preview.png")
+    generate(["-W", "64", "-H", "64", "--steps", str(steps), "--preview", out], 77)  # the CLI rewrites it at every step, the last one stays
+    with open(out, "rb") as f:
+        cli = png_decode(f.read())
+    final = [d for d in previews if d["step"] == steps]
+    if final:
+        check(png_decode(base64.b64decode(final[0]["url"].split(",", 1)[1]))[3] == cli[3],
+              "last preview == generate --preview")
+    # A1111 clients read the same preview as /sdapi/v1/progress's current_image
+    long = srv.json("POST", "/api/v1/jobs", {"prompt": PROMPT, "width": 64, "height": 64, "steps": 1000},
+                    expect=202)
+    deadline, cur = time.time() + 120, None
+    while time.time() < deadline and not cur:
+        cur = srv.json("GET", "/sdapi/v1/progress")["current_image"]
+        time.sleep(0.05)
+    srv.request("DELETE", "/api/v1/jobs/" + long["id"])
+    check(cur and png_decode(base64.b64decode(cur))[:2] == (8, 8), "A1111 progress current_image is the preview")
+    log("preview events: ok (%d previews of %d steps%s; A1111 current_image)"
+        % (len(previews), steps, ", the last equal to generate --preview" if final else ""))
+
+
 def main():
-    srv = Server(["-m", MODEL, "--threads", "2", "--max-size", "256", "--max-body", str(8 << 20)])
+    srv = Server(["-m", MODEL, "--threads", "2", "--max-size", "256", "--max-steps", "1000", "--max-body", str(8 << 20)])
     try:
         srv.start()
         init = test_img2img_resize(srv)
         test_img2img_mask_blur(srv, init)
         test_img2img_refusals(srv, init)
         test_openai_edits(srv, init)
+        test_preview_events(srv)
         rc = srv.stop()
         check(rc == 0, "server exit status %s\n%s" % (rc, srv.stderr()))
     finally:
