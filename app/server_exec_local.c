@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 typedef struct {
@@ -126,6 +127,22 @@ static void local_stop(server_executor *base) {
 
 static void local_free(server_executor *base) { free(base); }
 
+/* For GET /api/v1/status: the model's defaults (what a request leaving a field
+ * out gets), which the page puts in its fields; the sampler by its A1111 label. */
+static json_t *local_status(server_executor *base) {
+    exec_local *ex = (exec_local *)base;
+    ld_gen_info d;
+    ld_pipeline_defaults(ex->pipe, &d);
+    const char *sampler = server_sampler_label(d.family, d.sampler, d.schedule);
+    json_t *o = json_pack("{s:i, s:i, s:i, s:f, s:s}", "width", d.width, "height", d.height, "steps", d.steps,
+                          "cfg_scale", (double)d.cfg_scale, "sampler", sampler);
+    if (o && d.prior_steps) {
+        json_object_set_new(o, "prior_steps", json_integer(d.prior_steps));
+        json_object_set_new(o, "prior_cfg_scale", json_real(d.prior_cfg_scale));
+    }
+    return o ? json_pack("{s:o}", "defaults", o) : NULL;
+}
+
 server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs, const char *lora_dir) {
     exec_local *ex = calloc(1, sizeof *ex);
     if (!ex) return NULL;
@@ -133,6 +150,7 @@ server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs, const ch
     ex->base.start = local_start;
     ex->base.stop = local_stop;
     ex->base.free = local_free;
+    ex->base.status = local_status;
     ex->pipe = pipe;
     ex->outputs = outputs;
     ex->lora_dir = lora_dir;

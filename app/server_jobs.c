@@ -520,6 +520,11 @@ static json_t *params_json(const job_table *t, const job *j) {
     json_object_set_new(p, "sampler", json_string(r->sampler));
     json_object_set_new(p, "seed", json_integer((json_int_t)j->seed));
     json_object_set_new(p, "n", json_integer(r->count));
+    if (r->init_rgb) {
+        json_object_set_new(p, "denoising_strength", json_real(r->strength));
+        json_object_set_new(p, "mask", json_boolean(r->mask_rgb != NULL));
+        if (r->mask_rgb) json_object_set_new(p, "mask_blur", json_real(r->mask_blur));
+    }
     if (strcmp(t->family, "sdxl")) {
         json_object_set_new(p, "prior_steps", json_integer(r->prior_steps));
         json_object_set_new(p, "prior_cfg_scale", r->prior_cfg_scale < 0 ? json_null() : json_real(r->prior_cfg_scale));
@@ -537,6 +542,7 @@ static json_t *job_image_json(const job_table *t, const job *j, int i) {
     json_object_set_new(o, "steps", json_integer(in->steps));
     json_object_set_new(o, "cfg_scale", json_real(in->cfg_scale));
     json_object_set_new(o, "sampler", json_string(in->sampler));
+    json_object_set_new(o, "sampler_name", json_string(server_sampler_label(t->family, in->sampler, in->schedule)));
     if (strcmp(t->family, "sdxl")) {
         json_object_set_new(o, "prior_steps", json_integer(in->prior_steps));
         json_object_set_new(o, "prior_cfg_scale", json_real(in->prior_cfg_scale));

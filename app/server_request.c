@@ -197,6 +197,17 @@ int server_samplers(const char *family, const server_sampler **list) {
     return 1;
 }
 
+const char *server_sampler_label(const char *family, const char *lib, const char *schedule) {
+    const server_sampler *list;
+    const int n = server_samplers(family, &list);
+    const int karras = schedule && !strcmp(schedule, "karras");
+    for (int i = 0; i < n; i++)
+        if ((!strcmp(list[i].lib, lib) || (!strcmp(lib, "ddpm_wuerstchen") && !strcmp(list[i].lib, "ddpm"))) &&
+            !strcmp(list[i].schedule, karras && strcmp(family, "sdxl") == 0 ? "karras" : "default"))
+            return list[i].label;
+    return lib;
+}
+
 static int names_sampler(const server_sampler *m, const char *name) {
     return !strcasecmp(name, m->lib) || !strcasecmp(name, m->label) || (m->alias1 && !strcasecmp(name, m->alias1)) ||
            (m->alias2 && !strcasecmp(name, m->alias2));

@@ -84,5 +84,8 @@ typedef struct {
     const char *lib, *label, *alias1, *alias2, *schedule;
 } server_sampler;
 int server_samplers(const char *family, const server_sampler **list);
+/* The A1111 label of a library sampler with a schedule ("dpm++2m" + "karras"
+ * -> "DPM++ 2M Karras"; "ddpm_wuerstchen" -> "DDPM"); lib itself if none. */
+const char *server_sampler_label(const char *family, const char *lib, const char *schedule);
 
 #endif

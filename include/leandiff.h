@@ -196,6 +196,12 @@ typedef struct ld_image {
 
 LD_API void ld_image_free(ld_image *img);
 
+/* What ld_generate uses for the fields a call leaves at their "default"
+ * value: width, height, steps, cfg_scale, prior_steps, prior_cfg_scale (0
+ * for one-stage families), sampler, schedule, with model and family; the
+ * other fields are zero. For front-ends that show real defaults. */
+LD_API void ld_pipeline_defaults(const ld_pipeline *p, ld_gen_info *info);
+
 LD_API ld_status ld_generate(ld_ctx *ctx, ld_pipeline *p, const ld_gen_params *params,
                       ld_image *out, ld_gen_info *info);
 

@@ -279,10 +279,21 @@ static ld_status cascade_generate(ld_ctx *ctx, void *state, const ld_gen_params 
 
 static const char *const cascade_classes[] = {"StableCascadePriorPipeline", NULL};
 
+static void cascade_defaults(const void *state, ld_gen_info *info) {
+    (void)state;
+    info->width = info->height = LD_CASCADE_DEFAULT_SIZE;
+    info->steps = LD_CASCADE_DEFAULT_DECODER_STEPS;
+    info->cfg_scale = LD_CASCADE_DEFAULT_DECODER_CFG;
+    info->prior_steps = LD_CASCADE_DEFAULT_PRIOR_STEPS;
+    info->prior_cfg_scale = LD_CASCADE_DEFAULT_PRIOR_CFG;
+    snprintf(info->sampler, sizeof info->sampler, "ddpm_wuerstchen");
+}
+
 const ld_pipeline_impl ld_pipeline_stable_cascade = {
     .family = "stable-cascade",
     .class_names = cascade_classes,
     .open = ld_cascade_open,
     .free = ld_cascade_free,
     .generate = cascade_generate,
+    .defaults = cascade_defaults,
 };

@@ -814,10 +814,20 @@ static ld_status koala_generate(ld_ctx *ctx, void *state, const ld_gen_params *p
 
 static const char *const koala_classes[] = {"StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline", NULL};
 
+static void koala_defaults(const void *state, ld_gen_info *info) {
+    const koala *k = state;
+    info->width = info->height = k->sample_size * k->vae_scale;
+    info->steps = k->lightning ? 10 : 25;
+    info->cfg_scale = k->lightning ? 3.5f : 7.5f;
+    snprintf(info->sampler, sizeof info->sampler, "euler");
+    snprintf(info->schedule, sizeof info->schedule, "default");
+}
+
 const ld_pipeline_impl ld_koala_pipeline = {
     .family = "sdxl",
     .class_names = koala_classes,
     .open = koala_open,
     .free = koala_free,
     .generate = koala_generate,
+    .defaults = koala_defaults,
 };

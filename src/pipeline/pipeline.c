@@ -93,6 +93,13 @@ void ld_pipeline_free(ld_pipeline *p) {
 const char *ld_pipeline_family(const ld_pipeline *p) { return p->impl->family; }
 const char *ld_pipeline_model_name(const ld_pipeline *p) { return p->model_name; }
 
+void ld_pipeline_defaults(const ld_pipeline *p, ld_gen_info *info) {
+    memset(info, 0, sizeof *info);
+    snprintf(info->model, sizeof info->model, "%s", p->model_name);
+    snprintf(info->family, sizeof info->family, "%s", p->impl->family);
+    if (p->impl->defaults) p->impl->defaults(p->state, info);
+}
+
 ld_status ld_pipeline_check_finite(ld_ctx *ctx, const float *x, int64_t n, const char *stage, int step, int total) {
     for (int64_t i = 0; i < n; i++) {
         if (isfinite(x[i])) continue;

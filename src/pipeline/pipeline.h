@@ -15,6 +15,8 @@ typedef struct {
     ld_status (*open)(ld_ctx *ctx, const ld_pipeline_options *opt, json_t *model_index, void **state);
     void (*free)(void *state);
     ld_status (*generate)(ld_ctx *ctx, void *state, const ld_gen_params *params, ld_image *out, ld_gen_info *info);
+    /* The values a call that leaves them at 0 / -1 / NULL gets (ld_pipeline_defaults). */
+    void (*defaults)(const void *state, ld_gen_info *info);
 } ld_pipeline_impl;
 
 struct ld_pipeline {

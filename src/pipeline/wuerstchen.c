@@ -380,4 +380,14 @@ static ld_status wu_generate(ld_ctx *ctx, void *state, const ld_gen_params *para
 
 static const char *const wu_class_names[] = {"WuerstchenPriorPipeline", NULL};
 
-const ld_pipeline_impl ld_pipeline_wuerstchen = {"wuerstchen", wu_class_names, wu_open, wu_free, wu_generate};
+static void wu_defaults(const void *state, ld_gen_info *info) {
+    (void)state;
+    info->width = info->height = LD_WU_DEFAULT_SIZE;
+    info->steps = LD_WU_DEFAULT_DECODER_STEPS;
+    info->cfg_scale = LD_WU_DEFAULT_DECODER_CFG;
+    info->prior_steps = LD_DDPMW_STAGE_C_POINTS - 1;
+    info->prior_cfg_scale = LD_WU_DEFAULT_PRIOR_CFG;
+    snprintf(info->sampler, sizeof info->sampler, "ddpm_wuerstchen");
+}
+
+const ld_pipeline_impl ld_pipeline_wuerstchen = {"wuerstchen", wu_class_names, wu_open, wu_free, wu_generate, wu_defaults};

@@ -281,6 +281,20 @@ def test_preview_events(srv):
         % (len(previews), steps, ", the last equal to generate --preview" if final else ""))
 
 
+def test_status_defaults(srv):
+    """GET /api/v1/status reports the model's defaults (what the page puts in its fields): a job that
+    leaves every field out gets exactly those."""
+    d = srv.json("GET", "/api/v1/status")["defaults"]
+    check(set(d) == {"width", "height", "steps", "cfg_scale", "sampler"}, "sdxl defaults: %s" % d)
+    job = srv.json("POST", "/api/v1/jobs", {"prompt": PROMPT}, expect=202)
+    events = read_events(srv, job["events"])
+    img = events[-1][1]["images"][0]
+    got = {"width": img["width"], "height": img["height"], "steps": img["steps"], "cfg_scale": img["cfg_scale"],
+           "sampler": img["sampler_name"]}
+    check(got == d, "status defaults %s, a job without fields used %s" % (d, got))
+    log("status defaults: ok (%s)" % d)
+
+
 def main():
     srv = Server(["-m", MODEL, "--threads", "2", "--max-size", "256", "--max-steps", "1000", "--max-body", str(8 << 20)])
     try:
@@ -290,6 +304,7 @@ def main():
         test_img2img_refusals(srv, init)
         test_openai_edits(srv, init)
         test_preview_events(srv)
+        test_status_defaults(srv)
         rc = srv.stop()
         check(rc == 0, "server exit status %s\n%s" % (rc, srv.stderr()))
     finally:
