@@ -4,6 +4,7 @@
  * also where a cancelled job stops at its next step; inside a step the
  * cancel callback (jobs_stop_requested) stops it between model blocks. */
 #include "server_exec_local.h"
+#include "models/autoencoder_tiny.h"
 #include "server_image.h"
 #include "server_jobs.h"
 
@@ -16,7 +17,7 @@
 typedef struct {
     server_executor base; /* first: the table sees only this */
     ld_pipeline *pipe;
-    const char *outputs, *lora_dir, *taesd_dir;
+    const char *outputs, *lora_dir;
     job_table *t;
     pthread_t worker;
     int worker_started;
@@ -38,8 +39,8 @@ static int on_progress(void *user, const char *stage, int step, int total, doubl
     return jobs_progress(pc->t, pc->j, stage, step, total);
 }
 
-/* A preview of the image forming (library: TAESD or the cheap latent-to-RGB
- * map): as a PNG into the job, for the event streams and A1111's progress. */
+/* A preview of the image forming (library: TAESD's decode with serve --taesd,
+ * else the cheap latent-to-RGB map at 1/8 size): as a PNG into the job, for the event streams and A1111's progress. */
 static int on_preview(void *user, const ld_image *img, int step, int total) {
     progress_ctx *pc = user;
     ld_ctx *ctx = ld_ctx_new(); /* its own: a failed preview must not touch the run's error */
@@ -71,7 +72,7 @@ static ld_status run_image(exec_local *ex, ld_ctx *ctx, job *j, int i) {
     gp.preview = on_preview;
     gp.preview_user = &pc;
     gp.preview_every = 1;
-    gp.taesd_dir = ex->taesd_dir;
+    gp.taesd_dir = ex->t->cfg->taesd_dir;
     ld_image img;
     ld_gen_info info;
     double t0 = mono_now();
@@ -108,9 +109,27 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+/* serve --taesd DIR: checked once at start (the library loads it per image). */
+static int check_taesd(const job_table *t) {
+    const char *dir = t->cfg->taesd_dir;
+    if (!dir) return 1;
+    if (strcmp(t->family, "sdxl")) {
+        fprintf(stderr, "leandiff serve: --taesd is for the SDXL family (KOALA/SDXL); this model is %s\n", t->family);
+        return 0;
+    }
+    ld_ctx *ctx = ld_ctx_new();
+    ld_vae_tiny *taesd = NULL;
+    int ok = ctx && ld_vae_tiny_load(ctx, dir, NULL, &taesd) == LD_OK;
+    if (!ok) fprintf(stderr, "leandiff serve: --taesd: %s\n", ctx ? ld_ctx_error(ctx) : "out of memory");
+    ld_vae_tiny_free(taesd);
+    ld_ctx_free(ctx);
+    return ok;
+}
+
 static int local_start(server_executor *base, job_table *t) {
     exec_local *ex = (exec_local *)base;
     ex->t = t;
+    if (!check_taesd(t)) return 0;
     if (pthread_create(&ex->worker, NULL, worker_main, ex) != 0) {
         fprintf(stderr, "leandiff serve: cannot start the worker thread\n");
         return 0;
@@ -154,6 +173,5 @@ server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs, const ch
     ex->pipe = pipe;
     ex->outputs = outputs;
     ex->lora_dir = lora_dir;
-    ex->taesd_dir = NULL; /* previews: the cheap latent-to-RGB map (serve takes no --taesd yet) */
     return &ex->base;
 }

@@ -295,6 +295,39 @@ def test_status_defaults(srv):
     log("status defaults: ok (%s)" % d)
 
 
+def test_taesd_previews():
+    """serve --taesd DIR: the previews are TAESD's full-size decodes, equal to generate --taesd --preview;
+    a folder that is not an AutoencoderTiny stops the server at start, naming it."""
+    taesd = os.path.join(TMP, "taesd")
+    r = subprocess.run([BIN, "init-random", "--config", os.path.join(SRC, "tests", "data", "taesd", "config.json"),
+                        "--out", taesd, "--dtype", "f32", "--seed", "20261204"], capture_output=True, text=True)
+    check(r.returncode == 0, "init-random taesd: %s" % r.stderr)
+    bad = subprocess.run([BIN, "serve", "-m", MODEL, "--port", "0", "--taesd", os.path.join(TMP, "nowhere")],
+                         capture_output=True, text=True, timeout=300)
+    check(bad.returncode == 1 and "--taesd" in bad.stderr and "nowhere" in bad.stderr,
+          "a bad --taesd: %d %r" % (bad.returncode, bad.stderr))
+    steps = 3
+    with Server(["-m", MODEL, "--threads", "2", "--taesd", taesd]) as srv:
+        job = srv.json("POST", "/api/v1/jobs", {"prompt": PROMPT, "width": 64, "height": 64, "steps": steps,
+                                                "cfg_scale": 5, "seed": 77, "sampler": "euler"}, expect=202)
+        events = read_events(srv, job["events"])
+        check(events[-1][0] == "done", "job done")
+        previews = [d for e, d in events if e == "preview"]
+        check(previews, "TAESD previews sent")
+        pics = [png_decode(base64.b64decode(d["url"].split(",", 1)[1])) for d in previews]
+        check(all(p[:2] == (64, 64) for p in pics), "TAESD previews at full size")
+        out = os.path.join(TMP, "preview_taesd.png")
+        generate(["-W", "64", "-H", "64", "--steps", str(steps), "--taesd", taesd, "--preview", out], 77)
+        with open(out, "rb") as f:
+            cli = png_decode(f.read())
+        final = [p for d, p in zip(previews, pics) if d["step"] == steps]
+        if final:
+            check(final[0][3] == cli[3], "last TAESD preview == generate --taesd --preview")
+        check(srv.stop() == 0, "taesd server exit status")
+    log("TAESD previews: ok (%d previews at 64x64%s; a bad --taesd refused at start)"
+        % (len(previews), ", the last equal to generate --taesd --preview" if final else ""))
+
+
 def main():
     srv = Server(["-m", MODEL, "--threads", "2", "--max-size", "256", "--max-steps", "1000", "--max-body", str(8 << 20)])
     try:
@@ -307,6 +340,7 @@ def main():
         test_status_defaults(srv)
         rc = srv.stop()
         check(rc == 0, "server exit status %s\n%s" % (rc, srv.stderr()))
+        test_taesd_previews()
     finally:
         srv.stop()
         shutil.rmtree(TMP, ignore_errors=True)
