@@ -153,7 +153,18 @@ def test_img2img_refusals(srv, init):
     err({"init_images": [b64(big)]}, "init_images", "more than this server decodes")
     err({"init_images": i, "mask": b64(b"GIF89a" + b"\0" * 40)}, "mask", "not a PNG or JPEG")
     err({"init_images": [b64(b"\xff\xd8\xff\xe0\0\x10JFIF\0")]}, "init_images", "broken JPEG")
-    log("a1111 img2img refusals: ok")
+    pics = os.path.join(SRC, "tests", "data", "pictures")
+    with open(os.path.join(pics, "lossy.webp"), "rb") as f:
+        err({"init_images": [b64(f.read())]}, "init_images", "not a PNG or JPEG")
+    # a JPEG init image decodes to the picture its PNG twin holds (tests/test_picture.c): the same result
+    outs = []
+    for name in ("cmyk.jpg", "cmyk_rgb.png"):
+        with open(os.path.join(pics, name), "rb") as f:
+            outs.append(img2img(srv, {"init_images": [b64(f.read())], "width": 64, "height": 64,
+                                      "denoising_strength": 0.5})["images"][0])
+    check(png_decode(base64.b64decode(outs[0]))[3] == png_decode(base64.b64decode(outs[1]))[3],
+          "a JPEG init image gives what its PNG twin gives")
+    log("a1111 img2img refusals: ok (and JPEG uploads accepted)")
 
 
 def curl(srv, args):
