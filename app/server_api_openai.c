@@ -40,8 +40,10 @@ static json_t *models_json(const server_ctx *s) {
 }
 
 /* The text fields of an edits form as the JSON body of /v1/images/generations
- * (numbers where OpenAI's JSON has numbers), so both routes validate alike. */
-static json_t *form_json(const mp_part *parts, int n) {
+ * (numbers where OpenAI's JSON has numbers), so both routes validate alike;
+ * NULL with *bad set to the field that is not UTF-8 text (or NULL: out of memory). */
+static json_t *form_json(const mp_part *parts, int n, const char **bad) {
+    *bad = NULL;
     static const char *numeric[] = {"n", "steps", "cfg_scale", "seed", "strength"};
     json_t *o = json_object();
     for (int i = 0; o && i < n; i++) {
@@ -61,7 +63,11 @@ static json_t *form_json(const mp_part *parts, int n) {
                 if (!*end && end != num) v = json_real(d);
             }
         }
-        if (!v) v = json_stringn_nocheck((const char *)p->data, p->len);
+        if (!v && !(v = json_stringn((const char *)p->data, p->len))) {
+            *bad = p->name;
+            json_decref(o);
+            return NULL;
+        }
         json_object_set_new(o, p->name, v);
     }
     return o;
@@ -81,7 +87,9 @@ static mhd_result edits(server_ctx *s, server_req *r) {
     if (!img) return reply_error(r, 400, "image", "image is required (a PNG or JPEG file part named \"image\")");
     if (strcmp(s->family, "sdxl"))
         return reply_error(r, 400, "image", "image edits need an SDXL-family model, this server has %s", s->family);
-    json_t *body = form_json(parts, n);
+    const char *bad;
+    json_t *body = form_json(parts, n, &bad);
+    if (!body && bad) return reply_error(r, 400, bad, "%s is not UTF-8 text", bad);
     if (!body) return reply_error(r, 500, NULL, "out of memory");
     json_t *strength = json_object_get(body, "strength");
     if (strength) json_incref(strength), json_object_del(body, "strength");
@@ -90,7 +98,8 @@ static mhd_result edits(server_ctx *s, server_req *r) {
     upload_image init = {0}, mask = {0};
     int ok = gen_request_from_json(&s->cfg, s->family, REQ_OPENAI, body, &req, err, sizeof err, field, sizeof field);
     json_decref(body);
-    if (ok && !(ok = upload_decode("image", img->data, img->len, &init, err, sizeof err))) snprintf(field, sizeof field, "image");
+    if (ok && !(ok = upload_decode("image", img->data, img->len, &init, err, sizeof err)))
+        snprintf(field, sizeof field, "image");
     if (ok && msk && !(ok = upload_decode("mask", msk->data, msk->len, &mask, err, sizeof err)))
         snprintf(field, sizeof field, "mask");
     /* No mask: the image's own transparency, as OpenAI does; none either: image-to-image of the whole picture. */
@@ -107,9 +116,14 @@ static mhd_result edits(server_ctx *s, server_req *r) {
     upload_image_free(&mask);
     if (ok) { /* OpenAI repaints the masked area from scratch; leandiff's `strength` may ask for less */
         req.strength = masked ? 1.0 : 0.75;
-        if (strength && !(json_is_number(strength) && json_number_value(strength) > 0 && json_number_value(strength) <= 1))
-            ok = 0, snprintf(err, sizeof err, "strength must be a number in (0, 1]"), snprintf(field, sizeof field, "strength");
-        else if (strength) req.strength = json_number_value(strength);
+        const double x = strength && json_is_number(strength) ? json_number_value(strength) : -1;
+        if (strength && !(x > 0 && x <= 1)) {
+            ok = 0;
+            snprintf(err, sizeof err, "strength must be a number in (0, 1]");
+            snprintf(field, sizeof field, "strength");
+        } else if (strength) {
+            req.strength = x;
+        }
     }
     json_decref(strength);
     if (!ok) {

@@ -219,6 +219,11 @@ def test_openai_edits(srv, init):
     err(["-F", "image=@" + init_path, "-F", "prompt=x", "-F", "n=lots"], "n", "must be an integer")
     err(["-F", "image=@" + init_path, "-F", "prompt=x", "-F", "size=64"], "size", "512x512")
     err(["-F", "image=@" + init_path], "prompt", "prompt is required")
+    err(["-F", "image=@" + init_path, "-F", "prompt=x", "-F", "strength=2"], "strength", "(0, 1]")
+    err(None, "prompt", "not UTF-8",
+        raw=b'--XyZ\r\nContent-Disposition: form-data; name="prompt"\r\n\r\n\xff\xfe\r\n--XyZ\r\n'
+            b'Content-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n' + init + b'\r\n--XyZ--\r\n',
+        ctype="multipart/form-data; boundary=XyZ")
     err(None, None, "multipart/form-data", raw='{"prompt": "x"}', ctype="application/json")
     err(None, None, "without a boundary", raw="--x\r\n", ctype="multipart/form-data")
     ct = "multipart/form-data; boundary=XyZ"
