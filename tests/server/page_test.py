@@ -408,7 +408,35 @@ def test_img2img(b, srv):
           % (p, srv.json("GET", "/api/v1/jobs/" + api["id"])["params"]))
     out = os.path.join(BUILD, "server_page_img2img.png")
     b.screenshot(out)
-    print("page: init image chosen, mask stroke painted, strength 0.6: same pixels as the job API")
+    # an uploaded mask (white left half) replaces the strokes
+    half = bytes(v for y in range(SIZE) for x in range(SIZE) for v in ([255] * 3 if x < SIZE // 2 else [0] * 3))
+    import struct
+    import zlib
+    raw = b"".join(b"\0" + half[y * SIZE * 3:(y + 1) * SIZE * 3] for y in range(SIZE))
+    chunk = lambda k, d: struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d) & 0xffffffff)  # noqa
+    mpath = os.path.join(BUILD, "server_page_mask.png")
+    with open(mpath, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", SIZE, SIZE, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    b.set_files("mask_file", [mpath])
+    wait_js(b, "document.getElementById('status').textContent.startsWith('Mask loaded')", 30, "the uploaded mask")
+    mask = png_decode(base64.b64decode(b.eval("maskDataURL()").split(",", 1)[1]))
+    ch, px = mask[2], mask[3]
+    check(px[(SIZE // 2 * SIZE + 3) * ch] == 255 and px[(SIZE // 2 * SIZE + SIZE - 3) * ch] == 0,
+          "uploaded mask: left half repaints, right half kept (the stroke is gone)")
+    # dropping a picture on the box makes it the init image (here the job's result), with a fresh mask
+    b.eval("fetch('/api/v1/jobs/%s/image').then((r) => r.blob()).then((blob) => {"
+           " const dt = new DataTransfer(); dt.items.add(new File([blob], 'result.png', {type: 'image/png'}));"
+           " document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true,"
+           " cancelable: true})); return true; })" % jid)
+    wait_js(b, "document.getElementById('initimg').src !== '' && "
+               "document.getElementById('status').textContent.startsWith('Init image %d')" % SIZE, 30,
+            "the dropped init image")
+    check(b.eval("maskPainted") is False, "a new init image starts with an empty mask")
+    b.eval("document.getElementById('removeinit').click(); true")
+    check(b.eval("document.getElementById('initbox').classList.contains('hidden')"), "image removed")
+    print("page: init image chosen, mask stroke painted, strength 0.6: same pixels as the job API; "
+          "mask upload and drop work")
     return out
 
 
