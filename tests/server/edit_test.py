@@ -236,6 +236,32 @@ def test_openai_edits(srv, init):
     log("openai edits refusals: ok")
 
 
+class Blocker:
+    """Keeps the worker busy with a long job, so the next job waits in the queue until release():
+    an event stream opened meanwhile sees all of that job's events (a tiny job may otherwise be
+    over before its stream connects)."""
+
+    def __init__(self, srv):
+        self.srv = srv
+        self.id = srv.json("POST", "/api/v1/jobs", {"prompt": "blocker", "width": 64, "height": 64, "steps": 1000},
+                           expect=202)["id"]
+
+    def release(self):
+        self.srv.request("DELETE", "/api/v1/jobs/" + self.id)
+
+
+def read_events_after(srv, path, blocker):
+    """read_events, with the blocker released once the stream is open."""
+    import threading
+    t = threading.Timer(0.5, blocker.release)
+    t.start()
+    try:
+        return read_events(srv, path)
+    finally:
+        t.cancel()
+        blocker.release()
+
+
 def read_events(srv, path):
     """An SSE stream to its end: [(event, data dict)]."""
     c = srv.conn(600)
@@ -263,9 +289,10 @@ def test_preview_events(srv):
     """The job API's event stream carries `preview` events: PNG data URLs of the image forming
     (the cheap latent-to-RGB map at 1/8 size), equal to `generate --preview` at the last step."""
     steps = 8
+    blocker = Blocker(srv)
     job = srv.json("POST", "/api/v1/jobs", {"prompt": PROMPT, "width": 64, "height": 64, "steps": steps,
                                             "cfg_scale": 5, "seed": 77, "sampler": "euler"}, expect=202)
-    events = read_events(srv, job["events"])
+    events = read_events_after(srv, job["events"], blocker)
     check(events[-1][0] == "done", "job done: %s" % events[-1][0])
     previews = [d for e, d in events if e == "preview"]
     check(previews, "no preview event among %s" % sorted(set(e for e, _ in events)))
@@ -323,10 +350,11 @@ def test_taesd_previews():
     check(bad.returncode == 1 and "--taesd" in bad.stderr and "nowhere" in bad.stderr,
           "a bad --taesd: %d %r" % (bad.returncode, bad.stderr))
     steps = 3
-    with Server(["-m", MODEL, "--threads", "2", "--taesd", taesd]) as srv:
+    with Server(["-m", MODEL, "--threads", "2", "--max-steps", "1000", "--taesd", taesd]) as srv:
+        blocker = Blocker(srv)
         job = srv.json("POST", "/api/v1/jobs", {"prompt": PROMPT, "width": 64, "height": 64, "steps": steps,
                                                 "cfg_scale": 5, "seed": 77, "sampler": "euler"}, expect=202)
-        events = read_events(srv, job["events"])
+        events = read_events_after(srv, job["events"], blocker)
         check(events[-1][0] == "done", "job done")
         previews = [d for e, d in events if e == "preview"]
         check(previews, "TAESD previews sent")
