@@ -31,6 +31,7 @@ static void usage(FILE *f) {
             "                         (or set LEANDIFF_API_KEY, which keeps the key out of the process list)\n"
             "      --outputs DIR      also save every image there (created if missing; names made by the server)\n"
             "      --lora-dir DIR     LoRA files that <lora:NAME:SCALE> prompt tags name (NAME.safetensors)\n"
+            "      --taesd DIR        AutoencoderTiny folder (madebyollin/taesdxl): full-size previews in the events\n"
             "      --max-size PX      largest width / height accepted (default 1024)\n"
             "      --max-steps N      most steps accepted (default 150)\n"
             "      --max-batch N      most images per request (default 8)\n"
@@ -143,6 +144,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--redis-model")) redis_model = v;
         else if (!strcmp(a, "--outputs")) c->outputs = v;
         else if (!strcmp(a, "--lora-dir")) c->lora_dir = v;
+        else if (!strcmp(a, "--taesd")) c->taesd_dir = v;
         else if (!strcmp(a, "--max-size")) ok = int_flag(a, v, 64, 8192, &c->max_size);
         else if (!strcmp(a, "--max-steps")) ok = int_flag(a, v, 1, 1000, &c->max_steps);
         else if (!strcmp(a, "--max-batch")) ok = int_flag(a, v, 1, 64, &c->max_batch);

@@ -15,6 +15,8 @@
  *   server_exec.h        the executor interface the table calls (no code)
  *   server_image.c       PNG + infotext, base64, saving into --outputs
  *   server_request.c     JSON body -> gen_request (400 naming the field)
+ *   server_upload.c      uploaded pictures (init images, masks): PNG or JPEG decoded within limits
+ *   multipart.c          multipart/form-data bodies, parts in place (OpenAI image edits)
  *   server_config.h, server_ctx.h   data only
  *   web/index.html       the page at /, embedded into the binary
  *

@@ -3,7 +3,9 @@
  *   GET    /api/v1/jobs              -> jobs of this server's life still kept, newest first
  *   GET    /api/v1/jobs/{id}         -> state, step/total, progress, eta, params, images
  *   GET    /api/v1/jobs/{id}/events  -> Server-Sent Events: "progress" while it runs,
- *                                       then one of "done", "failed", "cancelled"
+ *                                       "preview" (a PNG data URL of the image forming)
+ *                                       after each new preview, then one of "done",
+ *                                       "failed", "cancelled"
  *   GET    /api/v1/jobs/{id}/image   -> the PNG (?index=N for the N-th of a batch)
  *   DELETE /api/v1/jobs/{id}         -> cancel (a running job stops within about a second)
  *   GET    /api/v1/status            -> model, queue and the server's limits (and, with
@@ -12,6 +14,8 @@
  */
 #include "server_api.h"
 #include "server_submit.h"
+
+#include "io/base64.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +28,7 @@ typedef struct {
     job *j;
     struct MHD_Connection *conn;
     unsigned seen;
+    unsigned preview_seq;  /* the last preview sent */
     int sent_first, ended;
     char *buf;
     size_t len, off;
@@ -69,15 +74,48 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
             st->seen = v;
             st->sent_first = 1;
             st->ended = fin || t->stopping;
+            /* a new preview: its PNG copied now, encoded after the lock is released */
+            json_t *pv = NULL;
+            unsigned char *png = NULL;
+            size_t png_len = 0;
+            if (!fin && st->j->preview && st->j->preview_seq != st->preview_seq) {
+                png = malloc(st->j->preview_len);
+                if (png) {
+                    memcpy(png, st->j->preview, st->j->preview_len);
+                    png_len = st->j->preview_len;
+                    pv = json_pack("{s:i, s:i, s:i}", "image", st->j->preview_image, "step", st->j->preview_step,
+                                   "total", st->j->preview_total);
+                    st->preview_seq = st->j->preview_seq;
+                }
+            }
             jobs_unlock(t);
-            char *data = json_dumps(o, JSON_COMPACT);
+            char *data = json_dumps(o, JSON_COMPACT), *pdata = NULL;
             json_decref(o);
+            if (pv && png) {
+                char *b64 = ld_base64_encode(png, png_len);
+                size_t bn = b64 ? strlen(b64) + 32 : 0;
+                char *url = b64 ? malloc(bn) : NULL;
+                if (url) {
+                    snprintf(url, bn, "data:image/png;base64,%s", b64);
+                    json_object_set_new(pv, "url", json_string(url));
+                    pdata = json_dumps(pv, JSON_COMPACT);
+                }
+                free(url);
+                free(b64);
+            }
+            free(png);
+            json_decref(pv);
             if (data) {
-                size_t n = strlen(data) + 64;
+                size_t n = strlen(data) + (pdata ? strlen(pdata) : 0) + 128;
                 st->buf = malloc(n);
-                if (st->buf) snprintf(st->buf, n, "id: %u\nevent: %s\ndata: %s\n\n", v, ev, data);
+                if (st->buf) {
+                    int k = snprintf(st->buf, n, "id: %u\nevent: %s\ndata: %s\n\n", v, ev, data);
+                    if (pdata && k > 0 && (size_t)k < n)
+                        snprintf(st->buf + k, n - (size_t)k, "event: preview\ndata: %s\n\n", pdata);
+                }
                 free(data);
             }
+            free(pdata);
         }
         if (!st->buf) return MHD_CONTENT_READER_END_WITH_ERROR;
         st->len = strlen(st->buf);

@@ -14,6 +14,7 @@ typedef struct {
     const char *api_key;  /* NULL: no authentication */
     const char *outputs;  /* folder for saved PNGs, NULL: keep in memory only */
     const char *lora_dir; /* where <lora:NAME:SCALE> prompt tags find NAME.safetensors, NULL: tags refused */
+    const char *taesd_dir; /* AutoencoderTiny folder for the previews (SDXL family), NULL: the cheap projection */
     size_t max_body;      /* request body limit in bytes */
     int max_size;         /* width and height limit */
     int max_steps;

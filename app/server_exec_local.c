@@ -4,12 +4,14 @@
  * also where a cancelled job stops at its next step; inside a step the
  * cancel callback (jobs_stop_requested) stops it between model blocks. */
 #include "server_exec_local.h"
+#include "models/autoencoder_tiny.h"
 #include "server_image.h"
 #include "server_jobs.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 typedef struct {
@@ -37,6 +39,19 @@ static int on_progress(void *user, const char *stage, int step, int total, doubl
     return jobs_progress(pc->t, pc->j, stage, step, total);
 }
 
+/* A preview of the image forming (library: TAESD's decode with serve --taesd,
+ * else the cheap latent-to-RGB map at 1/8 size): as a PNG into the job, for the event streams and A1111's progress. */
+static int on_preview(void *user, const ld_image *img, int step, int total) {
+    progress_ctx *pc = user;
+    ld_ctx *ctx = ld_ctx_new(); /* its own: a failed preview must not touch the run's error */
+    unsigned char *png = NULL;
+    size_t len = 0;
+    int ok = ctx && server_png_encode(ctx, img, NULL, &png, &len);
+    ld_ctx_free(ctx);
+    if (!ok) return jobs_stop_requested(pc->t, pc->j); /* no preview this time; the run goes on */
+    return jobs_preview(pc->t, pc->j, png, len, step, total);
+}
+
 /* Polled inside the model forwards: DELETE / interrupt stop a step part-way. */
 static int on_cancel(void *user) {
     progress_ctx *pc = user;
@@ -54,6 +69,10 @@ static ld_status run_image(exec_local *ex, ld_ctx *ctx, job *j, int i) {
     gp.progress_user = &pc;
     gp.cancel = on_cancel;
     gp.cancel_user = &pc;
+    gp.preview = on_preview;
+    gp.preview_user = &pc;
+    gp.preview_every = 1;
+    gp.taesd_dir = ex->t->cfg->taesd_dir;
     ld_image img;
     ld_gen_info info;
     double t0 = mono_now();
@@ -90,9 +109,27 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
+/* serve --taesd DIR: checked once at start (the library loads it per image). */
+static int check_taesd(const job_table *t) {
+    const char *dir = t->cfg->taesd_dir;
+    if (!dir) return 1;
+    if (strcmp(t->family, "sdxl")) {
+        fprintf(stderr, "leandiff serve: --taesd is for the SDXL family (KOALA/SDXL); this model is %s\n", t->family);
+        return 0;
+    }
+    ld_ctx *ctx = ld_ctx_new();
+    ld_vae_tiny *taesd = NULL;
+    int ok = ctx && ld_vae_tiny_load(ctx, dir, NULL, &taesd) == LD_OK;
+    if (!ok) fprintf(stderr, "leandiff serve: --taesd: %s\n", ctx ? ld_ctx_error(ctx) : "out of memory");
+    ld_vae_tiny_free(taesd);
+    ld_ctx_free(ctx);
+    return ok;
+}
+
 static int local_start(server_executor *base, job_table *t) {
     exec_local *ex = (exec_local *)base;
     ex->t = t;
+    if (!check_taesd(t)) return 0;
     if (pthread_create(&ex->worker, NULL, worker_main, ex) != 0) {
         fprintf(stderr, "leandiff serve: cannot start the worker thread\n");
         return 0;
@@ -109,6 +146,22 @@ static void local_stop(server_executor *base) {
 
 static void local_free(server_executor *base) { free(base); }
 
+/* For GET /api/v1/status: the model's defaults (what a request leaving a field
+ * out gets), which the page puts in its fields; the sampler by its A1111 label. */
+static json_t *local_status(server_executor *base) {
+    exec_local *ex = (exec_local *)base;
+    ld_pipeline_desc d;
+    ld_pipeline_describe(ex->pipe, &d);
+    const char *sampler = server_sampler_label(d.family, d.sampler, d.schedule);
+    json_t *o = json_pack("{s:i, s:i, s:i, s:f, s:s, s:i}", "width", d.width, "height", d.height, "steps", d.steps,
+                          "cfg_scale", (double)d.cfg_scale, "sampler", sampler, "size_multiple", d.size_multiple);
+    if (o && d.prior_steps) {
+        json_object_set_new(o, "prior_steps", json_integer(d.prior_steps));
+        json_object_set_new(o, "prior_cfg_scale", json_real(d.prior_cfg_scale));
+    }
+    return o ? json_pack("{s:o}", "defaults", o) : NULL;
+}
+
 server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs, const char *lora_dir) {
     exec_local *ex = calloc(1, sizeof *ex);
     if (!ex) return NULL;
@@ -116,6 +169,7 @@ server_executor *exec_local_new(ld_pipeline *pipe, const char *outputs, const ch
     ex->base.start = local_start;
     ex->base.stop = local_stop;
     ex->base.free = local_free;
+    ex->base.status = local_status;
     ex->pipe = pipe;
     ex->outputs = outputs;
     ex->lora_dir = lora_dir;

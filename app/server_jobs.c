@@ -5,6 +5,8 @@
  */
 #include "server_jobs.h"
 
+#include "io/base64.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -48,6 +50,7 @@ static void job_free(job *j) {
             free(j->images[i].infotext);
         }
     free(j->images);
+    free(j->preview);
     free(j);
 }
 
@@ -377,6 +380,21 @@ int jobs_stop_requested(job_table *t, job *j) {
     return stop;
 }
 
+int jobs_preview(job_table *t, job *j, unsigned char *png, size_t len, int step, int total) {
+    jobs_lock(t);
+    free(j->preview);
+    j->preview = png;
+    j->preview_len = len;
+    j->preview_image = j->image;
+    j->preview_step = step;
+    j->preview_total = total;
+    j->preview_seq++;
+    bump(t, j);
+    int stop = j->cancel || t->stopping;
+    jobs_unlock(t);
+    return stop;
+}
+
 void jobs_image_done(job_table *t, job *j, int index, job_image *img, double seconds) {
     jobs_lock(t);
     j->images[index] = *img;
@@ -408,6 +426,9 @@ void jobs_end(job_table *t, job *j, ld_status st, const char *message) {
         snprintf(j->error, sizeof j->error, "%s", message ? message : ld_status_name(st));
         fprintf(stderr, "leandiff serve: job %s failed: %s\n", j->id, j->error);
     }
+    free(j->preview); /* the images are there now */
+    j->preview = NULL;
+    j->preview_len = 0;
     bump(t, j);
     trim_table(t);
     put_locked(j);
@@ -499,6 +520,11 @@ static json_t *params_json(const job_table *t, const job *j) {
     json_object_set_new(p, "sampler", json_string(r->sampler));
     json_object_set_new(p, "seed", json_integer((json_int_t)j->seed));
     json_object_set_new(p, "n", json_integer(r->count));
+    if (r->init_rgb) {
+        json_object_set_new(p, "denoising_strength", json_real(r->strength));
+        json_object_set_new(p, "mask", json_boolean(r->mask_rgb != NULL));
+        if (r->mask_rgb) json_object_set_new(p, "mask_blur", json_real(r->mask_blur));
+    }
     if (strcmp(t->family, "sdxl")) {
         json_object_set_new(p, "prior_steps", json_integer(r->prior_steps));
         json_object_set_new(p, "prior_cfg_scale", r->prior_cfg_scale < 0 ? json_null() : json_real(r->prior_cfg_scale));
@@ -516,6 +542,7 @@ static json_t *job_image_json(const job_table *t, const job *j, int i) {
     json_object_set_new(o, "steps", json_integer(in->steps));
     json_object_set_new(o, "cfg_scale", json_real(in->cfg_scale));
     json_object_set_new(o, "sampler", json_string(in->sampler));
+    json_object_set_new(o, "sampler_name", json_string(server_sampler_label(t->family, in->sampler, in->schedule)));
     if (strcmp(t->family, "sdxl")) {
         json_object_set_new(o, "prior_steps", json_integer(in->prior_steps));
         json_object_set_new(o, "prior_cfg_scale", json_real(in->prior_cfg_scale));
@@ -585,7 +612,10 @@ json_t *jobs_progress_json(job_table *t) {
     json_object_set_new(st, "sampling_steps", json_integer(j ? j->total : 0));
     json_object_set_new(st, "stage", json_string(j ? j->stage : ""));
     json_object_set_new(o, "state", st);
-    json_object_set_new(o, "current_image", json_null());
+    /* A1111 clients show current_image (base64 PNG) as the live preview */
+    char *b64 = j && j->preview ? ld_base64_encode(j->preview, j->preview_len) : NULL;
+    json_object_set_new(o, "current_image", b64 ? json_string(b64) : json_null());
+    free(b64);
     json_object_set_new(o, "textinfo", json_null());
     jobs_unlock(t);
     return o;

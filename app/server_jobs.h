@@ -56,6 +56,10 @@ struct job {
     double fraction;       /* 0..1 over the whole job */
     int cancel;            /* set by DELETE / interrupt / shutdown / client gone */
     unsigned version;      /* bumped on every change (event streams) */
+    unsigned char *preview; /* latest preview PNG of the running image (NULL: none yet; dropped at the end) */
+    size_t preview_len;
+    int preview_image, preview_step, preview_total; /* what it shows: image index, step of total */
+    unsigned preview_seq;  /* counts the previews (event streams send each new one) */
     job_image *images;     /* req.count entries once running */
     int n_images;          /* finished so far */
     int error_status;      /* HTTP status for a failed job (400 bad parameters, 500 otherwise) */
@@ -138,6 +142,9 @@ int jobs_progress(job_table *t, job *j, const char *stage, int step, int total);
 /* Nonzero when job j should stop now (cancelled, or the server stopping):
  * the executor polls it inside the model forwards (ld_gen_params.cancel). */
 int jobs_stop_requested(job_table *t, job *j);
+/* A preview PNG of the image being made (the table takes png); returns
+ * nonzero when the job should stop, like jobs_progress. */
+int jobs_preview(job_table *t, job *j, unsigned char *png, size_t len, int step, int total);
 void jobs_image_done(job_table *t, job *j, int index, job_image *img, double seconds);
 /* status: LD_OK, LD_ERR_CANCELLED, or a failure with its message. */
 void jobs_end(job_table *t, job *j, ld_status status, const char *message);

@@ -7,6 +7,7 @@
 
 #include "io/base64.h"
 #include "io/png.h"
+#include "server_upload.h"
 #include "sched/scheduler.h"
 
 #include <ctype.h>
@@ -45,10 +46,11 @@ void gen_request_params(const gen_request *req, uint64_t seed, int i, ld_gen_par
     gp->sampler = req->sampler[0] ? req->sampler : NULL;
     gp->schedule = req->schedule[0] ? req->schedule : NULL;
     *init = (ld_image){req->init_w, req->init_h, 3, req->init_rgb};
-    *mask = (ld_image){req->init_w, req->init_h, 3, req->mask_rgb};
+    *mask = (ld_image){req->mask_w, req->mask_h, 3, req->mask_rgb};
     if (req->init_rgb) {
         gp->init_image = init;
         gp->mask_image = req->mask_rgb ? mask : NULL;
+        gp->mask_blur = req->mask_rgb ? (float)req->mask_blur : 0.0f;
         gp->strength = (float)req->strength;
     }
     gp->seed = seed + (uint64_t)i;
@@ -195,6 +197,17 @@ int server_samplers(const char *family, const server_sampler **list) {
     return 1;
 }
 
+const char *server_sampler_label(const char *family, const char *lib, const char *schedule) {
+    const server_sampler *list;
+    const int n = server_samplers(family, &list);
+    const int karras = schedule && !strcmp(schedule, "karras");
+    for (int i = 0; i < n; i++)
+        if ((!strcmp(list[i].lib, lib) || (!strcmp(lib, "ddpm_wuerstchen") && !strcmp(list[i].lib, "ddpm"))) &&
+            !strcmp(list[i].schedule, karras && strcmp(family, "sdxl") == 0 ? "karras" : "default"))
+            return list[i].label;
+    return lib;
+}
+
 static int names_sampler(const server_sampler *m, const char *name) {
     return !strcasecmp(name, m->lib) || !strcasecmp(name, m->label) || (m->alias1 && !strcasecmp(name, m->alias1)) ||
            (m->alias2 && !strcasecmp(name, m->alias2));
@@ -281,10 +294,11 @@ static int a1111_fields(verr *e, const req_ctx *s, const json_t *o, gen_request 
     return 1;
 }
 
-/* A base64 PNG (a data: URL prefix allowed) of at most max x max pixels into
- * *rgb, *w, *h; a bad upload is a 400 naming the field and the problem. */
-static int get_png(verr *e, const char *field, const json_t *v, int max, uint8_t **rgb, int *w, int *h) {
-    if (!json_is_string(v)) return bad(e, field, "%s must be a base64 PNG string, got %s", field, type_name(v));
+/* A base64 PNG or JPEG (a data: URL prefix allowed) into *im, decoded with
+ * the upload limits (server_upload.h); a bad upload is a 400 naming the field
+ * and the problem. */
+static int get_picture(verr *e, const char *field, const json_t *v, upload_image *im) {
+    if (!json_is_string(v)) return bad(e, field, "%s must be a base64 PNG or JPEG string, got %s", field, type_name(v));
     const char *s = json_string_value(v);
     size_t n = json_string_length(v);
     const char *comma = !strncmp(s, "data:", 5) ? memchr(s, ',', n) : NULL;
@@ -292,63 +306,69 @@ static int get_png(verr *e, const char *field, const json_t *v, int max, uint8_t
     unsigned char *bytes = NULL;
     size_t len = 0;
     if (!ld_base64_decode(s, n, &bytes, &len)) return bad(e, field, "%s is not base64", field);
-    /* refuse a too large picture from its header, before decoding any pixel */
-    if (len >= 24 && !memcmp(bytes + 12, "IHDR", 4)) {
-        const unsigned long hw = (unsigned long)bytes[16] << 24 | bytes[17] << 16 | bytes[18] << 8 | bytes[19];
-        const unsigned long hh = (unsigned long)bytes[20] << 24 | bytes[21] << 16 | bytes[22] << 8 | bytes[23];
-        if (hw > (unsigned long)max || hh > (unsigned long)max) {
-            free(bytes);
-            return bad(e, field, "%s is %lux%lu, larger than %d (this server's limit)", field, hw, hh, max);
-        }
-    }
-    ld_ctx *ctx = ld_ctx_new();
-    ld_png png;
-    int ok = ctx && ld_png_decode(ctx, field, bytes, len, 1, &png) == LD_OK;
+    char err[256];
+    int ok = upload_decode(field, bytes, len, im, err, sizeof err);
     free(bytes);
-    if (!ok) {
-        int r = bad(e, field, "%s", ctx ? ld_ctx_error(ctx) : "out of memory");
-        ld_ctx_free(ctx);
-        return r;
+    return ok ? 1 : bad(e, field, "%s", err);
+}
+
+/* The init image and mask of an image-to-image request, already decoded:
+ * the output size is width/height when given (the library resizes the
+ * pictures to it, as `generate -i` does), else the image's own size rounded
+ * down to a multiple of 8. mask_transparent: OpenAI's rule for masks with
+ * alpha (transparent repaints), else A1111's (opaque repaints). */
+int gen_request_set_images(gen_request *req, upload_image *init, upload_image *mask, int mask_transparent,
+                           int max_size, char *err, size_t errn, char *field, size_t fieldn) {
+    verr ev = {err, errn, field, fieldn}, *e = &ev;
+    const int w = req->width ? req->width : init->width / 8 * 8, h = req->height ? req->height : init->height / 8 * 8;
+    if (w < 8 || h < 8 || w > max_size || h > max_size)
+        return bad(e, req->width ? "width" : "init_images",
+                   "the output would be %dx%d: sides must be between 8 and %d (this server's limit); give width and "
+                   "height", w, h, max_size);
+    free(req->init_rgb);
+    free(req->mask_rgb);
+    req->mask_rgb = NULL;
+    req->init_rgb = init->rgb;
+    init->rgb = NULL;
+    req->init_w = init->width, req->init_h = init->height;
+    if (mask && mask->rgb) {
+        req->mask_rgb = upload_mask_rgb(mask, mask_transparent);
+        if (!req->mask_rgb) return bad(e, "mask", "out of memory");
+        req->mask_w = mask->width, req->mask_h = mask->height;
     }
-    ld_ctx_free(ctx);
-    if (png.width > max || png.height > max || png.width % 8 || png.height % 8) {
-        int r = bad(e, field, "%s is %dx%d; sides must be multiples of 8 up to %d (this server's limit)", field,
-                    png.width, png.height, max);
-        ld_png_free(&png);
-        return r;
-    }
-    *rgb = png.rgb;
-    *w = png.width;
-    *h = png.height;
-    png.rgb = NULL;
-    ld_png_free(&png);
+    req->width = w, req->height = h;
     return 1;
 }
 
-/* A1111 img2img: init_images[0], mask, denoising_strength (the other fields
- * its clients send, such as mask_blur or inpainting_fill, are accepted and
- * not used). The output size is the image's. */
-static int img2img_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req) {
+/* A1111 img2img: init_images[0], mask, denoising_strength, mask_blur,
+ * inpainting_fill (validated; leandiff always starts the masked area from
+ * the init image, A1111's 1 "original"). Without width/height the output
+ * size is the image's. mask_blur_default: 4 for A1111 (its API's default),
+ * 0 for the native API (as `generate --mask`). */
+static int img2img_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req, double mask_blur_default) {
     if (strcmp(s->family, "sdxl"))
         return bad(e, "init_images", "image-to-image needs an SDXL-family model, this server has %s", s->family);
     const json_t *imgs = json_object_get(o, "init_images");
     if (!json_is_array(imgs) || json_array_size(imgs) < 1)
-        return bad(e, "init_images", "init_images must be a list holding one base64 PNG");
-    int w = 0, h = 0, mw = 0, mh = 0;
-    if (!get_png(e, "init_images", json_array_get(imgs, 0), s->cfg->max_size, &req->init_rgb, &w, &h)) return 0;
-    const json_t *mask = json_object_get(o, "mask");
-    if (mask && !json_is_null(mask) && !(json_is_string(mask) && !json_string_length(mask))) {
-        if (!get_png(e, "mask", mask, s->cfg->max_size, &req->mask_rgb, &mw, &mh)) return 0;
-        if (mw != w || mh != h) return bad(e, "mask", "mask is %dx%d but the init image is %dx%d", mw, mh, w, h);
+        return bad(e, "init_images", "init_images must be a list holding one base64 PNG or JPEG");
+    upload_image init = {0}, mask = {0};
+    if (!get_picture(e, "init_images", json_array_get(imgs, 0), &init)) return 0;
+    const json_t *m = json_object_get(o, "mask");
+    if (m && !json_is_null(m) && !(json_is_string(m) && !json_string_length(m)) && !get_picture(e, "mask", m, &mask)) {
+        upload_image_free(&init);
+        return 0;
     }
-    if ((req->width && req->width != w) || (req->height && req->height != h))
-        return bad(e, "width", "the init image is %dx%d; resizing to %dx%d is not supported yet", w, h,
-                   req->width ? req->width : w, req->height ? req->height : h);
-    req->width = req->init_w = w;
-    req->height = req->init_h = h;
+    int ok = gen_request_set_images(req, &init, &mask, 0, s->cfg->max_size, e->err, e->errn, e->field, e->fieldn);
+    upload_image_free(&init);
+    upload_image_free(&mask);
+    if (!ok) return 0;
     req->strength = 0.75;
+    req->mask_blur = mask_blur_default;
+    long long fill = 1;
     if (!get_num(e, o, "denoising_strength", 0, 1, &req->strength)) return 0;
     if (!(req->strength > 0)) return bad(e, "denoising_strength", "denoising_strength must be above 0");
+    if (!get_num(e, o, "mask_blur", 0, 64, &req->mask_blur)) return 0;
+    if (!get_int(e, o, "inpainting_fill", 0, 3, "", &fill)) return 0;
     return 1;
 }
 
@@ -394,7 +414,8 @@ static int openai_fields(verr *e, const req_ctx *s, const json_t *o, gen_request
 static int native_fields(verr *e, const req_ctx *s, const json_t *o, gen_request *req) {
     static const char *known[] = {"prompt",    "negative_prompt", "width", "height",      "steps",
                                   "cfg_scale", "seed",            "sampler", "scheduler", "n",
-                                  "prior_steps", "prior_cfg_scale", "init_images", "mask", "denoising_strength"};
+                                  "prior_steps", "prior_cfg_scale", "init_images", "mask", "denoising_strength",
+                                  "mask_blur", "inpainting_fill"};
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)o, key, v) {
@@ -409,8 +430,9 @@ static int native_fields(verr *e, const req_ctx *s, const json_t *o, gen_request
     if (!get_int(e, o, "n", 1, s->cfg->max_batch, " (this server's limit)", &n)) return 0;
     req->count = (int)n;
     /* image-to-image with A1111's fields (serve --redis sends img2img jobs to the workers this way) */
-    if (json_object_get(o, "init_images")) return img2img_fields(e, s, o, req);
+    if (json_object_get(o, "init_images")) return img2img_fields(e, s, o, req, 0);
     if (json_object_get(o, "mask")) return bad(e, "mask", "mask needs init_images");
+    if (json_object_get(o, "mask_blur")) return bad(e, "mask_blur", "mask_blur needs init_images and mask");
     if (json_object_get(o, "denoising_strength"))
         return bad(e, "denoising_strength", "denoising_strength needs init_images");
     return 1;
@@ -422,7 +444,7 @@ int gen_request_from_json(const server_config *cfg, const char *family, req_dial
     const req_ctx ctx = {cfg, family}, *s = &ctx;
     err[0] = field[0] = 0;
     int ok = d == REQ_A1111           ? a1111_fields(&e, s, body, req)
-           : d == REQ_A1111_IMG2IMG ? a1111_fields(&e, s, body, req) && img2img_fields(&e, s, body, req)
+           : d == REQ_A1111_IMG2IMG ? a1111_fields(&e, s, body, req) && img2img_fields(&e, s, body, req, 4)
            : d == REQ_OPENAI ? openai_fields(&e, s, body, req)
                              : native_fields(&e, s, body, req);
     if (ok && !req->prompt) {
@@ -449,13 +471,14 @@ json_t *gen_request_to_json(const gen_request *req, uint64_t seed, char *err, si
     json_object_set_new(o, "seed", json_integer((json_int_t)seed));
     json_object_set_new(o, "n", json_integer(req->count));
     const uint8_t *pics[2] = {req->init_rgb, req->mask_rgb};
+    const int pw[2] = {req->init_w, req->mask_w}, ph[2] = {req->init_h, req->mask_h};
     for (int k = 0; k < 2 && req->init_rgb; k++) {
         if (!pics[k]) continue;
         ld_ctx *ctx = ld_ctx_new();
         unsigned char *png = NULL;
         size_t len = 0;
         char *b64 = NULL;
-        if (ctx && ld_png_encode(ctx, pics[k], req->init_w, req->init_h, NULL, &png, &len) == LD_OK)
+        if (ctx && ld_png_encode(ctx, pics[k], pw[k], ph[k], NULL, &png, &len) == LD_OK)
             b64 = ld_base64_encode(png, len);
         free(png);
         if (!b64) snprintf(err, errn, "encoding the %s: %s", k ? "mask" : "init image", ctx ? ld_ctx_error(ctx) : "out of memory");
@@ -475,6 +498,7 @@ json_t *gen_request_to_json(const gen_request *req, uint64_t seed, char *err, si
         }
     }
     if (req->init_rgb) json_object_set_new(o, "denoising_strength", json_real(req->strength));
+    if (req->mask_rgb) json_object_set_new(o, "mask_blur", json_real(req->mask_blur));
     return o;
 nomem:
     snprintf(err, errn, "out of memory");

@@ -16,6 +16,7 @@
 
 #include "leandiff.h"
 #include "server_config.h"
+#include "server_upload.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -34,7 +35,9 @@ typedef struct {
     char schedule[16];     /* "default", "karras", "" = the sampler's default */
     uint8_t *init_rgb;     /* owned: image-to-image init image (RGB8), NULL for text-to-image */
     int init_w, init_h;
-    uint8_t *mask_rgb;     /* owned: inpainting mask (RGB8, the init image's size) or NULL */
+    uint8_t *mask_rgb;     /* owned: inpainting mask (RGB8, white repaints) or NULL */
+    int mask_w, mask_h;    /* the mask's size (resized to the output by the library, like the init image) */
+    double mask_blur;      /* inpainting: Gaussian blur radius of the mask in pixels (0: none) */
     double strength;       /* image-to-image denoising strength */
     int64_t seed;          /* -1: random (resolved when queued) */
     int count;             /* images, each with seed + i */
@@ -58,6 +61,16 @@ uint64_t gen_request_random_seed(void);
 int gen_request_from_json(const server_config *cfg, const char *family, req_dialect d, const json_t *body,
                           gen_request *req, char *err, size_t errn, char *field, size_t fieldn);
 
+/* Moves decoded pictures into req as its init image and (mask may be NULL or
+ * empty) inpainting mask, and settles the output size: width/height when the
+ * request gave them (the library resizes the pictures, as `generate -i`
+ * does), else the image's size rounded down to a multiple of 8.
+ * mask_transparent: for a mask with transparency, 1 = OpenAI's rule
+ * (transparent repaints), 0 = A1111's (opaque repaints). 0 with a message
+ * naming the field on a bad size. */
+int gen_request_set_images(gen_request *req, upload_image *init, upload_image *mask, int mask_transparent,
+                           int max_size, char *err, size_t errn, char *field, size_t fieldn);
+
 /* The inverse: req as a native job body (the fields of the Redis queue's
  * stream entries) with the seed given (the one resolved at queueing). Back
  * through gen_request_from_json(REQ_NATIVE) it gives the same request: the
@@ -71,5 +84,8 @@ typedef struct {
     const char *lib, *label, *alias1, *alias2, *schedule;
 } server_sampler;
 int server_samplers(const char *family, const server_sampler **list);
+/* The A1111 label of a library sampler with a schedule ("dpm++2m" + "karras"
+ * -> "DPM++ 2M Karras"; "ddpm_wuerstchen" -> "DDPM"); lib itself if none. */
+const char *server_sampler_label(const char *family, const char *lib, const char *schedule);
 
 #endif

@@ -6,6 +6,18 @@
 
 #include <stdlib.h>
 
+job *server_submit_request(server_ctx *s, server_req *r, gen_request *req, const char *api, mhd_result *res) {
+    char why[512];
+    if (!jobs_available(&s->jobs, why, sizeof why)) {
+        *res = reply_error_hdr(r, 503, "Retry-After", "10", why);
+        return NULL;
+    }
+    int retry;
+    job *j = jobs_submit(&s->jobs, req, api, &retry);
+    if (!j) *res = reply_busy(r, retry);
+    return j;
+}
+
 job *server_submit(server_ctx *s, server_req *r, req_dialect d, const char *api, json_t **body_out, mhd_result *res) {
     if (body_out) *body_out = NULL;
     json_t *body = server_parse_body(r, res);
@@ -25,12 +37,10 @@ job *server_submit(server_ctx *s, server_req *r, req_dialect d, const char *api,
         *res = reply_error(r, 400, field, "%s", err);
         return NULL;
     }
-    int retry;
-    job *j = jobs_submit(&s->jobs, &req, api, &retry);
+    job *j = server_submit_request(s, r, &req, api, res);
     gen_request_free(&req);
     if (!j) {
         json_decref(body);
-        *res = reply_busy(r, retry);
         return NULL;
     }
     if (body_out)
@@ -70,14 +80,26 @@ static mhd_result reply_finished_job(server_ctx *s, server_req *r, const job *j,
     return o ? reply_json(r, 200, o) : reply_error(r, 500, NULL, "out of memory");
 }
 
+static mhd_result wait_and_reply(server_ctx *s, server_req *r, job *j, sync_build_fn build, json_t *body) {
+    jobs_wait(&s->jobs, j, server_client_gone, r->conn);
+    mhd_result res = reply_finished_job(s, r, j, build, body);
+    jobs_put(&s->jobs, j);
+    return res;
+}
+
+mhd_result server_run_sync_request(server_ctx *s, server_req *r, gen_request *req, const char *api,
+                                   sync_build_fn build) {
+    mhd_result res;
+    job *j = server_submit_request(s, r, req, api, &res);
+    return j ? wait_and_reply(s, r, j, build, NULL) : res;
+}
+
 mhd_result server_run_sync(server_ctx *s, server_req *r, req_dialect d, const char *api, sync_build_fn build) {
     mhd_result res;
     json_t *body;
     job *j = server_submit(s, r, d, api, &body, &res);
     if (!j) return res;
-    jobs_wait(&s->jobs, j, server_client_gone, r->conn);
-    res = reply_finished_job(s, r, j, build, body);
-    jobs_put(&s->jobs, j);
+    res = wait_and_reply(s, r, j, build, body);
     json_decref(body);
     return res;
 }

@@ -14,7 +14,7 @@
 void ld_gen_params_init(ld_gen_params *p) { memset(p, 0, sizeof *p); }
 
 static int same(const gen_request *a, const gen_request *b) {
-    size_t px = (size_t)a->init_w * (size_t)a->init_h * 3;
+    size_t px = (size_t)a->init_w * (size_t)a->init_h * 3, mpx = (size_t)a->mask_w * (size_t)a->mask_h * 3;
     return !strcmp(a->prompt, b->prompt) &&
            (a->negative_prompt ? b->negative_prompt && !strcmp(a->negative_prompt, b->negative_prompt)
                                : !b->negative_prompt) &&
@@ -24,7 +24,8 @@ static int same(const gen_request *a, const gen_request *b) {
                                                       b->schedule[0] ? b->schedule : "default") &&
            a->count == b->count && a->strength == b->strength && a->init_w == b->init_w && a->init_h == b->init_h &&
            !a->init_rgb == !b->init_rgb && !a->mask_rgb == !b->mask_rgb &&
-           (!a->init_rgb || !memcmp(a->init_rgb, b->init_rgb, px)) && (!a->mask_rgb || !memcmp(a->mask_rgb, b->mask_rgb, px));
+           (!a->init_rgb || !memcmp(a->init_rgb, b->init_rgb, px)) && a->mask_w == b->mask_w && a->mask_h == b->mask_h && a->mask_blur == b->mask_blur &&
+           (!a->mask_rgb || !memcmp(a->mask_rgb, b->mask_rgb, mpx));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -43,8 +43,11 @@ for target in fuzz/fuzz_*.c; do
   fi
   if [ "$name" = fuzz_batch_line ]; then extra="app/batch_line.c -Iapp"; fi
   if [ "$name" = fuzz_redis_msg ]; then extra="app/redis_msg.c -Iapp"; fi
+  if [ "$name" = fuzz_multipart ]; then
+    extra="app/multipart.c app/server_upload.c src/io/png.c src/io/jpeg.c src/io/base64.c -Iapp"
+  fi
   if [ "$name" = fuzz_job_params ]; then
-    extra="app/server_request.c src/io/png.c src/io/base64.c $(ls src/sched/*.c) -Iapp"
+    extra="app/server_request.c app/server_upload.c src/io/png.c src/io/jpeg.c src/io/base64.c $(ls src/sched/*.c) -Iapp"
   fi
   corpus="fuzz/corpus_${name#fuzz_}"
   mkdir -p "$corpus"

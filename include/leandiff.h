@@ -111,6 +111,7 @@ typedef struct {
     float prior_cfg_scale;        /* Wuerstchen/Cascade default prior guidance; 0 for the SDXL family */
     int size_multiple;            /* width and height that are multiples of this always work */
     const char *sampler;          /* default sampler (short name) */
+    const char *schedule;         /* its default schedule: "default", or "karras" when the folder's config asks */
     int nsamplers;                /* the samplers it accepts (short names) */
     const char *samplers[16];
     int karras;                   /* takes --schedule karras (with the samplers that do) */

@@ -131,6 +131,7 @@ static void cascade_describe(const void *state, ld_pipeline_desc *d) {
     d->prior_cfg_scale = LD_CASCADE_DEFAULT_PRIOR_CFG;
     d->size_multiple = 128; /* see plan(): multiples of 128 pixels always work */
     d->sampler = "ddpm_wuerstchen";
+    d->schedule = "default";
     d->samplers[d->nsamplers++] = "ddpm_wuerstchen";
 }
 

@@ -496,6 +496,7 @@ static void koala_describe(const void *state, ld_pipeline_desc *d) {
     d->cfg_scale = k->lightning ? 3.5f : 7.5f;
     d->size_multiple = k->vae_scale;
     d->sampler = "euler";
+    d->schedule = json_is_true(json_object_get(k->sched_cfg, "use_karras_sigmas")) ? "karras" : "default";
     for (int i = 0; ld_sampler_list[i] && d->nsamplers < (int)(sizeof d->samplers / sizeof d->samplers[0]); i++)
         d->samplers[d->nsamplers++] = ld_sampler_list[i]->name;
     d->karras = d->init_image = d->loras = d->preview = 1;

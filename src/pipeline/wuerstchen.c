@@ -253,6 +253,7 @@ static void wu_describe(const void *state, ld_pipeline_desc *d) {
         if (all) d->size_multiple = m;
     }
     d->sampler = "ddpm_wuerstchen";
+    d->schedule = "default";
     d->samplers[d->nsamplers++] = "ddpm_wuerstchen";
 }
 

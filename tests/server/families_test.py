@@ -41,7 +41,18 @@ def main():
             status, _, data = srv.request("GET", "/api/v1/jobs/%s/image" % job["id"])
             check(status == 200 and png_decode(data)[:4] == ref[:4],
                   "%s: job API image differs from `leandiff generate`" % prior)
-            checks += 3
+            # the defaults the page shows: what a job leaving the fields out gets
+            d = srv.json("GET", "/api/v1/status")["defaults"]
+            job = srv.json("POST", "/api/v1/jobs", {"prompt": "a koala", "width": 256, "height": 256, "steps": 2,
+                                                    "seed": 5}, expect=202)
+            j = wait_until(lambda: (lambda x: x if x["state"] in ("done", "failed", "cancelled") else None)(
+                srv.json("GET", "/api/v1/jobs/" + job["id"])), 300)
+            im = j["images"][0]
+            check(d["prior_steps"] == im["prior_steps"] and d["prior_cfg_scale"] == im["prior_cfg_scale"]
+                  and d["cfg_scale"] == im["cfg_scale"] and d["sampler"] == im["sampler_name"] == "DDPM"
+                  and d["width"] == d["height"] == 1024 and d["steps"] > 0,
+                  "%s: status defaults %s, job image %s" % (prior, d, im))
+            checks += 4
             print("ok   %s: A1111 and job API images equal `leandiff generate` (256x256, 2+2 steps, seed 5)" % prior)
         check(srv.proc.returncode == 0, "%s: server exit status %s" % (prior, srv.proc.returncode))
     print("%d passed, 0 failed" % checks)
