@@ -38,6 +38,12 @@ static void usage(FILE *f) {
             "      --max-body BYTES   largest request body (default 16777216); larger gets 413\n"
             "      --history N        finished jobs kept in memory for the API and the page (default 100)\n"
             "      --max-connections N  simultaneous connections (default 256)\n"
+            "      --per-ip-limit N   simultaneous connections from one address (default 32)\n"
+            "      --header-timeout S seconds a connection may idle before its request headers are in (default 10)\n"
+            "      --idle-timeout S   seconds a connection may idle after that: body, keep-alive (default 30)\n"
+            "      --cors-origin O    let web pages of origin O (https://app.example.com, or *) call the API\n"
+            "                         (repeatable, up to 8; default: same origin only)\n"
+            "      --quiet            no access log (one line per request on stderr otherwise)\n"
             "      --redis URL        send the jobs to the leandiff workers of this Redis queue\n"
             "                         (redis://[[user]:password@]host[:port][/db]; see docs/scale-out.md);\n"
             "                         with -m, this process is also a worker of that model\n"
@@ -111,6 +117,10 @@ int cmd_serve(int argc, char **argv) {
     c->max_batch = 8;
     c->history = 100;
     c->max_connections = 256;
+    c->per_ip_limit = 32;
+    c->header_timeout = 10;
+    c->idle_timeout = 30;
+    c->access_log = 1;
     const char *variant = NULL, *redis = NULL, *redis_model = NULL;
     c->api_key = getenv("LEANDIFF_API_KEY");
     if (c->api_key && !*c->api_key) c->api_key = NULL;
@@ -122,6 +132,10 @@ int cmd_serve(int argc, char **argv) {
         }
         if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             ld_set_log_level(LD_LOG_INFO);
+            continue;
+        }
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            c->access_log = 0;
             continue;
         }
         if (i + 1 >= argc) {
@@ -150,6 +164,22 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-batch")) ok = int_flag(a, v, 1, 64, &c->max_batch);
         else if (!strcmp(a, "--history")) ok = int_flag(a, v, 1, 100000, &c->history);
         else if (!strcmp(a, "--max-connections")) ok = int_flag(a, v, 4, 10000, &c->max_connections);
+        else if (!strcmp(a, "--per-ip-limit")) ok = int_flag(a, v, 1, 10000, &c->per_ip_limit);
+        else if (!strcmp(a, "--header-timeout")) ok = int_flag(a, v, 1, 3600, &c->header_timeout);
+        else if (!strcmp(a, "--idle-timeout")) ok = int_flag(a, v, 1, 3600, &c->idle_timeout);
+        else if (!strcmp(a, "--cors-origin")) {
+            const int any = !strcmp(v, "*"), web = !strncmp(v, "http://", 7) || !strncmp(v, "https://", 8);
+            if ((!any && !web) || strchr(v, ' ') || (web && v[strlen(v) - 1] == '/')) {
+                fprintf(stderr, "leandiff serve: --cors-origin '%s': give an origin as browsers send it "
+                                "(scheme://host[:port], no path or trailing slash) or *\n", v);
+                return 2;
+            }
+            if (c->n_cors == (int)(sizeof c->cors_origins / sizeof c->cors_origins[0])) {
+                fprintf(stderr, "leandiff serve: at most 8 --cors-origin values\n");
+                return 2;
+            }
+            c->cors_origins[c->n_cors++] = v;
+        }
         else if (!strcmp(a, "--max-body")) {
             ok = cli_parse_int(a, v, 1024, 1LL << 30, &x);
             c->max_body = (size_t)x;
@@ -176,6 +206,8 @@ int cmd_serve(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    /* a body a little over the limit is read and dropped so the client reads the 413 */
+    c->drain_limit = c->max_body > ((size_t)256 << 20) ? c->max_body : (size_t)256 << 20;
     if (c->api_key && strlen(c->api_key) < 8) {
         fprintf(stderr, "leandiff serve: --api-key must have at least 8 characters\n");
         return 2;

@@ -1,6 +1,7 @@
 /* AUTOMATIC1111-compatible routes of `leandiff serve` (/sdapi/v1/...):
- * txt2img (synchronous: the answer comes when the images are made), progress,
- * interrupt, sd-models, samplers, options. Unlike other A1111 look-alikes,
+ * txt2img and img2img (synchronous: the answer comes when the images are
+ * made), progress, interrupt, sd-models, samplers, schedulers, options (GET,
+ * and POST, which Open WebUI and SillyTavern send), loras, upscalers, sd-vae. Unlike other A1111 look-alikes,
  * txt2img's "info" string holds the values really used (seeds, size, steps,
  * sampler, infotexts), which clients such as SillyTavern parse for the seed.
  */
@@ -8,6 +9,7 @@
 #include "server_submit.h"
 #include "pipeline/infotext.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +98,8 @@ static json_t *sd_models(const server_ctx *s) {
     json_object_set_new(m, "model_name", json_string(s->model_name));
     json_object_set_new(m, "hash", json_null());
     json_object_set_new(m, "sha256", json_null());
-    json_object_set_new(m, "filename", s->cfg.model_dir ? json_string(s->cfg.model_dir) : json_null());
+    /* the folder's name, never its path on this machine */
+    json_object_set_new(m, "filename", json_string(s->model_name));
     json_object_set_new(m, "config", json_null());
     json_t *a = json_array();
     json_array_append_new(a, m);
@@ -142,6 +145,56 @@ static json_t *options_json(const server_ctx *s) {
     return o;
 }
 
+/* POST /sdapi/v1/options: A1111 changes its settings; here only the model
+ * setting means something, and it must name the model this server has. The
+ * answer says which keys applied and which were ignored. */
+static mhd_result post_options(server_ctx *s, server_req *r) {
+    mhd_result res;
+    json_t *body = server_parse_body(r, &res);
+    if (!body) return res;
+    json_t *applied = json_array(), *ignored = json_array();
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        if (!strcmp(key, "sd_model_checkpoint")) {
+            const char *want = json_string_value(v);
+            if (!want || (strcmp(want, s->model_name) && !strstr(want, s->model_name))) {
+                json_decref(body);
+                json_decref(applied);
+                json_decref(ignored);
+                return reply_error(r, 400, "sd_model_checkpoint",
+                                   "this server runs one model, %s; it cannot switch to another", s->model_name);
+            }
+            json_array_append_new(applied, json_string(key));
+        } else {
+            json_array_append_new(ignored, json_string(key));
+        }
+    }
+    json_decref(body);
+    return reply_json(r, 200, json_pack("{s:o, s:o}", "applied", applied, "ignored", ignored));
+}
+
+/* GET /sdapi/v1/loras: NAME.safetensors of --lora-dir, as <lora:NAME:1> finds
+ * them (names only, never paths); empty without --lora-dir. */
+static json_t *loras_json(const server_ctx *s) {
+    json_t *a = json_array();
+    DIR *d = s->cfg.lora_dir ? opendir(s->cfg.lora_dir) : NULL;
+    if (!d) return a;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        const char *ext = ".safetensors";
+        if (n <= strlen(ext) || strcmp(e->d_name + n - strlen(ext), ext) || e->d_name[0] == '.') continue;
+        json_t *name = json_stringn(e->d_name, n - strlen(ext));
+        if (!name) continue; /* not UTF-8 */
+        json_array_append_new(a, json_pack("{s:O, s:O, s:s, s:{}}", "name", name, "alias", name, "path", e->d_name,
+                                           "metadata"));
+        json_decref(name);
+    }
+    closedir(d);
+    return a;
+}
+
 int api_a1111(server_ctx *s, server_req *r) {
     if (strncmp(r->path, "/sdapi/v1/", 10)) return -1;
     const char *p = r->path + 10;
@@ -159,6 +212,10 @@ int api_a1111(server_ctx *s, server_req *r) {
     if (!strcmp(p, "sd-models")) return get ? reply_json(r, 200, sd_models(s)) : reply_method(r, "GET");
     if (!strcmp(p, "samplers")) return get ? reply_json(r, 200, samplers_json(s)) : reply_method(r, "GET");
     if (!strcmp(p, "schedulers")) return get ? reply_json(r, 200, schedulers_json(s)) : reply_method(r, "GET");
-    if (!strcmp(p, "options")) return get ? reply_json(r, 200, options_json(s)) : reply_method(r, "GET");
+    if (!strcmp(p, "options"))
+        return get ? reply_json(r, 200, options_json(s)) : post ? post_options(s, r) : reply_method(r, "GET, POST");
+    if (!strcmp(p, "loras")) return get ? reply_json(r, 200, loras_json(s)) : reply_method(r, "GET");
+    /* no upscalers or separate VAEs yet: A1111's shape, empty */
+    if (!strcmp(p, "upscalers") || !strcmp(p, "sd-vae")) return get ? reply_json(r, 200, json_array()) : reply_method(r, "GET");
     return -1;
 }

@@ -21,6 +21,13 @@ typedef struct {
     int max_batch;        /* images per request */
     int history;          /* finished jobs kept in memory */
     int max_connections;
+    int per_ip_limit;     /* simultaneous connections from one address */
+    int header_timeout;   /* seconds a connection may sit idle before its request headers are complete */
+    int idle_timeout;     /* seconds a connection may sit idle afterwards (body, between answers) */
+    size_t drain_limit;   /* bodies over max_body up to this size are read and dropped so the client sees the 413 */
+    const char *cors_origins[8]; /* --cors-origin values ("*" for any); none: same origin only */
+    int n_cors;
+    int access_log;       /* one line per request on stderr */
 } server_config;
 
 #endif

@@ -13,6 +13,14 @@
 
 mhd_result server_queue(server_req *r, unsigned status, struct MHD_Response *resp) {
     if (!resp) return MHD_NO;
+    if (r->answer) {
+        r->answer->status = status;
+        if (!r->answer->bytes) r->answer->bytes = -1; /* streamed, unless reply_bytes said */
+    }
+    if (r->cors_origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+        MHD_add_response_header(resp, "Vary", "Origin");
+    }
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
@@ -29,6 +37,7 @@ mhd_result reply_bytes(server_req *r, unsigned status, const char *content_type,
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", content_type);
+    if (r->answer) r->answer->bytes = (long long)len;
     return server_queue(r, status, resp);
 }
 
@@ -72,6 +81,7 @@ mhd_result reply_error_hdr(server_req *r, unsigned status, const char *hname, co
     }
     MHD_add_response_header(resp, "Content-Type", "application/json");
     if (hname) MHD_add_response_header(resp, hname, hvalue);
+    if (r->answer) r->answer->bytes = (long long)strlen(text);
     return server_queue(r, status, resp);
 }
 

@@ -24,6 +24,12 @@ typedef enum MHD_Result mhd_result;
 typedef int mhd_result;
 #endif
 
+/* What the access log records of a request's answer (filled by server_queue). */
+typedef struct {
+    unsigned status;
+    long long bytes;        /* body bytes of the answer; -1 when streamed */
+} server_answer;
+
 /* One request as the routes see it. */
 typedef struct {
     struct MHD_Connection *conn;
@@ -31,6 +37,8 @@ typedef struct {
     const char *path;
     const char *body;       /* NUL-terminated, may be empty */
     size_t body_len;
+    const char *cors_origin; /* Access-Control-Allow-Origin for the answer, NULL: none */
+    server_answer *answer;   /* NULL: not logged */
 } server_req;
 
 /* Adds the common headers, queues and releases resp. */

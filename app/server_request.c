@@ -285,6 +285,9 @@ static int a1111_fields(verr *e, const req_ctx *s, const json_t *o, gen_request 
     if (json_object_get(o, "sampler_index") && !json_is_string(json_object_get(o, "sampler_index")))
         skey = "sampler_name"; /* legacy numeric sampler_index: ignored, as A1111 does */
     if (!common_fields(e, s, o, req, skey)) return 0;
+    if (json_is_true(json_object_get(o, "enable_hr")))
+        return bad(e, "enable_hr", "enable_hr (the hires. fix: upscale, then a second img2img pass) is not supported "
+                   "yet; send enable_hr false, or run img2img on an upscaled image");
     if (!get_int(e, o, "batch_size", 1, s->cfg->max_batch, " (this server's limit)", &bs)) return 0;
     if (!get_int(e, o, "n_iter", 1, s->cfg->max_batch, " (this server's limit)", &ni)) return 0;
     if (bs * ni > s->cfg->max_batch)
