@@ -38,7 +38,8 @@ static void usage(FILE *f) {
             "      --max-body BYTES   largest request body (default 16777216); larger gets 413\n"
             "      --history N        finished jobs kept in memory for the API and the page (default 100)\n"
             "      --max-connections N  simultaneous connections (default 256)\n"
-            "      --per-ip-limit N   simultaneous connections from one address (default 32)\n"
+            "      --per-ip-limit N   simultaneous connections from one address (default: half of --max-connections;\n"
+            "                         behind a reverse proxy every client has its address: raise it)\n"
             "      --header-timeout S seconds a connection may idle before its request headers are in (default 10)\n"
             "      --idle-timeout S   seconds a connection may idle after that: body, keep-alive (default 30)\n"
             "      --cors-origin O    let web pages of origin O (https://app.example.com, or *) call the API\n"
@@ -117,7 +118,7 @@ int cmd_serve(int argc, char **argv) {
     c->max_batch = 8;
     c->history = 100;
     c->max_connections = 256;
-    c->per_ip_limit = 32;
+    c->per_ip_limit = 0; /* 0: half of --max-connections */
     c->header_timeout = 10;
     c->idle_timeout = 30;
     c->access_log = 1;
@@ -206,6 +207,7 @@ int cmd_serve(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if (!c->per_ip_limit) c->per_ip_limit = c->max_connections / 2;
     /* a body a little over the limit is read and dropped so the client reads the 413 */
     c->drain_limit = c->max_body > ((size_t)256 << 20) ? c->max_body : (size_t)256 << 20;
     if (c->api_key && strlen(c->api_key) < 8) {
