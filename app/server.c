@@ -167,6 +167,14 @@ static mhd_result route(server_ctx *s, server_req *r) {
     return (mhd_result)res;
 }
 
+/* A copy for the log with control characters replaced, so a request cannot
+ * forge log lines. */
+static void copy_printable(char *dst, size_t n, const char *src) {
+    size_t i = 0;
+    for (; src[i] && i + 1 < n; i++) dst[i] = (unsigned char)src[i] < 0x20 || src[i] == 0x7f ? '?' : src[i];
+    dst[i] = 0;
+}
+
 /* A CORS preflight (OPTIONS from an allowed site): 204 with what it may send. */
 static mhd_result reply_preflight(server_req *r) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
@@ -190,8 +198,8 @@ static mhd_result on_request(void *cls, struct MHD_Connection *conn, const char 
         if (!cs) return MHD_NO;
         *con_cls = cs;
         cs->t0 = now_ms();
-        snprintf(cs->method, sizeof cs->method, "%s", method);
-        snprintf(cs->path, sizeof cs->path, "%s", url);
+        copy_printable(cs->method, sizeof cs->method, method);
+        copy_printable(cs->path, sizeof cs->path, url);
         r.answer = &cs->answer;
         /* the headers are in: from now on the connection may idle longer (body, slow answers) */
         MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)s->cfg.idle_timeout);

@@ -132,12 +132,23 @@ def idle_sockets(srv, n=300):
 
 
 def access_log(srv):
+    c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    c.sendall(b"GET /nothing%0aFORGED%1b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    try:
+        while c.recv(65536):
+            pass
+    except (socket.timeout, ConnectionError):
+        pass
+    c.close()
+    time.sleep(0.3)
     err = srv.stderr()
     lines = [l for l in err.splitlines() if '"GET /sdapi/v1/samplers"' in l or '"POST /sdapi/v1/options"' in l]
     check(any(" 200 " in l and l.endswith(" ms") for l in lines), "access log lines: %s" % lines[:3])
     check(any('"POST /sdapi/v1/txt2img" 413' in l for l in err.splitlines()), "the 413 is logged")
     check(KEY not in err and "xxxxxxxx" not in err and "a koala" not in err,
           "the key, bodies and prompts are not logged")
+    check('"GET /nothing?FORGED?" 404' in err and "\nFORGED" not in err,
+          "a path cannot forge a log line: %s" % [l for l in err.splitlines() if "FORGED" in l])
     print("ok   access log: method, path, status, bytes, ms; no key, no body")
 
 
