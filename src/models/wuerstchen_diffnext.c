@@ -287,15 +287,19 @@ static ld_status forward(ld_ctx *ctx, ld_wuerstchen_diffnext *d, const ld_wuerst
         hs[i] = hs[i - 1] / 2;
         ws_[i] = ws_[i - 1] / 2;
     }
-    int64_t maxc = 2 * d->c_out * p * p > d->c_in * p * p ? 2 * d->c_out * p * p : d->c_in * p * p;
-    for (int i = 0; i < n; i++) maxc = d->c_hidden[i] > maxc ? d->c_hidden[i] : maxc;
-    int64_t big = B * maxc * hs[0] * ws_[0], level_max = 0;
-    for (int i = 0; i < n; i++)
-        if (B * d->c_hidden[i] * hs[i] * ws_[i] > level_max) level_max = B * d->c_hidden[i] * hs[i] * ws_[i];
+    /* tmp: the unshuffled input, the LN2d in front of each downscaler and the
+     * clf output; level_max: the largest level's activations */
+    int64_t c_io = 2 * d->c_out > d->c_in ? 2 * d->c_out : d->c_in;
+    int64_t tmp_n = B * c_io * H * W, level_max = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t nl = B * d->c_hidden[i] * hs[i] * ws_[i];
+        if (nl > level_max) level_max = nl;
+        if (i < n - 1 && nl > tmp_n) tmp_n = nl;
+    }
     float *remb, *cl, *tmp;
     LD_ARENA_F32(remb, ctx, a, B * d->c_r);
     LD_ARENA_F32(cl, ctx, a, B * L * d->c_cond);
-    LD_ARENA_F32(tmp, ctx, a, big);
+    LD_ARENA_F32(tmp, ctx, a, tmp_n);
     /* conditioning: r embedding; clip = LN(clip_mapper(clip)) */
     wu_r_embedding(remb, d->c_r, in->r, B, d->c_r);
     ld_linear(cl, in->clip_text, B * L, &d->clip_w, &d->clip_b);
