@@ -329,12 +329,17 @@ static ld_status bench_eval(ld_ctx *ctx, const bench_opts *o, bench_model *m) {
         else out.pooled = m->out2;
         return ld_clip_text_forward(ctx, m->te, m->ids, NULL, m->B, m->h, &out);
     }
-    if (m->wprior)
-        return ld_wuerstchen_prior_forward(ctx, m->wprior, m->out, m->x, m->B, m->h, m->w, m->r, m->ctx_a,
-                                           BENCH_TOKENS);
-    if (m->wdec)
-        return ld_wuerstchen_diffnext_forward(ctx, m->wdec, m->out, m->x, m->B, m->h, m->w, m->r, m->ctx_a, m->eh,
-                                              m->ew, m->ctx_b, BENCH_TOKENS);
+    if (m->wprior) {
+        ld_wuerstchen_prior_inputs in = {.B = m->B, .H = m->h, .W = m->w, .sample = m->x, .r = m->r,
+                                         .clip_text = m->ctx_a, .text_len = BENCH_TOKENS};
+        return ld_wuerstchen_prior_forward(ctx, m->wprior, &in, m->out);
+    }
+    if (m->wdec) {
+        ld_wuerstchen_diffnext_inputs in = {.B = m->B, .H = m->h, .W = m->w, .sample = m->x, .r = m->r,
+                                            .effnet = m->ctx_a, .eh = m->eh, .ew = m->ew,
+                                            .clip_text = m->ctx_b, .text_len = BENCH_TOKENS};
+        return ld_wuerstchen_diffnext_forward(ctx, m->wdec, &in, m->out);
+    }
     if (m->sc) {
         ld_sc_inputs in = {.B = m->B, .H = m->h, .W = m->w, .sample = m->x, .r = m->r, .clip_text_pooled = m->ctx_a,
                            .pooled_len = 1};

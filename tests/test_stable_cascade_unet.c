@@ -17,7 +17,7 @@ static const ld_tensor *need(const ld_safetensors *st, const char *fmt, const ch
     return t;
 }
 
-static void run_module_case(ld_ctx *ctx, const ld_sc_unet *m, const ld_safetensors *st, const char *key) {
+static void run_module_case(ld_ctx *ctx, ld_sc_unet *m, const ld_safetensors *st, const char *key) {
     const ld_tensor *sample = need(st, "%s.sample", key), *r = need(st, "%s.timestep_ratio", key),
                     *pooled = need(st, "%s.clip_text_pooled", key), *ref = need(st, "%s.out", key);
     if (!sample || !r || !pooled || !ref) return;

@@ -131,7 +131,11 @@ static void test_resblock(int64_t c, int64_t cs, int prior) {
     test_fill(x, B * c * HW, 1);
     if (skip) test_fill(skip, B * cs * HW, 2);
     ref_resblock(ws, ref, x, skip, B, c, cs, H, Wd, prior);
-    CHECK(wu_resblock_forward(ctx, &rb, x, B, H, Wd, skip) == LD_OK, "forward");
+    ld_arena a;
+    ld_arena_init(&a, 0);
+    CHECK(wu_resblock_forward(ctx, &a, &rb, x, B, H, Wd, skip) == LD_OK, "forward");
+    CHECK(a.used == 0 && a.peak > 0, "resblock leaves the arena as it found it (used %zu)", a.used);
+    ld_arena_free(&a);
     test_close(name, x, ref, B * c * HW, 1e-4);
     free(x);
     free(ref);
@@ -168,7 +172,11 @@ static void test_timestep(void) {
             for (int64_t p = 0; p < HW; p++)
                 ref[(b * c + ch) * HW + p] = (float)(x[(b * c + ch) * HW + p] * (1 + a) + bb);
         }
-    CHECK(wu_timestep_block_forward(ctx, &tb, x, B, HW, t) == LD_OK, "forward");
+    ld_arena a;
+    ld_arena_init(&a, 0);
+    CHECK(wu_timestep_block_forward(ctx, &a, &tb, x, B, HW, t) == LD_OK, "forward");
+    CHECK(a.used == 0 && a.peak > 0, "timestep block leaves the arena as it found it (used %zu)", a.used);
+    ld_arena_free(&a);
     test_close("timestep block (2 extra conds)", x, ref, B * c * HW, 1e-4);
     ld_weights_free(ws);
 }
@@ -234,7 +242,11 @@ static void test_attn(void) {
             for (int64_t ch = 0; ch < c; ch++) ref[(b * c + ch) * HW + p] = (float)(x[(b * c + ch) * HW + p] + out[ch]);
         }
     }
-    CHECK(wu_attn_block_forward(ctx, &ab, x, B, HW, cond, L) == LD_OK, "forward");
+    ld_arena a;
+    ld_arena_init(&a, 0);
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, x, B, HW, cond, L) == LD_OK, "forward");
+    CHECK(a.used == 0 && a.peak > 0, "attn block leaves the arena as it found it (used %zu)", a.used);
+    ld_arena_free(&a);
     test_close("attn block (self + cross)", x, ref, B * c * HW, 1e-4);
     ld_weights_free(ws);
 }

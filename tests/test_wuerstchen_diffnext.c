@@ -39,8 +39,10 @@ static void test_cases(const char *td) {
         float *ref = test_case_f32(ctx, f, name, NULL);
         int64_t n = ld_tensor_numel(&xs);
         float *out = malloc((size_t)n * 4);
-        CHECK(ld_wuerstchen_diffnext_forward(ctx, d, out, x, xs.shape[0], xs.shape[2], xs.shape[3], r, e, es.shape[2],
-                                             es.shape[3], c, cs.shape[1]) == LD_OK,
+        ld_wuerstchen_diffnext_inputs in = {.B = xs.shape[0], .H = xs.shape[2], .W = xs.shape[3], .sample = x,
+                                            .r = r, .effnet = e, .eh = es.shape[2], .ew = es.shape[3],
+                                            .clip_text = c, .text_len = cs.shape[1]};
+        CHECK(ld_wuerstchen_diffnext_forward(ctx, d, &in, out) == LD_OK,
               "forward: %s", ld_ctx_error(ctx));
         snprintf(name, sizeof name, "decoder case %d (%lldx%lld)", i, (long long)xs.shape[2], (long long)xs.shape[3]);
         test_close(name, out, ref, n, 1e-4);
@@ -53,8 +55,9 @@ static void test_cases(const char *td) {
     }
     /* a latent the U-Net cannot halve three times is a clear error */
     float dummy[4 * 24 * 20] = {0};
-    CHECK(ld_wuerstchen_diffnext_forward(ctx, d, dummy, dummy, 1, 24, 20, dummy, dummy, 3, 3, dummy, 1) ==
-              LD_ERR_INVALID_ARGUMENT,
+    ld_wuerstchen_diffnext_inputs bad = {.B = 1, .H = 24, .W = 20, .sample = dummy, .r = dummy, .effnet = dummy,
+                                         .eh = 3, .ew = 3, .clip_text = dummy, .text_len = 1};
+    CHECK(ld_wuerstchen_diffnext_forward(ctx, d, &bad, dummy) == LD_ERR_INVALID_ARGUMENT,
           "24x20 latent rejected");
     CHECK(strstr(ld_ctx_error(ctx), "multiple of 16") != NULL, "message: %s", ld_ctx_error(ctx));
     ld_safetensors_close(f);

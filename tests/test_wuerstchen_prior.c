@@ -37,9 +37,9 @@ static void test_cases(const char *td) {
         float *ref = test_case_f32(ctx, f, name, NULL);
         int64_t n = ld_tensor_numel(&xs);
         float *out = malloc((size_t)n * 4);
-        CHECK(ld_wuerstchen_prior_forward(ctx, p, out, x, xs.shape[0], xs.shape[2], xs.shape[3], r, c, cs.shape[1]) ==
-                  LD_OK,
-              "forward");
+        ld_wuerstchen_prior_inputs in = {.B = xs.shape[0], .H = xs.shape[2], .W = xs.shape[3], .sample = x, .r = r,
+                                         .clip_text = c, .text_len = cs.shape[1]};
+        CHECK(ld_wuerstchen_prior_forward(ctx, p, &in, out) == LD_OK, "forward");
         snprintf(name, sizeof name, "prior case %d", i);
         test_close(name, out, ref, n, 1e-4);
         free(x);

@@ -41,5 +41,12 @@ static inline float *ld_arena_alloc_f32(ld_ctx *ctx, ld_arena *a, size_t count) 
     }
     return (float *)ld_arena_alloc(ctx, a, bytes);
 }
+/* p = n floats from the arena, or return LD_ERR_NOMEM from the enclosing
+ * function (the error is on ctx). */
+#define LD_ARENA_F32(p, ctx, a, n)                                   \
+    do {                                                             \
+        if (!((p) = ld_arena_alloc_f32((ctx), (a), (size_t)(n))))    \
+            return LD_ERR_NOMEM;                                     \
+    } while (0)
 
 #endif

@@ -21,6 +21,11 @@
  *   up levels (first ResBlock of each pass takes the level's skip; x is resized
  *   bilinearly to the skip's size when they differ), upscalers,
  *   out = PixelShuffle_p(Conv1x1(LN2d(x)))                     (epsilon)
+ *
+ * build borrows the weight source, load owns it. Activations come from an
+ * arena owned by the model: the first forward at a size plans it, later
+ * forwards at the same or a smaller size allocate nothing. A model runs one
+ * forward at a time.
  */
 #ifndef LD_MODELS_STABLE_CASCADE_UNET_H
 #define LD_MODELS_STABLE_CASCADE_UNET_H
@@ -62,6 +67,7 @@ typedef struct {
     ld_tensor effnet_w[2], effnet_b[2];                         /* effnet_mapper.{0,2} */
     ld_tensor pixels_w[2], pixels_b[2];                         /* pixels_mapper.{0,2} */
     ld_sc_level level[LD_SC_MAX_LEVELS];
+    ld_arena arena; /* activations */
 } ld_sc_unet;
 
 /* Builds from a parsed config and a weight source (a recorder for
@@ -90,7 +96,9 @@ typedef struct {
 /* out: [B, out_channels, H, W]. Fails on inputs the config cannot take
  * (sizes not divisible by the patch size, a level becoming empty, missing
  * conditioning). */
-ld_status ld_sc_unet_forward(ld_ctx *ctx, const ld_sc_unet *m, const ld_sc_inputs *in, float *out);
+ld_status ld_sc_unet_forward(ld_ctx *ctx, ld_sc_unet *m, const ld_sc_inputs *in, float *out);
+/* Bytes of activation memory the forwards so far needed (the arena's peak). */
+size_t ld_sc_unet_activation_bytes(const ld_sc_unet *m);
 
 extern const ld_model_type ld_model_stable_cascade_unet;
 

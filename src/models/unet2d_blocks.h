@@ -17,13 +17,6 @@
 #include "io/weights.h"
 #include "tensor/tensor.h"
 
-/* Allocates n floats from arena a into p or returns LD_ERR_NOMEM (message on ctx). */
-#define LD_ARENA_F32(p, ctx, a, n)                                   \
-    do {                                                             \
-        if (!((p) = ld_arena_alloc_f32((ctx), (a), (size_t)(n))))    \
-            return LD_ERR_NOMEM;                                     \
-    } while (0)
-
 /* A weight and an optional bias (bias.data == NULL, bias.ndim == 0 when absent). */
 typedef struct {
     ld_tensor w, b;

@@ -7,7 +7,6 @@
 
 #include <math.h>
 #include <omp.h>
-#include <stdlib.h>
 #include <string.h>
 
 void wu_layer_norm2d(float *y, const float *x, int64_t B, int64_t C, int64_t HW) {
@@ -125,17 +124,16 @@ static ld_tensor as_1x1(const ld_tensor *w) {
     return t;
 }
 
-ld_status wu_resblock_forward(ld_ctx *ctx, const wu_resblock *rb, float *x, int64_t B, int64_t H, int64_t W,
-                              const float *skip) {
+ld_status wu_resblock_forward(ld_ctx *ctx, ld_arena *a, const wu_resblock *rb, float *x, int64_t B, int64_t H,
+                              int64_t W, const float *skip) {
     int64_t c = rb->c, cs = rb->c_skip, HW = H * W;
     int64_t c_in = rb->kind == WU_RES_PRIOR ? c : c + cs;
-    float *cat = NULL, *h = NULL, *mid = NULL, *grn = NULL;
-    ld_status st = LD_OK;
-    size_t n_cat = (size_t)(B * (c + cs) * HW), n_mid = (size_t)(B * HW * 4 * c);
-    if ((st = ld_malloc(ctx, (void **)&cat, n_cat * sizeof(float), "resblock input")) != LD_OK) goto done;
-    if ((st = ld_malloc(ctx, (void **)&h, (size_t)(B * c * HW) * sizeof(float), "resblock h")) != LD_OK) goto done;
-    if ((st = ld_malloc(ctx, (void **)&mid, n_mid * sizeof(float), "resblock mlp")) != LD_OK) goto done;
-    if ((st = ld_malloc(ctx, (void **)&grn, (size_t)(20 * c) * sizeof(float), "resblock grn")) != LD_OK) goto done;
+    size_t mark = ld_arena_mark(a);
+    float *cat = NULL, *h, *mid, *grn;
+    if (cs) LD_ARENA_F32(cat, ctx, a, B * (c + cs) * HW);
+    LD_ARENA_F32(h, ctx, a, B * c * HW);
+    LD_ARENA_F32(mid, ctx, a, B * HW * 4 * c);
+    LD_ARENA_F32(grn, ctx, a, 20 * c);
 
     ld_conv2d_params dw = ld_conv2d_params_make(1, 1);
     dw.groups = (int)c;
@@ -170,13 +168,8 @@ ld_status wu_resblock_forward(ld_ctx *ctx, const wu_resblock *rb, float *x, int6
     wu_grn(mid, B, 4 * c, HW, &rb->grn_gamma, &rb->grn_beta, grn);
     ld_conv2d(h, mid, B, 4 * c, H, W, &fc2, &rb->fc2_b, &one);
     ld_add(x, x, h, B * c * HW);
-    st = ld_check_cancel(ctx, WHERE);
-done:
-    free(cat);
-    free(h);
-    free(mid);
-    free(grn);
-    return st;
+    ld_arena_reset(a, mark);
+    return ld_check_cancel(ctx, WHERE);
 }
 
 /* ---- TimestepBlock ---- */
@@ -199,29 +192,26 @@ ld_status wu_timestep_block_build(ld_ctx *ctx, ld_weights *ws, wu_timestep_block
     return LD_OK;
 }
 
-ld_status wu_timestep_block_forward(ld_ctx *ctx, const wu_timestep_block *tb, float *x, int64_t B, int64_t HW,
-                                    const float *t_emb) {
+ld_status wu_timestep_block_forward(ld_ctx *ctx, ld_arena *a, const wu_timestep_block *tb, float *x, int64_t B,
+                                    int64_t HW, const float *t_emb) {
     int64_t c = tb->c, c_r = tb->c_r, ld = c_r * (1 + tb->n_conds);
-    float *ab = NULL, *tmp = NULL;
-    ld_status st = ld_malloc(ctx, (void **)&ab, (size_t)(B * 2 * c) * sizeof(float), "timestep block");
-    if (st == LD_OK) st = ld_malloc(ctx, (void **)&tmp, (size_t)(B * 2 * c) * sizeof(float), "timestep block");
-    if (st == LD_OK) {
-        ld_linear_strided(ab, 2 * c, t_emb, ld, B, &tb->w, &tb->b);
-        for (int i = 0; i < tb->n_conds; i++) {
-            ld_linear_strided(tmp, 2 * c, t_emb + (i + 1) * c_r, ld, B, &tb->cw[i], &tb->cb[i]);
-            ld_add(ab, ab, tmp, B * 2 * c);
-        }
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t ch = 0; ch < c; ch++) {
-                float a = ab[b * 2 * c + ch], bb = ab[b * 2 * c + c + ch];
-                float *xp = x + (b * c + ch) * HW;
-                for (int64_t i = 0; i < HW; i++) xp[i] = xp[i] * (1.0f + a) + bb;
-            }
-        st = ld_check_cancel(ctx, WHERE);
+    size_t mark = ld_arena_mark(a);
+    float *ab, *tmp;
+    LD_ARENA_F32(ab, ctx, a, B * 2 * c);
+    LD_ARENA_F32(tmp, ctx, a, B * 2 * c);
+    ld_linear_strided(ab, 2 * c, t_emb, ld, B, &tb->w, &tb->b);
+    for (int i = 0; i < tb->n_conds; i++) {
+        ld_linear_strided(tmp, 2 * c, t_emb + (i + 1) * c_r, ld, B, &tb->cw[i], &tb->cb[i]);
+        ld_add(ab, ab, tmp, B * 2 * c);
     }
-    free(ab);
-    free(tmp);
-    return st;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            float sc = ab[b * 2 * c + ch], bb = ab[b * 2 * c + c + ch];
+            float *xp = x + (b * c + ch) * HW;
+            for (int64_t i = 0; i < HW; i++) xp[i] = xp[i] * (1.0f + sc) + bb;
+        }
+    ld_arena_reset(a, mark);
+    return ld_check_cancel(ctx, WHERE);
 }
 
 /* ---- AttnBlock ---- */
@@ -249,18 +239,17 @@ ld_status wu_attn_block_build(ld_ctx *ctx, ld_weights *ws, wu_attn_block *ab, co
     return LD_OK;
 }
 
-ld_status wu_attn_block_forward(ld_ctx *ctx, const wu_attn_block *ab, float *x, int64_t B, int64_t HW,
-                                const float *cond, int64_t L) {
+ld_status wu_attn_block_forward(ld_ctx *ctx, ld_arena *a, const wu_attn_block *ab, float *x, int64_t B,
+                                int64_t HW, const float *cond, int64_t L) {
     int64_t c = ab->c, S = HW + L;
-    float *cs = NULL, *seq = NULL, *q = NULL, *k = NULL, *v = NULL, *o = NULL;
-    ld_status st = LD_OK;
-    if ((st = ld_malloc(ctx, (void **)&cs, (size_t)(B * L * ab->c_cond) * sizeof(float), "attn cond")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&seq, (size_t)(B * S * c) * sizeof(float), "attn sequence")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&q, (size_t)(B * HW * c) * sizeof(float), "attn q")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&k, (size_t)(B * S * c) * sizeof(float), "attn k")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&v, (size_t)(B * S * c) * sizeof(float), "attn v")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&o, (size_t)(B * HW * c) * sizeof(float), "attn out")) != LD_OK)
-        goto done;
+    size_t mark = ld_arena_mark(a);
+    float *cs, *seq, *q, *k, *v, *o;
+    LD_ARENA_F32(cs, ctx, a, B * L * ab->c_cond);
+    LD_ARENA_F32(seq, ctx, a, B * S * c);
+    LD_ARENA_F32(q, ctx, a, B * HW * c);
+    LD_ARENA_F32(k, ctx, a, B * S * c);
+    LD_ARENA_F32(v, ctx, a, B * S * c);
+    LD_ARENA_F32(o, ctx, a, B * HW * c);
     /* seq[b] = [LN2d(x) tokens (HW); kv_mapper(SiLU(cond)) (L)] */
     memcpy(cs, cond, (size_t)(B * L * ab->c_cond) * sizeof(float));
     ld_silu(cs, B * L * ab->c_cond);
@@ -276,17 +265,12 @@ ld_status wu_attn_block_forward(ld_ctx *ctx, const wu_attn_block *ab, float *x, 
     ld_attn_params p;
     memset(&p, 0, sizeof p);
     p.scale = 1.0f / sqrtf((float)D);
-    if ((st = ld_attention_checked(ctx, WHERE, 0, o, c, q, c, k, c, v, c, B, ab->nhead, HW, S, D, &p)) != LD_OK)
-        goto done;
-    ld_linear(q, o, B * HW, &ab->o_w, &ab->o_b);
-    ld_nhwc_to_nchw(o, q, B, c, HW);
-    ld_add(x, x, o, B * c * HW);
-done:
-    free(cs);
-    free(seq);
-    free(q);
-    free(k);
-    free(v);
-    free(o);
+    ld_status st = ld_attention_checked(ctx, WHERE, 0, o, c, q, c, k, c, v, c, B, ab->nhead, HW, S, D, &p);
+    if (st == LD_OK) {
+        ld_linear(q, o, B * HW, &ab->o_w, &ab->o_b);
+        ld_nhwc_to_nchw(o, q, B, c, HW);
+        ld_add(x, x, o, B * c * HW);
+    }
+    ld_arena_reset(a, mark);
     return st;
 }

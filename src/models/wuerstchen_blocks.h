@@ -8,14 +8,16 @@
  *
  *     wu_resblock rb;
  *     LD_TRY(wu_resblock_build(ctx, ws, &rb, "down_blocks.1.1.", 640, 1024, WU_RES_STAGE_B));
- *     LD_TRY(wu_resblock_forward(ctx, &rb, x, B, H, W, effnet_skip));   // x updated in place
+ *     LD_TRY(wu_resblock_forward(ctx, arena, &rb, x, B, H, W, effnet_skip));   // x updated in place
  *
- * Forward functions allocate their temporaries (and fail only when that
- * fails); x is always updated in place.
+ * Forward functions take their temporaries from the model's arena and leave
+ * it as they found it (they fail only when it cannot grow); x is always
+ * updated in place.
  */
 #ifndef LD_MODELS_WUERSTCHEN_BLOCKS_H
 #define LD_MODELS_WUERSTCHEN_BLOCKS_H
 
+#include "base/arena.h"
 #include "io/weights.h"
 
 #define WU_LN_EPS 1e-6f
@@ -55,8 +57,8 @@ typedef struct {
 ld_status wu_resblock_build(ld_ctx *ctx, ld_weights *ws, wu_resblock *rb, const char *prefix, int64_t c,
                             int64_t c_skip, wu_res_kind kind);
 /* x [B, c, H, W] in place; skip [B, c_skip, H, W] or NULL when c_skip == 0. */
-ld_status wu_resblock_forward(ld_ctx *ctx, const wu_resblock *rb, float *x, int64_t B, int64_t H, int64_t W,
-                              const float *skip);
+ld_status wu_resblock_forward(ld_ctx *ctx, ld_arena *a, const wu_resblock *rb, float *x, int64_t B, int64_t H,
+                              int64_t W, const float *skip);
 
 /* ---- TimestepBlock (FiLM) ---- */
 typedef struct {
@@ -71,8 +73,8 @@ ld_status wu_timestep_block_build(ld_ctx *ctx, ld_weights *ws, wu_timestep_block
                                   int64_t c_r, const char *const *conds);
 /* x [B, c, HW] in place; t_emb [B, c_r * (1 + n_conds)]:
  * [a|b] = mapper(chunk0) + sum_i mapper_i(chunk_i); x = x*(1+a) + b. */
-ld_status wu_timestep_block_forward(ld_ctx *ctx, const wu_timestep_block *tb, float *x, int64_t B, int64_t HW,
-                                    const float *t_emb);
+ld_status wu_timestep_block_forward(ld_ctx *ctx, ld_arena *a, const wu_timestep_block *tb, float *x, int64_t B,
+                                    int64_t HW, const float *t_emb);
 
 /* ---- AttnBlock (self + cross attention in one softmax) ---- */
 typedef struct {
@@ -85,7 +87,7 @@ ld_status wu_attn_block_build(ld_ctx *ctx, ld_weights *ws, wu_attn_block *ab, co
                               int64_t c_cond, int64_t nhead);
 /* x [B, c, H*W] in place; cond [B, L, c_cond]:
  * kv = Linear(SiLU(cond)); n = LN2d(x); x += MHA(n, [n; kv], [n; kv]). */
-ld_status wu_attn_block_forward(ld_ctx *ctx, const wu_attn_block *ab, float *x, int64_t B, int64_t HW,
-                                const float *cond, int64_t L);
+ld_status wu_attn_block_forward(ld_ctx *ctx, ld_arena *a, const wu_attn_block *ab, float *x, int64_t B,
+                                int64_t HW, const float *cond, int64_t L);
 
 #endif

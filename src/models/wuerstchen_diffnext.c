@@ -167,6 +167,7 @@ ld_status ld_wuerstchen_diffnext_build(ld_ctx *ctx, const char *where, const jso
     *out = NULL;
     ld_wuerstchen_diffnext *d;
     LD_TRY(ld_calloc(ctx, (void **)&d, 1, sizeof *d, "WuerstchenDiffNeXt"));
+    ld_arena_init(&d->arena, 0);
     dn_lists ls;
     memset(&ls, 0, sizeof ls);
     ld_status st = read_config(ctx, where, cfg, d, &ls);
@@ -197,6 +198,7 @@ void ld_wuerstchen_diffnext_free(ld_wuerstchen_diffnext *d) {
         free(d->up[i].blocks);
     }
     ld_weights_free(d->ws);
+    ld_arena_free(&d->arena);
     free(d);
 }
 
@@ -214,131 +216,126 @@ ld_status ld_wuerstchen_diffnext_check_size(ld_ctx *ctx, const ld_wuerstchen_dif
     return LD_OK;
 }
 
-/* e = effnet_mappers[slot](resize_bicubic_aa(effnet, h x w)) -> [B, c_cond, h, w] */
-static ld_status effnet_cond(ld_ctx *ctx, const ld_wuerstchen_diffnext *d, int slot, const float *effnet, int64_t B,
-                             int64_t he, int64_t we, int64_t h, int64_t w, float **out) {
-    float *rs = NULL;
-    LD_TRY(ld_malloc(ctx, (void **)&rs, (size_t)(B * d->effnet_embd * h * w) * sizeof(float), "effnet resize"));
-    ld_status st = ld_malloc(ctx, (void **)out, (size_t)(B * d->c_cond * h * w) * sizeof(float), "effnet cond");
-    if (st == LD_OK) {
-        ld_resize_bicubic_aa(rs, effnet, B, d->effnet_embd, he, we, h, w, 1);
-        ld_conv2d_params one = ld_conv2d_params_make(1, 0);
-        ld_conv2d(*out, rs, B, d->effnet_embd, h, w, &d->eff_w[slot], &d->eff_b[slot], &one);
-    }
-    free(rs);
-    return st;
+size_t ld_wuerstchen_diffnext_activation_bytes(const ld_wuerstchen_diffnext *d) { return d->arena.peak; }
+
+typedef struct {
+    const ld_wuerstchen_diffnext_inputs *in;
+    const float *remb; /* [B, c_r] */
+    const float *clip; /* [B, text_len, c_cond] */
+} dn_cond;
+
+/* e [B, c_cond, h, w] = effnet_mappers[slot](resize_bicubic_aa(effnet, h x w)) */
+static ld_status effnet_cond(ld_ctx *ctx, ld_arena *a, const ld_wuerstchen_diffnext *d, int slot,
+                             const ld_wuerstchen_diffnext_inputs *in, int64_t h, int64_t w, float *e) {
+    size_t mark = ld_arena_mark(a);
+    float *rs;
+    LD_ARENA_F32(rs, ctx, a, in->B * d->effnet_embd * h * w);
+    ld_resize_bicubic_aa(rs, in->effnet, in->B, d->effnet_embd, in->eh, in->ew, h, w, 1);
+    ld_conv2d_params one = ld_conv2d_params_make(1, 0);
+    ld_conv2d(e, rs, in->B, d->effnet_embd, h, w, &d->eff_w[slot], &d->eff_b[slot], &one);
+    ld_arena_reset(a, mark);
+    return LD_OK;
 }
 
 /* Runs one level's blocks on x [B, c, h, w] in place. first_skip: extra
  * channels for the first ResBlock (up path), concatenated before e. */
-static ld_status run_level(ld_ctx *ctx, const ld_wuerstchen_diffnext *d, const wu_dn_level *lv, int slot, float *x,
-                           int64_t B, int64_t h, int64_t w, const float *remb, const float *clip, int64_t L,
-                           const float *effnet, int64_t he, int64_t we, const float *first_skip) {
-    float *e = NULL, *cat = NULL;
-    ld_status st = LD_OK;
+static ld_status run_level(ld_ctx *ctx, ld_arena *a, const ld_wuerstchen_diffnext *d, const wu_dn_level *lv, int slot,
+                           float *x, int64_t h, int64_t w, const dn_cond *cond, const float *first_skip) {
+    int64_t B = cond->in->B, L = cond->in->text_len;
+    size_t mark = ld_arena_mark(a);
+    float *e = NULL;
     int has_eff = d->eff_w[slot].ndim > 0;
-    for (int k = 0; k < lv->n_blocks && st == LD_OK; k++) {
+    for (int k = 0; k < lv->n_blocks; k++) {
         const wu_dn_block *b = &lv->blocks[k];
         if (b->kind == 'T') {
-            st = wu_timestep_block_forward(ctx, &b->ts, x, B, h * w, remb);
+            LD_TRY(wu_timestep_block_forward(ctx, a, &b->ts, x, B, h * w, cond->remb));
         } else if (b->kind == 'A') {
-            st = wu_attn_block_forward(ctx, &b->attn, x, B, h * w, clip, L);
+            LD_TRY(wu_attn_block_forward(ctx, a, &b->attn, x, B, h * w, cond->clip, L));
         } else {
-            if (has_eff && !e && (st = effnet_cond(ctx, d, slot, effnet, B, he, we, h, w, &e)) != LD_OK) break;
+            if (has_eff && !e) {
+                LD_ARENA_F32(e, ctx, a, B * d->c_cond * h * w);
+                LD_TRY(effnet_cond(ctx, a, d, slot, cond->in, h, w, e));
+            }
             const float *skip = e;
             if (k == 0 && first_skip) {
                 skip = first_skip;
                 if (e) { /* cat([level output, effnet]) */
-                    if ((st = ld_malloc(ctx, (void **)&cat, (size_t)(B * (lv->c + d->c_cond) * h * w) * sizeof(float),
-                                        "skip concat")) != LD_OK)
-                        break;
+                    float *cat;
+                    LD_ARENA_F32(cat, ctx, a, B * (lv->c + d->c_cond) * h * w);
                     ld_concat_channels(cat, first_skip, lv->c, e, d->c_cond, B, h * w);
                     skip = cat;
                 }
             }
-            st = wu_resblock_forward(ctx, &b->res, x, B, h, w, skip);
-            free(cat);
-            cat = NULL;
+            LD_TRY(wu_resblock_forward(ctx, a, &b->res, x, B, h, w, skip));
         }
     }
-    free(e);
-    return st;
+    ld_arena_reset(a, mark);
+    return LD_OK;
 }
 
-ld_status ld_wuerstchen_diffnext_forward(ld_ctx *ctx, const ld_wuerstchen_diffnext *d, float *out, const float *x,
-                                         int64_t B, int64_t H, int64_t W, const float *r, const float *effnet,
-                                         int64_t he, int64_t we, const float *clip, int64_t L) {
-    LD_TRY(ld_wuerstchen_diffnext_check_size(ctx, d, H, W));
+static ld_status forward(ld_ctx *ctx, ld_wuerstchen_diffnext *d, const ld_wuerstchen_diffnext_inputs *in,
+                         float *out) {
+    ld_arena *a = &d->arena;
+    const float *x = in->sample;
+    int64_t B = in->B, H = in->H, W = in->W, L = in->text_len;
     int n = d->n_levels;
     int64_t p = d->patch, hs[WU_DN_MAX_LEVELS], ws_[WU_DN_MAX_LEVELS];
     float *lvl[WU_DN_MAX_LEVELS] = {0};
-    float *remb = NULL, *cl = NULL, *tmp = NULL, *cur = NULL, *ab = NULL;
-    ld_status st;
     hs[0] = H / p;
     ws_[0] = W / p;
     for (int i = 1; i < n; i++) {
         hs[i] = hs[i - 1] / 2;
         ws_[i] = ws_[i - 1] / 2;
     }
-    int64_t maxc = 2 * d->c_out * p * p > d->c_in * p * p ? 2 * d->c_out * p * p : d->c_in * p * p;
-    for (int i = 0; i < n; i++) maxc = d->c_hidden[i] > maxc ? d->c_hidden[i] : maxc;
-    size_t big = (size_t)(B * maxc * hs[0] * ws_[0]);
-    if ((st = ld_malloc(ctx, (void **)&remb, (size_t)(B * d->c_r) * sizeof(float), "r embedding")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&cl, (size_t)(B * L * d->c_cond) * sizeof(float), "clip")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&tmp, big * sizeof(float), "DiffNeXt scratch")) != LD_OK)
-        goto done;
+    /* tmp: the unshuffled input, the LN2d in front of each downscaler and the
+     * clf output; level_max: the largest level's activations */
+    int64_t c_io = 2 * d->c_out > d->c_in ? 2 * d->c_out : d->c_in;
+    int64_t tmp_n = B * c_io * H * W, level_max = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t nl = B * d->c_hidden[i] * hs[i] * ws_[i];
+        if (nl > level_max) level_max = nl;
+        if (i < n - 1 && nl > tmp_n) tmp_n = nl;
+    }
+    float *remb, *cl, *tmp;
+    LD_ARENA_F32(remb, ctx, a, B * d->c_r);
+    LD_ARENA_F32(cl, ctx, a, B * L * d->c_cond);
+    LD_ARENA_F32(tmp, ctx, a, tmp_n);
     /* conditioning: r embedding; clip = LN(clip_mapper(clip)) */
-    wu_r_embedding(remb, d->c_r, r, B, d->c_r);
-    ld_linear(cl, clip, B * L, &d->clip_w, &d->clip_b);
+    wu_r_embedding(remb, d->c_r, in->r, B, d->c_r);
+    ld_linear(cl, in->clip_text, B * L, &d->clip_w, &d->clip_b);
     ld_layer_norm(cl, cl, B * L, d->c_cond, WU_LN_EPS, NULL, NULL);
+    const dn_cond cond = {in, remb, cl};
     /* x = LN2d(conv1x1(pixel_unshuffle(x))) */
     ld_conv2d_params one = ld_conv2d_params_make(1, 0), two = ld_conv2d_params_make(2, 0);
     ld_pixel_unshuffle(tmp, x, B, d->c_in, H, W, (int)p);
-    if ((st = ld_malloc(ctx, (void **)&cur, (size_t)(B * d->c_hidden[0] * hs[0] * ws_[0]) * sizeof(float),
-                        "level 0")) != LD_OK)
-        goto done;
-    ld_conv2d(cur, tmp, B, d->c_in * p * p, hs[0], ws_[0], &d->emb_w, &d->emb_b, &one);
-    wu_layer_norm2d(cur, cur, B, d->c_hidden[0], hs[0] * ws_[0]);
-    /* down path */
+    LD_ARENA_F32(lvl[0], ctx, a, B * d->c_hidden[0] * hs[0] * ws_[0]);
+    ld_conv2d(lvl[0], tmp, B, d->c_in * p * p, hs[0], ws_[0], &d->emb_w, &d->emb_b, &one);
+    wu_layer_norm2d(lvl[0], lvl[0], B, d->c_hidden[0], hs[0] * ws_[0]);
+    /* down path: every level's output is kept for the up path's skips */
     for (int Lv = 0; Lv < n; Lv++) {
         const wu_dn_level *lv = &d->down[Lv];
         if (Lv > 0) { /* LN2d, 2x2 stride-2 conv */
-            float *nx;
-            if ((st = ld_malloc(ctx, (void **)&nx, (size_t)(B * lv->c * hs[Lv] * ws_[Lv]) * sizeof(float),
-                                "level activations")) != LD_OK)
-                goto done;
+            LD_ARENA_F32(lvl[Lv], ctx, a, B * lv->c * hs[Lv] * ws_[Lv]);
             wu_layer_norm2d(tmp, lvl[Lv - 1], B, d->c_hidden[Lv - 1], hs[Lv - 1] * ws_[Lv - 1]);
-            ld_conv2d(nx, tmp, B, d->c_hidden[Lv - 1], hs[Lv - 1], ws_[Lv - 1], &lv->scale_w, &lv->scale_b, &two);
-            cur = nx;
+            ld_conv2d(lvl[Lv], tmp, B, d->c_hidden[Lv - 1], hs[Lv - 1], ws_[Lv - 1], &lv->scale_w, &lv->scale_b, &two);
         }
-        lvl[Lv] = cur;
-        cur = NULL;
-        if ((st = run_level(ctx, d, lv, Lv, lvl[Lv], B, hs[Lv], ws_[Lv], remb, cl, L, effnet, he, we, NULL)) != LD_OK)
-            goto done;
+        LD_TRY(run_level(ctx, a, d, lv, Lv, lvl[Lv], hs[Lv], ws_[Lv], &cond, NULL));
     }
-    /* up path: x starts as the deepest level output (updated in place) */
-    float *xu = lvl[n - 1];
-    lvl[n - 1] = NULL;
+    /* up path: x starts as the deepest level output (updated in place), then
+     * alternates between two buffers of the largest level's size */
+    float *xu = lvl[n - 1], *pp[2] = {NULL, NULL};
+    if (n > 1) {
+        LD_ARENA_F32(pp[0], ctx, a, level_max);
+        LD_ARENA_F32(pp[1], ctx, a, level_max);
+    }
     for (int i = 0; i < n; i++) {
         int Lv = n - 1 - i;
         const wu_dn_level *lv = &d->up[i];
-        st = run_level(ctx, d, lv, n + i, xu, B, hs[Lv], ws_[Lv], remb, cl, L, effnet, he, we,
-                       i > 0 ? lvl[Lv] : NULL);
-        if (st != LD_OK) {
-            free(xu);
-            goto done;
-        }
+        LD_TRY(run_level(ctx, a, d, lv, n + i, xu, hs[Lv], ws_[Lv], &cond, i > 0 ? lvl[Lv] : NULL));
         if (Lv > 0) { /* LN2d, 2x2 stride-2 transposed conv */
-            float *nx;
-            if ((st = ld_malloc(ctx, (void **)&nx,
-                                (size_t)(B * d->c_hidden[Lv - 1] * hs[Lv - 1] * ws_[Lv - 1]) * sizeof(float),
-                                "level activations")) != LD_OK) {
-                free(xu);
-                goto done;
-            }
+            float *nx = xu == pp[0] ? pp[1] : pp[0];
             wu_layer_norm2d(xu, xu, B, lv->c, hs[Lv] * ws_[Lv]);
             ld_conv_transpose2d(nx, xu, B, lv->c, hs[Lv], ws_[Lv], &lv->scale_w, &lv->scale_b, 2, 0);
-            free(xu);
             xu = nx;
         }
     }
@@ -346,25 +343,32 @@ ld_status ld_wuerstchen_diffnext_forward(ld_ctx *ctx, const ld_wuerstchen_diffne
     int64_t co = d->c_out, HW = H * W;
     wu_layer_norm2d(xu, xu, B, d->c_hidden[0], hs[0] * ws_[0]);
     ld_conv2d(tmp, xu, B, d->c_hidden[0], hs[0], ws_[0], &d->clf_w, &d->clf_b, &one);
-    free(xu);
-    if ((st = ld_malloc(ctx, (void **)&ab, (size_t)(B * 2 * co * HW) * sizeof(float), "DiffNeXt output")) != LD_OK)
-        goto done;
+    float *ab;
+    LD_ARENA_F32(ab, ctx, a, B * 2 * co * HW);
     ld_pixel_shuffle(ab, tmp, B, 2 * co * p * p, hs[0], ws_[0], (int)p);
     for (int64_t b = 0; b < B; b++) {
         float *bb = ab + (b * 2 + 1) * co * HW;
         ld_sigmoid(bb, co * HW);
         for (int64_t k = 0; k < co * HW; k++) {
-            float a = ab[b * 2 * co * HW + k], s = bb[k] * (float)(1.0 - 2e-3) + (float)1e-3;
-            out[b * co * HW + k] = (x[b * co * HW + k] - a) / s;
+            float av = ab[b * 2 * co * HW + k], s = bb[k] * (float)(1.0 - 2e-3) + (float)1e-3;
+            out[b * co * HW + k] = (x[b * co * HW + k] - av) / s;
         }
     }
-done:
-    for (int i = 0; i < n; i++) free(lvl[i]);
-    free(cur);
-    free(remb);
-    free(cl);
-    free(tmp);
-    free(ab);
+    return LD_OK;
+}
+
+ld_status ld_wuerstchen_diffnext_forward(ld_ctx *ctx, ld_wuerstchen_diffnext *d,
+                                         const ld_wuerstchen_diffnext_inputs *in, float *out) {
+    if (!in || !in->sample || !in->r || !in->effnet || !in->clip_text || !out || in->B < 1 || in->eh < 1 ||
+        in->ew < 1 || in->text_len < 1)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                       "WuerstchenDiffNeXt: sample, r, effnet, clip_text and out are required, with positive sizes");
+    LD_TRY(ld_wuerstchen_diffnext_check_size(ctx, d, in->H, in->W));
+    size_t mark = ld_arena_mark(&d->arena);
+    ld_status st = forward(ctx, d, in, out);
+    ld_arena_reset(&d->arena, mark);
+    /* the first forward at a size plans the memory: one block from now on */
+    if (st == LD_OK) st = ld_arena_reserve(ctx, &d->arena, d->arena.peak);
     return st;
 }
 

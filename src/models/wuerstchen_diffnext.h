@@ -5,9 +5,16 @@
  *     ld_wuerstchen_diffnext *d;
  *     LD_TRY(ld_wuerstchen_diffnext_load(ctx, "wuerstchen/decoder", NULL, &d));
  *     LD_TRY(ld_wuerstchen_diffnext_check_size(ctx, d, H, W));  // H, W of the latent
- *     // eps [B,4,H,W] from x [B,4,H,W], r [B], effnet [B,16,he,we], clip [B,L,clip_embd]
- *     LD_TRY(ld_wuerstchen_diffnext_forward(ctx, d, eps, x, B, H, W, r, effnet, he, we, clip, L));
+ *     ld_wuerstchen_diffnext_inputs in = {.B = 2, .H = H, .W = W, .sample = x, .r = r,
+ *                                         .effnet = e, .eh = he, .ew = we,
+ *                                         .clip_text = clip, .text_len = 77};
+ *     LD_TRY(ld_wuerstchen_diffnext_forward(ctx, d, &in, eps));   // eps [B, c_out, H, W]
  *     ld_wuerstchen_diffnext_free(d);
+ *
+ * build borrows the weight source, load owns it. Activations come from an
+ * arena owned by the model: the first forward at a size plans it, later
+ * forwards at the same or a smaller size allocate nothing. A model runs one
+ * forward at a time.
  */
 #ifndef LD_MODELS_WUERSTCHEN_DIFFNEXT_H
 #define LD_MODELS_WUERSTCHEN_DIFFNEXT_H
@@ -44,6 +51,7 @@ typedef struct {
     wu_dn_level down[WU_DN_MAX_LEVELS]; /* down_blocks.L */
     wu_dn_level up[WU_DN_MAX_LEVELS];   /* up_blocks.i, i = 0 is the deepest level */
     ld_weights *ws;                     /* owned when made by _load */
+    ld_arena arena;                     /* activations */
 } ld_wuerstchen_diffnext;
 
 ld_status ld_wuerstchen_diffnext_build(ld_ctx *ctx, const char *where, const json_t *cfg, ld_weights *ws,
@@ -57,10 +65,22 @@ void ld_wuerstchen_diffnext_free(ld_wuerstchen_diffnext *d);
 int64_t ld_wuerstchen_diffnext_size_multiple(const ld_wuerstchen_diffnext *d);
 ld_status ld_wuerstchen_diffnext_check_size(ld_ctx *ctx, const ld_wuerstchen_diffnext *d, int64_t H, int64_t W);
 
-/* out [B, c_out, H, W] = (x - a) / b (predicted noise); out must not alias x. */
-ld_status ld_wuerstchen_diffnext_forward(ld_ctx *ctx, const ld_wuerstchen_diffnext *d, float *out, const float *x,
-                                         int64_t B, int64_t H, int64_t W, const float *r, const float *effnet,
-                                         int64_t he, int64_t we, const float *clip, int64_t L);
+typedef struct {
+    int64_t B, H, W;        /* sample [B, c_in, H, W] */
+    const float *sample;
+    const float *r;         /* timestep ratio [B] */
+    const float *effnet;    /* [B, effnet_embd, eh, ew] */
+    int64_t eh, ew;
+    const float *clip_text; /* [B, text_len, clip_embd] */
+    int64_t text_len;
+} ld_wuerstchen_diffnext_inputs;
+
+/* out [B, c_out, H, W] = (sample - a) / b (predicted noise); out must not
+ * alias sample. */
+ld_status ld_wuerstchen_diffnext_forward(ld_ctx *ctx, ld_wuerstchen_diffnext *d,
+                                         const ld_wuerstchen_diffnext_inputs *in, float *out);
+/* Bytes of activation memory the forwards so far needed (the arena's peak). */
+size_t ld_wuerstchen_diffnext_activation_bytes(const ld_wuerstchen_diffnext *d);
 
 extern const ld_model_type ld_model_wuerstchen_diffnext;
 

@@ -51,6 +51,7 @@ ld_status ld_wuerstchen_prior_build(ld_ctx *ctx, const char *where, const json_t
     p->c_r = pc.c_r;
     p->depth = pc.depth;
     p->nhead = pc.nhead;
+    ld_arena_init(&p->arena, 0);
     ld_status st = ld_calloc(ctx, (void **)&p->layers, (size_t)pc.depth, sizeof *p->layers, "prior blocks");
     int64_t c = pc.c;
     int64_t s_proj[4] = {c, pc.c_in, 1, 1}, s_c[1] = {c}, s_cm0[2] = {c, pc.c_cond}, s_cm2[2] = {c, c};
@@ -94,32 +95,35 @@ void ld_wuerstchen_prior_free(ld_wuerstchen_prior *p) {
     if (!p) return;
     free(p->layers);
     ld_weights_free(p->ws);
+    ld_arena_free(&p->arena);
     free(p);
 }
 
-ld_status ld_wuerstchen_prior_forward(ld_ctx *ctx, const ld_wuerstchen_prior *p, float *out, const float *x,
-                                      int64_t B, int64_t h, int64_t w, const float *r, const float *c, int64_t L) {
+size_t ld_wuerstchen_prior_activation_bytes(const ld_wuerstchen_prior *p) { return p->arena.peak; }
+
+static ld_status forward(ld_ctx *ctx, ld_wuerstchen_prior *p, const ld_wuerstchen_prior_inputs *in, float *out) {
+    ld_arena *a = &p->arena;
+    const float *x = in->sample;
+    int64_t B = in->B, h = in->H, w = in->W, L = in->text_len;
     int64_t C = p->c, HW = h * w;
-    float *hx = NULL, *cemb = NULL, *remb = NULL, *ab = NULL;
-    ld_status st;
-    if ((st = ld_malloc(ctx, (void **)&hx, (size_t)(B * C * HW) * sizeof(float), "prior activations")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&cemb, (size_t)(2 * B * L * C) * sizeof(float), "prior cond")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&remb, (size_t)(B * p->c_r) * sizeof(float), "prior r embedding")) != LD_OK ||
-        (st = ld_malloc(ctx, (void **)&ab, (size_t)(B * 2 * p->c_in * HW) * sizeof(float), "prior output")) != LD_OK)
-        goto done;
+    float *hx, *cemb, *remb, *ab;
+    LD_ARENA_F32(hx, ctx, a, B * C * HW);
+    LD_ARENA_F32(cemb, ctx, a, 2 * B * L * C);
+    LD_ARENA_F32(remb, ctx, a, B * p->c_r);
+    LD_ARENA_F32(ab, ctx, a, B * 2 * p->c_in * HW);
     /* x = projection(x); c = cond_mapper(c); r = gen_r_embedding(r) */
     ld_conv2d_params one = ld_conv2d_params_make(1, 0);
     ld_conv2d(hx, x, B, p->c_in, h, w, &p->proj_w, &p->proj_b, &one);
     float *ctmp = cemb + B * L * C;
-    ld_linear(ctmp, c, B * L, &p->cm0_w, &p->cm0_b);
+    ld_linear(ctmp, in->clip_text, B * L, &p->cm0_w, &p->cm0_b);
     ld_leaky_relu(ctmp, B * L * C, 0.2f);
     ld_linear(cemb, ctmp, B * L, &p->cm2_w, &p->cm2_b);
-    wu_r_embedding(remb, p->c_r, r, B, p->c_r);
+    wu_r_embedding(remb, p->c_r, in->r, B, p->c_r);
     for (int64_t i = 0; i < p->depth; i++) {
         const wu_prior_layer *ly = &p->layers[i];
-        if ((st = wu_resblock_forward(ctx, &ly->res, hx, B, h, w, NULL)) != LD_OK) goto done;
-        if ((st = wu_timestep_block_forward(ctx, &ly->ts, hx, B, HW, remb)) != LD_OK) goto done;
-        if ((st = wu_attn_block_forward(ctx, &ly->attn, hx, B, HW, cemb, L)) != LD_OK) goto done;
+        LD_TRY(wu_resblock_forward(ctx, a, &ly->res, hx, B, h, w, NULL));
+        LD_TRY(wu_timestep_block_forward(ctx, a, &ly->ts, hx, B, HW, remb));
+        LD_TRY(wu_attn_block_forward(ctx, a, &ly->attn, hx, B, HW, cemb, L));
     }
     /* a, b = out(x).chunk(2); eps = (x_in - a) / (|1 - b| + 1e-5) */
     wu_layer_norm2d(hx, hx, B, C, HW);
@@ -127,14 +131,23 @@ ld_status ld_wuerstchen_prior_forward(ld_ctx *ctx, const ld_wuerstchen_prior *p,
     int64_t ci = p->c_in;
     for (int64_t b = 0; b < B; b++)
         for (int64_t k = 0; k < ci * HW; k++) {
-            float a = ab[b * 2 * ci * HW + k], bb = ab[b * 2 * ci * HW + ci * HW + k];
-            out[b * ci * HW + k] = (x[b * ci * HW + k] - a) / (fabsf(1.0f - bb) + 1e-5f);
+            float av = ab[b * 2 * ci * HW + k], bv = ab[b * 2 * ci * HW + ci * HW + k];
+            out[b * ci * HW + k] = (x[b * ci * HW + k] - av) / (fabsf(1.0f - bv) + 1e-5f);
         }
-done:
-    free(hx);
-    free(cemb);
-    free(remb);
-    free(ab);
+    return LD_OK;
+}
+
+ld_status ld_wuerstchen_prior_forward(ld_ctx *ctx, ld_wuerstchen_prior *p, const ld_wuerstchen_prior_inputs *in,
+                                      float *out) {
+    if (!in || !in->sample || !in->r || !in->clip_text || !out || in->B < 1 || in->H < 1 || in->W < 1 ||
+        in->text_len < 1)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
+                       "WuerstchenPrior: sample, r, clip_text and out are required, with positive sizes");
+    size_t mark = ld_arena_mark(&p->arena);
+    ld_status st = forward(ctx, p, in, out);
+    ld_arena_reset(&p->arena, mark);
+    /* the first forward at a size plans the memory: one block from now on */
+    if (st == LD_OK) st = ld_arena_reserve(ctx, &p->arena, p->arena.peak);
     return st;
 }
 

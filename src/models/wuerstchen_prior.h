@@ -3,9 +3,15 @@
  *
  *     ld_wuerstchen_prior *p;
  *     LD_TRY(ld_wuerstchen_prior_load(ctx, "wuerstchen-prior/prior", NULL, &p));
- *     // eps [B,16,h,w] from x [B,16,h,w], ratio r [B], text c [B,L,c_cond]
- *     LD_TRY(ld_wuerstchen_prior_forward(ctx, p, eps, x, B, h, w, r, c, L));
+ *     ld_wuerstchen_prior_inputs in = {.B = 2, .H = 24, .W = 24, .sample = x, .r = r,
+ *                                      .clip_text = text, .text_len = 77};
+ *     LD_TRY(ld_wuerstchen_prior_forward(ctx, p, &in, eps));   // eps [B, c_in, H, W]
  *     ld_wuerstchen_prior_free(p);
+ *
+ * build borrows the weight source, load owns it. Activations come from an
+ * arena owned by the model: the first forward at a size plans it, later
+ * forwards at the same or a smaller size allocate nothing. A model runs one
+ * forward at a time.
  */
 #ifndef LD_MODELS_WUERSTCHEN_PRIOR_H
 #define LD_MODELS_WUERSTCHEN_PRIOR_H
@@ -26,6 +32,7 @@ typedef struct {
     ld_tensor out_w, out_b;             /* out.1: 1x1 conv c -> 2*c_in */
     wu_prior_layer *layers;             /* depth */
     ld_weights *ws;                     /* owned when made by _load */
+    ld_arena arena;                     /* activations */
 } ld_wuerstchen_prior;
 
 /* Builds from a parsed config (where: config path for messages) and a weight
@@ -36,10 +43,20 @@ ld_status ld_wuerstchen_prior_build(ld_ctx *ctx, const char *where, const json_t
 ld_status ld_wuerstchen_prior_load(ld_ctx *ctx, const char *dir, const char *variant, ld_wuerstchen_prior **out);
 void ld_wuerstchen_prior_free(ld_wuerstchen_prior *p);
 
-/* out [B, c_in, h, w] = (x - a) / (|1 - b| + 1e-5), the predicted noise.
- * out must not alias x. */
-ld_status ld_wuerstchen_prior_forward(ld_ctx *ctx, const ld_wuerstchen_prior *p, float *out, const float *x,
-                                      int64_t B, int64_t h, int64_t w, const float *r, const float *c, int64_t L);
+typedef struct {
+    int64_t B, H, W;        /* sample [B, c_in, H, W] */
+    const float *sample;
+    const float *r;         /* timestep ratio [B] */
+    const float *clip_text; /* [B, text_len, c_cond] */
+    int64_t text_len;
+} ld_wuerstchen_prior_inputs;
+
+/* out [B, c_in, H, W] = (sample - a) / (|1 - b| + 1e-5), the predicted noise.
+ * out must not alias sample. */
+ld_status ld_wuerstchen_prior_forward(ld_ctx *ctx, ld_wuerstchen_prior *p, const ld_wuerstchen_prior_inputs *in,
+                                      float *out);
+/* Bytes of activation memory the forwards so far needed (the arena's peak). */
+size_t ld_wuerstchen_prior_activation_bytes(const ld_wuerstchen_prior *p);
 
 extern const ld_model_type ld_model_wuerstchen_prior;
 

@@ -67,7 +67,7 @@ static ld_status encode_text(ld_ctx *ctx, const ld_cascade *c, ld_run *run, int 
 /* ---- Stage C ---- */
 
 typedef struct {
-    const ld_sc_unet *prior;
+    ld_sc_unet *prior;
     int64_t hC, wC, L;
     const cascade_text *t;
     const float *img; /* zero image embeddings for both halves */

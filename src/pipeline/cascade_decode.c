@@ -15,7 +15,7 @@
 #include <string.h>
 
 typedef struct {
-    const ld_sc_unet *decoder;
+    ld_sc_unet *decoder;
     int64_t hB, wB, hC, wC;
     const float *effnet; /* [B, Ce, hC, wC]: [emb; zeros] with CFG */
     const float *pooled; /* [B, 1, P]: [cond; negative] with CFG */

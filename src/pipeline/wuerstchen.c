@@ -183,7 +183,7 @@ static ld_status check_side(ld_ctx *ctx, const ld_wuerstchen *w, const char *wha
 /* ---- prior ---- */
 
 typedef struct {
-    const ld_wuerstchen_prior *prior;
+    ld_wuerstchen_prior *prior;
     int64_t hC, wC, T;
     const float *text; /* [B, T, D]: [cond; uncond] with CFG */
 } prior_call;
@@ -191,7 +191,9 @@ typedef struct {
 static ld_status prior_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
     prior_call *pc = user;
     float r[2] = {t, t};
-    return ld_wuerstchen_prior_forward(ctx, pc->prior, out, in, B, pc->hC, pc->wC, r, pc->text, pc->T);
+    const ld_wuerstchen_prior_inputs pi = {
+        .B = B, .H = pc->hC, .W = pc->wC, .sample = in, .r = r, .clip_text = pc->text, .text_len = pc->T};
+    return ld_wuerstchen_prior_forward(ctx, pc->prior, &pi, out);
 }
 
 static ld_status run_prior(ld_ctx *ctx, const ld_wuerstchen *w, ld_run *run, int64_t hC, int64_t wC, int steps,

@@ -13,7 +13,7 @@
 #include <string.h>
 
 typedef struct {
-    const ld_wuerstchen_diffnext *decoder;
+    ld_wuerstchen_diffnext *decoder;
     int64_t hB, wB, hC, wC, T;
     const float *eff;  /* [B, Ce, hC, wC]: [emb; zeros] with CFG */
     const float *text; /* [B, T, D] */
@@ -22,11 +22,13 @@ typedef struct {
 static ld_status decoder_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
     decoder_call *dc = user;
     float r[2] = {t, t};
-    return ld_wuerstchen_diffnext_forward(ctx, dc->decoder, out, in, B, dc->hB, dc->wB, r, dc->eff, dc->hC, dc->wC,
-                                          dc->text, dc->T);
+    const ld_wuerstchen_diffnext_inputs di = {.B = B, .H = dc->hB, .W = dc->wB, .sample = in, .r = r,
+                                              .effnet = dc->eff, .eh = dc->hC, .ew = dc->wC,
+                                              .clip_text = dc->text, .text_len = dc->T};
+    return ld_wuerstchen_diffnext_forward(ctx, dc->decoder, &di, out);
 }
 
-static ld_status run_decoder(ld_ctx *ctx, const ld_wuerstchen *w, const ld_wuerstchen_diffnext *dec, ld_run *run,
+static ld_status run_decoder(ld_ctx *ctx, const ld_wuerstchen *w, ld_wuerstchen_diffnext *dec, ld_run *run,
                              const float *emb, int64_t hC, int64_t wC, int steps, float cfg, int64_t hB, int64_t wB,
                              float *x) {
     const int do_cfg = cfg > 1.0f;
