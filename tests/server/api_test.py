@@ -20,7 +20,8 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Server, b64png, check, env_paths, png_decode, skip, testdata_dir, wait_until  # noqa: E402
+from common import (Server, b64png, check, env_paths, png_decode, read_events, skip, testdata_dir,  # noqa: E402
+                    wait_until)
 
 # a PNG signature and a valid 64x64 IHDR, then nothing: a truncated upload
 _IHDR = b"IHDR" + (64).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
@@ -97,35 +98,6 @@ def wait_finished(srv, job_id, timeout=600):
         srv.json("GET", "/api/v1/jobs/" + job_id)), timeout, 0.05)
     check(j is not None, "job %s did not finish" % job_id)
     return j
-
-
-def read_events(srv, path, on_event=None, timeout=600):
-    """Reads an SSE stream to its end: list of (event, data dict)."""
-    c = srv.conn(timeout)
-    c.request("GET", path)
-    r = c.getresponse()
-    check(r.status == 200, "events: status %d" % r.status)
-    check(r.getheader("Content-Type", "").startswith("text/event-stream"), "events: content type")
-    events, ev, data = [], None, []
-    while True:
-        line = r.readline()
-        if not line:
-            break
-        line = line.decode().rstrip("\n")
-        if line.startswith(":"):
-            continue
-        if line.startswith("event: "):
-            ev = line[7:]
-        elif line.startswith("data: "):
-            data.append(line[6:])
-        elif line == "" and ev:
-            d = json.loads("\n".join(data))
-            events.append((ev, d))
-            if on_event:
-                on_event(ev, d)
-            ev, data = None, []
-    c.close()
-    return events
 
 
 def pixels(png_bytes):

@@ -137,6 +137,35 @@ class Server:
         return json.loads(data)
 
 
+def read_events(srv, path, on_event=None, timeout=600):
+    """Reads an SSE stream to its end: list of (event, data dict)."""
+    c = srv.conn(timeout)
+    c.request("GET", path)
+    r = c.getresponse()
+    check(r.status == 200, "events: status %d" % r.status)
+    check(r.getheader("Content-Type", "").startswith("text/event-stream"), "events: content type")
+    events, ev, data = [], None, []
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        line = line.decode().rstrip("\n")
+        if line.startswith(":"):
+            continue
+        if line.startswith("event: "):
+            ev = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif line == "" and ev:
+            d = json.loads("\n".join(data))
+            events.append((ev, d))
+            if on_event:
+                on_event(ev, d)
+            ev, data = None, []
+    c.close()
+    return events
+
+
 def check(cond, msg):
     if not cond:
         raise AssertionError(msg)

@@ -24,7 +24,7 @@ import time
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Server, check, env_paths, png_decode, skip, testdata_dir  # noqa: E402
+from common import Server, check, env_paths, png_decode, read_events, skip, testdata_dir  # noqa: E402
 
 BIN, SRC, BUILD = env_paths()
 MODEL = os.path.join(testdata_dir(SRC), "models", "koala-700m-tiny")
@@ -260,29 +260,6 @@ def read_events_after(srv, path, blocker):
     finally:
         t.cancel()
         blocker.release()
-
-
-def read_events(srv, path):
-    """An SSE stream to its end: [(event, data dict)]."""
-    c = srv.conn(600)
-    c.request("GET", path)
-    r = c.getresponse()
-    check(r.status == 200, "events: status %d" % r.status)
-    events, ev, data = [], None, []
-    while True:
-        line = r.readline()
-        if not line:
-            break
-        line = line.decode().rstrip("\n")
-        if line.startswith("event: "):
-            ev = line[7:]
-        elif line.startswith("data: "):
-            data.append(line[6:])
-        elif line == "" and ev:
-            events.append((ev, json.loads("\n".join(data))))
-            ev, data = None, []
-    c.close()
-    return events
 
 
 def test_preview_events(srv):
