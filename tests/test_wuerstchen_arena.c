@@ -94,12 +94,9 @@ static void free_inputs(model_run *m) {
 }
 
 int main(void) {
-    ctx = ld_ctx_new();
     const char *td = test_testdata_dir();
-    if (!td) {
-        ld_ctx_free(ctx);
-        return test_skip("no testdata");
-    }
+    if (!td) return test_skip("no testdata");
+    ctx = ld_ctx_new();
     char dir[4200];
     model_run m;
     memset(&m, 0, sizeof m);

@@ -8,6 +8,7 @@ while 300 idle sockets are open (the per-address limit and the header timeout)."
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -152,7 +153,18 @@ def access_log(srv):
     print("ok   access log: method, path, status, bytes, ms; no key, no body")
 
 
+def bad_flags():
+    """A --cors-origin that is not an origin as browsers send it is refused up front."""
+    for bad in ["app.example.com", "https://app.example.com/", "https://a b"]:
+        p = subprocess.run([BIN, "serve", "-m", MODEL, "--port", "0", "--cors-origin", bad], capture_output=True,
+                           text=True, timeout=60)
+        check(p.returncode == 2 and "--cors-origin" in p.stderr and "scheme://host" in p.stderr,
+              "--cors-origin %r refused: %d %s" % (bad, p.returncode, p.stderr.strip()))
+    print("ok   malformed --cors-origin refused")
+
+
 def main():
+    bad_flags()
     with tempfile.TemporaryDirectory() as tmp:
         lora_dir = os.path.join(tmp, "loras")
         os.mkdir(lora_dir)
