@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets in fuzz/ with clang (ASan + UBSan) against the
 # library sources and runs each for a bounded time.
+# Targets run side by side, as many at a time as there are cores
+# (LEANDIFF_FUZZ_JOBS to change); each one's output is printed when it ends.
 #   fuzz/run.sh [SECONDS_PER_TARGET]   (default 30)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +13,14 @@ flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefine
 libs="$(pkg-config --cflags --libs jansson libutf8proc libpng libjpeg libwebp) -fopenmp -lm"
 # Library sources needed by the targets (portable code only).
 common="src/base/status.c src/base/arena.c src/tensor/tensor.c src/io/fileio.c src/io/json.c src/io/safetensors.c"
-for target in fuzz/fuzz_*.c; do
+jobs="${LEANDIFF_FUZZ_JOBS:-$(nproc)}"
+logs="$out/logs"
+rm -rf "$logs"; mkdir -p "$logs"
+
+# Builds and runs one target; its output goes to $logs/NAME.log, its exit
+# status to $logs/NAME.rc.
+run_target() {
+  local target="$1" name extra corpus work
   name=$(basename "$target" .c)
   extra=""
   if [ "$name" = fuzz_png ]; then
@@ -53,10 +62,31 @@ for target in fuzz/fuzz_*.c; do
   mkdir -p "$corpus"
   work="$out/corpus_${name#fuzz_}"
   mkdir -p "$work"
-  echo "== $name: building"
-  clang $flags "$target" $common $extra $libs -o "$out/$name"
-  echo "== $name: fuzzing for ${secs}s"
-  ASAN_OPTIONS=detect_leaks=1 "$out/$name" -max_total_time="$secs" -max_len=65536 -timeout=10 \
-      -rss_limit_mb=2048 "$work" "$corpus" 2>&1 | tail -n 3
+  {
+    echo "== $name: building"
+    clang $flags "$target" $common $extra $libs -o "$out/$name" &&
+    echo "== $name: fuzzing for ${secs}s" &&
+    ASAN_OPTIONS=detect_leaks=1 "$out/$name" -max_total_time="$secs" -max_len=65536 -timeout=10 \
+        -rss_limit_mb=2048 "$work" "$corpus" > "$logs/$name.fuzz" 2>&1
+    local rc=$?
+    if [ -f "$logs/$name.fuzz" ]; then tail -n 3 "$logs/$name.fuzz"; fi
+    echo "$rc" > "$logs/$name.rc"
+  } > "$logs/$name.log" 2>&1
+}
+
+for target in fuzz/fuzz_*.c; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  run_target "$target" &
 done
+wait
+failed=0
+for target in fuzz/fuzz_*.c; do
+  name=$(basename "$target" .c)
+  cat "$logs/$name.log"
+  if [ "$(cat "$logs/$name.rc" 2>/dev/null)" != 0 ]; then
+    echo "fuzz: $name FAILED (whole output: $logs/$name.log and $logs/$name.fuzz)"
+    failed=$((failed + 1))
+  fi
+done
+[ "$failed" = 0 ] || { echo "fuzz: $failed target(s) failed"; exit 1; }
 echo "fuzz: all targets ran without a crash"

@@ -18,7 +18,7 @@ check() { n=$((n + 1)); if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; 
 
 prefix=/opt/leandiff-test
 cmake -S "$src" -B "$dir/b" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$prefix >/dev/null 2>"$dir/err" &&
-  cmake --build "$dir/b" -j 2 >/dev/null 2>>"$dir/err" && DESTDIR="$dir/stage" cmake --install "$dir/b" >/dev/null 2>>"$dir/err"
+  cmake --build "$dir/b" -j 2 --target leandiff leandiff_static leandiff_shared >/dev/null 2>>"$dir/err" && DESTDIR="$dir/stage" cmake --install "$dir/b" >/dev/null 2>>"$dir/err"
 root="$dir/stage$prefix"
 lib=$(ls -d "$root"/lib* 2>/dev/null | head -1)
 check "installed: header, static and shared library, leandiff.pc, the program" '[ -f "$root/include/leandiff.h" ] && [ -f "$lib/libleandiff.a" ] && [ -f "$lib/libleandiff.so.0" ] && [ -f "$lib/pkgconfig/leandiff.pc" ] && [ -x "$root/bin/leandiff" ]'
