@@ -4,14 +4,26 @@
  * Built by `make`, never run by the tests.
  *
  *     build/bench_gemm [--threads N] [--bf16] [--quick] [--no-openblas] [--only NAME] [--shape MxNxK[t]]
- *                      [--conv Cin,Cout,side]
+ *                      [--conv Cin,Cout,side] [--ref-peak GFLOPS]
  *     LEANDIFF_CPU=avx2 build/bench_gemm      # force a kernel path
  *
  * Shapes: "linear" rows are y = x W^T with W [N, K] row-major (as in the
- * models, B = W^T is column-major) in the weight dtype shown; "conv3x3" rows
- * are implicit GEMMs (M = Cout, N = H*W, K = 9*Cin) packed straight from
- * NCHW through ld_im2col_fill; OpenBLAS gets an explicit im2col matrix there
- * (its im2col time is not counted), or "-" when that matrix would exceed 1 GB.
+ * models, B = W^T is column-major) in the weight dtype shown; "1x1" rows are
+ * the pointwise convolutions of Stage B/C, W [M = Cout, K = Cin] times the
+ * NCHW activation [K, N = H*W]; "conv3x3" rows are implicit GEMMs (M = Cout,
+ * N = H*W, K = 9*Cin) packed straight from NCHW through ld_im2col_fill;
+ * OpenBLAS gets an explicit im2col matrix there (its im2col time is not
+ * counted), or "-" when that matrix would exceed 1 GB. The model rows are
+ * the products that carry most of the FLOPs of each model at 1024x1024
+ * (the U-Net at batch 2 as a CFG step, the others at batch 1), recorded
+ * from `leandiff bench` runs; the share of the model's GEMM FLOPs is in
+ * the row name.
+ *
+ * Denominators, all from this run: the FMA probe of `leandiff bench`, the
+ * theoretical limit (base/cpu_theory.h: threads x 2 FMA pipes x lanes x 2 x
+ * measured clock; with --bf16 on a CPU with AVX-512 BF16 dot products, which
+ * do two multiply-adds per fp32 lane, twice that), and with --ref-peak the
+ * figure of ../shared/tools/fma_peak.c measured just before.
  */
 #include <dlfcn.h>
 #include <omp.h>
@@ -21,6 +33,7 @@
 #include <time.h>
 
 #include "base/cpu.h"
+#include "base/cpu_theory.h"
 #include "tensor/gemm.h"
 
 typedef void (*sgemm_fn)(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -30,7 +43,7 @@ typedef void (*set_threads_fn)(int);
 static sgemm_fn g_sgemm;
 static set_threads_fn g_blas_threads;
 
-enum { KIND_SQUARE, KIND_LINEAR, KIND_CONV };
+enum { KIND_SQUARE, KIND_LINEAR, KIND_POINTWISE, KIND_CONV };
 
 typedef struct {
     const char *name;
@@ -107,6 +120,9 @@ static void run_ld(void *p) {
     } else if (s->kind == KIND_LINEAR) {
         ld_mat A = ld_mat_f32(j->a, j->K, 1), B = {s->wdtype, j->w, 1, j->K};
         ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
+    } else if (s->kind == KIND_POINTWISE) {
+        ld_mat A = {s->wdtype, j->w, j->K, 1}, B = ld_mat_f32(j->a, j->N, 1);
+        ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
     } else {
         ld_im2col src = {j->x, s->C, s->HW, s->HW, 3, 3, 1, 1, 1, 1, 1, 1, s->HW, s->HW, 0};
         ld_gemm_bfill f = {ld_im2col_fill, &src};
@@ -123,6 +139,9 @@ static void run_blas(void *p) {
                 (int)j->N);
     else if (s->kind == KIND_LINEAR)
         g_sgemm(101, 111, 112, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->a, (int)j->K, j->wf, (int)j->K, 0.0f, j->c,
+                (int)j->N);
+    else if (s->kind == KIND_POINTWISE)
+        g_sgemm(101, 111, 111, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->wf, (int)j->K, j->a, (int)j->N, 0.0f, j->c,
                 (int)j->N);
     else
         g_sgemm(101, 111, 111, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->wf, (int)j->K, j->col, (int)j->N, 0.0f,
@@ -146,23 +165,45 @@ static const shape SHAPES[] = {
     {"square 1024", KIND_SQUARE, 1024, 1024, 1024, 0, 0, 0, LD_F32},
     {"square 2048", KIND_SQUARE, 2048, 2048, 2048, 0, 0, 0, LD_F32},
     {"unet linear 4096x640x640", KIND_LINEAR, 4096, 640, 640, 0, 0, 0, LD_F32},
-    {"unet linear 4096x640x640 f16", KIND_LINEAR, 4096, 640, 640, 0, 0, 0, LD_F16},
     {"unet linear 1024x1280x1280", KIND_LINEAR, 1024, 1280, 1280, 0, 0, 0, LD_F32},
-    {"unet linear 1024x1280x1280 f16", KIND_LINEAR, 1024, 1280, 1280, 0, 0, 0, LD_F16},
-    {"unet geglu 4096x5120x640", KIND_LINEAR, 4096, 5120, 640, 0, 0, 0, LD_F32},
-    {"unet ff-out 4096x640x2560", KIND_LINEAR, 4096, 640, 2560, 0, 0, 0, LD_F32},
     {"unet cross-kv 77x640x2048", KIND_LINEAR, 77, 640, 2048, 0, 0, 0, LD_F32},
-    {"unet conv3x3 320ch 128^2", KIND_CONV, 0, 0, 0, 320, 320, 128, LD_F32},
-    {"unet conv3x3 640ch 64^2", KIND_CONV, 0, 0, 0, 640, 640, 64, LD_F32},
-    {"unet conv3x3 1280ch 32^2", KIND_CONV, 0, 0, 0, 1280, 1280, 32, LD_F32},
-    {"vae conv3x3 512ch 128^2", KIND_CONV, 0, 0, 0, 512, 512, 128, LD_F32},
-    {"vae conv3x3 512ch 256^2", KIND_CONV, 0, 0, 0, 512, 512, 256, LD_F32},
-    {"vae conv3x3 256ch 512^2", KIND_CONV, 0, 0, 0, 256, 256, 512, LD_F32},
-    {"vae conv3x3 128ch 1024^2", KIND_CONV, 0, 0, 0, 128, 128, 1024, LD_F32},
+    /* KOALA-700M U-Net, 1024x1024, batch 2 (GEMM 58 %, conv3x3 42 % of its FLOPs) */
+    {"koala geglu 32^2 (17%)", KIND_LINEAR, 2048, 10240, 1280, 0, 0, 0, LD_F16},
+    {"koala attn 32^2 (14%)", KIND_LINEAR, 2048, 1280, 1280, 0, 0, 0, LD_F16},
+    {"koala ff-out 32^2 (9%)", KIND_LINEAR, 2048, 1280, 5120, 0, 0, 0, LD_F16},
+    {"koala geglu 64^2 (7%)", KIND_LINEAR, 4096, 5120, 640, 0, 0, 0, LD_F16},
+    {"koala attn 64^2 (6%)", KIND_LINEAR, 8192, 640, 640, 0, 0, 0, LD_F16},
+    {"koala conv3x3 320ch 128^2 (5%)", KIND_CONV, 0, 0, 0, 320, 320, 128, LD_F16},
+    {"koala conv3x3 640ch 128^2 (5%)", KIND_CONV, 0, 0, 0, 640, 640, 128, LD_F16},
+    {"koala conv3x3 1280ch 64^2 (5%)", KIND_CONV, 0, 0, 0, 1280, 1280, 64, LD_F16},
+    {"koala conv3x3 640ch 64^2 (4%)", KIND_CONV, 0, 0, 0, 640, 640, 64, LD_F16},
+    {"koala conv3x3 1280ch 32^2 (4%)", KIND_CONV, 0, 0, 0, 1280, 1280, 32, LD_F16},
+    /* SDXL VAE decoder, 1024x1024 in 2 x 2 tiles of 72 latent pixels */
+    {"vae conv3x3 512ch 144^2 (22%)", KIND_CONV, 0, 0, 0, 512, 512, 144, LD_F16},
+    {"vae conv3x3 256ch 288^2 (16%)", KIND_CONV, 0, 0, 0, 256, 256, 288, LD_F16},
+    {"vae conv3x3 128ch 576^2 (16%)", KIND_CONV, 0, 0, 0, 128, 128, 576, LD_F16},
+    {"vae conv3x3 512ch 288^2 (13%)", KIND_CONV, 0, 0, 0, 512, 512, 288, LD_F16},
+    /* WuerstchenPrior (Stage C) at 24^2 */
+    {"wprior 1x1 1536->6144 (32%)", KIND_POINTWISE, 6144, 576, 1536, 0, 0, 0, LD_F16},
+    {"wprior 1x1 6144->1536 (32%)", KIND_POINTWISE, 1536, 576, 6144, 0, 0, 0, LD_F16},
+    {"wprior attn kv 653x1536x1536 (18%)", KIND_LINEAR, 653, 1536, 1536, 0, 0, 0, LD_F16},
+    {"wprior attn 576x1536x1536 (16%)", KIND_LINEAR, 576, 1536, 1536, 0, 0, 0, LD_F16},
+    /* WuerstchenDiffNeXt (Stage B) at 1024x1024 */
+    {"wdec 1x1 2304->5120 32^2 (28%)", KIND_POINTWISE, 5120, 1024, 2304, 0, 0, 0, LD_F16},
+    {"wdec 1x1 5120->1280 32^2 (16%)", KIND_POINTWISE, 1280, 1024, 5120, 0, 0, 0, LD_F16},
+    {"wdec 1x1 1664->2560 64^2 (10%)", KIND_POINTWISE, 2560, 4096, 1664, 0, 0, 0, LD_F16},
+    {"wdec attn kv 1101x1280x1280 (9%)", KIND_LINEAR, 1101, 1280, 1280, 0, 0, 0, LD_F16},
+    /* Stable Cascade lite decoder (Stage B lite) at 1024x1024 */
+    {"cdec 1x1 4608->1152 32^2 (23%)", KIND_POINTWISE, 1152, 1024, 4608, 0, 0, 0, LD_F16},
+    {"cdec 1x1 1152->4608 32^2 (22%)", KIND_POINTWISE, 4608, 1024, 1152, 0, 0, 0, LD_F16},
+    {"cdec attn kv 1028x1152x1152 (11%)", KIND_LINEAR, 1028, 1152, 1152, 0, 0, 0, LD_F16},
+    {"cdec 1x1 2304->576 64^2 (7%)", KIND_POINTWISE, 576, 4096, 2304, 0, 0, 0, LD_F16},
+    {"cdec 1x1 1280->320 128^2 (5%)", KIND_POINTWISE, 320, 16384, 1280, 0, 0, 0, LD_F16},
 };
 
 int main(int argc, char **argv) {
     int threads = 0, bf16 = 0, quick = 0, use_blas = 1;
+    double ref_peak = 0;
     const char *only = NULL;
     shape custom = {"custom", KIND_SQUARE, 0, 0, 0, 0, 0, 0, LD_F32};
     for (int i = 1; i < argc; i++) {
@@ -171,6 +212,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--no-openblas")) use_blas = 0;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--ref-peak") && i + 1 < argc) {
+            ref_peak = atof(argv[++i]);
+            if (!(ref_peak > 0 && ref_peak < 1e6)) {
+                fprintf(stderr, "--ref-peak wants the GFLOP/s of ../shared/tools/fma_peak.c (a positive number)\n");
+                return 2;
+            }
+        }
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
             long long m, n, k;
             char t = 'n';
@@ -190,7 +238,7 @@ int main(int argc, char **argv) {
             only = "custom";
         }
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--bf16] [--quick] [--no-openblas] [--only SUBSTRING] [--shape MxNxK[t]] [--conv Cin,Cout,side]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--bf16] [--quick] [--no-openblas] [--only SUBSTRING] [--shape MxNxK[t]] [--conv Cin,Cout,side] [--ref-peak GFLOPS]\n", argv[0]);
             return 2;
         }
     }
@@ -209,11 +257,21 @@ int main(int argc, char **argv) {
     printf("cpu: %s, path %s, kernel %s, %d threads\n", ci->model, ld_cpu_level_name(ld_cpu_level()),
            ld_gemm_kernel_name(), threads);
     printf("FMA probe: %.1f GFLOP/s, %.1f GFLOP per core-second\n", peak0, core0);
+    ld_cpu_theory th;
+    ld_cpu_theory_get(threads, &th);
+    /* AVX-512 BF16 dot products do two multiply-adds per fp32 lane */
+    double limit_factor = bf16 && ld_cpu_has_bf16() ? 2.0 : 1.0;
+    double limit = th.gflops * limit_factor;
+    printf("theory: %d threads x %d FMA pipes x %d lanes x 2 flop x %.2f GHz = %.1f GFLOP/s%s\n", th.threads,
+           th.fma_pipes, th.lanes, th.clock_ghz, th.gflops,
+           limit_factor > 1 ? " (x 2 for the bf16 dot products: the limit the ratios below use)" : "");
+    if (ref_peak > 0) printf("fma_peak.c (--ref-peak): %.1f GFLOP/s\n", ref_peak);
     printf("OpenBLAS: %s\n\n", g_sgemm ? "libopenblas.so.0 cblas_sgemm" : "not available");
     printf("GFLOP/s is wall-clock; 'per core-s' is GFLOP per CPU-second of all threads (immune to time-sharing\n"
-           "with other processes) and its ratio to the probe's per core-second rate.\n\n");
-    printf("| shape | M x N x K | kernel | leandiff GFLOP/s | ratio to probe | per core-s | core ratio | OpenBLAS GFLOP/s | "
-           "OpenBLAS per core-s |\n|---|---|---|---|---|---|---|---|---|\n");
+           "with other processes) and its ratio to the probe's per core-second rate.%s\n\n",
+           limit_factor > 1 ? " Every ratio (theory, probe, fma_peak.c)\nis to twice the f32 figure: the bf16 limit." : "");
+    printf("| shape | M x N x K | kernel | leandiff GFLOP/s | of theory | ratio to probe | of fma_peak.c | per core-s | "
+           "core ratio | OpenBLAS GFLOP/s | OpenBLAS per core-s |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     fflush(stdout);
     double min_time = quick ? 0.2 : 1.0;
     const size_t nshapes = sizeof SHAPES / sizeof SHAPES[0];
@@ -232,9 +290,9 @@ int main(int argc, char **argv) {
             j.K = s->K;
         }
         if (quick && (double)j.M * j.N * j.K > 3e10) continue;
-        int64_t an = s->kind == KIND_CONV ? 0 : j.M * j.K;
-        int64_t wn = j.N * j.K;
-        if (s->kind == KIND_CONV) wn = j.M * j.K;
+        /* a: the f32 activation operand; w: the weights (or B of a square row) */
+        int64_t an = s->kind == KIND_CONV ? 0 : s->kind == KIND_POINTWISE ? j.K * j.N : j.M * j.K;
+        int64_t wn = s->kind == KIND_CONV || s->kind == KIND_POINTWISE ? j.M * j.K : j.N * j.K;
         j.a = an ? malloc(sizeof(float) * (size_t)an) : NULL;
         j.c = malloc(sizeof(float) * (size_t)(j.M * j.N));
         j.wf = malloc(sizeof(float) * (size_t)wn);
@@ -277,9 +335,12 @@ int main(int argc, char **argv) {
                 snprintf(blas_core, sizeof blas_core, "%.1f", flops / cb * 1e-9);
             }
         }
-        printf("| %s | %lldx%lldx%lld | %s | %.1f | %.2f | %.1f | %.2f | %s | %s |\n", s->name, (long long)j.M,
-               (long long)j.N, (long long)j.K, ld_gemm_kernel_name_for(j.M, j.N), gf, gf / peak0, gc, gc / core0,
-               blas_col, blas_core);
+        char theory_col[32] = "-", ref_col[32] = "-";
+        if (limit > 0) snprintf(theory_col, sizeof theory_col, "%.1f%%", 100 * gf / limit);
+        if (ref_peak > 0) snprintf(ref_col, sizeof ref_col, "%.1f%%", 100 * gf / (ref_peak * limit_factor));
+        printf("| %s | %lldx%lldx%lld | %s | %.1f | %s | %.2f | %s | %.1f | %.2f | %s | %s |\n", s->name,
+               (long long)j.M, (long long)j.N, (long long)j.K, ld_gemm_kernel_name_for(j.M, j.N), gf, theory_col,
+               gf / (peak0 * limit_factor), ref_col, gc, gc / (core0 * limit_factor), blas_col, blas_core);
         fflush(stdout);
         free(j.a);
         free(j.c);
