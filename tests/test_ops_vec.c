@@ -1,6 +1,7 @@
 /* Tests of the ops built on the vector kernels of ops_vec_kernel.h (3x3
- * depthwise rows, channel LayerNorm and its token-major form, GELU with
- * channel norms, the GRN 1x1 convolution, FiLM, the channel-major linear)
+ * depthwise rows, channel LayerNorm, its token-major form and its
+ * statistics, GELU with channel norms, the GRN and concatenation 1x1
+ * convolutions, FiLM, the channel-major and from-channels linears)
  * against plain loops written here (in double, or the scalar formula where
  * the result must be bitwise the same), on every CPU path this machine has:
  * each path gives the same bits as the portable one, and 1 and 2 threads
@@ -251,10 +252,105 @@ static void test_affine_and_linear(void) {
     free(t);
 }
 
+/* ---- 1x1 convolution of cat(LN(a), c2), LN statistics, the linear from NCHW ---- */
+
+static void test_cat_and_from_channels(void) {
+    int64_t B = 2, Ca = 19, Cb = 7, HW = 45, Cout = 10, K = Ca + Cb;
+    float *a = tw_alloc(B * Ca * HW), *c2 = tw_alloc(B * Cb * HW), *ln = tw_alloc(B * Ca * HW);
+    float *mean = tw_alloc(B * HW), *rstd = tw_alloc(B * HW), *wv = tw_alloc(Cout * K), *bv = tw_alloc(Cout);
+    float *y = tw_alloc(B * Cout * HW), *ref = tw_alloc(B * Cout * HW), *y1 = tw_alloc(B * Cout * HW);
+    test_fill(a, B * Ca * HW, 70);
+    for (int64_t i = 0; i < B * Ca * HW; i++) a[i] = a[i] * 2.0f + 0.25f;
+    test_fill(c2, B * Cb * HW, 71);
+    test_fill(wv, Cout * K, 72);
+    test_fill(bv, Cout, 73);
+    ld_tensor w = tw_make(LD_F16, wv, 2, (int64_t[]){Cout, K});
+    ld_tensor bias = tw_make(LD_F32, bv, 1, (int64_t[]){Cout});
+    /* the statistics reproduce ld_layer_norm_channels bit for bit */
+    ld_layer_norm_channels(ln, a, B, Ca, HW, 1e-6f, NULL, NULL);
+    ld_layer_norm_channels_stats(mean, rstd, a, B, Ca, HW, 1e-6f);
+    int same = 1;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < Ca; c++)
+            for (int64_t p = 0; p < HW; p++) {
+                float v = (a[(b * Ca + c) * HW + p] - mean[b * HW + p]) * rstd[b * HW + p] * 1.0f + 0.0f;
+                same &= v == ln[(b * Ca + c) * HW + p];
+            }
+    CHECK(same, "layer_norm_channels_stats: the statistics of ld_layer_norm_channels");
+    for (int norm = 0; norm <= 1; norm++)
+        for (int cat = 0; cat <= 1; cat++) {
+            const float *src = norm ? ln : a;
+            int64_t k_in = cat ? K : Ca;
+            /* w is [Cout, K]: without c2 only the first Ca columns form the product, as a [Cout, Ca] weight */
+            float *wsub = tw_alloc(Cout * Ca);
+            for (int64_t o = 0; o < Cout; o++)
+                for (int64_t c = 0; c < Ca; c++) wsub[o * Ca + c] = wv[o * K + c];
+            ld_tensor ws = tw_make(LD_F32, wsub, 2, (int64_t[]){Cout, Ca});
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t o = 0; o < Cout; o++)
+                    for (int64_t p = 0; p < HW; p++) {
+                        double acc = bv[o];
+                        for (int64_t c = 0; c < k_in; c++) {
+                            float v = c < Ca ? src[(b * Ca + c) * HW + p] : c2[(b * Cb + c - Ca) * HW + p];
+                            acc += (double)wv[o * K + c] * v;
+                        }
+                        ref[(b * Cout + o) * HW + p] = (float)acc;
+                    }
+            for (int th = 1; th <= 2; th++) {
+                omp_set_num_threads(th);
+                for (int64_t i = 0; i < B * Cout * HW; i++) y[i] = NAN;
+                ld_conv1x1_cat(y, 0.0f, a, Ca, norm ? mean : NULL, norm ? rstd : NULL, cat ? c2 : NULL, cat ? Cb : 0,
+                               B, HW, cat ? &w : &ws, &bias);
+                char what[96];
+                snprintf(what, sizeof what, "conv1x1_cat norm %d cat %d, %d threads", norm, cat, th);
+                test_close(what, y, ref, B * Cout * HW, TOL);
+                if (th == 1) memcpy(y1, y, sizeof(float) * (size_t)(B * Cout * HW));
+                else CHECK(tw_same(y, y1, B * Cout * HW), "%s: bitwise as 1 thread", what);
+            }
+            tw_free(&ws);
+            free(wsub);
+        }
+
+    /* token-major linear of NCHW pixels == ld_linear of the transposed image, into rows of stride ldy */
+    int64_t ldy = Cout + 2;
+    float *xt = tw_alloc(HW * K), *yl = tw_alloc(HW * Cout), *yf = tw_alloc(HW * ldy);
+    float *img = tw_alloc(K * HW);
+    test_fill(img, K * HW, 74);
+    for (int64_t p = 0; p < HW; p++)
+        for (int64_t k = 0; k < K; k++) xt[p * K + k] = img[k * HW + p];
+    ld_linear(yl, xt, HW, &w, &bias);
+    for (int64_t i = 0; i < HW * ldy; i++) yf[i] = -7.0f;
+    ld_linear_from_channels(yf, ldy, img, HW, &w, &bias);
+    int ok = 1;
+    for (int64_t p = 0; p < HW; p++) {
+        for (int64_t n = 0; n < Cout; n++) ok &= yf[p * ldy + n] == yl[p * Cout + n];
+        ok &= yf[p * ldy + Cout] == -7.0f && yf[p * ldy + Cout + 1] == -7.0f;
+    }
+    CHECK(ok, "linear_from_channels: ld_linear of the transposed image, bit for bit, nothing between the rows touched");
+    omp_set_num_threads(2);
+    tw_free(&w);
+    tw_free(&bias);
+    free(a);
+    free(c2);
+    free(ln);
+    free(mean);
+    free(rstd);
+    free(wv);
+    free(bv);
+    free(y);
+    free(ref);
+    free(y1);
+    free(xt);
+    free(yl);
+    free(yf);
+    free(img);
+}
+
 int main(void) {
     test_dw3();
     test_layer_norm_channels();
     test_grn();
     test_affine_and_linear();
+    test_cat_and_from_channels();
     return test_finish();
 }

@@ -46,6 +46,11 @@ void ld_linear_strided(float *y, int64_t ldy, const float *x, int64_t ldx, int64
  * k, then b[n]). Turns attention output tokens straight into a residual
  * NCHW image (M = pixels) without a transpose. */
 void ld_linear_to_channels(float *y, float beta, const float *x, int64_t M, const ld_tensor *w, const ld_tensor *b);
+/* The linear of the pixels of one NCHW image x [K, HW] (K = w's input width),
+ * written token-major: y[p*ldy + n] = sum_k x[k*HW + p] w[n, k] + b[n]. The
+ * same sums as ld_linear on the transposed image, without the transpose. */
+void ld_linear_from_channels(float *y, int64_t ldy, const float *x, int64_t HW, const ld_tensor *w,
+                             const ld_tensor *b);
 
 /* ---- convolution ---- */
 typedef struct {
@@ -94,6 +99,17 @@ void ld_layer_norm_channels_tokens(float *y, int64_t ldy, int64_t y_bstride, con
 void ld_gelu_channel_norms(float *x, int64_t B, int64_t C, int64_t HW, float *norm);
 void ld_conv1x1_grn(float *y, float beta, const float *x, int64_t B, int64_t C, int64_t HW, const float *g,
                     const float *s, const float *t, const ld_tensor *w, const ld_tensor *bias);
+/* The statistics of ld_layer_norm_channels alone: mean[b*HW + p] and
+ * rstd[b*HW + p] = 1/sqrt(var + eps) of each pixel over the C channels. */
+void ld_layer_norm_channels_stats(float *mean, float *rstd, const float *x, int64_t B, int64_t C, int64_t HW,
+                                  float eps);
+/* 1x1 convolution (w [Cout, Ca + Cb]) of cat(norm(a), c2) built while packed:
+ * norm(a)[b, c, p] = (a[b, c, p] - mean[b*HW + p]) * rstd[b*HW + p] (the
+ * ld_layer_norm_channels result, bit for bit; mean and rstd NULL: a as is),
+ * c2 [B, Cb, HW] appended (Cb may be 0, c2 then NULL).
+ * y [B, Cout, HW] = beta * y + w . in + bias. */
+void ld_conv1x1_cat(float *y, float beta, const float *a, int64_t Ca, const float *mean, const float *rstd,
+                    const float *c2, int64_t Cb, int64_t B, int64_t HW, const ld_tensor *w, const ld_tensor *bias);
 /* In-place softmax of each row of [rows, n]; a row that is all -inf gives zeros. */
 void ld_softmax_rows(float *x, int64_t rows, int64_t n);
 

@@ -144,6 +144,17 @@ void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int6
     }
 }
 
+void ld_layer_norm_channels_stats(float *mean, float *rstd, const float *x, int64_t B, int64_t C, int64_t HW,
+                                  float eps) {
+    const ops_vec_kernels *k = ops_vec();
+    int64_t tile = lnc_tile(C), tiles = (HW + tile - 1) / tile;
+    #pragma omp parallel for schedule(static)
+    for (int64_t bt = 0; bt < B * tiles; bt++) {
+        int64_t b = bt / tiles, p0 = (bt % tiles) * tile, np = ops_min64(tile, HW - p0);
+        lnc_stats(k, x + b * C * HW + p0, HW, C, np, eps, mean + b * HW + p0, rstd + b * HW + p0);
+    }
+}
+
 /* Channels normalized together before their transposed store. */
 #define LNT_CH 16
 
