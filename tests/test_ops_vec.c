@@ -1,6 +1,5 @@
 /* Tests of the ops built on the vector kernels of ops_vec_kernel.h (3x3
- * depthwise rows, channel LayerNorm, its token-major form and its
- * statistics, GELU with channel norms, the GRN and concatenation 1x1
+ * depthwise rows, channel LayerNorm and its statistics, GELU with channel norms, the GRN and concatenation 1x1
  * convolutions, FiLM, the channel-major and from-channels linears)
  * against plain loops written here (in double, or the scalar formula where
  * the result must be bitwise the same), on every CPU path this machine has:
@@ -60,13 +59,13 @@ static void test_dw3(void) {
     }
 }
 
-/* ---- channel LayerNorm, both layouts ---- */
+/* ---- channel LayerNorm ---- */
 
 static void test_layer_norm_channels(void) {
     const int64_t shapes[][2] = {{5, 300}, {1536, 40}, {7, 1}, {33, 17}};
     for (int s = 0; s < 4; s++) {
         int64_t B = 2, C = shapes[s][0], HW = shapes[s][1], n = B * C * HW;
-        float *x = tw_alloc(n), *ref = tw_alloc(n), *y = tw_alloc(n), *yp = tw_alloc(n), *t = tw_alloc(n);
+        float *x = tw_alloc(n), *ref = tw_alloc(n), *y = tw_alloc(n), *yp = tw_alloc(n);
         test_fill(x, n, 40 + s);
         for (int64_t i = 0; i < n; i++) x[i] = x[i] * 3.0f + 0.5f; /* a mean to remove */
         for (int64_t b = 0; b < B; b++)
@@ -92,15 +91,6 @@ static void test_layer_norm_channels(void) {
                 test_close(what, y, ref, n, TOL);
                 if (l == 0 && th == 1) memcpy(yp, y, (size_t)n * sizeof(float));
                 CHECK(tw_same(y, yp, n), "%s: bitwise as portable, 1 thread", what);
-                /* token-major: the transpose of the same numbers, with row and batch strides */
-                int64_t ldy = C + 3, bs = HW * ldy + 5;
-                float *tok = tw_alloc(B * bs);
-                ld_layer_norm_channels_tokens(tok, ldy, bs, x, B, C, HW, 1e-6f);
-                for (int64_t b = 0; b < B; b++)
-                    for (int64_t p = 0; p < HW; p++)
-                        for (int64_t c = 0; c < C; c++) t[(b * C + c) * HW + p] = tok[b * bs + p * ldy + c];
-                CHECK(tw_same(t, yp, n), "%s: token-major output is the transpose", what);
-                free(tok);
             }
         }
         ld_cpu_force(keep);
@@ -109,7 +99,6 @@ static void test_layer_norm_channels(void) {
         free(ref);
         free(y);
         free(yp);
-        free(t);
     }
 }
 

@@ -84,10 +84,6 @@ void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float ep
 /* LayerNorm over the channels of NCHW at each pixel (Wuerstchen's LayerNorm2d). */
 void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps,
                             const ld_tensor *gamma, const ld_tensor *beta);
-/* The same LayerNorm (no affine) written token-major: y[b*y_bstride + p*ldy + c]
- * for x [B, C, HW]; the normalize-and-transpose in front of an attention. */
-void ld_layer_norm_channels_tokens(float *y, int64_t ldy, int64_t y_bstride, const float *x, int64_t B, int64_t C,
-                                   int64_t HW, float eps);
 /* GlobalResponseNorm (ConvNeXt-V2) in two fused steps on NCHW activations:
  *  1. ld_gelu_channel_norms: x = gelu_erf(x) in place and, for each (b, c),
  *     norm[b*C + c] = ||x[b, c, :]||_2 of the result (sums in double);

@@ -155,29 +155,6 @@ void ld_layer_norm_channels_stats(float *mean, float *rstd, const float *x, int6
     }
 }
 
-/* Channels normalized together before their transposed store. */
-#define LNT_CH 16
-
-void ld_layer_norm_channels_tokens(float *y, int64_t ldy, int64_t y_bstride, const float *x, int64_t B, int64_t C,
-                                   int64_t HW, float eps) {
-    const ops_vec_kernels *k = ops_vec();
-    int64_t tile = lnc_tile(C), tiles = (HW + tile - 1) / tile;
-    #pragma omp parallel for schedule(static)
-    for (int64_t bt = 0; bt < B * tiles; bt++) {
-        int64_t b = bt / tiles, p0 = (bt % tiles) * tile, np = ops_min64(tile, HW - p0);
-        const float *xs = x + b * C * HW + p0;
-        float *ys = y + b * y_bstride + p0 * ldy;
-        float mean[LNC_TILE], rstd[LNC_TILE], buf[LNT_CH][LNC_TILE];
-        lnc_stats(k, xs, HW, C, np, eps, mean, rstd);
-        for (int64_t c0 = 0; c0 < C; c0 += LNT_CH) {
-            int64_t nc = ops_min64(LNT_CH, C - c0);
-            for (int64_t c = 0; c < nc; c++) k->norm_row(buf[c], xs + (c0 + c) * HW, np, mean, rstd, 1.0f, 0.0f);
-            for (int64_t p = 0; p < np; p++)
-                for (int64_t c = 0; c < nc; c++) ys[p * ldy + c0 + c] = buf[c][p];
-        }
-    }
-}
-
 void ld_softmax_rows(float *x, int64_t rows, int64_t n) {
     #pragma omp parallel for schedule(static) if (rows * n > 16384)
     for (int64_t r = 0; r < rows; r++) {
