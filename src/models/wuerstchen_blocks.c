@@ -13,38 +13,15 @@ void wu_layer_norm2d(float *y, const float *x, int64_t B, int64_t C, int64_t HW)
     ld_layer_norm_channels(y, x, B, C, HW, WU_LN_EPS, NULL, NULL);
 }
 
-void wu_grn(float *x, int64_t B, int64_t C, int64_t HW, const ld_tensor *gamma, const ld_tensor *beta,
-            float *scratch) {
-    double *acc = (double *)scratch; /* C doubles = 2C floats */
-    float *gm = scratch + 2 * C, *bt = scratch + 3 * C, *nrm = scratch + 4 * C;
-    ld_convert_to_f32(gm, gamma->data, gamma->dtype, 0, C);
-    ld_convert_to_f32(bt, beta->data, beta->dtype, 0, C);
+/* GRN scale per (b, c): N = G / (mean_c G + 1e-6), G the channel norms
+ * (from ld_gelu_channel_norms), in place. */
+static void grn_scale(float *nrm, int64_t B, int64_t C) {
     for (int64_t b = 0; b < B; b++) {
-        float *xb = x + b * C * HW;
-        /* G[c] = ||x[c, :]||_2 over the pixels, summed in pixel order */
-        #pragma omp parallel for schedule(static)
-        for (int64_t c = 0; c < C; c++) {
-            const float *plane = xb + c * HW;
-            double s = 0.0;
-            for (int64_t p = 0; p < HW; p++) s += (double)plane[p] * plane[p];
-            acc[c] = s;
-        }
+        float *n = nrm + b * C;
         double mean = 0;
-        for (int64_t c = 0; c < C; c++) {
-            nrm[c] = (float)sqrt(acc[c]);
-            mean += nrm[c];
-        }
+        for (int64_t c = 0; c < C; c++) mean += n[c];
         float denom = (float)(mean / (double)C) + 1e-6f;
-        for (int64_t c = 0; c < C; c++) nrm[c] = nrm[c] / denom;
-        #pragma omp parallel for schedule(static)
-        for (int64_t c = 0; c < C; c++) {
-            float *plane = xb + c * HW;
-            const float g = gm[c], n = nrm[c], bb = bt[c];
-            for (int64_t p = 0; p < HW; p++) {
-                float v = plane[p];
-                plane[p] = g * (v * n) + bb + v;
-            }
-        }
+        for (int64_t c = 0; c < C; c++) n[c] = n[c] / denom;
     }
 }
 
@@ -116,58 +93,45 @@ ld_status wu_resblock_build(ld_ctx *ctx, ld_weights *ws, wu_resblock *rb, const 
     return LD_OK;
 }
 
-/* A [out, in] linear weight seen as a [out, in, 1, 1] convolution (a view). */
-static ld_tensor as_1x1(const ld_tensor *w) {
-    ld_tensor t = *w;
-    t.ndim = 4;
-    t.shape[2] = t.shape[3] = 1;
-    return t;
-}
-
 ld_status wu_resblock_forward(ld_ctx *ctx, ld_arena *a, const wu_resblock *rb, float *x, int64_t B, int64_t H,
                               int64_t W, const float *skip) {
-    int64_t c = rb->c, cs = rb->c_skip, HW = H * W;
-    int64_t c_in = rb->kind == WU_RES_PRIOR ? c : c + cs;
+    int64_t c = rb->c, cs = rb->c_skip, HW = H * W, c4 = 4 * c;
+    int prior = rb->kind == WU_RES_PRIOR;
     size_t mark = ld_arena_mark(a);
-    float *cat = NULL, *h, *mid, *grn;
-    if (cs) LD_ARENA_F32(cat, ctx, a, B * (c + cs) * HW);
+    float *cat = NULL, *h, *mid, *gm, *bt, *nrm, *mean, *rstd;
+    if (prior && cs) LD_ARENA_F32(cat, ctx, a, B * (c + cs) * HW);
     LD_ARENA_F32(h, ctx, a, B * c * HW);
-    LD_ARENA_F32(mid, ctx, a, B * HW * 4 * c);
-    LD_ARENA_F32(grn, ctx, a, 20 * c);
+    LD_ARENA_F32(mid, ctx, a, B * HW * c4);
+    LD_ARENA_F32(mean, ctx, a, B * HW);
+    LD_ARENA_F32(rstd, ctx, a, B * HW);
+    LD_ARENA_F32(gm, ctx, a, c4);
+    LD_ARENA_F32(bt, ctx, a, c4);
+    LD_ARENA_F32(nrm, ctx, a, B * c4);
 
+    /* prior: h = DW(cat(x, skip)); Stage B: h = DW(x) */
     ld_conv2d_params dw = ld_conv2d_params_make(1, 1);
     dw.groups = (int)c;
-    const float *in; /* the MLP's input, NCHW with c_in channels */
-    if (rb->kind == WU_RES_PRIOR) {
-        /* x = LN(DW(cat(x, skip))) */
-        const float *dw_in = x;
-        if (cs) {
-            ld_concat_channels(cat, x, c, skip, cs, B, HW);
-            dw_in = cat;
-        }
-        ld_conv2d(h, dw_in, B, c + cs, H, W, &rb->dw_w, &rb->dw_b, &dw);
-        wu_layer_norm2d(h, h, B, c, HW);
-        in = h;
-    } else {
-        /* x = cat(LN(DW(x)), skip) */
-        ld_conv2d(h, x, B, c, H, W, &rb->dw_w, &rb->dw_b, &dw);
-        wu_layer_norm2d(h, h, B, c, HW);
-        in = h;
-        if (cs) {
-            ld_concat_channels(cat, h, c, skip, cs, B, HW);
-            in = cat;
-        }
+    const float *dw_in = x;
+    if (prior && cs) {
+        ld_concat_channels(cat, x, c, skip, cs, B, HW);
+        dw_in = cat;
     }
-    /* per pixel: Linear -> GELU -> GRN -> Linear. The linears run on the NCHW
+    ld_conv2d(h, dw_in, B, prior ? c + cs : c, H, W, &rb->dw_w, &rb->dw_b, &dw);
+    /* per pixel: Linear -> GELU -> GRN -> Linear, + x, on the MLP input LN(h)
+     * (prior) or cat(LN(h), skip) (Stage B). The linears run on the NCHW
      * planes as 1x1 convolutions (W x per image): the same sums, in the same
-     * order, as x W^T on channels-last tokens, without the two transposes. */
-    const ld_tensor fc1 = as_1x1(&rb->fc1_w), fc2 = as_1x1(&rb->fc2_w);
-    const ld_conv2d_params one = ld_conv2d_params_make(1, 0);
-    ld_conv2d(mid, in, B, c_in, H, W, &fc1, &rb->fc1_b, &one);
-    ld_gelu_erf(mid, B * HW * 4 * c);
-    wu_grn(mid, B, 4 * c, HW, &rb->grn_gamma, &rb->grn_beta, grn);
-    ld_conv2d(h, mid, B, 4 * c, H, W, &fc2, &rb->fc2_b, &one);
-    ld_add(x, x, h, B * c * HW);
+     * order, as x W^T on channels-last tokens, without the two transposes.
+     * The LayerNorm and the concatenation are applied while the first linear
+     * packs its input (only the statistics are a pass of their own); GELU and
+     * the GRN norms are one pass; the GRN is applied while the second linear
+     * packs its input, which adds its result to x (the residual) directly. */
+    ld_layer_norm_channels_stats(mean, rstd, h, B, c, HW, WU_LN_EPS);
+    ld_conv1x1_cat(mid, 0.0f, h, c, mean, rstd, prior ? NULL : skip, prior ? 0 : cs, B, HW, &rb->fc1_w, &rb->fc1_b);
+    ld_gelu_channel_norms(mid, B, c4, HW, nrm);
+    grn_scale(nrm, B, c4);
+    ld_convert_to_f32(gm, rb->grn_gamma.data, rb->grn_gamma.dtype, 0, c4);
+    ld_convert_to_f32(bt, rb->grn_beta.data, rb->grn_beta.dtype, 0, c4);
+    ld_conv1x1_grn(x, 1.0f, mid, B, c4, HW, gm, nrm, bt, &rb->fc2_w, &rb->fc2_b);
     ld_arena_reset(a, mark);
     return ld_check_cancel(ctx, WHERE);
 }
@@ -204,12 +168,13 @@ ld_status wu_timestep_block_forward(ld_ctx *ctx, ld_arena *a, const wu_timestep_
         ld_linear_strided(tmp, 2 * c, t_emb + (i + 1) * c_r, ld, B, &tb->cw[i], &tb->cb[i]);
         ld_add(ab, ab, tmp, B * 2 * c);
     }
+    /* x * (1 + a) + b: tmp = [1 + a for every (b, ch); b for every (b, ch)] */
     for (int64_t b = 0; b < B; b++)
         for (int64_t ch = 0; ch < c; ch++) {
-            float sc = ab[b * 2 * c + ch], bb = ab[b * 2 * c + c + ch];
-            float *xp = x + (b * c + ch) * HW;
-            for (int64_t i = 0; i < HW; i++) xp[i] = xp[i] * (1.0f + sc) + bb;
+            tmp[b * c + ch] = 1.0f + ab[b * 2 * c + ch];
+            tmp[B * c + b * c + ch] = ab[b * 2 * c + c + ch];
         }
+    ld_channel_affine(x, B, c, HW, tmp, tmp + B * c);
     ld_arena_reset(a, mark);
     return ld_check_cancel(ctx, WHERE);
 }
@@ -243,34 +208,36 @@ ld_status wu_attn_block_forward(ld_ctx *ctx, ld_arena *a, const wu_attn_block *a
                                 int64_t HW, const float *cond, int64_t L) {
     int64_t c = ab->c, S = HW + L;
     size_t mark = ld_arena_mark(a);
-    float *cs, *seq, *q, *k, *v, *o;
+    float *cs, *n, *kvt, *q, *k, *v, *o;
     LD_ARENA_F32(cs, ctx, a, B * L * ab->c_cond);
-    LD_ARENA_F32(seq, ctx, a, B * S * c);
+    LD_ARENA_F32(n, ctx, a, B * c * HW);
+    LD_ARENA_F32(kvt, ctx, a, B * L * c);
     LD_ARENA_F32(q, ctx, a, B * HW * c);
     LD_ARENA_F32(k, ctx, a, B * S * c);
     LD_ARENA_F32(v, ctx, a, B * S * c);
     LD_ARENA_F32(o, ctx, a, B * HW * c);
-    /* seq[b] = [LN2d(x) tokens (HW); kv_mapper(SiLU(cond)) (L)] */
+    /* the sequence is [LN2d(x) tokens (HW); kv_mapper(SiLU(cond)) (L)]: q, k
+     * and v of the image tokens come straight from the NCHW LN2d(x) (a
+     * strided operand, no transpose), those of the text tokens from kvt */
     memcpy(cs, cond, (size_t)(B * L * ab->c_cond) * sizeof(float));
     ld_silu(cs, B * L * ab->c_cond);
-    wu_layer_norm2d(o, x, B, c, HW); /* o is scratch here */
+    ld_layer_norm_channels(n, x, B, c, HW, WU_LN_EPS, NULL, NULL);
+    ld_linear(kvt, cs, B * L, &ab->kv_w, &ab->kv_b);
     for (int64_t b = 0; b < B; b++) {
-        ld_nchw_to_nhwc(seq + b * S * c, o + b * c * HW, 1, c, HW);
-        ld_linear(seq + (b * S + HW) * c, cs + b * L * ab->c_cond, L, &ab->kv_w, &ab->kv_b);
+        const float *nb = n + b * c * HW;
+        ld_linear_from_channels(q + b * HW * c, c, nb, HW, &ab->q_w, &ab->q_b);
+        ld_linear_from_channels(k + b * S * c, c, nb, HW, &ab->k_w, &ab->k_b);
+        ld_linear_from_channels(v + b * S * c, c, nb, HW, &ab->v_w, &ab->v_b);
+        ld_linear(k + (b * S + HW) * c, kvt + b * L * c, L, &ab->k_w, &ab->k_b);
+        ld_linear(v + (b * S + HW) * c, kvt + b * L * c, L, &ab->v_w, &ab->v_b);
     }
-    for (int64_t b = 0; b < B; b++) ld_linear(q + b * HW * c, seq + b * S * c, HW, &ab->q_w, &ab->q_b);
-    ld_linear(k, seq, B * S, &ab->k_w, &ab->k_b);
-    ld_linear(v, seq, B * S, &ab->v_w, &ab->v_b);
     int64_t D = c / ab->nhead;
     ld_attn_params p;
     memset(&p, 0, sizeof p);
     p.scale = 1.0f / sqrtf((float)D);
     ld_status st = ld_attention_checked(ctx, WHERE, 0, o, c, q, c, k, c, v, c, B, ab->nhead, HW, S, D, &p);
-    if (st == LD_OK) {
-        ld_linear(q, o, B * HW, &ab->o_w, &ab->o_b);
-        ld_nhwc_to_nchw(o, q, B, c, HW);
-        ld_add(x, x, o, B * c * HW);
-    }
+    if (st == LD_OK) /* x += to_out(o), written channel-major straight into x */
+        for (int64_t b = 0; b < B; b++) ld_linear_to_channels(x + b * c * HW, 1.0f, o + b * HW * c, HW, &ab->o_w, &ab->o_b);
     ld_arena_reset(a, mark);
     return st;
 }

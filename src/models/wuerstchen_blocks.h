@@ -27,13 +27,6 @@
  * y may alias x. */
 void wu_layer_norm2d(float *y, const float *x, int64_t B, int64_t C, int64_t HW);
 
-/* GlobalResponseNorm on NCHW x [B, C, HW], in place:
- * G = ||x||_2 over HW, N = G / (mean_c G + 1e-6), x = gamma*(x*N) + beta + x.
- * (The reference runs it channels-last; the sums are the same, pixel by
- * pixel in double.) scratch: 5*C floats, 8-byte aligned. */
-void wu_grn(float *x, int64_t B, int64_t C, int64_t HW, const ld_tensor *gamma, const ld_tensor *beta,
-            float *scratch);
-
 /* gen_r_embedding: r [B] in [0,1] -> emb [B, c_r] = [sin(r*1e4*f), cos(r*1e4*f)],
  * f_i = exp(-i*ln(1e4)/(c_r/2 - 1)), computed in f32 like PyTorch; odd c_r is
  * zero padded. emb is written with row stride ld (>= c_r). */

@@ -31,6 +31,8 @@ void ld_add(float *y, const float *a, const float *b, int64_t n);
 void ld_add_channel_bias(float *x, int64_t B, int64_t C, int64_t HW, const float *bias);
 /* GEGLU: x is [rows, 2d]; y[r, i] = x[r, i] * gelu_erf(x[r, d + i]). y must not alias x. */
 void ld_geglu(float *y, const float *x, int64_t rows, int64_t d);
+/* FiLM on NCHW x [B, C, HW] in place: x[b, c, :] = x[b, c, :] * a[b*C + c] + t[b*C + c]. */
+void ld_channel_affine(float *x, int64_t B, int64_t C, int64_t HW, const float *a, const float *t);
 
 /* ---- linear ---- */
 /* y[M, N] = x[M, K] w[N, K]^T + b[N]; K and N from w's shape (a 1x1 conv
@@ -39,6 +41,16 @@ void ld_linear(float *y, const float *x, int64_t M, const ld_tensor *w, const ld
 /* Same with row strides (elements) for y and x. */
 void ld_linear_strided(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, const ld_tensor *w,
                        const ld_tensor *b);
+/* The same product written channel-major and added to y: x [M, K] (tokens),
+ * y [N, M] = beta * y + (x w^T)^T + b (for each n: beta*y, then the sum over
+ * k, then b[n]). Turns attention output tokens straight into a residual
+ * NCHW image (M = pixels) without a transpose. */
+void ld_linear_to_channels(float *y, float beta, const float *x, int64_t M, const ld_tensor *w, const ld_tensor *b);
+/* The linear of the pixels of one NCHW image x [K, HW] (K = w's input width),
+ * written token-major: y[p*ldy + n] = sum_k x[k*HW + p] w[n, k] + b[n]. The
+ * same sums as ld_linear on the transposed image, without the transpose. */
+void ld_linear_from_channels(float *y, int64_t ldy, const float *x, int64_t HW, const ld_tensor *w,
+                             const ld_tensor *b);
 
 /* ---- convolution ---- */
 typedef struct {
@@ -72,6 +84,28 @@ void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float ep
 /* LayerNorm over the channels of NCHW at each pixel (Wuerstchen's LayerNorm2d). */
 void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps,
                             const ld_tensor *gamma, const ld_tensor *beta);
+/* GlobalResponseNorm (ConvNeXt-V2) in two fused steps on NCHW activations:
+ *  1. ld_gelu_channel_norms: x = gelu_erf(x) in place and, for each (b, c),
+ *     norm[b*C + c] = ||x[b, c, :]||_2 of the result (sums in double);
+ *  2. ld_conv1x1_grn: the following 1x1 convolution (w [Cout, C]) applied to
+ *     GRN(x)[b, c, p] = g[c] * (x[b, c, p] * s[b*C + c]) + t[c] + x[b, c, p],
+ *     where the caller derives the scale s from the norms (G / (mean G + eps));
+ *     the GRN is computed while the product packs its input (no extra pass).
+ *     y [B, Cout, HW] = beta * y + w . GRN(x) + bias (beta 1: a residual). */
+void ld_gelu_channel_norms(float *x, int64_t B, int64_t C, int64_t HW, float *norm);
+void ld_conv1x1_grn(float *y, float beta, const float *x, int64_t B, int64_t C, int64_t HW, const float *g,
+                    const float *s, const float *t, const ld_tensor *w, const ld_tensor *bias);
+/* The statistics of ld_layer_norm_channels alone: mean[b*HW + p] and
+ * rstd[b*HW + p] = 1/sqrt(var + eps) of each pixel over the C channels. */
+void ld_layer_norm_channels_stats(float *mean, float *rstd, const float *x, int64_t B, int64_t C, int64_t HW,
+                                  float eps);
+/* 1x1 convolution (w [Cout, Ca + Cb]) of cat(norm(a), c2) built while packed:
+ * norm(a)[b, c, p] = (a[b, c, p] - mean[b*HW + p]) * rstd[b*HW + p] (the
+ * ld_layer_norm_channels result, bit for bit; mean and rstd NULL: a as is),
+ * c2 [B, Cb, HW] appended (Cb may be 0, c2 then NULL).
+ * y [B, Cout, HW] = beta * y + w . in + bias. */
+void ld_conv1x1_cat(float *y, float beta, const float *a, int64_t Ca, const float *mean, const float *rstd,
+                    const float *c2, int64_t Cb, int64_t B, int64_t HW, const ld_tensor *w, const ld_tensor *bias);
 /* In-place softmax of each row of [rows, n]; a row that is all -inf gives zeros. */
 void ld_softmax_rows(float *x, int64_t rows, int64_t n);
 

@@ -5,35 +5,67 @@
  *
  *     ACT_FN(kind, y, x, n);   // y[i] = act(x[i]) for i < n; y may equal x
  *
- * The last partial vector goes through the same vector code (padded), so an
- * element's result does not depend on where a thread's chunk starts. */
+ * VN vectors at a time (ops_vmath.h); the last partial group goes through the
+ * same vector code (padded), so an element's result does not depend on where
+ * a thread's chunk starts. */
 #include "tensor/ops_vmath.h"
 
-static inline vf act_vec(int kind, vf x) {
+/* x[l] = act(x[l]) for the VN vectors (see ops_vmath.h) */
+static inline void act_vec_n(int kind, vf *x) {
     const vf one = OPS_BCAST(1.0f);
+    vf e[VN];
     switch (kind) {
-    case OPS_ACT_SILU: return x / (one + vexp(-x));
+    case OPS_ACT_SILU:
+        VN_EACH e[l] = -x[l];
+        vexp_n(e);
+        VN_EACH x[l] = x[l] / (one + e[l]);
+        break;
     case OPS_ACT_GELU_ERF: /* x/2 (1 + erf(x/sqrt 2)) = x/2 erfc(-x/sqrt 2) */
-        return x * OPS_BCAST(0.5f) * verfc(-x * OPS_BCAST(0.70710678118654752f));
-    case OPS_ACT_GELU_TANH: { /* x/2 (1 + tanh u) = x sigmoid(2u) */
-        vf u = OPS_BCAST(0.7978845608028654f) * (x + OPS_BCAST(0.044715f) * x * x * x);
-        return x / (one + vexp(OPS_BCAST(-2.0f) * u));
-    }
-    case OPS_ACT_QUICK_GELU: return x / (one + vexp(OPS_BCAST(-1.702f) * x));
-    case OPS_ACT_EXP: return vexp(x);
-    case OPS_ACT_NORMCDF: return OPS_BCAST(0.5f) * verfc(-x * OPS_BCAST(0.70710678118654752f));
-    default: return one / (one + vexp(-x)); /* OPS_ACT_SIGMOID */
+        VN_EACH e[l] = -x[l] * OPS_BCAST(0.70710678118654752f);
+        verfc_n(e);
+        VN_EACH x[l] = x[l] * OPS_BCAST(0.5f) * e[l];
+        break;
+    case OPS_ACT_GELU_TANH: /* x/2 (1 + tanh u) = x sigmoid(2u) */
+        VN_EACH e[l] = OPS_BCAST(-2.0f) *
+                        (OPS_BCAST(0.7978845608028654f) * (x[l] + OPS_BCAST(0.044715f) * x[l] * x[l] * x[l]));
+        vexp_n(e);
+        VN_EACH x[l] = x[l] / (one + e[l]);
+        break;
+    case OPS_ACT_QUICK_GELU:
+        VN_EACH e[l] = OPS_BCAST(-1.702f) * x[l];
+        vexp_n(e);
+        VN_EACH x[l] = x[l] / (one + e[l]);
+        break;
+    case OPS_ACT_EXP: vexp_n(x); break;
+    case OPS_ACT_NORMCDF:
+        VN_EACH e[l] = -x[l] * OPS_BCAST(0.70710678118654752f);
+        verfc_n(e);
+        VN_EACH x[l] = OPS_BCAST(0.5f) * e[l];
+        break;
+    default: /* OPS_ACT_SIGMOID */
+        VN_EACH e[l] = -x[l];
+        vexp_n(e);
+        VN_EACH x[l] = one / (one + e[l]);
+        break;
     }
 }
 
 static void ACT_FN(int kind, float *y, const float *x, int64_t n) {
     int64_t i = 0;
-    for (; i + VL <= n; i += VL) vstore(y + i, act_vec(kind, vload(x + i)));
+    for (; i + VN * VL <= n; i += VN * VL) {
+        vf v[VN];
+        VN_EACH v[l] = vload(x + i + l * VL);
+        act_vec_n(kind, v);
+        VN_EACH vstore(y + i + l * VL, v[l]);
+    }
     if (i < n) {
-        float buf[VL];
+        float buf[VN * VL];
+        vf v[VN];
         memset(buf, 0, sizeof buf);
         memcpy(buf, x + i, (size_t)(n - i) * sizeof(float));
-        vstore(buf, act_vec(kind, vload(buf)));
+        VN_EACH v[l] = vload(buf + l * VL);
+        act_vec_n(kind, v);
+        VN_EACH vstore(buf + l * VL, v[l]);
         memcpy(y + i, buf, (size_t)(n - i) * sizeof(float));
     }
 }

@@ -6,7 +6,9 @@
  *    the NCHW input (y_b = W x_b), no copy at all;
  *  - one input channel per group (depthwise and the like): a direct loop,
  *    one output plane per thread, all taps added into one output row at a
- *    time (contiguous inner loops over output columns);
+ *    time (contiguous inner loops over output columns); the common 3x3,
+ *    stride 1, padding 1 case runs on zero-padded rows with the vector
+ *    kernel of ops_vec() (same sums, same order);
  *  - everything else: implicit GEMM through ld_gemm_fill_b + ld_im2col_fill
  *    (gemm.h): the GEMM packs its bounded tiles of the virtual im2col matrix
  *    straight from the NCHW input, so no im2col buffer exists at all.
@@ -94,6 +96,45 @@ void ops_conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t
     }
 }
 
+/* Widest row the 3x3 depthwise path handles (its padded rows are on the stack). */
+#define DW3_MAXW 2048
+
+/* 3x3, stride 1, zero padding 1, one input channel per group: each output
+ * row from three zero-padded input rows kept in a ring (every input row is
+ * padded once per plane) by the vector kernel ops_vec()->dw3_row. The same
+ * sums in the same order as ops_conv2d_direct (bias, then the taps in (ky, kx)
+ * order); the padding adds w * 0, which changes at most the sign of a zero. */
+static void conv_dw3(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+                     const ld_tensor *bias) {
+    const ops_vec_kernels *k = ops_vec();
+    int64_t Cout = w->shape[0], cout_g = Cout / Cin, Wp = (W + 15) / 16 * 16 + 16;
+    #pragma omp parallel for schedule(static)
+    for (int64_t bo = 0; bo < B * Cout; bo++) {
+        _Alignas(64) float ring[3][DW3_MAXW + 32];
+        int64_t b = bo / Cout, oc = bo % Cout;
+        float w9[9], bv = ops_has(bias) ? ops_wget(bias, oc) : 0.0f;
+        for (int t = 0; t < 9; t++) w9[t] = ops_wget(w, oc * 9 + t);
+        const float *xp = x + (b * Cin + oc / cout_g) * H * W;
+        for (int64_t iy = 0; iy < H && iy < 2; iy++) { /* rows 0 and 1; later rows as they are needed */
+            float *r = ring[iy];
+            r[0] = 0.0f;
+            memcpy(r + 1, xp + iy * W, (size_t)W * sizeof(float));
+            memset(r + 1 + W, 0, (size_t)(Wp - W - 1) * sizeof(float));
+        }
+        for (int64_t oy = 0; oy < H; oy++) {
+            if (oy >= 1 && oy + 1 < H) {
+                float *r = ring[(oy + 1) % 3];
+                r[0] = 0.0f;
+                memcpy(r + 1, xp + (oy + 1) * W, (size_t)W * sizeof(float));
+                memset(r + 1 + W, 0, (size_t)(Wp - W - 1) * sizeof(float));
+            }
+            const float *rows[3] = {oy > 0 ? ring[(oy - 1) % 3] : NULL, ring[oy % 3],
+                                    oy + 1 < H ? ring[(oy + 1) % 3] : NULL};
+            k->dw3_row(y + (bo * H + oy) * W, W, rows, w9, bv);
+        }
+    }
+}
+
 void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
                const ld_tensor *b, const ld_conv2d_params *p) {
     int64_t Cout = w->shape[0], cin_g = w->shape[1], kh = w->shape[2], kw = w->shape[3];
@@ -117,7 +158,11 @@ void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int6
     }
     if (cin_g == 1) {
         LD_FLOPS_COUNT(LD_FLOPS_DIRECT_CONV, 2 * B * Cout * Ho * Wo * kh * kw);
-        ops_conv2d_direct(y, x, B, Cin, H, W, w, b, p, Ho, Wo);
+        if (kh == 3 && kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 1 && p->pad_w == 1 &&
+            p->dilation_h == 1 && p->dilation_w == 1 && !p->replicate_pad && W + 2 <= DW3_MAXW)
+            conv_dw3(y, x, B, Cin, H, W, w, b);
+        else
+            ops_conv2d_direct(y, x, B, Cin, H, W, w, b, p, Ho, Wo);
         return;
     }
 

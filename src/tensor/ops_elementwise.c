@@ -72,6 +72,12 @@ void ld_add_channel_bias(float *x, int64_t B, int64_t C, int64_t HW, const float
     }
 }
 
+void ld_channel_affine(float *x, int64_t B, int64_t C, int64_t HW, const float *a, const float *t) {
+    const ops_vec_kernels *k = ops_vec();
+    #pragma omp parallel for schedule(static) if (B * C * HW > PAR_MIN)
+    for (int64_t bc = 0; bc < B * C; bc++) k->affine_row(x + bc * HW, x + bc * HW, HW, a[bc], t[bc]);
+}
+
 void ld_geglu(float *y, const float *x, int64_t rows, int64_t d) {
     act_fn f = pick_act();
     #pragma omp parallel for schedule(static) if (rows * d > PAR_MIN)
@@ -98,6 +104,24 @@ void ld_linear(float *y, const float *x, int64_t M, const ld_tensor *w, const ld
     int64_t N = w->shape[0];
     int64_t K = N > 0 ? ld_tensor_numel(w) / N : 0;
     ld_linear_strided(y, N, x, K, M, w, b);
+}
+
+void ld_linear_to_channels(float *y, float beta, const float *x, int64_t M, const ld_tensor *w, const ld_tensor *b) {
+    int64_t N = w->shape[0];
+    int64_t K = N > 0 ? ld_tensor_numel(w) / N : 0;
+    /* y^T = w x^T: A = w [N, K], B(k, m) = x[m*K + k] */
+    ld_mat A = ops_wmat(w, 0, K, 1);
+    ld_mat Bm = ld_mat_f32(x, 1, K);
+    ld_gemm(N, M, K, &A, &Bm, y, M, beta, NULL, ops_has(b) ? b : NULL);
+}
+
+void ld_linear_from_channels(float *y, int64_t ldy, const float *x, int64_t HW, const ld_tensor *w,
+                             const ld_tensor *b) {
+    int64_t N = w->shape[0];
+    int64_t K = N > 0 ? ld_tensor_numel(w) / N : 0;
+    ld_mat A = ld_mat_f32(x, 1, HW); /* A(p, k) = x[k*HW + p] */
+    ld_mat Bm = ops_wmat(w, 0, 1, K);
+    ld_gemm(HW, N, K, &A, &Bm, y, ldy, 0.0f, ops_has(b) ? b : NULL, NULL);
 }
 
 /* ---- embeddings ---- */

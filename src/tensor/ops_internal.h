@@ -65,6 +65,30 @@ void ops_act_serial(int kind, float *y, const float *x, int64_t n);
 void ops_act_avx2(int kind, float *y, const float *x, int64_t n);
 void ops_act_avx512(int kind, float *y, const float *x, int64_t n);
 
+/* ---- vector kernels of the non-GEMM ops (ops_vec_kernel.h), one table per
+ * instruction set; every table gives the same bits ---- */
+typedef struct {
+    int vl; /* floats per vector */
+    /* x = gelu_erf(x) in place; returns sum of squares of the results (double) */
+    double (*gelu_sumsq)(float *x, int64_t n);
+    /* y[i] = g * (x[i] * s) + b + x[i]; y may equal x */
+    void (*grn_row)(float *y, const float *x, int64_t n, float g, float s, float b);
+    /* y[i] = x[i] * a + b; y may equal x */
+    void (*affine_row)(float *y, const float *x, int64_t n, float a, float b);
+    /* per-pixel double sums over C rows of stride ldx: sum x (mean NULL) or
+     * sum (x - mean[p])^2; acc, mean: np doubles */
+    void (*chan_sums)(double *acc, const float *x, int64_t ldx, int64_t C, int64_t np, const double *mean);
+    /* y[p] = (x[p] - mean[p]) * rstd[p] * g + b; y may equal x */
+    void (*norm_row)(float *y, const float *x, int64_t np, const float *mean, const float *rstd, float g, float b);
+    /* one output row of a 3x3 stride-1 depthwise convolution from three input
+     * rows padded as ops_dw3_pad_row does (NULL: outside the image) */
+    void (*dw3_row)(float *y, int64_t W, const float *const rows[3], const float *w9, float bias);
+} ops_vec_kernels;
+
+extern const ops_vec_kernels ops_vec_portable, ops_vec_avx2, ops_vec_avx512;
+/* The table of the CPU path in force. */
+const ops_vec_kernels *ops_vec(void);
+
 static inline int64_t ops_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t ops_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 

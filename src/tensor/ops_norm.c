@@ -1,8 +1,10 @@
 /* Normalizations and the row softmax (see ops.h). Statistics are two-pass in
  * double (mean, then the biased variance of the deviations), which matches
  * PyTorch's float32 results to rounding (8 fixed partial sums per statistic
- * keep the adds independent). Every statistic is computed by one
- * thread in a fixed order, so results do not depend on the thread count. */
+ * keep the adds independent; the channel LayerNorms sum each pixel's
+ * channels in order, pixels side by side in the vectors of ops_vec()).
+ * Every statistic is computed by one thread in a fixed order, so results do
+ * not depend on the thread count. */
 #include "tensor/ops_internal.h"
 
 #include <math.h>
@@ -102,49 +104,54 @@ void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float ep
     free(gb);
 }
 
+/* Pixels per tile of the channel LayerNorms: a multiple of 16 such that the
+ * tile's C channel rows (about 256 KiB) stay in L2 across the three passes. */
+static int64_t lnc_tile(int64_t C) {
+    int64_t t = (256 * 1024 / (int64_t)sizeof(float)) / (C > 0 ? C : 1) / 16 * 16;
+    return t < 16 ? 16 : t > LNC_TILE ? LNC_TILE : t;
+}
+
+/* mean and 1/std over the C channels (rows of stride HW) of np pixels: the
+ * two-pass double statistics above, pixels side by side in vectors. */
+static void lnc_stats(const ops_vec_kernels *k, const float *xs, int64_t HW, int64_t C, int64_t np, float eps,
+                      float *mean, float *rstd) {
+    double acc[LNC_TILE], m[LNC_TILE];
+    k->chan_sums(acc, xs, HW, C, np, NULL);
+    for (int64_t p = 0; p < np; p++) m[p] = acc[p] / (double)C;
+    k->chan_sums(acc, xs, HW, C, np, m);
+    for (int64_t p = 0; p < np; p++) {
+        mean[p] = (float)m[p];
+        rstd[p] = (float)(1.0 / sqrt(acc[p] / (double)C + (double)eps));
+    }
+}
+
 void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps,
                             const ld_tensor *gamma, const ld_tensor *beta) {
     int affine_g = ops_has(gamma), affine_b = ops_has(beta);
-    int64_t tiles = (HW + LNC_TILE - 1) / LNC_TILE;
+    const ops_vec_kernels *k = ops_vec();
+    int64_t tile = lnc_tile(C), tiles = (HW + tile - 1) / tile;
     #pragma omp parallel for schedule(static)
     for (int64_t bt = 0; bt < B * tiles; bt++) {
-        int64_t b = bt / tiles, p0 = (bt % tiles) * LNC_TILE, np = ops_min64(LNC_TILE, HW - p0);
+        int64_t b = bt / tiles, p0 = (bt % tiles) * tile, np = ops_min64(tile, HW - p0);
         const float *xs = x + b * C * HW + p0;
         float *ys = y + b * C * HW + p0;
-        double acc[LNC_TILE];
         float mean[LNC_TILE], rstd[LNC_TILE];
-        /* mean over channels, pixels of the tile side by side (contiguous) */
-        for (int64_t p = 0; p < np; p++) acc[p] = 0.0;
-        for (int64_t c = 0; c < C; c++) {
-            const float *xc = xs + c * HW;
-            #pragma omp simd
-            for (int64_t p = 0; p < np; p++) acc[p] += xc[p];
-        }
-        for (int64_t p = 0; p < np; p++) acc[p] /= (double)C;
-        double m[LNC_TILE];
-        for (int64_t p = 0; p < np; p++) {
-            m[p] = acc[p];
-            acc[p] = 0.0;
-        }
-        for (int64_t c = 0; c < C; c++) {
-            const float *xc = xs + c * HW;
-            #pragma omp simd
-            for (int64_t p = 0; p < np; p++) {
-                double d = xc[p] - m[p];
-                acc[p] += d * d;
-            }
-        }
-        for (int64_t p = 0; p < np; p++) {
-            mean[p] = (float)m[p];
-            rstd[p] = (float)(1.0 / sqrt(acc[p] / (double)C + (double)eps));
-        }
+        lnc_stats(k, xs, HW, C, np, eps, mean, rstd);
         for (int64_t c = 0; c < C; c++) {
             float g = affine_g ? ops_wget(gamma, c) : 1.0f, bb = affine_b ? ops_wget(beta, c) : 0.0f;
-            const float *xp = xs + c * HW;
-            float *yp = ys + c * HW;
-            #pragma omp simd
-            for (int64_t p = 0; p < np; p++) yp[p] = (xp[p] - mean[p]) * rstd[p] * g + bb;
+            k->norm_row(ys + c * HW, xs + c * HW, np, mean, rstd, g, bb);
         }
+    }
+}
+
+void ld_layer_norm_channels_stats(float *mean, float *rstd, const float *x, int64_t B, int64_t C, int64_t HW,
+                                  float eps) {
+    const ops_vec_kernels *k = ops_vec();
+    int64_t tile = lnc_tile(C), tiles = (HW + tile - 1) / tile;
+    #pragma omp parallel for schedule(static)
+    for (int64_t bt = 0; bt < B * tiles; bt++) {
+        int64_t b = bt / tiles, p0 = (bt % tiles) * tile, np = ops_min64(tile, HW - p0);
+        lnc_stats(k, x + b * C * HW + p0, HW, C, np, eps, mean + b * HW + p0, rstd + b * HW + p0);
     }
 }
 

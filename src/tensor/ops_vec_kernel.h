@@ -1,0 +1,141 @@
+/* Vector kernels of the non-GEMM ops (norm statistics, GELU with sums of
+ * squares, GRN, FiLM, 3x3 depthwise rows), compiled once per instruction
+ * set: included by ops_vec.c (portable), ops_vec_avx2.c and ops_vec_avx512.c
+ * with VEC_TABLE (the name of the ops_vec_kernels table to define), ACT_FN,
+ * OPS_VBYTES and OPS_BCAST defined (see ops_vmath.h). Not a public header.
+ *
+ * Every lane computes its element with the same IEEE operations in the same
+ * order (no fused multiply-add), and the remainders that do not fill a vector
+ * go through scalar code doing the same operations, so every path (and every
+ * split of the work) gives the same bits. Reductions across elements use a
+ * fixed number of partial sums (VEC_LANES) whatever the vector width. */
+#include "tensor/ops_act_kernel.h"
+
+/* double vector with one lane per float lane */
+typedef double vd __attribute__((vector_size(2 * OPS_VBYTES)));
+/* partial sums of the reductions, independent of the vector width */
+#define VEC_LANES 16
+#define VEC_NACC (VEC_LANES / VL)
+
+/* (a macro: a function returning vd would be wider than the target's registers) */
+#define vcvt_d(v) __builtin_convertvector((v), vd)
+
+/* The 16 partial sums added in a fixed tree. */
+static double vec_total16(const double *t) {
+    double s[8];
+    for (int i = 0; i < 8; i++) s[i] = t[2 * i] + t[2 * i + 1];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+/* x = gelu_erf(x) in place; returns the sum of the squares of the results in
+ * double (element i goes to partial sum i % 16). */
+static double vec_gelu_sumsq(float *x, int64_t n) {
+    enum { BLK = 1024 }; /* activations then squares while the block is in L1 */
+    vd acc[VEC_NACC];
+    memset(acc, 0, sizeof acc);
+    int64_t i = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+        int64_t end = i0 + BLK < n ? i0 + BLK : n;
+        ACT_FN(OPS_ACT_GELU_ERF, x + i0, x + i0, end - i0);
+        for (; i + VEC_LANES <= end; i += VEC_LANES)
+            for (int a = 0; a < VEC_NACC; a++) {
+                vd d = vcvt_d(vload(x + i + a * VL));
+                acc[a] += d * d;
+            }
+    }
+    double t[VEC_LANES];
+    memcpy(t, acc, sizeof t);
+    for (; i < n; i++) t[i % VEC_LANES] += (double)x[i] * (double)x[i];
+    return vec_total16(t);
+}
+
+/* y[i] = g * (x[i] * s) + b + x[i] (GlobalResponseNorm applied to one channel). */
+static void vec_grn_row(float *y, const float *x, int64_t n, float g, float s, float b) {
+    const vf vg = OPS_BCAST(g), vs = OPS_BCAST(s), vb = OPS_BCAST(b);
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) {
+        vf v = vload(x + i);
+        vstore(y + i, vg * (v * vs) + vb + v);
+    }
+    for (; i < n; i++) y[i] = g * (x[i] * s) + b + x[i];
+}
+
+/* y[i] = x[i] * a + b */
+static void vec_affine_row(float *y, const float *x, int64_t n, float a, float b) {
+    const vf va = OPS_BCAST(a), vb = OPS_BCAST(b);
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL) vstore(y + i, vload(x + i) * va + vb);
+    for (; i < n; i++) y[i] = x[i] * a + b;
+}
+
+/* Per-pixel sums over C channel rows (row c at x + c*ldx) of np pixels, in
+ * double, channels in order: mean == NULL: acc[p] = sum_c x; else
+ * acc[p] = sum_c (x - mean[p])^2. */
+static void vec_chan_sums(double *acc, const float *x, int64_t ldx, int64_t C, int64_t np, const double *mean) {
+    int64_t nv = np / VL * VL;
+    for (int64_t p = 0; p < np; p++) acc[p] = 0.0;
+    for (int64_t c = 0; c < C; c++) {
+        const float *xc = x + c * ldx;
+        for (int64_t p = 0; p < nv; p += VL) {
+            vd a, d = vcvt_d(vload(xc + p));
+            memcpy(&a, acc + p, sizeof a);
+            if (mean) {
+                vd m;
+                memcpy(&m, mean + p, sizeof m);
+                d -= m;
+                a += d * d;
+            } else {
+                a += d;
+            }
+            memcpy(acc + p, &a, sizeof a);
+        }
+        for (int64_t p = nv; p < np; p++) {
+            double d = xc[p];
+            if (mean) {
+                d -= mean[p];
+                acc[p] += d * d;
+            } else {
+                acc[p] += d;
+            }
+        }
+    }
+}
+
+/* y[p] = (x[p] - mean[p]) * rstd[p] * g + b */
+static void vec_norm_row(float *y, const float *x, int64_t np, const float *mean, const float *rstd, float g,
+                         float b) {
+    const vf vg = OPS_BCAST(g), vb = OPS_BCAST(b);
+    int64_t p = 0;
+    for (; p + VL <= np; p += VL) vstore(y + p, (vload(x + p) - vload(mean + p)) * vload(rstd + p) * vg + vb);
+    for (; p < np; p++) y[p] = (x[p] - mean[p]) * rstd[p] * g + b;
+}
+
+/* One output row of a 3x3 depthwise convolution (stride 1): rows[0..2] are
+ * the input rows oy-1, oy, oy+1 zero padded by one column on the left and up
+ * to a multiple of VL plus 2 on the right (NULL: outside the image, skipped);
+ * y[ox] = bias + taps in (ky, kx) order. */
+static void vec_dw3_row(float *y, int64_t W, const float *const rows[3], const float *w9, float bias) {
+    const vf vb = OPS_BCAST(bias);
+    vf wv[9];
+    for (int t = 0; t < 9; t++) wv[t] = OPS_BCAST(w9[t]);
+    for (int64_t ox = 0; ox < W; ox += VL) {
+        vf acc = vb;
+        for (int ky = 0; ky < 3; ky++) {
+            const float *r = rows[ky];
+            if (!r) continue;
+            acc = acc + wv[3 * ky] * vload(r + ox);
+            acc = acc + wv[3 * ky + 1] * vload(r + ox + 1);
+            acc = acc + wv[3 * ky + 2] * vload(r + ox + 2);
+        }
+        if (ox + VL <= W) {
+            vstore(y + ox, acc);
+        } else {
+            float t[VL];
+            vstore(t, acc);
+            memcpy(y + ox, t, (size_t)(W - ox) * sizeof(float));
+        }
+    }
+}
+
+const ops_vec_kernels VEC_TABLE = {VL, vec_gelu_sumsq, vec_grn_row, vec_affine_row,
+                                   vec_chan_sums, vec_norm_row, vec_dw3_row};
