@@ -5,7 +5,9 @@
 # as its header says) so that its ratio uses a figure of the same minute,
 # next to the theoretical limit `leandiff bench` measured in the same
 # process (twice that for bf16 where the CPU has AVX-512 BF16 dot products).
-# With --whole it also times whole KOALA-Lightning-700M 1024x1024
+# Two warm-up runs: after the first evaluation the activation arena is
+# replaced by one block of the planned size, whose pages are first touched
+# by the second (see docs/bench.md). With --whole it also times whole KOALA-Lightning-700M 1024x1024
 # generations (/usr/bin/time -v for the peak RSS).
 #
 #     bench/suite.sh --models DIR [--size 1024] [--threads N] [--runs 3] [--only SUBSTRING] [--whole] [--fma-peak FILE.c]
@@ -56,7 +58,7 @@ row() {  # name folder component batch
   for prec in f32 bf16; do
     ref=$(fma)
     "$bin" bench -m "$dir" --component "$comp" --batch "$batch" -W "$size" -H "$size" -t "$threads" --runs "$runs" \
-      --warmup 1 --precision "$prec" --ref-peak "$ref" --json > "$tmp/out.txt" 2> "$tmp/err.txt" ||
+      --warmup 2 --precision "$prec" --ref-peak "$ref" --json > "$tmp/out.txt" 2> "$tmp/err.txt" ||
       { echo "| $name | $prec | failed: $(tail -1 "$tmp/err.txt") | | | | | | | | | | |"; continue; }
     tail -1 "$tmp/out.txt" | python3 -c '
 import json, sys
