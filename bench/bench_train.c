@@ -133,18 +133,25 @@ int main(int argc, char **argv) {
     }
     for (int64_t i = 0; i < nx; i++) dout[i] *= 1e-3f;
     double *secs = malloc(sizeof(double) * (size_t)runs), gflop = 0;
+    double t_fwd = 0, t_bwd = 0, t_opt = 0; /* phase times summed over the timed runs */
     for (int r = -warmup; r < runs; r++) {
         if (r == 0) ld_flops_reset();
         const double t0 = now();
         if (procs > 1) ld_grad_sync_arm(&sync, lora ? NULL : ld_train_unet_grad_order(t));
         if ((teacher && ld_train_unet_forward(ctx, teacher, x, batch, h, h, ts, c, L, te, ids, out) != LD_OK) ||
-            ld_train_unet_forward(ctx, t, x, batch, h, h, ts, c, L, te, ids, out) != LD_OK ||
-            ld_train_unet_backward(ctx, t, dout) != LD_OK || (procs > 1 && ld_grad_sync_finish(ctx, &sync) != LD_OK)) {
+            ld_train_unet_forward(ctx, t, x, batch, h, h, ts, c, L, te, ids, out) != LD_OK) {
             fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
             return 1;
         }
+        const double t1 = now();
+        if (ld_train_unet_backward(ctx, t, dout) != LD_OK || (procs > 1 && ld_grad_sync_finish(ctx, &sync) != LD_OK)) {
+            fprintf(stderr, "bench_train: %s\n", ld_ctx_error(ctx));
+            return 1;
+        }
+        const double t2 = now();
         ld_adamw_update(&opt, p->value, p->grad, 1e-5f);
-        if (r >= 0) secs[r] = now() - t0;
+        const double t3 = now();
+        if (r >= 0) secs[r] = t3 - t0, t_fwd += t1 - t0, t_bwd += t2 - t1, t_opt += t3 - t2;
     }
     gflop = (double)ld_flops_total() * 1e-9 / runs;
     qsort(secs, (size_t)runs, sizeof *secs, cmp_double);
@@ -180,6 +187,8 @@ int main(int argc, char **argv) {
            "%.2f s of calls",
            ld_flops_get(LD_FLOPS_GEMM) * 1e-9 / runs, ld_flops_seconds(LD_FLOPS_GEMM) / runs,
            ld_flops_get(LD_FLOPS_CONV) * 1e-9 / runs, ld_flops_seconds(LD_FLOPS_CONV) / runs);
+    printf("\n  phases (mean): forward %.2f s, backward with recomputation %.2f s, AdamW %.2f s", t_fwd / runs,
+           t_bwd / runs, t_opt / runs);
     printf("\n  trainable parameters %lld%s, activations kept + scratch %.2f GB, peak RSS %.2f GB\n",
            (long long)p->total, lora ? " (LoRA)" : "", (double)ld_train_unet_activation_bytes(t) / 1e9,
            (double)ru.ru_maxrss / 1e6);

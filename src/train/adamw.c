@@ -1,6 +1,8 @@
 /* AdamW and gradient clipping (see adamw.h). */
 #include "train/adamw.h"
 
+#include "base/cpu.h"
+
 #include <math.h>
 #include <stdlib.h>
 
@@ -22,19 +24,50 @@ void ld_adamw_free(ld_adamw *o) {
     o->m = o->v = NULL;
 }
 
-void ld_adamw_update(ld_adamw *o, float *p, float *g, float lr) {
-    o->step++;
-    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps, decay = 1.0f - lr * o->weight_decay;
-    const double bc1 = 1.0 - pow(b1, (double)o->step), bc2 = 1.0 - pow(b2, (double)o->step);
-    const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-    float *m = o->m, *v = o->v;
-    #pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < o->n; i++) {
+/* the portable loop; the kernels of adamw_kernel.h do the same operations in the same order */
+static void adamw_run_portable(const ld_adamw_coef *c, float *p, float *g, float *m, float *v, int64_t n) {
+    const float b1 = c->beta1, b2 = c->beta2, eps = c->eps, decay = c->decay, step_size = c->step_size,
+                bc2_sqrt = c->bc2_sqrt;
+    for (int64_t i = 0; i < n; i++) {
         p[i] *= decay;
         m[i] = b1 * m[i] + (1.0f - b1) * g[i];
         v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
         p[i] -= step_size * (m[i] / (sqrtf(v[i]) / bc2_sqrt + eps));
         g[i] = 0.0f; /* ready for the next step's accumulation, in the same pass */
+    }
+}
+
+typedef void (*adamw_run_fn)(const ld_adamw_coef *, float *, float *, float *, float *, int64_t);
+
+static adamw_run_fn adamw_kernel(void) {
+    const ld_cpu_level_t level = ld_cpu_level();
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+    if (level >= LD_CPU_AVX512) return ld_adamw_run_avx512;
+    if (level >= LD_CPU_AVX2) return ld_adamw_run_avx2;
+#elif defined(__aarch64__)
+    if (level >= LD_CPU_NEON) return ld_adamw_run_neon;
+#endif
+    (void)level;
+    return adamw_run_portable;
+}
+
+void ld_adamw_update(ld_adamw *o, float *p, float *g, float lr) {
+    o->step++;
+    const double bc1 = 1.0 - pow(o->beta1, (double)o->step), bc2 = 1.0 - pow(o->beta2, (double)o->step);
+    const ld_adamw_coef c = {.beta1 = o->beta1,
+                             .beta2 = o->beta2,
+                             .eps = o->eps,
+                             .decay = 1.0f - lr * o->weight_decay,
+                             .step_size = (float)(lr / bc1),
+                             .bc2_sqrt = (float)sqrt(bc2)};
+    const adamw_run_fn run = adamw_kernel();
+    enum { CHUNK = 1 << 16 }; /* a multiple of every vector length: chunks never split a vector */
+    const int64_t n = o->n, chunks = (n + CHUNK - 1) / CHUNK;
+    float *m = o->m, *v = o->v;
+    #pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < chunks; k++) {
+        const int64_t i = k * CHUNK, len = n - i < CHUNK ? n - i : CHUNK;
+        run(&c, p + i, g + i, m + i, v + i, len);
     }
 }
 

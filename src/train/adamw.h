@@ -31,4 +31,13 @@ void ld_adamw_update(ld_adamw *o, float *p, float *g, float lr);
  * as PyTorch); returns the norm before clipping. */
 double ld_clip_grad_norm(float *g, int64_t n, double max_norm);
 
+/* The SIMD kernels of one update over n parameters (adamw_kernel.h), the
+ * per-step constants computed once by ld_adamw_update. */
+typedef struct {
+    float beta1, beta2, eps, decay, step_size, bc2_sqrt;
+} ld_adamw_coef;
+void ld_adamw_run_avx512(const ld_adamw_coef *c, float *p, float *g, float *m, float *v, int64_t n);
+void ld_adamw_run_avx2(const ld_adamw_coef *c, float *p, float *g, float *m, float *v, int64_t n);
+void ld_adamw_run_neon(const ld_adamw_coef *c, float *p, float *g, float *m, float *v, int64_t n);
+
 #endif

@@ -23,20 +23,33 @@ typedef struct {
 } conv_view;
 
 /* dst[kk*ld + jj] = x_b[ci, iy, ix] for pixel k0+kk of the output and patch
- * row j0+jj = (ci*kh + ky)*kw + kx. */
+ * row j0+jj = (ci*kh + ky)*kw + kx. The pixels are taken PATCH_ROWS at a
+ * time, so the columns written one after another stay in L1, and a row of
+ * output pixels at a time (one division per row, not per element). */
+#define PATCH_ROWS 64
 static void patches_t_fill(const void *user, int64_t k0, int64_t kc, int64_t j0, int64_t n, float *dst, int64_t ld) {
     const conv_view *s = user;
     const int64_t khw = s->kh * s->kw;
-    for (int64_t jj = 0; jj < n; jj++) {
-        const int64_t r = j0 + jj, ci = r / khw, ky = (r % khw) / s->kw, kx = r % s->kw;
-        const float *plane = s->p + ci * s->H * s->W;
-        int64_t oy = k0 / s->Wo, ox = k0 % s->Wo;
-        for (int64_t kk = 0; kk < kc; kk++) {
-            const int64_t iy = oy * s->sh - s->ph + ky * s->dh, ix = ox * s->sw - s->pw + kx * s->dw;
-            dst[kk * ld + jj] = (iy >= 0 && iy < s->H && ix >= 0 && ix < s->W) ? plane[iy * s->W + ix] : 0.0f;
-            if (++ox == s->Wo) {
-                ox = 0;
-                oy++;
+    for (int64_t kb = 0; kb < kc; kb += PATCH_ROWS) {
+        const int64_t end = k0 + (kc - kb < PATCH_ROWS ? kc : kb + PATCH_ROWS);
+        for (int64_t jj = 0; jj < n; jj++) {
+            const int64_t r = j0 + jj, ci = r / khw, ky = (r % khw) / s->kw, kx = r % s->kw;
+            const float *plane = s->p + ci * s->H * s->W;
+            const int64_t xoff = kx * s->dw - s->pw;
+            float *d = dst + kb * ld + jj;
+            for (int64_t k = k0 + kb; k < end;) {
+                const int64_t oy = k / s->Wo, ox0 = k % s->Wo, len = s->Wo - ox0 < end - k ? s->Wo - ox0 : end - k;
+                const int64_t iy = oy * s->sh - s->ph + ky * s->dh;
+                if (iy < 0 || iy >= s->H) {
+                    for (int64_t t = 0; t < len; t++) d[t * ld] = 0.0f;
+                } else {
+                    const float *row = plane + iy * s->W;
+                    for (int64_t t = 0; t < len; t++) {
+                        const int64_t ix = (ox0 + t) * s->sw + xoff;
+                        d[t * ld] = ix >= 0 && ix < s->W ? row[ix] : 0.0f;
+                    }
+                }
+                d += len * ld, k += len;
             }
         }
     }
@@ -87,15 +100,23 @@ int ld_conv2d_backward(const float *dy, const float *x, int64_t B, int64_t Cin, 
     const int64_t Wo = ld_conv2d_out_dim(W, kw, p->stride_w, p->pad_w, p->dilation_w);
     const int64_t HWo = Ho * Wo, HW = H * W;
     if (db) ld_channel_sum_backward(db, dy, B, Cout, HWo);
+    const int pointwise = kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0;
     float *wt = NULL;
-    if (dx) { /* w^T as f32 [Cin, Cout*kh*kw]: wt[ci, co*khw + t] = w[co, ci, t] */
+    if (dx && !pointwise) { /* w^T as f32 [Cin, Cout*kh*kw]: wt[ci, co*khw + t] = w[co, ci, t] */
         wt = grad_scratch_get(sizeof(float) * (size_t)(Cout * K));
         if (!wt) return 0;
-        for (int64_t co = 0; co < Cout; co++)
-            for (int64_t ci = 0; ci < Cin; ci++)
-                for (int64_t t = 0; t < khw; t++) wt[ci * Cout * khw + co * khw + t] = ops_wget(w, (co * Cin + ci) * khw + t);
+        #pragma omp parallel for schedule(static)
+        for (int64_t ci = 0; ci < Cin; ci++) {
+            float *row = wt + ci * Cout * khw;
+            for (int64_t co = 0; co < Cout; co++) {
+                const int64_t src = (co * Cin + ci) * khw;
+                if (w->dtype == LD_F32)
+                    for (int64_t t = 0; t < khw; t++) row[co * khw + t] = ((const float *)w->data)[src + t];
+                else
+                    for (int64_t t = 0; t < khw; t++) row[co * khw + t] = ops_wget(w, src + t);
+            }
+        }
     }
-    const int pointwise = kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0;
     for (int64_t b = 0; b < B; b++) {
         const float *dyb = dy + b * Cout * HWo, *xb = x + b * Cin * HW;
         if (dw) {
@@ -113,7 +134,8 @@ int ld_conv2d_backward(const float *dy, const float *x, int64_t B, int64_t Cin, 
         if (dx) {
             ld_mat A = ld_mat_f32(wt, Cout * khw, 1);
             float *dxb = dx + b * Cin * HW;
-            if (pointwise) {
+            if (pointwise) { /* w^T read in place: A(ci, co) = w[co, ci], any weight dtype */
+                A = (ld_mat){w->dtype, w->data, 1, Cin};
                 ld_mat Bm = ld_mat_f32(dyb, HWo, 1);
                 ld_gemm(Cin, HW, Cout, &A, &Bm, dxb, HW, 1.0f, NULL, NULL);
             } else {
