@@ -24,7 +24,7 @@
 set -euo pipefail
 
 PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross qemu-user-static)
-TESTS=(test_gemm test_ops_basic test_ops_conv test_ops_attention test_ops_resize test_rng)
+TESTS=(test_gemm test_ops_basic test_ops_conv test_ops_attention test_ops_resize test_ops_vec test_rng test_adamw_paths)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=
@@ -74,7 +74,7 @@ if [ "$ASAN" = 1 ]; then
     export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 # SIMD kernels for x86 are left out exactly as CMake does on aarch64.
-mapfile -t LIB_SOURCES < <(cd "$ROOT" && ls src/base/*.c src/tensor/*.c src/sched/rng.c | grep -Ev '_(avx512|avx2)\.c$')
+mapfile -t LIB_SOURCES < <(cd "$ROOT" && ls src/base/*.c src/tensor/*.c src/sched/rng.c src/train/adamw*.c | grep -Ev '_(avx512|avx2)\.c$')
 
 mkdir -p "$BUILD/obj"
 echo "arm64: compiling ${#LIB_SOURCES[@]} library files and ${#TESTS[@]} tests with $CC ($($CC -dumpfullversion))"
