@@ -14,6 +14,32 @@
 static const ld_cpu_level_t levels[] = {LD_CPU_PORTABLE, LD_CPU_AVX2, LD_CPU_AVX512};
 #define NLEVELS 3
 
+/* The runs every check repeats: each CPU path of `levels` this machine has,
+ * on 1 and then 2 threads. `for (path_run r = {0}; next_run(&r);)` forces
+ * each in turn (r.got, r.threads; r.first on the portable path's 1-thread
+ * run) and restores the caller's path and 2 threads at the end. */
+typedef struct {
+    int i, first, threads;
+    ld_cpu_level_t keep, got;
+} path_run;
+
+static int next_run(path_run *r) {
+    if (r->i == 0) r->keep = ld_cpu_level();
+    while (r->i < 2 * NLEVELS) {
+        const int l = r->i / 2;
+        r->first = r->i == 0;
+        r->threads = 1 + r->i % 2;
+        r->i++;
+        r->got = ld_cpu_force(levels[l]);
+        if (r->got != levels[l]) continue;
+        omp_set_num_threads(r->threads);
+        return 1;
+    }
+    ld_cpu_force(r->keep);
+    omp_set_num_threads(2);
+    return 0;
+}
+
 /* 1 if a and b are equal as numbers (-0 == +0) everywhere. */
 static int same_values(const float *a, const float *b, int64_t n) {
     for (int64_t i = 0; i < n; i++)
@@ -36,19 +62,12 @@ static void test_dw3(void) {
         ld_conv2d_params p = ld_conv2d_params_make(1, 1);
         p.groups = (int)C;
         ops_conv2d_direct(ref, x, B, C, H, W, &w, &b, &p, H, W);
-        ld_cpu_level_t keep = ld_cpu_level();
-        for (int l = 0; l < NLEVELS; l++) {
-            ld_cpu_level_t got = ld_cpu_force(levels[l]);
-            if (got != levels[l]) continue;
-            for (int t = 1; t <= 2; t++) {
-                omp_set_num_threads(t);
-                for (int64_t i = 0; i < n; i++) y[i] = NAN;
-                ld_conv2d(y, x, B, C, H, W, &w, &b, &p);
-                CHECK(same_values(y, ref, n), "depthwise 3x3 %lldx%lld on %s, %d threads: the direct loop's sums",
-                      (long long)H, (long long)W, ld_cpu_level_name(got), t);
-            }
+        for (path_run r = {0}; next_run(&r);) {
+            for (int64_t i = 0; i < n; i++) y[i] = NAN;
+            ld_conv2d(y, x, B, C, H, W, &w, &b, &p);
+            CHECK(same_values(y, ref, n), "depthwise 3x3 %lldx%lld on %s, %d threads: the direct loop's sums",
+                  (long long)H, (long long)W, ld_cpu_level_name(r.got), r.threads);
         }
-        ld_cpu_force(keep);
         tw_free(&w);
         tw_free(&b);
         free(x);
@@ -78,23 +97,15 @@ static void test_layer_norm_channels(void) {
                 v /= (double)C;
                 for (int64_t c = 0; c < C; c++) ref[b * C * HW + c * HW + p] = (float)((xs[c * HW] - m) / sqrt(v + 1e-6));
             }
-        ld_cpu_level_t keep = ld_cpu_level();
-        for (int l = 0; l < NLEVELS; l++) {
-            ld_cpu_level_t got = ld_cpu_force(levels[l]);
-            if (got != levels[l]) continue;
-            for (int th = 1; th <= 2; th++) {
-                omp_set_num_threads(th);
-                ld_layer_norm_channels(y, x, B, C, HW, 1e-6f, NULL, NULL);
-                char what[128];
-                snprintf(what, sizeof what, "layer_norm_channels C%lld HW%lld %s %d threads", (long long)C,
-                         (long long)HW, ld_cpu_level_name(got), th);
-                test_close(what, y, ref, n, TOL);
-                if (l == 0 && th == 1) memcpy(yp, y, (size_t)n * sizeof(float));
-                CHECK(tw_same(y, yp, n), "%s: bitwise as portable, 1 thread", what);
-            }
+        for (path_run r = {0}; next_run(&r);) {
+            ld_layer_norm_channels(y, x, B, C, HW, 1e-6f, NULL, NULL);
+            char what[128];
+            snprintf(what, sizeof what, "layer_norm_channels C%lld HW%lld %s %d threads", (long long)C,
+                     (long long)HW, ld_cpu_level_name(r.got), r.threads);
+            test_close(what, y, ref, n, TOL);
+            if (r.first) memcpy(yp, y, (size_t)n * sizeof(float));
+            CHECK(tw_same(y, yp, n), "%s: bitwise as portable, 1 thread", what);
         }
-        ld_cpu_force(keep);
-        omp_set_num_threads(2);
         free(x);
         free(ref);
         free(y);
@@ -122,52 +133,45 @@ static void test_grn(void) {
     ld_tensor bias = tw_make(LD_F16, bv, 1, (int64_t[]){Cout});
     memcpy(g, x0, (size_t)n * sizeof(float));
     ld_gelu_erf(g, n); /* the GELU the fused pass must reproduce bit for bit */
-    ld_cpu_level_t keep = ld_cpu_level();
-    for (int l = 0; l < NLEVELS; l++) {
-        ld_cpu_level_t got = ld_cpu_force(levels[l]);
-        if (got != levels[l]) continue;
-        for (int th = 1; th <= 2; th++) {
-            omp_set_num_threads(th);
-            memcpy(x, x0, (size_t)n * sizeof(float));
-            ld_gelu_channel_norms(x, B, C, HW, nrm);
-            CHECK(tw_same(x, g, n), "gelu_channel_norms on %s, %d threads: the GELU of ld_gelu_erf",
-                  ld_cpu_level_name(got), th);
-            float nref[2 * 37];
-            for (int64_t bc = 0; bc < B * C; bc++) {
-                double ss = 0;
-                for (int64_t p = 0; p < HW; p++) ss += (double)g[bc * HW + p] * g[bc * HW + p];
-                nref[bc] = (float)sqrt(ss);
-            }
-            test_close("gelu_channel_norms: norms", nrm, nref, B * C, 1e-6);
-            if (l == 0 && th == 1) memcpy(nrm0, nrm, (size_t)(B * C) * sizeof(float));
-            CHECK(tw_same(nrm, nrm0, B * C), "gelu_channel_norms norms on %s, %d threads: bitwise as portable",
-                  ld_cpu_level_name(got), th);
+    for (path_run r = {0}; next_run(&r);) {
+        memcpy(x, x0, (size_t)n * sizeof(float));
+        ld_gelu_channel_norms(x, B, C, HW, nrm);
+        CHECK(tw_same(x, g, n), "gelu_channel_norms on %s, %d threads: the GELU of ld_gelu_erf",
+              ld_cpu_level_name(r.got), r.threads);
+        float nref[2 * 37];
+        for (int64_t bc = 0; bc < B * C; bc++) {
+            double ss = 0;
+            for (int64_t p = 0; p < HW; p++) ss += (double)g[bc * HW + p] * g[bc * HW + p];
+            nref[bc] = (float)sqrt(ss);
+        }
+        test_close("gelu_channel_norms: norms", nrm, nref, B * C, 1e-6);
+        if (r.first) memcpy(nrm0, nrm, (size_t)(B * C) * sizeof(float));
+        CHECK(tw_same(nrm, nrm0, B * C), "gelu_channel_norms norms on %s, %d threads: bitwise as portable",
+              ld_cpu_level_name(r.got), r.threads);
 
-            for (int beta = 0; beta <= 1; beta++) {
-                for (int64_t b = 0; b < B; b++)
-                    for (int64_t o = 0; o < Cout; o++)
-                        for (int64_t p = 0; p < HW; p++) {
-                            double acc = 0;
-                            for (int64_t c = 0; c < C; c++) {
-                                float v = g[(b * C + c) * HW + p];
-                                float in = gv[c] * (v * s[b * C + c]) + tv[c] + v; /* the GRN, in f32 */
-                                acc += (double)wv[o * C + c] * in;
-                            }
-                            int64_t i = (b * Cout + o) * HW + p;
-                            ref[i] = (float)((beta ? (double)y0[i] : 0.0) + acc + bv[o]);
+        for (int beta = 0; beta <= 1; beta++) {
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t o = 0; o < Cout; o++)
+                    for (int64_t p = 0; p < HW; p++) {
+                        double acc = 0;
+                        for (int64_t c = 0; c < C; c++) {
+                            float v = g[(b * C + c) * HW + p];
+                            float in = gv[c] * (v * s[b * C + c]) + tv[c] + v; /* the GRN, in f32 */
+                            acc += (double)wv[o * C + c] * in;
                         }
-                memcpy(y, y0, sizeof(float) * (size_t)(B * Cout * HW));
-                ld_conv1x1_grn(y, (float)beta, g, B, C, HW, gv, s, tv, &w, &bias);
-                char what[96];
-                snprintf(what, sizeof what, "conv1x1_grn beta %d on %s, %d threads", beta, ld_cpu_level_name(got), th);
-                test_close(what, y, ref, B * Cout * HW, TOL);
-                if (beta == 1 && l == 0 && th == 1) memcpy(yp, y, sizeof(float) * (size_t)(B * Cout * HW));
-                if (beta == 1) CHECK(tw_same(y, yp, B * Cout * HW), "%s: bitwise as portable, 1 thread", what);
-            }
+                        int64_t i = (b * Cout + o) * HW + p;
+                        ref[i] = (float)((beta ? (double)y0[i] : 0.0) + acc + bv[o]);
+                    }
+            memcpy(y, y0, sizeof(float) * (size_t)(B * Cout * HW));
+            ld_conv1x1_grn(y, (float)beta, g, B, C, HW, gv, s, tv, &w, &bias);
+            char what[96];
+            snprintf(what, sizeof what, "conv1x1_grn beta %d on %s, %d threads", beta, ld_cpu_level_name(r.got),
+                     r.threads);
+            test_close(what, y, ref, B * Cout * HW, TOL);
+            if (beta == 1 && r.first) memcpy(yp, y, sizeof(float) * (size_t)(B * Cout * HW));
+            if (beta == 1) CHECK(tw_same(y, yp, B * Cout * HW), "%s: bitwise as portable, 1 thread", what);
         }
     }
-    ld_cpu_force(keep);
-    omp_set_num_threads(2);
     tw_free(&w);
     tw_free(&bias);
     free(x0);
@@ -195,20 +199,12 @@ static void test_affine_and_linear(void) {
     test_fill(a, B * C, 61);
     test_fill(t, B * C, 62);
     for (int64_t i = 0; i < n; i++) ref[i] = x0[i] * a[i / HW] + t[i / HW];
-    ld_cpu_level_t keep = ld_cpu_level();
-    for (int l = 0; l < NLEVELS; l++) {
-        ld_cpu_level_t got = ld_cpu_force(levels[l]);
-        if (got != levels[l]) continue;
-        for (int th = 1; th <= 2; th++) {
-            omp_set_num_threads(th);
-            memcpy(x, x0, (size_t)n * sizeof(float));
-            ld_channel_affine(x, B, C, HW, a, t);
-            CHECK(tw_same(x, ref, n), "channel_affine on %s, %d threads: x * a + t exactly", ld_cpu_level_name(got),
-                  th);
-        }
+    for (path_run r = {0}; next_run(&r);) {
+        memcpy(x, x0, (size_t)n * sizeof(float));
+        ld_channel_affine(x, B, C, HW, a, t);
+        CHECK(tw_same(x, ref, n), "channel_affine on %s, %d threads: x * a + t exactly", ld_cpu_level_name(r.got),
+              r.threads);
     }
-    ld_cpu_force(keep);
-    omp_set_num_threads(2);
 
     /* y [N, M] = y + (x w^T)^T + b for x [M, K] */
     int64_t M = 70, K = 45, N = 13;
