@@ -42,6 +42,28 @@ static void test_arena(void) {
     CHECK(z && a.capacity >= peak, "planned block used");
     CHECK(ld_arena_alloc(ctx, &a, SIZE_MAX - 10) == NULL && ld_ctx_status(ctx) == LD_ERR_NOMEM, "overflow refused");
     ld_arena_free(&a);
+
+    /* A pass repeated after a reset takes its chunks from the spares, not from new memory. */
+    ld_arena_init(&a, 0);
+    float *p1 = NULL, *p2 = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t base = ld_arena_mark(&a);
+        CHECK(ld_arena_alloc_f32(ctx, &a, 1000) != NULL, "small");
+        float *b1 = ld_arena_alloc_f32(ctx, &a, 3u << 20), *b2 = ld_arena_alloc_f32(ctx, &a, 3u << 20);
+        CHECK(b1 && b2 && b1 != b2, "two grown chunks");
+        b1[0] = b2[(3u << 20) - 1] = 2.0f;
+        if (pass == 0) {
+            p1 = b1;
+            p2 = b2;
+        } else {
+            CHECK((b1 == p1 || b1 == p2) && (b2 == p1 || b2 == p2), "second pass reuses the spare chunks");
+            CHECK(a.spare == NULL, "no spare left");
+        }
+        ld_arena_reset(&a, base);
+        CHECK(a.spare != NULL, "chunks above the mark kept as spares");
+    }
+    CHECK(ld_arena_reserve(ctx, &a, 1u << 20) == LD_OK && a.spare == NULL, "reserve releases the spares");
+    ld_arena_free(&a);
     ld_ctx_free(ctx);
 }
 

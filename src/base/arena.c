@@ -22,14 +22,27 @@ static void free_chunk(ld_arena_chunk *c) {
     free(c);
 }
 
-void ld_arena_free(ld_arena *a) {
-    ld_arena_chunk *c = a->chunks;
+static void free_list(ld_arena_chunk *c) {
     while (c) {
         ld_arena_chunk *n = c->next;
         free_chunk(c);
         c = n;
     }
+}
+
+void ld_arena_free(ld_arena *a) {
+    free_list(a->chunks);
+    free_list(a->spare);
     memset(a, 0, sizeof *a);
+}
+
+/* Makes c the newest chunk, starting at the current top. */
+static void link_chunk(ld_arena *a, ld_arena_chunk *c) {
+    c->base = a->used;
+    c->top = 0;
+    c->next = a->chunks;
+    a->chunks = c;
+    a->capacity += c->size;
 }
 
 static ld_status push_chunk(ld_ctx *ctx, ld_arena *a, size_t size) {
@@ -42,24 +55,30 @@ static ld_status push_chunk(ld_ctx *ctx, ld_arena *a, size_t size) {
     }
     c->data = data;
     c->size = size;
-    c->base = a->used;
-    c->next = a->chunks;
-    a->chunks = c;
-    a->capacity += size;
+    link_chunk(a, c);
     return LD_OK;
+}
+
+/* Takes the smallest spare chunk of at least `need` bytes into use; 0 if none. */
+static int reuse_spare(ld_arena *a, size_t need) {
+    ld_arena_chunk **best = NULL;
+    for (ld_arena_chunk **p = &a->spare; *p; p = &(*p)->next)
+        if ((*p)->size >= need && (!best || (*p)->size < (*best)->size)) best = p;
+    if (!best) return 0;
+    ld_arena_chunk *c = *best;
+    *best = c->next;
+    link_chunk(a, c);
+    return 1;
 }
 
 ld_status ld_arena_reserve(ld_ctx *ctx, ld_arena *a, size_t bytes) {
     if (a->used == 0) {
         /* Empty: replace all chunks by one big enough block. */
         size_t have = a->chunks && !a->chunks->next ? a->chunks->size : 0;
+        free_list(a->spare);
+        a->spare = NULL;
         if (have >= bytes) return LD_OK;
-        ld_arena_chunk *c = a->chunks;
-        while (c) {
-            ld_arena_chunk *n = c->next;
-            free_chunk(c);
-            c = n;
-        }
+        free_list(a->chunks);
         a->chunks = NULL;
         a->capacity = 0;
         return push_chunk(ctx, a, bytes);
@@ -71,12 +90,13 @@ size_t ld_arena_mark(const ld_arena *a) { return a->used; }
 
 void ld_arena_reset(ld_arena *a, size_t mark) {
     if (mark > a->used) return;
-    /* Pop chunks entirely above the mark but keep the newest one for reuse. */
+    /* Chunks entirely above the mark become spares; the newest one stays if it is the only one. */
     while (a->chunks && a->chunks->base > mark && a->chunks->next) {
         ld_arena_chunk *c = a->chunks;
         a->chunks = c->next;
         a->capacity -= c->size;
-        free_chunk(c);
+        c->next = a->spare;
+        a->spare = c;
     }
     ld_arena_chunk *c = a->chunks;
     if (c) {
@@ -99,7 +119,7 @@ void *ld_arena_alloc(ld_ctx *ctx, ld_arena *a, size_t bytes) {
         size_t grow = a->capacity / 2;
         if (size < grow) size = grow;
         if (size < ((size_t)1 << 20)) size = (size_t)1 << 20;
-        if (push_chunk(ctx, a, size) != LD_OK) return NULL;
+        if (!reuse_spare(a, need) && push_chunk(ctx, a, size) != LD_OK) return NULL;
         c = a->chunks;
     }
     void *p = c->data + c->top;

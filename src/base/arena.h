@@ -9,7 +9,12 @@
  *
  * The arena grows by chunks when it runs out and remembers its peak; calling
  * ld_arena_reserve(&a, a.peak) after a first pass (the memory plan for this
- * resolution) makes later passes allocation-free with one contiguous block.
+ * resolution) makes later passes allocation-free with one contiguous block,
+ * and reserving a model's own estimate before the first pass makes even that
+ * one allocation-free. Chunks a reset leaves unused are kept as spares and
+ * reused by later growth (a pass repeated before the reserve, e.g. the tiles
+ * of a tiled VAE decode, touches its fresh pages once, not once per tile);
+ * ld_arena_reserve and ld_arena_free release them.
  */
 #ifndef LD_BASE_ARENA_H
 #define LD_BASE_ARENA_H
@@ -21,9 +26,10 @@ typedef struct ld_arena_chunk ld_arena_chunk;
 
 typedef struct {
     ld_arena_chunk *chunks; /* newest first */
+    ld_arena_chunk *spare;  /* chunks popped by a reset, kept for reuse */
     size_t used;            /* bytes in use over all chunks (logical stack top) */
     size_t peak;            /* largest `used` seen */
-    size_t capacity;        /* bytes reserved over all chunks */
+    size_t capacity;        /* bytes reserved over all chunks in use (spares not counted) */
 } ld_arena;
 
 void ld_arena_init(ld_arena *a, size_t initial_bytes);

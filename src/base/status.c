@@ -3,8 +3,10 @@
 
 #include <omp.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 const char *ld_status_name(ld_status st) {
     switch (st) {
@@ -75,10 +77,26 @@ ld_status ld_calloc(ld_ctx *ctx, void **out, size_t count, size_t size, const ch
     return LD_OK;
 }
 
+/* Blocks of at least LARGE_BYTES (activation arenas, training buffers) are
+ * 2 MB aligned and asked for transparent huge pages: the kernel then maps
+ * them 2 MB at a time, 512x fewer page faults on first touch (a cold tiled
+ * VAE decode faulted 0.9 M times, ~12 s of one core) and fewer TLB misses.
+ * Where THP is off or absent this is an ordinary aligned block. */
+#define HUGE_ALIGN ((size_t)2 << 20)
+#define LARGE_BYTES ((size_t)4 << 20)
+
 ld_status ld_aligned_alloc(ld_ctx *ctx, void **out, size_t bytes, const char *what) {
     size_t rounded = (bytes + 63) & ~(size_t)63;
     if (rounded < bytes) return ld_fail(ctx, LD_ERR_NOMEM, "allocation size overflow for %s", what);
-    *out = aligned_alloc(64, rounded ? rounded : 64);
+    if (rounded >= LARGE_BYTES && rounded <= SIZE_MAX - HUGE_ALIGN) {
+        rounded = (rounded + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
+        *out = aligned_alloc(HUGE_ALIGN, rounded);
+#ifdef MADV_HUGEPAGE
+        if (*out) madvise(*out, rounded, MADV_HUGEPAGE); /* advice only: failure changes nothing */
+#endif
+    } else {
+        *out = aligned_alloc(64, rounded ? rounded : 64);
+    }
     if (!*out) return ld_fail(ctx, LD_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes, what);
     return LD_OK;
 }

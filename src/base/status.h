@@ -54,7 +54,8 @@ void ld_log(ld_log_level level, const char *fmt, ...) LD_PRINTF(2, 3);
 /* Checked allocation helpers: fail with LD_ERR_NOMEM naming what was allocated. */
 ld_status ld_malloc(ld_ctx *ctx, void **out, size_t bytes, const char *what);
 ld_status ld_calloc(ld_ctx *ctx, void **out, size_t count, size_t size, const char *what);
-/* 64-byte aligned allocation, release with ld_aligned_free. */
+/* 64-byte aligned allocation (2 MB aligned with transparent huge pages
+ * requested from 4 MB up), release with ld_aligned_free. */
 ld_status ld_aligned_alloc(ld_ctx *ctx, void **out, size_t bytes, const char *what);
 void ld_aligned_free(void *p);
 

@@ -130,6 +130,8 @@ ld_status ld_vae_decode(ld_ctx *ctx, ld_vae *v, const float *latents, int B, int
     const int tiled = tiling && (h > v->tile || w > v->tile);
     ld_status st = LD_OK;
     const size_t mark = ld_arena_mark(&v->arena);
+    /* one block of the estimate (>= the peak) for the first decode at a size, as in ld_unet2d_forward */
+    if (mark == 0) ld_arena_reserve(NULL, &v->arena, (size_t)ld_vae_decode_estimate(v, h, w, tiling));
     for (int b = 0; b < B && st == LD_OK; b++) {
         if (tiled) st = decode_tiled(ctx, v, latents + b * zn, h, w, image + b * in);
         else st = ld_vae_decode_one(ctx, v, latents + b * zn, h, w, image + b * in);

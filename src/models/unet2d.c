@@ -431,6 +431,10 @@ ld_status ld_unet2d_forward(ld_ctx *ctx, ld_unet2d *u, const ld_unet2d_inputs *i
                        "time_ids [B, 6] are required",
                        u->cfg.text_embeds_dim);
     size_t mark = ld_arena_mark(&u->arena);
+    /* The first pass at a size runs in one block of the estimate (at least
+     * the peak, test_memory_estimate), so its pages are touched once; if the
+     * block cannot be had the arena grows by chunks as before. */
+    if (mark == 0) ld_arena_reserve(NULL, &u->arena, (size_t)ld_unet2d_activation_estimate(u, B, H, W, L));
     ld_status st = forward(ctx, u, sample, B, H, W, timesteps, encoder_hidden_states, L, text_embeds, time_ids, out);
     ld_arena_reset(&u->arena, mark);
     /* After a first pass the arena knows its peak: make it one block so later
