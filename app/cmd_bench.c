@@ -49,6 +49,7 @@
 #include "models/wuerstchen_diffnext.h"
 #include "models/wuerstchen_prior.h"
 #include "tensor/gemm.h"
+#include "tensor/gemm_cache.h"
 #include "text/clip_text.h"
 
 #include <getopt.h>
@@ -513,6 +514,11 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
     if (o->ref_peak > 0) printf("ref peak     %.1f GFLOP/s (--ref-peak): ratio %.1f%%\n", o->ref_peak, 100 * ref_ratio);
     printf("per CPU-s    %.2f GFLOP per CPU-second (%.1f CPU-s), probe %.2f: ratio %.1f%%\n", per_cpu,
            med->cpu_seconds, peak_cpu, 100 * cpu_ratio);
+    size_t packed_n, packed_bytes;
+    ld_gemm_cache_stats(&packed_n, &packed_bytes);
+    if (packed_n)
+        printf("packed       %zu weight matrices kept packed for the bf16 kernels, %.0f MB (LEANDIFF_PACK_CACHE)\n",
+               packed_n, (double)packed_bytes / (1 << 20));
     double op_sum = 0;
     printf("breakdown    %-12s %9s %6s %10s %9s\n", "op", "seconds", "share", "GFLOP", "GFLOP/s");
     for (int c = 0; c < LD_FLOPS_NCAT; c++) {

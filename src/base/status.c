@@ -88,11 +88,16 @@ ld_status ld_calloc(ld_ctx *ctx, void **out, size_t count, size_t size, const ch
 ld_status ld_aligned_alloc(ld_ctx *ctx, void **out, size_t bytes, const char *what) {
     size_t rounded = (bytes + 63) & ~(size_t)63;
     if (rounded < bytes) return ld_fail(ctx, LD_ERR_NOMEM, "allocation size overflow for %s", what);
-    if (rounded >= LARGE_BYTES && rounded <= SIZE_MAX - HUGE_ALIGN) {
-        rounded = (rounded + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
-        *out = aligned_alloc(HUGE_ALIGN, rounded);
+    if (rounded >= LARGE_BYTES) {
+        /* aligned_alloc wants a multiple of the alignment; the pages past
+         * `bytes` are never touched, so they cost address space only */
+        size_t whole = (rounded + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1);
+        if (whole < rounded) return ld_fail(ctx, LD_ERR_NOMEM, "allocation size overflow for %s", what);
+        *out = aligned_alloc(HUGE_ALIGN, whole);
 #ifdef MADV_HUGEPAGE
-        if (*out) madvise(*out, rounded, MADV_HUGEPAGE); /* advice only: failure changes nothing */
+        /* huge pages for the whole 2 MB extents only: a huge page over the
+         * tail would make the untouched rest of it resident too */
+        if (*out) madvise(*out, rounded & ~(HUGE_ALIGN - 1), MADV_HUGEPAGE); /* advice: failure changes nothing */
 #endif
     } else {
         *out = aligned_alloc(64, rounded ? rounded : 64);

@@ -3,6 +3,7 @@
 
 #include "io/fileio.h"
 #include "io/json.h"
+#include "tensor/gemm_cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -252,6 +253,7 @@ ld_status ld_safetensors_open(ld_ctx *ctx, const char *path, ld_safetensors **ou
         st->map = m;
         st->map_size = st->size;
         st->bytes = m;
+        ld_gemm_const_register(m, st->size); /* read-only file pages: weights packed once (gemm_cache.h) */
     } else {
         st->bytes = (const unsigned char *)"";
     }
@@ -284,7 +286,10 @@ void ld_safetensors_close(ld_safetensors *st) {
     }
     free(st->meta_keys);
     free(st->meta_vals);
-    if (st->map) munmap(st->map, st->map_size);
+    if (st->map) {
+        ld_gemm_const_unregister(st->map, st->map_size);
+        munmap(st->map, st->map_size);
+    }
     free(st->path);
     free(st);
 }

@@ -24,6 +24,7 @@
 
 #include "base/cpu.h"
 #include "base/flops.h"
+#include "tensor/gemm_cache.h"
 #include "tensor/gemm_kernels.h"
 
 /* Per thread: each run (a pipeline's generation, a training step) sets the
@@ -508,6 +509,61 @@ static void cpu_blocks(const ld_gemm_kernel *kr, int64_t *kc, int64_t *nc) {
     }
 }
 
+/* Bytes spanned by a rows x cols half-precision operand (0 for negative strides). */
+static size_t operand_bytes(const ld_mat *m, int64_t rows, int64_t cols) {
+    if (m->rs < 0 || m->cs < 0) return 0;
+    return 2 * (size_t)((rows - 1) * m->rs + (cols - 1) * m->cs + 1);
+}
+
+static int cacheable(const ld_mat *m, int64_t rows, int64_t cols) {
+    const size_t bytes = operand_bytes(m, rows, cols);
+    return bytes && ld_gemm_cache_eligible(m->data, bytes);
+}
+
+/* Where block (k block p, row block i) of all of A packed starts: k blocks
+ * one after the other, each nmb blocks of mc_max rows; only the last k block
+ * (kcp, its depth rounded to even, may be shorter) takes less than a_bytes a block. */
+static inline size_t a_offset(int64_t p, int64_t i, int64_t kcp, int64_t nmb, size_t a_bytes, int64_t mc_max,
+                              int64_t esz) {
+    return (size_t)(p * nmb) * a_bytes + (size_t)i * (size_t)round_up(kcp * mc_max * esz, 64);
+}
+
+/* All of A packed, k block by k block, MC rows at a time (a_offset). */
+static void pack_all_a(const gemm_args *g, const ld_gemm_kernel *kr, int round, workspace *ws, int nt, size_t a_bytes,
+                       size_t b_bytes, int64_t kcmax, int W, int64_t KC, int64_t MC, int64_t mc_max, int64_t npc,
+                       int64_t nmb, char *dst) {
+    const int MR = kr->mr;
+    const int64_t M = g->M, K = g->K, esz = kr->bf16 ? 2 : 4;
+    #pragma omp parallel for num_threads(nt) schedule(dynamic)
+    for (int64_t t = 0; t < npc * nmb; t++) {
+        char *mine = ws->t[omp_get_thread_num()];
+        float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + kcmax * W;
+        const int64_t pc = (t / nmb) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
+        const int64_t i0 = (t % nmb) * MC;
+        pack_a_block(g, kr, round, i0, min64(MC, M - i0), pc, kc, dst + a_offset(pc / KC, i0 / MC, kcp, nmb, a_bytes, mc_max, esz),
+                     (size_t)(kcp * MR * esz), tile, tmp);
+    }
+}
+
+/* All of B packed: k block pc at (pc/KC)*bblk, its NR-column panels one after the other. */
+static void pack_all_b(const gemm_args *g, const ld_gemm_kernel *kr, int round, workspace *ws, int nt, size_t a_bytes,
+                       size_t b_bytes, int64_t kcmax, int W, int64_t KC, int64_t npc, int64_t nbp, size_t bblk,
+                       char *dst) {
+    const int NR = kr->nr;
+    const int64_t N = g->N, K = g->K, esz = kr->bf16 ? 2 : 4;
+    const int64_t per = 8, nchunk = (nbp + per - 1) / per; /* panels per work item */
+    #pragma omp parallel for num_threads(nt) schedule(dynamic)
+    for (int64_t t = 0; t < npc * nchunk; t++) {
+        char *mine = ws->t[omp_get_thread_num()];
+        float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + kcmax * W;
+        const int64_t pc = (t / nchunk) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
+        const int64_t j0 = (t % nchunk) * per * NR;
+        const size_t bpan = (size_t)(kcp * NR * esz);
+        pack_b_block(g, kr, round, j0, min64(per * NR, N - j0), pc, kc,
+                     dst + (size_t)(pc / KC) * bblk + (size_t)(j0 / NR) * bpan, bpan, tile, tmp);
+    }
+}
+
 /* Returns 0 if the buffers could not be allocated (caller falls back). */
 static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round) {
     const int MR = kr->mr, NR = kr->nr, W = MR > NR ? MR : NR;
@@ -546,30 +602,49 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     const int share_a = tm == 1 && tn >= 4 && (double)npc * nmb * a_bytes <= 32.0 * (1 << 20);
     const size_t bblk = (size_t)round_up(kcmax * nbp * NR * esz, 64); /* one k block of all of B */
     const int share_b = !g->fill && tm >= 2 && (double)npc * bblk <= 32.0 * (1 << 20);
-    workspace *ws = ws_acquire(t_bytes, share_a ? (size_t)(npc * nmb) * a_bytes : share_b ? (size_t)npc * bblk : 0, nt);
+    /* Half-precision weights of a constant mapping are packed once for all
+     * products (gemm_cache.h): A when all rows are one task row, B always. */
+    ld_pack_key ka = {0}, kb = {0};
+    const int cache_a = kr->bf16 && tm == 1 && g->A->dtype != LD_F32 && cacheable(g->A, M, K);
+    const int cache_b = kr->bf16 && !g->fill && g->B->dtype != LD_F32 && cacheable(g->B, K, N);
+    const void *acached = NULL, *bcached = NULL;
+    if (cache_a) {
+        ka = (ld_pack_key){g->A->data, M, K, g->A->rs, g->A->cs, (int)g->A->dtype, kr, KC, mc_max, 'A'};
+        acached = ld_gemm_cache_find(&ka);
+    }
+    if (cache_b) {
+        kb = (ld_pack_key){g->B->data, K, N, g->B->rs, g->B->cs, (int)g->B->dtype, kr, KC, 0, 'B'};
+        bcached = ld_gemm_cache_find(&kb);
+    }
+    /* all of A or B packed; the last k block takes only its own depth */
+    const int64_t kcp_last = round_up(K - (npc - 1) * KC, 2);
+    const size_t a_all = a_offset(npc - 1, nmb, kcp_last, nmb, a_bytes, mc_max, esz);
+    const size_t b_all = (size_t)(npc - 1) * bblk + (size_t)round_up(kcp_last * nbp * NR * esz, 64);
+    const int ws_a = share_a && !cache_a, ws_b = share_b && !cache_b;
+    workspace *ws = ws_acquire(t_bytes, ws_a ? a_all : ws_b ? b_all : 0, nt);
     if (!ws) return 0;
-    if (share_a) {
-        #pragma omp parallel for num_threads(nt) schedule(dynamic)
-        for (int64_t t = 0; t < npc * nmb; t++) {
-            char *mine = ws->t[omp_get_thread_num()];
-            float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + kcmax * W;
-            const int64_t pc = (t / nmb) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
-            const int64_t i0 = (t % nmb) * MC;
-            pack_a_block(g, kr, round, i0, min64(MC, M - i0), pc, kc, (char *)ws->shared + (size_t)t * a_bytes,
-                         (size_t)(kcp * MR * esz), tile, tmp);
+    void *own_a = NULL, *own_b = NULL; /* packed for the cache but not stored: this product's only */
+    const char *ashared = acached, *bshared = bcached;
+    if ((cache_a && !acached) || ws_a) {
+        char *dst = ws_a ? ws->shared : (own_a = ld_gemm_cache_alloc(a_all));
+        if (dst) {
+            pack_all_a(g, kr, round, ws, nt, a_bytes, b_bytes, kcmax, W, KC, MC, mc_max, npc, nmb, dst);
+            ashared = dst;
+            if (own_a && (acached = ld_gemm_cache_insert(&ka, own_a, a_all, operand_bytes(g->A, M, K)))) {
+                ashared = acached;
+                own_a = NULL;
+            }
         }
     }
-    if (share_b) {
-        const int64_t per = 8, nchunk = (nbp + per - 1) / per; /* panels per work item */
-        #pragma omp parallel for num_threads(nt) schedule(dynamic)
-        for (int64_t t = 0; t < npc * nchunk; t++) {
-            char *mine = ws->t[omp_get_thread_num()];
-            float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + kcmax * W;
-            const int64_t pc = (t / nchunk) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
-            const int64_t j0 = (t % nchunk) * per * NR;
-            const size_t bpan = (size_t)(kcp * NR * esz);
-            pack_b_block(g, kr, round, j0, min64(per * NR, N - j0), pc, kc,
-                         (char *)ws->shared + (size_t)(pc / KC) * bblk + (size_t)(j0 / NR) * bpan, bpan, tile, tmp);
+    if ((cache_b && !bcached) || ws_b) {
+        char *dst = ws_b ? ws->shared : (own_b = ld_gemm_cache_alloc(b_all));
+        if (dst) {
+            pack_all_b(g, kr, round, ws, nt, a_bytes, b_bytes, kcmax, W, KC, npc, nbp, bblk, dst);
+            bshared = dst;
+            if (own_b && (bcached = ld_gemm_cache_insert(&kb, own_b, b_all, operand_bytes(g->B, K, N)))) {
+                bshared = bcached;
+                own_b = NULL;
+            }
         }
     }
 
@@ -592,15 +667,15 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
             const size_t bpan = (size_t)(kcp * NR * esz), apan = (size_t)(kcp * MR * esz);
             const int load = pc > 0 || g->beta != 0.0f, last = pc + KC >= K;
             const char *bblock = bbuf;
-            if (share_b)
-                bblock = (const char *)ws->shared + (size_t)(pc / KC) * bblk + (size_t)(c0 / NR) * bpan;
+            if (bshared)
+                bblock = bshared + (size_t)(pc / KC) * bblk + (size_t)(c0 / NR) * bpan;
             else
                 pack_b_block(g, kr, round, c0, c1 - c0, pc, kc, bbuf, bpan, tile, tmp);
             for (int64_t i0 = r0; i0 < r1; i0 += MC) {
                 const int64_t m = min64(MC, r1 - i0);
                 const char *ablk = abuf;
-                if (share_a)
-                    ablk = (const char *)ws->shared + (size_t)((pc / KC) * nmb + i0 / MC) * a_bytes;
+                if (ashared)
+                    ablk = ashared + a_offset(pc / KC, i0 / MC, kcp, nmb, a_bytes, mc_max, esz);
                 else
                     pack_a_block(g, kr, round, i0, m, pc, kc, abuf, apan, tile, tmp);
                 if (pc == 0 && scale_c) scale_block(g, i0, m, c0, c1 - c0);
@@ -619,6 +694,8 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
         }
     }
     ws_release(ws);
+    ld_aligned_free(own_a);
+    ld_aligned_free(own_b);
     return 1;
 }
 

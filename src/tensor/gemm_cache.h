@@ -1,0 +1,53 @@
+/* Packed weights kept between products (see gemm_cache.c).
+ *
+ * Memory that never changes while it is mapped (the read-only mmaps of
+ * safetensors files) is registered here. When a bf16-kernel product reads a
+ * half-precision operand that lies wholly inside such a range, ld_gemm packs
+ * it once into bf16 pairs, keeps the packed copy, and every later product
+ * with the same operand, shape, strides, kernel and blocking uses it instead
+ * of packing again; the packed copy has the size of the f16/bf16 source, so
+ * the source's pages are then given back (MADV_DONTNEED: they are re-read
+ * from the file if anything reads them again) and the resident memory stays
+ * what it was. Unregistering a range (closing the file) drops its copies.
+ *
+ * LEANDIFF_PACK_CACHE=0 turns the cache off (every product packs, as before).
+ * Results are the same bits with or without it.
+ */
+#ifndef LD_TENSOR_GEMM_CACHE_H
+#define LD_TENSOR_GEMM_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void ld_gemm_const_register(const void *base, size_t len);
+/* Drops the packed copies of operands inside [base, base+len) and forgets the
+ * range. Call before the memory is unmapped. */
+void ld_gemm_const_unregister(const void *base, size_t len);
+
+/* What identifies one packed copy. */
+typedef struct {
+    const void *data;
+    int64_t rows, cols, rs, cs; /* the operand as the product reads it */
+    int dtype;
+    const void *kernel;
+    int64_t kc, mc; /* blocking the layout was made for */
+    int which;      /* 'A' or 'B' */
+} ld_pack_key;
+
+/* 1 if the cache is on and the operand [data, data+bytes) lies inside one
+ * registered range. */
+int ld_gemm_cache_eligible(const void *data, size_t bytes);
+/* The packed copy for key, or NULL. */
+const void *ld_gemm_cache_find(const ld_pack_key *key);
+/* Stores buf (bytes long, from ld_gemm_cache_alloc, packed from
+ * source_bytes of key->data) as the copy for key and returns the copy to
+ * use: buf, or the one another thread stored first (buf is then freed).
+ * NULL when it could not be stored (the range was unregistered meanwhile, or
+ * out of memory): buf stays the caller's, to use once and free with
+ * ld_aligned_free. */
+const void *ld_gemm_cache_insert(const ld_pack_key *key, void *buf, size_t bytes, size_t source_bytes);
+void *ld_gemm_cache_alloc(size_t bytes);
+/* Copies and bytes held (for tests and the bench). */
+void ld_gemm_cache_stats(size_t *copies, size_t *bytes);
+
+#endif

@@ -1,0 +1,182 @@
+/* Packed weights kept between products (tensor/gemm_cache.h): with bf16
+ * precision, a half-precision operand inside a registered read-only file
+ * mapping is packed once and reused. The products must give the same bits as
+ * the same operand from ordinary memory (never cached), on the first call
+ * (which packs), on later ones (which reuse), on 1 and 2 threads, as the B
+ * operand of a linear layer and as the A operand of an implicit-GEMM
+ * convolution; unregistering drops the copies, and a new mapping at the same
+ * address with other contents is not served a stale copy. */
+#include <fcntl.h>
+#include <omp.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "tensor/gemm.h"
+#include "tensor/gemm_cache.h"
+#include "tensor/gemm_kernels.h"
+#include "test_util.h"
+
+/* n f16 values written to a temp file, mapped read-only and registered. */
+static uint16_t *map_f16(const uint16_t *src, size_t n, size_t *len) {
+    char path[] = "/tmp/ld_gemm_cache_XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) return NULL;
+    unlink(path);
+    *len = n * sizeof(uint16_t);
+    void *m = MAP_FAILED;
+    if (write(fd, src, *len) == (ssize_t)*len) m = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) return NULL;
+    ld_gemm_const_register(m, *len);
+    return m;
+}
+
+static void unmap_f16(uint16_t *m, size_t len) {
+    ld_gemm_const_unregister(m, len);
+    munmap(m, len);
+}
+
+static void fill_f16(uint16_t *w, size_t n, unsigned seed) {
+    uint32_t s = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        w[i] = ld_f32_to_f16(((float)(s >> 8) / 16777216.0f - 0.5f) * 2.0f);
+    }
+}
+
+static size_t copies(void) {
+    size_t c;
+    ld_gemm_cache_stats(&c, NULL);
+    return c;
+}
+
+/* y = x W^T with W [N, K] f16 at w (the linear-layer layout). */
+static void linear(float *y, const float *x, const uint16_t *w, int64_t M, int64_t N, int64_t K) {
+    const ld_mat A = ld_mat_f32(x, K, 1), B = {LD_F16, w, 1, K};
+    ld_gemm(M, N, K, &A, &B, y, N, 0.0f, NULL, NULL);
+}
+
+/* 3x3 convolution, weight [Co, Ci, 3, 3] f16 at w, image [Ci, H, W]. */
+static void conv(float *y, const float *x, const uint16_t *w, int64_t Co, int64_t Ci, int64_t H, int64_t W) {
+    const ld_mat A = {LD_F16, w, Ci * 9, 1};
+    ld_im2col src = {x, Ci, H, W, 3, 3, 1, 1, 1, 1, 1, 1, H, W, 0};
+    ld_gemm_bfill f = {ld_im2col_fill, &src};
+    ld_gemm_fill_b(Co, H * W, Ci * 9, &A, &f, y, H * W, 0.0f, NULL, NULL);
+}
+
+static void test_linear(int have_bf16) {
+    const int64_t shapes[][3] = {{300, 200, 1100}, {7, 96, 130}, {2048, 64, 320}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        uint16_t *plain = malloc(sizeof(uint16_t) * N * K);
+        float *x = malloc(sizeof(float) * M * K), *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+        fill_f16(plain, (size_t)(N * K), 7 + (unsigned)s);
+        for (int64_t i = 0; i < M * K; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+        size_t len;
+        uint16_t *mapped = map_f16(plain, (size_t)(N * K), &len);
+        CHECK(mapped != NULL, "map");
+        if (!mapped) break;
+        omp_set_num_threads(2);
+        linear(want, x, plain, M, N, K);
+        const size_t before = copies();
+        for (int call = 0; call < 3; call++) {
+            omp_set_num_threads(call == 1 ? 1 : 2);
+            memset(got, 0, sizeof(float) * M * N);
+            linear(got, x, mapped, M, N, K);
+            CHECK(!memcmp(got, want, sizeof(float) * M * N), "linear %lldx%lldx%lld call %d: same bits as uncached",
+                  (long long)M, (long long)N, (long long)K, call);
+        }
+        if (have_bf16)
+            CHECK(copies() == before + 1, "linear %lldx%lldx%lld: one packed copy (%zu -> %zu)", (long long)M,
+                  (long long)N, (long long)K, before, copies());
+        else
+            CHECK(copies() == before, "no bf16 kernel: nothing cached");
+        unmap_f16(mapped, len);
+        CHECK(copies() == before, "unregister drops the copy");
+        free(plain);
+        free(x);
+        free(want);
+        free(got);
+    }
+}
+
+static void test_conv(int have_bf16) {
+    const int64_t Co = 40, Ci = 12, H = 19, W = 23;
+    uint16_t *plain = malloc(sizeof(uint16_t) * Co * Ci * 9);
+    float *x = malloc(sizeof(float) * Ci * H * W), *want = malloc(sizeof(float) * Co * H * W),
+          *got = malloc(sizeof(float) * Co * H * W);
+    fill_f16(plain, (size_t)(Co * Ci * 9), 3);
+    for (int64_t i = 0; i < Ci * H * W; i++) x[i] = (float)((i * 13) % 29) / 14.0f - 1.0f;
+    size_t len;
+    uint16_t *mapped = map_f16(plain, (size_t)(Co * Ci * 9), &len);
+    CHECK(mapped != NULL, "map");
+    if (mapped) {
+        conv(want, x, plain, Co, Ci, H, W);
+        const size_t before = copies();
+        for (int call = 0; call < 2; call++) {
+            conv(got, x, mapped, Co, Ci, H, W);
+            CHECK(!memcmp(got, want, sizeof(float) * Co * H * W), "conv call %d: same bits as uncached", call);
+        }
+        CHECK(copies() == before + (have_bf16 ? 1 : 0), "conv: %s", have_bf16 ? "one packed copy" : "nothing cached");
+        unmap_f16(mapped, len);
+    }
+    free(plain);
+    free(x);
+    free(want);
+    free(got);
+}
+
+/* Two mappings of the same shape at once, then in turn (likely at the same
+ * address): each product sees its own contents. */
+static void test_no_stale_copy(void) {
+    const int64_t M = 64, N = 48, K = 256;
+    float *x = malloc(sizeof(float) * M * K), *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+    uint16_t *plain = malloc(sizeof(uint16_t) * N * K);
+    for (int64_t i = 0; i < M * K; i++) x[i] = (float)(i % 17) / 8.0f - 1.0f;
+    uint16_t *plain2 = malloc(sizeof(uint16_t) * N * K);
+    fill_f16(plain, (size_t)(N * K), 1);
+    fill_f16(plain2, (size_t)(N * K), 2);
+    size_t len1, len2;
+    uint16_t *m1 = map_f16(plain, (size_t)(N * K), &len1), *m2 = map_f16(plain2, (size_t)(N * K), &len2);
+    CHECK(m1 && m2, "map two");
+    for (int call = 0; m1 && m2 && call < 2; call++) {
+        linear(want, x, plain, M, N, K);
+        linear(got, x, m1, M, N, K);
+        CHECK(!memcmp(got, want, sizeof(float) * M * N), "first of two mappings, call %d", call);
+        linear(want, x, plain2, M, N, K);
+        linear(got, x, m2, M, N, K);
+        CHECK(!memcmp(got, want, sizeof(float) * M * N), "second of two mappings, call %d", call);
+    }
+    if (m1) unmap_f16(m1, len1);
+    if (m2) unmap_f16(m2, len2);
+    free(plain2);
+    for (unsigned round = 0; round < 3; round++) {
+        fill_f16(plain, (size_t)(N * K), 100 + round);
+        size_t len;
+        uint16_t *mapped = map_f16(plain, (size_t)(N * K), &len);
+        if (!mapped) {
+            CHECK(0, "map");
+            break;
+        }
+        linear(want, x, plain, M, N, K);
+        linear(got, x, mapped, M, N, K);
+        CHECK(!memcmp(got, want, sizeof(float) * M * N), "mapping %u: its own contents", round);
+        unmap_f16(mapped, len);
+    }
+    free(x);
+    free(want);
+    free(got);
+    free(plain);
+}
+
+int main(void) {
+    ld_gemm_set_precision(LD_PRECISION_BF16);
+    const int have_bf16 = ld_gemm_kernel_bf16_for(256, 256) != NULL;
+    const char *e = getenv("LEANDIFF_PACK_CACHE");
+    if (e && !strcmp(e, "0")) return test_skip("LEANDIFF_PACK_CACHE=0");
+    printf("bf16 kernel: %s\n", have_bf16 ? "yes (copies are made)" : "no (nothing is cached)");
+    test_linear(have_bf16);
+    test_conv(have_bf16);
+    test_no_stale_copy();
+    return test_finish();
+}
