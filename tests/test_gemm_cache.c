@@ -1,8 +1,8 @@
 /* Packed weights kept between products (tensor/gemm_cache.h): with bf16
  * precision, a half-precision operand inside a registered read-only file
- * mapping is packed once and reused. The products must give the same bits as
+ * mapping is packed once, at its second use, and reused. The products must give the same bits as
  * the same operand from ordinary memory (never cached), on the first call
- * (which packs), on later ones (which reuse), on 1 and 2 threads, as the B
+ * (packed as always), the second (which keeps a copy), later ones (which reuse it), on 1 and 2 threads, as the B
  * operand of a linear layer and as the A operand of an implicit-GEMM
  * convolution; unregistering drops the copies, and a new mapping at the same
  * address with other contents is not served a stale copy. */
@@ -85,6 +85,7 @@ static void test_linear(int have_bf16) {
             linear(got, x, mapped, M, N, K);
             CHECK(!memcmp(got, want, sizeof(float) * M * N), "linear %lldx%lldx%lld call %d: same bits as uncached",
                   (long long)M, (long long)N, (long long)K, call);
+            if (call == 0) CHECK(copies() == before, "no copy after the first use");
         }
         if (have_bf16)
             CHECK(copies() == before + 1, "linear %lldx%lldx%lld: one packed copy (%zu -> %zu)", (long long)M,

@@ -603,29 +603,32 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     const size_t bblk = (size_t)round_up(kcmax * nbp * NR * esz, 64); /* one k block of all of B */
     const int share_b = !g->fill && tm >= 2 && (double)npc * bblk <= 32.0 * (1 << 20);
     /* Half-precision weights of a constant mapping are packed once for all
-     * products (gemm_cache.h): A when all rows are one task row, B always. */
+     * products from their second on (gemm_cache.h): A when all rows are one
+     * task row, B always. */
     ld_pack_key ka = {0}, kb = {0};
     const int cache_a = kr->bf16 && tm == 1 && g->A->dtype != LD_F32 && cacheable(g->A, M, K);
     const int cache_b = kr->bf16 && !g->fill && g->B->dtype != LD_F32 && cacheable(g->B, K, N);
     const void *acached = NULL, *bcached = NULL;
+    int pack_a_now = 0, pack_b_now = 0; /* no copy yet: make one now (second use) */
     if (cache_a) {
         ka = (ld_pack_key){g->A->data, M, K, g->A->rs, g->A->cs, (int)g->A->dtype, kr, KC, mc_max, 'A'};
-        acached = ld_gemm_cache_find(&ka);
+        acached = ld_gemm_cache_find(&ka, &pack_a_now);
     }
     if (cache_b) {
         kb = (ld_pack_key){g->B->data, K, N, g->B->rs, g->B->cs, (int)g->B->dtype, kr, KC, 0, 'B'};
-        bcached = ld_gemm_cache_find(&kb);
+        bcached = ld_gemm_cache_find(&kb, &pack_b_now);
     }
     /* all of A or B packed; the last k block takes only its own depth */
     const int64_t kcp_last = round_up(K - (npc - 1) * KC, 2);
     const size_t a_all = a_offset(npc - 1, nmb, kcp_last, nmb, a_bytes, mc_max, esz);
     const size_t b_all = (size_t)(npc - 1) * bblk + (size_t)round_up(kcp_last * nbp * NR * esz, 64);
-    const int ws_a = share_a && !cache_a, ws_b = share_b && !cache_b;
+    const int new_a = cache_a && !acached && pack_a_now, new_b = cache_b && !bcached && pack_b_now;
+    const int ws_a = share_a && !acached && !new_a, ws_b = share_b && !bcached && !new_b;
     workspace *ws = ws_acquire(t_bytes, ws_a ? a_all : ws_b ? b_all : 0, nt);
     if (!ws) return 0;
     void *own_a = NULL, *own_b = NULL; /* packed for the cache but not stored: this product's only */
     const char *ashared = acached, *bshared = bcached;
-    if ((cache_a && !acached) || ws_a) {
+    if (new_a || ws_a) {
         char *dst = ws_a ? ws->shared : (own_a = ld_gemm_cache_alloc(a_all));
         if (dst) {
             pack_all_a(g, kr, round, ws, nt, a_bytes, b_bytes, kcmax, W, KC, MC, mc_max, npc, nmb, dst);
@@ -636,7 +639,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
             }
         }
     }
-    if ((cache_b && !bcached) || ws_b) {
+    if (new_b || ws_b) {
         char *dst = ws_b ? ws->shared : (own_b = ld_gemm_cache_alloc(b_all));
         if (dst) {
             pack_all_b(g, kr, round, ws, nt, a_bytes, b_bytes, kcmax, W, KC, npc, nbp, bblk, dst);

@@ -87,9 +87,11 @@ void ld_gemm_const_unregister(const void *base, size_t len) {
             copy *c = *p;
             if (in_range(&gone, c->key.data, 1)) {
                 *p = c->next;
-                g_copies--;
-                g_bytes -= c->bytes;
-                ld_aligned_free(c->buf);
+                if (c->buf) {
+                    g_copies--;
+                    g_bytes -= c->bytes;
+                    ld_aligned_free(c->buf);
+                }
                 free(c);
             } else {
                 p = &c->next;
@@ -120,9 +122,14 @@ static copy *find(const ld_pack_key *key) {
     return NULL;
 }
 
-const void *ld_gemm_cache_find(const ld_pack_key *key) {
+const void *ld_gemm_cache_find(const ld_pack_key *key, int *pack_now) {
     pthread_mutex_lock(&g_lock);
     copy *c = find(key);
+    *pack_now = c != NULL; /* seen before: an entry without a buffer */
+    if (!c && (c = malloc(sizeof *c))) { /* first sight: remember the key only */
+        *c = (copy){*key, NULL, 0, g_bucket[bucket_of(key->data)]};
+        g_bucket[bucket_of(key->data)] = c;
+    }
     const void *buf = c ? c->buf : NULL;
     pthread_mutex_unlock(&g_lock);
     return buf;
@@ -148,21 +155,29 @@ const void *ld_gemm_cache_insert(const ld_pack_key *key, void *buf, size_t bytes
     pthread_mutex_lock(&g_lock);
     copy *had = find(key);
     const void *use = NULL;
-    if (had) {
+    void *mine = buf; /* freed below when another thread's copy is used */
+    if (had && had->buf) {
         use = had->buf;
-    } else if (c && registered(key->data, source_bytes)) {
-        *c = (copy){*key, buf, bytes, g_bucket[bucket_of(key->data)]};
-        g_bucket[bucket_of(key->data)] = c;
+    } else if ((had || c) && registered(key->data, source_bytes)) {
+        if (had) { /* the entry of the first sight takes the copy */
+            free(c);
+            c = had;
+            c->buf = buf;
+            c->bytes = bytes;
+        } else {
+            *c = (copy){*key, buf, bytes, g_bucket[bucket_of(key->data)]};
+            g_bucket[bucket_of(key->data)] = c;
+        }
         g_copies++;
         g_bytes += bytes;
         use = buf;
         c = NULL;
-        buf = NULL;
+        mine = NULL;
         drop_source(key->data, source_bytes);
     }
     pthread_mutex_unlock(&g_lock);
     free(c);
-    if (had) ld_aligned_free(buf);
+    if (use && mine) ld_aligned_free(mine);
     return use;
 }
 

@@ -2,10 +2,11 @@
  *
  * Memory that never changes while it is mapped (the read-only mmaps of
  * safetensors files) is registered here. When a bf16-kernel product reads a
- * half-precision operand that lies wholly inside such a range, ld_gemm packs
- * it once into bf16 pairs, keeps the packed copy, and every later product
- * with the same operand, shape, strides, kernel and blocking uses it instead
- * of packing again; the packed copy has the size of the f16/bf16 source, so
+ * half-precision operand that lies wholly inside such a range, its second
+ * product packs it into bf16 pairs for good (the first packs as usual and
+ * only records it: a weight used once costs no copy), and every later
+ * product with the same operand, shape, strides, kernel and blocking uses
+ * the copy instead of packing again; the packed copy has the size of the f16/bf16 source, so
  * the source's pages are then given back (MADV_DONTNEED: they are re-read
  * from the file if anything reads them again) and the resident memory stays
  * what it was. Unregistering a range (closing the file) drops its copies.
@@ -37,8 +38,11 @@ typedef struct {
 /* 1 if the cache is on and the operand [data, data+bytes) lies inside one
  * registered range. */
 int ld_gemm_cache_eligible(const void *data, size_t bytes);
-/* The packed copy for key, or NULL. */
-const void *ld_gemm_cache_find(const ld_pack_key *key);
+/* The packed copy for key, or NULL. Without a copy, *pack_now tells whether
+ * to make one: 1 from the operand's second product on, 0 on its first (which
+ * is only recorded), so a weight used once (a text encoder's, a one-tile
+ * decode's) never costs a copy. */
+const void *ld_gemm_cache_find(const ld_pack_key *key, int *pack_now);
 /* Stores buf (bytes long, from ld_gemm_cache_alloc, packed from
  * source_bytes of key->data) as the copy for key and returns the copy to
  * use: buf, or the one another thread stored first (buf is then freed).
