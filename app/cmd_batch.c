@@ -57,7 +57,7 @@ static void usage(FILE *f) {
             "FILE holds one job per line: a prompt, or a JSON object of job fields (prompt, negative_prompt,\n"
             "width, height, steps, cfg_scale, sampler, seed, n, prior_steps, prior_cfg_scale); blank lines\n"
             "and lines starting with # are skipped. \"-\" reads standard input.\n\n"
-            "      --redis URL            redis://[[user]:password@]host[:port][/db]\n"
+            "      --redis URL            redis://[[user]:password@]host[:port][/db], or rediss://...[?cacert=F&cert=F&key=F]\n"
             "  -m, --model NAME           the model (a worker's model folder name, or its path); default: the\n"
             "                             model of the running workers when they all serve one\n"
             "  -o, --output DIR           folder for the images (default .): line 12 -> DIR/00012.png\n"

@@ -38,7 +38,7 @@ static void usage(FILE *f) {
             "  -m, --model DIR        diffusers pipeline folder (KOALA/SDXL, or a Wuerstchen / Cascade prior)\n"
             "      --decoder DIR      decoder pipeline folder (Wuerstchen / Stable Cascade)\n"
             "      --variant NAME     prefer <name>.NAME.safetensors weights (fp16, bf16)\n"
-            "      --redis URL        redis://[[user]:password@]host[:port][/db] (rediss:// needs a TLS build)\n"
+            "      --redis URL        redis://[[user]:password@]host[:port][/db], or rediss://...[?cacert=F&cert=F&key=F] (TLS)\n"
             "      --name NAME        consumer name in the group (default HOST-PID)\n"
             "  -t, --threads N        compute threads (default: all cores)\n"
             "      --claim-after S    take over jobs another worker left pending for S seconds (default 60)\n"

@@ -3,6 +3,7 @@
 #include "redis_queue.h"
 
 #include "redis_keys.h"
+#include "redis_tls.h"
 
 #include <poll.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct redis_conn {
     redis_url url;
@@ -25,7 +27,14 @@ static int stopping(const redis_conn *c) { return c->stop && *c->stop; }
 /* One attempt: connect, AUTH, SELECT. 0 with a message in err on failure. */
 static int try_connect(redis_conn *c, char *err, size_t errn) {
     struct timeval tv = {5, 0};
-    redisContext *rc = redisConnectWithTimeout(c->url.host, c->url.port, tv);
+    redisContext *rc;
+    if (c->url.tls) {
+        int fd;
+        if (!redis_tls_connect(&c->url, 5, &fd, err, errn)) return 0;
+        if (!(rc = redisConnectFd(fd))) close(fd);
+    } else {
+        rc = redisConnectWithTimeout(c->url.host, c->url.port, tv);
+    }
     if (!rc || rc->err) {
         snprintf(err, errn, "%s", rc ? rc->errstr : "out of memory");
         if (rc) redisFree(rc);
@@ -70,9 +79,10 @@ static int reconnect(redis_conn *c, const char *why) {
             c->lost = 0;
             return 1;
         }
-        if (strstr(err, "refused:") && strstr(err, "AUTH")) {
+        if ((strstr(err, "refused:") && strstr(err, "AUTH")) || !strncmp(err, "TLS: ", 5) ||
+            strstr(err, "needs OpenSSL")) {
             fprintf(stderr, "%s: Redis at %s:%d: %s\n", c->who, c->url.host, c->url.port, err);
-            return 0; /* wrong credentials do not get better by waiting */
+            return 0; /* wrong credentials or certificates do not get better by waiting */
         }
         if (!c->lost)
             fprintf(stderr, "%s: %s Redis at %s:%d (%s); retrying every few seconds\n", c->who,
@@ -86,11 +96,6 @@ static int reconnect(redis_conn *c, const char *why) {
 }
 
 redis_conn *redis_conn_open(const redis_url *u, const char *who, volatile sig_atomic_t *stop) {
-    if (u->tls) {
-        fprintf(stderr, "%s: rediss:// (TLS) is not supported: this build's hiredis (Debian 12's 0.14) has no TLS; "
-                        "use redis:// on a trusted network or a TLS tunnel (stunnel, ssh -L)\n", who);
-        return NULL;
-    }
     redis_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->url = *u;

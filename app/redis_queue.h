@@ -27,8 +27,9 @@
 
 typedef struct redis_conn redis_conn;
 
-/* Connects (retrying like redis_cmd while Redis is down); rediss:// fails at
- * once with a message saying this build has no TLS. */
+/* Connects (retrying like redis_cmd while Redis is down; rediss:// through
+ * redis_tls.h); wrong credentials, certificates or key files fail at once
+ * with a message naming them. */
 redis_conn *redis_conn_open(const redis_url *u, const char *who, volatile sig_atomic_t *stop);
 void redis_conn_close(redis_conn *c);
 redisReply *redis_cmd(redis_conn *c, const char *fmt, ...);

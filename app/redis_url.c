@@ -129,6 +129,27 @@ int redis_url_parse(const char *text, redis_url *u, char *err, size_t errn) {
             FAIL("Redis URL: the database after '/' must be a number (0, 1, ...)");
         rest += dlen;
     }
-    if (*rest) FAIL("Redis URL: unexpected '%.40s' (no query options are supported)", rest);
+    if (*rest == '?') {
+        rest++;
+        while (*rest && *rest != '#') {
+            size_t len = strcspn(rest, "&#");
+            const char *eq = memchr(rest, '=', len);
+            if (!eq) FAIL("Redis URL: query option '%.40s' needs a value (name=value)", rest);
+            size_t nlen = (size_t)(eq - rest);
+            char *dst = NULL;
+            size_t dstn = 0;
+            if (nlen == 6 && !strncmp(rest, "cacert", 6)) dst = u->cacert, dstn = sizeof u->cacert;
+            else if (nlen == 4 && !strncmp(rest, "cert", 4)) dst = u->cert, dstn = sizeof u->cert;
+            else if (nlen == 3 && !strncmp(rest, "key", 3)) dst = u->key, dstn = sizeof u->key;
+            else FAIL("Redis URL: unknown option '%.*s' (known: cacert, cert, key)", (int)(nlen < 40 ? nlen : 40), rest);
+            if (!u->tls) FAIL("Redis URL: option '%.*s' is for TLS: use rediss://", (int)nlen, rest);
+            if (!unescape(eq + 1, len - nlen - 1, dst, dstn) || !dst[0])
+                FAIL("Redis URL: the value of '%.*s' is empty, too long or has a bad %%-escape", (int)nlen, rest);
+            rest += len;
+            if (*rest == '&') rest++;
+        }
+    }
+    if (*rest) FAIL("Redis URL: unexpected '%.40s'", rest);
+    if (!u->cert[0] != !u->key[0]) FAIL("Redis URL: 'cert' and 'key' go together (a client certificate and its key)");
     return 1;
 }

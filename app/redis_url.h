@@ -1,7 +1,12 @@
 /* Redis connection URLs of `leandiff worker` / `serve --redis`:
  *
  *     redis://[[user]:password@]host[:port][/db]     (port 6379, db 0 by default)
- *     rediss://...                                   (TLS: parsed, tls = 1)
+ *     rediss://...[?cacert=FILE][&cert=FILE&key=FILE] (TLS, see redis_tls.h)
+ *
+ * rediss:// verifies the server's certificate against the system's CA store
+ * or the PEM file `cacert`, and the host name (or IP address) against it;
+ * `cert` and `key` are a client certificate and its key (PEM) for servers
+ * that ask for one (Redis does by default: tls-auth-clients yes).
  *
  * host may be a name, an IPv4 address or [an IPv6 address]; user and
  * password may use %XX escapes. Pure parsing, no network:
@@ -23,6 +28,9 @@ typedef struct {
     char password[256]; /* "" with has_password = 0: no AUTH */
     int has_password;
     int tls;            /* rediss:// */
+    char cacert[1024];  /* rediss:// options: PEM files, "" = not given */
+    char cert[1024];
+    char key[1024];
 } redis_url;
 
 /* Returns 1 and fills u, or 0 with a message in err. */

@@ -5,7 +5,7 @@
 # Runs apt-get only when a package is missing (so tools/demo.sh works on a
 # machine that has them, without root and whatever else holds the apt lock).
 set -euo pipefail
-pkgs="build-essential cmake pkg-config libjansson-dev libpng-dev libjpeg-dev libwebp-dev libutf8proc-dev libmicrohttpd-dev libhiredis-dev redis-server libopenmpi-dev openmpi-bin python3"
+pkgs="build-essential cmake pkg-config libjansson-dev libpng-dev libjpeg-dev libwebp-dev libutf8proc-dev libmicrohttpd-dev libhiredis-dev libssl-dev openssl redis-server libopenmpi-dev openmpi-bin python3"
 if [ "${1:-}" = "--ci" ]; then pkgs="$pkgs clang chromium curl ca-certificates"; fi
 missing=""
 for p in $pkgs; do
