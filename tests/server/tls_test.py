@@ -1,7 +1,8 @@
 """rediss:// end to end: a redis-server speaking only TLS (its own CA, a
 server certificate for IP 127.0.0.1, client certificates required, as Redis
-does by default) on a free loopback port, one `leandiff worker` and a
-`leandiff batch` connected with `rediss://...?cacert=&cert=&key=`:
+does by default, and a password) on a free loopback port, one `leandiff worker` and a
+`leandiff batch` connected with `rediss://:PASSWORD@...?cacert=&cert=&key=`
+(AUTH inside the TLS connection):
 
 - the batch's images equal `leandiff generate` pixel for pixel, so the jobs
   and results crossed the TLS relay intact;
@@ -59,7 +60,7 @@ def tls_url(port, d, host="127.0.0.1", ca="ca", cert="client", key="client"):
     q = ["cacert=" + os.path.join(d, ca + ".pem")]
     if cert:
         q += ["cert=" + os.path.join(d, cert + ".pem"), "key=" + os.path.join(d, key + ".key")]
-    return "rediss://%s:%d/0?%s" % (host, port, "&".join(q))
+    return "rediss://:tls%%20secret@%s:%d/0?%s" % (host, port, "&".join(q))
 
 
 def start_redis(d):
@@ -67,6 +68,7 @@ def start_redis(d):
         port = free_port()
         proc = subprocess.Popen([REDIS, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--dir", d,
                                  "--save", "", "--appendonly", "no", "--logfile", "redis.log",
+                                 "--requirepass", "tls secret",
                                  "--tls-cert-file", os.path.join(d, "server.pem"),
                                  "--tls-key-file", os.path.join(d, "server.key"),
                                  "--tls-ca-cert-file", os.path.join(d, "ca.pem"), "--tls-auth-clients", "yes"],
