@@ -18,6 +18,7 @@ struct redis_conn {
     const char *who;
     volatile sig_atomic_t *stop;
     redisContext *ctx;
+    redis_tls *tls; /* rediss://: the relay under ctx */
     int lost; /* a "lost connection" line was printed and no success since */
     char pattern[RK_MAX]; /* redis_psubscribe's, "" when not subscribed */
 };
@@ -28,9 +29,10 @@ static int stopping(const redis_conn *c) { return c->stop && *c->stop; }
 static int try_connect(redis_conn *c, char *err, size_t errn) {
     struct timeval tv = {5, 0};
     redisContext *rc;
+    redis_tls *tls = NULL;
     if (c->url.tls) {
         int fd;
-        if (!redis_tls_connect(&c->url, 5, &fd, err, errn)) return 0;
+        if (!(tls = redis_tls_connect(&c->url, 5, &fd, err, errn))) return 0;
         if (!(rc = redisConnectFd(fd))) close(fd);
     } else {
         rc = redisConnectWithTimeout(c->url.host, c->url.port, tv);
@@ -38,6 +40,7 @@ static int try_connect(redis_conn *c, char *err, size_t errn) {
     if (!rc || rc->err) {
         snprintf(err, errn, "%s", rc ? rc->errstr : "out of memory");
         if (rc) redisFree(rc);
+        redis_tls_close(tls);
         return 0;
     }
     redisSetTimeout(rc, (struct timeval){60, 0});
@@ -60,17 +63,26 @@ static int try_connect(redis_conn *c, char *err, size_t errn) {
         freeReplyObject(r);
     }
     c->ctx = rc;
+    c->tls = tls;
     return 1;
 fail:
     freeReplyObject(r);
     redisFree(rc);
+    redis_tls_close(tls);
     return 0;
+}
+
+/* Closes the connection (and its TLS relay). */
+static void drop_ctx(redis_conn *c) {
+    if (c->ctx) redisFree(c->ctx);
+    c->ctx = NULL;
+    redis_tls_close(c->tls);
+    c->tls = NULL;
 }
 
 /* Reconnects until it works or we are stopping; logs the first failure and the recovery. */
 static int reconnect(redis_conn *c, const char *why) {
-    if (c->ctx) redisFree(c->ctx);
-    c->ctx = NULL;
+    drop_ctx(c);
     int wait = 1;
     char err[256];
     while (!stopping(c)) {
@@ -110,7 +122,7 @@ redis_conn *redis_conn_open(const redis_url *u, const char *who, volatile sig_at
 
 void redis_conn_close(redis_conn *c) {
     if (!c) return;
-    if (c->ctx) redisFree(c->ctx);
+    drop_ctx(c);
     free(c);
 }
 
@@ -120,8 +132,7 @@ static int connection_lost(redis_conn *c) {
         fprintf(stderr, "%s: lost the connection to Redis at %s:%d (%s); retrying\n", c->who, c->url.host,
                 c->url.port, c->ctx->errstr);
     c->lost = 1;
-    redisFree(c->ctx);
-    c->ctx = NULL;
+    drop_ctx(c);
     return !stopping(c);
 }
 

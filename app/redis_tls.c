@@ -1,6 +1,6 @@
 /* TLS relay for rediss:// (see redis_tls.h): OpenSSL client connection,
- * certificate and host checks, and one detached thread per connection that
- * copies bytes between the TLS socket and a local socket pair. */
+ * certificate and host checks, and one thread per connection that copies
+ * bytes between the TLS socket and a local socket pair. */
 #include "redis_tls.h"
 
 #include <stdio.h>
@@ -22,12 +22,14 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef struct {
+struct redis_tls {
     SSL_CTX *ctx;
     SSL *ssl;
     int tcp;   /* non-blocking, under ssl */
     int local; /* our end of the socket pair */
-} relay;
+    pthread_t thread;
+};
+typedef struct redis_tls relay;
 
 static double now_s(void) {
     struct timespec ts;
@@ -117,19 +119,23 @@ static int ssl_write_all(relay *r, const char *p, int n) {
         int k = SSL_write(r->ssl, p, n);
         if (k > 0) return 0; /* without partial writes SSL_write writes all of it */
         int e = SSL_get_error(r->ssl, k);
-        if ((e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) || !wait_ssl(r->tcp, e, -1)) return -1;
+        /* a server that takes nothing for a minute is given up (hiredis's own timeout is 60 s) */
+        if ((e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ) || !wait_ssl(r->tcp, e, 60000)) return -1;
     }
 }
 
-static void relay_free(relay *r) {
+/* Ends the TLS connection and closes both sockets (the struct stays). */
+static void relay_end(relay *r) {
     if (r->ssl) {
         SSL_shutdown(r->ssl); /* best effort close_notify; the socket is non-blocking */
         SSL_free(r->ssl);
+        r->ssl = NULL;
     }
     SSL_CTX_free(r->ctx);
+    r->ctx = NULL;
     if (r->tcp >= 0) close(r->tcp);
     if (r->local >= 0) close(r->local);
-    free(r);
+    r->tcp = r->local = -1;
 }
 
 static void *relay_main(void *arg) {
@@ -154,7 +160,8 @@ static void *relay_main(void *arg) {
             if (k <= 0 || ssl_write_all(r, buf, (int)k) < 0) break; /* hiredis closed its end */
         }
     }
-    relay_free(r);
+    relay_end(r);
+    OPENSSL_thread_stop(); /* this thread's error queue */
     return NULL;
 }
 
@@ -213,12 +220,12 @@ static int setup_ctx(relay *r, const redis_url *u, char *err, size_t errn) {
     return 1;
 }
 
-int redis_tls_connect(const redis_url *u, int timeout_s, int *fd, char *err, size_t errn) {
+redis_tls *redis_tls_connect(const redis_url *u, int timeout_s, int *fd, char *err, size_t errn) {
     const double deadline = now_s() + timeout_s;
     relay *r = calloc(1, sizeof *r);
     if (!r) {
         snprintf(err, errn, "out of memory");
-        return 0;
+        return NULL;
     }
     r->tcp = r->local = -1;
     int sv[2] = {-1, -1};
@@ -252,12 +259,7 @@ int redis_tls_connect(const redis_url *u, int timeout_s, int *fd, char *err, siz
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t th;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    int rc = pthread_create(&th, &at, relay_main, r);
-    pthread_attr_destroy(&at);
+    int rc = pthread_create(&r->thread, NULL, relay_main, r);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
         snprintf(err, errn, "cannot start the TLS relay thread: %s", strerror(rc));
@@ -265,21 +267,30 @@ int redis_tls_connect(const redis_url *u, int timeout_s, int *fd, char *err, siz
         goto fail;
     }
     *fd = sv[0];
-    return 1;
+    return r;
 fail:
-    relay_free(r);
-    return 0;
+    relay_end(r);
+    free(r);
+    return NULL;
+}
+
+void redis_tls_close(redis_tls *t) {
+    if (!t) return;
+    pthread_join(t->thread, NULL);
+    free(t);
 }
 
 #else
 
-int redis_tls_connect(const redis_url *u, int timeout_s, int *fd, char *err, size_t errn) {
+redis_tls *redis_tls_connect(const redis_url *u, int timeout_s, int *fd, char *err, size_t errn) {
     (void)u;
     (void)timeout_s;
     (void)fd;
     snprintf(err, errn, "rediss:// needs OpenSSL: this leandiff was built without it (install libssl-dev and "
                         "rebuild)");
-    return 0;
+    return NULL;
 }
+
+void redis_tls_close(redis_tls *t) { (void)t; }
 
 #endif
