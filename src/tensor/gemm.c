@@ -540,8 +540,8 @@ static void pack_all_a(const gemm_args *g, const ld_gemm_kernel *kr, int round, 
         float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + kcmax * W;
         const int64_t pc = (t / nmb) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
         const int64_t i0 = (t % nmb) * MC;
-        pack_a_block(g, kr, round, i0, min64(MC, M - i0), pc, kc, dst + a_offset(pc / KC, i0 / MC, kcp, nmb, a_bytes, mc_max, esz),
-                     (size_t)(kcp * MR * esz), tile, tmp);
+        char *blk = dst + a_offset(pc / KC, i0 / MC, kcp, nmb, a_bytes, mc_max, esz);
+        pack_a_block(g, kr, round, i0, min64(MC, M - i0), pc, kc, blk, (size_t)(kcp * MR * esz), tile, tmp);
     }
 }
 
