@@ -242,7 +242,8 @@ redis_tls *redis_tls_connect(const redis_url *u, int timeout_s, int *fd, char *e
         if (v != X509_V_OK)
             snprintf(err, errn, "TLS: the server's certificate was refused: %s", X509_verify_cert_error_string(v));
         else if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-            snprintf(err, errn, "TLS handshake: no answer within %d s (does the server speak TLS on this port?)", timeout_s);
+            snprintf(err, errn, "TLS handshake: no answer within %d s (does the server speak TLS on this port?)",
+                     timeout_s);
         else
             snprintf(err, errn, "TLS handshake failed: %s (does the server speak TLS on this port, and does it want "
                                 "a client certificate: cert=, key=?)",

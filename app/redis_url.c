@@ -141,7 +141,8 @@ int redis_url_parse(const char *text, redis_url *u, char *err, size_t errn) {
             if (nlen == 6 && !strncmp(rest, "cacert", 6)) dst = u->cacert, dstn = sizeof u->cacert;
             else if (nlen == 4 && !strncmp(rest, "cert", 4)) dst = u->cert, dstn = sizeof u->cert;
             else if (nlen == 3 && !strncmp(rest, "key", 3)) dst = u->key, dstn = sizeof u->key;
-            else FAIL("Redis URL: unknown option '%.*s' (known: cacert, cert, key)", (int)(nlen < 40 ? nlen : 40), rest);
+            else
+                FAIL("Redis URL: unknown option '%.*s' (known: cacert, cert, key)", (int)(nlen < 40 ? nlen : 40), rest);
             if (!u->tls) FAIL("Redis URL: option '%.*s' is for TLS: use rediss://", (int)nlen, rest);
             if (!unescape(eq + 1, len - nlen - 1, dst, dstn) || !dst[0])
                 FAIL("Redis URL: the value of '%.*s' is empty, too long or has a bad %%-escape", (int)nlen, rest);

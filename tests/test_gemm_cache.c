@@ -69,7 +69,8 @@ static void test_linear(int have_bf16) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
         uint16_t *plain = malloc(sizeof(uint16_t) * N * K);
-        float *x = malloc(sizeof(float) * M * K), *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+        float *x = malloc(sizeof(float) * M * K), *want = malloc(sizeof(float) * M * N);
+        float *got = malloc(sizeof(float) * M * N);
         fill_f16(plain, (size_t)(N * K), 7 + (unsigned)s);
         for (int64_t i = 0; i < M * K; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
         size_t len;
@@ -131,7 +132,8 @@ static void test_conv(int have_bf16) {
  * address): each product sees its own contents. */
 static void test_no_stale_copy(void) {
     const int64_t M = 64, N = 48, K = 256;
-    float *x = malloc(sizeof(float) * M * K), *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+    float *x = malloc(sizeof(float) * M * K), *want = malloc(sizeof(float) * M * N);
+    float *got = malloc(sizeof(float) * M * N);
     uint16_t *plain = malloc(sizeof(uint16_t) * N * K);
     for (int64_t i = 0; i < M * K; i++) x[i] = (float)(i % 17) / 8.0f - 1.0f;
     uint16_t *plain2 = malloc(sizeof(uint16_t) * N * K);
