@@ -19,6 +19,15 @@
 #     leandiff init-random --config CONFIGS/stable-cascade-prior/prior_lite/config.json --out DIR/cascade-prior-lite --dtype f16
 #     leandiff init-random --config CONFIGS/stable-cascade/decoder_lite/config.json --out DIR/cascade-decoder-lite --dtype f16
 # (CONFIGS = ../shared/testdata/configs). Missing folders are skipped.
+# With --whole, Stable Cascade lite is also generated whole when DIR holds the
+# two pipeline folders stable-cascade-lite-prior/ and stable-cascade-lite/:
+# the json files, tokenizer and scheduler of the tiny test pipelines
+# (../shared/testdata/models/stable-cascade-prior-tiny, stable-cascade-tiny)
+# with prior/ = cascade-prior-lite, decoder/ = cascade-decoder-lite, a
+# text_encoder/ from CONFIGS/stable-cascade-prior/text_encoder/config.json
+# (the same one in both) and a vqgan/ of the released Stage A config
+# (PaellaVQModel: bottleneck_blocks 12, embed_dim 384, levels 2,
+# latent_channels 4, num_vq_embeddings 8192, scale_factor 0.3764).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${LEANDIFF_BIN:-$here/build/leandiff}
@@ -82,16 +91,16 @@ row "StableCascadeUNet lite prior" "$models/cascade-prior-lite" prior 1
 row "StableCascadeUNet lite decoder" "$models/cascade-decoder-lite" decoder 1
 
 [ "$whole" = 1 ] || exit 0
-echo
-echo "Whole KOALA-Lightning-700M ${size}x$size images (10 steps, guidance 3.5, seed 1):"
-echo
-echo "| precision | fma_peak.c before | wall s | user s | peak RSS GB | stages |"
-echo "|---|---|---|---|---|---|"
-for prec in bf16 f32; do
+
+# One whole generation under /usr/bin/time -v: a table row with the wall and
+# user seconds, the peak RSS and each stage's total from the progress lines.
+whole_row() {  # precision, then the generate arguments
+  local prec=$1 ref wall user rss stages
+  shift
   ref=$(fma)
-  /usr/bin/time -v "$bin" generate -m "$models/koala-lightning-700m" -p "a koala in a tree" -W "$size" -H "$size" \
-    --steps 10 --cfg-scale 3.5 --seed 1 -t "$threads" --precision "$prec" -v -o "$tmp/img.png" > "$tmp/gen.out" 2> "$tmp/gen.err" ||
-    { echo "| $prec | $ref | failed: $(grep -v '^\s' "$tmp/gen.err" | tail -1) | | | |"; continue; }
+  /usr/bin/time -v "$bin" generate "$@" -W "$size" -H "$size" --seed 1 -t "$threads" --precision "$prec" -v \
+    -o "$tmp/img.png" > "$tmp/gen.out" 2> "$tmp/gen.err" ||
+    { echo "| $prec | $ref | failed: $(grep -v '^\s' "$tmp/gen.err" | tail -1) | | | |"; return; }
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]; print s}' "$tmp/gen.err")
   user=$(awk -F': ' '/User time/ {print $2}' "$tmp/gen.err")
   rss=$(awk -F': ' '/Maximum resident/ {printf "%.2f", $2 / 1048576}' "$tmp/gen.err")
@@ -100,4 +109,22 @@ for prec in bf16 f32; do
       if (!($1 in t)) order[++n] = $1; t[$1] = $NF }
       END { for (i = 1; i <= n; i++) printf "%s%s %s", (i > 1 ? ", " : ""), order[i], t[order[i]] }')
   echo "| $prec | $ref | $wall | $user | $rss | ${stages:--} |"
+}
+
+echo
+echo "Whole KOALA-Lightning-700M ${size}x$size images (10 steps, guidance 3.5, seed 1):"
+echo
+echo "| precision | fma_peak.c before | wall s | user s | peak RSS GB | stages |"
+echo "|---|---|---|---|---|---|"
+for prec in bf16 f32; do
+  whole_row "$prec" -m "$models/koala-lightning-700m" -p "a koala in a tree" --steps 10 --cfg-scale 3.5
+done
+[ -d "$models/stable-cascade-lite-prior" ] && [ -d "$models/stable-cascade-lite" ] || exit 0
+echo
+echo "Whole Stable Cascade lite ${size}x$size images (the pipelines' defaults: 20 prior steps at 4, 10 decoder steps):"
+echo
+echo "| precision | fma_peak.c before | wall s | user s | peak RSS GB | stages |"
+echo "|---|---|---|---|---|---|"
+for prec in bf16 f32; do
+  whole_row "$prec" -m "$models/stable-cascade-lite-prior" --decoder "$models/stable-cascade-lite" -p "a raccoon reading a newspaper"
 done
