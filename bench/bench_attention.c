@@ -4,7 +4,7 @@
  * the shapes the models use, next to the FMA peak probe of the same run.
  * Built by `make`, never run by the tests.
  *
- *     build/bench_attention [--threads N] [--precision f32|bf16]
+ *     build/bench_attention [--threads N] [--precision f32|bf16] [--only SUBSTRING]
  *
  * With --precision bf16 (ld_gemm_set_precision) on a CPU with AVX-512 BF16,
  * whose dot products do two multiply-adds per f32 lane, the ratios are to
@@ -49,14 +49,17 @@ static const shape SHAPES[] = {
 
 int main(int argc, char **argv) {
     int threads = 0, bf16 = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             threads = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--precision") && i + 1 < argc &&
                    (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "bf16"))) {
             bf16 = !strcmp(argv[++i], "bf16");
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--threads N] [--precision f32|bf16]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--precision f32|bf16] [--only SUBSTRING]\n", argv[0]);
             return 2;
         }
     }
@@ -77,6 +80,7 @@ int main(int argc, char **argv) {
            "|---|---|---|---|---|---|\n");
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
         const shape *s = &SHAPES[si];
+        if (only && !strstr(s->name, only)) continue;
         int64_t HD = s->H * s->D;
         float *q = malloc(sizeof(float) * (size_t)(s->Lq * HD)), *o = malloc(sizeof(float) * (size_t)(s->Lq * HD));
         float *k = malloc(sizeof(float) * (size_t)(s->Lk * HD)), *v = malloc(sizeof(float) * (size_t)(s->Lk * HD));
