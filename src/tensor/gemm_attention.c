@@ -46,7 +46,8 @@ static void softmax_portable(float *st, int64_t nk, int NR, float *m, float *l, 
         const float alpha = expf(m[q] - ms);
         l[q] = l[q] * alpha + sum;
         m[q] = mn;
-        for (int64_t d = 0; d < dp; d++) ot[d * NR + q] *= alpha;
+        if (alpha != 1.0f) /* else O^T stays as it is */
+            for (int64_t d = 0; d < dp; d++) ot[d * NR + q] *= alpha;
     }
 }
 
@@ -72,7 +73,7 @@ static float *take(float **p, int64_t n) {
  * are packed once per work item, else one block. */
 static size_t scratch_floats(int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp, int64_t W) {
     const int64_t DK = D > BK ? D : BK;
-    return (size_t)(BQ * D + LK * D + BQ * BK + BQ * BK / 2 + LK * Dp + BQ * Dp + 2 * BQ + DK + DK * W + 10 * 16);
+    return (size_t)(BQ * D + LK * D + BK * W + BK * W / 2 + LK * Dp + BQ * Dp + 2 * BQ + DK + DK * W + 10 * 16);
 }
 
 static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp, int64_t W) {
@@ -81,8 +82,8 @@ static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t LK, int64_
     const int64_t DK = D > BK ? D : BK;
     a.qp = (char *)take(&p, BQ * D);
     a.kp = (char *)take(&p, LK * D);
-    a.st = take(&p, BQ * BK);
-    a.pp = (uint16_t *)take(&p, BQ * BK / 2);
+    a.st = take(&p, BK * W);
+    a.pp = (uint16_t *)take(&p, BK * W / 2);
     a.vp = (char *)take(&p, LK * Dp);
     a.ot = take(&p, BQ * Dp);
     a.m = take(&p, BQ);
@@ -92,27 +93,24 @@ static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t LK, int64_
     return a;
 }
 
-/* Mask, causal and key-padding terms on the S^T panels (keys j0.., queries i0..). */
-static void extra_terms(const ld_attn_params *p, int64_t b, int64_t Lk, int64_t i0, int64_t nq, int64_t j0,
-                        int64_t nk, int NR, int64_t BK, float *st) {
-    for (int64_t q0 = 0; q0 < nq; q0 += NR) {
-        float *panel = st + (q0 / NR) * BK * NR;
-        const int64_t nc = nq - q0 < NR ? nq - q0 : NR;
-        for (int64_t k = 0; k < nk; k++) {
-            float *row = panel + k * NR;
-            const int64_t j = j0 + k;
-            if (p->key_keep && !p->key_keep[b * Lk + j]) {
-                for (int q = 0; q < NR; q++) row[q] = -INFINITY;
-                continue;
-            }
-            if (p->mask) {
-                const float *mk = p->mask + b * p->mask_b + (i0 + q0) * p->mask_q + j;
-                for (int64_t q = 0; q < nc; q++) row[q] += mk[q * p->mask_q];
-            }
-            if (p->causal)
-                for (int64_t q = 0; q < nc; q++)
-                    if (j > i0 + q0 + q) row[q] = -INFINITY;
+/* Mask, causal and key-padding terms on one S^T panel (keys j0..j0+nk,
+ * queries i0..i0+nc, nc <= NR). */
+static void extra_terms(const ld_attn_params *p, int64_t b, int64_t Lk, int64_t i0, int64_t nc, int64_t j0,
+                        int64_t nk, int NR, float *st) {
+    for (int64_t k = 0; k < nk; k++) {
+        float *row = st + k * NR;
+        const int64_t j = j0 + k;
+        if (p->key_keep && !p->key_keep[b * Lk + j]) {
+            for (int q = 0; q < NR; q++) row[q] = -INFINITY;
+            continue;
         }
+        if (p->mask) {
+            const float *mk = p->mask + b * p->mask_b + i0 * p->mask_q + j;
+            for (int64_t q = 0; q < nc; q++) row[q] += mk[q * p->mask_q];
+        }
+        if (p->causal)
+            for (int64_t q = 0; q < nc; q++)
+                if (j > i0 + q) row[q] = -INFINITY;
     }
 }
 
@@ -133,7 +131,9 @@ static void pack_kv(const ld_gemm_kernel *kr, const float *k, int64_t ldk, const
 /* One block of nq <= BQ queries starting at i0. With packed != 0, w->kp and
  * w->vp already hold K and V^T of every key block (block j0 at element j0*D
  * and j0*Dp, packed with depth min(BK, Lk - j0) even where causal masking
- * uses fewer keys); else each block is packed here. */
+ * uses fewer keys); else each block is packed here. Each NR-query column
+ * block goes through all of step 2 before the next one, so its S^T panel
+ * (BK x NR) is still in L1 for the softmax and the second product. */
 static void attend_block(const ld_gemm_kernel *kr, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
                         int64_t ldk, const float *v, int64_t ldv, int64_t b, int64_t Lk, int64_t D, int64_t i0,
                         int64_t nq, int64_t BQ, int64_t BK, int64_t Dp, const ld_attn_params *p, int packed,
@@ -157,24 +157,30 @@ static void attend_block(const ld_gemm_kernel *kr, float *out, int64_t ldo, cons
     if (p->causal && i0 + nq < jend) jend = i0 + nq; /* later keys are masked for every query here */
     for (int64_t j0 = 0; j0 < jend; j0 += BK) {
         const int64_t nk = jend - j0 < BK ? jend - j0 : BK, nkp = rup(nk, MR);
-        /* 2a. K as MR-key panels of depth D (V^T too); S^T = K (Q scale)^T */
         const char *kp = packed ? w->kp + j0 * dD * es : w->kp, *vp = packed ? w->vp + j0 * Dp * es : w->vp;
         const int64_t vdepth = depth(kr, packed ? (Lk - j0 < BK ? Lk - j0 : BK) : nk); /* V^T panel depth */
         if (!packed) pack_kv(kr, k, ldk, v, ldv, j0, nk, D, Dp, w->kp, w->vp, w->tile, w->tmp);
-        for (int64_t c = 0; c < nqp; c += NR)
-            for (int64_t r = 0; r < nkp; r += MR)
-                kr->micro(D, kp + r * dD * es, w->qp + c * dD * es, w->st + c * BK + r * NR, NR, 0);
-        /* 2b. extra terms, then the softmax step down each query column */
-        if (p->mask || p->causal || p->key_keep) extra_terms(p, b, Lk, i0, nq, j0, nk, NR, BK, w->st);
-        for (int64_t c = 0; c < nqp; c += NR) softmax(w->st + c * BK, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
-        /* 2c. O^T += V^T P^T (P^T panels are B panels as they are, or once
-         * rounded to bf16 pairs; an odd nk pads P^T with zeros) */
         for (int64_t c = 0; c < nqp; c += NR) {
-            const void *pt = w->st + c * BK;
+            /* 2a. S^T = K (Q scale)^T for this column block */
+            for (int64_t r = 0; r < nkp; r += MR) kr->micro(D, kp + r * dD * es, w->qp + c * dD * es, w->st + r * NR, NR, 0);
+            /* 2b. extra terms, then the softmax step down each query column;
+             * bf16 kernels get P^T straight as bf16 pairs (an odd nk pads
+             * them with zeros), f32 ones use it in place */
+            if (p->mask || p->causal || p->key_keep)
+                extra_terms(p, b, Lk, i0 + c, nq - c < NR ? nq - c : NR, j0, nk, NR, w->st);
+            const void *pt = w->st;
             if (kr->bf16) {
-                ld_gemm_finish_panel(kr, 0, w->st + c * BK, nk, NR, w->pp + c * BK);
-                pt = w->pp + c * BK;
+                if (kr->softmax_pairs) {
+                    kr->softmax_pairs(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp, w->pp);
+                } else {
+                    softmax(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
+                    ld_gemm_finish_panel(kr, 0, w->st, nk, NR, w->pp);
+                }
+                pt = w->pp;
+            } else {
+                softmax(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
             }
+            /* 2c. O^T += V^T P^T */
             for (int64_t d0 = 0; d0 < Dp; d0 += MR)
                 kr->micro(nk, vp + d0 * vdepth * es, pt, w->ot + c * Dp + d0 * NR, NR, 1);
         }

@@ -9,7 +9,8 @@
  * the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
  * f32 -> bf16 pairs with vcvtne2ps2bf16, a 16x16 transposing gather, and
  * straight source -> bf16 pair packing (pack_pairs); and the vectorized
- * online-softmax step used by gemm_attention.c. Layouts are described in
+ * online-softmax step used by gemm_attention.c (also writing P^T as bf16
+ * pairs directly, for the bf16 kernels). Layouts are described in
  * gemm_kernels.h.
  */
 #include <immintrin.h>
@@ -250,26 +251,88 @@ static inline __m512 exp_neg512(__m512 x) {
     return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
 }
 
+/* exp(s - ms) for the bf16 kernels' P, whose bf16 rounding (relative 2^-9)
+ * dwarfs this one's error (below 4e-6 relative): t = s*log2(e) - msl with
+ * msl = ms*log2(e) in one fused step, t = n + r with |r| <= 1/2, 2^r by a
+ * degree-4 polynomial (Chebyshev nodes), times 2^n with vscalefps. t is
+ * clamped at -160 first, which makes -inf and anything below 2^-150 exactly 0. */
+static inline __m512 exp_bf16_512(__m512 s, __m512 msl) {
+    __m512 t = _mm512_max_ps(_mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), msl), _mm512_set1_ps(-160.0f));
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 r = _mm512_sub_ps(t, n);
+    __m512 y = _mm512_set1_ps(0.00966636837f);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.0559219755f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.240223497f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.693121016f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+
+/* Max of 16 query columns down nk keys, the new running max mn and the
+ * value ms subtracted before exp (0 for columns with nothing but -inf, whose
+ * exps are 0 either way). */
+static inline __m512 softmax_max16(const float *st, int64_t nk, int NR, const float *m, __m512 *mn) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    __m512 mx = ninf;
+    for (int64_t k = 0; k < nk; k++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + k * NR));
+    *mn = _mm512_max_ps(_mm512_loadu_ps(m), mx);
+    return _mm512_mask_mov_ps(*mn, _mm512_cmp_ps_mask(*mn, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
+}
+
+/* The end of the step for 16 columns: l, m and the O^T rescaling, which is
+ * skipped when every alpha is 1 (the running max did not move). */
+static inline void softmax_end16(float *m, float *l, float *ot, int NR, int64_t dp, __m512 mn, __m512 ms,
+                                 __m512 sum) {
+    const __m512 alpha = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(m), ms));
+    _mm512_storeu_ps(l, _mm512_fmadd_ps(_mm512_loadu_ps(l), alpha, sum));
+    _mm512_storeu_ps(m, mn);
+    if (_mm512_cmp_ps_mask(alpha, _mm512_set1_ps(1.0f), _CMP_NEQ_UQ))
+        for (int64_t d = 0; d < dp; d++)
+            _mm512_storeu_ps(ot + d * NR, _mm512_mul_ps(_mm512_loadu_ps(ot + d * NR), alpha));
+}
+
 /* Online-softmax step down NR query columns, 16 at a time (ld_gemm_softmax_fn). */
 static void softmax_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp) {
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
     for (int c = 0; c < NR; c += 16) {
-        __m512 mx = ninf;
-        for (int64_t k = 0; k < nk; k++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + k * NR + c));
-        const __m512 mold = _mm512_loadu_ps(m + c), mn = _mm512_max_ps(mold, mx);
-        /* columns with nothing but -inf subtract 0 instead (their exps are 0 either way) */
-        const __m512 ms = _mm512_mask_mov_ps(mn, _mm512_cmp_ps_mask(mn, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
+        __m512 mn;
+        const __m512 ms = softmax_max16(st + c, nk, NR, m + c, &mn);
         __m512 sum = _mm512_setzero_ps();
         for (int64_t k = 0; k < nk; k++) {
             __m512 e = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(st + k * NR + c), ms));
             _mm512_storeu_ps(st + k * NR + c, e);
             sum = _mm512_add_ps(sum, e);
         }
-        const __m512 alpha = exp_neg512(_mm512_sub_ps(mold, ms));
-        _mm512_storeu_ps(l + c, _mm512_fmadd_ps(_mm512_loadu_ps(l + c), alpha, sum));
-        _mm512_storeu_ps(m + c, mn);
-        for (int64_t d = 0; d < dp; d++)
-            _mm512_storeu_ps(ot + d * NR + c, _mm512_mul_ps(_mm512_loadu_ps(ot + d * NR + c), alpha));
+        softmax_end16(m + c, l + c, ot + c, NR, dp, mn, ms, sum);
+    }
+}
+
+/* The same with P^T written as bf16 pairs only (ld_gemm_softmax_pairs_fn):
+ * two key rows at a time, rounded and interleaved as to_pairs_avx512 does,
+ * with the shorter exp above (alpha keeps the f32 one). */
+static void softmax_pairs_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp,
+                                 uint16_t *pp) {
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int c = 0; c < NR; c += 16) {
+        __m512 mn;
+        const __m512 ms = softmax_max16(st + c, nk, NR, m + c, &mn);
+        const __m512 msl = _mm512_mul_ps(ms, _mm512_set1_ps(1.44269504088896341f));
+        __m512 sum = _mm512_setzero_ps();
+        int64_t k = 0;
+        for (; k + 2 <= nk; k += 2) {
+            const __m512 e0 = exp_bf16_512(_mm512_loadu_ps(st + k * NR + c), msl);
+            const __m512 e1 = exp_bf16_512(_mm512_loadu_ps(st + (k + 1) * NR + c), msl);
+            sum = _mm512_add_ps(_mm512_add_ps(sum, e0), e1);
+            _mm512_storeu_si512((void *)(pp + (k / 2 * NR + c) * 2),
+                                _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(e1, e0)));
+        }
+        if (k < nk) {
+            const __m512 e0 = exp_bf16_512(_mm512_loadu_ps(st + k * NR + c), msl);
+            sum = _mm512_add_ps(sum, e0);
+            _mm512_storeu_si512((void *)(pp + (k / 2 * NR + c) * 2),
+                                _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(_mm512_setzero_ps(), e0)));
+        }
+        softmax_end16(m + c, l + c, ot + c, NR, dp, mn, ms, sum);
     }
 }
 
@@ -283,6 +346,7 @@ static const ld_gemm_kernel k_bf16 = {
     .name = "avx512-bf16 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 512, .nc = 512,
     .bf16 = 1, .micro = micro_bf16_14x32, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
     .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .softmax = softmax_avx512,
+    .softmax_pairs = softmax_pairs_avx512,
 };
 
 /* 8 x 48 tiles (24 accumulators, three loads of B per k): no padding waste
@@ -297,6 +361,7 @@ static const ld_gemm_kernel k_bf16_8x48 = {
     .name = "avx512-bf16 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 512, .nc = 480,
     .bf16 = 1, .micro = micro_bf16_8x48, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
     .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .softmax = softmax_avx512,
+    .softmax_pairs = softmax_pairs_avx512,
 };
 
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32(void) { return &k_f32; }
