@@ -114,55 +114,109 @@ static void extra_terms(const ld_attn_params *p, int64_t b, int64_t Lk, int64_t 
     }
 }
 
-/* Keys [j0, j0+nk): K as MR-key panels of depth D into kp, V^T as MR-row
- * panels of depth nk into vp (panel d0 at element d0*depth(nk)). */
-static void pack_kv(const ld_gemm_kernel *kr, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t j0,
-                    int64_t nk, int64_t D, int64_t Dp, char *kp, char *vp, float *tile, float *tmp) {
-    const int MR = kr->mr;
-    const int64_t es = esize(kr), dD = depth(kr, D), dk = depth(kr, nk);
-    for (int64_t r = 0; r < rup(nk, MR); r += MR)
-        ld_gemm_pack_panel(kr, 0, kp + r * dD * es, LD_F32, k, (j0 + r) * ldk, 1, ldk, D, nk - r < MR ? nk - r : MR,
-                           MR, tile, tmp);
-    for (int64_t d0 = 0; d0 < Dp; d0 += MR)
-        ld_gemm_pack_panel(kr, 0, vp + d0 * dk * es, LD_F32, v, j0 * ldv + d0, ldv, 1, nk, D - d0 < MR ? D - d0 : MR,
-                           MR, tile, tmp);
+/* Rows of D floats (stride ld) into the cache ahead of use: the heads of
+ * q/k/v/out are strided column blocks whose rows the hardware prefetchers do
+ * not fetch early enough. */
+static void prefetch_rows(const float *base, int64_t ld, int64_t n, int64_t D, int write) {
+    for (int64_t r = 0; r < n; r++) {
+        const float *row = base + r * ld;
+        for (int64_t d = 0; d < D; d += 16) {
+            if (write)
+                __builtin_prefetch(row + d, 1, 3);
+            else
+                __builtin_prefetch(row + d, 0, 3);
+        }
+        if (write)
+            __builtin_prefetch(row + D - 1, 1, 3);
+        else
+            __builtin_prefetch(row + D - 1, 0, 3);
+    }
 }
 
-/* One block of nq <= BQ queries starting at i0. With packed != 0, w->kp and
- * w->vp already hold K and V^T of every key block (block j0 at element j0*D
- * and j0*Dp, packed with depth min(BK, Lk - j0) even where causal masking
- * uses fewer keys); else each block is packed here. Each NR-query column
- * block goes through all of step 2 before the next one, so its S^T panel
- * (BK x NR) is still in L1 for the softmax and the second product. */
-static void attend_block(const ld_gemm_kernel *kr, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
-                        int64_t ldk, const float *v, int64_t ldv, int64_t b, int64_t Lk, int64_t D, int64_t i0,
-                        int64_t nq, int64_t BQ, int64_t BK, int64_t Dp, const ld_attn_params *p, int packed,
-                        att_scratch *w) {
+/* What every work item of one call shares. */
+typedef struct {
+    const ld_gemm_kernel *kr;
+    const ld_attn_params *p;
+    int64_t ldq, ldk, ldv, ldo, Lq, Lk, D, Dp, BQ, BK;
+    int packed; /* K and V^T of a work item are packed once for all its query blocks */
+} att_job;
+
+/* keys ahead of the one being packed whose rows are prefetched */
+#define ATT_PREFETCH_KEYS 32
+
+/* Keys [j0, j0+nk) of k, v (< jlim exist): K as MR-key panels of depth D
+ * into kp, V^T as MR-row panels of depth nk into vp (panel d0 at element
+ * d0*depth(nk)). */
+static void pack_kv(const att_job *J, const float *k, const float *v, int64_t j0, int64_t nk, int64_t jlim, char *kp,
+                    char *vp, float *tile, float *tmp) {
+    const ld_gemm_kernel *kr = J->kr;
+    const int MR = kr->mr;
+    const int64_t es = esize(kr), dD = depth(kr, J->D), dk = depth(kr, nk);
+    if (j0 == 0) {
+        const int64_t n = jlim < ATT_PREFETCH_KEYS ? jlim : ATT_PREFETCH_KEYS;
+        prefetch_rows(k, J->ldk, n, J->D, 0);
+        prefetch_rows(v, J->ldv, n, J->D, 0);
+    }
+    for (int64_t r = 0; r < rup(nk, MR); r += MR) {
+        const int64_t jp = j0 + r + ATT_PREFETCH_KEYS, np = jlim - jp < MR ? jlim - jp : MR;
+        if (np > 0) {
+            prefetch_rows(k + jp * J->ldk, J->ldk, np, J->D, 0);
+            prefetch_rows(v + jp * J->ldv, J->ldv, np, J->D, 0);
+        }
+        ld_gemm_pack_panel(kr, 0, kp + r * dD * es, LD_F32, k, (j0 + r) * J->ldk, 1, J->ldk, J->D,
+                           nk - r < MR ? nk - r : MR, MR, tile, tmp);
+    }
+    for (int64_t d0 = 0; d0 < J->Dp; d0 += MR)
+        ld_gemm_pack_panel(kr, 0, vp + d0 * dk * es, LD_F32, v, j0 * J->ldv + d0, J->ldv, 1, nk,
+                           J->D - d0 < MR ? J->D - d0 : MR, MR, tile, tmp);
+}
+
+/* One block of nq <= BQ queries starting at i0 of batch b (q, out: this
+ * block's rows; k, v: the head's). With J->packed, w->kp and w->vp already
+ * hold K and V^T of every key block (block j0 at element j0*D and j0*Dp,
+ * packed with depth min(BK, Lk - j0) even where causal masking uses fewer
+ * keys); else each block is packed here. Each NR-query column block goes
+ * through all of step 2 before the next one, so its S^T panel (BK x NR) is
+ * still in L1 for the softmax and the second product. During the last key
+ * block the rows of out and the nq_next rows of q_next (the next block of
+ * the work item) are prefetched. */
+static void attend_block(const att_job *J, float *out, const float *q, const float *k, const float *v, int64_t b,
+                         int64_t i0, int64_t nq, const float *q_next, int64_t nq_next, att_scratch *w) {
+    const ld_gemm_kernel *kr = J->kr;
+    const ld_attn_params *p = J->p;
     const int MR = kr->mr, NR = kr->nr;
+    const int64_t D = J->D, Dp = J->Dp, BK = J->BK, Lk = J->Lk;
     const int64_t nqp = rup(nq, NR), es = esize(kr), dD = depth(kr, D);
     ld_gemm_softmax_fn softmax = kr->softmax ? kr->softmax : softmax_portable;
     /* 1. (Q * scale)^T, NR-query panels of depth D */
     for (int64_t c = 0; c < nq; c += NR) {
         float *t = kr->bf16 ? w->tile : (float *)(w->qp + c * dD * es);
-        ld_gemm_gather(kr, LD_F32, q, c * ldq, 1, ldq, D, nq - c < NR ? nq - c : NR, NR, t, w->tmp);
+        ld_gemm_gather(kr, LD_F32, q, c * J->ldq, 1, J->ldq, D, nq - c < NR ? nq - c : NR, NR, t, w->tmp);
         for (int64_t i = 0; i < D * NR; i++) t[i] *= p->scale;
         if (kr->bf16) ld_gemm_finish_panel(kr, 0, t, D, NR, w->qp + c * dD * es);
     }
-    for (int64_t i = 0; i < BQ; i++) {
+    for (int64_t i = 0; i < nqp; i++) {
         w->m[i] = -INFINITY;
         w->l[i] = 0.0f;
     }
-    memset(w->ot, 0, sizeof(float) * (size_t)(BQ * Dp));
+    memset(w->ot, 0, sizeof(float) * (size_t)(nqp * Dp));
     int64_t jend = Lk;
     if (p->causal && i0 + nq < jend) jend = i0 + nq; /* later keys are masked for every query here */
+    const int64_t steps = nqp / NR;
     for (int64_t j0 = 0; j0 < jend; j0 += BK) {
         const int64_t nk = jend - j0 < BK ? jend - j0 : BK, nkp = rup(nk, MR);
-        const char *kp = packed ? w->kp + j0 * dD * es : w->kp, *vp = packed ? w->vp + j0 * Dp * es : w->vp;
-        const int64_t vdepth = depth(kr, packed ? (Lk - j0 < BK ? Lk - j0 : BK) : nk); /* V^T panel depth */
-        if (!packed) pack_kv(kr, k, ldk, v, ldv, j0, nk, D, Dp, w->kp, w->vp, w->tile, w->tmp);
+        const char *kp = J->packed ? w->kp + j0 * dD * es : w->kp, *vp = J->packed ? w->vp + j0 * Dp * es : w->vp;
+        const int64_t vdepth = depth(kr, J->packed ? (Lk - j0 < BK ? Lk - j0 : BK) : nk); /* V^T panel depth */
+        if (!J->packed) pack_kv(J, k, v, j0, nk, jend, w->kp, w->vp, w->tile, w->tmp);
         for (int64_t c = 0; c < nqp; c += NR) {
+            if (j0 + BK >= jend) {
+                const int64_t s = c / NR, o0 = s * nq / steps, n0 = s * nq_next / steps;
+                prefetch_rows(out + o0 * J->ldo, J->ldo, (s + 1) * nq / steps - o0, D, 1);
+                if (q_next) prefetch_rows(q_next + n0 * J->ldq, J->ldq, (s + 1) * nq_next / steps - n0, D, 0);
+            }
             /* 2a. S^T = K (Q scale)^T for this column block */
-            for (int64_t r = 0; r < nkp; r += MR) kr->micro(D, kp + r * dD * es, w->qp + c * dD * es, w->st + r * NR, NR, 0);
+            for (int64_t r = 0; r < nkp; r += MR)
+                kr->micro(D, kp + r * dD * es, w->qp + c * dD * es, w->st + r * NR, NR, 0);
             /* 2b. extra terms, then the softmax step down each query column;
              * bf16 kernels get P^T straight as bf16 pairs (an odd nk pads
              * them with zeros), f32 ones use it in place */
@@ -187,7 +241,7 @@ static void attend_block(const ld_gemm_kernel *kr, float *out, int64_t ldo, cons
     }
     /* 3. out = O / l */
     for (int64_t i = 0; i < nq; i++) {
-        float *dst = out + i * ldo;
+        float *dst = out + i * J->ldo;
         const float *o = w->ot + (i / NR) * NR * Dp + i % NR;
         if (w->l[i] > 0.0f) {
             const float inv = 1.0f / w->l[i];
@@ -226,8 +280,10 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
     const int64_t items = B * H * chunks;
     if (items < nt) nt = (int)items;
     const int64_t LKall = rup(Lk > 0 ? Lk : 1, BK);
-    const int packed = per_chunk > 1 && LKall * (D + Dp) <= ATT_PACK_ALL_FLOATS;
-    const int64_t LK = packed ? LKall : BK;
+    const att_job J = {.kr = kr, .p = p, .ldq = ldq, .ldk = ldk, .ldv = ldv, .ldo = ldo, .Lq = Lq, .Lk = Lk, .D = D,
+                       .Dp = Dp, .BQ = BQ, .BK = BK,
+                       .packed = per_chunk > 1 && LKall * (D + Dp) <= ATT_PACK_ALL_FLOATS};
+    const int64_t LK = J.packed ? LKall : BK;
     const size_t per = scratch_floats(BQ, BK, LK, D, Dp, W);
     float *scratch = aligned_alloc(64, (size_t)rup((int64_t)(per * (size_t)nt * sizeof(float)), 64));
     if (!scratch) return 0;
@@ -238,17 +294,18 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
         const int64_t qb1 = qb0 + per_chunk < nqb ? qb0 + per_chunk : nqb;
         const float *qh = q + b * Lq * ldq + h * D, *kh = k + b * Lk * ldk + h * D, *vh = v + b * Lk * ldv + h * D;
         float *oh = out + b * Lq * ldo + h * D;
-        if (packed) {
+        if (J.packed) {
             int64_t jmax = Lk; /* keys any query of this item can see */
             if (p->causal && qb1 * BQ < jmax) jmax = qb1 * BQ;
             for (int64_t j0 = 0; j0 < jmax; j0 += BK)
-                pack_kv(kr, kh, ldk, vh, ldv, j0, Lk - j0 < BK ? Lk - j0 : BK, D, Dp, w.kp + j0 * depth(kr, D) * esize(kr),
+                pack_kv(&J, kh, vh, j0, Lk - j0 < BK ? Lk - j0 : BK, Lk, w.kp + j0 * depth(kr, D) * esize(kr),
                         w.vp + j0 * Dp * esize(kr), w.tile, w.tmp);
         }
         for (int64_t qb = qb0; qb < qb1; qb++) {
             const int64_t i0 = qb * BQ, nq = Lq - i0 < BQ ? Lq - i0 : BQ;
-            attend_block(kr, oh + i0 * ldo, ldo, qh + i0 * ldq, ldq, kh, ldk, vh, ldv, b, Lk, D, i0, nq, BQ, BK, Dp,
-                         p, packed, &w);
+            const int64_t nq_next = qb + 1 < qb1 ? (Lq - i0 - BQ < BQ ? Lq - i0 - BQ : BQ) : 0;
+            attend_block(&J, oh + i0 * ldo, qh + i0 * ldq, kh, vh, b, i0, nq, nq_next ? qh + (i0 + BQ) * ldq : NULL,
+                         nq_next, &w);
         }
     }
     free(scratch);

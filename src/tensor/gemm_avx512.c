@@ -268,72 +268,94 @@ static inline __m512 exp_bf16_512(__m512 s, __m512 msl) {
     return _mm512_scalef_ps(y, n);
 }
 
-/* Max of 16 query columns down nk keys, the new running max mn and the
- * value ms subtracted before exp (0 for columns with nothing but -inf, whose
- * exps are 0 either way). */
-static inline __m512 softmax_max16(const float *st, int64_t nk, int NR, const float *m, __m512 *mn) {
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    __m512 mx = ninf;
-    for (int64_t k = 0; k < nk; k++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + k * NR));
-    *mn = _mm512_max_ps(_mm512_loadu_ps(m), mx);
-    return _mm512_mask_mov_ps(*mn, _mm512_cmp_ps_mask(*mn, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
-}
-
-/* The end of the step for 16 columns: l, m and the O^T rescaling, which is
- * skipped when every alpha is 1 (the running max did not move). */
-static inline void softmax_end16(float *m, float *l, float *ot, int NR, int64_t dp, __m512 mn, __m512 ms,
-                                 __m512 sum) {
-    const __m512 alpha = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(m), ms));
-    _mm512_storeu_ps(l, _mm512_fmadd_ps(_mm512_loadu_ps(l), alpha, sum));
-    _mm512_storeu_ps(m, mn);
-    if (_mm512_cmp_ps_mask(alpha, _mm512_set1_ps(1.0f), _CMP_NEQ_UQ))
-        for (int64_t d = 0; d < dp; d++)
-            _mm512_storeu_ps(ot + d * NR, _mm512_mul_ps(_mm512_loadu_ps(ot + d * NR), alpha));
-}
-
-/* Online-softmax step down NR query columns, 16 at a time (ld_gemm_softmax_fn). */
-static void softmax_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp) {
-    for (int c = 0; c < NR; c += 16) {
-        __m512 mn;
-        const __m512 ms = softmax_max16(st + c, nk, NR, m + c, &mn);
-        __m512 sum = _mm512_setzero_ps();
-        for (int64_t k = 0; k < nk; k++) {
-            __m512 e = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(st + k * NR + c), ms));
-            _mm512_storeu_ps(st + k * NR + c, e);
-            sum = _mm512_add_ps(sum, e);
+/* The online-softmax step on NV vectors of 16 query columns at once (the
+ * columns c.. of an NR-wide S^T panel: st, m, l, ot point at column c), so
+ * each row gives NV independent max / exp / sum chains. pp == NULL: P^T is
+ * written in place in f32 (exp_neg512, ld_gemm_softmax_fn); else as bf16
+ * pairs into pp (exp_bf16_512, ld_gemm_softmax_pairs_fn), two rows at a
+ * time, rounded and interleaved as to_pairs_avx512 does. Per column the
+ * operations and their order are those of a plain column loop. */
+static inline __attribute__((always_inline)) void softmax_cols(float *st, int64_t nk, int NR, float *m, float *l,
+                                                               float *ot, int64_t dp, uint16_t *pp, const int NV) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), l2e = _mm512_set1_ps(1.44269504088896341f);
+    __m512 mx[4], mx1[4], mn[4], ms[4], msl[4], sum[4];
+    for (int v = 0; v < NV; v++) mx[v] = mx1[v] = ninf;
+    int64_t k = 0;
+    for (; k + 2 <= nk; k += 2) /* max is exact: two chains per vector, any order */
+        for (int v = 0; v < NV; v++) {
+            mx[v] = _mm512_max_ps(mx[v], _mm512_loadu_ps(st + k * NR + 16 * v));
+            mx1[v] = _mm512_max_ps(mx1[v], _mm512_loadu_ps(st + (k + 1) * NR + 16 * v));
         }
-        softmax_end16(m + c, l + c, ot + c, NR, dp, mn, ms, sum);
+    for (; k < nk; k++)
+        for (int v = 0; v < NV; v++) mx[v] = _mm512_max_ps(mx[v], _mm512_loadu_ps(st + k * NR + 16 * v));
+    for (int v = 0; v < NV; v++) {
+        mn[v] = _mm512_max_ps(_mm512_loadu_ps(m + 16 * v), _mm512_max_ps(mx[v], mx1[v]));
+        /* columns with nothing but -inf subtract 0 instead (their exps are 0 either way) */
+        ms[v] = _mm512_mask_mov_ps(mn[v], _mm512_cmp_ps_mask(mn[v], ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
+        msl[v] = _mm512_mul_ps(ms[v], l2e);
+        sum[v] = _mm512_setzero_ps();
+    }
+    if (!pp) {
+        for (k = 0; k < nk; k++)
+            for (int v = 0; v < NV; v++) {
+                const __m512 e = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(st + k * NR + 16 * v), ms[v]));
+                _mm512_storeu_ps(st + k * NR + 16 * v, e);
+                sum[v] = _mm512_add_ps(sum[v], e);
+            }
+    } else {
+        const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                                             6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        for (k = 0; k < nk; k += 2)
+            for (int v = 0; v < NV; v++) {
+                const __m512 e0 = exp_bf16_512(_mm512_loadu_ps(st + k * NR + 16 * v), msl[v]);
+                __m512 e1 = _mm512_setzero_ps();
+                sum[v] = _mm512_add_ps(sum[v], e0);
+                if (k + 1 < nk) {
+                    e1 = exp_bf16_512(_mm512_loadu_ps(st + (k + 1) * NR + 16 * v), msl[v]);
+                    sum[v] = _mm512_add_ps(sum[v], e1);
+                }
+                _mm512_storeu_si512((void *)(pp + (k / 2 * NR + 16 * v) * 2),
+                                    _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(e1, e0)));
+            }
+    }
+    /* l, m, and O^T times alpha, skipped when every alpha is 1 (the running
+     * max did not move; x * 1 is x anyway) */
+    __m512 alpha[4];
+    int moved = 0;
+    for (int v = 0; v < NV; v++) {
+        alpha[v] = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(m + 16 * v), ms[v]));
+        _mm512_storeu_ps(l + 16 * v, _mm512_fmadd_ps(_mm512_loadu_ps(l + 16 * v), alpha[v], sum[v]));
+        _mm512_storeu_ps(m + 16 * v, mn[v]);
+        moved |= _mm512_cmp_ps_mask(alpha[v], _mm512_set1_ps(1.0f), _CMP_NEQ_UQ) != 0;
+    }
+    if (moved)
+        for (int64_t d = 0; d < dp; d++)
+            for (int v = 0; v < NV; v++)
+                _mm512_storeu_ps(ot + d * NR + 16 * v, _mm512_mul_ps(_mm512_loadu_ps(ot + d * NR + 16 * v), alpha[v]));
+}
+
+/* NR = 48 and 32 (the AVX-512 tiles) in one pass, other widths 16 columns at a time. */
+static inline __attribute__((always_inline)) void softmax_any(float *st, int64_t nk, int NR, float *m, float *l,
+                                                              float *ot, int64_t dp, uint16_t *pp) {
+    if (NR == 48) {
+        softmax_cols(st, nk, NR, m, l, ot, dp, pp, 3);
+    } else if (NR == 32) {
+        softmax_cols(st, nk, NR, m, l, ot, dp, pp, 2);
+    } else {
+        for (int c = 0; c < NR; c += 16)
+            softmax_cols(st + c, nk, NR, m + c, l + c, ot + c, dp, pp ? pp + 2 * c : NULL, 1);
     }
 }
 
-/* The same with P^T written as bf16 pairs only (ld_gemm_softmax_pairs_fn):
- * two key rows at a time, rounded and interleaved as to_pairs_avx512 does,
- * with the shorter exp above (alpha keeps the f32 one). */
+/* ld_gemm_softmax_fn */
+static void softmax_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp) {
+    softmax_any(st, nk, NR, m, l, ot, dp, NULL);
+}
+
+/* ld_gemm_softmax_pairs_fn: the shorter exp above for P (alpha keeps the f32 one) */
 static void softmax_pairs_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp,
                                  uint16_t *pp) {
-    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    for (int c = 0; c < NR; c += 16) {
-        __m512 mn;
-        const __m512 ms = softmax_max16(st + c, nk, NR, m + c, &mn);
-        const __m512 msl = _mm512_mul_ps(ms, _mm512_set1_ps(1.44269504088896341f));
-        __m512 sum = _mm512_setzero_ps();
-        int64_t k = 0;
-        for (; k + 2 <= nk; k += 2) {
-            const __m512 e0 = exp_bf16_512(_mm512_loadu_ps(st + k * NR + c), msl);
-            const __m512 e1 = exp_bf16_512(_mm512_loadu_ps(st + (k + 1) * NR + c), msl);
-            sum = _mm512_add_ps(_mm512_add_ps(sum, e0), e1);
-            _mm512_storeu_si512((void *)(pp + (k / 2 * NR + c) * 2),
-                                _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(e1, e0)));
-        }
-        if (k < nk) {
-            const __m512 e0 = exp_bf16_512(_mm512_loadu_ps(st + k * NR + c), msl);
-            sum = _mm512_add_ps(sum, e0);
-            _mm512_storeu_si512((void *)(pp + (k / 2 * NR + c) * 2),
-                                _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(_mm512_setzero_ps(), e0)));
-        }
-        softmax_end16(m + c, l + c, ot + c, NR, dp, mn, ms, sum);
-    }
+    softmax_any(st, nk, NR, m, l, ot, dp, pp);
 }
 
 static const ld_gemm_kernel k_f32 = {
