@@ -4,8 +4,10 @@
  * the shapes the models use, next to the FMA peak probe of the same run.
  * Built by `make`, never run by the tests.
  *
- *     build/bench_attention [--threads N] [--precision f32|bf16] [--only SUBSTRING]
+ *     build/bench_attention [--threads N] [--precision f32|bf16] [--only SUBSTRING] [--sliced]
  *
+ * --sliced calls ld_attention_checked (default slices of about 4 GFLOP, no
+ * context) the way the models do, instead of one ld_attention per shape.
  * With --precision bf16 (ld_gemm_set_precision) on a CPU with AVX-512 BF16,
  * whose dot products do two multiply-adds per f32 lane, the ratios are to
  * twice the probe: the bf16 limit.
@@ -48,7 +50,7 @@ static const shape SHAPES[] = {
 };
 
 int main(int argc, char **argv) {
-    int threads = 0, bf16 = 0;
+    int threads = 0, bf16 = 0, sliced = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
@@ -56,10 +58,12 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--precision") && i + 1 < argc &&
                    (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "bf16"))) {
             bf16 = !strcmp(argv[++i], "bf16");
+        } else if (!strcmp(argv[i], "--sliced")) {
+            sliced = 1;
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--threads N] [--precision f32|bf16] [--only SUBSTRING]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--precision f32|bf16] [--only SUBSTRING] [--sliced]\n", argv[0]);
             return 2;
         }
     }
@@ -71,8 +75,8 @@ int main(int argc, char **argv) {
     double t0 = now(), c0 = cpu_now();
     double peak = ld_cpu_peak_gflops(threads, 0.5);
     double peak_core = peak * (now() - t0) / (cpu_now() - c0);
-    printf("cpu: %s, path %s, %d threads, precision %s; FMA probe %.1f GFLOP/s, %.1f per core-second%s\n\n",
-           ld_cpu_info_get()->model, ld_cpu_level_name(ld_cpu_level()), threads, bf16 ? "bf16" : "f32", peak,
+    printf("cpu: %s, path %s, %d threads, precision %s%s; FMA probe %.1f GFLOP/s, %.1f per core-second%s\n\n",
+           ld_cpu_info_get()->model, ld_cpu_level_name(ld_cpu_level()), threads, bf16 ? "bf16" : "f32", sliced ? ", sliced (ld_attention_checked)" : "", peak,
            peak_core, limit_factor > 1 ? " (ratios are to twice these: the bf16 limit)" : "");
     peak *= limit_factor;
     peak_core *= limit_factor;
@@ -103,7 +107,10 @@ int main(int argc, char **argv) {
             int reps = 0;
             do {
                 double a = now();
-                ld_attention(o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
+                if (sliced)
+                    ld_attention_checked(NULL, "bench", 0, o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
+                else
+                    ld_attention(o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
                 double t = now() - a;
                 if (t < best) best = t;
                 reps++;
