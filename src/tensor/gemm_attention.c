@@ -69,8 +69,9 @@ static float *take(float **p, int64_t n) {
     return r;
 }
 
-/* LK = keys held packed at once: all of them (rounded to BK) when K and V
- * are packed once per work item, else one block. */
+/* Per-thread scratch; LK = keys whose K and V^T the thread packs itself
+ * (one block, or 0 when the heads' K and V^T are packed into shared
+ * buffers). */
 static size_t scratch_floats(int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp, int64_t W) {
     const int64_t DK = D > BK ? D : BK;
     return (size_t)(BQ * D + LK * D + BK * W + BK * W / 2 + LK * Dp + BQ * Dp + 2 * BQ + DK + DK * W + 10 * 16);
@@ -138,7 +139,7 @@ typedef struct {
     const ld_gemm_kernel *kr;
     const ld_attn_params *p;
     int64_t ldq, ldk, ldv, ldo, Lq, Lk, D, Dp, BQ, BK;
-    int packed; /* K and V^T of a work item are packed once for all its query blocks */
+    int packed; /* K and V^T of whole heads are packed once, shared by the threads */
 } att_job;
 
 /* keys ahead of the one being packed whose rows are prefetched */
@@ -252,8 +253,10 @@ static void attend_block(const att_job *J, float *out, const float *q, const flo
     }
 }
 
-/* K and V are packed once per work item when both fit in this many floats per thread. */
-#define ATT_PACK_ALL_FLOATS (4 << 20)
+/* The packed K and V^T of this many bytes of heads at most are held at once
+ * (shared by the threads): one head of 4096 keys and D = 64 takes 2 MB in
+ * f32; larger heads pack one key block per query block instead. */
+#define ATT_PACK_BYTES ((int64_t)16 << 20)
 
 int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, int64_t ldk,
                       const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D,
@@ -266,48 +269,69 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
     if (ld_gemm_get_precision() == LD_PRECISION_BF16) kr = ld_gemm_kernel_bf16_for(D, Lq);
     if (!kr) kr = ld_gemm_kernel_f32_for(D, Lq);
     const int64_t W = kr->mr > kr->nr ? kr->mr : kr->nr;
-    const int64_t BQ = 4 * kr->nr, Dp = rup(D, kr->mr);
+    const int64_t BQ = 4 * kr->nr, Dp = rup(D, kr->mr), BH = B * H;
     int64_t BK = rup(ATT_BK, kr->mr);
     if (kr->bf16 && BK % 2) BK += kr->mr; /* even, so a block's pair depth stays within it */
-    const int64_t nqb = (Lq + BQ - 1) / BQ;
+    const int64_t nqb = (Lq + BQ - 1) / BQ, LKall = rup(Lk > 0 ? Lk : 1, BK), nkb = LKall / BK;
+    /* a head's packed K (MR-key panels of depth D) and V^T (block j0 at j0*Dp) */
+    const int64_t kbytes = rup(LKall * depth(kr, D) * esize(kr), 64), hbytes = kbytes + rup(LKall * Dp * esize(kr), 64);
+    int64_t G = ATT_PACK_BYTES / hbytes; /* heads packed at once; 0: one block per query block */
+    if (G > BH) G = BH;
+    const att_job J = {.kr = kr, .p = p, .ldq = ldq, .ldk = ldk, .ldv = ldv, .ldo = ldo, .Lq = Lq, .Lk = Lk, .D = D,
+                       .Dp = Dp, .BQ = BQ, .BK = BK, .packed = G > 0};
+    const int64_t group = J.packed ? G : BH;
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    /* work items: (batch, head, run of query blocks), enough of them to balance the threads */
-    int64_t chunks = (4 * nt + B * H - 1) / (B * H);
+    /* work items: (batch, head, run of query blocks), enough of them per group to balance the threads */
+    int64_t chunks = (4 * nt + group - 1) / group;
     if (chunks > nqb) chunks = nqb;
     if (chunks < 1) chunks = 1;
     const int64_t per_chunk = (nqb + chunks - 1) / chunks;
     chunks = (nqb + per_chunk - 1) / per_chunk;
-    const int64_t items = B * H * chunks;
-    if (items < nt) nt = (int)items;
-    const int64_t LKall = rup(Lk > 0 ? Lk : 1, BK);
-    const att_job J = {.kr = kr, .p = p, .ldq = ldq, .ldk = ldk, .ldv = ldv, .ldo = ldo, .Lq = Lq, .Lk = Lk, .D = D,
-                       .Dp = Dp, .BQ = BQ, .BK = BK,
-                       .packed = per_chunk > 1 && LKall * (D + Dp) <= ATT_PACK_ALL_FLOATS};
-    const int64_t LK = J.packed ? LKall : BK;
-    const size_t per = scratch_floats(BQ, BK, LK, D, Dp, W);
+    if (group * chunks < nt) nt = (int)(group * chunks);
+    const size_t per = scratch_floats(BQ, BK, J.packed ? 0 : BK, D, Dp, W);
     float *scratch = aligned_alloc(64, (size_t)rup((int64_t)(per * (size_t)nt * sizeof(float)), 64));
-    if (!scratch) return 0;
-    #pragma omp parallel for num_threads(nt) schedule(dynamic)
-    for (int64_t it = 0; it < items; it++) {
-        att_scratch w = carve(scratch + per * (size_t)omp_get_thread_num(), BQ, BK, LK, D, Dp, W);
-        const int64_t b = it / (H * chunks), h = it / chunks % H, qb0 = (it % chunks) * per_chunk;
-        const int64_t qb1 = qb0 + per_chunk < nqb ? qb0 + per_chunk : nqb;
-        const float *qh = q + b * Lq * ldq + h * D, *kh = k + b * Lk * ldk + h * D, *vh = v + b * Lk * ldv + h * D;
-        float *oh = out + b * Lq * ldo + h * D;
-        if (J.packed) {
-            int64_t jmax = Lk; /* keys any query of this item can see */
-            if (p->causal && qb1 * BQ < jmax) jmax = qb1 * BQ;
-            for (int64_t j0 = 0; j0 < jmax; j0 += BK)
-                pack_kv(&J, kh, vh, j0, Lk - j0 < BK ? Lk - j0 : BK, Lk, w.kp + j0 * depth(kr, D) * esize(kr),
-                        w.vp + j0 * Dp * esize(kr), w.tile, w.tmp);
-        }
-        for (int64_t qb = qb0; qb < qb1; qb++) {
-            const int64_t i0 = qb * BQ, nq = Lq - i0 < BQ ? Lq - i0 : BQ;
-            const int64_t nq_next = qb + 1 < qb1 ? (Lq - i0 - BQ < BQ ? Lq - i0 - BQ : BQ) : 0;
-            attend_block(&J, oh + i0 * ldo, qh + i0 * ldq, kh, vh, b, i0, nq, nq_next ? qh + (i0 + BQ) * ldq : NULL,
-                         nq_next, &w);
+    char *shared = J.packed ? aligned_alloc(64, (size_t)(G * hbytes)) : NULL;
+    if (!scratch || (J.packed && !shared)) {
+        free(scratch);
+        free(shared);
+        return 0;
+    }
+    #pragma omp parallel num_threads(nt)
+    {
+        att_scratch w = carve(scratch + per * (size_t)omp_get_thread_num(), BQ, BK, J.packed ? 0 : BK, D, Dp, W);
+        for (int64_t g0 = 0; g0 < BH; g0 += group) {
+            const int64_t ng = BH - g0 < group ? BH - g0 : group;
+            if (J.packed) {
+                /* every key block of the group's heads, once, into the shared buffer */
+                #pragma omp for schedule(dynamic)
+                for (int64_t t = 0; t < ng * nkb; t++) {
+                    const int64_t bh = g0 + t / nkb, b = bh / H, h = bh % H, j0 = t % nkb * BK;
+                    if (j0 >= Lk) continue;
+                    char *kp = shared + t / nkb * hbytes;
+                    pack_kv(&J, k + b * Lk * ldk + h * D, v + b * Lk * ldv + h * D, j0, Lk - j0 < BK ? Lk - j0 : BK,
+                            Lk, kp + j0 * depth(kr, D) * esize(kr), kp + kbytes + j0 * Dp * esize(kr), w.tile, w.tmp);
+                }
+            }
+            #pragma omp for schedule(dynamic)
+            for (int64_t it = 0; it < ng * chunks; it++) {
+                const int64_t bh = g0 + it / chunks, b = bh / H, h = bh % H, qb0 = (it % chunks) * per_chunk;
+                const int64_t qb1 = qb0 + per_chunk < nqb ? qb0 + per_chunk : nqb;
+                const float *qh = q + b * Lq * ldq + h * D, *kh = k + b * Lk * ldk + h * D, *vh = v + b * Lk * ldv + h * D;
+                float *oh = out + b * Lq * ldo + h * D;
+                if (J.packed) {
+                    w.kp = shared + it / chunks * hbytes;
+                    w.vp = w.kp + kbytes;
+                }
+                for (int64_t qb = qb0; qb < qb1; qb++) {
+                    const int64_t i0 = qb * BQ, nq = Lq - i0 < BQ ? Lq - i0 : BQ;
+                    const int64_t nq_next = qb + 1 < qb1 ? (Lq - i0 - BQ < BQ ? Lq - i0 - BQ : BQ) : 0;
+                    attend_block(&J, oh + i0 * ldo, qh + i0 * ldq, kh, vh, b, i0, nq,
+                                 nq_next ? qh + (i0 + BQ) * ldq : NULL, nq_next, &w);
+                }
+            }
         }
     }
+    free(shared);
     free(scratch);
     return 1;
 }
