@@ -3,18 +3,19 @@
  * inputs is ever packed.
  *   0. K (MR-key A panels of depth D) and V^T (MR-row A panels, depth one
  *      key block) of whole heads are packed once per call into a buffer the
- *      threads share, as many heads as fit in ATT_PACK_BYTES at a time but
- *      at least one (key blocks split between the threads, then a barrier;
- *      one head takes about as much as its K and V in f32: 64 MB for the
- *      VAE's 16384 keys x 512, 32 MB in bf16).
- * Then for one work item (batch b, head h, run of blocks of BQ = 4*NR
- * queries) the thread, per query block,
+ *      threads share, a group of heads of up to ATT_PACK_BYTES at a time
+ *      (key blocks split between the threads, then a barrier). A head too
+ *      large for it (the VAE's 16384 keys x 512) packs each key block per
+ *      query block instead, in the thread's scratch, with query blocks of
+ *      ATT_BQ_UNPACKED*NR instead of 4*NR queries.
+ * Then for one work item (batch b, head h, run of query blocks) the thread,
+ * per query block,
  *   1. packs (Q*scale)^T as NR-query B panels of depth D;
  *   2. for each block of BK keys and each NR-query column block in turn
- *      (so that its BK x NR panel of S^T stays in L1 from the product to the
- *      second product): computes S^T = K (Q scale)^T with the micro-kernel,
+ *      (so that its BK x NR panel of S^T stays in L1 from the first product
+ *      to the second): computes S^T = K (Q scale)^T with the micro-kernel,
  *      adds the mask / causal / padding terms, runs the softmax step down
- *      each query column (vectorized across queries, see ld_gemm_softmax_fn):
+ *      each query column (vectorized across queries, ld_gemm_softmax_fn):
  *          mn = max(m, max_k s), p_k = exp(s_k - mn), alpha = exp(m - mn),
  *          l = l*alpha + sum_k p_k,  O^T = O^T * alpha,  m = mn
  *      (the O^T rescale is skipped when every alpha is 1); P^T is then
@@ -23,16 +24,16 @@
  *   3. writes out = (O^T)^T / l (zeros for a query that sees no key).
  * During the last key block it prefetches the rows of out and of the next
  * query block's Q, and pack_kv prefetches K and V rows ahead: the heads are
- * strided column blocks the hardware prefetchers do not fetch in time.
+ * strided column blocks.
  * With LD_PRECISION_BF16 (and a CPU with bf16 dot products) both products
  * run on the bf16 kernel: Q*scale, K, V and P are rounded to bf16 pairs when
  * packed, the scores, softmax and O accumulate in f32. The softmax step then
- * writes P^T straight as bf16 pairs (ld_gemm_softmax_pairs_fn), with an exp
- * of relative error below 4e-6 on the AVX-512 path (the bf16 rounding of P
- * is 2^-9).
+ * writes P^T straight as bf16 pairs (ld_gemm_softmax_pairs_fn), on AVX-512
+ * with an exp of relative error below 4e-6 (the bf16 rounding of P is 2^-9).
  * Results depend on the shapes only, never on the thread count: each query's
  * keys are summed in the same blocks and order whoever computes them.
- * Per-thread scratch: about 1.5*BK*W + BQ*(D + Dp + 2) + W*max(D, BK) floats.
+ * Per-thread scratch: about BK*(1.5*W + D + Dp) (no D + Dp when the heads
+ * are packed in the shared buffer) + BQ*(D + Dp + 2) + W*max(D, BK) floats.
  */
 #include "tensor/gemm_attention.h"
 
@@ -73,8 +74,7 @@ static inline int64_t esize(const ld_gemm_kernel *kr) { return kr->bf16 ? 2 : 4;
 static inline int64_t depth(const ld_gemm_kernel *kr, int64_t k) { return kr->bf16 ? rup(k, 2) : k; }
 
 typedef struct {
-    char *qp;         /* packed (Q scale)^T */
-    const char *kp, *vp; /* the head's packed K and V^T (shared) */
+    char *qp, *kp, *vp; /* packed (Q scale)^T, K and V^T */
     float *st, *ot, *m, *l, *tmp, *tile;
     uint16_t *pp; /* P^T as bf16 pairs (bf16 kernels) */
 } att_scratch;
@@ -86,20 +86,23 @@ static float *take(float **p, int64_t n) {
     return r;
 }
 
-/* Per-thread scratch. */
-static size_t scratch_floats(int64_t BQ, int64_t BK, int64_t D, int64_t Dp, int64_t W) {
+/* Per-thread scratch; LK = keys whose K and V^T the thread packs itself
+ * (one block, or 0 when the heads' K and V^T are packed into shared
+ * buffers). */
+static size_t scratch_floats(int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp, int64_t W) {
     const int64_t DK = D > BK ? D : BK;
-    return (size_t)(BQ * D + BK * W + BK * W / 2 + BQ * Dp + 2 * BQ + DK + DK * W + 8 * 16);
+    return (size_t)(BQ * D + LK * D + BK * W + BK * W / 2 + LK * Dp + BQ * Dp + 2 * BQ + DK + DK * W + 10 * 16);
 }
 
-static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t D, int64_t Dp, int64_t W) {
+static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp, int64_t W) {
     att_scratch a;
     float *p = base;
     const int64_t DK = D > BK ? D : BK;
     a.qp = (char *)take(&p, BQ * D);
-    a.kp = a.vp = NULL;
+    a.kp = (char *)take(&p, LK * D);
     a.st = take(&p, BK * W);
     a.pp = (uint16_t *)take(&p, BK * W / 2);
+    a.vp = (char *)take(&p, LK * Dp);
     a.ot = take(&p, BQ * Dp);
     a.m = take(&p, BQ);
     a.l = take(&p, BQ);
@@ -153,6 +156,7 @@ typedef struct {
     const ld_gemm_kernel *kr;
     const ld_attn_params *p;
     int64_t ldq, ldk, ldv, ldo, Lq, Lk, D, Dp, BQ, BK;
+    int packed; /* K and V^T of whole heads are packed once, shared by the threads */
 } att_job;
 
 /* keys ahead of the one being packed whose rows are prefetched */
@@ -186,15 +190,16 @@ static void pack_kv(const att_job *J, const float *k, const float *v, int64_t j0
 }
 
 /* One block of nq <= BQ queries starting at i0 of batch b (q, out: this
- * block's rows). w->kp and w->vp hold the head's K and V^T (key block j0 at
- * element j0*D and j0*Dp, V^T packed with depth min(BK, Lk - j0) even where
- * causal masking uses fewer keys). Each NR-query column block goes through
- * all of step 2 before the next one, so its S^T panel (BK x NR) is still in
- * L1 for the softmax and the second product. During the last key block the
- * rows of out and the nq_next rows of q_next (the next block of the work
- * item) are prefetched. */
-static void attend_block(const att_job *J, float *out, const float *q, int64_t b, int64_t i0, int64_t nq,
-                         const float *q_next, int64_t nq_next, att_scratch *w) {
+ * block's rows; k, v: the head's). With J->packed, w->kp and w->vp already
+ * hold K and V^T of every key block (block j0 at element j0*D and j0*Dp,
+ * packed with depth min(BK, Lk - j0) even where causal masking uses fewer
+ * keys); else each block is packed here. Each NR-query column block goes
+ * through all of step 2 before the next one, so its S^T panel (BK x NR) is
+ * still in L1 for the softmax and the second product. During the last key
+ * block the rows of out and the nq_next rows of q_next (the next block of
+ * the work item) are prefetched. */
+static void attend_block(const att_job *J, float *out, const float *q, const float *k, const float *v, int64_t b,
+                         int64_t i0, int64_t nq, const float *q_next, int64_t nq_next, att_scratch *w) {
     const ld_gemm_kernel *kr = J->kr;
     const ld_attn_params *p = J->p;
     const int MR = kr->mr, NR = kr->nr;
@@ -218,8 +223,9 @@ static void attend_block(const att_job *J, float *out, const float *q, int64_t b
     const int64_t steps = nqp / NR;
     for (int64_t j0 = 0; j0 < jend; j0 += BK) {
         const int64_t nk = jend - j0 < BK ? jend - j0 : BK, nkp = rup(nk, MR);
-        const char *kp = w->kp + j0 * dD * es, *vp = w->vp + j0 * Dp * es;
-        const int64_t vdepth = depth(kr, Lk - j0 < BK ? Lk - j0 : BK); /* V^T panel depth */
+        const char *kp = J->packed ? w->kp + j0 * dD * es : w->kp, *vp = J->packed ? w->vp + j0 * Dp * es : w->vp;
+        const int64_t vdepth = depth(kr, J->packed ? (Lk - j0 < BK ? Lk - j0 : BK) : nk); /* V^T panel depth */
+        if (!J->packed) pack_kv(J, k, v, j0, nk, jend, w->kp, w->vp, w->tile, w->tmp);
         for (int64_t c = 0; c < nqp; c += NR) {
             if (j0 + BK >= jend) {
                 const int64_t s = c / NR, o0 = s * nq / steps, n0 = s * nq_next / steps;
@@ -265,9 +271,15 @@ static void attend_block(const att_job *J, float *out, const float *q, int64_t b
 }
 
 /* The packed K and V^T of this many bytes of heads at most are held at once
- * (shared by the threads), or of one head if it is larger: one head of 4096
- * keys and D = 64 takes 2 MB in f32. */
+ * (shared by the threads): one head of 4096 keys and D = 64 takes 2 MB in
+ * f32; larger heads pack one key block per query block instead (a whole
+ * packed VAE head, 64 MB, would be streamed from memory by every query
+ * block: 2x slower). */
 #define ATT_PACK_BYTES ((int64_t)16 << 20)
+/* NR-query column blocks per query block when each query block packs every
+ * key block itself (a head too large for ATT_PACK_BYTES, the VAE's): twice
+ * the usual 4, which halves the packing per query; 16 gains little more. */
+#define ATT_BQ_UNPACKED 8
 
 int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, int64_t ldk,
                       const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D,
@@ -280,17 +292,19 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
     if (ld_gemm_get_precision() == LD_PRECISION_BF16) kr = ld_gemm_kernel_bf16_for(D, Lq);
     if (!kr) kr = ld_gemm_kernel_f32_for(D, Lq);
     const int64_t W = kr->mr > kr->nr ? kr->mr : kr->nr;
-    const int64_t BQ = 4 * kr->nr, Dp = rup(D, kr->mr), BH = B * H;
+    const int64_t Dp = rup(D, kr->mr), BH = B * H;
     int64_t BK = rup(ATT_BK, kr->mr);
     if (kr->bf16 && BK % 2) BK += kr->mr; /* even, so a block's pair depth stays within it */
-    const int64_t nqb = (Lq + BQ - 1) / BQ, LKall = rup(Lk > 0 ? Lk : 1, BK), nkb = LKall / BK;
+    const int64_t LKall = rup(Lk > 0 ? Lk : 1, BK), nkb = LKall / BK;
     /* a head's packed K (MR-key panels of depth D) and V^T (block j0 at j0*Dp) */
     const int64_t kbytes = rup(LKall * depth(kr, D) * esize(kr), 64), hbytes = kbytes + rup(LKall * Dp * esize(kr), 64);
-    int64_t group = ATT_PACK_BYTES / hbytes; /* heads packed at once */
-    if (group > BH) group = BH;
-    if (group < 1) group = 1;
+    int64_t G = ATT_PACK_BYTES / hbytes; /* heads packed at once; 0: one block per query block */
+    if (G > BH) G = BH;
+    /* queries per block; more where each block packs every key block itself */
+    const int64_t BQ = (G > 0 ? 4 : ATT_BQ_UNPACKED) * kr->nr, nqb = (Lq + BQ - 1) / BQ;
     const att_job J = {.kr = kr, .p = p, .ldq = ldq, .ldk = ldk, .ldv = ldv, .ldo = ldo, .Lq = Lq, .Lk = Lk, .D = D,
-                       .Dp = Dp, .BQ = BQ, .BK = BK};
+                       .Dp = Dp, .BQ = BQ, .BK = BK, .packed = G > 0};
+    const int64_t group = J.packed ? G : BH;
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     /* work items: (batch, head, run of query blocks), enough of them per group to balance the threads */
     int64_t chunks = (4 * nt + group - 1) / group;
@@ -299,41 +313,45 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
     const int64_t per_chunk = (nqb + chunks - 1) / chunks;
     chunks = (nqb + per_chunk - 1) / per_chunk;
     if (group * chunks < nt) nt = (int)(group * chunks);
-    const size_t per = scratch_floats(BQ, BK, D, Dp, W);
+    const size_t per = scratch_floats(BQ, BK, J.packed ? 0 : BK, D, Dp, W);
     float *scratch = aligned_alloc(64, (size_t)rup((int64_t)(per * (size_t)nt * sizeof(float)), 64));
-    char *shared = aligned_alloc(64, (size_t)(group * hbytes));
-    if (!scratch || !shared) {
+    char *shared = J.packed ? aligned_alloc(64, (size_t)(G * hbytes)) : NULL;
+    if (!scratch || (J.packed && !shared)) {
         free(scratch);
         free(shared);
         return 0;
     }
     #pragma omp parallel num_threads(nt)
     {
-        att_scratch w = carve(scratch + per * (size_t)omp_get_thread_num(), BQ, BK, D, Dp, W);
+        att_scratch w = carve(scratch + per * (size_t)omp_get_thread_num(), BQ, BK, J.packed ? 0 : BK, D, Dp, W);
         for (int64_t g0 = 0; g0 < BH; g0 += group) {
             const int64_t ng = BH - g0 < group ? BH - g0 : group;
-            /* every key block of the group's heads, once, into the shared buffer */
-            #pragma omp for schedule(dynamic)
-            for (int64_t t = 0; t < ng * nkb; t++) {
-                const int64_t bh = g0 + t / nkb, b = bh / H, h = bh % H, j0 = t % nkb * BK;
-                if (j0 >= Lk) continue;
-                char *kp = shared + t / nkb * hbytes;
-                pack_kv(&J, k + b * Lk * ldk + h * D, v + b * Lk * ldv + h * D, j0, Lk - j0 < BK ? Lk - j0 : BK, Lk,
-                        kp + j0 * depth(kr, D) * esize(kr), kp + kbytes + j0 * Dp * esize(kr), w.tile, w.tmp);
+            if (J.packed) {
+                /* every key block of the group's heads, once, into the shared buffer */
+                #pragma omp for schedule(dynamic)
+                for (int64_t t = 0; t < ng * nkb; t++) {
+                    const int64_t bh = g0 + t / nkb, b = bh / H, h = bh % H, j0 = t % nkb * BK;
+                    if (j0 >= Lk) continue;
+                    char *kp = shared + t / nkb * hbytes;
+                    pack_kv(&J, k + b * Lk * ldk + h * D, v + b * Lk * ldv + h * D, j0, Lk - j0 < BK ? Lk - j0 : BK,
+                            Lk, kp + j0 * depth(kr, D) * esize(kr), kp + kbytes + j0 * Dp * esize(kr), w.tile, w.tmp);
+                }
             }
             #pragma omp for schedule(dynamic)
             for (int64_t it = 0; it < ng * chunks; it++) {
                 const int64_t bh = g0 + it / chunks, b = bh / H, h = bh % H, qb0 = (it % chunks) * per_chunk;
                 const int64_t qb1 = qb0 + per_chunk < nqb ? qb0 + per_chunk : nqb;
-                const float *qh = q + b * Lq * ldq + h * D;
+                const float *qh = q + b * Lq * ldq + h * D, *kh = k + b * Lk * ldk + h * D, *vh = v + b * Lk * ldv + h * D;
                 float *oh = out + b * Lq * ldo + h * D;
-                w.kp = shared + it / chunks * hbytes;
-                w.vp = w.kp + kbytes;
+                if (J.packed) {
+                    w.kp = shared + it / chunks * hbytes;
+                    w.vp = w.kp + kbytes;
+                }
                 for (int64_t qb = qb0; qb < qb1; qb++) {
                     const int64_t i0 = qb * BQ, nq = Lq - i0 < BQ ? Lq - i0 : BQ;
                     const int64_t nq_next = qb + 1 < qb1 ? (Lq - i0 - BQ < BQ ? Lq - i0 - BQ : BQ) : 0;
-                    attend_block(&J, oh + i0 * ldo, qh + i0 * ldq, b, i0, nq, nq_next ? qh + (i0 + BQ) * ldq : NULL,
-                                 nq_next, &w);
+                    attend_block(&J, oh + i0 * ldo, qh + i0 * ldq, kh, vh, b, i0, nq,
+                                 nq_next ? qh + (i0 + BQ) * ldq : NULL, nq_next, &w);
                 }
             }
         }

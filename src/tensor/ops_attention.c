@@ -20,15 +20,17 @@ void ld_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const fl
 
 #define ATT_SLICE_FLOPS ((int64_t)1 << 32)
 #define ATT_SLICE_ROUND 32
-/* rows of a head per slice at least, by default: each slice of a head packs
- * all its keys again, which costs about as much as 100-200 rows */
-#define ATT_SLICE_MIN_ROWS 1024
+/* rows of a head per slice at least, by default: a head this large packs
+ * its keys once per query block of gemm_attention.c (384 rows with the
+ * AVX-512 8x48 tile), which a slice of fewer rows would cut short; 4 such
+ * blocks also split evenly between 2 or 4 threads */
+#define ATT_SLICE_MIN_ROWS 1536
 
 /* Slices are whole heads (all query rows of as many heads of one batch entry
  * as fit in slice_flops), so that each head's K and V are packed once; only
  * a head larger than a slice is cut into runs of query rows (by default at
- * least ATT_SLICE_MIN_ROWS: 1024 rows of the VAE's 16384 keys x 512 are 34
- * GFLOP). */
+ * least ATT_SLICE_MIN_ROWS: 1536 rows of the VAE's 16384 keys x 512 are 52
+ * GFLOP, about 0.25 s on one Zen 5 core in bf16). */
 ld_status ld_attention_checked(ld_ctx *ctx, const char *where, int64_t slice_flops, float *out, int64_t ldo,
                                const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
                                int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, const ld_attn_params *p) {
