@@ -4,8 +4,8 @@
  *   0. K (MR-key A panels of depth D) and V^T (MR-row A panels, depth one
  *      key block) of whole heads are packed once per call into a buffer the
  *      threads share, a group of heads of up to ATT_PACK_BYTES at a time
- *      (key blocks split between the threads, then a barrier). A head too
- *      large for it (the VAE's 16384 keys x 512) packs each key block per
+ *      (key blocks split between the threads, then a barrier). A head over
+ *      ATT_PACK_HEAD_MAX (the VAE's 16384 keys x 512) packs each key block per
  *      query block instead, in the thread's scratch, with query blocks of
  *      ATT_BQ_UNPACKED*NR instead of 4*NR queries.
  * Then for one work item (batch b, head h, run of query blocks) the thread,
@@ -270,15 +270,19 @@ static void attend_block(const att_job *J, float *out, const float *q, const flo
     }
 }
 
-/* The packed K and V^T of this many bytes of heads at most are held at once
- * (shared by the threads): one head of 4096 keys and D = 64 takes 2 MB in
- * f32; larger heads pack one key block per query block instead (a whole
- * packed VAE head, 64 MB, would be streamed from memory by every query
- * block: 2x slower). */
-#define ATT_PACK_BYTES ((int64_t)16 << 20)
+/* Heads whose packed K and V^T take up to ATT_PACK_HEAD_MAX bytes are
+ * packed whole, in groups of up to ATT_PACK_BYTES (but at least one head),
+ * small enough that the group is still in the caches while the threads
+ * read it (16 MB groups ran the 10 heads of 4096 keys 12-16 % slower than
+ * one head at a time). One head of 4096 keys and D = 64 takes 2 MB in f32.
+ * Larger heads pack one key block per query block instead: a whole packed
+ * VAE head (16384 keys x 512, 64 MB) would be streamed from memory by every
+ * query block, 2x slower. */
+#define ATT_PACK_BYTES ((int64_t)2 << 20)
+#define ATT_PACK_HEAD_MAX ((int64_t)16 << 20)
 /* NR-query column blocks per query block when each query block packs every
- * key block itself (a head too large for ATT_PACK_BYTES, the VAE's): twice
- * the usual 4, which halves the packing per query; 16 gains little more. */
+ * key block itself (a head over ATT_PACK_HEAD_MAX): twice the usual 4,
+ * which halves the packing per query; 16 gains little more. */
 #define ATT_BQ_UNPACKED 8
 
 int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, int64_t ldk,
@@ -300,6 +304,7 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
     const int64_t kbytes = rup(LKall * depth(kr, D) * esize(kr), 64), hbytes = kbytes + rup(LKall * Dp * esize(kr), 64);
     int64_t G = ATT_PACK_BYTES / hbytes; /* heads packed at once; 0: one block per query block */
     if (G > BH) G = BH;
+    if (G < 1 && hbytes <= ATT_PACK_HEAD_MAX) G = 1;
     /* queries per block; more where each block packs every key block itself */
     const int64_t BQ = (G > 0 ? 4 : ATT_BQ_UNPACKED) * kr->nr, nqb = (Lq + BQ - 1) / BQ;
     const att_job J = {.kr = kr, .p = p, .ldq = ldq, .ldk = ldk, .ldv = ldv, .ldo = ldo, .Lq = Lq, .Lk = Lk, .D = D,
