@@ -4,8 +4,13 @@
  * the shapes the models use, next to the FMA peak probe of the same run.
  * Built by `make`, never run by the tests.
  *
- *     build/bench_attention [--threads N]
+ *     build/bench_attention [--threads N] [--precision f32|bf16] [--only SUBSTRING] [--sliced]
  *
+ * --sliced calls ld_attention_checked (default slices of about 4 GFLOP, no
+ * context) the way the models do, instead of one ld_attention per shape.
+ * With --precision bf16 (ld_gemm_set_precision) on a CPU with AVX-512 BF16,
+ * whose dot products do two multiply-adds per f32 lane, the ratios are to
+ * twice the probe: the bf16 limit.
  * Like bench_gemm it also reports GFLOP per CPU-second of all threads, which
  * is not disturbed by other processes time-sharing the cores.
  */
@@ -16,6 +21,7 @@
 #include <time.h>
 
 #include "base/cpu.h"
+#include "tensor/gemm.h"
 #include "tensor/ops.h"
 
 static double now(void) {
@@ -44,26 +50,41 @@ static const shape SHAPES[] = {
 };
 
 int main(int argc, char **argv) {
-    int threads = 0;
+    int threads = 0, bf16 = 0, sliced = 0;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             threads = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--precision") && i + 1 < argc &&
+                   (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "bf16"))) {
+            bf16 = !strcmp(argv[++i], "bf16");
+        } else if (!strcmp(argv[i], "--sliced")) {
+            sliced = 1;
+        } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
+            only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--threads N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--precision f32|bf16] [--only SUBSTRING] [--sliced]\n", argv[0]);
             return 2;
         }
     }
     if (threads <= 0) threads = omp_get_num_procs();
     omp_set_num_threads(threads);
+    if (bf16) ld_gemm_set_precision(LD_PRECISION_BF16);
+    /* AVX-512 BF16 dot products do two multiply-adds per f32 lane */
+    const double limit_factor = bf16 && ld_cpu_has_bf16() ? 2.0 : 1.0;
     double t0 = now(), c0 = cpu_now();
     double peak = ld_cpu_peak_gflops(threads, 0.5);
     double peak_core = peak * (now() - t0) / (cpu_now() - c0);
-    printf("cpu: %s, path %s, %d threads; FMA probe %.1f GFLOP/s, %.1f per core-second\n\n",
-           ld_cpu_info_get()->model, ld_cpu_level_name(ld_cpu_level()), threads, peak, peak_core);
+    printf("cpu: %s, path %s, %d threads, precision %s%s; FMA probe %.1f GFLOP/s, %.1f per core-second%s\n\n",
+           ld_cpu_info_get()->model, ld_cpu_level_name(ld_cpu_level()), threads, bf16 ? "bf16" : "f32", sliced ? ", sliced (ld_attention_checked)" : "", peak,
+           peak_core, limit_factor > 1 ? " (ratios are to twice these: the bf16 limit)" : "");
+    peak *= limit_factor;
+    peak_core *= limit_factor;
     printf("| shape | H x Lq x Lk x D | GFLOP/s | ratio to probe | per core-s | core ratio |\n"
            "|---|---|---|---|---|---|\n");
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
         const shape *s = &SHAPES[si];
+        if (only && !strstr(s->name, only)) continue;
         int64_t HD = s->H * s->D;
         float *q = malloc(sizeof(float) * (size_t)(s->Lq * HD)), *o = malloc(sizeof(float) * (size_t)(s->Lq * HD));
         float *k = malloc(sizeof(float) * (size_t)(s->Lk * HD)), *v = malloc(sizeof(float) * (size_t)(s->Lk * HD));
@@ -86,7 +107,10 @@ int main(int argc, char **argv) {
             int reps = 0;
             do {
                 double a = now();
-                ld_attention(o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
+                if (sliced)
+                    ld_attention_checked(NULL, "bench", 0, o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
+                else
+                    ld_attention(o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
                 double t = now() - a;
                 if (t < best) best = t;
                 reps++;

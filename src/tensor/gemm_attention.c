@@ -1,22 +1,39 @@
 /* Attention on the GEMM micro-kernels (see gemm_attention.h), flash-attention
  * style with an online softmax, computed transposed so that nothing but the
- * inputs is ever packed. For one work item (batch b, head h, block of
- * BQ = 4*NR queries) the thread
+ * inputs is ever packed.
+ *   0. K (MR-key A panels of depth D) and V^T (MR-row A panels, depth one
+ *      key block) of whole heads are packed once per call into a buffer the
+ *      threads share, a group of heads of up to ATT_PACK_BYTES at a time
+ *      (key blocks split between the threads, then a barrier). A head over
+ *      ATT_PACK_HEAD_MAX (the VAE's 16384 keys x 512) packs each key block per
+ *      query block instead, in the thread's scratch, with query blocks of
+ *      ATT_BQ_UNPACKED*NR instead of 4*NR queries.
+ * Then for one work item (batch b, head h, run of query blocks) the thread,
+ * per query block,
  *   1. packs (Q*scale)^T as NR-query B panels of depth D;
- *   2. for each block of BK keys: packs K as MR-key A panels of depth D and
- *      computes S^T = K (Q scale)^T with the micro-kernel into one NR-wide
- *      panel per query column block; adds the mask / causal / padding terms;
- *      runs the softmax step down each query column (vectorized across
- *      queries, see ld_gemm_softmax_fn):
+ *   2. for each block of BK keys and each NR-query column block in turn
+ *      (so that its BK x NR panel of S^T stays in L1 from the first product
+ *      to the second): computes S^T = K (Q scale)^T with the micro-kernel,
+ *      adds the mask / causal / padding terms, runs the softmax step down
+ *      each query column (vectorized across queries, ld_gemm_softmax_fn):
  *          mn = max(m, max_k s), p_k = exp(s_k - mn), alpha = exp(m - mn),
- *          l = l*alpha + sum_k p_k,  O^T = O^T * alpha,  m = mn;
- *      P^T is then already a B panel of depth nk, so O^T += V^T P^T needs
- *      only V^T packed (MR-row A panels of depth nk);
+ *          l = l*alpha + sum_k p_k,  O^T = O^T * alpha,  m = mn
+ *      (the O^T rescale is skipped when every alpha is 1); P^T is then
+ *      already a B panel of depth nk, so O^T += V^T P^T runs on the packed
+ *      V^T as it is;
  *   3. writes out = (O^T)^T / l (zeros for a query that sees no key).
+ * During the last key block it prefetches the rows of out and of the next
+ * query block's Q, and pack_kv prefetches K and V rows ahead: the heads are
+ * strided column blocks.
  * With LD_PRECISION_BF16 (and a CPU with bf16 dot products) both products
  * run on the bf16 kernel: Q*scale, K, V and P are rounded to bf16 pairs when
- * packed, the scores, softmax and O accumulate in f32.
- * Per-thread scratch: about (2.5*BQ + 2*Dp + W) * BK + BQ*(D + Dp + 2) floats.
+ * packed, the scores, softmax and O accumulate in f32. The softmax step then
+ * writes P^T straight as bf16 pairs (ld_gemm_softmax_pairs_fn), on AVX-512
+ * with an exp of relative error below 4e-6 (the bf16 rounding of P is 2^-9).
+ * Results depend on the shapes only, never on the thread count: each query's
+ * keys are summed in the same blocks and order whoever computes them.
+ * Per-thread scratch: about BK*(1.5*W + D + Dp) (no D + Dp when the heads
+ * are packed in the shared buffer) + BQ*(D + Dp + 2) + W*max(D, BK) floats.
  */
 #include "tensor/gemm_attention.h"
 
@@ -46,7 +63,8 @@ static void softmax_portable(float *st, int64_t nk, int NR, float *m, float *l, 
         const float alpha = expf(m[q] - ms);
         l[q] = l[q] * alpha + sum;
         m[q] = mn;
-        for (int64_t d = 0; d < dp; d++) ot[d * NR + q] *= alpha;
+        if (alpha != 1.0f) /* else O^T stays as it is */
+            for (int64_t d = 0; d < dp; d++) ot[d * NR + q] *= alpha;
     }
 }
 
@@ -68,11 +86,12 @@ static float *take(float **p, int64_t n) {
     return r;
 }
 
-/* LK = keys held packed at once: all of them (rounded to BK) when K and V
- * are packed once per work item, else one block. */
+/* Per-thread scratch; LK = keys whose K and V^T the thread packs itself
+ * (one block, or 0 when the heads' K and V^T are packed into shared
+ * buffers). */
 static size_t scratch_floats(int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp, int64_t W) {
     const int64_t DK = D > BK ? D : BK;
-    return (size_t)(BQ * D + LK * D + BQ * BK + BQ * BK / 2 + LK * Dp + BQ * Dp + 2 * BQ + DK + DK * W + 10 * 16);
+    return (size_t)(BQ * D + LK * D + BK * W + BK * W / 2 + LK * Dp + BQ * Dp + 2 * BQ + DK + DK * W + 10 * 16);
 }
 
 static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t LK, int64_t D, int64_t Dp, int64_t W) {
@@ -81,8 +100,8 @@ static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t LK, int64_
     const int64_t DK = D > BK ? D : BK;
     a.qp = (char *)take(&p, BQ * D);
     a.kp = (char *)take(&p, LK * D);
-    a.st = take(&p, BQ * BK);
-    a.pp = (uint16_t *)take(&p, BQ * BK / 2);
+    a.st = take(&p, BK * W);
+    a.pp = (uint16_t *)take(&p, BK * W / 2);
     a.vp = (char *)take(&p, LK * Dp);
     a.ot = take(&p, BQ * Dp);
     a.m = take(&p, BQ);
@@ -92,96 +111,155 @@ static att_scratch carve(float *base, int64_t BQ, int64_t BK, int64_t LK, int64_
     return a;
 }
 
-/* Mask, causal and key-padding terms on the S^T panels (keys j0.., queries i0..). */
-static void extra_terms(const ld_attn_params *p, int64_t b, int64_t Lk, int64_t i0, int64_t nq, int64_t j0,
-                        int64_t nk, int NR, int64_t BK, float *st) {
-    for (int64_t q0 = 0; q0 < nq; q0 += NR) {
-        float *panel = st + (q0 / NR) * BK * NR;
-        const int64_t nc = nq - q0 < NR ? nq - q0 : NR;
-        for (int64_t k = 0; k < nk; k++) {
-            float *row = panel + k * NR;
-            const int64_t j = j0 + k;
-            if (p->key_keep && !p->key_keep[b * Lk + j]) {
-                for (int q = 0; q < NR; q++) row[q] = -INFINITY;
-                continue;
-            }
-            if (p->mask) {
-                const float *mk = p->mask + b * p->mask_b + (i0 + q0) * p->mask_q + j;
-                for (int64_t q = 0; q < nc; q++) row[q] += mk[q * p->mask_q];
-            }
-            if (p->causal)
-                for (int64_t q = 0; q < nc; q++)
-                    if (j > i0 + q0 + q) row[q] = -INFINITY;
+/* Mask, causal and key-padding terms on one S^T panel (keys j0..j0+nk,
+ * queries i0..i0+nc, nc <= NR). */
+static void extra_terms(const ld_attn_params *p, int64_t b, int64_t Lk, int64_t i0, int64_t nc, int64_t j0,
+                        int64_t nk, int NR, float *st) {
+    for (int64_t k = 0; k < nk; k++) {
+        float *row = st + k * NR;
+        const int64_t j = j0 + k;
+        if (p->key_keep && !p->key_keep[b * Lk + j]) {
+            for (int q = 0; q < NR; q++) row[q] = -INFINITY;
+            continue;
         }
+        if (p->mask) {
+            const float *mk = p->mask + b * p->mask_b + i0 * p->mask_q + j;
+            for (int64_t q = 0; q < nc; q++) row[q] += mk[q * p->mask_q];
+        }
+        if (p->causal)
+            for (int64_t q = 0; q < nc; q++)
+                if (j > i0 + q) row[q] = -INFINITY;
     }
 }
 
-/* Keys [j0, j0+nk): K as MR-key panels of depth D into kp, V^T as MR-row
- * panels of depth nk into vp (panel d0 at element d0*depth(nk)). */
-static void pack_kv(const ld_gemm_kernel *kr, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t j0,
-                    int64_t nk, int64_t D, int64_t Dp, char *kp, char *vp, float *tile, float *tmp) {
-    const int MR = kr->mr;
-    const int64_t es = esize(kr), dD = depth(kr, D), dk = depth(kr, nk);
-    for (int64_t r = 0; r < rup(nk, MR); r += MR)
-        ld_gemm_pack_panel(kr, 0, kp + r * dD * es, LD_F32, k, (j0 + r) * ldk, 1, ldk, D, nk - r < MR ? nk - r : MR,
-                           MR, tile, tmp);
-    for (int64_t d0 = 0; d0 < Dp; d0 += MR)
-        ld_gemm_pack_panel(kr, 0, vp + d0 * dk * es, LD_F32, v, j0 * ldv + d0, ldv, 1, nk, D - d0 < MR ? D - d0 : MR,
-                           MR, tile, tmp);
+/* Rows of D floats (stride ld) into the cache ahead of use: the heads of
+ * q/k/v/out are strided column blocks whose rows the hardware prefetchers do
+ * not fetch early enough. */
+static void prefetch_rows(const float *base, int64_t ld, int64_t n, int64_t D, int write) {
+    for (int64_t r = 0; r < n; r++) {
+        const float *row = base + r * ld;
+        for (int64_t d = 0; d < D; d += 16) {
+            if (write)
+                __builtin_prefetch(row + d, 1, 3);
+            else
+                __builtin_prefetch(row + d, 0, 3);
+        }
+        if (write)
+            __builtin_prefetch(row + D - 1, 1, 3);
+        else
+            __builtin_prefetch(row + D - 1, 0, 3);
+    }
 }
 
-/* One block of nq <= BQ queries starting at i0. With packed != 0, w->kp and
- * w->vp already hold K and V^T of every key block (block j0 at element j0*D
- * and j0*Dp, packed with depth min(BK, Lk - j0) even where causal masking
- * uses fewer keys); else each block is packed here. */
-static void attend_block(const ld_gemm_kernel *kr, float *out, int64_t ldo, const float *q, int64_t ldq, const float *k,
-                        int64_t ldk, const float *v, int64_t ldv, int64_t b, int64_t Lk, int64_t D, int64_t i0,
-                        int64_t nq, int64_t BQ, int64_t BK, int64_t Dp, const ld_attn_params *p, int packed,
-                        att_scratch *w) {
+/* What every work item of one call shares. */
+typedef struct {
+    const ld_gemm_kernel *kr;
+    const ld_attn_params *p;
+    int64_t ldq, ldk, ldv, ldo, Lq, Lk, D, Dp, BQ, BK;
+    int packed; /* K and V^T of whole heads are packed once, shared by the threads */
+} att_job;
+
+/* keys ahead of the one being packed whose rows are prefetched */
+#define ATT_PREFETCH_KEYS 32
+
+/* Keys [j0, j0+nk) of k, v (< jlim exist): K as MR-key panels of depth D
+ * into kp, V^T as MR-row panels of depth nk into vp (panel d0 at element
+ * d0*depth(nk)). */
+static void pack_kv(const att_job *J, const float *k, const float *v, int64_t j0, int64_t nk, int64_t jlim, char *kp,
+                    char *vp, float *tile, float *tmp) {
+    const ld_gemm_kernel *kr = J->kr;
+    const int MR = kr->mr;
+    const int64_t es = esize(kr), dD = depth(kr, J->D), dk = depth(kr, nk);
+    if (j0 == 0) {
+        const int64_t n = jlim < ATT_PREFETCH_KEYS ? jlim : ATT_PREFETCH_KEYS;
+        prefetch_rows(k, J->ldk, n, J->D, 0);
+        prefetch_rows(v, J->ldv, n, J->D, 0);
+    }
+    for (int64_t r = 0; r < rup(nk, MR); r += MR) {
+        const int64_t jp = j0 + r + ATT_PREFETCH_KEYS, np = jlim - jp < MR ? jlim - jp : MR;
+        if (np > 0) {
+            prefetch_rows(k + jp * J->ldk, J->ldk, np, J->D, 0);
+            prefetch_rows(v + jp * J->ldv, J->ldv, np, J->D, 0);
+        }
+        ld_gemm_pack_panel(kr, 0, kp + r * dD * es, LD_F32, k, (j0 + r) * J->ldk, 1, J->ldk, J->D,
+                           nk - r < MR ? nk - r : MR, MR, tile, tmp);
+    }
+    for (int64_t d0 = 0; d0 < J->Dp; d0 += MR)
+        ld_gemm_pack_panel(kr, 0, vp + d0 * dk * es, LD_F32, v, j0 * J->ldv + d0, J->ldv, 1, nk,
+                           J->D - d0 < MR ? J->D - d0 : MR, MR, tile, tmp);
+}
+
+/* One block of nq <= BQ queries starting at i0 of batch b (q, out: this
+ * block's rows; k, v: the head's). With J->packed, w->kp and w->vp already
+ * hold K and V^T of every key block (block j0 at element j0*D and j0*Dp,
+ * packed with depth min(BK, Lk - j0) even where causal masking uses fewer
+ * keys); else each block is packed here. Each NR-query column block goes
+ * through all of step 2 before the next one, so its S^T panel (BK x NR) is
+ * still in L1 for the softmax and the second product. During the last key
+ * block the rows of out and the nq_next rows of q_next (the next block of
+ * the work item) are prefetched. */
+static void attend_block(const att_job *J, float *out, const float *q, const float *k, const float *v, int64_t b,
+                         int64_t i0, int64_t nq, const float *q_next, int64_t nq_next, att_scratch *w) {
+    const ld_gemm_kernel *kr = J->kr;
+    const ld_attn_params *p = J->p;
     const int MR = kr->mr, NR = kr->nr;
+    const int64_t D = J->D, Dp = J->Dp, BK = J->BK, Lk = J->Lk;
     const int64_t nqp = rup(nq, NR), es = esize(kr), dD = depth(kr, D);
     ld_gemm_softmax_fn softmax = kr->softmax ? kr->softmax : softmax_portable;
     /* 1. (Q * scale)^T, NR-query panels of depth D */
     for (int64_t c = 0; c < nq; c += NR) {
         float *t = kr->bf16 ? w->tile : (float *)(w->qp + c * dD * es);
-        ld_gemm_gather(kr, LD_F32, q, c * ldq, 1, ldq, D, nq - c < NR ? nq - c : NR, NR, t, w->tmp);
+        ld_gemm_gather(kr, LD_F32, q, c * J->ldq, 1, J->ldq, D, nq - c < NR ? nq - c : NR, NR, t, w->tmp);
         for (int64_t i = 0; i < D * NR; i++) t[i] *= p->scale;
         if (kr->bf16) ld_gemm_finish_panel(kr, 0, t, D, NR, w->qp + c * dD * es);
     }
-    for (int64_t i = 0; i < BQ; i++) {
+    for (int64_t i = 0; i < nqp; i++) {
         w->m[i] = -INFINITY;
         w->l[i] = 0.0f;
     }
-    memset(w->ot, 0, sizeof(float) * (size_t)(BQ * Dp));
+    memset(w->ot, 0, sizeof(float) * (size_t)(nqp * Dp));
     int64_t jend = Lk;
     if (p->causal && i0 + nq < jend) jend = i0 + nq; /* later keys are masked for every query here */
+    const int64_t steps = nqp / NR;
     for (int64_t j0 = 0; j0 < jend; j0 += BK) {
         const int64_t nk = jend - j0 < BK ? jend - j0 : BK, nkp = rup(nk, MR);
-        /* 2a. K as MR-key panels of depth D (V^T too); S^T = K (Q scale)^T */
-        const char *kp = packed ? w->kp + j0 * dD * es : w->kp, *vp = packed ? w->vp + j0 * Dp * es : w->vp;
-        const int64_t vdepth = depth(kr, packed ? (Lk - j0 < BK ? Lk - j0 : BK) : nk); /* V^T panel depth */
-        if (!packed) pack_kv(kr, k, ldk, v, ldv, j0, nk, D, Dp, w->kp, w->vp, w->tile, w->tmp);
-        for (int64_t c = 0; c < nqp; c += NR)
-            for (int64_t r = 0; r < nkp; r += MR)
-                kr->micro(D, kp + r * dD * es, w->qp + c * dD * es, w->st + c * BK + r * NR, NR, 0);
-        /* 2b. extra terms, then the softmax step down each query column */
-        if (p->mask || p->causal || p->key_keep) extra_terms(p, b, Lk, i0, nq, j0, nk, NR, BK, w->st);
-        for (int64_t c = 0; c < nqp; c += NR) softmax(w->st + c * BK, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
-        /* 2c. O^T += V^T P^T (P^T panels are B panels as they are, or once
-         * rounded to bf16 pairs; an odd nk pads P^T with zeros) */
+        const char *kp = J->packed ? w->kp + j0 * dD * es : w->kp, *vp = J->packed ? w->vp + j0 * Dp * es : w->vp;
+        const int64_t vdepth = depth(kr, J->packed ? (Lk - j0 < BK ? Lk - j0 : BK) : nk); /* V^T panel depth */
+        if (!J->packed) pack_kv(J, k, v, j0, nk, jend, w->kp, w->vp, w->tile, w->tmp);
         for (int64_t c = 0; c < nqp; c += NR) {
-            const void *pt = w->st + c * BK;
-            if (kr->bf16) {
-                ld_gemm_finish_panel(kr, 0, w->st + c * BK, nk, NR, w->pp + c * BK);
-                pt = w->pp + c * BK;
+            if (j0 + BK >= jend) {
+                const int64_t s = c / NR, o0 = s * nq / steps, n0 = s * nq_next / steps;
+                prefetch_rows(out + o0 * J->ldo, J->ldo, (s + 1) * nq / steps - o0, D, 1);
+                if (q_next) prefetch_rows(q_next + n0 * J->ldq, J->ldq, (s + 1) * nq_next / steps - n0, D, 0);
             }
+            /* 2a. S^T = K (Q scale)^T for this column block */
+            for (int64_t r = 0; r < nkp; r += MR)
+                kr->micro(D, kp + r * dD * es, w->qp + c * dD * es, w->st + r * NR, NR, 0);
+            /* 2b. extra terms, then the softmax step down each query column;
+             * bf16 kernels get P^T straight as bf16 pairs (an odd nk pads
+             * them with zeros), f32 ones use it in place */
+            if (p->mask || p->causal || p->key_keep)
+                extra_terms(p, b, Lk, i0 + c, nq - c < NR ? nq - c : NR, j0, nk, NR, w->st);
+            const void *pt = w->st;
+            if (kr->bf16) {
+                if (kr->softmax_pairs) {
+                    kr->softmax_pairs(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp, w->pp);
+                } else {
+                    softmax(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
+                    ld_gemm_finish_panel(kr, 0, w->st, nk, NR, w->pp);
+                }
+                pt = w->pp;
+            } else {
+                softmax(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
+            }
+            /* 2c. O^T += V^T P^T */
             for (int64_t d0 = 0; d0 < Dp; d0 += MR)
                 kr->micro(nk, vp + d0 * vdepth * es, pt, w->ot + c * Dp + d0 * NR, NR, 1);
         }
     }
     /* 3. out = O / l */
     for (int64_t i = 0; i < nq; i++) {
-        float *dst = out + i * ldo;
+        float *dst = out + i * J->ldo;
         const float *o = w->ot + (i / NR) * NR * Dp + i % NR;
         if (w->l[i] > 0.0f) {
             const float inv = 1.0f / w->l[i];
@@ -192,8 +270,20 @@ static void attend_block(const ld_gemm_kernel *kr, float *out, int64_t ldo, cons
     }
 }
 
-/* K and V are packed once per work item when both fit in this many floats per thread. */
-#define ATT_PACK_ALL_FLOATS (4 << 20)
+/* Heads whose packed K and V^T take up to ATT_PACK_HEAD_MAX bytes are
+ * packed whole, in groups of up to ATT_PACK_BYTES (but at least one head),
+ * small enough that the group is still in the caches while the threads
+ * read it (16 MB groups ran the 10 heads of 4096 keys 12-16 % slower than
+ * one head at a time). One head of 4096 keys and D = 64 takes 2 MB in f32.
+ * Larger heads pack one key block per query block instead: a whole packed
+ * VAE head (16384 keys x 512, 64 MB) would be streamed from memory by every
+ * query block, 2x slower. */
+#define ATT_PACK_BYTES ((int64_t)2 << 20)
+#define ATT_PACK_HEAD_MAX ((int64_t)16 << 20)
+/* NR-query column blocks per query block when each query block packs every
+ * key block itself (a head over ATT_PACK_HEAD_MAX): twice the usual 4,
+ * which halves the packing per query; 16 gains little more. */
+#define ATT_BQ_UNPACKED 8
 
 int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, int64_t ldk,
                       const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D,
@@ -206,45 +296,72 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
     if (ld_gemm_get_precision() == LD_PRECISION_BF16) kr = ld_gemm_kernel_bf16_for(D, Lq);
     if (!kr) kr = ld_gemm_kernel_f32_for(D, Lq);
     const int64_t W = kr->mr > kr->nr ? kr->mr : kr->nr;
-    const int64_t BQ = 4 * kr->nr, Dp = rup(D, kr->mr);
+    const int64_t Dp = rup(D, kr->mr), BH = B * H;
     int64_t BK = rup(ATT_BK, kr->mr);
     if (kr->bf16 && BK % 2) BK += kr->mr; /* even, so a block's pair depth stays within it */
-    const int64_t nqb = (Lq + BQ - 1) / BQ;
+    const int64_t LKall = rup(Lk > 0 ? Lk : 1, BK), nkb = LKall / BK;
+    /* a head's packed K (MR-key panels of depth D) and V^T (block j0 at j0*Dp) */
+    const int64_t kbytes = rup(LKall * depth(kr, D) * esize(kr), 64), hbytes = kbytes + rup(LKall * Dp * esize(kr), 64);
+    int64_t G = ATT_PACK_BYTES / hbytes; /* heads packed at once; 0: one block per query block */
+    if (G > BH) G = BH;
+    if (G < 1 && hbytes <= ATT_PACK_HEAD_MAX) G = 1;
+    /* queries per block; more where each block packs every key block itself */
+    const int64_t BQ = (G > 0 ? 4 : ATT_BQ_UNPACKED) * kr->nr, nqb = (Lq + BQ - 1) / BQ;
+    const att_job J = {.kr = kr, .p = p, .ldq = ldq, .ldk = ldk, .ldv = ldv, .ldo = ldo, .Lq = Lq, .Lk = Lk, .D = D,
+                       .Dp = Dp, .BQ = BQ, .BK = BK, .packed = G > 0};
+    const int64_t group = J.packed ? G : BH;
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    /* work items: (batch, head, run of query blocks), enough of them to balance the threads */
-    int64_t chunks = (4 * nt + B * H - 1) / (B * H);
+    /* work items: (batch, head, run of query blocks), enough of them per group to balance the threads */
+    int64_t chunks = (4 * nt + group - 1) / group;
     if (chunks > nqb) chunks = nqb;
     if (chunks < 1) chunks = 1;
     const int64_t per_chunk = (nqb + chunks - 1) / chunks;
     chunks = (nqb + per_chunk - 1) / per_chunk;
-    const int64_t items = B * H * chunks;
-    if (items < nt) nt = (int)items;
-    const int64_t LKall = rup(Lk > 0 ? Lk : 1, BK);
-    const int packed = per_chunk > 1 && LKall * (D + Dp) <= ATT_PACK_ALL_FLOATS;
-    const int64_t LK = packed ? LKall : BK;
-    const size_t per = scratch_floats(BQ, BK, LK, D, Dp, W);
+    if (group * chunks < nt) nt = (int)(group * chunks);
+    const size_t per = scratch_floats(BQ, BK, J.packed ? 0 : BK, D, Dp, W);
     float *scratch = aligned_alloc(64, (size_t)rup((int64_t)(per * (size_t)nt * sizeof(float)), 64));
-    if (!scratch) return 0;
-    #pragma omp parallel for num_threads(nt) schedule(dynamic)
-    for (int64_t it = 0; it < items; it++) {
-        att_scratch w = carve(scratch + per * (size_t)omp_get_thread_num(), BQ, BK, LK, D, Dp, W);
-        const int64_t b = it / (H * chunks), h = it / chunks % H, qb0 = (it % chunks) * per_chunk;
-        const int64_t qb1 = qb0 + per_chunk < nqb ? qb0 + per_chunk : nqb;
-        const float *qh = q + b * Lq * ldq + h * D, *kh = k + b * Lk * ldk + h * D, *vh = v + b * Lk * ldv + h * D;
-        float *oh = out + b * Lq * ldo + h * D;
-        if (packed) {
-            int64_t jmax = Lk; /* keys any query of this item can see */
-            if (p->causal && qb1 * BQ < jmax) jmax = qb1 * BQ;
-            for (int64_t j0 = 0; j0 < jmax; j0 += BK)
-                pack_kv(kr, kh, ldk, vh, ldv, j0, Lk - j0 < BK ? Lk - j0 : BK, D, Dp, w.kp + j0 * depth(kr, D) * esize(kr),
-                        w.vp + j0 * Dp * esize(kr), w.tile, w.tmp);
-        }
-        for (int64_t qb = qb0; qb < qb1; qb++) {
-            const int64_t i0 = qb * BQ, nq = Lq - i0 < BQ ? Lq - i0 : BQ;
-            attend_block(kr, oh + i0 * ldo, ldo, qh + i0 * ldq, ldq, kh, ldk, vh, ldv, b, Lk, D, i0, nq, BQ, BK, Dp,
-                         p, packed, &w);
+    char *shared = J.packed ? aligned_alloc(64, (size_t)(G * hbytes)) : NULL;
+    if (!scratch || (J.packed && !shared)) {
+        free(scratch);
+        free(shared);
+        return 0;
+    }
+    #pragma omp parallel num_threads(nt)
+    {
+        att_scratch w = carve(scratch + per * (size_t)omp_get_thread_num(), BQ, BK, J.packed ? 0 : BK, D, Dp, W);
+        for (int64_t g0 = 0; g0 < BH; g0 += group) {
+            const int64_t ng = BH - g0 < group ? BH - g0 : group;
+            if (J.packed) {
+                /* every key block of the group's heads, once, into the shared buffer */
+                #pragma omp for schedule(dynamic)
+                for (int64_t t = 0; t < ng * nkb; t++) {
+                    const int64_t bh = g0 + t / nkb, b = bh / H, h = bh % H, j0 = t % nkb * BK;
+                    if (j0 >= Lk) continue;
+                    char *kp = shared + t / nkb * hbytes;
+                    pack_kv(&J, k + b * Lk * ldk + h * D, v + b * Lk * ldv + h * D, j0, Lk - j0 < BK ? Lk - j0 : BK,
+                            Lk, kp + j0 * depth(kr, D) * esize(kr), kp + kbytes + j0 * Dp * esize(kr), w.tile, w.tmp);
+                }
+            }
+            #pragma omp for schedule(dynamic)
+            for (int64_t it = 0; it < ng * chunks; it++) {
+                const int64_t bh = g0 + it / chunks, b = bh / H, h = bh % H, qb0 = (it % chunks) * per_chunk;
+                const int64_t qb1 = qb0 + per_chunk < nqb ? qb0 + per_chunk : nqb;
+                const float *qh = q + b * Lq * ldq + h * D, *kh = k + b * Lk * ldk + h * D, *vh = v + b * Lk * ldv + h * D;
+                float *oh = out + b * Lq * ldo + h * D;
+                if (J.packed) {
+                    w.kp = shared + it / chunks * hbytes;
+                    w.vp = w.kp + kbytes;
+                }
+                for (int64_t qb = qb0; qb < qb1; qb++) {
+                    const int64_t i0 = qb * BQ, nq = Lq - i0 < BQ ? Lq - i0 : BQ;
+                    const int64_t nq_next = qb + 1 < qb1 ? (Lq - i0 - BQ < BQ ? Lq - i0 - BQ : BQ) : 0;
+                    attend_block(&J, oh + i0 * ldo, qh + i0 * ldq, kh, vh, b, i0, nq,
+                                 nq_next ? qh + (i0 + BQ) * ldq : NULL, nq_next, &w);
+                }
+            }
         }
     }
+    free(shared);
     free(scratch);
     return 1;
 }

@@ -143,8 +143,9 @@ static void softmax_avx2(float *st, int64_t nk, int NR, float *m, float *l, floa
         const __m256 alpha = exp_neg256(_mm256_sub_ps(mold, ms));
         _mm256_storeu_ps(l + c, _mm256_fmadd_ps(_mm256_loadu_ps(l + c), alpha, sum));
         _mm256_storeu_ps(m + c, mn);
-        for (int64_t d = 0; d < dp; d++)
-            _mm256_storeu_ps(ot + d * NR + c, _mm256_mul_ps(_mm256_loadu_ps(ot + d * NR + c), alpha));
+        if (_mm256_movemask_ps(_mm256_cmp_ps(alpha, _mm256_set1_ps(1.0f), _CMP_NEQ_UQ))) /* else O^T stays */
+            for (int64_t d = 0; d < dp; d++)
+                _mm256_storeu_ps(ot + d * NR + c, _mm256_mul_ps(_mm256_loadu_ps(ot + d * NR + c), alpha));
     }
 }
 

@@ -9,7 +9,8 @@
  * the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
  * f32 -> bf16 pairs with vcvtne2ps2bf16, a 16x16 transposing gather, and
  * straight source -> bf16 pair packing (pack_pairs); and the vectorized
- * online-softmax step used by gemm_attention.c. Layouts are described in
+ * online-softmax step used by gemm_attention.c (also writing P^T as bf16
+ * pairs directly, for the bf16 kernels). Layouts are described in
  * gemm_kernels.h.
  */
 #include <immintrin.h>
@@ -250,27 +251,111 @@ static inline __m512 exp_neg512(__m512 x) {
     return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
 }
 
-/* Online-softmax step down NR query columns, 16 at a time (ld_gemm_softmax_fn). */
-static void softmax_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp) {
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
-    for (int c = 0; c < NR; c += 16) {
-        __m512 mx = ninf;
-        for (int64_t k = 0; k < nk; k++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(st + k * NR + c));
-        const __m512 mold = _mm512_loadu_ps(m + c), mn = _mm512_max_ps(mold, mx);
-        /* columns with nothing but -inf subtract 0 instead (their exps are 0 either way) */
-        const __m512 ms = _mm512_mask_mov_ps(mn, _mm512_cmp_ps_mask(mn, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
-        __m512 sum = _mm512_setzero_ps();
-        for (int64_t k = 0; k < nk; k++) {
-            __m512 e = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(st + k * NR + c), ms));
-            _mm512_storeu_ps(st + k * NR + c, e);
-            sum = _mm512_add_ps(sum, e);
+/* exp(s - ms) for the bf16 kernels' P, whose bf16 rounding (relative 2^-9)
+ * dwarfs this one's error (below 4e-6 relative): t = s*log2(e) - msl with
+ * msl = ms*log2(e) in one fused step, t = n + r with |r| <= 1/2, 2^r by a
+ * degree-4 polynomial (Chebyshev nodes), times 2^n with vscalefps. t is
+ * clamped at -160 first, which makes -inf and anything below 2^-150 exactly 0. */
+static inline __m512 exp_bf16_512(__m512 s, __m512 msl) {
+    __m512 t = _mm512_max_ps(_mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), msl), _mm512_set1_ps(-160.0f));
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 r = _mm512_sub_ps(t, n);
+    __m512 y = _mm512_set1_ps(0.00966636837f);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.0559219755f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.240223497f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.693121016f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(y, n);
+}
+
+/* The online-softmax step on NV vectors of 16 query columns at once (the
+ * columns c.. of an NR-wide S^T panel: st, m, l, ot point at column c), so
+ * each row gives NV independent max / exp / sum chains. pp == NULL: P^T is
+ * written in place in f32 (exp_neg512, ld_gemm_softmax_fn); else as bf16
+ * pairs into pp (exp_bf16_512, ld_gemm_softmax_pairs_fn), two rows at a
+ * time, rounded and interleaved as to_pairs_avx512 does. Per column the
+ * operations and their order are those of a plain column loop. */
+static inline __attribute__((always_inline)) void softmax_cols(float *st, int64_t nk, int NR, float *m, float *l,
+                                                               float *ot, int64_t dp, uint16_t *pp, const int NV) {
+    const __m512 ninf = _mm512_set1_ps(-INFINITY), l2e = _mm512_set1_ps(1.44269504088896341f);
+    __m512 mx[4], mx1[4], mn[4], ms[4], msl[4], sum[4];
+    for (int v = 0; v < NV; v++) mx[v] = mx1[v] = ninf;
+    int64_t k = 0;
+    for (; k + 2 <= nk; k += 2) /* max is exact: two chains per vector, any order */
+        for (int v = 0; v < NV; v++) {
+            mx[v] = _mm512_max_ps(mx[v], _mm512_loadu_ps(st + k * NR + 16 * v));
+            mx1[v] = _mm512_max_ps(mx1[v], _mm512_loadu_ps(st + (k + 1) * NR + 16 * v));
         }
-        const __m512 alpha = exp_neg512(_mm512_sub_ps(mold, ms));
-        _mm512_storeu_ps(l + c, _mm512_fmadd_ps(_mm512_loadu_ps(l + c), alpha, sum));
-        _mm512_storeu_ps(m + c, mn);
-        for (int64_t d = 0; d < dp; d++)
-            _mm512_storeu_ps(ot + d * NR + c, _mm512_mul_ps(_mm512_loadu_ps(ot + d * NR + c), alpha));
+    for (; k < nk; k++)
+        for (int v = 0; v < NV; v++) mx[v] = _mm512_max_ps(mx[v], _mm512_loadu_ps(st + k * NR + 16 * v));
+    for (int v = 0; v < NV; v++) {
+        mn[v] = _mm512_max_ps(_mm512_loadu_ps(m + 16 * v), _mm512_max_ps(mx[v], mx1[v]));
+        /* columns with nothing but -inf subtract 0 instead (their exps are 0 either way) */
+        ms[v] = _mm512_mask_mov_ps(mn[v], _mm512_cmp_ps_mask(mn[v], ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
+        msl[v] = _mm512_mul_ps(ms[v], l2e);
+        sum[v] = _mm512_setzero_ps();
     }
+    if (!pp) {
+        for (k = 0; k < nk; k++)
+            for (int v = 0; v < NV; v++) {
+                const __m512 e = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(st + k * NR + 16 * v), ms[v]));
+                _mm512_storeu_ps(st + k * NR + 16 * v, e);
+                sum[v] = _mm512_add_ps(sum[v], e);
+            }
+    } else {
+        const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                                             6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        for (k = 0; k < nk; k += 2)
+            for (int v = 0; v < NV; v++) {
+                const __m512 e0 = exp_bf16_512(_mm512_loadu_ps(st + k * NR + 16 * v), msl[v]);
+                __m512 e1 = _mm512_setzero_ps();
+                sum[v] = _mm512_add_ps(sum[v], e0);
+                if (k + 1 < nk) {
+                    e1 = exp_bf16_512(_mm512_loadu_ps(st + (k + 1) * NR + 16 * v), msl[v]);
+                    sum[v] = _mm512_add_ps(sum[v], e1);
+                }
+                _mm512_storeu_si512((void *)(pp + (k / 2 * NR + 16 * v) * 2),
+                                    _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(e1, e0)));
+            }
+    }
+    /* l, m, and O^T times alpha, skipped when every alpha is 1 (the running
+     * max did not move; x * 1 is x anyway) */
+    __m512 alpha[4];
+    int moved = 0;
+    for (int v = 0; v < NV; v++) {
+        alpha[v] = exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(m + 16 * v), ms[v]));
+        _mm512_storeu_ps(l + 16 * v, _mm512_fmadd_ps(_mm512_loadu_ps(l + 16 * v), alpha[v], sum[v]));
+        _mm512_storeu_ps(m + 16 * v, mn[v]);
+        moved |= _mm512_cmp_ps_mask(alpha[v], _mm512_set1_ps(1.0f), _CMP_NEQ_UQ) != 0;
+    }
+    if (moved)
+        for (int64_t d = 0; d < dp; d++)
+            for (int v = 0; v < NV; v++)
+                _mm512_storeu_ps(ot + d * NR + 16 * v, _mm512_mul_ps(_mm512_loadu_ps(ot + d * NR + 16 * v), alpha[v]));
+}
+
+/* NR = 48 and 32 (the AVX-512 tiles) in one pass, other widths 16 columns at a time. */
+static inline __attribute__((always_inline)) void softmax_any(float *st, int64_t nk, int NR, float *m, float *l,
+                                                              float *ot, int64_t dp, uint16_t *pp) {
+    if (NR == 48) {
+        softmax_cols(st, nk, NR, m, l, ot, dp, pp, 3);
+    } else if (NR == 32) {
+        softmax_cols(st, nk, NR, m, l, ot, dp, pp, 2);
+    } else {
+        for (int c = 0; c < NR; c += 16)
+            softmax_cols(st + c, nk, NR, m + c, l + c, ot + c, dp, pp ? pp + 2 * c : NULL, 1);
+    }
+}
+
+/* ld_gemm_softmax_fn */
+static void softmax_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp) {
+    softmax_any(st, nk, NR, m, l, ot, dp, NULL);
+}
+
+/* ld_gemm_softmax_pairs_fn: the shorter exp above for P (alpha keeps the f32 one) */
+static void softmax_pairs_avx512(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp,
+                                 uint16_t *pp) {
+    softmax_any(st, nk, NR, m, l, ot, dp, pp);
 }
 
 static const ld_gemm_kernel k_f32 = {
@@ -283,6 +368,7 @@ static const ld_gemm_kernel k_bf16 = {
     .name = "avx512-bf16 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 512, .nc = 512,
     .bf16 = 1, .micro = micro_bf16_14x32, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
     .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .softmax = softmax_avx512,
+    .softmax_pairs = softmax_pairs_avx512,
 };
 
 /* 8 x 48 tiles (24 accumulators, three loads of B per k): no padding waste
@@ -297,6 +383,7 @@ static const ld_gemm_kernel k_bf16_8x48 = {
     .name = "avx512-bf16 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 512, .nc = 480,
     .bf16 = 1, .micro = micro_bf16_8x48, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
     .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .softmax = softmax_avx512,
+    .softmax_pairs = softmax_pairs_avx512,
 };
 
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32(void) { return &k_f32; }

@@ -48,6 +48,14 @@ typedef void (*ld_gemm_gather_t_fn)(float *tile, const void *data, ld_dtype dtyp
  * sum_k st, ot[d*NR + q] *= alpha for d < dp, m[q] = mn. A column with only
  * -inf scores stays at m = -inf, l = 0 and st = 0. */
 typedef void (*ld_gemm_softmax_fn)(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp);
+/* The same step for bf16 kernels, with P^T written only as the bf16-pair B
+ * panel pp[(p*NR + q)*2 + (k&1)] (rounded to nearest even from the f32
+ * exps that are summed into l; an odd nk padded with zeros); st is left
+ * undefined. The exps of P may be less precise than the softmax step's (at
+ * most 1e-5 relative: the bf16 rounding, 2^-9, dominates); otherwise it is
+ * the softmax step followed by ld_gemm_finish_panel. */
+typedef void (*ld_gemm_softmax_pairs_fn)(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp,
+                                         uint16_t *pp);
 
 typedef struct {
     const char *name;
@@ -60,6 +68,7 @@ typedef struct {
     ld_gemm_pack_pairs_fn pack_pairs; /* bf16 kernels only; NULL: gather, then to_pairs */
     ld_gemm_gather_t_fn gather_t; /* NULL: scalar loops */
     ld_gemm_softmax_fn softmax;   /* NULL: portable C */
+    ld_gemm_softmax_pairs_fn softmax_pairs; /* bf16 kernels only; NULL: softmax, then ld_gemm_finish_panel */
 } ld_gemm_kernel;
 
 /* The f32 kernel of the current CPU level (whatever the precision setting),

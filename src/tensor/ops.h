@@ -126,10 +126,13 @@ typedef struct {
  * all masked gets zeros. */
 void ld_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
                   int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, const ld_attn_params *p);
-/* The same in slices of queries of about slice_flops each (0: the default,
- * ~4 GFLOP, a few tenths of a second at worst), with ld_check_cancel(ctx,
- * where) between slices: a self-attention over a huge image can be stopped.
- * Bitwise the same results as ld_attention (query rows are independent).
+/* The same in slices of about slice_flops each (0: the default, ~4 GFLOP,
+ * or 1536 query rows of a larger head: a few tenths of a second at worst),
+ * with ld_check_cancel(ctx, where) between slices: a self-attention over a
+ * huge image can be stopped. A slice is as many whole heads of one batch
+ * entry as fit (each head's K and V are then packed once), or a run of query
+ * rows of one head when a head alone is larger. Bitwise the same results as
+ * ld_attention (heads and query rows are independent).
  * Causal attention is not sliced. LD_ERR_CANCELLED leaves out partly written. */
 ld_status ld_attention_checked(ld_ctx *ctx, const char *where, int64_t slice_flops, float *out, int64_t ldo,
                                const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv,
