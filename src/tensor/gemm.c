@@ -8,7 +8,12 @@
  * packs its kc x nc block of B into NR-wide panels (converting f16/bf16 to
  * f32, or rounding to bf16 pairs for the BF16 kernel), then for each block of
  * MC rows packs the mc x kc block of A into MR-row panels and runs the
- * MR x NR micro-kernel over all panel pairs.
+ * MR x NR micro-kernel over all panel pairs. With several rows AND columns
+ * of tasks (linear layers: M = tokens, N above the column block) a task is a
+ * whole row block instead (the "row walk"): for each k block it packs its
+ * rows of A once, into its thread buffer (at most 4 MC-row blocks), and walks
+ * all column blocks with them, so A is packed once per element rather than
+ * once per column block.
  * K is never split, and each C element is summed over k in increasing order
  * by the same kernel whatever the thread count or task grid: results are
  * bitwise identical for any number of threads. SIMD kernels live in gemm_avx512.c,
