@@ -533,8 +533,9 @@ static inline size_t a_offset(int64_t p, int64_t i, int64_t kcp, int64_t nmb, si
     return (size_t)(p * nmb) * a_bytes + (size_t)i * (size_t)round_up(kcp * mc_max * esz, 64);
 }
 
-/* All of A packed, k block by k block, MC rows at a time (a_offset). Only
- * with one row of tasks, never in a row walk: a thread's A region is a_bytes. */
+/* All of A packed, k block by k block, MC rows at a time (a_offset). The
+ * scratch tile sits a_bytes + b_bytes into a thread buffer: inside it with
+ * any A region (a row walk's is larger), and it is only scratch here. */
 static void pack_all_a(const gemm_args *g, const ld_gemm_kernel *kr, int round, workspace *ws, int nt, size_t a_bytes,
                        size_t b_bytes, int64_t kcmax, int W, int64_t KC, int64_t MC, int64_t mc_max, int64_t npc,
                        int64_t nmb, char *dst) {
