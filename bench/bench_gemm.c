@@ -43,7 +43,7 @@ typedef void (*set_threads_fn)(int);
 static sgemm_fn g_sgemm;
 static set_threads_fn g_blas_threads;
 
-enum { KIND_SQUARE, KIND_LINEAR, KIND_POINTWISE, KIND_CONV };
+enum { KIND_SQUARE, KIND_LINEAR, KIND_POINTWISE, KIND_CONV, KIND_WGRAD };
 
 typedef struct {
     const char *name;
@@ -120,6 +120,9 @@ static void run_ld(void *p) {
     } else if (s->kind == KIND_LINEAR) {
         ld_mat A = ld_mat_f32(j->a, j->K, 1), B = {s->wdtype, j->w, 1, j->K};
         ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
+    } else if (s->kind == KIND_WGRAD) {
+        ld_mat A = {LD_F32, j->a, 1, j->M}, B = {s->wdtype, j->w, j->N, 1};
+        ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
     } else if (s->kind == KIND_POINTWISE) {
         ld_mat A = {s->wdtype, j->w, j->K, 1}, B = ld_mat_f32(j->a, j->N, 1);
         ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
@@ -139,6 +142,9 @@ static void run_blas(void *p) {
                 (int)j->N);
     else if (s->kind == KIND_LINEAR)
         g_sgemm(101, 111, 112, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->a, (int)j->K, j->wf, (int)j->K, 0.0f, j->c,
+                (int)j->N);
+    else if (s->kind == KIND_WGRAD)
+        g_sgemm(101, 112, 111, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->a, (int)j->M, j->wf, (int)j->N, 0.0f, j->c,
                 (int)j->N);
     else if (s->kind == KIND_POINTWISE)
         g_sgemm(101, 111, 111, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->wf, (int)j->K, j->a, (int)j->N, 0.0f, j->c,
@@ -199,6 +205,18 @@ static const shape SHAPES[] = {
     {"cdec attn kv 1028x1152x1152 (11%)", KIND_LINEAR, 1028, 1152, 1152, 0, 0, 0, LD_F16},
     {"cdec 1x1 2304->576 64^2 (7%)", KIND_POINTWISE, 576, 4096, 2304, 0, 0, 0, LD_F16},
     {"cdec 1x1 1280->320 128^2 (5%)", KIND_POINTWISE, 320, 16384, 1280, 0, 0, 0, LD_F16},
+    {"train fwd 4096 tok geglu 640->5120", KIND_LINEAR, 4096, 5120, 640, 0, 0, 0, LD_F32},
+    {"train dX 4096 tok geglu 640->5120", KIND_SQUARE, 4096, 640, 5120, 0, 0, 0, LD_F32},
+    {"train dW 4096 tok geglu 640->5120", KIND_WGRAD, 5120, 640, 4096, 0, 0, 0, LD_F32},
+    {"train fwd 4096 tok ff-out 2560->640", KIND_LINEAR, 4096, 640, 2560, 0, 0, 0, LD_F32},
+    {"train dX 4096 tok ff-out 2560->640", KIND_SQUARE, 4096, 2560, 640, 0, 0, 0, LD_F32},
+    {"train dW 4096 tok ff-out 2560->640", KIND_WGRAD, 640, 2560, 4096, 0, 0, 0, LD_F32},
+    {"train fwd 1024 tok attn 1280", KIND_LINEAR, 1024, 1280, 1280, 0, 0, 0, LD_F32},
+    {"train dX 1024 tok attn 1280", KIND_SQUARE, 1024, 1280, 1280, 0, 0, 0, LD_F32},
+    {"train dW 1024 tok attn 1280", KIND_WGRAD, 1280, 1280, 1024, 0, 0, 0, LD_F32},
+    {"train fwd 256 tok attn 1280", KIND_LINEAR, 256, 1280, 1280, 0, 0, 0, LD_F32},
+    {"train dX 256 tok attn 1280", KIND_SQUARE, 256, 1280, 1280, 0, 0, 0, LD_F32},
+    {"train dW 256 tok attn 1280", KIND_WGRAD, 1280, 1280, 256, 0, 0, 0, LD_F32},
 };
 
 int main(int argc, char **argv) {
@@ -293,6 +311,7 @@ int main(int argc, char **argv) {
         /* a: the f32 activation operand; w: the weights (or B of a square row) */
         int64_t an = s->kind == KIND_CONV ? 0 : s->kind == KIND_POINTWISE ? j.K * j.N : j.M * j.K;
         int64_t wn = s->kind == KIND_CONV || s->kind == KIND_POINTWISE ? j.M * j.K : j.N * j.K;
+        /* dW rows: a = dY [K tokens, M], w = X [K tokens, N] (same sizes) */
         j.a = an ? malloc(sizeof(float) * (size_t)an) : NULL;
         j.c = malloc(sizeof(float) * (size_t)(j.M * j.N));
         j.wf = malloc(sizeof(float) * (size_t)wn);

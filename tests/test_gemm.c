@@ -488,6 +488,47 @@ static void check_env_override(void) {
     }
 }
 
+/* Products with several row AND column blocks of tasks, where a task walks
+ * all column blocks of its rows with its A packed once per k block (gemm.c):
+ * odd sizes, every operand dtype, beta, biases, padded C, against the
+ * reference (bf16 paths in bf16 precision), then bitwise across 1-3 threads
+ * (the thread count changes the row blocks). Run with the kernels' blocking
+ * (N > the column block) and, in a child, with small blocks (many row,
+ * column and k blocks). */
+static void check_walk(void) {
+    check_case(600, 1100, 150, LD_F32, 0, LD_F32, 1, 0.0f, 0, 0, 0);
+    check_case(601, 1037, 97, LD_F16, 2, LD_BF16, 1, 0.5f, 1, 1, 3);
+    check_case(530, 1030, 61, LD_BF16, 0, LD_F16, 0, 1.0f, 1, 0, 0);
+    check_case(533, 1031, 83, LD_F32, 3, LD_F32, 0, 0.0f, 0, 1, 0);
+    check_threads(600, 1100, 130, 1, 0.5f);
+    check_threads(533, 1031, 77, 0, 0.0f);
+}
+
+/* check_walk in a child with LEANDIFF_GEMM_BLOCKS=28,40,64 (read once per process). */
+static void check_walk_small_blocks(void) {
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl <= 0) {
+        printf("cannot read /proc/self/exe: small-block child test skipped\n");
+        return;
+    }
+    self[sl] = 0;
+    const char *wrapper = getenv("LEANDIFF_TEST_EXEC_WRAPPER");
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("LEANDIFF_GEMM_BLOCKS", "28,40,64", 1);
+        alarm(600);
+        if (wrapper && *wrapper)
+            execl(wrapper, wrapper, self, "--walk", (char *)NULL);
+        else
+            execl(self, "test_gemm", "--walk", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "small-block row-walk child failed (status %d)", status);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-level") == 0) {
         printf("level %s kernel %s\n", ld_cpu_level_name(ld_cpu_level()), ld_gemm_kernel_name());
@@ -500,8 +541,11 @@ int main(int argc, char **argv) {
                ld_gemm_kernel_name());
         return 0;
     }
-    check_cpu();
-    check_env_override();
+    const int walk_only = argc > 1 && strcmp(argv[1], "--walk") == 0;
+    if (!walk_only) {
+        check_cpu();
+        check_env_override();
+    }
     add_path("portable", LD_CPU_PORTABLE, LD_PRECISION_F32);
     add_path("avx2", LD_CPU_AVX2, LD_PRECISION_F32);
     add_path("avx512", LD_CPU_AVX512, LD_PRECISION_F32);
@@ -524,6 +568,11 @@ int main(int argc, char **argv) {
                   g_paths[p].name, kn);
     }
     ld_gemm_set_precision(LD_PRECISION_F32);
+    if (walk_only) {
+        check_walk();
+        ld_gemm_release_buffers();
+        return test_finish();
+    }
     if (ld_cpu_info_get()->best == LD_CPU_AVX512) {
         ld_cpu_force(LD_CPU_AVX512);
         CHECK(strcmp(ld_gemm_kernel_name_for(16, 96), "avx512-f32 8x48") == 0, "16x96 uses %s",
@@ -560,6 +609,8 @@ int main(int argc, char **argv) {
     check_threads(37, 1100, 70, 0, 1.0f);
     check_threads(1000, 64, 64, 1, 0.0f);
     check_threads(128, 700, 300, 0, 0.0f); /* 8x48 on AVX-512 */
+    check_walk();
+    check_walk_small_blocks();
     ld_cpu_force(ld_cpu_info_get()->best);
     check_nested();
     ld_gemm_release_buffers();

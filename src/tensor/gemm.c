@@ -8,7 +8,12 @@
  * packs its kc x nc block of B into NR-wide panels (converting f16/bf16 to
  * f32, or rounding to bf16 pairs for the BF16 kernel), then for each block of
  * MC rows packs the mc x kc block of A into MR-row panels and runs the
- * MR x NR micro-kernel over all panel pairs.
+ * MR x NR micro-kernel over all panel pairs. With several rows AND columns
+ * of tasks (linear layers: M = tokens, N above the column block) a task is a
+ * whole row block instead (the "row walk"): for each k block it packs its
+ * rows of A once, into its thread buffer (at most 4 MC-row blocks), and walks
+ * all column blocks with them, so A is packed once per element rather than
+ * once per column block.
  * K is never split, and each C element is summed over k in increasing order
  * by the same kernel whatever the thread count or task grid: results are
  * bitwise identical for any number of threads. SIMD kernels live in gemm_avx512.c,
@@ -528,7 +533,9 @@ static inline size_t a_offset(int64_t p, int64_t i, int64_t kcp, int64_t nmb, si
     return (size_t)(p * nmb) * a_bytes + (size_t)i * (size_t)round_up(kcp * mc_max * esz, 64);
 }
 
-/* All of A packed, k block by k block, MC rows at a time (a_offset). */
+/* All of A packed, k block by k block, MC rows at a time (a_offset). The
+ * scratch tile sits a_bytes + b_bytes into a thread buffer: inside it with
+ * any A region (a row walk's is larger), and it is only scratch here. */
 static void pack_all_a(const gemm_args *g, const ld_gemm_kernel *kr, int round, workspace *ws, int nt, size_t a_bytes,
                        size_t b_bytes, int64_t kcmax, int W, int64_t KC, int64_t MC, int64_t mc_max, int64_t npc,
                        int64_t nmb, char *dst) {
@@ -545,7 +552,8 @@ static void pack_all_a(const gemm_args *g, const ld_gemm_kernel *kr, int round, 
     }
 }
 
-/* All of B packed: k block pc at (pc/KC)*bblk, its NR-column panels one after the other. */
+/* All of B packed: k block pc at (pc/KC)*bblk, its NR-column panels one after
+ * the other. a_bytes: the A region of a thread buffer (the tile follows it and B). */
 static void pack_all_b(const gemm_args *g, const ld_gemm_kernel *kr, int round, workspace *ws, int nt, size_t a_bytes,
                        size_t b_bytes, int64_t kcmax, int W, int64_t KC, int64_t npc, int64_t nbp, size_t bblk,
                        char *dst) {
@@ -587,12 +595,29 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     const int64_t mt_max = g->fill && M > 4 * MC ? round_up(M, MR) : 4 * MC;
     int64_t task_m, task_n;
     plan_tasks(M, N, MR, NR, mt_max, NCT, nt, &task_m, &task_n);
-    const int64_t tm = (M + task_m - 1) / task_m, tn = (N + task_n - 1) / task_n;
+    int64_t tm = (M + task_m - 1) / task_m;
+    const int64_t tn = (N + task_n - 1) / task_n;
+    /* Row walk: with several column blocks (and A not shared below), a task
+     * is a whole row block that walks all column blocks for each k block, so
+     * its rows of A are packed once per k block instead of once per column
+     * block. Enough row blocks (3 per thread, each at least 2 panels) keep
+     * the dynamic balancing of the grid. */
+    const int walk = !g->fill && tn >= 2 && !(tm == 1 && tn >= 4);
+    if (walk) {
+        int64_t want = nt > 1 ? 3 * (int64_t)nt : 1, most = M / (2 * MR);
+        if (want > most) want = most;
+        if (want > tm) {
+            task_m = round_up((M + want - 1) / want, MR);
+            tm = (M + task_m - 1) / task_m;
+        }
+    }
     const int64_t mc_max = min64(MC, task_m);
     const int64_t kcmax = round_up(min64(KC, K), 2);
     const size_t a_bytes = (size_t)round_up(kcmax * mc_max * esz, 64); /* keeps the B block 64-byte aligned */
+    /* a row walk keeps all MC-row blocks of its rows packed for one k block */
+    const size_t a_region = walk ? (size_t)((task_m + MC - 1) / MC) * a_bytes : a_bytes;
     const size_t b_bytes = (size_t)round_up(kcmax * task_n * esz, 64);
-    const size_t t_bytes = a_bytes + b_bytes + sizeof(float) * (size_t)(kcmax * W + kcmax + 2 * W + 64);
+    const size_t t_bytes = a_region + b_bytes + sizeof(float) * (size_t)(kcmax * W + kcmax + 2 * W + 64);
     /* One row of tasks over many columns (convolutions: M = output channels,
      * N = pixels): every task would pack the same A, so A is packed once,
      * all of it, into a shared buffer first. Several rows of tasks (linear
@@ -642,7 +667,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     if (new_b || ws_b) {
         char *dst = ws_b ? ws->shared : (own_b = ld_gemm_cache_alloc(b_all));
         if (dst) {
-            pack_all_b(g, kr, round, ws, nt, a_bytes, b_bytes, kcmax, W, KC, npc, nbp, bblk, dst);
+            pack_all_b(g, kr, round, ws, nt, a_region, b_bytes, kcmax, W, KC, npc, nbp, bblk, dst);
             bshared = dst;
             if (own_b && (bcached = ld_gemm_cache_insert(&kb, own_b, b_all, operand_bytes(g->B, K, N)))) {
                 bshared = bcached;
@@ -657,40 +682,47 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     const int scale_c = g->beta != 0.0f && g->beta != 1.0f;
 
     #pragma omp parallel for num_threads(nt) schedule(dynamic)
-    for (int64_t task = 0; task < tm * tn; task++) {
+    for (int64_t task = 0; task < (walk ? tm : tm * tn); task++) {
         char *abuf = ws->t[omp_get_thread_num()];
-        char *bbuf = abuf + a_bytes;
+        char *bbuf = abuf + a_region;
         float *tile = (float *)(bbuf + b_bytes);
         float *tmp = tile + kcmax * W;
         _Alignas(64) float ctile[64 * 64];
-        const int64_t r0 = (task / tn) * task_m, r1 = min64(M, r0 + task_m);
-        const int64_t c0 = (task % tn) * task_n, c1 = min64(N, c0 + task_n);
+        const int64_t r0 = (walk ? task : task / tn) * task_m, r1 = min64(M, r0 + task_m);
+        const int64_t cb0 = walk ? 0 : task % tn, cb1 = walk ? tn : cb0 + 1; /* column blocks */
         for (int64_t pc = 0; pc < K; pc += KC) {
             const int64_t kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
             const size_t bpan = (size_t)(kcp * NR * esz), apan = (size_t)(kcp * MR * esz);
             const int load = pc > 0 || g->beta != 0.0f, last = pc + KC >= K;
-            const char *bblock = bbuf;
-            if (bshared)
-                bblock = bshared + (size_t)(pc / KC) * bblk + (size_t)(c0 / NR) * bpan;
-            else
-                pack_b_block(g, kr, round, c0, c1 - c0, pc, kc, bbuf, bpan, tile, tmp);
-            for (int64_t i0 = r0; i0 < r1; i0 += MC) {
-                const int64_t m = min64(MC, r1 - i0);
-                const char *ablk = abuf;
-                if (ashared)
-                    ablk = ashared + a_offset(pc / KC, i0 / MC, kcp, nmb, a_bytes, mc_max, esz);
+            if (walk && !ashared)
+                for (int64_t i0 = r0; i0 < r1; i0 += MC)
+                    pack_a_block(g, kr, round, i0, min64(MC, r1 - i0), pc, kc, abuf + ((i0 - r0) / MC) * a_bytes,
+                                 apan, tile, tmp);
+            for (int64_t cb = cb0; cb < cb1; cb++) {
+                const int64_t c0 = cb * task_n, c1 = min64(N, c0 + task_n);
+                const char *bblock = bbuf;
+                if (bshared)
+                    bblock = bshared + (size_t)(pc / KC) * bblk + (size_t)(c0 / NR) * bpan;
                 else
-                    pack_a_block(g, kr, round, i0, m, pc, kc, abuf, apan, tile, tmp);
-                if (pc == 0 && scale_c) scale_block(g, i0, m, c0, c1 - c0);
-                for (int64_t jr = c0; jr < c1; jr += NR) {
-                    const int64_t n = min64(NR, c1 - jr);
-                    const char *bp = bblock + ((jr - c0) / NR) * bpan;
-                    for (int64_t ir = 0; ir < m; ir += MR) {
-                        const int64_t me = min64(MR, m - ir);
-                        const char *ap = ablk + (ir / MR) * apan;
-                        float *c = g->C + (i0 + ir) * g->ldc + jr;
-                        run_tile(kr, kc, ap, bp, c, g->ldc, me, n, load, ctile);
-                        if (last && (g->bn || g->bm)) add_biases(g, c, i0 + ir, me, jr, n);
+                    pack_b_block(g, kr, round, c0, c1 - c0, pc, kc, bbuf, bpan, tile, tmp);
+                for (int64_t i0 = r0; i0 < r1; i0 += MC) {
+                    const int64_t m = min64(MC, r1 - i0);
+                    const char *ablk = abuf + (walk ? ((i0 - r0) / MC) * a_bytes : 0);
+                    if (ashared)
+                        ablk = ashared + a_offset(pc / KC, i0 / MC, kcp, nmb, a_bytes, mc_max, esz);
+                    else if (!walk)
+                        pack_a_block(g, kr, round, i0, m, pc, kc, abuf, apan, tile, tmp);
+                    if (pc == 0 && scale_c) scale_block(g, i0, m, c0, c1 - c0);
+                    for (int64_t jr = c0; jr < c1; jr += NR) {
+                        const int64_t n = min64(NR, c1 - jr);
+                        const char *bp = bblock + ((jr - c0) / NR) * bpan;
+                        for (int64_t ir = 0; ir < m; ir += MR) {
+                            const int64_t me = min64(MR, m - ir);
+                            const char *ap = ablk + (ir / MR) * apan;
+                            float *c = g->C + (i0 + ir) * g->ldc + jr;
+                            run_tile(kr, kc, ap, bp, c, g->ldc, me, n, load, ctile);
+                            if (last && (g->bn || g->bm)) add_biases(g, c, i0 + ir, me, jr, n);
+                        }
                     }
                 }
             }
