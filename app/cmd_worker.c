@@ -41,7 +41,7 @@ static void usage(FILE *f) {
             "      --redis URL        redis://[[user]:password@]host[:port][/db], or rediss://...[?cacert=F&cert=F&key=F] (TLS)\n"
             "      --name NAME        consumer name in the group (default HOST-PID)\n"
             "  -t, --threads N        compute threads (default: all cores)\n"
-            "      --claim-after S    take over jobs another worker left pending for S seconds (default 60)\n"
+            "      --claim-after S    take over the job of a worker silent for S seconds (default 60)\n"
             "      --result-ttl S     keep results S seconds (default 86400)\n"
             "      --max-size PX      largest width / height accepted (default 1024)\n"
             "      --max-steps N      most steps accepted (default 150)\n"

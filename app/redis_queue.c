@@ -243,9 +243,10 @@ json_t *redis_workers(redis_conn *c) {
             return NULL;
         }
         if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-            r->element[1]->type != REDIS_REPLY_ARRAY) {
+            r->element[1]->type != REDIS_REPLY_ARRAY) { /* an error reply: no list rather than an empty one */
             freeReplyObject(r);
-            break;
+            json_decref(out);
+            return NULL;
         }
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
         for (size_t i = 0; i < r->element[1]->elements; i++) {

@@ -56,8 +56,8 @@ redis_job_state redis_job_submit(redis_conn *c, const char *model, const char *i
 int redis_keys_exist(redis_conn *c, const char *const *keys, int n, int *out, char *err, size_t errn);
 
 /* The heartbeats of the workers alive now (leandiff:worker:*): an array of
- * their JSON objects {name, model, family, job, seen}; NULL only when stopping
- * or out of memory. */
+ * their JSON objects {name, model, family, job, seen}; NULL when stopping, out
+ * of memory or when Redis answers the scan with an error. */
 json_t *redis_workers(redis_conn *c);
 
 /* Pub/sub on a connection of its own: after redis_psubscribe the connection

@@ -28,6 +28,7 @@ typedef struct {
     int claim_after, result_ttl;
     int cancelled;   /* the running job's cancel key was seen */
     int step, total; /* the running job's last progress */
+    double beat;     /* when the worker key was last written */
 } worker;
 
 static double mono_now(void) {
@@ -47,14 +48,27 @@ static void heartbeat(worker *w, const char *job) {
     if (s) freeReplyObject(redis_cmd(w->rc, "SET %s %s EX %d", key, s, RK_WORKER_TTL));
     free(s);
     json_decref(o);
+    w->beat = mono_now();
 }
 
 typedef struct {
     worker *w;
-    const char *job;
+    const char *entry, *job;
     int image, count;
     double t0;
 } progress_ctx;
+
+/* While a job runs its worker beats, and claims its stream entry again (XCLAIM
+ * to itself resets the entry's idle time): only the job of a worker that
+ * stopped answering is reclaimed after --claim-after s, however long it runs. */
+static void keep_alive(progress_ctx *pc) {
+    worker *w = pc->w;
+    double every = w->claim_after / 3.0;
+    if (every > RK_WORKER_TTL / 3.0) every = RK_WORKER_TTL / 3.0;
+    if (mono_now() - w->beat < every) return;
+    heartbeat(w, pc->job);
+    freeReplyObject(redis_cmd(w->rc, "XCLAIM %s %s %s 0 %s JUSTID", w->stream, w->group, w->name, pc->entry));
+}
 
 /* Publishes the progress and looks at the job's cancel key in one round trip. */
 static const char *progress_script = "redis.call('PUBLISH', ARGV[1], ARGV[2])\n"
@@ -64,6 +78,7 @@ static int on_progress(void *user, const char *stage, int step, int total, doubl
     progress_ctx *pc = user;
     pc->w->step = step;
     pc->w->total = total;
+    keep_alive(pc);
     double el = mono_now() - pc->t0;
     double eta = step > 0 ? el / step * (total - step) : -1;
     json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:f}", "id", pc->job, "worker", pc->w->name, "stage",
@@ -85,7 +100,8 @@ static int on_progress(void *user, const char *stage, int step, int total, doubl
 /* Polled inside the model forwards: a hard stop (or a cancel seen at the last
  * step) does not wait for the step's end. */
 static int on_cancel(void *user) {
-    const progress_ctx *pc = user;
+    progress_ctx *pc = user;
+    keep_alive(pc);
     return pc->w->stop->hard_stop != 0 || pc->w->cancelled;
 }
 
@@ -268,7 +284,7 @@ static int run_job(worker *w, const char *entry, const char *job, const char *pa
         ld_image init, mask;
         gen_request_params(&req, (uint64_t)req.seed, i, &gp, &init, &mask);
         gp.lora_dir = w->cfg.lora_dir;
-        progress_ctx pc = {w, job, i, req.count, mono_now()};
+        progress_ctx pc = {w, entry, job, i, req.count, mono_now()};
         gp.progress = on_progress;
         gp.progress_user = &pc;
         gp.cancel = on_cancel;

@@ -1,7 +1,8 @@
 """`leandiff worker` on a real Redis (redis-server started here on a free
 loopback port with its own data directory): two workers on a random-weight
 tiny KOALA pipeline, one killed with SIGKILL in the middle of a job. Every
-job must be stored exactly once, each image must equal `leandiff generate`
+job must be stored exactly once (a long job of a live worker is not taken
+over), each image must equal `leandiff generate`
 with the same parameters pixel for pixel, and nothing may stay pending.
 Malformed --redis URLs get clear errors.
 
@@ -121,6 +122,24 @@ def main():
                 ref = generate_ref(BIN, model, params, params["seed"] + i, os.path.join(tmp, "%s-%d.png" % (j, i)))
                 check(got[:4] == ref[:4], "job %s image %d differs from leandiff generate" % (j, i))
         log("ok: %d jobs, every image equals leandiff generate pixel for pixel" % len(jobs))
+
+        # A live worker keeps its claim: a job running far longer than --claim-after is not taken over
+        # by an idle worker polling for abandoned jobs (XAUTOCLAIM) all along.
+        idle = Worker(BIN, "wC", model, redis.port)
+        workers.append(idle)
+        wait_until(lambda: r.cmd("EXISTS", "leandiff:worker:wC") == 1, 300)
+        slow = {"prompt": "a job longer than --claim-after", "width": 64, "height": 64, "steps": 400, "seed": 11,
+                "n": 2}
+        t0 = time.time()
+        slow_entry = r.cmd("XADD", STREAM, "*", "id", "slow", "params", json.dumps(slow)).decode()
+        wait_until(lambda: r.cmd("EXISTS", "leandiff:result:slow") == 1, 900, interval=0.2)
+        took = time.time() - t0
+        check(r.cmd("HGET", "leandiff:result:slow", "status") == b"done", "slow job: %r" % r.hgetall("leandiff:result:slow"))
+        check(took > 4, "the slow job took %.1f s, not twice --claim-after: make it longer" % took)
+        logs = survivor.text() + idle.text()
+        check(logs.count("job slow stored") == 1 and "reclaimed " + slow_entry not in logs
+              and "stored by another worker" not in logs, "a running job was taken over:\n" + logs)
+        log("ok: a job running %.1f s (--claim-after 2) stays with its worker" % took)
 
         survivor.proc.send_signal(signal.SIGTERM)
         check(survivor.proc.wait(120) == 0, "worker exit status on SIGTERM:\n" + survivor.text())
