@@ -4,10 +4,14 @@
  * the shapes the models use, next to the FMA peak probe of the same run.
  * Built by `make`, never run by the tests.
  *
- *     build/bench_attention [--threads N] [--precision f32|bf16] [--only SUBSTRING] [--sliced]
+ *     build/bench_attention [--threads N] [--precision f32|bf16] [--only SUBSTRING] [--sliced | --train]
  *
  * --sliced calls ld_attention_checked (default slices of about 4 GFLOP, no
  * context) the way the models do, instead of one ld_attention per shape.
+ * --train times a training step's attention instead: the forward that keeps
+ * the log-sum-exp (ld_attention_train_forward) and the blocked backward
+ * (ld_attention_backward, dq, dk and dv), counting the products they run:
+ * 4 for the forward's two, 14 for the backward's seven (x H*Lq*Lk*D).
  * With --precision bf16 (ld_gemm_set_precision) on a CPU with AVX-512 BF16,
  * whose dot products do two multiply-adds per f32 lane, the ratios are to
  * twice the probe: the bf16 limit.
@@ -23,6 +27,7 @@
 #include "base/cpu.h"
 #include "tensor/gemm.h"
 #include "tensor/ops.h"
+#include "train/grad_ops.h"
 
 static double now(void) {
     struct timespec ts;
@@ -50,7 +55,7 @@ static const shape SHAPES[] = {
 };
 
 int main(int argc, char **argv) {
-    int threads = 0, bf16 = 0, sliced = 0;
+    int threads = 0, bf16 = 0, sliced = 0, train = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
@@ -60,10 +65,13 @@ int main(int argc, char **argv) {
             bf16 = !strcmp(argv[++i], "bf16");
         } else if (!strcmp(argv[i], "--sliced")) {
             sliced = 1;
+        } else if (!strcmp(argv[i], "--train")) {
+            train = 1;
         } else if (!strcmp(argv[i], "--only") && i + 1 < argc) {
             only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--threads N] [--precision f32|bf16] [--only SUBSTRING] [--sliced]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads N] [--precision f32|bf16] [--only SUBSTRING] [--sliced | --train]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -76,7 +84,8 @@ int main(int argc, char **argv) {
     double peak = ld_cpu_peak_gflops(threads, 0.5);
     double peak_core = peak * (now() - t0) / (cpu_now() - c0);
     printf("cpu: %s, path %s, %d threads, precision %s%s; FMA probe %.1f GFLOP/s, %.1f per core-second%s\n\n",
-           ld_cpu_info_get()->model, ld_cpu_level_name(ld_cpu_level()), threads, bf16 ? "bf16" : "f32", sliced ? ", sliced (ld_attention_checked)" : "", peak,
+           ld_cpu_info_get()->model, ld_cpu_level_name(ld_cpu_level()), threads, bf16 ? "bf16" : "f32",
+           sliced ? ", sliced (ld_attention_checked)" : train ? ", training forward + backward" : "", peak,
            peak_core, limit_factor > 1 ? " (ratios are to twice these: the bf16 limit)" : "");
     peak *= limit_factor;
     peak_core *= limit_factor;
@@ -88,11 +97,19 @@ int main(int argc, char **argv) {
         int64_t HD = s->H * s->D;
         float *q = malloc(sizeof(float) * (size_t)(s->Lq * HD)), *o = malloc(sizeof(float) * (size_t)(s->Lq * HD));
         float *k = malloc(sizeof(float) * (size_t)(s->Lk * HD)), *v = malloc(sizeof(float) * (size_t)(s->Lk * HD));
-        if (!q || !o || !k || !v) {
+        /* training: the saved lse, dout, and dq, dk, dv */
+        float *lse = train ? malloc(sizeof(float) * (size_t)(s->H * s->Lq)) : NULL;
+        float *dout = train ? malloc(sizeof(float) * (size_t)(s->Lq * HD)) : NULL;
+        float *dq = train ? calloc((size_t)(s->Lq * HD), sizeof(float)) : NULL;
+        float *dk = train ? calloc((size_t)(s->Lk * HD), sizeof(float)) : NULL;
+        float *dv = train ? calloc((size_t)(s->Lk * HD), sizeof(float)) : NULL;
+        if (!q || !o || !k || !v || (train && (!lse || !dout || !dq || !dk || !dv))) {
             printf("| %s | out of memory |\n", s->name);
-            free(q), free(o), free(k), free(v);
+            free(q), free(o), free(k), free(v), free(lse), free(dout), free(dq), free(dk), free(dv);
             continue;
         }
+        if (train)
+            for (int64_t i = 0; i < s->Lq * HD; i++) dout[i] = (float)((i * 15485863) % 1000) / 1000.0f - 0.5f;
         for (int64_t i = 0; i < s->Lq * HD; i++) q[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
         for (int64_t i = 0; i < s->Lk * HD; i++) {
             k[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;
@@ -101,13 +118,19 @@ int main(int argc, char **argv) {
         memset(o, 0, sizeof(float) * (size_t)(s->Lq * HD));
         ld_attn_params p = {0};
         p.scale = 0.125f;
-        double flops = 4.0 * s->H * s->Lq * s->Lk * s->D;
+        double flops = (train ? 18.0 : 4.0) * s->H * s->Lq * s->Lk * s->D;
         {
             double best = 1e30, start = now(), c_start = cpu_now();
             int reps = 0;
             do {
                 double a = now();
-                if (sliced)
+                if (train) {
+                    if (!ld_attention_train_forward(o, HD, lse, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D,
+                                                    p.scale) ||
+                        !ld_attention_backward(dout, HD, o, lse, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D,
+                                               p.scale, dq, dk, dv))
+                        break;
+                } else if (sliced)
                     ld_attention_checked(NULL, "bench", 0, o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
                 else
                     ld_attention(o, HD, q, HD, k, HD, v, HD, 1, s->H, s->Lq, s->Lk, s->D, &p);
@@ -122,7 +145,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
         fflush(stdout);
-        free(q), free(o), free(k), free(v);
+        free(q), free(o), free(k), free(v), free(lse), free(dout), free(dq), free(dk), free(dv);
     }
     return 0;
 }

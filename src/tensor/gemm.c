@@ -278,7 +278,9 @@ static inline float load_as_f32(ld_dtype dt, const void *data, int64_t i) {
 void ld_gemm_gather(const ld_gemm_kernel *kr, ld_dtype dt, const void *data, int64_t base, int64_t sk, int64_t sx,
                    int64_t kc, int64_t n, int W, float *tile, float *tmp) {
     ld_gemm_convert_fn conv = kr->convert ? kr->convert : ld_convert_to_f32;
-    if (sx == 1) {
+    if (sx == 1 && kr->gather_rows) {
+        kr->gather_rows(tile, data, dt, base, sk, kc, n, W);
+    } else if (sx == 1) {
         for (int64_t k = 0; k < kc; k++) conv(tile + k * W, data, dt, base + k * sk, n);
     } else if (sk == 1 && kr->gather_t) {
         kr->gather_t(tile, data, dt, base, sx, kc, n, W);

@@ -169,6 +169,16 @@ static void gather_t_avx512(float *tile, const void *data, ld_dtype dt, int64_t 
     }
 }
 
+/* ld_gemm_gather_rows_fn: a panel's rows (n <= 48 contiguous elements each)
+ * with masked loads and stores inline, instead of a conversion call per row. */
+static void gather_rows_avx512(float *tile, const void *data, ld_dtype dt, int64_t base, int64_t sk, int64_t kc,
+                               int64_t n, int W) {
+    for (int64_t x0 = 0; x0 < n; x0 += 16) {
+        const __mmask16 m = n - x0 >= 16 ? 0xffff : (__mmask16)((1u << (n - x0)) - 1);
+        for (int64_t k = 0; k < kc; k++) _mm512_mask_storeu_ps(tile + k * W + x0, m, load16(dt, data, base + k * sk + x0, m));
+    }
+}
+
 /* 32 consecutive source elements (nk <= 32 of them, the rest read as 0)
  * rounded to 16 bf16 pairs, as the bits of one vector. */
 static inline __m512 load_pairs32(ld_dtype dt, const void *data, int64_t i, int64_t nk) {
@@ -360,14 +370,14 @@ static void softmax_pairs_avx512(float *st, int64_t nk, int NR, float *m, float 
 
 static const ld_gemm_kernel k_f32 = {
     .name = "avx512-f32 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 256, .nc = 512,
-    .bf16 = 0, .micro = micro_f32_14x32, .convert = convert_avx512, .gather_t = gather_t_avx512,
+    .bf16 = 0, .micro = micro_f32_14x32, .convert = convert_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512,
     .softmax = softmax_avx512,
 };
 
 static const ld_gemm_kernel k_bf16 = {
     .name = "avx512-bf16 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 512, .nc = 512,
     .bf16 = 1, .micro = micro_bf16_14x32, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
-    .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .softmax = softmax_avx512,
+    .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512, .softmax = softmax_avx512,
     .softmax_pairs = softmax_pairs_avx512,
 };
 
@@ -375,14 +385,14 @@ static const ld_gemm_kernel k_bf16 = {
  * when M is a multiple of 8 but not of 14 (channel counts 128, 256, ...). */
 static const ld_gemm_kernel k_f32_8x48 = {
     .name = "avx512-f32 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 256, .nc = 480,
-    .bf16 = 0, .micro = micro_f32_8x48, .convert = convert_avx512, .gather_t = gather_t_avx512,
+    .bf16 = 0, .micro = micro_f32_8x48, .convert = convert_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512,
     .softmax = softmax_avx512,
 };
 
 static const ld_gemm_kernel k_bf16_8x48 = {
     .name = "avx512-bf16 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 512, .nc = 480,
     .bf16 = 1, .micro = micro_bf16_8x48, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
-    .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .softmax = softmax_avx512,
+    .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512, .softmax = softmax_avx512,
     .softmax_pairs = softmax_pairs_avx512,
 };
 

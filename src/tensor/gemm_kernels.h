@@ -40,6 +40,11 @@ typedef int (*ld_gemm_pack_pairs_fn)(uint16_t *dst, const void *data, ld_dtype d
  * x < n <= W (k contiguous in memory); columns n..W-1 are left to the caller. */
 typedef void (*ld_gemm_gather_t_fn)(float *tile, const void *data, ld_dtype dtype, int64_t base, int64_t sx,
                                     int64_t kc, int64_t n, int W);
+/* Row gather: tile[k*W + x] = f32(data[base + k*sk + x]) for k < kc, x < n <=
+ * W (x contiguous in memory), in one call for the whole panel; columns
+ * n..W-1 are left to the caller. */
+typedef void (*ld_gemm_gather_rows_fn)(float *tile, const void *data, ld_dtype dtype, int64_t base, int64_t sk,
+                                       int64_t kc, int64_t n, int W);
 
 /* One online-softmax step over a block of keys for NR query columns (see
  * gemm_attention.c): st holds scores [nk rows = keys][NR columns = queries];
@@ -67,6 +72,7 @@ typedef struct {
     ld_gemm_to_pairs_fn to_pairs; /* bf16 kernels only; NULL: scalar */
     ld_gemm_pack_pairs_fn pack_pairs; /* bf16 kernels only; NULL: gather, then to_pairs */
     ld_gemm_gather_t_fn gather_t; /* NULL: scalar loops */
+    ld_gemm_gather_rows_fn gather_rows; /* NULL: convert, row by row */
     ld_gemm_softmax_fn softmax;   /* NULL: portable C */
     ld_gemm_softmax_pairs_fn softmax_pairs; /* bf16 kernels only; NULL: softmax, then ld_gemm_finish_panel */
 } ld_gemm_kernel;

@@ -7,7 +7,15 @@
  *
  * With S = scale * q k^T, P = exp(S - lse), out = P v:
  *     dv = P^T dout,  dP = dout v^T,  dS = P * (dP - rowsum(dout * out)),
- *     dq = scale * dS k,  dk = scale * dS^T q. */
+ *     dq = scale * dS k,  dk = scale * dS^T q.
+ * Each score block is laid out so that its long side is the depth of the
+ * products that read it: [keys][queries of the block] where out and dq sum
+ * over keys, [queries][keys of the block] where dv and dk sum over queries.
+ * The GEMM then packs it with plain row copies; packing it transposed (rows
+ * 4-16 KB apart, all in one L1 set) cost as much as the products did. The
+ * forward's softmax runs down the columns of its [keys][queries] block,
+ * vectorized across the queries, with the operations of a row-wise one
+ * (max, exp(s - max), a double sum in key order). */
 #include "train/grad_ops.h"
 
 #include "tensor/ops_internal.h"
@@ -17,7 +25,8 @@
 #include <omp.h>
 #include <stdlib.h>
 
-#define ROWS 256 /* query (or key) rows per work item: long enough to amortize packing the other operand */
+#define ROWS 256 /* keys (or queries) per work item: long enough to amortize packing the other operand */
+#define FWD_ROWS 64 /* queries per forward item: its [keys][queries] block stays in L2 (1 MB for 4096 keys) */
 
 static float *thread_scratch(int64_t per_thread, int *nthreads) {
     *nthreads = omp_get_max_threads();
@@ -27,36 +36,50 @@ static float *thread_scratch(int64_t per_thread, int *nthreads) {
 int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float *q, int64_t ldq, const float *k,
                                int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq,
                                int64_t Lk, int64_t D, float scale) {
-    const int64_t nblk = (Lq + ROWS - 1) / ROWS, items = B * H * nblk;
+    const int64_t nblk = (Lq + FWD_ROWS - 1) / FWD_ROWS, items = B * H * nblk;
+    const int64_t per = FWD_ROWS * Lk + 4 * FWD_ROWS; /* the block, then the maxima and the double sums */
     int nt;
-    float *scratch = thread_scratch(ROWS * Lk, &nt);
+    float *scratch = thread_scratch(per, &nt);
     if (!scratch) return 0;
     const ld_precision prec = ld_gemm_get_precision(); /* per thread: handed to the workers */
     #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; it++) {
         ld_gemm_set_precision(prec);
-        const int64_t b = it / (H * nblk), h = it / nblk % H, i0 = it % nblk * ROWS;
-        const int64_t rows = Lq - i0 < ROWS ? Lq - i0 : ROWS;
-        float *S = scratch + (size_t)omp_get_thread_num() * ROWS * Lk;
-        ld_mat A = ld_mat_f32(q + (b * Lq + i0) * ldq + h * D, ldq, 1);
-        ld_mat Kt = ld_mat_f32(k + b * Lk * ldk + h * D, 1, ldk);
-        ld_gemm(rows, Lk, D, &A, &Kt, S, Lk, 0.0f, NULL, NULL);
-        for (int64_t r = 0; r < rows; r++) {
-            float *s = S + r * Lk, m = -INFINITY;
-            for (int64_t j = 0; j < Lk; j++) {
-                s[j] *= scale;
-                if (s[j] > m) m = s[j];
+        const int64_t b = it / (H * nblk), h = it / nblk % H, i0 = it % nblk * FWD_ROWS;
+        const int64_t nq = Lq - i0 < FWD_ROWS ? Lq - i0 : FWD_ROWS;
+        float *St = scratch + (size_t)omp_get_thread_num() * per, *mx = St + FWD_ROWS * Lk;
+        double *sum = (double *)(mx + 2 * FWD_ROWS);
+        ld_mat K = ld_mat_f32(k + b * Lk * ldk + h * D, ldk, 1), Qt = ld_mat_f32(q + (b * Lq + i0) * ldq + h * D, 1, ldq);
+        ld_gemm(Lk, nq, D, &K, &Qt, St, nq, 0.0f, NULL, NULL);
+        for (int64_t i = 0; i < nq; i++) mx[i] = -INFINITY, sum[i] = 0.0;
+        for (int64_t j = 0; j < Lk; j++) {
+            float *s = St + j * nq;
+            #pragma omp simd
+            for (int64_t i = 0; i < nq; i++) {
+                s[i] *= scale;
+                mx[i] = s[i] > mx[i] ? s[i] : mx[i];
             }
-            for (int64_t j = 0; j < Lk; j++) s[j] -= m;
-            ops_act_serial(OPS_ACT_EXP, s, s, Lk);
-            double sum = 0;
-            for (int64_t j = 0; j < Lk; j++) sum += s[j];
-            const float inv = (float)(1.0 / sum);
-            for (int64_t j = 0; j < Lk; j++) s[j] *= inv;
-            lse[(b * H + h) * Lq + i0 + r] = m + (float)log(sum);
         }
-        ld_mat P = ld_mat_f32(S, Lk, 1), V = ld_mat_f32(v + b * Lk * ldv + h * D, ldv, 1);
-        ld_gemm(rows, D, Lk, &P, &V, out + (b * Lq + i0) * ldo + h * D, ldo, 0.0f, NULL, NULL);
+        for (int64_t j = 0; j < Lk; j++) {
+            float *s = St + j * nq;
+            #pragma omp simd
+            for (int64_t i = 0; i < nq; i++) s[i] -= mx[i];
+            ops_act_serial(OPS_ACT_EXP, s, s, nq);
+            #pragma omp simd
+            for (int64_t i = 0; i < nq; i++) sum[i] += s[i];
+        }
+        float *inv = mx + FWD_ROWS;
+        for (int64_t i = 0; i < nq; i++) {
+            inv[i] = (float)(1.0 / sum[i]);
+            lse[(b * H + h) * Lq + i0 + i] = mx[i] + (float)log(sum[i]);
+        }
+        for (int64_t j = 0; j < Lk; j++) {
+            float *s = St + j * nq;
+            #pragma omp simd
+            for (int64_t i = 0; i < nq; i++) s[i] *= inv[i];
+        }
+        ld_mat P = ld_mat_f32(St, 1, nq), V = ld_mat_f32(v + b * Lk * ldv + h * D, ldv, 1);
+        ld_gemm(nq, D, Lk, &P, &V, out + (b * Lq + i0) * ldo + h * D, ldo, 0.0f, NULL, NULL);
     }
     grad_scratch_put(scratch);
     return 1;
@@ -85,62 +108,68 @@ int ld_attention_backward(const float *dout, int64_t ldo, const float *out, cons
     }
 
     const ld_precision prec = ld_gemm_get_precision(); /* per thread: handed to the workers */
-    /* pass 1: dk and dv, one block of keys against all queries */
+    /* pass 1: dk and dv, one block of keys against all queries; blocks [Lq][nk] */
     if (dk || dv) {
         const int64_t nblk = (Lk + ROWS - 1) / ROWS, items = B * H * nblk;
         #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
             ld_gemm_set_precision(prec);
             const int64_t b = it / (H * nblk), h = it / nblk % H, j0 = it % nblk * ROWS;
-            const int64_t rows = Lk - j0 < ROWS ? Lk - j0 : ROWS;
-            float *Pt = scratch + (size_t)omp_get_thread_num() * 2 * ROWS * span, *dPt = Pt + ROWS * Lq;
+            const int64_t nk = Lk - j0 < ROWS ? Lk - j0 : ROWS;
+            float *P = scratch + (size_t)omp_get_thread_num() * 2 * ROWS * span, *dP = P + ROWS * Lq;
             const float *lse_bh = lse + (b * H + h) * Lq, *rd = rowdot + (b * H + h) * Lq;
-            ld_mat Kb = ld_mat_f32(k + (b * Lk + j0) * ldk + h * D, ldk, 1);
-            ld_mat Qt = ld_mat_f32(q + b * Lq * ldq + h * D, 1, ldq);
-            ld_gemm(rows, Lq, D, &Kb, &Qt, Pt, Lq, 0.0f, NULL, NULL);
-            for (int64_t r = 0; r < rows; r++) {
-                float *p = Pt + r * Lq;
-                for (int64_t i = 0; i < Lq; i++) p[i] = scale * p[i] - lse_bh[i];
-                ops_act_serial(OPS_ACT_EXP, p, p, Lq);
+            const float *qh = q + b * Lq * ldq + h * D, *oh = dout + b * Lq * ldo + h * D;
+            ld_mat Q = ld_mat_f32(qh, ldq, 1), Kt = ld_mat_f32(k + (b * Lk + j0) * ldk + h * D, 1, ldk);
+            ld_gemm(Lq, nk, D, &Q, &Kt, P, nk, 0.0f, NULL, NULL);
+            for (int64_t i = 0; i < Lq; i++) {
+                float *p = P + i * nk;
+                const float l = lse_bh[i];
+                #pragma omp simd
+                for (int64_t j = 0; j < nk; j++) p[j] = scale * p[j] - l;
+                ops_act_serial(OPS_ACT_EXP, p, p, nk);
             }
-            ld_mat P = ld_mat_f32(Pt, Lq, 1), dO = ld_mat_f32(dout + b * Lq * ldo + h * D, ldo, 1);
-            if (dv) ld_gemm(rows, D, Lq, &P, &dO, dv + (b * Lk + j0) * ldv + h * D, ldv, 1.0f, NULL, NULL);
+            ld_mat Pt = ld_mat_f32(P, 1, nk), dO = ld_mat_f32(oh, ldo, 1);
+            if (dv) ld_gemm(nk, D, Lq, &Pt, &dO, dv + (b * Lk + j0) * ldv + h * D, ldv, 1.0f, NULL, NULL);
             if (!dk) continue;
-            ld_mat Vb = ld_mat_f32(v + (b * Lk + j0) * ldv + h * D, ldv, 1);
-            ld_mat dOt = ld_mat_f32(dout + b * Lq * ldo + h * D, 1, ldo);
-            ld_gemm(rows, Lq, D, &Vb, &dOt, dPt, Lq, 0.0f, NULL, NULL);
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t i = 0; i < Lq; i++)
-                    dPt[r * Lq + i] = scale * Pt[r * Lq + i] * (dPt[r * Lq + i] - rd[i]);
-            ld_mat dS = ld_mat_f32(dPt, Lq, 1), Q = ld_mat_f32(q + b * Lq * ldq + h * D, ldq, 1);
-            ld_gemm(rows, D, Lq, &dS, &Q, dk + (b * Lk + j0) * ldk + h * D, ldk, 1.0f, NULL, NULL);
+            ld_mat Vt = ld_mat_f32(v + (b * Lk + j0) * ldv + h * D, 1, ldv);
+            ld_gemm(Lq, nk, D, &dO, &Vt, dP, nk, 0.0f, NULL, NULL);
+            for (int64_t i = 0; i < Lq; i++) {
+                float *d = dP + i * nk;
+                const float *p = P + i * nk, r = rd[i];
+                #pragma omp simd
+                for (int64_t j = 0; j < nk; j++) d[j] = scale * p[j] * (d[j] - r);
+            }
+            ld_mat dSt = ld_mat_f32(dP, 1, nk);
+            ld_gemm(nk, D, Lq, &dSt, &Q, dk + (b * Lk + j0) * ldk + h * D, ldk, 1.0f, NULL, NULL);
         }
     }
 
-    /* pass 2: dq, one block of queries against all keys */
+    /* pass 2: dq, one block of queries against all keys; blocks [Lk][nq] */
     if (dq) {
         const int64_t nblk = (Lq + ROWS - 1) / ROWS, items = B * H * nblk;
         #pragma omp parallel for schedule(dynamic, 1)
         for (int64_t it = 0; it < items; it++) {
             ld_gemm_set_precision(prec);
             const int64_t b = it / (H * nblk), h = it / nblk % H, i0 = it % nblk * ROWS;
-            const int64_t rows = Lq - i0 < ROWS ? Lq - i0 : ROWS;
-            float *S = scratch + (size_t)omp_get_thread_num() * 2 * ROWS * span, *dP = S + ROWS * Lk;
-            const float *lse_bh = lse + (b * H + h) * Lq + i0, *rd = rowdot + (b * H + h) * Lq + i0;
-            ld_mat Qb = ld_mat_f32(q + (b * Lq + i0) * ldq + h * D, ldq, 1);
-            ld_mat Kt = ld_mat_f32(k + b * Lk * ldk + h * D, 1, ldk);
-            ld_gemm(rows, Lk, D, &Qb, &Kt, S, Lk, 0.0f, NULL, NULL);
-            ld_mat dOb = ld_mat_f32(dout + (b * Lq + i0) * ldo + h * D, ldo, 1);
-            ld_mat Vt = ld_mat_f32(v + b * Lk * ldv + h * D, 1, ldv);
-            ld_gemm(rows, Lk, D, &dOb, &Vt, dP, Lk, 0.0f, NULL, NULL);
-            for (int64_t r = 0; r < rows; r++) {
-                float *p = S + r * Lk;
-                for (int64_t j = 0; j < Lk; j++) p[j] = scale * p[j] - lse_bh[r];
-                ops_act_serial(OPS_ACT_EXP, p, p, Lk);
-                for (int64_t j = 0; j < Lk; j++) dP[r * Lk + j] = scale * p[j] * (dP[r * Lk + j] - rd[r]);
+            const int64_t nq = Lq - i0 < ROWS ? Lq - i0 : ROWS;
+            float *Pt = scratch + (size_t)omp_get_thread_num() * 2 * ROWS * span, *dPt = Pt + ROWS * Lk;
+            const float *lse_b = lse + (b * H + h) * Lq + i0, *rd = rowdot + (b * H + h) * Lq + i0;
+            const float *kh = k + b * Lk * ldk + h * D;
+            ld_mat K = ld_mat_f32(kh, ldk, 1), Qt = ld_mat_f32(q + (b * Lq + i0) * ldq + h * D, 1, ldq);
+            ld_gemm(Lk, nq, D, &K, &Qt, Pt, nq, 0.0f, NULL, NULL);
+            ld_mat V = ld_mat_f32(v + b * Lk * ldv + h * D, ldv, 1);
+            ld_mat dOt = ld_mat_f32(dout + (b * Lq + i0) * ldo + h * D, 1, ldo);
+            ld_gemm(Lk, nq, D, &V, &dOt, dPt, nq, 0.0f, NULL, NULL);
+            for (int64_t j = 0; j < Lk; j++) {
+                float *p = Pt + j * nq, *d = dPt + j * nq;
+                #pragma omp simd
+                for (int64_t i = 0; i < nq; i++) p[i] = scale * p[i] - lse_b[i];
+                ops_act_serial(OPS_ACT_EXP, p, p, nq);
+                #pragma omp simd
+                for (int64_t i = 0; i < nq; i++) d[i] = scale * p[i] * (d[i] - rd[i]);
             }
-            ld_mat dS = ld_mat_f32(dP, Lk, 1), K = ld_mat_f32(k + b * Lk * ldk + h * D, ldk, 1);
-            ld_gemm(rows, D, Lk, &dS, &K, dq + (b * Lq + i0) * ldq + h * D, ldq, 1.0f, NULL, NULL);
+            ld_mat dS = ld_mat_f32(dPt, 1, nq);
+            ld_gemm(nq, D, Lk, &dS, &K, dq + (b * Lq + i0) * ldq + h * D, ldq, 1.0f, NULL, NULL);
         }
     }
     grad_scratch_put(rowdot);
