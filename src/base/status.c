@@ -108,6 +108,16 @@ ld_status ld_aligned_alloc(ld_ctx *ctx, void **out, size_t bytes, const char *wh
 
 void ld_aligned_free(void *p) { free(p); }
 
+ld_status ld_calloc_huge(ld_ctx *ctx, void **out, size_t bytes, const char *what) {
+    LD_TRY(ld_calloc(ctx, out, 1, bytes, what));
+#ifdef MADV_HUGEPAGE
+    const uintptr_t lo = ((uintptr_t)*out + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1);
+    const uintptr_t hi = ((uintptr_t)*out + bytes) & ~(uintptr_t)(HUGE_ALIGN - 1);
+    if (bytes >= LARGE_BYTES && hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE); /* advice only */
+#endif
+    return LD_OK;
+}
+
 /* ---- logging ---- */
 
 static volatile int g_log_level = LD_LOG_WARN;

@@ -58,6 +58,11 @@ ld_status ld_calloc(ld_ctx *ctx, void **out, size_t count, size_t size, const ch
  * requested from 4 MB up), release with ld_aligned_free. */
 ld_status ld_aligned_alloc(ld_ctx *ctx, void **out, size_t bytes, const char *what);
 void ld_aligned_free(void *p);
+/* calloc (release with free) whose whole 2 MB extents are asked for
+ * transparent huge pages: for large state (training weights, gradients,
+ * optimizer moments) whose first touch then takes a fault per 2 MB instead
+ * of per 4 KB page, and that the kernel, not a memset, zeroes. */
+ld_status ld_calloc_huge(ld_ctx *ctx, void **out, size_t bytes, const char *what);
 
 /* a*b into *out without overflow; returns 0 on overflow. */
 static inline int ld_mul_overflow_size(size_t a, size_t b, size_t *out) {

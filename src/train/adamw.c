@@ -9,9 +9,9 @@
 ld_status ld_adamw_init(ld_ctx *ctx, ld_adamw *o, int64_t n, float lr, float beta1, float beta2, float eps,
                         float weight_decay) {
     *o = (ld_adamw){.lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps, .weight_decay = weight_decay, .n = n};
-    o->m = calloc((size_t)n, sizeof(float));
-    o->v = calloc((size_t)n, sizeof(float));
-    if (!o->m || !o->v) {
+    const size_t bytes = sizeof(float) * (size_t)(n > 0 ? n : 1);
+    if (ld_calloc_huge(NULL, (void **)&o->m, bytes, "") != LD_OK || /* huge pages: see base/status.h */
+        ld_calloc_huge(NULL, (void **)&o->v, bytes, "") != LD_OK) {
         ld_adamw_free(o);
         return ld_fail(ctx, LD_ERR_NOMEM, "AdamW: cannot hold the two moments of %lld parameters", (long long)n);
     }

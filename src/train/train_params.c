@@ -1,6 +1,8 @@
 /* Packed f32 master weights and gradients (see train_params.h). */
 #include "train/train_params.h"
 
+#include "base/status.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +25,10 @@ ld_status ld_train_params_from_weights(ld_ctx *ctx, const ld_weights *ws, ld_tra
     if (n == 0) return ld_fail(ctx, LD_ERR_MODEL, "%s: no float tensors to train", ld_weights_where(ws));
     p->tensors = calloc(n, sizeof *p->tensors);
     p->offset = calloc(n, sizeof *p->offset);
-    p->value = malloc(sizeof(float) * (size_t)total);
-    p->grad = calloc((size_t)total, sizeof(float));
-    if (!p->tensors || !p->offset || !p->value || !p->grad) {
+    /* huge-page blocks: 2 x 3 GB for KOALA-700M, first touched here and in the first backward */
+    const size_t bytes = sizeof(float) * (size_t)total;
+    if (!p->tensors || !p->offset || ld_calloc_huge(NULL, (void **)&p->value, bytes, "") != LD_OK ||
+        ld_calloc_huge(NULL, (void **)&p->grad, bytes, "") != LD_OK) {
         ld_train_params_free(p);
         return ld_fail(ctx, LD_ERR_NOMEM, "training: cannot hold %lld f32 parameters and their gradients (%.1f GB)",
                        (long long)total, 8.0 * (double)total / 1e9);
@@ -68,9 +71,9 @@ ld_status ld_train_params_alloc(ld_ctx *ctx, size_t n, const char *const *names,
     }
     p->tensors = calloc(n ? n : 1, sizeof *p->tensors);
     p->offset = calloc(n ? n : 1, sizeof *p->offset);
-    p->value = calloc((size_t)(total ? total : 1), sizeof(float));
-    p->grad = calloc((size_t)(total ? total : 1), sizeof(float));
-    if (!p->tensors || !p->offset || !p->value || !p->grad) {
+    const size_t bytes = sizeof(float) * (size_t)(total ? total : 1);
+    if (!p->tensors || !p->offset || ld_calloc_huge(NULL, (void **)&p->value, bytes, "") != LD_OK ||
+        ld_calloc_huge(NULL, (void **)&p->grad, bytes, "") != LD_OK) {
         ld_train_params_free(p);
         return ld_fail(ctx, LD_ERR_NOMEM, "training: cannot hold %lld parameters", (long long)total);
     }
