@@ -1,6 +1,8 @@
 /* The backward ops' scratch pool (see grad_scratch.h). */
 #include "train/grad_scratch.h"
 
+#include "base/status.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -31,7 +33,7 @@ void *grad_scratch_get(size_t bytes) {
         p = g_slots[best].p;
     } else if (idle >= 0) { /* grow the smallest free slot */
         free(g_slots[idle].p);
-        g_slots[idle].p = malloc(bytes);
+        ld_calloc_huge(NULL, &g_slots[idle].p, bytes, ""); /* huge pages: see base/status.h; NULL on failure */
         g_slots[idle].size = g_slots[idle].p ? bytes : 0;
         g_slots[idle].busy = g_slots[idle].p != NULL;
         p = g_slots[idle].p;

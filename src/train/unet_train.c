@@ -165,7 +165,7 @@ float *tr_grad(ld_ctx *ctx, ld_train_unet *t, int id) {
             memset(a->g, 0, sizeof(float) * (size_t)a->n);
             return a->g;
         }
-    if (!(a->g = calloc((size_t)a->n, sizeof(float))))
+    if (ld_calloc_huge(NULL, (void **)&a->g, sizeof(float) * (size_t)a->n, "") != LD_OK) /* NULL then */
         ld_fail(ctx, LD_ERR_NOMEM, "training: cannot allocate a gradient of %lld floats", (long long)a->n);
     return a->g;
 }
@@ -183,7 +183,7 @@ static int new_act(ld_ctx *ctx, ld_train_unet *t, int64_t n, float *v) {
     }
     tr_act *a = &t->acts[t->nacts];
     *a = (tr_act){.v = v, .n = n, .owned = v == NULL};
-    if (!v && !(a->v = malloc(sizeof(float) * (size_t)n)))
+    if (!v && ld_calloc_huge(NULL, (void **)&a->v, sizeof(float) * (size_t)n, "") != LD_OK)
         return ld_fail(ctx, LD_ERR_NOMEM, "training: cannot keep an activation of %lld floats", (long long)n), -1;
     if (!v) t->kept_bytes += sizeof(float) * (size_t)n;
     return t->nacts++;
