@@ -439,24 +439,40 @@ static void check_cpu(void) {
            ld_cpu_level_name(ci->best), ci->avx512bf16 || ci->neon_bf16, g);
 }
 
-/* LEANDIFF_CPU really selects the path: re-run this program with it set and
- * "--print-level"; the child prints the level and kernel it ended up with.
- * LEANDIFF_TEST_EXEC_WRAPPER=prog runs the child as "prog <this program>"
+/* This program's path into self; 0 (saying which test is skipped) when
+ * /proc/self/exe cannot be read. */
+static int self_path(char *self, size_t n, const char *skipped) {
+    ssize_t sl = readlink("/proc/self/exe", self, n - 1);
+    if (sl <= 0) {
+        printf("cannot read /proc/self/exe: %s skipped\n", skipped);
+        return 0;
+    }
+    self[sl] = 0;
+    return 1;
+}
+
+/* In a forked child: runs this program with one argument, as "prog <this
+ * program> ARG" when LEANDIFF_TEST_EXEC_WRAPPER=prog is set
  * (tools/cross-test-arm64.sh: qemu-aarch64, no binfmt_misc needed). */
+static void exec_self(const char *self, const char *arg) {
+    const char *wrapper = getenv("LEANDIFF_TEST_EXEC_WRAPPER");
+    if (wrapper && *wrapper)
+        execl(wrapper, wrapper, self, arg, (char *)NULL);
+    else
+        execl(self, "test_gemm", arg, (char *)NULL);
+    _exit(127);
+}
+
+/* LEANDIFF_CPU really selects the path: re-run this program with it set and
+ * "--print-level"; the child prints the level and kernel it ended up with. */
 static void check_env_override(void) {
     const ld_cpu_info *ci = ld_cpu_info_get();
     if (access("/proc/self/exe", X_OK) != 0) {
         printf("no /proc/self/exe: LEANDIFF_CPU child test skipped\n");
         return;
     }
-    const char *wrapper = getenv("LEANDIFF_TEST_EXEC_WRAPPER");
     char self[4096];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl <= 0) {
-        printf("cannot read /proc/self/exe: LEANDIFF_CPU child test skipped\n");
-        return;
-    }
-    self[sl] = 0;
+    if (!self_path(self, sizeof self, "LEANDIFF_CPU child test")) return;
     const char *names[] = {"portable", "avx2", "avx512", "neon", "auto", "bogus"};
     for (int i = 0; i < 6; i++) {
         int fds[2];
@@ -467,11 +483,7 @@ static void check_env_override(void) {
             close(fds[0]);
             setenv("LEANDIFF_CPU", names[i], 1);
             alarm(120); /* survives exec: a hanging child is killed and fails the check */
-            if (wrapper && *wrapper)
-                execl(wrapper, wrapper, self, "--print-level", (char *)NULL);
-            else
-                execl(self, "test_gemm", "--print-level", (char *)NULL);
-            _exit(127);
+            exec_self(self, "--print-level");
         }
         close(fds[1]);
         char buf[128] = {0};
@@ -507,22 +519,12 @@ static void check_walk(void) {
 /* check_walk in a child with LEANDIFF_GEMM_BLOCKS=28,40,64 (read once per process). */
 static void check_walk_small_blocks(void) {
     char self[4096];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl <= 0) {
-        printf("cannot read /proc/self/exe: small-block child test skipped\n");
-        return;
-    }
-    self[sl] = 0;
-    const char *wrapper = getenv("LEANDIFF_TEST_EXEC_WRAPPER");
+    if (!self_path(self, sizeof self, "small-block child test")) return;
     pid_t pid = fork();
     if (pid == 0) {
         setenv("LEANDIFF_GEMM_BLOCKS", "28,40,64", 1);
         alarm(600);
-        if (wrapper && *wrapper)
-            execl(wrapper, wrapper, self, "--walk", (char *)NULL);
-        else
-            execl(self, "test_gemm", "--walk", (char *)NULL);
-        _exit(127);
+        exec_self(self, "--walk");
     }
     int status = 0;
     waitpid(pid, &status, 0);
