@@ -469,6 +469,14 @@ static inline void add_biases(const gemm_args *g, float *c, int64_t i, int64_t m
     }
 }
 
+/* Asks for the next tile of C while this one runs: with a short depth
+ * (weight gradients over a few hundred tokens) and C far bigger than the
+ * caches, the kernel would otherwise wait for its rows at the start. */
+static inline void prefetch_tile(const float *c, int64_t me, int64_t n, int64_t ldc) {
+    for (int64_t i = 0; i < me; i++)
+        for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(c + i * ldc + x, 1, 3);
+}
+
 /* One MR x NR tile of C (me x n of it inside the matrix). */
 static inline void run_tile(const ld_gemm_kernel *kr, int64_t kc, const void *ap, const void *bp, float *c, int64_t ldc,
                             int64_t me, int64_t n, int load, float *ctile) {
@@ -722,6 +730,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
                             const int64_t me = min64(MR, m - ir);
                             const char *ap = ablk + (ir / MR) * apan;
                             float *c = g->C + (i0 + ir) * g->ldc + jr;
+                            if (load && ir + MR < m) prefetch_tile(c + MR * g->ldc, min64(MR, m - ir - MR), n, g->ldc);
                             run_tile(kr, kc, ap, bp, c, g->ldc, me, n, load, ctile);
                             if (last && (g->bn || g->bm)) add_biases(g, c, i0 + ir, me, jr, n);
                         }

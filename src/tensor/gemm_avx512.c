@@ -122,18 +122,21 @@ static void to_pairs_avx512(const float *tile, int64_t kc, int W, uint16_t *dst)
 /* 16 rows of 16 floats -> 16 columns, in registers (see the derivation in
  * docs/performance.md: unpack within 128-bit lanes, shuffle_ps, then two
  * rounds of 128-bit lane shuffles). */
-static inline void transpose16(__m512 r[16]) {
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
     __m512 t[16], u[16];
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
+#pragma GCC unroll 4
     for (int g = 0; g < 4; g++) {
         u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
         u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
         u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
         u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
     }
+#pragma GCC unroll 4
     for (int m = 0; m < 4; m++) {
         __m512 p0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44), p1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
         __m512 q0 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44), q1 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
@@ -152,11 +155,50 @@ static inline __m512 load16(ld_dtype dt, const void *data, int64_t i, __mmask16 
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* Columns read ahead of the transposes: the 16 source rows are up to 16
+ * streams thousands of bytes apart (a weight's rows, a token's channels),
+ * which the hardware prefetchers follow too late on their own. */
+#define GATHER_AHEAD 64
+
+/* nx <= 16 rows of f32 (the rest read as 0): unmasked loads, prefetched
+ * ahead, all in registers. */
+static inline void gather_t_f32(float *tile, const float *src, int64_t sx, int64_t kc, int64_t nx, int W, int64_t x0,
+                                __mmask16 xm) {
+    int64_t k0 = 0;
+    for (; k0 + 16 <= kc; k0 += 16) {
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int x = 0; x < 16; x++) {
+            if (x < nx) {
+                _mm_prefetch((const char *)(src + x * sx + k0 + GATHER_AHEAD), _MM_HINT_T0);
+                r[x] = _mm512_loadu_ps(src + x * sx + k0);
+            } else {
+                r[x] = _mm512_setzero_ps();
+            }
+        }
+        transpose16(r);
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++) _mm512_mask_storeu_ps(tile + (k0 + k) * W + x0, xm, r[k]);
+    }
+    if (k0 < kc) {
+        const __mmask16 km = (__mmask16)((1u << (kc - k0)) - 1);
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int x = 0; x < 16; x++) r[x] = x < nx ? _mm512_maskz_loadu_ps(km, src + x * sx + k0) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int64_t k = 0; k < kc - k0; k++) _mm512_mask_storeu_ps(tile + (k0 + k) * W + x0, xm, r[k]);
+    }
+}
+
 static void gather_t_avx512(float *tile, const void *data, ld_dtype dt, int64_t base, int64_t sx, int64_t kc,
                             int64_t n, int W) {
     for (int64_t x0 = 0; x0 < n; x0 += 16) {
         const int64_t nx = n - x0 < 16 ? n - x0 : 16;
         const __mmask16 xm = W - x0 >= 16 ? 0xffff : (__mmask16)((1u << (W - x0)) - 1);
+        if (dt == LD_F32) {
+            gather_t_f32(tile, (const float *)data + base + x0 * sx, sx, kc, nx, W, x0, xm);
+            continue;
+        }
         for (int64_t k0 = 0; k0 < kc; k0 += 16) {
             const int64_t nk = kc - k0 < 16 ? kc - k0 : 16;
             const __mmask16 km = (__mmask16)((1u << nk) - 1);
@@ -169,13 +211,19 @@ static void gather_t_avx512(float *tile, const void *data, ld_dtype dt, int64_t 
     }
 }
 
+/* Rows read ahead by gather_rows (rows are often kilobytes apart). */
+#define ROWS_AHEAD 8
+
 /* ld_gemm_gather_rows_fn: a panel's rows (n <= 48 contiguous elements each)
  * with masked loads and stores inline, instead of a conversion call per row. */
 static void gather_rows_avx512(float *tile, const void *data, ld_dtype dt, int64_t base, int64_t sk, int64_t kc,
                                int64_t n, int W) {
     for (int64_t x0 = 0; x0 < n; x0 += 16) {
         const __mmask16 m = n - x0 >= 16 ? 0xffff : (__mmask16)((1u << (n - x0)) - 1);
-        for (int64_t k = 0; k < kc; k++) _mm512_mask_storeu_ps(tile + k * W + x0, m, load16(dt, data, base + k * sk + x0, m));
+        for (int64_t k = 0; k < kc; k++) {
+            _mm_prefetch((const char *)data + (base + (k + ROWS_AHEAD) * sk + x0) * (dt == LD_F32 ? 4 : 2), _MM_HINT_T0);
+            _mm512_mask_storeu_ps(tile + k * W + x0, m, load16(dt, data, base + k * sk + x0, m));
+        }
     }
 }
 
