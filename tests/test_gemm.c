@@ -17,6 +17,7 @@
 #include "base/cpu.h"
 #include "tensor/gemm.h"
 #include "tensor/gemm_attention.h"
+#include "tensor/gemm_packed.h"
 #include "test_util.h"
 
 static uint32_t g_seed = 12345;
@@ -206,6 +207,43 @@ static void check_threads(int64_t M, int64_t N, int64_t K, int blay, float beta)
 
 /* ld_gemm called from inside a parallel region (one product per thread, the
  * buffer pool shared): same bits as the serial calls. Also f16 biases. */
+/* gemm_packed.h: operands packed once and run on the calling thread give
+ * ld_gemm's bits on every path, both with C overwritten and accumulated. */
+static void check_packed(void) {
+    static const int64_t shapes[][3] = {{70, 90, 40}, {300, 64, 64}, {64, 37, 1030}, {29, 100, 257}};
+    for (int p = 0; p < g_npaths; p++) {
+        ld_cpu_force(g_paths[p].level);
+        ld_gemm_set_precision(g_paths[p].prec);
+        for (int s = 0; s < 4; s++) {
+            const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            test_mat A = make_mat(M, K, LD_F32, s % 2), B = make_mat(K, N, LD_F32, (s + 1) % 3);
+            float *c1 = malloc(sizeof(float) * (size_t)(M * N)), *c2 = malloc(sizeof(float) * (size_t)(M * N));
+            ld_gemm_packing pk;
+            ld_gemm_packing_for(&pk, M, N);
+            void *ap = malloc(ld_gemm_packed_a_bytes(&pk, M, K)), *bp = malloc(ld_gemm_packed_b_bytes(&pk, K, N));
+            float *tile = malloc(sizeof(float) * (size_t)ld_gemm_packed_tile_floats(&pk, K));
+            ld_gemm_pack_a(&pk, ap, &A.m, M, K, tile);
+            ld_gemm_pack_b(&pk, bp, &B.m, K, N, tile);
+            CHECK(ld_gemm_packed_ok(M, N, K), "%lldx%lldx%lld is a packed product", (long long)M, (long long)N,
+                  (long long)K);
+            for (int load = 0; load < 2; load++) {
+                for (int64_t i = 0; i < M * N; i++) c1[i] = c2[i] = frand();
+                ld_gemm(M, N, K, &A.m, &B.m, c1, N, load ? 1.0f : 0.0f, NULL, NULL);
+                ld_gemm_packed_run(&pk, M, N, K, ap, bp, c2, N, load);
+                CHECK(memcmp(c1, c2, sizeof(float) * (size_t)(M * N)) == 0,
+                      "%s: packed %lldx%lldx%lld (load %d) differs from ld_gemm", g_paths[p].name, (long long)M,
+                      (long long)N, (long long)K, load);
+            }
+            free(c1), free(c2), free(ap), free(bp), free(tile);
+            free_mat(&A);
+            free_mat(&B);
+        }
+    }
+    ld_gemm_set_precision(LD_PRECISION_F32);
+    ld_cpu_force(ld_cpu_info_get()->best);
+    CHECK(!ld_gemm_packed_ok(8, 8, 8) && !ld_gemm_packed_ok(0, 50, 50), "tiny products are not packed ones");
+}
+
 static void check_nested(void) {
     enum { T = 4 };
     const int64_t M = 90, N = 70, K = 300;
@@ -613,6 +651,7 @@ int main(int argc, char **argv) {
     check_threads(128, 700, 300, 0, 0.0f); /* 8x48 on AVX-512 */
     check_walk();
     check_walk_small_blocks();
+    check_packed();
     ld_cpu_force(ld_cpu_info_get()->best);
     check_nested();
     ld_gemm_release_buffers();

@@ -31,6 +31,7 @@
 #include "base/flops.h"
 #include "tensor/gemm_cache.h"
 #include "tensor/gemm_kernels.h"
+#include "tensor/gemm_packed.h"
 
 /* Per thread: each run (a pipeline's generation, a training step) sets the
  * precision of the thread that calls the kernels, so two runs on two threads
@@ -522,6 +523,20 @@ static void cpu_blocks(const ld_gemm_kernel *kr, int64_t *kc, int64_t *nc) {
         *kc = 1024;
         *nc = 2 * kr->nc;
     }
+}
+
+/* See gemm_packed.h: the kernel and depth ld_gemm would use for M x N. */
+void ld_gemm_packing_for(ld_gemm_packing *pk, int64_t M, int64_t N) {
+    int emulate = 0;
+    pk->kr = pick_kernel_for(M, N, &emulate);
+    pk->round = emulate;
+    int64_t kc = pk->kr->kc, nc = pk->kr->nc;
+    cpu_blocks(pk->kr, &kc, &nc);
+    pk->kc = (kc + 1) / 2 * 2;
+}
+
+int ld_gemm_packed_ok(int64_t M, int64_t N, int64_t K) {
+    return M > 0 && N > 0 && K > 0 && (double)M * N * K >= SMALL_MACS;
 }
 
 /* Bytes spanned by a rows x cols half-precision operand (0 for negative strides). */

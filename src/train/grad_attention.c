@@ -19,6 +19,7 @@
 #include "train/grad_ops.h"
 
 #include "tensor/ops_internal.h"
+#include "tensor/gemm_packed.h"
 #include "train/grad_scratch.h"
 
 #include <math.h>
@@ -33,54 +34,96 @@ static float *thread_scratch(int64_t per_thread, int *nthreads) {
     return grad_scratch_get(sizeof(float) * (size_t)per_thread * (size_t)*nthreads);
 }
 
+/* The softmax of one [keys][queries] block in place (see the top). */
+static void softmax_block(float *St, int64_t Lk, int64_t nq, float scale, float *mx, double *sum, float *lse_out) {
+    for (int64_t i = 0; i < nq; i++) mx[i] = -INFINITY, sum[i] = 0.0;
+    for (int64_t j = 0; j < Lk; j++) {
+        float *s = St + j * nq;
+        #pragma omp simd
+        for (int64_t i = 0; i < nq; i++) {
+            s[i] *= scale;
+            mx[i] = s[i] > mx[i] ? s[i] : mx[i];
+        }
+    }
+    for (int64_t j = 0; j < Lk; j++) {
+        float *s = St + j * nq;
+        #pragma omp simd
+        for (int64_t i = 0; i < nq; i++) s[i] -= mx[i];
+        ops_act_serial(OPS_ACT_EXP, s, s, nq);
+        #pragma omp simd
+        for (int64_t i = 0; i < nq; i++) sum[i] += s[i];
+    }
+    float *inv = mx + FWD_ROWS;
+    for (int64_t i = 0; i < nq; i++) {
+        inv[i] = (float)(1.0 / sum[i]);
+        lse_out[i] = mx[i] + (float)log(sum[i]);
+    }
+    for (int64_t j = 0; j < Lk; j++) {
+        float *s = St + j * nq;
+        #pragma omp simd
+        for (int64_t i = 0; i < nq; i++) s[i] *= inv[i];
+    }
+}
+
 int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float *q, int64_t ldq, const float *k,
                                int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq,
                                int64_t Lk, int64_t D, float scale) {
-    const int64_t nblk = (Lq + FWD_ROWS - 1) / FWD_ROWS, items = B * H * nblk;
-    const int64_t per = FWD_ROWS * Lk + 4 * FWD_ROWS; /* the block, then the maxima and the double sums */
+    const int64_t nblk = (Lq + FWD_ROWS - 1) / FWD_ROWS, items = B * H * nblk, nq0 = Lq < FWD_ROWS ? Lq : FWD_ROWS;
+    /* K and V of every head packed once (their kernels: S^T = K Q^T is Lk x nq, out = P V is nq x D) */
+    ld_gemm_packing ps, po;
+    ld_gemm_packing_for(&ps, Lk, nq0);
+    ld_gemm_packing_for(&po, nq0, D);
+    const size_t kb = ld_gemm_packed_a_bytes(&ps, Lk, D), vb = ld_gemm_packed_b_bytes(&po, Lk, D);
+    const size_t qb = ld_gemm_packed_b_bytes(&ps, D, FWD_ROWS), pb = ld_gemm_packed_a_bytes(&po, FWD_ROWS, Lk);
+    const int64_t tile = ld_gemm_packed_tile_floats(&po, Lk) + ld_gemm_packed_tile_floats(&ps, D);
+    /* per thread: the block, the maxima and the double sums, Q^T and P packed, a packing tile (64-byte steps) */
+    const int64_t per = (FWD_ROWS * Lk + 4 * FWD_ROWS + (int64_t)((qb + pb) / sizeof(float)) + 32 + tile + 15) / 16 * 16;
     int nt;
     float *scratch = thread_scratch(per, &nt);
-    if (!scratch) return 0;
+    char *kv = ld_gemm_packed_ok(Lk, nq0, D) ? grad_scratch_get((kb + vb) * (size_t)(B * H)) : NULL;
+    if (!scratch || (ld_gemm_packed_ok(Lk, nq0, D) && !kv)) {
+        grad_scratch_put(scratch);
+        grad_scratch_put(kv);
+        return 0;
+    }
     const ld_precision prec = ld_gemm_get_precision(); /* per thread: handed to the workers */
+    if (kv) {
+        #pragma omp parallel for schedule(dynamic, 1)
+        for (int64_t bh = 0; bh < B * H; bh++) {
+            const int64_t b = bh / H, h = bh % H;
+            float *t = scratch + (size_t)omp_get_thread_num() * per + FWD_ROWS * Lk + 4 * FWD_ROWS;
+            ld_mat K = ld_mat_f32(k + b * Lk * ldk + h * D, ldk, 1), V = ld_mat_f32(v + b * Lk * ldv + h * D, ldv, 1);
+            ld_gemm_pack_a(&ps, kv + (size_t)bh * (kb + vb), &K, Lk, D, t);
+            ld_gemm_pack_b(&po, kv + (size_t)bh * (kb + vb) + kb, &V, Lk, D, t);
+        }
+    }
     #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; it++) {
         ld_gemm_set_precision(prec);
-        const int64_t b = it / (H * nblk), h = it / nblk % H, i0 = it % nblk * FWD_ROWS;
+        const int64_t b = it / (H * nblk), h = it / nblk % H, i0 = it % nblk * FWD_ROWS, bh = b * H + h;
         const int64_t nq = Lq - i0 < FWD_ROWS ? Lq - i0 : FWD_ROWS;
         float *St = scratch + (size_t)omp_get_thread_num() * per, *mx = St + FWD_ROWS * Lk;
         double *sum = (double *)(mx + 2 * FWD_ROWS);
-        ld_mat K = ld_mat_f32(k + b * Lk * ldk + h * D, ldk, 1), Qt = ld_mat_f32(q + (b * Lq + i0) * ldq + h * D, 1, ldq);
+        ld_mat Qt = ld_mat_f32(q + (b * Lq + i0) * ldq + h * D, 1, ldq);
+        ld_mat P = ld_mat_f32(St, 1, nq);
+        float *o = out + (b * Lq + i0) * ldo + h * D;
+        if (kv && ld_gemm_packed_ok(Lk, nq, D)) { /* the same bits as ld_gemm below (gemm_packed.h) */
+            char *qp = (char *)(mx + 4 * FWD_ROWS), *pp = qp + (qb + 63) / 64 * 64;
+            float *t = (float *)(pp + (pb + 63) / 64 * 64);
+            const char *kp = kv + (size_t)bh * (kb + vb);
+            ld_gemm_pack_b(&ps, qp, &Qt, D, nq, t);
+            ld_gemm_packed_run(&ps, Lk, nq, D, kp, qp, St, nq, 0);
+            softmax_block(St, Lk, nq, scale, mx, sum, lse + bh * Lq + i0);
+            ld_gemm_pack_a(&po, pp, &P, nq, Lk, t);
+            ld_gemm_packed_run(&po, nq, D, Lk, pp, kp + kb, o, ldo, 0);
+            continue;
+        }
+        ld_mat K = ld_mat_f32(k + b * Lk * ldk + h * D, ldk, 1), V = ld_mat_f32(v + b * Lk * ldv + h * D, ldv, 1);
         ld_gemm(Lk, nq, D, &K, &Qt, St, nq, 0.0f, NULL, NULL);
-        for (int64_t i = 0; i < nq; i++) mx[i] = -INFINITY, sum[i] = 0.0;
-        for (int64_t j = 0; j < Lk; j++) {
-            float *s = St + j * nq;
-            #pragma omp simd
-            for (int64_t i = 0; i < nq; i++) {
-                s[i] *= scale;
-                mx[i] = s[i] > mx[i] ? s[i] : mx[i];
-            }
-        }
-        for (int64_t j = 0; j < Lk; j++) {
-            float *s = St + j * nq;
-            #pragma omp simd
-            for (int64_t i = 0; i < nq; i++) s[i] -= mx[i];
-            ops_act_serial(OPS_ACT_EXP, s, s, nq);
-            #pragma omp simd
-            for (int64_t i = 0; i < nq; i++) sum[i] += s[i];
-        }
-        float *inv = mx + FWD_ROWS;
-        for (int64_t i = 0; i < nq; i++) {
-            inv[i] = (float)(1.0 / sum[i]);
-            lse[(b * H + h) * Lq + i0 + i] = mx[i] + (float)log(sum[i]);
-        }
-        for (int64_t j = 0; j < Lk; j++) {
-            float *s = St + j * nq;
-            #pragma omp simd
-            for (int64_t i = 0; i < nq; i++) s[i] *= inv[i];
-        }
-        ld_mat P = ld_mat_f32(St, 1, nq), V = ld_mat_f32(v + b * Lk * ldv + h * D, ldv, 1);
-        ld_gemm(nq, D, Lk, &P, &V, out + (b * Lq + i0) * ldo + h * D, ldo, 0.0f, NULL, NULL);
+        softmax_block(St, Lk, nq, scale, mx, sum, lse + bh * Lq + i0);
+        ld_gemm(nq, D, Lk, &P, &V, o, ldo, 0.0f, NULL, NULL);
     }
+    grad_scratch_put(kv);
     grad_scratch_put(scratch);
     return 1;
 }
