@@ -160,18 +160,26 @@ static inline __m512 load16(ld_dtype dt, const void *data, int64_t i, __mmask16 
  * which the hardware prefetchers follow too late on their own. */
 #define GATHER_AHEAD 64
 
-/* nx <= 16 rows of f32 (the rest read as 0): unmasked loads, prefetched
- * ahead, all in registers. */
-static inline void gather_t_f32(float *tile, const float *src, int64_t sx, int64_t kc, int64_t nx, int W, int64_t x0,
-                                __mmask16 xm) {
+/* nx <= 16 rows (the rest read as 0) of f32, f16 or bf16 (dt is a
+ * constant where this is inlined): unmasked loads, prefetched ahead, all in
+ * registers. */
+static inline __attribute__((always_inline)) void gather_t_fast(float *tile, const void *data, ld_dtype dt,
+                                                                int64_t base, int64_t sx, int64_t kc, int64_t nx,
+                                                                int W, int64_t x0, __mmask16 xm) {
+    const int64_t es = dt == LD_F32 ? 4 : 2;
+    const char *src = (const char *)data + base * es;
     int64_t k0 = 0;
     for (; k0 + 16 <= kc; k0 += 16) {
         __m512 r[16];
 #pragma GCC unroll 16
         for (int x = 0; x < 16; x++) {
             if (x < nx) {
-                _mm_prefetch((const char *)(src + x * sx + k0 + GATHER_AHEAD), _MM_HINT_T0);
-                r[x] = _mm512_loadu_ps(src + x * sx + k0);
+                const char *row = src + (x * sx + k0) * es;
+                _mm_prefetch(row + GATHER_AHEAD * es, _MM_HINT_T0);
+                r[x] = dt == LD_F32 ? _mm512_loadu_ps(row)
+                       : dt == LD_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)row))
+                                      : _mm512_castsi512_ps(_mm512_slli_epi32(
+                                            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)row)), 16));
             } else {
                 r[x] = _mm512_setzero_ps();
             }
@@ -184,7 +192,7 @@ static inline void gather_t_f32(float *tile, const float *src, int64_t sx, int64
         const __mmask16 km = (__mmask16)((1u << (kc - k0)) - 1);
         __m512 r[16];
 #pragma GCC unroll 16
-        for (int x = 0; x < 16; x++) r[x] = x < nx ? _mm512_maskz_loadu_ps(km, src + x * sx + k0) : _mm512_setzero_ps();
+        for (int x = 0; x < 16; x++) r[x] = x < nx ? load16(dt, data, base + x * sx + k0, km) : _mm512_setzero_ps();
         transpose16(r);
         for (int64_t k = 0; k < kc - k0; k++) _mm512_mask_storeu_ps(tile + (k0 + k) * W + x0, xm, r[k]);
     }
@@ -195,19 +203,13 @@ static void gather_t_avx512(float *tile, const void *data, ld_dtype dt, int64_t 
     for (int64_t x0 = 0; x0 < n; x0 += 16) {
         const int64_t nx = n - x0 < 16 ? n - x0 : 16;
         const __mmask16 xm = W - x0 >= 16 ? 0xffff : (__mmask16)((1u << (W - x0)) - 1);
-        if (dt == LD_F32) {
-            gather_t_f32(tile, (const float *)data + base + x0 * sx, sx, kc, nx, W, x0, xm);
-            continue;
-        }
-        for (int64_t k0 = 0; k0 < kc; k0 += 16) {
-            const int64_t nk = kc - k0 < 16 ? kc - k0 : 16;
-            const __mmask16 km = (__mmask16)((1u << nk) - 1);
-            __m512 r[16];
-            for (int64_t x = 0; x < 16; x++)
-                r[x] = x < nx ? load16(dt, data, base + (x0 + x) * sx + k0, km) : _mm512_setzero_ps();
-            transpose16(r);
-            for (int64_t k = 0; k < nk; k++) _mm512_mask_storeu_ps(tile + (k0 + k) * W + x0, xm, r[k]);
-        }
+        const int64_t b = base + x0 * sx;
+        if (dt == LD_F32)
+            gather_t_fast(tile, data, LD_F32, b, sx, kc, nx, W, x0, xm);
+        else if (dt == LD_F16)
+            gather_t_fast(tile, data, LD_F16, b, sx, kc, nx, W, x0, xm);
+        else
+            gather_t_fast(tile, data, LD_BF16, b, sx, kc, nx, W, x0, xm);
     }
 }
 

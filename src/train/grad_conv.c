@@ -13,7 +13,9 @@
 #include "tensor/ops_internal.h"
 #include "train/grad_scratch.h"
 
+#include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct {
     const float *p; /* x_b (patches) or dy_b (taps) */
@@ -103,19 +105,28 @@ int ld_conv2d_backward(const float *dy, const float *x, int64_t B, int64_t Cin, 
     const int pointwise = kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0;
     float *wt = NULL;
     if (dx && !pointwise) { /* w^T as f32 [Cin, Cout*kh*kw]: wt[ci, co*khw + t] = w[co, ci, t] */
+        /* WT_ROWS rows of w converted at a time, then written out ci by ci in
+         * runs of WT_ROWS*khw contiguous floats (row reads and runs of writes
+         * instead of a strided walk of the whole weight per input channel) */
+        enum { WT_ROWS = 8 };
+        const int nt = omp_get_max_threads();
         wt = grad_scratch_get(sizeof(float) * (size_t)(Cout * K));
-        if (!wt) return 0;
-        #pragma omp parallel for schedule(static)
-        for (int64_t ci = 0; ci < Cin; ci++) {
-            float *row = wt + ci * Cout * khw;
-            for (int64_t co = 0; co < Cout; co++) {
-                const int64_t src = (co * Cin + ci) * khw;
-                if (w->dtype == LD_F32)
-                    for (int64_t t = 0; t < khw; t++) row[co * khw + t] = ((const float *)w->data)[src + t];
-                else
-                    for (int64_t t = 0; t < khw; t++) row[co * khw + t] = ops_wget(w, src + t);
+        float *rows = wt ? grad_scratch_get(sizeof(float) * (size_t)(WT_ROWS * K * nt)) : NULL;
+        if (!rows) {
+            grad_scratch_put(wt);
+            return 0;
+        }
+        #pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t co0 = 0; co0 < Cout; co0 += WT_ROWS) {
+            const int64_t nr = Cout - co0 < WT_ROWS ? Cout - co0 : WT_ROWS;
+            float *r = rows + (size_t)omp_get_thread_num() * WT_ROWS * K;
+            ld_convert_to_f32(r, w->data, w->dtype, co0 * K, nr * K);
+            for (int64_t ci = 0; ci < Cin; ci++) {
+                float *dst = wt + ci * Cout * khw + co0 * khw;
+                for (int64_t i = 0; i < nr; i++) memcpy(dst + i * khw, r + i * K + ci * khw, sizeof(float) * (size_t)khw);
             }
         }
+        grad_scratch_put(rows);
     }
     for (int64_t b = 0; b < B; b++) {
         const float *dyb = dy + b * Cout * HWo, *xb = x + b * Cin * HW;
