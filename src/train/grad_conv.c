@@ -78,11 +78,13 @@ static void taps_fill(const void *user, int64_t k0, int64_t kc, int64_t j0, int6
             } else {
                 const float *row = plane + (ty / s->sh) * s->W;
                 const int64_t off = s->pw - kx * s->dw; /* tx = ix + off */
-                if (s->sw == 1) {
-                    for (int64_t t = 0; t < len; t++) {
-                        const int64_t tx = ix0 + t + off;
-                        o[t] = tx >= 0 && tx < s->W ? row[tx] : 0.0f;
-                    }
+                if (s->sw == 1) { /* tx in [0, W): one copy between two runs of zeros */
+                    int64_t lo = -off - ix0, hi = s->W - off - ix0;
+                    lo = lo < 0 ? 0 : lo > len ? len : lo;
+                    hi = hi < lo ? lo : hi > len ? len : hi;
+                    memset(o, 0, sizeof(float) * (size_t)lo);
+                    if (hi > lo) memcpy(o + lo, row + ix0 + lo + off, sizeof(float) * (size_t)(hi - lo));
+                    memset(o + hi, 0, sizeof(float) * (size_t)(len - hi));
                 } else {
                     for (int64_t t = 0; t < len; t++) {
                         const int64_t tx = ix0 + t + off;
