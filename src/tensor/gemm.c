@@ -492,6 +492,11 @@ static inline void run_tile(const ld_gemm_kernel *kr, int64_t kc, const void *ap
     for (int64_t i = 0; i < me; i++) memcpy(c + i * ldc, ctile + i * NR, sizeof(float) * (size_t)n);
 }
 
+void ld_gemm_run_tile(const ld_gemm_kernel *kr, int64_t kc, const void *ap, const void *bp, float *c, int64_t ldc,
+                      int64_t me, int64_t n, int load, float *ctile) {
+    run_tile(kr, kc, ap, bp, c, ldc, me, n, load, ctile);
+}
+
 /* Task grid: C is cut into tm x tn independent tasks (rows x columns); each
  * task runs the whole K loop with its own packed blocks, so threads never
  * wait for each other (robust when other processes share the cores). */

@@ -99,6 +99,11 @@ void ld_gemm_pack_panel(const ld_gemm_kernel *kr, int round, void *dst, ld_dtype
  * f32 kernels tile is dst itself): to bf16 pairs, or rounding. */
 void ld_gemm_finish_panel(const ld_gemm_kernel *kr, int round, float *tile, int64_t kc, int W, void *dst);
 
+/* One MR x NR tile of C, of which me x n lie inside the matrix (edge tiles go
+ * through ctile, MR x NR floats); load as for the micro-kernel. */
+void ld_gemm_run_tile(const ld_gemm_kernel *kr, int64_t kc, const void *ap, const void *bp, float *c, int64_t ldc,
+                      int64_t me, int64_t n, int load, float *ctile);
+
 /* Each returns NULL when the file is not compiled for this architecture. */
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32(void);
 const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16(void);

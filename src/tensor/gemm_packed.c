@@ -4,8 +4,6 @@
  * contiguous), each tile summing into C in order, as gemm.c does. */
 #include "tensor/gemm_packed.h"
 
-#include <string.h>
-
 #include "base/flops.h"
 
 static inline int64_t depth(const ld_gemm_packing *pk, int64_t K) { return pk->kr->bf16 ? (K + 1) / 2 * 2 : K; }
@@ -26,22 +24,23 @@ int64_t ld_gemm_packed_tile_floats(const ld_gemm_packing *pk, int64_t K) {
     return depth(pk, K) * W + depth(pk, K);
 }
 
+/* All rows x K of a strided operand as W-wide panels: element (x, k) at
+ * data[x*sx + k*sk], x < rows. */
+static void pack_panels(const ld_gemm_packing *pk, void *dst, const ld_mat *m, int64_t rows, int64_t sk, int64_t sx,
+                        int64_t K, int W, float *tile) {
+    const int64_t Wt = pk->kr->mr > pk->kr->nr ? pk->kr->mr : pk->kr->nr;
+    const size_t pan = (size_t)(depth(pk, K) * W * esize(pk));
+    for (int64_t x = 0; x < rows; x += W)
+        ld_gemm_pack_panel(pk->kr, pk->round, (char *)dst + (size_t)(x / W) * pan, m->dtype, m->data, x * sx, sk, sx,
+                           K, rows - x < W ? rows - x : W, W, tile, tile + depth(pk, K) * Wt);
+}
+
 void ld_gemm_pack_a(const ld_gemm_packing *pk, void *dst, const ld_mat *A, int64_t M, int64_t K, float *tile) {
-    const int MR = pk->kr->mr;
-    const size_t pan = (size_t)(depth(pk, K) * MR * esize(pk));
-    const int64_t W = pk->kr->mr > pk->kr->nr ? pk->kr->mr : pk->kr->nr;
-    for (int64_t i = 0; i < M; i += MR)
-        ld_gemm_pack_panel(pk->kr, pk->round, (char *)dst + (size_t)(i / MR) * pan, A->dtype, A->data, i * A->rs,
-                           A->cs, A->rs, K, M - i < MR ? M - i : MR, MR, tile, tile + depth(pk, K) * W);
+    pack_panels(pk, dst, A, M, A->cs, A->rs, K, pk->kr->mr, tile);
 }
 
 void ld_gemm_pack_b(const ld_gemm_packing *pk, void *dst, const ld_mat *B, int64_t K, int64_t N, float *tile) {
-    const int NR = pk->kr->nr;
-    const size_t pan = (size_t)(depth(pk, K) * NR * esize(pk));
-    const int64_t W = pk->kr->mr > pk->kr->nr ? pk->kr->mr : pk->kr->nr;
-    for (int64_t j = 0; j < N; j += NR)
-        ld_gemm_pack_panel(pk->kr, pk->round, (char *)dst + (size_t)(j / NR) * pan, B->dtype, B->data, j * B->cs,
-                           B->rs, B->cs, K, N - j < NR ? N - j : NR, NR, tile, tile + depth(pk, K) * W);
+    pack_panels(pk, dst, B, N, B->rs, B->cs, K, pk->kr->nr, tile);
 }
 
 void ld_gemm_packed_run(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a, const void *b,
@@ -60,16 +59,7 @@ void ld_gemm_packed_run(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t
             const int64_t n = N - j < NR ? N - j : NR;
             for (int64_t i = 0; i < M; i += MR) {
                 const char *ap = (const char *)a + (size_t)(i / MR) * apan + (size_t)(pc * MR * es);
-                const int64_t me = M - i < MR ? M - i : MR;
-                float *c = C + i * ldc + j;
-                if (me == MR && n == NR) {
-                    kr->micro(kc, ap, bp, c, ldc, ld);
-                    continue;
-                }
-                if (ld)
-                    for (int64_t r = 0; r < me; r++) memcpy(ctile + r * NR, c + r * ldc, sizeof(float) * (size_t)n);
-                kr->micro(kc, ap, bp, ctile, NR, ld);
-                for (int64_t r = 0; r < me; r++) memcpy(c + r * ldc, ctile + r * NR, sizeof(float) * (size_t)n);
+                ld_gemm_run_tile(kr, kc, ap, bp, C + i * ldc + j, ldc, M - i < MR ? M - i : MR, n, ld, ctile);
             }
         }
     }
