@@ -15,7 +15,9 @@
  * 4-16 KB apart, all in one L1 set) cost as much as the products did. The
  * forward's softmax runs down the columns of its [keys][queries] block,
  * vectorized across the queries, with the operations of a row-wise one
- * (max, exp(s - max), a double sum in key order). */
+ * (max, exp(s - max), a double sum in key order). The forward packs each
+ * head's K and V once for all its query blocks (tensor/gemm_packed.h, the
+ * same bits as ld_gemm). */
 #include "train/grad_ops.h"
 
 #include "tensor/ops_internal.h"
