@@ -1,8 +1,6 @@
 /* Tensor bookkeeping: dtypes, shapes, owned buffers, dtype conversion. */
 #include "tensor/tensor.h"
 
-#include "tensor/gemm_kernels.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -92,13 +90,6 @@ float ld_tensor_get_f32(const ld_tensor *t, int64_t i) {
 }
 
 void ld_convert_to_f32(float *dst, const void *src, ld_dtype dtype, int64_t offset, int64_t n) {
-    /* long half-precision runs on the SIMD converter of the GEMM kernels
-     * (F16C / AVX-512 / NEON: the same values, exact conversions) */
-    const ld_gemm_convert_fn simd = (dtype == LD_F16 || dtype == LD_BF16) && n >= 64 ? ld_gemm_kernel_f32()->convert : NULL;
-    if (simd) {
-        simd(dst, src, dtype, offset, n);
-        return;
-    }
     switch (dtype) {
     case LD_F32: memcpy(dst, (const float *)src + offset, (size_t)n * 4); break;
     case LD_F16: {

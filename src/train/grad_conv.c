@@ -10,6 +10,7 @@
  * Images are processed one after another, so dw sums in a fixed order. */
 #include "train/grad_ops.h"
 
+#include "tensor/gemm_kernels.h"
 #include "tensor/ops_internal.h"
 #include "train/grad_scratch.h"
 
@@ -111,6 +112,8 @@ int ld_conv2d_backward(const float *dy, const float *x, int64_t B, int64_t Cin, 
          * runs of WT_ROWS*khw contiguous floats (row reads and runs of writes
          * instead of a strided walk of the whole weight per input channel) */
         enum { WT_ROWS = 8 };
+        const ld_gemm_convert_fn kc = ld_gemm_kernel_f32()->convert; /* SIMD f16/bf16 conversion */
+        const ld_gemm_convert_fn conv = kc ? kc : ld_convert_to_f32;
         const int nt = omp_get_max_threads();
         wt = grad_scratch_get(sizeof(float) * (size_t)(Cout * K));
         float *rows = wt ? grad_scratch_get(sizeof(float) * (size_t)(WT_ROWS * K * nt)) : NULL;
@@ -122,7 +125,7 @@ int ld_conv2d_backward(const float *dy, const float *x, int64_t B, int64_t Cin, 
         for (int64_t co0 = 0; co0 < Cout; co0 += WT_ROWS) {
             const int64_t nr = Cout - co0 < WT_ROWS ? Cout - co0 : WT_ROWS;
             float *r = rows + (size_t)omp_get_thread_num() * WT_ROWS * K;
-            ld_convert_to_f32(r, w->data, w->dtype, co0 * K, nr * K);
+            conv(r, w->data, w->dtype, co0 * K, nr * K);
             for (int64_t ci = 0; ci < Cin; ci++) {
                 float *dst = wt + ci * Cout * khw + co0 * khw;
                 for (int64_t i = 0; i < nr; i++) memcpy(dst + i * khw, r + i * K + ci * khw, sizeof(float) * (size_t)khw);
