@@ -3,8 +3,9 @@
  * aarch64 runs under qemu through tools/cross-test-arm64.sh),
  * against ld_gemm_reference over many shapes, strides, dtypes, betas and
  * biases; bitwise invariance to the thread count; the implicit-GEMM conv
- * operand (ld_im2col_fill) against a naive convolution written here; and the
- * CPU detection helpers.
+ * operand (ld_im2col_fill) against a naive convolution written here; operands
+ * packed once (gemm_packed.h) against ld_gemm bit for bit; and the CPU
+ * detection helpers.
  *
  * Tolerances: f32 paths |c - ref| <= 1e-5 * (sum_k |a||b| + |bias| + |beta c0|);
  * bf16 path the same against the reference in bf16 precision (identical input
@@ -205,8 +206,6 @@ static void check_threads(int64_t M, int64_t N, int64_t K, int blay, float beta)
     free(c);
 }
 
-/* ld_gemm called from inside a parallel region (one product per thread, the
- * buffer pool shared): same bits as the serial calls. Also f16 biases. */
 /* gemm_packed.h: operands packed once and run on the calling thread give
  * ld_gemm's bits on every path, both with C overwritten and accumulated. */
 static void check_packed(void) {
@@ -244,6 +243,8 @@ static void check_packed(void) {
     CHECK(!ld_gemm_packed_ok(8, 8, 8) && !ld_gemm_packed_ok(0, 50, 50), "tiny products are not packed ones");
 }
 
+/* ld_gemm called from inside a parallel region (one product per thread, the
+ * buffer pool shared): same bits as the serial calls. Also f16 biases. */
 static void check_nested(void) {
     enum { T = 4 };
     const int64_t M = 90, N = 70, K = 300;

@@ -223,7 +223,8 @@ static void gather_rows_avx512(float *tile, const void *data, ld_dtype dt, int64
     for (int64_t x0 = 0; x0 < n; x0 += 16) {
         const __mmask16 m = n - x0 >= 16 ? 0xffff : (__mmask16)((1u << (n - x0)) - 1);
         for (int64_t k = 0; k < kc; k++) {
-            _mm_prefetch((const char *)data + (base + (k + ROWS_AHEAD) * sk + x0) * (dt == LD_F32 ? 4 : 2), _MM_HINT_T0);
+            const int64_t ahead = base + (k + ROWS_AHEAD) * sk + x0;
+            _mm_prefetch((const char *)data + ahead * (dt == LD_F32 ? 4 : 2), _MM_HINT_T0);
             _mm512_mask_storeu_ps(tile + k * W + x0, m, load16(dt, data, base + k * sk + x0, m));
         }
     }

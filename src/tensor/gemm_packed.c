@@ -8,6 +8,10 @@
 
 static inline int64_t depth(const ld_gemm_packing *pk, int64_t K) { return pk->kr->bf16 ? (K + 1) / 2 * 2 : K; }
 static inline int64_t esize(const ld_gemm_packing *pk) { return pk->kr->bf16 ? 2 : 4; }
+/* Widest panel of the kernel: the scratch tile's row length. */
+static inline int64_t tile_width(const ld_gemm_packing *pk) {
+    return pk->kr->mr > pk->kr->nr ? pk->kr->mr : pk->kr->nr;
+}
 
 size_t ld_gemm_packed_a_bytes(const ld_gemm_packing *pk, int64_t M, int64_t K) {
     const int MR = pk->kr->mr;
@@ -20,19 +24,17 @@ size_t ld_gemm_packed_b_bytes(const ld_gemm_packing *pk, int64_t K, int64_t N) {
 }
 
 int64_t ld_gemm_packed_tile_floats(const ld_gemm_packing *pk, int64_t K) {
-    const int W = pk->kr->mr > pk->kr->nr ? pk->kr->mr : pk->kr->nr;
-    return depth(pk, K) * W + depth(pk, K);
+    return depth(pk, K) * tile_width(pk) + depth(pk, K);
 }
 
 /* All rows x K of a strided operand as W-wide panels: element (x, k) at
  * data[x*sx + k*sk], x < rows. */
 static void pack_panels(const ld_gemm_packing *pk, void *dst, const ld_mat *m, int64_t rows, int64_t sk, int64_t sx,
                         int64_t K, int W, float *tile) {
-    const int64_t Wt = pk->kr->mr > pk->kr->nr ? pk->kr->mr : pk->kr->nr;
     const size_t pan = (size_t)(depth(pk, K) * W * esize(pk));
     for (int64_t x = 0; x < rows; x += W)
         ld_gemm_pack_panel(pk->kr, pk->round, (char *)dst + (size_t)(x / W) * pan, m->dtype, m->data, x * sx, sk, sx,
-                           K, rows - x < W ? rows - x : W, W, tile, tile + depth(pk, K) * Wt);
+                           K, rows - x < W ? rows - x : W, W, tile, tile + depth(pk, K) * tile_width(pk));
 }
 
 void ld_gemm_pack_a(const ld_gemm_packing *pk, void *dst, const ld_mat *A, int64_t M, int64_t K, float *tile) {

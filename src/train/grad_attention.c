@@ -79,11 +79,13 @@ int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float 
     const size_t qb = ld_gemm_packed_b_bytes(&ps, D, FWD_ROWS), pb = ld_gemm_packed_a_bytes(&po, FWD_ROWS, Lk);
     const int64_t tile = ld_gemm_packed_tile_floats(&po, Lk) + ld_gemm_packed_tile_floats(&ps, D);
     /* per thread: the block, the maxima and the double sums, Q^T and P packed, a packing tile (64-byte steps) */
-    const int64_t per = (FWD_ROWS * Lk + 4 * FWD_ROWS + (int64_t)((qb + pb) / sizeof(float)) + 32 + tile + 15) / 16 * 16;
+    const int64_t per =
+        (FWD_ROWS * Lk + 4 * FWD_ROWS + (int64_t)((qb + pb) / sizeof(float)) + 32 + tile + 15) / 16 * 16;
     int nt;
     float *scratch = thread_scratch(per, &nt);
-    char *kv = ld_gemm_packed_ok(Lk, nq0, D) ? grad_scratch_get((kb + vb) * (size_t)(B * H)) : NULL;
-    if (!scratch || (ld_gemm_packed_ok(Lk, nq0, D) && !kv)) {
+    const int pack_kv = ld_gemm_packed_ok(Lk, nq0, D);
+    char *kv = pack_kv ? grad_scratch_get((kb + vb) * (size_t)(B * H)) : NULL;
+    if (!scratch || (pack_kv && !kv)) {
         grad_scratch_put(scratch);
         grad_scratch_put(kv);
         return 0;

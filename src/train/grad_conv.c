@@ -11,7 +11,6 @@
 #include "train/grad_ops.h"
 
 #include "tensor/gemm_kernels.h"
-#include "tensor/ops_internal.h"
 #include "train/grad_scratch.h"
 
 #include <omp.h>
@@ -112,8 +111,8 @@ int ld_conv2d_backward(const float *dy, const float *x, int64_t B, int64_t Cin, 
          * runs of WT_ROWS*khw contiguous floats (row reads and runs of writes
          * instead of a strided walk of the whole weight per input channel) */
         enum { WT_ROWS = 8 };
-        const ld_gemm_convert_fn kc = ld_gemm_kernel_f32()->convert; /* SIMD f16/bf16 conversion */
-        const ld_gemm_convert_fn conv = kc ? kc : ld_convert_to_f32;
+        const ld_gemm_convert_fn simd = ld_gemm_kernel_f32()->convert; /* f16/bf16 on F16C, AVX-512 or NEON */
+        const ld_gemm_convert_fn conv = simd ? simd : ld_convert_to_f32;
         const int nt = omp_get_max_threads();
         wt = grad_scratch_get(sizeof(float) * (size_t)(Cout * K));
         float *rows = wt ? grad_scratch_get(sizeof(float) * (size_t)(WT_ROWS * K * nt)) : NULL;
@@ -128,7 +127,8 @@ int ld_conv2d_backward(const float *dy, const float *x, int64_t B, int64_t Cin, 
             conv(r, w->data, w->dtype, co0 * K, nr * K);
             for (int64_t ci = 0; ci < Cin; ci++) {
                 float *dst = wt + ci * Cout * khw + co0 * khw;
-                for (int64_t i = 0; i < nr; i++) memcpy(dst + i * khw, r + i * K + ci * khw, sizeof(float) * (size_t)khw);
+                for (int64_t i = 0; i < nr; i++)
+                    memcpy(dst + i * khw, r + i * K + ci * khw, sizeof(float) * (size_t)khw);
             }
         }
         grad_scratch_put(rows);
