@@ -362,6 +362,10 @@ static void scale_block(const gemm_args *g, int64_t i0, int64_t m, int64_t j0, i
 
 /* Products below this many multiply-adds skip packing and threads. */
 #define SMALL_MACS 32768.0
+/* Products of fewer multiply-adds per thread run on fewer threads: below
+ * this, splitting costs more than it brings (rank-16 LoRA products of a
+ * few million multiply-adds gained 20-50 % from two threads at 2e6). */
+#define SMALL_TASK_MACS 2e6
 
 /* Unpacked path for small products: f32 copies of A and B, then rows of C
  * accumulated over k in order. Returns 0 if out of memory. */
@@ -514,6 +518,18 @@ static void plan_tasks(int64_t M, int64_t N, int MR, int NR, int64_t mt_max, int
     *task_n = round_up((N + tn - 1) / tn, NR);
 }
 
+/* Block b of nb over n elements in whole panels of p: the first blocks take
+ * one panel more than the rest, so the larger tasks are handed out first
+ * and the dynamic schedule ends the threads together (with equal blocks of
+ * round_up(n / nb, p), the last block can be a sliver and one thread does a
+ * whole block more than the other). No block is wider than round_up(n / nb, p). */
+static inline void split_block(int64_t b, int64_t nb, int64_t n, int p, int64_t *lo, int64_t *hi) {
+    const int64_t np = (n + p - 1) / p, base = np / nb, extra = np % nb;
+    const int64_t p0 = b * base + (b < extra ? b : extra);
+    *lo = p0 * p;
+    *hi = min64(n, (p0 + base + (b < extra)) * p);
+}
+
 /* Per-CPU blocking: the kernels' mc/kc/nc were tuned on a Zen 4-class core
  * (AVX-512 at half width). A core that runs 512-bit FMAs at full width (AMD
  * family 0x1a, Zen 5) needs twice the arithmetic per byte of C moved: depth
@@ -616,7 +632,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
 
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     double macs = (double)M * N * K;
-    if (nt > 1 && macs < 4e6 * nt) nt = macs < 4e6 ? 1 : (int)(macs / 4e6);
+    if (nt > 1 && macs < SMALL_TASK_MACS * nt) nt = macs < SMALL_TASK_MACS ? 1 : (int)(macs / SMALL_TASK_MACS);
     if (nt < 1) nt = 1;
 
     /* Implicit-GEMM (convolution) products keep all output channels in one
@@ -718,7 +734,8 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
         float *tile = (float *)(bbuf + b_bytes);
         float *tmp = tile + kcmax * W;
         _Alignas(64) float ctile[64 * 64];
-        const int64_t r0 = (walk ? task : task / tn) * task_m, r1 = min64(M, r0 + task_m);
+        int64_t r0, r1;
+        split_block(walk ? task : task / tn, tm, M, MR, &r0, &r1);
         const int64_t cb0 = walk ? 0 : task % tn, cb1 = walk ? tn : cb0 + 1; /* column blocks */
         for (int64_t pc = 0; pc < K; pc += KC) {
             const int64_t kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
@@ -729,7 +746,8 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
                     pack_a_block(g, kr, round, i0, min64(MC, r1 - i0), pc, kc, abuf + ((i0 - r0) / MC) * a_bytes,
                                  apan, tile, tmp);
             for (int64_t cb = cb0; cb < cb1; cb++) {
-                const int64_t c0 = cb * task_n, c1 = min64(N, c0 + task_n);
+                int64_t c0, c1;
+                split_block(cb, tn, N, NR, &c0, &c1);
                 const char *bblock = bbuf;
                 if (bshared)
                     bblock = bshared + (size_t)(pc / KC) * bblk + (size_t)(c0 / NR) * bpan;
