@@ -99,18 +99,23 @@ int ld_lora_find(const ld_lora *l, const ld_tensor *w) {
     return -1;
 }
 
+/* The rank-r intermediate is kept transposed, h^T (r x M): the products then
+ * have r rows instead of r columns, which the kernels' wide tiles fill (rank
+ * 16 as 16 columns left most of a 32- or 48-column tile empty). Every element
+ * is still one sum over the same k in the same order, so the values are
+ * the same as with h (M x r). */
 ld_status ld_lora_forward(ld_ctx *ctx, const ld_lora *l, int i, const float *x, int64_t M, float *y) {
     const ld_tensor *A = &l->params.tensors[2 * i], *B = &l->params.tensors[2 * i + 1];
     const int64_t r = A->shape[0], in = A->shape[1], out = B->shape[0];
     const float scale = l->scale[i];
-    float *h = grad_scratch_get(sizeof(float) * (size_t)(M * r));
-    if (!h) return ld_fail(ctx, LD_ERR_NOMEM, "LoRA: out of memory");
-    ld_mat X = ld_mat_f32(x, in, 1), At = ld_mat_f32(A->data, 1, in); /* h = x A^T */
-    ld_gemm(M, r, in, &X, &At, h, r, 0.0f, NULL, NULL);
-    for (int64_t k = 0; k < M * r; k++) h[k] *= scale;
-    ld_mat H = ld_mat_f32(h, r, 1), Bt = ld_mat_f32(B->data, 1, r); /* y += h B^T */
+    float *ht = grad_scratch_get(sizeof(float) * (size_t)(M * r));
+    if (!ht) return ld_fail(ctx, LD_ERR_NOMEM, "LoRA: out of memory");
+    ld_mat Am = ld_mat_f32(A->data, in, 1), Xt = ld_mat_f32(x, 1, in); /* h^T = A x^T */
+    ld_gemm(r, M, in, &Am, &Xt, ht, M, 0.0f, NULL, NULL);
+    for (int64_t k = 0; k < M * r; k++) ht[k] *= scale;
+    ld_mat H = ld_mat_f32(ht, 1, M), Bt = ld_mat_f32(B->data, 1, r); /* y += h B^T */
     ld_gemm(M, out, r, &H, &Bt, y, out, 1.0f, NULL, NULL);
-    grad_scratch_put(h);
+    grad_scratch_put(ht);
     return LD_OK;
 }
 
@@ -119,32 +124,36 @@ ld_status ld_lora_backward(ld_ctx *ctx, ld_lora *l, int i, const float *dy, cons
     float *dA = l->params.grad + l->params.offset[2 * i], *dB = l->params.grad + l->params.offset[2 * i + 1];
     const int64_t r = A->shape[0], in = A->shape[1], out = B->shape[0];
     const float scale = l->scale[i];
-    float *h = grad_scratch_get(sizeof(float) * (size_t)(M * r)), *dh = grad_scratch_get(sizeof(float) * (size_t)(M * r));
-    if (!h || !dh) {
-        grad_scratch_put(h);
-        grad_scratch_put(dh);
+    float *ht = grad_scratch_get(sizeof(float) * (size_t)(M * r)), *dht = grad_scratch_get(sizeof(float) * (size_t)(M * r));
+    float *dbt = grad_scratch_get(sizeof(float) * (size_t)(r * out));
+    if (!ht || !dht || !dbt) {
+        grad_scratch_put(ht);
+        grad_scratch_put(dht);
+        grad_scratch_put(dbt);
         return ld_fail(ctx, LD_ERR_NOMEM, "LoRA: out of memory");
     }
-    ld_mat X = ld_mat_f32(x, in, 1), At = ld_mat_f32(A->data, 1, in);
-    ld_gemm(M, r, in, &X, &At, h, r, 0.0f, NULL, NULL); /* h = x A^T (unscaled) */
-    for (int64_t k = 0; k < M * r; k++) h[k] *= scale;
-    ld_mat dYt = ld_mat_f32(dy, 1, out), Hm = ld_mat_f32(h, r, 1); /* dB += dy^T h */
-    ld_gemm(out, r, M, &dYt, &Hm, dB, r, 1.0f, NULL, NULL);
-    ld_mat dY = ld_mat_f32(dy, out, 1), Bm = ld_mat_f32(B->data, r, 1); /* dh = scale * dy B */
-    ld_gemm(M, r, out, &dY, &Bm, dh, r, 0.0f, NULL, NULL);
-    for (int64_t k = 0; k < M * r; k++) dh[k] *= scale;
-    ld_mat dHt = ld_mat_f32(dh, 1, r), Xm = ld_mat_f32(x, in, 1); /* dA += dh^T x */
+    ld_mat Am = ld_mat_f32(A->data, in, 1), Xt = ld_mat_f32(x, 1, in);
+    ld_gemm(r, M, in, &Am, &Xt, ht, M, 0.0f, NULL, NULL); /* h^T = A x^T (unscaled) */
+    for (int64_t k = 0; k < M * r; k++) ht[k] *= scale;
+    ld_mat Ht = ld_mat_f32(ht, M, 1), dYm = ld_mat_f32(dy, out, 1); /* dB += (h^T dy)^T */
+    ld_gemm(r, out, M, &Ht, &dYm, dbt, out, 0.0f, NULL, NULL);
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t j = 0; j < r; j++) dB[o * r + j] += dbt[j * out + o];
+    ld_mat Btm = ld_mat_f32(B->data, 1, r), dYt = ld_mat_f32(dy, 1, out); /* dh^T = scale * B^T dy^T */
+    ld_gemm(r, M, out, &Btm, &dYt, dht, M, 0.0f, NULL, NULL);
+    for (int64_t k = 0; k < M * r; k++) dht[k] *= scale;
+    ld_mat dHt = ld_mat_f32(dht, M, 1), Xm = ld_mat_f32(x, in, 1); /* dA += dh^T x */
     ld_gemm(r, in, M, &dHt, &Xm, dA, in, 1.0f, NULL, NULL);
     if (dx) { /* dx += dh A */
-        ld_mat dH = ld_mat_f32(dh, r, 1), Am = ld_mat_f32(A->data, in, 1);
-        ld_gemm(M, in, r, &dH, &Am, dx, in, 1.0f, NULL, NULL);
+        ld_mat dH = ld_mat_f32(dht, 1, M), Ain = ld_mat_f32(A->data, in, 1);
+        ld_gemm(M, in, r, &dH, &Ain, dx, in, 1.0f, NULL, NULL);
     }
-    grad_scratch_put(h);
-    grad_scratch_put(dh);
+    grad_scratch_put(ht);
+    grad_scratch_put(dht);
+    grad_scratch_put(dbt);
     return LD_OK;
 }
 
-/* h [B, r, Ho, Wo] = scale * conv(x, A) with the base's stride and padding. */
 static float *conv_down(const ld_lora *l, int i, const float *x, int64_t B, int64_t H, int64_t W, int64_t *Ho,
                         int64_t *Wo) {
     const ld_tensor *A = &l->params.tensors[2 * i];
