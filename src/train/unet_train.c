@@ -148,9 +148,20 @@ const json_t *ld_train_unet_config(const ld_train_unet *t) { return t->config; }
 int ld_train_unet_out_channels(const ld_train_unet *t) { return t->u->cfg.out_channels; }
 size_t ld_train_unet_activation_bytes(const ld_train_unet *t) { return t->kept_bytes + t->scratch.peak; }
 
+/* Zeroes n floats; large buffers on all threads (the others would wait). */
+static void zero_f32(float *p, int64_t n) {
+    enum { PIECE = 1 << 16 };
+    if (n < 4 * PIECE) {
+        memset(p, 0, sizeof(float) * (size_t)n);
+        return;
+    }
+    #pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i += PIECE) memset(p + i, 0, sizeof(float) * (size_t)(n - i < PIECE ? n - i : PIECE));
+}
+
 float *tr_zalloc(ld_ctx *ctx, ld_train_unet *t, int64_t n) {
     float *p = ld_arena_alloc_f32(ctx, &t->scratch, (size_t)n);
-    if (p) memset(p, 0, sizeof(float) * (size_t)n);
+    if (p) zero_f32(p, n);
     return p;
 }
 
@@ -162,7 +173,7 @@ float *tr_grad(ld_ctx *ctx, ld_train_unet *t, int id) {
             a->g = t->pool[i];
             t->pool[i] = t->pool[t->npool - 1];
             t->pool_n[i] = t->pool_n[--t->npool];
-            memset(a->g, 0, sizeof(float) * (size_t)a->n);
+            zero_f32(a->g, a->n);
             return a->g;
         }
     if (ld_calloc_huge(NULL, (void **)&a->g, sizeof(float) * (size_t)a->n, "") != LD_OK) /* NULL then */
