@@ -159,8 +159,10 @@ static void zero_f32(float *p, int64_t n) {
     for (int64_t i = 0; i < n; i += PIECE) memset(p + i, 0, sizeof(float) * (size_t)(n - i < PIECE ? n - i : PIECE));
 }
 
+float *tr_alloc(ld_ctx *ctx, ld_train_unet *t, int64_t n) { return ld_arena_alloc_f32(ctx, &t->scratch, (size_t)n); }
+
 float *tr_zalloc(ld_ctx *ctx, ld_train_unet *t, int64_t n) {
-    float *p = ld_arena_alloc_f32(ctx, &t->scratch, (size_t)n);
+    float *p = tr_alloc(ctx, t, n);
     if (p) zero_f32(p, n);
     return p;
 }

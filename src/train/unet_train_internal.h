@@ -77,8 +77,11 @@ struct ld_train_unet {
     void *block_user;
 };
 
-/* Zeroed floats from the scratch arena (NULL + error on ctx). */
+/* Floats from the scratch arena (NULL + error on ctx): zeroed (tr_zalloc,
+ * for sums and gradients) or as left by earlier use (tr_alloc, for outputs
+ * their op writes whole). */
 float *tr_zalloc(ld_ctx *ctx, ld_train_unet *t, int64_t n);
+float *tr_alloc(ld_ctx *ctx, ld_train_unet *t, int64_t n);
 /* The gradient buffer of activation id (allocated zeroed on first use). */
 float *tr_grad(ld_ctx *ctx, ld_train_unet *t, int id);
 /* d(weight) in the packed gradients (NULL for an absent tensor); notes that

@@ -13,6 +13,12 @@
         if (!((p) = tr_zalloc(ctx, t, (int64_t)(n))))       \
             return LD_ERR_NOMEM;                            \
     } while (0)
+/* For a forward's outputs, which their op writes whole (no zeroing). */
+#define ALLOC(p, n)                                         \
+    do {                                                    \
+        if (!((p) = tr_alloc(ctx, t, (int64_t)(n))))        \
+            return LD_ERR_NOMEM;                            \
+    } while (0)
 #define GRAD(p, id)                                         \
     do {                                                    \
         if (!((p) = tr_grad(ctx, t, (id))))                 \
@@ -97,24 +103,24 @@ static ld_status resnet_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, res
     const ld_conv2d_params p3 = ld_conv2d_params_make(1, 1), p1 = ld_conv2d_params_make(1, 0);
     if (u->in2 >= 0) {
         float *cat;
-        ZALLOC(cat, nin);
+        ALLOC(cat, nin);
         ld_concat_channels(cat, t->acts[u->in].v, u->C, t->acts[u->in2].v, u->C2, B, HW);
         s->x = cat;
     } else {
         s->x = t->acts[u->in].v;
     }
-    ZALLOC(s->t1, nin);
-    ZALLOC(s->a1, nin);
-    ZALLOC(s->h1, nout);
-    ZALLOC(s->t2, nout);
-    ZALLOC(s->a2, nout);
+    ALLOC(s->t1, nin);
+    ALLOC(s->a1, nin);
+    ALLOC(s->h1, nout);
+    ALLOC(s->t2, nout);
+    ALLOC(s->a2, nout);
     ld_group_norm(s->t1, s->x, B, cin, HW, r->groups, r->eps, &r->norm1.w, &r->norm1.b);
     memcpy(s->a1, s->t1, sizeof(float) * (size_t)nin);
     ld_silu(s->a1, nin);
     LD_TRY(conv_fwd(ctx, t, &r->conv1, s->a1, cin, u->H, u->W, &p3, s->h1));
     if (r->time_emb_proj.w.ndim) {
         float *tb;
-        ZALLOC(tb, (int64_t)B * r->cout);
+        ALLOC(tb, (int64_t)B * r->cout);
         LD_TRY(lin_fwd(ctx, t, &r->time_emb_proj.w, &r->time_emb_proj.b, t->emb_act, B, tb));
         ld_add_per_sample_channel(s->h1, tb, B, r->cout, HW);
     }
@@ -125,7 +131,7 @@ static ld_status resnet_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, res
     LD_TRY(conv_fwd(ctx, t, &r->conv2, s->a2, r->cout, u->H, u->W, &p3, out));
     if (r->conv_shortcut.w.ndim) {
         float *sc;
-        ZALLOC(sc, nout);
+        ALLOC(sc, nout);
         LD_TRY(conv_fwd(ctx, t, &r->conv_shortcut, s->x, cin, u->H, u->W, &p1, sc));
         ld_add(out, out, sc, nout);
     } else {
@@ -191,8 +197,8 @@ static ld_status tf_in_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, floa
     const ld_transformer2d *tf = u->tf;
     const int64_t HW = (int64_t)u->H * u->W, N = t->B * HW;
     float *tmp;
-    ZALLOC(tmp, N * u->C);
-    ZALLOC(*normed, N * u->C);
+    ALLOC(tmp, N * u->C);
+    ALLOC(*normed, N * u->C);
     ld_group_norm(tmp, t->acts[u->in].v, t->B, u->C, HW, tf->groups, 1e-6f, &tf->norm.w, &tf->norm.b);
     ld_nchw_to_nhwc(*normed, tmp, t->B, u->C, HW);
     LD_TRY(lin_fwd(ctx, t, &tf->proj_in.w, opt(&tf->proj_in.b), *normed, N, t->acts[u->out].v));
@@ -231,12 +237,12 @@ static ld_status attn_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, const
                           float *hs_out, int cross, attn_saved *s, float *feat) {
     const ld_transformer2d *tf = u->tf;
     const int64_t C = u->C, Lq = (int64_t)u->H * u->W, N = t->B * Lq, Lk = cross ? t->L : Lq;
-    ZALLOC(s->n, N * C);
-    ZALLOC(s->q, N * C);
-    ZALLOC(s->k, t->B * Lk * C);
-    ZALLOC(s->v, t->B * Lk * C);
-    ZALLOC(s->o, N * C);
-    ZALLOC(s->lse, t->B * tf->heads * Lq);
+    ALLOC(s->n, N * C);
+    ALLOC(s->q, N * C);
+    ALLOC(s->k, t->B * Lk * C);
+    ALLOC(s->v, t->B * Lk * C);
+    ALLOC(s->o, N * C);
+    ALLOC(s->lse, t->B * tf->heads * Lq);
     ld_layer_norm(s->n, hs_in, N, C, 1e-5f, &norm->w, &norm->b);
     const float *kv = cross ? t->context : s->n;
     LD_TRY(lin_fwd(ctx, t, wq, NULL, s->n, N, s->q));
@@ -290,16 +296,16 @@ static ld_status tblock_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, tbl
     const int64_t C = u->C, N = t->B * (int64_t)u->H * u->W, I = u->tf->ff_inner;
     const float *hs0 = t->acts[u->in].v;
     float *out = t->acts[u->out].v, *y;
-    ZALLOC(s->hs1, N * C);
-    ZALLOC(s->hs2, N * C);
+    ALLOC(s->hs1, N * C);
+    ALLOC(s->hs2, N * C);
     LD_TRY(attn_fwd(ctx, t, u, &b->norm1, &b->attn1_q, &b->attn1_k, &b->attn1_v, &b->attn1_out, hs0, s->hs1, 0,
                     &s->a1, f1));
     LD_TRY(attn_fwd(ctx, t, u, &b->norm2, &b->attn2_q, &b->attn2_k, &b->attn2_v, &b->attn2_out, s->hs1, s->hs2, 1,
                     &s->a2, f2));
-    ZALLOC(s->n3, N * C);
-    ZALLOC(s->ffp, N * 2 * I);
-    ZALLOC(s->gg, N * I);
-    ZALLOC(y, N * C);
+    ALLOC(s->n3, N * C);
+    ALLOC(s->ffp, N * 2 * I);
+    ALLOC(s->gg, N * I);
+    ALLOC(y, N * C);
     ld_layer_norm(s->n3, s->hs2, N, C, 1e-5f, &b->norm3.w, &b->norm3.b);
     LD_TRY(lin_fwd(ctx, t, &b->ff_in.w, &b->ff_in.b, s->n3, N, s->ffp));
     ld_geglu(s->gg, s->ffp, N, I);
@@ -353,8 +359,8 @@ static ld_status tf_out_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     const ld_transformer2d *tf = u->tf;
     const int64_t HW = (int64_t)u->H * u->W, N = t->B * HW;
     float *tok, *y;
-    ZALLOC(tok, N * u->C);
-    ZALLOC(y, N * u->C);
+    ALLOC(tok, N * u->C);
+    ALLOC(y, N * u->C);
     LD_TRY(lin_fwd(ctx, t, &tf->proj_out.w, opt(&tf->proj_out.b), t->acts[u->in].v, N, tok));
     ld_nhwc_to_nchw(y, tok, t->B, u->C, HW);
     ld_add(t->acts[u->out].v, t->acts[u->in2].v, y, N * u->C);
@@ -368,7 +374,7 @@ static ld_status tf_out_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     const float *dout = t->acts[u->out].g;
     GRAD(gx, u->in2);
     add_to(gx, dout, N * u->C);
-    ZALLOC(dtok, N * u->C);
+    ALLOC(dtok, N * u->C);
     ld_nchw_to_nhwc(dtok, dout, t->B, u->C, HW);
     GRAD(ghs, u->in);
     LD_TRY(lin_bwd(ctx, t, &tf->proj_out.w, opt(&tf->proj_out.b), dtok, t->acts[u->in].v, N, ghs));
@@ -400,7 +406,7 @@ static ld_status up_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
         return ld_upsample_forward(ctx, &t->scratch, up, t->acts[u->out].v, t->acts[u->in].v, t->B, u->H, u->W,
                                    u->Ho, u->Wo);
     float *x2;
-    ZALLOC(x2, (int64_t)t->B * u->C * u->Ho * u->Wo);
+    ALLOC(x2, (int64_t)t->B * u->C * u->Ho * u->Wo);
     ld_upsample_nearest(x2, t->acts[u->in].v, t->B, u->C, u->H, u->W, u->Ho, u->Wo);
     const ld_conv2d_params p = ld_conv2d_params_make(1, 1);
     return conv_fwd(ctx, t, &up->conv, x2, u->C, u->Ho, u->Wo, &p, t->acts[u->out].v);
@@ -410,7 +416,7 @@ static ld_status up_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
     const ld_upsample *up = u->m;
     const int64_t n = (int64_t)t->B * u->C * u->Ho * u->Wo;
     float *x2, *dx2, *gx;
-    ZALLOC(x2, n);
+    ALLOC(x2, n);
     ZALLOC(dx2, n);
     ld_upsample_nearest(x2, t->acts[u->in].v, t->B, u->C, u->H, u->W, u->Ho, u->Wo);
     ld_conv2d_params p = ld_conv2d_params_make(1, 1);
@@ -425,8 +431,8 @@ static ld_status up_bwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u) {
 static ld_status head_fwd(ld_ctx *ctx, ld_train_unet *t, const tr_unit *u, float **tn, float **act) {
     const ld_unet2d *m = t->u;
     const int64_t HW = (int64_t)u->H * u->W, n = t->B * u->C * HW;
-    ZALLOC(*tn, n);
-    ZALLOC(*act, n);
+    ALLOC(*tn, n);
+    ALLOC(*act, n);
     ld_group_norm(*tn, t->acts[u->in].v, t->B, u->C, HW, m->cfg.groups, m->cfg.eps, &m->conv_norm_out.w,
                   &m->conv_norm_out.b);
     memcpy(*act, *tn, sizeof(float) * (size_t)n);
