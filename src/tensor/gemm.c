@@ -519,10 +519,11 @@ static void plan_tasks(int64_t M, int64_t N, int MR, int NR, int64_t mt_max, int
 }
 
 /* Block b of nb over n elements in whole panels of p: the first blocks take
- * one panel more than the rest, so the larger tasks are handed out first
- * and the dynamic schedule ends the threads together (with equal blocks of
- * round_up(n / nb, p), the last block can be a sliver and one thread does a
- * whole block more than the other). No block is wider than round_up(n / nb, p). */
+ * one panel more than the rest, so the blocks differ by at most one panel
+ * and the larger ones are handed out first (with equal blocks of
+ * round_up(n / nb, p), the last block could be a sliver, and one thread did
+ * a whole block more than the other). No block is wider than
+ * round_up(n / nb, p), which the buffers are sized for. */
 static inline void split_block(int64_t b, int64_t nb, int64_t n, int p, int64_t *lo, int64_t *hi) {
     const int64_t np = (n + p - 1) / p, base = np / nb, extra = np % nb;
     const int64_t p0 = b * base + (b < extra ? b : extra);

@@ -100,10 +100,10 @@ int ld_lora_find(const ld_lora *l, const ld_tensor *w) {
 }
 
 /* The rank-r intermediate is kept transposed, h^T (r x M): the products then
- * have r rows instead of r columns, which the kernels' wide tiles fill (rank
- * 16 as 16 columns left most of a 32- or 48-column tile empty). Every element
- * is still one sum over the same k in the same order, so the values are
- * the same as with h (M x r). */
+ * have r rows instead of r columns, which the kernels' tiles fill (rank 16
+ * as 16 columns left half of a 32-column tile or two thirds of a 48-column
+ * one empty). Every element is still one sum over the same k in the same
+ * order, so the values are the same as with h (M x r). */
 ld_status ld_lora_forward(ld_ctx *ctx, const ld_lora *l, int i, const float *x, int64_t M, float *y) {
     const ld_tensor *A = &l->params.tensors[2 * i], *B = &l->params.tensors[2 * i + 1];
     const int64_t r = A->shape[0], in = A->shape[1], out = B->shape[0];
@@ -154,6 +154,7 @@ ld_status ld_lora_backward(ld_ctx *ctx, ld_lora *l, int i, const float *dy, cons
     return LD_OK;
 }
 
+/* h [B, r, Ho, Wo] = scale * conv(x, A) with the base's stride and padding. */
 static float *conv_down(const ld_lora *l, int i, const float *x, int64_t B, int64_t H, int64_t W, int64_t *Ho,
                         int64_t *Wo) {
     const ld_tensor *A = &l->params.tensors[2 * i];
