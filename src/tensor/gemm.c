@@ -364,7 +364,7 @@ static void scale_block(const gemm_args *g, int64_t i0, int64_t m, int64_t j0, i
 #define SMALL_MACS 32768.0
 /* Products of fewer multiply-adds per thread run on fewer threads: below
  * this, splitting costs more than it brings (rank-16 LoRA products of a
- * few million multiply-adds gained 20-50 % from two threads at 2e6). */
+ * few million multiply-adds gained 5-55 % from two threads at 2e6). */
 #define SMALL_TASK_MACS 2e6
 
 /* Unpacked path for small products: f32 copies of A and B, then rows of C
