@@ -437,9 +437,11 @@ static void run_all(void) {
                  c->B * c->Cin * c->H * c->W + lc->r * c->Cin * c->k * c->k + c->Cout * lc->r,
                  c->B * c->Cout * Ho * Wo, 1.0);
     }
-    const att_op atts[] = {{2, 2, 7, 7, 5}, {1, 3, 67, 9, 4}, {2, 1, 5, 70, 3}, {1, 1, 300, 260, 2}, {1, 2, 70, 90, 8}};
-    /* {1, 1, 300, 260, 2}: several blocks; {1, 2, 70, 90, 8}: K and V packed once per head (gemm_packed.h), the
-     * last block of 6 queries on ld_gemm */
+    const att_op atts[] = {{2, 2, 7, 7, 5},     {1, 3, 67, 9, 4},   {2, 1, 5, 70, 3},
+                           {1, 1, 300, 260, 2}, {1, 2, 70, 90, 8}, {2, 1, 5, 1100, 3}};
+    /* {1, 1, 300, 260, 2}: several blocks of queries and keys; {1, 2, 70, 90, 8}: the forward's K and V packed once
+     * per head (gemm_packed.h), its last block of 6 queries on ld_gemm; {2, 1, 5, 1100, 3}: two groups of keys,
+     * the second one's dq summed from its partial sums */
     for (size_t i = 0; i < sizeof atts / sizeof *atts; i++) {
         const att_op *a = &atts[i];
         check_op("attention", att_f, att_b, a, a->B * (a->Lq + 2 * a->Lk) * a->H * a->D, a->B * a->Lq * a->H * a->D,

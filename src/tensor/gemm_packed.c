@@ -47,11 +47,16 @@ void ld_gemm_pack_b(const ld_gemm_packing *pk, void *dst, const ld_mat *B, int64
 
 void ld_gemm_packed_run(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a, const void *b,
                         float *C, int64_t ldc, int load) {
+    ld_gemm_packed_run_in(pk, M, N, K, a, ld_gemm_packed_a_bytes(pk, 1, K), b, ld_gemm_packed_b_bytes(pk, K, 1), C,
+                          ldc, load);
+}
+
+void ld_gemm_packed_run_in(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a, size_t apan,
+                           const void *b, size_t bpan, float *C, int64_t ldc, int load) {
     LD_FLOPS_COUNT(LD_FLOPS_GEMM, M > 0 && N > 0 && K > 0 ? 2 * M * N * K : 0); /* counted as ld_gemm counts */
     const ld_gemm_kernel *kr = pk->kr;
     const int MR = kr->mr, NR = kr->nr;
-    const int64_t Kp = depth(pk, K), es = esize(pk);
-    const size_t apan = (size_t)(Kp * MR * es), bpan = (size_t)(Kp * NR * es);
+    const int64_t es = esize(pk);
     _Alignas(64) float ctile[64 * 64];
     for (int64_t pc = 0; pc < K; pc += pk->kc) {
         const int64_t kc = K - pc < pk->kc ? K - pc : pk->kc;

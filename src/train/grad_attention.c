@@ -1,19 +1,22 @@
 /* Attention for training (see grad_ops.h): a forward that also saves each
- * query row's log-sum-exp, and the blocked backward that rebuilds the
- * probabilities of one block of rows from it (flash-attention style), so the
- * Lq x Lk score matrix is never held. Each work item (batch, head, block) is
- * done by one thread with ld_gemm (single-threaded inside the parallel
- * region) in a fixed order: results do not depend on the thread count.
+ * query row's log-sum-exp, and a blocked backward that rebuilds the
+ * probabilities of one block of scores from it (flash-attention style), so
+ * the Lq x Lk score matrix is never held. Each work item is done by one
+ * thread on the packed kernels (single-threaded inside the parallel region)
+ * in a fixed order: results do not depend on the thread count.
  *
  * With S = scale * q k^T, P = exp(S - lse), out = P v:
  *     dv = P^T dout,  dP = dout v^T,  dS = P * (dP - rowsum(dout * out)),
  *     dq = scale * dS k,  dk = scale * dS^T q.
- * Each score block is laid out so that its long side is the depth of the
- * products that read it: [keys][queries of the block] where out and dq sum
- * over keys, [queries][keys of the block] where dv and dk sum over queries.
- * The GEMM then packs it with plain row copies; packing it transposed (rows
- * 4-16 KB apart, all in one L1 set) cost as much as the products did. The
- * forward's softmax runs down the columns of its [keys][queries] block,
+ * The backward makes one pass (FlashAttention-2's order): a work item is a
+ * group of up to 1024 keys of one head; it packs the head's q and dout once,
+ * then for each block of 64 keys walks the queries in blocks of ~256, so
+ * the block's scores, P and dS stay in L2 while dv, dk (summed over the
+ * query blocks) and dq (summed over the key blocks) take their part. Five
+ * products per block instead of the seven of a pass for dk, dv and another
+ * for dq, which recomputed the scores. dq of a head's later key groups goes
+ * to partial sums, added in group order, so the number of work items (and
+ * the bits) does not depend on the thread count. The forward's softmax runs down the columns of its [keys][queries] block,
  * vectorized across the queries, with the operations of a row-wise one
  * (max, exp(s - max), a double sum in key order). The forward packs each
  * head's K and V once for all its query blocks (tensor/gemm_packed.h, the
@@ -27,8 +30,8 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
-#define ROWS 256 /* keys (or queries) per work item: long enough to amortize packing the other operand */
 #define FWD_ROWS 64 /* queries per forward item: its [keys][queries] block stays in L2 (1 MB for 4096 keys) */
 
 static float *thread_scratch(int64_t per_thread, int *nthreads) {
@@ -132,17 +135,134 @@ int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float 
     return 1;
 }
 
+/* ---- backward ---- */
+
+#define BWD_KEYS 64      /* keys per block: dk and dv of a block stay in L1 across the query blocks */
+#define BWD_QUERIES 256  /* queries per block: its scores, probabilities and dS stay in L2 */
+#define BWD_GROUP 1024   /* keys per work item; dq of items past a head's first go to partial sums */
+
+/* The kernels of the backward's products and the bytes of each operand,
+ * the same for every item of a call. */
+typedef struct {
+    ld_gemm_packing ps; /* S = Q K_j^T and dP = dO V_j^T: queries x keys, depth D */
+    ld_gemm_packing pt; /* dv_j += P^T dO and dk_j += dS^T Q: keys x D, depth queries */
+    ld_gemm_packing pq; /* dq += dS K_j: queries x D, depth keys */
+    int64_t qb;         /* queries per block: a multiple of ps's panel height and even */
+    size_t qa, qbb, kt, kj, pa, dsq; /* packed bytes: Q as A, Q as B, K_j^T, K_j, P^T, dS (64-byte steps) */
+    size_t sb, tile_at, per; /* score block bytes; where the packing tile starts; bytes per thread */
+} bwd_plan;
+
+static size_t up64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+static void bwd_plan_for(bwd_plan *pl, int64_t Lq, int64_t Lk, int64_t D) {
+    const int64_t nk0 = Lk < BWD_KEYS ? Lk : BWD_KEYS, nq0 = Lq < BWD_QUERIES ? Lq : BWD_QUERIES;
+    ld_gemm_packing_for(&pl->ps, nq0, nk0);
+    ld_gemm_packing_for(&pl->pt, nk0, D);
+    ld_gemm_packing_for(&pl->pq, nq0, D);
+    const int64_t mr2 = pl->ps.kr->mr % 2 ? 2 * pl->ps.kr->mr : pl->ps.kr->mr;
+    pl->qb = BWD_QUERIES / mr2 * mr2;
+    if (pl->qb < mr2) pl->qb = mr2;
+    pl->qa = up64(ld_gemm_packed_a_bytes(&pl->ps, Lq, D));
+    pl->qbb = up64(ld_gemm_packed_b_bytes(&pl->pt, Lq, D));
+    pl->kt = up64(ld_gemm_packed_b_bytes(&pl->ps, D, BWD_KEYS));
+    pl->kj = up64(ld_gemm_packed_b_bytes(&pl->pq, BWD_KEYS, D));
+    pl->pa = up64(ld_gemm_packed_a_bytes(&pl->pt, BWD_KEYS, pl->qb));
+    pl->dsq = up64(ld_gemm_packed_a_bytes(&pl->pq, pl->qb, BWD_KEYS));
+    pl->sb = up64(sizeof(float) * (size_t)(pl->qb * BWD_KEYS));
+    int64_t tf = ld_gemm_packed_tile_floats(&pl->ps, D);
+    const int64_t t2 = ld_gemm_packed_tile_floats(&pl->pt, Lq > pl->qb ? Lq : pl->qb);
+    const int64_t t3 = ld_gemm_packed_tile_floats(&pl->pq, BWD_KEYS);
+    if (t2 > tf) tf = t2;
+    if (t3 > tf) tf = t3;
+    /* Q and dO as A and as B, K_j^T, V_j^T, K_j, the two score blocks, P^T, dS^T, dS, the tile */
+    pl->tile_at = 2 * pl->qa + 2 * pl->qbb + 2 * pl->kt + pl->kj + 2 * pl->sb + 2 * pl->pa + pl->dsq;
+    pl->per = up64(pl->tile_at + sizeof(float) * (size_t)tf);
+}
+
+/* Keys [g0, g1) of head (b, h) against all queries: dk and dv of those keys,
+ * and their part of dq into dqo (row stride lddq), summed onto it. One
+ * thread; every sum in a fixed order. */
+static void bwd_item(const bwd_plan *pl, char *ws, const float *dout, int64_t ldo, const float *lse_bh,
+                     const float *rd, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
+                     int64_t ldv, int64_t b, int64_t h, int64_t g0, int64_t g1, int64_t Lq, int64_t Lk, int64_t D,
+                     float scale, float *dqo, int64_t lddq, float *dk, float *dv) {
+    char *QA = ws, *OA = QA + pl->qa, *QB = OA + pl->qa, *OB = QB + pl->qbb, *KT = OB + pl->qbb, *VT = KT + pl->kt;
+    char *KJ = VT + pl->kt, *PA = KJ + pl->kj + 2 * pl->sb, *SA = PA + pl->pa, *SQ = SA + pl->pa;
+    float *S = (float *)(KJ + pl->kj), *dP = (float *)((char *)S + pl->sb), *tile = (float *)(ws + pl->tile_at);
+    const float *qh = q + b * Lq * ldq + h * D, *oh = dout + b * Lq * ldo + h * D;
+    const ld_mat Q = ld_mat_f32(qh, ldq, 1), dO = ld_mat_f32(oh, ldo, 1);
+    const int need_dp = dk || dqo;
+    ld_gemm_pack_a(&pl->ps, QA, &Q, Lq, D, tile);
+    if (need_dp) ld_gemm_pack_a(&pl->ps, OA, &dO, Lq, D, tile);
+    if (dk) ld_gemm_pack_b(&pl->pt, QB, &Q, Lq, D, tile);
+    if (dv) ld_gemm_pack_b(&pl->pt, OB, &dO, Lq, D, tile);
+    const size_t apan = ld_gemm_packed_a_bytes(&pl->ps, 1, D), bpan = ld_gemm_packed_b_bytes(&pl->pt, Lq, 1);
+    for (int64_t j0 = g0; j0 < g1; j0 += BWD_KEYS) {
+        const int64_t nk = g1 - j0 < BWD_KEYS ? g1 - j0 : BWD_KEYS;
+        const float *kj = k + (b * Lk + j0) * ldk + h * D, *vj = v + (b * Lk + j0) * ldv + h * D;
+        const ld_mat Kt = ld_mat_f32(kj, 1, ldk), Vt = ld_mat_f32(vj, 1, ldv), Kj = ld_mat_f32(kj, ldk, 1);
+        ld_gemm_pack_b(&pl->ps, KT, &Kt, D, nk, tile);
+        if (need_dp) ld_gemm_pack_b(&pl->ps, VT, &Vt, D, nk, tile);
+        if (dqo) ld_gemm_pack_b(&pl->pq, KJ, &Kj, nk, D, tile);
+        float *dkj = dk ? dk + (b * Lk + j0) * ldk + h * D : NULL, *dvj = dv ? dv + (b * Lk + j0) * ldv + h * D : NULL;
+        for (int64_t i0 = 0; i0 < Lq; i0 += pl->qb) {
+            const int64_t nq = Lq - i0 < pl->qb ? Lq - i0 : pl->qb;
+            const size_t ai = ld_gemm_packed_a_bytes(&pl->ps, i0, D), bi = ld_gemm_packed_b_bytes(&pl->pt, i0, 1);
+            ld_gemm_packed_run_in(&pl->ps, nq, nk, D, QA + ai, apan, KT, ld_gemm_packed_b_bytes(&pl->ps, D, 1), S, nk,
+                                  0);
+            for (int64_t i = 0; i < nq; i++) { /* P = exp(scale S - lse) */
+                float *p = S + i * nk;
+                const float l = lse_bh[i0 + i];
+                #pragma omp simd
+                for (int64_t j = 0; j < nk; j++) p[j] = scale * p[j] - l;
+                ops_act_serial(OPS_ACT_EXP, p, p, nk);
+            }
+            if (dvj) {
+                const ld_mat Pt = ld_mat_f32(S, 1, nk);
+                ld_gemm_pack_a(&pl->pt, PA, &Pt, nk, nq, tile);
+                ld_gemm_packed_run_in(&pl->pt, nk, D, nq, PA, ld_gemm_packed_a_bytes(&pl->pt, 1, nq), OB + bi, bpan,
+                                      dvj, ldv, 1);
+            }
+            if (!need_dp) continue;
+            ld_gemm_packed_run_in(&pl->ps, nq, nk, D, OA + ai, apan, VT, ld_gemm_packed_b_bytes(&pl->ps, D, 1), dP, nk,
+                                  0);
+            for (int64_t i = 0; i < nq; i++) { /* dS = P (dP - rowdot), scaled */
+                float *d = dP + i * nk;
+                const float *p = S + i * nk, r = rd[i0 + i];
+                #pragma omp simd
+                for (int64_t j = 0; j < nk; j++) d[j] = scale * p[j] * (d[j] - r);
+            }
+            if (dkj) {
+                const ld_mat dSt = ld_mat_f32(dP, 1, nk);
+                ld_gemm_pack_a(&pl->pt, SA, &dSt, nk, nq, tile);
+                ld_gemm_packed_run_in(&pl->pt, nk, D, nq, SA, ld_gemm_packed_a_bytes(&pl->pt, 1, nq), QB + bi, bpan,
+                                      dkj, ldk, 1);
+            }
+            if (dqo) {
+                const ld_mat dS = ld_mat_f32(dP, nk, 1);
+                ld_gemm_pack_a(&pl->pq, SQ, &dS, nq, nk, tile);
+                ld_gemm_packed_run(&pl->pq, nq, D, nk, SQ, KJ, dqo + i0 * lddq, lddq, 1);
+            }
+        }
+    }
+}
+
 int ld_attention_backward(const float *dout, int64_t ldo, const float *out, const float *lse, const float *q,
                           int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H,
                           int64_t Lq, int64_t Lk, int64_t D, float scale, float *dq, float *dk, float *dv) {
+    if (!dq && !dk && !dv) return 1;
+    bwd_plan pl;
+    bwd_plan_for(&pl, Lq, Lk, D);
+    /* work items: groups of keys of one head; the number does not depend on the thread count */
+    const int64_t groups = (Lk + BWD_GROUP - 1) / BWD_GROUP, items = B * H * groups;
     /* rowdot[(b*H + h)*Lq + i] = dout_i . out_i over the head's D columns */
     float *rowdot = grad_scratch_get(sizeof(float) * (size_t)(B * H * Lq));
-    int nt;
-    const int64_t span = Lq > Lk ? Lq : Lk;
-    float *scratch = thread_scratch(2 * ROWS * span, &nt);
-    if (!rowdot || !scratch) {
+    float *part = dq && groups > 1 ? grad_scratch_get(sizeof(float) * (size_t)(B * H * (groups - 1) * Lq * D)) : NULL;
+    char *ws = grad_scratch_get(pl.per * (size_t)omp_get_max_threads());
+    if (!rowdot || !ws || (dq && groups > 1 && !part)) {
         grad_scratch_put(rowdot);
-        grad_scratch_put(scratch);
+        grad_scratch_put(part);
+        grad_scratch_put(ws);
         return 0;
     }
     #pragma omp parallel for schedule(static)
@@ -153,73 +273,32 @@ int ld_attention_backward(const float *dout, int64_t ldo, const float *out, cons
         for (int64_t d = 0; d < D; d++) s += (double)a[d] * o[d];
         rowdot[r] = (float)s;
     }
+    if (part) memset(part, 0, sizeof(float) * (size_t)(B * H * (groups - 1) * Lq * D));
 
     const ld_precision prec = ld_gemm_get_precision(); /* per thread: handed to the workers */
-    /* pass 1: dk and dv, one block of keys against all queries; blocks [Lq][nk] */
-    if (dk || dv) {
-        const int64_t nblk = (Lk + ROWS - 1) / ROWS, items = B * H * nblk;
-        #pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t it = 0; it < items; it++) {
-            ld_gemm_set_precision(prec);
-            const int64_t b = it / (H * nblk), h = it / nblk % H, j0 = it % nblk * ROWS;
-            const int64_t nk = Lk - j0 < ROWS ? Lk - j0 : ROWS;
-            float *P = scratch + (size_t)omp_get_thread_num() * 2 * ROWS * span, *dP = P + ROWS * Lq;
-            const float *lse_bh = lse + (b * H + h) * Lq, *rd = rowdot + (b * H + h) * Lq;
-            const float *qh = q + b * Lq * ldq + h * D, *oh = dout + b * Lq * ldo + h * D;
-            ld_mat Q = ld_mat_f32(qh, ldq, 1), Kt = ld_mat_f32(k + (b * Lk + j0) * ldk + h * D, 1, ldk);
-            ld_gemm(Lq, nk, D, &Q, &Kt, P, nk, 0.0f, NULL, NULL);
-            for (int64_t i = 0; i < Lq; i++) {
-                float *p = P + i * nk;
-                const float l = lse_bh[i];
-                #pragma omp simd
-                for (int64_t j = 0; j < nk; j++) p[j] = scale * p[j] - l;
-                ops_act_serial(OPS_ACT_EXP, p, p, nk);
-            }
-            ld_mat Pt = ld_mat_f32(P, 1, nk), dO = ld_mat_f32(oh, ldo, 1);
-            if (dv) ld_gemm(nk, D, Lq, &Pt, &dO, dv + (b * Lk + j0) * ldv + h * D, ldv, 1.0f, NULL, NULL);
-            if (!dk) continue;
-            ld_mat Vt = ld_mat_f32(v + (b * Lk + j0) * ldv + h * D, 1, ldv);
-            ld_gemm(Lq, nk, D, &dO, &Vt, dP, nk, 0.0f, NULL, NULL);
-            for (int64_t i = 0; i < Lq; i++) {
-                float *d = dP + i * nk;
-                const float *p = P + i * nk, r = rd[i];
-                #pragma omp simd
-                for (int64_t j = 0; j < nk; j++) d[j] = scale * p[j] * (d[j] - r);
-            }
-            ld_mat dSt = ld_mat_f32(dP, 1, nk);
-            ld_gemm(nk, D, Lq, &dSt, &Q, dk + (b * Lk + j0) * ldk + h * D, ldk, 1.0f, NULL, NULL);
-        }
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; it++) {
+        ld_gemm_set_precision(prec);
+        const int64_t bh = it / groups, g = it % groups, b = bh / H, h = bh % H;
+        const int64_t g0 = g * BWD_GROUP, g1 = Lk - g0 < BWD_GROUP ? Lk : g0 + BWD_GROUP;
+        /* the first group sums onto dq itself, the others into their partial sums (added below in order) */
+        float *dqo = !dq ? NULL : g == 0 ? dq + b * Lq * ldq + h * D : part + ((bh * (groups - 1)) + g - 1) * Lq * D;
+        bwd_item(&pl, ws + pl.per * (size_t)omp_get_thread_num(), dout, ldo, lse + bh * Lq, rowdot + bh * Lq, q, ldq,
+                 k, ldk, v, ldv, b, h, g0, g1, Lq, Lk, D, scale, dqo, g == 0 ? ldq : D, dk, dv);
     }
-
-    /* pass 2: dq, one block of queries against all keys; blocks [Lk][nq] */
-    if (dq) {
-        const int64_t nblk = (Lq + ROWS - 1) / ROWS, items = B * H * nblk;
-        #pragma omp parallel for schedule(dynamic, 1)
-        for (int64_t it = 0; it < items; it++) {
-            ld_gemm_set_precision(prec);
-            const int64_t b = it / (H * nblk), h = it / nblk % H, i0 = it % nblk * ROWS;
-            const int64_t nq = Lq - i0 < ROWS ? Lq - i0 : ROWS;
-            float *Pt = scratch + (size_t)omp_get_thread_num() * 2 * ROWS * span, *dPt = Pt + ROWS * Lk;
-            const float *lse_b = lse + (b * H + h) * Lq + i0, *rd = rowdot + (b * H + h) * Lq + i0;
-            const float *kh = k + b * Lk * ldk + h * D;
-            ld_mat K = ld_mat_f32(kh, ldk, 1), Qt = ld_mat_f32(q + (b * Lq + i0) * ldq + h * D, 1, ldq);
-            ld_gemm(Lk, nq, D, &K, &Qt, Pt, nq, 0.0f, NULL, NULL);
-            ld_mat V = ld_mat_f32(v + b * Lk * ldv + h * D, ldv, 1);
-            ld_mat dOt = ld_mat_f32(dout + (b * Lq + i0) * ldo + h * D, 1, ldo);
-            ld_gemm(Lk, nq, D, &V, &dOt, dPt, nq, 0.0f, NULL, NULL);
-            for (int64_t j = 0; j < Lk; j++) {
-                float *p = Pt + j * nq, *d = dPt + j * nq;
-                #pragma omp simd
-                for (int64_t i = 0; i < nq; i++) p[i] = scale * p[i] - lse_b[i];
-                ops_act_serial(OPS_ACT_EXP, p, p, nq);
-                #pragma omp simd
-                for (int64_t i = 0; i < nq; i++) d[i] = scale * p[i] * (d[i] - rd[i]);
+    if (part) {
+        #pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < B * H * Lq; r++) {
+            const int64_t bh = r / Lq, b = bh / H, h = bh % H, i = r % Lq;
+            float *d = dq + (b * Lq + i) * ldq + h * D;
+            for (int64_t g = 1; g < groups; g++) {
+                const float *p = part + ((bh * (groups - 1)) + g - 1) * Lq * D + i * D;
+                for (int64_t e = 0; e < D; e++) d[e] += p[e];
             }
-            ld_mat dS = ld_mat_f32(dPt, 1, nq);
-            ld_gemm(nq, D, Lk, &dS, &K, dq + (b * Lq + i0) * ldq + h * D, ldq, 1.0f, NULL, NULL);
         }
     }
     grad_scratch_put(rowdot);
-    grad_scratch_put(scratch);
+    grad_scratch_put(part);
+    grad_scratch_put(ws);
     return 1;
 }

@@ -65,10 +65,11 @@ void ld_upsample_nearest_backward(const float *dy, int64_t B, int64_t C, int64_t
 int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float *q, int64_t ldq, const float *k,
                                int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H, int64_t Lq,
                                int64_t Lk, int64_t D, float scale);
-/* Blocked backward in two passes (dk, dv by key block; dq by query block),
- * each recomputing its block of scores from q, k and the saved lse: the
- * Lq x Lk score matrix is never held. dq/dk/dv share their operand's layout
- * and stride. Returns 0 when its scratch cannot be allocated. */
+/* Blocked backward in one pass over blocks of keys and queries, each
+ * recomputing its block of scores from q, k and the saved lse: the Lq x Lk
+ * score matrix is never held. dq/dk/dv (each may be NULL) share their
+ * operand's layout and stride and are summed onto. Returns 0 when its
+ * scratch cannot be allocated. */
 int ld_attention_backward(const float *dout, int64_t ldo, const float *out, const float *lse, const float *q,
                           int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H,
                           int64_t Lq, int64_t Lk, int64_t D, float scale, float *dq, float *dk, float *dv);
