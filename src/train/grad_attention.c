@@ -33,6 +33,9 @@
 #include <string.h>
 
 #define FWD_ROWS 64 /* queries per forward item: its [keys][queries] block stays in L2 (1 MB for 4096 keys) */
+/* Rows of a score block per call of the vector exp: its calls then cover whole groups of vectors (128
+ * floats on AVX-512; a row of 64 alone would be padded to one). */
+#define EXP_ROWS 32
 
 static float *thread_scratch(int64_t per_thread, int *nthreads) {
     *nthreads = omp_get_max_threads();
@@ -50,13 +53,19 @@ static void softmax_block(float *St, int64_t Lk, int64_t nq, float scale, float 
             mx[i] = s[i] > mx[i] ? s[i] : mx[i];
         }
     }
-    for (int64_t j = 0; j < Lk; j++) {
-        float *s = St + j * nq;
-        #pragma omp simd
-        for (int64_t i = 0; i < nq; i++) s[i] -= mx[i];
-        ops_act_serial(OPS_ACT_EXP, s, s, nq);
-        #pragma omp simd
-        for (int64_t i = 0; i < nq; i++) sum[i] += s[i];
+    for (int64_t j0 = 0; j0 < Lk; j0 += EXP_ROWS) { /* exp over EXP_ROWS rows at once: whole groups of vectors */
+        const int64_t j1 = Lk - j0 < EXP_ROWS ? Lk : j0 + EXP_ROWS;
+        for (int64_t j = j0; j < j1; j++) {
+            float *s = St + j * nq;
+            #pragma omp simd
+            for (int64_t i = 0; i < nq; i++) s[i] -= mx[i];
+        }
+        ops_act_serial(OPS_ACT_EXP, St + j0 * nq, St + j0 * nq, (j1 - j0) * nq);
+        for (int64_t j = j0; j < j1; j++) {
+            const float *s = St + j * nq;
+            #pragma omp simd
+            for (int64_t i = 0; i < nq; i++) sum[i] += s[i];
+        }
     }
     float *inv = mx + FWD_ROWS;
     for (int64_t i = 0; i < nq; i++) {
@@ -210,13 +219,13 @@ static void bwd_item(const bwd_plan *pl, char *ws, const float *dout, int64_t ld
             const size_t ai = ld_gemm_packed_a_bytes(&pl->ps, i0, D), bi = ld_gemm_packed_b_bytes(&pl->pt, i0, 1);
             ld_gemm_packed_run_in(&pl->ps, nq, nk, D, QA + ai, apan, KT, ld_gemm_packed_b_bytes(&pl->ps, D, 1), S, nk,
                                   0);
-            for (int64_t i = 0; i < nq; i++) { /* P = exp(scale S - lse) */
+            for (int64_t i = 0; i < nq; i++) { /* P = exp(scale S - lse), the exp over the whole block */
                 float *p = S + i * nk;
                 const float l = lse_bh[i0 + i];
                 #pragma omp simd
                 for (int64_t j = 0; j < nk; j++) p[j] = scale * p[j] - l;
-                ops_act_serial(OPS_ACT_EXP, p, p, nk);
             }
+            ops_act_serial(OPS_ACT_EXP, S, S, nq * nk);
             if (dvj) {
                 const ld_mat Pt = ld_mat_f32(S, 1, nk);
                 ld_gemm_pack_a(&pl->pt, PA, &Pt, nk, nq, tile);
