@@ -16,7 +16,9 @@
  * products per block instead of the seven of a pass for dk, dv and another
  * for dq, which recomputed the scores. dq of a head's later key groups goes
  * to partial sums, added in group order, so the number of work items (and
- * the bits) does not depend on the thread count. The forward's softmax runs down the columns of its [keys][queries] block,
+ * the bits) does not depend on the thread count.
+ *
+ * The forward's softmax runs down the columns of its [keys][queries] block,
  * vectorized across the queries, with the operations of a row-wise one
  * (max, exp(s - max), a double sum in key order). The forward packs each
  * head's K and V once for all its query blocks (tensor/gemm_packed.h, the
@@ -42,23 +44,24 @@ static float *thread_scratch(int64_t per_thread, int *nthreads) {
     return grad_scratch_get(sizeof(float) * (size_t)per_thread * (size_t)*nthreads);
 }
 
-/* The softmax of one [keys][queries] block in place (see the top). */
+/* The softmax of one [keys][queries] block in place (see the top). The
+ * maximum is taken before scaling (scale > 0 keeps it the same element, and
+ * rounding keeps scale * max the largest product: the same bits as the
+ * maximum of the scaled scores), which saves writing the block once. */
 static void softmax_block(float *St, int64_t Lk, int64_t nq, float scale, float *mx, double *sum, float *lse_out) {
     for (int64_t i = 0; i < nq; i++) mx[i] = -INFINITY, sum[i] = 0.0;
     for (int64_t j = 0; j < Lk; j++) {
-        float *s = St + j * nq;
+        const float *s = St + j * nq;
         #pragma omp simd
-        for (int64_t i = 0; i < nq; i++) {
-            s[i] *= scale;
-            mx[i] = s[i] > mx[i] ? s[i] : mx[i];
-        }
+        for (int64_t i = 0; i < nq; i++) mx[i] = s[i] > mx[i] ? s[i] : mx[i];
     }
+    for (int64_t i = 0; i < nq; i++) mx[i] *= scale;
     for (int64_t j0 = 0; j0 < Lk; j0 += EXP_ROWS) { /* exp over EXP_ROWS rows at once: whole groups of vectors */
         const int64_t j1 = Lk - j0 < EXP_ROWS ? Lk : j0 + EXP_ROWS;
         for (int64_t j = j0; j < j1; j++) {
             float *s = St + j * nq;
             #pragma omp simd
-            for (int64_t i = 0; i < nq; i++) s[i] -= mx[i];
+            for (int64_t i = 0; i < nq; i++) s[i] = s[i] * scale - mx[i];
         }
         ops_act_serial(OPS_ACT_EXP, St + j0 * nq, St + j0 * nq, (j1 - j0) * nq);
         for (int64_t j = j0; j < j1; j++) {
