@@ -9,7 +9,8 @@
  *     dv = P^T dout,  dP = dout v^T,  dS = P * (dP - rowsum(dout * out)),
  *     dq = scale * dS k,  dk = scale * dS^T q.
  * The backward makes one pass (FlashAttention-2's order): a work item is a
- * group of up to 1024 keys of one head; it packs the head's q and dout once,
+ * group of keys of one head (one group up to 1024 keys, at most 4 groups a
+ * head, their sizes set by Lk alone); it packs the head's q and dout once,
  * then for each block of 64 keys walks the queries in blocks of ~256, so
  * the block's scores, P and dS stay in L2 while dv, dk (summed over the
  * query blocks) and dq (summed over the key blocks) take their part. Five
@@ -151,7 +152,8 @@ int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float 
 
 #define BWD_KEYS 64      /* keys per block: dk and dv of a block stay in L1 across the query blocks */
 #define BWD_QUERIES 256  /* queries per block: its scores, probabilities and dS stay in L2 */
-#define BWD_GROUP 1024   /* keys per work item; dq of items past a head's first go to partial sums */
+#define BWD_GROUP 1024   /* keys per work item at least; dq of items past a head's first go to partial sums */
+#define BWD_GROUPS 4     /* work items per head at most: the partial sums take (BWD_GROUPS - 1) x dq */
 
 /* The kernels of the backward's products and the bytes of each operand,
  * the same for every item of a call. */
@@ -265,8 +267,10 @@ int ld_attention_backward(const float *dout, int64_t ldo, const float *out, cons
     if (!dq && !dk && !dv) return 1;
     bwd_plan pl;
     bwd_plan_for(&pl, Lq, Lk, D);
-    /* work items: groups of keys of one head; the number does not depend on the thread count */
-    const int64_t groups = (Lk + BWD_GROUP - 1) / BWD_GROUP, items = B * H * groups;
+    /* work items: groups of keys of one head; their number depends on Lk alone, not on the thread count */
+    int64_t groups = (Lk + BWD_GROUP - 1) / BWD_GROUP;
+    if (groups > BWD_GROUPS) groups = BWD_GROUPS;
+    const int64_t gsize = ((Lk + groups - 1) / groups + BWD_KEYS - 1) / BWD_KEYS * BWD_KEYS, items = B * H * groups;
     /* rowdot[(b*H + h)*Lq + i] = dout_i . out_i over the head's D columns */
     float *rowdot = grad_scratch_get(sizeof(float) * (size_t)(B * H * Lq));
     float *part = dq && groups > 1 ? grad_scratch_get(sizeof(float) * (size_t)(B * H * (groups - 1) * Lq * D)) : NULL;
@@ -292,7 +296,7 @@ int ld_attention_backward(const float *dout, int64_t ldo, const float *out, cons
     for (int64_t it = 0; it < items; it++) {
         ld_gemm_set_precision(prec);
         const int64_t bh = it / groups, g = it % groups, b = bh / H, h = bh % H;
-        const int64_t g0 = g * BWD_GROUP, g1 = Lk - g0 < BWD_GROUP ? Lk : g0 + BWD_GROUP;
+        const int64_t g0 = g * gsize, g1 = Lk - g0 < gsize ? Lk : g0 + gsize;
         /* the first group sums onto dq itself, the others into their partial sums (added below in order) */
         float *dqo = !dq ? NULL : g == 0 ? dq + b * Lq * ldq + h * D : part + ((bh * (groups - 1)) + g - 1) * Lq * D;
         bwd_item(&pl, ws + pl.per * (size_t)omp_get_thread_num(), dout, ldo, lse + bh * Lq, rowdot + bh * Lq, q, ldq,
