@@ -264,7 +264,7 @@ static void bwd_item(const bwd_plan *pl, char *ws, const float *dout, int64_t ld
 int ld_attention_backward(const float *dout, int64_t ldo, const float *out, const float *lse, const float *q,
                           int64_t ldq, const float *k, int64_t ldk, const float *v, int64_t ldv, int64_t B, int64_t H,
                           int64_t Lq, int64_t Lk, int64_t D, float scale, float *dq, float *dk, float *dv) {
-    if (!dq && !dk && !dv) return 1;
+    if ((!dq && !dk && !dv) || B < 1 || H < 1 || Lq < 1 || Lk < 1) return 1; /* nothing to add */
     bwd_plan pl;
     bwd_plan_for(&pl, Lq, Lk, D);
     /* work items: groups of keys of one head; their number depends on Lk alone, not on the thread count */
