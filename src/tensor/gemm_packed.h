@@ -45,8 +45,8 @@ void ld_gemm_packed_run(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t
 /* The same on depth K of panels packed deeper: apan and bpan are the bytes
  * from one panel to the next (ld_gemm_packed_a_bytes(pk, 1, depth) and
  * ld_gemm_packed_b_bytes(pk, depth, 1)); a and b point at the first k of the
- * first panel, k0 panels in at ld_gemm_packed_a_bytes(pk, 1, k0) bytes (and
- * the b equivalent; k0 even for bf16 pairs). */
+ * first panel: depth k0 into a panel is ld_gemm_packed_a_bytes(pk, 1, k0)
+ * bytes in (ld_gemm_packed_b_bytes(pk, k0, 1) for B; k0 even for bf16 pairs). */
 void ld_gemm_packed_run_in(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a, size_t apan,
                            const void *b, size_t bpan, float *C, int64_t ldc, int load);
 

@@ -46,15 +46,22 @@ static float *thread_scratch(int64_t per_thread, int *nthreads) {
 }
 
 /* The softmax of one [keys][queries] block in place (see the top). The
- * maximum is taken before scaling (scale > 0 keeps it the same element, and
- * rounding keeps scale * max the largest product: the same bits as the
- * maximum of the scaled scores), which saves writing the block once. */
+ * extreme raw score is found before scaling (the largest for scale >= 0,
+ * the smallest for scale < 0; rounding is monotonic, so scale times it is
+ * the largest product: the same bits as the maximum of the scaled scores),
+ * which saves writing the block once. */
 static void softmax_block(float *St, int64_t Lk, int64_t nq, float scale, float *mx, double *sum, float *lse_out) {
-    for (int64_t i = 0; i < nq; i++) mx[i] = -INFINITY, sum[i] = 0.0;
+    const int up = scale >= 0.0f;
+    for (int64_t i = 0; i < nq; i++) mx[i] = up ? -INFINITY : INFINITY, sum[i] = 0.0;
     for (int64_t j = 0; j < Lk; j++) {
         const float *s = St + j * nq;
-        #pragma omp simd
-        for (int64_t i = 0; i < nq; i++) mx[i] = s[i] > mx[i] ? s[i] : mx[i];
+        if (up) {
+            #pragma omp simd
+            for (int64_t i = 0; i < nq; i++) mx[i] = s[i] > mx[i] ? s[i] : mx[i];
+        } else {
+            #pragma omp simd
+            for (int64_t i = 0; i < nq; i++) mx[i] = s[i] < mx[i] ? s[i] : mx[i];
+        }
     }
     for (int64_t i = 0; i < nq; i++) mx[i] *= scale;
     for (int64_t j0 = 0; j0 < Lk; j0 += EXP_ROWS) { /* exp over EXP_ROWS rows at once: whole groups of vectors */
@@ -211,6 +218,7 @@ static void bwd_item(const bwd_plan *pl, char *ws, const float *dout, int64_t ld
     if (dk) ld_gemm_pack_b(&pl->pt, QB, &Q, Lq, D, tile);
     if (dv) ld_gemm_pack_b(&pl->pt, OB, &dO, Lq, D, tile);
     const size_t apan = ld_gemm_packed_a_bytes(&pl->ps, 1, D), bpan = ld_gemm_packed_b_bytes(&pl->pt, Lq, 1);
+    const size_t kpan = ld_gemm_packed_b_bytes(&pl->ps, D, 1); /* K_j^T and V_j^T panels */
     for (int64_t j0 = g0; j0 < g1; j0 += BWD_KEYS) {
         const int64_t nk = g1 - j0 < BWD_KEYS ? g1 - j0 : BWD_KEYS;
         const float *kj = k + (b * Lk + j0) * ldk + h * D, *vj = v + (b * Lk + j0) * ldv + h * D;
@@ -222,8 +230,7 @@ static void bwd_item(const bwd_plan *pl, char *ws, const float *dout, int64_t ld
         for (int64_t i0 = 0; i0 < Lq; i0 += pl->qb) {
             const int64_t nq = Lq - i0 < pl->qb ? Lq - i0 : pl->qb;
             const size_t ai = ld_gemm_packed_a_bytes(&pl->ps, i0, D), bi = ld_gemm_packed_b_bytes(&pl->pt, i0, 1);
-            ld_gemm_packed_run_in(&pl->ps, nq, nk, D, QA + ai, apan, KT, ld_gemm_packed_b_bytes(&pl->ps, D, 1), S, nk,
-                                  0);
+            ld_gemm_packed_run_in(&pl->ps, nq, nk, D, QA + ai, apan, KT, kpan, S, nk, 0);
             for (int64_t i = 0; i < nq; i++) { /* P = exp(scale S - lse), the exp over the whole block */
                 float *p = S + i * nk;
                 const float l = lse_bh[i0 + i];
@@ -238,8 +245,7 @@ static void bwd_item(const bwd_plan *pl, char *ws, const float *dout, int64_t ld
                                       dvj, ldv, 1);
             }
             if (!need_dp) continue;
-            ld_gemm_packed_run_in(&pl->ps, nq, nk, D, OA + ai, apan, VT, ld_gemm_packed_b_bytes(&pl->ps, D, 1), dP, nk,
-                                  0);
+            ld_gemm_packed_run_in(&pl->ps, nq, nk, D, OA + ai, apan, VT, kpan, dP, nk, 0);
             for (int64_t i = 0; i < nq; i++) { /* dS = P (dP - rowdot), scaled */
                 float *d = dP + i * nk;
                 const float *p = S + i * nk, r = rd[i0 + i];
