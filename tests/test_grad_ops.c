@@ -225,12 +225,13 @@ static void up_b(const void *o, const double *p, const float *dy, float *g) {
 }
 
 /* ---- attention: p = [q (B*Lq*H*D) | k (B*Lk*H*D) | v] ---- */
-typedef struct { int64_t B, H, Lq, Lk, D; } att_op;
+typedef struct { int64_t B, H, Lq, Lk, D; double scale; } att_op; /* scale 0: 1/sqrt(D) */
+static double att_scale(const att_op *s) { return s->scale != 0 ? s->scale : 1 / sqrt((double)s->D); }
 static void att_f(const void *o, const double *p, double *y) {
     const att_op *s = o;
     const int64_t C = s->H * s->D;
     const double *q = p, *k = q + s->B * s->Lq * C, *v = k + s->B * s->Lk * C;
-    const double scale = 1 / sqrt((double)s->D);
+    const double scale = att_scale(s);
     double *w = malloc(sizeof(double) * (size_t)s->Lk);
     for (int64_t b = 0; b < s->B; b++)
         for (int64_t h = 0; h < s->H; h++)
@@ -257,7 +258,7 @@ static void att_b(const void *o, const double *p, const float *dy, float *g) {
     const int64_t C = s->H * s->D, nq = s->B * s->Lq * C, nk = s->B * s->Lk * C;
     float *q = to_f32(p, nq), *k = to_f32(p + nq, nk), *v = to_f32(p + nq + nk, nk);
     float *out = tw_alloc(nq), *lse = tw_alloc(s->B * s->H * s->Lq);
-    const float scale = 1.0f / sqrtf((float)s->D);
+    const float scale = (float)att_scale(s);
     CHECK(ld_attention_train_forward(out, C, lse, q, C, k, C, v, C, s->B, s->H, s->Lq, s->Lk, s->D, scale),
           "attention forward ran");
     /* the training forward agrees with the inference kernel */
@@ -438,10 +439,12 @@ static void run_all(void) {
                  c->B * c->Cout * Ho * Wo, 1.0);
     }
     const att_op atts[] = {{2, 2, 7, 7, 5},     {1, 3, 67, 9, 4},   {2, 1, 5, 70, 3},
-                           {1, 1, 300, 260, 2}, {1, 2, 70, 90, 8}, {2, 1, 5, 1100, 3}};
+                           {1, 1, 300, 260, 2}, {1, 2, 70, 90, 8}, {2, 1, 5, 1100, 3},
+                           {1, 2, 70, 90, 8, -6}};
     /* {1, 1, 300, 260, 2}: several blocks of queries and keys; {1, 2, 70, 90, 8}: the forward's K and V packed once
      * per head (gemm_packed.h), its last block of 6 queries on ld_gemm; {2, 1, 5, 1100, 3}: two groups of keys,
-     * the second one's dq summed from its partial sums */
+     * the second one's dq summed from its partial sums; a negative scale: the forward's extreme of the raw scores is
+     * their minimum */
     for (size_t i = 0; i < sizeof atts / sizeof *atts; i++) {
         const att_op *a = &atts[i];
         check_op("attention", att_f, att_b, a, a->B * (a->Lq + 2 * a->Lk) * a->H * a->D, a->B * a->Lq * a->H * a->D,
