@@ -317,6 +317,7 @@ static void check_conv(int64_t Cin, int64_t H, int64_t W, int64_t Cout, int k, i
     ld_mat A = ld_mat_f32(w, K, 1);
     /* BF16 paths: against the reference in bf16 mode on the explicit im2col matrix */
     float *col = malloc(sizeof(float) * (size_t)(K * N)), *r16 = malloc(sizeof(float) * (size_t)(Cout * N));
+    float *y2 = malloc(sizeof(float) * (size_t)(Cout * N));
     ld_im2col_fill(&src, 0, K, 0, N, col, N);
     ld_mat Col = ld_mat_f32(col, N, 1);
     ld_gemm_set_precision(LD_PRECISION_BF16);
@@ -334,9 +335,19 @@ static void check_conv(int64_t Cin, int64_t H, int64_t W, int64_t Cout, int k, i
         CHECK(worst < 1e-4, "%s conv Cin %lld %lldx%lld Cout %lld k%d s%d p%d d%d rep %d: err %.3g",
               g_paths[p].name, (long long)Cin, (long long)H, (long long)W, (long long)Cout, k, stride, pad, dil,
               replicate, worst);
+        /* 1 and 3 threads: other task grids (one row of tasks, or B filled once for several) */
+        const int saved = omp_get_max_threads();
+        for (int nt = 1; nt <= 3; nt += 2) {
+            omp_set_num_threads(nt);
+            ld_gemm_fill_b(Cout, N, K, &A, &f, y2, N, 0.0f, NULL, &bt);
+            CHECK(memcmp(y2, y, sizeof(float) * (size_t)(Cout * N)) == 0, "%s conv Cout %lld N %lld: %d threads differ",
+                  g_paths[p].name, (long long)Cout, (long long)N, nt);
+        }
+        omp_set_num_threads(saved);
     }
     ld_gemm_set_precision(LD_PRECISION_F32);
     free(col);
+    free(y2);
     free(r16);
     free(x);
     free(w);
@@ -666,6 +677,7 @@ int main(int argc, char **argv) {
     check_conv(4, 16, 16, 40, 1, 1, 0, 1, 0);
     check_conv(32, 24, 24, 64, 3, 1, 1, 1, 0);
     check_conv(9, 10, 12, 11, 3, 1, 1, 1, 0); /* K = 81: bf16 fill in 64-row chunks, odd end */
+    check_conv(24, 7, 6, 300, 3, 1, 1, 1, 0); /* few pixels, many channels: several rows of tasks share B */
 
     check_attention(1, 1, 1, 1, 1, 0);
     check_attention(2, 3, 37, 300, 40, 0);

@@ -668,12 +668,13 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     /* One row of tasks over many columns (convolutions: M = output channels,
      * N = pixels): every task would pack the same A, so A is packed once,
      * all of it, into a shared buffer first. Several rows of tasks (linear
-     * layers: M = tokens, B = the weights): B is packed once the same way.
-     * Same bits either way. */
+     * layers: M = tokens, B = the weights; convolutions of few pixels and
+     * many output channels): B is packed (or filled) once the same way, not
+     * once per row of tasks. Same bits either way. */
     const int64_t npc = (K + KC - 1) / KC, nmb = (M + MC - 1) / MC, nbp = (N + NR - 1) / NR;
     const int share_a = tm == 1 && tn >= 4 && (double)npc * nmb * a_bytes <= 32.0 * (1 << 20);
     const size_t bblk = (size_t)round_up(kcmax * nbp * NR * esz, 64); /* one k block of all of B */
-    const int share_b = !g->fill && tm >= 2 && (double)npc * bblk <= 32.0 * (1 << 20);
+    const int share_b = tm >= 2 && (double)npc * bblk <= 32.0 * (1 << 20);
     /* Half-precision weights of a constant mapping are packed once for all
      * products from their second on (gemm_cache.h): A when all rows are one
      * task row, B always. */
