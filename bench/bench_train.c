@@ -23,6 +23,7 @@
 #include "distill/student.h"
 #include "train/adamw.h"
 #include "train/unet_train.h"
+#include "io/weights_memory.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -84,6 +85,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     const int procs = comm ? comm->size : 1, rank = comm ? comm->rank : 0;
+    ld_weights_prefer_read(1); /* as ld_train_run: weights in huge pages (io/weights_memory.h) */
     ld_train_unet *t = NULL;
     if (ld_train_unet_open(ctx, unet, lora > 0, &t) != LD_OK ||
         (lora > 0 && ld_train_unet_add_lora(ctx, t, &(ld_train_lora_spec){.rank = lora}, 1) != LD_OK)) {

@@ -5,12 +5,15 @@
  * (packed as always), the second (which keeps a copy), later ones (which reuse it), on 1 and 2 threads, as the B
  * operand of a linear layer and as the A operand of an implicit-GEMM
  * convolution; unregistering drops the copies, and a new mapping at the same
- * address with other contents is not served a stale copy. */
+ * address with other contents is not served a stale copy. A weight file read
+ * into memory (io/weights_memory.h) is cached the same way, and its bytes are
+ * still there after the cache gave its pages back (the file mapped over them). */
 #include <fcntl.h>
 #include <omp.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "io/weights_memory.h"
 #include "tensor/gemm.h"
 #include "tensor/gemm_cache.h"
 #include "tensor/gemm_kernels.h"
@@ -172,6 +175,57 @@ static void test_no_stale_copy(void) {
     free(plain);
 }
 
+/* 1 if the page at p is now part of a file mapping (/proc/self/maps: inode != 0). */
+static int file_backed(const void *p) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return -1;
+    char line[512];
+    int r = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, inode = 0;
+        char perm[8], off[32], dev[32];
+        if (sscanf(line, "%lx-%lx %7s %31s %31s %lu", &lo, &hi, perm, off, dev, &inode) == 6 &&
+            (uintptr_t)p >= lo && (uintptr_t)p < hi)
+            r = inode != 0;
+    }
+    fclose(f);
+    return r;
+}
+
+static void test_read_copy(int have_bf16) {
+    const int64_t M = 300, N = 200, K = 1100;
+    const size_t n = (size_t)(N * K), len = n * sizeof(uint16_t);
+    uint16_t *plain = malloc(len);
+    float *x = malloc(sizeof(float) * M * K), *want = malloc(sizeof(float) * M * N), *got = malloc(sizeof(float) * M * N);
+    fill_f16(plain, n, 11);
+    for (int64_t i = 0; i < M * K; i++) x[i] = (float)((i * 29) % 97) / 48.0f - 1.0f;
+    char path[] = "/tmp/ld_gemm_cache_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0 && write(fd, plain, len) == (ssize_t)len, "temp file");
+    unlink(path);
+    ld_ctx *ctx = ld_ctx_new();
+    uint16_t *copy = ld_weights_mem_alloc(ctx, "weights", len);
+    CHECK(copy && ld_read_all(ctx, "weights", fd, copy, len) == LD_OK, "read: %s", ld_ctx_error(ctx));
+    if (!copy) return;
+    ld_gemm_const_register_copy(copy, len, fd);
+    linear(want, x, plain, M, N, K);
+    const size_t before = copies();
+    for (int call = 0; call < 3; call++) {
+        memset(got, 0, sizeof(float) * M * N);
+        linear(got, x, copy, M, N, K);
+        CHECK(!memcmp(got, want, sizeof(float) * M * N), "read copy, call %d: same bits as uncached", call);
+    }
+    CHECK(copies() == before + (have_bf16 ? 1 : 0), "read copy: %s", have_bf16 ? "one packed copy" : "nothing cached");
+    if (have_bf16) CHECK(file_backed((char *)copy + 4096) == 1, "read copy: its pages given back to the file");
+    CHECK(!memcmp(copy, plain, len), "read copy: the weight's bytes unchanged after the cache dropped them");
+    ld_gemm_const_unregister(copy, len);
+    CHECK(copies() == before, "unregister drops the copy");
+    ld_weights_mem_free(copy, len);
+    close(fd);
+    ld_ctx_free(ctx);
+    free(plain), free(x), free(want), free(got);
+}
+
 int main(void) {
     ld_gemm_set_precision(LD_PRECISION_BF16);
     const int have_bf16 = ld_gemm_kernel_bf16_for(256, 256) != NULL;
@@ -181,5 +235,6 @@ int main(void) {
     test_linear(have_bf16);
     test_conv(have_bf16);
     test_no_stale_copy();
+    test_read_copy(have_bf16);
     return test_finish();
 }

@@ -1,9 +1,13 @@
 /* safetensors reader and writer: every file of ../shared/testdata loads with
- * valid dtypes and shapes; a written file reads back identically. */
+ * valid dtypes and shapes, the same whether read into memory or mapped
+ * (io/weights_memory.h); a written file reads back identically. */
 #include "io/safetensors.h"
+#include "io/weights_memory.h"
 #include "test_util.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static int files_checked;
 
@@ -28,7 +32,58 @@ static void check_file(ld_ctx *ctx, const char *path) {
             }
     }
     CHECK(ld_safetensors_find(st, "no.such.tensor") == NULL, "absent lookup");
+    /* the other way of holding the bytes gives the same tensors, byte for byte */
+    const char *mode = getenv("LEANDIFF_WEIGHTS");
+    setenv("LEANDIFF_WEIGHTS", mode && !strcmp(mode, "read") ? "mmap" : "read", 1);
+    ld_safetensors *other = NULL;
+    CHECK(ld_safetensors_open(ctx, path, &other) == LD_OK, "%s, the other way: %s", path, ld_ctx_error(ctx));
+    setenv("LEANDIFF_WEIGHTS", mode ? mode : "auto", 1);
+    if (other) {
+        CHECK(ld_safetensors_count(other) == n, "%s: %zu tensors one way, %zu the other", path, n,
+              ld_safetensors_count(other));
+        for (size_t i = 0; i < n && i < ld_safetensors_count(other); i++) {
+            const ld_tensor *a = ld_safetensors_at(st, i), *b = ld_safetensors_at(other, i);
+            CHECK(!strcmp(a->name, b->name) && a->dtype == b->dtype && ld_tensor_nbytes(a) == ld_tensor_nbytes(b) &&
+                      (ld_tensor_nbytes(a) == 0 || a->data != b->data) && !memcmp(a->data, b->data, ld_tensor_nbytes(a)),
+                  "%s: %s differs between read and mapped", path, a->name);
+        }
+        ld_safetensors_close(other);
+    }
     ld_safetensors_close(st);
+}
+
+/* The policy: small files are mapped unless told otherwise; reading a file
+ * that is shorter than expected is an error naming it. */
+static void read_or_map(ld_ctx *ctx) {
+    unsetenv("LEANDIFF_WEIGHTS");
+    CHECK(!ld_weights_should_read("big", (size_t)1 << 30), "generation maps by default");
+    CHECK(ld_weights_prefer_read(1) == 0, "the preference was off");
+    CHECK(!ld_weights_should_read("small", (size_t)1 << 20), "a 1 MB file is mapped when training");
+    CHECK(ld_weights_prefer_read(0) == 1, "the preference was on");
+    setenv("LEANDIFF_WEIGHTS", "auto", 1);
+    CHECK(!ld_weights_should_read("small", (size_t)1 << 20), "auto: a 1 MB file is mapped");
+    setenv("LEANDIFF_WEIGHTS", "mmap", 1);
+    CHECK(!ld_weights_should_read("big", (size_t)1 << 30), "mmap: mapped");
+    setenv("LEANDIFF_WEIGHTS", "read", 1);
+    CHECK(ld_weights_should_read("small", 100), "read: read");
+    CHECK(!ld_weights_should_read("empty", 0), "an empty file is never read");
+    unsetenv("LEANDIFF_WEIGHTS");
+
+    const char *dir = test_tmp_dir("safetensors");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/short.bin", dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL, "create %s", path);
+    if (!f) return;
+    for (int i = 0; i < 1000; i++) fputc(i & 0xff, f);
+    fclose(f);
+    int fd = open(path, O_RDONLY);
+    unsigned char buf[2000];
+    CHECK(ld_read_all(ctx, path, fd, buf, 1000) == LD_OK && buf[999] == (999 & 0xff), "read 1000 bytes");
+    CHECK(ld_read_all(ctx, path, fd, buf, 2000) == LD_ERR_IO && strstr(ld_ctx_error(ctx), "shrank") &&
+              strstr(ld_ctx_error(ctx), "short.bin"),
+          "a short file: %s", ld_ctx_error(ctx));
+    close(fd);
 }
 
 static void walk(ld_ctx *ctx, const char *dir) {
@@ -76,6 +131,7 @@ static void roundtrip(ld_ctx *ctx) {
 int main(void) {
     ld_ctx *ctx = ld_ctx_new();
     roundtrip(ctx);
+    read_or_map(ctx);
     const char *td = test_testdata_dir();
     if (td) {
         walk(ctx, td);

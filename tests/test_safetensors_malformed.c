@@ -1,7 +1,9 @@
 /* Malformed safetensors files, made here, must each fail with a clear error
  * that names the problem (and the tensor when there is one), never crash or
  * leak (run under ASan in CI). Also checks the sharded index and the
- * `leandiff inspect` exit status on a bad file. */
+ * `leandiff inspect` exit status on a bad file. The malformed files are
+ * opened both ways a file's bytes can be held (read into memory and mapped,
+ * io/weights_memory.h). */
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "test_util.h"
@@ -243,8 +245,14 @@ static void inspect_cli(void) {
 
 int main(void) {
     dir = test_tmp_dir("malformed");
+    setenv("LEANDIFF_WEIGHTS", "read", 1);
     malformed_files();
-    CHECK(cases_run >= 15, "only %d malformed cases", cases_run);
+    CHECK(cases_run >= 15, "only %d malformed cases read into memory", cases_run);
+    setenv("LEANDIFF_WEIGHTS", "mmap", 1);
+    cases_run = 0;
+    malformed_files();
+    CHECK(cases_run >= 15, "only %d malformed cases mapped", cases_run);
+    unsetenv("LEANDIFF_WEIGHTS");
     edge_cases();
     weights_sources();
     inspect_cli();

@@ -1,8 +1,10 @@
-/* safetensors reader (mmap, validated, hashed) and writer (see safetensors.h). */
+/* safetensors reader (read into huge-page memory or mapped, see io/weights_memory.h;
+ * validated, hashed) and writer (see safetensors.h). */
 #include "io/safetensors.h"
 
 #include "io/fileio.h"
 #include "io/json.h"
+#include "io/weights_memory.h"
 #include "tensor/gemm_cache.h"
 
 #include <errno.h>
@@ -22,7 +24,9 @@ typedef struct {
 
 struct ld_safetensors {
     char *path;
-    void *map;           /* mmap of the whole file, or NULL for from_memory */
+    void *map;           /* mmap of the whole file, or NULL (read, or from_memory) */
+    void *copy;          /* or the whole file read into huge-page memory (ld_weights_mem_alloc) */
+    int fd;              /* the file of a read copy, open while it lives (tensor/gemm_cache.h) */
     size_t map_size;
     const unsigned char *bytes;
     size_t size;
@@ -242,7 +246,22 @@ ld_status ld_safetensors_open(ld_ctx *ctx, const char *path, ld_safetensors **ou
     }
     st->path = strdup(path);
     st->size = (size_t)sb.st_size;
-    if (st->size > 0) {
+    if (ld_weights_should_read(path, st->size)) {
+        void *buf = ld_weights_mem_alloc(ctx, path, st->size);
+        ld_status rc = buf ? ld_read_all(ctx, path, fd, buf, st->size) : LD_ERR_NOMEM;
+        if (rc != LD_OK) {
+            ld_weights_mem_free(buf, st->size);
+            close(fd);
+            ld_safetensors_close(st);
+            return rc;
+        }
+        mprotect(buf, st->size, PROT_READ); /* read-only like the mapping (advice: a failure changes nothing) */
+        st->copy = buf;
+        st->bytes = buf;
+        st->fd = fd; /* kept: the packed-weight cache maps the file over pages it no longer needs */
+        ld_gemm_const_register_copy(buf, st->size, fd);
+        return finish(ctx, path, st, out);
+    } else if (st->size > 0) {
         void *m = mmap(NULL, st->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (m == MAP_FAILED) {
             int err = errno;
@@ -289,6 +308,11 @@ void ld_safetensors_close(ld_safetensors *st) {
     if (st->map) {
         ld_gemm_const_unregister(st->map, st->map_size);
         munmap(st->map, st->map_size);
+    }
+    if (st->copy) {
+        ld_gemm_const_unregister(st->copy, st->size);
+        ld_weights_mem_free(st->copy, st->size);
+        close(st->fd);
     }
     free(st->path);
     free(st);

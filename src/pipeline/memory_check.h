@@ -6,16 +6,13 @@
  *
  * The estimates are the models' own (ld_unet2d_activation_estimate,
  * ld_vae_decode_estimate: their arena walks, built from config.json without
- * weights). The memory available is MemAvailable of /proc/meminfo, lowered to
- * the cgroup's limit (memory.max - memory.current) when there is one, or the
- * limit in $LEANDIFF_MEMORY_LIMIT (bytes, or with a K/M/G suffix) when set. */
+ * weights). The memory available is ld_memory_available's (base/meminfo.h:
+ * MemAvailable, the cgroup's limit, or $LEANDIFF_MEMORY_LIMIT). */
 #ifndef LD_PIPELINE_MEMORY_CHECK_H
 #define LD_PIPELINE_MEMORY_CHECK_H
 
+#include "base/meminfo.h"
 #include "base/status.h"
-
-/* Bytes available for activations; `source` says where the number came from. */
-ld_status ld_memory_available(ld_ctx *ctx, double *bytes, char *source, size_t source_len);
 
 /* LD_ERR_INVALID_ARGUMENT naming the size, the need and what is available
  * when `need` bytes do not fit; else LD_OK. -v logs the numbers either way. */

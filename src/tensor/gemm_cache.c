@@ -15,6 +15,7 @@
 typedef struct {
     const char *base;
     size_t len;
+    int fd; /* a read copy of this file (offset 0 at base), or -1 for a mapping */
 } range;
 
 typedef struct copy {
@@ -51,7 +52,7 @@ static int same_key(const ld_pack_key *a, const ld_pack_key *b) {
            a->dtype == b->dtype && a->kernel == b->kernel && a->kc == b->kc && a->mc == b->mc && a->which == b->which;
 }
 
-void ld_gemm_const_register(const void *base, size_t len) {
+static void add_range(const void *base, size_t len, int fd) {
     if (!base || !len) return;
     pthread_mutex_lock(&g_lock);
     if (g_nranges == g_cap) {
@@ -64,8 +65,15 @@ void ld_gemm_const_register(const void *base, size_t len) {
         g_ranges = r;
         g_cap = cap;
     }
-    g_ranges[g_nranges++] = (range){base, len};
+    g_ranges[g_nranges++] = (range){base, len, fd};
     pthread_mutex_unlock(&g_lock);
+}
+
+void ld_gemm_const_register(const void *base, size_t len) { add_range(base, len, -1); }
+
+void ld_gemm_const_register_copy(const void *base, size_t len, int fd) {
+    const long ps = sysconf(_SC_PAGESIZE);
+    add_range(base, len, ps > 0 && (uintptr_t)base % (uintptr_t)ps == 0 ? fd : -2);
 }
 
 static int in_range(const range *r, const void *p, size_t bytes) {
@@ -75,7 +83,7 @@ static int in_range(const range *r, const void *p, size_t bytes) {
 
 void ld_gemm_const_unregister(const void *base, size_t len) {
     if (!base || !len) return;
-    const range gone = {base, len};
+    const range gone = {base, len, -1};
     pthread_mutex_lock(&g_lock);
     for (size_t i = 0; i < g_nranges; i++)
         if (g_ranges[i].base == (const char *)base && g_ranges[i].len == len) {
@@ -101,16 +109,16 @@ void ld_gemm_const_unregister(const void *base, size_t len) {
 }
 
 /* under g_lock */
-static int registered(const void *data, size_t bytes) {
+static const range *registered(const void *data, size_t bytes) {
     for (size_t i = 0; i < g_nranges; i++)
-        if (in_range(&g_ranges[i], data, bytes)) return 1;
-    return 0;
+        if (in_range(&g_ranges[i], data, bytes)) return &g_ranges[i];
+    return NULL;
 }
 
 int ld_gemm_cache_eligible(const void *data, size_t bytes) {
     if (!enabled() || !data || !bytes) return 0;
     pthread_mutex_lock(&g_lock);
-    int r = registered(data, bytes);
+    int r = registered(data, bytes) != NULL;
     pthread_mutex_unlock(&g_lock);
     return r;
 }
@@ -140,14 +148,20 @@ void *ld_gemm_cache_alloc(size_t bytes) {
     return ld_aligned_alloc(NULL, &p, bytes, "packed weights") == LD_OK ? p : NULL;
 }
 
-/* Gives the source's whole pages back: they are clean pages of a read-only
- * file mapping, so a later read faults them in again from the file. */
-static void drop_source(const void *data, size_t bytes) {
+/* Gives the source's whole pages back. In a read-only file mapping they are
+ * clean pages, so a later read faults them in again from the file. A read
+ * copy gets the file mapped over those pages instead (same bytes, read from
+ * the file when touched again). A copy that is not page aligned keeps them. */
+static void drop_source(const range *r, const void *data, size_t bytes) {
     const long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0) return;
+    if (ps <= 0 || r->fd == -2) return;
     const uintptr_t lo = ((uintptr_t)data + (uintptr_t)ps - 1) & ~((uintptr_t)ps - 1);
     const uintptr_t hi = ((uintptr_t)data + bytes) & ~((uintptr_t)ps - 1);
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    if (hi <= lo) return;
+    if (r->fd < 0)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    else /* failure leaves the copy's pages where they were */
+        mmap((void *)lo, hi - lo, PROT_READ, MAP_PRIVATE | MAP_FIXED, r->fd, (off_t)(lo - (uintptr_t)r->base));
 }
 
 const void *ld_gemm_cache_insert(const ld_pack_key *key, void *buf, size_t bytes, size_t source_bytes) {
@@ -156,9 +170,10 @@ const void *ld_gemm_cache_insert(const ld_pack_key *key, void *buf, size_t bytes
     copy *had = find(key);
     const void *use = NULL;
     void *mine = buf; /* freed below when another thread's copy is used */
+    const range *src = NULL;
     if (had && had->buf) {
         use = had->buf;
-    } else if ((had || c) && registered(key->data, source_bytes)) {
+    } else if ((had || c) && (src = registered(key->data, source_bytes))) {
         if (had) { /* the entry of the first sight takes the copy */
             free(c);
             c = had;
@@ -173,7 +188,7 @@ const void *ld_gemm_cache_insert(const ld_pack_key *key, void *buf, size_t bytes
         use = buf;
         c = NULL;
         mine = NULL;
-        drop_source(key->data, source_bytes);
+        drop_source(src, key->data, source_bytes);
     }
     pthread_mutex_unlock(&g_lock);
     free(c);

@@ -1,15 +1,15 @@
 /* Packed weights kept between products (see gemm_cache.c).
  *
  * Memory that never changes while it is mapped (the read-only mmaps of
- * safetensors files) is registered here. When a bf16-kernel product reads a
+ * safetensors files, or their copies read into memory) is registered here. When a bf16-kernel product reads a
  * half-precision operand that lies wholly inside such a range, its second
  * product packs it into bf16 pairs for good (the first packs as usual and
  * only records it: a weight used once costs no copy), and every later
  * product with the same operand, shape, strides, kernel and blocking uses
  * the copy instead of packing again; the packed copy has the size of the f16/bf16 source, so
- * the source's pages are then given back (MADV_DONTNEED: they are re-read
- * from the file if anything reads them again) and the resident memory stays
- * what it was. Unregistering a range (closing the file) drops its copies.
+ * the source's pages are then given back (MADV_DONTNEED, or for a read copy
+ * the file mapped over them: they are re-read from the file if anything
+ * reads them again) and the resident memory stays what it was. Unregistering a range (closing the file) drops its copies.
  *
  * LEANDIFF_PACK_CACHE=0 turns the cache off (every product packs, as before).
  * Results are the same bits with or without it.
@@ -21,6 +21,10 @@
 #include <stdint.h>
 
 void ld_gemm_const_register(const void *base, size_t len);
+/* The same for memory holding a read copy of file fd (its offset 0 at base,
+ * base page aligned; fd stays open until unregistered): packed weights give
+ * its pages back by mapping the file over them. */
+void ld_gemm_const_register_copy(const void *base, size_t len, int fd);
 /* Drops the packed copies of operands inside [base, base+len) and forgets the
  * range. Call before the memory is unmapped. */
 void ld_gemm_const_unregister(const void *base, size_t len);

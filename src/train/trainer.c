@@ -10,6 +10,7 @@
 #include "io/json.h"
 #include "io/model_folder.h"
 #include "io/safetensors.h"
+#include "io/weights_memory.h"
 #include "sched/rng.h"
 #include "tensor/gemm.h"
 #include "train/adamw.h"
@@ -563,7 +564,9 @@ ld_status ld_train_run(ld_ctx *ctx, const ld_train_options *o) {
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "training: process %d of %d", r.rank, r.size);
     const ld_precision prev = ld_gemm_get_precision();
     ld_gemm_set_precision(o->precision);
+    const int read_was = ld_weights_prefer_read(1); /* weights in huge pages (io/weights_memory.h) */
     ld_status st = run_all(&r);
+    ld_weights_prefer_read(read_was);
     ld_gemm_set_precision(prev);
     if (r.log) fclose(r.log);
     free(r.x0), free(r.noise), free(r.context), free(r.pooled), free(r.ids), free(r.tsteps), free(r.perm), free(r.batches);
