@@ -514,12 +514,13 @@ static void plan_tasks(int64_t M, int64_t N, int MR, int NR, int64_t mt_max, int
         else if (cols >= 2 * NR) tn++;
         else break;
     }
-    /* a multiple of the threads: with 11 equal tasks on 2 threads one thread
-     * runs 6 and the other waits for a twelfth of the product */
-    for (int64_t more = 1; nt > 1 && (tm * tn) % nt && more < nt; more++) {
-        if (((tm * (tn + more)) % nt == 0) && N / (tn + more) >= 2 * NR) tn += more;
-        else if (((tn * (tm + more)) % nt == 0) && M / (tm + more) >= 2 * MR) tm += more;
-    }
+    /* one row of tasks (A is then packed once for all of them): a multiple of
+     * the threads, or with 11 equal tasks on 2 threads one thread runs 6 and
+     * the other waits for a twelfth of the product. With several rows an
+     * extra column block packs A once more, which cost the bf16 U-Net more
+     * than the balance gained. */
+    for (int64_t more = 1; nt > 1 && tm == 1 && tn % nt && more < nt; more++)
+        if ((tn + more) % nt == 0 && N / (tn + more) >= 2 * NR) tn += more;
     *task_m = round_up((M + tm - 1) / tm, MR);
     *task_n = round_up((N + tn - 1) / tn, NR);
 }
