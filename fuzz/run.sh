@@ -12,7 +12,7 @@ mkdir -p "$out"
 flags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -DLD_VERSION=\"fuzz\" -Iinclude -Isrc"
 libs="$(pkg-config --cflags --libs jansson libutf8proc libpng libjpeg libwebp) -fopenmp -lm"
 # Library sources needed by the targets (portable code only).
-common="src/base/status.c src/base/arena.c src/tensor/tensor.c src/tensor/gemm_cache.c src/io/fileio.c src/io/json.c src/io/safetensors.c"
+common="src/base/status.c src/base/arena.c src/tensor/tensor.c src/tensor/gemm_cache.c src/io/fileio.c src/io/json.c src/io/safetensors.c src/io/weights_memory.c src/base/meminfo.c"
 jobs="${LEANDIFF_FUZZ_JOBS:-$(nproc)}"
 logs="$out/logs"
 rm -rf "$logs"; mkdir -p "$logs"
