@@ -7,7 +7,9 @@
  * the page cache, a 5 GB file is 1.25 M pages of 4 KB and nearly every row
  * of a weight costs a TLB miss (in a virtual machine a two-level page walk):
  * SDXL's 256 x 10240 x 1280 product took 31 ms from the mapping and 20 ms
- * from huge pages on the Zen 5 VM (docs/performance.md). Training and
+ * from huge pages on the Zen 5 VM soon after it started (an hour later the
+ * mapping was nearly as fast: in a VM the cost of a miss depends on the
+ * host; docs/performance.md). Huge pages take that variance away. Training and
  * distillation, which run such products in f32 at every step, read: a file
  * of at least 64 MB is read into huge-page memory when the kernel offers
  * transparent huge pages (enabled "always" or "madvise") and the file takes
