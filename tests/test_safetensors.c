@@ -62,6 +62,8 @@ static void read_or_map(ld_ctx *ctx) {
     CHECK(ld_weights_prefer_read(0) == 1, "the preference was on");
     setenv("LEANDIFF_WEIGHTS", "auto", 1);
     CHECK(!ld_weights_should_read("small", (size_t)1 << 20), "auto: a 1 MB file is mapped");
+    setenv("LEANDIFF_WEIGHTS", "sometimes", 1); /* not a mode: a warning, then as if unset */
+    CHECK(!ld_weights_should_read("big", (size_t)1 << 30), "an unknown LEANDIFF_WEIGHTS maps as generation does");
     setenv("LEANDIFF_WEIGHTS", "mmap", 1);
     CHECK(!ld_weights_should_read("big", (size_t)1 << 30), "mmap: mapped");
     setenv("LEANDIFF_WEIGHTS", "read", 1);

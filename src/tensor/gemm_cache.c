@@ -15,8 +15,11 @@
 typedef struct {
     const char *base;
     size_t len;
-    int fd; /* a read copy of this file (offset 0 at base), or -1 for a mapping */
+    int fd; /* a read copy of this file (offset 0 at base), MAPPING, or KEEP_PAGES */
 } range;
+
+#define MAPPING (-1)    /* a read-only file mapping: pages given back with MADV_DONTNEED */
+#define KEEP_PAGES (-2) /* a read copy that is not page aligned: its pages stay */
 
 typedef struct copy {
     ld_pack_key key;
@@ -69,11 +72,11 @@ static void add_range(const void *base, size_t len, int fd) {
     pthread_mutex_unlock(&g_lock);
 }
 
-void ld_gemm_const_register(const void *base, size_t len) { add_range(base, len, -1); }
+void ld_gemm_const_register(const void *base, size_t len) { add_range(base, len, MAPPING); }
 
 void ld_gemm_const_register_copy(const void *base, size_t len, int fd) {
     const long ps = sysconf(_SC_PAGESIZE);
-    add_range(base, len, ps > 0 && (uintptr_t)base % (uintptr_t)ps == 0 ? fd : -2);
+    add_range(base, len, ps > 0 && (uintptr_t)base % (uintptr_t)ps == 0 ? fd : KEEP_PAGES);
 }
 
 static int in_range(const range *r, const void *p, size_t bytes) {
@@ -83,7 +86,7 @@ static int in_range(const range *r, const void *p, size_t bytes) {
 
 void ld_gemm_const_unregister(const void *base, size_t len) {
     if (!base || !len) return;
-    const range gone = {base, len, -1};
+    const range gone = {base, len, MAPPING};
     pthread_mutex_lock(&g_lock);
     for (size_t i = 0; i < g_nranges; i++)
         if (g_ranges[i].base == (const char *)base && g_ranges[i].len == len) {
@@ -154,11 +157,11 @@ void *ld_gemm_cache_alloc(size_t bytes) {
  * the file when touched again). A copy that is not page aligned keeps them. */
 static void drop_source(const range *r, const void *data, size_t bytes) {
     const long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0 || r->fd == -2) return;
+    if (ps <= 0 || r->fd == KEEP_PAGES) return;
     const uintptr_t lo = ((uintptr_t)data + (uintptr_t)ps - 1) & ~((uintptr_t)ps - 1);
     const uintptr_t hi = ((uintptr_t)data + bytes) & ~((uintptr_t)ps - 1);
     if (hi <= lo) return;
-    if (r->fd < 0)
+    if (r->fd == MAPPING)
         madvise((void *)lo, hi - lo, MADV_DONTNEED);
     else /* failure leaves the copy's pages where they were */
         mmap((void *)lo, hi - lo, PROT_READ, MAP_PRIVATE | MAP_FIXED, r->fd, (off_t)(lo - (uintptr_t)r->base));
