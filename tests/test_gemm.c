@@ -282,6 +282,45 @@ static void check_nested(void) {
     free_mat(&B);
 }
 
+/* ld_im2col_fill on windows [k0, k0+kc) x [j0, j0+n) that start and end
+ * anywhere (mid kernel row, mid output row, more output rows than one call
+ * cuts at once) against B(k, j) gathered by its definition in gemm.h. */
+/* A whole number in [0, n). */
+static int64_t below(int64_t n) { return (int64_t)((frand() + 1.0f) * 0.5f * (float)n) % n; }
+
+static void check_im2col_windows(int64_t C, int64_t H, int64_t W, int k, int stride, int pad, int dil, int replicate) {
+    const int64_t Ho = (H + 2 * pad - dil * (k - 1) - 1) / stride + 1, Wo = (W + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+    const int64_t K = C * k * k, N = Ho * Wo;
+    float *x = malloc(sizeof(float) * (size_t)(C * H * W)), *t = malloc(sizeof(float) * (size_t)(K * (N + 3)));
+    for (int64_t i = 0; i < C * H * W; i++) x[i] = frand();
+    ld_im2col src = {x, C, H, W, k, k, stride, stride, pad, pad, dil, dil, Ho, Wo, replicate};
+    int bad = 0;
+    for (int trial = 0; trial < 40 && !bad; trial++) {
+        const int64_t k0 = trial == 0 ? 0 : below(K), kc = trial == 0 ? K : 1 + below(K - k0);
+        const int64_t j0 = trial == 0 ? 0 : below(N), n = trial == 0 ? N : 1 + below(N - j0);
+        const int64_t ld = n + trial % 3;
+        ld_im2col_fill(&src, k0, kc, j0, n, t, ld);
+        for (int64_t kk = 0; kk < kc && !bad; kk++)
+            for (int64_t jj = 0; jj < n && !bad; jj++) {
+                const int64_t kq = k0 + kk, j = j0 + jj, c = kq / (k * k), ky = kq / k % k, kx = kq % k;
+                int64_t iy = j / Wo * stride - pad + ky * dil, ix = j % Wo * stride - pad + kx * dil;
+                float want = 0.0f;
+                if (replicate) {
+                    iy = iy < 0 ? 0 : iy >= H ? H - 1 : iy;
+                    ix = ix < 0 ? 0 : ix >= W ? W - 1 : ix;
+                    want = x[(c * H + iy) * W + ix];
+                } else if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
+                    want = x[(c * H + iy) * W + ix];
+                }
+                if (t[kk * ld + jj] != want) bad = 1;
+            }
+    }
+    CHECK(!bad, "im2col windows C %lld %lldx%lld k%d s%d p%d d%d rep %d", (long long)C, (long long)H, (long long)W,
+          k, stride, pad, dil, replicate);
+    free(x);
+    free(t);
+}
+
 /* Convolution through ld_im2col_fill + ld_gemm_fill_b vs a naive loop. */
 static void check_conv(int64_t Cin, int64_t H, int64_t W, int64_t Cout, int k, int stride, int pad, int dil,
                        int replicate) {
@@ -669,6 +708,12 @@ int main(int argc, char **argv) {
     ld_gemm_release_buffers();
     check_nested(); /* the pool refills */
 
+    check_im2col_windows(3, 9, 11, 3, 1, 1, 1, 0);
+    check_im2col_windows(2, 70, 3, 3, 1, 1, 1, 0); /* 3 pixels a row: a window spans over 64 rows */
+    check_im2col_windows(4, 30, 7, 3, 2, 1, 1, 0); /* stride 2 */
+    check_im2col_windows(2, 12, 10, 3, 1, 2, 2, 0); /* dilation */
+    check_im2col_windows(3, 8, 9, 3, 1, 1, 1, 1);  /* replicate */
+    check_im2col_windows(5, 6, 6, 1, 1, 0, 1, 0);  /* 1x1 */
     check_conv(3, 9, 11, 5, 3, 1, 1, 1, 0);
     check_conv(16, 20, 17, 24, 3, 1, 1, 1, 0);
     check_conv(8, 15, 15, 12, 3, 2, 1, 1, 0);

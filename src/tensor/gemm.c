@@ -305,10 +305,10 @@ void ld_gemm_gather(const ld_gemm_kernel *kr, ld_dtype dt, const void *data, int
         for (int64_t k = 0; k < kc; k++) memset(tile + k * W + n, 0, sizeof(float) * (size_t)(W - n));
 }
 
-/* f32 tile [kc][W] -> bf16 pairs (scalar version of ld_gemm_to_pairs_fn). */
-static void to_pairs_scalar(const float *tile, int64_t kc, int W, uint16_t *dst) {
+/* f32 tile rows -> bf16 pairs (scalar version of ld_gemm_to_pairs_fn). */
+static void to_pairs_scalar(const float *tile, int64_t ld, int64_t kc, int W, uint16_t *dst) {
     for (int64_t p = 0; p < (kc + 1) / 2; p++) {
-        const float *r0 = tile + 2 * p * W, *r1 = r0 + W;
+        const float *r0 = tile + 2 * p * ld, *r1 = r0 + ld;
         int odd = 2 * p + 1 >= kc;
         for (int x = 0; x < W; x++) {
             dst[(p * W + x) * 2] = ld_f32_to_bf16(r0[x]);
@@ -418,7 +418,7 @@ void ld_gemm_pack_panel(const ld_gemm_kernel *kr, int round, void *dst, ld_dtype
 
 void ld_gemm_finish_panel(const ld_gemm_kernel *kr, int round, float *tile, int64_t kc, int W, void *dst) {
     if (kr->bf16)
-        (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(tile, kc, W, dst);
+        (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(tile, W, kc, W, dst);
     else if (round)
         round_tile_bf16(tile, kc * W);
 }
@@ -433,13 +433,36 @@ static void pack_a_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
                            tmp);
 }
 
-/* k rows of an implicit-GEMM B tile filled at a time for the bf16 kernels (even). */
-#define FILL_ROWS 64
+/* Implicit-GEMM B for the bf16 kernels: the fill writes a few k rows of all
+ * the block's columns at once into an f32 tile (rows apart by the block's
+ * width in whole panels, columns past n zero), which each panel then turns
+ * into pairs. A fill per panel would pay its per-row work (the source row of
+ * each k, edges, a short copy) for NR columns; here it is paid once for the
+ * block and the copies are long. FILL_FLOATS (64 KB) keeps the tile in L2
+ * next to the packed A; at least 2 rows (the tile is sized for them). */
+#define FILL_FLOATS 16384
+static int64_t fill_rows(int64_t nw) {
+    int64_t r = FILL_FLOATS / nw / 2 * 2;
+    return r < 2 ? 2 : r > 64 ? 64 : r;
+}
 
 /* Packs columns [j0, j0+n) x depth [pc, pc+kc) of B into NR-column panels. */
 static void pack_b_block(const gemm_args *g, const ld_gemm_kernel *kr, int round, int64_t j0,
                          int64_t n, int64_t pc, int64_t kc, char *bbuf, size_t bpan, float *tile, float *tmp) {
     const int NR = kr->nr;
+    if (g->fill && kr->bf16) {
+        const int64_t nw = round_up(n, NR), rows = fill_rows(nw);
+        for (int64_t k0 = 0; k0 < kc; k0 += rows) {
+            const int64_t kn = min64(rows, kc - k0);
+            g->fill->fill(g->fill->user, pc + k0, kn, j0, n, tile, nw);
+            if (nw > n)
+                for (int64_t k = 0; k < kn; k++) memset(tile + k * nw + n, 0, sizeof(float) * (size_t)(nw - n));
+            for (int64_t jr = 0; jr < n; jr += NR)
+                (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(tile + jr, nw, kn, NR,
+                                                                 (uint16_t *)(bbuf + (jr / NR) * bpan) + k0 * NR);
+        }
+        return;
+    }
     for (int64_t jr = 0; jr < n; jr += NR) {
         const int64_t ne = min64(NR, n - jr), j = j0 + jr;
         char *dst = bbuf + (jr / NR) * bpan;
@@ -448,17 +471,12 @@ static void pack_b_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
                                g->B->cs, kc, ne, NR, tile, tmp);
             continue;
         }
-        /* bf16: filled and turned into pairs FILL_ROWS k at a time, so the
-         * f32 tile stays in L1 */
-        const int64_t step = kr->bf16 ? FILL_ROWS : kc;
-        for (int64_t k0 = 0; k0 < kc; k0 += step) {
-            const int64_t kn = min64(step, kc - k0);
-            float *t = kr->bf16 ? tile : (float *)dst;
-            g->fill->fill(g->fill->user, pc + k0, kn, j, ne, t, NR);
-            if (ne < NR)
-                for (int64_t k = 0; k < kn; k++) memset(t + k * NR + ne, 0, sizeof(float) * (size_t)(NR - ne));
-            ld_gemm_finish_panel(kr, round, t, kn, NR, kr->bf16 ? (void *)((uint16_t *)dst + k0 * NR) : dst);
-        }
+        /* f32 kernels: filled straight into the panel */
+        float *t = (float *)dst;
+        g->fill->fill(g->fill->user, pc, kc, j, ne, t, NR);
+        if (ne < NR)
+            for (int64_t k = 0; k < kc; k++) memset(t + k * NR + ne, 0, sizeof(float) * (size_t)(NR - ne));
+        ld_gemm_finish_panel(kr, round, t, kc, NR, dst);
     }
 }
 
@@ -591,14 +609,14 @@ static inline size_t a_offset(int64_t p, int64_t i, int64_t kcp, int64_t nmb, si
  * scratch tile sits a_bytes + b_bytes into a thread buffer: inside it with
  * any A region (a row walk's is larger), and it is only scratch here. */
 static void pack_all_a(const gemm_args *g, const ld_gemm_kernel *kr, int round, workspace *ws, int nt, size_t a_bytes,
-                       size_t b_bytes, int64_t kcmax, int W, int64_t KC, int64_t MC, int64_t mc_max, int64_t npc,
+                       size_t b_bytes, int64_t tile_floats, int64_t KC, int64_t MC, int64_t mc_max, int64_t npc,
                        int64_t nmb, char *dst) {
     const int MR = kr->mr;
     const int64_t M = g->M, K = g->K, esz = kr->bf16 ? 2 : 4;
     #pragma omp parallel for num_threads(nt) schedule(dynamic)
     for (int64_t t = 0; t < npc * nmb; t++) {
         char *mine = ws->t[omp_get_thread_num()];
-        float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + kcmax * W;
+        float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + tile_floats;
         const int64_t pc = (t / nmb) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
         const int64_t i0 = (t % nmb) * MC;
         char *blk = dst + a_offset(pc / KC, i0 / MC, kcp, nmb, a_bytes, mc_max, esz);
@@ -609,7 +627,7 @@ static void pack_all_a(const gemm_args *g, const ld_gemm_kernel *kr, int round, 
 /* All of B packed: k block pc at (pc/KC)*bblk, its NR-column panels one after
  * the other. a_bytes: the A region of a thread buffer (the tile follows it and B). */
 static void pack_all_b(const gemm_args *g, const ld_gemm_kernel *kr, int round, workspace *ws, int nt, size_t a_bytes,
-                       size_t b_bytes, int64_t kcmax, int W, int64_t KC, int64_t npc, int64_t nbp, size_t bblk,
+                       size_t b_bytes, int64_t tile_floats, int64_t KC, int64_t npc, int64_t nbp, size_t bblk,
                        char *dst) {
     const int NR = kr->nr;
     const int64_t N = g->N, K = g->K, esz = kr->bf16 ? 2 : 4;
@@ -617,7 +635,7 @@ static void pack_all_b(const gemm_args *g, const ld_gemm_kernel *kr, int round, 
     #pragma omp parallel for num_threads(nt) schedule(dynamic)
     for (int64_t t = 0; t < npc * nchunk; t++) {
         char *mine = ws->t[omp_get_thread_num()];
-        float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + kcmax * W;
+        float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + tile_floats;
         const int64_t pc = (t / nchunk) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
         const int64_t j0 = (t % nchunk) * per * NR;
         const size_t bpan = (size_t)(kcp * NR * esz);
@@ -671,7 +689,15 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     /* a row walk keeps all MC-row blocks of its rows packed for one k block */
     const size_t a_region = walk ? (size_t)((task_m + MC - 1) / MC) * a_bytes : a_bytes;
     const size_t b_bytes = (size_t)round_up(kcmax * task_n * esz, 64);
-    const size_t t_bytes = a_region + b_bytes + sizeof(float) * (size_t)(kcmax * W + kcmax + 2 * W + 64);
+    /* scratch tile: a panel of depth kcmax, or the rows of an implicit-GEMM
+     * fill (pack_b_block) over a task's columns or pack_all_b's 8 panels */
+    int64_t tile_floats = kcmax * W;
+    if (g->fill && kr->bf16) {
+        const int64_t nw = round_up(task_n > 8 * NR ? task_n : 8 * NR, NR);
+        const int64_t need = FILL_FLOATS > 2 * nw ? FILL_FLOATS : 2 * nw;
+        if (need > tile_floats) tile_floats = need;
+    }
+    const size_t t_bytes = a_region + b_bytes + sizeof(float) * (size_t)(tile_floats + kcmax + 2 * W + 64);
     /* One row of tasks over many columns (convolutions: M = output channels,
      * N = pixels): every task would pack the same A, so A is packed once,
      * all of it, into a shared buffer first. Several rows of tasks (linear
@@ -711,7 +737,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     if (new_a || ws_a) {
         char *dst = ws_a ? ws->shared : (own_a = ld_gemm_cache_alloc(a_all));
         if (dst) {
-            pack_all_a(g, kr, round, ws, nt, a_bytes, b_bytes, kcmax, W, KC, MC, mc_max, npc, nmb, dst);
+            pack_all_a(g, kr, round, ws, nt, a_bytes, b_bytes, tile_floats, KC, MC, mc_max, npc, nmb, dst);
             ashared = dst;
             if (own_a && (acached = ld_gemm_cache_insert(&ka, own_a, a_all, operand_bytes(g->A, M, K)))) {
                 ashared = acached;
@@ -722,7 +748,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     if (new_b || ws_b) {
         char *dst = ws_b ? ws->shared : (own_b = ld_gemm_cache_alloc(b_all));
         if (dst) {
-            pack_all_b(g, kr, round, ws, nt, a_region, b_bytes, kcmax, W, KC, npc, nbp, bblk, dst);
+            pack_all_b(g, kr, round, ws, nt, a_region, b_bytes, tile_floats, KC, npc, nbp, bblk, dst);
             bshared = dst;
             if (own_b && (bcached = ld_gemm_cache_insert(&kb, own_b, b_all, operand_bytes(g->B, K, N)))) {
                 bshared = bcached;
@@ -741,7 +767,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
         char *abuf = ws->t[omp_get_thread_num()];
         char *bbuf = abuf + a_region;
         float *tile = (float *)(bbuf + b_bytes);
-        float *tmp = tile + kcmax * W;
+        float *tmp = tile + tile_floats;
         _Alignas(64) float ctile[64 * 64];
         int64_t r0, r1;
         split_block(walk ? task : task / tn, tm, M, MR, &r0, &r1);

@@ -100,11 +100,11 @@ static void convert_avx512(float *dst, const void *src, ld_dtype dt, int64_t off
 
 /* Two k rows of 16 columns -> 16 interleaved bf16 pairs (vcvtne2ps2bf16 then
  * a word permute), for x in 16-column steps; W = 14 uses masks. */
-static void to_pairs_avx512(const float *tile, int64_t kc, int W, uint16_t *dst) {
+static void to_pairs_avx512(const float *tile, int64_t ld, int64_t kc, int W, uint16_t *dst) {
     const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
                                          21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     for (int64_t p = 0; p < (kc + 1) / 2; p++) {
-        const float *r0 = tile + 2 * p * W, *r1 = r0 + W;
+        const float *r0 = tile + 2 * p * ld, *r1 = r0 + ld;
         const int odd = 2 * p + 1 >= kc;
         for (int x = 0; x < W; x += 16) {
             const int nx = W - x < 16 ? W - x : 16;

@@ -25,9 +25,9 @@
 typedef void (*ld_gemm_micro_fn)(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load);
 /* dst[0..n) = f32(src[offset..offset+n)) for a float dtype. */
 typedef void (*ld_gemm_convert_fn)(float *dst, const void *src, ld_dtype dtype, int64_t offset, int64_t n);
-/* f32 tile [kc][W] -> bf16 pairs dst[(p*W + x)*2 + (k&1)] (round to nearest
- * even), odd kc padded with zeros. */
-typedef void (*ld_gemm_to_pairs_fn)(const float *tile, int64_t kc, int W, uint16_t *dst);
+/* f32 tile rows k < kc of W floats, ld apart -> bf16 pairs
+ * dst[(p*W + x)*2 + (k&1)] (round to nearest even), odd kc padded with zeros. */
+typedef void (*ld_gemm_to_pairs_fn)(const float *tile, int64_t ld, int64_t kc, int W, uint16_t *dst);
 /* Direct bf16-pair packing from the source, without the f32 tile:
  *     dst[(p*W + x)*2 + (k&1)] = bf16(data[base + k*sk + x*sx])
  * for k < kc, x < n <= W; columns n..W-1 and the odd-kc pad are zeros.
