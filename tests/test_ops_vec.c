@@ -1,5 +1,6 @@
 /* Tests of the ops built on the vector kernels of ops_vec_kernel.h (3x3
- * depthwise rows, channel LayerNorm and its statistics, GELU with channel norms, the GRN and concatenation 1x1
+ * depthwise rows, channel LayerNorm and its statistics, GroupNorm and
+ * LayerNorm statistics, GELU with channel norms, the GRN and concatenation 1x1
  * convolutions, FiLM, the channel-major and from-channels linears)
  * against plain loops written here (in double, or the scalar formula where
  * the result must be bitwise the same), on every CPU path this machine has:
@@ -110,6 +111,56 @@ static void test_layer_norm_channels(void) {
         free(ref);
         free(y);
         free(yp);
+    }
+}
+
+/* ---- GroupNorm and LayerNorm statistics (ops_vec()->sum) ---- */
+
+/* Against two-pass statistics in double, and bitwise the same on every path
+ * and thread count; group sizes around the 32 partial sums (remainders of
+ * 1, 31 and none) and a large mean to remove. */
+static void test_norm_stats(void) {
+    const int64_t sizes[] = {1, 31, 32, 33, 95, 4097};
+    for (int s = 0; s < 6; s++) {
+        const int64_t B = 2, C = 4, G = 2, HW = sizes[s], n = B * C * HW, per = C / G * HW;
+        float *x = tw_alloc(n), *ref = tw_alloc(n), *lref = tw_alloc(n), *y = tw_alloc(n), *yp = tw_alloc(n);
+        float *l = tw_alloc(n), *lp = tw_alloc(n);
+        test_fill(x, n, 70 + s);
+        for (int64_t i = 0; i < n; i++) x[i] = x[i] * 2.0f + 100.0f;
+        for (int pass = 0; pass < 2; pass++) { /* groups of per values, then rows of HW values (LayerNorm) */
+            const int64_t len = pass ? HW : per;
+            for (int64_t r = 0; r < n / len; r++) {
+                const float *xs = x + r * len;
+                double m = 0, v = 0;
+                for (int64_t i = 0; i < len; i++) m += xs[i];
+                m /= (double)len;
+                for (int64_t i = 0; i < len; i++) v += (xs[i] - m) * (xs[i] - m);
+                v /= (double)len;
+                for (int64_t i = 0; i < len; i++) (pass ? lref : ref)[r * len + i] = (float)((xs[i] - m) / sqrt(v + 1e-5));
+            }
+        }
+        for (path_run r = {0}; next_run(&r);) {
+            char what[128];
+            ld_group_norm(y, x, B, C, HW, G, 1e-5f, NULL, NULL);
+            snprintf(what, sizeof what, "group_norm HW%lld %s %d threads", (long long)HW, ld_cpu_level_name(r.got),
+                     r.threads);
+            test_close(what, y, ref, n, 1e-3);
+            if (r.first) memcpy(yp, y, (size_t)n * sizeof(float));
+            CHECK(tw_same(y, yp, n), "%s: bitwise as portable, 1 thread", what);
+            ld_layer_norm(l, x, n / HW, HW, 1e-5f, NULL, NULL);
+            snprintf(what, sizeof what, "layer_norm dim %lld %s %d threads", (long long)HW, ld_cpu_level_name(r.got),
+                     r.threads);
+            if (HW > 1) test_close(what, l, lref, n, 1e-3);
+            if (r.first) memcpy(lp, l, (size_t)n * sizeof(float));
+            CHECK(tw_same(l, lp, n), "%s: bitwise as portable, 1 thread", what);
+        }
+        free(x);
+        free(ref);
+        free(lref);
+        free(y);
+        free(yp);
+        free(l);
+        free(lp);
     }
 }
 
@@ -334,6 +385,7 @@ static void test_cat_and_from_channels(void) {
 int main(void) {
     test_dw3();
     test_layer_norm_channels();
+    test_norm_stats();
     test_grn();
     test_affine_and_linear();
     test_cat_and_from_channels();

@@ -71,6 +71,9 @@ typedef struct {
     int vl; /* floats per vector */
     /* x = gelu_erf(x) in place; returns sum of squares of the results (double) */
     double (*gelu_sumsq)(float *x, int64_t n);
+    /* sum of x[i] (mean NULL) or of (x[i] - *mean)^2, in double (the
+     * statistics of GroupNorm and LayerNorm) */
+    double (*sum)(const float *x, int64_t n, const double *mean);
     /* y[i] = g * (x[i] * s) + b + x[i]; y may equal x */
     void (*grn_row)(float *y, const float *x, int64_t n, float g, float s, float b);
     /* y[i] = x[i] * a + b; y may equal x */

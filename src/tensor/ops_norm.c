@@ -1,7 +1,7 @@
 /* Normalizations and the row softmax (see ops.h). Statistics are two-pass in
  * double (mean, then the biased variance of the deviations), which matches
- * PyTorch's float32 results to rounding (8 fixed partial sums per statistic
- * keep the adds independent; the channel LayerNorms sum each pixel's
+ * PyTorch's float32 results to rounding (32 fixed partial sums per statistic,
+ * ops_vec()->sum, keep the adds independent; the channel LayerNorms sum each pixel's
  * channels in order, pixels side by side in the vectors of ops_vec()).
  * Every statistic is computed by one thread in a fixed order, so results do
  * not depend on the thread count. */
@@ -10,37 +10,11 @@
 #include <math.h>
 #include <stdlib.h>
 
-/* sum of x[i] and sum of (x[i] - mean)^2 in double, in 8 independent
- * partial sums (fixed order, so deterministic) to break the add chain. The
- * partial sums are a vector of 8 doubles so they stay in registers. */
-typedef double v8d __attribute__((vector_size(64)));
-
-static double v8d_total(v8d a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
-
-static double sum_f64(const float *x, int64_t n) {
-    v8d acc = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8d v = {x[i], x[i + 1], x[i + 2], x[i + 3], x[i + 4], x[i + 5], x[i + 6], x[i + 7]};
-        acc += v;
-    }
-    for (; i < n; i++) acc[i % 8] += x[i];
-    return v8d_total(acc);
-}
-
-static double sumsq_dev_f64(const float *x, int64_t n, double mean) {
-    v8d acc = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8d v = {x[i], x[i + 1], x[i + 2], x[i + 3], x[i + 4], x[i + 5], x[i + 6], x[i + 7]};
-        v -= mean;
-        acc += v * v;
-    }
-    for (; i < n; i++) {
-        double d = x[i] - mean;
-        acc[i % 8] += d * d;
-    }
-    return v8d_total(acc);
+/* mean and sum of squared deviations of x[0..n) in double (ops_vec()->sum) */
+static double stats(const ops_vec_kernels *k, const float *x, int64_t n, double *ss) {
+    const double mean = k->sum(x, n, NULL) / (double)n;
+    *ss = k->sum(x, n, &mean);
+    return mean;
 }
 
 /* Pixels handled together by ld_layer_norm_channels (bounded stack scratch). */
@@ -50,12 +24,13 @@ void ld_group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, i
                    const ld_tensor *gamma, const ld_tensor *beta) {
     int64_t cpg = C / groups, n = cpg * HW;
     int affine_g = ops_has(gamma), affine_b = ops_has(beta);
+    const ops_vec_kernels *k = ops_vec();
     #pragma omp parallel for schedule(static)
     for (int64_t bg = 0; bg < B * groups; bg++) {
         int64_t g = bg % groups;
         const float *xs = x + bg * n; /* a group's channels are contiguous in NCHW */
         float *ys = y + bg * n;
-        double mean = sum_f64(xs, n) / (double)n, ss = sumsq_dev_f64(xs, n, mean);
+        double ss, mean = stats(k, xs, n, &ss);
         float rstd = (float)(1.0 / sqrt(ss / (double)n + (double)eps));
         float m = (float)mean;
         for (int64_t c = 0; c < cpg; c++) {
@@ -73,6 +48,7 @@ void ld_group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, i
 void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float eps, const ld_tensor *gamma,
                    const ld_tensor *beta) {
     int affine_g = ops_has(gamma), affine_b = ops_has(beta);
+    const ops_vec_kernels *k = ops_vec();
     /* gamma and beta as f32 once, so the row loop below vectorizes */
     float *gb = (affine_g || affine_b) ? malloc(sizeof(float) * 2 * (size_t)dim) : NULL;
     if (gb) {
@@ -85,7 +61,7 @@ void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float ep
     for (int64_t r = 0; r < rows; r++) {
         const float *xs = x + r * dim;
         float *ys = y + r * dim;
-        double mean = sum_f64(xs, dim) / (double)dim, ss = sumsq_dev_f64(xs, dim, mean);
+        double ss, mean = stats(k, xs, dim, &ss);
         float rstd = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
         float m = (float)mean;
         if (gb) { /* (x - m) * rstd * gamma + beta, the same roundings as below */

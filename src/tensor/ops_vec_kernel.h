@@ -49,6 +49,39 @@ static double vec_gelu_sumsq(float *x, int64_t n) {
     return vec_total16(t);
 }
 
+/* Partial sums of vec_sum: element i goes to partial i % SUM_LANES, the
+ * partials are added in a fixed tree. 32 keeps the add chains apart on
+ * every width (AVX-512: 4 chains of 8 doubles), so the sum is not bound by
+ * the latency of one chain. */
+#define SUM_LANES 32
+#define SUM_NACC (SUM_LANES / VL)
+
+/* sum of x[i] (mean NULL) or of (x[i] - *mean)^2, in double */
+static double vec_sum(const float *x, int64_t n, const double *mean) {
+    vd acc[SUM_NACC], mv;
+    memset(acc, 0, sizeof acc);
+    for (int l = 0; l < VL; l++) mv[l] = mean ? *mean : 0.0;
+    int64_t i = 0;
+    if (mean)
+        for (; i + SUM_LANES <= n; i += SUM_LANES)
+            for (int a = 0; a < SUM_NACC; a++) {
+                vd d = vcvt_d(vload(x + i + a * VL)) - mv;
+                acc[a] += d * d;
+            }
+    else
+        for (; i + SUM_LANES <= n; i += SUM_LANES)
+            for (int a = 0; a < SUM_NACC; a++) acc[a] += vcvt_d(vload(x + i + a * VL));
+    double t[SUM_LANES];
+    memcpy(t, acc, sizeof t);
+    for (; i < n; i++) {
+        const double d = mean ? (double)x[i] - *mean : (double)x[i];
+        t[i % SUM_LANES] += mean ? d * d : d;
+    }
+    for (int w = SUM_LANES / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) t[l] = t[2 * l] + t[2 * l + 1];
+    return t[0];
+}
+
 /* y[i] = g * (x[i] * s) + b + x[i] (GlobalResponseNorm applied to one channel). */
 static void vec_grn_row(float *y, const float *x, int64_t n, float g, float s, float b) {
     const vf vg = OPS_BCAST(g), vs = OPS_BCAST(s), vb = OPS_BCAST(b);
@@ -137,5 +170,5 @@ static void vec_dw3_row(float *y, int64_t W, const float *const rows[3], const f
     }
 }
 
-const ops_vec_kernels VEC_TABLE = {VL, vec_gelu_sumsq, vec_grn_row, vec_affine_row,
+const ops_vec_kernels VEC_TABLE = {VL, vec_gelu_sumsq, vec_sum, vec_grn_row, vec_affine_row,
                                    vec_chan_sums, vec_norm_row, vec_dw3_row};
