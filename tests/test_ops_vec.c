@@ -48,6 +48,16 @@ static int same_values(const float *a, const float *b, int64_t n) {
     return 1;
 }
 
+/* y against ref within tol (ref NULL: not compared), and bitwise against the
+ * result of the portable path on 1 thread, which the first run stores in
+ * `first`. */
+static void check_run(const char *what, const path_run *r, const float *y, const float *ref, double tol, float *first,
+                      int64_t n) {
+    if (ref) test_close(what, y, ref, n, tol);
+    if (r->first) memcpy(first, y, (size_t)n * sizeof(float));
+    CHECK(tw_same(y, first, n), "%s: bitwise as portable, 1 thread", what);
+}
+
 /* ---- 3x3 depthwise: the vector row path against the direct loop ---- */
 
 static void test_dw3(void) {
@@ -103,9 +113,7 @@ static void test_layer_norm_channels(void) {
             char what[128];
             snprintf(what, sizeof what, "layer_norm_channels C%lld HW%lld %s %d threads", (long long)C,
                      (long long)HW, ld_cpu_level_name(r.got), r.threads);
-            test_close(what, y, ref, n, TOL);
-            if (r.first) memcpy(yp, y, (size_t)n * sizeof(float));
-            CHECK(tw_same(y, yp, n), "%s: bitwise as portable, 1 thread", what);
+            check_run(what, &r, y, ref, TOL, yp, n);
         }
         free(x);
         free(ref);
@@ -144,15 +152,11 @@ static void test_norm_stats(void) {
             ld_group_norm(y, x, B, C, HW, G, 1e-5f, NULL, NULL);
             snprintf(what, sizeof what, "group_norm HW%lld %s %d threads", (long long)HW, ld_cpu_level_name(r.got),
                      r.threads);
-            test_close(what, y, ref, n, 1e-3);
-            if (r.first) memcpy(yp, y, (size_t)n * sizeof(float));
-            CHECK(tw_same(y, yp, n), "%s: bitwise as portable, 1 thread", what);
+            check_run(what, &r, y, ref, 1e-3, yp, n);
             ld_layer_norm(l, x, n / HW, HW, 1e-5f, NULL, NULL);
             snprintf(what, sizeof what, "layer_norm dim %lld %s %d threads", (long long)HW, ld_cpu_level_name(r.got),
                      r.threads);
-            if (HW > 1) test_close(what, l, lref, n, 1e-3);
-            if (r.first) memcpy(lp, l, (size_t)n * sizeof(float));
-            CHECK(tw_same(l, lp, n), "%s: bitwise as portable, 1 thread", what);
+            check_run(what, &r, l, lref, 1e-3, lp, n);
         }
         free(x);
         free(ref);
