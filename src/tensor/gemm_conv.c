@@ -47,7 +47,7 @@ static inline void copy_run(const ld_im2col *s, const float *row, int64_t ixs, i
         int64_t t0 = clamp64(-ixs, 0, len), t1 = clamp64(s->W - ixs, 0, len);
         if (t1 < t0) t1 = t0;
         for (int64_t t = 0; t < t0; t++) o[t] = 0.0f;
-        memcpy(o + t0, row + ixs + t0, sizeof(float) * (size_t)(t1 - t0));
+        if (t1 > t0) memcpy(o + t0, row + ixs + t0, sizeof(float) * (size_t)(t1 - t0));
         for (int64_t t = t1; t < len; t++) o[t] = 0.0f;
     } else {
         for (int64_t t = 0; t < len; t++) {
@@ -81,7 +81,7 @@ void ld_im2col_fill(const void *user, int64_t k0, int64_t kc, int64_t j0, int64_
                 const float *row = plane + iy * s->W;
                 /* the next panel reads on from here: its first (at most 4)
                  * lines, one per 16 floats */
-                if (kx == 0 && r == nr - 1) {
+                if (kx == 0 && r == nr - 1 && ixs + u->len * s->stride_w >= 0) {
                     const int64_t ahead = ixs + u->len * s->stride_w, span = u->len * s->stride_w;
                     for (int64_t t = 0; t < span && t < 64 && ahead + t < s->W; t += 16)
                         __builtin_prefetch(row + ahead + t);
