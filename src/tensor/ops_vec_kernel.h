@@ -8,7 +8,8 @@
  * order (no fused multiply-add), and the remainders that do not fill a vector
  * go through scalar code doing the same operations, so every path (and every
  * split of the work) gives the same bits. Reductions across elements use a
- * fixed number of partial sums (VEC_LANES) whatever the vector width. */
+ * fixed number of partial sums (VEC_LANES; SUM_LANES for vec_sum) whatever
+ * the vector width. */
 #include "tensor/ops_act_kernel.h"
 
 /* double vector with one lane per float lane */
