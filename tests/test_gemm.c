@@ -289,7 +289,8 @@ static void check_nested(void) {
 static int64_t below(int64_t n) { return (int64_t)((frand() + 1.0f) * 0.5f * (float)n) % n; }
 
 static void check_im2col_windows(int64_t C, int64_t H, int64_t W, int k, int stride, int pad, int dil, int replicate) {
-    const int64_t Ho = (H + 2 * pad - dil * (k - 1) - 1) / stride + 1, Wo = (W + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+    const int64_t Ho = (H + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+    const int64_t Wo = (W + 2 * pad - dil * (k - 1) - 1) / stride + 1;
     const int64_t K = C * k * k, N = Ho * Wo;
     float *x = malloc(sizeof(float) * (size_t)(C * H * W)), *t = malloc(sizeof(float) * (size_t)(K * (N + 3)));
     for (int64_t i = 0; i < C * H * W; i++) x[i] = frand();

@@ -144,7 +144,8 @@ static void test_norm_stats(void) {
                 m /= (double)len;
                 for (int64_t i = 0; i < len; i++) v += (xs[i] - m) * (xs[i] - m);
                 v /= (double)len;
-                for (int64_t i = 0; i < len; i++) (pass ? lref : ref)[r * len + i] = (float)((xs[i] - m) / sqrt(v + 1e-5));
+                float *out = (pass ? lref : ref) + r * len;
+                for (int64_t i = 0; i < len; i++) out[i] = (float)((xs[i] - m) / sqrt(v + 1e-5));
             }
         }
         for (path_run r = {0}; next_run(&r);) {

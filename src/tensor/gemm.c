@@ -416,9 +416,14 @@ void ld_gemm_pack_panel(const ld_gemm_kernel *kr, int round, void *dst, ld_dtype
     ld_gemm_finish_panel(kr, round, t, kc, W, dst);
 }
 
+/* The kernel's pairing of f32 rows into bf16 pairs, or the scalar one. */
+static ld_gemm_to_pairs_fn to_pairs_of(const ld_gemm_kernel *kr) {
+    return kr->to_pairs ? kr->to_pairs : to_pairs_scalar;
+}
+
 void ld_gemm_finish_panel(const ld_gemm_kernel *kr, int round, float *tile, int64_t kc, int W, void *dst) {
     if (kr->bf16)
-        (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(tile, W, kc, W, dst);
+        to_pairs_of(kr)(tile, W, kc, W, dst);
     else if (round)
         round_tile_bf16(tile, kc * W);
 }
@@ -458,8 +463,7 @@ static void pack_b_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
             if (nw > n)
                 for (int64_t k = 0; k < kn; k++) memset(tile + k * nw + n, 0, sizeof(float) * (size_t)(nw - n));
             for (int64_t jr = 0; jr < n; jr += NR)
-                (kr->to_pairs ? kr->to_pairs : to_pairs_scalar)(tile + jr, nw, kn, NR,
-                                                                 (uint16_t *)(bbuf + (jr / NR) * bpan) + k0 * NR);
+                to_pairs_of(kr)(tile + jr, nw, kn, NR, (uint16_t *)(bbuf + (jr / NR) * bpan) + k0 * NR);
         }
         return;
     }
@@ -624,6 +628,9 @@ static void pack_all_a(const gemm_args *g, const ld_gemm_kernel *kr, int round, 
     }
 }
 
+/* Panels of B per work item of pack_all_b. */
+#define PACK_ALL_PANELS 8
+
 /* All of B packed: k block pc at (pc/KC)*bblk, its NR-column panels one after
  * the other. a_bytes: the A region of a thread buffer (the tile follows it and B). */
 static void pack_all_b(const gemm_args *g, const ld_gemm_kernel *kr, int round, workspace *ws, int nt, size_t a_bytes,
@@ -631,7 +638,7 @@ static void pack_all_b(const gemm_args *g, const ld_gemm_kernel *kr, int round, 
                        char *dst) {
     const int NR = kr->nr;
     const int64_t N = g->N, K = g->K, esz = kr->bf16 ? 2 : 4;
-    const int64_t per = 8, nchunk = (nbp + per - 1) / per; /* panels per work item */
+    const int64_t per = PACK_ALL_PANELS, nchunk = (nbp + per - 1) / per;
     #pragma omp parallel for num_threads(nt) schedule(dynamic)
     for (int64_t t = 0; t < npc * nchunk; t++) {
         char *mine = ws->t[omp_get_thread_num()];
@@ -690,10 +697,10 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     const size_t a_region = walk ? (size_t)((task_m + MC - 1) / MC) * a_bytes : a_bytes;
     const size_t b_bytes = (size_t)round_up(kcmax * task_n * esz, 64);
     /* scratch tile: a panel of depth kcmax, or the rows of an implicit-GEMM
-     * fill (pack_b_block) over a task's columns or pack_all_b's 8 panels */
+     * fill (pack_b_block) over a task's columns or pack_all_b's panels */
     int64_t tile_floats = kcmax * W;
     if (g->fill && kr->bf16) {
-        const int64_t nw = round_up(task_n > 8 * NR ? task_n : 8 * NR, NR);
+        const int64_t most = PACK_ALL_PANELS * NR, nw = round_up(task_n > most ? task_n : most, NR);
         const int64_t need = FILL_FLOATS > 2 * nw ? FILL_FLOATS : 2 * nw;
         if (need > tile_floats) tile_floats = need;
     }
