@@ -683,6 +683,8 @@ int main(int argc, char **argv) {
     static const int64_t shapes[][3] = {
         {1, 1, 1},   {1, 37, 5},     {5, 1, 9},     {7, 13, 1},   {3, 5, 0},    {17, 33, 65}, {64, 64, 64},
         {1, 700, 300}, {300, 1, 300}, {45, 100, 257}, {131, 67, 600}, {29, 1100, 40}, {260, 90, 1030},
+        /* two k blocks of equal depth with a depth of 1024 (Zen 5-class) */
+        {70, 90, 1600},
         /* shapes where the AVX-512 8x48 kernel pads less than 14x32 */
         {16, 96, 300}, {40, 1000, 50}, {128, 480, 70},
     };

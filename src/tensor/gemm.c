@@ -576,6 +576,21 @@ static void cpu_blocks(const ld_gemm_kernel *kr, int64_t *kc, int64_t *nc) {
     }
 }
 
+/* Depth of the k blocks of a K-deep product, nominal depth KC: equal
+ * blocks (even depth), never a short remainder block, which costs a pass
+ * over C for little work. f32 blocks are at most KC deep; bf16 ones (half
+ * the bytes) take as many blocks as K / KC rounds to, so up to 1.5 KC deep.
+ * Zen 5-class, 2 threads, interleaved runs: the 1280-deep bf16 products of
+ * SDXL and KOALA ran 1024 + 256 deep at 612-618 GFLOP/s and 1280 deep at
+ * 702-717 (640 + 640: 646-669); f32 2304-deep 576 x 4096 ran 1024 + 1024 +
+ * 256 deep at 215 and 3 x 768 at 233-256, but 2 x 1152 at 201-206. The sums
+ * are the same in any blocking. */
+static int64_t balanced_depth(int64_t K, int64_t KC, int bf16) {
+    int64_t n = bf16 ? (K + KC / 2) / KC : (K + KC - 1) / KC;
+    if (n < 1) n = 1;
+    return round_up((K + n - 1) / n, 2);
+}
+
 /* See gemm_packed.h: the kernel and depth ld_gemm would use for M x N. */
 void ld_gemm_packing_for(ld_gemm_packing *pk, int64_t M, int64_t N) {
     int emulate = 0;
@@ -658,7 +673,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     pthread_once(&g_blocks_once, read_blocks);
     int64_t kc_cpu = kr->kc, nc_cpu = kr->nc;
     cpu_blocks(kr, &kc_cpu, &nc_cpu);
-    const int64_t KC = g_blocks[1] ? (g_blocks[1] + 1) / 2 * 2 : kc_cpu;
+    const int64_t KC = g_blocks[1] ? (g_blocks[1] + 1) / 2 * 2 : balanced_depth(K, kc_cpu, kr->bf16);
     const int64_t MC = round_up(g_blocks[0] ? g_blocks[0] : kr->mc, MR);
     const int64_t NCT = round_up(g_blocks[2] ? g_blocks[2] : nc_cpu, NR);
     const int64_t esz = kr->bf16 ? 2 : 4;
@@ -710,9 +725,12 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
      * all of it, into a shared buffer first. Several rows of tasks (linear
      * layers: M = tokens, B = the weights; convolutions of few pixels and
      * many output channels): B is packed (or filled) once the same way, not
-     * once per row of tasks. Same bits either way. */
+     * once per row of tasks. Same bits either way. All of A is shared up
+     * to 16 MB: the 29.5 MB of a 1280-channel 3x3 convolution (1280 x 4096
+     * x 11520, bf16, Zen 5-class) ran at 462-552 GFLOP/s shared and at
+     * 588-706 packed by each task. */
     const int64_t npc = (K + KC - 1) / KC, nmb = (M + MC - 1) / MC, nbp = (N + NR - 1) / NR;
-    const int share_a = tm == 1 && tn >= 4 && (double)npc * nmb * a_bytes <= 32.0 * (1 << 20);
+    const int share_a = tm == 1 && tn >= 4 && (double)npc * nmb * a_bytes <= 16.0 * (1 << 20);
     const size_t bblk = (size_t)round_up(kcmax * nbp * NR * esz, 64); /* one k block of all of B */
     const int share_b = tm >= 2 && (double)npc * bblk <= 32.0 * (1 << 20);
     /* Half-precision weights of a constant mapping are packed once for all
