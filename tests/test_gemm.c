@@ -4,7 +4,8 @@
  * against ld_gemm_reference over many shapes, strides, dtypes, betas and
  * biases; bitwise invariance to the thread count; the implicit-GEMM conv
  * operand (ld_im2col_fill) against a naive convolution written here; operands
- * packed once (gemm_packed.h) against ld_gemm bit for bit; and the CPU
+ * packed once (gemm_packed.h) against ld_gemm bit for bit; the kernels' stack
+ * entry against their micro-kernel bit for bit; and the CPU
  * detection helpers.
  *
  * Tolerances: f32 paths |c - ref| <= 1e-5 * (sum_k |a||b| + |bias| + |beta c0|);
@@ -18,6 +19,7 @@
 #include "base/cpu.h"
 #include "tensor/gemm.h"
 #include "tensor/gemm_attention.h"
+#include "tensor/gemm_kernels.h"
 #include "tensor/gemm_packed.h"
 #include "test_util.h"
 
@@ -241,6 +243,38 @@ static void check_packed(void) {
     ld_gemm_set_precision(LD_PRECISION_F32);
     ld_cpu_force(ld_cpu_info_get()->best);
     CHECK(!ld_gemm_packed_ok(8, 8, 8) && !ld_gemm_packed_ok(0, 50, 50), "tiny products are not packed ones");
+}
+
+/* Each kernel's stack entry (attention's short products) against its
+ * micro-kernel tile by tile: the same bits, with and without load. */
+static void check_stack(void) {
+    const ld_cpu_info *ci = ld_cpu_info_get();
+    if (ci->best != LD_CPU_AVX512) return;
+    const ld_gemm_kernel *ks[] = {ld_gemm_kernel_avx512_f32(), ld_gemm_kernel_avx512_f32_alt(),
+                                  ld_cpu_has_bf16() ? ld_gemm_kernel_avx512_bf16() : NULL,
+                                  ld_cpu_has_bf16() ? ld_gemm_kernel_avx512_bf16_alt() : NULL};
+    for (int q = 0; q < 4; q++) {
+        const ld_gemm_kernel *kr = ks[q];
+        if (!kr || !kr->stack) continue;
+        const int64_t MR = kr->mr, NR = kr->nr, np = 3, kc = 37, kp = kr->bf16 ? (kc + 1) / 2 * 2 : kc;
+        const int64_t es = kr->bf16 ? 2 : 4, astride = MR * kp * es + 64;
+        char *a = malloc((size_t)(np * astride)), *b = malloc((size_t)(kp * NR * es));
+        float *c1 = malloc(sizeof(float) * (size_t)(np * MR * NR)), *c2 = malloc(sizeof(float) * (size_t)(np * MR * NR));
+        for (int64_t i = 0; i < np * astride / es; i++)
+            if (kr->bf16) ((uint16_t *)a)[i] = ld_f32_to_bf16(frand());
+            else ((float *)a)[i] = frand();
+        for (int64_t i = 0; i < kp * NR; i++)
+            if (kr->bf16) ((uint16_t *)b)[i] = ld_f32_to_bf16(frand());
+            else ((float *)b)[i] = frand();
+        for (int load = 0; load < 2; load++) {
+            for (int64_t i = 0; i < np * MR * NR; i++) c1[i] = c2[i] = frand();
+            kr->stack(np, kc, a, astride, b, c1, load);
+            for (int64_t t = 0; t < np; t++) kr->micro(kc, a + t * astride, b, c2 + t * MR * NR, NR, load);
+            CHECK(memcmp(c1, c2, sizeof(float) * (size_t)(np * MR * NR)) == 0, "%s: stack (load %d) differs from micro",
+                  kr->name, load);
+        }
+        free(a), free(b), free(c1), free(c2);
+    }
 }
 
 /* ld_gemm called from inside a parallel region (one product per thread, the
@@ -706,6 +740,7 @@ int main(int argc, char **argv) {
     check_walk();
     check_walk_small_blocks();
     check_packed();
+    check_stack();
     ld_cpu_force(ld_cpu_info_get()->best);
     check_nested();
     ld_gemm_release_buffers();

@@ -13,7 +13,8 @@
  *   1. packs (Q*scale)^T as NR-query B panels of depth D;
  *   2. for each block of BK keys and each NR-query column block in turn
  *      (so that its BK x NR panel of S^T stays in L1 from the first product
- *      to the second): computes S^T = K (Q scale)^T with the micro-kernel,
+ *      to the second): computes S^T = K (Q scale)^T with the micro-kernel
+ *      (its stack entry where it has one: all key tiles in one call),
  *      adds the mask / causal / padding terms, runs the softmax step down
  *      each query column (vectorized across queries, ld_gemm_softmax_fn):
  *          mn = max(m, max_k s), p_k = exp(s_k - mn), alpha = exp(m - mn),
@@ -233,8 +234,11 @@ static void attend_block(const att_job *J, float *out, const float *q, const flo
                 if (q_next) prefetch_rows(q_next + n0 * J->ldq, J->ldq, (s + 1) * nq_next / steps - n0, D, 0);
             }
             /* 2a. S^T = K (Q scale)^T for this column block */
-            for (int64_t r = 0; r < nkp; r += MR)
-                kr->micro(D, kp + r * dD * es, w->qp + c * dD * es, w->st + r * NR, NR, 0);
+            if (kr->stack)
+                kr->stack(nkp / MR, D, kp, MR * dD * es, w->qp + c * dD * es, w->st, 0);
+            else
+                for (int64_t r = 0; r < nkp; r += MR)
+                    kr->micro(D, kp + r * dD * es, w->qp + c * dD * es, w->st + r * NR, NR, 0);
             /* 2b. extra terms, then the softmax step down each query column;
              * bf16 kernels get P^T straight as bf16 pairs (an odd nk pads
              * them with zeros), f32 ones use it in place */
@@ -253,8 +257,11 @@ static void attend_block(const att_job *J, float *out, const float *q, const flo
                 softmax(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
             }
             /* 2c. O^T += V^T P^T */
-            for (int64_t d0 = 0; d0 < Dp; d0 += MR)
-                kr->micro(nk, vp + d0 * vdepth * es, pt, w->ot + c * Dp + d0 * NR, NR, 1);
+            if (kr->stack)
+                kr->stack(Dp / MR, nk, vp, MR * vdepth * es, pt, w->ot + c * Dp, 1);
+            else
+                for (int64_t d0 = 0; d0 < Dp; d0 += MR)
+                    kr->micro(nk, vp + d0 * vdepth * es, pt, w->ot + c * Dp + d0 * NR, NR, 1);
         }
     }
     /* 3. out = O / l */

@@ -21,7 +21,8 @@
 
 /* C tile of MR rows x NV 16-float vectors; a: MR floats per k, b: 16*NV per k. */
 #define DEFINE_F32_KERNEL(NAME, MR, NV)                                                          \
-    static void NAME(int64_t kc, const void *a_, const void *b_, float *c, int64_t ldc, int load) { \
+    static inline __attribute__((always_inline)) void NAME##_tile(int64_t kc, const void *a_, const void *b_, \
+                                                                  float *c, int64_t ldc, int load) { \
         const float *a = a_, *b = b_;                                                            \
         __m512 acc[MR][NV];                                                                      \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                    \
@@ -39,12 +40,22 @@
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                    \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                 \
                 _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);                               \
+    }                                                                                            \
+    static void NAME(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load) { \
+        NAME##_tile(kc, a, b, c, ldc, load);                                                     \
+    }                                                                                            \
+    /* ld_gemm_stack_fn: the row stride a constant, no address arithmetic per tile */            \
+    static void NAME##_stack(int64_t np, int64_t kc, const void *a, int64_t astride, const void *b, float *c, \
+                             int load) {                                                         \
+        for (int64_t t = 0; t < np; t++)                                                         \
+            NAME##_tile(kc, (const char *)a + t * astride, b, c + t * MR * 16 * NV, 16 * NV, load); \
     }
 
 /* Same tile with bf16 pairs: a holds MR uint32 (2 x bf16) per k pair, b holds
  * NV vectors of 16 pairs. */
 #define DEFINE_BF16_KERNEL(NAME, MR, NV)                                                         \
-    static void NAME(int64_t kc, const void *a_, const void *b_, float *c, int64_t ldc, int load) { \
+    static inline __attribute__((always_inline)) void NAME##_tile(int64_t kc, const void *a_, const void *b_, \
+                                                                  float *c, int64_t ldc, int load) { \
         const int32_t *a = a_;                                                                   \
         const uint16_t *b = b_;                                                                  \
         __m512 acc[MR][NV];                                                                      \
@@ -65,6 +76,15 @@
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                    \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                 \
                 _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);                               \
+    }                                                                                            \
+    static void NAME(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load) { \
+        NAME##_tile(kc, a, b, c, ldc, load);                                                     \
+    }                                                                                            \
+    /* ld_gemm_stack_fn: the row stride a constant, no address arithmetic per tile */            \
+    static void NAME##_stack(int64_t np, int64_t kc, const void *a, int64_t astride, const void *b, float *c, \
+                             int load) {                                                         \
+        for (int64_t t = 0; t < np; t++)                                                         \
+            NAME##_tile(kc, (const char *)a + t * astride, b, c + t * MR * 16 * NV, 16 * NV, load); \
     }
 
 DEFINE_F32_KERNEL(micro_f32_14x32, 14, 2)
@@ -421,13 +441,13 @@ static void softmax_pairs_avx512(float *st, int64_t nk, int NR, float *m, float 
 
 static const ld_gemm_kernel k_f32 = {
     .name = "avx512-f32 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 256, .nc = 512,
-    .bf16 = 0, .micro = micro_f32_14x32, .convert = convert_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512,
+    .bf16 = 0, .micro = micro_f32_14x32, .stack = micro_f32_14x32_stack, .convert = convert_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512,
     .softmax = softmax_avx512,
 };
 
 static const ld_gemm_kernel k_bf16 = {
     .name = "avx512-bf16 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 512, .nc = 512,
-    .bf16 = 1, .micro = micro_bf16_14x32, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
+    .bf16 = 1, .micro = micro_bf16_14x32, .stack = micro_bf16_14x32_stack, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
     .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512, .softmax = softmax_avx512,
     .softmax_pairs = softmax_pairs_avx512,
 };
@@ -436,13 +456,13 @@ static const ld_gemm_kernel k_bf16 = {
  * when M is a multiple of 8 but not of 14 (channel counts 128, 256, ...). */
 static const ld_gemm_kernel k_f32_8x48 = {
     .name = "avx512-f32 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 256, .nc = 480,
-    .bf16 = 0, .micro = micro_f32_8x48, .convert = convert_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512,
+    .bf16 = 0, .micro = micro_f32_8x48, .stack = micro_f32_8x48_stack, .convert = convert_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512,
     .softmax = softmax_avx512,
 };
 
 static const ld_gemm_kernel k_bf16_8x48 = {
     .name = "avx512-bf16 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 512, .nc = 480,
-    .bf16 = 1, .micro = micro_bf16_8x48, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
+    .bf16 = 1, .micro = micro_bf16_8x48, .stack = micro_bf16_8x48_stack, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
     .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512, .softmax = softmax_avx512,
     .softmax_pairs = softmax_pairs_avx512,
 };

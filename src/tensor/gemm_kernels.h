@@ -23,6 +23,12 @@
 #include "tensor/tensor.h"
 
 typedef void (*ld_gemm_micro_fn)(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load);
+/* A stack of np micro-tiles against one B panel: A panels a, a + astride
+ * bytes, ...; tile t stored whole at c + t*MR*NR (row i at + i*NR), the
+ * micro-kernel's sum each (load: added to what c holds). For attention's
+ * short products, where one call per tile cost its setup every MR rows. */
+typedef void (*ld_gemm_stack_fn)(int64_t np, int64_t kc, const void *a, int64_t astride, const void *b, float *c,
+                                 int load);
 /* dst[0..n) = f32(src[offset..offset+n)) for a float dtype. */
 typedef void (*ld_gemm_convert_fn)(float *dst, const void *src, ld_dtype dtype, int64_t offset, int64_t n);
 /* f32 tile rows k < kc of W floats, ld apart -> bf16 pairs
@@ -68,6 +74,7 @@ typedef struct {
     int mc, kc, nc; /* blocking: rows of A per packed block, depth (even), columns per task */
     int bf16; /* packed operands are bf16 pairs (see above) */
     ld_gemm_micro_fn micro;
+    ld_gemm_stack_fn stack; /* NULL: micro per tile */
     ld_gemm_convert_fn convert; /* NULL: ld_convert_to_f32 */
     ld_gemm_to_pairs_fn to_pairs; /* bf16 kernels only; NULL: scalar */
     ld_gemm_pack_pairs_fn pack_pairs; /* bf16 kernels only; NULL: gather, then to_pairs */
