@@ -6,6 +6,8 @@
  *   - bf16: the same tiles with vdpbf16ps, each instruction doing two k steps
  *     (operands packed as bf16 pairs, f32 accumulation; the broadcast A pair
  *     goes second, which Zen 4 runs at the full rate);
+ *   - for each kernel a stack entry (ld_gemm_stack_fn) for attention's
+ *     short products, on the same tile code;
  * the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
  * f32 -> bf16 pairs with vcvtne2ps2bf16, a 16x16 transposing gather, and
  * straight source -> bf16 pair packing (pack_pairs); and the vectorized
@@ -18,6 +20,19 @@
 #include <string.h>
 
 #include "tensor/gemm_kernels.h"
+
+/* The two entries of a kernel whose tile code is NAME##_tile: the
+ * micro-kernel, and ld_gemm_stack_fn with the row stride a constant (no
+ * address arithmetic per tile). */
+#define DEFINE_ENTRIES(NAME, MR, NV)                                                             \
+    static void NAME(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load) { \
+        NAME##_tile(kc, a, b, c, ldc, load);                                                     \
+    }                                                                                            \
+    static void NAME##_stack(int64_t np, int64_t kc, const void *a, int64_t astride, const void *b, float *c, \
+                             int load) {                                                         \
+        for (int64_t t = 0; t < np; t++)                                                         \
+            NAME##_tile(kc, (const char *)a + t * astride, b, c + t * MR * 16 * NV, 16 * NV, load); \
+    }
 
 /* C tile of MR rows x NV 16-float vectors; a: MR floats per k, b: 16*NV per k. */
 #define DEFINE_F32_KERNEL(NAME, MR, NV)                                                          \
@@ -41,15 +56,7 @@
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                 \
                 _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);                               \
     }                                                                                            \
-    static void NAME(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load) { \
-        NAME##_tile(kc, a, b, c, ldc, load);                                                     \
-    }                                                                                            \
-    /* ld_gemm_stack_fn: the row stride a constant, no address arithmetic per tile */            \
-    static void NAME##_stack(int64_t np, int64_t kc, const void *a, int64_t astride, const void *b, float *c, \
-                             int load) {                                                         \
-        for (int64_t t = 0; t < np; t++)                                                         \
-            NAME##_tile(kc, (const char *)a + t * astride, b, c + t * MR * 16 * NV, 16 * NV, load); \
-    }
+    DEFINE_ENTRIES(NAME, MR, NV)
 
 /* Same tile with bf16 pairs: a holds MR uint32 (2 x bf16) per k pair, b holds
  * NV vectors of 16 pairs. */
@@ -77,15 +84,7 @@
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                 \
                 _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);                               \
     }                                                                                            \
-    static void NAME(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load) { \
-        NAME##_tile(kc, a, b, c, ldc, load);                                                     \
-    }                                                                                            \
-    /* ld_gemm_stack_fn: the row stride a constant, no address arithmetic per tile */            \
-    static void NAME##_stack(int64_t np, int64_t kc, const void *a, int64_t astride, const void *b, float *c, \
-                             int load) {                                                         \
-        for (int64_t t = 0; t < np; t++)                                                         \
-            NAME##_tile(kc, (const char *)a + t * astride, b, c + t * MR * 16 * NV, 16 * NV, load); \
-    }
+    DEFINE_ENTRIES(NAME, MR, NV)
 
 DEFINE_F32_KERNEL(micro_f32_14x32, 14, 2)
 DEFINE_BF16_KERNEL(micro_bf16_14x32, 14, 2)
