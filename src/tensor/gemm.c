@@ -581,7 +581,7 @@ static void cpu_blocks(const ld_gemm_kernel *kr, int64_t *kc, int64_t *nc) {
  * over C for little work. f32 blocks are at most KC deep; bf16 ones (half
  * the bytes) take as many blocks as K / KC rounds to, so up to 1.5 KC deep.
  * Zen 5-class, 2 threads, interleaved runs: the 1280-deep bf16 products of
- * SDXL and KOALA ran 1024 + 256 deep at 612-618 GFLOP/s and 1280 deep at
+ * SDXL and KOALA ran 1024 + 256 deep at 616-618 GFLOP/s and 1280 deep at
  * 702-717 (640 + 640: 646-669); f32 2304-deep 576 x 4096 ran 1024 + 1024 +
  * 256 deep at 215 and 3 x 768 at 233-256, but 2 x 1152 at 201-206. The sums
  * are the same in any blocking. */
@@ -591,7 +591,9 @@ static int64_t balanced_depth(int64_t K, int64_t KC, int bf16) {
     return round_up((K + n - 1) / n, 2);
 }
 
-/* See gemm_packed.h: the kernel and depth ld_gemm would use for M x N. */
+/* See gemm_packed.h: the kernel ld_gemm would use for M x N and its nominal
+ * depth (ld_gemm evens its k blocks out, balanced_depth, which changes no
+ * bits). */
 void ld_gemm_packing_for(ld_gemm_packing *pk, int64_t M, int64_t N) {
     int emulate = 0;
     pk->kr = pick_kernel_for(M, N, &emulate);
