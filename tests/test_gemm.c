@@ -246,13 +246,13 @@ static void check_packed(void) {
 }
 
 /* Each kernel's stack entry (attention's short products) against its
- * micro-kernel tile by tile: the same bits, with and without load. */
+ * micro-kernel tile by tile: the same bits, with and without load. The
+ * kernels of the best level, both tiles (the shapes pick them on AVX-512);
+ * a kernel without a stack entry is skipped. */
 static void check_stack(void) {
-    const ld_cpu_info *ci = ld_cpu_info_get();
-    if (ci->best != LD_CPU_AVX512) return;
-    const ld_gemm_kernel *ks[] = {ld_gemm_kernel_avx512_f32(), ld_gemm_kernel_avx512_f32_alt(),
-                                  ld_cpu_has_bf16() ? ld_gemm_kernel_avx512_bf16() : NULL,
-                                  ld_cpu_has_bf16() ? ld_gemm_kernel_avx512_bf16_alt() : NULL};
+    ld_cpu_force(ld_cpu_info_get()->best);
+    const ld_gemm_kernel *ks[] = {ld_gemm_kernel_f32_for(4096, 640), ld_gemm_kernel_f32_for(16, 96),
+                                  ld_gemm_kernel_bf16_for(4096, 640), ld_gemm_kernel_bf16_for(128, 480)};
     for (int q = 0; q < 4; q++) {
         const ld_gemm_kernel *kr = ks[q];
         if (!kr || !kr->stack) continue;
