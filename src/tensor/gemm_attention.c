@@ -74,6 +74,18 @@ static void softmax_portable(float *st, int64_t nk, int NR, float *m, float *l, 
 static inline int64_t esize(const ld_gemm_kernel *kr) { return kr->bf16 ? 2 : 4; }
 static inline int64_t depth(const ld_gemm_kernel *kr, int64_t k) { return kr->bf16 ? rup(k, 2) : k; }
 
+/* np tiles of MR rows against one B panel (A panels astride bytes apart, C
+ * tiles contiguous at ld NR): the kernel's stack entry, else one micro call
+ * a tile. */
+static void run_stack(const ld_gemm_kernel *kr, int64_t np, int64_t kc, const char *a, int64_t astride,
+                      const void *b, float *c, int load) {
+    if (kr->stack) {
+        kr->stack(np, kc, a, astride, b, c, load);
+        return;
+    }
+    for (int64_t t = 0; t < np; t++) kr->micro(kc, a + t * astride, b, c + t * kr->mr * kr->nr, kr->nr, load);
+}
+
 typedef struct {
     char *qp, *kp, *vp; /* packed (Q scale)^T, K and V^T */
     float *st, *ot, *m, *l, *tmp, *tile;
@@ -234,11 +246,7 @@ static void attend_block(const att_job *J, float *out, const float *q, const flo
                 if (q_next) prefetch_rows(q_next + n0 * J->ldq, J->ldq, (s + 1) * nq_next / steps - n0, D, 0);
             }
             /* 2a. S^T = K (Q scale)^T for this column block */
-            if (kr->stack)
-                kr->stack(nkp / MR, D, kp, MR * dD * es, w->qp + c * dD * es, w->st, 0);
-            else
-                for (int64_t r = 0; r < nkp; r += MR)
-                    kr->micro(D, kp + r * dD * es, w->qp + c * dD * es, w->st + r * NR, NR, 0);
+            run_stack(kr, nkp / MR, D, kp, MR * dD * es, w->qp + c * dD * es, w->st, 0);
             /* 2b. extra terms, then the softmax step down each query column;
              * bf16 kernels get P^T straight as bf16 pairs (an odd nk pads
              * them with zeros), f32 ones use it in place */
@@ -257,11 +265,7 @@ static void attend_block(const att_job *J, float *out, const float *q, const flo
                 softmax(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
             }
             /* 2c. O^T += V^T P^T */
-            if (kr->stack)
-                kr->stack(Dp / MR, nk, vp, MR * vdepth * es, pt, w->ot + c * Dp, 1);
-            else
-                for (int64_t d0 = 0; d0 < Dp; d0 += MR)
-                    kr->micro(nk, vp + d0 * vdepth * es, pt, w->ot + c * Dp + d0 * NR, NR, 1);
+            run_stack(kr, Dp / MR, nk, vp, MR * vdepth * es, pt, w->ot + c * Dp, 1);
         }
     }
     /* 3. out = O / l */
