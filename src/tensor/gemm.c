@@ -484,13 +484,19 @@ static void pack_b_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
     }
 }
 
-/* Adds the biases to an me x n tile of C at (i, j). */
+/* Adds the biases to an me x n tile of C at (i, j). The loops are vector
+ * loops (omp simd: -O2 leaves them scalar, as C and the biases might
+ * overlap); each element gets the same two additions either way. */
 static inline void add_biases(const gemm_args *g, float *c, int64_t i, int64_t me, int64_t j, int64_t n) {
+    const float *bn = g->bn ? g->bn + j : NULL;
     for (int64_t r = 0; r < me; r++, c += g->ldc) {
-        if (g->bn)
-            for (int64_t x = 0; x < n; x++) c[x] += g->bn[j + x];
+        if (bn) {
+            #pragma omp simd
+            for (int64_t x = 0; x < n; x++) c[x] += bn[x];
+        }
         if (g->bm) {
             const float add = g->bm[i + r];
+            #pragma omp simd
             for (int64_t x = 0; x < n; x++) c[x] += add;
         }
     }
@@ -832,8 +838,10 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
                             float *c = g->C + (i0 + ir) * g->ldc + jr;
                             if (load && ir + MR < m) prefetch_tile(c + MR * g->ldc, min64(MR, m - ir - MR), n, g->ldc);
                             run_tile(kr, kc, ap, bp, c, g->ldc, me, n, load, ctile);
-                            if (last && (g->bn || g->bm)) add_biases(g, c, i0 + ir, me, jr, n);
                         }
+                        /* after the column's tiles, not after each: loads right
+                         * after the kernel's wide stores wait for them */
+                        if (last && (g->bn || g->bm)) add_biases(g, g->C + i0 * g->ldc + jr, i0, m, jr, n);
                     }
                 }
             }

@@ -258,16 +258,30 @@ static inline __m512 load_pairs32(ld_dtype dt, const void *data, int64_t i, int6
     return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
+/* Elements of each column read ahead by pack_pairs_kmajor: its columns
+ * (rows of activations, kilobytes apart) are up to 16 streams, often from
+ * memory, which the hardware prefetchers follow too late. */
+#define KMAJOR_AHEAD 256
+
 /* k contiguous: 16 columns x 32 k become 16 vectors of 16 pairs, one 16x16
  * transpose of 32-bit pairs turns them into 16 rows of pair index p. */
 static void pack_pairs_kmajor(uint32_t *dst, const void *data, ld_dtype dt, int64_t base, int64_t sx, int64_t kc,
                               int64_t n, int W) {
+    const int64_t es = dt == LD_F32 ? 4 : 2;
     for (int x0 = 0; x0 < W; x0 += 16) {
         const int nw = W - x0 < 16 ? W - x0 : 16;
         const __mmask16 sm = nw == 16 ? 0xffff : (__mmask16)((1u << nw) - 1);
         const int64_t nx = n - x0 < 0 ? 0 : n - x0 < 16 ? n - x0 : 16;
         for (int64_t k0 = 0; k0 < kc; k0 += 32) {
             const int64_t nk = kc - k0 < 32 ? kc - k0 : 32;
+            /* ahead in this panel's columns, then in the next panel's (the
+             * n columns that follow, as the packers walk them) */
+            const int64_t t = k0 + KMAJOR_AHEAD, next = t < kc ? 0 : n;
+            for (int64_t x = 0; x < nx; x++) {
+                const char *ahead = (const char *)data + (base + (next + x0 + x) * sx + (t < kc ? t : t - kc)) * es;
+                _mm_prefetch(ahead, _MM_HINT_T0);
+                if (es == 4) _mm_prefetch(ahead + 64, _MM_HINT_T0);
+            }
             __m512 r[16];
             for (int64_t x = 0; x < 16; x++)
                 r[x] = x < nx ? load_pairs32(dt, data, base + (x0 + x) * sx + k0, nk) : _mm512_setzero_ps();
