@@ -177,24 +177,26 @@ static inline __m512 load16(ld_dtype dt, const void *data, int64_t i, __mmask16 
 /* Columns read ahead of the transposes: the 16 source rows are up to 16
  * streams thousands of bytes apart (a weight's rows, a token's channels),
  * which the hardware prefetchers follow too late on their own. */
-#define GATHER_AHEAD 64
+#define GATHER_AHEAD 256
 
 /* nx <= 16 rows (the rest read as 0) of f32, f16 or bf16 (dt is a
  * constant where this is inlined): unmasked loads, prefetched ahead, all in
- * registers. */
+ * registers. Near the end of the rows the prefetches go to the rows `next`
+ * further on, where the packer's next panel reads. */
 static inline __attribute__((always_inline)) void gather_t_fast(float *tile, const void *data, ld_dtype dt,
                                                                 int64_t base, int64_t sx, int64_t kc, int64_t nx,
-                                                                int W, int64_t x0, __mmask16 xm) {
+                                                                int W, int64_t x0, __mmask16 xm, int64_t next) {
     const int64_t es = dt == LD_F32 ? 4 : 2;
     const char *src = (const char *)data + base * es;
     int64_t k0 = 0;
     for (; k0 + 16 <= kc; k0 += 16) {
+        const int64_t t = k0 + GATHER_AHEAD, ahead = t < kc ? t : (t - kc) + next * sx;
         __m512 r[16];
 #pragma GCC unroll 16
         for (int x = 0; x < 16; x++) {
             if (x < nx) {
                 const char *row = src + (x * sx + k0) * es;
-                _mm_prefetch(row + GATHER_AHEAD * es, _MM_HINT_T0);
+                _mm_prefetch(src + (x * sx + ahead) * es, _MM_HINT_T0);
                 r[x] = dt == LD_F32 ? _mm512_loadu_ps(row)
                        : dt == LD_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)row))
                                       : _mm512_castsi512_ps(_mm512_slli_epi32(
@@ -224,11 +226,11 @@ static void gather_t_avx512(float *tile, const void *data, ld_dtype dt, int64_t 
         const __mmask16 xm = W - x0 >= 16 ? 0xffff : (__mmask16)((1u << (W - x0)) - 1);
         const int64_t b = base + x0 * sx;
         if (dt == LD_F32)
-            gather_t_fast(tile, data, LD_F32, b, sx, kc, nx, W, x0, xm);
+            gather_t_fast(tile, data, LD_F32, b, sx, kc, nx, W, x0, xm, n);
         else if (dt == LD_F16)
-            gather_t_fast(tile, data, LD_F16, b, sx, kc, nx, W, x0, xm);
+            gather_t_fast(tile, data, LD_F16, b, sx, kc, nx, W, x0, xm, n);
         else
-            gather_t_fast(tile, data, LD_BF16, b, sx, kc, nx, W, x0, xm);
+            gather_t_fast(tile, data, LD_BF16, b, sx, kc, nx, W, x0, xm, n);
     }
 }
 
