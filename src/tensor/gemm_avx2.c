@@ -84,10 +84,6 @@ static inline __m256 load8(ld_dtype dt, const void *data, int64_t i, int64_t nk)
     return _mm256_loadu_ps(t);
 }
 
-/* Elements of each source row read ahead by gather_t_avx2 (its 8 rows are
- * kilobytes apart; see GATHER_AHEAD in gemm_avx512.c). */
-#define GATHER_AHEAD 256
-
 static void gather_t_avx2(float *tile, const void *data, ld_dtype dt, int64_t base, int64_t sx, int64_t kc,
                           int64_t n, int W) {
     const int64_t es = dt == LD_F32 ? 4 : 2;
@@ -96,11 +92,9 @@ static void gather_t_avx2(float *tile, const void *data, ld_dtype dt, int64_t ba
         const __m256i sm = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)wx), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         for (int64_t k0 = 0; k0 < kc; k0 += 8) {
             const int64_t nk = kc - k0 < 8 ? kc - k0 : 8;
-            /* one line of each row per 64 bytes read: this row's further on,
-             * near its end the next panel's rows (n further), where the
-             * packer goes next */
+            /* one line of each row ahead per 64 bytes read (ld_gemm_pack_ahead) */
             if ((k0 * es) % 64 == 0) {
-                const int64_t t = k0 + GATHER_AHEAD, ahead = t < kc ? t : (t - kc) + n * sx;
+                const int64_t ahead = ld_gemm_pack_ahead(k0, kc, n, sx);
                 for (int64_t x = 0; x < nx; x++)
                     _mm_prefetch((const char *)data + (base + (x0 + x) * sx + ahead) * es, _MM_HINT_T0);
             }

@@ -174,15 +174,11 @@ static inline __m512 load16(ld_dtype dt, const void *data, int64_t i, __mmask16 
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-/* Columns read ahead of the transposes: the 16 source rows are up to 16
- * streams thousands of bytes apart (a weight's rows, a token's channels),
- * which the hardware prefetchers follow too late on their own. */
-#define GATHER_AHEAD 256
-
 /* nx <= 16 rows (the rest read as 0) of f32, f16 or bf16 (dt is a
  * constant where this is inlined): unmasked loads, prefetched ahead, all in
- * registers. Near the end of the rows the prefetches go to the rows `next`
- * further on, where the packer's next panel reads. */
+ * registers; each row is prefetched ahead (ld_gemm_pack_ahead: the 16 rows
+ * are up to 16 streams kilobytes apart, a weight's rows or a token's
+ * channels), near its end the row `next` further on. */
 static inline __attribute__((always_inline)) void gather_t_fast(float *tile, const void *data, ld_dtype dt,
                                                                 int64_t base, int64_t sx, int64_t kc, int64_t nx,
                                                                 int W, int64_t x0, __mmask16 xm, int64_t next) {
@@ -190,7 +186,7 @@ static inline __attribute__((always_inline)) void gather_t_fast(float *tile, con
     const char *src = (const char *)data + base * es;
     int64_t k0 = 0;
     for (; k0 + 16 <= kc; k0 += 16) {
-        const int64_t t = k0 + GATHER_AHEAD, ahead = t < kc ? t : (t - kc) + next * sx;
+        const int64_t ahead = ld_gemm_pack_ahead(k0, kc, next, sx);
         __m512 r[16];
 #pragma GCC unroll 16
         for (int x = 0; x < 16; x++) {
@@ -260,11 +256,6 @@ static inline __m512 load_pairs32(ld_dtype dt, const void *data, int64_t i, int6
     return _mm512_castsi512_ps((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
-/* Elements of each column read ahead by pack_pairs_kmajor: its columns
- * (rows of activations, kilobytes apart) are up to 16 streams, often from
- * memory, which the hardware prefetchers follow too late. */
-#define KMAJOR_AHEAD 256
-
 /* k contiguous: 16 columns x 32 k become 16 vectors of 16 pairs, one 16x16
  * transpose of 32-bit pairs turns them into 16 rows of pair index p. */
 static void pack_pairs_kmajor(uint32_t *dst, const void *data, ld_dtype dt, int64_t base, int64_t sx, int64_t kc,
@@ -276,11 +267,11 @@ static void pack_pairs_kmajor(uint32_t *dst, const void *data, ld_dtype dt, int6
         const int64_t nx = n - x0 < 0 ? 0 : n - x0 < 16 ? n - x0 : 16;
         for (int64_t k0 = 0; k0 < kc; k0 += 32) {
             const int64_t nk = kc - k0 < 32 ? kc - k0 : 32;
-            /* ahead in this panel's columns, then in the next panel's (the
-             * n columns that follow, as the packers walk them) */
-            const int64_t t = k0 + KMAJOR_AHEAD, next = t < kc ? 0 : n;
+            /* ahead in each column, near its end in the next panel's (the
+             * columns of activations are kilobytes apart, often in memory) */
+            const int64_t off = ld_gemm_pack_ahead(k0, kc, n, sx);
             for (int64_t x = 0; x < nx; x++) {
-                const char *ahead = (const char *)data + (base + (next + x0 + x) * sx + (t < kc ? t : t - kc)) * es;
+                const char *ahead = (const char *)data + (base + (x0 + x) * sx + off) * es;
                 _mm_prefetch(ahead, _MM_HINT_T0);
                 if (es == 4) _mm_prefetch(ahead + 64, _MM_HINT_T0);
             }

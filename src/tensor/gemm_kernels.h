@@ -120,4 +120,15 @@ const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16_alt(void);
 const ld_gemm_kernel *ld_gemm_kernel_avx2_f32(void);
 const ld_gemm_kernel *ld_gemm_kernel_neon_f32(void);
 
+/* Software prefetch of the transposing packers (a panel's source rows are
+ * kilobytes apart, which the hardware prefetchers follow too late): the
+ * element LD_GEMM_PACK_AHEAD past k0 of the same row, or near the end of
+ * the kc elements the row n further on, where the packer's next panel of n
+ * rows (stride sx) reads. Returns its offset from the row's element 0. */
+#define LD_GEMM_PACK_AHEAD 256
+static inline int64_t ld_gemm_pack_ahead(int64_t k0, int64_t kc, int64_t n, int64_t sx) {
+    const int64_t t = k0 + LD_GEMM_PACK_AHEAD;
+    return t < kc ? t : t - kc + n * sx;
+}
+
 #endif
