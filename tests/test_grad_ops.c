@@ -438,8 +438,8 @@ static void run_all(void) {
                  c->B * c->Cin * c->H * c->W + lc->r * c->Cin * c->k * c->k + c->Cout * lc->r,
                  c->B * c->Cout * Ho * Wo, 1.0);
     }
-    const att_op atts[] = {{2, 2, 7, 7, 5},     {1, 3, 67, 9, 4},   {2, 1, 5, 70, 3},
-                           {1, 1, 300, 260, 2}, {1, 2, 70, 90, 8}, {2, 1, 5, 1100, 3},
+    const att_op atts[] = {{2, 2, 7, 7, 5, 0},     {1, 3, 67, 9, 4, 0},   {2, 1, 5, 70, 3, 0},
+                           {1, 1, 300, 260, 2, 0}, {1, 2, 70, 90, 8, 0}, {2, 1, 5, 1100, 3, 0},
                            {1, 2, 70, 90, 8, -6}};
     /* {1, 1, 300, 260, 2}: several blocks of queries and keys; {1, 2, 70, 90, 8}: the forward's K and V packed once
      * per head (gemm_packed.h), its last block of 6 queries on ld_gemm; {2, 1, 5, 1100, 3}: two groups of keys,
