@@ -3,6 +3,7 @@
  * dilation, groups (incl. depthwise), replicate padding, size-1 images,
  * a large implicit-GEMM case, f32/f16/bf16 weights, the direct loop on every
  * case, and 1 vs 2 threads bitwise. */
+#include "base/flops.h"
 #include "tensor/ops_internal.h"
 #include "test_ops_util.h"
 
@@ -111,6 +112,93 @@ static void test_conv2d(void) {
     run_conv(&big, LD_BF16, 1);
 }
 
+/* ---- Winograd F(2x2, 3x3) ---- */
+
+/* The Winograd path against the double-precision direct sum: with f32
+ * products it must agree as closely as the direct path (only the rounding of
+ * the transforms differs); odd sizes (a last tile with one row or column),
+ * batches, items of one tile and of a few that cross tile rows and images, the default items, weights
+ * in every dtype, and 1 vs 2 threads bitwise. Then ld_conv2d under bf16
+ * precision, which takes this path from 32 channels: the bf16 products'
+ * error, thread invariance. */
+static void run_winograd(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int bias, ld_dtype dt,
+                         int64_t item_tiles) {
+    const conv_case c = {B, Cin, H, W, Cout, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, bias};
+    const int64_t nx = B * Cin * H * W, nw = Cout * Cin * 9, ny = B * Cout * H * W;
+    float *x = tw_alloc(nx), *wv = tw_alloc(nw), *bv = tw_alloc(Cout), *y = tw_alloc(ny), *y1 = tw_alloc(ny),
+          *ref = tw_alloc(ny);
+    test_fill(x, nx, 500 + nx);
+    test_fill(wv, nw, 600 + nw);
+    test_fill(bv, Cout, 700);
+    ld_tensor w = tw_make(dt, wv, 4, (int64_t[]){Cout, Cin, 3, 3});
+    ld_tensor b = tw_make(dt, bv, 1, (int64_t[]){Cout});
+    ref_conv(ref, x, wv, bv, &c, H, W);
+    char what[160];
+    snprintf(what, sizeof what, "winograd %s B%lld Cin%lld %lldx%lld Cout%lld bias%d item %lld", ld_dtype_name(dt),
+             (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout, bias, (long long)item_tiles);
+    for (int64_t i = 0; i < ny; i++) y[i] = NAN; /* every output must be written */
+    CHECK(ops_conv3x3_winograd(y, x, B, Cin, H, W, &w, bias ? &b : NULL, item_tiles), "%s: ran", what);
+    test_close(what, y, ref, ny, TOL);
+    omp_set_num_threads(1);
+    ops_conv3x3_winograd(y1, x, B, Cin, H, W, &w, bias ? &b : NULL, item_tiles);
+    omp_set_num_threads(2);
+    CHECK(tw_same(y, y1, ny), "%s: 1 and 2 threads give the same bits", what);
+    tw_free(&w);
+    tw_free(&b);
+    free(x);
+    free(wv);
+    free(bv);
+    free(y);
+    free(y1);
+    free(ref);
+}
+
+static void test_winograd(void) {
+    for (int d = 0; d < 3; d++) run_winograd(2, 5, 9, 11, 7, 1, tw_dtypes[d], 1);
+    run_winograd(1, 3, 1, 1, 2, 1, LD_F32, 0);   /* one pixel */
+    run_winograd(1, 4, 2, 7, 3, 0, LD_F32, 0);   /* one tile row */
+    run_winograd(3, 6, 7, 2, 5, 1, LD_F32, 7);   /* odd height, items across rows and images */
+    run_winograd(1, 40, 33, 35, 36, 1, LD_F16, 0);
+    run_winograd(2, 33, 20, 13, 40, 1, LD_BF16, 9);
+    run_winograd(1, 70, 9, 11, 130, 1, LD_BF16, 0); /* several channel blocks and output row blocks */
+
+    /* ld_conv2d under bf16 precision: the Winograd path from 32 channels */
+    const conv_case c = {2, 48, 21, 19, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1};
+    const int64_t nx = c.B * c.Cin * c.H * c.W, nw = c.Cout * c.Cin * 9, ny = c.B * c.Cout * c.H * c.W;
+    float *x = tw_alloc(nx), *wv = tw_alloc(nw), *bv = tw_alloc(c.Cout), *y = tw_alloc(ny), *y1 = tw_alloc(ny),
+          *ref = tw_alloc(ny);
+    test_fill(x, nx, 800);
+    test_fill(wv, nw, 801);
+    test_fill(bv, c.Cout, 802);
+    ld_tensor w = tw_make(LD_F16, wv, 4, (int64_t[]){c.Cout, c.Cin, 3, 3});
+    ld_tensor b = tw_make(LD_F16, bv, 1, (int64_t[]){c.Cout});
+    const ld_conv2d_params p = ld_conv2d_params_make(1, 1);
+    ref_conv(ref, x, wv, bv, &c, c.H, c.W);
+    ld_flops_reset();
+    ld_gemm_set_precision(LD_PRECISION_BF16);
+    ld_conv2d(y, x, c.B, c.Cin, c.H, c.W, &w, &b, &p);
+    omp_set_num_threads(1);
+    ld_conv2d(y1, x, c.B, c.Cin, c.H, c.W, &w, &b, &p);
+    omp_set_num_threads(2);
+    ld_gemm_set_precision(LD_PRECISION_F32);
+    const double err = test_rel_l2(y, ref, ny);
+    printf("%s winograd bf16 through ld_conv2d: relative L2 error %.3g (bf16 inputs: about 2^-9 each)\n",
+           err < 8e-3 ? "ok  " : "FAIL", err);
+    CHECK(err < 8e-3, "bf16 Winograd error %g", err);
+    CHECK(tw_same(y, y1, ny), "bf16 Winograd: 1 and 2 threads give the same bits");
+    CHECK(ld_flops_get(LD_FLOPS_WINOGRAD) == 2ull * 2 * c.B * c.Cout * c.H * c.W * c.Cin * 9 &&
+              ld_flops_get(LD_FLOPS_CONV) == 0 && ld_flops_get(LD_FLOPS_GEMM) == 0,
+          "bf16 3x3 convolutions took the Winograd path and counted the direct form's FLOPs once");
+    tw_free(&w);
+    tw_free(&b);
+    free(x);
+    free(wv);
+    free(bv);
+    free(y);
+    free(y1);
+    free(ref);
+}
+
 /* ---- transposed ---- */
 
 static void run_conv_t(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k, int s, int pad,
@@ -180,6 +268,7 @@ static void test_conv_transpose(void) {
 int main(void) {
     omp_set_num_threads(2);
     test_conv2d();
+    test_winograd();
     test_conv_transpose();
     return test_finish();
 }

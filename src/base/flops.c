@@ -49,7 +49,7 @@ uint64_t ld_flops_calls(ld_flops_cat cat) {
 }
 
 const char *ld_flops_cat_name(ld_flops_cat cat) {
-    static const char *const names[LD_FLOPS_NCAT] = {"gemm", "conv", "attention", "direct_conv"};
+    static const char *const names[LD_FLOPS_NCAT] = {"gemm", "conv", "attention", "direct_conv", "winograd"};
     return valid(cat) ? names[cat] : "?";
 }
 

@@ -14,7 +14,8 @@
  * without double counting. Counted: ld_gemm (linears, 1x1 convolutions,
  * transposed convolutions), ld_gemm_fill_b (implicit-GEMM k x k
  * convolutions), ld_attention (QK^T and AV: 4*B*H*Lq*Lk*D) and the direct
- * path of ld_conv2d (depthwise: 2*B*Cout*Ho*Wo*kh*kw). Norms, activations and
+ * path of ld_conv2d (depthwise: 2*B*Cout*Ho*Wo*kh*kw), its Winograd path
+ * (the same 2*B*Cout*Ho*Wo*Cin*9 as the direct form: an effective rate). Norms, activations and
  * softmax are not counted, as in specs/anchors.md §6.
  */
 #ifndef LD_BASE_FLOPS_H
@@ -27,6 +28,7 @@ typedef enum {
     LD_FLOPS_CONV,        /* ld_gemm_fill_b (implicit-GEMM convolutions) */
     LD_FLOPS_ATTENTION,   /* ld_attention */
     LD_FLOPS_DIRECT_CONV, /* ld_conv2d direct loop (depthwise) */
+    LD_FLOPS_WINOGRAD,    /* ld_conv2d by Winograd F(2x2,3x3): the direct form's FLOPs (it does 4/9 of them) */
     LD_FLOPS_NCAT
 } ld_flops_cat;
 
@@ -40,7 +42,7 @@ uint64_t ld_flops_total(void);
 /* Wall seconds spent inside the category's entry points, and its call count. */
 double ld_flops_seconds(ld_flops_cat cat);
 uint64_t ld_flops_calls(ld_flops_cat cat);
-/* "gemm", "conv", "attention", "direct_conv". */
+/* "gemm", "conv", "attention", "direct_conv", "winograd". */
 const char *ld_flops_cat_name(ld_flops_cat cat);
 
 /* Scope helper behind LD_FLOPS_COUNT (do not use directly). */

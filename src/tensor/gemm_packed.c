@@ -27,22 +27,27 @@ int64_t ld_gemm_packed_tile_floats(const ld_gemm_packing *pk, int64_t K) {
     return depth(pk, K) * tile_width(pk) + depth(pk, K);
 }
 
-/* All rows x K of a strided operand as W-wide panels: element (x, k) at
- * data[x*sx + k*sk], x < rows. */
-static void pack_panels(const ld_gemm_packing *pk, void *dst, const ld_mat *m, int64_t rows, int64_t sk, int64_t sx,
-                        int64_t K, int W, float *tile) {
-    const size_t pan = (size_t)(depth(pk, K) * W * esize(pk));
+/* kc rows of a strided operand (element (x, k) at data[x*sx + k*sk], x <
+ * rows) as W-wide panels pan bytes apart. */
+static void pack_panels(const ld_gemm_packing *pk, void *dst, size_t pan, const ld_mat *m, int64_t rows, int64_t sk,
+                        int64_t sx, int64_t kc, int W, float *tile) {
     for (int64_t x = 0; x < rows; x += W)
         ld_gemm_pack_panel(pk->kr, pk->round, (char *)dst + (size_t)(x / W) * pan, m->dtype, m->data, x * sx, sk, sx,
-                           K, rows - x < W ? rows - x : W, W, tile, tile + depth(pk, K) * tile_width(pk));
+                           kc, rows - x < W ? rows - x : W, W, tile, tile + depth(pk, kc) * tile_width(pk));
 }
 
 void ld_gemm_pack_a(const ld_gemm_packing *pk, void *dst, const ld_mat *A, int64_t M, int64_t K, float *tile) {
-    pack_panels(pk, dst, A, M, A->cs, A->rs, K, pk->kr->mr, tile);
+    pack_panels(pk, dst, ld_gemm_packed_a_bytes(pk, 1, K), A, M, A->cs, A->rs, K, pk->kr->mr, tile);
 }
 
 void ld_gemm_pack_b(const ld_gemm_packing *pk, void *dst, const ld_mat *B, int64_t K, int64_t N, float *tile) {
-    pack_panels(pk, dst, B, N, B->rs, B->cs, K, pk->kr->nr, tile);
+    pack_panels(pk, dst, ld_gemm_packed_b_bytes(pk, K, 1), B, N, B->rs, B->cs, K, pk->kr->nr, tile);
+}
+
+void ld_gemm_pack_b_rows(const ld_gemm_packing *pk, void *dst, int64_t K, int64_t k0, const ld_mat *B, int64_t kc,
+                         int64_t N, float *tile) {
+    pack_panels(pk, (char *)dst + ld_gemm_packed_b_bytes(pk, k0, 1), ld_gemm_packed_b_bytes(pk, K, 1), B, N, B->rs,
+                B->cs, kc, pk->kr->nr, tile);
 }
 
 void ld_gemm_packed_run(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a, const void *b,
@@ -54,6 +59,11 @@ void ld_gemm_packed_run(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t
 void ld_gemm_packed_run_in(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a, size_t apan,
                            const void *b, size_t bpan, float *C, int64_t ldc, int load) {
     LD_FLOPS_COUNT(LD_FLOPS_GEMM, M > 0 && N > 0 && K > 0 ? 2 * M * N * K : 0); /* counted as ld_gemm counts */
+    ld_gemm_packed_run_uncounted(pk, M, N, K, a, apan, b, bpan, C, ldc, load);
+}
+
+void ld_gemm_packed_run_uncounted(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a,
+                                  size_t apan, const void *b, size_t bpan, float *C, int64_t ldc, int load) {
     const ld_gemm_kernel *kr = pk->kr;
     const int MR = kr->mr, NR = kr->nr;
     const int64_t es = esize(pk);

@@ -39,6 +39,11 @@ size_t ld_gemm_packed_b_bytes(const ld_gemm_packing *pk, int64_t K, int64_t N);
 int64_t ld_gemm_packed_tile_floats(const ld_gemm_packing *pk, int64_t K);
 void ld_gemm_pack_a(const ld_gemm_packing *pk, void *dst, const ld_mat *A, int64_t M, int64_t K, float *tile);
 void ld_gemm_pack_b(const ld_gemm_packing *pk, void *dst, const ld_mat *B, int64_t K, int64_t N, float *tile);
+/* Rows k0 .. k0 + kc - 1 of a B packed to depth K at dst, from B (kc x N, its
+ * row 0 being row k0): a B packed a few rows at a time (k0 even with bf16
+ * pairs; tile: ld_gemm_packed_tile_floats(pk, kc)). */
+void ld_gemm_pack_b_rows(const ld_gemm_packing *pk, void *dst, int64_t K, int64_t k0, const ld_mat *B, int64_t kc,
+                         int64_t N, float *tile);
 /* C (M x N, row stride ldc) = (load ? C : 0) + A B. */
 void ld_gemm_packed_run(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a, const void *b,
                         float *C, int64_t ldc, int load);
@@ -49,5 +54,9 @@ void ld_gemm_packed_run(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t
  * bytes in (ld_gemm_packed_b_bytes(pk, k0, 1) for B; k0 even for bf16 pairs). */
 void ld_gemm_packed_run_in(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a, size_t apan,
                            const void *b, size_t bpan, float *C, int64_t ldc, int load);
+/* ld_gemm_packed_run_in without adding to the FLOP counters (base/flops.h),
+ * for an op that counts its own work once (the Winograd convolution). */
+void ld_gemm_packed_run_uncounted(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a,
+                                  size_t apan, const void *b, size_t bpan, float *C, int64_t ldc, int load);
 
 #endif

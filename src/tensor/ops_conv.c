@@ -1,7 +1,7 @@
 /* 2-D convolution and transposed convolution over NCHW f32 activations with
  * f32/f16/bf16 weights (see ops.h for the contracts).
  *
- * ld_conv2d picks one of three paths:
+ * ld_conv2d picks one of four paths:
  *  - 1x1, stride 1, no padding: one ld_gemm per (batch, group) straight on
  *    the NCHW input (y_b = W x_b), no copy at all;
  *  - one input channel per group (depthwise and the like): a direct loop,
@@ -9,6 +9,9 @@
  *    time (contiguous inner loops over output columns); the common 3x3,
  *    stride 1, padding 1 case runs on zero-padded rows with the vector
  *    kernel of ops_vec() (same sums, same order);
+ *  - 3x3, stride 1, padding 1, one group, at least 32 channels in and out,
+ *    under --precision bf16 (ld_gemm_get_precision): Winograd F(2x2, 3x3),
+ *    4/9 of the products (ops_conv_winograd.c; LEANDIFF_WINOGRAD=0: off);
  *  - everything else: implicit GEMM through ld_gemm_fill_b + ld_im2col_fill
  *    (gemm.h): the GEMM packs its bounded tiles of the virtual im2col matrix
  *    straight from the NCHW input, so no im2col buffer exists at all.
@@ -20,6 +23,10 @@
 #include "base/flops.h"
 
 #include <stdlib.h>
+
+/* Fewest input and output channels the Winograd path takes (below, the
+ * transforms cost more than the products save). */
+#define WINOGRAD_MIN_CHANNELS 32
 
 /* Bound of ld_conv_transpose2d's column scratch, in floats (4 MiB). */
 #define CONV_TILE_FLOATS (1 << 20)
@@ -165,6 +172,13 @@ void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int6
             ops_conv2d_direct(y, x, B, Cin, H, W, w, b, p, Ho, Wo);
         return;
     }
+
+    /* 3x3, stride 1, padding 1 under --precision bf16: Winograd (4/9 of the products) */
+    if (kh == 3 && kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 1 && p->pad_w == 1 &&
+        p->dilation_h == 1 && p->dilation_w == 1 && G == 1 && !p->replicate_pad && Cin >= WINOGRAD_MIN_CHANNELS &&
+        Cout >= WINOGRAD_MIN_CHANNELS && ld_gemm_get_precision() == LD_PRECISION_BF16 && ops_winograd_enabled() &&
+        ops_conv3x3_winograd(y, x, B, Cin, H, W, w, b, 0))
+        return;
 
     /* implicit GEMM: ld_gemm packs tiles of the virtual im2col matrix straight from NCHW */
     for (int64_t bi = 0; bi < B; bi++)

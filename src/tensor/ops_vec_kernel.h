@@ -171,5 +171,75 @@ static void vec_dw3_row(float *y, int64_t W, const float *const rows[3], const f
     }
 }
 
-const ops_vec_kernels VEC_TABLE = {VL, vec_gelu_sumsq, vec_sum, vec_grn_row, vec_affine_row,
-                                   vec_chan_sums, vec_norm_row, vec_dw3_row};
+/* Winograd F(2x2, 3x3) input transform of a row of n tiles (see
+ * ops_conv_winograd.c): d holds 4 padded input rows of 2n + 2 floats; V =
+ * B^T d B of tile k goes to v[xi * xs + k]. First q = B^T d down the
+ * columns, split into even and odd columns (tmp: 8 (n + 1) floats), then
+ * each tile from them, all contiguous loops. */
+static void vec_wino_in(float *v, int64_t xs, const float *d, int64_t n, float *tmp) {
+    const int64_t np = 2 * n + 2, h = n + 1;
+    const float *d0 = d, *d1 = d + np, *d2 = d + 2 * np, *d3 = d + 3 * np;
+    float *ev = tmp, *od = tmp + 4 * h;
+    #pragma omp simd
+    for (int64_t k = 0; k < h; k++) {
+        const int64_t j = 2 * k, j1 = j + 1;
+        ev[k] = d0[j] - d2[j];
+        ev[h + k] = d1[j] + d2[j];
+        ev[2 * h + k] = d2[j] - d1[j];
+        ev[3 * h + k] = d1[j] - d3[j];
+        od[k] = d0[j1] - d2[j1];
+        od[h + k] = d1[j1] + d2[j1];
+        od[2 * h + k] = d2[j1] - d1[j1];
+        od[3 * h + k] = d1[j1] - d3[j1];
+    }
+    for (int i = 0; i < 4; i++) { /* (B^T d) B: columns 2k .. 2k + 3 of tile k */
+        const float *e = ev + i * h, *o = od + i * h;
+        float *v0 = v + (int64_t)(4 * i) * xs, *v1 = v0 + xs, *v2 = v1 + xs, *v3 = v2 + xs;
+        #pragma omp simd
+        for (int64_t k = 0; k < n; k++) {
+            v0[k] = e[k] - e[k + 1];
+            v1[k] = o[k] + e[k + 1];
+            v2[k] = e[k + 1] - o[k];
+            v3[k] = o[k] - o[k + 1];
+        }
+    }
+}
+
+/* Winograd F(2x2, 3x3) output transform of a row of n tiles: M_xi of tile k
+ * at m[xi * xs + k], Y = A^T M A + bias written to the output rows y0 and
+ * y1 (NULL: below the image), w of their pixels (2n, or 2n - 1 when the
+ * last tile sticks out). tmp: 4 n floats. */
+static void vec_wino_out(float *y0, float *y1, int64_t w, const float *m, int64_t xs, int64_t n, float bias,
+                         float *tmp) {
+    float *s0 = tmp, *s1 = tmp + n, *s2 = tmp + 2 * n, *s3 = tmp + 3 * n;
+    const float *m0 = m, *m1 = m + 4 * xs, *m2 = m + 8 * xs, *m3 = m + 12 * xs; /* row i of M; column j at + j xs */
+    #pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        /* A^T M: a<r><j> is row r, column j */
+        const float a00 = m0[k] + m1[k] + m2[k], a10 = m1[k] - m2[k] - m3[k];
+        const float a01 = m0[xs + k] + m1[xs + k] + m2[xs + k], a11 = m1[xs + k] - m2[xs + k] - m3[xs + k];
+        const float a02 = m0[2 * xs + k] + m1[2 * xs + k] + m2[2 * xs + k];
+        const float a12 = m1[2 * xs + k] - m2[2 * xs + k] - m3[2 * xs + k];
+        const float a03 = m0[3 * xs + k] + m1[3 * xs + k] + m2[3 * xs + k];
+        const float a13 = m1[3 * xs + k] - m2[3 * xs + k] - m3[3 * xs + k];
+        s0[k] = a00 + a01 + a02 + bias;
+        s1[k] = a01 - a02 - a03 + bias;
+        s2[k] = a10 + a11 + a12 + bias;
+        s3[k] = a11 - a12 - a13 + bias;
+    }
+    const int64_t pairs = w / 2;
+    for (int r = 0; r < 2; r++) {
+        float *out = r ? y1 : y0;
+        const float *c0 = r ? s2 : s0, *c1 = r ? s3 : s1;
+        if (!out) continue;
+        #pragma omp simd
+        for (int64_t k = 0; k < pairs; k++) {
+            out[2 * k] = c0[k];
+            out[2 * k + 1] = c1[k];
+        }
+        if (w & 1) out[w - 1] = c0[pairs];
+    }
+}
+
+const ops_vec_kernels VEC_TABLE = {VL,           vec_gelu_sumsq, vec_sum,     vec_grn_row, vec_affine_row,
+                                   vec_chan_sums, vec_norm_row,  vec_dw3_row, vec_wino_in, vec_wino_out};

@@ -1,0 +1,326 @@
+/* 3x3 convolutions (stride 1, zero padding 1, one group) by Winograd's
+ * minimal filtering F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for
+ * Convolutional Neural Networks", 2016): each 2x2 block of output pixels (a
+ * tile) is
+ *     Y = A^T [ (G g G^T) . (B^T d B) ] A
+ * for its 4x4 input patch d and the 3x3 filter g, so the products that
+ * dominate a convolution (summed over the input channels) become 16 matrix
+ * products with 4x4 / 9 = 4/9 of the multiply-adds of the direct form:
+ *     M_xi[cout, tile] = sum_cin U_xi[cout, cin] V_xi[cin, tile],  xi = 0..15
+ * U = G g G^T (the filters) is made and packed for the GEMM kernels once a
+ * call. The tiles are then cut into items of a few dozen; a thread takes an
+ * item and runs all of it in its own cache-sized scratch: V = B^T d B of
+ * its tiles, the 16 products on the packed kernels (gemm_packed.h), and the
+ * output transform straight into y, so V and M never travel to memory and
+ * the input is read about twice, the output written once.
+ *
+ * The sums differ from the direct form's (other terms, and the transformed
+ * values are rounded to bf16), by about what bf16 products already change,
+ * so ld_conv2d takes this path only with --precision bf16
+ * (ld_gemm_get_precision); the exact path keeps the direct sums.
+ * LEANDIFF_WINOGRAD=0 turns it off. An item is one thread's from start to
+ * end, so results do not depend on the thread count. */
+#include "tensor/ops_internal.h"
+#include "base/flops.h"
+
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor/gemm_packed.h"
+
+/* Kernel panels (NR tiles each) of an item: each packed U_xi row is used
+ * this many panels' tiles over before it is read again. */
+#define ITEM_PANELS 4
+/* Output channels per pass over an item's tiles: rows of A kept in cache. */
+#define ROW_BLOCK_PANELS 8
+
+static int g_enabled;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void read_env(void) {
+    const char *e = getenv("LEANDIFF_WINOGRAD");
+    g_enabled = !(e && !strcmp(e, "0"));
+}
+
+int ops_winograd_enabled(void) {
+    pthread_once(&g_once, read_env);
+    return g_enabled;
+}
+
+/* U_xi[o, i] = (G g G^T)[xi] of the filters g = w[o, i] of one output
+ * channel o, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], into u + xi * xs + i.
+ * The filters are converted to f32 and turned around into 9 rows of Cin
+ * (tap-major), so every step is a vector loop over the input channels.
+ * scr: 21 * Cin floats. */
+static void filter_row(const ld_gemm_kernel *kr, const ld_tensor *w, int64_t o, int64_t Cin, float *u, int64_t xs,
+                       float *scr) {
+    float *f = scr, *g = f + 9 * Cin, *t = f; /* t (12 rows of G g) reuses f once g holds the taps */
+    (kr->convert ? kr->convert : ld_convert_to_f32)(f, w->data, w->dtype, o * Cin * 9, Cin * 9);
+    for (int64_t i = 0; i < Cin; i++)
+        for (int k = 0; k < 9; k++) g[k * Cin + i] = f[i * 9 + k];
+    float *t9 = g + 9 * Cin; /* rows 9..11 of t: past g */
+    for (int c = 0; c < 3; c++) { /* G g: row r of G against column c of g */
+        const float *g0 = g + c * Cin, *g1 = g + (3 + c) * Cin, *g2 = g + (6 + c) * Cin;
+        float *t0 = t + c * Cin, *t1 = t + (3 + c) * Cin, *t2 = t + (6 + c) * Cin, *t3 = t9 + c * Cin;
+        for (int64_t i = 0; i < Cin; i++) {
+            t0[i] = g0[i];
+            t1[i] = 0.5f * (g0[i] + g1[i] + g2[i]);
+            t2[i] = 0.5f * (g0[i] - g1[i] + g2[i]);
+            t3[i] = g2[i];
+        }
+    }
+    for (int r = 0; r < 4; r++) { /* (G g) G^T, row r: u[r][0..3] */
+        const float *a0 = r < 3 ? t + (3 * r) * Cin : t9, *a1 = a0 + Cin, *a2 = a1 + Cin;
+        float *u0 = u + (4 * r) * xs, *u1 = u0 + xs, *u2 = u1 + xs, *u3 = u2 + xs;
+        for (int64_t i = 0; i < Cin; i++) {
+            u0[i] = a0[i];
+            u1[i] = 0.5f * (a0[i] + a1[i] + a2[i]);
+            u2[i] = 0.5f * (a0[i] - a1[i] + a2[i]);
+            u3[i] = a2[i];
+        }
+    }
+}
+
+/* All 16 U_xi packed once for the product kernel (A operands, Cout x Cin):
+ * a panel of MR output channels at a time, transformed into the thread's
+ * scratch (16 x MR x Cin floats, then 21 * Cin for filter_row) and packed
+ * with ld_gemm_pack_a, which rounds to bf16 as every product does. */
+static void pack_filters(const ld_gemm_packing *pk, char *apack, size_t xi_bytes, const ld_tensor *w, int64_t Cout,
+                         int64_t Cin, float *scr, int64_t per) {
+    const int MR = pk->kr->mr;
+    const size_t apan = ld_gemm_packed_a_bytes(pk, MR, Cin);
+    const int64_t npan = (Cout + MR - 1) / MR, ut = 16 * MR * Cin;
+    #pragma omp parallel for schedule(static)
+    for (int64_t pn = 0; pn < npan; pn++) {
+        float *u = scr + omp_get_thread_num() * per, *rest = u + ut;
+        const int64_t o0 = pn * MR, rows = Cout - o0 < MR ? Cout - o0 : MR;
+        for (int64_t r = 0; r < rows; r++) filter_row(pk->kr, w, o0 + r, Cin, u + r * Cin, MR * Cin, rest);
+        for (int xi = 0; xi < 16; xi++) {
+            const ld_mat A = ld_mat_f32(u + (int64_t)xi * MR * Cin, Cin, 1);
+            ld_gemm_pack_a(pk, apack + xi * xi_bytes + (size_t)pn * apan, &A, rows, Cin, rest);
+        }
+    }
+}
+
+/* The call's buffers: the packed U and the threads' scratch. One set is
+ * kept between calls (grown as needed: fresh pages of this size cost more
+ * to fault in than the transforms take); a call that finds it busy
+ * (another thread's) allocates its own. */
+enum { BUF_U, BUF_SCR, NBUF };
+typedef struct {
+    void *p[NBUF];
+    size_t bytes[NBUF];
+} buffers;
+
+static buffers g_kept;
+static int g_kept_busy;
+static pthread_mutex_t g_kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void buffers_free(buffers *b) {
+    for (int i = 0; i < NBUF; i++) {
+        ld_aligned_free(b->p[i]);
+        b->p[i] = NULL;
+        b->bytes[i] = 0;
+    }
+}
+
+/* The kept set (grown to `need`) or, when it is busy, own; on failure the
+ * returned set holds no buffers (p[0] NULL). */
+static buffers *buffers_get(const size_t need[NBUF], buffers *own) {
+    buffers *b = own;
+    pthread_mutex_lock(&g_kept_lock);
+    if (!g_kept_busy) {
+        g_kept_busy = 1;
+        b = &g_kept;
+    }
+    pthread_mutex_unlock(&g_kept_lock);
+    for (int i = 0; i < NBUF; i++) {
+        if (b->bytes[i] >= need[i]) continue;
+        ld_aligned_free(b->p[i]);
+        b->p[i] = NULL;
+        b->bytes[i] = 0;
+        if (ld_aligned_alloc(NULL, &b->p[i], need[i], "") != LD_OK) {
+            buffers_free(b);
+            return b;
+        }
+        b->bytes[i] = need[i];
+    }
+    return b;
+}
+
+static void buffers_put(buffers *b) {
+    if (b != &g_kept) {
+        buffers_free(b);
+        return;
+    }
+    pthread_mutex_lock(&g_kept_lock);
+    g_kept_busy = 0;
+    pthread_mutex_unlock(&g_kept_lock);
+}
+
+/* One call: tiles of 2x2 output pixels, TH x TW of them a plane, numbered
+ * t = (b * TH + ty) * TW + tx; items of at most nb tiles. */
+typedef struct {
+    int64_t B, Cin, Cout, H, W, TH, TW, nb;
+    const float *x;
+    float *y;
+    const ld_tensor *bias;
+    const ld_gemm_packing *pk;
+    const char *apack;
+    size_t xi_bytes;
+} wino;
+
+/* V_xi[k] at v + xi * xs + k for the tiles tx0 .. tx0 + n - 1 of tile row
+ * `row` (b * TH + ty), input channel c: the 4 input rows of the tiles padded
+ * (p[j] = x[2 tx0 - 1 + j], 0 outside), then ops_vec()->wino_in.
+ * scr: 16 * (n + 1) floats. */
+static void input_seg(const wino *cv, int64_t c, int64_t row, int64_t tx0, int64_t n, float *v, int64_t xs,
+                      float *scr) {
+    const int64_t b = row / cv->TH, ty = row % cv->TH, np = 2 * n + 2, x0 = 2 * tx0 - 1;
+    const float *plane = cv->x + (b * cv->Cin + c) * cv->H * cv->W;
+    const int64_t lo = x0 < 0 ? -x0 : 0, hi = x0 + np > cv->W ? cv->W - x0 : np; /* in-image part of p */
+    for (int a = 0; a < 4; a++) { /* input rows 2ty - 1 .. 2ty + 2 */
+        const int64_t iy = 2 * ty - 1 + a;
+        float *p = scr + a * np;
+        if (iy < 0 || iy >= cv->H || hi <= lo) {
+            memset(p, 0, sizeof(float) * (size_t)np);
+            continue;
+        }
+        for (int64_t j = 0; j < lo; j++) p[j] = 0.0f;
+        memcpy(p + lo, plane + iy * cv->W + x0 + lo, sizeof(float) * (size_t)(hi - lo));
+        for (int64_t j = hi; j < np; j++) p[j] = 0.0f;
+    }
+    ops_vec()->wino_in(v, xs, scr, n, scr + 4 * np);
+}
+
+/* y rows 2ty, 2ty + 1 of output channel o for the tiles tx0 .. tx0 + n - 1 of
+ * tile row `row`, from M_xi[k] at mo + xi * xs + k (ops_vec()->wino_out).
+ * scr: 4 * n floats. */
+static void output_seg(const wino *cv, int64_t o, int64_t row, int64_t tx0, int64_t n, const float *mo, int64_t xs,
+                       float bias, float *scr) {
+    const int64_t b = row / cv->TH, ty = row % cv->TH, x0 = 2 * tx0;
+    float *plane = cv->y + (b * cv->Cout + o) * cv->H * cv->W + x0;
+    float *y0 = plane + 2 * ty * cv->W, *y1 = 2 * ty + 1 < cv->H ? y0 + cv->W : NULL;
+    ops_vec()->wino_out(y0, y1, x0 + 2 * n <= cv->W ? 2 * n : cv->W - x0, mo, xs, n, bias, scr);
+}
+
+/* Most tiles of an item (ITEM_PANELS of the widest kernel, or a test's). */
+#define ITEM_MAX 256
+
+/* A run of an item's tiles within one tile row: tiles tx0 .. tx0 + len - 1
+ * of row `row`, at offset off in the item. */
+typedef struct {
+    int64_t row, tx0, len, off;
+} segment;
+
+/* The runs of tiles [t0, t0 + n); returns how many. */
+static int segments(const wino *cv, int64_t t0, int64_t n, segment *sg) {
+    int ns = 0;
+    for (int64_t off = 0; off < n; ns++) {
+        const int64_t t = t0 + off, tx0 = t % cv->TW, len = cv->TW - tx0 < n - off ? cv->TW - tx0 : n - off;
+        sg[ns] = (segment){t / cv->TW, tx0, len, off};
+        off += len;
+    }
+    return ns;
+}
+
+/* Input channels transformed at a time before their rows of V are packed. */
+#define CHANNEL_BLOCK 32
+
+/* Byte offsets in a thread's scratch for items of nb tiles: the f32 V of a
+ * block of input channels, V packed for the kernels (all 16 xi), M of a
+ * block of output channels, the packing tile, the transforms' rows. */
+typedef struct {
+    size_t vc, vp, m, tile, rows, total, v_bytes;
+} item_layout;
+
+static item_layout layout_of(const wino *cv) {
+    item_layout l;
+    const int64_t nb = cv->nb, mb = ROW_BLOCK_PANELS * cv->pk->kr->mr;
+    l.v_bytes = ld_gemm_packed_b_bytes(cv->pk, cv->Cin, nb);
+    l.vc = 0;
+    l.vp = l.vc + sizeof(float) * (size_t)(16 * CHANNEL_BLOCK * nb);
+    l.m = l.vp + (16 * l.v_bytes + 63) / 64 * 64;
+    l.tile = l.m + sizeof(float) * (size_t)(16 * mb * nb);
+    l.rows = l.tile + sizeof(float) * (size_t)(ld_gemm_packed_tile_floats(cv->pk, CHANNEL_BLOCK) + 16);
+    l.total = l.rows + sizeof(float) * (size_t)(16 * (nb + 1)) + 64;
+    return l;
+}
+
+/* One item, tiles [t0, t0 + n): V of its tiles, CHANNEL_BLOCK input
+ * channels at a time, packed for the kernels; then for each block of
+ * output channels the 16 products M_xi = U_xi V_xi and the output
+ * transform of those channels straight into y. */
+static void run_item(const wino *cv, const item_layout *l, int64_t t0, int64_t n, char *scr) {
+    const ld_gemm_packing *pk = cv->pk;
+    const int MR = pk->kr->mr, NR = pk->kr->nr;
+    const int64_t ld = cv->nb, K = cv->Cin, mb = ROW_BLOCK_PANELS * MR, CB = CHANNEL_BLOCK;
+    float *vc = (float *)(scr + l->vc), *m = (float *)(scr + l->m), *tile = (float *)(scr + l->tile);
+    float *rows = (float *)(scr + l->rows);
+    char *vp = scr + l->vp;
+    const size_t apan = ld_gemm_packed_a_bytes(pk, MR, K), bpan = ld_gemm_packed_b_bytes(pk, K, NR);
+    segment sg[ITEM_MAX];
+    const int ns = segments(cv, t0, n, sg);
+    for (int64_t c0 = 0; c0 < K; c0 += CB) {
+        const int64_t kc = K - c0 < CB ? K - c0 : CB;
+        for (int i = 0; i < ns; i++)
+            for (int64_t c = 0; c < kc; c++)
+                input_seg(cv, c0 + c, sg[i].row, sg[i].tx0, sg[i].len, vc + c * ld + sg[i].off, CB * ld, rows);
+        for (int xi = 0; xi < 16; xi++) {
+            const ld_mat V = ld_mat_f32(vc + (int64_t)xi * CB * ld, ld, 1);
+            ld_gemm_pack_b_rows(pk, vp + xi * l->v_bytes, K, c0, &V, kc, n, tile);
+        }
+    }
+    for (int64_t i0 = 0; i0 < cv->Cout; i0 += mb) {
+        const int64_t rows_m = cv->Cout - i0 < mb ? cv->Cout - i0 : mb;
+        for (int xi = 0; xi < 16; xi++)
+            ld_gemm_packed_run_uncounted(pk, rows_m, n, K, cv->apack + xi * cv->xi_bytes + (size_t)(i0 / MR) * apan,
+                                         apan, vp + xi * l->v_bytes, bpan, m + (int64_t)xi * mb * ld, ld, 0);
+        for (int64_t o = i0; o < i0 + rows_m; o++) {
+            const float bias = ops_has(cv->bias) ? ops_wget(cv->bias, o) : 0.0f;
+            for (int i = 0; i < ns; i++)
+                output_seg(cv, o, sg[i].row, sg[i].tx0, sg[i].len, m + (o - i0) * ld + sg[i].off, mb * ld, bias, rows);
+        }
+    }
+}
+
+int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
+                         const ld_tensor *bias, int64_t item_tiles) {
+    const int64_t Cout = w->shape[0];
+    ld_gemm_packing pk;
+    ld_gemm_packing_for(&pk, Cout, ITEM_PANELS * 32); /* the kernel of Cout x (an item) products */
+    const int64_t MR = pk.kr->mr, NR = pk.kr->nr;
+    wino c = {B, Cin, Cout, H, W, (H + 1) / 2, (W + 1) / 2, 0, x, y, bias, &pk, NULL, 0};
+    const int64_t tiles = B * c.TH * c.TW;
+    c.nb = item_tiles > 0 && item_tiles < ITEM_MAX ? item_tiles : ITEM_PANELS * NR;
+    if (c.nb > tiles) c.nb = tiles;
+    const int64_t tile = ld_gemm_packed_tile_floats(&pk, Cin), nt = omp_get_max_threads();
+    const item_layout lay = layout_of(&c);
+    /* a thread's scratch: an item's, or pack_filters' (16 MR rows of U, then
+     * filter_row's 21 Cin or the packing tile) */
+    int64_t per = (int64_t)(lay.total + 3) / 4;
+    const int64_t filt = 16 * MR * Cin + (21 * Cin > tile ? 21 * Cin : tile);
+    if (filt > per) per = filt;
+    per = (per + 15) / 16 * 16; /* 64-byte aligned per thread */
+    c.xi_bytes = ld_gemm_packed_a_bytes(&pk, Cout, Cin);
+    const size_t need[NBUF] = {16 * c.xi_bytes, sizeof(float) * (size_t)(nt * per)};
+    buffers own = {0}, *bufs = buffers_get(need, &own);
+    if (!bufs->p[0]) {
+        buffers_put(bufs);
+        return 0;
+    }
+    LD_FLOPS_COUNT(LD_FLOPS_WINOGRAD, 2 * B * Cout * H * W * Cin * 9);
+    float *scr = bufs->p[BUF_SCR];
+    pack_filters(&pk, bufs->p[BUF_U], c.xi_bytes, w, Cout, Cin, scr, per);
+    c.apack = bufs->p[BUF_U];
+    const int64_t items = (tiles + c.nb - 1) / c.nb;
+    #pragma omp parallel for schedule(dynamic)
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t t0 = it * c.nb;
+        run_item(&c, &lay, t0, tiles - t0 < c.nb ? tiles - t0 : c.nb, (char *)(scr + omp_get_thread_num() * per));
+    }
+    buffers_put(bufs);
+    return 1;
+}
