@@ -122,7 +122,7 @@ static void test_conv2d(void) {
  * precision, which takes this path from 32 channels: the bf16 products'
  * error, thread invariance. */
 static void run_winograd(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int bias, ld_dtype dt,
-                         int64_t item_tiles) {
+                         int64_t item_tiles, size_t u_bytes) {
     const conv_case c = {B, Cin, H, W, Cout, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, bias};
     const int64_t nx = B * Cin * H * W, nw = Cout * Cin * 9, ny = B * Cout * H * W;
     float *x = tw_alloc(nx), *wv = tw_alloc(nw), *bv = tw_alloc(Cout), *y = tw_alloc(ny), *y1 = tw_alloc(ny),
@@ -134,13 +134,13 @@ static void run_winograd(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t C
     ld_tensor b = tw_make(dt, bv, 1, (int64_t[]){Cout});
     ref_conv(ref, x, wv, bv, &c, H, W);
     char what[160];
-    snprintf(what, sizeof what, "winograd %s B%lld Cin%lld %lldx%lld Cout%lld bias%d item %lld", ld_dtype_name(dt),
-             (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout, bias, (long long)item_tiles);
+    snprintf(what, sizeof what, "winograd %s B%lld Cin%lld %lldx%lld Cout%lld bias%d item %lld u %zu", ld_dtype_name(dt),
+             (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout, bias, (long long)item_tiles, u_bytes);
     for (int64_t i = 0; i < ny; i++) y[i] = NAN; /* every output must be written */
-    CHECK(ops_conv3x3_winograd(y, x, B, Cin, H, W, &w, bias ? &b : NULL, item_tiles), "%s: ran", what);
+    CHECK(ops_conv3x3_winograd(y, x, B, Cin, H, W, &w, bias ? &b : NULL, item_tiles, u_bytes), "%s: ran", what);
     test_close(what, y, ref, ny, TOL);
     omp_set_num_threads(1);
-    ops_conv3x3_winograd(y1, x, B, Cin, H, W, &w, bias ? &b : NULL, item_tiles);
+    ops_conv3x3_winograd(y1, x, B, Cin, H, W, &w, bias ? &b : NULL, item_tiles, u_bytes);
     omp_set_num_threads(2);
     CHECK(tw_same(y, y1, ny), "%s: 1 and 2 threads give the same bits", what);
     tw_free(&w);
@@ -154,13 +154,15 @@ static void run_winograd(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t C
 }
 
 static void test_winograd(void) {
-    for (int d = 0; d < 3; d++) run_winograd(2, 5, 9, 11, 7, 1, tw_dtypes[d], 1);
-    run_winograd(1, 3, 1, 1, 2, 1, LD_F32, 0);   /* one pixel */
-    run_winograd(1, 4, 2, 7, 3, 0, LD_F32, 0);   /* one tile row */
-    run_winograd(3, 6, 7, 2, 5, 1, LD_F32, 7);   /* odd height, items across rows and images */
-    run_winograd(1, 40, 33, 35, 36, 1, LD_F16, 0);
-    run_winograd(2, 33, 20, 13, 40, 1, LD_BF16, 9);
-    run_winograd(1, 70, 9, 11, 130, 1, LD_BF16, 0); /* several channel blocks and output row blocks */
+    for (int d = 0; d < 3; d++) run_winograd(2, 5, 9, 11, 7, 1, tw_dtypes[d], 1, 0);
+    run_winograd(1, 3, 1, 1, 2, 1, LD_F32, 0, 0);   /* one pixel */
+    run_winograd(1, 4, 2, 7, 3, 0, LD_F32, 0, 0);   /* one tile row */
+    run_winograd(3, 6, 7, 2, 5, 1, LD_F32, 7, 0);   /* odd height, items across rows and images */
+    run_winograd(1, 40, 33, 35, 36, 1, LD_F16, 0, 0);
+    run_winograd(2, 33, 20, 13, 40, 1, LD_BF16, 9, 0);
+    run_winograd(1, 70, 9, 11, 130, 1, LD_BF16, 0, 0); /* several channel blocks and output row blocks */
+    run_winograd(2, 37, 9, 8, 45, 1, LD_F16, 5, 1);    /* output channels one kernel panel at a time */
+    run_winograd(1, 70, 9, 11, 130, 0, LD_F32, 0, 300000); /* blocks of several panels, the last one short */
 
     /* ld_conv2d under bf16 precision: the Winograd path from 32 channels */
     const conv_case c = {2, 48, 21, 19, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1};

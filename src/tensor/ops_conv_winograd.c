@@ -33,6 +33,12 @@
 /* Kernel panels (NR tiles each) of an item: each packed U_xi row is used
  * this many panels' tiles over before it is read again. */
 #define ITEM_PANELS 4
+/* Most bytes of packed U at a time (kept between calls): a larger U (KOALA's
+ * 1280- and 2560-channel convolutions: 52 and 105 MB) is done in equal
+ * blocks of output channels, each block transforming the input again. 16 MB
+ * made the 2560 -> 1280 convolution at 32x32 (batch 2) 34 % slower than one
+ * block, 32 MB 21 %. */
+#define U_BYTES ((size_t)32 << 20)
 /* Output channels per pass over an item's tiles: rows of A kept in cache. */
 #define ROW_BLOCK_PANELS 8
 
@@ -50,53 +56,28 @@ int ops_winograd_enabled(void) {
 }
 
 /* U_xi[o, i] = (G g G^T)[xi] of the filters g = w[o, i] of one output
- * channel o, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], into u + xi * xs + i.
- * The filters are converted to f32 and turned around into 9 rows of Cin
- * (tap-major), so every step is a vector loop over the input channels.
- * scr: 21 * Cin floats. */
+ * channel o into u + xi * xs + i: converted to f32, then
+ * ops_vec()->wino_filter. scr: 30 * Cin floats. */
 static void filter_row(const ld_gemm_kernel *kr, const ld_tensor *w, int64_t o, int64_t Cin, float *u, int64_t xs,
                        float *scr) {
-    float *f = scr, *g = f + 9 * Cin, *t = f; /* t (12 rows of G g) reuses f once g holds the taps */
-    (kr->convert ? kr->convert : ld_convert_to_f32)(f, w->data, w->dtype, o * Cin * 9, Cin * 9);
-    for (int64_t i = 0; i < Cin; i++)
-        for (int k = 0; k < 9; k++) g[k * Cin + i] = f[i * 9 + k];
-    float *t9 = g + 9 * Cin; /* rows 9..11 of t: past g */
-    for (int c = 0; c < 3; c++) { /* G g: row r of G against column c of g */
-        const float *g0 = g + c * Cin, *g1 = g + (3 + c) * Cin, *g2 = g + (6 + c) * Cin;
-        float *t0 = t + c * Cin, *t1 = t + (3 + c) * Cin, *t2 = t + (6 + c) * Cin, *t3 = t9 + c * Cin;
-        for (int64_t i = 0; i < Cin; i++) {
-            t0[i] = g0[i];
-            t1[i] = 0.5f * (g0[i] + g1[i] + g2[i]);
-            t2[i] = 0.5f * (g0[i] - g1[i] + g2[i]);
-            t3[i] = g2[i];
-        }
-    }
-    for (int r = 0; r < 4; r++) { /* (G g) G^T, row r: u[r][0..3] */
-        const float *a0 = r < 3 ? t + (3 * r) * Cin : t9, *a1 = a0 + Cin, *a2 = a1 + Cin;
-        float *u0 = u + (4 * r) * xs, *u1 = u0 + xs, *u2 = u1 + xs, *u3 = u2 + xs;
-        for (int64_t i = 0; i < Cin; i++) {
-            u0[i] = a0[i];
-            u1[i] = 0.5f * (a0[i] + a1[i] + a2[i]);
-            u2[i] = 0.5f * (a0[i] - a1[i] + a2[i]);
-            u3[i] = a2[i];
-        }
-    }
+    (kr->convert ? kr->convert : ld_convert_to_f32)(scr, w->data, w->dtype, o * Cin * 9, Cin * 9);
+    ops_vec()->wino_filter(u, xs, scr, Cin, scr + 9 * Cin);
 }
 
-/* All 16 U_xi packed once for the product kernel (A operands, Cout x Cin):
- * a panel of MR output channels at a time, transformed into the thread's
- * scratch (16 x MR x Cin floats, then 21 * Cin for filter_row) and packed
+/* The 16 U_xi of the output channels first .. first + count - 1 packed for
+ * the product kernel (A operands, count x Cin): a panel of MR channels at a time, transformed into the thread's
+ * scratch (16 x MR x Cin floats, then 30 * Cin for filter_row) and packed
  * with ld_gemm_pack_a, which rounds to bf16 as every product does. */
-static void pack_filters(const ld_gemm_packing *pk, char *apack, size_t xi_bytes, const ld_tensor *w, int64_t Cout,
-                         int64_t Cin, float *scr, int64_t per) {
+static void pack_filters(const ld_gemm_packing *pk, char *apack, size_t xi_bytes, const ld_tensor *w, int64_t first,
+                         int64_t count, int64_t Cin, float *scr, int64_t per) {
     const int MR = pk->kr->mr;
     const size_t apan = ld_gemm_packed_a_bytes(pk, MR, Cin);
-    const int64_t npan = (Cout + MR - 1) / MR, ut = 16 * MR * Cin;
+    const int64_t npan = (count + MR - 1) / MR, ut = 16 * MR * Cin;
     #pragma omp parallel for schedule(static)
     for (int64_t pn = 0; pn < npan; pn++) {
         float *u = scr + omp_get_thread_num() * per, *rest = u + ut;
-        const int64_t o0 = pn * MR, rows = Cout - o0 < MR ? Cout - o0 : MR;
-        for (int64_t r = 0; r < rows; r++) filter_row(pk->kr, w, o0 + r, Cin, u + r * Cin, MR * Cin, rest);
+        const int64_t o0 = pn * MR, rows = count - o0 < MR ? count - o0 : MR;
+        for (int64_t r = 0; r < rows; r++) filter_row(pk->kr, w, first + o0 + r, Cin, u + r * Cin, MR * Cin, rest);
         for (int xi = 0; xi < 16; xi++) {
             const ld_mat A = ld_mat_f32(u + (int64_t)xi * MR * Cin, Cin, 1);
             ld_gemm_pack_a(pk, apack + xi * xi_bytes + (size_t)pn * apan, &A, rows, Cin, rest);
@@ -161,9 +142,10 @@ static void buffers_put(buffers *b) {
 }
 
 /* One call: tiles of 2x2 output pixels, TH x TW of them a plane, numbered
- * t = (b * TH + ty) * TW + tx; items of at most nb tiles. */
+ * t = (b * TH + ty) * TW + tx; items of at most nb tiles; the output
+ * channels o0 .. o0 + ob - 1 whose U is packed at apack. */
 typedef struct {
-    int64_t B, Cin, Cout, H, W, TH, TW, nb;
+    int64_t B, Cin, Cout, H, W, TH, TW, nb, o0, ob;
     const float *x;
     float *y;
     const ld_tensor *bias;
@@ -273,38 +255,44 @@ static void run_item(const wino *cv, const item_layout *l, int64_t t0, int64_t n
             ld_gemm_pack_b_rows(pk, vp + xi * l->v_bytes, K, c0, &V, kc, n, tile);
         }
     }
-    for (int64_t i0 = 0; i0 < cv->Cout; i0 += mb) {
-        const int64_t rows_m = cv->Cout - i0 < mb ? cv->Cout - i0 : mb;
+    for (int64_t i0 = 0; i0 < cv->ob; i0 += mb) {
+        const int64_t rows_m = cv->ob - i0 < mb ? cv->ob - i0 : mb;
         for (int xi = 0; xi < 16; xi++)
             ld_gemm_packed_run_uncounted(pk, rows_m, n, K, cv->apack + xi * cv->xi_bytes + (size_t)(i0 / MR) * apan,
                                          apan, vp + xi * l->v_bytes, bpan, m + (int64_t)xi * mb * ld, ld, 0);
-        for (int64_t o = i0; o < i0 + rows_m; o++) {
+        for (int64_t r = 0; r < rows_m; r++) {
+            const int64_t o = cv->o0 + i0 + r;
             const float bias = ops_has(cv->bias) ? ops_wget(cv->bias, o) : 0.0f;
             for (int i = 0; i < ns; i++)
-                output_seg(cv, o, sg[i].row, sg[i].tx0, sg[i].len, m + (o - i0) * ld + sg[i].off, mb * ld, bias, rows);
+                output_seg(cv, o, sg[i].row, sg[i].tx0, sg[i].len, m + r * ld + sg[i].off, mb * ld, bias, rows);
         }
     }
 }
 
 int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
-                         const ld_tensor *bias, int64_t item_tiles) {
+                         const ld_tensor *bias, int64_t item_tiles, size_t u_bytes) {
     const int64_t Cout = w->shape[0];
     ld_gemm_packing pk;
     ld_gemm_packing_for(&pk, Cout, ITEM_PANELS * 32); /* the kernel of Cout x (an item) products */
     const int64_t MR = pk.kr->mr, NR = pk.kr->nr;
-    wino c = {B, Cin, Cout, H, W, (H + 1) / 2, (W + 1) / 2, 0, x, y, bias, &pk, NULL, 0};
+    wino c = {B, Cin, Cout, H, W, (H + 1) / 2, (W + 1) / 2, 0, 0, Cout, x, y, bias, &pk, NULL, 0};
     const int64_t tiles = B * c.TH * c.TW;
     c.nb = item_tiles > 0 && item_tiles < ITEM_MAX ? item_tiles : ITEM_PANELS * NR;
     if (c.nb > tiles) c.nb = tiles;
     const int64_t tile = ld_gemm_packed_tile_floats(&pk, Cin), nt = omp_get_max_threads();
     const item_layout lay = layout_of(&c);
     /* a thread's scratch: an item's, or pack_filters' (16 MR rows of U, then
-     * filter_row's 21 Cin or the packing tile) */
+     * filter_row's 30 Cin or the packing tile) */
     int64_t per = (int64_t)(lay.total + 3) / 4;
-    const int64_t filt = 16 * MR * Cin + (21 * Cin > tile ? 21 * Cin : tile);
+    const int64_t filt = 16 * MR * Cin + (30 * Cin > tile ? 30 * Cin : tile);
     if (filt > per) per = filt;
     per = (per + 15) / 16 * 16; /* 64-byte aligned per thread */
-    c.xi_bytes = ld_gemm_packed_a_bytes(&pk, Cout, Cin);
+    /* output channels in blocks whose packed U stays within U_BYTES */
+    const size_t u_max = u_bytes ? u_bytes : U_BYTES;
+    const int64_t panels = (Cout + MR - 1) / MR, fit = (int64_t)(u_max / (16 * ld_gemm_packed_a_bytes(&pk, MR, Cin)));
+    const int64_t nblocks = fit >= panels ? 1 : (panels + (fit > 1 ? fit : 1) - 1) / (fit > 1 ? fit : 1);
+    c.ob = (panels + nblocks - 1) / nblocks * MR; /* equal blocks of whole panels */
+    c.xi_bytes = ld_gemm_packed_a_bytes(&pk, c.ob, Cin);
     const size_t need[NBUF] = {16 * c.xi_bytes, sizeof(float) * (size_t)(nt * per)};
     buffers own = {0}, *bufs = buffers_get(need, &own);
     if (!bufs->p[0]) {
@@ -313,13 +301,16 @@ int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64
     }
     LD_FLOPS_COUNT(LD_FLOPS_WINOGRAD, 2 * B * Cout * H * W * Cin * 9);
     float *scr = bufs->p[BUF_SCR];
-    pack_filters(&pk, bufs->p[BUF_U], c.xi_bytes, w, Cout, Cin, scr, per);
     c.apack = bufs->p[BUF_U];
-    const int64_t items = (tiles + c.nb - 1) / c.nb;
-    #pragma omp parallel for schedule(dynamic)
-    for (int64_t it = 0; it < items; it++) {
-        const int64_t t0 = it * c.nb;
-        run_item(&c, &lay, t0, tiles - t0 < c.nb ? tiles - t0 : c.nb, (char *)(scr + omp_get_thread_num() * per));
+    const int64_t items = (tiles + c.nb - 1) / c.nb, block = c.ob;
+    for (c.o0 = 0; c.o0 < Cout; c.o0 += block) {
+        c.ob = Cout - c.o0 < block ? Cout - c.o0 : block;
+        pack_filters(&pk, bufs->p[BUF_U], c.xi_bytes, w, c.o0, c.ob, Cin, scr, per);
+        #pragma omp parallel for schedule(dynamic)
+        for (int64_t it = 0; it < items; it++) {
+            const int64_t t0 = it * c.nb;
+            run_item(&c, &lay, t0, tiles - t0 < c.nb ? tiles - t0 : c.nb, (char *)(scr + omp_get_thread_num() * per));
+        }
     }
     buffers_put(bufs);
     return 1;

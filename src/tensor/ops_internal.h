@@ -53,10 +53,11 @@ void ops_conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t
 /* ld_conv2d's 3x3 convolution (stride 1, zero padding 1, one group) by
  * Winograd's F(2x2, 3x3), see ops_conv_winograd.c: y [B, Cout, H, W]. Returns 0
  * (nothing written) when its buffers cannot be allocated. Products in the
- * calling thread's ld_gemm precision. item_tiles > 0 sets the tiles a
- * thread takes at a time (for tests; below 256), 0 sizes items for the cache. */
+ * calling thread's ld_gemm precision. For tests: item_tiles > 0 sets the
+ * tiles a thread takes at a time (below 256), u_bytes > 0 the most bytes of
+ * packed filters at a time (blocks of output channels); 0 and 0 by default. */
 int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
-                         const ld_tensor *bias, int64_t item_tiles);
+                         const ld_tensor *bias, int64_t item_tiles, size_t u_bytes);
 /* 0 when LEANDIFF_WINOGRAD=0 turned the Winograd path off. */
 int ops_winograd_enabled(void);
 
@@ -96,10 +97,12 @@ typedef struct {
     /* one output row of a 3x3 stride-1 depthwise convolution from three input
      * rows padded as ops_dw3_pad_row does (NULL: outside the image) */
     void (*dw3_row)(float *y, int64_t W, const float *const rows[3], const float *w9, float bias);
-    /* Winograd F(2x2, 3x3) transforms of a row of n tiles (ops_conv_winograd.c):
+    /* Winograd F(2x2, 3x3) transforms (ops_conv_winograd.c): n filters of 9
+     * taps f -> U_xi[i] at u[xi * xs + i] (tmp: 21 n floats); for a row of n tiles,
      * d: 4 padded input rows of 2n + 2 floats -> V_xi[k] at v[xi * xs + k]
      * (tmp: 8 (n + 1) floats); M_xi[k] at m[xi * xs + k] -> Y + bias into
      * output rows y0, y1 (NULL: skipped), w pixels of each (tmp: 4 n floats) */
+    void (*wino_filter)(float *u, int64_t xs, const float *f, int64_t n, float *tmp);
     void (*wino_in)(float *v, int64_t xs, const float *d, int64_t n, float *tmp);
     void (*wino_out)(float *y0, float *y1, int64_t w, const float *m, int64_t xs, int64_t n, float bias, float *tmp);
 } ops_vec_kernels;

@@ -171,6 +171,41 @@ static void vec_dw3_row(float *y, int64_t W, const float *const rows[3], const f
     }
 }
 
+/* Winograd F(2x2, 3x3) filter transform of n filters (f: 9 taps each, one
+ * filter after the other): U = G g G^T, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ * element xi of filter i to u[xi * xs + i]. The taps are turned around first
+ * (9 rows of n), so every step is a loop over the filters. tmp: 21 n floats. */
+static void vec_wino_filter(float *u, int64_t xs, const float *f, int64_t n, float *tmp) {
+    float *g = tmp, *t = tmp + 9 * n; /* t: G g, 12 rows (r = 0..3, column c = 0..2) */
+    for (int k = 0; k < 9; k++) {
+        float *gk = g + k * n;
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) gk[i] = f[i * 9 + k];
+    }
+    for (int c = 0; c < 3; c++) {
+        const float *g0 = g + c * n, *g1 = g + (3 + c) * n, *g2 = g + (6 + c) * n;
+        float *t0 = t + c * n, *t1 = t + (3 + c) * n, *t2 = t + (6 + c) * n, *t3 = t + (9 + c) * n;
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            t0[i] = g0[i];
+            t1[i] = 0.5f * (g0[i] + g1[i] + g2[i]);
+            t2[i] = 0.5f * (g0[i] - g1[i] + g2[i]);
+            t3[i] = g2[i];
+        }
+    }
+    for (int r = 0; r < 4; r++) { /* (G g) G^T, row r */
+        const float *a0 = t + (3 * r) * n, *a1 = a0 + n, *a2 = a1 + n;
+        float *u0 = u + (4 * r) * xs, *u1 = u0 + xs, *u2 = u1 + xs, *u3 = u2 + xs;
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            u0[i] = a0[i];
+            u1[i] = 0.5f * (a0[i] + a1[i] + a2[i]);
+            u2[i] = 0.5f * (a0[i] - a1[i] + a2[i]);
+            u3[i] = a2[i];
+        }
+    }
+}
+
 /* Winograd F(2x2, 3x3) input transform of a row of n tiles (see
  * ops_conv_winograd.c): d holds 4 padded input rows of 2n + 2 floats; V =
  * B^T d B of tile k goes to v[xi * xs + k]. First q = B^T d down the
@@ -241,5 +276,6 @@ static void vec_wino_out(float *y0, float *y1, int64_t w, const float *m, int64_
     }
 }
 
-const ops_vec_kernels VEC_TABLE = {VL,           vec_gelu_sumsq, vec_sum,     vec_grn_row, vec_affine_row,
-                                   vec_chan_sums, vec_norm_row,  vec_dw3_row, vec_wino_in, vec_wino_out};
+const ops_vec_kernels VEC_TABLE = {VL,           vec_gelu_sumsq, vec_sum,     vec_grn_row,     vec_affine_row,
+                                   vec_chan_sums, vec_norm_row,  vec_dw3_row, vec_wino_filter, vec_wino_in,
+                                   vec_wino_out};
