@@ -121,36 +121,58 @@ static void test_conv2d(void) {
  * in every dtype, and 1 vs 2 threads bitwise. Then ld_conv2d under bf16
  * precision, which takes this path from 32 channels: the bf16 products'
  * error, thread invariance. */
+/* A 3x3, stride 1, padding 1 case: input, weights and bias in dtype dt (the
+ * values rounded to it), the double-precision direct sum in ref, y and y1
+ * for two results. */
+typedef struct {
+    conv_case c;
+    int64_t ny;
+    float *x, *wv, *bv, *y, *y1, *ref;
+    ld_tensor w, b;
+} case3x3;
+
+static void case3x3_make(case3x3 *k, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int bias,
+                         ld_dtype dt, uint64_t seed) {
+    k->c = (conv_case){B, Cin, H, W, Cout, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, bias};
+    const int64_t nx = B * Cin * H * W, nw = Cout * Cin * 9;
+    k->ny = B * Cout * H * W;
+    k->x = tw_alloc(nx);
+    k->wv = tw_alloc(nw);
+    k->bv = tw_alloc(Cout);
+    k->y = tw_alloc(k->ny);
+    k->y1 = tw_alloc(k->ny);
+    k->ref = tw_alloc(k->ny);
+    test_fill(k->x, nx, seed + nx);
+    test_fill(k->wv, nw, seed + 100 + nw);
+    test_fill(k->bv, Cout, seed + 200);
+    k->w = tw_make(dt, k->wv, 4, (int64_t[]){Cout, Cin, 3, 3});
+    k->b = tw_make(dt, k->bv, 1, (int64_t[]){Cout});
+    ref_conv(k->ref, k->x, k->wv, k->bv, &k->c, H, W);
+    for (int64_t i = 0; i < k->ny; i++) k->y[i] = NAN; /* every output must be written */
+}
+
+static void case3x3_free(case3x3 *k) {
+    tw_free(&k->w);
+    tw_free(&k->b);
+    float *p[] = {k->x, k->wv, k->bv, k->y, k->y1, k->ref};
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++) free(p[i]);
+}
+
 static void run_winograd(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int bias, ld_dtype dt,
                          int64_t item_tiles, size_t u_bytes) {
-    const conv_case c = {B, Cin, H, W, Cout, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, bias};
-    const int64_t nx = B * Cin * H * W, nw = Cout * Cin * 9, ny = B * Cout * H * W;
-    float *x = tw_alloc(nx), *wv = tw_alloc(nw), *bv = tw_alloc(Cout), *y = tw_alloc(ny), *y1 = tw_alloc(ny),
-          *ref = tw_alloc(ny);
-    test_fill(x, nx, 500 + nx);
-    test_fill(wv, nw, 600 + nw);
-    test_fill(bv, Cout, 700);
-    ld_tensor w = tw_make(dt, wv, 4, (int64_t[]){Cout, Cin, 3, 3});
-    ld_tensor b = tw_make(dt, bv, 1, (int64_t[]){Cout});
-    ref_conv(ref, x, wv, bv, &c, H, W);
+    case3x3 k;
+    case3x3_make(&k, B, Cin, H, W, Cout, bias, dt, 500);
+    const ld_tensor *bp = bias ? &k.b : NULL;
     char what[160];
     snprintf(what, sizeof what, "winograd %s B%lld Cin%lld %lldx%lld Cout%lld bias%d item %lld u %zu", ld_dtype_name(dt),
              (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout, bias, (long long)item_tiles, u_bytes);
-    for (int64_t i = 0; i < ny; i++) y[i] = NAN; /* every output must be written */
-    CHECK(ops_conv3x3_winograd(y, x, B, Cin, H, W, &w, bias ? &b : NULL, item_tiles, u_bytes), "%s: ran", what);
-    test_close(what, y, ref, ny, TOL);
+    CHECK(ops_conv3x3_winograd(k.y, k.x, B, Cin, H, W, &k.w, bp, item_tiles, u_bytes), "%s: ran", what);
+    test_close(what, k.y, k.ref, k.ny, TOL);
     omp_set_num_threads(1);
-    ops_conv3x3_winograd(y1, x, B, Cin, H, W, &w, bias ? &b : NULL, item_tiles, u_bytes);
+    ops_conv3x3_winograd(k.y1, k.x, B, Cin, H, W, &k.w, bp, item_tiles, u_bytes);
     omp_set_num_threads(2);
-    CHECK(tw_same(y, y1, ny), "%s: 1 and 2 threads give the same bits", what);
-    tw_free(&w);
-    tw_free(&b);
-    free(x);
-    free(wv);
-    free(bv);
-    free(y);
-    free(y1);
-    free(ref);
+    CHECK(tw_same(k.y, k.y1, k.ny), "%s: 1 and 2 threads give the same bits", what);
+    case3x3_free(&k);
 }
 
 static void test_winograd(void) {
@@ -165,40 +187,25 @@ static void test_winograd(void) {
     run_winograd(1, 70, 9, 11, 130, 0, LD_F32, 0, 300000); /* blocks of several panels, the last one short */
 
     /* ld_conv2d under bf16 precision: the Winograd path from 32 channels */
-    const conv_case c = {2, 48, 21, 19, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 1};
-    const int64_t nx = c.B * c.Cin * c.H * c.W, nw = c.Cout * c.Cin * 9, ny = c.B * c.Cout * c.H * c.W;
-    float *x = tw_alloc(nx), *wv = tw_alloc(nw), *bv = tw_alloc(c.Cout), *y = tw_alloc(ny), *y1 = tw_alloc(ny),
-          *ref = tw_alloc(ny);
-    test_fill(x, nx, 800);
-    test_fill(wv, nw, 801);
-    test_fill(bv, c.Cout, 802);
-    ld_tensor w = tw_make(LD_F16, wv, 4, (int64_t[]){c.Cout, c.Cin, 3, 3});
-    ld_tensor b = tw_make(LD_F16, bv, 1, (int64_t[]){c.Cout});
+    case3x3 k;
+    case3x3_make(&k, 2, 48, 21, 19, 40, 1, LD_F16, 800);
     const ld_conv2d_params p = ld_conv2d_params_make(1, 1);
-    ref_conv(ref, x, wv, bv, &c, c.H, c.W);
     ld_flops_reset();
     ld_gemm_set_precision(LD_PRECISION_BF16);
-    ld_conv2d(y, x, c.B, c.Cin, c.H, c.W, &w, &b, &p);
+    ld_conv2d(k.y, k.x, 2, 48, 21, 19, &k.w, &k.b, &p);
     omp_set_num_threads(1);
-    ld_conv2d(y1, x, c.B, c.Cin, c.H, c.W, &w, &b, &p);
+    ld_conv2d(k.y1, k.x, 2, 48, 21, 19, &k.w, &k.b, &p);
     omp_set_num_threads(2);
     ld_gemm_set_precision(LD_PRECISION_F32);
-    const double err = test_rel_l2(y, ref, ny);
+    const double err = test_rel_l2(k.y, k.ref, k.ny);
     printf("%s winograd bf16 through ld_conv2d: relative L2 error %.3g (bf16 inputs: about 2^-9 each)\n",
            err < 8e-3 ? "ok  " : "FAIL", err);
     CHECK(err < 8e-3, "bf16 Winograd error %g", err);
-    CHECK(tw_same(y, y1, ny), "bf16 Winograd: 1 and 2 threads give the same bits");
-    CHECK(ld_flops_get(LD_FLOPS_WINOGRAD) == 2ull * 2 * c.B * c.Cout * c.H * c.W * c.Cin * 9 &&
-              ld_flops_get(LD_FLOPS_CONV) == 0 && ld_flops_get(LD_FLOPS_GEMM) == 0,
+    CHECK(tw_same(k.y, k.y1, k.ny), "bf16 Winograd: 1 and 2 threads give the same bits");
+    CHECK(ld_flops_get(LD_FLOPS_WINOGRAD) == 2ull * 2 * 2 * 40 * 21 * 19 * 48 * 9 && ld_flops_get(LD_FLOPS_CONV) == 0 &&
+              ld_flops_get(LD_FLOPS_GEMM) == 0,
           "bf16 3x3 convolutions took the Winograd path and counted the direct form's FLOPs once");
-    tw_free(&w);
-    tw_free(&b);
-    free(x);
-    free(wv);
-    free(bv);
-    free(y);
-    free(y1);
-    free(ref);
+    case3x3_free(&k);
 }
 
 /* ---- transposed ---- */

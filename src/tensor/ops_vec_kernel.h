@@ -171,38 +171,37 @@ static void vec_dw3_row(float *y, int64_t W, const float *const rows[3], const f
     }
 }
 
+/* G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1] applied to three rows a0..a2 of n:
+ * the four rows o0..o3 (one step of the filter transform below). */
+static void wino_g(float *o0, float *o1, float *o2, float *o3, const float *a0, const float *a1, const float *a2,
+                   int64_t n) {
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        o0[i] = a0[i];
+        o1[i] = 0.5f * (a0[i] + a1[i] + a2[i]);
+        o2[i] = 0.5f * (a0[i] - a1[i] + a2[i]);
+        o3[i] = a2[i];
+    }
+}
+
 /* Winograd F(2x2, 3x3) filter transform of n filters (f: 9 taps each, one
- * filter after the other): U = G g G^T, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
- * element xi of filter i to u[xi * xs + i]. The taps are turned around first
- * (9 rows of n), so every step is a loop over the filters. tmp: 21 n floats. */
+ * filter after the other): U = G g G^T, element xi of filter i to
+ * u[xi * xs + i]. The taps are turned around first (9 rows of n), so every
+ * step is a loop over the filters. tmp: 21 n floats. */
 static void vec_wino_filter(float *u, int64_t xs, const float *f, int64_t n, float *tmp) {
-    float *g = tmp, *t = tmp + 9 * n; /* t: G g, 12 rows (r = 0..3, column c = 0..2) */
+    float *g = tmp, *t = tmp + 9 * n; /* t: G g, 12 rows (row r of G, column c of g at 3r + c) */
     for (int k = 0; k < 9; k++) {
         float *gk = g + k * n;
         #pragma omp simd
         for (int64_t i = 0; i < n; i++) gk[i] = f[i * 9 + k];
     }
-    for (int c = 0; c < 3; c++) {
-        const float *g0 = g + c * n, *g1 = g + (3 + c) * n, *g2 = g + (6 + c) * n;
-        float *t0 = t + c * n, *t1 = t + (3 + c) * n, *t2 = t + (6 + c) * n, *t3 = t + (9 + c) * n;
-        #pragma omp simd
-        for (int64_t i = 0; i < n; i++) {
-            t0[i] = g0[i];
-            t1[i] = 0.5f * (g0[i] + g1[i] + g2[i]);
-            t2[i] = 0.5f * (g0[i] - g1[i] + g2[i]);
-            t3[i] = g2[i];
-        }
-    }
-    for (int r = 0; r < 4; r++) { /* (G g) G^T, row r */
-        const float *a0 = t + (3 * r) * n, *a1 = a0 + n, *a2 = a1 + n;
-        float *u0 = u + (4 * r) * xs, *u1 = u0 + xs, *u2 = u1 + xs, *u3 = u2 + xs;
-        #pragma omp simd
-        for (int64_t i = 0; i < n; i++) {
-            u0[i] = a0[i];
-            u1[i] = 0.5f * (a0[i] + a1[i] + a2[i]);
-            u2[i] = 0.5f * (a0[i] - a1[i] + a2[i]);
-            u3[i] = a2[i];
-        }
+    for (int c = 0; c < 3; c++) /* G g, column c: the taps (0, c), (1, c), (2, c) */
+        wino_g(t + c * n, t + (3 + c) * n, t + (6 + c) * n, t + (9 + c) * n, g + c * n, g + (3 + c) * n,
+               g + (6 + c) * n, n);
+    for (int r = 0; r < 4; r++) { /* (G g) G^T, row r: u[4r .. 4r + 3] */
+        const float *a0 = t + (3 * r) * n;
+        wino_g(u + (4 * r) * xs, u + (4 * r + 1) * xs, u + (4 * r + 2) * xs, u + (4 * r + 3) * xs, a0, a0 + n,
+               a0 + 2 * n, n);
     }
 }
 
