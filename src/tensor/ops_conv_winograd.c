@@ -8,8 +8,10 @@
  * products with 4x4 / 9 = 4/9 of the multiply-adds of the direct form:
  *     M_xi[cout, tile] = sum_cin U_xi[cout, cin] V_xi[cin, tile],  xi = 0..15
  * U = G g G^T (the filters) is made and packed for the GEMM kernels once a
- * call. The tiles are then cut into items of a few dozen; a thread takes an
- * item and runs all of it in its own cache-sized scratch: V = B^T d B of
+ * call, at most U_BYTES of it at a time (blocks of output channels). The
+ * tiles are cut into items of ITEM_PANELS kernel panels (128 tiles with the
+ * 14x32 kernel); a thread takes an item and runs all of it in its own
+ * cache-sized scratch: V = B^T d B of
  * its tiles, the 16 products on the packed kernels (gemm_packed.h), and the
  * output transform straight into y, so V and M never travel to memory and
  * the input is read about twice, the output written once.
@@ -37,7 +39,7 @@
  * 1280- and 2560-channel convolutions: 52 and 105 MB) is done in equal
  * blocks of output channels, each block transforming the input again. 16 MB
  * made the 2560 -> 1280 convolution at 32x32 (batch 2) 34 % slower than one
- * block, 32 MB 21 %. */
+ * block, 32 MB 21 % (measured before the filter transform was vectorized). */
 #define U_BYTES ((size_t)32 << 20)
 /* Output channels per pass over an item's tiles: rows of A kept in cache. */
 #define ROW_BLOCK_PANELS 8
@@ -56,12 +58,12 @@ int ops_winograd_enabled(void) {
 }
 
 /* U_xi[o, i] = (G g G^T)[xi] of the filters g = w[o, i] of one output
- * channel o into u + xi * xs + i: converted to f32, then
- * ops_vec()->wino_filter. scr: 30 * Cin floats. */
-static void filter_row(const ld_gemm_kernel *kr, const ld_tensor *w, int64_t o, int64_t Cin, float *u, int64_t xs,
-                       float *scr) {
+ * channel o into u + xi * xs + i: converted to f32, then vk->wino_filter.
+ * scr: 30 * Cin floats. */
+static void filter_row(const ld_gemm_kernel *kr, const ops_vec_kernels *vk, const ld_tensor *w, int64_t o,
+                       int64_t Cin, float *u, int64_t xs, float *scr) {
     (kr->convert ? kr->convert : ld_convert_to_f32)(scr, w->data, w->dtype, o * Cin * 9, Cin * 9);
-    ops_vec()->wino_filter(u, xs, scr, Cin, scr + 9 * Cin);
+    vk->wino_filter(u, xs, scr, Cin, scr + 9 * Cin);
 }
 
 /* The 16 U_xi of the output channels first .. first + count - 1 packed for
@@ -73,11 +75,12 @@ static void pack_filters(const ld_gemm_packing *pk, char *apack, size_t xi_bytes
     const int MR = pk->kr->mr;
     const size_t apan = ld_gemm_packed_a_bytes(pk, MR, Cin);
     const int64_t npan = (count + MR - 1) / MR, ut = 16 * MR * Cin;
+    const ops_vec_kernels *vk = ops_vec();
     #pragma omp parallel for schedule(static)
     for (int64_t pn = 0; pn < npan; pn++) {
         float *u = scr + omp_get_thread_num() * per, *rest = u + ut;
         const int64_t o0 = pn * MR, rows = count - o0 < MR ? count - o0 : MR;
-        for (int64_t r = 0; r < rows; r++) filter_row(pk->kr, w, first + o0 + r, Cin, u + r * Cin, MR * Cin, rest);
+        for (int64_t r = 0; r < rows; r++) filter_row(pk->kr, vk, w, first + o0 + r, Cin, u + r * Cin, MR * Cin, rest);
         for (int xi = 0; xi < 16; xi++) {
             const ld_mat A = ld_mat_f32(u + (int64_t)xi * MR * Cin, Cin, 1);
             ld_gemm_pack_a(pk, apack + xi * xi_bytes + (size_t)pn * apan, &A, rows, Cin, rest);
@@ -150,13 +153,14 @@ typedef struct {
     float *y;
     const ld_tensor *bias;
     const ld_gemm_packing *pk;
+    const ops_vec_kernels *vk; /* the transforms of the CPU path */
     const char *apack;
     size_t xi_bytes;
 } wino;
 
 /* V_xi[k] at v + xi * xs + k for the tiles tx0 .. tx0 + n - 1 of tile row
  * `row` (b * TH + ty), input channel c: the 4 input rows of the tiles padded
- * (p[j] = x[2 tx0 - 1 + j], 0 outside), then ops_vec()->wino_in.
+ * (p[j] = x[2 tx0 - 1 + j], 0 outside), then vk->wino_in.
  * scr: 16 * (n + 1) floats. */
 static void input_seg(const wino *cv, int64_t c, int64_t row, int64_t tx0, int64_t n, float *v, int64_t xs,
                       float *scr) {
@@ -174,18 +178,18 @@ static void input_seg(const wino *cv, int64_t c, int64_t row, int64_t tx0, int64
         memcpy(p + lo, plane + iy * cv->W + x0 + lo, sizeof(float) * (size_t)(hi - lo));
         for (int64_t j = hi; j < np; j++) p[j] = 0.0f;
     }
-    ops_vec()->wino_in(v, xs, scr, n, scr + 4 * np);
+    cv->vk->wino_in(v, xs, scr, n, scr + 4 * np);
 }
 
 /* y rows 2ty, 2ty + 1 of output channel o for the tiles tx0 .. tx0 + n - 1 of
- * tile row `row`, from M_xi[k] at mo + xi * xs + k (ops_vec()->wino_out).
+ * tile row `row`, from M_xi[k] at mo + xi * xs + k (vk->wino_out).
  * scr: 4 * n floats. */
 static void output_seg(const wino *cv, int64_t o, int64_t row, int64_t tx0, int64_t n, const float *mo, int64_t xs,
                        float bias, float *scr) {
     const int64_t b = row / cv->TH, ty = row % cv->TH, x0 = 2 * tx0;
     float *plane = cv->y + (b * cv->Cout + o) * cv->H * cv->W + x0;
     float *y0 = plane + 2 * ty * cv->W, *y1 = 2 * ty + 1 < cv->H ? y0 + cv->W : NULL;
-    ops_vec()->wino_out(y0, y1, x0 + 2 * n <= cv->W ? 2 * n : cv->W - x0, mo, xs, n, bias, scr);
+    cv->vk->wino_out(y0, y1, x0 + 2 * n <= cv->W ? 2 * n : cv->W - x0, mo, xs, n, bias, scr);
 }
 
 /* Most tiles of an item (ITEM_PANELS of the widest kernel, or a test's). */
@@ -275,9 +279,10 @@ int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64
     ld_gemm_packing pk;
     ld_gemm_packing_for(&pk, Cout, ITEM_PANELS * 32); /* the kernel of Cout x (an item) products */
     const int64_t MR = pk.kr->mr, NR = pk.kr->nr;
-    wino c = {B, Cin, Cout, H, W, (H + 1) / 2, (W + 1) / 2, 0, 0, Cout, x, y, bias, &pk, NULL, 0};
+    wino c = {B, Cin, Cout, H, W, (H + 1) / 2, (W + 1) / 2, 0, 0, Cout, x, y, bias, &pk, ops_vec(), NULL, 0};
     const int64_t tiles = B * c.TH * c.TW;
-    c.nb = item_tiles > 0 && item_tiles < ITEM_MAX ? item_tiles : ITEM_PANELS * NR;
+    c.nb = item_tiles > 0 ? item_tiles : ITEM_PANELS * NR;
+    if (c.nb > ITEM_MAX) c.nb = ITEM_MAX;
     if (c.nb > tiles) c.nb = tiles;
     const int64_t tile = ld_gemm_packed_tile_floats(&pk, Cin), nt = omp_get_max_threads();
     const item_layout lay = layout_of(&c);
@@ -289,8 +294,10 @@ int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64
     per = (per + 15) / 16 * 16; /* 64-byte aligned per thread */
     /* output channels in blocks whose packed U stays within U_BYTES */
     const size_t u_max = u_bytes ? u_bytes : U_BYTES;
-    const int64_t panels = (Cout + MR - 1) / MR, fit = (int64_t)(u_max / (16 * ld_gemm_packed_a_bytes(&pk, MR, Cin)));
-    const int64_t nblocks = fit >= panels ? 1 : (panels + (fit > 1 ? fit : 1) - 1) / (fit > 1 ? fit : 1);
+    const int64_t panels = (Cout + MR - 1) / MR;
+    int64_t fit = (int64_t)(u_max / (16 * ld_gemm_packed_a_bytes(&pk, MR, Cin))); /* panels a block holds */
+    if (fit < 1) fit = 1;
+    const int64_t nblocks = (panels + fit - 1) / fit;
     c.ob = (panels + nblocks - 1) / nblocks * MR; /* equal blocks of whole panels */
     c.xi_bytes = ld_gemm_packed_a_bytes(&pk, c.ob, Cin);
     const size_t need[NBUF] = {16 * c.xi_bytes, sizeof(float) * (size_t)(nt * per)};

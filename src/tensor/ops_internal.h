@@ -54,7 +54,7 @@ void ops_conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t
  * Winograd's F(2x2, 3x3), see ops_conv_winograd.c: y [B, Cout, H, W]. Returns 0
  * (nothing written) when its buffers cannot be allocated. Products in the
  * calling thread's ld_gemm precision. For tests: item_tiles > 0 sets the
- * tiles a thread takes at a time (below 256), u_bytes > 0 the most bytes of
+ * tiles a thread takes at a time (at most 256), u_bytes > 0 the most bytes of
  * packed filters at a time (blocks of output channels); 0 and 0 by default. */
 int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
                          const ld_tensor *bias, int64_t item_tiles, size_t u_bytes);
