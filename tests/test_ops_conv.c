@@ -175,6 +175,32 @@ static void run_winograd(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t C
     case3x3_free(&k);
 }
 
+/* ld_conv2d in precision `prec` on a 48 -> 40 channel case: the Winograd
+ * path (its FLOP category), within `bound` relative L2 of the double sums,
+ * the same bits on 1 and 2 threads. */
+static void conv2d_winograd(ld_precision prec, double bound) {
+    const char *name = prec == LD_PRECISION_BF16 ? "bf16" : "f32";
+    case3x3 k;
+    case3x3_make(&k, 2, 48, 21, 19, 40, 1, LD_F16, 800);
+    const ld_conv2d_params p = ld_conv2d_params_make(1, 1);
+    ld_flops_reset();
+    ld_gemm_set_precision(prec);
+    ld_conv2d(k.y, k.x, 2, 48, 21, 19, &k.w, &k.b, &p);
+    omp_set_num_threads(1);
+    ld_conv2d(k.y1, k.x, 2, 48, 21, 19, &k.w, &k.b, &p);
+    omp_set_num_threads(2);
+    ld_gemm_set_precision(LD_PRECISION_F32);
+    const double err = test_rel_l2(k.y, k.ref, k.ny);
+    printf("%s winograd %s through ld_conv2d: relative L2 error %.3g (bound %g)\n", err < bound ? "ok  " : "FAIL", name,
+           err, bound);
+    CHECK(err < bound, "%s Winograd error %g", name, err);
+    CHECK(tw_same(k.y, k.y1, k.ny), "%s Winograd: 1 and 2 threads give the same bits", name);
+    CHECK(ld_flops_get(LD_FLOPS_WINOGRAD) == 2ull * 2 * 2 * 40 * 21 * 19 * 48 * 9 && ld_flops_get(LD_FLOPS_CONV) == 0 &&
+              ld_flops_get(LD_FLOPS_GEMM) == 0,
+          "%s 3x3 convolutions took the Winograd path and counted the direct form's FLOPs once", name);
+    case3x3_free(&k);
+}
+
 static void test_winograd(void) {
     for (int d = 0; d < 3; d++) run_winograd(2, 5, 9, 11, 7, 1, tw_dtypes[d], 1, 0);
     run_winograd(1, 3, 1, 1, 2, 1, LD_F32, 0, 0);   /* one pixel */
@@ -186,25 +212,23 @@ static void test_winograd(void) {
     run_winograd(2, 37, 9, 8, 45, 1, LD_F16, 5, 1);    /* output channels one kernel panel at a time */
     run_winograd(1, 70, 9, 11, 130, 0, LD_F32, 0, 300000); /* blocks of several panels, the last one short */
 
-    /* ld_conv2d under bf16 precision: the Winograd path from 32 channels */
+    /* ld_conv2d takes the Winograd path from 32 channels, in bf16 and f32 */
+    const double bounds[2] = {8e-3, 2e-6}; /* bf16 inputs: about 2^-9 each; f32: about the direct sums' error */
+    for (int f32 = 0; f32 < 2; f32++) conv2d_winograd(f32 ? LD_PRECISION_F32 : LD_PRECISION_BF16, bounds[f32]);
+
+    /* ld_conv_set_direct(1): the same call keeps the direct sums (the implicit GEMM) */
     case3x3 k;
     case3x3_make(&k, 2, 48, 21, 19, 40, 1, LD_F16, 800);
     const ld_conv2d_params p = ld_conv2d_params_make(1, 1);
     ld_flops_reset();
-    ld_gemm_set_precision(LD_PRECISION_BF16);
+    CHECK(ld_conv_set_direct(1) == 0, "direct sums are off by default");
     ld_conv2d(k.y, k.x, 2, 48, 21, 19, &k.w, &k.b, &p);
-    omp_set_num_threads(1);
-    ld_conv2d(k.y1, k.x, 2, 48, 21, 19, &k.w, &k.b, &p);
-    omp_set_num_threads(2);
-    ld_gemm_set_precision(LD_PRECISION_F32);
+    CHECK(ld_conv_set_direct(0) == 1, "ld_conv_set_direct returns the previous setting");
+    CHECK(ld_flops_get(LD_FLOPS_CONV) == 2ull * 2 * 40 * 21 * 19 * 48 * 9 && ld_flops_get(LD_FLOPS_WINOGRAD) == 0,
+          "with ld_conv_set_direct(1) the convolution ran the direct sums");
     const double err = test_rel_l2(k.y, k.ref, k.ny);
-    printf("%s winograd bf16 through ld_conv2d: relative L2 error %.3g (bf16 inputs: about 2^-9 each)\n",
-           err < 8e-3 ? "ok  " : "FAIL", err);
-    CHECK(err < 8e-3, "bf16 Winograd error %g", err);
-    CHECK(tw_same(k.y, k.y1, k.ny), "bf16 Winograd: 1 and 2 threads give the same bits");
-    CHECK(ld_flops_get(LD_FLOPS_WINOGRAD) == 2ull * 2 * 2 * 40 * 21 * 19 * 48 * 9 && ld_flops_get(LD_FLOPS_CONV) == 0 &&
-              ld_flops_get(LD_FLOPS_GEMM) == 0,
-          "bf16 3x3 convolutions took the Winograd path and counted the direct form's FLOPs once");
+    printf("%s direct f32 sums through ld_conv2d: relative L2 error %.3g\n", err < 2e-6 ? "ok  " : "FAIL", err);
+    CHECK(err < 2e-6, "direct f32 error %g", err);
     case3x3_free(&k);
 }
 

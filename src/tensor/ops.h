@@ -66,9 +66,16 @@ ld_conv2d_params ld_conv2d_params_make(int stride, int pad);
 int64_t ld_conv2d_out_dim(int64_t in, int64_t kernel, int stride, int pad, int dilation);
 
 /* x [B, Cin, H, W], w [Cout, Cin/groups, kh, kw], b [Cout] or NULL ->
- * y [B, Cout, Ho, Wo]. Implicit GEMM over bounded tiles: no full im2col. */
+ * y [B, Cout, Ho, Wo]. Implicit GEMM over bounded tiles: no full im2col;
+ * 3x3 convolutions of at least 32 channels by Winograd's algorithm unless
+ * the calling thread asked for the direct sums (ld_conv_set_direct). */
 void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
                const ld_tensor *b, const ld_conv2d_params *p);
+
+/* on = 1: ld_conv2d on the calling thread keeps the direct sums (no
+ * Winograd), as training does, whose backward differentiates the direct
+ * form. Returns the previous setting (default 0). */
+int ld_conv_set_direct(int on);
 /* PyTorch ConvTranspose2d: x [B, Cin, H, W], w [Cin, Cout, kh, kw] (groups 1),
  * Ho = (H-1)*stride - 2*pad + kh. */
 void ld_conv_transpose2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,

@@ -8,7 +8,7 @@
  * products with 4x4 / 9 = 4/9 of the multiply-adds of the direct form:
  *     M_xi[cout, tile] = sum_cin U_xi[cout, cin] V_xi[cin, tile],  xi = 0..15
  * U = G g G^T (the filters) is made and packed for the GEMM kernels once a
- * call, at most U_BYTES of it at a time (blocks of output channels). The
+ * call, at most U_VALUES of it at a time (blocks of output channels). The
  * tiles are cut into items of ITEM_PANELS kernel panels (128 tiles with the
  * 14x32 kernel); a thread takes an item and runs all of it in its own
  * cache-sized scratch: V = B^T d B of
@@ -16,12 +16,14 @@
  * output transform straight into y, so V and M never travel to memory and
  * the input is read about twice, the output written once.
  *
- * The sums differ from the direct form's (other terms, and the transformed
- * values are rounded to bf16), by about what bf16 products already change,
- * so ld_conv2d takes this path only with --precision bf16
- * (ld_gemm_get_precision); the exact path keeps the direct sums.
- * LEANDIFF_WINOGRAD=0 turns it off. An item is one thread's from start to
- * end, so results do not depend on the thread count. */
+ * The products run in the calling thread's ld_gemm precision. The sums
+ * have other terms than the direct form's: in f32 their error against
+ * diffusers is the direct sums' (a few 1e-6 on the reference pipelines); in
+ * bf16 the transformed values are rounded as every product's inputs are.
+ * Training keeps the direct sums (ld_conv_set_direct): its backward is the
+ * direct form's, and its replay's second step magnifies any difference.
+ * LEANDIFF_WINOGRAD=0 turns the path off. An item is one thread's from
+ * start to end, so results do not depend on the thread count. */
 #include "tensor/ops_internal.h"
 #include "base/flops.h"
 
@@ -35,17 +37,20 @@
 /* Kernel panels (NR tiles each) of an item: each packed U_xi row is used
  * this many panels' tiles over before it is read again. */
 #define ITEM_PANELS 4
-/* Most bytes of packed U at a time (kept between calls): a larger U (KOALA's
- * 1280- and 2560-channel convolutions: 52 and 105 MB) is done in equal
- * blocks of output channels, each block transforming the input again. 16 MB
- * made the 2560 -> 1280 convolution at 32x32 (batch 2) 34 % slower than one
- * block, 32 MB 21 % (measured before the filter transform was vectorized). */
-#define U_BYTES ((size_t)32 << 20)
+/* Most values of packed U at a time (kept between calls; 32 MB in bf16,
+ * 64 MB in f32): a larger U (KOALA's 1280- and 2560-channel convolutions:
+ * 26M and 52M values) is done in equal blocks of output channels, each block
+ * transforming the input again. In bf16, 8M values made the 2560 -> 1280
+ * convolution at 32x32 (batch 2) 34 % slower than one block, 16M 21 %
+ * (measured before the filter transform was vectorized); in f32, 8M / 16M /
+ * 32M / 64M values took 273 / 247 / 219 / 212 ms. */
+#define U_VALUES ((size_t)16 << 20)
 /* Output channels per pass over an item's tiles: rows of A kept in cache. */
 #define ROW_BLOCK_PANELS 8
 
 static int g_enabled;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static _Thread_local int t_direct; /* ld_conv_set_direct */
 
 static void read_env(void) {
     const char *e = getenv("LEANDIFF_WINOGRAD");
@@ -54,7 +59,13 @@ static void read_env(void) {
 
 int ops_winograd_enabled(void) {
     pthread_once(&g_once, read_env);
-    return g_enabled;
+    return g_enabled && !t_direct;
+}
+
+int ld_conv_set_direct(int on) {
+    const int prev = t_direct;
+    t_direct = on != 0;
+    return prev;
 }
 
 /* U_xi[o, i] = (G g G^T)[xi] of the filters g = w[o, i] of one output
@@ -292,8 +303,8 @@ int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64
     const int64_t filt = 16 * MR * Cin + (30 * Cin > tile ? 30 * Cin : tile);
     if (filt > per) per = filt;
     per = (per + 15) / 16 * 16; /* 64-byte aligned per thread */
-    /* output channels in blocks whose packed U stays within U_BYTES */
-    const size_t u_max = u_bytes ? u_bytes : U_BYTES;
+    /* output channels in blocks whose packed U stays within U_VALUES */
+    const size_t u_max = u_bytes ? u_bytes : U_VALUES * (pk.kr->bf16 ? 2 : 4);
     const int64_t panels = (Cout + MR - 1) / MR;
     int64_t fit = (int64_t)(u_max / (16 * ld_gemm_packed_a_bytes(&pk, MR, Cin))); /* panels a block holds */
     if (fit < 1) fit = 1;

@@ -58,7 +58,8 @@ void ops_conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t
  * packed filters at a time (blocks of output channels); 0 and 0 by default. */
 int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
                          const ld_tensor *bias, int64_t item_tiles, size_t u_bytes);
-/* 0 when LEANDIFF_WINOGRAD=0 turned the Winograd path off. */
+/* 0 when LEANDIFF_WINOGRAD=0 turned the Winograd path off or the calling
+ * thread asked for the direct sums (ld_conv_set_direct). */
 int ops_winograd_enabled(void);
 
 /* ld_conv_transpose2d's fallback scatter loop; y must already hold the bias

@@ -469,7 +469,9 @@ ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *samp
                                 const float *time_ids, float *pred) {
     const ld_precision prev = ld_gemm_get_precision();
     if (t->has_precision) ld_gemm_set_precision(t->precision);
+    const int direct = ld_conv_set_direct(1); /* the backward differentiates the direct sums */
     ld_status st = forward(ctx, t, sample, B, H, W, timesteps, context, L, text_embeds, time_ids, pred);
+    ld_conv_set_direct(direct);
     ld_gemm_set_precision(prev);
     return st;
 }
@@ -477,7 +479,9 @@ ld_status ld_train_unet_forward(ld_ctx *ctx, ld_train_unet *t, const float *samp
 ld_status ld_train_unet_backward(ld_ctx *ctx, ld_train_unet *t, const float *dpred) {
     const ld_precision prev = ld_gemm_get_precision();
     if (t->has_precision) ld_gemm_set_precision(t->precision);
+    const int direct = ld_conv_set_direct(1); /* recomputed blocks as the forward ran them */
     ld_status st = backward(ctx, t, dpred);
+    ld_conv_set_direct(direct);
     ld_gemm_set_precision(prev);
     return st;
 }
