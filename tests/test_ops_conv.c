@@ -5,6 +5,7 @@
  * case, and 1 vs 2 threads bitwise. */
 #include "base/flops.h"
 #include "tensor/ops_internal.h"
+#include "tensor/gemm_packed.h"
 #include "test_ops_util.h"
 
 #define TOL 1e-5
@@ -158,63 +159,79 @@ static void case3x3_free(case3x3 *k) {
     for (size_t i = 0; i < sizeof p / sizeof *p; i++) free(p[i]);
 }
 
-static void run_winograd(int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int bias, ld_dtype dt,
+static void run_winograd(int m, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int bias, ld_dtype dt,
                          int64_t item_tiles, size_t u_bytes) {
     case3x3 k;
     case3x3_make(&k, B, Cin, H, W, Cout, bias, dt, 500);
     const ld_tensor *bp = bias ? &k.b : NULL;
     char what[160];
-    snprintf(what, sizeof what, "winograd %s B%lld Cin%lld %lldx%lld Cout%lld bias%d item %lld u %zu", ld_dtype_name(dt),
-             (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout, bias, (long long)item_tiles, u_bytes);
-    CHECK(ops_conv3x3_winograd(k.y, k.x, B, Cin, H, W, &k.w, bp, item_tiles, u_bytes), "%s: ran", what);
+    snprintf(what, sizeof what, "winograd F(%dx%d) %s B%lld Cin%lld %lldx%lld Cout%lld bias%d item %lld u %zu", m, m,
+             ld_dtype_name(dt), (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout, bias, (long long)item_tiles, u_bytes);
+    CHECK(ops_conv3x3_winograd(k.y, k.x, B, Cin, H, W, &k.w, bp, m, item_tiles, u_bytes), "%s: ran", what);
     test_close(what, k.y, k.ref, k.ny, TOL);
     omp_set_num_threads(1);
-    ops_conv3x3_winograd(k.y1, k.x, B, Cin, H, W, &k.w, bp, item_tiles, u_bytes);
+    ops_conv3x3_winograd(k.y1, k.x, B, Cin, H, W, &k.w, bp, m, item_tiles, u_bytes);
     omp_set_num_threads(2);
     CHECK(tw_same(k.y, k.y1, k.ny), "%s: 1 and 2 threads give the same bits", what);
     case3x3_free(&k);
 }
 
-/* ld_conv2d in precision `prec` on a 48 -> 40 channel case: the Winograd
- * path (its FLOP category), within `bound` relative L2 of the double sums,
- * the same bits on 1 and 2 threads. */
-static void conv2d_winograd(ld_precision prec, double bound) {
-    const char *name = prec == LD_PRECISION_BF16 ? "bf16" : "f32";
+/* ld_conv2d in precision `prec` on a Cin -> Cout channel case of B x H x W:
+ * the Winograd path (its FLOP category) with tiles of m x m (the same bits
+ * as ops_conv3x3_winograd with that m), within `bound` relative L2 of the
+ * double sums, the same bits on 1 and 2 threads. */
+static void conv2d_winograd(ld_precision prec, int64_t B, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int m,
+                            double bound) {
+    char name[96];
+    snprintf(name, sizeof name, "%s %lldx%lldx%lldx%lld -> %lld, F(%dx%d)", prec == LD_PRECISION_BF16 ? "bf16" : "f32",
+             (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout, m, m);
     case3x3 k;
-    case3x3_make(&k, 2, 48, 21, 19, 40, 1, LD_F16, 800);
+    case3x3_make(&k, B, Cin, H, W, Cout, 1, LD_F16, 800);
     const ld_conv2d_params p = ld_conv2d_params_make(1, 1);
     ld_flops_reset();
     ld_gemm_set_precision(prec);
-    ld_conv2d(k.y, k.x, 2, 48, 21, 19, &k.w, &k.b, &p);
+    ld_conv2d(k.y, k.x, B, Cin, H, W, &k.w, &k.b, &p);
+    const uint64_t flops = ld_flops_get(LD_FLOPS_WINOGRAD), others = ld_flops_get(LD_FLOPS_CONV) + ld_flops_get(LD_FLOPS_GEMM);
     omp_set_num_threads(1);
-    ld_conv2d(k.y1, k.x, 2, 48, 21, 19, &k.w, &k.b, &p);
+    ld_conv2d(k.y1, k.x, B, Cin, H, W, &k.w, &k.b, &p);
     omp_set_num_threads(2);
+    CHECK(tw_same(k.y, k.y1, k.ny), "%s: 1 and 2 threads give the same bits", name);
+    CHECK(ops_conv3x3_winograd(k.y1, k.x, B, Cin, H, W, &k.w, &k.b, m, 0, 0) && tw_same(k.y, k.y1, k.ny),
+          "%s: ld_conv2d chose these tiles", name);
     ld_gemm_set_precision(LD_PRECISION_F32);
     const double err = test_rel_l2(k.y, k.ref, k.ny);
     printf("%s winograd %s through ld_conv2d: relative L2 error %.3g (bound %g)\n", err < bound ? "ok  " : "FAIL", name,
            err, bound);
-    CHECK(err < bound, "%s Winograd error %g", name, err);
-    CHECK(tw_same(k.y, k.y1, k.ny), "%s Winograd: 1 and 2 threads give the same bits", name);
-    CHECK(ld_flops_get(LD_FLOPS_WINOGRAD) == 2ull * 2 * 2 * 40 * 21 * 19 * 48 * 9 && ld_flops_get(LD_FLOPS_CONV) == 0 &&
-              ld_flops_get(LD_FLOPS_GEMM) == 0,
-          "%s 3x3 convolutions took the Winograd path and counted the direct form's FLOPs once", name);
+    CHECK(err < bound, "%s: Winograd error %g", name, err);
+    CHECK(flops == 2ull * B * Cout * H * W * Cin * 9 && others == 0,
+          "%s: the convolution took the Winograd path and counted the direct form's FLOPs once", name);
     case3x3_free(&k);
 }
 
 static void test_winograd(void) {
-    for (int d = 0; d < 3; d++) run_winograd(2, 5, 9, 11, 7, 1, tw_dtypes[d], 1, 0);
-    run_winograd(1, 3, 1, 1, 2, 1, LD_F32, 0, 0);   /* one pixel */
-    run_winograd(1, 4, 2, 7, 3, 0, LD_F32, 0, 0);   /* one tile row */
-    run_winograd(3, 6, 7, 2, 5, 1, LD_F32, 7, 0);   /* odd height, items across rows and images */
-    run_winograd(1, 40, 33, 35, 36, 1, LD_F16, 0, 0);
-    run_winograd(2, 33, 20, 13, 40, 1, LD_BF16, 9, 0);
-    run_winograd(1, 70, 9, 11, 130, 1, LD_BF16, 0, 0); /* several channel blocks and output row blocks */
-    run_winograd(2, 37, 9, 8, 45, 1, LD_F16, 5, 1);    /* output channels one kernel panel at a time */
-    run_winograd(1, 70, 9, 11, 130, 0, LD_F32, 0, 300000); /* blocks of several panels, the last one short */
+    for (int m = 2; m <= 4; m += 2) {
+        for (int d = 0; d < 3; d++) run_winograd(m, 2, 5, 9, 11, 7, 1, tw_dtypes[d], 1, 0);
+        run_winograd(m, 1, 3, 1, 1, 2, 1, LD_F32, 0, 0);   /* one pixel */
+        run_winograd(m, 1, 4, 2, 7, 3, 0, LD_F32, 0, 0);   /* one tile row */
+        run_winograd(m, 3, 6, 7, 2, 5, 1, LD_F32, 7, 0);   /* odd height, items across rows and images */
+        run_winograd(m, 1, 40, 33, 35, 36, 1, LD_F16, 0, 0);
+        run_winograd(m, 2, 33, 20, 13, 40, 1, LD_BF16, 9, 0);
+        run_winograd(m, 1, 70, 9, 11, 130, 1, LD_BF16, 0, 0); /* several channel blocks and output row blocks */
+        run_winograd(m, 2, 37, 9, 8, 45, 1, LD_F16, 5, 1);    /* output channels one kernel panel at a time */
+        run_winograd(m, 1, 70, 9, 11, 130, 0, LD_F32, 0, 300000); /* blocks of several panels, the last one short */
+    }
 
     /* ld_conv2d takes the Winograd path from 32 channels, in bf16 and f32 */
-    const double bounds[2] = {8e-3, 2e-6}; /* bf16 inputs: about 2^-9 each; f32: about the direct sums' error */
-    for (int f32 = 0; f32 < 2; f32++) conv2d_winograd(f32 ? LD_PRECISION_F32 : LD_PRECISION_BF16, bounds[f32]);
+    /* errors: bf16 inputs about 2^-9 each (0.0039); f32 F(2x2) 2.2e-7 and F(4x4)
+     * 1.5e-6, the direct f32 sums 3.6e-7 (below). F(4x4) from 4 items of tiles. */
+    ld_gemm_packing pk;
+    ld_gemm_packing_for(&pk, 40, 128); /* the f32 kernel of these products */
+    const int64_t rows4 = 4 * 2 * pk.kr->nr / 16; /* rows of 16 tiles in 4 items of 2 panels */
+    conv2d_winograd(LD_PRECISION_BF16, 2, 48, 21, 19, 40, 2, 8e-3);
+    conv2d_winograd(LD_PRECISION_BF16, 1, 32, 4 * rows4, 64, 40, 2, 8e-3);
+    conv2d_winograd(LD_PRECISION_F32, 2, 48, 21, 19, 40, 2, 1e-6);
+    conv2d_winograd(LD_PRECISION_F32, 1, 32, 4 * rows4, 64, 40, 4, 5e-6);
+    conv2d_winograd(LD_PRECISION_F32, 1, 32, 4 * rows4 - 4, 64, 40, 2, 1e-6); /* one tile row short */
 
     /* ld_conv_set_direct(1): the same call keeps the direct sums (the implicit GEMM) */
     case3x3 k;

@@ -178,7 +178,7 @@ void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int6
     if (kh == 3 && kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 1 && p->pad_w == 1 &&
         p->dilation_h == 1 && p->dilation_w == 1 && G == 1 && !p->replicate_pad && Cin >= WINOGRAD_MIN_CHANNELS &&
         Cout >= WINOGRAD_MIN_CHANNELS && ops_winograd_enabled() &&
-        ops_conv3x3_winograd(y, x, B, Cin, H, W, w, b, 0, 0))
+        ops_conv3x3_winograd(y, x, B, Cin, H, W, w, b, 0, 0, 0))
         return;
 
     /* implicit GEMM: ld_gemm packs tiles of the virtual im2col matrix straight from NCHW */

@@ -51,13 +51,14 @@ void ops_conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t
                        const ld_tensor *bias, const ld_conv2d_params *p, int64_t Ho, int64_t Wo);
 
 /* ld_conv2d's 3x3 convolution (stride 1, zero padding 1, one group) by
- * Winograd's F(2x2, 3x3), see ops_conv_winograd.c: y [B, Cout, H, W]. Returns 0
- * (nothing written) when its buffers cannot be allocated. Products in the
- * calling thread's ld_gemm precision. For tests: item_tiles > 0 sets the
+ * Winograd's F(m x m, 3x3), see ops_conv_winograd.c: y [B, Cout, H, W].
+ * Returns 0 (nothing written) when its buffers cannot be allocated. Products
+ * in the calling thread's ld_gemm precision. m = 2 or 4 picks the tile, any
+ * other value lets the function choose. For tests: item_tiles > 0 sets the
  * tiles a thread takes at a time (at most 256), u_bytes > 0 the most bytes of
  * packed filters at a time (blocks of output channels); 0 and 0 by default. */
 int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
-                         const ld_tensor *bias, int64_t item_tiles, size_t u_bytes);
+                         const ld_tensor *bias, int m, int64_t item_tiles, size_t u_bytes);
 /* 0 when LEANDIFF_WINOGRAD=0 turned the Winograd path off or the calling
  * thread asked for the direct sums (ld_conv_set_direct). */
 int ops_winograd_enabled(void);
@@ -106,6 +107,12 @@ typedef struct {
     void (*wino_filter)(float *u, int64_t xs, const float *f, int64_t n, float *tmp);
     void (*wino_in)(float *v, int64_t xs, const float *d, int64_t n, float *tmp);
     void (*wino_out)(float *y0, float *y1, int64_t w, const float *m, int64_t xs, int64_t n, float bias, float *tmp);
+    /* the same for F(4x4, 3x3): 36 elements a filter (tmp: 27 n floats); d: 6
+     * padded input rows of 4n + 4 floats (tmp: 24 (n + 1)); output rows y[0..3]
+     * (tmp: 16 n floats) */
+    void (*wino4_filter)(float *u, int64_t xs, const float *f, int64_t n, float *tmp);
+    void (*wino4_in)(float *v, int64_t xs, const float *d, int64_t n, float *tmp);
+    void (*wino4_out)(float *const y[4], int64_t w, const float *m, int64_t xs, int64_t n, float bias, float *tmp);
 } ops_vec_kernels;
 
 extern const ops_vec_kernels ops_vec_portable, ops_vec_avx2, ops_vec_avx512;

@@ -275,6 +275,133 @@ static void vec_wino_out(float *y0, float *y1, int64_t w, const float *m, int64_
     }
 }
 
+/* G of F(4x4, 3x3), rows [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6;
+ * 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1], applied to three rows a, a + as,
+ * a + 2 as of n: the six rows o + j os. */
+static void wino4_g(float *o, int64_t os, const float *a, int64_t as, int64_t n) {
+    const float *a0 = a, *a1 = a + as, *a2 = a + 2 * as;
+    float *o0 = o, *o1 = o + os, *o2 = o + 2 * os, *o3 = o + 3 * os, *o4 = o + 4 * os, *o5 = o + 5 * os;
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        const float e = a0[i] + a2[i], f = a0[i] * (1.0f / 24) + a2[i] * (1.0f / 6);
+        o0[i] = 0.25f * a0[i];
+        o1[i] = -(e + a1[i]) * (1.0f / 6);
+        o2[i] = -(e - a1[i]) * (1.0f / 6);
+        o3[i] = f + a1[i] * (1.0f / 12);
+        o4[i] = f - a1[i] * (1.0f / 12);
+        o5[i] = a2[i];
+    }
+}
+
+/* Winograd F(4x4, 3x3) filter transform of n filters (as vec_wino_filter,
+ * 36 elements each): U = G g G^T. tmp: 27 n floats. */
+static void vec_wino4_filter(float *u, int64_t xs, const float *f, int64_t n, float *tmp) {
+    float *g = tmp, *t = tmp + 9 * n; /* t: G g, 18 rows (row j of G, column c of g at 3j + c) */
+    for (int k = 0; k < 9; k++) {
+        float *gk = g + k * n;
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) gk[i] = f[i * 9 + k];
+    }
+    for (int c = 0; c < 3; c++) wino4_g(t + c * n, 3 * n, g + c * n, 3 * n, n);
+    for (int j = 0; j < 6; j++) wino4_g(u + 6 * j * xs, xs, t + 3 * j * n, n, n);
+}
+
+/* B^T of F(4x4, 3x3), rows [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0;
+ * 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1], on six values into q0..q5
+ * (straight-line code, so that the loops around it vectorize). */
+#define WINO4_BT(q0, q1, q2, q3, q4, q5, d0, d1, d2, d3, d4, d5)                                                      \
+    do {                                                                                                               \
+        (q0) = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                                       \
+        (q1) = (d3) + (d4) - 4.0f * ((d1) + (d2));                                                                     \
+        (q2) = (d4) - (d3) + 4.0f * ((d1) - (d2));                                                                     \
+        (q3) = (d4) - (d2) + 2.0f * ((d3) - (d1));                                                                     \
+        (q4) = (d4) - (d2) - 2.0f * ((d3) - (d1));                                                                     \
+        (q5) = 4.0f * (d1) - 5.0f * (d3) + (d5);                                                                       \
+    } while (0)
+
+/* Winograd F(4x4, 3x3) input transform of a row of n tiles: d holds 6
+ * padded input rows of 4n + 4 floats (the last two never reach a tile);
+ * V = B^T d B of tile k to v[xi * xs + k]. First q = B^T d down the columns,
+ * split by column mod 4 (tmp: 24 (n + 1) floats), then each tile. */
+static void vec_wino4_in(float *v, int64_t xs, const float *d, int64_t n, float *tmp) {
+    const int64_t np = 4 * n + 4, h = n + 1;
+    const float *d0 = d, *d1 = d0 + np, *d2 = d1 + np, *d3 = d2 + np, *d4 = d3 + np, *d5 = d4 + np;
+    for (int r = 0; r < 4; r++) { /* q row i, columns 4k + r, at tmp + (4 i + r) h + k */
+        float *t0 = tmp + r * h, *t1 = t0 + 4 * h, *t2 = t1 + 4 * h, *t3 = t2 + 4 * h, *t4 = t3 + 4 * h,
+              *t5 = t4 + 4 * h;
+        #pragma omp simd
+        for (int64_t k = 0; k < h; k++) {
+            const int64_t j = 4 * k + r;
+            WINO4_BT(t0[k], t1[k], t2[k], t3[k], t4[k], t5[k], d0[j], d1[j], d2[j], d3[j], d4[j], d5[j]);
+        }
+    }
+    for (int i = 0; i < 6; i++) { /* (B^T d) B: columns 4k .. 4k + 5 of tile k */
+        const float *p0 = tmp + 4 * i * h, *p1 = p0 + h, *p2 = p1 + h, *p3 = p2 + h;
+        float *v0 = v + (int64_t)(6 * i) * xs, *v1 = v0 + xs, *v2 = v1 + xs, *v3 = v2 + xs, *v4 = v3 + xs,
+              *v5 = v4 + xs;
+        #pragma omp simd
+        for (int64_t k = 0; k < n; k++)
+            WINO4_BT(v0[k], v1[k], v2[k], v3[k], v4[k], v5[k], p0[k], p1[k], p2[k], p3[k], p0[k + 1], p1[k + 1]);
+    }
+}
+
+/* A^T of F(4x4, 3x3), rows [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0;
+ * 0 1 -1 8 -8 1], on six values into s0..s3 (plus b each). */
+#define WINO4_AT(s0, s1, s2, s3, m0, m1, m2, m3, m4, m5, b)                                                            \
+    do {                                                                                                               \
+        const float p12_ = (m1) + (m2), d12_ = (m1) - (m2), p34_ = (m3) + (m4), d34_ = (m3) - (m4);                    \
+        (s0) = (m0) + p12_ + p34_ + (b);                                                                               \
+        (s1) = d12_ + 2.0f * d34_ + (b);                                                                               \
+        (s2) = p12_ + 4.0f * p34_ + (b);                                                                               \
+        (s3) = d12_ + 8.0f * d34_ + (m5) + (b);                                                                        \
+    } while (0)
+
+/* A^T M of one column j of M (rows i at + 6 i xs) into a0j..a3j. */
+#define WINO4_COL(j) WINO4_AT(a0##j, a1##j, a2##j, a3##j, m[j * xs + k], m[(6 + j) * xs + k], m[(12 + j) * xs + k],    \
+                              m[(18 + j) * xs + k], m[(24 + j) * xs + k], m[(30 + j) * xs + k], 0.0f)
+/* (A^T M) A of row r: output pixels 4k .. 4k + 3 of row r into tmp. */
+#define WINO4_ROW(r) WINO4_AT(o[4 * r][k], o[4 * r + 1][k], o[4 * r + 2][k], o[4 * r + 3][k], a##r##0, a##r##1,      \
+                              a##r##2, a##r##3, a##r##4, a##r##5, bias)
+
+/* Winograd F(4x4, 3x3) output transform of a row of n tiles: M_xi of tile k
+ * at m[xi * xs + k], Y = A^T M A + bias written to the output rows y[0..3]
+ * (NULL: below the image), w of their pixels (4n, or fewer when the last
+ * tile sticks out). tmp: 16 n floats. */
+static void vec_wino4_out(float *const y[4], int64_t w, const float *m, int64_t xs, int64_t n, float bias,
+                          float *tmp) {
+    float *o[16];
+    for (int i = 0; i < 16; i++) o[i] = tmp + i * n;
+    #pragma omp simd
+    for (int64_t k = 0; k < n; k++) {
+        float a00, a10, a20, a30, a01, a11, a21, a31, a02, a12, a22, a32;
+        float a03, a13, a23, a33, a04, a14, a24, a34, a05, a15, a25, a35;
+        WINO4_COL(0);
+        WINO4_COL(1);
+        WINO4_COL(2);
+        WINO4_COL(3);
+        WINO4_COL(4);
+        WINO4_COL(5);
+        WINO4_ROW(0);
+        WINO4_ROW(1);
+        WINO4_ROW(2);
+        WINO4_ROW(3);
+    }
+    const int64_t full = w / 4;
+    for (int r = 0; r < 4; r++) {
+        float *out = y[r];
+        const float *c0 = o[4 * r], *c1 = o[4 * r + 1], *c2 = o[4 * r + 2], *c3 = o[4 * r + 3];
+        if (!out) continue;
+        #pragma omp simd
+        for (int64_t k = 0; k < full; k++) {
+            out[4 * k] = c0[k];
+            out[4 * k + 1] = c1[k];
+            out[4 * k + 2] = c2[k];
+            out[4 * k + 3] = c3[k];
+        }
+        for (int64_t c = 4 * full; c < w; c++) out[c] = o[4 * r + (c & 3)][full];
+    }
+}
+
 const ops_vec_kernels VEC_TABLE = {VL,           vec_gelu_sumsq, vec_sum,     vec_grn_row,     vec_affine_row,
                                    vec_chan_sums, vec_norm_row,  vec_dw3_row, vec_wino_filter, vec_wino_in,
-                                   vec_wino_out};
+                                   vec_wino_out,  vec_wino4_filter, vec_wino4_in, vec_wino4_out};
