@@ -184,17 +184,24 @@ static void wino_g(float *o0, float *o1, float *o2, float *o3, const float *a0, 
     }
 }
 
+/* The 9 taps of n filters (f: one filter after the other) turned around:
+ * tap k of filter i to g[k * n + i], so that the transforms loop over the
+ * filters. */
+static void wino_taps(float *g, const float *f, int64_t n) {
+    for (int k = 0; k < 9; k++) {
+        float *gk = g + k * n;
+        #pragma omp simd
+        for (int64_t i = 0; i < n; i++) gk[i] = f[i * 9 + k];
+    }
+}
+
 /* Winograd F(2x2, 3x3) filter transform of n filters (f: 9 taps each, one
  * filter after the other): U = G g G^T, element xi of filter i to
  * u[xi * xs + i]. The taps are turned around first (9 rows of n), so every
  * step is a loop over the filters. tmp: 21 n floats. */
 static void vec_wino_filter(float *u, int64_t xs, const float *f, int64_t n, float *tmp) {
     float *g = tmp, *t = tmp + 9 * n; /* t: G g, 12 rows (row r of G, column c of g at 3r + c) */
-    for (int k = 0; k < 9; k++) {
-        float *gk = g + k * n;
-        #pragma omp simd
-        for (int64_t i = 0; i < n; i++) gk[i] = f[i * 9 + k];
-    }
+    wino_taps(g, f, n);
     for (int c = 0; c < 3; c++) /* G g, column c: the taps (0, c), (1, c), (2, c) */
         wino_g(t + c * n, t + (3 + c) * n, t + (6 + c) * n, t + (9 + c) * n, g + c * n, g + (3 + c) * n,
                g + (6 + c) * n, n);
@@ -297,11 +304,7 @@ static void wino4_g(float *o, int64_t os, const float *a, int64_t as, int64_t n)
  * 36 elements each): U = G g G^T. tmp: 27 n floats. */
 static void vec_wino4_filter(float *u, int64_t xs, const float *f, int64_t n, float *tmp) {
     float *g = tmp, *t = tmp + 9 * n; /* t: G g, 18 rows (row j of G, column c of g at 3j + c) */
-    for (int k = 0; k < 9; k++) {
-        float *gk = g + k * n;
-        #pragma omp simd
-        for (int64_t i = 0; i < n; i++) gk[i] = f[i * 9 + k];
-    }
+    wino_taps(g, f, n);
     for (int c = 0; c < 3; c++) wino4_g(t + c * n, 3 * n, g + c * n, 3 * n, n);
     for (int j = 0; j < 6; j++) wino4_g(u + 6 * j * xs, xs, t + 3 * j * n, n, n);
 }
