@@ -10,9 +10,10 @@
  *    stride 1, padding 1 case runs on zero-padded rows with the vector
  *    kernel of ops_vec() (same sums, same order);
  *  - 3x3, stride 1, padding 1, one group, at least 32 channels in and out:
- *    Winograd F(2x2, 3x3), 4/9 of the products (ops_conv_winograd.c), in f32
- *    and bf16 alike, unless the thread asked for the direct sums
- *    (ld_conv_set_direct: training) or LEANDIFF_WINOGRAD=0;
+ *    Winograd F(4x4, 3x3) (f32 products over enough tiles, 1/4 of the
+ *    products) or F(2x2, 3x3) (4/9; ops_conv_winograd.c), unless the thread
+ *    asked for the direct sums (ld_conv_set_direct: training) or
+ *    LEANDIFF_WINOGRAD=0;
  *  - everything else: implicit GEMM through ld_gemm_fill_b + ld_im2col_fill
  *    (gemm.h): the GEMM packs its bounded tiles of the virtual im2col matrix
  *    straight from the NCHW input, so no im2col buffer exists at all.
@@ -174,7 +175,7 @@ void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int6
         return;
     }
 
-    /* 3x3, stride 1, padding 1: Winograd (4/9 of the products) */
+    /* 3x3, stride 1, padding 1: Winograd (1/4 or 4/9 of the products) */
     if (kh == 3 && kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 1 && p->pad_w == 1 &&
         p->dilation_h == 1 && p->dilation_w == 1 && G == 1 && !p->replicate_pad && Cin >= WINOGRAD_MIN_CHANNELS &&
         Cout >= WINOGRAD_MIN_CHANNELS && ops_winograd_enabled() &&

@@ -14,11 +14,11 @@
  * U = G g G^T (the filters) is made and packed for the GEMM kernels once a
  * call, at most U_VALUES of it at a time (blocks of output channels). The
  * tiles are cut into items of ITEM_PANELS kernel panels (128 tiles with the
- * 14x32 kernel; ITEM_PANELS_F4 for F(4x4)); a thread takes an item and runs all of it in its own
- * cache-sized scratch: V = B^T d B of its tiles, the T products on the
- * packed kernels (gemm_packed.h), and the output transform straight into y,
- * so V and M never travel to memory and the input is read about twice, the
- * output written once.
+ * 14x32 kernel; ITEM_PANELS_F4 for F(4x4)); a thread takes an item and runs
+ * all of it in its own cache-sized scratch: V = B^T d B of its tiles, the T
+ * products on the packed kernels (gemm_packed.h), and the output transform
+ * straight into y, so V and M never travel to memory, the input is read
+ * about (m + 2) / m times and the output written once.
  *
  * The products run in the calling thread's ld_gemm precision. The sums
  * have other terms than the direct form's: in f32 their error against
