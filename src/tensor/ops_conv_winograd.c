@@ -27,8 +27,10 @@
  * values are rounded as every product's inputs are. Training keeps the
  * direct sums (ld_conv_set_direct): its backward is the direct form's, and
  * its replay's second step magnifies any difference. LEANDIFF_WINOGRAD=0
- * turns the path off. An item is one thread's from start to end, so results
- * do not depend on the thread count. */
+ * turns the path off; LEANDIFF_WINOGRAD=2 or 4 makes it use that tile
+ * wherever it runs (the tests run the reference cases with F(4x4), which
+ * their small sizes would not choose). An item is one thread's from start to
+ * end, so results do not depend on the thread count. */
 #include "tensor/ops_internal.h"
 #include "base/flops.h"
 
@@ -59,13 +61,14 @@
 /* Output channels per pass over an item's tiles: rows of A kept in cache. */
 #define ROW_BLOCK_PANELS 8
 
-static int g_enabled;
+static int g_enabled, g_forced_m; /* LEANDIFF_WINOGRAD: 0 off; 2 or 4 that tile wherever the path runs */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static _Thread_local int t_direct; /* ld_conv_set_direct */
 
 static void read_env(void) {
     const char *e = getenv("LEANDIFF_WINOGRAD");
     g_enabled = !(e && !strcmp(e, "0"));
+    g_forced_m = e && (!strcmp(e, "2") || !strcmp(e, "4")) ? e[0] - '0' : 0;
 }
 
 int ops_winograd_enabled(void) {
@@ -310,6 +313,8 @@ int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64
     ld_gemm_packing pk;
     ld_gemm_packing_for(&pk, Cout, ITEM_PANELS * 32); /* the kernel of Cout x (an item) products */
     const int64_t MR = pk.kr->mr, NR = pk.kr->nr;
+    pthread_once(&g_once, read_env);
+    if (m != 2 && m != 4) m = g_forced_m;
     if (m != 2 && m != 4) /* F(4x4, 3x3) for f32 products over enough tiles */
         m = ld_gemm_get_precision() == LD_PRECISION_F32 &&
                     B * ((H + 3) / 4) * ((W + 3) / 4) >= F4_MIN_ITEMS * ITEM_PANELS_F4 * NR
