@@ -166,7 +166,8 @@ static void run_winograd(int m, int64_t B, int64_t Cin, int64_t H, int64_t W, in
     const ld_tensor *bp = bias ? &k.b : NULL;
     char what[160];
     snprintf(what, sizeof what, "winograd F(%dx%d) %s B%lld Cin%lld %lldx%lld Cout%lld bias%d item %lld u %zu", m, m,
-             ld_dtype_name(dt), (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout, bias, (long long)item_tiles, u_bytes);
+             ld_dtype_name(dt), (long long)B, (long long)Cin, (long long)H, (long long)W, (long long)Cout, bias,
+             (long long)item_tiles, u_bytes);
     CHECK(ops_conv3x3_winograd(k.y, k.x, B, Cin, H, W, &k.w, bp, m, item_tiles, u_bytes), "%s: ran", what);
     test_close(what, k.y, k.ref, k.ny, TOL);
     omp_set_num_threads(1);
@@ -191,7 +192,8 @@ static void conv2d_winograd(ld_precision prec, int64_t B, int64_t Cin, int64_t H
     ld_flops_reset();
     ld_gemm_set_precision(prec);
     ld_conv2d(k.y, k.x, B, Cin, H, W, &k.w, &k.b, &p);
-    const uint64_t flops = ld_flops_get(LD_FLOPS_WINOGRAD), others = ld_flops_get(LD_FLOPS_CONV) + ld_flops_get(LD_FLOPS_GEMM);
+    const uint64_t flops = ld_flops_get(LD_FLOPS_WINOGRAD);
+    const uint64_t others = ld_flops_get(LD_FLOPS_CONV) + ld_flops_get(LD_FLOPS_GEMM);
     omp_set_num_threads(1);
     ld_conv2d(k.y1, k.x, B, Cin, H, W, &k.w, &k.b, &p);
     omp_set_num_threads(2);
