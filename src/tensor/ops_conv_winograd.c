@@ -85,10 +85,10 @@ int ld_conv_set_direct(int on) {
 /* U_xi[o, i] = (G g G^T)[xi] of the filters g = w[o, i] of one output
  * channel o into u + xi * xs + i: converted to f32, then the filter
  * transform of F(m x m, 3x3). scr: 36 * Cin floats. */
-static void filter_row(const ld_gemm_kernel *kr, const ops_vec_kernels *vk, int m, const ld_tensor *w, int64_t o,
+static void filter_row(const ld_gemm_kernel *kr, const ops_wino_transforms *tf, const ld_tensor *w, int64_t o,
                        int64_t Cin, float *u, int64_t xs, float *scr) {
     (kr->convert ? kr->convert : ld_convert_to_f32)(scr, w->data, w->dtype, o * Cin * 9, Cin * 9);
-    (m == 4 ? vk->wino4_filter : vk->wino_filter)(u, xs, scr, Cin, scr + 9 * Cin);
+    tf->filter(u, xs, scr, Cin, scr + 9 * Cin);
 }
 
 /* The T U_xi of F(m x m, 3x3) of the output channels first .. first +
@@ -96,18 +96,18 @@ static void filter_row(const ld_gemm_kernel *kr, const ops_vec_kernels *vk, int 
  * of MR channels at a time, transformed into the thread's scratch (T x MR x
  * Cin floats, then 36 * Cin for filter_row) and packed with ld_gemm_pack_a,
  * which rounds to bf16 when the products do. */
-static void pack_filters(const ld_gemm_packing *pk, int m, char *apack, size_t xi_bytes, const ld_tensor *w,
-                         int64_t first, int64_t count, int64_t Cin, float *scr, int64_t per) {
-    const int MR = pk->kr->mr, T = (m + 2) * (m + 2);
+static void pack_filters(const ld_gemm_packing *pk, const ops_wino_transforms *tf, int T, char *apack,
+                         size_t xi_bytes, const ld_tensor *w, int64_t first, int64_t count, int64_t Cin, float *scr,
+                         int64_t per) {
+    const int MR = pk->kr->mr;
     const size_t apan = ld_gemm_packed_a_bytes(pk, MR, Cin);
     const int64_t npan = (count + MR - 1) / MR, ut = T * MR * Cin;
-    const ops_vec_kernels *vk = ops_vec();
     #pragma omp parallel for schedule(static)
     for (int64_t pn = 0; pn < npan; pn++) {
         float *u = scr + omp_get_thread_num() * per, *rest = u + ut;
         const int64_t o0 = pn * MR, rows = count - o0 < MR ? count - o0 : MR;
         for (int64_t r = 0; r < rows; r++)
-            filter_row(pk->kr, vk, m, w, first + o0 + r, Cin, u + r * Cin, MR * Cin, rest);
+            filter_row(pk->kr, tf, w, first + o0 + r, Cin, u + r * Cin, MR * Cin, rest);
         for (int xi = 0; xi < T; xi++) {
             const ld_mat A = ld_mat_f32(u + (int64_t)xi * MR * Cin, Cin, 1);
             ld_gemm_pack_a(pk, apack + xi * xi_bytes + (size_t)pn * apan, &A, rows, Cin, rest);
@@ -182,7 +182,7 @@ typedef struct {
     float *y;
     const ld_tensor *bias;
     const ld_gemm_packing *pk;
-    const ops_vec_kernels *vk; /* the transforms of the CPU path */
+    const ops_wino_transforms *tf; /* the transforms of F(m x m) on the CPU path */
     const char *apack;
     size_t xi_bytes;
 } wino;
@@ -208,7 +208,7 @@ static void input_seg(const wino *cv, int64_t c, int64_t row, int64_t tx0, int64
         memcpy(p + lo, plane + iy * cv->W + x0 + lo, sizeof(float) * (size_t)(hi - lo));
         for (int64_t j = hi; j < np; j++) p[j] = 0.0f;
     }
-    (m == 4 ? cv->vk->wino4_in : cv->vk->wino_in)(v, xs, scr, n, scr + (m + 2) * np);
+    cv->tf->in(v, xs, scr, n, scr + (m + 2) * np);
 }
 
 /* y rows m ty .. m ty + m - 1 of output channel o for the tiles tx0 .. tx0 +
@@ -220,10 +220,7 @@ static void output_seg(const wino *cv, int64_t o, int64_t row, int64_t tx0, int6
     const int64_t b = row / cv->TH, ty = row % cv->TH, x0 = m * tx0, w = x0 + m * n <= cv->W ? m * n : cv->W - x0;
     float *plane = cv->y + (b * cv->Cout + o) * cv->H * cv->W + x0, *y[4];
     for (int r = 0; r < m; r++) y[r] = m * ty + r < cv->H ? plane + (m * ty + r) * cv->W : NULL;
-    if (m == 4)
-        cv->vk->wino4_out(y, w, mo, xs, n, bias, scr);
-    else
-        cv->vk->wino_out(y[0], y[1], w, mo, xs, n, bias, scr);
+    cv->tf->out(y, w, mo, xs, n, bias, scr);
 }
 
 /* Most tiles of an item (ITEM_PANELS of the widest kernel, or a test's). */
@@ -321,8 +318,8 @@ int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64
                 ? 4
                 : 2;
     const int T = (m + 2) * (m + 2);
-    wino c = {m, T, B, Cin, Cout, H, W, (H + m - 1) / m, (W + m - 1) / m, 0, 0, Cout, x, y, bias, &pk, ops_vec(),
-              NULL, 0};
+    wino c = {m, T, B, Cin, Cout, H, W, (H + m - 1) / m, (W + m - 1) / m, 0, 0, Cout, x, y, bias, &pk,
+              m == 4 ? &ops_vec()->wino4 : &ops_vec()->wino2, NULL, 0};
     const int64_t tiles = B * c.TH * c.TW;
     c.nb = item_tiles > 0 ? item_tiles : (m == 4 ? ITEM_PANELS_F4 : ITEM_PANELS) * NR;
     if (c.nb > ITEM_MAX) c.nb = ITEM_MAX;
@@ -355,7 +352,7 @@ int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64
     const int64_t items = (tiles + c.nb - 1) / c.nb, block = c.ob;
     for (c.o0 = 0; c.o0 < Cout; c.o0 += block) {
         c.ob = Cout - c.o0 < block ? Cout - c.o0 : block;
-        pack_filters(&pk, m, bufs->p[BUF_U], c.xi_bytes, w, c.o0, c.ob, Cin, scr, per);
+        pack_filters(&pk, c.tf, T, bufs->p[BUF_U], c.xi_bytes, w, c.o0, c.ob, Cin, scr, per);
         #pragma omp parallel for schedule(dynamic)
         for (int64_t it = 0; it < items; it++) {
             const int64_t t0 = it * c.nb;

@@ -80,6 +80,20 @@ void ops_act_avx512(int kind, float *y, const float *x, int64_t n);
 
 /* ---- vector kernels of the non-GEMM ops (ops_vec_kernel.h), one table per
  * instruction set; every table gives the same bits ---- */
+
+/* The transforms of Winograd's F(m x m, 3x3), m = 2 or 4, T = (m + 2)^2
+ * elements (ops_conv_winograd.c). filter: n filters of 9 taps f -> U_xi[i]
+ * at u[xi * xs + i] (tmp: 21 n floats for m = 2, 27 n for m = 4). in: for a
+ * row of n tiles, d: m + 2 padded input rows of m n + m floats -> V_xi[k]
+ * at v[xi * xs + k] (tmp: 8 (n + 1), 24 (n + 1)). out: M_xi[k] at m[xi * xs
+ * + k] -> Y + bias into the output rows y[0 .. m - 1] (NULL: below the
+ * image), w pixels of each (tmp: 4 n, 16 n). */
+typedef struct {
+    void (*filter)(float *u, int64_t xs, const float *f, int64_t n, float *tmp);
+    void (*in)(float *v, int64_t xs, const float *d, int64_t n, float *tmp);
+    void (*out)(float *const y[4], int64_t w, const float *m, int64_t xs, int64_t n, float bias, float *tmp);
+} ops_wino_transforms;
+
 typedef struct {
     int vl; /* floats per vector */
     /* x = gelu_erf(x) in place; returns sum of squares of the results (double) */
@@ -99,20 +113,8 @@ typedef struct {
     /* one output row of a 3x3 stride-1 depthwise convolution from three input
      * rows padded as ops_dw3_pad_row does (NULL: outside the image) */
     void (*dw3_row)(float *y, int64_t W, const float *const rows[3], const float *w9, float bias);
-    /* Winograd F(2x2, 3x3) transforms (ops_conv_winograd.c): n filters of 9
-     * taps f -> U_xi[i] at u[xi * xs + i] (tmp: 21 n floats); for a row of n tiles,
-     * d: 4 padded input rows of 2n + 2 floats -> V_xi[k] at v[xi * xs + k]
-     * (tmp: 8 (n + 1) floats); M_xi[k] at m[xi * xs + k] -> Y + bias into
-     * output rows y0, y1 (NULL: skipped), w pixels of each (tmp: 4 n floats) */
-    void (*wino_filter)(float *u, int64_t xs, const float *f, int64_t n, float *tmp);
-    void (*wino_in)(float *v, int64_t xs, const float *d, int64_t n, float *tmp);
-    void (*wino_out)(float *y0, float *y1, int64_t w, const float *m, int64_t xs, int64_t n, float bias, float *tmp);
-    /* the same for F(4x4, 3x3): 36 elements a filter (tmp: 27 n floats); d: 6
-     * padded input rows of 4n + 4 floats (tmp: 24 (n + 1)); output rows y[0..3]
-     * (tmp: 16 n floats) */
-    void (*wino4_filter)(float *u, int64_t xs, const float *f, int64_t n, float *tmp);
-    void (*wino4_in)(float *v, int64_t xs, const float *d, int64_t n, float *tmp);
-    void (*wino4_out)(float *const y[4], int64_t w, const float *m, int64_t xs, int64_t n, float bias, float *tmp);
+    /* Winograd transforms (ops_conv_winograd.c) of F(2x2, 3x3) and F(4x4, 3x3) */
+    ops_wino_transforms wino2, wino4;
 } ops_vec_kernels;
 
 extern const ops_vec_kernels ops_vec_portable, ops_vec_avx2, ops_vec_avx512;

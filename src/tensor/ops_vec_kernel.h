@@ -247,10 +247,10 @@ static void vec_wino_in(float *v, int64_t xs, const float *d, int64_t n, float *
 }
 
 /* Winograd F(2x2, 3x3) output transform of a row of n tiles: M_xi of tile k
- * at m[xi * xs + k], Y = A^T M A + bias written to the output rows y0 and
- * y1 (NULL: below the image), w of their pixels (2n, or 2n - 1 when the
+ * at m[xi * xs + k], Y = A^T M A + bias written to the output rows y[0] and
+ * y[1] (NULL: below the image), w of their pixels (2n, or 2n - 1 when the
  * last tile sticks out). tmp: 4 n floats. */
-static void vec_wino_out(float *y0, float *y1, int64_t w, const float *m, int64_t xs, int64_t n, float bias,
+static void vec_wino_out(float *const y[4], int64_t w, const float *m, int64_t xs, int64_t n, float bias,
                          float *tmp) {
     float *s0 = tmp, *s1 = tmp + n, *s2 = tmp + 2 * n, *s3 = tmp + 3 * n;
     const float *m0 = m, *m1 = m + 4 * xs, *m2 = m + 8 * xs, *m3 = m + 12 * xs; /* row i of M; column j at + j xs */
@@ -270,7 +270,7 @@ static void vec_wino_out(float *y0, float *y1, int64_t w, const float *m, int64_
     }
     const int64_t pairs = w / 2;
     for (int r = 0; r < 2; r++) {
-        float *out = r ? y1 : y0;
+        float *out = y[r];
         const float *c0 = r ? s2 : s0, *c1 = r ? s3 : s1;
         if (!out) continue;
         #pragma omp simd
@@ -406,5 +406,5 @@ static void vec_wino4_out(float *const y[4], int64_t w, const float *m, int64_t 
 }
 
 const ops_vec_kernels VEC_TABLE = {VL,           vec_gelu_sumsq, vec_sum,     vec_grn_row,     vec_affine_row,
-                                   vec_chan_sums, vec_norm_row,  vec_dw3_row, vec_wino_filter, vec_wino_in,
-                                   vec_wino_out,  vec_wino4_filter, vec_wino4_in, vec_wino4_out};
+                                   vec_chan_sums, vec_norm_row,  vec_dw3_row, {vec_wino_filter, vec_wino_in, vec_wino_out},
+                                   {vec_wino4_filter, vec_wino4_in, vec_wino4_out}};
