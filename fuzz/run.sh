@@ -18,6 +18,9 @@ common="src/base/status.c src/base/arena.c src/tensor/tensor.c src/tensor/gemm_c
 jobs="${LEANDIFF_FUZZ_JOBS:-$(nproc)}"
 logs="$out/logs"
 rm -rf "$logs"; mkdir -p "$logs"
+# crash-, timeout- and slow-unit- inputs land here, not in the work tree
+artifacts="$out/artifacts"
+mkdir -p "$artifacts"
 
 # Builds and runs one target; its output goes to $logs/NAME.log, its exit
 # status to $logs/NAME.rc.
@@ -70,7 +73,7 @@ run_target() {
     clang $flags "$target" $common $extra $libs -o "$out/$name" &&
     echo "== $name: fuzzing for ${secs}s" &&
     ASAN_OPTIONS=detect_leaks=1 "$out/$name" -max_total_time="$secs" -max_len=65536 -timeout=10 \
-        -rss_limit_mb=2048 "$work" "$corpus" > "$logs/$name.fuzz" 2>&1
+        -rss_limit_mb=2048 -artifact_prefix="$artifacts/$name-" "$work" "$corpus" > "$logs/$name.fuzz" 2>&1
     local rc=$?
     if [ -f "$logs/$name.fuzz" ]; then tail -n 3 "$logs/$name.fuzz"; fi
     echo "$rc" > "$logs/$name.rc"
