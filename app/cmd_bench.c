@@ -41,6 +41,7 @@
 #include "io/fileio.h"
 #include "io/json.h"
 #include "io/model_folder.h"
+#include "io/weights_memory.h"
 #include "models/autoencoder_kl.h"
 #include "models/autoencoder_tiny.h"
 #include "models/paella_vq.h"
@@ -300,6 +301,10 @@ static ld_status bench_setup(ld_ctx *ctx, const bench_opts *o, bench_model *m) {
     if (!cls) return ld_fail(ctx, LD_ERR_MODEL, "%s: no _class_name (or architectures) field", cfgpath);
     m->B = o->batch;
     const char *c = o->component;
+    /* as generation loads them (pipeline/run.h): a denoiser's file read into
+     * huge pages on the exact path, everything else mapped */
+    ld_weights_prefer_read(o->precision == LD_PRECISION_F32 &&
+                           (!strcmp(c, "unet") || !strcmp(c, "prior") || !strcmp(c, "decoder")));
     if (!strcmp(c, "unet") && !strcmp(m->cls, "UNet2DConditionModel")) return setup_unet(ctx, o, m);
     if (!strcmp(c, "vae") && !strcmp(m->cls, "AutoencoderKL")) return setup_vae(ctx, o, m);
     if (!strcmp(c, "vae") && !strcmp(m->cls, "AutoencoderTiny")) return setup_taesd(ctx, o, m);

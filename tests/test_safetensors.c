@@ -1,12 +1,15 @@
 /* safetensors reader and writer: every file of ../shared/testdata loads with
  * valid dtypes and shapes, the same whether read into memory or mapped
- * (io/weights_memory.h); a written file reads back identically. */
+ * (io/weights_memory.h), with the pipelines' rule for which to do; a written
+ * file reads back identically. */
 #include "io/safetensors.h"
 #include "io/weights_memory.h"
+#include "pipeline/run.h"
 #include "test_util.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 static int files_checked;
@@ -54,6 +57,32 @@ static void check_file(ld_ctx *ctx, const char *path) {
 
 /* The policy: small files are mapped unless told otherwise; reading a file
  * that is shorter than expected is an error naming it. */
+static void *other_thread(void *arg) {
+    (void)arg;
+    return (void *)(intptr_t)ld_weights_prefer_read(0);
+}
+
+/* The pipelines' rule (pipeline/run.h): an exact-path run reads its
+ * denoiser, a bf16 run maps it, and the thread's setting comes back after;
+ * other threads keep their own. */
+static void denoiser_rule(void) {
+    ld_run run = {.precision = LD_PRECISION_F32};
+    ld_run_denoiser_loading(&run);
+    CHECK(ld_weights_prefer_read(1) == 1, "an exact-path run reads its denoiser");
+    pthread_t t;
+    void *other = (void *)1;
+    CHECK(pthread_create(&t, NULL, other_thread, NULL) == 0 && pthread_join(t, &other) == 0, "thread");
+    CHECK(other == NULL, "another thread keeps its own setting");
+    ld_run_denoiser_loaded(&run);
+    CHECK(ld_weights_prefer_read(0) == 0, "the setting before the load comes back");
+    run.precision = LD_PRECISION_BF16;
+    ld_weights_prefer_read(1);
+    ld_run_denoiser_loading(&run);
+    CHECK(ld_weights_prefer_read(0) == 0, "a bf16 run maps its denoiser");
+    ld_run_denoiser_loaded(&run);
+    CHECK(ld_weights_prefer_read(0) == 1, "and gives back the setting it found");
+}
+
 static void read_or_map(ld_ctx *ctx) {
     unsetenv("LEANDIFF_WEIGHTS");
     CHECK(!ld_weights_should_read("big", (size_t)1 << 30), "generation maps by default");
@@ -134,6 +163,7 @@ int main(void) {
     ld_ctx *ctx = ld_ctx_new();
     roundtrip(ctx);
     read_or_map(ctx);
+    denoiser_rule();
     const char *td = test_testdata_dir();
     if (td) {
         walk(ctx, td);

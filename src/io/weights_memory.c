@@ -25,7 +25,7 @@ static int thp_offered(void) {
     return ok;
 }
 
-static int g_prefer_read;
+static _Thread_local int g_prefer_read; /* each thread loads by its own rule */
 
 int ld_weights_prefer_read(int on) {
     const int was = g_prefer_read;

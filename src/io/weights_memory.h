@@ -14,9 +14,12 @@
  * of at least 64 MB is read into huge-page memory when the kernel offers
  * transparent huge pages (enabled "always" or "madvise") and the file takes
  * at most half of the memory available (base/meminfo.h); otherwise it is
- * mapped. Generation maps (the bf16 path packs its weights into huge pages
- * anyway, and a mapping keeps only the tensors used resident: 0.1 GB less
- * peak RSS for a KOALA image). $LEANDIFF_WEIGHTS overrides both: mmap maps
+ * mapped. Generation does the same for the denoiser of an exact-path run,
+ * which packs every weight again at every step (pipeline/run.h), and maps
+ * everything else: the bf16 path packs its weights into huge pages anyway,
+ * and a mapping keeps only the tensors used resident (0.1 GB less peak RSS
+ * for a KOALA image, whose text encoders and VAE hold tensors a text-to-image
+ * run never reads). $LEANDIFF_WEIGHTS overrides both: mmap maps
  * always (processes share the page cache), read reads always, auto applies
  * the rule above. */
 #ifndef LD_IO_WEIGHTS_MEMORY_H
@@ -26,9 +29,9 @@
 
 #include <stddef.h>
 
-/* Makes the rule above apply (1) or files be mapped (0, the default) when
- * $LEANDIFF_WEIGHTS does not say; returns the previous setting. Set it
- * before loading, from one thread. */
+/* Makes the rule above apply (1) or files be mapped (0, the default) to the
+ * files the calling thread opens when $LEANDIFF_WEIGHTS does not say;
+ * returns the thread's previous setting. */
 int ld_weights_prefer_read(int on);
 
 /* 1 when the file of `size` bytes at `path` should be read into memory, 0

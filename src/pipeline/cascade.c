@@ -96,7 +96,9 @@ static ld_status prior_stage(ld_ctx *ctx, const ld_cascade *c, ld_run *run, cons
     ld_sc_unet *prior = NULL;
     ld_scheduler *s = NULL;
     float *img = NULL;
+    ld_run_denoiser_loading(run);
     ld_status st = ld_cascade_load_prior(ctx, c, &prior);
+    ld_run_denoiser_loaded(run);
     if (st == LD_OK) /* the v3 prior always uses linspace(1, 0, N+1) */
         st = ld_ddpmw_stage_scheduler(ctx, run, c->prior_sched_cfg, "prior scheduler", steps, "prior.", &s);
     if (st == LD_OK) st = ld_calloc(ctx, (void **)&img, (size_t)(2 * pc->clip_img_in), sizeof(float), "clip_img");

@@ -43,7 +43,9 @@ static ld_status decoder_stage(ld_ctx *ctx, const ld_cascade *c, ld_run *run, co
     const int64_t C = dc->in_channels, shape[4] = {1, C, call->hB, call->wB};
     ld_sc_unet *decoder = NULL;
     ld_scheduler *s = NULL;
+    ld_run_denoiser_loading(run);
     ld_status st = ld_cascade_load_decoder(ctx, c, &decoder);
+    ld_run_denoiser_loaded(run);
     if (st == LD_OK)
         st = ld_ddpmw_stage_scheduler(ctx, run, c->decoder_sched_cfg, "decoder scheduler", steps, "decoder.", &s);
     if (st == LD_OK) st = ld_run_noise(ctx, run, "decoder.latents0", 4, shape, x);

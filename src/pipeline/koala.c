@@ -356,8 +356,10 @@ static ld_status preview_hook(ld_ctx *ctx, void *user, const ld_scheduler *s, in
 static ld_status stage_unet(ld_ctx *ctx, run *r, ld_scheduler *s) {
     koala *k = r->k;
     ld_unet2d *u = NULL;
-    LD_TRY(ld_unet2d_load_lora(ctx, k->unet, k->has_variant ? k->variant : NULL, r->loras, r->nloras, &u));
-    ld_status st = LD_OK;
+    ld_run_denoiser_loading(r->rc);
+    ld_status st = ld_unet2d_load_lora(ctx, k->unet, k->has_variant ? k->variant : NULL, r->loras, r->nloras, &u);
+    ld_run_denoiser_loaded(r->rc);
+    if (st != LD_OK) return st;
     if (ld_unet2d_cross_attention_dim(u) != r->D)
         st = ld_fail(ctx, LD_ERR_MODEL, "%s: cross_attention_dim is %d but the text encoders give %lld features",
                      k->unet, ld_unet2d_cross_attention_dim(u), (long long)r->D);

@@ -3,6 +3,7 @@
 #include "pipeline/run.h"
 
 #include "base/clock.h"
+#include "io/weights_memory.h"
 #include "tensor/gemm.h"
 
 #include <math.h>
@@ -30,6 +31,12 @@ ld_status ld_run_end(ld_ctx *ctx, ld_run *run, ld_status st) {
     ld_gemm_set_precision(run->saved_precision);
     return st;
 }
+
+void ld_run_denoiser_loading(ld_run *run) {
+    run->saved_read = ld_weights_prefer_read(run->precision == LD_PRECISION_F32);
+}
+
+void ld_run_denoiser_loaded(ld_run *run) { ld_weights_prefer_read(run->saved_read); }
 
 ld_status ld_run_replay_get(ld_ctx *ctx, const ld_run *run, const char *name, int ndim, const int64_t *shape,
                             float *out) {

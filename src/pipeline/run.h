@@ -34,12 +34,24 @@ typedef struct {
     int dumping;            /* params->dump was given */
     double t_start, t_stage;
     ld_precision precision, saved_precision;
+    int saved_read;         /* ld_run_denoiser_loading's */
 } ld_run;
 
 ld_status ld_run_begin(ld_ctx *ctx, ld_run *run, const ld_gen_params *params, ld_precision precision);
 /* Ends the run: writes the dump file when st is LD_OK, releases everything,
  * restores the thread's precision; returns st (or the dump's error). */
 ld_status ld_run_end(ld_ctx *ctx, ld_run *run, ld_status st);
+
+/* Around the loading of a stage's denoiser (the U-Net, prior or decoder that
+ * runs at every step): ld_run_denoiser_loading before, ld_run_denoiser_loaded
+ * after. On the exact path every step converts and packs all of the
+ * denoiser's weights again from the file, and read into huge pages
+ * (io/weights_memory.h) rather than mapped that ran Wuerstchen's and Stable
+ * Cascade's models 11-18 % faster (docs/performance.md, "Weights in huge
+ * pages"). bf16 runs pack the weights once into huge pages of their own, so
+ * their files stay mapped, as do the text encoders and decoders run once. */
+void ld_run_denoiser_loading(ld_run *run);
+void ld_run_denoiser_loaded(ld_run *run);
 
 /* Standard normal values `name` with this shape (replayed or drawn), also
  * dumped under the same name. */

@@ -214,7 +214,9 @@ static ld_status run_prior(ld_ctx *ctx, const ld_wuerstchen *w, ld_run *run, int
     if (st == LD_OK) st = ld_run_progress(ctx, run, "text", 1, 1);
     ld_wuerstchen_prior *prior = NULL;
     ld_scheduler *s = NULL;
+    ld_run_denoiser_loading(run);
     if (st == LD_OK) st = ld_wuerstchen_prior_load(ctx, w->prior_dir, ld_wu_variant(w), &prior);
+    ld_run_denoiser_loaded(run);
     if (st == LD_OK) st = ld_ddpmw_stage_scheduler(ctx, run, w->prior_sched_cfg, w->prior_sched_where, steps, "prior.", &s);
     const int64_t C = w->prior_c_in, n = C * hC * wC;
     if (st == LD_OK) {

@@ -96,9 +96,12 @@ ld_status ld_wu_decode(ld_ctx *ctx, const ld_wuerstchen *w, ld_run *run, const f
                        int steps, float cfg, ld_image *out) {
     int64_t hB = (int64_t)((double)hC * w->latent_dim_scale), wB = (int64_t)((double)wC * w->latent_dim_scale);
     ld_wuerstchen_diffnext *dec;
-    LD_TRY(ld_wuerstchen_diffnext_load(ctx, w->decoder_dir, ld_wu_variant(w), &dec));
+    ld_run_denoiser_loading(run);
+    ld_status st = ld_wuerstchen_diffnext_load(ctx, w->decoder_dir, ld_wu_variant(w), &dec);
+    ld_run_denoiser_loaded(run);
+    if (st != LD_OK) return st;
     float *x = NULL;
-    ld_status st = ld_wuerstchen_diffnext_check_size(ctx, dec, hB, wB);
+    st = ld_wuerstchen_diffnext_check_size(ctx, dec, hB, wB);
     if (st == LD_OK) st = ld_malloc(ctx, (void **)&x, (size_t)(dec->c_in * hB * wB) * sizeof(float), "decoder latents");
     if (st == LD_OK) st = run_decoder(ctx, w, dec, run, emb, hC, wC, steps, cfg, hB, wB, x);
     ld_wuerstchen_diffnext_free(dec); /* released after its stage */
