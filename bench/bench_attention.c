@@ -54,6 +54,12 @@ static const shape SHAPES[] = {
     {"koala self-attn 32^2 (1280 ch)", 20, 1024, 1024, 64},
     {"koala cross-attn 32^2", 20, 1024, 77, 64},
     {"vae mid attn 128^2 (512 ch, 1 head)", 1, 16384, 16384, 512},
+    /* Wuerstchen / Stable Cascade attend over their own tokens and the 77
+     * of the condition (kv = cat(x, cond)) */
+    {"wuerstchen/cascade prior 24^2 (1536 ch)", 24, 576, 653, 64},
+    {"wuerstchen decoder 64^2 (640 ch)", 10, 4096, 4173, 64},
+    {"wuerstchen decoder 32^2 (1280 ch)", 20, 1024, 1101, 64},
+    {"wuerstchen decoder 16^2 (1280 ch)", 20, 256, 333, 64},
 };
 
 int main(int argc, char **argv) {
