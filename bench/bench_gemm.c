@@ -43,7 +43,10 @@ typedef void (*set_threads_fn)(int);
 static sgemm_fn g_sgemm;
 static set_threads_fn g_blas_threads;
 
-enum { KIND_SQUARE, KIND_LINEAR, KIND_POINTWISE, KIND_CONV, KIND_WGRAD };
+/* FROM_CH: a linear layer on the tokens of an NCHW plane, A(p, k) = x[k*M + p]
+ * (ld_linear_from_channels); TO_CH: one written back channel-major, a 1x1
+ * product whose B(k, p) = x[p*K + k] is token-major (ld_linear_to_channels). */
+enum { KIND_SQUARE, KIND_LINEAR, KIND_POINTWISE, KIND_CONV, KIND_WGRAD, KIND_FROM_CH, KIND_TO_CH };
 
 typedef struct {
     const char *name;
@@ -126,6 +129,12 @@ static void run_ld(void *p) {
     } else if (s->kind == KIND_POINTWISE) {
         ld_mat A = {s->wdtype, j->w, j->K, 1}, B = ld_mat_f32(j->a, j->N, 1);
         ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
+    } else if (s->kind == KIND_FROM_CH) {
+        ld_mat A = ld_mat_f32(j->a, 1, j->M), B = {s->wdtype, j->w, 1, j->K};
+        ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
+    } else if (s->kind == KIND_TO_CH) {
+        ld_mat A = {s->wdtype, j->w, j->K, 1}, B = ld_mat_f32(j->a, 1, j->K);
+        ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
     } else {
         ld_im2col src = {j->x, s->C, s->HW, s->HW, 3, 3, 1, 1, 1, 1, 1, 1, s->HW, s->HW, 0};
         ld_gemm_bfill f = {ld_im2col_fill, &src};
@@ -148,6 +157,12 @@ static void run_blas(void *p) {
                 (int)j->N);
     else if (s->kind == KIND_POINTWISE)
         g_sgemm(101, 111, 111, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->wf, (int)j->K, j->a, (int)j->N, 0.0f, j->c,
+                (int)j->N);
+    else if (s->kind == KIND_FROM_CH)
+        g_sgemm(101, 112, 112, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->a, (int)j->M, j->wf, (int)j->K, 0.0f, j->c,
+                (int)j->N);
+    else if (s->kind == KIND_TO_CH)
+        g_sgemm(101, 111, 112, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->wf, (int)j->K, j->a, (int)j->K, 0.0f, j->c,
                 (int)j->N);
     else
         g_sgemm(101, 111, 111, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->wf, (int)j->K, j->col, (int)j->N, 0.0f,
@@ -194,6 +209,8 @@ static const shape SHAPES[] = {
     {"wprior 1x1 6144->1536 (32%)", KIND_POINTWISE, 1536, 576, 6144, 0, 0, 0, LD_F16},
     {"wprior attn kv 653x1536x1536 (18%)", KIND_LINEAR, 653, 1536, 1536, 0, 0, 0, LD_F16},
     {"wprior attn 576x1536x1536 (16%)", KIND_LINEAR, 576, 1536, 1536, 0, 0, 0, LD_F16},
+    {"wprior attn q/k/v from NCHW 576x1536x1536", KIND_FROM_CH, 576, 1536, 1536, 0, 0, 0, LD_F16},
+    {"wprior attn out to NCHW 1536x576x1536", KIND_TO_CH, 1536, 576, 1536, 0, 0, 0, LD_F16},
     /* WuerstchenDiffNeXt (Stage B) at 1024x1024 */
     {"wdec 1x1 2304->5120 32^2 (28%)", KIND_POINTWISE, 5120, 1024, 2304, 0, 0, 0, LD_F16},
     {"wdec 1x1 5120->1280 32^2 (16%)", KIND_POINTWISE, 1280, 1024, 5120, 0, 0, 0, LD_F16},
@@ -309,8 +326,9 @@ int main(int argc, char **argv) {
         }
         if (quick && (double)j.M * j.N * j.K > 3e10) continue;
         /* a: the f32 activation operand; w: the weights (or B of a square row) */
-        int64_t an = s->kind == KIND_CONV ? 0 : s->kind == KIND_POINTWISE ? j.K * j.N : j.M * j.K;
-        int64_t wn = s->kind == KIND_CONV || s->kind == KIND_POINTWISE ? j.M * j.K : j.N * j.K;
+        const int w_is_a = s->kind == KIND_CONV || s->kind == KIND_POINTWISE || s->kind == KIND_TO_CH;
+        int64_t an = s->kind == KIND_CONV ? 0 : w_is_a ? j.K * j.N : j.M * j.K;
+        int64_t wn = w_is_a ? j.M * j.K : j.N * j.K;
         /* dW rows: a = dY [K tokens, M], w = X [K tokens, N] (same sizes) */
         j.a = an ? malloc(sizeof(float) * (size_t)an) : NULL;
         j.c = malloc(sizeof(float) * (size_t)(j.M * j.N));
