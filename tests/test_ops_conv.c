@@ -94,6 +94,8 @@ static void test_conv2d(void) {
         {1, 3, 10, 9, 5, 4, 4, 2, 2, 1, 1, 1, 1, 1, 0, 1},    /* Stage A down k4 s2 p1, odd width */
         {1, 4, 8, 8, 6, 2, 2, 2, 2, 0, 0, 1, 1, 1, 0, 1},     /* k2 s2 downscaler */
         {2, 8, 6, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8, 1, 1},     /* depthwise, replicate pad */
+        {1, 3, 5, 37, 3, 3, 3, 1, 1, 1, 1, 1, 1, 3, 1, 1},    /* depthwise, replicate pad, rows of 2+ vectors */
+        {1, 2, 1, 3, 2, 3, 3, 1, 1, 1, 1, 1, 1, 2, 1, 0},     /* depthwise, replicate pad, one row */
         {1, 6, 9, 9, 6, 3, 3, 1, 1, 1, 1, 1, 1, 6, 0, 1},     /* depthwise, zero pad */
         {1, 4, 9, 8, 12, 3, 3, 2, 1, 1, 1, 1, 1, 4, 0, 1},    /* one input channel per group, multiplier 3, strided */
         {1, 4, 11, 10, 6, 3, 3, 2, 1, 2, 2, 2, 2, 2, 0, 1},   /* dilation 2, groups 2, stride (2,1) */

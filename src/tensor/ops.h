@@ -27,6 +27,8 @@ void ld_leaky_relu(float *x, int64_t n, float slope);
 void ld_scale(float *x, int64_t n, float s);
 /* y = a + b; y may alias a or b. */
 void ld_add(float *y, const float *a, const float *b, int64_t n);
+/* y += x * s (a scaled residual). */
+void ld_add_scaled(float *y, const float *x, float s, int64_t n);
 /* x[b, c, :] += bias[c] for NCHW (bias length C). */
 void ld_add_channel_bias(float *x, int64_t B, int64_t C, int64_t HW, const float *bias);
 /* GEGLU: x is [rows, 2d]; y[r, i] = x[r, i] * gelu_erf(x[r, d + i]). y must not alias x. */

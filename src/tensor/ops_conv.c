@@ -108,13 +108,25 @@ void ops_conv2d_direct(float *y, const float *x, int64_t B, int64_t Cin, int64_t
 /* Widest row the 3x3 depthwise path handles (its padded rows are on the stack). */
 #define DW3_MAXW 2048
 
-/* 3x3, stride 1, zero padding 1, one input channel per group: each output
- * row from three zero-padded input rows kept in a ring (every input row is
- * padded once per plane) by the vector kernel ops_vec()->dw3_row. The same
- * sums in the same order as ops_conv2d_direct (bias, then the taps in (ky, kx)
- * order); the padding adds w * 0, which changes at most the sign of a zero. */
+/* One input row into a ring slot: one column of padding on the left and
+ * at least one on the right (zeros, or the edge pixels with replicate),
+ * zeros up to Wp after that. */
+static void dw3_pad_row(float *r, const float *src, int64_t W, int64_t Wp, int replicate) {
+    r[0] = replicate ? src[0] : 0.0f;
+    memcpy(r + 1, src, (size_t)W * sizeof(float));
+    r[1 + W] = replicate ? src[W - 1] : 0.0f;
+    memset(r + 2 + W, 0, (size_t)(Wp - W - 2) * sizeof(float));
+}
+
+/* 3x3, stride 1, padding 1 (zeros or replicated edges), one input channel
+ * per group: each output row from three padded input rows kept in a ring
+ * (every input row is padded once per plane) by the vector kernel
+ * ops_vec()->dw3_row. The same sums in the same order as ops_conv2d_direct
+ * (bias, then the taps in (ky, kx) order); zero padding adds w * 0, which
+ * changes at most the sign of a zero. With replicate the rows above and
+ * below the image are its first and last row, as in the direct loop. */
 static void conv_dw3(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int64_t W, const ld_tensor *w,
-                     const ld_tensor *bias) {
+                     const ld_tensor *bias, int replicate) {
     const ops_vec_kernels *k = ops_vec();
     int64_t Cout = w->shape[0], cout_g = Cout / Cin, Wp = (W + 15) / 16 * 16 + 16;
     #pragma omp parallel for schedule(static)
@@ -124,21 +136,13 @@ static void conv_dw3(float *y, const float *x, int64_t B, int64_t Cin, int64_t H
         float w9[9], bv = ops_has(bias) ? ops_wget(bias, oc) : 0.0f;
         for (int t = 0; t < 9; t++) w9[t] = ops_wget(w, oc * 9 + t);
         const float *xp = x + (b * Cin + oc / cout_g) * H * W;
-        for (int64_t iy = 0; iy < H && iy < 2; iy++) { /* rows 0 and 1; later rows as they are needed */
-            float *r = ring[iy];
-            r[0] = 0.0f;
-            memcpy(r + 1, xp + iy * W, (size_t)W * sizeof(float));
-            memset(r + 1 + W, 0, (size_t)(Wp - W - 1) * sizeof(float));
-        }
+        for (int64_t iy = 0; iy < H && iy < 2; iy++) /* rows 0 and 1; later rows as they are needed */
+            dw3_pad_row(ring[iy], xp + iy * W, W, Wp, replicate);
         for (int64_t oy = 0; oy < H; oy++) {
-            if (oy >= 1 && oy + 1 < H) {
-                float *r = ring[(oy + 1) % 3];
-                r[0] = 0.0f;
-                memcpy(r + 1, xp + (oy + 1) * W, (size_t)W * sizeof(float));
-                memset(r + 1 + W, 0, (size_t)(Wp - W - 1) * sizeof(float));
-            }
-            const float *rows[3] = {oy > 0 ? ring[(oy - 1) % 3] : NULL, ring[oy % 3],
-                                    oy + 1 < H ? ring[(oy + 1) % 3] : NULL};
+            if (oy >= 1 && oy + 1 < H) dw3_pad_row(ring[(oy + 1) % 3], xp + (oy + 1) * W, W, Wp, replicate);
+            const float *above = oy > 0 ? ring[(oy - 1) % 3] : replicate ? ring[0] : NULL;
+            const float *below = oy + 1 < H ? ring[(oy + 1) % 3] : replicate ? ring[(H - 1) % 3] : NULL;
+            const float *rows[3] = {above, ring[oy % 3], below};
             k->dw3_row(y + (bo * H + oy) * W, W, rows, w9, bv);
         }
     }
@@ -168,8 +172,8 @@ void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int6
     if (cin_g == 1) {
         LD_FLOPS_COUNT(LD_FLOPS_DIRECT_CONV, 2 * B * Cout * Ho * Wo * kh * kw);
         if (kh == 3 && kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 1 && p->pad_w == 1 &&
-            p->dilation_h == 1 && p->dilation_w == 1 && !p->replicate_pad && W + 2 <= DW3_MAXW)
-            conv_dw3(y, x, B, Cin, H, W, w, b);
+            p->dilation_h == 1 && p->dilation_w == 1 && W + 2 <= DW3_MAXW)
+            conv_dw3(y, x, B, Cin, H, W, w, b, p->replicate_pad);
         else
             ops_conv2d_direct(y, x, B, Cin, H, W, w, b, p, Ho, Wo);
         return;

@@ -62,6 +62,11 @@ void ld_add(float *y, const float *a, const float *b, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
+void ld_add_scaled(float *y, const float *x, float s, int64_t n) {
+    #pragma omp parallel for simd schedule(static) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) y[i] += x[i] * s;
+}
+
 void ld_add_channel_bias(float *x, int64_t B, int64_t C, int64_t HW, const float *bias) {
     #pragma omp parallel for schedule(static) if (B * C * HW > PAR_MIN)
     for (int64_t bc = 0; bc < B * C; bc++) {
