@@ -165,19 +165,19 @@ int64_t ld_paella_vq_factor(const ld_paella_vq *vq) { return vq->scale << (vq->l
 typedef struct {
     float *t, *d, *mid, *ga, *gb;
     size_t n_act, n_mid, n_c; /* floats allocated */
-} paella_ws;
+} paella_scratch;
 
-static void ws_free(paella_ws *ws) {
-    ld_aligned_free(ws->t);
-    ld_aligned_free(ws->d);
-    ld_aligned_free(ws->mid);
-    ld_aligned_free(ws->ga);
-    ld_aligned_free(ws->gb);
-    memset(ws, 0, sizeof *ws);
+static void scratch_free(paella_scratch *sc) {
+    ld_aligned_free(sc->t);
+    ld_aligned_free(sc->d);
+    ld_aligned_free(sc->mid);
+    ld_aligned_free(sc->ga);
+    ld_aligned_free(sc->gb);
+    memset(sc, 0, sizeof *sc);
 }
 
 /* Grows one pair of buffers to n floats each (b may be NULL). */
-static ld_status ws_grow(ld_ctx *ctx, float **a, float **b, size_t *have, size_t n, const char *what) {
+static ld_status scratch_grow(ld_ctx *ctx, float **a, float **b, size_t *have, size_t n, const char *what) {
     if (n <= *have) return LD_OK;
     ld_aligned_free(*a);
     *a = NULL;
@@ -193,12 +193,13 @@ static ld_status ws_grow(ld_ctx *ctx, float **a, float **b, size_t *have, size_t
 }
 
 /* ld_layer_norm_channels with the scalar affine LN(x) * (1 + g) + h. */
-static void norm_affine(paella_ws *ws, float *y, const float *x, int64_t B, int64_t C, int64_t HW, float g, float h) {
+static void norm_affine(paella_scratch *sc, float *y, const float *x, int64_t B, int64_t C, int64_t HW, float g,
+                        float h) {
     for (int64_t c = 0; c < C; c++) {
-        ws->ga[c] = 1.0f + g;
-        ws->gb[c] = h;
+        sc->ga[c] = 1.0f + g;
+        sc->gb[c] = h;
     }
-    const ld_tensor ga = {LD_F32, 1, {C}, ws->ga, 0, NULL}, gb = {LD_F32, 1, {C}, ws->gb, 0, NULL};
+    const ld_tensor ga = {LD_F32, 1, {C}, sc->ga, 0, NULL}, gb = {LD_F32, 1, {C}, sc->gb, 0, NULL};
     ld_layer_norm_channels(y, x, B, C, HW, PAELLA_LN_EPS, &ga, &gb);
 }
 
@@ -208,49 +209,50 @@ static void norm_affine(paella_ws *ws, float *y, const float *x, int64_t B, int6
  * The MLP (Linear, GELU, Linear per pixel) runs on the NCHW planes as 1x1
  * products over chunks of PAELLA_MLP_CHUNK pixels (the hidden layer is 4C
  * wide), its output gathered in d so that g5 scales it in one pass. */
-static ld_status mixres_forward(ld_ctx *ctx, paella_ws *ws, const ld_paella_mixres *m, float *x, int64_t B,
+static ld_status mixres_forward(ld_ctx *ctx, paella_scratch *sc, const ld_paella_mixres *m, float *x, int64_t B,
                                 int64_t H, int64_t W) {
     const int64_t C = m->c, HW = H * W, n_all = B * C * HW, chunk = HW < PAELLA_MLP_CHUNK ? HW : PAELLA_MLP_CHUNK;
     float g[6];
     ld_convert_to_f32(g, m->gammas.data, m->gammas.dtype, 0, 6);
-    LD_TRY(ws_grow(ctx, &ws->t, &ws->d, &ws->n_act, (size_t)n_all, "mixres activations"));
-    LD_TRY(ws_grow(ctx, &ws->mid, NULL, &ws->n_mid, (size_t)(4 * C * chunk), "mixres mlp"));
-    LD_TRY(ws_grow(ctx, &ws->ga, &ws->gb, &ws->n_c, (size_t)C, "mixres norm"));
-    norm_affine(ws, ws->t, x, B, C, HW, g[0], g[1]);
+    LD_TRY(scratch_grow(ctx, &sc->t, &sc->d, &sc->n_act, (size_t)n_all, "mixres activations"));
+    LD_TRY(scratch_grow(ctx, &sc->mid, NULL, &sc->n_mid, (size_t)(4 * C * chunk), "mixres mlp"));
+    LD_TRY(scratch_grow(ctx, &sc->ga, &sc->gb, &sc->n_c, (size_t)C, "mixres norm"));
+    norm_affine(sc, sc->t, x, B, C, HW, g[0], g[1]);
     ld_conv2d_params dw = ld_conv2d_params_make(1, 1);
     dw.groups = (int)C;
     dw.replicate_pad = 1;
-    ld_conv2d(ws->d, ws->t, B, C, H, W, &m->dw_w, &m->dw_b, &dw);
-    ld_add_scaled(x, ws->d, g[2], n_all);
-    norm_affine(ws, ws->t, x, B, C, HW, g[3], g[4]);
+    ld_conv2d(sc->d, sc->t, B, C, H, W, &m->dw_w, &m->dw_b, &dw);
+    ld_add_scaled(x, sc->d, g[2], n_all);
+    norm_affine(sc, sc->t, x, B, C, HW, g[3], g[4]);
     const ld_mat w1 = {m->fc1_w.dtype, m->fc1_w.data, C, 1}, w2 = {m->fc2_w.dtype, m->fc2_w.data, 4 * C, 1};
     for (int64_t b = 0; b < B; b++)
         for (int64_t p0 = 0; p0 < HW; p0 += chunk) {
             const int64_t n = HW - p0 < chunk ? HW - p0 : chunk, at = b * C * HW + p0;
-            const ld_mat in = ld_mat_f32(ws->t + at, HW, 1), hid = ld_mat_f32(ws->mid, n, 1);
-            ld_gemm(4 * C, n, C, &w1, &in, ws->mid, n, 0.0f, NULL, &m->fc1_b);
-            ld_gelu_erf(ws->mid, 4 * C * n);
-            ld_gemm(C, n, 4 * C, &w2, &hid, ws->d + at, HW, 0.0f, NULL, &m->fc2_b);
+            const ld_mat in = ld_mat_f32(sc->t + at, HW, 1), hid = ld_mat_f32(sc->mid, n, 1);
+            ld_gemm(4 * C, n, C, &w1, &in, sc->mid, n, 0.0f, NULL, &m->fc1_b);
+            ld_gelu_erf(sc->mid, 4 * C * n);
+            ld_gemm(C, n, 4 * C, &w2, &hid, sc->d + at, HW, 0.0f, NULL, &m->fc2_b);
         }
-    ld_add_scaled(x, ws->d, g[5], n_all);
+    ld_add_scaled(x, sc->d, g[5], n_all);
     return ld_check_cancel(ctx, "VQGAN");
 }
 
 /* Runs stages[0..n) on *x ([B, *c, *h, *w]); *x may be replaced. */
 static ld_status run_stages(ld_ctx *ctx, const ld_paella_stage *stages, int n, float **x, int64_t B, int64_t *c,
                             int64_t *h, int64_t *w) {
-    paella_ws ws = {0};
+    paella_scratch sc = {0};
     ld_status st = LD_OK;
     for (int k = 0; k < n && st == LD_OK; k++) {
         const ld_paella_stage *s = &stages[k];
         if (s->kind == 'M') {
-            st = mixres_forward(ctx, &ws, &s->m, *x, B, *h, *w);
+            st = mixres_forward(ctx, &sc, &s->m, *x, B, *h, *w);
             continue;
         }
         int64_t nh = s->kind == 'T' ? *h * 2 : s->kind == 'D' ? *h / 2 : *h;
         int64_t nw = s->kind == 'T' ? *w * 2 : s->kind == 'D' ? *w / 2 : *w;
         float *y;
-        st = ld_aligned_alloc(ctx, (void **)&y, (size_t)(B * s->c_out * nh * nw) * sizeof(float), "PaellaVQ activations");
+        st = ld_aligned_alloc(ctx, (void **)&y, (size_t)(B * s->c_out * nh * nw) * sizeof(float),
+                              "PaellaVQ activations");
         if (st != LD_OK) break;
         if (s->kind == 'T') {
             ld_conv_transpose2d(y, *x, B, s->c_in, *h, *w, &s->w, &s->b, 2, 1);
@@ -265,7 +267,7 @@ static ld_status run_stages(ld_ctx *ctx, const ld_paella_stage *stages, int n, f
         *w = nw;
         st = ld_check_cancel(ctx, "VQGAN");
     }
-    ws_free(&ws);
+    scratch_free(&sc);
     return st;
 }
 
@@ -278,7 +280,8 @@ ld_status ld_paella_vq_decode(ld_ctx *ctx, const ld_paella_vq *vq, float *img, c
     ld_status st = run_stages(ctx, vq->up, vq->n_up, &x, B, &c, &h, &w);
     float *y = NULL;
     int64_t co = vq->out_channels * vq->scale * vq->scale;
-    if (st == LD_OK) st = ld_aligned_alloc(ctx, (void **)&y, (size_t)(B * co * h * w) * sizeof(float), "PaellaVQ output");
+    if (st == LD_OK)
+        st = ld_aligned_alloc(ctx, (void **)&y, (size_t)(B * co * h * w) * sizeof(float), "PaellaVQ output");
     if (st == LD_OK) {
         ld_conv2d_params one = ld_conv2d_params_make(1, 0);
         ld_conv2d(y, x, B, c, h, w, &vq->out_w, &vq->out_b, &one);
@@ -299,7 +302,8 @@ ld_status ld_paella_vq_encode(ld_ctx *ctx, const ld_paella_vq *vq, float *lat, c
     int64_t ci = vq->in_channels * s * s, h = H / s, w = W / s, c = vq->embed_dim >> (vq->levels - 1);
     float *u = NULL, *x = NULL;
     ld_status st = ld_aligned_alloc(ctx, (void **)&u, (size_t)(B * ci * h * w) * sizeof(float), "PaellaVQ unshuffle");
-    if (st == LD_OK) st = ld_aligned_alloc(ctx, (void **)&x, (size_t)(B * c * h * w) * sizeof(float), "PaellaVQ activations");
+    if (st == LD_OK)
+        st = ld_aligned_alloc(ctx, (void **)&x, (size_t)(B * c * h * w) * sizeof(float), "PaellaVQ activations");
     if (st == LD_OK) {
         ld_pixel_unshuffle(u, img, B, vq->in_channels, H, W, (int)s);
         ld_conv2d_params one = ld_conv2d_params_make(1, 0);
