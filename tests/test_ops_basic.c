@@ -84,6 +84,18 @@ static void test_elementwise(void) {
     ld_add(a, a, b, n); /* aliased output */
     test_close("add (y aliases a)", a, ref, n, 0);
 
+    /* scaled residual, long enough to be split over the threads */
+    int64_t ns = 100003;
+    float *sy = tw_alloc(ns), *sx = tw_alloc(ns), *sr = tw_alloc(ns);
+    test_fill(sy, ns, 5);
+    test_fill(sx, ns, 6);
+    for (int64_t i = 0; i < ns; i++) sr[i] = (float)((double)sy[i] + (double)sx[i] * -0.37);
+    ld_add_scaled(sy, sx, -0.37f, ns);
+    test_close("add_scaled", sy, sr, ns, TOL);
+    free(sy);
+    free(sx);
+    free(sr);
+
     /* channel bias: B=2, C=3, HW=5 */
     float x[30], xr[30], bias[3] = {0.5f, -1.0f, 2.0f};
     test_fill(x, 30, 3);
