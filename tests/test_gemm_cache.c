@@ -105,30 +105,54 @@ static void test_linear(int have_bf16) {
     }
 }
 
+/* y [M, N] = W x with W [M, K] f16 at w as A (a pointwise convolution on
+ * NCHW planes or a projection to channels) and x [K, N]. */
+static void weight_a(float *y, const float *x, const uint16_t *w, int64_t M, int64_t N, int64_t K) {
+    const ld_mat A = {LD_F16, w, K, 1}, B = ld_mat_f32(x, N, 1);
+    ld_gemm(M, N, K, &A, &B, y, N, 0.0f, NULL, NULL);
+}
+
+/* A filter as A, cached: a 3x3 convolution with one row of tasks; one with
+ * many output channels and few pixels, whose rows the GEMM splits into
+ * several task rows on 2 threads (Stage C's pointwise convolutions), and a
+ * plain product of that kind that walks its column blocks. The copy made
+ * on 2 threads is read on 1 (other task rows, same layout) and back. */
 static void test_conv(int have_bf16) {
-    const int64_t Co = 40, Ci = 12, H = 19, W = 23;
-    uint16_t *plain = malloc(sizeof(uint16_t) * Co * Ci * 9);
-    float *x = malloc(sizeof(float) * Ci * H * W), *want = malloc(sizeof(float) * Co * H * W),
-          *got = malloc(sizeof(float) * Co * H * W);
-    fill_f16(plain, (size_t)(Co * Ci * 9), 3);
-    for (int64_t i = 0; i < Ci * H * W; i++) x[i] = (float)((i * 13) % 29) / 14.0f - 1.0f;
-    size_t len;
-    uint16_t *mapped = map_f16(plain, (size_t)(Co * Ci * 9), &len);
-    CHECK(mapped != NULL, "map");
-    if (mapped) {
-        conv(want, x, plain, Co, Ci, H, W);
-        const size_t before = copies();
-        for (int call = 0; call < 2; call++) {
-            conv(got, x, mapped, Co, Ci, H, W);
-            CHECK(!memcmp(got, want, sizeof(float) * Co * H * W), "conv call %d: same bits as uncached", call);
+    const int64_t shapes[][4] = {{40, 12, 19, 23}, {600, 16, 12, 12}, {600, 64, 1, 1100}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int64_t Co = shapes[s][0], Ci = shapes[s][1], H = shapes[s][2], W = shapes[s][3];
+        const int plain_product = s == 2; /* a K = Ci product, no fill */
+        const int64_t K = plain_product ? Ci : Ci * 9, n = H * W;
+        uint16_t *plain = malloc(sizeof(uint16_t) * Co * K);
+        float *x = malloc(sizeof(float) * K * n), *want = malloc(sizeof(float) * Co * n),
+              *got = malloc(sizeof(float) * Co * n);
+        fill_f16(plain, (size_t)(Co * K), 3 + (unsigned)s);
+        for (int64_t i = 0; i < K * n; i++) x[i] = (float)((i * 13) % 29) / 14.0f - 1.0f;
+        size_t len;
+        uint16_t *mapped = map_f16(plain, (size_t)(Co * K), &len);
+        CHECK(mapped != NULL, "map");
+        if (mapped) {
+            omp_set_num_threads(2);
+            if (plain_product) weight_a(want, x, plain, Co, n, K);
+            else conv(want, x, plain, Co, Ci, H, W);
+            const size_t before = copies();
+            for (int call = 0; call < 4; call++) {
+                omp_set_num_threads(call == 2 ? 1 : 2);
+                memset(got, 0, sizeof(float) * Co * n);
+                if (plain_product) weight_a(got, x, mapped, Co, n, K);
+                else conv(got, x, mapped, Co, Ci, H, W);
+                CHECK(!memcmp(got, want, sizeof(float) * Co * n), "filter %lldx%lldx%lld call %d: same bits as uncached",
+                      (long long)Co, (long long)n, (long long)K, call);
+            }
+            CHECK(copies() == before + (have_bf16 ? 1 : 0), "filter %lldx%lldx%lld: %s", (long long)Co, (long long)n,
+                  (long long)K, have_bf16 ? "one packed copy" : "nothing cached");
+            unmap_f16(mapped, len);
         }
-        CHECK(copies() == before + (have_bf16 ? 1 : 0), "conv: %s", have_bf16 ? "one packed copy" : "nothing cached");
-        unmap_f16(mapped, len);
+        free(plain);
+        free(x);
+        free(want);
+        free(got);
     }
-    free(plain);
-    free(x);
-    free(want);
-    free(got);
 }
 
 /* Two mappings of the same shape at once, then in turn (likely at the same

@@ -632,18 +632,18 @@ static inline size_t a_offset(int64_t p, int64_t i, int64_t kcp, int64_t nmb, si
     return (size_t)(p * nmb) * a_bytes + (size_t)i * (size_t)round_up(kcp * mc_max * esz, 64);
 }
 
-/* All of A packed, k block by k block, MC rows at a time (a_offset). The
- * scratch tile sits a_bytes + b_bytes into a thread buffer: inside it with
- * any A region (a row walk's is larger), and it is only scratch here. */
+/* All of A packed, k block by k block, MC rows at a time (a_offset with
+ * blocks of a_bytes, mc_max rows). The scratch tile sits tile_off into a
+ * thread buffer (after its A region and B block). */
 static void pack_all_a(const gemm_args *g, const ld_gemm_kernel *kr, int round, workspace *ws, int nt, size_t a_bytes,
-                       size_t b_bytes, int64_t tile_floats, int64_t KC, int64_t MC, int64_t mc_max, int64_t npc,
+                       size_t tile_off, int64_t tile_floats, int64_t KC, int64_t MC, int64_t mc_max, int64_t npc,
                        int64_t nmb, char *dst) {
     const int MR = kr->mr;
     const int64_t M = g->M, K = g->K, esz = kr->bf16 ? 2 : 4;
     #pragma omp parallel for num_threads(nt) schedule(dynamic)
     for (int64_t t = 0; t < npc * nmb; t++) {
         char *mine = ws->t[omp_get_thread_num()];
-        float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + tile_floats;
+        float *tile = (float *)(mine + tile_off), *tmp = tile + tile_floats;
         const int64_t pc = (t / nmb) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
         const int64_t i0 = (t % nmb) * MC;
         char *blk = dst + a_offset(pc / KC, i0 / MC, kcp, nmb, a_bytes, mc_max, esz);
@@ -738,19 +738,27 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
      * x 11520, bf16, Zen 5-class) ran at 462-552 GFLOP/s shared and at
      * 588-706 packed by each task. */
     const int64_t npc = (K + KC - 1) / KC, nmb = (M + MC - 1) / MC, nbp = (N + NR - 1) / NR;
+    /* all of A packed (shared or cached) is laid out in blocks of MC rows
+     * from row 0 whatever the tasks: with one row of tasks these are the
+     * tasks' own blocks (mc_all = mc_max) */
+    const int64_t mc_all = min64(MC, round_up(M, MR));
+    const size_t a_all_bytes = (size_t)round_up(kcmax * mc_all * esz, 64);
     const int share_a = tm == 1 && tn >= 4 && (double)npc * nmb * a_bytes <= 16.0 * (1 << 20);
     const size_t bblk = (size_t)round_up(kcmax * nbp * NR * esz, 64); /* one k block of all of B */
     const int share_b = tm >= 2 && (double)npc * bblk <= 32.0 * (1 << 20);
     /* Half-precision weights of a constant mapping are packed once for all
-     * products from their second on (gemm_cache.h): A when all rows are one
-     * task row, B always. */
+     * products from their second on (gemm_cache.h), A and B. A used to be
+     * cached only when all rows were one row of tasks; the pointwise
+     * convolutions of Stage C (M = 2048-8192 channels, N = 576 pixels) are
+     * split into several task rows for balance and re-packed their filters
+     * on every call (a third of a bf16 Stage C evaluation). */
     ld_pack_key ka = {0}, kb = {0};
-    const int cache_a = kr->bf16 && tm == 1 && g->A->dtype != LD_F32 && cacheable(g->A, M, K);
+    const int cache_a = kr->bf16 && g->A->dtype != LD_F32 && cacheable(g->A, M, K);
     const int cache_b = kr->bf16 && !g->fill && g->B->dtype != LD_F32 && cacheable(g->B, K, N);
     const void *acached = NULL, *bcached = NULL;
     int pack_a_now = 0, pack_b_now = 0; /* no copy yet: make one now (second use) */
     if (cache_a) {
-        ka = (ld_pack_key){g->A->data, M, K, g->A->rs, g->A->cs, (int)g->A->dtype, kr, KC, mc_max, 'A'};
+        ka = (ld_pack_key){g->A->data, M, K, g->A->rs, g->A->cs, (int)g->A->dtype, kr, KC, mc_all, 'A'};
         acached = ld_gemm_cache_find(&ka, &pack_a_now);
     }
     if (cache_b) {
@@ -759,7 +767,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     }
     /* all of A or B packed; the last k block takes only its own depth */
     const int64_t kcp_last = round_up(K - (npc - 1) * KC, 2);
-    const size_t a_all = a_offset(npc - 1, nmb, kcp_last, nmb, a_bytes, mc_max, esz);
+    const size_t a_all = a_offset(npc - 1, nmb, kcp_last, nmb, a_all_bytes, mc_all, esz);
     const size_t b_all = (size_t)(npc - 1) * bblk + (size_t)round_up(kcp_last * nbp * NR * esz, 64);
     const int new_a = cache_a && !acached && pack_a_now, new_b = cache_b && !bcached && pack_b_now;
     const int ws_a = share_a && !acached && !new_a, ws_b = share_b && !bcached && !new_b;
@@ -770,7 +778,8 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     if (new_a || ws_a) {
         char *dst = ws_a ? ws->shared : (own_a = ld_gemm_cache_alloc(a_all));
         if (dst) {
-            pack_all_a(g, kr, round, ws, nt, a_bytes, b_bytes, tile_floats, KC, MC, mc_max, npc, nmb, dst);
+            pack_all_a(g, kr, round, ws, nt, a_all_bytes, a_region + b_bytes, tile_floats, KC, MC, mc_all, npc, nmb,
+                       dst);
             ashared = dst;
             if (own_a && (acached = ld_gemm_cache_insert(&ka, own_a, a_all, operand_bytes(g->A, M, K)))) {
                 ashared = acached;
@@ -824,9 +833,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
                 for (int64_t i0 = r0; i0 < r1; i0 += MC) {
                     const int64_t m = min64(MC, r1 - i0);
                     const char *ablk = abuf + (walk ? ((i0 - r0) / MC) * a_bytes : 0);
-                    if (ashared)
-                        ablk = ashared + a_offset(pc / KC, i0 / MC, kcp, nmb, a_bytes, mc_max, esz);
-                    else if (!walk)
+                    if (!ashared && !walk)
                         pack_a_block(g, kr, round, i0, m, pc, kc, abuf, apan, tile, tmp);
                     if (pc == 0 && scale_c) scale_block(g, i0, m, c0, c1 - c0);
                     for (int64_t jr = c0; jr < c1; jr += NR) {
@@ -834,7 +841,12 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
                         const char *bp = bblock + ((jr - c0) / NR) * bpan;
                         for (int64_t ir = 0; ir < m; ir += MR) {
                             const int64_t me = min64(MR, m - ir);
-                            const char *ap = ablk + (ir / MR) * apan;
+                            /* a panel of all of A: block and place of row i0 + ir (a
+                             * multiple of MR; task rows need not start at a block) */
+                            const int64_t gi = i0 + ir;
+                            const char *ap = ashared ? ashared + a_offset(pc / KC, gi / MC, kcp, nmb, a_all_bytes,
+                                                                          mc_all, esz) + ((gi % MC) / MR) * apan
+                                                     : ablk + (ir / MR) * apan;
                             float *c = g->C + (i0 + ir) * g->ldc + jr;
                             if (load && ir + MR < m) prefetch_tile(c + MR * g->ldc, min64(MR, m - ir - MR), n, g->ldc);
                             run_tile(kr, kc, ap, bp, c, g->ldc, me, n, load, ctile);
