@@ -141,8 +141,9 @@ static void test_conv(int have_bf16) {
                 memset(got, 0, sizeof(float) * Co * n);
                 if (plain_product) weight_a(got, x, mapped, Co, n, K);
                 else conv(got, x, mapped, Co, Ci, H, W);
-                CHECK(!memcmp(got, want, sizeof(float) * Co * n), "filter %lldx%lldx%lld call %d: same bits as uncached",
-                      (long long)Co, (long long)n, (long long)K, call);
+                CHECK(!memcmp(got, want, sizeof(float) * Co * n),
+                      "filter %lldx%lldx%lld call %d: same bits as uncached", (long long)Co, (long long)n,
+                      (long long)K, call);
             }
             CHECK(copies() == before + (have_bf16 ? 1 : 0), "filter %lldx%lldx%lld: %s", (long long)Co, (long long)n,
                   (long long)K, have_bf16 ? "one packed copy" : "nothing cached");
