@@ -74,8 +74,8 @@ static inline const char *test_testdata_dir(void) {
 /* Scratch directory under the build tree (or /tmp) for files a test writes. */
 static inline const char *test_tmp_dir(const char *name) {
     static char buf[4096];
-    const char *b = getenv("LEANDIFF_BUILD_DIR");
-    snprintf(buf, sizeof buf, "%s/test-tmp/%s", b ? b : "/tmp/leandiff-tests", name);
+    const char *b = getenv("LEANDIFF_BUILD_DIR"), *tag = getenv("LEANDIFF_TEST_TAG");
+    snprintf(buf, sizeof buf, "%s/test-tmp/%s%s%s", b ? b : "/tmp/leandiff-tests", name, tag ? "-" : "", tag ? tag : "");
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", buf);
     if (system(cmd) != 0) fprintf(stderr, "cannot create %s\n", buf);
