@@ -215,11 +215,11 @@ static const shape SHAPES[] = {
     {"wdec 1x1 2304->5120 32^2 (28%)", KIND_POINTWISE, 5120, 1024, 2304, 0, 0, 0, LD_F16},
     {"wdec 1x1 5120->1280 32^2 (16%)", KIND_POINTWISE, 1280, 1024, 5120, 0, 0, 0, LD_F16},
     {"wdec 1x1 1664->2560 64^2 (10%)", KIND_POINTWISE, 2560, 4096, 1664, 0, 0, 0, LD_F16},
-    {"wdec attn kv 1101x1280x1280 (9%)", KIND_LINEAR, 1101, 1280, 1280, 0, 0, 0, LD_F16},
+    {"wdec attn q/k/v from NCHW 1024x1280x1280 (12%)", KIND_FROM_CH, 1024, 1280, 1280, 0, 0, 0, LD_F16},
     /* Stable Cascade lite decoder (Stage B lite) at 1024x1024 */
     {"cdec 1x1 4608->1152 32^2 (23%)", KIND_POINTWISE, 1152, 1024, 4608, 0, 0, 0, LD_F16},
     {"cdec 1x1 1152->4608 32^2 (22%)", KIND_POINTWISE, 4608, 1024, 1152, 0, 0, 0, LD_F16},
-    {"cdec attn kv 1028x1152x1152 (11%)", KIND_LINEAR, 1028, 1152, 1152, 0, 0, 0, LD_F16},
+    {"cdec attn q/k/v from NCHW 1024x1152x1152 (17%)", KIND_FROM_CH, 1024, 1152, 1152, 0, 0, 0, LD_F16},
     {"cdec 1x1 2304->576 64^2 (7%)", KIND_POINTWISE, 576, 4096, 2304, 0, 0, 0, LD_F16},
     {"cdec 1x1 1280->320 128^2 (5%)", KIND_POINTWISE, 320, 16384, 1280, 0, 0, 0, LD_F16},
     {"train fwd 4096 tok geglu 640->5120", KIND_LINEAR, 4096, 5120, 640, 0, 0, 0, LD_F32},

@@ -197,9 +197,7 @@ static void pack_kv(const att_job *J, const float *k, const float *v, int64_t j0
         ld_gemm_pack_panel(kr, 0, kp + r * dD * es, LD_F32, k, (j0 + r) * J->ldk, 1, J->ldk, J->D,
                            nk - r < MR ? nk - r : MR, MR, tile, tmp);
     }
-    for (int64_t d0 = 0; d0 < J->Dp; d0 += MR)
-        ld_gemm_pack_panel(kr, 0, vp + d0 * dk * es, LD_F32, v, j0 * J->ldv + d0, J->ldv, 1, nk,
-                           J->D - d0 < MR ? J->D - d0 : MR, MR, tile, tmp);
+    ld_gemm_pack_panels(kr, 0, vp, (size_t)(MR * dk * es), LD_F32, v, j0 * J->ldv, J->ldv, 1, nk, J->D, MR, tile, tmp);
 }
 
 /* One block of nq <= BQ queries starting at i0 of batch b (q, out: this

@@ -102,7 +102,12 @@ void ld_gemm_gather(const ld_gemm_kernel *kr, ld_dtype dt, const void *data, int
  * handles the strides, else through tile). tile: kc*W floats, tmp: kc. */
 void ld_gemm_pack_panel(const ld_gemm_kernel *kr, int round, void *dst, ld_dtype dt, const void *data, int64_t base,
                         int64_t sk, int64_t sx, int64_t kc, int64_t n, int W, float *tile, float *tmp);
-/* The last step of the above for an f32 tile [kc][W] already in tile (for
+/* The panels of a block of n rows of A (W = MR) or columns of B
+ * (W = NR), panel x/W at dst + (x/W)*pan bytes, each as ld_gemm_pack_panel
+ * packs it (same values), an x-contiguous block k slice by k slice. */
+void ld_gemm_pack_panels(const ld_gemm_kernel *kr, int round, void *dst, size_t pan, ld_dtype dt, const void *data,
+                         int64_t base, int64_t sk, int64_t sx, int64_t kc, int64_t n, int W, float *tile, float *tmp);
+/* The last step of ld_gemm_pack_panel for an f32 tile [kc][W] already in tile (for
  * f32 kernels tile is dst itself): to bf16 pairs, or rounding. */
 void ld_gemm_finish_panel(const ld_gemm_kernel *kr, int round, float *tile, int64_t kc, int W, void *dst);
 

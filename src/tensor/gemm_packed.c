@@ -31,9 +31,8 @@ int64_t ld_gemm_packed_tile_floats(const ld_gemm_packing *pk, int64_t K) {
  * rows) as W-wide panels pan bytes apart. */
 static void pack_panels(const ld_gemm_packing *pk, void *dst, size_t pan, const ld_mat *m, int64_t rows, int64_t sk,
                         int64_t sx, int64_t kc, int W, float *tile) {
-    for (int64_t x = 0; x < rows; x += W)
-        ld_gemm_pack_panel(pk->kr, pk->round, (char *)dst + (size_t)(x / W) * pan, m->dtype, m->data, x * sx, sk, sx,
-                           kc, rows - x < W ? rows - x : W, W, tile, tile + depth(pk, kc) * tile_width(pk));
+    ld_gemm_pack_panels(pk->kr, pk->round, dst, pan, m->dtype, m->data, 0, sk, sx, kc, rows, W, tile,
+                        tile + depth(pk, kc) * tile_width(pk));
 }
 
 void ld_gemm_pack_a(const ld_gemm_packing *pk, void *dst, const ld_mat *A, int64_t M, int64_t K, float *tile) {
