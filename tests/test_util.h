@@ -75,7 +75,8 @@ static inline const char *test_testdata_dir(void) {
 static inline const char *test_tmp_dir(const char *name) {
     static char buf[4096];
     const char *b = getenv("LEANDIFF_BUILD_DIR"), *tag = getenv("LEANDIFF_TEST_TAG");
-    snprintf(buf, sizeof buf, "%s/test-tmp/%s%s%s", b ? b : "/tmp/leandiff-tests", name, tag ? "-" : "", tag ? tag : "");
+    snprintf(buf, sizeof buf, "%s/test-tmp/%s%s%s", b ? b : "/tmp/leandiff-tests", name, tag ? "-" : "",
+             tag ? tag : "");
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", buf);
     if (system(cmd) != 0) fprintf(stderr, "cannot create %s\n", buf);
