@@ -2,6 +2,7 @@
  * double-precision implementations written plainly here, on random weights
  * made through the init-random recorder (which also checks the names). */
 #include "models/wuerstchen_blocks.h"
+#include "tensor/gemm.h"
 #include "test_util.h"
 
 #include <math.h>
@@ -25,6 +26,7 @@ static ld_weights *random_weights(const char *name, bk_kind kind, int64_t c, int
     char path[4200];
     snprintf(path, sizeof path, "%s/%s.safetensors", test_tmp_dir("wuerstchen_blocks"), name);
     if (st == LD_OK) st = ld_weights_write_random(ctx, rec, path, LD_F16, 1234);
+    if (kind == BK_ATTN) wu_attn_block_free(&ab);
     ld_weights_free(rec);
     ld_weights *ws = NULL;
     if (st == LD_OK) st = ld_weights_open_file(ctx, path, &ws);
@@ -244,10 +246,44 @@ static void test_attn(void) {
     }
     ld_arena a;
     ld_arena_init(&a, 0);
-    CHECK(wu_attn_block_forward(ctx, &a, &ab, x, B, HW, cond, L) == LD_OK, "forward");
+    float x0[2 * 16 * 6], fresh[2 * 16 * 6], y[2 * 16 * 6], cond2[2 * 3 * 10];
+    memcpy(x0, x, sizeof x);
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, x, B, HW, cond, L, 0) == LD_OK, "forward");
     CHECK(a.used == 0 && a.peak > 0, "attn block leaves the arena as it found it (used %zu)", a.used);
-    ld_arena_free(&a);
     test_close("attn block (self + cross)", x, ref, B * c * HW, 1e-4);
+    memcpy(fresh, x, sizeof x);
+
+    /* the text k/v kept between forwards: the same bits as computed afresh,
+     * and recomputed when the conditioning or the precision changes */
+    wu_cond_memo memo = {0};
+    uint64_t g1 = wu_cond_gen(&memo, cond, (size_t)(B * L * cc));
+    CHECK(g1 != 0 && wu_cond_gen(&memo, cond, (size_t)(B * L * cc)) == g1, "same conditioning, same generation");
+    for (int round = 0; round < 2; round++) { /* round 0 keeps them, round 1 reuses them */
+        memcpy(y, x0, sizeof y);
+        CHECK(wu_attn_block_forward(ctx, &a, &ab, y, B, HW, cond, L, g1) == LD_OK, "forward with memo");
+        CHECK(!memcmp(y, fresh, sizeof y), "memo round %d: same bits as without it", round);
+    }
+    CHECK(ab.text->kv && ab.text->gen == g1, "the block keeps the text k/v of generation %llu", (unsigned long long)g1);
+    memcpy(cond2, cond, sizeof cond);
+    cond2[B * L * cc - 1] += 0.5f; /* the last text token of the last image */
+    uint64_t g2 = wu_cond_gen(&memo, cond2, (size_t)(B * L * cc));
+    CHECK(g2 != 0 && g2 != g1, "changed conditioning, new generation");
+    memcpy(fresh, x0, sizeof fresh);
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, fresh, B, HW, cond2, L, 0) == LD_OK, "forward, new cond");
+    memcpy(y, x0, sizeof y);
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, y, B, HW, cond2, L, g2) == LD_OK, "forward, new cond, memo");
+    CHECK(!memcmp(y, fresh, sizeof y) && memcmp(fresh, x, sizeof x), "new conditioning: text k/v recomputed");
+    ld_precision prec = ld_gemm_get_precision();
+    ld_gemm_set_precision(LD_PRECISION_BF16);
+    memcpy(fresh, x0, sizeof fresh);
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, fresh, B, HW, cond2, L, 0) == LD_OK, "forward bf16");
+    memcpy(y, x0, sizeof y);
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, y, B, HW, cond2, L, g2) == LD_OK, "forward bf16, memo");
+    CHECK(!memcmp(y, fresh, sizeof y), "precision changed: text k/v recomputed");
+    ld_gemm_set_precision(prec);
+    wu_cond_memo_free(&memo);
+    wu_attn_block_free(&ab);
+    ld_arena_free(&a);
     ld_weights_free(ws);
 }
 

@@ -109,6 +109,7 @@ typedef struct {
     float *t_emb; /* [B, c_r * (1 + nconds)] */
     float *clip;  /* [B, Lc, cond_dim] */
     int64_t Lc;
+    uint64_t gen; /* wu_cond_gen of clip */
 } sc_cond;
 
 /* Passes over a block list, with repeat mappers between passes; x [B, C, H, W]
@@ -123,7 +124,7 @@ static ld_status run_stack(ld_ctx *ctx, ld_arena *a, const ld_sc_stack *s, const
             else if (b->kind == LD_SC_TIMESTEP)
                 LD_TRY(wu_timestep_block_forward(ctx, a, &b->u.ts, x, B, H * W, cond->t_emb));
             else
-                LD_TRY(wu_attn_block_forward(ctx, a, &b->u.attn, x, B, H * W, cond->clip, cond->Lc));
+                LD_TRY(wu_attn_block_forward(ctx, a, &b->u.attn, x, B, H * W, cond->clip, cond->Lc, cond->gen));
         }
         if (j < s->nmaps) {
             size_t mark = ld_arena_mark(a);
@@ -239,6 +240,7 @@ static ld_status forward(ld_ctx *ctx, ld_sc_unet *m, const ld_sc_inputs *in, flo
     memset(&lv, 0, sizeof lv);
     LD_TRY(timestep_embedding(ctx, a, c, in->r, B, &cond.t_emb));
     LD_TRY(clip_embedding(ctx, a, m, in, &cond.clip, &cond.Lc));
+    cond.gen = wu_cond_gen(&m->memo, cond.clip, (size_t)(B * cond.Lc * c->cond_dim));
     /* embedding: LN2d(Conv1x1(PixelUnshuffle_p(sample))) */
     float *x, *u;
     LD_ARENA_F32(x, ctx, a, B * c0 * H * W);

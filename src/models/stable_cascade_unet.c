@@ -168,6 +168,8 @@ ld_status ld_sc_unet_load(ld_ctx *ctx, const char *dir, const char *variant, con
 }
 
 static void free_stack(ld_sc_stack *s) {
+    for (int k = 0; s->blocks && k < s->nblocks; k++)
+        if (s->blocks[k].kind == LD_SC_ATTN) wu_attn_block_free(&s->blocks[k].u.attn);
     free(s->blocks);
     free(s->map_w);
     free(s->map_b);
@@ -181,6 +183,7 @@ void ld_sc_unet_free(ld_sc_unet *m) {
     }
     if (m->owns_ws) ld_weights_free(m->ws);
     ld_arena_free(&m->arena);
+    wu_cond_memo_free(&m->memo);
     free(m);
 }
 

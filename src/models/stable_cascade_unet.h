@@ -67,7 +67,8 @@ typedef struct {
     ld_tensor effnet_w[2], effnet_b[2];                         /* effnet_mapper.{0,2} */
     ld_tensor pixels_w[2], pixels_b[2];                         /* pixels_mapper.{0,2} */
     ld_sc_level level[LD_SC_MAX_LEVELS];
-    ld_arena arena; /* activations */
+    ld_arena arena;    /* activations */
+    wu_cond_memo memo; /* the clip conditioning of the last forward (wuerstchen_blocks.h) */
 } ld_sc_unet;
 
 /* Builds from a parsed config and a weight source (a recorder for

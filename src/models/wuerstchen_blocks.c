@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 void wu_layer_norm2d(float *y, const float *x, int64_t B, int64_t C, int64_t HW) {
@@ -179,6 +180,25 @@ ld_status wu_timestep_block_forward(ld_ctx *ctx, ld_arena *a, const wu_timestep_
     return ld_check_cancel(ctx, WHERE);
 }
 
+/* ---- conditioning memo ---- */
+
+uint64_t wu_cond_gen(wu_cond_memo *m, const float *cond, size_t n) {
+    if (m->cond && m->n == n && !memcmp(m->cond, cond, n * sizeof(float))) return m->gen;
+    if (m->n != n) {
+        free(m->cond);
+        m->cond = n ? malloc(n * sizeof(float)) : NULL;
+        m->n = m->cond ? n : 0;
+    }
+    if (!m->cond) return 0;
+    memcpy(m->cond, cond, n * sizeof(float));
+    return ++m->gen ? m->gen : ++m->gen; /* never 0 */
+}
+
+void wu_cond_memo_free(wu_cond_memo *m) {
+    free(m->cond);
+    memset(m, 0, sizeof *m);
+}
+
 /* ---- AttnBlock ---- */
 
 ld_status wu_attn_block_build(ld_ctx *ctx, ld_weights *ws, wu_attn_block *ab, const char *prefix, int64_t c,
@@ -201,41 +221,92 @@ ld_status wu_attn_block_build(ld_ctx *ctx, ld_weights *ws, wu_attn_block *ab, co
     LD_TRY(ld_weights_get(ctx, ws, &ab->v_b, 1, s_c, "%sattention.to_v.bias", prefix));
     LD_TRY(ld_weights_get(ctx, ws, &ab->o_w, 2, s_cc, "%sattention.to_out.0.weight", prefix));
     LD_TRY(ld_weights_get(ctx, ws, &ab->o_b, 1, s_c, "%sattention.to_out.0.bias", prefix));
+    return ld_calloc(ctx, (void **)&ab->text, 1, sizeof *ab->text, "attention text k/v");
+}
+
+void wu_attn_block_free(wu_attn_block *ab) {
+    if (ab->text) free(ab->text->kv);
+    free(ab->text);
+    ab->text = NULL;
+}
+
+/* k and v of the text tokens, [L, c] each at k + b*ldk and v + b*ldk for
+ * image b: from the block's memo when it holds them for this conditioning
+ * (and precision), else computed (Linear(SiLU(cond)), then to_k and to_v)
+ * and kept when the memo has room. */
+static ld_status text_kv(ld_ctx *ctx, ld_arena *a, const wu_attn_block *ab, int64_t B, const float *cond, int64_t L,
+                         uint64_t gen, float *k, float *v, int64_t ldk) {
+    const int64_t c = ab->c, lc = L * c;
+    const size_t row_bytes = (size_t)lc * sizeof(float);
+    wu_text_kv *t = ab->text;
+    const int prec = (int)ld_gemm_get_precision();
+    if (t && gen && t->kv && t->gen == gen && t->B == B && t->L == L && t->precision == prec) {
+        for (int64_t b = 0; b < B; b++) {
+            memcpy(k + b * ldk, t->kv + 2 * b * lc, row_bytes);
+            memcpy(v + b * ldk, t->kv + (2 * b + 1) * lc, row_bytes);
+        }
+        return LD_OK;
+    }
+    size_t mark = ld_arena_mark(a);
+    float *cs, *kvt;
+    LD_ARENA_F32(cs, ctx, a, B * L * ab->c_cond);
+    LD_ARENA_F32(kvt, ctx, a, B * lc);
+    memcpy(cs, cond, (size_t)(B * L * ab->c_cond) * sizeof(float));
+    ld_silu(cs, B * L * ab->c_cond);
+    ld_linear(kvt, cs, B * L, &ab->kv_w, &ab->kv_b);
+    for (int64_t b = 0; b < B; b++) {
+        ld_linear(k + b * ldk, kvt + b * lc, L, &ab->k_w, &ab->k_b);
+        ld_linear(v + b * ldk, kvt + b * lc, L, &ab->v_w, &ab->v_b);
+    }
+    ld_arena_reset(a, mark);
+    if (!t || !gen) return LD_OK;
+    t->gen = 0;
+    if (t->B != B || t->L != L) {
+        free(t->kv);
+        t->kv = malloc(2 * (size_t)B * row_bytes);
+        t->B = t->kv ? B : 0;
+        t->L = t->kv ? L : 0;
+    }
+    if (!t->kv) return LD_OK; /* no room: computed again next time */
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(t->kv + 2 * b * lc, k + b * ldk, row_bytes);
+        memcpy(t->kv + (2 * b + 1) * lc, v + b * ldk, row_bytes);
+    }
+    t->gen = gen;
+    t->precision = prec;
     return LD_OK;
 }
 
 ld_status wu_attn_block_forward(ld_ctx *ctx, ld_arena *a, const wu_attn_block *ab, float *x, int64_t B,
-                                int64_t HW, const float *cond, int64_t L) {
+                                int64_t HW, const float *cond, int64_t L, uint64_t cond_gen) {
     int64_t c = ab->c, S = HW + L;
     size_t mark = ld_arena_mark(a);
-    float *cs, *n, *kvt, *q, *k, *v, *o;
-    LD_ARENA_F32(cs, ctx, a, B * L * ab->c_cond);
+    float *n, *q, *k, *v, *o;
     LD_ARENA_F32(n, ctx, a, B * c * HW);
-    LD_ARENA_F32(kvt, ctx, a, B * L * c);
     LD_ARENA_F32(q, ctx, a, B * HW * c);
     LD_ARENA_F32(k, ctx, a, B * S * c);
     LD_ARENA_F32(v, ctx, a, B * S * c);
     LD_ARENA_F32(o, ctx, a, B * HW * c);
     /* the sequence is [LN2d(x) tokens (HW); kv_mapper(SiLU(cond)) (L)]: q, k
      * and v of the image tokens come straight from the NCHW LN2d(x) (a
-     * strided operand, no transpose), those of the text tokens from kvt */
-    memcpy(cs, cond, (size_t)(B * L * ab->c_cond) * sizeof(float));
-    ld_silu(cs, B * L * ab->c_cond);
+     * strided operand, no transpose), those of the text tokens from text_kv */
+    ld_status st = text_kv(ctx, a, ab, B, cond, L, cond_gen, k + HW * c, v + HW * c, S * c);
+    if (st != LD_OK) {
+        ld_arena_reset(a, mark);
+        return st;
+    }
     ld_layer_norm_channels(n, x, B, c, HW, WU_LN_EPS, NULL, NULL);
-    ld_linear(kvt, cs, B * L, &ab->kv_w, &ab->kv_b);
     for (int64_t b = 0; b < B; b++) {
         const float *nb = n + b * c * HW;
         ld_linear_from_channels(q + b * HW * c, c, nb, HW, &ab->q_w, &ab->q_b);
         ld_linear_from_channels(k + b * S * c, c, nb, HW, &ab->k_w, &ab->k_b);
         ld_linear_from_channels(v + b * S * c, c, nb, HW, &ab->v_w, &ab->v_b);
-        ld_linear(k + (b * S + HW) * c, kvt + b * L * c, L, &ab->k_w, &ab->k_b);
-        ld_linear(v + (b * S + HW) * c, kvt + b * L * c, L, &ab->v_w, &ab->v_b);
     }
     int64_t D = c / ab->nhead;
     ld_attn_params p;
     memset(&p, 0, sizeof p);
     p.scale = 1.0f / sqrtf((float)D);
-    ld_status st = ld_attention_checked(ctx, WHERE, 0, o, c, q, c, k, c, v, c, B, ab->nhead, HW, S, D, &p);
+    st = ld_attention_checked(ctx, WHERE, 0, o, c, q, c, k, c, v, c, B, ab->nhead, HW, S, D, &p);
     if (st == LD_OK) /* x += to_out(o), written channel-major straight into x */
         for (int64_t b = 0; b < B; b++) ld_linear_to_channels(x + b * c * HW, 1.0f, o + b * HW * c, HW, &ab->o_w, &ab->o_b);
     ld_arena_reset(a, mark);

@@ -69,18 +69,45 @@ ld_status wu_timestep_block_build(ld_ctx *ctx, ld_weights *ws, wu_timestep_block
 ld_status wu_timestep_block_forward(ld_ctx *ctx, ld_arena *a, const wu_timestep_block *tb, float *x, int64_t B,
                                     int64_t HW, const float *t_emb);
 
+/* ---- conditioning memo ----
+ * A pipeline passes the same text conditioning at every step, so the k and
+ * v of the text tokens of each AttnBlock are the same at every step. A model
+ * keeps one wu_cond_memo: wu_cond_gen compares the conditioning of a forward
+ * with the last one, bit for bit, and returns the same generation number
+ * while it is unchanged (a new one when it changed, 0 when the copy could not
+ * be made: nothing is reused then). The blocks keep their text k/v with the
+ * generation (and precision) they were computed for. Same bits either way. */
+typedef struct {
+    float *cond;
+    size_t n;
+    uint64_t gen;
+} wu_cond_memo;
+
+uint64_t wu_cond_gen(wu_cond_memo *m, const float *cond, size_t n);
+void wu_cond_memo_free(wu_cond_memo *m);
+
 /* ---- AttnBlock (self + cross attention in one softmax) ---- */
+typedef struct {
+    float *kv;     /* [B, L, 2c]: k then v of each text token */
+    int64_t B, L;
+    uint64_t gen;  /* wu_cond_gen of the conditioning they came from, 0: none */
+    int precision; /* ld_precision they were computed in */
+} wu_text_kv;
+
 typedef struct {
     int64_t c, c_cond, nhead;
     ld_tensor kv_w, kv_b;   /* kv_mapper.1 (after SiLU) */
     ld_tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b; /* attention.to_{q,k,v,out.0} */
+    wu_text_kv *text;       /* the text tokens' k/v of the last forward (owned) */
 } wu_attn_block;
 
 ld_status wu_attn_block_build(ld_ctx *ctx, ld_weights *ws, wu_attn_block *ab, const char *prefix, int64_t c,
                               int64_t c_cond, int64_t nhead);
+void wu_attn_block_free(wu_attn_block *ab);
 /* x [B, c, H*W] in place; cond [B, L, c_cond]:
- * kv = Linear(SiLU(cond)); n = LN2d(x); x += MHA(n, [n; kv], [n; kv]). */
+ * kv = Linear(SiLU(cond)); n = LN2d(x); x += MHA(n, [n; kv], [n; kv]).
+ * cond_gen: wu_cond_gen of cond (0: compute the text k/v afresh). */
 ld_status wu_attn_block_forward(ld_ctx *ctx, ld_arena *a, const wu_attn_block *ab, float *x, int64_t B,
-                                int64_t HW, const float *cond, int64_t L);
+                                int64_t HW, const float *cond, int64_t L, uint64_t cond_gen);
 
 #endif

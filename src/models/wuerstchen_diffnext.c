@@ -194,11 +194,15 @@ ld_status ld_wuerstchen_diffnext_load(ld_ctx *ctx, const char *dir, const char *
 void ld_wuerstchen_diffnext_free(ld_wuerstchen_diffnext *d) {
     if (!d) return;
     for (int i = 0; i < WU_DN_MAX_LEVELS; i++) {
-        free(d->down[i].blocks);
-        free(d->up[i].blocks);
+        wu_dn_level *lv[2] = {&d->down[i], &d->up[i]};
+        for (int j = 0; j < 2; j++) {
+            for (int k = 0; lv[j]->blocks && k < lv[j]->n_blocks; k++) wu_attn_block_free(&lv[j]->blocks[k].attn);
+            free(lv[j]->blocks);
+        }
     }
     ld_weights_free(d->ws);
     ld_arena_free(&d->arena);
+    wu_cond_memo_free(&d->memo);
     free(d);
 }
 
@@ -222,6 +226,7 @@ typedef struct {
     const ld_wuerstchen_diffnext_inputs *in;
     const float *remb; /* [B, c_r] */
     const float *clip; /* [B, text_len, c_cond] */
+    uint64_t gen;      /* wu_cond_gen of clip */
 } dn_cond;
 
 /* e [B, c_cond, h, w] = effnet_mappers[slot](resize_bicubic_aa(effnet, h x w)) */
@@ -250,7 +255,7 @@ static ld_status run_level(ld_ctx *ctx, ld_arena *a, const ld_wuerstchen_diffnex
         if (b->kind == 'T') {
             LD_TRY(wu_timestep_block_forward(ctx, a, &b->ts, x, B, h * w, cond->remb));
         } else if (b->kind == 'A') {
-            LD_TRY(wu_attn_block_forward(ctx, a, &b->attn, x, B, h * w, cond->clip, L));
+            LD_TRY(wu_attn_block_forward(ctx, a, &b->attn, x, B, h * w, cond->clip, L, cond->gen));
         } else {
             if (has_eff && !e) {
                 LD_ARENA_F32(e, ctx, a, B * d->c_cond * h * w);
@@ -304,7 +309,7 @@ static ld_status forward(ld_ctx *ctx, ld_wuerstchen_diffnext *d, const ld_wuerst
     wu_r_embedding(remb, d->c_r, in->r, B, d->c_r);
     ld_linear(cl, in->clip_text, B * L, &d->clip_w, &d->clip_b);
     ld_layer_norm(cl, cl, B * L, d->c_cond, WU_LN_EPS, NULL, NULL);
-    const dn_cond cond = {in, remb, cl};
+    const dn_cond cond = {in, remb, cl, wu_cond_gen(&d->memo, cl, (size_t)(B * L * d->c_cond))};
     /* x = LN2d(conv1x1(pixel_unshuffle(x))) */
     ld_conv2d_params one = ld_conv2d_params_make(1, 0), two = ld_conv2d_params_make(2, 0);
     ld_pixel_unshuffle(tmp, x, B, d->c_in, H, W, (int)p);

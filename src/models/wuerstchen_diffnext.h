@@ -52,6 +52,7 @@ typedef struct {
     wu_dn_level up[WU_DN_MAX_LEVELS];   /* up_blocks.i, i = 0 is the deepest level */
     ld_weights *ws;                     /* owned when made by _load */
     ld_arena arena;                     /* activations */
+    wu_cond_memo memo;                  /* the clip conditioning of the last forward */
 } ld_wuerstchen_diffnext;
 
 ld_status ld_wuerstchen_diffnext_build(ld_ctx *ctx, const char *where, const json_t *cfg, ld_weights *ws,

@@ -93,9 +93,11 @@ ld_status ld_wuerstchen_prior_load(ld_ctx *ctx, const char *dir, const char *var
 
 void ld_wuerstchen_prior_free(ld_wuerstchen_prior *p) {
     if (!p) return;
+    for (int64_t i = 0; p->layers && i < p->depth; i++) wu_attn_block_free(&p->layers[i].attn);
     free(p->layers);
     ld_weights_free(p->ws);
     ld_arena_free(&p->arena);
+    wu_cond_memo_free(&p->memo);
     free(p);
 }
 
@@ -119,11 +121,12 @@ static ld_status forward(ld_ctx *ctx, ld_wuerstchen_prior *p, const ld_wuerstche
     ld_leaky_relu(ctmp, B * L * C, 0.2f);
     ld_linear(cemb, ctmp, B * L, &p->cm2_w, &p->cm2_b);
     wu_r_embedding(remb, p->c_r, in->r, B, p->c_r);
+    const uint64_t gen = wu_cond_gen(&p->memo, cemb, (size_t)(B * L * C));
     for (int64_t i = 0; i < p->depth; i++) {
         const wu_prior_layer *ly = &p->layers[i];
         LD_TRY(wu_resblock_forward(ctx, a, &ly->res, hx, B, h, w, NULL));
         LD_TRY(wu_timestep_block_forward(ctx, a, &ly->ts, hx, B, HW, remb));
-        LD_TRY(wu_attn_block_forward(ctx, a, &ly->attn, hx, B, HW, cemb, L));
+        LD_TRY(wu_attn_block_forward(ctx, a, &ly->attn, hx, B, HW, cemb, L, gen));
     }
     /* a, b = out(x).chunk(2); eps = (x_in - a) / (|1 - b| + 1e-5) */
     wu_layer_norm2d(hx, hx, B, C, HW);

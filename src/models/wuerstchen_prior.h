@@ -33,6 +33,7 @@ typedef struct {
     wu_prior_layer *layers;             /* depth */
     ld_weights *ws;                     /* owned when made by _load */
     ld_arena arena;                     /* activations */
+    wu_cond_memo memo;                  /* the cond_mapper output of the last forward */
 } ld_wuerstchen_prior;
 
 /* Builds from a parsed config (where: config path for messages) and a weight
