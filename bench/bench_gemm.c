@@ -43,10 +43,9 @@ typedef void (*set_threads_fn)(int);
 static sgemm_fn g_sgemm;
 static set_threads_fn g_blas_threads;
 
-/* FROM_CH: a linear layer on the tokens of an NCHW plane, A(p, k) = x[k*M + p]
- * (ld_linear_from_channels); TO_CH: one written back channel-major, a 1x1
- * product whose B(k, p) = x[p*K + k] is token-major (ld_linear_to_channels). */
-enum { KIND_SQUARE, KIND_LINEAR, KIND_POINTWISE, KIND_CONV, KIND_WGRAD, KIND_FROM_CH, KIND_TO_CH };
+/* TO_CH: a linear layer written back channel-major, a 1x1 product whose
+ * B(k, p) = x[p*K + k] is token-major (ld_linear_to_channels). */
+enum { KIND_SQUARE, KIND_LINEAR, KIND_POINTWISE, KIND_CONV, KIND_WGRAD, KIND_TO_CH };
 
 typedef struct {
     const char *name;
@@ -129,9 +128,6 @@ static void run_ld(void *p) {
     } else if (s->kind == KIND_POINTWISE) {
         ld_mat A = {s->wdtype, j->w, j->K, 1}, B = ld_mat_f32(j->a, j->N, 1);
         ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
-    } else if (s->kind == KIND_FROM_CH) {
-        ld_mat A = ld_mat_f32(j->a, 1, j->M), B = {s->wdtype, j->w, 1, j->K};
-        ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
     } else if (s->kind == KIND_TO_CH) {
         ld_mat A = {s->wdtype, j->w, j->K, 1}, B = ld_mat_f32(j->a, 1, j->K);
         ld_gemm(j->M, j->N, j->K, &A, &B, j->c, j->N, 0.0f, NULL, NULL);
@@ -157,9 +153,6 @@ static void run_blas(void *p) {
                 (int)j->N);
     else if (s->kind == KIND_POINTWISE)
         g_sgemm(101, 111, 111, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->wf, (int)j->K, j->a, (int)j->N, 0.0f, j->c,
-                (int)j->N);
-    else if (s->kind == KIND_FROM_CH)
-        g_sgemm(101, 112, 112, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->a, (int)j->M, j->wf, (int)j->K, 0.0f, j->c,
                 (int)j->N);
     else if (s->kind == KIND_TO_CH)
         g_sgemm(101, 111, 112, (int)j->M, (int)j->N, (int)j->K, 1.0f, j->wf, (int)j->K, j->a, (int)j->K, 0.0f, j->c,
@@ -207,19 +200,17 @@ static const shape SHAPES[] = {
     /* WuerstchenPrior (Stage C) at 24^2 */
     {"wprior 1x1 1536->6144 (32%)", KIND_POINTWISE, 6144, 576, 1536, 0, 0, 0, LD_F16},
     {"wprior 1x1 6144->1536 (32%)", KIND_POINTWISE, 1536, 576, 6144, 0, 0, 0, LD_F16},
-    {"wprior attn kv 653x1536x1536 (18%)", KIND_LINEAR, 653, 1536, 1536, 0, 0, 0, LD_F16},
-    {"wprior attn 576x1536x1536 (16%)", KIND_LINEAR, 576, 1536, 1536, 0, 0, 0, LD_F16},
-    {"wprior attn q/k/v from NCHW 576x1536x1536", KIND_FROM_CH, 576, 1536, 1536, 0, 0, 0, LD_F16},
+    {"wprior attn q/k/v 576x1536x1536", KIND_LINEAR, 576, 1536, 1536, 0, 0, 0, LD_F16},
     {"wprior attn out to NCHW 1536x576x1536", KIND_TO_CH, 1536, 576, 1536, 0, 0, 0, LD_F16},
     /* WuerstchenDiffNeXt (Stage B) at 1024x1024 */
     {"wdec 1x1 2304->5120 32^2 (28%)", KIND_POINTWISE, 5120, 1024, 2304, 0, 0, 0, LD_F16},
     {"wdec 1x1 5120->1280 32^2 (16%)", KIND_POINTWISE, 1280, 1024, 5120, 0, 0, 0, LD_F16},
     {"wdec 1x1 1664->2560 64^2 (10%)", KIND_POINTWISE, 2560, 4096, 1664, 0, 0, 0, LD_F16},
-    {"wdec attn q/k/v from NCHW 1024x1280x1280 (12%)", KIND_FROM_CH, 1024, 1280, 1280, 0, 0, 0, LD_F16},
+    {"wdec attn q/k/v 1024x1280x1280 (12%)", KIND_LINEAR, 1024, 1280, 1280, 0, 0, 0, LD_F16},
     /* Stable Cascade lite decoder (Stage B lite) at 1024x1024 */
     {"cdec 1x1 4608->1152 32^2 (23%)", KIND_POINTWISE, 1152, 1024, 4608, 0, 0, 0, LD_F16},
     {"cdec 1x1 1152->4608 32^2 (22%)", KIND_POINTWISE, 4608, 1024, 1152, 0, 0, 0, LD_F16},
-    {"cdec attn q/k/v from NCHW 1024x1152x1152 (17%)", KIND_FROM_CH, 1024, 1152, 1152, 0, 0, 0, LD_F16},
+    {"cdec attn q/k/v 1024x1152x1152 (17%)", KIND_LINEAR, 1024, 1152, 1152, 0, 0, 0, LD_F16},
     {"cdec 1x1 2304->576 64^2 (7%)", KIND_POINTWISE, 576, 4096, 2304, 0, 0, 0, LD_F16},
     {"cdec 1x1 1280->320 128^2 (5%)", KIND_POINTWISE, 320, 16384, 1280, 0, 0, 0, LD_F16},
     {"train fwd 4096 tok geglu 640->5120", KIND_LINEAR, 4096, 5120, 640, 0, 0, 0, LD_F32},

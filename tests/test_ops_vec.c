@@ -293,9 +293,9 @@ static void test_affine_and_linear(void) {
     free(t);
 }
 
-/* ---- 1x1 convolution of cat(LN(a), c2), LN statistics, the linear from NCHW ---- */
+/* ---- 1x1 convolution of cat(LN(a), c2), LN statistics ---- */
 
-static void test_cat_and_from_channels(void) {
+static void test_conv1x1_cat(void) {
     int64_t B = 2, Ca = 19, Cb = 7, HW = 45, Cout = 10, K = Ca + Cb;
     float *a = tw_alloc(B * Ca * HW), *c2 = tw_alloc(B * Cb * HW), *ln = tw_alloc(B * Ca * HW);
     float *mean = tw_alloc(B * HW), *rstd = tw_alloc(B * HW), *wv = tw_alloc(Cout * K), *bv = tw_alloc(Cout);
@@ -352,22 +352,6 @@ static void test_cat_and_from_channels(void) {
             free(wsub);
         }
 
-    /* token-major linear of NCHW pixels == ld_linear of the transposed image, into rows of stride ldy */
-    int64_t ldy = Cout + 2;
-    float *xt = tw_alloc(HW * K), *yl = tw_alloc(HW * Cout), *yf = tw_alloc(HW * ldy);
-    float *img = tw_alloc(K * HW);
-    test_fill(img, K * HW, 74);
-    for (int64_t p = 0; p < HW; p++)
-        for (int64_t k = 0; k < K; k++) xt[p * K + k] = img[k * HW + p];
-    ld_linear(yl, xt, HW, &w, &bias);
-    for (int64_t i = 0; i < HW * ldy; i++) yf[i] = -7.0f;
-    ld_linear_from_channels(yf, ldy, img, HW, &w, &bias);
-    int ok = 1;
-    for (int64_t p = 0; p < HW; p++) {
-        for (int64_t n = 0; n < Cout; n++) ok &= yf[p * ldy + n] == yl[p * Cout + n];
-        ok &= yf[p * ldy + Cout] == -7.0f && yf[p * ldy + Cout + 1] == -7.0f;
-    }
-    CHECK(ok, "linear_from_channels: ld_linear of the transposed image, bit for bit, nothing between the rows touched");
     omp_set_num_threads(2);
     tw_free(&w);
     tw_free(&bias);
@@ -381,10 +365,35 @@ static void test_cat_and_from_channels(void) {
     free(y);
     free(ref);
     free(y1);
-    free(xt);
-    free(yl);
-    free(yf);
-    free(img);
+}
+
+/* ---- LayerNorm2d written token-major ---- */
+
+static void test_layer_norm_tokens(void) {
+    /* 1040 channels: 65 blocks of 16, pixel tiles of 48 (the last one 6 wide) */
+    const int64_t shapes[2][2] = {{19, 45}, {1040, 150}};
+    for (int s = 0; s < 2; s++) {
+        const int64_t B = 2, C = shapes[s][0], HW = shapes[s][1], n = B * C * HW;
+        float *x = tw_alloc(n), *ref = tw_alloc(n), *y = tw_alloc(n);
+        test_fill(x, n, 75 + s);
+        for (int64_t i = 0; i < n; i += 7) x[i] += 3.0f; /* channels with different means */
+        ld_layer_norm_channels(ref, x, B, C, HW, 1e-6f, NULL, NULL);
+        for (int th = 1; th <= 2; th++) {
+            omp_set_num_threads(th);
+            for (int64_t i = 0; i < n; i++) y[i] = NAN;
+            ld_layer_norm_channels_tokens(y, x, B, C, HW, 1e-6f);
+            int ok = 1;
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t p = 0; p < HW; p++) ok &= y[(b * HW + p) * C + c] == ref[(b * C + c) * HW + p];
+            CHECK(ok, "layer_norm_channels_tokens %lldx%lld, %d threads: the NCHW LayerNorm transposed, bit for bit",
+                  (long long)C, (long long)HW, th);
+        }
+        omp_set_num_threads(2);
+        free(x);
+        free(ref);
+        free(y);
+    }
 }
 
 int main(void) {
@@ -393,6 +402,7 @@ int main(void) {
     test_norm_stats();
     test_grn();
     test_affine_and_linear();
-    test_cat_and_from_channels();
+    test_conv1x1_cat();
+    test_layer_norm_tokens();
     return test_finish();
 }

@@ -287,20 +287,20 @@ ld_status wu_attn_block_forward(ld_ctx *ctx, ld_arena *a, const wu_attn_block *a
     LD_ARENA_F32(k, ctx, a, B * S * c);
     LD_ARENA_F32(v, ctx, a, B * S * c);
     LD_ARENA_F32(o, ctx, a, B * HW * c);
-    /* the sequence is [LN2d(x) tokens (HW); kv_mapper(SiLU(cond)) (L)]: q, k
-     * and v of the image tokens come straight from the NCHW LN2d(x) (a
-     * strided operand, no transpose), those of the text tokens from text_kv */
+    /* the sequence is [LN2d(x) tokens (HW); kv_mapper(SiLU(cond)) (L)]: LN2d
+     * writes the image tokens token-major (n [B, HW, c]), which q, k and v read
+     * as whole rows; the text tokens' k and v come from text_kv */
     ld_status st = text_kv(ctx, a, ab, B, cond, L, cond_gen, k + HW * c, v + HW * c, S * c);
     if (st != LD_OK) {
         ld_arena_reset(a, mark);
         return st;
     }
-    ld_layer_norm_channels(n, x, B, c, HW, WU_LN_EPS, NULL, NULL);
+    ld_layer_norm_channels_tokens(n, x, B, c, HW, WU_LN_EPS);
     for (int64_t b = 0; b < B; b++) {
-        const float *nb = n + b * c * HW;
-        ld_linear_from_channels(q + b * HW * c, c, nb, HW, &ab->q_w, &ab->q_b);
-        ld_linear_from_channels(k + b * S * c, c, nb, HW, &ab->k_w, &ab->k_b);
-        ld_linear_from_channels(v + b * S * c, c, nb, HW, &ab->v_w, &ab->v_b);
+        const float *nb = n + b * HW * c;
+        ld_linear(q + b * HW * c, nb, HW, &ab->q_w, &ab->q_b);
+        ld_linear(k + b * S * c, nb, HW, &ab->k_w, &ab->k_b);
+        ld_linear(v + b * S * c, nb, HW, &ab->v_w, &ab->v_b);
     }
     int64_t D = c / ab->nhead;
     ld_attn_params p;

@@ -120,15 +120,6 @@ void ld_linear_to_channels(float *y, float beta, const float *x, int64_t M, cons
     ld_gemm(N, M, K, &A, &Bm, y, M, beta, NULL, ops_has(b) ? b : NULL);
 }
 
-void ld_linear_from_channels(float *y, int64_t ldy, const float *x, int64_t HW, const ld_tensor *w,
-                             const ld_tensor *b) {
-    int64_t N = w->shape[0];
-    int64_t K = N > 0 ? ld_tensor_numel(w) / N : 0;
-    ld_mat A = ld_mat_f32(x, 1, HW); /* A(p, k) = x[k*HW + p] */
-    ld_mat Bm = ops_wmat(w, 0, 1, K);
-    ld_gemm(HW, N, K, &A, &Bm, y, ldy, 0.0f, ops_has(b) ? b : NULL, NULL);
-}
-
 /* ---- embeddings ---- */
 
 void ld_timestep_embedding(float *y, const float *t, int64_t n, int dim, int flip_sin_to_cos, float shift,

@@ -120,6 +120,30 @@ void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int6
     }
 }
 
+/* Channels per block of ld_layer_norm_channels_tokens: each pixel's block is
+ * one 64-byte line of y. */
+#define LNT_CB 16
+
+void ld_layer_norm_channels_tokens(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps) {
+    const ops_vec_kernels *k = ops_vec();
+    int64_t tile = lnc_tile(C), tiles = (HW + tile - 1) / tile;
+    #pragma omp parallel for schedule(static)
+    for (int64_t bt = 0; bt < B * tiles; bt++) {
+        int64_t b = bt / tiles, p0 = (bt % tiles) * tile, np = ops_min64(tile, HW - p0);
+        const float *xs = x + b * C * HW + p0;
+        float *ys = y + (b * HW + p0) * C;
+        float mean[LNC_TILE], rstd[LNC_TILE];
+        _Alignas(64) float buf[LNT_CB * LNC_TILE];
+        lnc_stats(k, xs, HW, C, np, eps, mean, rstd);
+        for (int64_t c0 = 0; c0 < C; c0 += LNT_CB) {
+            int64_t cb = ops_min64(LNT_CB, C - c0);
+            for (int64_t c = 0; c < cb; c++) k->norm_row(buf + c * LNC_TILE, xs + (c0 + c) * HW, np, mean, rstd, 1.0f, 0.0f);
+            for (int64_t p = 0; p < np; p++)
+                for (int64_t c = 0; c < cb; c++) ys[p * C + c0 + c] = buf[c * LNC_TILE + p];
+        }
+    }
+}
+
 void ld_layer_norm_channels_stats(float *mean, float *rstd, const float *x, int64_t B, int64_t C, int64_t HW,
                                   float eps) {
     const ops_vec_kernels *k = ops_vec();
