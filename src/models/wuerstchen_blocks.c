@@ -296,9 +296,9 @@ ld_status wu_attn_block_forward(ld_ctx *ctx, ld_arena *a, const wu_attn_block *a
         return st;
     }
     ld_layer_norm_channels_tokens(n, x, B, c, HW, WU_LN_EPS);
+    ld_linear(q, n, B * HW, &ab->q_w, &ab->q_b);
     for (int64_t b = 0; b < B; b++) {
         const float *nb = n + b * HW * c;
-        ld_linear(q + b * HW * c, nb, HW, &ab->q_w, &ab->q_b);
         ld_linear(k + b * S * c, nb, HW, &ab->k_w, &ab->k_b);
         ld_linear(v + b * S * c, nb, HW, &ab->v_w, &ab->v_b);
     }
