@@ -101,8 +101,15 @@ static void lnc_stats(const ops_vec_kernels *k, const float *xs, int64_t HW, int
     }
 }
 
-void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps,
-                            const ld_tensor *gamma, const ld_tensor *beta) {
+/* Channels per block of the token-major output: each pixel's block is one
+ * 64-byte line of y. */
+#define LNT_CB 16
+
+/* ld_layer_norm_channels (tokens 0: y NCHW) or ld_layer_norm_channels_tokens
+ * (tokens 1: y [B, HW, C]; the rows go through a tile of LNT_CB channels and
+ * are transposed from it): the same values either way. */
+static void lnc_apply(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps, const ld_tensor *gamma,
+                      const ld_tensor *beta, int tokens) {
     int affine_g = ops_has(gamma), affine_b = ops_has(beta);
     const ops_vec_kernels *k = ops_vec();
     int64_t tile = lnc_tile(C), tiles = (HW + tile - 1) / tile;
@@ -110,38 +117,31 @@ void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int6
     for (int64_t bt = 0; bt < B * tiles; bt++) {
         int64_t b = bt / tiles, p0 = (bt % tiles) * tile, np = ops_min64(tile, HW - p0);
         const float *xs = x + b * C * HW + p0;
-        float *ys = y + b * C * HW + p0;
-        float mean[LNC_TILE], rstd[LNC_TILE];
-        lnc_stats(k, xs, HW, C, np, eps, mean, rstd);
-        for (int64_t c = 0; c < C; c++) {
-            float g = affine_g ? ops_wget(gamma, c) : 1.0f, bb = affine_b ? ops_wget(beta, c) : 0.0f;
-            k->norm_row(ys + c * HW, xs + c * HW, np, mean, rstd, g, bb);
-        }
-    }
-}
-
-/* Channels per block of ld_layer_norm_channels_tokens: each pixel's block is
- * one 64-byte line of y. */
-#define LNT_CB 16
-
-void ld_layer_norm_channels_tokens(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps) {
-    const ops_vec_kernels *k = ops_vec();
-    int64_t tile = lnc_tile(C), tiles = (HW + tile - 1) / tile;
-    #pragma omp parallel for schedule(static)
-    for (int64_t bt = 0; bt < B * tiles; bt++) {
-        int64_t b = bt / tiles, p0 = (bt % tiles) * tile, np = ops_min64(tile, HW - p0);
-        const float *xs = x + b * C * HW + p0;
-        float *ys = y + (b * HW + p0) * C;
         float mean[LNC_TILE], rstd[LNC_TILE];
         _Alignas(64) float buf[LNT_CB * LNC_TILE];
         lnc_stats(k, xs, HW, C, np, eps, mean, rstd);
         for (int64_t c0 = 0; c0 < C; c0 += LNT_CB) {
             int64_t cb = ops_min64(LNT_CB, C - c0);
-            for (int64_t c = 0; c < cb; c++) k->norm_row(buf + c * LNC_TILE, xs + (c0 + c) * HW, np, mean, rstd, 1.0f, 0.0f);
+            for (int64_t c = 0; c < cb; c++) {
+                float g = affine_g ? ops_wget(gamma, c0 + c) : 1.0f, bb = affine_b ? ops_wget(beta, c0 + c) : 0.0f;
+                float *row = tokens ? buf + c * LNC_TILE : y + (b * C + c0 + c) * HW + p0;
+                k->norm_row(row, xs + (c0 + c) * HW, np, mean, rstd, g, bb);
+            }
+            if (!tokens) continue;
+            float *ys = y + (b * HW + p0) * C + c0;
             for (int64_t p = 0; p < np; p++)
-                for (int64_t c = 0; c < cb; c++) ys[p * C + c0 + c] = buf[c * LNC_TILE + p];
+                for (int64_t c = 0; c < cb; c++) ys[p * C + c] = buf[c * LNC_TILE + p];
         }
     }
+}
+
+void ld_layer_norm_channels(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps,
+                            const ld_tensor *gamma, const ld_tensor *beta) {
+    lnc_apply(y, x, B, C, HW, eps, gamma, beta, 0);
+}
+
+void ld_layer_norm_channels_tokens(float *y, const float *x, int64_t B, int64_t C, int64_t HW, float eps) {
+    lnc_apply(y, x, B, C, HW, eps, NULL, NULL, 1);
 }
 
 void ld_layer_norm_channels_stats(float *mean, float *rstd, const float *x, int64_t B, int64_t C, int64_t HW,
