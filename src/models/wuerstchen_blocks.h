@@ -88,7 +88,7 @@ void wu_cond_memo_free(wu_cond_memo *m);
 
 /* ---- AttnBlock (self + cross attention in one softmax) ---- */
 typedef struct {
-    float *kv;     /* [B, L, 2c]: k then v of each text token */
+    float *kv;     /* [B, 2, L, c]: the k rows of image b, then its v rows */
     int64_t B, L;
     uint64_t gen;  /* wu_cond_gen of the conditioning they came from, 0: none */
     int precision; /* ld_precision they were computed in */
