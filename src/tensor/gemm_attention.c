@@ -218,10 +218,12 @@ static void attend_block(const att_job *J, float *out, const float *q, const flo
     const int64_t nqp = rup(nq, NR), es = esize(kr), dD = depth(kr, D);
     ld_gemm_softmax_fn softmax = kr->softmax ? kr->softmax : softmax_portable;
     /* 1. (Q * scale)^T, NR-query panels of depth D */
+    const float scale = p->scale; /* a local: t might alias *p for all the compiler knows */
     for (int64_t c = 0; c < nq; c += NR) {
         float *t = kr->bf16 ? w->tile : (float *)(w->qp + c * dD * es);
         ld_gemm_gather(kr, LD_F32, q, c * J->ldq, 1, J->ldq, D, nq - c < NR ? nq - c : NR, NR, t, w->tmp);
-        for (int64_t i = 0; i < D * NR; i++) t[i] *= p->scale;
+        #pragma omp simd
+        for (int64_t i = 0; i < D * NR; i++) t[i] *= scale;
         if (kr->bf16) ld_gemm_finish_panel(kr, 0, t, D, NR, w->qp + c * dD * es);
     }
     for (int64_t i = 0; i < nqp; i++) {
@@ -266,15 +268,21 @@ static void attend_block(const att_job *J, float *out, const float *q, const flo
             run_stack(kr, Dp / MR, nk, vp, MR * vdepth * es, pt, w->ot + c * Dp, 1);
         }
     }
-    /* 3. out = O / l */
-    for (int64_t i = 0; i < nq; i++) {
-        float *dst = out + i * J->ldo;
-        const float *o = w->ot + (i / NR) * NR * Dp + i % NR;
-        if (w->l[i] > 0.0f) {
-            const float inv = 1.0f / w->l[i];
-            for (int64_t d = 0; d < D; d++) dst[d] = o[d * NR] * inv;
-        } else {
-            memset(dst, 0, sizeof(float) * (size_t)D);
+    /* 3. out = O / l: each column block of O^T turned into query rows in
+     * w->tile by the kernel's transposing gather, then scaled row by row */
+    for (int64_t c = 0; c < nq; c += NR) {
+        const int64_t nc = nq - c < NR ? nq - c : NR;
+        ld_gemm_gather(kr, LD_F32, w->ot + c * Dp, 0, 1, NR, nc, D, (int)D, w->tile, w->tmp);
+        for (int64_t i = 0; i < nc; i++) {
+            float *dst = out + (c + i) * J->ldo;
+            const float *o = w->tile + i * D;
+            if (w->l[c + i] > 0.0f) {
+                const float inv = 1.0f / w->l[c + i];
+                #pragma omp simd
+                for (int64_t d = 0; d < D; d++) dst[d] = o[d] * inv;
+            } else {
+                memset(dst, 0, sizeof(float) * (size_t)D);
+            }
         }
     }
 }

