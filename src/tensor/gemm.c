@@ -511,18 +511,19 @@ static void pack_b_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
     }
 }
 
-/* Adds the biases to an me x n tile of C at (i, j). The loops are vector
+/* Adds the biases to me rows of n floats of C, ldc apart: c[x] += bn[x]
+ * (bn not NULL), then c[x] += bm[r] (bm not NULL). The loops are vector
  * loops (omp simd: -O2 leaves them scalar, as C and the biases might
- * overlap); each element gets the same two additions either way. */
-static inline void add_biases(const gemm_args *g, float *c, int64_t i, int64_t me, int64_t j, int64_t n) {
-    const float *bn = g->bn ? g->bn + j : NULL;
-    for (int64_t r = 0; r < me; r++, c += g->ldc) {
+ * overlap); each element gets the same two additions either way, and the
+ * same as in the kernels' micro_bias. */
+static void bias_rows(float *c, int64_t ldc, int64_t me, int64_t n, const float *bn, const float *bm) {
+    for (int64_t r = 0; r < me; r++, c += ldc) {
         if (bn) {
             #pragma omp simd
             for (int64_t x = 0; x < n; x++) c[x] += bn[x];
         }
-        if (g->bm) {
-            const float add = g->bm[i + r];
+        if (bm) {
+            const float add = bm[r];
             #pragma omp simd
             for (int64_t x = 0; x < n; x++) c[x] += add;
         }
@@ -537,23 +538,30 @@ static inline void prefetch_tile(const float *c, int64_t me, int64_t n, int64_t 
         for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(c + i * ldc + x, 1, 3);
 }
 
-/* One MR x NR tile of C (me x n of it inside the matrix). */
+/* One MR x NR tile of C (me x n of it inside the matrix). With bn or bm
+ * (the tile's column and row biases, for the last k block of a kernel with
+ * micro_bias) the biases are added before the tile is stored: by the
+ * kernel for a whole tile, else on ctile (in L1) before it is copied out. */
 static inline void run_tile(const ld_gemm_kernel *kr, int64_t kc, const void *ap, const void *bp, float *c, int64_t ldc,
-                            int64_t me, int64_t n, int load, float *ctile) {
+                            int64_t me, int64_t n, int load, float *ctile, const float *bn, const float *bm) {
     const int MR = kr->mr, NR = kr->nr;
     if (me == MR && n == NR) {
-        kr->micro(kc, ap, bp, c, ldc, load);
+        if (bn || bm)
+            kr->micro_bias(kc, ap, bp, c, ldc, load, bn, bm);
+        else
+            kr->micro(kc, ap, bp, c, ldc, load);
         return;
     }
     if (load)
         for (int64_t i = 0; i < me; i++) memcpy(ctile + i * NR, c + i * ldc, sizeof(float) * (size_t)n);
     kr->micro(kc, ap, bp, ctile, NR, load);
+    if (bn || bm) bias_rows(ctile, NR, me, n, bn, bm);
     for (int64_t i = 0; i < me; i++) memcpy(c + i * ldc, ctile + i * NR, sizeof(float) * (size_t)n);
 }
 
 void ld_gemm_run_tile(const ld_gemm_kernel *kr, int64_t kc, const void *ap, const void *bp, float *c, int64_t ldc,
                       int64_t me, int64_t n, int load, float *ctile) {
-    run_tile(kr, kc, ap, bp, c, ldc, me, n, load, ctile);
+    run_tile(kr, kc, ap, bp, c, ldc, me, n, load, ctile, NULL, NULL);
 }
 
 /* Task grid: C is cut into tm x tn independent tasks (rows x columns); each
@@ -876,11 +884,18 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
                                                      : ablk + (ir / MR) * apan;
                             float *c = g->C + (i0 + ir) * g->ldc + jr;
                             if (load && ir + MR < m) prefetch_tile(c + MR * g->ldc, min64(MR, m - ir - MR), n, g->ldc);
-                            run_tile(kr, kc, ap, bp, c, g->ldc, me, n, load, ctile);
+                            const int fuse = last && kr->micro_bias;
+                            run_tile(kr, kc, ap, bp, c, g->ldc, me, n, load, ctile,
+                                     fuse && g->bn ? g->bn + jr : NULL, fuse && g->bm ? g->bm + i0 + ir : NULL);
                         }
-                        /* after the column's tiles, not after each: loads right
-                         * after the kernel's wide stores wait for them */
-                        if (last && (g->bn || g->bm)) add_biases(g, g->C + i0 * g->ldc + jr, i0, m, jr, n);
+                        /* kernels without micro_bias: a pass after the column's
+                         * tiles, not after each (loads right after the kernel's
+                         * wide stores wait for them; with C rows a power of two
+                         * apart they are out of L1 by then: 2 % of a Stable
+                         * Cascade decoder evaluation, which micro_bias saves) */
+                        if (last && !kr->micro_bias && (g->bn || g->bm))
+                            bias_rows(g->C + i0 * g->ldc + jr, g->ldc, m, n, g->bn ? g->bn + jr : NULL,
+                                      g->bm ? g->bm + i0 : NULL);
                     }
                 }
             }

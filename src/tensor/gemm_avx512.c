@@ -26,18 +26,38 @@
  * address arithmetic per tile). */
 #define DEFINE_ENTRIES(NAME, MR, NV)                                                             \
     static void NAME(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load) { \
-        NAME##_tile(kc, a, b, c, ldc, load);                                                     \
+        NAME##_tile(kc, a, b, c, ldc, load, NULL, NULL);                                         \
+    }                                                                                            \
+    static void NAME##_bias(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load, \
+                            const float *bn, const float *bm) {                                  \
+        NAME##_tile(kc, a, b, c, ldc, load, bn, bm);                                             \
     }                                                                                            \
     static void NAME##_stack(int64_t np, int64_t kc, const void *a, int64_t astride, const void *b, float *c, \
                              int load) {                                                         \
         for (int64_t t = 0; t < np; t++)                                                         \
-            NAME##_tile(kc, (const char *)a + t * astride, b, c + t * MR * 16 * NV, 16 * NV, load); \
+            NAME##_tile(kc, (const char *)a + t * astride, b, c + t * MR * 16 * NV, 16 * NV, load, NULL, NULL); \
     }
+
+/* The tile's epilogue: the biases added to the sums in registers (NULL: none;
+ * constant NULL in the plain entries, where this vanishes). */
+#define TILE_BIASES(MR, NV)                                                                      \
+    if (bn) {                                                                                    \
+        __m512 bv[NV];                                                                           \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(bn + 16 * v); \
+        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                    \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = _mm512_add_ps(acc[i][v], bv[v]); \
+    }                                                                                            \
+    if (bm)                                                                                      \
+        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                  \
+            const __m512 bi = _mm512_set1_ps(bm[i]);                                             \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = _mm512_add_ps(acc[i][v], bi); \
+        }
 
 /* C tile of MR rows x NV 16-float vectors; a: MR floats per k, b: 16*NV per k. */
 #define DEFINE_F32_KERNEL(NAME, MR, NV)                                                          \
     static inline __attribute__((always_inline)) void NAME##_tile(int64_t kc, const void *a_, const void *b_, \
-                                                                  float *c, int64_t ldc, int load) { \
+                                                                  float *c, int64_t ldc, int load, \
+                                                                  const float *bn, const float *bm) { \
         const float *a = a_, *b = b_;                                                            \
         __m512 acc[MR][NV];                                                                      \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                    \
@@ -52,6 +72,7 @@
                     acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);                           \
             }                                                                                    \
         }                                                                                        \
+        TILE_BIASES(MR, NV)                                                                      \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                    \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                 \
                 _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);                               \
@@ -62,7 +83,8 @@
  * NV vectors of 16 pairs. */
 #define DEFINE_BF16_KERNEL(NAME, MR, NV)                                                         \
     static inline __attribute__((always_inline)) void NAME##_tile(int64_t kc, const void *a_, const void *b_, \
-                                                                  float *c, int64_t ldc, int load) { \
+                                                                  float *c, int64_t ldc, int load, \
+                                                                  const float *bn, const float *bm) { \
         const int32_t *a = a_;                                                                   \
         const uint16_t *b = b_;                                                                  \
         __m512 acc[MR][NV];                                                                      \
@@ -80,6 +102,7 @@
                     acc[i][v] = _mm512_dpbf16_ps(acc[i][v], bv[v], ai);                          \
             }                                                                                    \
         }                                                                                        \
+        TILE_BIASES(MR, NV)                                                                      \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                    \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                 \
                 _mm512_storeu_ps(c + i * ldc + 16 * v, acc[i][v]);                               \
@@ -467,13 +490,13 @@ static void softmax_pairs_avx512(float *st, int64_t nk, int NR, float *m, float 
 
 static const ld_gemm_kernel k_f32 = {
     .name = "avx512-f32 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 256, .nc = 512,
-    .bf16 = 0, .micro = micro_f32_14x32, .stack = micro_f32_14x32_stack, .convert = convert_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512,
+    .bf16 = 0, .micro = micro_f32_14x32, .micro_bias = micro_f32_14x32_bias, .stack = micro_f32_14x32_stack, .convert = convert_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512,
     .softmax = softmax_avx512,
 };
 
 static const ld_gemm_kernel k_bf16 = {
     .name = "avx512-bf16 14x32", .mr = 14, .nr = 32, .mc = 126, .kc = 512, .nc = 512,
-    .bf16 = 1, .micro = micro_bf16_14x32, .stack = micro_bf16_14x32_stack, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
+    .bf16 = 1, .micro = micro_bf16_14x32, .micro_bias = micro_bf16_14x32_bias, .stack = micro_bf16_14x32_stack, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
     .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512, .softmax = softmax_avx512,
     .softmax_pairs = softmax_pairs_avx512,
 };
@@ -482,13 +505,13 @@ static const ld_gemm_kernel k_bf16 = {
  * when M is a multiple of 8 but not of 14 (channel counts 128, 256, ...). */
 static const ld_gemm_kernel k_f32_8x48 = {
     .name = "avx512-f32 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 256, .nc = 480,
-    .bf16 = 0, .micro = micro_f32_8x48, .stack = micro_f32_8x48_stack, .convert = convert_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512,
+    .bf16 = 0, .micro = micro_f32_8x48, .micro_bias = micro_f32_8x48_bias, .stack = micro_f32_8x48_stack, .convert = convert_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512,
     .softmax = softmax_avx512,
 };
 
 static const ld_gemm_kernel k_bf16_8x48 = {
     .name = "avx512-bf16 8x48", .mr = 8, .nr = 48, .mc = 128, .kc = 512, .nc = 480,
-    .bf16 = 1, .micro = micro_bf16_8x48, .stack = micro_bf16_8x48_stack, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
+    .bf16 = 1, .micro = micro_bf16_8x48, .micro_bias = micro_bf16_8x48_bias, .stack = micro_bf16_8x48_stack, .convert = convert_avx512, .to_pairs = to_pairs_avx512,
     .pack_pairs = pack_pairs_avx512, .gather_t = gather_t_avx512, .gather_rows = gather_rows_avx512, .softmax = softmax_avx512,
     .softmax_pairs = softmax_pairs_avx512,
 };

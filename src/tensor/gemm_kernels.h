@@ -23,6 +23,12 @@
 #include "tensor/tensor.h"
 
 typedef void (*ld_gemm_micro_fn)(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load);
+/* The micro-kernel for a product's last k block, with the biases added to
+ * the sums before they are stored: c = (sum + bn[x]) + bm[i] (bn: the NR
+ * column biases, bm: the MR row biases; either may be NULL), the order of
+ * ld_gemm_reference. Saves a pass over C after the tile. */
+typedef void (*ld_gemm_micro_bias_fn)(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load,
+                                      const float *bn, const float *bm);
 /* A stack of np micro-tiles against one B panel: A panels a, a + astride
  * bytes, ...; tile t stored whole at c + t*MR*NR (row i at + i*NR), the
  * micro-kernel's sum each (load: added to what c holds). For attention's
@@ -74,6 +80,7 @@ typedef struct {
     int mc, kc, nc; /* blocking: rows of A per packed block, depth (even), columns per task */
     int bf16; /* packed operands are bf16 pairs (see above) */
     ld_gemm_micro_fn micro;
+    ld_gemm_micro_bias_fn micro_bias; /* NULL: micro, then a pass over C */
     ld_gemm_stack_fn stack; /* NULL: micro per tile */
     ld_gemm_convert_fn convert; /* NULL: ld_convert_to_f32 */
     ld_gemm_to_pairs_fn to_pairs; /* bf16 kernels only; NULL: scalar */
