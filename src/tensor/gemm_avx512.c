@@ -7,7 +7,8 @@
  *     (operands packed as bf16 pairs, f32 accumulation; the broadcast A pair
  *     goes second, which Zen 4 runs at the full rate);
  *   - for each kernel a stack entry (ld_gemm_stack_fn) for attention's
- *     short products, on the same tile code;
+ *     short products, and a micro_bias entry that adds the biases to the
+ *     last k block's sums before storing them, on the same tile code;
  * the packing helpers: f16 -> f32 with vcvtph2ps, bf16 -> f32 by shifting,
  * f32 -> bf16 pairs with vcvtne2ps2bf16, a 16x16 transposing gather, and
  * straight source -> bf16 pair packing (pack_pairs); and the vectorized
