@@ -49,7 +49,9 @@ typedef int (*ld_gemm_pack_pairs_fn)(uint16_t *dst, const void *data, ld_dtype d
                                      int64_t sx, int64_t kc, int64_t n, int W);
 
 /* Transposing gather: tile[k*W + x] = f32(data[base + x*sx + k]) for k < kc,
- * x < n <= W (k contiguous in memory); columns n..W-1 are left to the caller. */
+ * x < n <= W (k contiguous in memory); columns n..W-1 are left to the caller,
+ * and nothing past column W - 1 of a row is written, whatever W (attention
+ * gathers rows of D floats). */
 typedef void (*ld_gemm_gather_t_fn)(float *tile, const void *data, ld_dtype dtype, int64_t base, int64_t sx,
                                     int64_t kc, int64_t n, int W);
 /* Row gather: tile[k*W + x] = f32(data[base + k*sk + x]) for k < kc, x < n <=

@@ -10,6 +10,7 @@
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
+#include <string.h>
 
 #define MR 8
 #define NR 12
@@ -85,7 +86,15 @@ static void gather_t_neon(float *tile, const void *data, ld_dtype dt, int64_t ba
             c[1] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
             c[2] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
             c[3] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
-            for (int64_t k = 0; k < nk; k++) vst1q_f32(tile + (k0 + k) * W + x0, c[k]);
+            if (W - x0 >= 4) {
+                for (int64_t k = 0; k < nk; k++) vst1q_f32(tile + (k0 + k) * W + x0, c[k]);
+            } else { /* a row width that is not a multiple of 4: nothing past it */
+                for (int64_t k = 0; k < nk; k++) {
+                    float v[4];
+                    vst1q_f32(v, c[k]);
+                    memcpy(tile + (k0 + k) * W + x0, v, sizeof(float) * (size_t)(W - x0));
+                }
+            }
         }
     }
 }
