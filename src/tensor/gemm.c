@@ -835,7 +835,8 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     }
 
     /* beta other than 0 and 1 scales C first; the biases are added to each
-     * tile after its last k block, while it is in cache (the order of
+     * tile after its last k block, by the kernel before it stores the sums
+     * (micro_bias) or else after the column of tiles (the order of
      * ld_gemm_reference: sum, then bias_n, then bias_m) */
     const int scale_c = g->beta != 0.0f && g->beta != 1.0f;
 
