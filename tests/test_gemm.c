@@ -175,6 +175,50 @@ static void check_case(int64_t M, int64_t N, int64_t K, ld_dtype adt, int alay, 
     free(scale);
 }
 
+/* The biases are added after the sum, bias_n then bias_m (the order of
+ * ld_gemm_reference), whether the kernel adds them in registers (AVX-512
+ * micro_bias) or a pass over C does: on every path, the product with
+ * biases equals, bit for bit, the same product without them followed by
+ * those two additions in scalar code. */
+static void check_bias_order(int64_t M, int64_t N, int64_t K, int blay, float beta) {
+    test_mat A = make_mat(M, K, LD_F32, 0), B = make_mat(K, N, LD_F16, blay);
+    float *bnd = malloc(sizeof(float) * (size_t)N), *bmd = malloc(sizeof(float) * (size_t)M);
+    for (int64_t j = 0; j < N; j++) bnd[j] = frand();
+    for (int64_t i = 0; i < M; i++) bmd[i] = frand();
+    ld_tensor bn = {.dtype = LD_F32, .ndim = 1, .shape = {N}, .data = bnd};
+    ld_tensor bm = {.dtype = LD_F32, .ndim = 1, .shape = {M}, .data = bmd};
+    size_t cn = (size_t)(M * N);
+    float *c0 = malloc(4 * cn), *with = malloc(4 * cn), *plain = malloc(4 * cn);
+    for (size_t i = 0; i < cn; i++) c0[i] = frand();
+    for (int p = 0; p < g_npaths; p++) {
+        ld_cpu_force(g_paths[p].level);
+        ld_gemm_set_precision(g_paths[p].prec);
+        for (int which = 1; which <= 3; which++) { /* 1: bias_n, 2: bias_m, 3: both */
+            memcpy(with, c0, 4 * cn);
+            memcpy(plain, c0, 4 * cn);
+            ld_gemm(M, N, K, &A.m, &B.m, with, N, beta, which & 1 ? &bn : NULL, which & 2 ? &bm : NULL);
+            ld_gemm(M, N, K, &A.m, &B.m, plain, N, beta, NULL, NULL);
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    float v = plain[i * N + j];
+                    if (which & 1) v += bnd[j];
+                    if (which & 2) v += bmd[i];
+                    plain[i * N + j] = v;
+                }
+            CHECK(memcmp(with, plain, 4 * cn) == 0, "%s: %lldx%lldx%lld biases %d not added after the sum in order",
+                  g_paths[p].name, (long long)M, (long long)N, (long long)K, which);
+        }
+    }
+    ld_gemm_set_precision(LD_PRECISION_F32);
+    free_mat(&A);
+    free_mat(&B);
+    free(bnd);
+    free(bmd);
+    free(c0);
+    free(with);
+    free(plain);
+}
+
 /* Results must be bitwise equal for 1, 2 and 3 threads on every path. */
 static void check_threads(int64_t M, int64_t N, int64_t K, int blay, float beta) {
     test_mat A = make_mat(M, K, LD_F32, 0), B = make_mat(K, N, LD_F16, blay);
@@ -737,6 +781,9 @@ int main(int argc, char **argv) {
     check_threads(37, 1100, 70, 0, 1.0f);
     check_threads(1000, 64, 64, 1, 0.0f);
     check_threads(128, 700, 300, 0, 0.0f); /* 8x48 on AVX-512 */
+    check_bias_order(300, 200, 600, 1, 0.0f);   /* several k blocks on some paths, edge tiles */
+    check_bias_order(128, 480, 1300, 0, 1.0f);  /* 8x48 on AVX-512, C loaded */
+    check_bias_order(70, 1100, 90, 0, 0.5f);
     check_walk();
     check_walk_small_blocks();
     check_packed();
