@@ -2,7 +2,7 @@
  *                 [-W 1024] [-H 1024] [--batch 1] [-t THREADS] [--runs 3]
  *                 [--warmup 1] [--precision f32|bf16] [--tiling 0|1]
  *                 [--subfolder NAME] [--variant V] [--probe-seconds 0.5]
- *                 [--ref-peak GFLOPS] [--json]`
+ *                 [--ref-peak GFLOPS] [--products N] [--json]`
  *
  * Times one evaluation of one model component on deterministic random inputs
  * of the size an image of W x H needs, and reports:
@@ -22,7 +22,8 @@
  *                CPU-second / probe GFLOP per CPU-second): on a machine shared
  *                with other processes the wall ratio moves with their load,
  *                the per-CPU-second one much less
- * and a per-op time breakdown (gemm, conv, attention, direct conv, other).
+ * and a per-op time breakdown (gemm, conv, attention, direct conv, other);
+ * --products N adds the N shapes that took the most time (bench_products.h).
  * With --json the last line of stdout is one JSON object with these fields.
  *
  * DIR is a model folder holding DIR/<component>/config.json (or
@@ -32,6 +33,7 @@
  * from DIR/model_index.json when present, else 42.67 and 10.67); vqgan
  * H/factor; text_encoder 77 tokens (W, H unused).
  */
+#include "bench_products.h"
 #include "cli_util.h"
 #include "commands.h"
 
@@ -67,7 +69,7 @@
 
 typedef struct {
     const char *model_dir, *component, *subfolder, *variant;
-    int width, height, batch, threads, runs, warmup, tiling, json;
+    int width, height, batch, threads, runs, warmup, tiling, json, products;
     ld_precision precision;
     double probe_seconds, ref_peak;
 } bench_opts;
@@ -419,10 +421,11 @@ static void usage(FILE *f) {
             "usage: leandiff bench -m DIR --component unet|vae|text_encoder|prior|decoder|vqgan [-W 1024] [-H 1024]\n"
             "                      [--batch 1] [-t THREADS] [--runs 3] [--warmup 1] [--precision f32|bf16]\n"
             "                      [--tiling 0|1] [--subfolder NAME] [--variant V] [--probe-seconds 0.5]\n"
-            "                      [--ref-peak GFLOPS] [--json]\n"
+            "                      [--ref-peak GFLOPS] [--products N] [--json]\n"
             "Times one evaluation of a model component (median of --runs after --warmup), counts its FLOPs, and\n"
             "compares with an FMA peak probe run by the same command and with the theoretical limit (measured clock).\n"
             "--ref-peak also reports the ratio to a peak measured elsewhere. --tiling applies to the VAE (default 1).\n"
+            "--products N lists the N shapes (products, convolutions, attention) that took the most time.\n"
             "With --json the last line is one JSON object.\n");
 }
 
@@ -435,12 +438,12 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         {"precision", required_argument, 0, 'p'}, {"tiling", required_argument, 0, 'T'},
         {"subfolder", required_argument, 0, 's'}, {"variant", required_argument, 0, 'v'},
         {"probe-seconds", required_argument, 0, 'P'}, {"json", no_argument, 0, 'j'},
-        {"ref-peak", required_argument, 0, 'R'},
+        {"ref-peak", required_argument, 0, 'R'},  {"products", required_argument, 0, 'X'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
     long long v;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:c:W:H:b:t:r:w:p:T:s:v:P:R:jh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:c:W:H:b:t:r:w:p:T:s:v:P:R:X:jh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': o->model_dir = optarg; break;
         case 'c': o->component = optarg; break;
@@ -451,6 +454,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         case 'r': if (!cli_parse_int("--runs", optarg, 1, BENCH_MAX_RUNS, &v)) return 2; o->runs = (int)v; break;
         case 'w': if (!cli_parse_int("--warmup", optarg, 0, 100, &v)) return 2; o->warmup = (int)v; break;
         case 'T': if (!cli_parse_int("--tiling", optarg, 0, 1, &v)) return 2; o->tiling = (int)v; break;
+        case 'X': if (!cli_parse_int("--products", optarg, 0, 1000, &v)) return 2; o->products = (int)v; break;
         case 'P':
             if (!cli_parse_float("--probe-seconds", optarg, 0.01, 60, &o->probe_seconds)) return 2;
             break;
@@ -535,6 +539,9 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
     double other = med->seconds - op_sum;
     printf("             %-12s %9.3f %5.1f%% %10s %9s  (norms, activations, elementwise, resizes)\n", "other",
            other, med->seconds > 0 ? 100 * other / med->seconds : 0, "-", "-");
+    double mean = 0;
+    for (int i = 0; i < nruns; i++) mean += rr[i].seconds / nruns;
+    json_t *products = bench_products_report(o->products, nruns, mean, o->json);
     if (!o->json) return;
 
     json_t *j = json_object(), *bd = json_object();
@@ -582,6 +589,7 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
     json_object_set_new(j, "cpu_path", json_string(ld_cpu_level_name(ld_cpu_level())));
     json_object_set_new(j, "gemm_kernel", json_string(ld_gemm_kernel_name()));
     json_object_set_new(j, "breakdown", bd);
+    if (products) json_object_set_new(j, "products", products);
     char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
     if (s) printf("%s\n", s);
     free(s);
@@ -607,6 +615,8 @@ int cmd_bench(int argc, char **argv) {
         if (!o.json) fprintf(stderr, "bench: warm-up %d/%d\n", i + 1, o.warmup);
         st = bench_eval(ctx, &o, &m);
     }
+    ld_flops_shapes_reset();
+    ld_flops_shapes_enable(o.products > 0);
     for (int i = 0; st == LD_OK && i < o.runs; i++) {
         probes[i] = probe(&o, &probes_cpu[i]);
         ld_flops_reset();
@@ -621,6 +631,7 @@ int cmd_bench(int argc, char **argv) {
         }
         if (!o.json) fprintf(stderr, "bench: run %d/%d %.3f s\n", i + 1, o.runs, rr[i].seconds);
     }
+    ld_flops_shapes_enable(0);
     if (st == LD_OK) {
         probes[o.runs] = probe(&o, &probes_cpu[o.runs]);
         double secs[BENCH_MAX_RUNS];

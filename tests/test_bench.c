@@ -2,11 +2,14 @@
  *
  * 1. The counter in-process: ld_gemm, ld_conv2d (3x3 implicit
  *    GEMM, 1x1, depthwise) and ld_attention add exactly the multiply-adds
- *    (x2) of their arguments.
+ *    (x2) of their arguments; the per-shape table (ld_flops_shapes_*) has
+ *    one entry per shape with its calls and FLOPs, only while enabled, most
+ *    time first, and sums the shapes past its size in one entry.
  * 2. The CLI on every tiny testdata component (through $LEANDIFF_BIN, as
  *    ctest sets it): the JSON line has the documented fields, consistent
  *    with each other (gflops = gflop/seconds, ratio = gflops/peak, the
- *    breakdown adds up to gflop).
+ *    breakdown adds up to gflop; with --products, every shape listed, the
+ *    products add up to gflop too, and --products N lists N).
  * 3. gflop equals a count written here from the config alone: the tiny
  *    KOALA UNets at 64x64 (diffusers UNet2DConditionModel structure: convs,
  *    resnets, linear-projection transformers with GEGLU, up/down samplers,
@@ -80,6 +83,56 @@ static void test_counter(void) {
           "attention counted %llu", (unsigned long long)ld_flops_total());
     ld_flops_reset();
     CHECK(ld_flops_total() == 0 && ld_flops_calls(LD_FLOPS_ATTENTION) == 0, "reset");
+}
+
+static const ld_flops_shape *find_shape(const ld_flops_shape *e, int n, ld_flops_cat cat, int64_t h, int64_t m,
+                                        int64_t nn, int64_t k) {
+    for (int i = 0; i < n; i++)
+        if (e[i].cat == cat && e[i].h == h && e[i].m == m && e[i].n == nn && e[i].k == k) return &e[i];
+    return NULL;
+}
+
+static void test_shapes(void) {
+    static float a[64 * 64], b[64 * 64], c[64 * 64], q[2 * 5 * 24], k[2 * 4 * 24], v[2 * 4 * 24], o[2 * 5 * 24];
+    for (int i = 0; i < 64 * 64; i++) a[i] = b[i] = (float)(i % 5) * 0.25f;
+    ld_mat A = ld_mat_f32(a, 64, 1), B = ld_mat_f32(b, 64, 1);
+    ld_attn_params ap = {0};
+    ap.scale = 0.35f;
+    ld_flops_shapes_reset();
+    ld_gemm(3, 4, 5, &A, &B, c, 64, 0.0f, NULL, NULL); /* not enabled yet: not recorded */
+    ld_flops_shapes_enable(1);
+    ld_gemm(64, 48, 40, &A, &B, c, 64, 0.0f, NULL, NULL);
+    ld_gemm(7, 9, 11, &A, &B, c, 64, 0.0f, NULL, NULL);
+    ld_gemm(64, 48, 40, &A, &B, c, 64, 1.0f, NULL, NULL);
+    ld_attention(o, 24, q, 24, k, 24, v, 24, 2, 3, 5, 4, 8, &ap);
+    ld_flops_shapes_enable(0);
+    ld_gemm(7, 9, 11, &A, &B, c, 64, 0.0f, NULL, NULL); /* disabled again */
+    ld_flops_shape e[8];
+    int n = ld_flops_shapes_get(e, 8);
+    CHECK(n == 3, "3 shapes recorded, got %d", n);
+    const ld_flops_shape *big = find_shape(e, n, LD_FLOPS_GEMM, 1, 64, 48, 40),
+                         *small = find_shape(e, n, LD_FLOPS_GEMM, 1, 7, 9, 11),
+                         *att = find_shape(e, n, LD_FLOPS_ATTENTION, 6, 5, 4, 8);
+    CHECK(big && big->calls == 2 && big->flops == 2ull * 2 * 64 * 48 * 40, "64x48x40: %llu calls, %llu FLOPs",
+          big ? (unsigned long long)big->calls : 0, big ? (unsigned long long)big->flops : 0);
+    CHECK(small && small->calls == 1 && small->flops == 2ull * 7 * 9 * 11, "7x9x11: one call of its FLOPs");
+    CHECK(att && att->calls == 1 && att->flops == 4ull * 2 * 3 * 5 * 4 * 8, "attention: 6 heads, 5x4x8, one call");
+    for (int i = 1; i < n; i++) CHECK(e[i - 1].ns >= e[i].ns, "entries by time, most first (%d)", i);
+    CHECK(ld_flops_shapes_get(e, 1) == 3 && e[0].ns >= e[1].ns, "a short copy still counts them all");
+
+    /* more shapes than the table holds: the rest are summed in one entry */
+    ld_flops_shapes_reset();
+    ld_flops_shapes_enable(1);
+    for (int i = 1; i <= LD_FLOPS_SHAPES_MAX + 3; i++)
+        ld_gemm(i % 64 + 1, 1 + i / 64, 2, &A, &B, c, 64, 0.0f, NULL, NULL);
+    ld_flops_shapes_enable(0);
+    static ld_flops_shape all[LD_FLOPS_SHAPES_MAX + 1];
+    n = ld_flops_shapes_get(all, LD_FLOPS_SHAPES_MAX + 1);
+    const ld_flops_shape *rest = find_shape(all, n, LD_FLOPS_GEMM, 0, 0, 0, 0);
+    CHECK(n == LD_FLOPS_SHAPES_MAX + 1 && rest && rest->calls == 3, "%d entries, %llu calls in the rest", n,
+          rest ? (unsigned long long)rest->calls : 0);
+    ld_flops_shapes_reset();
+    CHECK(ld_flops_shapes_get(all, 1) == 0, "reset empties the table");
 }
 
 /* ---- 3. counts from the config alone ---- */
@@ -226,6 +279,23 @@ static json_t *bench(const char *bin, const char *td, const char *model, const c
     json_object_foreach((json_t *)bd, k, v) if (json_object_get(v, "gflop")) sum += json_number_value(json_object_get(v, "gflop"));
     CHECK(close_rel(sum, g, 1e-6), "%s: breakdown sums to %g, gflop %g", comp, sum, g);
     CHECK(json_is_string(json_object_get(j, "cpu_model")), "%s: cpu_model", comp);
+    const json_t *pr = json_object_get(j, "products");
+    if (strstr(extra, "--products")) {
+        double psum = 0;
+        size_t i;
+        json_t *e;
+        json_array_foreach((json_t *)pr, i, e) {
+            psum += json_number_value(json_object_get(e, "gflop"));
+            CHECK(json_is_string(json_object_get(e, "op")) && json_number_value(json_object_get(e, "calls")) >= 1 &&
+                      json_integer_value(json_object_get(e, "m")) > 0,
+                  "%s: product %zu has its fields", comp, i);
+        }
+        const int want = atoi(strstr(extra, "--products") + 11);
+        CHECK(json_is_array(pr) && (want >= 1000 ? close_rel(psum, g, 1e-6) : (int)json_array_size(pr) == want),
+              "%s: --products %d: %zu entries, %g of %g GFLOP", comp, want, json_array_size(pr), psum, g);
+    } else {
+        CHECK(pr == NULL, "%s: no products without --products", comp);
+    }
     return j;
 }
 
@@ -286,6 +356,7 @@ static void check_errors(const char *bin, const char *td) {
 
 int main(void) {
     test_counter();
+    test_shapes();
     const char *td = test_testdata_dir();
     const char *bin = getenv("LEANDIFF_BIN");
     if (!td || !bin) {
@@ -299,7 +370,8 @@ int main(void) {
     check_clip(bin, td, "koala-700m-tiny", "text_encoder_2", 2);
     json_decref(bench(bin, td, "koala-700m-tiny", "vae", "", 64, 1));
     json_decref(bench(bin, td, "koala-700m-tiny", "vae", "--tiling 0", 64, 2));
-    json_decref(bench(bin, td, "wuerstchen-prior-tiny", "prior", "", 128, 2));
+    json_decref(bench(bin, td, "wuerstchen-prior-tiny", "prior", "--products 1000", 128, 2));
+    json_decref(bench(bin, td, "koala-700m-tiny", "unet", "--products 3", 64, 1));
     json_decref(bench(bin, td, "wuerstchen-tiny", "decoder", "", 128, 1));
     json_decref(bench(bin, td, "wuerstchen-tiny", "vqgan", "", 128, 1));
     json_decref(bench(bin, td, "stable-cascade-prior-tiny", "prior", "--precision bf16", 128, 2));

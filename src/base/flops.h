@@ -7,9 +7,10 @@
  *     double t_gemm = ld_flops_seconds(LD_FLOPS_GEMM);  // wall time inside ld_gemm
  *
  * The compute entry points count themselves with one line at their top:
- *     LD_FLOPS_COUNT(LD_FLOPS_GEMM, 2 * M * N * K);
+ *     LD_FLOPS_COUNT(LD_FLOPS_GEMM, 2 * M * N * K, 1, M, N, K);
  * which adds the FLOPs (2 per multiply-add) and the wall time of the call up
- * to its return (GCC/Clang cleanup attribute; elsewhere FLOPs only). The
+ * to its return (GCC/Clang cleanup attribute; elsewhere FLOPs only), and
+ * names the call's shape for the per-shape split below. The
  * entry points are called from serial code, so their wall times add up
  * without double counting. Counted: ld_gemm (linears, 1x1 convolutions,
  * transposed convolutions), ld_gemm_fill_b (implicit-GEMM k x k
@@ -45,19 +46,42 @@ uint64_t ld_flops_calls(ld_flops_cat cat);
 /* "gemm", "conv", "attention", "direct_conv", "winograd". */
 const char *ld_flops_cat_name(ld_flops_cat cat);
 
+/* Per-shape split (`leandiff bench --products`): while enabled, every
+ * counted call adds its FLOPs, wall time and one call to the entry of its
+ * (category, h, m, n, k): for products M x N x K with h = 1 (convolutions:
+ * output channels x output pixels x input channels times taps; depthwise:
+ * taps only), for attention batch x heads, queries, keys, head size. Up to
+ * LD_FLOPS_SHAPES_MAX shapes; calls of further shapes are summed in one
+ * entry with h = m = n = k = 0. Thread-safe (a mutex, taken only while
+ * enabled). */
+#define LD_FLOPS_SHAPES_MAX 256
+typedef struct {
+    ld_flops_cat cat;
+    int64_t h, m, n, k;
+    uint64_t calls, flops, ns;
+} ld_flops_shape;
+void ld_flops_shapes_enable(int on);
+/* Forgets every entry (enabled or not). */
+void ld_flops_shapes_reset(void);
+/* Copies up to max entries, the most time first (ties: the order they were
+ * first seen), into out; returns how many entries there are in all. */
+int ld_flops_shapes_get(ld_flops_shape *out, int max);
+
 /* Scope helper behind LD_FLOPS_COUNT (do not use directly). */
 typedef struct {
     ld_flops_cat cat;
-    uint64_t t0_ns;
+    uint64_t t0_ns, flops;
+    int64_t h, m, n, k;
 } ld_flops_scope;
-ld_flops_scope ld_flops_scope_begin(ld_flops_cat cat, uint64_t n);
+ld_flops_scope ld_flops_scope_begin(ld_flops_cat cat, uint64_t flops, int64_t h, int64_t m, int64_t n, int64_t k);
 void ld_flops_scope_end(ld_flops_scope *s);
 
 #if defined(__GNUC__) || defined(__clang__)
-#define LD_FLOPS_COUNT(cat, n)                                                                                   \
-    ld_flops_scope ld_flops_scope_ __attribute__((cleanup(ld_flops_scope_end))) = ld_flops_scope_begin((cat), (uint64_t)(n))
+#define LD_FLOPS_COUNT(cat, flops, h, m, n, k)                                                                   \
+    ld_flops_scope ld_flops_scope_ __attribute__((cleanup(ld_flops_scope_end))) =                                 \
+        ld_flops_scope_begin((cat), (uint64_t)(flops), (h), (m), (n), (k))
 #else
-#define LD_FLOPS_COUNT(cat, n) ld_flops_add((cat), (uint64_t)(n))
+#define LD_FLOPS_COUNT(cat, flops, h, m, n, k) ld_flops_add((cat), (uint64_t)(flops))
 #endif
 
 #endif

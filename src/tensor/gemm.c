@@ -948,12 +948,12 @@ static void gemm_any(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_
 
 void ld_gemm(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_mat *B, float *C, int64_t ldc, float beta,
              const ld_tensor *bias_n, const ld_tensor *bias_m) {
-    LD_FLOPS_COUNT(LD_FLOPS_GEMM, M > 0 && N > 0 && K > 0 ? 2 * M * N * K : 0);
+    LD_FLOPS_COUNT(LD_FLOPS_GEMM, M > 0 && N > 0 && K > 0 ? 2 * M * N * K : 0, 1, M, N, K);
     gemm_any(M, N, K, A, B, NULL, C, ldc, beta, bias_n, bias_m);
 }
 
 void ld_gemm_fill_b(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_gemm_bfill *B, float *C, int64_t ldc,
                     float beta, const ld_tensor *bias_n, const ld_tensor *bias_m) {
-    LD_FLOPS_COUNT(LD_FLOPS_CONV, M > 0 && N > 0 && K > 0 ? 2 * M * N * K : 0);
+    LD_FLOPS_COUNT(LD_FLOPS_CONV, M > 0 && N > 0 && K > 0 ? 2 * M * N * K : 0, 1, M, N, K);
     gemm_any(M, N, K, A, NULL, B, C, ldc, beta, bias_n, bias_m);
 }

@@ -57,7 +57,8 @@ void ld_gemm_packed_run(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t
 
 void ld_gemm_packed_run_in(const ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K, const void *a, size_t apan,
                            const void *b, size_t bpan, float *C, int64_t ldc, int load) {
-    LD_FLOPS_COUNT(LD_FLOPS_GEMM, M > 0 && N > 0 && K > 0 ? 2 * M * N * K : 0); /* counted as ld_gemm counts */
+    /* counted as ld_gemm counts */
+    LD_FLOPS_COUNT(LD_FLOPS_GEMM, M > 0 && N > 0 && K > 0 ? 2 * M * N * K : 0, 1, M, N, K);
     ld_gemm_packed_run_uncounted(pk, M, N, K, a, apan, b, bpan, C, ldc, load);
 }
 

@@ -11,7 +11,7 @@
 void ld_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
                   int64_t ldv, int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_t D, const ld_attn_params *p) {
     if (B <= 0 || H <= 0 || Lq <= 0 || D <= 0) return;
-    LD_FLOPS_COUNT(LD_FLOPS_ATTENTION, Lk > 0 ? 4 * B * H * Lq * Lk * D : 0);
+    LD_FLOPS_COUNT(LD_FLOPS_ATTENTION, Lk > 0 ? 4 * B * H * Lq * Lk * D : 0, B * H, Lq, Lk, D);
     if (ld_gemm_attention(out, ldo, q, ldq, k, ldk, v, ldv, B, H, Lq, Lk, D, p)) return;
     /* Its scratch (per thread, and the packed K and V of a few heads) could not be allocated: leave a defined result. */
     ld_log_error("attention: cannot allocate the kernel's scratch memory; output set to zero");

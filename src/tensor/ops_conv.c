@@ -170,7 +170,7 @@ void ld_conv2d(float *y, const float *x, int64_t B, int64_t Cin, int64_t H, int6
         return;
     }
     if (cin_g == 1) {
-        LD_FLOPS_COUNT(LD_FLOPS_DIRECT_CONV, 2 * B * Cout * Ho * Wo * kh * kw);
+        LD_FLOPS_COUNT(LD_FLOPS_DIRECT_CONV, 2 * B * Cout * Ho * Wo * kh * kw, 1, Cout, B * Ho * Wo, kh * kw);
         if (kh == 3 && kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 1 && p->pad_w == 1 &&
             p->dilation_h == 1 && p->dilation_w == 1 && W + 2 <= DW3_MAXW)
             conv_dw3(y, x, B, Cin, H, W, w, b, p->replicate_pad);

@@ -346,7 +346,7 @@ int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64
         buffers_put(bufs);
         return 0;
     }
-    LD_FLOPS_COUNT(LD_FLOPS_WINOGRAD, 2 * B * Cout * H * W * Cin * 9);
+    LD_FLOPS_COUNT(LD_FLOPS_WINOGRAD, 2 * B * Cout * H * W * Cin * 9, 1, Cout, B * H * W, Cin * 9);
     float *scr = bufs->p[BUF_SCR];
     c.apack = bufs->p[BUF_U];
     const int64_t items = (tiles + c.nb - 1) / c.nb, block = c.ob;
