@@ -2,14 +2,22 @@
  * threads, the FMA probe of `leandiff bench` (ld_cpu_peak_gflops, median of
  * 5), the measured clock and the theoretical limit it implies (cpu_theory.h),
  * and the FMA instructions per cycle the probe reached. bench/peak.sh runs
- * it next to ../shared/tools/fma_peak.c in the same minute.
+ * it next to ../shared/tools/fma_peak.c in the same minute. With --cores it
+ * also bounces a cache line between every pair of the CPUs it may run on and
+ * prints the round trips: cores that share an L3 pass a line far faster than
+ * cores on different L3s (CCDs) or sockets, which is where two threads that
+ * share packed operands lose their scaling (docs/performance.md).
  *
- *     build/bench_peak [--threads N] [--seconds 0.3]
+ *     build/bench_peak [--threads N] [--seconds 0.3] [--cores]
  */
 #include <omp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/cpu.h"
 #include "base/cpu_theory.h"
@@ -29,14 +37,103 @@ static void row(int threads, double seconds) {
            t.gflops, t.gflops > 0 ? 100 * r[2] / t.gflops : 0, ld_cpu_fma_per_cycle(&t, r[2]));
 }
 
+/* ---- core-to-core round trips ---- */
+
+enum { BOUNCES = 20000, MAX_CPUS = 16 };
+
+typedef struct {
+    _Alignas(64) atomic_int turn; /* odd: the other thread's move */
+    int cpu, ok;
+} bounce;
+
+static int pin(int cpu) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    return pthread_setaffinity_np(pthread_self(), sizeof s, &s) == 0;
+}
+
+static void *answer(void *arg) {
+    bounce *b = arg;
+    b->ok = pin(b->cpu);
+    atomic_store(&b->turn, 0); /* ready, pinned or not */
+    for (int i = 0; i < BOUNCES; i++) {
+        while (atomic_load_explicit(&b->turn, memory_order_acquire) != 2 * i + 1) {
+        }
+        atomic_store_explicit(&b->turn, 2 * i + 2, memory_order_release);
+    }
+    return NULL;
+}
+
+/* Median round trip in ns of a line bounced between CPUs a (this thread)
+ * and c; negative if either thread could not be pinned. */
+static double round_trip(int a, int c) {
+    double r[3];
+    for (int k = 0; k < 3; k++) {
+        static bounce b;
+        atomic_store(&b.turn, -1);
+        b.cpu = c;
+        b.ok = 0;
+        pthread_t t;
+        if (!pin(a) || pthread_create(&t, NULL, answer, &b)) return -1;
+        while (atomic_load(&b.turn) != 0) {
+        }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int i = 0; i < BOUNCES; i++) {
+            atomic_store_explicit(&b.turn, 2 * i + 1, memory_order_release);
+            while (atomic_load_explicit(&b.turn, memory_order_acquire) != 2 * i + 2) {
+            }
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        pthread_join(t, NULL);
+        if (!b.ok) return -1;
+        r[k] = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / BOUNCES;
+    }
+    qsort(r, 3, sizeof r[0], cmp_double);
+    return r[1];
+}
+
+static void cores(void) {
+    cpu_set_t mine;
+    if (sched_getaffinity(0, sizeof mine, &mine)) {
+        printf("core-to-core: cannot read this process's CPUs\n");
+        return;
+    }
+    int cpu[MAX_CPUS], n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < MAX_CPUS; c++)
+        if (CPU_ISSET(c, &mine)) cpu[n++] = c;
+    if (n < 2) {
+        printf("core-to-core: only one CPU to run on\n");
+        return;
+    }
+    printf("core-to-core round trip of a cache line, ns (median of 3 x %d)%s\n%5s", BOUNCES,
+           n == MAX_CPUS ? ", first 16 CPUs" : "", "cpu");
+    for (int j = 0; j < n; j++) printf(" %6d", cpu[j]);
+    printf("\n");
+    for (int i = 0; i < n; i++) {
+        printf("%5d", cpu[i]);
+        for (int j = 0; j < n; j++) {
+            const double ns = j <= i ? 0 : round_trip(cpu[i], cpu[j]);
+            if (j <= i) printf(" %6s", "-");
+            else if (ns < 0) printf(" %6s", "n/a");
+            else printf(" %6.0f", ns);
+        }
+        printf("\n");
+    }
+    sched_setaffinity(0, sizeof mine, &mine);
+}
+
 int main(int argc, char **argv) {
     int threads = omp_get_num_procs();
     double seconds = 0.3;
+    int show_cores = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--cores")) show_cores = 1;
         else {
-            fprintf(stderr, "usage: bench_peak [--threads N] [--seconds S]\n");
+            fprintf(stderr, "usage: bench_peak [--threads N] [--seconds S] [--cores]\n");
             return 2;
         }
     }
@@ -51,5 +148,6 @@ int main(int argc, char **argv) {
            "theory GFLOP/s", "of theory", "FMA/cycle");
     row(1, seconds);
     if (threads > 1) row(threads, seconds);
+    if (show_cores) cores();
     return 0;
 }

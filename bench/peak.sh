@@ -30,5 +30,5 @@ objdump -d --no-show-raw-insn "$tmp/fma_peak" | awk '
   END { printf "fma_peak.c timed loop as compiled: %d packed FMA instruction(s) per iteration; the source counts 12\n", best }'
 nproc=$(nproc)
 echo "fma_peak.c (as given): 1 thread $(OMP_NUM_THREADS=1 "$tmp/fma_peak") GFLOP/s, $nproc threads $(OMP_NUM_THREADS=$nproc "$tmp/fma_peak") GFLOP/s"
-"$bin" --threads "$nproc"
+"$bin" --threads "$nproc" --cores
 echo "fma_peak.c (as given): 1 thread $(OMP_NUM_THREADS=1 "$tmp/fma_peak") GFLOP/s, $nproc threads $(OMP_NUM_THREADS=$nproc "$tmp/fma_peak") GFLOP/s"
