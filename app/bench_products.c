@@ -10,7 +10,7 @@
 /* "24h 576x653x64" for attention (h = batch x heads), "1152x1024x4608" else;
  * "other shapes" for the entry that sums the shapes past the table's size. */
 static void shape_name(const ld_flops_shape *s, char *buf, size_t size) {
-    if (!s->h && !s->m && !s->n && !s->k)
+    if (s->cat == LD_FLOPS_NCAT)
         snprintf(buf, size, "other shapes");
     else if (s->cat == LD_FLOPS_ATTENTION)
         snprintf(buf, size, "%" PRId64 "h %" PRId64 "x%" PRId64 "x%" PRId64, s->h, s->m, s->n, s->k);
@@ -32,13 +32,14 @@ json_t *bench_products_report(int top, int nruns, double eval_seconds, int want_
         shape_name(&e[i], name, sizeof name);
         const double calls = (double)e[i].calls / nruns, secs = (double)e[i].ns * 1e-9 / nruns;
         const double gflop = (double)e[i].flops * 1e-9 / nruns;
-        printf("             %-12s %-22s %8.1f %9.4f %5.1f%% %9.2f\n", ld_flops_cat_name(e[i].cat), name, calls, secs,
+        const char *op = e[i].cat == LD_FLOPS_NCAT ? "other" : ld_flops_cat_name(e[i].cat);
+        printf("             %-12s %-22s %8.1f %9.4f %5.1f%% %9.2f\n", op, name, calls, secs,
                eval_seconds > 0 ? 100 * secs / eval_seconds : 0, secs > 0 ? gflop / secs : 0);
         if (arr)
-            json_array_append_new(arr, json_pack("{s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:f}", "op",
-                                                 ld_flops_cat_name(e[i].cat), "h", (json_int_t)e[i].h, "m",
-                                                 (json_int_t)e[i].m, "n", (json_int_t)e[i].n, "k", (json_int_t)e[i].k,
-                                                 "calls", calls, "seconds", secs, "gflop", gflop));
+            json_array_append_new(arr, json_pack("{s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:f}", "op", op, "h",
+                                                 (json_int_t)e[i].h, "m", (json_int_t)e[i].m, "n", (json_int_t)e[i].n,
+                                                 "k", (json_int_t)e[i].k, "calls", calls, "seconds", secs, "gflop",
+                                                 gflop));
     }
     free(e);
     return arr;

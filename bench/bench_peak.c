@@ -5,8 +5,8 @@
  * it next to ../shared/tools/fma_peak.c in the same minute. With --cores it
  * also bounces a cache line between every pair of the CPUs it may run on and
  * prints the round trips: cores that share an L3 pass a line far faster than
- * cores on different L3s (CCDs) or sockets, which is where two threads that
- * share packed operands lose their scaling (docs/performance.md).
+ * cores on different L3s (CCDs) or sockets, where every line one thread
+ * writes and another reads crosses between caches (docs/performance.md).
  *
  *     build/bench_peak [--threads N] [--seconds 0.3] [--cores]
  */

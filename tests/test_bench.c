@@ -128,7 +128,7 @@ static void test_shapes(void) {
     ld_flops_shapes_enable(0);
     static ld_flops_shape all[LD_FLOPS_SHAPES_MAX + 1];
     n = ld_flops_shapes_get(all, LD_FLOPS_SHAPES_MAX + 1);
-    const ld_flops_shape *rest = find_shape(all, n, LD_FLOPS_GEMM, 0, 0, 0, 0);
+    const ld_flops_shape *rest = find_shape(all, n, LD_FLOPS_NCAT, 0, 0, 0, 0);
     CHECK(n == LD_FLOPS_SHAPES_MAX + 1 && rest && rest->calls == 3, "%d entries, %llu calls in the rest", n,
           rest ? (unsigned long long)rest->calls : 0);
     ld_flops_shapes_reset();

@@ -3,7 +3,6 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -86,7 +85,7 @@ static void shape_add(const ld_flops_scope *s, uint64_t ns) {
     }
     if (!e) {
         e = &g_shapes[LD_FLOPS_SHAPES_MAX];
-        if (!g_overflow) *e = (ld_flops_shape){s->cat, 0, 0, 0, 0, 0, 0, 0};
+        if (!g_overflow) *e = (ld_flops_shape){LD_FLOPS_NCAT, 0, 0, 0, 0, 0, 0, 0};
         g_overflow = 1;
     }
     e->calls++;

@@ -51,8 +51,8 @@ const char *ld_flops_cat_name(ld_flops_cat cat);
  * (category, h, m, n, k): for products M x N x K with h = 1 (convolutions:
  * output channels x output pixels x input channels times taps; depthwise:
  * taps only), for attention batch x heads, queries, keys, head size. Up to
- * LD_FLOPS_SHAPES_MAX shapes; calls of further shapes are summed in one
- * entry with h = m = n = k = 0. Thread-safe (a mutex, taken only while
+ * LD_FLOPS_SHAPES_MAX shapes; calls of further shapes (of any category) are
+ * summed in one entry with cat = LD_FLOPS_NCAT and h = m = n = k = 0. Thread-safe (a mutex, taken only while
  * enabled). */
 #define LD_FLOPS_SHAPES_MAX 256
 typedef struct {
