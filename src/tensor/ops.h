@@ -139,7 +139,8 @@ void ld_attention(float *out, int64_t ldo, const float *q, int64_t ldq, const fl
  * with ld_check_cancel(ctx, where) between slices: a self-attention over a
  * huge image can be stopped. A slice is as many whole heads of one batch
  * entry as fit (each head's K and V are then packed once), or a run of query
- * rows of one head when a head alone is larger. Bitwise the same results as
+ * rows of one head when a head alone is larger (a last run shorter than the
+ * least run joins the one before). Bitwise the same results as
  * ld_attention (heads and query rows are independent).
  * Causal attention is not sliced. LD_ERR_CANCELLED leaves out partly written. */
 ld_status ld_attention_checked(ld_ctx *ctx, const char *where, int64_t slice_flops, float *out, int64_t ldo,
