@@ -352,6 +352,17 @@ static void check_errors(const char *bin, const char *td) {
     snprintf(cmd, sizeof cmd, "%s bench -m %s/models/koala-700m-tiny --component unet -W 60 -H 64 2>/dev/null", bin, td);
     json_decref(run_json(cmd, &rc));
     CHECK(rc == 1, "size not a multiple of 8: exit %d", rc);
+    static const char *const bad_products[] = {"-1", "1001", "many", ""};
+    for (int i = 0; i < 4; i++) {
+        snprintf(cmd, sizeof cmd, "%s bench -m %s/models/koala-700m-tiny --component unet --products '%s' 2>&1", bin,
+                 td, bad_products[i]);
+        p = popen(cmd, "r");
+        n = p ? fread(buf, 1, sizeof buf - 1, p) : 0;
+        buf[n] = 0;
+        rc = p ? pclose(p) : -1;
+        CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2 && strstr(buf, "--products"), "--products '%s': %s",
+              bad_products[i], buf);
+    }
 }
 
 int main(void) {
