@@ -89,13 +89,13 @@ class RedisServer:
 
 
 class Worker:
-    """`leandiff worker -t 1 --claim-after 2 --max-steps 400` with its stderr collected."""
+    """`leandiff worker -t 1 --claim-after 2 --max-steps 1000` with its stderr collected."""
 
     def __init__(self, binary, name, model, port, extra=()):
         self.name = name
         self.lines = []
         self.proc = subprocess.Popen([binary, "worker", "-m", model, "--redis", "redis://127.0.0.1:%d/0" % port,
-                                      "--name", name, "-t", "1", "--claim-after", "2", "--max-steps", "400"]
+                                      "--name", name, "-t", "1", "--claim-after", "2", "--max-steps", "1000"]
                                      + list(extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()

@@ -67,7 +67,9 @@ def main():
         jobs["short3"]["sampler"] = "euler_a"
         jobs["short4"]["cfg_scale"] = 3.0
         jobs["batch"] = {"prompt": "two koalas", "width": 64, "height": 64, "steps": 2, "seed": 5, "n": 2}
-        jobs["long"] = {"prompt": "a long job", "width": 64, "height": 64, "steps": 300, "seed": 9}
+        # long enough that it is still running when it is killed 1 s after it started (300 steps took 1.6 s on
+        # an idle Zen 5 core: the margin was half a second); 1000 (the most a job may ask for) take about 5 s
+        jobs["long"] = {"prompt": "a long job", "width": 64, "height": 64, "steps": 1000, "seed": 9}
         entries = {}
         for jid in ["long"] + [j for j in jobs if j != "long"]:
             entries[jid] = r.cmd("XADD", STREAM, "*", "id", jid, "params", json.dumps(jobs[jid])).decode()
@@ -85,7 +87,7 @@ def main():
                 if e[0].decode() == entries["long"]:
                     return e[1].decode()
             return None
-        wait_until(lambda: long_owner() is not None, 300)
+        check(wait_until(lambda: long_owner() is not None, 300), "no worker took the long job")
         victim = next(w for w in workers if w.name == long_owner())
         wait_until(lambda: b'"job":"long"' in (r.cmd("GET", "leandiff:worker:" + victim.name) or b""), 60)
         time.sleep(1.0)
@@ -128,7 +130,9 @@ def main():
         idle = Worker(BIN, "wC", model, redis.port)
         workers.append(idle)
         wait_until(lambda: r.cmd("EXISTS", "leandiff:worker:wC") == 1, 300)
-        slow = {"prompt": "a job longer than --claim-after", "width": 64, "height": 64, "steps": 400, "seed": 11,
+        # twice 400 steps took 4.2 s on an idle Zen 5 core, against the 4 s checked below; twice 1000 take
+        # about 10 s
+        slow = {"prompt": "a job longer than --claim-after", "width": 64, "height": 64, "steps": 1000, "seed": 11,
                 "n": 2}
         t0 = time.time()
         slow_entry = r.cmd("XADD", STREAM, "*", "id", "slow", "params", json.dumps(slow)).decode()
