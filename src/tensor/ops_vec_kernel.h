@@ -116,33 +116,55 @@ static void vec_affine_row(float *y, const float *x, int64_t n, float a, float b
 /* Per-pixel sums over C channel rows (row c at x + c*ldx) of np pixels, in
  * double, channels in order: mean == NULL: acc[p] = sum_c x; else
  * acc[p] = sum_c (x - mean[p])^2. */
-static void vec_chan_sums(double *acc, const float *x, int64_t ldx, int64_t C, int64_t np, const double *mean) {
-    int64_t nv = np / VLH * VLH;
-    for (int64_t p = 0; p < np; p++) acc[p] = 0.0;
-    for (int64_t c = 0; c < C; c++) {
-        const float *xc = x + c * ldx;
-        for (int64_t p = 0; p < nv; p += VLH) {
-            vdh a, d = vload_dh(xc + p);
-            memcpy(&a, acc + p, sizeof a);
-            if (mean) {
-                vdh m;
-                memcpy(&m, mean + p, sizeof m);
-                d -= m;
-                a += d * d;
-            } else {
-                a += d;
+/* Sums of PB register-wide runs of pixels (VLH each, from pixel p) over all C
+ * channels, kept in registers (inlined with a constant PB). */
+VM_INLINE void chan_sums_run(double *acc, const float *x, int64_t ldx, int64_t C, const double *mean, int PB) {
+    vdh a[8], m[8];
+    for (int j = 0; j < PB; j++) {
+        a[j] = (vdh){0};
+        if (mean) memcpy(&m[j], mean + j * VLH, sizeof m[j]);
+    }
+    if (mean)
+        for (int64_t c = 0; c < C; c++)
+            for (int j = 0; j < PB; j++) {
+                const vdh d = vload_dh(x + c * ldx + j * VLH) - m[j];
+                a[j] += d * d;
             }
-            memcpy(acc + p, &a, sizeof a);
-        }
-        for (int64_t p = nv; p < np; p++) {
-            double d = xc[p];
+    else
+        for (int64_t c = 0; c < C; c++)
+            for (int j = 0; j < PB; j++) a[j] += vload_dh(x + c * ldx + j * VLH);
+    for (int j = 0; j < PB; j++) memcpy(acc + j * VLH, &a[j], sizeof a[j]);
+}
+
+static void vec_chan_sums(double *acc, const float *x, int64_t ldx, int64_t C, int64_t np, const double *mean) {
+    int64_t p = 0;
+    /* runs of 8, 4, 2, 1 registers: the sums stay in registers across the channels (kept in acc[] they went
+     * through a store and a load at every channel) */
+    for (; p + 8 * VLH <= np; p += 8 * VLH) chan_sums_run(acc + p, x + p, ldx, C, mean ? mean + p : NULL, 8);
+    if (p + 4 * VLH <= np) {
+        chan_sums_run(acc + p, x + p, ldx, C, mean ? mean + p : NULL, 4);
+        p += 4 * VLH;
+    }
+    if (p + 2 * VLH <= np) {
+        chan_sums_run(acc + p, x + p, ldx, C, mean ? mean + p : NULL, 2);
+        p += 2 * VLH;
+    }
+    if (p + VLH <= np) {
+        chan_sums_run(acc + p, x + p, ldx, C, mean ? mean + p : NULL, 1);
+        p += VLH;
+    }
+    for (; p < np; p++) {
+        double sum = 0.0;
+        for (int64_t c = 0; c < C; c++) {
+            double d = x[c * ldx + p];
             if (mean) {
                 d -= mean[p];
-                acc[p] += d * d;
+                sum += d * d;
             } else {
-                acc[p] += d;
+                sum += d;
             }
         }
+        acc[p] = sum;
     }
 }
 
