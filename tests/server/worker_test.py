@@ -49,6 +49,24 @@ def test_bad_urls(model):
     log("ok: malformed URLs refused with clear messages (rediss:// itself: tls_test.py)")
 
 
+def seconds_per_step(model):
+    """What one step of a 64x64 job on `-t 1` takes on this build and machine, from two timed `leandiff generate`
+    runs. The timed jobs below get their step counts from it: fixed counts finished within half a second of the
+    timing checks on a fast idle core, and ran minutes under the sanitizers."""
+    def run(steps):
+        t0 = time.time()
+        subprocess.run([BIN, "generate", "-m", model, "-p", "timing", "-W", "64", "-H", "64", "--steps", str(steps),
+                        "-t", "1", "-q", "-o", os.path.join(os.path.dirname(model), "timing.png")], check=True,
+                       capture_output=True, timeout=600)
+        return time.time() - t0
+    return max((run(120) - run(20)) / 100.0, 1e-4)
+
+
+def steps_lasting(per_step, seconds, least):
+    """Steps that take about `seconds`, between `least` and 1000 (the most a job may ask for)."""
+    return max(least, min(1000, int(seconds / per_step) + 1))
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="leandiff-worker-test-")
     redis = RedisServer(tmp)
@@ -57,6 +75,10 @@ def main():
         model = os.path.join(tmp, "tiny")
         subprocess.run([BIN, "init-random", "--pipeline", "tiny", "--out", model], check=True, capture_output=True)
         test_bad_urls(model)
+        # the long job is killed about 1 s after it starts; the slow one (two images) must outlast twice --claim-after
+        per_step = seconds_per_step(model)
+        long_steps, slow_steps = steps_lasting(per_step, 5.0, 300), steps_lasting(per_step, 4.0, 400)
+        log("timing: %d steps for the long job, 2 x %d for the slow one" % (long_steps, slow_steps))
         redis.start()
         r = Resp(redis.port)
         jobs = {}
@@ -67,9 +89,7 @@ def main():
         jobs["short3"]["sampler"] = "euler_a"
         jobs["short4"]["cfg_scale"] = 3.0
         jobs["batch"] = {"prompt": "two koalas", "width": 64, "height": 64, "steps": 2, "seed": 5, "n": 2}
-        # long enough that it is still running when it is killed 1 s after it started (300 steps took 1.6 s on
-        # an idle Zen 5 core: the margin was half a second); 1000 (the most a job may ask for) take about 5 s
-        jobs["long"] = {"prompt": "a long job", "width": 64, "height": 64, "steps": 1000, "seed": 9}
+        jobs["long"] = {"prompt": "a long job", "width": 64, "height": 64, "steps": long_steps, "seed": 9}
         entries = {}
         for jid in ["long"] + [j for j in jobs if j != "long"]:
             entries[jid] = r.cmd("XADD", STREAM, "*", "id", jid, "params", json.dumps(jobs[jid])).decode()
@@ -130,10 +150,8 @@ def main():
         idle = Worker(BIN, "wC", model, redis.port)
         workers.append(idle)
         wait_until(lambda: r.cmd("EXISTS", "leandiff:worker:wC") == 1, 300)
-        # twice 400 steps took 4.2 s on an idle Zen 5 core, against the 4 s checked below; twice 1000 take
-        # about 10 s
-        slow = {"prompt": "a job longer than --claim-after", "width": 64, "height": 64, "steps": 1000, "seed": 11,
-                "n": 2}
+        slow = {"prompt": "a job longer than --claim-after", "width": 64, "height": 64, "steps": slow_steps,
+                "seed": 11, "n": 2}
         t0 = time.time()
         slow_entry = r.cmd("XADD", STREAM, "*", "id", "slow", "params", json.dumps(slow)).decode()
         wait_until(lambda: r.cmd("EXISTS", "leandiff:result:slow") == 1, 900, interval=0.2)
