@@ -113,10 +113,7 @@ static void vec_affine_row(float *y, const float *x, int64_t n, float a, float b
     for (; i < n; i++) y[i] = x[i] * a + b;
 }
 
-/* Per-pixel sums over C channel rows (row c at x + c*ldx) of np pixels, in
- * double, channels in order: mean == NULL: acc[p] = sum_c x; else
- * acc[p] = sum_c (x - mean[p])^2. */
-/* Sums of PB register-wide runs of pixels (VLH each, from pixel p) over all C
+/* Sums of PB register-wide runs of pixels (VLH each, from x on) over all C
  * channels, kept in registers (inlined with a constant PB). */
 VM_INLINE void chan_sums_run(double *acc, const float *x, int64_t ldx, int64_t C, const double *mean, int PB) {
     vdh a[8], m[8];
@@ -136,6 +133,9 @@ VM_INLINE void chan_sums_run(double *acc, const float *x, int64_t ldx, int64_t C
     for (int j = 0; j < PB; j++) memcpy(acc + j * VLH, &a[j], sizeof a[j]);
 }
 
+/* Per-pixel sums over C channel rows (row c at x + c*ldx) of np pixels, in
+ * double, channels in order: mean == NULL: acc[p] = sum_c x; else
+ * acc[p] = sum_c (x - mean[p])^2. */
 static void vec_chan_sums(double *acc, const float *x, int64_t ldx, int64_t C, int64_t np, const double *mean) {
     int64_t p = 0;
     /* runs of 8, 4, 2, 1 registers: the sums stay in registers across the channels (kept in acc[] they went
