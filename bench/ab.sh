@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     *) usage ;;
   esac
 done
-[ -n "$a" ] && [ -n "$b" ] && [ $# -gt 0 ] || usage
+if [ -z "$a" ] || [ -z "$b" ] || [ $# -eq 0 ]; then usage; fi
 [ -x "$a" ] || { echo "ab.sh: $a is not an executable" >&2; exit 2; }
 [ -x "$b" ] || { echo "ab.sh: $b is not an executable" >&2; exit 2; }
 case "$rounds" in ''|*[!0-9]*) usage ;; esac
