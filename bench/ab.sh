@@ -5,8 +5,10 @@
 # apart cannot show a 2 % change. Here A and B alternate in ABBA order, round
 # after round, each run a fresh `leandiff bench --json` with the same
 # arguments; every round gives the ratio B/A of the two medians it timed, and
-# slow drift cancels in the pairs. Printed: each round's seconds and ratio, then
-# the median ratio, its range, and in how many rounds B was the faster.
+# slow drift cancels in the pairs. Printed: each round's seconds and ratio (and
+# the ratio of the CPU-seconds of those runs, which time spent descheduled does
+# not inflate), then the median ratio, its range, and in how many rounds B was
+# the faster.
 #
 #     bench/ab.sh --a BIN_A --b BIN_B [--env-a "K=V ..."] [--env-b "K=V ..."] [--rounds 6] -- BENCH_ARGS...
 #
@@ -38,13 +40,13 @@ case "$rounds" in ''|*[!0-9]*) usage ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-one() {  # which (a|b), round: prints the median seconds of one bench run
+one() {  # which (a|b), round: prints the median seconds and CPU-seconds of one bench run
   local bin=$a env=$env_a
   [ "$1" = b ] && bin=$b env=$env_b
   # shellcheck disable=SC2086 # env holds K=V words
   env $env "$bin" bench "${@:3}" --json > "$tmp/out.txt" 2> "$tmp/err.txt" ||
     { echo "ab.sh: $1 failed in round $2: $(tail -1 "$tmp/err.txt")" >&2; exit 1; }
-  tail -1 "$tmp/out.txt" | python3 -c 'import json, sys; print(json.load(sys.stdin)["seconds"])'
+  tail -1 "$tmp/out.txt" | python3 -c 'import json, sys; j = json.load(sys.stdin); print(j["seconds"], j["cpu_seconds"])'
 }
 
 echo "A: $a ${env_a:+($env_a)}"
@@ -52,20 +54,21 @@ echo "B: $b ${env_b:+($env_b)}"
 echo "bench $*"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| round | A s | B s | B/A |"
-echo "|---|---|---|---|"
+echo "| round | A s | B s | B/A | A CPU-s | B CPU-s | B/A CPU-s |"
+echo "|---|---|---|---|---|---|---|"
 for r in $(seq 1 "$rounds"); do
-  if [ $((r % 2)) = 1 ]; then sa=$(one a "$r" "$@"); sb=$(one b "$r" "$@")
-  else sb=$(one b "$r" "$@"); sa=$(one a "$r" "$@"); fi
-  echo "$r $sa $sb" >> "$tmp/pairs.txt"
-  awk -v r="$r" -v a="$sa" -v b="$sb" 'BEGIN { printf "| %d | %.3f | %.3f | %.4f |\n", r, a, b, b / a }'
+  if [ $((r % 2)) = 1 ]; then ta=$(one a "$r" "$@"); tb=$(one b "$r" "$@")
+  else tb=$(one b "$r" "$@"); ta=$(one a "$r" "$@"); fi
+  echo "$r $ta $tb" >> "$tmp/pairs.txt"
+  echo "$r $ta $tb" | awk '{ printf "| %d | %.3f | %.3f | %.4f | %.2f | %.2f | %.4f |\n", $1, $2, $4, $4 / $2, $3, $5, $5 / $3 }'
 done
 echo
 python3 - "$tmp/pairs.txt" <<'EOF'
 import statistics, sys
 rows = [list(map(float, l.split()[1:])) for l in open(sys.argv[1])]
-q = sorted(b / a for a, b in rows)
-faster = sum(1 for a, b in rows if b < a)
-print("B/A: median %.4f, range %.4f-%.4f over %d rounds; B faster in %d of %d" % (
-    statistics.median(q), q[0], q[-1], len(q), faster, len(q)))
+for name, ia, ib in (("B/A", 0, 2), ("B/A CPU-s", 1, 3)):
+    q = sorted(r[ib] / r[ia] for r in rows)
+    faster = sum(1 for r in rows if r[ib] < r[ia])
+    print("%s: median %.4f, range %.4f-%.4f over %d rounds; B lower in %d of %d" % (
+        name, statistics.median(q), q[0], q[-1], len(q), faster, len(q)))
 EOF
