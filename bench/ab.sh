@@ -15,8 +15,8 @@
 # BIN_A and BIN_B are leandiff executables (the same one to compare settings
 # through --env-a / --env-b); BENCH_ARGS go to `leandiff bench` as they are
 # (e.g. -m DIR --component prior --precision bf16 --warmup 2 --runs 3).
-# Example, a change against the commit before it (a second build in a git worktree):
-#     bench/ab.sh --a /tmp/before/build/leandiff --b build/leandiff -- -m $MODELS/cascade-prior-lite \
+# Example, a change against the commit before it, built in a git worktree at $OLD:
+#     bench/ab.sh --a $OLD/build/leandiff --b build/leandiff -- -m $MODELS/cascade-prior-lite \
 #         --component prior --precision bf16 --warmup 2 --runs 3
 set -euo pipefail
 a="" b="" env_a="" env_b="" rounds=6
