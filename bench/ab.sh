@@ -60,15 +60,19 @@ for r in $(seq 1 "$rounds"); do
   if [ $((r % 2)) = 1 ]; then ta=$(one a "$r" "$@"); tb=$(one b "$r" "$@")
   else tb=$(one b "$r" "$@"); ta=$(one a "$r" "$@"); fi
   echo "$r $ta $tb" >> "$tmp/pairs.txt"
-  echo "$r $ta $tb" | awk '{ printf "| %d | %.3f | %.3f | %.4f | %.2f | %.2f | %.4f |\n", $1, $2, $4, $4 / $2, $3, $5, $5 / $3 }'
+  echo "$r $ta $tb" | awk 'function q(b, a) { return a > 0 ? sprintf("%.4f", b / a) : "-" }
+    { printf "| %d | %.3f | %.3f | %s | %.2f | %.2f | %s |\n", $1, $2, $4, q($4, $2), $3, $5, q($5, $3) }'
 done
 echo
 python3 - "$tmp/pairs.txt" <<'EOF'
 import statistics, sys
 rows = [list(map(float, l.split()[1:])) for l in open(sys.argv[1])]
 for name, ia, ib in (("B/A", 0, 2), ("B/A CPU-s", 1, 3)):
-    q = sorted(r[ib] / r[ia] for r in rows)
-    faster = sum(1 for r in rows if r[ib] < r[ia])
+    q = sorted(r[ib] / r[ia] for r in rows if r[ia] > 0)
+    if not q:
+        print("%s: no round with A above 0" % name)
+        continue
+    faster = sum(1 for r in rows if r[ia] > 0 and r[ib] < r[ia])
     print("%s: median %.4f, range %.4f-%.4f over %d rounds; B lower in %d of %d" % (
         name, statistics.median(q), q[0], q[-1], len(q), faster, len(q)))
 EOF
