@@ -251,6 +251,65 @@ static void test_read_copy(int have_bf16) {
     free(plain), free(x), free(want), free(got);
 }
 
+/* Resident kB of the mapping that holds p (/proc/self/smaps), or -1. */
+static long mapping_rss_kb(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    int in = 0;
+    long kb = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1)
+            break;
+    }
+    fclose(f);
+    return kb;
+}
+
+/* Two threads run the same products of one mapped weight at the same time,
+ * one thread each (the two halves of a guided step): the one that sees the
+ * weight second packs and keeps the copy and gives the source's pages back
+ * while the other is still packing from them. When both are done the pages
+ * are given back all the same, and both got the uncached bits. */
+static void test_two_at_once(int have_bf16) {
+    const int64_t M = 64, N = 1536, K = 1536;
+    const size_t n = (size_t)(N * K);
+    uint16_t *plain = malloc(n * sizeof(uint16_t));
+    float *x = malloc(sizeof(float) * M * K), *want = malloc(sizeof(float) * M * N);
+    float *got[2] = {malloc(sizeof(float) * M * N), malloc(sizeof(float) * M * N)};
+    fill_f16(plain, n, 5);
+    for (int64_t i = 0; i < M * K; i++) x[i] = (float)((i * 31) % 89) / 44.0f - 1.0f;
+    size_t len;
+    uint16_t *mapped = map_f16(plain, n, &len);
+    CHECK(mapped && x && want && got[0] && got[1], "map");
+    if (!mapped) return;
+    omp_set_num_threads(1);
+    linear(want, x, plain, M, N, K);
+    const size_t before = copies();
+    int same[2] = {1, 1};
+    omp_set_num_threads(2);
+    #pragma omp parallel num_threads(2)
+    {
+        const int t = omp_get_thread_num();
+        ld_gemm_set_precision(LD_PRECISION_BF16);
+        for (int call = 0; call < 2; call++) {
+            linear(got[t], x, mapped, M, N, K);
+            same[t] &= !memcmp(got[t], want, sizeof(float) * M * N);
+        }
+    }
+    CHECK(same[0] && same[1], "two at once: the uncached bits on both threads");
+    if (have_bf16) {
+        const long left = mapping_rss_kb(mapped);
+        CHECK(copies() == before + 1, "two at once: one copy");
+        CHECK(left >= 0 && left <= 8, "two at once: %ld of %zu kB of the source left in memory", left, len / 1024);
+    }
+    unmap_f16(mapped, len);
+    free(plain), free(x), free(want), free(got[0]), free(got[1]);
+}
+
 int main(void) {
     ld_gemm_set_precision(LD_PRECISION_BF16);
     const int have_bf16 = ld_gemm_kernel_bf16_for(256, 256) != NULL;
@@ -261,5 +320,6 @@ int main(void) {
     test_conv(have_bf16);
     test_no_stale_copy();
     test_read_copy(have_bf16);
+    test_two_at_once(have_bf16);
     return test_finish();
 }

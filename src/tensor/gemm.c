@@ -800,6 +800,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
         kb = (ld_pack_key){g->B->data, K, N, g->B->rs, g->B->cs, (int)g->B->dtype, kr, KC, 0, 'B'};
         bcached = ld_gemm_cache_find(&kb, &pack_b_now);
     }
+    const int a_read = cache_a && !acached, b_read = cache_b && !bcached; /* packed from the source */
     /* all of A or B packed; the last k block takes only its own depth */
     const int64_t kcp_last = round_up(K - (npc - 1) * KC, 2);
     const size_t a_all = a_offset(npc - 1, nmb, kcp_last, nmb, a_all_bytes, mc_all, esz);
@@ -905,6 +906,8 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     ws_release(ws);
     ld_aligned_free(own_a);
     ld_aligned_free(own_b);
+    if (a_read) ld_gemm_cache_source_read(&ka, operand_bytes(g->A, M, K));
+    if (b_read) ld_gemm_cache_source_read(&kb, operand_bytes(g->B, K, N));
     return 1;
 }
 

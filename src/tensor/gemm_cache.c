@@ -199,6 +199,14 @@ const void *ld_gemm_cache_insert(const ld_pack_key *key, void *buf, size_t bytes
     return use;
 }
 
+void ld_gemm_cache_source_read(const ld_pack_key *key, size_t source_bytes) {
+    pthread_mutex_lock(&g_lock);
+    const copy *c = find(key);
+    const range *src = c && c->buf ? registered(key->data, source_bytes) : NULL;
+    if (src) drop_source(src, key->data, source_bytes);
+    pthread_mutex_unlock(&g_lock);
+}
+
 void ld_gemm_cache_stats(size_t *copies, size_t *bytes) {
     pthread_mutex_lock(&g_lock);
     if (copies) *copies = g_copies;
