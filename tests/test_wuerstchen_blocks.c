@@ -248,7 +248,7 @@ static void test_attn(void) {
     ld_arena_init(&a, 0);
     float x0[2 * 16 * 6], fresh[2 * 16 * 6], y[2 * 16 * 6], cond2[2 * 3 * 10];
     memcpy(x0, x, sizeof x);
-    CHECK(wu_attn_block_forward(ctx, &a, &ab, x, B, HW, cond, L, 0) == LD_OK, "forward");
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, x, B, HW, cond, L, 0, 0) == LD_OK, "forward");
     CHECK(a.used == 0 && a.peak > 0, "attn block leaves the arena as it found it (used %zu)", a.used);
     test_close("attn block (self + cross)", x, ref, B * c * HW, 1e-4);
     memcpy(fresh, x, sizeof x);
@@ -260,25 +260,37 @@ static void test_attn(void) {
     CHECK(g1 != 0 && wu_cond_gen(&memo, cond, (size_t)(B * L * cc)) == g1, "same conditioning, same generation");
     for (int round = 0; round < 2; round++) { /* round 0 keeps them, round 1 reuses them */
         memcpy(y, x0, sizeof y);
-        CHECK(wu_attn_block_forward(ctx, &a, &ab, y, B, HW, cond, L, g1) == LD_OK, "forward with memo");
+        CHECK(wu_attn_block_forward(ctx, &a, &ab, y, B, HW, cond, L, g1, 0) == LD_OK, "forward with memo");
         CHECK(!memcmp(y, fresh, sizeof y), "memo round %d: same bits as without it", round);
     }
     CHECK(ab.text->kv && ab.text->gen == g1, "the block keeps the text k/v of generation %llu", (unsigned long long)g1);
     memcpy(cond2, cond, sizeof cond);
     cond2[B * L * cc - 1] += 0.5f; /* the last text token of the last image */
+    /* lane 1 keeps its own: a forward there with other conditioning leaves
+     * lane 0's text k/v in place, and each lane's result is its own */
+    wu_cond_memo memo1 = {0};
+    const uint64_t h = wu_cond_gen(&memo1, cond2, (size_t)(B * L * cc));
+    float y1[2 * 16 * 6];
+    memcpy(y1, x0, sizeof y1);
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, y1, B, HW, cond2, L, h, 1) == LD_OK, "forward on lane 1");
+    CHECK(ab.text[1].kv && ab.text[1].gen == h && ab.text[0].gen == g1, "lane 1 keeps its text k/v apart");
+    memcpy(y, x0, sizeof y);
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, y, B, HW, cond, L, g1, 0) == LD_OK, "lane 0 after lane 1");
+    CHECK(!memcmp(y, fresh, sizeof y) && memcmp(y1, y, sizeof y), "lane 0 still reuses its own text k/v");
+    wu_cond_memo_free(&memo1);
     uint64_t g2 = wu_cond_gen(&memo, cond2, (size_t)(B * L * cc));
     CHECK(g2 != 0 && g2 != g1, "changed conditioning, new generation");
     memcpy(fresh, x0, sizeof fresh);
-    CHECK(wu_attn_block_forward(ctx, &a, &ab, fresh, B, HW, cond2, L, 0) == LD_OK, "forward, new cond");
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, fresh, B, HW, cond2, L, 0, 0) == LD_OK, "forward, new cond");
     memcpy(y, x0, sizeof y);
-    CHECK(wu_attn_block_forward(ctx, &a, &ab, y, B, HW, cond2, L, g2) == LD_OK, "forward, new cond, memo");
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, y, B, HW, cond2, L, g2, 0) == LD_OK, "forward, new cond, memo");
     CHECK(!memcmp(y, fresh, sizeof y) && memcmp(fresh, x, sizeof x), "new conditioning: text k/v recomputed");
     ld_precision prec = ld_gemm_get_precision();
     ld_gemm_set_precision(LD_PRECISION_BF16);
     memcpy(fresh, x0, sizeof fresh);
-    CHECK(wu_attn_block_forward(ctx, &a, &ab, fresh, B, HW, cond2, L, 0) == LD_OK, "forward bf16");
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, fresh, B, HW, cond2, L, 0, 0) == LD_OK, "forward bf16");
     memcpy(y, x0, sizeof y);
-    CHECK(wu_attn_block_forward(ctx, &a, &ab, y, B, HW, cond2, L, g2) == LD_OK, "forward bf16, memo");
+    CHECK(wu_attn_block_forward(ctx, &a, &ab, y, B, HW, cond2, L, g2, 0) == LD_OK, "forward bf16, memo");
     CHECK(!memcmp(y, fresh, sizeof y), "precision changed: text k/v recomputed");
     ld_gemm_set_precision(prec);
     wu_cond_memo_free(&memo);

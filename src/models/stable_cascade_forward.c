@@ -109,7 +109,8 @@ typedef struct {
     float *t_emb; /* [B, c_r * (1 + nconds)] */
     float *clip;  /* [B, Lc, cond_dim] */
     int64_t Lc;
-    uint64_t gen; /* wu_cond_gen of clip */
+    uint64_t gen; /* wu_cond_gen of clip in the lane's memo */
+    int lane;
 } sc_cond;
 
 /* Passes over a block list, with repeat mappers between passes; x [B, C, H, W]
@@ -124,7 +125,8 @@ static ld_status run_stack(ld_ctx *ctx, ld_arena *a, const ld_sc_stack *s, const
             else if (b->kind == LD_SC_TIMESTEP)
                 LD_TRY(wu_timestep_block_forward(ctx, a, &b->u.ts, x, B, H * W, cond->t_emb));
             else
-                LD_TRY(wu_attn_block_forward(ctx, a, &b->u.attn, x, B, H * W, cond->clip, cond->Lc, cond->gen));
+                LD_TRY(wu_attn_block_forward(ctx, a, &b->u.attn, x, B, H * W, cond->clip, cond->Lc, cond->gen,
+                                                cond->lane));
         }
         if (j < s->nmaps) {
             size_t mark = ld_arena_mark(a);
@@ -229,18 +231,22 @@ static ld_status up_path(ld_ctx *ctx, ld_arena *a, const ld_sc_unet *m, const sc
     return LD_OK;
 }
 
-size_t ld_sc_unet_activation_bytes(const ld_sc_unet *m) { return m->arena.peak; }
+size_t ld_sc_unet_activation_bytes(const ld_sc_unet *m) {
+    size_t n = 0;
+    for (int l = 0; l < WU_LANES; l++) n += m->arena[l].peak;
+    return n;
+}
 
-static ld_status forward(ld_ctx *ctx, ld_sc_unet *m, const ld_sc_inputs *in, float *out) {
+static ld_status forward(ld_ctx *ctx, ld_sc_unet *m, int lane, const ld_sc_inputs *in, float *out) {
     const ld_sc_config *c = &m->cfg;
-    ld_arena *a = &m->arena;
+    ld_arena *a = &m->arena[lane];
     int64_t B = in->B, p = c->patch_size, c0 = c->channels[0], H = in->H / p, W = in->W / p;
-    sc_cond cond = {0};
+    sc_cond cond = {.lane = lane};
     sc_levels lv;
     memset(&lv, 0, sizeof lv);
     LD_TRY(timestep_embedding(ctx, a, c, in->r, B, &cond.t_emb));
     LD_TRY(clip_embedding(ctx, a, m, in, &cond.clip, &cond.Lc));
-    cond.gen = wu_cond_gen(&m->memo, cond.clip, (size_t)(B * cond.Lc * c->cond_dim));
+    cond.gen = wu_cond_gen(&m->memo[lane], cond.clip, (size_t)(B * cond.Lc * c->cond_dim));
     /* embedding: LN2d(Conv1x1(PixelUnshuffle_p(sample))) */
     float *x, *u;
     LD_ARENA_F32(x, ctx, a, B * c0 * H * W);
@@ -262,7 +268,13 @@ static ld_status forward(ld_ctx *ctx, ld_sc_unet *m, const ld_sc_inputs *in, flo
 }
 
 ld_status ld_sc_unet_forward(ld_ctx *ctx, ld_sc_unet *m, const ld_sc_inputs *in, float *out) {
+    return ld_sc_unet_forward_lane(ctx, m, 0, in, out);
+}
+
+ld_status ld_sc_unet_forward_lane(ld_ctx *ctx, ld_sc_unet *m, int lane, const ld_sc_inputs *in, float *out) {
     const ld_sc_config *c = &m->cfg;
+    if (lane < 0 || lane >= WU_LANES)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "StableCascadeUNet: lane %d is not 0..%d", lane, WU_LANES - 1);
     int64_t B = in->B, p = c->patch_size;
     if (B < 1 || in->H < 1 || in->W < 1 || in->H % p || in->W % p)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
@@ -281,10 +293,11 @@ ld_status ld_sc_unet_forward(ld_ctx *ctx, ld_sc_unet *m, const ld_sc_inputs *in,
     if (in->effnet && (in->eh < 1 || in->ew < 1))
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "StableCascadeUNet: effnet size must be positive");
 
-    size_t mark = ld_arena_mark(&m->arena);
-    ld_status st = forward(ctx, m, in, out);
-    ld_arena_reset(&m->arena, mark);
+    ld_arena *a = &m->arena[lane];
+    size_t mark = ld_arena_mark(a);
+    ld_status st = forward(ctx, m, lane, in, out);
+    ld_arena_reset(a, mark);
     /* the first forward at a size plans the memory: one block from now on */
-    if (st == LD_OK) st = ld_arena_reserve(ctx, &m->arena, m->arena.peak);
+    if (st == LD_OK) st = ld_arena_reserve(ctx, a, a->peak);
     return st;
 }

@@ -134,7 +134,7 @@ ld_status ld_sc_unet_build(ld_ctx *ctx, const char *where, const json_t *config,
     *out = NULL;
     ld_sc_unet *m;
     LD_TRY(ld_calloc(ctx, (void **)&m, 1, sizeof *m, "StableCascadeUNet"));
-    ld_arena_init(&m->arena, 0);
+    for (int l = 0; l < WU_LANES; l++) ld_arena_init(&m->arena[l], 0);
     ld_status st = ld_sc_config_parse(ctx, where, config, &m->cfg);
     if (st == LD_OK) st = check_supported(ctx, where, &m->cfg);
     if (st == LD_OK) st = build_weights(ctx, ws, m);
@@ -182,8 +182,10 @@ void ld_sc_unet_free(ld_sc_unet *m) {
         free_stack(&m->level[L].up);
     }
     if (m->owns_ws) ld_weights_free(m->ws);
-    ld_arena_free(&m->arena);
-    wu_cond_memo_free(&m->memo);
+    for (int l = 0; l < WU_LANES; l++) {
+        ld_arena_free(&m->arena[l]);
+        wu_cond_memo_free(&m->memo[l]);
+    }
     free(m);
 }
 

@@ -25,7 +25,8 @@
  * build borrows the weight source, load owns it. Activations come from an
  * arena owned by the model: the first forward at a size plans it, later
  * forwards at the same or a smaller size allocate nothing. A model runs one
- * forward at a time.
+ * forward at a time on each lane (wuerstchen_blocks.h): ld_sc_unet_forward
+ * on lane 0, ld_sc_unet_forward_lane on either.
  */
 #ifndef LD_MODELS_STABLE_CASCADE_UNET_H
 #define LD_MODELS_STABLE_CASCADE_UNET_H
@@ -67,8 +68,8 @@ typedef struct {
     ld_tensor effnet_w[2], effnet_b[2];                         /* effnet_mapper.{0,2} */
     ld_tensor pixels_w[2], pixels_b[2];                         /* pixels_mapper.{0,2} */
     ld_sc_level level[LD_SC_MAX_LEVELS];
-    ld_arena arena;    /* activations */
-    wu_cond_memo memo; /* the clip conditioning of the last forward (wuerstchen_blocks.h) */
+    ld_arena arena[WU_LANES];    /* activations of each lane */
+    wu_cond_memo memo[WU_LANES]; /* each lane's clip conditioning of its last forward (wuerstchen_blocks.h) */
 } ld_sc_unet;
 
 /* Builds from a parsed config and a weight source (a recorder for
@@ -98,7 +99,10 @@ typedef struct {
  * (sizes not divisible by the patch size, a level becoming empty, missing
  * conditioning). */
 ld_status ld_sc_unet_forward(ld_ctx *ctx, ld_sc_unet *m, const ld_sc_inputs *in, float *out);
-/* Bytes of activation memory the forwards so far needed (the arena's peak). */
+/* The same on lane (0 or 1): a forward on each lane may run at the same time
+ * (on different threads); same bits as on lane 0. */
+ld_status ld_sc_unet_forward_lane(ld_ctx *ctx, ld_sc_unet *m, int lane, const ld_sc_inputs *in, float *out);
+/* Bytes of activation memory the forwards so far needed (the arenas' peaks). */
 size_t ld_sc_unet_activation_bytes(const ld_sc_unet *m);
 
 extern const ld_model_type ld_model_stable_cascade_unet;

@@ -221,11 +221,11 @@ ld_status wu_attn_block_build(ld_ctx *ctx, ld_weights *ws, wu_attn_block *ab, co
     LD_TRY(ld_weights_get(ctx, ws, &ab->v_b, 1, s_c, "%sattention.to_v.bias", prefix));
     LD_TRY(ld_weights_get(ctx, ws, &ab->o_w, 2, s_cc, "%sattention.to_out.0.weight", prefix));
     LD_TRY(ld_weights_get(ctx, ws, &ab->o_b, 1, s_c, "%sattention.to_out.0.bias", prefix));
-    return ld_calloc(ctx, (void **)&ab->text, 1, sizeof *ab->text, "attention text k/v");
+    return ld_calloc(ctx, (void **)&ab->text, WU_LANES, sizeof *ab->text, "attention text k/v");
 }
 
 void wu_attn_block_free(wu_attn_block *ab) {
-    if (ab->text) free(ab->text->kv);
+    for (int l = 0; ab->text && l < WU_LANES; l++) free(ab->text[l].kv);
     free(ab->text);
     ab->text = NULL;
 }
@@ -235,10 +235,10 @@ void wu_attn_block_free(wu_attn_block *ab) {
  * (and precision), else computed (Linear(SiLU(cond)), then to_k and to_v)
  * and kept when the memo has room. */
 static ld_status text_kv(ld_ctx *ctx, ld_arena *a, const wu_attn_block *ab, int64_t B, const float *cond, int64_t L,
-                         uint64_t gen, float *k, float *v, int64_t ldk) {
+                         uint64_t gen, int lane, float *k, float *v, int64_t ldk) {
     const int64_t c = ab->c, lc = L * c;
     const size_t row_bytes = (size_t)lc * sizeof(float);
-    wu_text_kv *t = ab->text;
+    wu_text_kv *t = ab->text ? ab->text + lane : NULL;
     const int prec = (int)ld_gemm_get_precision();
     if (t && gen && t->kv && t->gen == gen && t->B == B && t->L == L && t->precision == prec) {
         for (int64_t b = 0; b < B; b++) {
@@ -278,7 +278,7 @@ static ld_status text_kv(ld_ctx *ctx, ld_arena *a, const wu_attn_block *ab, int6
 }
 
 ld_status wu_attn_block_forward(ld_ctx *ctx, ld_arena *a, const wu_attn_block *ab, float *x, int64_t B,
-                                int64_t HW, const float *cond, int64_t L, uint64_t cond_gen) {
+                                int64_t HW, const float *cond, int64_t L, uint64_t cond_gen, int lane) {
     int64_t c = ab->c, S = HW + L;
     size_t mark = ld_arena_mark(a);
     float *n, *q, *k, *v, *o;
@@ -290,7 +290,7 @@ ld_status wu_attn_block_forward(ld_ctx *ctx, ld_arena *a, const wu_attn_block *a
     /* the sequence is [LN2d(x) tokens (HW); kv_mapper(SiLU(cond)) (L)]: LN2d
      * writes the image tokens token-major (n [B, HW, c]), which q, k and v read
      * as whole rows; the text tokens' k and v come from text_kv */
-    ld_status st = text_kv(ctx, a, ab, B, cond, L, cond_gen, k + HW * c, v + HW * c, S * c);
+    ld_status st = text_kv(ctx, a, ab, B, cond, L, cond_gen, lane, k + HW * c, v + HW * c, S * c);
     if (st != LD_OK) {
         ld_arena_reset(a, mark);
         return st;

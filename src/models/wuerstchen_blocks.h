@@ -69,6 +69,14 @@ ld_status wu_timestep_block_build(ld_ctx *ctx, ld_weights *ws, wu_timestep_block
 ld_status wu_timestep_block_forward(ld_ctx *ctx, ld_arena *a, const wu_timestep_block *tb, float *x, int64_t B,
                                     int64_t HW, const float *t_emb);
 
+/* ---- lanes ----
+ * Two forwards of one model may run at the same time when each runs on its
+ * own lane (0 or 1): a lane has its own activation arena, conditioning memo
+ * and text k/v in every AttnBlock (the two halves of a guided step, one
+ * thread each: pipeline/denoise.h). A model used by one caller at a time
+ * runs on lane 0. */
+#define WU_LANES 2
+
 /* ---- conditioning memo ----
  * A pipeline passes the same text conditioning at every step, so the k and
  * v of the text tokens of each AttnBlock are the same at every step. A model
@@ -98,7 +106,7 @@ typedef struct {
     int64_t c, c_cond, nhead;
     ld_tensor kv_w, kv_b;   /* kv_mapper.1 (after SiLU) */
     ld_tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b; /* attention.to_{q,k,v,out.0} */
-    wu_text_kv *text;       /* the text tokens' k/v of the last forward (owned) */
+    wu_text_kv *text;       /* [WU_LANES]: each lane's text k/v of its last forward (owned) */
 } wu_attn_block;
 
 ld_status wu_attn_block_build(ld_ctx *ctx, ld_weights *ws, wu_attn_block *ab, const char *prefix, int64_t c,
@@ -106,8 +114,9 @@ ld_status wu_attn_block_build(ld_ctx *ctx, ld_weights *ws, wu_attn_block *ab, co
 void wu_attn_block_free(wu_attn_block *ab);
 /* x [B, c, H*W] in place; cond [B, L, c_cond]:
  * kv = Linear(SiLU(cond)); n = LN2d(x); x += MHA(n, [n; kv], [n; kv]).
- * cond_gen: wu_cond_gen of cond (0: compute the text k/v afresh). */
+ * cond_gen: wu_cond_gen of cond in the memo of lane (0: compute the text k/v
+ * afresh). */
 ld_status wu_attn_block_forward(ld_ctx *ctx, ld_arena *a, const wu_attn_block *ab, float *x, int64_t B,
-                                int64_t HW, const float *cond, int64_t L, uint64_t cond_gen);
+                                int64_t HW, const float *cond, int64_t L, uint64_t cond_gen, int lane);
 
 #endif

@@ -255,7 +255,7 @@ static ld_status run_level(ld_ctx *ctx, ld_arena *a, const ld_wuerstchen_diffnex
         if (b->kind == 'T') {
             LD_TRY(wu_timestep_block_forward(ctx, a, &b->ts, x, B, h * w, cond->remb));
         } else if (b->kind == 'A') {
-            LD_TRY(wu_attn_block_forward(ctx, a, &b->attn, x, B, h * w, cond->clip, L, cond->gen));
+            LD_TRY(wu_attn_block_forward(ctx, a, &b->attn, x, B, h * w, cond->clip, L, cond->gen, 0));
         } else {
             if (has_eff && !e) {
                 LD_ARENA_F32(e, ctx, a, B * d->c_cond * h * w);

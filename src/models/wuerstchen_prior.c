@@ -126,7 +126,7 @@ static ld_status forward(ld_ctx *ctx, ld_wuerstchen_prior *p, const ld_wuerstche
         const wu_prior_layer *ly = &p->layers[i];
         LD_TRY(wu_resblock_forward(ctx, a, &ly->res, hx, B, h, w, NULL));
         LD_TRY(wu_timestep_block_forward(ctx, a, &ly->ts, hx, B, HW, remb));
-        LD_TRY(wu_attn_block_forward(ctx, a, &ly->attn, hx, B, HW, cemb, L, gen));
+        LD_TRY(wu_attn_block_forward(ctx, a, &ly->attn, hx, B, HW, cemb, L, gen, 0));
     }
     /* a, b = out(x).chunk(2); eps = (x_in - a) / (|1 - b| + 1e-5) */
     wu_layer_norm2d(hx, hx, B, C, HW);
