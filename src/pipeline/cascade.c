@@ -73,20 +73,30 @@ typedef struct {
     const float *img; /* zero image embeddings for both halves */
 } prior_call;
 
-static ld_status prior_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
-    const prior_call *pc = user;
+/* Batch entries [first, first + B) on the model's lane. */
+static ld_status prior_run(ld_ctx *ctx, const prior_call *pc, int lane, int first, const float *in, int B, float t,
+                           float *out) {
+    const ld_sc_config *c = &pc->prior->cfg;
     const float r[2] = {t, t};
     ld_sc_inputs si = {.B = B,
                        .H = pc->hC,
                        .W = pc->wC,
                        .sample = in,
                        .r = r,
-                       .clip_text_pooled = pc->t->pooled,
+                       .clip_text_pooled = pc->t->pooled + first * c->clip_pooled_in,
                        .pooled_len = 1,
-                       .clip_text = pc->t->hidden,
+                       .clip_text = pc->t->hidden + first * pc->t->L * c->clip_text_in,
                        .text_len = pc->t->L,
-                       .clip_img = pc->img};
-    return ld_sc_unet_forward(ctx, pc->prior, &si, out);
+                       .clip_img = pc->img + first * c->clip_img_in};
+    return ld_sc_unet_forward_lane(ctx, pc->prior, lane, &si, out);
+}
+
+static ld_status prior_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
+    return prior_run(ctx, user, 0, 0, in, B, t, out);
+}
+
+static ld_status prior_half(ld_ctx *ctx, void *user, int half, const float *in, float t, float *out) {
+    return prior_run(ctx, user, half, half, in, 1, t, out);
 }
 
 static ld_status prior_stage(ld_ctx *ctx, const ld_cascade *c, ld_run *run, const cascade_text *t, int64_t hC,
@@ -106,7 +116,7 @@ static ld_status prior_stage(ld_ctx *ctx, const ld_cascade *c, ld_run *run, cons
     prior_call call = {prior, hC, wC, t->L, t, img};
     ld_denoise d = {.stage = "prior", .prefix = "prior.", .ndim = 4, .shape = {1, C, hC, wC},
                     .n_in = C * hC * wC, .guided = cfg > 1.0f, .guidance = LD_GUIDE_LERP, .scale = cfg,
-                    .model = prior_model, .user = &call};
+                    .model = prior_model, .model_half = prior_half, .user = &call};
     if (st == LD_OK) st = ld_denoise_run(ctx, run, s, x, &d);
     if (st == LD_OK) st = ld_run_dump(ctx, run, "image_embeddings", LD_F32, 4, shape, x);
     ld_sc_unet_free(prior); /* released after its stage */

@@ -21,20 +21,30 @@ typedef struct {
     const float *pooled; /* [B, 1, P]: [cond; negative] with CFG */
 } decoder_call;
 
-static ld_status decoder_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
-    const decoder_call *dc = user;
+/* Batch entries [first, first + B) on the model's lane. */
+static ld_status decoder_run(ld_ctx *ctx, const decoder_call *dc, int lane, int first, const float *in, int B,
+                             float t, float *out) {
+    const ld_sc_config *c = &dc->decoder->cfg;
     const float r[2] = {t, t};
     ld_sc_inputs si = {.B = B,
                        .H = dc->hB,
                        .W = dc->wB,
                        .sample = in,
                        .r = r,
-                       .clip_text_pooled = dc->pooled,
+                       .clip_text_pooled = dc->pooled + first * c->clip_pooled_in,
                        .pooled_len = 1,
-                       .effnet = dc->effnet,
+                       .effnet = dc->effnet ? dc->effnet + first * c->effnet_in * dc->hC * dc->wC : NULL,
                        .eh = dc->hC,
                        .ew = dc->wC};
-    return ld_sc_unet_forward(ctx, dc->decoder, &si, out);
+    return ld_sc_unet_forward_lane(ctx, dc->decoder, lane, &si, out);
+}
+
+static ld_status decoder_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
+    return decoder_run(ctx, user, 0, 0, in, B, t, out);
+}
+
+static ld_status decoder_half(ld_ctx *ctx, void *user, int half, const float *in, float t, float *out) {
+    return decoder_run(ctx, user, half, half, in, 1, t, out);
 }
 
 static ld_status decoder_stage(ld_ctx *ctx, const ld_cascade *c, ld_run *run, const decoder_call *call, int steps,
@@ -53,7 +63,7 @@ static ld_status decoder_stage(ld_ctx *ctx, const ld_cascade *c, ld_run *run, co
     dcall.decoder = decoder;
     ld_denoise d = {.stage = "decoder", .prefix = "decoder.", .ndim = 4, .shape = {1, C, call->hB, call->wB},
                     .n_in = C * call->hB * call->wB, .guided = cfg > 1.0f, .guidance = LD_GUIDE_LERP, .scale = cfg,
-                    .model = decoder_model, .user = &dcall};
+                    .model = decoder_model, .model_half = decoder_half, .user = &dcall};
     if (st == LD_OK) st = ld_denoise_run(ctx, run, s, x, &d);
     ld_sc_unet_free(decoder); /* released after its stage */
     ld_scheduler_free(s);

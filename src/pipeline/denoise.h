@@ -38,6 +38,18 @@ typedef struct {
     float scale;         /* the guidance scale */
     /* out[batch * n] = model(in[batch * n_in], t); batch is 1, or 2 when guided. */
     ld_status (*model)(ld_ctx *ctx, void *user, const float *in, int batch, float t, float *out);
+    /* Optional, for guided runs: out[n] = the model on one half of the batch
+     * (half 0 or 1: its input in[n_in], its conditioning) on that lane of the
+     * model (models/wuerstchen_blocks.h). With it, a guided step runs the two
+     * halves as two forwards of one: on exactly two threads side by side, one
+     * thread each (neither waits for the other at the end of every parallel
+     * region: 5-7 % faster a Stage C step), else one after the other on all
+     * threads (3-4 % slower than the batch of two on one thread). The same
+     * bits on any thread count. LEANDIFF_SPLIT_GUIDANCE=0 runs the batch of
+     * two instead (for comparisons; tiny models can differ in the last bits,
+     * as products below the small-product threshold at batch 1 are not below
+     * it at batch 2). */
+    ld_status (*model_half)(ld_ctx *ctx, void *user, int half, const float *in, float t, float *out);
     /* Optional: writes the extra input channels after the scaled latents of
      * in (the first batch entry; the loop copies it to the second). */
     void (*fill_input)(void *user, float *in);
