@@ -2,14 +2,14 @@
  * + ld_generate with replayed noise and a dump) against
  * cases/stable-cascade-tiny/pipeline{0,1}.safetensors; the same run from
  * Stability-named single files written here (q/k/v packed into in_proj, as
- * stage_b/stage_c/stage_a.safetensors store them); and the error paths. */
+ * stage_b/stage_c/stage_a.safetensors store them); the error paths; and guided
+ * steps as two halves (test_halves.h). */
 #include "io/safetensors.h"
 #include "io/weights.h"
 #include "models/stability_names.h"
 #include "leandiff.h"
+#include "test_halves.h"
 #include "test_util.h"
-
-#include <pthread.h>
 
 static char prior_dir[4096], decoder_dir[4096];
 
@@ -384,124 +384,6 @@ static void seeded(ld_ctx *ctx, ld_pipeline *p) {
     ld_image_free(&c);
 }
 
-/* The latents of a dump, or NULL. */
-static const float *dumped(const ld_safetensors *st, const char *name, int64_t *n) {
-    const ld_tensor *t = ld_safetensors_find(st, name);
-    CHECK(t && t->dtype == LD_F32, "%s: %s missing", ld_safetensors_path(st), name);
-    *n = t ? ld_tensor_numel(t) : 0;
-    return t ? t->data : NULL;
-}
-
-/* Guided steps run as two halves (pipeline/denoise.h): side by side on two
- * threads, one after the other on one or three. The same bits on every
- * thread count, in f32 and bf16, and what the batch of two gives
- * (LEANDIFF_SPLIT_GUIDANCE=0) up to rounding. */
-static void halves(ld_ctx *ctx) {
-    const char *keys[] = {"prior.step1.latents", "decoder.step1.latents"};
-    for (int prec = 0; prec < 2; prec++) {
-        ld_pipeline_options opt;
-        ld_pipeline_options_init(&opt);
-        opt.model_dir = prior_dir, opt.decoder_dir = decoder_dir;
-        opt.precision = prec ? LD_PRECISION_BF16 : LD_PRECISION_F32;
-        ld_pipeline *p;
-        if (ld_pipeline_open(ctx, &opt, &p) != LD_OK) {
-            CHECK(0, "halves: %s", ld_ctx_error(ctx));
-            return;
-        }
-        ld_safetensors *st[4] = {0};
-        const int threads[4] = {1, 2, 3, 2};
-        for (int r = 0; r < 4; r++) {
-            char dump[4200];
-            snprintf(dump, sizeof dump, "%s/halves%d_%d.safetensors", test_tmp_dir("cascade"), prec, r);
-            ld_gen_params gp;
-            ld_gen_params_init(&gp);
-            gp.prompt = "a red apple";
-            gp.negative_prompt = "blurry";
-            gp.width = gp.height = 128;
-            gp.prior_steps = gp.steps = 2;
-            gp.prior_cfg_scale = 4.0f;
-            gp.cfg_scale = 2.0f;
-            gp.seed = 3;
-            gp.dump = dump;
-            ld_set_threads(threads[r]);
-            if (r == 3) setenv("LEANDIFF_SPLIT_GUIDANCE", "0", 1); /* the batch of two */
-            ld_image img = {0};
-            CHECK(ld_generate(ctx, p, &gp, &img, NULL) == LD_OK, "halves %s run %d: %s", opt.precision ? "bf16" : "f32",
-                  r, ld_ctx_error(ctx));
-            unsetenv("LEANDIFF_SPLIT_GUIDANCE");
-            ld_image_free(&img);
-            if (ld_safetensors_open(ctx, dump, &st[r]) != LD_OK) CHECK(0, "%s", ld_ctx_error(ctx));
-        }
-        for (int k = 0; k < 2 && st[0]; k++) {
-            int64_t n0, n;
-            const float *want = dumped(st[0], keys[k], &n0);
-            for (int r = 1; r < 4 && want; r++) {
-                const float *got = st[r] ? dumped(st[r], keys[k], &n) : NULL;
-                if (!got || n != n0) {
-                    CHECK(0, "halves: %s of run %d", keys[k], r);
-                    continue;
-                }
-                if (r < 3) {
-                    CHECK(!memcmp(got, want, (size_t)n * sizeof(float)), "%s %s: %d threads, not the bits of 1",
-                          opt.precision ? "bf16" : "f32", keys[k], threads[r]);
-                } else {
-                    const double e = test_rel_l2(got, want, n);
-                    printf("%s %s, batch of two against halves: rel L2 %.3g\n", opt.precision ? "bf16" : "f32",
-                           keys[k], e);
-                    CHECK(e <= (prec ? 1e-2 : 1e-5), "batch of two against halves: rel L2 %.3g", e);
-                }
-            }
-        }
-        for (int r = 0; r < 4; r++) ld_safetensors_close(st[r]);
-        ld_pipeline_free(p);
-    }
-    ld_set_threads(0);
-}
-
-/* The cancel callback during halves side by side: polled from the calling
- * thread only, and it stops both halves. */
-typedef struct {
-    pthread_t caller;
-    int text_done, polls, elsewhere;
-} cancel_log;
-
-/* counts the polls from the prior's first (guided) step on; stops at the 5th */
-static int cancel_on_poll_5(void *user) {
-    cancel_log *c = user;
-    c->elsewhere += !pthread_equal(pthread_self(), c->caller);
-    return c->text_done && ++c->polls >= 5;
-}
-
-static int note_text_done(void *user, const char *stage, int step, int total, double s) {
-    (void)step, (void)total, (void)s;
-    ((cancel_log *)user)->text_done |= !strcmp(stage, "text");
-    return 0;
-}
-
-static void halves_cancel(ld_ctx *ctx, ld_pipeline *p) {
-    ld_gen_params gp;
-    ld_gen_params_init(&gp);
-    gp.prompt = "a red apple";
-    gp.width = gp.height = 128;
-    gp.prior_steps = gp.steps = 2;
-    gp.prior_cfg_scale = 4.0f;
-    cancel_log log = {pthread_self(), 0, 0, 0};
-    gp.cancel = cancel_on_poll_5;
-    gp.cancel_user = &log;
-    gp.progress = note_text_done;
-    gp.progress_user = &log;
-    ld_set_threads(2);
-    ld_image img = {0};
-    const ld_status s = ld_generate(ctx, p, &gp, &img, NULL);
-    CHECK(s == LD_ERR_CANCELLED && img.pixels == NULL && strstr(ld_ctx_error(ctx), "cancelled"),
-          "halves cancelled: %s", ld_ctx_error(ctx));
-    printf("halves cancelled: %s\n", ld_ctx_error(ctx));
-    CHECK(log.polls == 5 && log.elsewhere == 0, "cancel polled %d times, %d from another thread", log.polls,
-          log.elsewhere);
-    ld_ctx_clear_error(ctx);
-    ld_set_threads(0);
-}
-
 int main(void) {
     const char *td = test_testdata_dir();
     if (!td) return test_skip("no testdata");
@@ -521,9 +403,9 @@ int main(void) {
         ld_image_free(&img1);
         errors(ctx, td, p);
         seeded(ctx, p);
-        halves_cancel(ctx, p);
+        test_halves_cancel(ctx, p);
         ld_pipeline_free(p);
-        halves(ctx);
+        test_halves(ctx, prior_dir, decoder_dir, "cascade");
     }
     ld_ctx_free(ctx);
     return test_finish();

@@ -3,8 +3,10 @@
  * the recorded noise is replayed, every intermediate is dumped and compared
  * (text embeddings and timesteps at the module tolerance, latents at 1e-3
  * relative L2, image_u8 >= 99 % equal and none off by more than 2). Also the
- * errors for sizes that do not fit, missing or wrong folders, and cancel. */
+ * errors for sizes that do not fit, missing or wrong folders, and cancel; and
+ * guided steps as two halves (test_halves.h). */
 #include "io/safetensors.h"
+#include "test_halves.h"
 #include "test_util.h"
 
 #include "leandiff.h"
@@ -242,6 +244,12 @@ int main(void) {
     run_case(td, 0);
     run_case(td, 1);
     test_errors();
+    test_halves(ctx, prior_dir, decoder_dir, "wuerstchen");
+    ld_pipeline_options opt = {.model_dir = prior_dir, .decoder_dir = decoder_dir};
+    ld_pipeline *p = NULL;
+    CHECK(ld_pipeline_open(ctx, &opt, &p) == LD_OK, "open: %s", ld_ctx_error(ctx));
+    if (p) test_halves_cancel(ctx, p);
+    ld_pipeline_free(p);
     ld_ctx_free(ctx);
     return test_finish();
 }

@@ -51,7 +51,7 @@ ld_status ld_wuerstchen_prior_build(ld_ctx *ctx, const char *where, const json_t
     p->c_r = pc.c_r;
     p->depth = pc.depth;
     p->nhead = pc.nhead;
-    ld_arena_init(&p->arena, 0);
+    for (int l = 0; l < WU_LANES; l++) ld_arena_init(&p->arena[l], 0);
     ld_status st = ld_calloc(ctx, (void **)&p->layers, (size_t)pc.depth, sizeof *p->layers, "prior blocks");
     int64_t c = pc.c;
     int64_t s_proj[4] = {c, pc.c_in, 1, 1}, s_c[1] = {c}, s_cm0[2] = {c, pc.c_cond}, s_cm2[2] = {c, c};
@@ -96,15 +96,22 @@ void ld_wuerstchen_prior_free(ld_wuerstchen_prior *p) {
     for (int64_t i = 0; p->layers && i < p->depth; i++) wu_attn_block_free(&p->layers[i].attn);
     free(p->layers);
     ld_weights_free(p->ws);
-    ld_arena_free(&p->arena);
-    wu_cond_memo_free(&p->memo);
+    for (int l = 0; l < WU_LANES; l++) {
+        ld_arena_free(&p->arena[l]);
+        wu_cond_memo_free(&p->memo[l]);
+    }
     free(p);
 }
 
-size_t ld_wuerstchen_prior_activation_bytes(const ld_wuerstchen_prior *p) { return p->arena.peak; }
+size_t ld_wuerstchen_prior_activation_bytes(const ld_wuerstchen_prior *p) {
+    size_t n = 0;
+    for (int l = 0; l < WU_LANES; l++) n += p->arena[l].peak;
+    return n;
+}
 
-static ld_status forward(ld_ctx *ctx, ld_wuerstchen_prior *p, const ld_wuerstchen_prior_inputs *in, float *out) {
-    ld_arena *a = &p->arena;
+static ld_status forward(ld_ctx *ctx, ld_wuerstchen_prior *p, int lane, const ld_wuerstchen_prior_inputs *in,
+                         float *out) {
+    ld_arena *a = &p->arena[lane];
     const float *x = in->sample;
     int64_t B = in->B, h = in->H, w = in->W, L = in->text_len;
     int64_t C = p->c, HW = h * w;
@@ -121,12 +128,12 @@ static ld_status forward(ld_ctx *ctx, ld_wuerstchen_prior *p, const ld_wuerstche
     ld_leaky_relu(ctmp, B * L * C, 0.2f);
     ld_linear(cemb, ctmp, B * L, &p->cm2_w, &p->cm2_b);
     wu_r_embedding(remb, p->c_r, in->r, B, p->c_r);
-    const uint64_t gen = wu_cond_gen(&p->memo, cemb, (size_t)(B * L * C));
+    const uint64_t gen = wu_cond_gen(&p->memo[lane], cemb, (size_t)(B * L * C));
     for (int64_t i = 0; i < p->depth; i++) {
         const wu_prior_layer *ly = &p->layers[i];
         LD_TRY(wu_resblock_forward(ctx, a, &ly->res, hx, B, h, w, NULL));
         LD_TRY(wu_timestep_block_forward(ctx, a, &ly->ts, hx, B, HW, remb));
-        LD_TRY(wu_attn_block_forward(ctx, a, &ly->attn, hx, B, HW, cemb, L, gen, 0));
+        LD_TRY(wu_attn_block_forward(ctx, a, &ly->attn, hx, B, HW, cemb, L, gen, lane));
     }
     /* a, b = out(x).chunk(2); eps = (x_in - a) / (|1 - b| + 1e-5) */
     wu_layer_norm2d(hx, hx, B, C, HW);
@@ -142,15 +149,23 @@ static ld_status forward(ld_ctx *ctx, ld_wuerstchen_prior *p, const ld_wuerstche
 
 ld_status ld_wuerstchen_prior_forward(ld_ctx *ctx, ld_wuerstchen_prior *p, const ld_wuerstchen_prior_inputs *in,
                                       float *out) {
+    return ld_wuerstchen_prior_forward_lane(ctx, p, 0, in, out);
+}
+
+ld_status ld_wuerstchen_prior_forward_lane(ld_ctx *ctx, ld_wuerstchen_prior *p, int lane,
+                                           const ld_wuerstchen_prior_inputs *in, float *out) {
+    if (lane < 0 || lane >= WU_LANES)
+        return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT, "WuerstchenPrior: lane %d is not 0..%d", lane, WU_LANES - 1);
     if (!in || !in->sample || !in->r || !in->clip_text || !out || in->B < 1 || in->H < 1 || in->W < 1 ||
         in->text_len < 1)
         return ld_fail(ctx, LD_ERR_INVALID_ARGUMENT,
                        "WuerstchenPrior: sample, r, clip_text and out are required, with positive sizes");
-    size_t mark = ld_arena_mark(&p->arena);
-    ld_status st = forward(ctx, p, in, out);
-    ld_arena_reset(&p->arena, mark);
+    ld_arena *a = &p->arena[lane];
+    size_t mark = ld_arena_mark(a);
+    ld_status st = forward(ctx, p, lane, in, out);
+    ld_arena_reset(a, mark);
     /* the first forward at a size plans the memory: one block from now on */
-    if (st == LD_OK) st = ld_arena_reserve(ctx, &p->arena, p->arena.peak);
+    if (st == LD_OK) st = ld_arena_reserve(ctx, a, a->peak);
     return st;
 }
 

@@ -11,7 +11,9 @@
  * build borrows the weight source, load owns it. Activations come from an
  * arena owned by the model: the first forward at a size plans it, later
  * forwards at the same or a smaller size allocate nothing. A model runs one
- * forward at a time.
+ * forward at a time on each lane (wuerstchen_blocks.h):
+ * ld_wuerstchen_prior_forward on lane 0, ld_wuerstchen_prior_forward_lane on
+ * either.
  */
 #ifndef LD_MODELS_WUERSTCHEN_PRIOR_H
 #define LD_MODELS_WUERSTCHEN_PRIOR_H
@@ -32,8 +34,8 @@ typedef struct {
     ld_tensor out_w, out_b;             /* out.1: 1x1 conv c -> 2*c_in */
     wu_prior_layer *layers;             /* depth */
     ld_weights *ws;                     /* owned when made by _load */
-    ld_arena arena;                     /* activations */
-    wu_cond_memo memo;                  /* the cond_mapper output of the last forward */
+    ld_arena arena[WU_LANES];           /* activations of each lane */
+    wu_cond_memo memo[WU_LANES];        /* each lane's cond_mapper output of its last forward */
 } ld_wuerstchen_prior;
 
 /* Builds from a parsed config (where: config path for messages) and a weight
@@ -56,7 +58,11 @@ typedef struct {
  * out must not alias sample. */
 ld_status ld_wuerstchen_prior_forward(ld_ctx *ctx, ld_wuerstchen_prior *p, const ld_wuerstchen_prior_inputs *in,
                                       float *out);
-/* Bytes of activation memory the forwards so far needed (the arena's peak). */
+/* The same on lane (0 or 1): a forward on each lane may run at the same time
+ * (on different threads); same bits as on lane 0. */
+ld_status ld_wuerstchen_prior_forward_lane(ld_ctx *ctx, ld_wuerstchen_prior *p, int lane,
+                                           const ld_wuerstchen_prior_inputs *in, float *out);
+/* Bytes of activation memory the forwards so far needed (the arenas' peaks). */
 size_t ld_wuerstchen_prior_activation_bytes(const ld_wuerstchen_prior *p);
 
 extern const ld_model_type ld_model_wuerstchen_prior;

@@ -34,6 +34,9 @@ static int by_halves(const ld_denoise *d) {
     return !(e && !strcmp(e, "0"));
 }
 
+/* Two threads, not inside a parallel region: the halves side by side. */
+static int side_by_side(void) { return !omp_in_parallel() && omp_get_max_threads() == 2; }
+
 /* Cancelling halves side by side: the caller's cancel is polled by half 0 (on
  * the calling thread, as leandiff.h promises); a stop (or a failure of
  * either half) is seen by the other half at its next poll. */
@@ -55,7 +58,7 @@ static int poll_other(void *user) { return atomic_load(&((halves_stop *)user)->s
  * side, one thread each. */
 static ld_status run_halves(ld_ctx *ctx, const ld_denoise *d, const float *in, int64_t nin, float t, float *out,
                             int64_t n) {
-    if (omp_in_parallel() || omp_get_max_threads() != 2) {
+    if (!side_by_side()) {
         for (int h = 0; h < 2; h++) LD_TRY(d->model_half(ctx, d->user, h, in + h * nin, t, out + h * n));
         return LD_OK;
     }
@@ -96,6 +99,9 @@ ld_status ld_denoise_run(ld_ctx *ctx, ld_run *run, ld_scheduler *s, float *x, co
     ld_status st = ld_malloc(ctx, (void **)&out, sizeof(float) * (size_t)(n * B), "the model output");
     if (st == LD_OK) st = ld_malloc(ctx, (void **)&noise, sizeof(float) * (size_t)n, "the step noise");
     const int begin = ld_scheduler_begin(s), runs = ld_scheduler_calls(s) - begin, halves = by_halves(d);
+    if (halves)
+        ld_log_info("%s: guided steps as two halves, %s", d->stage,
+                    side_by_side() ? "side by side, one thread each" : "one after the other");
     ld_run_stage_start(run);
     for (int i = 0; st == LD_OK && i < runs; i++) {
         const int c = begin + i;

@@ -188,12 +188,26 @@ typedef struct {
     const float *text; /* [B, T, D]: [cond; uncond] with CFG */
 } prior_call;
 
-static ld_status prior_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
-    prior_call *pc = user;
+/* Batch entries [first, first + B) on the model's lane. */
+static ld_status prior_run(ld_ctx *ctx, const prior_call *pc, int lane, int first, const float *in, int B, float t,
+                           float *out) {
     float r[2] = {t, t};
-    const ld_wuerstchen_prior_inputs pi = {
-        .B = B, .H = pc->hC, .W = pc->wC, .sample = in, .r = r, .clip_text = pc->text, .text_len = pc->T};
-    return ld_wuerstchen_prior_forward(ctx, pc->prior, &pi, out);
+    const ld_wuerstchen_prior_inputs pi = {.B = B,
+                                           .H = pc->hC,
+                                           .W = pc->wC,
+                                           .sample = in,
+                                           .r = r,
+                                           .clip_text = pc->text + first * pc->T * pc->prior->c_cond,
+                                           .text_len = pc->T};
+    return ld_wuerstchen_prior_forward_lane(ctx, pc->prior, lane, &pi, out);
+}
+
+static ld_status prior_model(ld_ctx *ctx, void *user, const float *in, int B, float t, float *out) {
+    return prior_run(ctx, user, 0, 0, in, B, t, out);
+}
+
+static ld_status prior_half(ld_ctx *ctx, void *user, int half, const float *in, float t, float *out) {
+    return prior_run(ctx, user, half, half, in, 1, t, out);
 }
 
 static ld_status run_prior(ld_ctx *ctx, const ld_wuerstchen *w, ld_run *run, int64_t hC, int64_t wC, int steps,
@@ -225,7 +239,7 @@ static ld_status run_prior(ld_ctx *ctx, const ld_wuerstchen *w, ld_run *run, int
         prior_call pc = {prior, hC, wC, e.L, e.hidden};
         ld_denoise d = {.stage = "prior", .prefix = "prior.", .ndim = 4, .shape = {1, C, hC, wC}, .n_in = n,
                         .guided = do_cfg, .guidance = LD_GUIDE_LERP, .scale = cfg, .model = prior_model,
-                        .user = &pc};
+                        .model_half = prior_half, .user = &pc};
         if (st == LD_OK) st = ld_denoise_run(ctx, run, s, x, &d);
         /* denormalize: image_embeddings = x * latent_mean - latent_std (sic, as diffusers) */
         if (st == LD_OK) {
