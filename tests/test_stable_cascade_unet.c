@@ -48,6 +48,12 @@ static void run_module_case(ld_ctx *ctx, ld_sc_unet *m, const ld_safetensors *st
     ld_status s = ld_sc_unet_forward(ctx, m, &in, out);
     CHECK(s == LD_OK, "%s forward: %s", key, ld_ctx_error(ctx));
     if (s == LD_OK) test_close(key, out, ref->data, n, 1e-4);
+    /* lane 1 (its own arena, memo and text k/v): the bits of lane 0 */
+    float *out1 = malloc((size_t)n * sizeof(float));
+    CHECK(s == LD_OK && out1 && ld_sc_unet_forward_lane(ctx, m, 1, &in, out1) == LD_OK &&
+              !memcmp(out, out1, (size_t)n * sizeof(float)),
+          "%s on lane 1: the bits of lane 0", key);
+    free(out1);
     free(out);
 }
 
@@ -133,6 +139,9 @@ static void forward_errors(ld_ctx *ctx, const char *td) {
     in.H = in.W = 8; /* 4x4 after the patch: 4 -> 2 -> 1 -> 0 */
     CHECK(ld_sc_unet_forward(ctx, m, &in, out) == LD_ERR_INVALID_ARGUMENT && strstr(ld_ctx_error(ctx), "too small"),
           "tiny size: %s", ld_ctx_error(ctx));
+    CHECK(ld_sc_unet_forward_lane(ctx, m, -1, &in, out) == LD_ERR_INVALID_ARGUMENT &&
+              strstr(ld_ctx_error(ctx), "lane -1"),
+          "lane -1: %s", ld_ctx_error(ctx));
     ld_sc_unet_free(m);
     ld_ctx_clear_error(ctx);
 }

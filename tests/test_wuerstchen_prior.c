@@ -42,6 +42,15 @@ static void test_cases(const char *td) {
         CHECK(ld_wuerstchen_prior_forward(ctx, p, &in, out) == LD_OK, "forward");
         snprintf(name, sizeof name, "prior case %d", i);
         test_close(name, out, ref, n, 1e-4);
+        /* lane 1: its own arena and memo, the same bits; lane 2 does not exist */
+        float *out1 = malloc((size_t)n * 4);
+        CHECK(out1 && ld_wuerstchen_prior_forward_lane(ctx, p, 1, &in, out1) == LD_OK && !memcmp(out, out1, (size_t)n * 4),
+              "prior case %d on lane 1: the bits of lane 0", i);
+        CHECK(ld_wuerstchen_prior_forward_lane(ctx, p, 2, &in, out1) == LD_ERR_INVALID_ARGUMENT &&
+                  strstr(ld_ctx_error(ctx), "lane 2"),
+              "lane 2: %s", ld_ctx_error(ctx));
+        ld_ctx_clear_error(ctx);
+        free(out1);
         free(x);
         free(r);
         free(c);
