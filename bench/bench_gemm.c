@@ -367,7 +367,7 @@ int main(int argc, char **argv) {
         if (limit > 0) snprintf(theory_col, sizeof theory_col, "%.1f%%", 100 * gf / limit);
         if (ref_peak > 0) snprintf(ref_col, sizeof ref_col, "%.1f%%", 100 * gf / (ref_peak * limit_factor));
         printf("| %s | %lldx%lldx%lld | %s | %.1f | %s | %.2f | %s | %.1f | %.2f | %s | %s |\n", s->name,
-               (long long)j.M, (long long)j.N, (long long)j.K, ld_gemm_kernel_name_for(j.M, j.N), gf, theory_col,
+               (long long)j.M, (long long)j.N, (long long)j.K, ld_gemm_kernel_name_for(j.M, j.N, j.K), gf, theory_col,
                gf / (peak0 * limit_factor), ref_col, gc, gc / (core0 * limit_factor), blas_col, blas_core);
         fflush(stdout);
         free(j.a);

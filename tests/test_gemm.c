@@ -80,15 +80,29 @@ typedef struct {
     const char *name;
     ld_cpu_level_t level;
     ld_precision prec;
+    int amx; /* bf16 products of depth a multiple of 32 on AMX tiles */
 } path;
 
 static path g_paths[8];
 static int g_npaths;
 
-static void add_path(const char *name, ld_cpu_level_t level, ld_precision prec) {
+static void add_path(const char *name, ld_cpu_level_t level, ld_precision prec, int amx) {
     if (ld_cpu_force(level) != level) return; /* not on this machine */
-    path p = {name, level, prec};
+    if (amx && !ld_cpu_set_amx(1)) return;
+    path p = {name, level, prec, amx};
     g_paths[g_npaths++] = p;
+}
+
+/* The machine's own path: the best level, AMX on where it has it. */
+static void restore_best(void) {
+    ld_cpu_force(ld_cpu_info_get()->best);
+    ld_cpu_set_amx(1);
+}
+
+/* Puts a path in force: its level, AMX on or off. */
+static void use_path(const path *p) {
+    ld_cpu_force(p->level);
+    ld_cpu_set_amx(p->amx);
 }
 
 static double g_max_rel_f32, g_max_rel_bf16, g_max_att, g_max_att_bf16;
@@ -126,7 +140,7 @@ static void check_case(int64_t M, int64_t N, int64_t K, ld_dtype adt, int alay, 
     ld_gemm_reference(M, N, K, &A.m, &B.m, ref16, ldc, beta, pbn, pbm);
 
     for (int p = 0; p < g_npaths; p++) {
-        ld_cpu_force(g_paths[p].level);
+        use_path(&g_paths[p]);
         ld_gemm_set_precision(g_paths[p].prec);
         int bf16 = g_paths[p].prec == LD_PRECISION_BF16;
         memcpy(c, c0, sizeof(float) * cn);
@@ -191,7 +205,7 @@ static void check_bias_order(int64_t M, int64_t N, int64_t K, int blay, float be
     float *c0 = malloc(4 * cn), *with = malloc(4 * cn), *plain = malloc(4 * cn);
     for (size_t i = 0; i < cn; i++) c0[i] = frand();
     for (int p = 0; p < g_npaths; p++) {
-        ld_cpu_force(g_paths[p].level);
+        use_path(&g_paths[p]);
         ld_gemm_set_precision(g_paths[p].prec);
         for (int which = 1; which <= 3; which++) { /* 1: bias_n, 2: bias_m, 3: both */
             memcpy(with, c0, 4 * cn);
@@ -230,7 +244,7 @@ static void check_threads(int64_t M, int64_t N, int64_t K, int blay, float beta)
     for (size_t i = 0; i < cn; i++) c0[i] = frand();
     int saved = omp_get_max_threads();
     for (int p = 0; p < g_npaths; p++) {
-        ld_cpu_force(g_paths[p].level);
+        use_path(&g_paths[p]);
         ld_gemm_set_precision(g_paths[p].prec);
         for (int nt = 1; nt <= 3; nt++) {
             omp_set_num_threads(nt);
@@ -257,14 +271,14 @@ static void check_threads(int64_t M, int64_t N, int64_t K, int blay, float beta)
 static void check_packed(void) {
     static const int64_t shapes[][3] = {{70, 90, 40}, {300, 64, 64}, {64, 37, 1030}, {29, 100, 257}};
     for (int p = 0; p < g_npaths; p++) {
-        ld_cpu_force(g_paths[p].level);
+        use_path(&g_paths[p]);
         ld_gemm_set_precision(g_paths[p].prec);
         for (int s = 0; s < 4; s++) {
             const int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
             test_mat A = make_mat(M, K, LD_F32, s % 2), B = make_mat(K, N, LD_F32, (s + 1) % 3);
             float *c1 = malloc(sizeof(float) * (size_t)(M * N)), *c2 = malloc(sizeof(float) * (size_t)(M * N));
             ld_gemm_packing pk;
-            ld_gemm_packing_for(&pk, M, N);
+            ld_gemm_packing_for(&pk, M, N, K);
             void *ap = malloc(ld_gemm_packed_a_bytes(&pk, M, K)), *bp = malloc(ld_gemm_packed_b_bytes(&pk, K, N));
             float *tile = malloc(sizeof(float) * (size_t)ld_gemm_packed_tile_floats(&pk, K));
             ld_gemm_pack_a(&pk, ap, &A.m, M, K, tile);
@@ -285,7 +299,7 @@ static void check_packed(void) {
         }
     }
     ld_gemm_set_precision(LD_PRECISION_F32);
-    ld_cpu_force(ld_cpu_info_get()->best);
+    restore_best();
     CHECK(!ld_gemm_packed_ok(8, 8, 8) && !ld_gemm_packed_ok(0, 50, 50), "tiny products are not packed ones");
 }
 
@@ -294,7 +308,7 @@ static void check_packed(void) {
  * kernels of the best level, both tiles (the shapes pick them on AVX-512);
  * a kernel without a stack entry is skipped. */
 static void check_stack(void) {
-    ld_cpu_force(ld_cpu_info_get()->best);
+    restore_best();
     const ld_gemm_kernel *ks[] = {ld_gemm_kernel_f32_for(4096, 640), ld_gemm_kernel_f32_for(16, 96),
                                   ld_gemm_kernel_bf16_for(4096, 640), ld_gemm_kernel_bf16_for(128, 480)};
     for (int q = 0; q < 4; q++) {
@@ -441,7 +455,7 @@ static void check_conv(int64_t Cin, int64_t H, int64_t W, int64_t Cout, int k, i
     ld_gemm_set_precision(LD_PRECISION_BF16);
     ld_gemm_reference(Cout, N, K, &A, &Col, r16, N, 0.0f, NULL, &bt);
     for (int p = 0; p < g_npaths; p++) {
-        ld_cpu_force(g_paths[p].level);
+        use_path(&g_paths[p]);
         ld_gemm_set_precision(g_paths[p].prec);
         const float *want = g_paths[p].prec == LD_PRECISION_BF16 ? r16 : r;
         ld_gemm_fill_b(Cout, N, K, &A, &f, y, N, 0.0f, NULL, &bt);
@@ -524,7 +538,7 @@ static void check_attention(int64_t B, int64_t H, int64_t Lq, int64_t Lk, int64_
             }
     int saved = omp_get_max_threads();
     for (int pi = 0; pi < g_npaths; pi++) {
-        ld_cpu_force(g_paths[pi].level);
+        use_path(&g_paths[pi]);
         ld_gemm_set_precision(g_paths[pi].prec);
         /* bf16 products (Q*scale, K, V and P rounded to bf16): the error of
          * 8-bit mantissas on scores of size ~3 and outputs of size ~1 */
@@ -680,7 +694,9 @@ static void check_walk(void) {
     check_case(601, 1037, 97, LD_F16, 2, LD_BF16, 1, 0.5f, 1, 1, 3);
     check_case(530, 1030, 61, LD_BF16, 0, LD_F16, 0, 1.0f, 1, 0, 0);
     check_case(533, 1031, 83, LD_F32, 3, LD_F32, 0, 0.0f, 0, 1, 0);
+    check_case(540, 1040, 96, LD_F32, 0, LD_F16, 0, 1.0f, 1, 1, 0);
     check_threads(600, 1100, 130, 1, 0.5f);
+    check_threads(530, 1030, 160, 0, 0.0f);
     check_threads(533, 1031, 77, 0, 0.0f);
 }
 
@@ -716,18 +732,27 @@ int main(int argc, char **argv) {
         check_cpu();
         check_env_override();
     }
-    add_path("portable", LD_CPU_PORTABLE, LD_PRECISION_F32);
-    add_path("avx2", LD_CPU_AVX2, LD_PRECISION_F32);
-    add_path("avx512", LD_CPU_AVX512, LD_PRECISION_F32);
-    add_path("neon", LD_CPU_NEON, LD_PRECISION_F32);
-    add_path("portable-bf16", LD_CPU_PORTABLE, LD_PRECISION_BF16);
-    add_path("avx512-bf16", LD_CPU_AVX512, LD_PRECISION_BF16);
-    add_path("neon-bf16", LD_CPU_NEON, LD_PRECISION_BF16);
+    add_path("portable", LD_CPU_PORTABLE, LD_PRECISION_F32, 0);
+    add_path("avx2", LD_CPU_AVX2, LD_PRECISION_F32, 0);
+    add_path("avx512", LD_CPU_AVX512, LD_PRECISION_F32, 0);
+    add_path("neon", LD_CPU_NEON, LD_PRECISION_F32, 0);
+    add_path("portable-bf16", LD_CPU_PORTABLE, LD_PRECISION_BF16, 0);
+    add_path("avx512-bf16", LD_CPU_AVX512, LD_PRECISION_BF16, 0);
+    add_path("amx-bf16", LD_CPU_AVX512, LD_PRECISION_BF16, 1);
+    add_path("neon-bf16", LD_CPU_NEON, LD_PRECISION_BF16, 0);
     for (int p = 0; p < g_npaths; p++) {
-        ld_cpu_force(g_paths[p].level);
+        use_path(&g_paths[p]);
         ld_gemm_set_precision(g_paths[p].prec);
         const char *kn = ld_gemm_kernel_name();
         printf("path %s: kernel %s\n", g_paths[p].name, kn);
+        /* AMX: products of depth a multiple of 32 that fill a tile; the rest on AVX-512 */
+        const char *deep = ld_gemm_kernel_name_for(64, 64, 64), *odd = ld_gemm_kernel_name_for(64, 64, 70);
+        if (g_paths[p].amx)
+            CHECK(!strcmp(deep, "amx-bf16 32x32") && !strncmp(odd, "avx512-bf16", 11) &&
+                      !strncmp(ld_gemm_kernel_name_for(16, 64, 64), "avx512-bf16", 11),
+                  "amx path: 64x64x64 uses %s, 64x64x70 %s", deep, odd);
+        else
+            CHECK(strncmp(deep, "amx", 3) != 0, "%s: 64x64x64 uses %s", g_paths[p].name, deep);
         /* the kernel really is the forced one */
         int want_bf16 = g_paths[p].prec == LD_PRECISION_BF16;
         const char *lv = ld_cpu_level_name(g_paths[p].level);
@@ -745,14 +770,14 @@ int main(int argc, char **argv) {
     }
     if (ld_cpu_info_get()->best == LD_CPU_AVX512) {
         ld_cpu_force(LD_CPU_AVX512);
-        CHECK(strcmp(ld_gemm_kernel_name_for(16, 96), "avx512-f32 8x48") == 0, "16x96 uses %s",
-              ld_gemm_kernel_name_for(16, 96));
-        CHECK(strcmp(ld_gemm_kernel_name_for(4096, 640), "avx512-f32 14x32") == 0, "4096x640 uses %s",
-              ld_gemm_kernel_name_for(4096, 640));
+        CHECK(strcmp(ld_gemm_kernel_name_for(16, 96, 0), "avx512-f32 8x48") == 0, "16x96 uses %s",
+              ld_gemm_kernel_name_for(16, 96, 0));
+        CHECK(strcmp(ld_gemm_kernel_name_for(4096, 640, 0), "avx512-f32 14x32") == 0, "4096x640 uses %s",
+              ld_gemm_kernel_name_for(4096, 640, 0));
         if (ld_cpu_has_bf16()) {
             ld_gemm_set_precision(LD_PRECISION_BF16);
-            CHECK(strcmp(ld_gemm_kernel_name_for(128, 480), "avx512-bf16 8x48") == 0, "bf16 128x480 uses %s",
-                  ld_gemm_kernel_name_for(128, 480));
+            CHECK(strcmp(ld_gemm_kernel_name_for(128, 480, 0), "avx512-bf16 8x48") == 0, "bf16 128x480 uses %s",
+                  ld_gemm_kernel_name_for(128, 480, 0));
             ld_gemm_set_precision(LD_PRECISION_F32);
         }
     }
@@ -765,6 +790,8 @@ int main(int argc, char **argv) {
         {70, 90, 1600},
         /* shapes where the AVX-512 8x48 kernel pads less than 14x32 */
         {16, 96, 300}, {40, 1000, 50}, {128, 480, 70},
+        /* depths a multiple of 32 (AMX tiles): edges, several k blocks */
+        {100, 70, 96}, {33, 65, 1024}, {260, 300, 2080}, {64, 1100, 320},
     };
     const int nshapes = sizeof shapes / sizeof shapes[0];
     for (int s = 0; s < nshapes; s++) {
@@ -784,11 +811,13 @@ int main(int argc, char **argv) {
     check_bias_order(300, 200, 600, 1, 0.0f);   /* several k blocks on some paths, edge tiles */
     check_bias_order(128, 480, 1300, 0, 1.0f);  /* 8x48 on AVX-512, C loaded */
     check_bias_order(70, 1100, 90, 0, 0.5f);
+    check_threads(300, 200, 640, 1, 0.0f);    /* AMX tiles where the CPU has them */
+    check_bias_order(130, 100, 1280, 0, 1.0f);
     check_walk();
     check_walk_small_blocks();
     check_packed();
     check_stack();
-    ld_cpu_force(ld_cpu_info_get()->best);
+    restore_best();
     check_nested();
     ld_gemm_release_buffers();
     check_nested(); /* the pool refills */
@@ -808,6 +837,7 @@ int main(int argc, char **argv) {
     check_conv(32, 24, 24, 64, 3, 1, 1, 1, 0);
     check_conv(9, 10, 12, 11, 3, 1, 1, 1, 0); /* K = 81: bf16 fill in 64-row chunks, odd end */
     check_conv(24, 7, 6, 300, 3, 1, 1, 1, 0); /* few pixels, many channels: several rows of tasks share B */
+    check_conv(64, 9, 7, 300, 1, 1, 0, 1, 0); /* pointwise, K = 64: AMX tiles where the CPU has them */
 
     check_attention(1, 1, 1, 1, 1, 0);
     check_attention(2, 3, 37, 300, 40, 0);
@@ -818,7 +848,7 @@ int main(int argc, char **argv) {
     check_attention(1, 1, 300, 290, 24, 1 | 4);
     check_attention(1, 1, 1000, 531, 33, 0); /* K/V packed once per item, odd depths */
 
-    ld_cpu_force(ld_cpu_info_get()->best);
+    restore_best();
     ld_gemm_release_buffers();
     printf("max relative error: f32 paths %.3g, bf16 path vs bf16 reference %.3g; attention max abs error: f32 %.3g, "
            "bf16 %.3g\n",

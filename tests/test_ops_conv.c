@@ -229,7 +229,7 @@ static void test_winograd(void) {
     /* errors: bf16 inputs about 2^-9 each (0.0039); f32 F(2x2) 2.2e-7 and F(4x4)
      * 1.5e-6, the direct f32 sums 3.6e-7 (below). F(4x4) from 4 items of tiles. */
     ld_gemm_packing pk;
-    ld_gemm_packing_for(&pk, 40, 128); /* the f32 kernel of these products */
+    ld_gemm_packing_for(&pk, 40, 128, 0); /* the f32 kernel of these products */
     const int64_t rows4 = 4 * 2 * pk.kr->nr / 16; /* rows of 16 tiles in 4 items of 2 panels */
     conv2d_winograd(LD_PRECISION_BF16, 2, 48, 21, 19, 40, 2, 8e-3);
     conv2d_winograd(LD_PRECISION_BF16, 1, 32, 4 * rows4, 64, 40, 2, 8e-3);

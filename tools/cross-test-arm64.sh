@@ -74,7 +74,7 @@ if [ "$ASAN" = 1 ]; then
     export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 # SIMD kernels for x86 are left out exactly as CMake does on aarch64.
-mapfile -t LIB_SOURCES < <(cd "$ROOT" && ls src/base/*.c src/tensor/*.c src/sched/rng.c src/train/adamw*.c | grep -Ev '_(avx512|avx2)\.c$')
+mapfile -t LIB_SOURCES < <(cd "$ROOT" && ls src/base/*.c src/tensor/*.c src/sched/rng.c src/train/adamw*.c | grep -Ev '_(avx512|avx2|amx)\.c$')
 
 mkdir -p "$BUILD/obj"
 echo "arm64: compiling ${#LIB_SOURCES[@]} library files and ${#TESTS[@]} tests with $CC ($($CC -dumpfullversion))"

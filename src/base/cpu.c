@@ -17,6 +17,10 @@
 #define LD_X86 1
 #include <cpuid.h>
 #include <immintrin.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #endif
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -27,6 +31,7 @@
 
 static ld_cpu_info g_info;
 static ld_cpu_level_t g_level;
+static int g_amx_on; /* AMX in use: amx_bf16, unless turned off */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 /* The value of a "key : value" line of /proc/cpuinfo into out (n bytes);
@@ -74,6 +79,18 @@ static uint64_t read_xcr0(void) {
     return ((uint64_t)hi << 32) | lo;
 }
 
+/* Asks Linux for this process's AMX tile data (the registers are off until
+ * a process asks: arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA);
+ * 1 when granted. Elsewhere 0. */
+static int grant_amx(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return 0;
+#endif
+}
+
 static void detect_x86(ld_cpu_info *ci) {
     unsigned a, b, c, d;
     if (__get_cpuid(0, &a, &b, &c, &d)) {
@@ -91,9 +108,9 @@ static void detect_x86(ld_cpu_info *ci) {
     int os_ymm = (xcr0 & 0x6) == 0x6;     /* SSE + AVX state */
     int os_zmm = (xcr0 & 0xe6) == 0xe6;   /* + opmask, ZMM_Hi256, Hi16_ZMM */
     unsigned max_leaf = (unsigned)__get_cpuid_max(0, NULL);
-    unsigned b7 = 0, c7 = 0, a71 = 0;
+    unsigned b7 = 0, c7 = 0, d7 = 0, a71 = 0;
     if (max_leaf >= 7) {
-        __cpuid_count(7, 0, a, b7, c7, d);
+        __cpuid_count(7, 0, a, b7, c7, d7);
         __cpuid_count(7, 1, a71, b, c, d);
     }
     if (avx && os_ymm) {
@@ -109,6 +126,9 @@ static void detect_x86(ld_cpu_info *ci) {
         ci->avx512vnni = (c7 >> 11) & 1;
         ci->avx512bf16 = (a71 >> 5) & 1;
     }
+    /* AMX-BF16 (leaf 7 edx bit 22), AMX-TILE (bit 24), tile state in XCR0 (bits 17, 18) */
+    const int os_tiles = (xcr0 & 0x60000) == 0x60000;
+    if (ci->avx512bf16 && ((d7 >> 22) & 1) && ((d7 >> 24) & 1) && os_tiles) ci->amx_bf16 = grant_amx();
     if (ci->avx2 && ci->fma && ci->f16c) ci->best = LD_CPU_AVX2;
     if (ci->best == LD_CPU_AVX2 && ci->avx512f && ci->avx512bw && ci->avx512dq && ci->avx512vl)
         ci->best = LD_CPU_AVX512;
@@ -176,6 +196,8 @@ static void detect(void) {
 #endif
     if (!ci->model[0]) snprintf(ci->model, sizeof ci->model, "unknown");
     g_level = ci->best;
+    const char *amx = getenv("LEANDIFF_AMX");
+    g_amx_on = ci->amx_bf16 && !(amx && !strcmp(amx, "0"));
     const char *env = getenv("LEANDIFF_CPU");
     ld_cpu_level_t want;
     if (env && *env) {
@@ -199,6 +221,13 @@ ld_cpu_level_t ld_cpu_level(void) {
 }
 
 int ld_cpu_has_bf16(void) { return ld_cpu_level() == LD_CPU_AVX512 && g_info.avx512bf16; }
+
+int ld_cpu_has_amx(void) { return ld_cpu_has_bf16() && g_amx_on; }
+
+int ld_cpu_set_amx(int on) {
+    g_amx_on = on && ld_cpu_info_get()->amx_bf16;
+    return ld_cpu_has_amx();
+}
 
 int ld_cpu_parse_level(const char *name, ld_cpu_level_t *out) {
     return parse_level(name, ld_cpu_info_get()->best, out);

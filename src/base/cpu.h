@@ -11,6 +11,12 @@
  * clamped to what the CPU has: neon on x86 and avx2/avx512 on aarch64 are of
  * the other family and give portable resp. neon); ld_cpu_force does the same
  * from code (tests use it to cover every path on one machine).
+ *
+ * AMX (Intel's tile matrix unit, Sapphire Rapids and later) is not a level
+ * but an extra the avx512 level may use for bf16 products: usable when the
+ * CPU has AMX-TILE and AMX-BF16, the OS enables the tile state and (Linux)
+ * grants this process the tile data (asked once, at detection).
+ * LEANDIFF_AMX=0 turns it off; ld_cpu_set_amx does the same from code.
  */
 #ifndef LD_BASE_CPU_H
 #define LD_BASE_CPU_H
@@ -25,6 +31,7 @@ typedef enum {
 typedef struct {
     int avx2, fma, f16c;
     int avx512f, avx512bw, avx512dq, avx512vl, avx512bf16, avx512vnni;
+    int amx_bf16;         /* AMX-TILE + AMX-BF16 present, enabled by the OS and granted */
     int neon, neon_bf16;
     ld_cpu_level_t best;  /* widest path the CPU (and OS) supports */
     char model[128];      /* "AMD EPYC 9654 ..." or "unknown" */
@@ -38,6 +45,13 @@ const ld_cpu_info *ld_cpu_info_get(void);
 ld_cpu_level_t ld_cpu_level(void);
 /* AVX-512 BF16 dot products usable (level avx512 and the CPU has them). */
 int ld_cpu_has_bf16(void);
+
+/* AMX bf16 tiles usable: level avx512 with BF16, amx_bf16, and not turned
+ * off by LEANDIFF_AMX=0 or ld_cpu_set_amx(0). */
+int ld_cpu_has_amx(void);
+/* Turns AMX use on (1, if the CPU has it) or off (0); returns the state now
+ * in force. Call from serial code, not while kernels run. */
+int ld_cpu_set_amx(int on);
 
 /* Parses "portable", "avx2", "avx512", "neon" or "auto"/"" (= best). Returns
  * 0 on an unknown name. */

@@ -168,13 +168,27 @@ const ld_gemm_kernel *ld_gemm_kernel_f32(void) {
     return k ? k : &k_portable;
 }
 
-const char *ld_gemm_kernel_name_for(int64_t M, int64_t N) {
+/* The kernel ld_gemm runs an M x N x K product on (K = 0: of unknown
+ * depth): pick's, or on a CPU with AMX the AMX kernel for bf16 products
+ * whose depth its tiles fit (k blocks are multiples of 32) and that fill
+ * at least a tile. */
+static const ld_gemm_kernel *product_kernel(int64_t M, int64_t N, int64_t K, int *emulate_bf16) {
+    const ld_gemm_kernel *k = pick_kernel_for(M, N, emulate_bf16);
+#if defined(__x86_64__) || defined(__i386__)
+    if (k->bf16 && K > 0 && K % 32 == 0 && M >= 32 && N >= 32 && ld_cpu_has_amx()) k = ld_gemm_kernel_amx_bf16();
+#else
+    (void)K;
+#endif
+    return k;
+}
+
+const char *ld_gemm_kernel_name_for(int64_t M, int64_t N, int64_t K) {
     int emulate;
-    const ld_gemm_kernel *k = pick_kernel_for(M, N, &emulate);
+    const ld_gemm_kernel *k = product_kernel(M, N, K, &emulate);
     return emulate ? "bf16-emulated" : k->name;
 }
 
-const char *ld_gemm_kernel_name(void) { return ld_gemm_kernel_name_for(0, 0); }
+const char *ld_gemm_kernel_name(void) { return ld_gemm_kernel_name_for(0, 0, 0); }
 
 /* ---- cached buffers ---- */
 
@@ -463,6 +477,8 @@ static void pack_a_block(const gemm_args *g, const ld_gemm_kernel *kr, int round
                          int64_t m, int64_t pc, int64_t kc, char *abuf, size_t apan, float *tile, float *tmp) {
     ld_gemm_pack_panels(kr, round, abuf, apan, g->A->dtype, g->A->data, i0 * g->A->rs + pc * g->A->cs, g->A->cs,
                         g->A->rs, kc, m, kr->mr, tile, tmp);
+    if (kr->relayout_a)
+        for (int64_t x = 0; x < m; x += kr->mr) kr->relayout_a(abuf + (x / kr->mr) * apan, round_up(kc, kr->kstep));
 }
 
 /* Implicit-GEMM B for the bf16 kernels: the fill writes a few k rows of all
@@ -626,22 +642,22 @@ static void cpu_blocks(const ld_gemm_kernel *kr, int64_t *kc, int64_t *nc) {
  * 702-717 (640 + 640: 646-669); f32 2304-deep 576 x 4096 ran 1024 + 1024 +
  * 256 deep at 215 and 3 x 768 at 233-256, but 2 x 1152 at 201-206. The sums
  * are the same in any blocking. */
-static int64_t balanced_depth(int64_t K, int64_t KC, int bf16) {
+static int64_t balanced_depth(int64_t K, int64_t KC, int bf16, int step) {
     int64_t n = bf16 ? (K + KC / 2) / KC : (K + KC - 1) / KC;
     if (n < 1) n = 1;
-    return round_up((K + n - 1) / n, 2);
+    return round_up((K + n - 1) / n, step > 2 ? step : 2);
 }
 
 /* See gemm_packed.h: the kernel ld_gemm would use for M x N and its nominal
  * depth (ld_gemm evens its k blocks out, balanced_depth, which changes no
  * bits). */
-void ld_gemm_packing_for(ld_gemm_packing *pk, int64_t M, int64_t N) {
+void ld_gemm_packing_for(ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K) {
     int emulate = 0;
-    pk->kr = pick_kernel_for(M, N, &emulate);
+    pk->kr = product_kernel(M, N, K, &emulate);
     pk->round = emulate;
     int64_t kc = pk->kr->kc, nc = pk->kr->nc;
     cpu_blocks(pk->kr, &kc, &nc);
-    pk->kc = (kc + 1) / 2 * 2;
+    pk->kc = round_up(kc, pk->kr->kstep > 2 ? pk->kr->kstep : 2);
 }
 
 int ld_gemm_packed_ok(int64_t M, int64_t N, int64_t K) {
@@ -716,7 +732,8 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     pthread_once(&g_blocks_once, read_blocks);
     int64_t kc_cpu = kr->kc, nc_cpu = kr->nc;
     cpu_blocks(kr, &kc_cpu, &nc_cpu);
-    const int64_t KC = g_blocks[1] ? (g_blocks[1] + 1) / 2 * 2 : balanced_depth(K, kc_cpu, kr->bf16);
+    const int64_t kstep = kr->kstep > 2 ? kr->kstep : 2;
+    const int64_t KC = g_blocks[1] ? round_up(g_blocks[1], kstep) : balanced_depth(K, kc_cpu, kr->bf16, kr->kstep);
     const int64_t MC = round_up(g_blocks[0] ? g_blocks[0] : kr->mc, MR);
     const int64_t NCT = round_up(g_blocks[2] ? g_blocks[2] : nc_cpu, NR);
     const int64_t esz = kr->bf16 ? 2 : 4;
@@ -929,7 +946,7 @@ static void gemm_any(int64_t M, int64_t N, int64_t K, const ld_mat *A, const ld_
     g.bn = bn;
     g.bm = bm;
     int emulate = 0;
-    const ld_gemm_kernel *kr = pick_kernel_for(M, N, &emulate);
+    const ld_gemm_kernel *kr = product_kernel(M, N, K, &emulate);
     if (ok && K == 0) {
         init_c(&g, 0, M, 0, N);
     } else if (ok && (double)M * N * K < SMALL_MACS) {

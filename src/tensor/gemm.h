@@ -81,10 +81,12 @@ typedef struct {
 void ld_im2col_fill(const void *user, int64_t k0, int64_t kc, int64_t j0, int64_t n, float *dst, int64_t ld);
 
 /* Name of the micro-kernel ld_gemm uses now ("avx512-f32 14x32", ...): the
- * default one, or the one picked for an M x N product (the AVX-512 path
- * switches to 8x48 tiles when they pad the product less). */
+ * default one, or the one picked for an M x N x K product (the AVX-512 path
+ * switches to 8x48 tiles when they pad the product less; bf16 products of
+ * depth a multiple of 32 run on AMX tiles where the CPU has them; K = 0:
+ * any depth). */
 const char *ld_gemm_kernel_name(void);
-const char *ld_gemm_kernel_name_for(int64_t M, int64_t N);
+const char *ld_gemm_kernel_name_for(int64_t M, int64_t N, int64_t K);
 /* Frees the cached packing buffers (they are reused between calls). */
 void ld_gemm_release_buffers(void);
 

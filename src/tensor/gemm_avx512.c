@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "tensor/gemm_kernels.h"
+#include "tensor/transpose_avx512.h"
 
 /* The two entries of a kernel whose tile code is NAME##_tile: the
  * micro-kernel, and ld_gemm_stack_fn with the row stride a constant (no
@@ -159,34 +160,6 @@ static void to_pairs_avx512(const float *tile, int64_t ld, int64_t kc, int W, ui
             const __mmask32 sm = nx == 16 ? 0xffffffffu : (__mmask32)((1u << (2 * nx)) - 1);
             _mm512_mask_storeu_epi16(dst + (p * W + x) * 2, sm, h);
         }
-    }
-}
-
-/* 16 rows of 16 floats -> 16 columns, in registers (see the derivation in
- * docs/performance.md: unpack within 128-bit lanes, shuffle_ps, then two
- * rounds of 128-bit lane shuffles). */
-static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
-    __m512 t[16], u[16];
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-#pragma GCC unroll 4
-    for (int g = 0; g < 4; g++) {
-        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-    }
-#pragma GCC unroll 4
-    for (int m = 0; m < 4; m++) {
-        __m512 p0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44), p1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
-        __m512 q0 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44), q1 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
-        r[m] = _mm512_shuffle_f32x4(p0, q0, 0x88);
-        r[4 + m] = _mm512_shuffle_f32x4(p0, q0, 0xDD);
-        r[8 + m] = _mm512_shuffle_f32x4(p1, q1, 0x88);
-        r[12 + m] = _mm512_shuffle_f32x4(p1, q1, 0xDD);
     }
 }
 

@@ -76,6 +76,10 @@ typedef void (*ld_gemm_softmax_fn)(float *st, int64_t nk, int NR, float *m, floa
 typedef void (*ld_gemm_softmax_pairs_fn)(float *st, int64_t nk, int NR, float *m, float *l, float *ot, int64_t dp,
                                          uint16_t *pp);
 
+/* An A panel of MR rows, just packed as bf16 pairs of depth kcp (a
+ * multiple of the kernel's kstep) -> the kernel's own A layout, in place. */
+typedef void (*ld_gemm_relayout_fn)(void *panel, int64_t kcp);
+
 typedef struct {
     const char *name;
     int mr, nr;
@@ -91,6 +95,8 @@ typedef struct {
     ld_gemm_gather_rows_fn gather_rows; /* NULL: convert, row by row */
     ld_gemm_softmax_fn softmax;   /* NULL: portable C */
     ld_gemm_softmax_pairs_fn softmax_pairs; /* bf16 kernels only; NULL: softmax, then ld_gemm_finish_panel */
+    int kstep; /* k blocks are a multiple of this deep, K too (0: any; bf16 kernels round to 2) */
+    ld_gemm_relayout_fn relayout_a; /* NULL: A panels stay as packed (only ld_gemm itself calls such kernels) */
 } ld_gemm_kernel;
 
 /* The f32 kernel of the current CPU level (whatever the precision setting),
@@ -131,6 +137,10 @@ const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16(void);
 /* 8 x 48 variants of the two above (see pick_kernel in gemm.c). */
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32_alt(void);
 const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16_alt(void);
+/* The AMX bf16 kernel (gemm_amx.c): 32 x 32 tiles, A in its own layout
+ * (relayout_a), k blocks multiples of 32; only ld_gemm's blocked products
+ * use it, never attention or the prepacked products of gemm_packed.h. */
+const ld_gemm_kernel *ld_gemm_kernel_amx_bf16(void);
 const ld_gemm_kernel *ld_gemm_kernel_avx2_f32(void);
 const ld_gemm_kernel *ld_gemm_kernel_neon_f32(void);
 

@@ -36,7 +36,10 @@ static void pack_panels(const ld_gemm_packing *pk, void *dst, size_t pan, const 
 }
 
 void ld_gemm_pack_a(const ld_gemm_packing *pk, void *dst, const ld_mat *A, int64_t M, int64_t K, float *tile) {
-    pack_panels(pk, dst, ld_gemm_packed_a_bytes(pk, 1, K), A, M, A->cs, A->rs, K, pk->kr->mr, tile);
+    const size_t apan = ld_gemm_packed_a_bytes(pk, 1, K);
+    pack_panels(pk, dst, apan, A, M, A->cs, A->rs, K, pk->kr->mr, tile);
+    if (pk->kr->relayout_a)
+        for (int64_t x = 0; x < M; x += pk->kr->mr) pk->kr->relayout_a((char *)dst + (x / pk->kr->mr) * apan, K);
 }
 
 void ld_gemm_pack_b(const ld_gemm_packing *pk, void *dst, const ld_mat *B, int64_t K, int64_t N, float *tile) {

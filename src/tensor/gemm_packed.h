@@ -3,7 +3,7 @@
  * where packing it again for every product cost as much as the product.
  *
  *     ld_gemm_packing pk;
- *     ld_gemm_packing_for(&pk, M, N);             kernel of an M x N product
+ *     ld_gemm_packing_for(&pk, M, N, K);          kernel of an M x N x K product
  *     ld_gemm_pack_a(&pk, abuf, &A, M, K, tile);  all of A, full depth
  *     ld_gemm_pack_b(&pk, bbuf, &B, K, N, tile);
  *     ld_gemm_packed_run(&pk, M, N, K, abuf, bbuf, C, ldc, load);
@@ -25,10 +25,11 @@
 typedef struct {
     const ld_gemm_kernel *kr;
     int round;  /* bf16 precision emulated on the f32 kernel */
-    int64_t kc; /* depth per pass over the tiles (even) */
+    int64_t kc; /* depth per pass over the tiles (even; a multiple of the kernel's kstep) */
 } ld_gemm_packing;
 
-void ld_gemm_packing_for(ld_gemm_packing *pk, int64_t M, int64_t N);
+/* K = 0: of any depth (never the AMX kernel, whose depths are multiples of 32). */
+void ld_gemm_packing_for(ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K);
 /* Whether ld_gemm would run an M x N x K product on the packed kernels
  * (tiny ones take an unpacked path with other rounding). */
 int ld_gemm_packed_ok(int64_t M, int64_t N, int64_t K);

@@ -308,7 +308,7 @@ int ops_conv3x3_winograd(float *y, const float *x, int64_t B, int64_t Cin, int64
                          const ld_tensor *bias, int m, int64_t item_tiles, size_t u_bytes) {
     const int64_t Cout = w->shape[0];
     ld_gemm_packing pk;
-    ld_gemm_packing_for(&pk, Cout, ITEM_PANELS * 32); /* the kernel of Cout x (an item) products */
+    ld_gemm_packing_for(&pk, Cout, ITEM_PANELS * 32, Cin); /* the kernel of Cout x (an item) products */
     const int64_t MR = pk.kr->mr, NR = pk.kr->nr;
     pthread_once(&g_once, read_env);
     if (m != 2 && m != 4) m = g_forced_m;

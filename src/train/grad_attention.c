@@ -96,8 +96,8 @@ int ld_attention_train_forward(float *out, int64_t ldo, float *lse, const float 
     const int64_t nblk = (Lq + FWD_ROWS - 1) / FWD_ROWS, items = B * H * nblk, nq0 = Lq < FWD_ROWS ? Lq : FWD_ROWS;
     /* K and V of every head packed once (their kernels: S^T = K Q^T is Lk x nq, out = P V is nq x D) */
     ld_gemm_packing ps, po;
-    ld_gemm_packing_for(&ps, Lk, nq0);
-    ld_gemm_packing_for(&po, nq0, D);
+    ld_gemm_packing_for(&ps, Lk, nq0, 0);
+    ld_gemm_packing_for(&po, nq0, D, 0);
     const size_t kb = ld_gemm_packed_a_bytes(&ps, Lk, D), vb = ld_gemm_packed_b_bytes(&po, Lk, D);
     const size_t qb = ld_gemm_packed_b_bytes(&ps, D, FWD_ROWS), pb = ld_gemm_packed_a_bytes(&po, FWD_ROWS, Lk);
     const int64_t tile = ld_gemm_packed_tile_floats(&po, Lk) + ld_gemm_packed_tile_floats(&ps, D);
@@ -177,9 +177,9 @@ static size_t up64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 
 static void bwd_plan_for(bwd_plan *pl, int64_t Lq, int64_t Lk, int64_t D) {
     const int64_t nk0 = Lk < BWD_KEYS ? Lk : BWD_KEYS, nq0 = Lq < BWD_QUERIES ? Lq : BWD_QUERIES;
-    ld_gemm_packing_for(&pl->ps, nq0, nk0);
-    ld_gemm_packing_for(&pl->pt, nk0, D);
-    ld_gemm_packing_for(&pl->pq, nq0, D);
+    ld_gemm_packing_for(&pl->ps, nq0, nk0, 0);
+    ld_gemm_packing_for(&pl->pt, nk0, D, 0);
+    ld_gemm_packing_for(&pl->pq, nq0, D, 0);
     const int64_t mr2 = pl->ps.kr->mr % 2 ? 2 * pl->ps.kr->mr : pl->ps.kr->mr;
     pl->qb = BWD_QUERIES / mr2 * mr2;
     if (pl->qb < mr2) pl->qb = mr2;

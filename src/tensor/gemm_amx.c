@@ -1,0 +1,118 @@
+/* AMX bf16 GEMM micro-kernel (Intel Sapphire Rapids and later; compiled with
+ * the AMX and AVX-512 flags, used only when base/cpu.h reports AMX usable).
+ *
+ * A 32 x 32 tile of C is held in four 16 x 16 f32 tile registers (tmm0-3);
+ * per 32 values of k, two tiles of A (rows 0-15 and 16-31, tmm4-5) and two
+ * of B (columns 0-15 and 16-31, tmm6-7) feed four TDPBF16PS, each doing
+ * 16 x 16 x 32 multiply-adds. B is the common bf16-pair panel (gemm_kernels.h):
+ * with NR = 32 its pair row p is 128 bytes, and 16 pair rows are a B tile
+ * as TDPBF16PS wants it (K/2 rows of 16 column pairs). An A tile wants each
+ * row's 32 k contiguous, so after packing, each A panel is turned from
+ * pairs [p][i][2] into [k/32][i][32] (relayout_a: per 32 k, two 16 x 16
+ * transposes of pairs). Every k block is a multiple of 32 deep (kstep), so
+ * no tile reads past a panel. The tile configuration is loaded once per
+ * thread. Each C element is summed over k in increasing order, 32 at a
+ * time, whatever the threads. Packing, conversion and the rest come from
+ * the AVX-512 bf16 kernel.
+ */
+#include <immintrin.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "tensor/gemm_kernels.h"
+#include "tensor/transpose_avx512.h"
+
+enum { AMR = 32, ANR = 32, AK = 32 };
+
+/* The LDTILECFG operand (palette 1). */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+static _Thread_local int t_configured;
+
+/* All eight tiles 16 rows x 64 bytes: C 16 x 16 f32, A 16 x 32 bf16, B 16
+ * pair rows x 16 columns. */
+static void configure(void) {
+    tile_config c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        c.colsb[i] = 64;
+        c.rows[i] = 16;
+    }
+    _tile_loadconfig(&c);
+    t_configured = 1;
+}
+
+/* A block of 32 k: [16 pairs][32 rows] -> [32 rows][16 pairs] (u32). */
+static void relayout_a_amx(void *panel, int64_t kcp) {
+    uint32_t *p = panel;
+    _Alignas(64) uint32_t tmp[AMR * AK / 2];
+    for (int64_t kb = 0; kb < kcp / AK; kb++, p += AMR * AK / 2) {
+        for (int h = 0; h < 2; h++) {
+            __m512 r[16];
+            for (int q = 0; q < 16; q++) r[q] = _mm512_loadu_ps((const float *)(p + q * AMR + h * 16));
+            transpose16(r);
+            for (int i = 0; i < 16; i++) _mm512_storeu_ps((float *)(tmp + (h * 16 + i) * 16), r[i]);
+        }
+        memcpy(p, tmp, sizeof tmp);
+    }
+}
+
+static void micro_amx(int64_t kc, const void *a_, const void *b_, float *c, int64_t ldc, int load) {
+    if (!t_configured) configure();
+    const char *a = a_, *b = b_;
+    const int64_t sc = ldc * (int64_t)sizeof(float);
+    float *c1 = c + 16 * ldc;
+    if (load) {
+        _tile_loadd(0, c, sc);
+        _tile_loadd(1, c + 16, sc);
+        _tile_loadd(2, c1, sc);
+        _tile_loadd(3, c1 + 16, sc);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (int64_t k = 0; k < kc; k += AK, a += AMR * AK * 2, b += ANR * AK * 2) {
+        _tile_loadd(4, a, AK * 2);
+        _tile_loadd(6, b, ANR * 4);
+        _tile_loadd(7, b + 64, ANR * 4);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(5, a + 16 * AK * 2, AK * 2);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, sc);
+    _tile_stored(1, c + 16, sc);
+    _tile_stored(2, c1, sc);
+    _tile_stored(3, c1 + 16, sc);
+}
+
+static ld_gemm_kernel k_amx;
+static pthread_once_t k_once = PTHREAD_ONCE_INIT;
+
+static void make_kernel(void) {
+    k_amx = *ld_gemm_kernel_avx512_bf16();
+    k_amx.name = "amx-bf16 32x32";
+    k_amx.mr = AMR;
+    k_amx.nr = ANR;
+    k_amx.mc = 256;
+    k_amx.kc = 512;
+    k_amx.nc = 512;
+    k_amx.micro = micro_amx;
+    k_amx.micro_bias = NULL;
+    k_amx.stack = NULL;
+    k_amx.kstep = AK;
+    k_amx.relayout_a = relayout_a_amx;
+}
+
+const ld_gemm_kernel *ld_gemm_kernel_amx_bf16(void) {
+    pthread_once(&k_once, make_kernel);
+    return &k_amx;
+}
