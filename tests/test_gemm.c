@@ -310,7 +310,7 @@ static void check_packed(void) {
 static void check_stack(void) {
     restore_best();
     const ld_gemm_kernel *ks[] = {ld_gemm_kernel_f32_for(4096, 640), ld_gemm_kernel_f32_for(16, 96),
-                                  ld_gemm_kernel_bf16_for(4096, 640), ld_gemm_kernel_bf16_for(128, 480)};
+                                  ld_gemm_kernel_bf16_for(4096, 640, 0), ld_gemm_kernel_bf16_for(128, 480, 0)};
     for (int q = 0; q < 4; q++) {
         const ld_gemm_kernel *kr = ks[q];
         if (!kr || !kr->stack) continue;
@@ -847,6 +847,8 @@ int main(int argc, char **argv) {
     check_attention(1, 1, 5, 0, 16, 0);
     check_attention(1, 1, 300, 290, 24, 1 | 4);
     check_attention(1, 1, 1000, 531, 33, 0); /* K/V packed once per item, odd depths */
+    check_attention(1, 2, 300, 1100, 64, 0);  /* depth 64: AMX tiles where the CPU has them */
+    check_attention(2, 1, 64, 45, 32, 1 | 2);
 
     restore_best();
     ld_gemm_release_buffers();

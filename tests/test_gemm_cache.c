@@ -312,7 +312,7 @@ static void test_two_at_once(int have_bf16) {
 
 int main(void) {
     ld_gemm_set_precision(LD_PRECISION_BF16);
-    const int have_bf16 = ld_gemm_kernel_bf16_for(256, 256) != NULL;
+    const int have_bf16 = ld_gemm_kernel_bf16_for(256, 256, 0) != NULL;
     const char *e = getenv("LEANDIFF_PACK_CACHE");
     if (e && !strcmp(e, "0")) return test_skip("LEANDIFF_PACK_CACHE=0");
     printf("bf16 kernel: %s\n", have_bf16 ? "yes (copies are made)" : "no (nothing is cached)");

@@ -143,11 +143,7 @@ static const ld_gemm_kernel *pick_kernel_for(int64_t M, int64_t N, int *emulate_
     return pick(M, N, g_precision == LD_PRECISION_BF16, emulate_bf16);
 }
 
-const ld_gemm_kernel *ld_gemm_kernel_bf16_for(int64_t M, int64_t N) {
-    int emulate;
-    const ld_gemm_kernel *k = pick(M, N, 1, &emulate);
-    return emulate ? NULL : k;
-}
+
 
 const ld_gemm_kernel *ld_gemm_kernel_f32_for(int64_t M, int64_t N) {
     int emulate;
@@ -171,15 +167,21 @@ const ld_gemm_kernel *ld_gemm_kernel_f32(void) {
 /* The kernel ld_gemm runs an M x N x K product on (K = 0: of unknown
  * depth): pick's, or on a CPU with AMX the AMX kernel for bf16 products
  * whose depth its tiles fit (k blocks are multiples of 32) and that fill
- * at least a tile. */
+ * at least a tile (ld_gemm_kernel_bf16_for). */
 static const ld_gemm_kernel *product_kernel(int64_t M, int64_t N, int64_t K, int *emulate_bf16) {
     const ld_gemm_kernel *k = pick_kernel_for(M, N, emulate_bf16);
+    return k->bf16 ? ld_gemm_kernel_bf16_for(M, N, K) : k;
+}
+
+const ld_gemm_kernel *ld_gemm_kernel_bf16_for(int64_t M, int64_t N, int64_t K) {
+    int emulate;
+    const ld_gemm_kernel *k = pick(M, N, 1, &emulate);
 #if defined(__x86_64__) || defined(__i386__)
-    if (k->bf16 && K > 0 && K % 32 == 0 && M >= 32 && N >= 32 && ld_cpu_has_amx()) k = ld_gemm_kernel_amx_bf16();
+    if (!emulate && K > 0 && K % 32 == 0 && M >= 32 && N >= 32 && ld_cpu_has_amx()) k = ld_gemm_kernel_amx_bf16();
 #else
     (void)K;
 #endif
-    return k;
+    return emulate ? NULL : k;
 }
 
 const char *ld_gemm_kernel_name_for(int64_t M, int64_t N, int64_t K) {

@@ -70,9 +70,26 @@ static void softmax_portable(float *st, int64_t nk, int NR, float *m, float *l, 
 }
 
 /* Packed operands are f32 for f32 kernels and bf16 pairs for bf16 kernels
- * (LD_PRECISION_BF16); their depth is rounded up to even for the pairs. */
+ * (LD_PRECISION_BF16); their depth is rounded up to even for the pairs, or
+ * to the kernel's kstep (AMX: 32), the rounding zero-padded. */
 static inline int64_t esize(const ld_gemm_kernel *kr) { return kr->bf16 ? 2 : 4; }
-static inline int64_t depth(const ld_gemm_kernel *kr, int64_t k) { return kr->bf16 ? rup(k, 2) : k; }
+static inline int64_t depth(const ld_gemm_kernel *kr, int64_t k) {
+    return kr->bf16 ? rup(k, kr->kstep > 2 ? kr->kstep : 2) : k;
+}
+
+/* The pad of np bf16-pair panels of W columns from depth k (rounded up to
+ * even) to depth(kr, k), zeroed; then A panels in the kernel's own layout
+ * (a is 1: the panels are A panels). Nothing for kernels of step 2. */
+static void finish_panels(const ld_gemm_kernel *kr, char *panels, int64_t np, int64_t k, int W, int a) {
+    const int64_t dk = depth(kr, k), done = rup(k, 2);
+    if (!kr->bf16 || (dk == done && !(a && kr->relayout_a))) return;
+    const size_t pan = (size_t)(dk * W * 2);
+    for (int64_t x = 0; x < np; x++) {
+        char *p = panels + x * pan;
+        memset(p + done * W * 2, 0, (size_t)((dk - done) * W * 2));
+        if (a && kr->relayout_a) kr->relayout_a(p, dk);
+    }
+}
 
 /* np tiles of MR rows against one B panel (A panels astride bytes apart, C
  * tiles contiguous at ld NR): the kernel's stack entry, else one micro call
@@ -197,7 +214,9 @@ static void pack_kv(const att_job *J, const float *k, const float *v, int64_t j0
         ld_gemm_pack_panel(kr, 0, kp + r * dD * es, LD_F32, k, (j0 + r) * J->ldk, 1, J->ldk, J->D,
                            nk - r < MR ? nk - r : MR, MR, tile, tmp);
     }
+    finish_panels(kr, kp, rup(nk, MR) / MR, J->D, MR, 1);
     ld_gemm_pack_panels(kr, 0, vp, (size_t)(MR * dk * es), LD_F32, v, j0 * J->ldv, J->ldv, 1, nk, J->D, MR, tile, tmp);
+    finish_panels(kr, vp, J->Dp / MR, nk, MR, 1);
 }
 
 /* One block of nq <= BQ queries starting at i0 of batch b (q, out: this
@@ -260,12 +279,13 @@ static void attend_block(const att_job *J, float *out, const float *q, const flo
                     softmax(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
                     ld_gemm_finish_panel(kr, 0, w->st, nk, NR, w->pp);
                 }
+                finish_panels(kr, (char *)w->pp, 1, nk, NR, 0);
                 pt = w->pp;
             } else {
                 softmax(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
             }
-            /* 2c. O^T += V^T P^T */
-            run_stack(kr, Dp / MR, nk, vp, MR * vdepth * es, pt, w->ot + c * Dp, 1);
+            /* 2c. O^T += V^T P^T (over the padded depth: the pad is zeros) */
+            run_stack(kr, Dp / MR, depth(kr, nk), vp, MR * vdepth * es, pt, w->ot + c * Dp, 1);
         }
     }
     /* 3. out = O / l: each column block of O^T turned into query rows in
@@ -316,7 +336,7 @@ int ld_gemm_attention(float *out, int64_t ldo, const float *q, int64_t ldq, cons
     /* the tile that pads O^T (D rows x query columns) least; bf16 products
      * with LD_PRECISION_BF16 where the CPU has them (else f32) */
     const ld_gemm_kernel *kr = NULL;
-    if (ld_gemm_get_precision() == LD_PRECISION_BF16) kr = ld_gemm_kernel_bf16_for(D, Lq);
+    if (ld_gemm_get_precision() == LD_PRECISION_BF16) kr = ld_gemm_kernel_bf16_for(D, Lq, D);
     if (!kr) kr = ld_gemm_kernel_f32_for(D, Lq);
     const int64_t W = kr->mr > kr->nr ? kr->mr : kr->nr;
     const int64_t Dp = rup(D, kr->mr), BH = B * H;

@@ -103,8 +103,10 @@ typedef struct {
  * the default one or the one that pads an M x N product least. */
 const ld_gemm_kernel *ld_gemm_kernel_f32(void);
 const ld_gemm_kernel *ld_gemm_kernel_f32_for(int64_t M, int64_t N);
-/* The bf16 kernel for an M x N product, or NULL without bf16 instructions. */
-const ld_gemm_kernel *ld_gemm_kernel_bf16_for(int64_t M, int64_t N);
+/* The bf16 kernel for an M x N x K product, or NULL without bf16
+ * instructions: the AMX one where the CPU has it, K is a multiple of 32 and
+ * M, N are at least 32 (K = 0: any depth, never AMX), else AVX-512's. */
+const ld_gemm_kernel *ld_gemm_kernel_bf16_for(int64_t M, int64_t N, int64_t K);
 
 /* tile[k*W + x] = f32(data[base + k*sk + x*sx]) for k < kc, x < n <= W;
  * columns n..W-1 are zeroed. tmp holds kc floats. */
