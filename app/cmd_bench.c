@@ -15,6 +15,9 @@
  *   ratio        gflops / peak_gflops
  *   theory_gflops the limit the probe is checked against (base/cpu_theory.h:
  *                threads x 2 FMA pipes x lanes x 2 x the measured clock)
+ *   amx_theory_gflops, amx_peak_gflops  bf16 on a CPU with AMX: the tile
+ *                unit's limit (threads x 1024 flop x clock) and its probe
+ *                (tensor/gemm.h), which bf16 ratios should be read against
  *   ref_ratio    gflops / --ref-peak (a figure measured outside, e.g. by
  *                ../shared/tools/fma_peak.c just before; see bench/peak.sh)
  *   peak_rss_mb  getrusage(RUSAGE_SELF).ru_maxrss
@@ -503,9 +506,9 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
     printf("component    %s (%s) in %s\n", o->component, m->cls, m->dir);
     printf("input        %dx%d px, batch %d, %s\n", o->width, o->height, o->batch, m->shape);
     const ld_cpu_info *ci = ld_cpu_info_get();
-    printf("cpu          %s (%s family 0x%x), %d threads, %s path, gemm kernel %s, precision %s\n", cpu,
+    printf("cpu          %s (%s family 0x%x), %d threads, %s path%s, gemm kernel %s, precision %s\n", cpu,
            ci->vendor[0] ? ci->vendor : "no cpuid", ci->family, o->threads, ld_cpu_level_name(ld_cpu_level()),
-           ld_gemm_kernel_name(), prec);
+           ld_cpu_has_amx() ? " + amx" : "", ld_gemm_kernel_name(), prec);
     printf("runs         %d timed after %d warm-up:", nruns, o->warmup);
     for (int i = 0; i < nruns; i++) printf(" %.3f", rr[i].seconds);
     printf(" s\n");
@@ -520,6 +523,15 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
            "model %.1f%%\n",
            th.threads, th.fma_pipes, th.lanes, th.clock_ghz, th.gflops, th.gflops > 0 ? 100 * peak / th.gflops : 0,
            100 * th_ratio);
+    /* bf16 on AMX: the tile unit's limit, far above twice the FMA figure */
+    const int amx = o->precision == LD_PRECISION_BF16 && ld_cpu_has_amx();
+    const double amx_theory = amx ? ld_gemm_amx_theory_gflops(o->threads, th.clock_ghz) : 0;
+    const double amx_probe = amx ? ld_gemm_amx_peak_gflops(o->threads, o->probe_seconds) : 0;
+    if (amx)
+        printf("amx          bf16 tiles: %d threads x 1024 flop x %.2f GHz = %.1f GFLOP/s; probe %.1f GFLOP/s (%.1f%%): "
+               "model %.1f%% of the AMX probe\n",
+               o->threads, th.clock_ghz, amx_theory, amx_probe, amx_theory > 0 ? 100 * amx_probe / amx_theory : 0,
+               amx_probe > 0 ? 100 * gflops / amx_probe : 0);
     if (o->ref_peak > 0) printf("ref peak     %.1f GFLOP/s (--ref-peak): ratio %.1f%%\n", o->ref_peak, 100 * ref_ratio);
     printf("per CPU-s    %.2f GFLOP per CPU-second (%.1f CPU-s), probe %.2f: ratio %.1f%%\n", per_cpu,
            med->cpu_seconds, peak_cpu, 100 * cpu_ratio);
@@ -572,6 +584,10 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
     json_object_set_new(j, "clock_ghz", json_real(th.clock_ghz));
     json_object_set_new(j, "theory_gflops", json_real(th.gflops));
     json_object_set_new(j, "theory_ratio", json_real(th_ratio));
+    if (amx) {
+        json_object_set_new(j, "amx_theory_gflops", json_real(amx_theory));
+        json_object_set_new(j, "amx_peak_gflops", json_real(amx_probe));
+    }
     if (o->ref_peak > 0) {
         json_object_set_new(j, "ref_peak_gflops", json_real(o->ref_peak));
         json_object_set_new(j, "ref_ratio", json_real(ref_ratio));

@@ -291,6 +291,11 @@ int main(int argc, char **argv) {
     printf("theory: %d threads x %d FMA pipes x %d lanes x 2 flop x %.2f GHz = %.1f GFLOP/s%s\n", th.threads,
            th.fma_pipes, th.lanes, th.clock_ghz, th.gflops,
            limit_factor > 1 ? " (x 2 for the bf16 dot products: the limit the ratios below use)" : "");
+    if (bf16 && ld_cpu_has_amx())
+        printf("amx: bf16 products of depth a multiple of 32 run on AMX tiles, whose limit is %.1f GFLOP/s "
+               "(%d threads x 1024 flop x %.2f GHz; probe %.1f): far above the ratios' limit below\n",
+               ld_gemm_amx_theory_gflops(threads, th.clock_ghz), threads, th.clock_ghz,
+               ld_gemm_amx_peak_gflops(threads, 0.3));
     if (ref_peak > 0) printf("fma_peak.c (--ref-peak): %.1f GFLOP/s\n", ref_peak);
     printf("OpenBLAS: %s\n\n", g_sgemm ? "libopenblas.so.0 cblas_sgemm" : "not available");
     printf("GFLOP/s is wall-clock; 'per core-s' is GFLOP per CPU-second of all threads (immune to time-sharing\n"

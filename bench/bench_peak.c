@@ -1,7 +1,8 @@
 /* The denominator of every "ratio to peak": prints, on 1 thread and on all
  * threads, the FMA probe of `leandiff bench` (ld_cpu_peak_gflops, median of
  * 5), the measured clock and the theoretical limit it implies (cpu_theory.h),
- * and the FMA instructions per cycle the probe reached. bench/peak.sh runs
+ * and the FMA instructions per cycle the probe reached; on a CPU with AMX
+ * also the bf16 tile unit's probe and limit. bench/peak.sh runs
  * it next to ../shared/tools/fma_peak.c in the same minute. With --cores it
  * also bounces a cache line between every pair of the CPUs it may run on and
  * prints the round trips: cores that share an L3 pass a line far faster than
@@ -21,6 +22,7 @@
 
 #include "base/cpu.h"
 #include "base/cpu_theory.h"
+#include "tensor/gemm.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -35,6 +37,20 @@ static void row(int threads, double seconds) {
     ld_cpu_theory_get(threads, &t);
     printf("%7d %12.1f %9.2f %5d %5d %14.1f %8.1f%% %12.2f\n", threads, r[2], t.clock_ghz, t.lanes, t.fma_pipes,
            t.gflops, t.gflops > 0 ? 100 * r[2] / t.gflops : 0, ld_cpu_fma_per_cycle(&t, r[2]));
+}
+
+/* The AMX bf16 tile unit's probe and limit (tensor/gemm.h), where the CPU
+ * has AMX: bf16 products run there, not on the FMA pipes above. */
+static void amx_rows(int threads, double seconds) {
+    if (!ld_cpu_has_amx()) return;
+    printf("amx bf16 tiles: %7s %12s %14s %9s\n", "threads", "probe GFLOP/s", "theory GFLOP/s", "of theory");
+    for (int n = 1; n <= threads; n += threads > 1 ? threads - 1 : 1) {
+        double r[5];
+        for (int i = 0; i < 5; i++) r[i] = ld_gemm_amx_peak_gflops(n, seconds);
+        qsort(r, 5, sizeof r[0], cmp_double);
+        const double th = ld_gemm_amx_theory_gflops(n, ld_cpu_clock_ghz(n, 0.1));
+        printf("                %7d %12.1f %14.1f %8.1f%%\n", n, r[2], th, th > 0 ? 100 * r[2] / th : 0);
+    }
 }
 
 /* ---- core-to-core round trips ---- */
@@ -148,6 +164,7 @@ int main(int argc, char **argv) {
            "theory GFLOP/s", "of theory", "FMA/cycle");
     row(1, seconds);
     if (threads > 1) row(threads, seconds);
+    amx_rows(threads, seconds);
     if (show_cores) cores();
     return 0;
 }

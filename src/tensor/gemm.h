@@ -87,6 +87,13 @@ void ld_im2col_fill(const void *user, int64_t k0, int64_t kc, int64_t j0, int64_
  * any depth). */
 const char *ld_gemm_kernel_name(void);
 const char *ld_gemm_kernel_name_for(int64_t M, int64_t N, int64_t K);
+/* The AMX bf16 limit of this machine, for benchmarks (0 where the CPU has
+ * no AMX in use): the probe runs `threads` threads (0 = all) of independent
+ * TDPBF16PS into six tile accumulators for about `seconds`; the theory is
+ * threads x 1024 flop per cycle (one 16 x 16 x 32 TDPBF16PS every 16
+ * cycles, Intel's optimization manual) x clock_ghz. GFLOP/s. */
+double ld_gemm_amx_peak_gflops(int threads, double seconds);
+double ld_gemm_amx_theory_gflops(int threads, double clock_ghz);
 /* Frees the cached packing buffers (they are reused between calls). */
 void ld_gemm_release_buffers(void);
 

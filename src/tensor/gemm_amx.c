@@ -34,16 +34,17 @@ typedef struct {
 static _Thread_local int t_configured;
 
 /* All eight tiles 16 rows x 64 bytes: C 16 x 16 f32, A 16 x 32 bf16, B 16
- * pair rows x 16 columns. */
+ * pair rows x 16 columns. A constant: gcc 12 does not see that LDTILECFG
+ * reads its operand and dropped the stores of a configuration built on the
+ * stack (the probe's copy faulted). */
+static const tile_config g_config = {
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
 static void configure(void) {
-    tile_config c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int i = 0; i < 8; i++) {
-        c.colsb[i] = 64;
-        c.rows[i] = 16;
-    }
-    _tile_loadconfig(&c);
+    _tile_loadconfig(&g_config);
     t_configured = 1;
 }
 
@@ -92,6 +93,30 @@ static void micro_amx(int64_t kc, const void *a_, const void *b_, float *c, int6
     _tile_stored(1, c + 16, sc);
     _tile_stored(2, c1, sc);
     _tile_stored(3, c1 + 16, sc);
+}
+
+/* Six accumulators (tmm0-5) against the same two inputs: TDPBF16PS has a
+ * latency of several issue slots, and four chains did not fill them. */
+double ld_gemm_amx_probe(long reps) {
+    if (!t_configured) configure();
+    _Alignas(64) static const uint16_t ones[16 * 32] = {0};
+    _tile_loadd(6, ones, 64);
+    _tile_loadd(7, ones, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_zero(4);
+    _tile_zero(5);
+    for (long r = 0; r < reps; r++) {
+        _tile_dpbf16ps(0, 6, 7);
+        _tile_dpbf16ps(1, 6, 7);
+        _tile_dpbf16ps(2, 6, 7);
+        _tile_dpbf16ps(3, 6, 7);
+        _tile_dpbf16ps(4, 6, 7);
+        _tile_dpbf16ps(5, 6, 7);
+    }
+    return (double)reps * 6 * 16 * 16 * 32 * 2;
 }
 
 static ld_gemm_kernel k_amx;
