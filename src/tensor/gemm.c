@@ -505,13 +505,33 @@ void ld_gemm_pack_panels(const ld_gemm_kernel *kr, int round, void *dst, size_t 
     }
 }
 
+/* See gemm_kernels.h. */
+void ld_gemm_pack_a_panels(const ld_gemm_kernel *kr, int round, void *dst, size_t pan, ld_dtype dt, const void *data,
+                           int64_t base, int64_t sk, int64_t sx, int64_t kc, int64_t n, float *tile, float *tmp) {
+    const int MR = kr->mr;
+    /* a kernel's own packer handles all panels of a block or none (strides, dtype) */
+    if (kr->pack_a && kr->pack_a(dst, data, dt, base, sk, sx, kc, min64(MR, n), MR)) {
+        for (int64_t x = MR; x < n; x += MR)
+            kr->pack_a((uint16_t *)((char *)dst + (x / MR) * pan), data, dt, base + x * sx, sk, sx, kc,
+                       min64(MR, n - x), MR);
+        return;
+    }
+    ld_gemm_pack_panels(kr, round, dst, pan, dt, data, base, sk, sx, kc, n, MR, tile, tmp);
+    if (!kr->bf16) return;
+    const int64_t done = round_up(kc, 2), dk = round_up(kc, kr->kstep > 2 ? kr->kstep : 2);
+    if (dk == done && !kr->relayout_a) return;
+    for (int64_t x = 0; x < n; x += MR) {
+        char *p = (char *)dst + (x / MR) * pan;
+        memset(p + done * MR * 2, 0, (size_t)((dk - done) * MR * 2));
+        if (kr->relayout_a) kr->relayout_a(p, dk);
+    }
+}
+
 /* Packs rows [i0, i0+m) x depth [pc, pc+kc) of A into MR-row panels. */
 static void pack_a_block(const gemm_args *g, const ld_gemm_kernel *kr, int round, int64_t i0,
                          int64_t m, int64_t pc, int64_t kc, char *abuf, size_t apan, float *tile, float *tmp) {
-    ld_gemm_pack_panels(kr, round, abuf, apan, g->A->dtype, g->A->data, i0 * g->A->rs + pc * g->A->cs, g->A->cs,
-                        g->A->rs, kc, m, kr->mr, tile, tmp);
-    if (kr->relayout_a)
-        for (int64_t x = 0; x < m; x += kr->mr) kr->relayout_a(abuf + (x / kr->mr) * apan, round_up(kc, kr->kstep));
+    ld_gemm_pack_a_panels(kr, round, abuf, apan, g->A->dtype, g->A->data, i0 * g->A->rs + pc * g->A->cs, g->A->cs,
+                          g->A->rs, kc, m, tile, tmp);
 }
 
 /* Implicit-GEMM B for the bf16 kernels: the fill writes a few k rows of all

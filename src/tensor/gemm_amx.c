@@ -9,7 +9,8 @@
  * as TDPBF16PS wants it (K/2 rows of 16 column pairs). An A tile wants each
  * row's 32 k contiguous, so after packing, each A panel is turned from
  * pairs [p][i][2] into [k/32][i][32] (relayout_a: per 32 k, two 16 x 16
- * transposes of pairs). Every k block is a multiple of 32 deep (kstep), so
+ * transposes of pairs), or packed so straight from a k-contiguous source
+ * (pack_a). Every k block is a multiple of 32 deep (kstep), so
  * no tile reads past a panel. The tile configuration is loaded once per
  * thread. Each C element is summed over k in increasing order, 32 at a
  * time, whatever the threads. Packing, conversion and the rest come from
@@ -61,6 +62,39 @@ static void relayout_a_amx(void *panel, int64_t kcp) {
         }
         memcpy(p, tmp, sizeof tmp);
     }
+}
+
+/* 16 consecutive source values from i on (n of them, the rest 0) as f32. */
+static inline __m512 load_f32(ld_dtype dt, const void *data, int64_t i, int64_t n) {
+    const __mmask16 m = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1);
+    if (dt == LD_F32) return _mm512_maskz_loadu_ps(m, (const float *)data + i);
+    const __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)data + i);
+    if (dt == LD_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* ld_gemm_pack_pairs_fn for A in the kernel's layout [k/32][row][32], from a
+ * source whose k is contiguous (activations, filters): each row converted
+ * straight to bf16 (round to nearest even, as the pair packers), rows from
+ * n on and k from kc to the next multiple of 32 zero. Other strides: 0. */
+static int pack_a_amx(uint16_t *dst, const void *data, ld_dtype dt, int64_t base, int64_t sk, int64_t sx, int64_t kc,
+                      int64_t n, int W) {
+    if (sk != 1 || W != AMR || (dt != LD_F32 && dt != LD_F16 && dt != LD_BF16)) return 0;
+    const int64_t nkb = (kc + AK - 1) / AK;
+    for (int64_t i = 0; i < AMR; i++) {
+        const int64_t row = base + i * sx;
+        for (int64_t kb = 0; kb < nkb; kb++) {
+            uint16_t *d = dst + (kb * AMR + i) * AK;
+            if (i >= n) {
+                _mm512_storeu_si512((void *)d, _mm512_setzero_si512());
+                continue;
+            }
+            const int64_t k0 = kb * AK, left = kc - k0;
+            const __m512 lo = load_f32(dt, data, row + k0, left), hi = load_f32(dt, data, row + k0 + 16, left - 16);
+            _mm512_storeu_si512((void *)d, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        }
+    }
+    return 1;
 }
 
 static void micro_amx(int64_t kc, const void *a_, const void *b_, float *c, int64_t ldc, int load) {
@@ -127,14 +161,19 @@ static void make_kernel(void) {
     k_amx.name = "amx-bf16 32x32";
     k_amx.mr = AMR;
     k_amx.nr = ANR;
+    /* deep k blocks: every block costs a load and a store of each C tile,
+     * whose 16 rows are a row of C apart (a page each for wide products);
+     * 2048 (K up to 3072 in one block) ran the U-Net's products 1.0-1.6x
+     * faster than 512 (bench_gemm, 2 threads, the shapes of docs/performance.md) */
     k_amx.mc = 256;
-    k_amx.kc = 512;
-    k_amx.nc = 512;
+    k_amx.kc = 2048;
+    k_amx.nc = 1024;
     k_amx.micro = micro_amx;
     k_amx.micro_bias = NULL;
     k_amx.stack = NULL;
     k_amx.kstep = AK;
     k_amx.relayout_a = relayout_a_amx;
+    k_amx.pack_a = pack_a_amx;
 }
 
 const ld_gemm_kernel *ld_gemm_kernel_amx_bf16(void) {

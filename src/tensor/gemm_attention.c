@@ -77,18 +77,11 @@ static inline int64_t depth(const ld_gemm_kernel *kr, int64_t k) {
     return kr->bf16 ? rup(k, kr->kstep > 2 ? kr->kstep : 2) : k;
 }
 
-/* The pad of np bf16-pair panels of W columns from depth k (rounded up to
- * even) to depth(kr, k), zeroed; then A panels in the kernel's own layout
- * (a is 1: the panels are A panels). Nothing for kernels of step 2. */
-static void finish_panels(const ld_gemm_kernel *kr, char *panels, int64_t np, int64_t k, int W, int a) {
+/* The pad of a bf16-pair B panel of NR columns from depth k (rounded up to
+ * even) to depth(kr, k), zeroed (A panels are padded by their packer). */
+static void pad_b_panel(const ld_gemm_kernel *kr, uint16_t *panel, int64_t k, int NR) {
     const int64_t dk = depth(kr, k), done = rup(k, 2);
-    if (!kr->bf16 || (dk == done && !(a && kr->relayout_a))) return;
-    const size_t pan = (size_t)(dk * W * 2);
-    for (int64_t x = 0; x < np; x++) {
-        char *p = panels + x * pan;
-        memset(p + done * W * 2, 0, (size_t)((dk - done) * W * 2));
-        if (a && kr->relayout_a) kr->relayout_a(p, dk);
-    }
+    if (kr->bf16 && dk > done) memset(panel + done * NR, 0, sizeof(uint16_t) * (size_t)((dk - done) * NR));
 }
 
 /* np tiles of MR rows against one B panel (A panels astride bytes apart, C
@@ -211,12 +204,10 @@ static void pack_kv(const att_job *J, const float *k, const float *v, int64_t j0
             prefetch_rows(k + jp * J->ldk, J->ldk, np, J->D, 0);
             prefetch_rows(v + jp * J->ldv, J->ldv, np, J->D, 0);
         }
-        ld_gemm_pack_panel(kr, 0, kp + r * dD * es, LD_F32, k, (j0 + r) * J->ldk, 1, J->ldk, J->D,
-                           nk - r < MR ? nk - r : MR, MR, tile, tmp);
+        ld_gemm_pack_a_panels(kr, 0, kp + r * dD * es, (size_t)(MR * dD * es), LD_F32, k, (j0 + r) * J->ldk, 1,
+                              J->ldk, J->D, nk - r < MR ? nk - r : MR, tile, tmp);
     }
-    finish_panels(kr, kp, rup(nk, MR) / MR, J->D, MR, 1);
-    ld_gemm_pack_panels(kr, 0, vp, (size_t)(MR * dk * es), LD_F32, v, j0 * J->ldv, J->ldv, 1, nk, J->D, MR, tile, tmp);
-    finish_panels(kr, vp, J->Dp / MR, nk, MR, 1);
+    ld_gemm_pack_a_panels(kr, 0, vp, (size_t)(MR * dk * es), LD_F32, v, j0 * J->ldv, J->ldv, 1, nk, J->D, tile, tmp);
 }
 
 /* One block of nq <= BQ queries starting at i0 of batch b (q, out: this
@@ -279,7 +270,7 @@ static void attend_block(const att_job *J, float *out, const float *q, const flo
                     softmax(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);
                     ld_gemm_finish_panel(kr, 0, w->st, nk, NR, w->pp);
                 }
-                finish_panels(kr, (char *)w->pp, 1, nk, NR, 0);
+                pad_b_panel(kr, w->pp, nk, NR);
                 pt = w->pp;
             } else {
                 softmax(w->st, nk, NR, w->m + c, w->l + c, w->ot + c * Dp, Dp);

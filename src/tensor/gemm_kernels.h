@@ -96,7 +96,9 @@ typedef struct {
     ld_gemm_softmax_fn softmax;   /* NULL: portable C */
     ld_gemm_softmax_pairs_fn softmax_pairs; /* bf16 kernels only; NULL: softmax, then ld_gemm_finish_panel */
     int kstep; /* k blocks are a multiple of this deep, K too (0: any; bf16 kernels round to 2) */
-    ld_gemm_relayout_fn relayout_a; /* NULL: A panels stay as packed (only ld_gemm itself calls such kernels) */
+    ld_gemm_relayout_fn relayout_a; /* NULL: A panels stay bf16 pairs */
+    ld_gemm_pack_pairs_fn pack_a; /* A panels straight into the kernel's own layout, depth rounded up to kstep
+                                   * (0 for strides it does not handle); NULL: pairs, then relayout_a */
 } ld_gemm_kernel;
 
 /* The f32 kernel of the current CPU level (whatever the precision setting),
@@ -124,6 +126,12 @@ void ld_gemm_pack_panel(const ld_gemm_kernel *kr, int round, void *dst, ld_dtype
  * packs it (same values), an x-contiguous block k slice by k slice. */
 void ld_gemm_pack_panels(const ld_gemm_kernel *kr, int round, void *dst, size_t pan, ld_dtype dt, const void *data,
                          int64_t base, int64_t sk, int64_t sx, int64_t kc, int64_t n, int W, float *tile, float *tmp);
+/* The A panels (W = MR) of a block of n rows, panel x/MR at dst + (x/MR)*pan
+ * bytes, in the kernel's own layout: pack_a where the kernel has one and it
+ * handles the strides, else ld_gemm_pack_panels, the depth zero-padded to
+ * the kernel's kstep and relayout_a. Every packer of A panels goes through it. */
+void ld_gemm_pack_a_panels(const ld_gemm_kernel *kr, int round, void *dst, size_t pan, ld_dtype dt, const void *data,
+                           int64_t base, int64_t sk, int64_t sx, int64_t kc, int64_t n, float *tile, float *tmp);
 /* The last step of ld_gemm_pack_panel for an f32 tile [kc][W] already in tile (for
  * f32 kernels tile is dst itself): to bf16 pairs, or rounding. */
 void ld_gemm_finish_panel(const ld_gemm_kernel *kr, int round, float *tile, int64_t kc, int W, void *dst);

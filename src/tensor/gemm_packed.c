@@ -36,10 +36,8 @@ static void pack_panels(const ld_gemm_packing *pk, void *dst, size_t pan, const 
 }
 
 void ld_gemm_pack_a(const ld_gemm_packing *pk, void *dst, const ld_mat *A, int64_t M, int64_t K, float *tile) {
-    const size_t apan = ld_gemm_packed_a_bytes(pk, 1, K);
-    pack_panels(pk, dst, apan, A, M, A->cs, A->rs, K, pk->kr->mr, tile);
-    if (pk->kr->relayout_a)
-        for (int64_t x = 0; x < M; x += pk->kr->mr) pk->kr->relayout_a((char *)dst + (x / pk->kr->mr) * apan, K);
+    ld_gemm_pack_a_panels(pk->kr, pk->round, dst, ld_gemm_packed_a_bytes(pk, 1, K), A->dtype, A->data, 0, A->cs, A->rs,
+                          K, M, tile, tile + depth(pk, K) * tile_width(pk));
 }
 
 void ld_gemm_pack_b(const ld_gemm_packing *pk, void *dst, const ld_mat *B, int64_t K, int64_t N, float *tile) {
