@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "tensor/gemm_kernels.h"
-#include "tensor/transpose_avx512.h"
+#include "tensor/simd_avx512.h"
 
 enum { AMR = 32, ANR = 32, AK = 32 };
 
@@ -64,13 +64,9 @@ static void relayout_a_amx(void *panel, int64_t kcp) {
     }
 }
 
-/* 16 consecutive source values from i on (n of them, the rest 0) as f32. */
-static inline __m512 load_f32(ld_dtype dt, const void *data, int64_t i, int64_t n) {
-    const __mmask16 m = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1);
-    if (dt == LD_F32) return _mm512_maskz_loadu_ps(m, (const float *)data + i);
-    const __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)data + i);
-    if (dt == LD_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+/* The first n of 16 lanes (none for n <= 0). */
+static inline __mmask16 mask16(int64_t n) {
+    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n > 0 ? n : 0)) - 1);
 }
 
 /* ld_gemm_pack_pairs_fn for A in the kernel's layout [k/32][row][32], from a
@@ -90,7 +86,8 @@ static int pack_a_amx(uint16_t *dst, const void *data, ld_dtype dt, int64_t base
                 continue;
             }
             const int64_t k0 = kb * AK, left = kc - k0;
-            const __m512 lo = load_f32(dt, data, row + k0, left), hi = load_f32(dt, data, row + k0 + 16, left - 16);
+            const __m512 lo = load16(dt, data, row + k0, mask16(left));
+            const __m512 hi = load16(dt, data, row + k0 + 16, mask16(left - 16));
             _mm512_storeu_si512((void *)d, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
         }
     }

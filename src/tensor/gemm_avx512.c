@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "tensor/gemm_kernels.h"
-#include "tensor/transpose_avx512.h"
+#include "tensor/simd_avx512.h"
 
 /* The two entries of a kernel whose tile code is NAME##_tile: the
  * micro-kernel, and ld_gemm_stack_fn with the row stride a constant (no
@@ -161,14 +161,6 @@ static void to_pairs_avx512(const float *tile, int64_t ld, int64_t kc, int W, ui
             _mm512_mask_storeu_epi16(dst + (p * W + x) * 2, sm, h);
         }
     }
-}
-
-/* Up to 16 consecutive elements as f32 (masked: nothing read past them). */
-static inline __m512 load16(ld_dtype dt, const void *data, int64_t i, __mmask16 m) {
-    if (dt == LD_F32) return _mm512_maskz_loadu_ps(m, (const float *)data + i);
-    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)data + i);
-    if (dt == LD_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
 /* nx <= 16 rows (the rest read as 0) of f32, f16 or bf16 (dt is a
