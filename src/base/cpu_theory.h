@@ -5,7 +5,7 @@
  *     printf("%.0f GFLOP/s\n", t.gflops);
  *
  * theory = threads x FMA pipes x fp32 lanes x 2 flops x clock. The clock is
- * measured (a chain of dependent integer adds, one per cycle on every x86-64
+ * measured (a chain of dependent register adds, one per cycle on every x86-64
  * and aarch64 core, run on each thread at once); the lanes follow the SIMD
  * path in force (avx512 16, avx2 8, neon 4, portable 1); the pipes are an
  * assumption, 2 (every x86-64 core since Haswell and Zen 1, and the common
