@@ -48,8 +48,9 @@ run_target() {
     case "$(uname -m)" in
       x86_64)
         clang $flags -c src/tensor/gemm_avx512.c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mf16c -mavx2 -o "$out/gemm_avx512.o"
+        clang $flags -c src/tensor/gemm_amx.c -mamx-tile -mamx-bf16 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512bf16 -mfma -mf16c -mavx2 -o "$out/gemm_amx.o"
         clang $flags -c src/tensor/gemm_avx2.c -mavx2 -mfma -mf16c -o "$out/gemm_avx2.o"
-        extra="$extra $out/gemm_avx512.o $out/gemm_avx2.o" ;;
+        extra="$extra $out/gemm_avx512.o $out/gemm_amx.o $out/gemm_avx2.o" ;;
       aarch64) extra="$extra src/tensor/gemm_neon.c" ;;
     esac
   fi

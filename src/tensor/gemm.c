@@ -143,8 +143,6 @@ static const ld_gemm_kernel *pick_kernel_for(int64_t M, int64_t N, int *emulate_
     return pick(M, N, g_precision == LD_PRECISION_BF16, emulate_bf16);
 }
 
-
-
 const ld_gemm_kernel *ld_gemm_kernel_f32_for(int64_t M, int64_t N) {
     int emulate;
     return pick(M, N, 0, &emulate);
@@ -452,6 +450,8 @@ static int gemm_small(const gemm_args *g, int round) {
 }
 
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+/* What a kernel's k blocks are a multiple of (bf16 pairs: at least 2). */
+static inline int64_t kstep_of(const ld_gemm_kernel *kr) { return kr->kstep > 2 ? kr->kstep : 2; }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* See gemm_kernels.h. */
@@ -518,7 +518,7 @@ void ld_gemm_pack_a_panels(const ld_gemm_kernel *kr, int round, void *dst, size_
     }
     ld_gemm_pack_panels(kr, round, dst, pan, dt, data, base, sk, sx, kc, n, MR, tile, tmp);
     if (!kr->bf16) return;
-    const int64_t done = round_up(kc, 2), dk = round_up(kc, kr->kstep > 2 ? kr->kstep : 2);
+    const int64_t done = round_up(kc, 2), dk = ld_gemm_depth(kr, kc);
     if (dk == done && !kr->relayout_a) return;
     for (int64_t x = 0; x < n; x += MR) {
         char *p = (char *)dst + (x / MR) * pan;
@@ -695,13 +695,13 @@ static void cpu_blocks(const ld_gemm_kernel *kr, int64_t *kc, int64_t *nc) {
  * 702-717 (640 + 640: 646-669); f32 2304-deep 576 x 4096 ran 1024 + 1024 +
  * 256 deep at 215 and 3 x 768 at 233-256, but 2 x 1152 at 201-206. The sums
  * are the same in any blocking. */
-static int64_t balanced_depth(int64_t K, int64_t KC, int bf16, int step) {
+static int64_t balanced_depth(int64_t K, int64_t KC, int bf16, int64_t step) {
     int64_t n = bf16 ? (K + KC / 2) / KC : (K + KC - 1) / KC;
     if (n < 1) n = 1;
-    return round_up((K + n - 1) / n, step > 2 ? step : 2);
+    return round_up((K + n - 1) / n, step);
 }
 
-/* See gemm_packed.h: the kernel ld_gemm would use for M x N and its nominal
+/* See gemm_packed.h: the kernel ld_gemm would use for M x N x K and its nominal
  * depth (ld_gemm evens its k blocks out, balanced_depth, which changes no
  * bits). */
 void ld_gemm_packing_for(ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K) {
@@ -710,7 +710,7 @@ void ld_gemm_packing_for(ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K) {
     pk->round = emulate;
     int64_t kc = pk->kr->kc, nc = pk->kr->nc;
     cpu_blocks(pk->kr, &kc, &nc);
-    pk->kc = round_up(kc, pk->kr->kstep > 2 ? pk->kr->kstep : 2);
+    pk->kc = round_up(kc, kstep_of(pk->kr));
 }
 
 int ld_gemm_packed_ok(int64_t M, int64_t N, int64_t K) {
@@ -748,7 +748,7 @@ static void pack_all_a(const gemm_args *g, const ld_gemm_kernel *kr, int round, 
     for (int64_t t = 0; t < npc * nmb; t++) {
         char *mine = ws->t[omp_get_thread_num()];
         float *tile = (float *)(mine + tile_off), *tmp = tile + tile_floats;
-        const int64_t pc = (t / nmb) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
+        const int64_t pc = (t / nmb) * KC, kc = min64(KC, K - pc), kcp = ld_gemm_depth(kr, kc);
         const int64_t i0 = (t % nmb) * MC;
         char *blk = dst + a_offset(pc / KC, i0 / MC, kcp, nmb, a_bytes, mc_max, esz);
         pack_a_block(g, kr, round, i0, min64(MC, M - i0), pc, kc, blk, (size_t)(kcp * MR * esz), tile, tmp);
@@ -770,7 +770,7 @@ static void pack_all_b(const gemm_args *g, const ld_gemm_kernel *kr, int round, 
     for (int64_t t = 0; t < npc * nchunk; t++) {
         char *mine = ws->t[omp_get_thread_num()];
         float *tile = (float *)(mine + a_bytes + b_bytes), *tmp = tile + tile_floats;
-        const int64_t pc = (t / nchunk) * KC, kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
+        const int64_t pc = (t / nchunk) * KC, kc = min64(KC, K - pc), kcp = ld_gemm_depth(kr, kc);
         const int64_t j0 = (t % nchunk) * per * NR;
         const size_t bpan = (size_t)(kcp * NR * esz);
         pack_b_block(g, kr, round, j0, min64(per * NR, N - j0), pc, kc,
@@ -785,8 +785,8 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     pthread_once(&g_blocks_once, read_blocks);
     int64_t kc_cpu = kr->kc, nc_cpu = kr->nc;
     cpu_blocks(kr, &kc_cpu, &nc_cpu);
-    const int64_t kstep = kr->kstep > 2 ? kr->kstep : 2;
-    const int64_t KC = g_blocks[1] ? round_up(g_blocks[1], kstep) : balanced_depth(K, kc_cpu, kr->bf16, kr->kstep);
+    const int64_t step = kstep_of(kr);
+    const int64_t KC = g_blocks[1] ? round_up(g_blocks[1], step) : balanced_depth(K, kc_cpu, kr->bf16, step);
     const int64_t MC = round_up(g_blocks[0] ? g_blocks[0] : kr->mc, MR);
     const int64_t NCT = round_up(g_blocks[2] ? g_blocks[2] : nc_cpu, NR);
     const int64_t esz = kr->bf16 ? 2 : 4;
@@ -922,7 +922,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
         split_block(walk ? task : task / tn, tm, M, MR, &r0, &r1);
         const int64_t cb0 = walk ? 0 : task % tn, cb1 = walk ? tn : cb0 + 1; /* column blocks */
         for (int64_t pc = 0; pc < K; pc += KC) {
-            const int64_t kc = min64(KC, K - pc), kcp = kr->bf16 ? round_up(kc, 2) : kc;
+            const int64_t kc = min64(KC, K - pc), kcp = ld_gemm_depth(kr, kc);
             const size_t bpan = (size_t)(kcp * NR * esz), apan = (size_t)(kcp * MR * esz);
             const int load = pc > 0 || g->beta != 0.0f, last = pc + KC >= K;
             if (walk && !ashared)

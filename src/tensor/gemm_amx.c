@@ -4,7 +4,8 @@
  * A 32 x 32 tile of C is held in four 16 x 16 f32 tile registers (tmm0-3);
  * per 32 values of k, two tiles of A (rows 0-15 and 16-31, tmm4-5) and two
  * of B (columns 0-15 and 16-31, tmm6-7) feed four TDPBF16PS, each doing
- * 16 x 16 x 32 multiply-adds. B is the common bf16-pair panel (gemm_kernels.h):
+ * 16 x 16 x 32 multiply-adds (the last k block adds the biases to the
+ * stored tile, micro_bias). B is the common bf16-pair panel (gemm_kernels.h):
  * with NR = 32 its pair row p is 128 bytes, and 16 pair rows are a B tile
  * as TDPBF16PS wants it (K/2 rows of 16 column pairs). An A tile wants each
  * row's 32 k contiguous, so after packing, each A panel is turned from
@@ -150,6 +151,29 @@ double ld_gemm_amx_probe(long reps) {
     return (double)reps * 6 * 16 * 16 * 32 * 2;
 }
 
+/* ld_gemm_micro_bias_fn: the tile, then its biases added while its rows
+ * are in L1 (sum, then bn, then bm: bias_rows' order and bits). */
+static void micro_amx_bias(int64_t kc, const void *a, const void *b, float *c, int64_t ldc, int load, const float *bn,
+                           const float *bm) {
+    micro_amx(kc, a, b, c, ldc, load);
+    const __m512 n0 = bn ? _mm512_loadu_ps(bn) : _mm512_setzero_ps(), n1 = bn ? _mm512_loadu_ps(bn + 16) : n0;
+    for (int i = 0; i < AMR; i++) {
+        float *r = c + i * ldc;
+        __m512 r0 = _mm512_loadu_ps(r), r1 = _mm512_loadu_ps(r + 16);
+        if (bn) {
+            r0 = _mm512_add_ps(r0, n0);
+            r1 = _mm512_add_ps(r1, n1);
+        }
+        if (bm) {
+            const __m512 m = _mm512_set1_ps(bm[i]);
+            r0 = _mm512_add_ps(r0, m);
+            r1 = _mm512_add_ps(r1, m);
+        }
+        _mm512_storeu_ps(r, r0);
+        _mm512_storeu_ps(r + 16, r1);
+    }
+}
+
 static ld_gemm_kernel k_amx;
 static pthread_once_t k_once = PTHREAD_ONCE_INIT;
 
@@ -166,7 +190,7 @@ static void make_kernel(void) {
     k_amx.kc = 2048;
     k_amx.nc = 1024;
     k_amx.micro = micro_amx;
-    k_amx.micro_bias = NULL;
+    k_amx.micro_bias = micro_amx_bias;
     k_amx.stack = NULL;
     k_amx.kstep = AK;
     k_amx.relayout_a = relayout_a_amx;

@@ -73,9 +73,7 @@ static void softmax_portable(float *st, int64_t nk, int NR, float *m, float *l, 
  * (LD_PRECISION_BF16); their depth is rounded up to even for the pairs, or
  * to the kernel's kstep (AMX: 32), the rounding zero-padded. */
 static inline int64_t esize(const ld_gemm_kernel *kr) { return kr->bf16 ? 2 : 4; }
-static inline int64_t depth(const ld_gemm_kernel *kr, int64_t k) {
-    return kr->bf16 ? rup(k, kr->kstep > 2 ? kr->kstep : 2) : k;
-}
+static inline int64_t depth(const ld_gemm_kernel *kr, int64_t k) { return ld_gemm_depth(kr, k); }
 
 /* The pad of a bf16-pair B panel of NR columns from depth k (rounded up to
  * even) to depth(kr, k), zeroed (A panels are padded by their packer). */

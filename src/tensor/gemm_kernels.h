@@ -101,6 +101,13 @@ typedef struct {
                                    * (0 for strides it does not handle); NULL: pairs, then relayout_a */
 } ld_gemm_kernel;
 
+/* The packed depth of k values of k for a kernel: k for f32 kernels, for
+ * bf16 ones rounded up to whole pairs or to the kernel's kstep (zero pad). */
+static inline int64_t ld_gemm_depth(const ld_gemm_kernel *kr, int64_t k) {
+    const int64_t step = kr->kstep > 2 ? kr->kstep : 2;
+    return kr->bf16 ? (k + step - 1) / step * step : k;
+}
+
 /* The f32 kernel of the current CPU level (whatever the precision setting),
  * the default one or the one that pads an M x N product least. */
 const ld_gemm_kernel *ld_gemm_kernel_f32(void);

@@ -6,7 +6,7 @@
 
 #include "base/flops.h"
 
-static inline int64_t depth(const ld_gemm_packing *pk, int64_t K) { return pk->kr->bf16 ? (K + 1) / 2 * 2 : K; }
+static inline int64_t depth(const ld_gemm_packing *pk, int64_t K) { return ld_gemm_depth(pk->kr, K); }
 static inline int64_t esize(const ld_gemm_packing *pk) { return pk->kr->bf16 ? 2 : 4; }
 /* Widest panel of the kernel: the scratch tile's row length. */
 static inline int64_t tile_width(const ld_gemm_packing *pk) {
