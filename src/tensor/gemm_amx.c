@@ -131,7 +131,8 @@ static void micro_amx(int64_t kc, const void *a_, const void *b_, float *c, int6
  * latency of several issue slots, and four chains did not fill them. */
 double ld_gemm_amx_probe(long reps) {
     if (!t_configured) configure();
-    _Alignas(64) static const uint16_t ones[16 * 32] = {0};
+    _Alignas(64) uint16_t ones[16 * 32]; /* bf16 1.0: each rep adds 32 to every sum, which stays finite */
+    for (int i = 0; i < 16 * 32; i++) ones[i] = 0x3f80;
     _tile_loadd(6, ones, 64);
     _tile_loadd(7, ones, 64);
     _tile_zero(0);
