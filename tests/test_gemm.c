@@ -647,6 +647,29 @@ static void exec_self(const char *self, const char *arg) {
 
 /* LEANDIFF_CPU really selects the path: re-run this program with it set and
  * "--print-level"; the child prints the level and kernel it ended up with. */
+/* Runs this test as a child with var=value and --print-level; its first line
+ * into buf. 1 when the child exited with 0. */
+static int child_print_level(const char *self, const char *var, const char *value, char *buf, size_t n) {
+    memset(buf, 0, n);
+    int fds[2];
+    if (pipe(fds) != 0) return 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        setenv(var, value, 1);
+        alarm(120); /* survives exec: a hanging child is killed and fails the check */
+        exec_self(self, "--print-level");
+    }
+    close(fds[1]);
+    ssize_t got = 0, r;
+    while (got < (ssize_t)n - 1 && (r = read(fds[0], buf + got, n - 1 - (size_t)got)) > 0) got += r;
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 static void check_env_override(void) {
     const ld_cpu_info *ci = ld_cpu_info_get();
     if (access("/proc/self/exe", X_OK) != 0) {
@@ -656,29 +679,24 @@ static void check_env_override(void) {
     char self[4096];
     if (!self_path(self, sizeof self, "LEANDIFF_CPU child test")) return;
     const char *names[] = {"portable", "avx2", "avx512", "neon", "auto", "bogus"};
+    char buf[128];
     for (int i = 0; i < 6; i++) {
-        int fds[2];
-        if (pipe(fds) != 0) return;
-        pid_t pid = fork();
-        if (pid == 0) {
-            dup2(fds[1], 1);
-            close(fds[0]);
-            setenv("LEANDIFF_CPU", names[i], 1);
-            alarm(120); /* survives exec: a hanging child is killed and fails the check */
-            exec_self(self, "--print-level");
-        }
-        close(fds[1]);
-        char buf[128] = {0};
-        ssize_t got = 0, r;
-        while (got < (ssize_t)sizeof buf - 1 && (r = read(fds[0], buf + got, sizeof buf - 1 - (size_t)got)) > 0) got += r;
-        close(fds[0]);
-        int status = 0;
-        waitpid(pid, &status, 0);
+        const int ok = child_print_level(self, "LEANDIFF_CPU", names[i], buf, sizeof buf);
         ld_cpu_level_t want = expected_level(names[i], ci->best);
         char expect[32];
         snprintf(expect, sizeof expect, "level %s", ld_cpu_level_name(want));
-        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0 && strncmp(buf, expect, strlen(expect)) == 0,
-              "LEANDIFF_CPU=%s: child said '%s', expected '%s'", names[i], buf, expect);
+        CHECK(ok && strncmp(buf, expect, strlen(expect)) == 0, "LEANDIFF_CPU=%s: child said '%s', expected '%s'",
+              names[i], buf, expect);
+    }
+    /* LEANDIFF_AMX=0 turns the tiles off; anything else leaves them as detected */
+    const int amx_best = ci->best == LD_CPU_AVX512 && ci->avx512bf16 && ci->amx_bf16;
+    const char *amx_values[] = {"0", "1"};
+    for (int i = 0; i < 2; i++) {
+        const int ok = child_print_level(self, "LEANDIFF_AMX", amx_values[i], buf, sizeof buf);
+        char expect[16];
+        snprintf(expect, sizeof expect, " amx %d", i == 0 ? 0 : amx_best);
+        CHECK(ok && strstr(buf, expect) != NULL, "LEANDIFF_AMX=%s: child said '%s', expected '%s'", amx_values[i],
+              buf, expect);
     }
 }
 
@@ -717,7 +735,8 @@ static void check_walk_small_blocks(void) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-level") == 0) {
-        printf("level %s kernel %s\n", ld_cpu_level_name(ld_cpu_level()), ld_gemm_kernel_name());
+        printf("level %s kernel %s amx %d\n", ld_cpu_level_name(ld_cpu_level()), ld_gemm_kernel_name(),
+               ld_cpu_has_amx());
         return 0;
     }
     if (argc > 1 && strcmp(argv[1], "--print-cpu") == 0) { /* for tools/cross-test-arm64.sh */
