@@ -29,14 +29,20 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void row(int threads, double seconds) {
+/* Median of 5 runs of a probe (GFLOP/s). */
+static double median5(double (*probe)(int threads, double seconds), int threads, double seconds) {
     double r[5];
-    for (int i = 0; i < 5; i++) r[i] = ld_cpu_peak_gflops(threads, seconds);
+    for (int i = 0; i < 5; i++) r[i] = probe(threads, seconds);
     qsort(r, 5, sizeof r[0], cmp_double);
+    return r[2];
+}
+
+static void row(int threads, double seconds) {
+    const double g = median5(ld_cpu_peak_gflops, threads, seconds);
     ld_cpu_theory t;
     ld_cpu_theory_get(threads, &t);
-    printf("%7d %12.1f %9.2f %5d %5d %14.1f %8.1f%% %12.2f\n", threads, r[2], t.clock_ghz, t.lanes, t.fma_pipes,
-           t.gflops, t.gflops > 0 ? 100 * r[2] / t.gflops : 0, ld_cpu_fma_per_cycle(&t, r[2]));
+    printf("%7d %12.1f %9.2f %5d %5d %14.1f %8.1f%% %12.2f\n", threads, g, t.clock_ghz, t.lanes, t.fma_pipes,
+           t.gflops, t.gflops > 0 ? 100 * g / t.gflops : 0, ld_cpu_fma_per_cycle(&t, g));
 }
 
 /* The AMX bf16 tile unit's probe and limit (tensor/gemm.h), where the CPU
@@ -45,11 +51,9 @@ static void amx_rows(int threads, double seconds) {
     if (!ld_cpu_has_amx()) return;
     printf("amx bf16 tiles: %7s %12s %14s %9s\n", "threads", "probe GFLOP/s", "theory GFLOP/s", "of theory");
     for (int n = 1; n <= threads; n += threads > 1 ? threads - 1 : 1) {
-        double r[5];
-        for (int i = 0; i < 5; i++) r[i] = ld_gemm_amx_peak_gflops(n, seconds);
-        qsort(r, 5, sizeof r[0], cmp_double);
+        const double g = median5(ld_gemm_amx_peak_gflops, n, seconds);
         const double th = ld_gemm_amx_theory_gflops(n, ld_cpu_clock_ghz(n, 0.1));
-        printf("                %7d %12.1f %14.1f %8.1f%%\n", n, r[2], th, th > 0 ? 100 * r[2] / th : 0);
+        printf("                %7d %12.1f %14.1f %8.1f%%\n", n, g, th, th > 0 ? 100 * g / th : 0);
     }
 }
 

@@ -331,19 +331,18 @@ static double probe_round(ld_cpu_level_t level, long reps, float *sink) {
     }
 }
 
-double ld_cpu_peak_gflops(int threads, double seconds) {
+double ld_cpu_run_probe(int threads, double seconds, ld_cpu_probe_fn round) {
     if (threads <= 0) threads = omp_get_num_procs();
     if (seconds <= 0) seconds = 0.1;
-    ld_cpu_level_t level = ld_cpu_level();
     double total_flops = 0, max_elapsed = 0;
     float sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : total_flops, sink) reduction(max : max_elapsed)
     {
         float s = 0;
-        probe_round(level, 1000, &s); /* warm up (clock ramp, AVX-512 licence) */
+        round(1000, &s); /* warm up (clock ramp, AVX-512 licence) */
         double t0 = now_seconds(), t = t0, flops = 0;
         while (t - t0 < seconds) {
-            flops += probe_round(level, 20000, &s);
+            flops += round(20000, &s);
             t = now_seconds();
         }
         total_flops += flops;
@@ -354,3 +353,8 @@ double ld_cpu_peak_gflops(int threads, double seconds) {
     (void)keep;
     return max_elapsed > 0 ? total_flops / max_elapsed * 1e-9 : 0.0;
 }
+
+/* A round of FMA chains with the widest SIMD of the current level. */
+static double fma_round(long reps, float *sink) { return probe_round(ld_cpu_level(), reps, sink); }
+
+double ld_cpu_peak_gflops(int threads, double seconds) { return ld_cpu_run_probe(threads, seconds, fma_round); }

@@ -66,4 +66,12 @@ const char *ld_cpu_level_name(ld_cpu_level_t level);
  * returns total GFLOP/s (one FMA = 2 flops). */
 double ld_cpu_peak_gflops(int threads, double seconds);
 
+/* One round of a throughput probe on the calling thread: reps iterations,
+ * returns the flops done; results that must look used go into *sink. */
+typedef double (*ld_cpu_probe_fn)(long reps, float *sink);
+/* Runs `round` on `threads` OpenMP threads (0 = all) for about `seconds`
+ * after a warm-up round and returns total GFLOP/s (the FMA probe above; the
+ * AMX one of tensor/gemm.h). */
+double ld_cpu_run_probe(int threads, double seconds, ld_cpu_probe_fn round);
+
 #endif

@@ -197,23 +197,7 @@ double ld_gemm_amx_theory_gflops(int threads, double clock_ghz) {
 
 double ld_gemm_amx_peak_gflops(int threads, double seconds) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (!ld_cpu_has_amx()) return 0.0;
-    if (threads <= 0) threads = omp_get_num_procs();
-    if (seconds <= 0) seconds = 0.1;
-    double total = 0, longest = 0;
-    #pragma omp parallel num_threads(threads) reduction(+ : total) reduction(max : longest)
-    {
-        ld_gemm_amx_probe(1000); /* warm up */
-        const double t0 = omp_get_wtime();
-        double t = t0, flops = 0;
-        while (t - t0 < seconds) {
-            flops += ld_gemm_amx_probe(20000);
-            t = omp_get_wtime();
-        }
-        total += flops;
-        longest = t - t0;
-    }
-    return longest > 0 ? total / longest * 1e-9 : 0.0;
+    return ld_cpu_has_amx() ? ld_cpu_run_probe(threads, seconds, ld_gemm_amx_probe) : 0.0;
 #else
     (void)threads;
     (void)seconds;

@@ -159,8 +159,8 @@ const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16_alt(void);
  * use it, never attention or the prepacked products of gemm_packed.h. */
 const ld_gemm_kernel *ld_gemm_kernel_amx_bf16(void);
 /* Flops of reps rounds of six independent TDPBF16PS on this thread (the
- * probe of ld_gemm_amx_peak_gflops). */
-double ld_gemm_amx_probe(long reps);
+ * ld_cpu_probe_fn of ld_gemm_amx_peak_gflops). */
+double ld_gemm_amx_probe(long reps, float *sink);
 const ld_gemm_kernel *ld_gemm_kernel_avx2_f32(void);
 const ld_gemm_kernel *ld_gemm_kernel_neon_f32(void);
 
