@@ -204,8 +204,20 @@ static void test_norms(void) {
                 snprintf(what, sizeof what, "group_norm %s B%lld C%lld HW%lld G%lld affine%d", ld_dtype_name(tw_dtypes[d]),
                          (long long)B, (long long)C, (long long)HW, (long long)G, aff);
                 test_close(what, y, ref, n, TOL);
+                /* fused with SiLU: the bits of the two calls, in place too */
+                float *z = tw_alloc(n), *xs = tw_alloc(n);
+                memcpy(z, y, sizeof(float) * (size_t)n);
+                memcpy(xs, x, sizeof(float) * (size_t)n);
+                ld_silu(z, n);
+                ld_group_norm_silu(y, x, B, C, HW, G, 1e-5f, aff ? &g : NULL, aff ? &b : NULL);
+                CHECK(tw_same(y, z, n), "group_norm_silu differs from group_norm then silu (%s)", what);
+                ld_group_norm_silu(xs, xs, B, C, HW, G, 1e-5f, aff ? &g : NULL, aff ? &b : NULL); /* in place */
+                CHECK(tw_same(xs, z, n), "group_norm_silu in place differs");
+                ld_group_norm(y, x, B, C, HW, G, 1e-5f, aff ? &g : NULL, aff ? &b : NULL);
                 ld_group_norm(x, x, B, C, HW, G, 1e-5f, aff ? &g : NULL, aff ? &b : NULL); /* in place */
                 CHECK(tw_same(x, y, n), "group_norm in place differs");
+                free(z);
+                free(xs);
                 tw_free(&g);
                 tw_free(&b);
                 free(x);

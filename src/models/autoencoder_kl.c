@@ -310,8 +310,7 @@ static ld_status head_forward(ld_ctx *ctx, ld_arena *a, const ld_wb *norm, const
     size_t mark = ld_arena_mark(a);
     float *t;
     LD_ARENA_F32(t, ctx, a, (int64_t)C * H * W);
-    ld_group_norm(t, x, 1, C, (int64_t)H * W, groups, VAE_EPS, &norm->w, &norm->b);
-    ld_silu(t, (int64_t)C * H * W);
+    ld_group_norm_silu(t, x, 1, C, (int64_t)H * W, groups, VAE_EPS, &norm->w, &norm->b);
     ld_conv2d_params p = ld_conv2d_params_make(1, 1);
     ld_conv2d(out, t, 1, C, H, W, &conv->w, &conv->b, &p);
     ld_arena_reset(a, mark);

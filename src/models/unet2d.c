@@ -334,8 +334,7 @@ static ld_status forward(ld_ctx *ctx, ld_unet2d *u, const float *sample, int B, 
     /* 6. out = conv_out(SiLU(conv_norm_out(h))) */
     float *t;
     LD_ARENA_F32(t, ctx, a, (int64_t)B * C * H * W);
-    ld_group_norm(t, h, B, C, (int64_t)H * W, c->groups, c->eps, &u->conv_norm_out.w, &u->conv_norm_out.b);
-    ld_silu(t, (int64_t)B * C * H * W);
+    ld_group_norm_silu(t, h, B, C, (int64_t)H * W, c->groups, c->eps, &u->conv_norm_out.w, &u->conv_norm_out.b);
     ld_conv2d_params pout = ld_conv2d_params_make(1, c->conv_out_kernel / 2);
     ld_conv2d(out, t, B, C, H, W, &u->conv_out.w, &u->conv_out.b, &pout);
     return LD_OK;

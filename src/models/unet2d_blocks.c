@@ -93,8 +93,7 @@ ld_status ld_resnet_forward(ld_ctx *ctx, ld_arena *a, const ld_resnet *r, float 
     LD_ARENA_F32(t, ctx, a, (int64_t)B * r->cin * HW);
 
     /* h = conv1(SiLU(norm1(x))) */
-    ld_group_norm(t, x, B, r->cin, HW, r->groups, r->eps, &r->norm1.w, &r->norm1.b);
-    ld_silu(t, (int64_t)B * r->cin * HW);
+    ld_group_norm_silu(t, x, B, r->cin, HW, r->groups, r->eps, &r->norm1.w, &r->norm1.b);
     ld_conv2d(h, t, B, r->cin, H, W, &r->conv1.w, &r->conv1.b, &p3);
     LD_TRY(ld_check_cancel(ctx, "model forward")); /* a 3x3 conv over a huge image can take a second */
 
@@ -107,8 +106,7 @@ ld_status ld_resnet_forward(ld_ctx *ctx, ld_arena *a, const ld_resnet *r, float 
     }
 
     /* out = conv2(SiLU(norm2(h))) */
-    ld_group_norm(h, h, B, r->cout, HW, r->groups, r->eps, &r->norm2.w, &r->norm2.b);
-    ld_silu(h, (int64_t)B * r->cout * HW);
+    ld_group_norm_silu(h, h, B, r->cout, HW, r->groups, r->eps, &r->norm2.w, &r->norm2.b);
     ld_conv2d(out, h, B, r->cout, H, W, &r->conv2.w, &r->conv2.b, &p3);
     LD_TRY(ld_check_cancel(ctx, "model forward"));
 
@@ -268,8 +266,7 @@ static ld_status attention_layer(ld_ctx *ctx, ld_arena *a, const ld_transformer2
     LD_ARENA_F32(o, ctx, a, N * C);
     LD_TRY(ld_attention_checked(ctx, "U-Net forward", 0, o, C, q, C, k, C, v, C, B, t->heads, Lq, Lk, t->head_dim,
                                 &p));
-    ld_linear(q, o, N, &out->w, opt(&out->b)); /* q is free now: use it for the projection */
-    ld_add(hs, hs, q, N * C);
+    ld_linear_add(hs, o, N, &out->w, opt(&out->b));
     ld_arena_reset(a, mark);
     return LD_OK;
 }
@@ -280,16 +277,14 @@ static ld_status feed_forward(ld_ctx *ctx, ld_arena *a, const ld_transformer2d *
     const int64_t C = t->channels, I = t->ff_inner;
     const int64_t R = N < FF_CHUNK_ROWS ? N : FF_CHUNK_ROWS;
     size_t mark = ld_arena_mark(a);
-    float *proj, *gated, *y;
+    float *proj, *gated;
     LD_ARENA_F32(proj, ctx, a, R * 2 * I);
     LD_ARENA_F32(gated, ctx, a, R * I);
-    LD_ARENA_F32(y, ctx, a, R * C);
     for (int64_t r0 = 0; r0 < N; r0 += R) {
         int64_t rows = N - r0 < R ? N - r0 : R;
         ld_linear(proj, normed + r0 * C, rows, &blk->ff_in.w, &blk->ff_in.b);
         ld_geglu(gated, proj, rows, I);
-        ld_linear(y, gated, rows, &blk->ff_out.w, &blk->ff_out.b);
-        ld_add(hs + r0 * C, hs + r0 * C, y, rows * C);
+        ld_linear_add(hs + r0 * C, gated, rows, &blk->ff_out.w, &blk->ff_out.b);
     }
     ld_arena_reset(a, mark);
     return LD_OK;
@@ -298,7 +293,7 @@ static ld_status feed_forward(ld_ctx *ctx, ld_arena *a, const ld_transformer2d *
 int64_t ld_transformer2d_scratch_floats(const ld_transformer2d *t, int B, int64_t HW, int L) {
     const int64_t C = t->channels, N = (int64_t)B * HW, R = N < FF_CHUNK_ROWS ? N : FF_CHUNK_ROWS;
     const int64_t self = 2 * N * C + 2 * N * C, cross = 2 * N * C + 2 * (int64_t)B * L * C;
-    const int64_t ff = R * (3 * (int64_t)t->ff_inner + C);
+    const int64_t ff = R * 3 * (int64_t)t->ff_inner;
     int64_t layer = self > cross ? self : cross;
     if (ff > layer) layer = ff;
     return 3 * N * C + layer; /* tmp, hs, normed, then the largest layer */
@@ -331,10 +326,10 @@ ld_status ld_transformer2d_forward(ld_ctx *ctx, ld_arena *a, const ld_transforme
         LD_TRY(ld_check_cancel(ctx, "U-Net forward"));
     }
 
-    /* x += proj_out(hs) back in NCHW */
-    ld_linear(normed, hs, N, &t->proj_out.w, &t->proj_out.b);
-    ld_nhwc_to_nchw(tmp, normed, B, C, HW);
-    ld_add(x, x, tmp, N * C);
+    /* x += proj_out(hs), written straight into NCHW */
+    for (int b = 0; b < B; b++)
+        ld_linear_to_channels(x + (int64_t)b * C * HW, 1.0f, hs + (int64_t)b * HW * C, HW, &t->proj_out.w,
+                              &t->proj_out.b);
     ld_arena_reset(a, mark);
     return LD_OK;
 }

@@ -43,6 +43,10 @@ void ld_linear(float *y, const float *x, int64_t M, const ld_tensor *w, const ld
 /* Same with row strides (elements) for y and x. */
 void ld_linear_strided(float *y, int64_t ldy, const float *x, int64_t ldx, int64_t M, const ld_tensor *w,
                        const ld_tensor *b);
+/* y += x w^T + b, the residual add fused into the product (for each
+ * element: y, then the sum over k, then b[n]; one pass over y fewer than
+ * ld_linear and ld_add). */
+void ld_linear_add(float *y, const float *x, int64_t M, const ld_tensor *w, const ld_tensor *b);
 /* The same product written channel-major and added to y: x [M, K] (tokens),
  * y [N, M] = beta * y + (x w^T)^T + b (for each n: beta*y, then the sum over
  * k, then b[n]). Turns attention output tokens straight into a residual
@@ -82,6 +86,10 @@ void ld_conv_transpose2d(float *y, const float *x, int64_t B, int64_t Cin, int64
 /* GroupNorm over NCHW, affine if gamma/beta are given. */
 void ld_group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, int64_t groups, float eps,
                    const ld_tensor *gamma, const ld_tensor *beta);
+/* ld_group_norm then ld_silu, fused (each channel row activated while in
+ * cache); the same bits as the two calls. */
+void ld_group_norm_silu(float *y, const float *x, int64_t B, int64_t C, int64_t HW, int64_t groups, float eps,
+                        const ld_tensor *gamma, const ld_tensor *beta);
 /* LayerNorm over the last dim of [rows, dim]; gamma/beta may be NULL (no affine). */
 void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float eps, const ld_tensor *gamma,
                    const ld_tensor *beta);

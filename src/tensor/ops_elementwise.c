@@ -111,6 +111,14 @@ void ld_linear(float *y, const float *x, int64_t M, const ld_tensor *w, const ld
     ld_linear_strided(y, N, x, K, M, w, b);
 }
 
+void ld_linear_add(float *y, const float *x, int64_t M, const ld_tensor *w, const ld_tensor *b) {
+    int64_t N = w->shape[0];
+    int64_t K = N > 0 ? ld_tensor_numel(w) / N : 0;
+    ld_mat A = ld_mat_f32(x, K, 1);
+    ld_mat Bm = ops_wmat(w, 0, 1, K);
+    ld_gemm(M, N, K, &A, &Bm, y, N, 1.0f, ops_has(b) ? b : NULL, NULL);
+}
+
 void ld_linear_to_channels(float *y, float beta, const float *x, int64_t M, const ld_tensor *w, const ld_tensor *b) {
     int64_t N = w->shape[0];
     int64_t K = N > 0 ? ld_tensor_numel(w) / N : 0;

@@ -20,8 +20,11 @@ static double stats(const ops_vec_kernels *k, const float *x, int64_t n, double 
 /* Pixels handled together by ld_layer_norm_channels (bounded stack scratch). */
 #define LNC_TILE 128
 
-void ld_group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, int64_t groups, float eps,
-                   const ld_tensor *gamma, const ld_tensor *beta) {
+/* GroupNorm, then SiLU on each channel row right after it is written (still
+ * in cache) when silu is set: the same bits as ld_silu afterwards, one pass
+ * over the tensor fewer. */
+static void group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, int64_t groups, float eps,
+                       const ld_tensor *gamma, const ld_tensor *beta, int silu) {
     int64_t cpg = C / groups, n = cpg * HW;
     int affine_g = ops_has(gamma), affine_b = ops_has(beta);
     const ops_vec_kernels *k = ops_vec();
@@ -41,8 +44,19 @@ void ld_group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, i
             float *yp = ys + c * HW;
             #pragma omp simd
             for (int64_t i = 0; i < HW; i++) yp[i] = (xp[i] - m) * a + b;
+            if (silu) ops_act_serial(OPS_ACT_SILU, yp, yp, HW);
         }
     }
+}
+
+void ld_group_norm(float *y, const float *x, int64_t B, int64_t C, int64_t HW, int64_t groups, float eps,
+                   const ld_tensor *gamma, const ld_tensor *beta) {
+    group_norm(y, x, B, C, HW, groups, eps, gamma, beta, 0);
+}
+
+void ld_group_norm_silu(float *y, const float *x, int64_t B, int64_t C, int64_t HW, int64_t groups, float eps,
+                        const ld_tensor *gamma, const ld_tensor *beta) {
+    group_norm(y, x, B, C, HW, groups, eps, gamma, beta, 1);
 }
 
 void ld_layer_norm(float *y, const float *x, int64_t rows, int64_t dim, float eps, const ld_tensor *gamma,
