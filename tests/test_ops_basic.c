@@ -141,6 +141,15 @@ static void test_linear(void) {
                 snprintf(what, sizeof what, "linear %s M%lld K%lld N%lld bias%d", ld_dtype_name(tw_dtypes[d]),
                          (long long)M, (long long)K, (long long)N, with_bias);
                 test_close(what, y, ref, M * N, TOL);
+                /* ld_linear_add: y0 + x w^T + b */
+                for (int64_t i = 0; i < M * N; i++) {
+                    y[i] = 0.25f * (float)(i % 13) - 1.5f;
+                    ref[i] = (float)((double)ref[i] + y[i]);
+                }
+                ld_linear_add(y, x, M, &w, with_bias ? &b : NULL);
+                snprintf(what, sizeof what, "linear_add %s M%lld K%lld N%lld bias%d", ld_dtype_name(tw_dtypes[d]),
+                         (long long)M, (long long)K, (long long)N, with_bias);
+                test_close(what, y, ref, M * N, TOL);
                 tw_free(&w);
                 tw_free(&b);
                 free(x);
