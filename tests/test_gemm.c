@@ -645,8 +645,6 @@ static void exec_self(const char *self, const char *arg) {
     _exit(127);
 }
 
-/* LEANDIFF_CPU really selects the path: re-run this program with it set and
- * "--print-level"; the child prints the level and kernel it ended up with. */
 /* Runs this test as a child with var=value and --print-level; its first line
  * into buf. 1 when the child exited with 0. */
 static int child_print_level(const char *self, const char *var, const char *value, char *buf, size_t n) {
@@ -670,6 +668,9 @@ static int child_print_level(const char *self, const char *var, const char *valu
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+/* LEANDIFF_CPU really selects the path: re-run this program with it set and
+ * "--print-level"; the child prints the level and kernel it ended up with.
+ * The same for LEANDIFF_AMX. */
 static void check_env_override(void) {
     const ld_cpu_info *ci = ld_cpu_info_get();
     if (access("/proc/self/exe", X_OK) != 0) {

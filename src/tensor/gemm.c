@@ -434,8 +434,6 @@ static int gemm_small(const gemm_args *g, int round) {
 }
 
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-/* What a kernel's k blocks are a multiple of (bf16 pairs: at least 2). */
-static inline int64_t kstep_of(const ld_gemm_kernel *kr) { return kr->kstep > 2 ? kr->kstep : 2; }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* See gemm_kernels.h. */
@@ -694,7 +692,7 @@ void ld_gemm_packing_for(ld_gemm_packing *pk, int64_t M, int64_t N, int64_t K) {
     pk->round = emulate;
     int64_t kc = pk->kr->kc, nc = pk->kr->nc;
     cpu_blocks(pk->kr, &kc, &nc);
-    pk->kc = round_up(kc, kstep_of(pk->kr));
+    pk->kc = round_up(kc, ld_gemm_kstep(pk->kr));
 }
 
 int ld_gemm_packed_ok(int64_t M, int64_t N, int64_t K) {
@@ -769,7 +767,7 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
     pthread_once(&g_blocks_once, read_blocks);
     int64_t kc_cpu = kr->kc, nc_cpu = kr->nc;
     cpu_blocks(kr, &kc_cpu, &nc_cpu);
-    const int64_t step = kstep_of(kr);
+    const int64_t step = ld_gemm_kstep(kr);
     const int64_t KC = g_blocks[1] ? round_up(g_blocks[1], step) : balanced_depth(K, kc_cpu, kr->bf16, step);
     const int64_t MC = round_up(g_blocks[0] ? g_blocks[0] : kr->mc, MR);
     const int64_t NCT = round_up(g_blocks[2] ? g_blocks[2] : nc_cpu, NR);

@@ -328,16 +328,20 @@ static int pack_pairs_avx512(uint16_t *dst, const void *data, ld_dtype dt, int64
     return 0;
 }
 
+/* x rounded to the nearest integer (ties to even) for |x| < 2^22, by adding
+ * and subtracting 1.5 * 2^23: two adds on either FMA port, where
+ * vrndscaleps is two uops on one port on Intel cores; the same bits. */
+static inline __m512 round_small512(__m512 x) {
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    return _mm512_sub_ps(_mm512_add_ps(x, magic), magic);
+}
+
 /* exp(x) for x <= 0: x = n ln2 + r, |r| <= ln2/2, Taylor to r^6 (about
- * 1 ulp), times 2^n with vscalefps; x below -87.3 (and -inf) gives exactly 0.
- * n is rounded by adding and subtracting 1.5 * 2^23 (exact for |n| < 2^22,
- * ties to even as vrndscaleps): two adds on either FMA port instead of
- * vrndscaleps, two uops on one port on Intel cores; the same bits. */
+ * 1 ulp), times 2^n with vscalefps; x below -87.3 (and -inf) gives exactly 0. */
 static inline __m512 exp_neg512(__m512 x) {
     const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_GE_OQ);
     x = _mm512_max_ps(x, _mm512_set1_ps(-88.0f));
-    const __m512 magic = _mm512_set1_ps(12582912.0f); /* see exp_bf16_512 */
-    __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), magic), magic);
+    __m512 n = round_small512(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)));
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
     __m512 y = _mm512_set1_ps(1.0f / 720);
@@ -357,8 +361,7 @@ static inline __m512 exp_neg512(__m512 x) {
  * clamped at -160 first, which makes -inf and anything below 2^-150 exactly 0. */
 static inline __m512 exp_bf16_512(__m512 s, __m512 msl) {
     __m512 t = _mm512_max_ps(_mm512_fmsub_ps(s, _mm512_set1_ps(1.44269504088896341f), msl), _mm512_set1_ps(-160.0f));
-    const __m512 magic = _mm512_set1_ps(12582912.0f); /* 1.5 * 2^23: adding it rounds t to an integer */
-    const __m512 n = _mm512_sub_ps(_mm512_add_ps(t, magic), magic);
+    const __m512 n = round_small512(t);
     const __m512 r = _mm512_sub_ps(t, n);
     __m512 y = _mm512_set1_ps(0.00966636837f);
     y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(0.0559219755f));

@@ -101,10 +101,13 @@ typedef struct {
                                    * (0 for strides it does not handle); NULL: pairs, then relayout_a */
 } ld_gemm_kernel;
 
+/* What a kernel's k blocks are a multiple of: its kstep, at least 2 (bf16 pairs). */
+static inline int64_t ld_gemm_kstep(const ld_gemm_kernel *kr) { return kr->kstep > 2 ? kr->kstep : 2; }
+
 /* The packed depth of k values of k for a kernel: k for f32 kernels, for
  * bf16 ones rounded up to whole pairs or to the kernel's kstep (zero pad). */
 static inline int64_t ld_gemm_depth(const ld_gemm_kernel *kr, int64_t k) {
-    const int64_t step = kr->kstep > 2 ? kr->kstep : 2;
+    const int64_t step = ld_gemm_kstep(kr);
     return kr->bf16 ? (k + step - 1) / step * step : k;
 }
 
@@ -155,8 +158,9 @@ const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16(void);
 const ld_gemm_kernel *ld_gemm_kernel_avx512_f32_alt(void);
 const ld_gemm_kernel *ld_gemm_kernel_avx512_bf16_alt(void);
 /* The AMX bf16 kernel (gemm_amx.c): 32 x 32 tiles, A in its own layout
- * (relayout_a), k blocks multiples of 32; only ld_gemm's blocked products
- * use it, never attention or the prepacked products of gemm_packed.h. */
+ * (relayout_a, pack_a), k blocks multiples of 32; chosen by
+ * ld_gemm_kernel_bf16_for for products of depth a multiple of 32 and at
+ * least a tile (ld_gemm, the prepacked products, attention). */
 const ld_gemm_kernel *ld_gemm_kernel_amx_bf16(void);
 /* Flops of reps rounds of six independent TDPBF16PS on this thread (the
  * ld_cpu_probe_fn of ld_gemm_amx_peak_gflops). */
