@@ -106,8 +106,14 @@ static int on_cancel(void *user) {
 }
 
 /* The result hash is written in one EVAL that does nothing when it exists:
- * a job that ran twice (reclaimed from a slow worker) is stored once. */
-static const char *store_script = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
+ * a job that ran twice (reclaimed from a slow worker) is stored once. When
+ * the hash exists and names this worker, the EVAL is a retry after a lost
+ * reply (Redis went away between running it and answering; redis_cmd_argv
+ * sends it again): that is this worker's store, so it returns 1 as well. */
+static const char *store_script = "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
+                                  "  if redis.call('HGET', KEYS[1], 'worker') == ARGV[3] then return 1 end\n"
+                                  "  return 0\n"
+                                  "end\n"
                                   "redis.call('HSET', KEYS[1], unpack(ARGV, 2))\n"
                                   "redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))\n"
                                   "return 1\n";

@@ -113,6 +113,72 @@ class Worker:
             self.proc.wait()
 
 
+class ReplyDropper:
+    """A TCP proxy in front of Redis that loses one reply: the first command
+    whose bytes contain `marker` reaches Redis and runs, then the connection
+    is closed before its answer gets back, as when Redis goes away between
+    running a command and answering it. Everything else passes through."""
+
+    def __init__(self, port, marker):
+        self.upstream, self.marker = port, marker
+        self.fired = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            armed = threading.Event()
+            threading.Thread(target=self._up, args=(client, server, armed), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, armed), daemon=True).start()
+
+    def _up(self, client, server, armed):
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                if not self.fired.is_set() and self.marker in data:
+                    armed.set()  # before Redis can answer
+                server.sendall(data)
+        except OSError:
+            pass
+        self._close(client, server)
+
+    def _down(self, server, client, armed):
+        try:
+            while True:
+                data = server.recv(65536)
+                if not data:
+                    break
+                if armed.is_set() and not self.fired.is_set():
+                    self.fired.set()  # the command ran: its answer is lost
+                    break
+                client.sendall(data)
+        except OSError:
+            pass
+        self._close(client, server)
+
+    @staticmethod
+    def _close(*socks):
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.listener.close()
+
+
 def generate_ref(binary, model, params, seed, out):
     """The image `leandiff generate` makes with a job's parameters: png_decode's tuple."""
     cmd = [binary, "generate", "-m", model, "-p", params["prompt"], "-W", str(params["width"]), "-H",

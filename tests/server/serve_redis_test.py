@@ -283,6 +283,8 @@ def main():
         jobs = srv.json("GET", "/api/v1/jobs")
         check(len(jobs) == n_jobs and all(j["state"] == "done" for j in jobs), "jobs: %r"
               % [(j["id"], j["state"]) for j in jobs])
+        # a worker logs "stored" just after the store the front-end saw: give its line time to arrive
+        wait_until(lambda: "".join(w.text() for w in workers).count(" stored (") >= n_jobs, 30, interval=0.2)
         logs = "".join(w.text() for w in workers)
         for j in jobs:
             n = logs.count("job %s stored (" % j["id"])

@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import check, env_paths, png_decode, wait_until  # noqa: E402
-from queue_util import RedisServer, Worker, generate_ref, skip_without_queue  # noqa: E402
+from queue_util import RedisServer, ReplyDropper, Worker, generate_ref, skip_without_queue  # noqa: E402
 from resp import Resp, RespError  # noqa: E402
 
 BIN, SRC, BUILD = env_paths()
@@ -168,6 +168,29 @@ def main():
         check(r.cmd("EXISTS", "leandiff:worker:" + survivor.name) == 0, "a stopped worker removes its heartbeat")
         r.close()
         log("ok: SIGTERM stops the worker cleanly")
+
+        # The reply to the store is lost (Redis ran it, the connection dropped before the answer): the worker
+        # reconnects and sends it again, finds its own result, and counts it as its store, once.
+        idle.proc.send_signal(signal.SIGTERM)
+        check(idle.proc.wait(120) == 0, "worker exit status on SIGTERM:\n" + idle.text())
+        proxy = ReplyDropper(redis.port, b"redis.call('HSET', KEYS[1]")
+        lossy = Worker(BIN, "wD", model, proxy.port)
+        workers.append(lossy)
+        r = Resp(redis.port)
+        r.cmd("XADD", STREAM, "*", "id", "lostreply", "params",
+              json.dumps({"prompt": "a lost reply", "width": 64, "height": 64, "steps": 2, "seed": 3}))
+        wait_until(lambda: "job lostreply" in lossy.text(), 300, interval=0.2)
+        wait_until(lambda: r.cmd("XPENDING", STREAM, GROUP)[0] == 0, 60)
+        check(proxy.fired.is_set(), "the store's reply was not dropped:\n" + lossy.text())
+        check("lost the connection to Redis" in lossy.text() and lossy.text().count("job lostreply stored (") == 1
+              and "stored by another worker" not in lossy.text(), "lost reply:\n" + lossy.text())
+        check(r.cmd("HGET", "leandiff:result:lostreply", "worker") == b"wD"
+              and r.cmd("HGET", "leandiff:result:lostreply", "status") == b"done", "result of the lost reply")
+        lossy.proc.send_signal(signal.SIGTERM)
+        check(lossy.proc.wait(120) == 0, "worker exit status on SIGTERM:\n" + lossy.text())
+        proxy.close()
+        r.close()
+        log("ok: a store whose reply was lost is sent again and counted once")
     finally:
         for w in workers:
             if w.proc.poll() is None:
