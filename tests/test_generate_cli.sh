@@ -198,6 +198,18 @@ checks=$((checks + 1))
 msg=$("$BIN" info 2>&1); rc=$?
 if [ $rc != 2 ]; then echo "FAIL: info without a file: exit $rc"; fails=$((fails + 1)); else echo "ok   info usage"; fi
 
+# --precision bf16 on a CPU without bf16 products (LEANDIFF_CPU=avx2 hides them on any CPU) is emulated:
+# said once per process (two images here), and never for f32
+checks=$((checks + 1))
+gen_avx2() { LEANDIFF_CPU=avx2 "$BIN" generate -m "$MODEL" -p "a koala" -W 64 -H 64 --steps 2 -q -o "$TMP/p.png" "$@" 2>&1 >/dev/null; }
+e16=$(gen_avx2 --precision bf16 -b 2); e32=$(gen_avx2 --precision f32)
+if [ "$(grep -c 'bf16 is emulated' <<<"$e16")" = 1 ] && ! grep -q emulated <<<"$e32"; then
+    echo "ok   --precision bf16 without bf16 products: one warning that it is emulated, none for f32"
+else
+    echo "FAIL: emulated bf16 warning: bf16 said: $e16 / f32 said: $e32"
+    fails=$((fails + 1))
+fi
+
 rm -rf "$TMP"
 echo "$checks checks, $fails failed"
 [ $fails = 0 ]

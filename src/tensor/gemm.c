@@ -39,7 +39,21 @@
  * parallel regions. */
 static _Thread_local ld_precision g_precision = LD_PRECISION_F32;
 
-void ld_gemm_set_precision(ld_precision p) { g_precision = p; }
+/* Said once per process: bf16 asked for on a CPU without bf16 products, where
+ * pick() emulates it on the f32 kernel (the KOALA U-Net ran 14-22 % slower
+ * than f32 so on a Zen 3-class AVX2 CPU, bench/RESULTS.md). */
+static pthread_once_t g_emulated_once = PTHREAD_ONCE_INIT;
+
+static void say_emulated(void) {
+    ld_log_warn("precision bf16: this CPU (%s path) has no bf16 dot products (AVX512_BF16 or AMX), so bf16 is "
+                "emulated on the f32 kernel: the results of such a CPU, but slower than the default f32",
+                ld_cpu_level_name(ld_cpu_level()));
+}
+
+void ld_gemm_set_precision(ld_precision p) {
+    g_precision = p;
+    if (p == LD_PRECISION_BF16 && !ld_cpu_has_bf16()) pthread_once(&g_emulated_once, say_emulated);
+}
 ld_precision ld_gemm_get_precision(void) { return g_precision; }
 
 static inline float mat_at(const ld_mat *m, int64_t r, int64_t c) {
