@@ -72,7 +72,7 @@ row() {  # name folder component batch
     tail -1 "$tmp/out.txt" | python3 -c '
 import json, sys
 j = json.load(sys.stdin); name = sys.argv[1]
-bf = j["precision"] == "bf16" and "bf16" in j["gemm_kernel"]
+bf = j["precision"] == "bf16" and "bf16" in j["gemm_kernel"] and "emulated" not in j["gemm_kernel"]
 lim = j["theory_gflops"] * (2 if bf else 1); ref = j["ref_peak_gflops"] * (2 if bf else 1)
 b = j["breakdown"]; tot = sum(v["seconds"] for v in b.values()) or 1
 split = ", ".join("%s %.0f%%" % (k, 100 * v["seconds"] / tot) for k, v in b.items() if v["seconds"] > 0)
