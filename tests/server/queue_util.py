@@ -136,35 +136,26 @@ class ReplyDropper:
                 return
             server = socket.create_connection(("127.0.0.1", self.upstream))
             armed = threading.Event()
-            threading.Thread(target=self._up, args=(client, server, armed), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, armed), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, server, armed, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, armed, False), daemon=True).start()
 
-    def _up(self, client, server, armed):
+    def _pump(self, src, dst, armed, to_redis):
+        """Copies src to dst: toward Redis it arms the connection when the marked command passes (before Redis
+        can answer it); back from Redis, once armed, it drops the answer and closes both sides."""
         try:
             while True:
-                data = client.recv(65536)
+                data = src.recv(65536)
                 if not data:
                     break
-                if not self.fired.is_set() and self.marker in data:
-                    armed.set()  # before Redis can answer
-                server.sendall(data)
-        except OSError:
-            pass
-        self._close(client, server)
-
-    def _down(self, server, client, armed):
-        try:
-            while True:
-                data = server.recv(65536)
-                if not data:
-                    break
-                if armed.is_set() and not self.fired.is_set():
+                if to_redis and not self.fired.is_set() and self.marker in data:
+                    armed.set()
+                elif not to_redis and armed.is_set() and not self.fired.is_set():
                     self.fired.set()  # the command ran: its answer is lost
                     break
-                client.sendall(data)
+                dst.sendall(data)
         except OSError:
             pass
-        self._close(client, server)
+        self._close(src, dst)
 
     @staticmethod
     def _close(*socks):
