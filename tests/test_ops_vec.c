@@ -1,7 +1,8 @@
 /* Tests of the ops built on the vector kernels of ops_vec_kernel.h (3x3
  * depthwise rows, channel LayerNorm and its statistics, GroupNorm and
  * LayerNorm statistics, GELU with channel norms, the GRN and concatenation 1x1
- * convolutions, FiLM, the channel-major and from-channels linears)
+ * convolutions, FiLM, the channel-major and from-channels linears, the
+ * GEGLU's one-pass GELU-and-product)
  * against plain loops written here (in double, or the scalar formula where
  * the result must be bitwise the same), on every CPU path this machine has:
  * each path gives the same bits as the portable one, and 1 and 2 threads
@@ -396,8 +397,36 @@ static void test_layer_norm_tokens(void) {
     }
 }
 
+/* ---- GEGLU: the gate's GELU times the value half, in one pass ---- */
+
+static void test_geglu(void) {
+    const int64_t shapes[][2] = {{3, 1}, {2, 15}, {4, 17}, {3, 160}, {2, 1283}}; /* rows, d */
+    for (int s = 0; s < 5; s++) {
+        const int64_t rows = shapes[s][0], d = shapes[s][1];
+        float *x = tw_alloc(rows * 2 * d), *ref = tw_alloc(rows * d), *y = tw_alloc(rows * d);
+        test_fill(x, rows * 2 * d, 60 + s);
+        for (int64_t i = 0; i < rows * 2 * d; i++) x[i] *= 5.0f;
+        /* the unfused ops: ld_gelu_erf of the gate half, then the product in f32 */
+        for (int64_t r = 0; r < rows; r++) {
+            memcpy(ref + r * d, x + r * 2 * d + d, (size_t)d * sizeof(float));
+            ld_gelu_erf(ref + r * d, d);
+            for (int64_t i = 0; i < d; i++) ref[r * d + i] *= x[r * 2 * d + i];
+        }
+        for (path_run r = {0}; next_run(&r);) {
+            for (int64_t i = 0; i < rows * d; i++) y[i] = NAN;
+            ld_geglu(y, x, rows, d);
+            CHECK(tw_same(y, ref, rows * d), "geglu %lldx%lld on %s, %d threads: the bits of gelu, then the product",
+                  (long long)rows, (long long)d, ld_cpu_level_name(r.got), r.threads);
+        }
+        free(x);
+        free(ref);
+        free(y);
+    }
+}
+
 int main(void) {
     test_dw3();
+    test_geglu();
     test_layer_norm_channels();
     test_norm_stats();
     test_grn();

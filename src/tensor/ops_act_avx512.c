@@ -5,8 +5,10 @@
 #include <immintrin.h>
 
 #define ACT_FN act_avx512
+#define ACT_MUL_FN act_mul_avx512
 #define OPS_VBYTES 64
 #define OPS_BCAST(x) _mm512_set1_ps(x)
 #include "tensor/ops_act_kernel.h"
 
 void ops_act_avx512(int kind, float *y, const float *x, int64_t n) { act_avx512(kind, y, x, n); }
+void ops_act_mul_avx512(int kind, float *y, const float *x, const float *m, int64_t n) { act_mul_avx512(kind, y, x, m, n); }

@@ -16,6 +16,7 @@
 #define ACT_BLOCK 4096
 
 #define ACT_FN act_portable
+#define ACT_MUL_FN act_mul_portable
 #define OPS_VBYTES 16
 #define OPS_BCAST(x) ((vf){(x), (x), (x), (x)})
 #include "tensor/ops_act_kernel.h"
@@ -29,6 +30,17 @@ static act_fn pick_act(void) {
     if (level >= LD_CPU_AVX2) return ops_act_avx2;
 #endif
     return act_portable;
+}
+
+typedef void (*act_mul_fn)(int kind, float *y, const float *x, const float *m, int64_t n);
+
+static act_mul_fn pick_act_mul(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    ld_cpu_level_t level = ld_cpu_level();
+    if (level >= LD_CPU_AVX512) return ops_act_mul_avx512;
+    if (level >= LD_CPU_AVX2) return ops_act_mul_avx2;
+#endif
+    return act_mul_portable;
 }
 
 void ops_act_serial(int kind, float *y, const float *x, int64_t n) { pick_act()(kind, y, x, n); }
@@ -84,13 +96,11 @@ void ld_channel_affine(float *x, int64_t B, int64_t C, int64_t HW, const float *
 }
 
 void ld_geglu(float *y, const float *x, int64_t rows, int64_t d) {
-    act_fn f = pick_act();
+    act_mul_fn f = pick_act_mul();
     #pragma omp parallel for schedule(static) if (rows * d > PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const float *h = x + r * 2 * d;
-        float *o = y + r * d;
-        f(OPS_ACT_GELU_ERF, o, h + d, d); /* gelu of the gate half, then times the value half */
-        for (int64_t i = 0; i < d; i++) o[i] *= h[i];
+        f(OPS_ACT_GELU_ERF, y + r * d, h + d, h, d); /* gelu of the gate half times the value half */
     }
 }
 

@@ -77,6 +77,9 @@ enum { OPS_ACT_SILU, OPS_ACT_GELU_ERF, OPS_ACT_GELU_TANH, OPS_ACT_QUICK_GELU, OP
 void ops_act_serial(int kind, float *y, const float *x, int64_t n);
 void ops_act_avx2(int kind, float *y, const float *x, int64_t n);
 void ops_act_avx512(int kind, float *y, const float *x, int64_t n);
+/* y[i] = act(x[i]) * m[i], the same bits as the kernel above and then the product */
+void ops_act_mul_avx2(int kind, float *y, const float *x, const float *m, int64_t n);
+void ops_act_mul_avx512(int kind, float *y, const float *x, const float *m, int64_t n);
 
 /* ---- vector kernels of the non-GEMM ops (ops_vec_kernel.h), one table per
  * instruction set; every table gives the same bits ---- */
