@@ -805,7 +805,18 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
      * its rows of A are packed once per k block instead of once per column
      * block. Enough row blocks (3 per thread, each at least 2 panels) keep
      * the dynamic balancing of the grid. */
-    const int walk = !g->fill && tn >= 2 && !(tm == 1 && tn >= 4);
+    /* A filled B (a convolution's built input) joins the walk only when
+     * all of it is filled once into the shared buffer below (its size
+     * condition), or each row block would fill it again: the pointwise
+     * convolutions of Stage B/C (M = 1152-6144 channels, N = 576-4096
+     * pixels) otherwise split into task rows and columns, and packed their
+     * filters once per column block. */
+    const int64_t nbp = (N + NR - 1) / NR;
+    const int64_t kcmax = round_up(min64(KC, K), 2);
+    const size_t bblk = (size_t)round_up(kcmax * nbp * NR * esz, 64); /* one k block of all of B */
+    const int64_t npc = (K + KC - 1) / KC;
+    const int b_fits = (double)npc * bblk <= 32.0 * (1 << 20);
+    const int walk = (!g->fill || b_fits) && tn >= 2 && !(tm == 1 && tn >= 4);
     if (walk) {
         int64_t want = nt > 1 ? 3 * (int64_t)nt : 1, most = M / (2 * MR);
         if (want > most) want = most;
@@ -815,7 +826,6 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
         }
     }
     const int64_t mc_max = min64(MC, task_m);
-    const int64_t kcmax = round_up(min64(KC, K), 2);
     const size_t a_bytes = (size_t)round_up(kcmax * mc_max * esz, 64); /* keeps the B block 64-byte aligned */
     /* a row walk keeps all MC-row blocks of its rows packed for one k block */
     const size_t a_region = walk ? (size_t)((task_m + MC - 1) / MC) * a_bytes : a_bytes;
@@ -838,15 +848,14 @@ static int gemm_blocked(const gemm_args *g, const ld_gemm_kernel *kr, int round)
      * to 16 MB: the 29.5 MB of a 1280-channel 3x3 convolution (1280 x 4096
      * x 11520, bf16, Zen 5-class) ran at 462-552 GFLOP/s shared and at
      * 588-706 packed by each task. */
-    const int64_t npc = (K + KC - 1) / KC, nmb = (M + MC - 1) / MC, nbp = (N + NR - 1) / NR;
+    const int64_t nmb = (M + MC - 1) / MC;
     /* all of A packed (shared or cached) is laid out in blocks of MC rows
      * from row 0 whatever the tasks: with one row of tasks these are the
      * tasks' own blocks (mc_all = mc_max) */
     const int64_t mc_all = min64(MC, round_up(M, MR));
     const size_t a_all_bytes = (size_t)round_up(kcmax * mc_all * esz, 64);
     const int share_a = tm == 1 && tn >= 4 && (double)npc * nmb * a_bytes <= 16.0 * (1 << 20);
-    const size_t bblk = (size_t)round_up(kcmax * nbp * NR * esz, 64); /* one k block of all of B */
-    const int share_b = tm >= 2 && (double)npc * bblk <= 32.0 * (1 << 20);
+    const int share_b = tm >= 2 && b_fits;
     /* Half-precision weights of a constant mapping are packed once for all
      * products from their second on (gemm_cache.h), A and B. A used to be
      * cached only when all rows were one row of tasks; the pointwise
