@@ -506,8 +506,7 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
     printf("component    %s (%s) in %s\n", o->component, m->cls, m->dir);
     printf("input        %dx%d px, batch %d, %s\n", o->width, o->height, o->batch, m->shape);
     const ld_cpu_info *ci = ld_cpu_info_get();
-    printf("cpu          %s (%s family 0x%x), %d threads, %s path%s, gemm kernel %s, precision %s\n", cpu,
-           ci->vendor[0] ? ci->vendor : "no cpuid", ci->family, o->threads, ld_cpu_level_name(ld_cpu_level()),
+    printf("cpu          %s (%s), %d threads, %s path%s, gemm kernel %s, precision %s\n", cpu, ci->id, o->threads, ld_cpu_level_name(ld_cpu_level()),
            ld_cpu_has_amx() ? " + amx" : "", ld_gemm_kernel_name(), prec);
     printf("runs         %d timed after %d warm-up:", nruns, o->warmup);
     for (int i = 0; i < nruns; i++) printf(" %.3f", rr[i].seconds);
@@ -602,6 +601,7 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
     json_object_set_new(j, "cpu_model", json_string(cpu));
     json_object_set_new(j, "cpu_vendor", json_string(ci->vendor));
     json_object_set_new(j, "cpu_family", json_integer(ci->family));
+    json_object_set_new(j, "cpu_model_id", json_integer(ci->model_id));
     json_object_set_new(j, "cpu_path", json_string(ld_cpu_level_name(ld_cpu_level())));
     json_object_set_new(j, "gemm_kernel", json_string(ld_gemm_kernel_name()));
     json_object_set_new(j, "breakdown", bd);

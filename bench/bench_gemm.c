@@ -280,7 +280,7 @@ int main(int argc, char **argv) {
     const ld_cpu_info *ci = ld_cpu_info_get();
     double core0;
     double peak0 = probe(threads, &core0);
-    printf("cpu: %s, path %s, kernel %s, %d threads\n", ci->model, ld_cpu_level_name(ld_cpu_level()),
+    printf("cpu: %s (%s), path %s, kernel %s, %d threads\n", ci->model, ci->id, ld_cpu_level_name(ld_cpu_level()),
            ld_gemm_kernel_name(), threads);
     printf("FMA probe: %.1f GFLOP/s, %.1f GFLOP per core-second\n", peak0, core0);
     ld_cpu_theory th;

@@ -162,8 +162,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     const ld_cpu_info *ci = ld_cpu_info_get();
-    printf("cpu %s (%s family 0x%x), path %s\n", ci->model, ci->vendor[0] ? ci->vendor : "no cpuid", ci->family,
-           ld_cpu_level_name(ld_cpu_level()));
+    printf("cpu %s (%s), path %s\n", ci->model, ci->id, ld_cpu_level_name(ld_cpu_level()));
     printf("%7s %12s %9s %5s %5s %14s %9s %12s\n", "threads", "probe GFLOP/s", "clock GHz", "lanes", "pipes",
            "theory GFLOP/s", "of theory", "FMA/cycle");
     row(1, seconds);

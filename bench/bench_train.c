@@ -176,8 +176,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     const ld_cpu_info *ci = ld_cpu_info_get();
-    printf("cpu %s (%s family 0x%x), path %s, %d threads, leandiff %s\n", ci->model, ci->vendor, ci->family,
-           ld_cpu_level_name(ld_cpu_level()), threads, ld_version());
+    printf("cpu %s (%s), path %s, %d threads, leandiff %s\n", ci->model, ci->id, ld_cpu_level_name(ld_cpu_level()),
+           threads, ld_version());
     printf("%s step %s %s, %dx%d batch %d, %s: %.2f s (median of %d), %.1f GFLOP, %.1f GFLOP/s, "
            "%.0f%% of the probe peak (%.0f), %.0f%% of the theoretical limit (%.0f)",
            teacher ? "distillation" : "training", unet, lora ? "LoRA" : "full", size, size, batch, bf16 ? "bf16" : "f32", s, runs, gflop, gf,

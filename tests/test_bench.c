@@ -229,6 +229,19 @@ static double clip_flops(const json_t *cfg, double B, double L) {
 /* ---- 2. the CLI ---- */
 
 /* Runs the command and returns the parsed last stdout line (NULL if none); *rc gets the exit status. */
+/* The first "cpu family" and "model" of /proc/cpuinfo (x86 Linux); 0 when absent. */
+static int proc_cpu_ids(int *family, int *model) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return 0;
+    char line[512];
+    while (fgets(line, sizeof line, f) && (*family < 0 || *model < 0)) {
+        if (*family < 0 && sscanf(line, "cpu family : %d", family) == 1) continue;
+        if (*model < 0 && !strncmp(line, "model\t", 6)) sscanf(line, "model : %d", model);
+    }
+    fclose(f);
+    return *family >= 0 && *model >= 0;
+}
+
 static json_t *run_json(const char *cmd, int *rc) {
     FILE *p = popen(cmd, "r");
     if (!p) return NULL;
@@ -279,6 +292,13 @@ static json_t *bench(const char *bin, const char *td, const char *model, const c
     json_object_foreach((json_t *)bd, k, v) if (json_object_get(v, "gflop")) sum += json_number_value(json_object_get(v, "gflop"));
     CHECK(close_rel(sum, g, 1e-6), "%s: breakdown sums to %g, gflop %g", comp, sum, g);
     CHECK(json_is_string(json_object_get(j, "cpu_model")), "%s: cpu_model", comp);
+    int fam = -1, mod = -1;
+    if (proc_cpu_ids(&fam, &mod)) /* x86 Linux: the kernel's own decoding of the same cpuid leaf */
+        CHECK(json_integer_value(json_object_get(j, "cpu_family")) == fam &&
+                  json_integer_value(json_object_get(j, "cpu_model_id")) == mod,
+              "%s: cpu_family %lld, cpu_model_id %lld; /proc/cpuinfo says family %d, model %d", comp,
+              (long long)json_integer_value(json_object_get(j, "cpu_family")),
+              (long long)json_integer_value(json_object_get(j, "cpu_model_id")), fam, mod);
     const json_t *pr = json_object_get(j, "products");
     if (strstr(extra, "--products")) {
         double psum = 0;

@@ -101,6 +101,8 @@ static void detect_x86(ld_cpu_info *ci) {
     }
     if (!__get_cpuid(1, &a, &b, &c, &d)) return;
     ci->family = (int)((a >> 8) & 0xf);
+    ci->model_id = (int)((a >> 4) & 0xf);
+    if (ci->family == 0x6 || ci->family == 0xf) ci->model_id += (int)((a >> 16) & 0xf) << 4;
     if (ci->family == 0xf) ci->family += (int)((a >> 20) & 0xff);
     int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
     int fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
@@ -195,6 +197,10 @@ static void detect(void) {
     ci->best = LD_CPU_NEON;
 #endif
     if (!ci->model[0]) snprintf(ci->model, sizeof ci->model, "unknown");
+    if (ci->vendor[0])
+        snprintf(ci->id, sizeof ci->id, "%s family 0x%x model 0x%x", ci->vendor, ci->family, ci->model_id);
+    else
+        snprintf(ci->id, sizeof ci->id, "no cpuid");
     g_level = ci->best;
     const char *amx = getenv("LEANDIFF_AMX");
     g_amx_on = ci->amx_bf16 && !(amx && !strcmp(amx, "0"));

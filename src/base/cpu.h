@@ -37,6 +37,9 @@ typedef struct {
     char model[128];      /* "AMD EPYC 9654 ..." or "unknown" */
     char vendor[13];      /* x86 cpuid vendor ("AuthenticAMD", "GenuineIntel"), else "" */
     int family;           /* x86 display family (base + extended: 0x19 Zen 3/4, 0x1a Zen 5), else 0 */
+    int model_id;         /* x86 display model (extended << 4 + base for families 6 and 15: 0x8f Sapphire
+                           * Rapids, 0xcf Emerald Rapids, 0x11 Zen 4 EPYC), else 0 */
+    char id[64];          /* "GenuineIntel family 0x6 model 0xcf", or "no cpuid": what results name the CPU by */
 } ld_cpu_info;
 
 const ld_cpu_info *ld_cpu_info_get(void);
