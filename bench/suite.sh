@@ -55,7 +55,8 @@ fma() { OMP_NUM_THREADS=$threads "$tmp/fma_peak"; }
 commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$here" diff --quiet 2>/dev/null || commit="$commit+changes"
 echo "leandiff $commit, $(date -u '+%Y-%m-%d %H:%M UTC'), $threads threads, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+cpuinfo() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
+echo "cpu: $(cpuinfo 'model name') (family $(cpuinfo 'cpu family'), model $(cpuinfo model))"
 echo
 echo "| row | precision | runs (s) | seconds | GFLOP | GFLOP/s | probe | theory | **of theory** | fma_peak.c | of fma_peak.c | peak RSS MB | breakdown |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
