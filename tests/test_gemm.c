@@ -858,6 +858,7 @@ int main(int argc, char **argv) {
     check_conv(9, 10, 12, 11, 3, 1, 1, 1, 0); /* K = 81: bf16 fill in 64-row chunks, odd end */
     check_conv(24, 7, 6, 300, 3, 1, 1, 1, 0); /* few pixels, many channels: several rows of tasks share B */
     check_conv(64, 9, 7, 300, 1, 1, 0, 1, 0); /* pointwise, K = 64: AMX tiles where the CPU has them */
+    check_conv(64, 24, 24, 512, 1, 1, 0, 1, 0); /* pointwise 512 x 576: task rows walk the columns, B filled once */
 
     check_attention(1, 1, 1, 1, 1, 0);
     check_attention(2, 3, 37, 300, 40, 0);

@@ -21,36 +21,30 @@
 #define OPS_BCAST(x) ((vf){(x), (x), (x), (x)})
 #include "tensor/ops_act_kernel.h"
 
-typedef void (*act_fn)(int kind, float *y, const float *x, int64_t n);
+/* The activation kernels of one instruction set: act (ACT_FN) and act times m (ACT_MUL_FN). */
+typedef struct {
+    void (*act)(int kind, float *y, const float *x, int64_t n);
+    void (*mul)(int kind, float *y, const float *x, const float *m, int64_t n);
+} act_kernels;
 
-static act_fn pick_act(void) {
+static act_kernels pick_act(void) {
 #if defined(__x86_64__) || defined(__i386__)
     ld_cpu_level_t level = ld_cpu_level();
-    if (level >= LD_CPU_AVX512) return ops_act_avx512;
-    if (level >= LD_CPU_AVX2) return ops_act_avx2;
+    if (level >= LD_CPU_AVX512) return (act_kernels){ops_act_avx512, ops_act_mul_avx512};
+    if (level >= LD_CPU_AVX2) return (act_kernels){ops_act_avx2, ops_act_mul_avx2};
 #endif
-    return act_portable;
+    return (act_kernels){act_portable, act_mul_portable};
 }
 
-typedef void (*act_mul_fn)(int kind, float *y, const float *x, const float *m, int64_t n);
-
-static act_mul_fn pick_act_mul(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    ld_cpu_level_t level = ld_cpu_level();
-    if (level >= LD_CPU_AVX512) return ops_act_mul_avx512;
-    if (level >= LD_CPU_AVX2) return ops_act_mul_avx2;
-#endif
-    return act_mul_portable;
-}
-
-void ops_act_serial(int kind, float *y, const float *x, int64_t n) { pick_act()(kind, y, x, n); }
+void ops_act_serial(int kind, float *y, const float *x, int64_t n) { pick_act().act(kind, y, x, n); }
 
 /* y = act(x) over blocks of ACT_BLOCK elements split across the threads. */
 static void act_run(int kind, float *y, const float *x, int64_t n) {
-    act_fn f = pick_act();
+    const act_kernels k = pick_act();
     int64_t nb = (n + ACT_BLOCK - 1) / ACT_BLOCK;
     #pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t b = 0; b < nb; b++) f(kind, y + b * ACT_BLOCK, x + b * ACT_BLOCK, ops_min64(ACT_BLOCK, n - b * ACT_BLOCK));
+    for (int64_t b = 0; b < nb; b++)
+        k.act(kind, y + b * ACT_BLOCK, x + b * ACT_BLOCK, ops_min64(ACT_BLOCK, n - b * ACT_BLOCK));
 }
 
 void ld_silu(float *x, int64_t n) { act_run(OPS_ACT_SILU, x, x, n); }
@@ -96,11 +90,11 @@ void ld_channel_affine(float *x, int64_t B, int64_t C, int64_t HW, const float *
 }
 
 void ld_geglu(float *y, const float *x, int64_t rows, int64_t d) {
-    act_mul_fn f = pick_act_mul();
+    const act_kernels k = pick_act();
     #pragma omp parallel for schedule(static) if (rows * d > PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const float *h = x + r * 2 * d;
-        f(OPS_ACT_GELU_ERF, y + r * d, h + d, h, d); /* gelu of the gate half times the value half */
+        k.mul(OPS_ACT_GELU_ERF, y + r * d, h + d, h, d); /* gelu of the gate half times the value half */
     }
 }
 
