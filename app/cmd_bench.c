@@ -506,8 +506,8 @@ static void print_results(const bench_opts *o, const bench_model *m, const run_r
     printf("component    %s (%s) in %s\n", o->component, m->cls, m->dir);
     printf("input        %dx%d px, batch %d, %s\n", o->width, o->height, o->batch, m->shape);
     const ld_cpu_info *ci = ld_cpu_info_get();
-    printf("cpu          %s (%s), %d threads, %s path%s, gemm kernel %s, precision %s\n", cpu, ci->id, o->threads, ld_cpu_level_name(ld_cpu_level()),
-           ld_cpu_has_amx() ? " + amx" : "", ld_gemm_kernel_name(), prec);
+    printf("cpu          %s (%s), %d threads, %s path%s, gemm kernel %s, precision %s\n", cpu, ci->id, o->threads,
+           ld_cpu_level_name(ld_cpu_level()), ld_cpu_has_amx() ? " + amx" : "", ld_gemm_kernel_name(), prec);
     printf("runs         %d timed after %d warm-up:", nruns, o->warmup);
     for (int i = 0; i < nruns; i++) printf(" %.3f", rr[i].seconds);
     printf(" s\n");

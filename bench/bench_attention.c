@@ -92,7 +92,8 @@ int main(int argc, char **argv) {
     double peak = ld_cpu_peak_gflops(threads, 0.5);
     double peak_core = peak * (now() - t0) / (cpu_now() - c0);
     printf("cpu: %s (%s), path %s, %d threads, precision %s%s; FMA probe %.1f GFLOP/s, %.1f per core-second%s\n\n",
-           ld_cpu_info_get()->model, ld_cpu_info_get()->id, ld_cpu_level_name(ld_cpu_level()), threads, bf16 ? "bf16" : "f32",
+           ld_cpu_info_get()->model, ld_cpu_info_get()->id, ld_cpu_level_name(ld_cpu_level()), threads,
+           bf16 ? "bf16" : "f32",
            sliced ? ", sliced (ld_attention_checked)" : train ? ", training forward + backward" : "", peak,
            peak_core, limit_factor > 1 ? " (ratios are to twice these: the bf16 limit)" : "");
     peak *= limit_factor;

@@ -228,7 +228,6 @@ static double clip_flops(const json_t *cfg, double B, double L) {
 
 /* ---- 2. the CLI ---- */
 
-/* Runs the command and returns the parsed last stdout line (NULL if none); *rc gets the exit status. */
 /* The first "cpu family" and "model" of /proc/cpuinfo (x86 Linux); 0 when absent. */
 static int proc_cpu_ids(int *family, int *model) {
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -242,6 +241,7 @@ static int proc_cpu_ids(int *family, int *model) {
     return *family >= 0 && *model >= 0;
 }
 
+/* Runs the command and returns the parsed last stdout line (NULL if none); *rc gets the exit status. */
 static json_t *run_json(const char *cmd, int *rc) {
     FILE *p = popen(cmd, "r");
     if (!p) return NULL;

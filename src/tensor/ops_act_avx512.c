@@ -11,4 +11,6 @@
 #include "tensor/ops_act_kernel.h"
 
 void ops_act_avx512(int kind, float *y, const float *x, int64_t n) { act_avx512(kind, y, x, n); }
-void ops_act_mul_avx512(int kind, float *y, const float *x, const float *m, int64_t n) { act_mul_avx512(kind, y, x, m, n); }
+void ops_act_mul_avx512(int kind, float *y, const float *x, const float *m, int64_t n) {
+    act_mul_avx512(kind, y, x, m, n);
+}
