@@ -101,9 +101,9 @@ typedef struct {
     int vl; /* floats per vector */
     /* x = gelu_erf(x) in place; returns sum of squares of the results (double) */
     double (*gelu_sumsq)(float *x, int64_t n);
-    /* sum of x[i] (mean NULL) or of (x[i] - *mean)^2, in double (the
-     * statistics of GroupNorm and LayerNorm) */
-    double (*sum)(const float *x, int64_t n, const double *mean);
+    /* *s1 = sum of (x[i] - shift), *s2 = sum of (x[i] - shift)^2, in double,
+     * one pass (the statistics of GroupNorm and LayerNorm) */
+    void (*moments)(const float *x, int64_t n, double shift, double *s1, double *s2);
     /* y[i] = g * (x[i] * s) + b + x[i]; y may equal x */
     void (*grn_row)(float *y, const float *x, int64_t n, float g, float s, float b);
     /* y[i] = x[i] * a + b; y may equal x */

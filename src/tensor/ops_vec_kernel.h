@@ -8,7 +8,7 @@
  * order (no fused multiply-add), and the remainders that do not fill a vector
  * go through scalar code doing the same operations, so every path (and every
  * split of the work) gives the same bits. Reductions across elements use a
- * fixed number of partial sums (VEC_LANES; SUM_LANES for vec_sum) whatever
+ * fixed number of partial sums (VEC_LANES) whatever
  * the vector width. */
 #include "tensor/ops_act_kernel.h"
 
@@ -61,37 +61,33 @@ static double vec_gelu_sumsq(float *x, int64_t n) {
     return vec_total16(t);
 }
 
-/* Partial sums of vec_sum: element i goes to partial i % SUM_LANES, the
- * partials are added in a fixed tree. 32 keeps the add chains apart on
- * every width (AVX-512: 4 chains of 8 doubles), so the sum is not bound by
- * the latency of one chain. */
-#define SUM_LANES 32
-#define SUM_NACCH (SUM_LANES / VLH)
-
-/* sum of x[i] (mean NULL) or of (x[i] - *mean)^2, in double */
-static double vec_sum(const float *x, int64_t n, const double *mean) {
-    vdh acc[SUM_NACCH], mv;
-    memset(acc, 0, sizeof acc);
-    for (int l = 0; l < VLH; l++) mv[l] = mean ? *mean : 0.0;
+/* s1 = sum of d, s2 = sum of d^2, d = x[i] - shift, in double, one pass (the
+ * statistics of GroupNorm and LayerNorm, ops_norm.c); element i goes to
+ * partial i % 16 of each sum. On AVX-512 that is two add chains of 8 doubles
+ * per sum, four in all, as many as the converts and products let run; the
+ * two sums' registers fit AVX2's 16. */
+static void vec_moments(const float *x, int64_t n, double shift, double *s1, double *s2) {
+    vdh a1[VEC_NACCH], a2[VEC_NACCH], sv;
+    memset(a1, 0, sizeof a1);
+    memset(a2, 0, sizeof a2);
+    for (int l = 0; l < VLH; l++) sv[l] = shift;
     int64_t i = 0;
-    if (mean)
-        for (; i + SUM_LANES <= n; i += SUM_LANES)
-            for (int a = 0; a < SUM_NACCH; a++) {
-                vdh d = vload_dh(x + i + a * VLH) - mv;
-                acc[a] += d * d;
-            }
-    else
-        for (; i + SUM_LANES <= n; i += SUM_LANES)
-            for (int a = 0; a < SUM_NACCH; a++) acc[a] += vload_dh(x + i + a * VLH);
-    double t[SUM_LANES];
-    memcpy(t, acc, sizeof t);
+    for (; i + VEC_LANES <= n; i += VEC_LANES)
+        for (int a = 0; a < VEC_NACCH; a++) {
+            const vdh d = vload_dh(x + i + a * VLH) - sv;
+            a1[a] += d;
+            a2[a] += d * d;
+        }
+    double t1[VEC_LANES], t2[VEC_LANES];
+    memcpy(t1, a1, sizeof t1);
+    memcpy(t2, a2, sizeof t2);
     for (; i < n; i++) {
-        const double d = mean ? (double)x[i] - *mean : (double)x[i];
-        t[i % SUM_LANES] += mean ? d * d : d;
+        const double d = (double)x[i] - shift;
+        t1[i % VEC_LANES] += d;
+        t2[i % VEC_LANES] += d * d;
     }
-    for (int w = SUM_LANES / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) t[l] = t[2 * l] + t[2 * l + 1];
-    return t[0];
+    *s1 = vec_total16(t1);
+    *s2 = vec_total16(t2);
 }
 
 /* y[i] = g * (x[i] * s) + b + x[i] (GlobalResponseNorm applied to one channel). */
@@ -438,6 +434,6 @@ static void vec_wino4_out(float *const y[4], int64_t w, const float *m, int64_t 
     }
 }
 
-const ops_vec_kernels VEC_TABLE = {VL,           vec_gelu_sumsq, vec_sum,     vec_grn_row,     vec_affine_row,
+const ops_vec_kernels VEC_TABLE = {VL,           vec_gelu_sumsq, vec_moments, vec_grn_row,     vec_affine_row,
                                    vec_chan_sums, vec_norm_row,  vec_dw3_row, {vec_wino_filter, vec_wino_in, vec_wino_out},
                                    {vec_wino4_filter, vec_wino4_in, vec_wino4_out}};
