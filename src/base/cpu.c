@@ -197,8 +197,9 @@ static void detect(void) {
     ci->best = LD_CPU_NEON;
 #endif
     if (!ci->model[0]) snprintf(ci->model, sizeof ci->model, "unknown");
-    if (ci->vendor[0])
-        snprintf(ci->id, sizeof ci->id, "%s family 0x%x model 0x%x", ci->vendor, ci->family, ci->model_id);
+    if (ci->vendor[0]) /* bounded: 12 letters, 6 + 2 hex digits and the words, under 64 */
+        snprintf(ci->id, sizeof ci->id, "%.12s family 0x%x model 0x%x", ci->vendor, (unsigned)ci->family & 0xffffffu,
+                 (unsigned)ci->model_id & 0xffu);
     else
         snprintf(ci->id, sizeof ci->id, "no cpuid");
     g_level = ci->best;
